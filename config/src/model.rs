@@ -1,0 +1,236 @@
+//! The validated configuration model: what every front-end (TOML today,
+//! keepalived.conf later) produces and what the daemon is built from. A value of
+//! these types has passed every check in `validate`, so consumers need not
+//! re-check ranges.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::error::Loc;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Model {
+    /// The VRRP instances, in file order. Never empty.
+    pub vrrp_instances: Vec<VrrpInstance>,
+}
+
+/// One VRRP virtual router (keepalived's `vrrp_instance`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpInstance {
+    /// Unique instance name.
+    pub name: String,
+    /// Interface the adverts are sent and received on.
+    pub interface: String,
+    /// Virtual router identifier, 1..=255.
+    pub virtual_router_id: u8,
+    /// Priority, 1..=255; 255 means this router owns the virtual addresses.
+    pub priority: u8,
+    /// Advertisement interval in centiseconds: a multiple of 100 in 100..=25500
+    /// for version 2, 1..=4095 for version 3.
+    pub advert_int_centis: u16,
+    /// Protocol version.
+    pub version: VrrpVersion,
+    /// Address family of every virtual address (and of the unicast addresses).
+    pub family: AddressFamily,
+    /// The virtual addresses, in file order; non-empty, all of `family`, no duplicates.
+    pub virtual_ipaddress: Vec<VirtualAddress>,
+    /// Whether a higher-priority backup takes over from a lower-priority master
+    /// (keepalived's `nopreempt` inverted). Always true when `priority` is 255.
+    pub preempt: bool,
+    /// Seconds to wait after start-up before preempting, 0..=1000.
+    pub preempt_delay_secs: u16,
+    /// Whether the master accepts packets addressed to the virtual addresses
+    /// it does not own (RFC 5798 Accept_Mode).
+    pub accept: bool,
+    /// Source address for unicast adverts; `None` = the interface's primary address.
+    pub unicast_src_ip: Option<IpAddr>,
+    /// Peers for unicast adverts; empty = multicast.
+    pub unicast_peer: Vec<IpAddr>,
+    /// Seconds after becoming master before the second burst of gratuitous
+    /// ARPs / unsolicited NAs; 0 = no second burst.
+    pub garp_master_delay_secs: u32,
+    /// Gratuitous ARPs / NAs per burst, at least 1.
+    pub garp_master_repeat: u32,
+    /// Seconds between periodic refresh bursts while master; 0 = off.
+    pub garp_master_refresh_secs: u32,
+    /// Milliseconds between the gratuitous ARPs / NAs of one burst.
+    pub garp_interval_millis: u32,
+    /// Version 2 simple-password authentication; always `None` for version 3.
+    pub authentication: Option<Authentication>,
+    /// Where the instance's table starts in the configuration file.
+    pub loc: Loc,
+}
+
+/// VRRP protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VrrpVersion {
+    /// RFC 3768: IPv4 only, advert interval in whole seconds, optional password.
+    V2,
+    /// RFC 5798: IPv4 and IPv6, advert interval in centiseconds, no authentication.
+    V3,
+}
+
+/// IP address family of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressFamily {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl AddressFamily {
+    /// The family of `addr`.
+    pub fn of(addr: &IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => AddressFamily::Ipv4,
+            IpAddr::V6(_) => AddressFamily::Ipv6,
+        }
+    }
+
+    /// The longest prefix length of the family (32 or 128).
+    pub fn max_prefix_len(self) -> u8 {
+        match self {
+            AddressFamily::Ipv4 => 32,
+            AddressFamily::Ipv6 => 128,
+        }
+    }
+}
+
+impl fmt::Display for AddressFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressFamily::Ipv4 => "IPv4",
+            AddressFamily::Ipv6 => "IPv6",
+        })
+    }
+}
+
+/// A virtual address with the prefix length it is added with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VirtualAddress {
+    /// The address.
+    pub addr: IpAddr,
+    /// Prefix length, at most 32 (IPv4) or 128 (IPv6).
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for VirtualAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Why a string is not a virtual address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtualAddressError {
+    /// The part before `/` is not an IP address.
+    BadAddress,
+    /// The part after `/` is not a number in range for the family.
+    BadPrefixLen {
+        /// The family of the address, which sets the range.
+        family: AddressFamily,
+    },
+}
+
+impl fmt::Display for VirtualAddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VirtualAddressError::BadAddress => f.write_str(
+                "not an IP address; write ADDRESS or ADDRESS/PREFIX, e.g. \"192.0.2.10/24\" or \"2001:db8::10/64\"",
+            ),
+            VirtualAddressError::BadPrefixLen { family } => write!(
+                f,
+                "the prefix length of an {family} address must be 0..={}",
+                family.max_prefix_len()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for VirtualAddressError {}
+
+impl FromStr for VirtualAddress {
+    type Err = VirtualAddressError;
+
+    /// Parses `ADDRESS` or `ADDRESS/PREFIX`; without a prefix the address is a
+    /// host address (/32 or /128), as keepalived does.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| VirtualAddressError::BadAddress)?;
+        let family = AddressFamily::of(&addr);
+        let prefix_len = match prefix {
+            None => family.max_prefix_len(),
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&len| len <= family.max_prefix_len() && !p.starts_with('+'))
+                .ok_or(VirtualAddressError::BadPrefixLen { family })?,
+        };
+        Ok(VirtualAddress { addr, prefix_len })
+    }
+}
+
+/// VRRP version 2 authentication.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Authentication {
+    /// Simple text password (RFC 2338 §5.3.6), 1..=8 bytes.
+    Pass(String),
+}
+
+/// Keeps the password out of logs.
+impl fmt::Debug for Authentication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Authentication::Pass(_) => f.write_str("Pass(<redacted>)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_address_without_prefix_is_a_host_address() {
+        let v4: VirtualAddress = "192.0.2.10".parse().unwrap();
+        assert_eq!(v4.to_string(), "192.0.2.10/32");
+        let v6: VirtualAddress = "2001:db8::10".parse().unwrap();
+        assert_eq!(v6.to_string(), "2001:db8::10/128");
+    }
+
+    #[test]
+    fn virtual_address_prefix_must_fit_the_family() {
+        assert_eq!(
+            "192.0.2.10/24"
+                .parse::<VirtualAddress>()
+                .unwrap()
+                .prefix_len,
+            24
+        );
+        assert_eq!(
+            "192.0.2.10/33".parse::<VirtualAddress>(),
+            Err(VirtualAddressError::BadPrefixLen {
+                family: AddressFamily::Ipv4
+            })
+        );
+        assert!("2001:db8::1/128".parse::<VirtualAddress>().is_ok());
+        assert!("2001:db8::1/129".parse::<VirtualAddress>().is_err());
+        assert!("192.0.2.10/+8".parse::<VirtualAddress>().is_err());
+        assert_eq!(
+            "192.0.2.300".parse::<VirtualAddress>(),
+            Err(VirtualAddressError::BadAddress)
+        );
+    }
+
+    #[test]
+    fn authentication_debug_hides_the_password() {
+        let auth = Authentication::Pass("secret".into());
+        assert_eq!(format!("{auth:?}"), "Pass(<redacted>)");
+    }
+}

@@ -1,0 +1,397 @@
+//! The TOML front-end: parses the text with span preservation and walks the
+//! tables by hand, so that every unknown key and every wrongly typed value is
+//! reported (with its line:col), not just the first. Produces a [`Draft`];
+//! ranges and cross-field rules are `validate`'s job.
+
+use std::sync::Arc;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::draft::{AuthDraft, Draft, InstanceDraft, Located};
+use crate::error::{ConfigError, LineIndex};
+
+/// Keys accepted at the top level of the file.
+const TOP_KEYS: &[&str] = &["global_defs", "vrrp_instance"];
+/// Keys accepted in `[global_defs]`.
+const GLOBAL_KEYS: &[&str] = &["vrrp_version"];
+/// Keys accepted in each `[[vrrp_instance]]`, in the order the docs list them.
+const INSTANCE_KEYS: &[&str] = &[
+    "name",
+    "interface",
+    "virtual_router_id",
+    "priority",
+    "advert_int",
+    "version",
+    "virtual_ipaddress",
+    "nopreempt",
+    "preempt_delay",
+    "accept",
+    "unicast_src_ip",
+    "unicast_peer",
+    "garp_master_delay",
+    "garp_master_repeat",
+    "garp_master_refresh",
+    "garp_interval",
+    "authentication",
+];
+/// Keys accepted in an instance's `authentication` table.
+const AUTH_KEYS: &[&str] = &["auth_type", "auth_pass"];
+
+/// Parses `text` into a [`Draft`] plus every shape error found (unknown keys,
+/// wrong types). A TOML syntax error stops here: it is returned alone.
+pub(crate) fn read(text: &str, file: Arc<str>) -> Result<(Draft, Vec<ConfigError>), ConfigError> {
+    let index = LineIndex::new(file.clone(), text);
+    let document = DeTable::parse(text).map_err(|e| {
+        let message = format!("TOML syntax error: {}", e.message());
+        match e.span() {
+            Some(span) => ConfigError::at(&index.loc(span.start), message),
+            None => ConfigError::whole_file(&file, message),
+        }
+    })?;
+    let mut reader = Reader {
+        text,
+        index,
+        errors: Vec::new(),
+    };
+    let draft = reader.document(document.get_ref());
+    Ok((draft, reader.errors))
+}
+
+/// Walks a parsed document, collecting errors.
+struct Reader<'a> {
+    text: &'a str,
+    index: LineIndex<'a>,
+    errors: Vec<ConfigError>,
+}
+
+/// What a value of each kind looks like, for "expected ..." messages.
+#[derive(Clone, Copy)]
+enum Expected {
+    String,
+    Integer,
+    Seconds,
+    Boolean,
+    StringArray,
+    Table,
+    TableArray,
+}
+
+impl Expected {
+    fn describe(self) -> &'static str {
+        match self {
+            Expected::String => "a string",
+            Expected::Integer => "an integer",
+            Expected::Seconds => "a number of seconds (integer or decimal)",
+            Expected::Boolean => "true or false",
+            Expected::StringArray => "an array of strings",
+            Expected::Table => "a table",
+            Expected::TableArray => "an array of tables",
+        }
+    }
+}
+
+impl Reader<'_> {
+    fn document(&mut self, table: &DeTable<'_>) -> Draft {
+        let mut draft = Draft {
+            file: self.index.file().clone(),
+            default_version: None,
+            instances: Vec::new(),
+        };
+        for (key, value) in table {
+            match self.known_key(key, "the top level", TOP_KEYS) {
+                Some("global_defs") => {
+                    if let Some(globals) = self.table("global_defs", value) {
+                        draft.default_version = self.global_defs(globals);
+                    }
+                }
+                Some(_) => draft.instances = self.instances(value),
+                None => {}
+            }
+        }
+        draft
+    }
+
+    fn global_defs(&mut self, table: &DeTable<'_>) -> Option<Located<i64>> {
+        let mut version = None;
+        for (key, value) in table {
+            if self.known_key(key, "[global_defs]", GLOBAL_KEYS).is_some() {
+                version = self.integer("vrrp_version", value);
+            }
+        }
+        version
+    }
+
+    fn instances(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<InstanceDraft> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            DeValue::Table(_) => {
+                self.error(
+                    value,
+                    "vrrp_instance must be an array of tables: write the header as \
+                     [[vrrp_instance]] (double brackets), once per instance",
+                );
+                return Vec::new();
+            }
+            _ => {
+                self.type_error::<()>("vrrp_instance", value, Expected::TableArray);
+                return Vec::new();
+            }
+        };
+        items
+            .iter()
+            .filter_map(|item| {
+                let table = self.table("vrrp_instance", item)?;
+                Some(self.instance(table, item))
+            })
+            .collect()
+    }
+
+    fn instance(&mut self, table: &DeTable<'_>, at: &Spanned<DeValue<'_>>) -> InstanceDraft {
+        let mut draft = InstanceDraft::new(self.index.loc(at.span().start));
+        for (key, value) in table {
+            let Some(name) = self.known_key(key, "[[vrrp_instance]]", INSTANCE_KEYS) else {
+                continue;
+            };
+            draft.present.push(name);
+            match name {
+                "name" => draft.name = self.string(name, value),
+                "interface" => draft.interface = self.string(name, value),
+                "virtual_router_id" => draft.virtual_router_id = self.integer(name, value),
+                "priority" => draft.priority = self.integer(name, value),
+                "advert_int" => draft.advert_int = self.seconds(name, value),
+                "version" => draft.version = self.integer(name, value),
+                "virtual_ipaddress" => draft.virtual_ipaddress = self.string_array(name, value),
+                "nopreempt" => draft.nopreempt = self.boolean(name, value),
+                "preempt_delay" => draft.preempt_delay = self.seconds(name, value),
+                "accept" => draft.accept = self.boolean(name, value),
+                "unicast_src_ip" => draft.unicast_src_ip = self.string(name, value),
+                "unicast_peer" => draft.unicast_peer = self.string_array(name, value),
+                "garp_master_delay" => draft.garp_master_delay = self.seconds(name, value),
+                "garp_master_repeat" => draft.garp_master_repeat = self.integer(name, value),
+                "garp_master_refresh" => draft.garp_master_refresh = self.seconds(name, value),
+                "garp_interval" => draft.garp_interval = self.seconds(name, value),
+                "authentication" => draft.authentication = self.authentication(value),
+                other => unreachable!("INSTANCE_KEYS entry {other} has no reader"),
+            }
+        }
+        draft
+    }
+
+    fn authentication(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Located<AuthDraft>> {
+        let table = self.table("authentication", value)?;
+        let mut auth = AuthDraft::default();
+        for (key, value) in table {
+            let Some(name) = self.known_key(key, "authentication", AUTH_KEYS) else {
+                continue;
+            };
+            auth.present.push(name);
+            match name {
+                "auth_type" => auth.auth_type = self.string(name, value),
+                _ => auth.auth_pass = self.string(name, value),
+            }
+        }
+        Some(self.located(auth, value))
+    }
+
+    /// Returns the accepted spelling of `key`, or reports it as unknown in `place`.
+    fn known_key(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        place: &str,
+        accepted: &[&'static str],
+    ) -> Option<&'static str> {
+        let name = key.get_ref().as_ref();
+        if let Some(&known) = accepted.iter().find(|&&k| k == name) {
+            return Some(known);
+        }
+        let suggestion = accepted
+            .iter()
+            .filter(|&&k| edit_distance(k, name) <= 2)
+            .min_by_key(|&&k| edit_distance(k, name))
+            .map(|k| format!("did you mean `{k}`? "))
+            .unwrap_or_default();
+        let message = format!(
+            "unknown key `{name}` in {place}; {suggestion}accepted keys: {}",
+            accepted.join(", ")
+        );
+        self.errors
+            .push(ConfigError::at(&self.index.loc(key.span().start), message));
+        None
+    }
+
+    fn string(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Located<String>> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(self.located(s.to_string(), value)),
+            _ => self.type_error(key, value, Expected::String),
+        }
+    }
+
+    fn integer(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Located<i64>> {
+        match value.get_ref() {
+            DeValue::Integer(n) => match i64::from_str_radix(n.as_str(), n.radix()) {
+                Ok(n) => Some(self.located(n, value)),
+                Err(_) => {
+                    let message = format!("{}: integer too large", self.snippet(key, value));
+                    self.error(value, message);
+                    None
+                }
+            },
+            _ => self.type_error(key, value, Expected::Integer),
+        }
+    }
+
+    /// A duration in seconds, written as an integer or a float (as keepalived does).
+    fn seconds(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Located<f64>> {
+        let seconds = match value.get_ref() {
+            DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
+                .ok()
+                .map(|n| n as f64),
+            DeValue::Float(x) => x.as_str().replace('_', "").parse::<f64>().ok(),
+            _ => return self.type_error(key, value, Expected::Seconds),
+        };
+        match seconds.filter(|s| s.is_finite()) {
+            Some(s) => Some(self.located(s, value)),
+            None => {
+                let message = format!(
+                    "{}: must be a finite number of seconds",
+                    self.snippet(key, value)
+                );
+                self.error(value, message);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, value: &Spanned<DeValue<'_>>) -> Option<Located<bool>> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(self.located(*b, value)),
+            _ => self.type_error(key, value, Expected::Boolean),
+        }
+    }
+
+    /// An array of strings; every non-string element is reported.
+    fn string_array(
+        &mut self,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<Located<Vec<Located<String>>>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            return self.type_error(key, value, Expected::StringArray);
+        };
+        let mut strings = Vec::with_capacity(items.len());
+        let mut all_strings = true;
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => strings.push(self.located(s.to_string(), item)),
+                other => {
+                    all_strings = false;
+                    let message = format!(
+                        "{}: every element must be a string, found {} `{}`",
+                        key,
+                        article(other.type_str()),
+                        self.source_text(item)
+                    );
+                    self.error(item, message);
+                }
+            }
+        }
+        all_strings.then(|| self.located(strings, value))
+    }
+
+    fn table<'v, 'i>(
+        &mut self,
+        key: &str,
+        value: &'v Spanned<DeValue<'i>>,
+    ) -> Option<&'v DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) => Some(table),
+            _ => self.type_error(key, value, Expected::Table),
+        }
+    }
+
+    /// Reports `key = value` as having the wrong type. Always returns `None`.
+    fn type_error<T>(
+        &mut self,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+        expected: Expected,
+    ) -> Option<T> {
+        let message = format!(
+            "{}: expected {}, found {}",
+            self.snippet(key, value),
+            expected.describe(),
+            article(value.get_ref().type_str())
+        );
+        self.error(value, message);
+        None
+    }
+
+    fn error<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        let loc = self.index.loc(at.span().start);
+        self.errors.push(ConfigError::at(&loc, message));
+    }
+
+    fn located<T, U>(&self, value: T, at: &Spanned<U>) -> Located<T> {
+        Located {
+            value,
+            loc: self.index.loc(at.span().start),
+        }
+    }
+
+    /// `key = <the value as written>`, for messages.
+    fn snippet<T>(&self, key: &str, value: &Spanned<T>) -> String {
+        format!("{key} = {}", self.source_text(value))
+    }
+
+    /// The value as written in the file, shortened to one line of at most 40 characters.
+    fn source_text<T>(&self, value: &Spanned<T>) -> String {
+        let written = self.text.get(value.span()).unwrap_or("").trim();
+        let first_line = written.lines().next().unwrap_or("");
+        if first_line.chars().count() > 40 || first_line.len() < written.len() {
+            let short: String = first_line.chars().take(40).collect();
+            format!("{short}…")
+        } else {
+            first_line.to_owned()
+        }
+    }
+}
+
+/// "a string", "an integer", ... for a TOML type name.
+fn article(type_name: &str) -> String {
+    let article = if type_name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {type_name}")
+}
+
+/// Levenshtein distance, for "did you mean" suggestions on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("priority", "priority"), 0);
+        assert_eq!(edit_distance("priority", "prioity"), 1);
+        assert_eq!(edit_distance("priority", "prority"), 1);
+        assert_eq!(edit_distance("accept", "acept"), 1);
+        assert_eq!(edit_distance("name", "vrid"), 4);
+    }
+}

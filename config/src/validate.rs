@@ -1,0 +1,597 @@
+//! Semantic validation: turns a front-end's [`Draft`] into a [`Model`], checking
+//! every range and cross-field rule and collecting every violation, each at the
+//! place it was written. This is the one place the rules live, whichever
+//! front-end read the file.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::draft::{AuthDraft, Draft, InstanceDraft, Located};
+use crate::error::{ConfigError, ConfigErrors, Loc};
+use crate::model::{
+    AddressFamily, Authentication, Model, VirtualAddress, VrrpInstance, VrrpVersion,
+};
+
+/// keepalived's default advert interval, in seconds.
+const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
+/// keepalived's default `garp_master_delay`, in seconds.
+const DEFAULT_GARP_MASTER_DELAY_SECS: u32 = 5;
+/// keepalived's default `garp_master_repeat`.
+const DEFAULT_GARP_MASTER_REPEAT: u32 = 5;
+/// Longest `preempt_delay` keepalived accepts, in seconds.
+const MAX_PREEMPT_DELAY_SECS: u64 = 1000;
+/// RFC 2338 §5.3.10: the simple-text password fills an 8-byte field.
+const MAX_AUTH_PASS_BYTES: usize = 8;
+/// Linux IFNAMSIZ minus the terminating NUL.
+const MAX_INTERFACE_NAME_BYTES: usize = 15;
+
+/// Validates `draft`; `errors` are the front-end's errors, which are reported
+/// together with the ones found here.
+pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Model, ConfigErrors> {
+    let default_version = draft
+        .default_version
+        .as_ref()
+        .and_then(|v| version(&mut errors, "vrrp_version", v));
+    if draft.instances.is_empty() {
+        errors.push(ConfigError::whole_file(
+            &draft.file,
+            "no vrrp_instance is defined; add at least one [[vrrp_instance]] table",
+        ));
+    }
+    let mut seen = Seen::default();
+    let instances: Vec<Option<VrrpInstance>> = draft
+        .instances
+        .iter()
+        .map(|d| instance(&mut errors, &mut seen, d, default_version))
+        .collect();
+    if errors.is_empty() {
+        let vrrp_instances = instances.into_iter().flatten().collect();
+        Ok(Model { vrrp_instances })
+    } else {
+        Err(ConfigErrors::sorted(errors))
+    }
+}
+
+/// What earlier instances already claimed, for the uniqueness rules.
+#[derive(Default)]
+struct Seen {
+    /// Instance name → where the instance starts.
+    names: HashMap<String, Loc>,
+    /// (interface, VRID, family) → name and start of the instance that has it.
+    routers: HashMap<(String, u8, AddressFamily), (String, Loc)>,
+}
+
+fn push(errors: &mut Vec<ConfigError>, loc: &Loc, message: impl Into<String>) {
+    errors.push(ConfigError::at(loc, message));
+}
+
+/// Validates one instance; `None` if anything about it is wrong (all reported).
+fn instance(
+    errors: &mut Vec<ConfigError>,
+    seen: &mut Seen,
+    d: &InstanceDraft,
+    default_version: Option<VrrpVersion>,
+) -> Option<VrrpInstance> {
+    let errors_before = errors.len();
+    let title = match &d.name {
+        Some(name) => format!("vrrp_instance {:?}", name.value),
+        None => "this vrrp_instance".to_owned(),
+    };
+    for (key, example) in [
+        ("name", "name = \"VI_1\""),
+        ("interface", "interface = \"eth0\""),
+        ("virtual_router_id", "virtual_router_id = 51"),
+        ("priority", "priority = 100"),
+        (
+            "virtual_ipaddress",
+            "virtual_ipaddress = [\"192.0.2.10/24\"]",
+        ),
+    ] {
+        if !d.present.contains(&key) {
+            push(
+                errors,
+                &d.loc,
+                format!("{title} is missing `{key}`; add e.g. `{example}`"),
+            );
+        }
+    }
+
+    let name = d.name.as_ref().and_then(|name| {
+        if name.value.is_empty() {
+            push(errors, &name.loc, "name = \"\": give the instance a non-empty name");
+            return None;
+        }
+        if let Some(first) = seen.names.get(&name.value) {
+            push(
+                errors,
+                &name.loc,
+                format!(
+                    "name = {:?}: already used by the vrrp_instance at {first}; give each instance its own name",
+                    name.value
+                ),
+            );
+        } else {
+            seen.names.insert(name.value.clone(), d.loc.clone());
+        }
+        Some(name.value.clone())
+    });
+
+    let interface = d.interface.as_ref().and_then(|ifname| {
+        let valid = !ifname.value.is_empty()
+            && ifname.value.len() <= MAX_INTERFACE_NAME_BYTES
+            && !ifname.value.contains(|c: char| c == '/' || c.is_whitespace());
+        if !valid {
+            push(
+                errors,
+                &ifname.loc,
+                format!(
+                    "interface = {:?}: not a Linux interface name; use 1..={MAX_INTERFACE_NAME_BYTES} bytes without spaces or '/'",
+                    ifname.value
+                ),
+            );
+        }
+        valid.then(|| ifname.value.clone())
+    });
+
+    let virtual_router_id = d.virtual_router_id.as_ref().and_then(|vrid| {
+        let n = in_range(
+            errors,
+            "virtual_router_id",
+            vrid,
+            1..=255,
+            "must be 1..=255, the same on every router of this virtual router",
+        )?;
+        Some((n as u8, &vrid.loc))
+    });
+
+    let priority = d.priority.as_ref().and_then(|p| {
+        let priority = in_range(
+            errors,
+            "priority",
+            p,
+            1..=255,
+            "must be 1..=255 (255 only for the address owner)",
+        )?;
+        Some((priority as u8, &p.loc))
+    });
+
+    let (family, virtual_ipaddress) = match &d.virtual_ipaddress {
+        Some(list) => virtual_addresses(errors, list),
+        None => (None, None),
+    };
+
+    let explicit_version = d
+        .version
+        .as_ref()
+        .and_then(|v| Some((version(errors, "version", v)?, &v.loc)));
+    let version = match (explicit_version, family) {
+        // RFC 3768 (VRRPv2) is IPv4-only; RFC 5798 (VRRPv3) adds IPv6.
+        (Some((VrrpVersion::V2, loc)), Some(AddressFamily::Ipv6)) => {
+            push(
+                errors,
+                loc,
+                "version = 2: IPv6 virtual addresses need VRRP version 3 (RFC 3768 covers IPv4 only); set version = 3",
+            );
+            None
+        }
+        (Some((v, _)), _) => Some(v),
+        // The global default cannot make an IPv6 instance speak version 2.
+        (None, Some(AddressFamily::Ipv6)) => Some(VrrpVersion::V3),
+        (None, _) => Some(default_version.unwrap_or(VrrpVersion::V2)),
+    };
+
+    let advert_int_centis = version.and_then(|v| advert_int(errors, d.advert_int.as_ref(), v));
+
+    let nopreempt = d.nopreempt.as_ref();
+    if let (Some(nopreempt), Some((255, priority_loc))) = (nopreempt, priority) {
+        if nopreempt.value {
+            // RFC 5798 §6.1: the address owner always preempts, whatever Preempt_Mode says.
+            push(
+                errors,
+                &nopreempt.loc,
+                format!(
+                    "nopreempt = true: contradicts priority = 255 at {priority_loc}; the address owner always preempts (RFC 5798 §6.1); lower the priority or remove nopreempt"
+                ),
+            );
+        }
+    }
+    let preempt = !nopreempt.is_some_and(|n| n.value);
+
+    let preempt_delay_secs = whole_seconds(
+        errors,
+        "preempt_delay",
+        d.preempt_delay.as_ref(),
+        0,
+        MAX_PREEMPT_DELAY_SECS,
+    )
+    .map(|s| s as u16);
+    let accept = d.accept.as_ref().is_none_or(|a| a.value);
+
+    let unicast_src_ip = d
+        .unicast_src_ip
+        .as_ref()
+        .map(|ip| ip_address(errors, "unicast_src_ip =", ip, family));
+    let unicast_peer = d
+        .unicast_peer
+        .as_ref()
+        .map(|peers| unicast_peers(errors, peers, family));
+
+    let garp_master_delay_secs = whole_seconds(
+        errors,
+        "garp_master_delay",
+        d.garp_master_delay.as_ref(),
+        0,
+        u32::MAX.into(),
+    )
+    .map_or(DEFAULT_GARP_MASTER_DELAY_SECS, |s| s as u32);
+    let garp_master_repeat = match &d.garp_master_repeat {
+        Some(repeat) => in_range(
+            errors,
+            "garp_master_repeat",
+            repeat,
+            1..=u32::MAX.into(),
+            "must be at least 1 (the number of gratuitous ARPs / NAs per burst)",
+        )
+        .map(|n| n as u32),
+        None => Some(DEFAULT_GARP_MASTER_REPEAT),
+    };
+    let garp_master_refresh_secs = whole_seconds(
+        errors,
+        "garp_master_refresh",
+        d.garp_master_refresh.as_ref(),
+        0,
+        u32::MAX.into(),
+    )
+    .map(|s| s as u32);
+    let garp_interval_millis = garp_interval(errors, d.garp_interval.as_ref());
+
+    let authentication = d
+        .authentication
+        .as_ref()
+        .map(|auth| authentication(errors, auth, version));
+
+    if let (Some(interface), Some((vrid, loc)), Some(family)) =
+        (&interface, virtual_router_id, family)
+    {
+        let key = (interface.clone(), vrid, family);
+        if let Some((other, other_loc)) = seen.routers.get(&key) {
+            push(
+                errors,
+                loc,
+                format!(
+                    "virtual_router_id = {vrid}: already used on {interface} for {family} by vrrp_instance {other:?} at {other_loc}; pick a different virtual_router_id"
+                ),
+            );
+        } else {
+            let owner = name.clone().unwrap_or_default();
+            seen.routers.insert(key, (owner, d.loc.clone()));
+        }
+    }
+
+    if errors.len() > errors_before {
+        return None;
+    }
+    Some(VrrpInstance {
+        name: name?,
+        interface: interface?,
+        virtual_router_id: virtual_router_id?.0,
+        priority: priority?.0,
+        advert_int_centis: advert_int_centis?,
+        version: version?,
+        family: family?,
+        virtual_ipaddress: virtual_ipaddress?,
+        preempt,
+        preempt_delay_secs: preempt_delay_secs.unwrap_or(0),
+        accept,
+        unicast_src_ip: unicast_src_ip.flatten(),
+        unicast_peer: unicast_peer.flatten().unwrap_or_default(),
+        garp_master_delay_secs,
+        garp_master_repeat: garp_master_repeat?,
+        garp_master_refresh_secs: garp_master_refresh_secs.unwrap_or(0),
+        garp_interval_millis: garp_interval_millis.unwrap_or(0),
+        authentication: authentication.flatten(),
+        loc: d.loc.clone(),
+    })
+}
+
+/// `value` if it lies in `range`, else reports `key = value: hint`.
+fn in_range(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: &Located<i64>,
+    range: std::ops::RangeInclusive<i64>,
+    hint: &str,
+) -> Option<i64> {
+    if range.contains(&value.value) {
+        Some(value.value)
+    } else {
+        push(
+            errors,
+            &value.loc,
+            format!("{key} = {}: {hint}", value.value),
+        );
+        None
+    }
+}
+
+/// `version` / `vrrp_version`: 2 or 3.
+fn version(errors: &mut Vec<ConfigError>, key: &str, value: &Located<i64>) -> Option<VrrpVersion> {
+    match value.value {
+        2 => Some(VrrpVersion::V2),
+        3 => Some(VrrpVersion::V3),
+        other => {
+            push(
+                errors,
+                &value.loc,
+                format!("{key} = {other}: must be 2 (RFC 3768) or 3 (RFC 5798)"),
+            );
+            None
+        }
+    }
+}
+
+/// `seconds` as a whole number of `1 / per_second` units, if it is one exactly
+/// (to within float noise) and not negative.
+fn whole_units(seconds: f64, per_second: f64) -> Option<u64> {
+    let scaled = seconds * per_second;
+    let rounded = scaled.round();
+    let exact = (scaled - rounded).abs() < 1e-6;
+    (exact && rounded >= 0.0 && rounded <= u64::MAX as f64).then_some(rounded as u64)
+}
+
+/// The advert interval in centiseconds for `version` (default: 1 second).
+fn advert_int(
+    errors: &mut Vec<ConfigError>,
+    value: Option<&Located<f64>>,
+    version: VrrpVersion,
+) -> Option<u16> {
+    let Some(value) = value else {
+        return Some((DEFAULT_ADVERT_INT_SECS * 100.0) as u16);
+    };
+    let (centis, message) = match version {
+        // RFC 3768 §5.3.7: an 8-bit field of whole seconds.
+        VrrpVersion::V2 => (
+            whole_units(value.value, 1.0)
+                .filter(|s| (1..=255).contains(s))
+                .map(|s| s * 100),
+            "VRRP version 2 adverts carry whole seconds 1..=255 (RFC 3768 §5.3.7); use a whole number, or set version = 3 for sub-second intervals",
+        ),
+        // RFC 5798 §5.2.7: a 12-bit field of centiseconds.
+        VrrpVersion::V3 => (
+            whole_units(value.value, 100.0).filter(|c| (1..=4095).contains(c)),
+            "VRRP version 3 adverts carry 0.01..=40.95 seconds in steps of 0.01 (RFC 5798 §5.2.7)",
+        ),
+    };
+    if centis.is_none() {
+        push(
+            errors,
+            &value.loc,
+            format!("advert_int = {}: {message}", value.value),
+        );
+    }
+    centis.map(|c| c as u16)
+}
+
+/// A duration that must be whole seconds in `min..=max`; `None` when absent or wrong.
+fn whole_seconds(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<&Located<f64>>,
+    min: u64,
+    max: u64,
+) -> Option<u64> {
+    let value = value?;
+    let seconds = whole_units(value.value, 1.0).filter(|s| (min..=max).contains(s));
+    if seconds.is_none() {
+        let range = if max == u64::from(u32::MAX) {
+            format!("{min} or more")
+        } else {
+            format!("{min}..={max}")
+        };
+        push(
+            errors,
+            &value.loc,
+            format!("{key} = {}: must be whole seconds, {range}", value.value),
+        );
+    }
+    seconds
+}
+
+/// `garp_interval` (seconds) in whole milliseconds.
+fn garp_interval(errors: &mut Vec<ConfigError>, value: Option<&Located<f64>>) -> Option<u32> {
+    let value = value?;
+    let millis = whole_units(value.value, 1000.0).and_then(|ms| u32::try_from(ms).ok());
+    if millis.is_none() {
+        push(
+            errors,
+            &value.loc,
+            format!(
+                "garp_interval = {}: must be 0 or more seconds in steps of 0.001 (whole milliseconds)",
+                value.value
+            ),
+        );
+    }
+    millis
+}
+
+/// Parses the virtual addresses; the family is the first address's.
+fn virtual_addresses(
+    errors: &mut Vec<ConfigError>,
+    list: &Located<Vec<Located<String>>>,
+) -> (Option<AddressFamily>, Option<Vec<VirtualAddress>>) {
+    if list.value.is_empty() {
+        push(
+            errors,
+            &list.loc,
+            "virtual_ipaddress = []: list at least one address, e.g. [\"192.0.2.10/24\"]",
+        );
+        return (None, None);
+    }
+    let errors_before = errors.len();
+    let mut first: Option<(AddressFamily, &Located<String>)> = None;
+    let mut seen: HashMap<IpAddr, &Loc> = HashMap::new();
+    let mut addresses = Vec::with_capacity(list.value.len());
+    for entry in &list.value {
+        let vip: VirtualAddress = match entry.value.parse() {
+            Ok(vip) => vip,
+            Err(e) => {
+                push(
+                    errors,
+                    &entry.loc,
+                    format!("virtual_ipaddress entry {:?}: {e}", entry.value),
+                );
+                continue;
+            }
+        };
+        let family = AddressFamily::of(&vip.addr);
+        match first {
+            None => first = Some((family, entry)),
+            Some((first_family, first_entry)) if first_family != family => push(
+                errors,
+                &entry.loc,
+                format!(
+                    "virtual_ipaddress entry {:?}: is {family} but {:?} at {} is {first_family}; one instance carries one address family, so put these in a separate vrrp_instance",
+                    entry.value, first_entry.value, first_entry.loc
+                ),
+            ),
+            Some(_) => {}
+        }
+        if let Some(earlier) = seen.insert(vip.addr, &entry.loc) {
+            push(
+                errors,
+                &entry.loc,
+                format!(
+                    "virtual_ipaddress entry {:?}: {} is already listed at {earlier}; list each address once",
+                    entry.value, vip.addr
+                ),
+            );
+        }
+        addresses.push(vip);
+    }
+    let family = first.map(|(family, _)| family);
+    (family, (errors.len() == errors_before).then_some(addresses))
+}
+
+/// An IP address that must be of the instance's `family` (when known).
+/// The outer `Option` of the callers distinguishes "absent" from this `None` ("wrong").
+fn ip_address(
+    errors: &mut Vec<ConfigError>,
+    what: &str,
+    text: &Located<String>,
+    family: Option<AddressFamily>,
+) -> Option<IpAddr> {
+    let Ok(addr) = text.value.parse::<IpAddr>() else {
+        push(
+            errors,
+            &text.loc,
+            format!(
+                "{what} {:?}: not an IP address (write it without a prefix length)",
+                text.value
+            ),
+        );
+        return None;
+    };
+    match family {
+        Some(family) if family != AddressFamily::of(&addr) => {
+            push(
+                errors,
+                &text.loc,
+                format!(
+                    "{what} {:?}: is {} but the virtual addresses are {family}; use an {family} address",
+                    text.value,
+                    AddressFamily::of(&addr)
+                ),
+            );
+            None
+        }
+        _ => Some(addr),
+    }
+}
+
+fn unicast_peers(
+    errors: &mut Vec<ConfigError>,
+    peers: &Located<Vec<Located<String>>>,
+    family: Option<AddressFamily>,
+) -> Option<Vec<IpAddr>> {
+    let errors_before = errors.len();
+    let mut seen: HashMap<IpAddr, &Loc> = HashMap::new();
+    let mut addresses = Vec::with_capacity(peers.value.len());
+    for peer in &peers.value {
+        let Some(addr) = ip_address(errors, "unicast_peer entry", peer, family) else {
+            continue;
+        };
+        if let Some(earlier) = seen.insert(addr, &peer.loc) {
+            push(
+                errors,
+                &peer.loc,
+                format!(
+                    "unicast_peer entry {:?}: already listed at {earlier}; list each peer once",
+                    peer.value
+                ),
+            );
+        }
+        addresses.push(addr);
+    }
+    (errors.len() == errors_before).then_some(addresses)
+}
+
+fn authentication(
+    errors: &mut Vec<ConfigError>,
+    auth: &Located<AuthDraft>,
+    version: Option<VrrpVersion>,
+) -> Option<Authentication> {
+    let errors_before = errors.len();
+    if version == Some(VrrpVersion::V3) {
+        // RFC 5798 §9: VRRPv3 removed authentication.
+        push(
+            errors,
+            &auth.loc,
+            "authentication: VRRP version 3 has no authentication (RFC 5798 §9 removed it); remove it or set version = 2",
+        );
+    }
+    for (key, example) in [
+        ("auth_type", "auth_type = \"PASS\""),
+        ("auth_pass", "auth_pass = \"secret\""),
+    ] {
+        if !auth.value.present.contains(&key) {
+            push(
+                errors,
+                &auth.loc,
+                format!("authentication is missing `{key}`; add e.g. `{example}`"),
+            );
+        }
+    }
+    if let Some(auth_type) = &auth.value.auth_type {
+        let hint = match auth_type.value.as_str() {
+            "PASS" => None,
+            "AH" => Some("IPsec AH authentication is not supported (RFC 3768 removed it); use \"PASS\" or remove authentication"),
+            _ => Some("must be \"PASS\" (simple password), the only type haldir supports"),
+        };
+        if let Some(hint) = hint {
+            push(
+                errors,
+                &auth_type.loc,
+                format!("auth_type = {:?}: {hint}", auth_type.value),
+            );
+        }
+    }
+    if let Some(pass) = &auth.value.auth_pass {
+        // The password itself is never echoed into messages.
+        let len = pass.value.len();
+        if !(1..=MAX_AUTH_PASS_BYTES).contains(&len) {
+            push(
+                errors,
+                &pass.loc,
+                format!(
+                    "auth_pass: is {len} bytes; must be 1..={MAX_AUTH_PASS_BYTES} bytes (the VRRPv2 field holds 8; keepalived would silently truncate a longer one)"
+                ),
+            );
+        }
+    }
+    if errors.len() > errors_before {
+        return None;
+    }
+    Some(Authentication::Pass(
+        auth.value.auth_pass.as_ref()?.value.clone(),
+    ))
+}

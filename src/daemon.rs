@@ -1,0 +1,174 @@
+//! `haldir run`: builds the VRRP driver's instances from the validated model,
+//! wires the signals (SIGTERM / SIGINT: graceful stop; SIGHUP: reload) and
+//! publishes the live status as a JSON file for operators and tests.
+
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
+use haldir_vrrp::driver::{self, InstanceSpec, Status};
+use haldir_vrrp::router::{GarpConfig, RouterConfig};
+use haldir_vrrp::wire::vrrp::{Auth, Version};
+use serde_json::{json, Value};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Options of `haldir run` beyond the configuration itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Where to keep a JSON snapshot of the live status (rewritten on change).
+    pub status_file: Option<PathBuf>,
+}
+
+/// The driver's view of one configured instance.
+pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
+    let auth = match &instance.authentication {
+        None => Auth::None,
+        Some(Authentication::Pass(password)) => {
+            // RFC 3768 §5.3.10: the password, zero-padded to 8 bytes.
+            let mut data = [0u8; 8];
+            let bytes = password.as_bytes();
+            data[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
+            Auth::Simple(data)
+        }
+    };
+    InstanceSpec {
+        name: instance.name.clone(),
+        interface: instance.interface.clone(),
+        router: RouterConfig {
+            version: match instance.version {
+                VrrpVersion::V2 => Version::V2,
+                VrrpVersion::V3 => Version::V3,
+            },
+            vrid: instance.virtual_router_id,
+            priority: instance.priority,
+            advert_interval_centis: instance.advert_int_centis,
+            preempt: instance.preempt,
+            preempt_delay: Duration::from_secs(u64::from(instance.preempt_delay_secs)),
+            // Set by the driver from the interface (or unicast_src_ip).
+            primary_address: instance
+                .unicast_src_ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            virtual_addresses: instance.virtual_ipaddress.iter().map(|v| v.addr).collect(),
+            auth,
+            garp: GarpConfig {
+                repeat: instance.garp_master_repeat,
+                interval: Duration::from_millis(u64::from(instance.garp_interval_millis)),
+                master_delay: Duration::from_secs(u64::from(instance.garp_master_delay_secs)),
+                refresh: (instance.garp_master_refresh_secs > 0)
+                    .then(|| Duration::from_secs(u64::from(instance.garp_master_refresh_secs))),
+            },
+        },
+        virtual_prefix_lens: instance
+            .virtual_ipaddress
+            .iter()
+            .map(|v| v.prefix_len)
+            .collect(),
+        unicast_source: instance.unicast_src_ip,
+        unicast_peers: instance.unicast_peer.clone(),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then stops gracefully.
+pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
+    let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+
+    if let Some(path) = options.status_file.clone() {
+        tokio::spawn(publish_status(status_rx, path));
+    }
+    let driver = tokio::spawn(driver::run(specs, status_tx, shutdown_rx));
+    tokio::pin!(driver);
+    loop {
+        tokio::select! {
+            result = &mut driver => {
+                return result.context("the VRRP driver panicked")?.map_err(Into::into);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                warn!("SIGHUP: reloading is not supported by this version; the running configuration stays");
+            }
+        }
+    }
+    info!("stopping: sending priority 0 and releasing the virtual addresses");
+    let _ = shutdown_tx.send(true);
+    driver.await.context("the VRRP driver panicked")??;
+    info!("stopped");
+    Ok(())
+}
+
+/// Rewrites `path` (atomically, through a rename) whenever the status changes.
+async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
+    let temporary = path.with_extension("tmp");
+    loop {
+        let snapshot = status_json(&status.borrow_and_update());
+        let text = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+        // A few kilobytes to local disk: not worth a blocking-pool round trip.
+        let written =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(e) = written {
+            warn!(path = %path.display(), "cannot write the status file: {e}");
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+        // Coalesce bursts of changes (an advert every 10 ms changes counters).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The status as JSON: one object per instance and per link.
+pub fn status_json(status: &Status) -> Value {
+    let instances: Vec<Value> = status
+        .instances
+        .iter()
+        .map(|i| {
+            let drops: serde_json::Map<String, Value> = i
+                .stats
+                .drops
+                .iter()
+                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
+                .collect();
+            json!({
+                "name": i.name,
+                "interface": i.interface,
+                "state": i.state.as_str(),
+                "priority": i.priority,
+                "master": i.master.map(|a| a.to_string()),
+                "since_unix": i.since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+                "reason": i.reason,
+                "adverts_sent": i.stats.adverts_sent,
+                "adverts_received": i.stats.adverts_received,
+                "priority_zero_sent": i.stats.priority_zero_sent,
+                "priority_zero_received": i.stats.priority_zero_received,
+                "announcements": i.stats.announcements,
+                "became_master": i.stats.became_master,
+                "transitions": i.stats.transitions,
+                "address_list_mismatch": i.stats.address_list_mismatch,
+                "drops": drops,
+            })
+        })
+        .collect();
+    let links: Vec<Value> = status
+        .links
+        .iter()
+        .map(|l| {
+            json!({
+                "interface": l.interface,
+                "source": l.source.map(|a| a.to_string()),
+                "drops": l.drops,
+                "send_errors": l.send_errors,
+            })
+        })
+        .collect();
+    json!({ "instances": instances, "links": links })
+}

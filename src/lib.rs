@@ -1,0 +1,9 @@
+//! haldir: a keepalived replacement for LVS direct-routing clusters (VRRP + IPVS director).
+//!
+//! The library half of the crate holds the pieces that the `haldir` binary, the integration
+//! tests (`tests/*.rs`) and the failover benchmark share. [`lab`] is the network-namespace
+//! test bed: a bridge, hosts on veths, packet capture, client-side outage probes and
+//! keepalived as a reference VRRP peer, all built from real kernel objects.
+
+pub mod daemon;
+pub mod lab;

@@ -1,0 +1,207 @@
+//! Interfaces and virtual addresses through rtnetlink.
+//!
+//! Looks up what the driver needs to know of an interface (index, MAC, its own
+//! addresses, link state) and adds or removes virtual addresses idempotently:
+//! adding an address that is there, or removing one that is not, is success.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::TryStreamExt;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+
+/// Errors from the kernel's routing netlink.
+#[derive(Debug, thiserror::Error)]
+pub enum NetifError {
+    /// The netlink socket could not be opened.
+    #[error("cannot open a routing netlink socket: {0}")]
+    Open(#[source] std::io::Error),
+    /// No interface of that name.
+    #[error("interface {0:?} does not exist")]
+    NoSuchInterface(String),
+    /// The kernel refused a request.
+    #[error("{what}: {source}")]
+    Kernel {
+        /// What was asked.
+        what: String,
+        /// The kernel's answer.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the driver needs to know of an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// Name, e.g. `eth0`.
+    pub name: String,
+    /// Kernel index.
+    pub index: u32,
+    /// Hardware address (all zeros when the link has none).
+    pub mac: [u8; 6],
+    /// Administratively up and carrier present.
+    pub up: bool,
+    /// IPv4 addresses with prefix lengths, in kernel order (primary first).
+    pub ipv4: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 addresses with prefix lengths.
+    pub ipv6: Vec<(Ipv6Addr, u8)>,
+}
+
+impl InterfaceInfo {
+    /// The first IPv6 link-local address (the source of VRRPv3 adverts, RFC 5798 §5.1.2.1).
+    pub fn ipv6_link_local(&self) -> Option<Ipv6Addr> {
+        self.ipv6
+            .iter()
+            .map(|(a, _)| *a)
+            .find(|a| a.segments()[0] & 0xffc0 == 0xfe80)
+    }
+}
+
+/// A routing netlink handle bound to the current network namespace.
+#[derive(Clone)]
+pub struct Netif {
+    handle: rtnetlink::Handle,
+}
+
+fn kernel_error(what: String, error: rtnetlink::Error) -> NetifError {
+    let source = match error {
+        rtnetlink::Error::NetlinkError(message) => message.to_io(),
+        other => std::io::Error::other(other.to_string()),
+    };
+    NetifError::Kernel { what, source }
+}
+
+fn errno_of(error: &rtnetlink::Error) -> Option<i32> {
+    match error {
+        rtnetlink::Error::NetlinkError(message) => Some(message.raw_code().abs()),
+        _ => None,
+    }
+}
+
+impl Netif {
+    /// Opens the netlink socket; must be called inside a tokio runtime.
+    pub fn new() -> Result<Netif, NetifError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetifError::Open)?;
+        tokio::spawn(connection);
+        Ok(Netif { handle })
+    }
+
+    /// Looks an interface up by name.
+    pub async fn interface(&self, name: &str) -> Result<InterfaceInfo, NetifError> {
+        let mut links = self.handle.link().get().match_name(name).execute();
+        let link = match links.try_next().await {
+            Ok(Some(link)) => link,
+            Ok(None) => return Err(NetifError::NoSuchInterface(name.to_owned())),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => {
+                return Err(NetifError::NoSuchInterface(name.to_owned()))
+            }
+            Err(e) => return Err(kernel_error(format!("looking up interface {name}"), e)),
+        };
+        let mut info = link_info(name, &link);
+        let mut addresses = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(info.index)
+            .execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(|e| kernel_error(format!("listing addresses of {name}"), e))?
+        {
+            match local_address(&message) {
+                Some(IpAddr::V4(a)) => info.ipv4.push((a, message.header.prefix_len)),
+                Some(IpAddr::V6(a)) => info.ipv6.push((a, message.header.prefix_len)),
+                None => {}
+            }
+        }
+        Ok(info)
+    }
+
+    /// Adds `address/prefix_len` to interface `index`; `Ok(false)` if it was there.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<bool, NetifError> {
+        let mut request = self.handle.address().add(index, address, prefix_len);
+        if address.is_ipv6() {
+            // No duplicate address detection: the address must work at once
+            // after a takeover (keepalived adds its IPv6 VIPs the same way).
+            let message = request.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(kernel_error(format!("adding {address}/{prefix_len}"), e)),
+        }
+    }
+
+    /// Removes `address` (any prefix length) from interface `index`; `Ok(false)` if absent.
+    pub async fn remove_address(&self, index: u32, address: IpAddr) -> Result<bool, NetifError> {
+        let mut found = Vec::new();
+        let mut addresses = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(address)
+            .execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(|e| kernel_error(format!("looking for {address}"), e))?
+        {
+            found.push(message);
+        }
+        let mut removed = false;
+        for message in found {
+            match self.handle.address().del(message).execute().await {
+                Ok(()) => removed = true,
+                Err(e) if matches!(errno_of(&e), Some(libc::EADDRNOTAVAIL | libc::ENOENT)) => {}
+                Err(e) => return Err(kernel_error(format!("removing {address}"), e)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn link_info(name: &str, link: &LinkMessage) -> InterfaceInfo {
+    let mut mac = [0; 6];
+    for attribute in &link.attributes {
+        if let LinkAttribute::Address(bytes) = attribute {
+            if bytes.len() == 6 {
+                mac.copy_from_slice(bytes);
+            }
+        }
+    }
+    let flags = link.header.flags;
+    InterfaceInfo {
+        name: name.to_owned(),
+        index: link.header.index,
+        mac,
+        up: flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp),
+        ipv4: Vec::new(),
+        ipv6: Vec::new(),
+    }
+}
+
+/// The interface's own address of an RTM_NEWADDR message (IFA_LOCAL for IPv4).
+fn local_address(message: &AddressMessage) -> Option<IpAddr> {
+    let mut address = None;
+    for attribute in &message.attributes {
+        match attribute {
+            AddressAttribute::Local(a) => return Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            _ => {}
+        }
+    }
+    address
+}

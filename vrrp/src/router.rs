@@ -1,0 +1,690 @@
+//! The VRRP router of one virtual router (one `vrrp_instance`), without I/O.
+//!
+//! This is the state machine of RFC 5798 §6 (and RFC 3768 §6 for version 2):
+//! Initialize, Backup, Master, plus Fault for a tracked interface that is down.
+//! It owns no socket, no task and no clock. The driver feeds it the time and its
+//! inputs (`startup`, `handle_advert`, `handle_timeout`, `shutdown`, `set_priority`,
+//! `set_fault`) and drains its outputs with `poll_action` (send an advert, add or
+//! remove the virtual addresses, send one round of gratuitous ARP / unsolicited NA,
+//! a state change) and `poll_timeout` (the next deadline). Its timers are data: a
+//! small table of deadlines, never spawned tasks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::wire::vrrp::{AdvertRepr, Auth, Version};
+
+/// The RFC 5798 §6.4 states, plus Fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started, or shut down.
+    Initialize,
+    /// Monitoring the master; takes over when Master_Down_Timer fires.
+    Backup,
+    /// Owns the virtual addresses and sends adverts.
+    Master,
+    /// A tracked interface is down: neither advertising nor taking over.
+    Fault,
+}
+
+impl State {
+    /// keepalived's spelling, used in logs, notify arguments and status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a transition happened; carried in logs and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionReason {
+    /// Startup with priority 255 (RFC 5798 §6.4.1).
+    AddressOwner,
+    /// Startup with priority below 255 (RFC 5798 §6.4.1).
+    Startup,
+    /// Master_Down_Timer fired: no advert from a master for Master_Down_Interval.
+    MasterDown,
+    /// A master resigned with a priority-0 advert and Skew_Time passed.
+    MasterResigned,
+    /// A higher-priority (or equal priority, higher address) advert was received.
+    HigherPriorityAdvert,
+    /// The router was shut down (or the instance removed).
+    Shutdown,
+    /// A tracked interface went down.
+    FaultRaised,
+    /// The tracked interfaces are all up again.
+    FaultCleared,
+}
+
+impl TransitionReason {
+    /// A short human-readable description.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionReason::AddressOwner => "address owner (priority 255) at startup",
+            TransitionReason::Startup => "startup",
+            TransitionReason::MasterDown => "no advert from the master for Master_Down_Interval",
+            TransitionReason::MasterResigned => "master resigned (priority 0), Skew_Time passed",
+            TransitionReason::HigherPriorityAdvert => "advert with a higher priority received",
+            TransitionReason::Shutdown => "shutdown",
+            TransitionReason::FaultRaised => "tracked interface down",
+            TransitionReason::FaultCleared => "tracked interfaces up again",
+        }
+    }
+}
+
+/// Why a received advert was dropped; each reason is a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// RFC 5798 §7.1: the TTL / hop limit is not 255.
+    BadTtl,
+    /// The advert's version is not the one configured.
+    VersionMismatch,
+    /// The advert is for another virtual router.
+    VridMismatch,
+    /// RFC 3768 §7.1: the authentication type or data differ from ours.
+    AuthMismatch,
+    /// RFC 3768 §7.1: version 2 adverts must carry our advertisement interval.
+    IntervalMismatch,
+    /// The advert was sent from our own primary address (looped back).
+    OwnAdvert,
+    /// The advert carries a zero advertisement interval (RFC 5798 §5.2.7 forbids it).
+    ZeroInterval,
+}
+
+impl DropReason {
+    /// Stable snake_case name, used as a counter label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::BadTtl => "bad_ttl",
+            DropReason::VersionMismatch => "version_mismatch",
+            DropReason::VridMismatch => "vrid_mismatch",
+            DropReason::AuthMismatch => "auth_mismatch",
+            DropReason::IntervalMismatch => "interval_mismatch",
+            DropReason::OwnAdvert => "own_advert",
+            DropReason::ZeroInterval => "zero_interval",
+        }
+    }
+}
+
+/// How the new master announces its virtual addresses (keepalived's `garp_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GarpConfig {
+    /// Packets per burst (`garp_master_repeat`); at least 1.
+    pub repeat: u32,
+    /// Spacing between the packets of one burst (`garp_interval`).
+    pub interval: Duration,
+    /// Delay of the second burst after becoming master (`garp_master_delay`); zero: none.
+    pub master_delay: Duration,
+    /// Period of refresh bursts while master (`garp_master_refresh`); `None`: off.
+    pub refresh: Option<Duration>,
+}
+
+impl Default for GarpConfig {
+    /// keepalived's defaults: 5 packets, back to back, a second burst after 5 s, no refresh.
+    fn default() -> Self {
+        GarpConfig {
+            repeat: 5,
+            interval: Duration::ZERO,
+            master_delay: Duration::from_secs(5),
+            refresh: None,
+        }
+    }
+}
+
+/// The configuration of one virtual router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Protocol version: 2 (RFC 3768) or 3 (RFC 5798).
+    pub version: Version,
+    /// Virtual router identifier, 1..=255.
+    pub vrid: u8,
+    /// Priority, 1..=255; 255 means we own the addresses.
+    pub priority: u8,
+    /// Advertisement_Interval in centiseconds (v2: a multiple of 100).
+    pub advert_interval_centis: u16,
+    /// Preempt_Mode: a higher-priority backup takes over from a lower-priority master.
+    pub preempt: bool,
+    /// keepalived's `preempt_delay`: no preemption until this long after startup.
+    pub preempt_delay: Duration,
+    /// Our primary address on the link: source of adverts, and the tie-breaker.
+    pub primary_address: IpAddr,
+    /// The virtual addresses carried in adverts.
+    pub virtual_addresses: Vec<IpAddr>,
+    /// Version 2 authentication (none or simple text).
+    pub auth: Auth,
+    /// Announcement schedule.
+    pub garp: GarpConfig,
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this advert (to the multicast group or the unicast peers).
+    SendAdvert(AdvertRepr),
+    /// Add the virtual addresses to the interface.
+    AddVirtualAddresses,
+    /// Remove the virtual addresses from the interface.
+    RemoveVirtualAddresses,
+    /// Send one gratuitous ARP / unsolicited NA for each virtual address.
+    Announce,
+    /// The state changed.
+    StateChanged {
+        /// Previous state.
+        from: State,
+        /// New state.
+        to: State,
+        /// Why.
+        reason: TransitionReason,
+    },
+}
+
+/// Counters of one router, for logs, status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Adverts emitted.
+    pub adverts_sent: u64,
+    /// Valid adverts accepted for processing.
+    pub adverts_received: u64,
+    /// Priority-0 adverts emitted.
+    pub priority_zero_sent: u64,
+    /// Priority-0 adverts received.
+    pub priority_zero_received: u64,
+    /// Adverts dropped, by reason.
+    pub drops: BTreeMap<DropReason, u64>,
+    /// Announcement rounds emitted (each covers every virtual address).
+    pub announcements: u64,
+    /// Transitions into Master.
+    pub became_master: u64,
+    /// State transitions of any kind.
+    pub transitions: u64,
+    /// Adverts whose address list differs from ours (accepted; RFC 5798 §7.1 says MAY log).
+    pub address_list_mismatch: u64,
+}
+
+/// The deadlines the router keeps.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timers {
+    /// RFC 5798 Adver_Timer (Master only).
+    advert: Option<Instant>,
+    /// RFC 5798 Master_Down_Timer (Backup only).
+    master_down: Option<Instant>,
+    /// Next packet of the current announcement burst.
+    announce_next: Option<Instant>,
+    /// Second burst after becoming master (`garp_master_delay`).
+    announce_second_burst: Option<Instant>,
+    /// Next refresh burst (`garp_master_refresh`).
+    announce_refresh: Option<Instant>,
+}
+
+/// One VRRP virtual router, sans I/O.
+#[derive(Debug)]
+pub struct Router {
+    config: RouterConfig,
+    state: State,
+    /// Current priority (the configured one, changed by tracking).
+    priority: u8,
+    /// RFC 5798 Master_Adver_Interval, in microseconds (learned from the master in v3).
+    master_advert_interval_micros: u64,
+    timers: Timers,
+    /// Packets still to send in the current announcement burst.
+    announce_remaining: u32,
+    /// Preemption is allowed from this instant on (`preempt_delay`).
+    preempt_allowed_at: Option<Instant>,
+    /// Whether a tracked interface is down.
+    fault: bool,
+    /// The Master_Down_Timer runs because the master sent priority 0.
+    master_resigned: bool,
+    /// The primary address of the current master, as last seen.
+    master_address: Option<IpAddr>,
+    /// When the current state was entered.
+    state_since: Option<Instant>,
+    last_reason: Option<TransitionReason>,
+    actions: VecDeque<Action>,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// A router in Initialize; nothing happens until [`Router::startup`].
+    pub fn new(config: RouterConfig) -> Router {
+        let priority = config.priority;
+        let master_advert_interval_micros = u64::from(config.advert_interval_centis) * 10_000;
+        Router {
+            config,
+            state: State::Initialize,
+            priority,
+            master_advert_interval_micros,
+            timers: Timers::default(),
+            announce_remaining: 0,
+            preempt_allowed_at: None,
+            fault: false,
+            master_resigned: false,
+            master_address: None,
+            state_since: None,
+            last_reason: None,
+            actions: VecDeque::new(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// The configuration this router runs.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The current priority.
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// The primary address of the master as last seen (ours when we are master).
+    pub fn master_address(&self) -> Option<IpAddr> {
+        self.master_address
+    }
+
+    /// When the current state was entered, and why.
+    pub fn state_since(&self) -> Option<(Instant, TransitionReason)> {
+        self.state_since.zip(self.last_reason)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// RFC 5798 §6.1 Skew_Time; RFC 3768 §6.1 for version 2.
+    pub fn skew_time(&self) -> Duration {
+        let headroom = 256 - u64::from(self.priority);
+        match self.config.version {
+            // RFC 3768 §6.1: Skew_Time = (256 - Priority) / 256 seconds.
+            Version::V2 => Duration::from_micros(headroom * 1_000_000 / 256),
+            // RFC 5798 §6.1: Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256.
+            Version::V3 => {
+                Duration::from_micros(headroom * self.master_advert_interval_micros / 256)
+            }
+        }
+    }
+
+    /// RFC 5798 §6.1 Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        Duration::from_micros(3 * self.master_advert_interval_micros) + self.skew_time()
+    }
+
+    fn advert_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.config.advert_interval_centis) * 10)
+    }
+
+    /// The next instant [`Router::handle_timeout`] must be called at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = &self.timers;
+        [
+            t.advert,
+            t.master_down,
+            t.announce_next,
+            t.announce_second_burst,
+            t.announce_refresh,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// RFC 5798 §6.4.1: leave Initialize.
+    pub fn startup(&mut self, now: Instant) {
+        if self.state != State::Initialize {
+            return;
+        }
+        if !self.config.preempt_delay.is_zero() {
+            self.preempt_allowed_at = Some(now + self.config.preempt_delay);
+        }
+        if self.fault {
+            self.enter_fault(now);
+        } else {
+            self.enter_from_initialize(now, TransitionReason::Startup);
+        }
+    }
+
+    fn enter_from_initialize(&mut self, now: Instant, reason: TransitionReason) {
+        if self.priority == 255 {
+            // RFC 5798 §6.4.1: the address owner becomes Master at once.
+            self.become_master(now, TransitionReason::AddressOwner);
+        } else {
+            self.become_backup(now, reason);
+        }
+    }
+
+    /// RFC 5798 §6.4.2 / §6.4.3 leave Backup or Master on Shutdown: the master sends
+    /// an advert with priority 0 and releases the addresses; we return to Initialize.
+    pub fn shutdown(&mut self, now: Instant) {
+        match self.state {
+            State::Initialize => return,
+            State::Master => self.resign(),
+            State::Backup | State::Fault => {}
+        }
+        self.timers = Timers::default();
+        self.announce_remaining = 0;
+        self.transition(now, State::Initialize, TransitionReason::Shutdown);
+    }
+
+    /// Master leaves: a priority-0 advert (RFC 5798 §6.4.3) and the addresses go.
+    fn resign(&mut self) {
+        self.push_advert(0);
+        self.actions.push_back(Action::RemoveVirtualAddresses);
+    }
+
+    /// A tracked interface changed: `true` = some tracked interface is down.
+    pub fn set_fault(&mut self, now: Instant, fault: bool) {
+        if self.fault == fault {
+            return;
+        }
+        self.fault = fault;
+        match (self.state, fault) {
+            (State::Initialize, _) => {}
+            (State::Fault, false) => {
+                self.enter_from_initialize(now, TransitionReason::FaultCleared)
+            }
+            (_, true) => self.enter_fault(now),
+            (_, false) => {}
+        }
+    }
+
+    fn enter_fault(&mut self, now: Instant) {
+        if self.state == State::Master {
+            // Let the backup take over after Skew_Time rather than Master_Down_Interval.
+            self.resign();
+        }
+        self.timers = Timers::default();
+        self.announce_remaining = 0;
+        self.master_address = None;
+        self.transition(now, State::Fault, TransitionReason::FaultRaised);
+    }
+
+    /// Tracking changed our priority (1..=254; the address owner keeps 255).
+    pub fn set_priority(&mut self, now: Instant, priority: u8) {
+        let priority = priority.clamp(1, 255);
+        if priority == self.priority {
+            return;
+        }
+        self.priority = priority;
+        match self.state {
+            // The new priority goes out at once so a better backup can preempt.
+            State::Master => self.send_advert_now(now),
+            // Skew_Time depends on the priority; the running timer keeps its deadline.
+            State::Backup | State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// A decoded advert arrived from `source` with IP TTL / hop limit `ttl`.
+    ///
+    /// Returns the reason when the advert is dropped (it is also counted).
+    pub fn handle_advert(
+        &mut self,
+        now: Instant,
+        source: IpAddr,
+        ttl: u8,
+        advert: &AdvertRepr,
+    ) -> Result<(), DropReason> {
+        if let Err(reason) = self.validate(source, ttl, advert) {
+            *self.stats.drops.entry(reason).or_default() += 1;
+            return Err(reason);
+        }
+        self.stats.adverts_received += 1;
+        if advert.priority == 0 {
+            self.stats.priority_zero_received += 1;
+        }
+        if !same_addresses(&advert.addresses, &self.config.virtual_addresses) {
+            // RFC 5798 §7.1: MAY log; keepalived logs and carries on too.
+            self.stats.address_list_mismatch += 1;
+        }
+        match self.state {
+            State::Backup => self.backup_receives(now, source, advert),
+            State::Master => self.master_receives(now, source, advert),
+            State::Initialize | State::Fault => {}
+        }
+        Ok(())
+    }
+
+    /// RFC 5798 §7.1 (and RFC 3768 §7.1) receive checks that need our configuration.
+    /// The checks of the packet alone (checksum, length, type) happen in the decoder.
+    fn validate(&self, source: IpAddr, ttl: u8, advert: &AdvertRepr) -> Result<(), DropReason> {
+        // RFC 5798 §7.1: the TTL / hop limit MUST be 255.
+        if ttl != 255 {
+            return Err(DropReason::BadTtl);
+        }
+        if advert.version != self.config.version {
+            return Err(DropReason::VersionMismatch);
+        }
+        if advert.vrid != self.config.vrid {
+            return Err(DropReason::VridMismatch);
+        }
+        if source == self.config.primary_address {
+            return Err(DropReason::OwnAdvert);
+        }
+        if advert.advert_interval_centis == 0 {
+            return Err(DropReason::ZeroInterval);
+        }
+        if advert.version == Version::V2 {
+            // RFC 3768 §7.1: the authentication type and data must match ours...
+            if advert.auth != self.config.auth {
+                return Err(DropReason::AuthMismatch);
+            }
+            // ...and so must the advertisement interval.
+            if advert.advert_interval_centis != self.config.advert_interval_centis {
+                return Err(DropReason::IntervalMismatch);
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 5798 §6.4.2, an ADVERTISEMENT received in Backup.
+    fn backup_receives(&mut self, now: Instant, source: IpAddr, advert: &AdvertRepr) {
+        if advert.priority == 0 {
+            // The master resigned: take over after Skew_Time.
+            self.timers.master_down = Some(now + self.skew_time());
+            self.master_resigned = true;
+            return;
+        }
+        let preempt_now =
+            self.config.preempt && self.preempt_allowed_at.is_none_or(|allowed| now >= allowed);
+        if !preempt_now || advert.priority >= self.priority {
+            if self.config.version == Version::V3 {
+                // RFC 5798 §6.4.2: learn the master's interval, recompute the timers.
+                self.master_advert_interval_micros =
+                    u64::from(advert.advert_interval_centis) * 10_000;
+            }
+            self.master_address = Some(source);
+            self.master_resigned = false;
+            self.timers.master_down = Some(now + self.master_down_interval());
+        }
+        // Otherwise (preempting, advert of lower priority): discard; our
+        // Master_Down_Timer runs out and we take over.
+    }
+
+    /// RFC 5798 §6.4.3, an ADVERTISEMENT received in Master.
+    fn master_receives(&mut self, now: Instant, source: IpAddr, advert: &AdvertRepr) {
+        if advert.priority == 0 {
+            // Another router resigned: assert ourselves at once.
+            self.send_advert_now(now);
+            return;
+        }
+        let higher = advert.priority > self.priority
+            || (advert.priority == self.priority
+                && address_key(source) > address_key(self.config.primary_address));
+        if higher {
+            self.actions.push_back(Action::RemoveVirtualAddresses);
+            if self.config.version == Version::V3 {
+                self.master_advert_interval_micros =
+                    u64::from(advert.advert_interval_centis) * 10_000;
+            }
+            self.master_address = Some(source);
+            self.become_backup(now, TransitionReason::HigherPriorityAdvert);
+        } else {
+            // RFC 5798 §6.4.3 says discard. Like keepalived we also answer at once
+            // with our own advert and a round of announcements: the lower router
+            // (back from a partition, or a stuck master) yields within one
+            // interval, and the segment relearns which MAC holds the addresses.
+            self.send_advert_now(now);
+            self.announce_once();
+        }
+    }
+
+    /// Call when [`Router::poll_timeout`]'s deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.master_down.is_some_and(|t| now >= t) {
+            self.timers.master_down = None;
+            if self.state == State::Backup {
+                let reason = if self.master_resigned {
+                    TransitionReason::MasterResigned
+                } else {
+                    TransitionReason::MasterDown
+                };
+                self.become_master(now, reason);
+            }
+        }
+        if self.timers.advert.is_some_and(|t| now >= t) {
+            self.send_advert_now(now);
+        }
+        if self.timers.announce_second_burst.is_some_and(|t| now >= t) {
+            self.timers.announce_second_burst = None;
+            self.start_announce_burst(now);
+        }
+        if self.timers.announce_refresh.is_some_and(|t| now >= t) {
+            self.timers.announce_refresh = self.config.garp.refresh.map(|period| now + period);
+            self.start_announce_burst(now);
+        }
+        if self.timers.announce_next.is_some_and(|t| now >= t) {
+            self.announce_step(now);
+        }
+    }
+
+    fn become_master(&mut self, now: Instant, reason: TransitionReason) {
+        // RFC 5798 §6.4.2 "If the Master_Down_Timer fires": send an advert, announce
+        // every virtual address, start the Adver_Timer.
+        self.timers.master_down = None;
+        self.master_resigned = false;
+        self.transition(now, State::Master, reason);
+        self.stats.became_master += 1;
+        self.master_address = Some(self.config.primary_address);
+        self.actions.push_back(Action::AddVirtualAddresses);
+        self.send_advert_now(now);
+        self.start_announce_burst(now);
+        if !self.config.garp.master_delay.is_zero() {
+            self.timers.announce_second_burst = Some(now + self.config.garp.master_delay);
+        }
+        self.timers.announce_refresh = self.config.garp.refresh.map(|period| now + period);
+    }
+
+    fn become_backup(&mut self, now: Instant, reason: TransitionReason) {
+        // RFC 5798 §6.4.1: Master_Adver_Interval = Advertisement_Interval when we
+        // start; a master that steps down keeps the interval it just learned.
+        if reason != TransitionReason::HigherPriorityAdvert {
+            self.master_advert_interval_micros =
+                u64::from(self.config.advert_interval_centis) * 10_000;
+        }
+        self.timers = Timers {
+            master_down: Some(now + self.master_down_interval()),
+            ..Timers::default()
+        };
+        self.announce_remaining = 0;
+        self.transition(now, State::Backup, reason);
+    }
+
+    fn transition(&mut self, now: Instant, to: State, reason: TransitionReason) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        self.state_since = Some(now);
+        self.last_reason = Some(reason);
+        self.stats.transitions += 1;
+        self.actions
+            .push_back(Action::StateChanged { from, to, reason });
+    }
+
+    fn send_advert_now(&mut self, now: Instant) {
+        if self.state != State::Master {
+            return;
+        }
+        self.push_advert(self.priority);
+        self.timers.advert = Some(now + self.advert_interval());
+    }
+
+    fn push_advert(&mut self, priority: u8) {
+        let advert = AdvertRepr {
+            version: self.config.version,
+            vrid: self.config.vrid,
+            priority,
+            advert_interval_centis: self.config.advert_interval_centis,
+            auth: match self.config.version {
+                Version::V2 => self.config.auth.clone(),
+                Version::V3 => Auth::None,
+            },
+            addresses: self.config.virtual_addresses.clone(),
+        };
+        self.stats.adverts_sent += 1;
+        if priority == 0 {
+            self.stats.priority_zero_sent += 1;
+        }
+        self.actions.push_back(Action::SendAdvert(advert));
+    }
+
+    fn start_announce_burst(&mut self, now: Instant) {
+        self.announce_remaining = self.config.garp.repeat.max(1);
+        self.announce_step(now);
+    }
+
+    /// Emits the due packets of the current burst and schedules the next one.
+    fn announce_step(&mut self, now: Instant) {
+        self.timers.announce_next = None;
+        while self.announce_remaining > 0 {
+            self.announce_once();
+            self.announce_remaining -= 1;
+            if self.announce_remaining > 0 && !self.config.garp.interval.is_zero() {
+                self.timers.announce_next = Some(now + self.config.garp.interval);
+                break;
+            }
+        }
+    }
+
+    fn announce_once(&mut self) {
+        if self.state == State::Master {
+            self.stats.announcements += 1;
+            self.actions.push_back(Action::Announce);
+        }
+    }
+}
+
+/// Compares primary addresses as unsigned integers in network byte order
+/// (RFC 5798 §6.4.3 tie-break).
+fn address_key(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}

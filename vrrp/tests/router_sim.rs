@@ -1,0 +1,700 @@
+//! Several sans-IO VRRP routers on a simulated link and a simulated clock.
+//!
+//! Adverts travel as bytes (emitted and re-parsed by the wire codec) through an
+//! in-memory segment that can lose packets, partition routers apart, and lose a
+//! crashed router. Time only moves when the simulation says so, so the tests
+//! check the RFC 5798 timing bounds exactly and run in microseconds.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use haldir_vrrp::router::{
+    Action, DropReason, GarpConfig, Router, RouterConfig, State, TransitionReason,
+};
+use haldir_vrrp::wire::vrrp::{AdvertRepr, Auth, Version};
+
+/// One-way delay of the simulated link.
+const LINK_DELAY: Duration = Duration::from_micros(100);
+
+struct Node {
+    router: Router,
+    alive: bool,
+    holds_addresses: bool,
+    announcements: Vec<Instant>,
+    transitions: Vec<(Instant, State, State, TransitionReason)>,
+    adverts_sent: Vec<(Instant, u8)>,
+}
+
+struct InFlight {
+    deliver_at: Instant,
+    from: usize,
+    to: usize,
+    bytes: Vec<u8>,
+    source: IpAddr,
+    destination: IpAddr,
+}
+
+struct Sim {
+    start: Instant,
+    now: Instant,
+    nodes: Vec<Node>,
+    in_flight: Vec<InFlight>,
+    /// Percentage of packets lost on the link.
+    loss_percent: u64,
+    rng: u64,
+    /// Pairs (a, b) that cannot hear each other.
+    cut: HashSet<(usize, usize)>,
+}
+
+fn config(version: Version, priority: u8, last_octet: u8) -> RouterConfig {
+    RouterConfig {
+        version,
+        vrid: 51,
+        priority,
+        advert_interval_centis: match version {
+            Version::V2 => 100,
+            Version::V3 => 5,
+        },
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        primary_address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last_octet)),
+        virtual_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+        auth: Auth::None,
+        garp: GarpConfig::default(),
+    }
+}
+
+impl Sim {
+    fn new(configs: Vec<RouterConfig>) -> Sim {
+        let start = Instant::now();
+        let nodes = configs
+            .into_iter()
+            .map(|c| Node {
+                router: Router::new(c),
+                alive: false,
+                holds_addresses: false,
+                announcements: Vec::new(),
+                transitions: Vec::new(),
+                adverts_sent: Vec::new(),
+            })
+            .collect();
+        Sim {
+            start,
+            now: start,
+            nodes,
+            in_flight: Vec::new(),
+            loss_percent: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            cut: HashSet::new(),
+        }
+    }
+
+    fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start_node(i);
+        }
+    }
+
+    fn start_node(&mut self, i: usize) {
+        self.nodes[i].alive = true;
+        self.nodes[i].router.startup(self.now);
+        self.drain(i);
+    }
+
+    /// A crash: the router stops dead; its addresses stay where they were.
+    fn crash(&mut self, i: usize) {
+        self.nodes[i].alive = false;
+    }
+
+    /// A new process on a crashed node: a fresh router with the same configuration.
+    fn restart(&mut self, i: usize) {
+        let config = self.nodes[i].router.config().clone();
+        self.nodes[i].router = Router::new(config);
+        self.start_node(i);
+    }
+
+    fn shutdown(&mut self, i: usize) {
+        self.nodes[i].router.shutdown(self.now);
+        self.drain(i);
+        self.nodes[i].alive = false;
+    }
+
+    fn random_percent(&mut self) -> u64 {
+        // xorshift64: deterministic loss pattern per test.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % 100
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(action) = self.nodes[i].router.poll_action() {
+            match action {
+                Action::SendAdvert(advert) => self.send(i, &advert),
+                Action::AddVirtualAddresses => self.nodes[i].holds_addresses = true,
+                Action::RemoveVirtualAddresses => self.nodes[i].holds_addresses = false,
+                Action::Announce => self.nodes[i].announcements.push(self.now),
+                Action::StateChanged { from, to, reason } => {
+                    self.nodes[i].transitions.push((self.now, from, to, reason))
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, advert: &AdvertRepr) {
+        self.nodes[from]
+            .adverts_sent
+            .push((self.now, advert.priority));
+        let source = self.nodes[from].router.config().primary_address;
+        let destination = match source {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18)),
+            IpAddr::V6(_) => IpAddr::V6("ff02::12".parse::<Ipv6Addr>().unwrap()),
+        };
+        let mut bytes = vec![0; advert.buffer_len()];
+        advert.emit(&mut bytes, source, destination);
+        for to in 0..self.nodes.len() {
+            if to == from || self.cut.contains(&(from, to)) || self.cut.contains(&(to, from)) {
+                continue;
+            }
+            if self.loss_percent > 0 && self.random_percent() < self.loss_percent {
+                continue;
+            }
+            self.in_flight.push(InFlight {
+                deliver_at: self.now + LINK_DELAY,
+                from,
+                to,
+                bytes: bytes.clone(),
+                source,
+                destination,
+            });
+        }
+    }
+
+    /// Runs the simulation until `self.now + span`.
+    fn run_for(&mut self, span: Duration) {
+        let until = self.now + span;
+        loop {
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter(|n| n.alive)
+                .filter_map(|n| n.router.poll_timeout())
+                .min();
+            let next_delivery = self.in_flight.iter().map(|p| p.deliver_at).min();
+            let next = match (next_timer, next_delivery) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            let due: Vec<InFlight> = {
+                let (due, later) = std::mem::take(&mut self.in_flight)
+                    .into_iter()
+                    .partition(|p| p.deliver_at <= self.now);
+                self.in_flight = later;
+                due
+            };
+            for packet in due {
+                let _ = packet.from;
+                if !self.nodes[packet.to].alive {
+                    continue;
+                }
+                let advert = AdvertRepr::parse(&packet.bytes, packet.source, packet.destination)
+                    .expect("the codec parses what it emitted");
+                let _ = self.nodes[packet.to].router.handle_advert(
+                    self.now,
+                    packet.source,
+                    255,
+                    &advert,
+                );
+                self.drain(packet.to);
+            }
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].alive
+                    && self.nodes[i]
+                        .router
+                        .poll_timeout()
+                        .is_some_and(|t| t <= self.now)
+                {
+                    self.nodes[i].router.handle_timeout(self.now);
+                    self.drain(i);
+                }
+            }
+        }
+        self.now = until;
+    }
+
+    fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive && self.nodes[i].router.state() == State::Master)
+            .collect()
+    }
+
+    fn holders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].holds_addresses)
+            .collect()
+    }
+
+    /// When node `i` last became master.
+    fn became_master_at(&self, i: usize) -> Option<Instant> {
+        self.nodes[i]
+            .transitions
+            .iter()
+            .rev()
+            .find(|t| t.2 == State::Master)
+            .map(|t| t.0)
+    }
+
+    fn last_advert_of(&self, i: usize) -> Instant {
+        self.nodes[i]
+            .adverts_sent
+            .last()
+            .expect("node sent adverts")
+            .0
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+}
+
+#[test]
+fn two_routers_elect_the_higher_priority_and_only_it_holds_the_addresses() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 100, 2), config(version, 150, 1)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(sim.masters(), vec![1], "{version:?}");
+        assert_eq!(sim.holders(), vec![1], "{version:?}");
+        assert_eq!(sim.nodes[0].router.state(), State::Backup);
+        assert!(
+            !sim.nodes[1].announcements.is_empty(),
+            "the master announced"
+        );
+        assert!(
+            sim.nodes[0].announcements.is_empty(),
+            "the backup never announced"
+        );
+        // Exactly one transition into master over the whole run: no flapping.
+        assert_eq!(sim.nodes[1].router.stats().became_master, 1);
+        assert_eq!(sim.nodes[0].router.stats().became_master, 0);
+    }
+}
+
+#[test]
+fn backup_takes_over_within_master_down_interval_after_a_crash() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 150, 1), config(version, 100, 2)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(sim.masters(), vec![0]);
+        sim.crash(0);
+        let last_advert = sim.last_advert_of(0);
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(sim.masters(), vec![1]);
+        let took_over = sim.became_master_at(1).unwrap();
+        let outage = took_over - last_advert;
+        // Master_Down_Interval of the backup (priority 100) plus the link delay.
+        let bound = sim.nodes[1].router.master_down_interval() + LINK_DELAY;
+        assert!(outage <= bound, "{version:?}: {outage:?} > {bound:?}");
+        // And not early: at least 3 advert intervals passed.
+        let interval =
+            Duration::from_millis(10 * u64::from(config(version, 1, 1).advert_interval_centis));
+        assert!(
+            outage >= 3 * interval,
+            "{version:?}: premature takeover after {outage:?}"
+        );
+        // The crashed one still holds its (stale) addresses: both hold them now.
+        assert_eq!(sim.holders(), vec![0, 1]);
+        assert_eq!(
+            sim.nodes[1].transitions.last().unwrap().3,
+            TransitionReason::MasterDown
+        );
+    }
+}
+
+#[test]
+fn graceful_stop_hands_over_after_skew_time() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 150, 1), config(version, 100, 2)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        sim.shutdown(0);
+        let resigned_at = sim.now;
+        assert_eq!(
+            sim.nodes[0].adverts_sent.last().unwrap().1,
+            0,
+            "priority 0 sent"
+        );
+        assert!(!sim.nodes[0].holds_addresses, "addresses released");
+        sim.run_for(Duration::from_secs(5));
+        let took_over = sim.became_master_at(1).unwrap();
+        let skew = sim.nodes[1].router.skew_time();
+        let handover = took_over - resigned_at;
+        assert!(
+            handover >= skew,
+            "{version:?}: {handover:?} < skew {skew:?}"
+        );
+        assert!(
+            handover <= skew + 2 * LINK_DELAY,
+            "{version:?}: {handover:?}"
+        );
+        assert_eq!(
+            sim.nodes[1].transitions.last().unwrap().3,
+            TransitionReason::MasterResigned
+        );
+        assert_eq!(sim.holders(), vec![1]);
+    }
+}
+
+#[test]
+fn returning_higher_priority_router_preempts() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(2));
+    sim.crash(0);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![1]);
+    sim.restart(0);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![0]);
+    assert_eq!(sim.nodes[1].router.state(), State::Backup);
+    assert_eq!(sim.holders(), vec![0]);
+}
+
+#[test]
+fn nopreempt_keeps_the_lower_priority_master() {
+    let mut sim = Sim::new(vec![
+        RouterConfig {
+            preempt: false,
+            ..config(Version::V3, 150, 1)
+        },
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(2));
+    sim.crash(0);
+    sim.run_for(Duration::from_secs(2));
+    sim.restart(0);
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(sim.masters(), vec![1], "the returning router stays backup");
+    assert_eq!(sim.nodes[0].router.state(), State::Backup);
+}
+
+#[test]
+fn preempt_delay_postpones_preemption() {
+    let delay = Duration::from_secs(3);
+    let mut sim = Sim::new(vec![
+        RouterConfig {
+            preempt_delay: delay,
+            ..config(Version::V3, 150, 1)
+        },
+        config(Version::V3, 100, 2),
+    ]);
+    sim.nodes[1].alive = true;
+    sim.start_node(1);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![1]);
+    let started = sim.now;
+    sim.start_node(0);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![1], "no preemption before preempt_delay");
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.masters(), vec![0]);
+    let took_over = sim.became_master_at(0).unwrap() - started;
+    assert!(took_over >= delay, "preempted after {took_over:?}");
+    assert!(took_over <= delay + sim.nodes[0].router.master_down_interval() + LINK_DELAY);
+}
+
+#[test]
+fn equal_priorities_elect_the_higher_primary_address() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 100, 7),
+        config(Version::V3, 100, 9),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.masters(), vec![1]);
+    assert_eq!(sim.holders(), vec![1]);
+}
+
+#[test]
+fn address_owner_is_master_at_once() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 255, 1),
+        config(Version::V3, 254, 2),
+    ]);
+    sim.start_all();
+    assert_eq!(sim.masters(), vec![0], "master before any time passed");
+    assert_eq!(
+        sim.nodes[0].transitions[0].3,
+        TransitionReason::AddressOwner
+    );
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![0]);
+}
+
+#[test]
+fn v3_backup_learns_the_masters_interval() {
+    // The master advertises every 1 s; the backup is configured for 50 ms. Without
+    // learning Master_Adver_Interval (RFC 5798 §6.4.2) it would take over at ~150 ms.
+    let mut slow = config(Version::V3, 150, 1);
+    slow.advert_interval_centis = 100;
+    let mut sim = Sim::new(vec![slow, config(Version::V3, 100, 2)]);
+    sim.start_all();
+    // Until the backup hears the first advert it runs on its own 50 ms interval
+    // and may take over briefly; the master's answer puts it back (RFC 5798 §6.4.3).
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.masters(), vec![0]);
+    let takeovers = sim.nodes[1].router.stats().became_master;
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(sim.masters(), vec![0]);
+    assert_eq!(
+        sim.nodes[1].router.stats().became_master,
+        takeovers,
+        "no takeover once the 1 s interval is learned"
+    );
+    let expected = Duration::from_secs(3) + Duration::from_micros(156 * 1_000_000 / 256);
+    assert_eq!(sim.nodes[1].router.master_down_interval(), expected);
+}
+
+#[test]
+fn partition_gives_two_masters_and_healing_leaves_one_within_an_interval() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(1));
+    sim.cut.insert((0, 1));
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.masters(), vec![0, 1], "split brain while partitioned");
+    sim.cut.clear();
+    let healed = sim.now;
+    sim.run_for(Duration::from_millis(50 + 1));
+    assert_eq!(
+        sim.masters(),
+        vec![0],
+        "one master one interval after the heal"
+    );
+    assert_eq!(sim.holders(), vec![0]);
+    // The winner re-announced after the heal.
+    assert!(sim.nodes[0].announcements.iter().any(|&t| t >= healed));
+}
+
+#[test]
+fn lowered_priority_on_the_master_lets_a_preempting_backup_take_over() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(1));
+    sim.nodes[0].router.set_priority(sim.now, 50);
+    sim.drain(0);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![1]);
+    assert_eq!(sim.holders(), vec![1]);
+    sim.nodes[0].router.set_priority(sim.now, 150);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![0]);
+}
+
+#[test]
+fn fault_releases_addresses_and_clearing_it_returns_to_backup() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(1));
+    sim.nodes[0].router.set_fault(sim.now, true);
+    sim.drain(0);
+    assert_eq!(sim.nodes[0].router.state(), State::Fault);
+    assert!(!sim.nodes[0].holds_addresses);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![1]);
+    sim.nodes[0].router.set_fault(sim.now, false);
+    sim.drain(0);
+    assert_eq!(sim.nodes[0].router.state(), State::Backup);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![0], "preempts once back");
+}
+
+#[test]
+fn three_routers_fail_over_in_priority_order() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 200, 1),
+        config(Version::V3, 150, 2),
+        config(Version::V3, 100, 3),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![0]);
+    sim.crash(0);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.masters(),
+        vec![1],
+        "the higher backup has the shorter skew"
+    );
+    assert_eq!(sim.nodes[2].router.stats().became_master, 0);
+    sim.crash(1);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![2]);
+}
+
+#[test]
+fn lossy_link_converges_and_counts_its_flaps() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.loss_percent = 30;
+    sim.start_all();
+    sim.run_for(Duration::from_secs(60));
+    // With 30 % loss the backup sometimes misses three adverts in a row
+    // (0.3^3 = 2.7 %) and takes over; the master's answer puts it back at once.
+    let flaps = sim.nodes[1].router.stats().became_master;
+    assert!(
+        flaps > 0,
+        "30 % loss over 60 s at 50 ms must cause some takeovers"
+    );
+    sim.loss_percent = 0;
+    sim.run_for(Duration::from_millis(60));
+    assert_eq!(sim.masters(), vec![0]);
+    assert_eq!(sim.holders(), vec![0]);
+    eprintln!("flaps under 30 % loss over {:?}: {flaps}", sim.elapsed());
+}
+
+#[test]
+fn v2_adverts_with_another_interval_or_password_are_dropped_and_counted() {
+    let mut router = Router::new(RouterConfig {
+        auth: Auth::Simple(*b"secret\0\0"),
+        ..config(Version::V2, 100, 2)
+    });
+    let now = Instant::now();
+    router.startup(now);
+    let source = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    let good = AdvertRepr {
+        version: Version::V2,
+        vrid: 51,
+        priority: 150,
+        advert_interval_centis: 100,
+        auth: Auth::Simple(*b"secret\0\0"),
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+    };
+    let cases = [
+        (
+            AdvertRepr {
+                advert_interval_centis: 200,
+                ..good.clone()
+            },
+            255,
+            DropReason::IntervalMismatch,
+        ),
+        (
+            AdvertRepr {
+                auth: Auth::Simple(*b"wrong\0\0\0"),
+                ..good.clone()
+            },
+            255,
+            DropReason::AuthMismatch,
+        ),
+        (
+            AdvertRepr {
+                auth: Auth::None,
+                ..good.clone()
+            },
+            255,
+            DropReason::AuthMismatch,
+        ),
+        (
+            AdvertRepr {
+                vrid: 52,
+                ..good.clone()
+            },
+            255,
+            DropReason::VridMismatch,
+        ),
+        (
+            AdvertRepr {
+                version: Version::V3,
+                auth: Auth::None,
+                ..good.clone()
+            },
+            255,
+            DropReason::VersionMismatch,
+        ),
+        (good.clone(), 254, DropReason::BadTtl),
+    ];
+    for (advert, ttl, reason) in &cases {
+        // A priority-0 advert from a "master" would make us take over quickly if accepted.
+        let advert = AdvertRepr {
+            priority: 0,
+            ..advert.clone()
+        };
+        assert_eq!(
+            router.handle_advert(now, source, *ttl, &advert),
+            Err(*reason)
+        );
+    }
+    for (_, _, reason) in &cases {
+        let expected = cases.iter().filter(|c| c.2 == *reason).count() as u64;
+        assert_eq!(router.stats().drops[reason], expected, "{reason:?} counted");
+    }
+    assert_eq!(router.stats().adverts_received, 0);
+    assert_eq!(router.state(), State::Backup);
+    // None of them moved the Master_Down_Timer to Skew_Time.
+    assert_eq!(
+        router.poll_timeout(),
+        Some(now + router.master_down_interval())
+    );
+    assert_eq!(router.handle_advert(now, source, 255, &good), Ok(()));
+}
+
+#[test]
+fn announcements_follow_the_garp_schedule() {
+    let mut cfg = config(Version::V3, 150, 1);
+    cfg.garp = GarpConfig {
+        repeat: 3,
+        interval: Duration::from_millis(10),
+        master_delay: Duration::from_secs(5),
+        refresh: Some(Duration::from_secs(20)),
+    };
+    let mut sim = Sim::new(vec![cfg]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(50));
+    let became = sim.became_master_at(0).unwrap();
+    let offsets: Vec<Duration> = sim.nodes[0]
+        .announcements
+        .iter()
+        .map(|&t| t - became)
+        .collect();
+    let ms = Duration::from_millis;
+    let expected = vec![
+        ms(0),
+        ms(10),
+        ms(20), // first burst
+        ms(5000),
+        ms(5010),
+        ms(5020), // garp_master_delay
+        ms(20000),
+        ms(20010),
+        ms(20020), // refresh
+        ms(40000),
+        ms(40010),
+        ms(40020),
+    ];
+    assert_eq!(offsets, expected);
+}
