@@ -34,9 +34,9 @@ enum Command {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
-    // Demo: two routers in network namespaces on this machine; kill the master
-    // and watch the backup take over (needs root).
-    // LAB-DEMO Lab(haldir::lab::demo::DemoOptions),
+    /// Demo: two routers in network namespaces on this machine; kill the master
+    /// and watch the backup take over (needs root).
+    Lab(haldir::lab::demo::DemoOptions),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,15 +110,16 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        } /* LAB-DEMO Command::Lab(options) => {
-              init_logging(LogFormat::Text);
-              match haldir::lab::demo::run(options) {
-                  Ok(()) => ExitCode::SUCCESS,
-                  Err(e) => {
-                      eprintln!("haldir lab: {e:#}");
-                      ExitCode::FAILURE
-                  }
-              }
-          } */
+        }
+        Command::Lab(options) => {
+            init_logging(LogFormat::Text);
+            match haldir::lab::demo::run(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("haldir lab: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@
 //! lab's own namespaces. Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN).
 
 pub mod capture;
+pub mod demo;
+pub mod haldir;
 pub mod keepalived;
 pub mod netns;
 pub mod probe;
@@ -24,8 +26,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub use capture::{Capture, FrameKind};
+pub use haldir::{Haldir, HaldirInstance};
 pub use keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
-pub use netns::{in_netns, Lab};
+pub use netns::{in_netns, spawn_in_netns, Lab};
+/// Signals for [`Lab::kill`].
+pub use nix::sys::signal::Signal;
 pub use probe::{ProbeConfig, ProbeReport, Prober, Reply, Responder};
 
 /// True when the process runs as root (effective uid 0): the lab needs it.

@@ -360,9 +360,10 @@ impl Lab {
     }
 
     /// Addresses on `ifname` in host `name`, as `address/prefixlen` strings, in the order
-    /// the kernel lists them (`ip -o addr show dev IFNAME`).
+    /// the kernel lists them (`ip -n NS -o addr show dev IFNAME`).
     pub fn addresses(&self, name: &str, ifname: &str) -> anyhow::Result<Vec<String>> {
-        let output = self.run(name, &["ip", "-o", "addr", "show", "dev", ifname])?;
+        let ns = self.namespace_of(name)?;
+        let output = ip(["-n", &ns, "-o", "addr", "show", "dev", ifname])?;
         Ok(parse_ip_o_addr(&String::from_utf8_lossy(&output.stdout)))
     }
 
@@ -372,7 +373,10 @@ impl Lab {
         let Ok(wanted) = address.parse::<IpAddr>() else {
             return false;
         };
-        let Ok(output) = self.run(name, &["ip", "-o", "addr", "show"]) else {
+        let Ok(ns) = self.namespace_of(name) else {
+            return false;
+        };
+        let Ok(output) = ip(["-n", &ns, "-o", "addr", "show"]) else {
             return false;
         };
         parse_ip_o_addr(&String::from_utf8_lossy(&output.stdout))
@@ -456,11 +460,9 @@ impl Drop for Lab {
 fn poll_exit(spawned: &mut Spawned) -> Option<ExitStatus> {
     if spawned.exit.is_none() {
         if let Ok(Some(status)) = spawned.child.try_wait() {
+            tracing::debug!(host = %spawned.host, %status, "lab process exited");
             spawned.exit = Some(status);
         }
-    }
-    if let Some(status) = spawned.exit {
-        tracing::debug!(host = %spawned.host, %status, "lab process exited");
     }
     spawned.exit
 }
@@ -561,8 +563,9 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> anyhow::Resu
     })
 }
 
-/// Like [`in_netns`] for long-lived work: starts a named thread that joins `ns` and then
-/// runs `f`. Fails (without running `f`) if the namespace cannot be entered.
+/// Like [`in_netns`] for long-lived work (say, a tokio runtime serving a namespace): starts
+/// a named thread that joins `ns` and then runs `f`. Fails, without running `f`, if the
+/// namespace cannot be entered.
 pub fn spawn_in_netns<T: Send + 'static>(
     ns: &str,
     thread_name: &str,
@@ -577,18 +580,16 @@ pub fn spawn_in_netns<T: Send + 'static>(
             let ok = entered.is_ok();
             let _ = entered_tx.send(entered);
             if !ok {
-                // The caller gets the error; this thread's result is never looked at.
-                std::thread::park();
+                // The caller already has the error and dropped the handle: end the thread
+                // without running `f` (resume_unwind skips the panic hook: no noise).
+                std::panic::resume_unwind(Box::new("network namespace not entered"));
             }
             f()
         })
         .context("cannot start a thread")?;
     match entered_rx.recv() {
         Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => {
-            handle.thread().unpark();
-            Err(e)
-        }
+        Ok(Err(e)) => Err(e),
         Err(_) => bail!("thread {thread_name} died before entering {ns}"),
     }
 }
@@ -661,6 +662,17 @@ mod tests {
         assert_eq!(stale_lab_owner("hlx-3-r1"), None);
         assert_eq!(stale_lab_owner("kcap"), None);
         assert_eq!(stale_lab_owner("hl0-1-a"), None);
+    }
+
+    #[test]
+    fn spawn_in_netns_fails_for_a_missing_namespace() {
+        let err = spawn_in_netns("haldir-no-such-ns", "t", || 1).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/run/netns/haldir-no-such-ns"),
+            "{err:#}"
+        );
+        let err = in_netns("haldir-no-such-ns", || 1).unwrap_err();
+        assert!(format!("{err:#}").contains("haldir-no-such-ns"), "{err:#}");
     }
 
     #[test]

@@ -307,15 +307,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// The `index`th address read as IPv4, if it lies within the buffer.
     pub fn address_v4(&self, index: usize) -> Option<Ipv4Addr> {
-        let start = HEADER_LEN + index * 4;
-        let octets: [u8; 4] = self.bytes().get(start..start + 4)?.try_into().ok()?;
+        let start = index.checked_mul(4)?.checked_add(HEADER_LEN)?;
+        let octets: [u8; 4] = self
+            .bytes()
+            .get(start..start.checked_add(4)?)?
+            .try_into()
+            .ok()?;
         Some(Ipv4Addr::from(octets))
     }
 
     /// The `index`th address read as IPv6, if it lies within the buffer.
     pub fn address_v6(&self, index: usize) -> Option<Ipv6Addr> {
-        let start = HEADER_LEN + index * 16;
-        let octets: [u8; 16] = self.bytes().get(start..start + 16)?.try_into().ok()?;
+        let start = index.checked_mul(16)?.checked_add(HEADER_LEN)?;
+        let octets: [u8; 16] = self
+            .bytes()
+            .get(start..start.checked_add(16)?)?
+            .try_into()
+            .ok()?;
         Some(Ipv6Addr::from(octets))
     }
 
@@ -1109,6 +1117,8 @@ mod tests {
         assert_eq!(packet.address_v4(1), Some(Ipv4Addr::new(10, 99, 0, 102)));
         assert_eq!(packet.address_v4(2), None);
         assert_eq!(packet.address_v6(0), None);
+        assert_eq!(packet.address_v4(usize::MAX), None);
+        assert_eq!(packet.address_v6(usize::MAX / 8), None);
         assert_eq!(packet.auth_data(), None);
         assert_eq!(
             Packet::new_checked(&V3_IPV4[..7]).unwrap_err(),

@@ -1,0 +1,212 @@
+//! `haldir lab`: the built-in demo. Two routers running haldir and a client on a
+//! bridge, all in network namespaces on this machine. It shows who is master,
+//! kills the master (kill -9, or a graceful stop), prints what the client saw
+//! and the timeline on the wire, lets the old master return and preempt, and
+//! removes everything it created.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::capture::{Capture, Frame, FrameKind};
+use super::haldir::{Haldir, HaldirInstance};
+use super::netns::Lab;
+use super::probe::{Prober, Responder};
+use crate::lab::is_root;
+
+const PROBE_PORT: u16 = 7777;
+
+/// Options of `haldir lab`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// VRRP version (2 or 3).
+    #[arg(long, default_value_t = 3)]
+    pub version: u8,
+    /// Advertisement interval in seconds (whole seconds for version 2).
+    #[arg(long, default_value_t = 0.1)]
+    pub advert_int: f64,
+    /// Stop the master gracefully (SIGTERM) instead of kill -9.
+    #[arg(long)]
+    pub graceful: bool,
+    /// Use an IPv6 virtual address (version 3 only).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// The haldir binary the routers run (default: this one).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+}
+
+struct Addresses {
+    routers: [&'static str; 2],
+    client: &'static str,
+    vip: &'static str,
+    vip_cidr: &'static str,
+}
+
+const IPV4: Addresses = Addresses {
+    routers: ["10.0.0.1/24", "10.0.0.2/24"],
+    client: "10.0.0.10/24",
+    vip: "10.0.0.100",
+    vip_cidr: "10.0.0.100/24",
+};
+
+const IPV6: Addresses = Addresses {
+    routers: ["fd00::1/64", "fd00::2/64"],
+    client: "fd00::10/64",
+    vip: "fd00::100",
+    vip_cidr: "fd00::100/64",
+};
+
+/// Runs the demo and prints its story to stdout.
+pub fn run(options: DemoOptions) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the demo builds network namespaces: run it as root");
+    }
+    if options.ipv6 && options.version != 3 {
+        bail!("IPv6 needs VRRP version 3 (--version 3)");
+    }
+    let binary = match options.binary.clone() {
+        Some(path) => path,
+        None => std::env::current_exe().context("cannot find the haldir binary")?,
+    };
+    let interval = Duration::from_secs_f64(options.advert_int);
+    let addresses = if options.ipv6 { &IPV6 } else { &IPV4 };
+    let vip: IpAddr = addresses.vip.parse().expect("a valid literal");
+
+    println!("== haldir lab: two routers (r1 priority 150, r2 priority 100) and a client on one bridge");
+    let lab = Lab::new("demo")?;
+    lab.add_host("r1", &[addresses.routers[0]])?;
+    lab.add_host("r2", &[addresses.routers[1]])?;
+    lab.add_host("client", &[addresses.client])?;
+    let capture = Capture::start(&lab)?;
+    let instance = |priority| {
+        let make = if options.version == 2 { HaldirInstance::v2 } else { HaldirInstance::v3 };
+        make(51, priority, interval, &[addresses.vip_cidr])
+    };
+    // RFC 5798 §6.1 for the backup (priority 100); RFC 3768 §6.1 for version 2.
+    let skew = if options.version == 2 {
+        Duration::from_secs(1).mul_f64(f64::from(256 - 100) / 256.0)
+    } else {
+        interval.mul_f64(f64::from(256 - 100) / 256.0)
+    };
+    let master_down = 3 * interval + skew;
+    println!(
+        "   VRRPv{} advert_int {:?}; the backup's Master_Down_Interval is {:?}",
+        options.version, interval, master_down
+    );
+    let r1 = Haldir::start(&lab, "r1", &binary, &[instance(150)])?;
+    let r2 = Haldir::start(&lab, "r2", &binary, &[instance(100)])?;
+    let responders = [
+        Responder::start(&lab, "r1", PROBE_PORT)?,
+        Responder::start(&lab, "r2", PROBE_PORT)?,
+    ];
+    if !r1.wait_state("MASTER", master_down * 3 + Duration::from_secs(3)) {
+        bail!("r1 did not become master; its log:\n{}", r1.log());
+    }
+    println!(
+        "-- election: r1 is {}, r2 is {}; {} is on r1: {}, on r2: {}",
+        r1.state().unwrap_or_default(),
+        r2.state().unwrap_or_default(),
+        addresses.vip,
+        lab.has_address("r1", addresses.vip),
+        lab.has_address("r2", addresses.vip)
+    );
+
+    let prober = Prober::start(&lab, "client", vip, PROBE_PORT)?;
+    std::thread::sleep(Duration::from_secs(1));
+    println!(
+        "-- the client sends a probe to {}:{PROBE_PORT} every ms; replies so far from r1: {}, r2: {}",
+        addresses.vip,
+        prober.replies_from("r1"),
+        prober.replies_from("r2")
+    );
+    let r1_mac = lab.mac_bytes("r1")?;
+    let r2_mac = lab.mac_bytes("r2")?;
+    // The router is gone as far as the client is concerned: its responder stops
+    // answering (a crashed master's kernel would otherwise still answer for the
+    // address it keeps).
+    responders[0].set_answering(false);
+    let failed_at = prober.mark();
+    if options.graceful {
+        println!("-- stopping r1 gracefully (SIGTERM)");
+        r1.stop()?;
+    } else {
+        println!("-- kill -9 of r1 (no goodbye advert; its address stays behind in its kernel)");
+        r1.crash()?;
+    }
+    if !r2.wait_state("MASTER", master_down * 3 + Duration::from_secs(2)) {
+        bail!("r2 did not take over; its log:\n{}", r2.log());
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let report = prober.stop();
+    let gap = report.largest_gap_after(failed_at);
+    let frames = capture.kept();
+    println!("-- takeover: r2 is {}", r2.state().unwrap_or_default());
+    print_timeline(&frames, failed_at, r1_mac, r2_mac, options.ipv6);
+    let (bound_name, bound) = if options.graceful {
+        ("Skew_Time after the priority-0 advert", skew)
+    } else {
+        ("Master_Down_Interval after the last advert", master_down)
+    };
+    println!(
+        "== the client saw an outage of {:.1} ms (RFC 5798 bound: {bound_name}, {:.1} ms); last reply from {}",
+        gap.as_secs_f64() * 1000.0,
+        bound.as_secs_f64() * 1000.0,
+        report.last_responder().unwrap_or("nobody")
+    );
+
+    println!("-- r1 comes back (haldir removes the address its killed predecessor left) and preempts");
+    let r1 = Haldir::start(&lab, "r1", &binary, &[instance(150)])?;
+    if r1.wait_state("MASTER", master_down * 3 + Duration::from_secs(3)) {
+        println!(
+            "-- r1 is {} again, r2 is {}; {} on r1: {}, on r2: {}",
+            r1.state().unwrap_or_default(),
+            r2.state().unwrap_or_default(),
+            addresses.vip,
+            lab.has_address("r1", addresses.vip),
+            lab.has_address("r2", addresses.vip)
+        );
+    } else {
+        println!("-- r1 did not preempt; its log:\n{}", r1.log());
+    }
+    r1.stop()?;
+    r2.stop()?;
+    drop(capture);
+    println!("== done; namespaces and processes removed");
+    Ok(())
+}
+
+/// Prints the adverts and announcements around the failure, relative to it.
+fn print_timeline(frames: &[Frame], failed_at: Instant, old: [u8; 6], new: [u8; 6], ipv6: bool) {
+    let offset = |at: Instant| {
+        if at >= failed_at {
+            format!("+{:8.1} ms", (at - failed_at).as_secs_f64() * 1000.0)
+        } else {
+            format!("-{:8.1} ms", (failed_at - at).as_secs_f64() * 1000.0)
+        }
+    };
+    let announce_kind = if ipv6 { FrameKind::NeighborAdvert } else { FrameKind::Arp };
+    let last_old_advert = frames
+        .iter()
+        .filter(|f| f.kind.is_vrrp() && f.src_mac() == old && f.at <= failed_at + Duration::from_millis(50))
+        .next_back();
+    let first_new_advert = frames
+        .iter()
+        .find(|f| f.kind.is_vrrp() && f.src_mac() == new && f.at >= failed_at);
+    let first_announce = frames
+        .iter()
+        .find(|f| f.kind == announce_kind && f.src_mac() == new && f.at >= failed_at);
+    println!("   timeline (0 = the failure):");
+    if let Some(f) = last_old_advert {
+        println!("   {}  last advert from r1", offset(f.at));
+    }
+    if let Some(f) = first_new_advert {
+        println!("   {}  first advert from r2 as master", offset(f.at));
+    }
+    if let Some(f) = first_announce {
+        let what = if ipv6 { "unsolicited NA" } else { "gratuitous ARP" };
+        println!("   {}  first {what} from r2", offset(f.at));
+    }
+}
