@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod demo;
 pub mod haldir;
+pub mod inject;
 pub mod keepalived;
 pub mod netns;
 pub mod probe;
@@ -27,6 +28,7 @@ use anyhow::{bail, Context};
 
 pub use capture::{Capture, FrameKind};
 pub use haldir::{Haldir, HaldirInstance};
+pub use inject::Injector;
 pub use keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
 pub use netns::{in_netns, spawn_in_netns, Lab};
 /// Signals for [`Lab::kill`].
