@@ -75,14 +75,20 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     let addresses = if options.ipv6 { &IPV6 } else { &IPV4 };
     let vip: IpAddr = addresses.vip.parse().expect("a valid literal");
 
-    println!("== haldir lab: two routers (r1 priority 150, r2 priority 100) and a client on one bridge");
+    println!(
+        "== haldir lab: two routers (r1 priority 150, r2 priority 100) and a client on one bridge"
+    );
     let lab = Lab::new("demo")?;
     lab.add_host("r1", &[addresses.routers[0]])?;
     lab.add_host("r2", &[addresses.routers[1]])?;
     lab.add_host("client", &[addresses.client])?;
     let capture = Capture::start(&lab)?;
     let instance = |priority| {
-        let make = if options.version == 2 { HaldirInstance::v2 } else { HaldirInstance::v3 };
+        let make = if options.version == 2 {
+            HaldirInstance::v2
+        } else {
+            HaldirInstance::v3
+        };
         make(51, priority, interval, &[addresses.vip_cidr])
     };
     // RFC 5798 §6.1 for the backup (priority 100); RFC 3768 §6.1 for version 2.
@@ -157,7 +163,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         report.last_responder().unwrap_or("nobody")
     );
 
-    println!("-- r1 comes back (haldir removes the address its killed predecessor left) and preempts");
+    println!(
+        "-- r1 comes back (haldir removes the address its killed predecessor left) and preempts"
+    );
     let r1 = Haldir::start(&lab, "r1", &binary, &[instance(150)])?;
     if r1.wait_state("MASTER", master_down * 3 + Duration::from_secs(3)) {
         println!(
@@ -187,11 +195,14 @@ fn print_timeline(frames: &[Frame], failed_at: Instant, old: [u8; 6], new: [u8; 
             format!("-{:8.1} ms", (failed_at - at).as_secs_f64() * 1000.0)
         }
     };
-    let announce_kind = if ipv6 { FrameKind::NeighborAdvert } else { FrameKind::Arp };
-    let last_old_advert = frames
-        .iter()
-        .filter(|f| f.kind.is_vrrp() && f.src_mac() == old && f.at <= failed_at + Duration::from_millis(50))
-        .next_back();
+    let announce_kind = if ipv6 {
+        FrameKind::NeighborAdvert
+    } else {
+        FrameKind::Arp
+    };
+    let last_old_advert = frames.iter().rfind(|f| {
+        f.kind.is_vrrp() && f.src_mac() == old && f.at <= failed_at + Duration::from_millis(50)
+    });
     let first_new_advert = frames
         .iter()
         .find(|f| f.kind.is_vrrp() && f.src_mac() == new && f.at >= failed_at);
@@ -206,7 +217,11 @@ fn print_timeline(frames: &[Frame], failed_at: Instant, old: [u8; 6], new: [u8; 
         println!("   {}  first advert from r2 as master", offset(f.at));
     }
     if let Some(f) = first_announce {
-        let what = if ipv6 { "unsolicited NA" } else { "gratuitous ARP" };
+        let what = if ipv6 {
+            "unsolicited NA"
+        } else {
+            "gratuitous ARP"
+        };
         println!("   {}  first {what} from r2", offset(f.at));
     }
 }

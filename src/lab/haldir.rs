@@ -240,8 +240,12 @@ impl<'l> Haldir<'l> {
 
     /// A drop counter: by the router (`bad_ttl`, ...) or by the link (`bad_checksum`, ...).
     pub fn drops(&self, reason: &str) -> u64 {
-        let Some(status) = self.status() else { return 0 };
-        let by_router = status["instances"][0]["drops"][reason].as_u64().unwrap_or(0);
+        let Some(status) = self.status() else {
+            return 0;
+        };
+        let by_router = status["instances"][0]["drops"][reason]
+            .as_u64()
+            .unwrap_or(0);
         let by_link = status["links"][0]["drops"][reason].as_u64().unwrap_or(0);
         by_router + by_link
     }
@@ -265,7 +269,11 @@ impl<'l> Haldir<'l> {
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the process.
     pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
-        let signal = if frozen { Signal::SIGSTOP } else { Signal::SIGCONT };
+        let signal = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
         self.lab.kill(self.pid, signal)
     }
 
@@ -274,7 +282,10 @@ impl<'l> Haldir<'l> {
         self.lab.kill(self.pid, Signal::SIGTERM)?;
         match self.lab.wait_exit(self.pid, Duration::from_secs(10))? {
             Some(status) => Ok(status),
-            None => bail!("haldir in {} did not exit within 10 s of SIGTERM", self.host),
+            None => bail!(
+                "haldir in {} did not exit within 10 s of SIGTERM",
+                self.host
+            ),
         }
     }
 }

@@ -40,11 +40,7 @@ impl Injector {
     pub fn open(lab: &Lab, host: &str, source: Ipv4Addr) -> anyhow::Result<Injector> {
         let ns = lab.ns_name(host);
         let socket = in_netns(&ns, || -> std::io::Result<Socket> {
-            let socket = Socket::new(
-                Domain::IPV4,
-                Type::RAW,
-                Some(Protocol::from(IPPROTO_VRRP)),
-            )?;
+            let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))?;
             socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(source), 0)))?;
             socket.set_multicast_if_v4(&source)?;
             socket.set_multicast_loop_v4(false)?;
@@ -72,7 +68,11 @@ impl Injector {
             .socket
             .send_to(payload, &group)
             .with_context(|| format!("sending {} bytes to 224.0.0.18", payload.len()))?;
-        anyhow::ensure!(sent == payload.len(), "short send: {sent} of {}", payload.len());
+        anyhow::ensure!(
+            sent == payload.len(),
+            "short send: {sent} of {}",
+            payload.len()
+        );
         Ok(())
     }
 
