@@ -68,6 +68,7 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
             .collect(),
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
+        accept: instance.accept,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod inject;
 pub mod keepalived;
 pub mod netns;
 pub mod probe;
+pub mod vm;
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};

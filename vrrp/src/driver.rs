@@ -40,6 +40,9 @@ pub struct InstanceSpec {
     /// `unicast_peer`: adverts go to these instead of the multicast group, and
     /// adverts from anyone else are dropped.
     pub unicast_peers: Vec<IpAddr>,
+    /// RFC 5798 Accept_Mode: when false (and not the address owner), packets
+    /// to the virtual addresses are filtered out on input (see [`crate::accept`]).
+    pub accept: bool,
 }
 
 /// Errors that stop the driver from starting.
@@ -56,6 +59,9 @@ pub enum DriverError {
         /// "IPv4" or "IPv6 link-local".
         family: &'static str,
     },
+    /// The accept-mode filter could not be installed.
+    #[error(transparent)]
+    AcceptFilter(#[from] crate::accept::AcceptFilterError),
     /// A socket could not be opened (raw sockets need CAP_NET_RAW).
     #[error(
         "cannot open the VRRP sockets on {interface}: {source} (raw sockets need CAP_NET_RAW)"
@@ -207,6 +213,20 @@ pub async fn run(
             slot,
         });
     }
+    let filtered: Vec<IpAddr> = links
+        .iter()
+        .flat_map(|l| &l.instances)
+        .filter(|i| !i.spec.accept && i.spec.router.priority != 255)
+        .flat_map(|i| i.spec.router.virtual_addresses.iter().copied())
+        .collect();
+    if filtered.is_empty() {
+        // A crashed run with `accept = false` may have left its filter behind;
+        // without nft there is nothing to remove.
+        let _ = crate::accept::install(&[]);
+    } else {
+        crate::accept::install(&filtered)?;
+        info!(addresses = ?filtered, "accept = false: input to these virtual addresses is dropped");
+    }
     if *shutdown.borrow_and_update() {
         return Ok(());
     }
@@ -215,6 +235,11 @@ pub async fn run(
         tasks.spawn(link.run(shutdown.clone()));
     }
     while tasks.join_next().await.is_some() {}
+    if !filtered.is_empty() {
+        if let Err(e) = crate::accept::install(&[]) {
+            warn!("cannot remove the accept-mode filter: {e}");
+        }
+    }
     Ok(())
 }
 

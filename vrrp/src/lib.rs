@@ -2,6 +2,7 @@
 //! neighbour advertisements), the sans-IO RFC 5798 router, and the tokio driver
 //! that runs routers on real sockets and moves the virtual addresses.
 
+pub mod accept;
 pub mod driver;
 pub mod netif;
 pub mod router;

@@ -1,0 +1,651 @@
+//! haldir against haldir on a lab bridge: election, failover on a crash, handover on a
+//! graceful stop, preemption, IPv6, and clean-up of a crashed predecessor's addresses.
+//!
+//! Every behaviour is proven from outside the daemon: `ip addr` in the router namespaces,
+//! frames captured on the bridge (decoded with haldir-vrrp's wire parsers), and a client
+//! namespace probing the VIP. Version 3 at 100 ms keeps the suite fast; one test runs
+//! version 2 at 1 s. Needs root (network namespaces); skipped loudly otherwise.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use haldir::lab::capture::{vrrp_payload, Frame};
+use haldir::lab::{
+    self, Capture, FrameKind, Haldir, HaldirInstance, Lab, ProbeReport, Prober, Responder,
+};
+use haldir_vrrp::wire::arp::ArpRepr;
+use haldir_vrrp::wire::ndisc::NaRepr;
+use haldir_vrrp::wire::vrrp::{AdvertRepr, Version};
+
+const VRID: u8 = 51;
+const VIP: &str = "10.0.0.100";
+const VIP_CIDR: &str = "10.0.0.100/24";
+const VIP6: &str = "fd00::100";
+const VIP6_CIDR: &str = "fd00::100/64";
+const PROBE_PORT: u16 = 7777;
+/// Version 3 advert interval used wherever the behaviour does not need v2's 1 s.
+const FAST: Duration = Duration::from_millis(100);
+const HIGH: u8 = 150;
+const LOW: u8 = 100;
+
+fn skip_unless_root(name: &str) -> bool {
+    if lab::is_root() {
+        return false;
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
+    true
+}
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_haldir"))
+}
+
+/// RFC 5798 §6.1 Skew_Time for version 3: (256 - priority) * interval / 256.
+fn skew_v3(priority: u8, interval: Duration) -> Duration {
+    interval * (256 - u32::from(priority)) / 256
+}
+
+/// RFC 5798 §6.1 Master_Down_Interval: 3 * interval + Skew_Time.
+fn master_down_v3(priority: u8, interval: Duration) -> Duration {
+    interval * 3 + skew_v3(priority, interval)
+}
+
+/// A lab with routers r1 (10.0.0.1), r2 (10.0.0.2) and client cl (10.0.0.9).
+fn ipv4_lab(tag: &str) -> Lab {
+    let lab = Lab::new(tag).unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    lab.add_host("cl", &["10.0.0.9/24"]).unwrap();
+    lab
+}
+
+fn v3(priority: u8) -> HaldirInstance {
+    HaldirInstance::v3(VRID, priority, FAST, &[VIP_CIDR])
+}
+
+/// The routers among `hosts` whose kernel holds `vip`.
+fn holders<'a>(lab: &Lab, hosts: &[&'a str], vip: &str) -> Vec<&'a str> {
+    hosts
+        .iter()
+        .copied()
+        .filter(|h| lab.has_address(h, vip))
+        .collect()
+}
+
+fn describe(routers: &[&Haldir]) -> String {
+    routers
+        .iter()
+        .map(|h| {
+            format!(
+                "--- {} (pid {}, running {}): state {:?}\nstatus: {}\nlog:\n{}",
+                h.host(),
+                h.pid(),
+                h.is_running(),
+                h.state(),
+                h.status().map(|s| s.to_string()).unwrap_or_default(),
+                h.log()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits until `master` is MASTER, `backup` BACKUP and only `master`'s host holds `vip`.
+fn assert_elected(lab: &Lab, master: &Haldir, backup: &Haldir, vip: &str, timeout: Duration) {
+    let hosts = [master.host(), backup.host()];
+    let elected = lab::wait_until(timeout, || {
+        master.state().as_deref() == Some("MASTER")
+            && backup.state().as_deref() == Some("BACKUP")
+            && holders(lab, &hosts, vip) == [master.host()]
+    });
+    assert!(
+        elected,
+        "expected {} MASTER holding {vip} and {} BACKUP within {timeout:?}; VIP on {:?}\n{}",
+        master.host(),
+        backup.host(),
+        holders(lab, &hosts, vip),
+        describe(&[master, backup])
+    );
+}
+
+/// Over `window`, nothing changes: states, transition counters, the VIP's holder.
+fn assert_stable(lab: &Lab, master: &Haldir, backup: &Haldir, vip: &str, window: Duration) {
+    let transitions = (master.counter("transitions"), backup.counter("transitions"));
+    let deadline = Instant::now() + window;
+    let hosts = [master.host(), backup.host()];
+    while Instant::now() < deadline {
+        assert_eq!(
+            master.state().as_deref(),
+            Some("MASTER"),
+            "{}",
+            describe(&[master, backup])
+        );
+        assert_eq!(
+            backup.state().as_deref(),
+            Some("BACKUP"),
+            "{}",
+            describe(&[master, backup])
+        );
+        assert_eq!(holders(lab, &hosts, vip), [master.host()]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (master.counter("transitions"), backup.counter("transitions")),
+        transitions,
+        "a router changed state while the election should have been stable"
+    );
+}
+
+/// A captured VRRP advert, decoded with haldir-vrrp's parser.
+fn decode_vrrp(frame: &Frame) -> Option<AdvertRepr> {
+    let payload = vrrp_payload(&frame.bytes)?;
+    let ip = &frame.bytes[14..];
+    let (src, dst) = match frame.kind {
+        FrameKind::Vrrp4 => (
+            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&ip[12..16]).ok()?)),
+            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&ip[16..20]).ok()?)),
+        ),
+        FrameKind::Vrrp6 => (
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?)),
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?)),
+        ),
+        _ => return None,
+    };
+    AdvertRepr::parse(payload, src, dst).ok()
+}
+
+/// Decoded VRRP adverts of VRID [`VRID`] sent from `mac`, in capture order.
+fn adverts_from(frames: &[Frame], mac: [u8; 6]) -> Vec<(Instant, AdvertRepr)> {
+    frames
+        .iter()
+        .filter(|f| f.kind.is_vrrp() && f.src_mac() == mac)
+        .filter_map(|f| decode_vrrp(f).map(|a| (f.at, a)))
+        .filter(|(_, a)| a.vrid == VRID)
+        .collect()
+}
+
+/// Gratuitous ARPs for `vip` announcing `mac`, from `mac`.
+fn garps_from(frames: &[Frame], mac: [u8; 6], vip: Ipv4Addr) -> Vec<Instant> {
+    frames
+        .iter()
+        .filter(|f| f.kind == FrameKind::Arp && f.src_mac() == mac)
+        .filter(|f| {
+            ArpRepr::parse(&f.bytes).is_ok_and(|arp| {
+                arp.sender_mac == mac && arp.sender_ip == vip && arp.target_ip == vip
+            })
+        })
+        .map(|f| f.at)
+        .collect()
+}
+
+fn report_summary(report: &ProbeReport) -> String {
+    format!(
+        "probes sent {}, replies {} (r1 {}, r2 {}), lost {}, send errors {}",
+        report.sent,
+        report.reply_count(),
+        report.replies_from("r1"),
+        report.replies_from("r2"),
+        report.lost(),
+        report.send_errors
+    )
+}
+
+#[test]
+fn two_v3_routers_elect_one_master_and_only_it_holds_the_vip() {
+    if skip_unless_root("two_v3_routers_elect_one_master_and_only_it_holds_the_vip") {
+        return;
+    }
+    let lab = ipv4_lab("v3-election");
+    let capture = Capture::start(&lab).unwrap();
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+    // Settle (r2 may have started in the middle of r1's first adverts), then watch.
+    std::thread::sleep(FAST * 3);
+    let window_start = Instant::now();
+    assert_stable(&lab, &r1, &r2, VIP, FAST * 10);
+
+    // On the wire: only the master advertises, with its configuration.
+    let frames = capture.stop();
+    let r1_mac = lab.mac_bytes("r1").unwrap();
+    let r2_mac = lab.mac_bytes("r2").unwrap();
+    let in_window = |adverts: Vec<(Instant, AdvertRepr)>| -> Vec<AdvertRepr> {
+        adverts
+            .into_iter()
+            .filter(|(at, _)| *at >= window_start)
+            .map(|(_, a)| a)
+            .collect()
+    };
+    let from_r1 = in_window(adverts_from(&frames, r1_mac));
+    let from_r2 = in_window(adverts_from(&frames, r2_mac));
+    assert!(
+        from_r1.len() >= 5,
+        "the master sent only {} adverts in 10 intervals",
+        from_r1.len()
+    );
+    assert!(from_r2.is_empty(), "the backup advertised: {from_r2:?}");
+    for advert in &from_r1 {
+        assert_eq!(advert.version, Version::V3);
+        assert_eq!(advert.priority, HIGH);
+        assert_eq!(advert.advert_interval_centis, 10);
+        assert_eq!(advert.addresses, [VIP.parse::<IpAddr>().unwrap()]);
+    }
+    assert!(r1.is_running() && r2.is_running());
+}
+
+#[test]
+fn two_v2_routers_elect_one_master_and_a_graceful_stop_hands_over_after_skew_time() {
+    if skip_unless_root(
+        "two_v2_routers_elect_one_master_and_a_graceful_stop_hands_over_after_skew_time",
+    ) {
+        return;
+    }
+    let second = Duration::from_secs(1);
+    let lab = ipv4_lab("v2-election");
+    let capture = Capture::start(&lab).unwrap();
+    let r1 = Haldir::start(
+        &lab,
+        "r1",
+        binary(),
+        &[HaldirInstance::v2(VRID, HIGH, second, &[VIP_CIDR])],
+    )
+    .unwrap();
+    let r2 = Haldir::start(
+        &lab,
+        "r2",
+        binary(),
+        &[HaldirInstance::v2(VRID, LOW, second, &[VIP_CIDR])],
+    )
+    .unwrap();
+    // Master_Down_Interval for v2 at 1 s is about 3.4-3.6 s.
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(12));
+    assert_stable(&lab, &r1, &r2, VIP, Duration::from_millis(2500));
+
+    let status = r1.stop().unwrap();
+    assert!(status.success(), "haldir exited with {status} on SIGTERM");
+    assert!(
+        lab::wait_until(Duration::from_secs(5), || r2.state().as_deref()
+            == Some("MASTER")
+            && lab.has_address("r2", VIP)),
+        "r2 did not take over\n{}",
+        describe(&[&r2])
+    );
+    assert!(!lab.has_address("r1", VIP), "the stopped r1 kept the VIP");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let frames = capture.stop();
+    let resignation = adverts_from(&frames, lab.mac_bytes("r1").unwrap())
+        .into_iter()
+        .find(|(_, a)| a.priority == 0)
+        .expect("no priority-0 advert from the stopping master r1");
+    assert_eq!(resignation.1.version, Version::V2);
+    let first_r2 = adverts_from(&frames, lab.mac_bytes("r2").unwrap())
+        .into_iter()
+        .find(|(at, _)| *at > resignation.0)
+        .expect("no advert from r2 after r1 resigned");
+    let handover = first_r2.0 - resignation.0;
+    // RFC 3768 §6.1: Skew_Time = (256 - 100) / 256 s = 609 ms.
+    let skew = Duration::from_micros(156 * 1_000_000 / 256);
+    eprintln!(
+        "v2 1 s graceful stop: priority 0 -> r2's first advert {handover:?} (Skew_Time {skew:?})"
+    );
+    assert_eq!(first_r2.1.priority, LOW);
+    assert!(
+        handover >= skew / 2 && handover <= skew * 3,
+        "r2 took over {handover:?} after the priority-0 advert; Skew_Time is {skew:?}"
+    );
+}
+
+#[test]
+fn kill_9_of_the_master_moves_the_vip_to_the_backup_within_master_down_interval() {
+    if skip_unless_root(
+        "kill_9_of_the_master_moves_the_vip_to_the_backup_within_master_down_interval",
+    ) {
+        return;
+    }
+    let lab = ipv4_lab("v3-crash");
+    let capture = Capture::start(&lab).unwrap();
+    let [responder_r1, _responder_r2] =
+        ["r1", "r2"].map(|r| Responder::start(&lab, r, PROBE_PORT).unwrap());
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+
+    let vip: IpAddr = VIP.parse().unwrap();
+    let prober = Prober::start(&lab, "cl", vip, PROBE_PORT).unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(5), || prober.replies_from("r1") >= 50),
+        "the client gets no replies from r1 through the VIP ({} so far)",
+        prober.reply_count()
+    );
+
+    // The master's daemon dies without a word; its host stays up (with the stale VIP in
+    // its kernel) but its service no longer answers.
+    let crash = prober.mark();
+    responder_r1.set_answering(false);
+    r1.crash().unwrap();
+    let master_down = master_down_v3(LOW, FAST);
+    let took_over = lab::wait_until(master_down * 3, || {
+        r2.state().as_deref() == Some("MASTER") && lab.has_address("r2", VIP)
+    });
+    let detected = crash.elapsed();
+    assert!(
+        took_over,
+        "r2 did not become master holding the VIP within {:?} of the crash\n{}",
+        master_down * 3,
+        describe(&[&r2])
+    );
+    assert!(
+        lab::wait_until(Duration::from_secs(5), || prober
+            .last_responder()
+            .as_deref()
+            == Some("r2")),
+        "the client does not reach the VIP through r2 (last reply from {:?})",
+        prober.last_responder()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let report = prober.stop();
+    let gap = report.largest_gap_detail_after(crash).unwrap();
+
+    let frames = capture.stop();
+    let r1_mac = lab.mac_bytes("r1").unwrap();
+    let r2_mac = lab.mac_bytes("r2").unwrap();
+    let last_r1 = adverts_from(&frames, r1_mac)
+        .into_iter()
+        .rfind(|(at, _)| *at <= crash)
+        .expect("no advert from r1 before the crash");
+    assert!(
+        adverts_from(&frames, r1_mac)
+            .iter()
+            .all(|(_, a)| a.priority == HIGH),
+        "the killed master sent a priority-0 advert"
+    );
+    let first_r2 = adverts_from(&frames, r2_mac)
+        .into_iter()
+        .find(|(at, _)| *at > crash)
+        .expect("no advert from r2 after the crash");
+    let first_garp = garps_from(&frames, r2_mac, VIP.parse().unwrap())
+        .into_iter()
+        .find(|at| *at > crash)
+        .expect("no gratuitous ARP for the VIP from r2's MAC after the crash");
+    let takeover = first_r2.0 - last_r1.0;
+    eprintln!(
+        "v3 100 ms kill -9: r1's last advert -> r2's first advert {takeover:?} \
+         (Master_Down_Interval {master_down:?}); state seen MASTER {detected:?} after the kill; \
+         GARP {:?} after r2's first advert; client outage {:?} ({:?} -> {:?}); {}",
+        first_garp.saturating_duration_since(first_r2.0),
+        gap.duration(),
+        gap.before,
+        gap.after,
+        report_summary(&report)
+    );
+    assert_eq!(first_r2.1.priority, LOW);
+    assert!(
+        takeover >= master_down * 8 / 10 && takeover <= master_down * 3,
+        "r2 took over {takeover:?} after r1's last advert; Master_Down_Interval is {master_down:?}"
+    );
+    assert!(report.first_reply_from_after("r2", crash).is_some());
+    assert_eq!(report.last_responder(), Some("r2"));
+    assert!(
+        gap.duration() < Duration::from_secs(3),
+        "client outage {:?}",
+        gap.duration()
+    );
+}
+
+#[test]
+fn graceful_stop_sends_priority_zero_and_the_backup_takes_over_after_skew_time() {
+    if skip_unless_root(
+        "graceful_stop_sends_priority_zero_and_the_backup_takes_over_after_skew_time",
+    ) {
+        return;
+    }
+    let lab = ipv4_lab("v3-graceful");
+    let capture = Capture::start(&lab).unwrap();
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+    std::thread::sleep(FAST * 3);
+
+    let stopping = Instant::now();
+    let status = r1.stop().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "haldir exited with {status} on SIGTERM"
+    );
+    assert!(
+        !lab.has_address("r1", VIP),
+        "the stopped master kept the VIP"
+    );
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || r2.state().as_deref()
+            == Some("MASTER")
+            && lab.has_address("r2", VIP)),
+        "r2 did not take over\n{}",
+        describe(&[&r2])
+    );
+    std::thread::sleep(FAST * 2);
+
+    let frames = capture.stop();
+    let r1_adverts = adverts_from(&frames, lab.mac_bytes("r1").unwrap());
+    let resignations: Vec<_> = r1_adverts.iter().filter(|(_, a)| a.priority == 0).collect();
+    assert_eq!(
+        resignations.len(),
+        1,
+        "expected exactly one priority-0 advert from r1"
+    );
+    let resigned_at = resignations[0].0;
+    assert!(resigned_at >= stopping);
+    assert!(
+        r1_adverts.iter().all(|(at, _)| *at <= resigned_at),
+        "r1 advertised after resigning"
+    );
+    let first_r2 = adverts_from(&frames, lab.mac_bytes("r2").unwrap())
+        .into_iter()
+        .find(|(at, _)| *at > resigned_at)
+        .expect("no advert from r2 after r1 resigned");
+    let handover = first_r2.0 - resigned_at;
+    let skew = skew_v3(LOW, FAST);
+    eprintln!("v3 100 ms graceful stop: priority 0 -> r2's first advert {handover:?} (Skew_Time {skew:?})");
+    assert!(
+        handover >= skew / 2 && handover <= skew * 3,
+        "r2 took over {handover:?} after the priority-0 advert; Skew_Time is {skew:?}"
+    );
+}
+
+#[test]
+fn a_returning_higher_priority_router_preempts_and_takes_the_vip_back() {
+    if skip_unless_root("a_returning_higher_priority_router_preempts_and_takes_the_vip_back") {
+        return;
+    }
+    let lab = ipv4_lab("v3-preempt");
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+    assert!(r1.stop().unwrap().success());
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || r2.state().as_deref()
+            == Some("MASTER")
+            && holders(&lab, &["r1", "r2"], VIP) == ["r2"]),
+        "r2 did not take over from the stopped r1\n{}",
+        describe(&[&r2])
+    );
+    std::thread::sleep(FAST * 3);
+
+    // r1 comes back with the higher priority: it preempts r2.
+    let returned = Instant::now();
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, master_down_v3(HIGH, FAST) * 3);
+    eprintln!(
+        "v3 100 ms preemption: VIP back on r1 {:?} after its restart",
+        returned.elapsed()
+    );
+    let reason = r2.status().unwrap()["instances"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("higher priority"),
+        "r2 stepped down because {reason:?}"
+    );
+    assert_stable(&lab, &r1, &r2, VIP, FAST * 5);
+}
+
+#[test]
+fn with_nopreempt_a_returning_higher_priority_router_stays_backup() {
+    if skip_unless_root("with_nopreempt_a_returning_higher_priority_router_stays_backup") {
+        return;
+    }
+    let lab = ipv4_lab("v3-nopreempt");
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH).nopreempt()]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+    assert!(r1.stop().unwrap().success());
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || r2.state().as_deref()
+            == Some("MASTER")
+            && holders(&lab, &["r1", "r2"], VIP) == ["r2"]),
+        "r2 did not take over from the stopped r1\n{}",
+        describe(&[&r2])
+    );
+
+    // r1 comes back with the higher priority but nopreempt: r2 keeps the VIP, for many
+    // times r1's Master_Down_Interval.
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH).nopreempt()]).unwrap();
+    assert_eq!(r1.state().as_deref(), Some("BACKUP"));
+    assert_stable(&lab, &r2, &r1, VIP, master_down_v3(HIGH, FAST) * 5);
+    assert_eq!(r1.counter("became_master"), 0);
+}
+
+#[test]
+fn ipv6_pair_fails_over_on_kill_9_with_an_unsolicited_na_and_the_client_follows() {
+    if skip_unless_root(
+        "ipv6_pair_fails_over_on_kill_9_with_an_unsolicited_na_and_the_client_follows",
+    ) {
+        return;
+    }
+    let lab = Lab::new("v3-ipv6").unwrap();
+    lab.add_host("r1", &["fd00::1/64"]).unwrap();
+    lab.add_host("r2", &["fd00::2/64"]).unwrap();
+    lab.add_host("cl", &["fd00::9/64"]).unwrap();
+    let capture = Capture::start(&lab).unwrap();
+    let [responder_r1, _responder_r2] =
+        ["r1", "r2"].map(|r| Responder::start(&lab, r, PROBE_PORT).unwrap());
+    let v6 = |priority| HaldirInstance::v3(VRID, priority, FAST, &[VIP6_CIDR]);
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v6(HIGH)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v6(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP6, Duration::from_secs(5));
+
+    let vip: IpAddr = VIP6.parse().unwrap();
+    let prober = Prober::start(&lab, "cl", vip, PROBE_PORT).unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(5), || prober.replies_from("r1") >= 50),
+        "the client gets no replies from r1 through [{VIP6}] ({} so far)",
+        prober.reply_count()
+    );
+
+    // The master dies as a machine does: service, daemon and link.
+    let crash = prober.mark();
+    responder_r1.set_answering(false);
+    r1.crash().unwrap();
+    lab.link_set("r1", "eth0", false).unwrap();
+    let master_down = master_down_v3(LOW, FAST);
+    assert!(
+        lab::wait_until(master_down * 3, || r2.state().as_deref() == Some("MASTER")
+            && lab.has_address("r2", VIP6)),
+        "r2 did not become master holding {VIP6} within {:?}\n{}",
+        master_down * 3,
+        describe(&[&r2])
+    );
+    assert!(
+        lab::wait_until(Duration::from_secs(5), || prober
+            .last_responder()
+            .as_deref()
+            == Some("r2")),
+        "the client does not reach [{VIP6}] through r2 (last reply from {:?})",
+        prober.last_responder()
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let report = prober.stop();
+    let gap = report.largest_gap_detail_after(crash).unwrap();
+
+    let frames = capture.stop();
+    let r1_mac = lab.mac_bytes("r1").unwrap();
+    let r2_mac = lab.mac_bytes("r2").unwrap();
+    let last_r1 = adverts_from(&frames, r1_mac)
+        .into_iter()
+        .rfind(|(at, _)| *at <= crash)
+        .expect("no IPv6 advert from r1 before the crash");
+    let first_r2 = adverts_from(&frames, r2_mac)
+        .into_iter()
+        .find(|(at, _)| *at > crash)
+        .expect("no IPv6 advert from r2 after the crash");
+    assert_eq!(first_r2.1.version, Version::V3);
+    assert_eq!(first_r2.1.addresses, [vip]);
+    let vip6: Ipv6Addr = VIP6.parse().unwrap();
+    let first_na = frames
+        .iter()
+        .filter(|f| f.kind == FrameKind::NeighborAdvert && f.at > crash)
+        .filter_map(|f| NaRepr::parse(&f.bytes).ok().map(|na| (f.at, na)))
+        .find(|(_, na)| na.target == vip6 && na.src_mac == r2_mac)
+        .expect("no unsolicited NA for the VIP from r2's MAC after the crash");
+    assert!(first_na.1.override_flag, "the NA lacks the Override flag");
+    assert!(!first_na.1.solicited, "an unsolicited NA has S set");
+    assert_eq!(first_na.1.target_link_addr, Some(r2_mac));
+    let takeover = first_r2.0 - last_r1.0;
+    eprintln!(
+        "v3 IPv6 100 ms kill -9: r1's last advert -> r2's first advert {takeover:?} \
+         (Master_Down_Interval {master_down:?}); NA {:?} after r2's first advert; \
+         client outage {:?}; {}",
+        first_na.0.saturating_duration_since(first_r2.0),
+        gap.duration(),
+        report_summary(&report)
+    );
+    assert!(
+        takeover >= master_down * 8 / 10 && takeover <= master_down * 3,
+        "r2 took over {takeover:?} after r1's last advert; Master_Down_Interval is {master_down:?}"
+    );
+    assert!(report.first_reply_from_after("r2", crash).is_some());
+    assert_eq!(report.last_responder(), Some("r2"));
+}
+
+#[test]
+fn a_restarted_haldir_removes_the_vip_its_killed_predecessor_left_behind() {
+    if skip_unless_root("a_restarted_haldir_removes_the_vip_its_killed_predecessor_left_behind") {
+        return;
+    }
+    let lab = ipv4_lab("v3-stale");
+    // nopreempt, so that the restarted r1 stays backup and any VIP on it would be stale.
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH).nopreempt()]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+
+    r1.crash().unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || r2.state().as_deref()
+            == Some("MASTER")
+            && lab.has_address("r2", VIP)),
+        "r2 did not take over\n{}",
+        describe(&[&r2])
+    );
+    assert!(
+        lab.has_address("r1", VIP),
+        "the kill -9'd master should have left its VIP behind (precondition)"
+    );
+
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH).nopreempt()]).unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(2), || !lab.has_address("r1", VIP)),
+        "the restarted haldir did not remove the stale VIP from r1: {:?}\n{}",
+        lab.addresses("r1", "eth0"),
+        describe(&[&r1])
+    );
+    assert!(
+        r1.log().contains("left behind"),
+        "no log line about the stale address:\n{}",
+        r1.log()
+    );
+    assert_stable(&lab, &r2, &r1, VIP, FAST * 10);
+}
