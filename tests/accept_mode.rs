@@ -17,7 +17,11 @@ fn run_master(accept: bool) -> (usize, String) {
     instance.extra_lines.push(format!("accept = {accept}"));
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_haldir"));
     let r1 = Haldir::start(&lab, "r1", binary, &[instance]).unwrap();
-    assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", r1.log());
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(5)),
+        "{}",
+        r1.log()
+    );
     assert!(lab.has_address("r1", "10.0.0.100"));
     let _responder = Responder::start(&lab, "r1", PORT).unwrap();
     let vip: IpAddr = "10.0.0.100".parse().unwrap();
@@ -38,7 +42,9 @@ fn run_master(accept: bool) -> (usize, String) {
 #[test]
 fn master_without_accept_mode_drops_traffic_to_the_virtual_address() {
     if !is_root() {
-        eprintln!("SKIPPED master_without_accept_mode_drops_traffic_to_the_virtual_address: needs root");
+        eprintln!(
+            "SKIPPED master_without_accept_mode_drops_traffic_to_the_virtual_address: needs root"
+        );
         return;
     }
     let (replies, tables) = run_master(false);

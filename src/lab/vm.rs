@@ -24,12 +24,19 @@ pub fn in_vm() -> bool {
 }
 
 /// True inside the VM. Outside it prints a loud `SKIPPED <name>` line naming the command
-/// that runs the test for real, and returns false: the caller returns at once.
+/// that runs the test for real (uncaptured, so `cargo test` shows it), and returns false:
+/// the caller returns at once.
 pub fn in_vm_or_skip(name: &str) -> bool {
     if in_vm() {
         return true;
     }
-    eprintln!("SKIPPED {name}: needs the IPVS kernel; run tests/vm/run.sh");
+    // Straight to the stderr handle, not `eprintln!`: the test harness captures the macros'
+    // output of passing tests, and this line must be seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {name}: needs the IPVS kernel; run tests/vm/run.sh"
+    );
     false
 }
 

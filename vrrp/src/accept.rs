@@ -43,13 +43,17 @@ pub fn ruleset(addresses: &[IpAddr]) -> String {
     if !v6.is_empty() {
         // Neighbour discovery must still reach the address (RFC 4861), or
         // nobody could resolve it.
-        rules.push_str(
-            "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n",
-        );
-        rules.push_str(&format!("    ip6 daddr {{ {} }} counter drop\n", v6.join(", ")));
+        rules.push_str("    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n");
+        rules.push_str(&format!(
+            "    ip6 daddr {{ {} }} counter drop\n",
+            v6.join(", ")
+        ));
     }
     if !v4.is_empty() {
-        rules.push_str(&format!("    ip daddr {{ {} }} counter drop\n", v4.join(", ")));
+        rules.push_str(&format!(
+            "    ip daddr {{ {} }} counter drop\n",
+            v4.join(", ")
+        ));
     }
     // Declaring the table first makes the delete succeed when it is absent.
     let mut text = format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n");
@@ -100,11 +104,17 @@ mod tests {
 
     #[test]
     fn both_families_drop_to_the_addresses_and_keep_neighbour_discovery() {
-        let text = ruleset(&["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()]);
+        let text = ruleset(&[
+            "192.0.2.10".parse().unwrap(),
+            "2001:db8::10".parse().unwrap(),
+        ]);
         assert!(text.contains("ip daddr { 192.0.2.10 } counter drop"));
         assert!(text.contains("ip6 daddr { 2001:db8::10 } counter drop"));
         let nd = text.find("nd-neighbor-solicit").unwrap();
         let drop6 = text.find("ip6 daddr").unwrap();
-        assert!(nd < drop6, "neighbour discovery is accepted before the drop");
+        assert!(
+            nd < drop6,
+            "neighbour discovery is accepted before the drop"
+        );
     }
 }
