@@ -189,6 +189,9 @@ usage: cargo bench --bench failover -- [options]
   --no-hog          skip the soak
   --no-failover     only the soak
   --haldir PATH     the haldir binary (default: the one cargo built for this bench)
+
+environment: FAILOVER_DEBUG=1 prints the master's largest advert gaps and haldir's status
+after each soak; TMPDIR decides where the labs (configs, logs, status files) live.
 ";
 
 fn parse_args() -> anyhow::Result<Options> {
@@ -382,6 +385,33 @@ fn sleep_unless_interrupted(duration: Duration) -> bool {
     !wait_for(duration, Duration::from_millis(50), interrupted)
 }
 
+/// While alive, threads spawned by the calling thread get SCHED_RR priority 1: the
+/// instruments (capture, responders, prober) must not be starved by the CPU hog or by other
+/// load on the machine, or their timestamps lie. Only threads started inside the guard are
+/// affected; the routers and stress-ng are spawned outside it and stay SCHED_OTHER.
+struct Realtime {
+    entered: bool,
+}
+
+impl Realtime {
+    fn enter() -> Realtime {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter.
+        let entered = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) } == 0;
+        Realtime { entered }
+    }
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        if self.entered {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as above, back to the default policy.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        }
+    }
+}
+
 /// Priority field of a captured VRRP frame (byte 2 in v2 and v3 alike).
 fn vrrp_priority(frame: &Frame) -> Option<u8> {
     vrrp_payload(&frame.bytes)?.get(2).copied()
@@ -407,11 +437,15 @@ impl<'l> Bed<'l> {
         lab.add_host("r1", &["10.0.0.1/24"])?;
         lab.add_host("r2", &["10.0.0.2/24"])?;
         lab.add_host("cl", &["10.0.0.9/24"])?;
-        let capture = Capture::start(lab)?;
-        let responders = [
-            Responder::start(lab, "r1", PROBE_PORT)?,
-            Responder::start(lab, "r2", PROBE_PORT)?,
-        ];
+        let (capture, responders) = {
+            let _rt = Realtime::enter();
+            let capture = Capture::start(lab)?;
+            let responders = [
+                Responder::start(lab, "r1", PROBE_PORT)?,
+                Responder::start(lab, "r2", PROBE_PORT)?,
+            ];
+            (capture, responders)
+        };
         let r1 = Router::start(lab, "r1", imp, config, MASTER_PRIORITY, haldir)?;
         let r2 = Router::start(lab, "r2", imp, config, BACKUP_PRIORITY, haldir)?;
         let macs = [lab.mac_bytes("r1")?, lab.mac_bytes("r2")?];
@@ -458,6 +492,7 @@ impl<'l> Bed<'l> {
 
     /// Starts the prober and waits until the master answers it steadily.
     fn probe(&self, max_duration: Duration) -> anyhow::Result<Prober> {
+        let rt = Realtime::enter();
         let prober = Prober::start_with(
             self.lab,
             "cl",
@@ -468,6 +503,7 @@ impl<'l> Bed<'l> {
                 max_duration,
             },
         )?;
+        drop(rt);
         if !wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
             prober.replies_from("r1") >= 100
         }) {
@@ -493,6 +529,10 @@ struct Trial {
     garp_gap: Option<Duration>,
     /// Who answered after the largest gap (should be r2).
     after: Option<String>,
+    /// Old master's last reply to the client -> the reference advert, in ms (negative when
+    /// the advert came first). For `stop`: how long before its priority-0 advert the old
+    /// master stopped serving the VIP.
+    served_until: Option<f64>,
 }
 
 fn run_trial(
@@ -543,7 +583,7 @@ fn run_trial(
         );
     }
     // Let late frames (GARP repeats, adverts) arrive, and catch any later gap.
-    std::thread::sleep(Duration::from_millis(150).max(config.advert * 2));
+    std::thread::sleep(Duration::from_millis(150).max(config.advert / 2));
     let report = prober.stop();
     let gap = report
         .largest_gap_detail_after(mark)
@@ -562,12 +602,13 @@ fn run_trial(
     let r2_first =
         from(r2_mac).find(|f| f.kind.is_vrrp() && f.at > mark && vrrp_priority(f) != Some(0));
     let r2_garp = from(r2_mac).find(|f| f.at > mark && is_vip_garp(f));
-    let since = |later: Option<&Frame>| Some(later?.at.checked_duration_since(reference?.at)?);
+    let since = |later: Option<&Frame>| later?.at.checked_duration_since(reference?.at);
     Ok(Trial {
         outage: gap.duration(),
         advert_gap: since(r2_first),
         garp_gap: since(r2_garp),
         after: gap.after,
+        served_until: reference.map(|r| signed_ms(gap.start, r.at)),
     })
 }
 
@@ -639,6 +680,21 @@ fn run_soak(imp: Impl, duration: Duration, haldir: &Path) -> anyhow::Result<Soak
         .filter(in_soak)
         .filter(|f| f.src_mac() == bed.macs[1])
         .count();
+    if std::env::var_os("FAILOVER_DEBUG").is_some() {
+        let mut gaps: Vec<(Duration, Duration)> =
+            r1.windows(2).map(|w| (w[1] - w[0], w[0] - start)).collect();
+        gaps.sort();
+        eprintln!(
+            "largest r1 advert gaps (gap, at): {:?}",
+            &gaps[gaps.len().saturating_sub(8)..]
+        );
+        if let Router::Haldir(h) = &bed.routers[0] {
+            eprintln!("r1 status: {}", h.status().unwrap_or_default());
+        }
+        if let Router::Haldir(h) = &bed.routers[1] {
+            eprintln!("r2 status: {}", h.status().unwrap_or_default());
+        }
+    }
     let r1_max_interval = r1.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
     let received: Vec<Instant> = report
         .replies
@@ -675,6 +731,25 @@ fn median(values: &[Duration]) -> Option<Duration> {
         0 => None,
         _ if n % 2 == 1 => Some(sorted[n / 2]),
         _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}
+
+/// `later - earlier` in milliseconds, negative when `later` is earlier.
+fn signed_ms(earlier: Instant, later: Instant) -> f64 {
+    match later.checked_duration_since(earlier) {
+        Some(d) => d.as_secs_f64() * 1e3,
+        None => -(earlier - later).as_secs_f64() * 1e3,
+    }
+}
+
+fn median_f64(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -722,6 +797,15 @@ impl Cell {
                 .collect::<Vec<_>>(),
         )
     }
+    fn median_served_until(&self) -> Option<f64> {
+        median_f64(
+            &self
+                .trials
+                .iter()
+                .filter_map(|t| t.served_until)
+                .collect::<Vec<_>>(),
+        )
+    }
 }
 
 fn print_table(cells: &[Cell]) {
@@ -730,10 +814,12 @@ fn print_table(cells: &[Cell]) {
     println!("outage = largest gap in 1 ms probe replies; adv gap / GARP = old master's last");
     println!("(crash) or priority-0 (stop) advert -> new master's first advert / first GARP.");
     println!("RFC bound: crash = Master_Down_Interval = 3*interval + skew; stop = Skew_Time.");
+    println!("served = old master's last reply to the client -> that reference advert");
+    println!("(stop: > 0 means it released the VIP before sending priority 0).");
     println!("h/k = haldir median / keepalived median (outage; adv gap).");
     println!();
     println!(
-        "{:<8} {:<6} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>10} {:>10} {:>10}",
+        "{:<8} {:<6} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>8} {:>8}",
         "config",
         "event",
         "impl",
@@ -742,11 +828,12 @@ fn print_table(cells: &[Cell]) {
         "outage max",
         "adv gap med",
         "GARP med",
+        "served",
         "RFC bound",
         "h/k out",
         "h/k adv"
     );
-    println!("{}", "-".repeat(114));
+    println!("{}", "-".repeat(121));
     for cell in cells {
         let other = cells
             .iter()
@@ -759,7 +846,7 @@ fn print_table(cells: &[Cell]) {
             _ => (String::new(), String::new()),
         };
         println!(
-            "{:<8} {:<6} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>10} {:>10} {:>10}",
+            "{:<8} {:<6} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>8} {:>8}",
             cell.config.name,
             cell.scenario.name(),
             cell.imp.name(),
@@ -772,6 +859,8 @@ fn print_table(cells: &[Cell]) {
             ms(cell.outages().into_iter().max()),
             ms(cell.median_advert_gap()),
             ms(cell.median_garp_gap()),
+            cell.median_served_until()
+                .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
             ms(Some(cell.config.bound(cell.scenario))),
             h_k_out,
             h_k_adv,
@@ -891,11 +980,13 @@ fn main() -> anyhow::Result<()> {
                 match result {
                     Ok(t) => {
                         eprintln!(
-                            "{head}: outage {} ms (-> {}), adv gap {} ms, GARP {} ms",
+                            "{head}: outage {} ms (-> {}), adv gap {} ms, GARP {} ms, served {} ms",
                             ms(Some(t.outage)),
                             t.after.as_deref().unwrap_or("nobody"),
                             ms(t.advert_gap),
-                            ms(t.garp_gap)
+                            ms(t.garp_gap),
+                            t.served_until
+                                .map_or_else(|| "-".into(), |v| format!("{v:.1}"))
                         );
                         cell.trials.push(t);
                     }
@@ -941,7 +1032,9 @@ fn main() -> anyhow::Result<()> {
                 Err(e) => eprintln!("soak {}: FAILED: {e:#}", imp.name()),
             }
         }
-        print_soaks(&soaks);
+        if !soaks.is_empty() {
+            print_soaks(&soaks);
+        }
     }
     eprintln!(
         "failover bench: done in {:.0} s{}",

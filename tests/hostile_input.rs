@@ -10,7 +10,7 @@
 //! alive. A control (a valid low-priority advert from the same attacker) proves the
 //! crafted traffic does reach both routers. Needs root; skipped loudly otherwise.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

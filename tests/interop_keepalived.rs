@@ -87,7 +87,12 @@ impl Kind {
 #[derive(Debug, Clone, Copy)]
 struct Case {
     version: u8,
+    /// `advert_int` of both routers, unless `r2_advert` is set.
     advert: Duration,
+    /// v3: a different `advert_int` configured on r2, the low-priority router. As a
+    /// backup it must time the master with the master's interval (RFC 5798 §6.4.2
+    /// Master_Adver_Interval), not with its own.
+    r2_advert: Option<Duration>,
     /// v2 `authentication PASS` on both sides.
     auth: bool,
     /// `unicast_src_ip` + `unicast_peer` on both sides instead of multicast.
@@ -101,7 +106,7 @@ struct Case {
 impl Case {
     fn label(&self) -> String {
         format!(
-            "v{} {:?}{}{}, {} master / {} backup",
+            "v{} {:?}{}{}{}, {} master / {} backup",
             self.version,
             self.advert,
             if self.auth { " PASS" } else { "" },
@@ -110,6 +115,9 @@ impl Case {
             } else {
                 " multicast"
             },
+            self.r2_advert
+                .map(|a| format!(" (r2 configured with {a:?})"))
+                .unwrap_or_default(),
             self.master.name(),
             self.master.other().name(),
         )
@@ -124,6 +132,14 @@ impl Case {
     /// Master_Down_Interval of a backup with `priority`.
     fn master_down(&self, priority: u8) -> Duration {
         self.advert * 3 + self.skew(priority)
+    }
+
+    /// The `advert_int` configured on `host`.
+    fn advert_of(&self, host: &str) -> Duration {
+        match self.r2_advert {
+            Some(advert) if host == R2.0 => advert,
+            _ => self.advert,
+        }
     }
 
     fn kind_of(&self, host: &str) -> Kind {
@@ -143,6 +159,7 @@ enum Router<'l> {
 
 impl<'l> Router<'l> {
     fn start(lab: &'l Lab, case: &Case, host: &str) -> Router<'l> {
+        let advert = case.advert_of(host);
         let (priority, me, peer) = if host == R1.0 {
             (HIGH, R1.1, R2.1)
         } else {
@@ -151,9 +168,9 @@ impl<'l> Router<'l> {
         match case.kind_of(host) {
             Kind::Haldir => {
                 let mut inst = if case.version == 2 {
-                    HaldirInstance::v2(VRID, priority, case.advert, &[VIP_CIDR])
+                    HaldirInstance::v2(VRID, priority, advert, &[VIP_CIDR])
                 } else {
-                    HaldirInstance::v3(VRID, priority, case.advert, &[VIP_CIDR])
+                    HaldirInstance::v3(VRID, priority, advert, &[VIP_CIDR])
                 };
                 if case.unicast {
                     inst = inst.unicast(me.into(), &[peer.into()]);
@@ -171,9 +188,9 @@ impl<'l> Router<'l> {
             }
             Kind::Keepalived => {
                 let mut conf = if case.version == 2 {
-                    KeepalivedConfig::v2(VRID, priority, case.advert, &[VIP_CIDR])
+                    KeepalivedConfig::v2(VRID, priority, advert, &[VIP_CIDR])
                 } else {
-                    KeepalivedConfig::v3(VRID, priority, case.advert, &[VIP_CIDR])
+                    KeepalivedConfig::v3(VRID, priority, advert, &[VIP_CIDR])
                 };
                 if case.unicast {
                     conf = conf.unicast(me.into(), &[peer.into()]);
@@ -371,7 +388,7 @@ fn check_wire(case: &Case, seen: &[Seen], hosts: &[&str]) {
             assert_eq!(s.advert.vrid, VRID, "{who}: {s:?}");
             assert_eq!(
                 u128::from(s.advert.advert_interval_centis) * 10,
-                case.advert.as_millis(),
+                case.advert_of(host.0).as_millis(),
                 "{who}: {s:?}"
             );
             assert_eq!(s.advert.auth, want_auth, "{who}: {s:?}");
@@ -434,16 +451,18 @@ fn wait_for_roles(
     );
 }
 
-/// Time from the last advert `from` before `mark` to the first advert of `to` after it.
+/// Time from the last advert of `from` to the first advert of `to` after `mark` (the kill).
+/// The old master may still send one advert between `mark` and the kill taking effect, so
+/// its last advert is searched before the new master's first, not before `mark`.
 fn takeover_after(seen: &[Seen], from: Ipv4Addr, to: Ipv4Addr, mark: Instant) -> Duration {
-    let last = seen
-        .iter()
-        .rfind(|s| s.src == from && s.at <= mark)
-        .expect("no advert from the old master before the mark");
     let first = seen
         .iter()
         .find(|s| s.src == to && s.at > mark)
         .expect("no advert from the new master after the mark");
+    let last = seen
+        .iter()
+        .rfind(|s| s.src == from && s.at < first.at)
+        .expect("no advert from the old master before the new master's first");
     first.at.saturating_duration_since(last.at)
 }
 
@@ -676,6 +695,7 @@ fn v2(master: Kind) -> Case {
     Case {
         version: 2,
         advert: Duration::from_secs(1),
+        r2_advert: None,
         auth: false,
         unicast: false,
         master,
@@ -750,6 +770,23 @@ fn v2_unicast_both_roles() {
             unicast: true,
             full: false,
             ..v2(master)
+        });
+    }
+}
+
+/// A v3 backup configured with a slower `advert_int` (1 s) than the master (50 ms) takes
+/// over after the master's Master_Down_Interval (~180 ms), not its own (~3.6 s).
+#[test]
+fn v3_backup_times_the_master_with_the_masters_interval() {
+    if skip("v3_backup_times_the_master_with_the_masters_interval") {
+        return;
+    }
+    for master in [Kind::Keepalived, Kind::Haldir] {
+        run_case(Case {
+            advert: Duration::from_millis(50),
+            r2_advert: Some(Duration::from_secs(1)),
+            full: false,
+            ..v3(master)
         });
     }
 }

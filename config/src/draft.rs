@@ -22,6 +22,7 @@ pub(crate) struct Draft {
     /// `global_defs.vrrp_version`.
     pub(crate) default_version: Option<Located<i64>>,
     pub(crate) instances: Vec<InstanceDraft>,
+    pub(crate) virtual_servers: Vec<VirtualServerDraft>,
 }
 
 /// One `vrrp_instance` as read. `None` means absent or already reported as
@@ -88,4 +89,60 @@ pub(crate) struct AuthDraft {
     pub(crate) present: Vec<&'static str>,
     pub(crate) auth_type: Option<Located<String>>,
     pub(crate) auth_pass: Option<Located<String>>,
+}
+
+/// One `[[virtual_server]]` as read. Synonym keys (`lb_algo` / `lvs_sched`,
+/// `lb_kind` / `lvs_method`) keep the spelling used, for messages.
+#[derive(Debug)]
+pub(crate) struct VirtualServerDraft {
+    pub(crate) loc: Loc,
+    pub(crate) present: Vec<&'static str>,
+    pub(crate) ip: Option<Located<String>>,
+    pub(crate) port: Option<Located<i64>>,
+    pub(crate) fwmark: Option<Located<i64>>,
+    pub(crate) protocol: Option<Located<String>>,
+    /// (key as written, value).
+    pub(crate) scheduler: Vec<(&'static str, Located<String>)>,
+    /// (key as written, value).
+    pub(crate) method: Vec<(&'static str, Located<String>)>,
+    /// Seconds.
+    pub(crate) persistence_timeout: Option<Located<f64>>,
+    pub(crate) persistence_granularity: Option<Located<String>>,
+    pub(crate) ops: Option<Located<bool>>,
+    /// Seconds.
+    pub(crate) delay_loop: Option<Located<f64>>,
+    pub(crate) real_servers: Vec<RealServerDraft>,
+}
+
+impl VirtualServerDraft {
+    /// A virtual server with nothing set, starting at `loc`.
+    pub(crate) fn new(loc: Loc) -> Self {
+        VirtualServerDraft {
+            loc,
+            present: Vec::new(),
+            ip: None,
+            port: None,
+            fwmark: None,
+            protocol: None,
+            scheduler: Vec::new(),
+            method: Vec::new(),
+            persistence_timeout: None,
+            persistence_granularity: None,
+            ops: None,
+            delay_loop: None,
+            real_servers: Vec::new(),
+        }
+    }
+}
+
+/// One `[[virtual_server.real_server]]` as read.
+#[derive(Debug)]
+pub(crate) struct RealServerDraft {
+    pub(crate) loc: Loc,
+    pub(crate) present: Vec<&'static str>,
+    pub(crate) ip: Option<Located<String>>,
+    pub(crate) port: Option<Located<i64>>,
+    pub(crate) weight: Option<Located<i64>>,
+    pub(crate) uthreshold: Option<Located<i64>>,
+    pub(crate) lthreshold: Option<Located<i64>>,
 }

@@ -1,5 +1,6 @@
 //! haldir's configuration: the one validated [`Model`] the daemon is built
-//! from, and the TOML front-end that reads it.
+//! from (VRRP instances and IPVS virtual servers), and the TOML front-end
+//! that reads it.
 //!
 //! Loading is two passes that both collect every problem instead of stopping at
 //! the first: the front-end checks the file's shape (TOML syntax, known keys,
@@ -21,8 +22,9 @@ use std::sync::Arc;
 
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
-    AddressFamily, Authentication, Model, VirtualAddress, VirtualAddressError, VrrpInstance,
-    VrrpVersion,
+    AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, Model,
+    RealServer, VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress,
+    VrrpInstance, VrrpVersion,
 };
 
 /// Reads, parses and validates the TOML configuration file at `path`.

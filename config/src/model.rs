@@ -12,8 +12,11 @@ use crate::error::Loc;
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Model {
-    /// The VRRP instances, in file order. Never empty.
+    /// The VRRP instances, in file order. May be empty if `virtual_servers` is not.
     pub vrrp_instances: Vec<VrrpInstance>,
+    /// The IPVS virtual servers, in file order. May be empty if
+    /// `vrrp_instances` is not.
+    pub virtual_servers: Vec<VirtualServer>,
 }
 
 /// One VRRP virtual router (keepalived's `vrrp_instance`).
@@ -190,6 +193,173 @@ impl fmt::Debug for Authentication {
             Authentication::Pass(_) => f.write_str("Pass(<redacted>)"),
         }
     }
+}
+
+/// What identifies a virtual server: an address and port, or a firewall mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VirtualServerAddress {
+    /// `ip` + `port`.
+    Socket {
+        /// Virtual address.
+        ip: IpAddr,
+        /// Virtual port, 1..=65535.
+        port: u16,
+    },
+    /// `fwmark`, 1..=2^32-1.
+    Fwmark(u32),
+}
+
+/// Transport protocol of a virtual server (keepalived `protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LvsProtocol {
+    /// "TCP" (the default).
+    Tcp,
+    /// "UDP".
+    Udp,
+    /// "SCTP".
+    Sctp,
+}
+
+/// An IPVS scheduler (keepalived `lb_algo` / `lvs_sched`); each is the
+/// kernel module `ip_vs_<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LvsScheduler {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Least connection.
+    Lc,
+    /// Weighted least connection (ipvsadm's default).
+    Wlc,
+    /// Locality-based least connection.
+    Lblc,
+    /// Locality-based least connection with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted failover.
+    Fo,
+    /// Weighted overflow.
+    Ovf,
+    /// Maglev hashing.
+    Mh,
+    /// Weighted random twos choice.
+    Twos,
+}
+
+impl LvsScheduler {
+    /// Every scheduler, in the order the docs list them.
+    pub const ALL: [LvsScheduler; 14] = [
+        LvsScheduler::Rr,
+        LvsScheduler::Wrr,
+        LvsScheduler::Lc,
+        LvsScheduler::Wlc,
+        LvsScheduler::Lblc,
+        LvsScheduler::Lblcr,
+        LvsScheduler::Dh,
+        LvsScheduler::Sh,
+        LvsScheduler::Sed,
+        LvsScheduler::Nq,
+        LvsScheduler::Fo,
+        LvsScheduler::Ovf,
+        LvsScheduler::Mh,
+        LvsScheduler::Twos,
+    ];
+
+    /// The name the kernel and keepalived use ("wrr").
+    pub fn name(self) -> &'static str {
+        match self {
+            LvsScheduler::Rr => "rr",
+            LvsScheduler::Wrr => "wrr",
+            LvsScheduler::Lc => "lc",
+            LvsScheduler::Wlc => "wlc",
+            LvsScheduler::Lblc => "lblc",
+            LvsScheduler::Lblcr => "lblcr",
+            LvsScheduler::Dh => "dh",
+            LvsScheduler::Sh => "sh",
+            LvsScheduler::Sed => "sed",
+            LvsScheduler::Nq => "nq",
+            LvsScheduler::Fo => "fo",
+            LvsScheduler::Ovf => "ovf",
+            LvsScheduler::Mh => "mh",
+            LvsScheduler::Twos => "twos",
+        }
+    }
+
+    /// The scheduler called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// How the director forwards to the real servers (keepalived `lb_kind` / `lvs_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LvsMethod {
+    /// "DR": direct routing; replies go straight from the real server to the client.
+    DirectRouting,
+    /// "NAT": masquerading (keepalived's default).
+    Nat,
+    /// "TUN": IP-in-IP tunnelling.
+    Tunnel,
+}
+
+/// Client persistence of a virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LvsPersistence {
+    /// Seconds (`persistence_timeout`), at least 1.
+    pub timeout_secs: u32,
+    /// Client networks of this prefix length share a real server
+    /// (`persistence_granularity`; default /32 or /128).
+    pub granularity_prefix_len: u8,
+}
+
+/// One IPVS virtual service with its real servers (keepalived `virtual_server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    /// Address + port, or fwmark.
+    pub address: VirtualServerAddress,
+    /// Family of the service (of `ip`; for a fwmark, of the real servers, IPv4 if none).
+    pub family: AddressFamily,
+    /// Transport protocol (ignored by the kernel for a fwmark service).
+    pub protocol: LvsProtocol,
+    /// Scheduler.
+    pub scheduler: LvsScheduler,
+    /// Forwarding method of every real server.
+    pub method: LvsMethod,
+    /// Client persistence, if `persistence_timeout` is set.
+    pub persistence: Option<LvsPersistence>,
+    /// One-packet scheduling (`ops`, UDP only).
+    pub one_packet: bool,
+    /// Milliseconds between health-check rounds (`delay_loop`), if set.
+    pub delay_loop_millis: Option<u32>,
+    /// The real servers, in file order, each (ip, port) once.
+    pub real_servers: Vec<RealServer>,
+    /// Where the table starts in the configuration file.
+    pub loc: Loc,
+}
+
+/// One real server (keepalived `real_server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServer {
+    /// Address.
+    pub ip: IpAddr,
+    /// Port (default: the virtual server's; 0 for a fwmark service).
+    pub port: u16,
+    /// Weight, 0..=65535 (default 1); 0 takes no new connections.
+    pub weight: u32,
+    /// Upper connection threshold, 0 = none.
+    pub upper_threshold: u32,
+    /// Lower connection threshold, at most the upper one.
+    pub lower_threshold: u32,
+    /// Where the table starts in the configuration file.
+    pub loc: Loc,
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::draft::{AuthDraft, Draft, InstanceDraft, Located};
+use crate::draft::{AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, VirtualServerDraft};
 use crate::error::{ConfigError, LineIndex};
 
 /// Keys accepted at the top level of the file.
-const TOP_KEYS: &[&str] = &["global_defs", "vrrp_instance"];
+const TOP_KEYS: &[&str] = &["global_defs", "vrrp_instance", "virtual_server"];
 /// Keys accepted in `[global_defs]`.
 const GLOBAL_KEYS: &[&str] = &["vrrp_version"];
 /// Keys accepted in each `[[vrrp_instance]]`, in the order the docs list them.
@@ -35,6 +35,24 @@ const INSTANCE_KEYS: &[&str] = &[
     "garp_interval",
     "authentication",
 ];
+/// Keys accepted in each `[[virtual_server]]`, in the order the docs list them.
+const VIRTUAL_SERVER_KEYS: &[&str] = &[
+    "ip",
+    "port",
+    "fwmark",
+    "protocol",
+    "lb_algo",
+    "lvs_sched",
+    "lb_kind",
+    "lvs_method",
+    "persistence_timeout",
+    "persistence_granularity",
+    "ops",
+    "delay_loop",
+    "real_server",
+];
+/// Keys accepted in each `[[virtual_server.real_server]]`.
+const REAL_SERVER_KEYS: &[&str] = &["ip", "port", "weight", "uthreshold", "lthreshold"];
 /// Keys accepted in an instance's `authentication` table.
 const AUTH_KEYS: &[&str] = &["auth_type", "auth_pass"];
 
@@ -97,6 +115,7 @@ impl Reader<'_> {
             file: self.index.file().clone(),
             default_version: None,
             instances: Vec::new(),
+            virtual_servers: Vec::new(),
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -105,6 +124,7 @@ impl Reader<'_> {
                         draft.default_version = self.global_defs(globals);
                     }
                 }
+                Some("virtual_server") => draft.virtual_servers = self.virtual_servers(value),
                 Some(_) => draft.instances = self.instances(value),
                 None => {}
             }
@@ -173,6 +193,112 @@ impl Reader<'_> {
                 "garp_interval" => draft.garp_interval = self.seconds(name, value),
                 "authentication" => draft.authentication = self.authentication(value),
                 other => unreachable!("INSTANCE_KEYS entry {other} has no reader"),
+            }
+        }
+        draft
+    }
+
+    /// The items of an array of tables written `[[name]]`, each with where it starts.
+    fn table_array<'v, 'i>(
+        &mut self,
+        name: &str,
+        value: &'v Spanned<DeValue<'i>>,
+    ) -> Vec<(&'v DeTable<'i>, &'v Spanned<DeValue<'i>>)> {
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            DeValue::Table(_) => {
+                let message = format!(
+                    "{name} must be an array of tables: write the header as [[{name}]] (double brackets), once per entry"
+                );
+                self.error(value, message);
+                return Vec::new();
+            }
+            _ => {
+                self.type_error::<()>(name, value, Expected::TableArray);
+                return Vec::new();
+            }
+        };
+        items
+            .iter()
+            .filter_map(|item| Some((self.table(name, item)?, item)))
+            .collect()
+    }
+
+    fn virtual_servers(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<VirtualServerDraft> {
+        self.table_array("virtual_server", value)
+            .into_iter()
+            .map(|(table, at)| self.virtual_server(table, at))
+            .collect()
+    }
+
+    fn virtual_server(
+        &mut self,
+        table: &DeTable<'_>,
+        at: &Spanned<DeValue<'_>>,
+    ) -> VirtualServerDraft {
+        let mut draft = VirtualServerDraft::new(self.index.loc(at.span().start));
+        for (key, value) in table {
+            let Some(name) = self.known_key(key, "[[virtual_server]]", VIRTUAL_SERVER_KEYS) else {
+                continue;
+            };
+            draft.present.push(name);
+            match name {
+                "ip" => draft.ip = self.string(name, value),
+                "port" => draft.port = self.integer(name, value),
+                "fwmark" => draft.fwmark = self.integer(name, value),
+                "protocol" => draft.protocol = self.string(name, value),
+                "lb_algo" | "lvs_sched" => {
+                    if let Some(v) = self.string(name, value) {
+                        draft.scheduler.push((name, v));
+                    }
+                }
+                "lb_kind" | "lvs_method" => {
+                    if let Some(v) = self.string(name, value) {
+                        draft.method.push((name, v));
+                    }
+                }
+                "persistence_timeout" => draft.persistence_timeout = self.seconds(name, value),
+                "persistence_granularity" => {
+                    draft.persistence_granularity = self.string(name, value)
+                }
+                "ops" => draft.ops = self.boolean(name, value),
+                "delay_loop" => draft.delay_loop = self.seconds(name, value),
+                "real_server" => {
+                    draft.real_servers = self
+                        .table_array("real_server", value)
+                        .into_iter()
+                        .map(|(table, at)| self.real_server(table, at))
+                        .collect()
+                }
+                other => unreachable!("VIRTUAL_SERVER_KEYS entry {other} has no reader"),
+            }
+        }
+        draft
+    }
+
+    fn real_server(&mut self, table: &DeTable<'_>, at: &Spanned<DeValue<'_>>) -> RealServerDraft {
+        let mut draft = RealServerDraft {
+            loc: self.index.loc(at.span().start),
+            present: Vec::new(),
+            ip: None,
+            port: None,
+            weight: None,
+            uthreshold: None,
+            lthreshold: None,
+        };
+        for (key, value) in table {
+            let Some(name) =
+                self.known_key(key, "[[virtual_server.real_server]]", REAL_SERVER_KEYS)
+            else {
+                continue;
+            };
+            draft.present.push(name);
+            match name {
+                "ip" => draft.ip = self.string(name, value),
+                "port" => draft.port = self.integer(name, value),
+                "weight" => draft.weight = self.integer(name, value),
+                "uthreshold" => draft.uthreshold = self.integer(name, value),
+                _ => draft.lthreshold = self.integer(name, value),
             }
         }
         draft

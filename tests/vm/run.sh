@@ -2,6 +2,7 @@
 # Runs haldir's kernel tests (tests/kernel_*.rs) inside a VM whose kernel has IPVS.
 #
 #   bash tests/vm/run.sh [ARGS...]      # as root; ARGS go to every test binary (a name filter)
+#   HALDIR_VM_BINARIES="target/debug/deps/kernel_x-HASH ..." bash tests/vm/run.sh   # no build
 #
 # The host kernel of the development and CI machines has no IPVS, so this script:
 #   1. installs what it needs when absent: qemu-system-x86, Debian's linux-image-amd64 (a
@@ -23,7 +24,7 @@ REPO=$(pwd)
 VNG_VERSION=1.42            # virtme-ng, from PyPI; the version this rig was proven with
 VNG_VENV=/opt/vng
 VM_TIMEOUT=${HALDIR_VM_TIMEOUT:-1200}   # seconds for boot + all tests, then the VM is killed
-PACKAGES=(qemu-system-x86 linux-image-amd64 ipvsadm nftables iproute2 busybox python3-venv)
+PACKAGES=(qemu-system-x86 linux-image-amd64 ipvsadm nftables iproute2 busybox-static python3-venv)
 # Every IPVS scheduler that Linux has had; each one the kernel ships is loaded in the VM.
 SCHEDULERS=(rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)
 
@@ -72,13 +73,8 @@ say "kernel $KVER, virtme-ng $("$VNG_VENV/bin/vng" --version 2>/dev/null | head 
 
 # --- 2. the test binaries, built on the host ------------------------------------------------
 # Kernel tests are the integration test targets named kernel_* in any workspace package.
-say "building the kernel test binaries: cargo test --workspace --no-run --test 'kernel_*'"
-start_build=$(date +%s.%N)
-build_json=$(mktemp)
-trap 'rm -f "$build_json"' EXIT
-cargo test --workspace --no-run --test 'kernel_*' --message-format=json-render-diagnostics \
-    >"$build_json" || die "building the kernel tests failed"
-mapfile -t BINARIES < <(python3 - "$build_json" <<'EOF'
+# Their executables, from cargo's JSON messages:
+EXECUTABLES_PY='
 import json, sys
 for line in open(sys.argv[1]):
     try:
@@ -89,10 +85,21 @@ for line in open(sys.argv[1]):
     if (msg.get("reason") == "compiler-artifact" and msg.get("executable")
             and "test" in target.get("kind", []) and target.get("name", "").startswith("kernel_")):
         print(msg["executable"])
-EOF
-)
-((${#BINARIES[@]})) || die "no kernel_* test binaries were built"
-say "built ${#BINARIES[@]} kernel test binaries in $(since "$start_build") s"
+'
+if [[ -n ${HALDIR_VM_BINARIES:-} ]]; then
+    # Debugging knob: run these already built binaries instead of building.
+    read -r -d "" -a BINARIES <<<"$HALDIR_VM_BINARIES" || true
+else
+    say "building the kernel test binaries: cargo test --workspace --no-run --test 'kernel_*'"
+    start_build=$(date +%s.%N)
+    build_json=$(mktemp)
+    trap 'rm -f "$build_json"' EXIT
+    cargo test --workspace --no-run --test 'kernel_*' --message-format=json-render-diagnostics \
+        >"$build_json" || die "building the kernel tests failed"
+    mapfile -t BINARIES < <(python3 -c "$EXECUTABLES_PY" "$build_json")
+    ((${#BINARIES[@]})) || die "no kernel_* test binaries were built"
+    say "built ${#BINARIES[@]} kernel test binaries in $(since "$start_build") s"
+fi
 
 # --- 3. one VM boot runs them all -----------------------------------------------------------
 RESULTS=$REPO/target/vm-results
@@ -110,6 +117,8 @@ uname -r >"\$R/kernel"
 loaded=()
 modprobe ip_vs 2>"\$R/modprobe.err" || { echo "modprobe ip_vs failed" >>"\$R/modprobe.err"; }
 for s in ${SCHEDULERS[*]}; do
+    # Only the ones this kernel ships (twos is newer than 6.1, for one).
+    compgen -G "/lib/modules/\$(uname -r)/kernel/net/netfilter/ipvs/ip_vs_\$s.ko*" >/dev/null || continue
     if modprobe "ip_vs_\$s" 2>>"\$R/modprobe.err"; then loaded+=("\$s"); fi
 done
 echo "\${loaded[*]}" >"\$R/schedulers"
@@ -131,7 +140,7 @@ chmod +x "$RESULTS/inner.sh"
 say "booting $KVER under software emulation (2 CPUs, 1 GiB) and running the kernel tests"
 start_vm=$(date +%s.%N)
 set +e
-timeout --kill-after=30 "$VM_TIMEOUT" \
+PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
     "$VNG_VENV/bin/vng" -r "/boot/vmlinuz-$KVER" --disable-kvm --cpus 2 --memory 1G \
     --rwdir "$RESULTS" --exec "bash $RESULTS/inner.sh" \
     </dev/null >"$RESULTS/vng.log" 2>&1

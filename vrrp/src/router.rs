@@ -586,8 +586,11 @@ impl Router {
         self.transition(now, State::Master, reason);
         self.stats.became_master += 1;
         self.master_address = Some(self.config.primary_address);
-        self.actions.push_back(Action::AddVirtualAddresses);
+        // The advert goes first: it stops the other backups' timers, and adding
+        // the addresses costs the driver a netlink round trip. The announcements
+        // follow the addresses, so they never point at an address not yet there.
         self.send_advert_now(now);
+        self.actions.push_back(Action::AddVirtualAddresses);
         self.start_announce_burst(now);
         if !self.config.garp.master_delay.is_zero() {
             self.timers.announce_second_burst = Some(now + self.config.garp.master_delay);

@@ -1,0 +1,419 @@
+//! Runs many checks from ONE task: a binary heap of deadlines, one `Sleep` reset only when
+//! the earliest deadline changes, a `JoinSet` of the runs in flight (bounded by
+//! `max_in_flight`), and a table of [`HealthState`]s. Transitions go out on a channel as
+//! [`Event`]s. First runs are spread uniformly over `warmup` (or `delay_loop`), so 10,000
+//! checks added at once never fire in one burst.
+//!
+//! Checks are added and removed at run time through the [`SchedulerHandle`] (reload adds or
+//! removes only what changed); a removed check's run in flight is aborted (dropping a
+//! `MISC_CHECK` future kills its process group).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::state::{CheckTiming, HealthState, Transition};
+use crate::{CheckOutcome, Checker};
+
+/// The caller's name for a check (the wiring maps it to virtual server / real server / kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckId(pub u64);
+
+/// A transition of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Which check.
+    pub id: CheckId,
+    /// What changed.
+    pub transition: Transition,
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// At most this many runs in flight; further due checks wait (their lateness grows and
+    /// shows in [`StatsSnapshot::max_lateness`]).
+    pub max_in_flight: usize,
+    /// Seed of the jitter generator (`None`: from the clock). Tests fix it.
+    pub seed: Option<u64>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_in_flight: 2048,
+            seed: None,
+        }
+    }
+}
+
+/// Counters the scheduler keeps (for metrics and the benchmark).
+#[derive(Debug, Default)]
+struct Stats {
+    runs_started: AtomicU64,
+    runs_finished: AtomicU64,
+    max_lateness_us: AtomicU64,
+    checks: AtomicU64,
+}
+
+/// A copy of the scheduler's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Runs started since the start (or the last [`SchedulerHandle::reset_max_lateness`]
+    /// for the lateness only).
+    pub runs_started: u64,
+    /// Runs finished (including aborted-by-panic ones).
+    pub runs_finished: u64,
+    /// Worst `actual start − due time` seen.
+    pub max_lateness: Duration,
+    /// Checks currently scheduled.
+    pub checks: u64,
+}
+
+enum Command {
+    Add {
+        id: CheckId,
+        checker: Arc<dyn Checker>,
+        timing: CheckTiming,
+        initial: oneshot::Sender<bool>,
+    },
+    Remove {
+        id: CheckId,
+    },
+    Shutdown {
+        omega: bool,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Handle to a running scheduler. Dropping every handle stops the scheduler (without omega).
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: Arc<Stats>,
+}
+
+impl SchedulerHandle {
+    /// Add (or replace) a check. Returns its initial verdict (`!timing.alpha`): the wiring
+    /// puts the real server in the desired table iff this is true, then follows the events.
+    pub async fn add(&self, id: CheckId, checker: Arc<dyn Checker>, timing: CheckTiming) -> bool {
+        let (tx, rx) = oneshot::channel();
+        let alpha = timing.alpha;
+        let _ = self.commands.send(Command::Add {
+            id,
+            checker,
+            timing,
+            initial: tx,
+        });
+        rx.await.unwrap_or(!alpha)
+    }
+
+    /// Remove a check; a run in flight is aborted. No event is sent for it.
+    pub fn remove(&self, id: CheckId) {
+        let _ = self.commands.send(Command::Remove { id });
+    }
+
+    /// Stop every check. With `omega` (keepalived), checks still up first emit `Down`.
+    pub async fn shutdown(&self, omega: bool) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { omega, done: tx })
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
+    /// The scheduler's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            runs_started: self.stats.runs_started.load(Ordering::Relaxed),
+            runs_finished: self.stats.runs_finished.load(Ordering::Relaxed),
+            max_lateness: Duration::from_micros(self.stats.max_lateness_us.load(Ordering::Relaxed)),
+            checks: self.stats.checks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forget the worst lateness seen so far (e.g. after a warm-up period).
+    pub fn reset_max_lateness(&self) {
+        self.stats.max_lateness_us.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Start a scheduler on the current tokio runtime. Transitions go to `events`.
+pub fn spawn_scheduler(
+    config: SchedulerConfig,
+    events: mpsc::UnboundedSender<Event>,
+) -> (SchedulerHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(Stats::default());
+    let seed = config.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9)
+    });
+    let core = Core {
+        max_in_flight: config.max_in_flight.max(1),
+        rng: SplitMix64(seed),
+        entries: HashMap::new(),
+        deadlines: BinaryHeap::new(),
+        running: JoinSet::new(),
+        running_ids: HashMap::new(),
+        events,
+        stats: stats.clone(),
+        next_generation: 0,
+    };
+    let join = tokio::spawn(core.run(rx));
+    (
+        SchedulerHandle {
+            commands: tx,
+            stats,
+        },
+        join,
+    )
+}
+
+/// splitmix64: a tiny, good-enough generator for jitter (no dependency).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, max)` (microsecond resolution).
+    fn duration_below(&mut self, max: Duration) -> Duration {
+        let us = max.as_micros() as u64;
+        if us == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_micros(self.next() % us)
+        }
+    }
+}
+
+struct Entry {
+    checker: Arc<dyn Checker>,
+    state: HealthState,
+    /// Distinguishes this entry from an earlier one with the same id (replace / remove).
+    generation: u64,
+    running: Option<AbortHandle>,
+}
+
+struct Finished {
+    id: CheckId,
+    generation: u64,
+    started: Instant,
+    outcome: CheckOutcome,
+}
+
+struct Core {
+    max_in_flight: usize,
+    rng: SplitMix64,
+    entries: HashMap<CheckId, Entry>,
+    /// (due, id, generation); stale items (generation mismatch, or not the entry's current
+    /// due time) are skipped when popped.
+    deadlines: BinaryHeap<Reverse<(Instant, CheckId, u64)>>,
+    running: JoinSet<Finished>,
+    running_ids: HashMap<tokio::task::Id, (CheckId, u64, Instant)>,
+    events: mpsc::UnboundedSender<Event>,
+    stats: Arc<Stats>,
+    next_generation: u64,
+}
+
+impl Core {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let sleep = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            self.start_due(Instant::now());
+            // The one timer: the earliest deadline, unless the in-flight bound is reached
+            // (then a finishing run wakes us).
+            let want = if self.running.len() < self.max_in_flight {
+                self.deadlines.peek().map(|Reverse((due, _, _))| *due)
+            } else {
+                None
+            };
+            if want != armed {
+                if let Some(due) = want {
+                    sleep.as_mut().reset(due);
+                }
+                armed = want;
+            }
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Add { id, checker, timing, initial }) => {
+                        let _ = initial.send(self.add(id, checker, timing));
+                    }
+                    Some(Command::Remove { id }) => self.remove(id),
+                    Some(Command::Shutdown { omega, done }) => {
+                        self.shutdown(omega);
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown(false);
+                        return;
+                    }
+                },
+                Some(result) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    self.finished(result);
+                }
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, id: CheckId, checker: Arc<dyn Checker>, timing: CheckTiming) -> bool {
+        self.remove(id);
+        let first_delay = self.rng.duration_below(timing.first_run_spread());
+        let state = HealthState::new(timing, Instant::now().into_std(), first_delay);
+        let initial = state.is_up();
+        let due = Instant::from_std(state.poll_timeout());
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.entries.insert(
+            id,
+            Entry {
+                checker,
+                state,
+                generation,
+                running: None,
+            },
+        );
+        self.deadlines.push(Reverse((due, id, generation)));
+        self.stats
+            .checks
+            .store(self.entries.len() as u64, Ordering::Relaxed);
+        initial
+    }
+
+    fn remove(&mut self, id: CheckId) {
+        if let Some(entry) = self.entries.remove(&id) {
+            if let Some(abort) = entry.running {
+                abort.abort();
+            }
+        }
+        self.stats
+            .checks
+            .store(self.entries.len() as u64, Ordering::Relaxed);
+    }
+
+    fn shutdown(&mut self, omega: bool) {
+        self.running.abort_all();
+        let mut ids: Vec<CheckId> = self.entries.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                if let Some(transition) = entry.state.handle_shutdown(omega) {
+                    let _ = self.events.send(Event { id, transition });
+                }
+            }
+        }
+        self.entries.clear();
+    }
+
+    fn start_due(&mut self, now: Instant) {
+        while self.running.len() < self.max_in_flight {
+            let Some(&Reverse((due, id, generation))) = self.deadlines.peek() else {
+                return;
+            };
+            if due > now {
+                return;
+            }
+            self.deadlines.pop();
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if entry.generation != generation || entry.running.is_some() {
+                continue;
+            }
+            let lateness = now.saturating_duration_since(due).as_micros() as u64;
+            self.stats
+                .max_lateness_us
+                .fetch_max(lateness, Ordering::Relaxed);
+            self.stats.runs_started.fetch_add(1, Ordering::Relaxed);
+            let checker = entry.checker.clone();
+            let started = now;
+            let abort = self.running.spawn(async move {
+                let outcome = checker.check().await;
+                Finished {
+                    id,
+                    generation,
+                    started,
+                    outcome,
+                }
+            });
+            self.running_ids
+                .insert(abort.id(), (id, generation, started));
+            entry.running = Some(abort);
+        }
+    }
+
+    fn finished(&mut self, result: Result<(tokio::task::Id, Finished), tokio::task::JoinError>) {
+        self.stats.runs_finished.fetch_add(1, Ordering::Relaxed);
+        let finished = match result {
+            Ok((task, finished)) => {
+                self.running_ids.remove(&task);
+                finished
+            }
+            Err(error) => {
+                let Some((id, generation, started)) = self.running_ids.remove(&error.id()) else {
+                    return;
+                };
+                if error.is_cancelled() {
+                    return; // removed or replaced: its entry is gone
+                }
+                Finished {
+                    id,
+                    generation,
+                    started,
+                    outcome: CheckOutcome::Down(format!("checker panicked: {error}")),
+                }
+            }
+        };
+        let Some(entry) = self.entries.get_mut(&finished.id) else {
+            return;
+        };
+        if entry.generation != finished.generation {
+            return;
+        }
+        entry.running = None;
+        let now = Instant::now();
+        let transition = entry.state.handle_outcome(
+            finished.started.into_std(),
+            now.into_std(),
+            &finished.outcome,
+        );
+        let due = Instant::from_std(entry.state.poll_timeout());
+        self.deadlines
+            .push(Reverse((due, finished.id, finished.generation)));
+        if let Some(transition) = transition {
+            tracing::info!(
+                check = finished.id.0,
+                kind = entry.checker.kind(),
+                ?transition,
+                "health check transition"
+            );
+            let _ = self.events.send(Event {
+                id: finished.id,
+                transition,
+            });
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The reconciler: read what the kernel has, diff against the desired table,
+//! apply, report. Called once at start (adopting what is there; it never
+//! flushes) and then periodically, which repairs drift such as an entry
+//! someone added or deleted by hand with `ipvsadm`.
+//!
+//! The kernel side is behind [`Applier`], implemented by
+//! [`IpvsClient`](crate::IpvsClient) and by [`MemoryApplier`], an in-memory
+//! kernel with the same error semantics for tests of the logic.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use crate::client::IpvsError;
+use crate::diff::{diff, Op};
+use crate::model::{ServiceKey, Table};
+
+/// Where the table lives.
+pub trait Applier {
+    /// Reads the whole table.
+    fn read_table(&mut self) -> impl Future<Output = Result<Table, IpvsError>> + Send;
+
+    /// Applies `ops` in order, one result per op; a failing op must not stop
+    /// the ones after it.
+    fn apply(&mut self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
+}
+
+/// An operation that failed, with why.
+#[derive(Debug)]
+pub struct OpFailure {
+    /// The operation (it names the service and destination).
+    pub op: Op,
+    /// The kernel's answer.
+    pub error: IpvsError,
+}
+
+/// What one [`Reconciler::reconcile`] did.
+#[derive(Debug, Default)]
+pub struct ReconcileReport {
+    /// Every operation the diff asked for, in order.
+    pub ops: Vec<Op>,
+    /// The operations that failed (a subset of `ops`).
+    pub failures: Vec<OpFailure>,
+}
+
+impl ReconcileReport {
+    /// Whether the kernel already matched (no operation was needed).
+    pub fn was_in_sync(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of operations that succeeded.
+    pub fn applied(&self) -> usize {
+        self.ops.len() - self.failures.len()
+    }
+}
+
+/// Keeps the kernel's table equal to a desired one, on the services it owns.
+///
+/// Ownership: every service of a desired table passed to
+/// [`reconcile`](Self::reconcile) becomes owned; a service that later
+/// leaves the desired table stays owned until it has been deleted. Services
+/// never owned are never touched. A restarted haldir starts with the owned
+/// set it is given ([`with_owned`](Self::with_owned)), so what the kernel
+/// holds that matches the configuration is adopted with zero changes.
+#[derive(Debug)]
+pub struct Reconciler<A> {
+    applier: A,
+    owned: BTreeSet<ServiceKey>,
+}
+
+impl<A: Applier> Reconciler<A> {
+    /// A reconciler that owns nothing yet.
+    pub fn new(applier: A) -> Self {
+        Reconciler {
+            applier,
+            owned: BTreeSet::new(),
+        }
+    }
+
+    /// A reconciler that already owns `owned` (e.g. the services of the
+    /// previous configuration, on reload).
+    pub fn with_owned(applier: A, owned: impl IntoIterator<Item = ServiceKey>) -> Self {
+        Reconciler {
+            applier,
+            owned: owned.into_iter().collect(),
+        }
+    }
+
+    /// The services this reconciler may change or delete.
+    pub fn owned(&self) -> &BTreeSet<ServiceKey> {
+        &self.owned
+    }
+
+    /// The applier.
+    pub fn applier(&self) -> &A {
+        &self.applier
+    }
+
+    /// The applier, mutably.
+    pub fn applier_mut(&mut self) -> &mut A {
+        &mut self.applier
+    }
+
+    /// Reads the kernel table, applies the difference to `desired` and
+    /// reports every failed op. Only a failure to read the table is an
+    /// `Err`; then nothing was changed.
+    pub async fn reconcile(&mut self, desired: &Table) -> Result<ReconcileReport, IpvsError> {
+        let actual = self.applier.read_table().await?;
+        self.owned.extend(desired.services.keys().copied());
+        let owned = &self.owned;
+        let ops = diff(desired, &actual, &|key| owned.contains(key));
+        if ops.is_empty() {
+            return Ok(ReconcileReport::default());
+        }
+        let results = self.applier.apply(&ops).await;
+        let mut failures = Vec::new();
+        for (op, result) in ops.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    if let Op::DelService { key } = op {
+                        self.owned.remove(key);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%op, %error, "IPVS operation failed");
+                    failures.push(OpFailure {
+                        op: op.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(ReconcileReport { ops, failures })
+    }
+}
+
+/// Applies `op` to an in-memory table with the kernel's answers:
+/// EEXIST for an existing service or destination, ESRCH for a missing
+/// service, ENOENT for a missing destination (`ip_vs_genl_set_cmd`,
+/// `ip_vs_add_dest`, `ip_vs_edit_dest`, `ip_vs_del_dest`).
+pub fn apply_in_memory(table: &mut Table, op: &Op) -> Result<(), IpvsError> {
+    let errno = match op {
+        Op::AddService { key, service } => {
+            if table.services.contains_key(key) {
+                libc::EEXIST
+            } else {
+                table.insert_service(*key, service.clone());
+                return Ok(());
+            }
+        }
+        Op::SetService { key, service } => match table.services.get_mut(key) {
+            Some((existing, _)) => {
+                *existing = service.clone();
+                return Ok(());
+            }
+            None => libc::ESRCH,
+        },
+        Op::DelService { key } => match table.services.remove(key) {
+            Some(_) => return Ok(()),
+            None => libc::ESRCH,
+        },
+        Op::AddDest { service, key, dest } => match table.services.get_mut(service) {
+            None => libc::ESRCH,
+            Some((_, dests)) if dests.contains_key(key) => libc::EEXIST,
+            Some((_, dests)) => {
+                dests.insert(*key, *dest);
+                return Ok(());
+            }
+        },
+        Op::SetDest { service, key, dest } => match table.services.get_mut(service) {
+            None => libc::ESRCH,
+            Some((_, dests)) => match dests.get_mut(key) {
+                Some(existing) => {
+                    *existing = *dest;
+                    return Ok(());
+                }
+                None => libc::ENOENT,
+            },
+        },
+        Op::DelDest { service, key } => match table.services.get_mut(service) {
+            None => libc::ESRCH,
+            Some((_, dests)) => match dests.remove(key) {
+                Some(_) => return Ok(()),
+                None => libc::ENOENT,
+            },
+        },
+    };
+    Err(IpvsError::for_op(op, errno))
+}
+
+/// A rule that makes [`MemoryApplier`] refuse matching ops with an errno.
+type FailureRule = Box<dyn Fn(&Op) -> Option<i32> + Send>;
+
+/// An in-memory kernel: a [`Table`] changed by [`apply_in_memory`], with
+/// optional injected failures and a count of what was asked of it.
+pub struct MemoryApplier {
+    /// The "kernel" table.
+    pub table: Table,
+    /// Every op applied (or attempted), in order.
+    pub log: Vec<Op>,
+    /// Number of `read_table` calls.
+    pub reads: usize,
+    failure_rules: Vec<FailureRule>,
+}
+
+impl std::fmt::Debug for MemoryApplier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryApplier")
+            .field("table", &self.table)
+            .field("log", &self.log)
+            .field("reads", &self.reads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryApplier {
+    /// A kernel holding `table`.
+    pub fn new(table: Table) -> Self {
+        MemoryApplier {
+            table,
+            log: Vec::new(),
+            reads: 0,
+            failure_rules: Vec::new(),
+        }
+    }
+
+    /// From now on, ops for which `rule` returns an errno fail with it
+    /// (without changing the table).
+    pub fn fail_when(&mut self, rule: impl Fn(&Op) -> Option<i32> + Send + 'static) {
+        self.failure_rules.push(Box::new(rule));
+    }
+
+    /// Removes every failure rule.
+    pub fn clear_failures(&mut self) {
+        self.failure_rules.clear();
+    }
+}
+
+impl Applier for MemoryApplier {
+    async fn read_table(&mut self) -> Result<Table, IpvsError> {
+        self.reads += 1;
+        Ok(self.table.clone())
+    }
+
+    async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        ops.iter()
+            .map(|op| {
+                self.log.push(op.clone());
+                if let Some(errno) = self.failure_rules.iter().find_map(|rule| rule(op)) {
+                    return Err(IpvsError::for_op(op, errno));
+                }
+                apply_in_memory(&mut self.table, op)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::model::{DestKey, Destination, Forwarding, Protocol, Service};
+
+    fn tcp(last: u8) -> ServiceKey {
+        ServiceKey::Address {
+            protocol: Protocol::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)),
+            port: 80,
+        }
+    }
+
+    fn rs(last: u8) -> DestKey {
+        DestKey::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 80)
+    }
+
+    fn dr(weight: u32) -> Destination {
+        Destination::new(Forwarding::DirectRoute, weight)
+    }
+
+    fn desired() -> Table {
+        let mut table = Table::new();
+        for service in [tcp(10), tcp(11)] {
+            table.insert_service(service, Service::new("wrr"));
+            for last in 1..=4 {
+                table.insert_dest(&service, rs(last), dr(1));
+            }
+        }
+        table
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn programs_an_empty_kernel_then_makes_zero_changes() {
+        block_on(async {
+            let mut reconciler = Reconciler::new(MemoryApplier::new(Table::new()));
+            let report = reconciler.reconcile(&desired()).await.unwrap();
+            assert_eq!(report.ops.len(), 10);
+            assert!(report.failures.is_empty());
+            assert_eq!(reconciler.applier().table, desired());
+            let again = reconciler.reconcile(&desired()).await.unwrap();
+            assert!(again.was_in_sync());
+        });
+    }
+
+    #[test]
+    fn a_restarted_reconciler_adopts_the_table_without_changes() {
+        block_on(async {
+            let mut reconciler = Reconciler::new(MemoryApplier::new(desired()));
+            let report = reconciler.reconcile(&desired()).await.unwrap();
+            assert!(report.was_in_sync());
+            assert!(
+                reconciler.applier().log.is_empty(),
+                "nothing flushed or re-added"
+            );
+            assert_eq!(reconciler.applier().reads, 1);
+        });
+    }
+
+    #[test]
+    fn drift_made_by_hand_is_repaired_on_the_next_reconcile() {
+        block_on(async {
+            let mut reconciler = Reconciler::new(MemoryApplier::new(Table::new()));
+            reconciler.reconcile(&desired()).await.unwrap();
+            // "ipvsadm -d" of one destination, "ipvsadm -a" of another.
+            let kernel = &mut reconciler.applier_mut().table;
+            kernel.services.get_mut(&tcp(10)).unwrap().1.remove(&rs(1));
+            kernel.insert_dest(&tcp(11), rs(9), dr(5));
+            let report = reconciler.reconcile(&desired()).await.unwrap();
+            assert_eq!(report.ops.len(), 2, "{:?}", report.ops);
+            assert_eq!(reconciler.applier().table, desired());
+        });
+    }
+
+    #[test]
+    fn foreign_services_are_left_alone_and_dropped_owned_ones_deleted() {
+        block_on(async {
+            let mut kernel = desired();
+            kernel.insert_service(tcp(99), Service::new("lc"));
+            kernel.insert_dest(&tcp(99), rs(7), dr(1));
+            let mut reconciler = Reconciler::new(MemoryApplier::new(kernel));
+            assert!(reconciler
+                .reconcile(&desired())
+                .await
+                .unwrap()
+                .was_in_sync());
+
+            // The configuration drops tcp(11): owned, so deleted; tcp(99) stays.
+            let mut smaller = desired();
+            smaller.services.remove(&tcp(11));
+            let report = reconciler.reconcile(&smaller).await.unwrap();
+            assert_eq!(report.ops.last(), Some(&Op::DelService { key: tcp(11) }));
+            let table = &reconciler.applier().table;
+            assert!(table.services.contains_key(&tcp(99)));
+            assert!(!table.services.contains_key(&tcp(11)));
+            assert!(!reconciler.owned().contains(&tcp(11)));
+        });
+    }
+
+    #[test]
+    fn one_failing_op_is_reported_with_its_destination_and_the_rest_still_apply() {
+        block_on(async {
+            let mut applier = MemoryApplier::new(Table::new());
+            applier.fail_when(|op| (op.dest_key() == Some(&rs(3))).then_some(libc::ERANGE));
+            let mut reconciler = Reconciler::new(applier);
+            let report = reconciler.reconcile(&desired()).await.unwrap();
+            assert_eq!(report.failures.len(), 2);
+            assert_eq!(report.applied(), 8);
+            let message = report.failures[0].error.to_string();
+            assert!(
+                message.starts_with("add destination 10.0.0.3:80 of service TCP 192.0.2.10:80"),
+                "{message}"
+            );
+            assert_eq!(reconciler.applier().table.dest_count(), 6);
+
+            // Once the cause is gone, the next round adds exactly what is missing.
+            reconciler.applier_mut().clear_failures();
+            let report = reconciler.reconcile(&desired()).await.unwrap();
+            assert_eq!(report.ops.len(), 2);
+            assert!(report.failures.is_empty());
+            assert_eq!(reconciler.applier().table, desired());
+        });
+    }
+
+    #[test]
+    fn in_memory_kernel_answers_like_the_real_one() {
+        let mut table = Table::new();
+        let add = Op::AddService {
+            key: tcp(1),
+            service: Service::new("rr"),
+        };
+        apply_in_memory(&mut table, &add).unwrap();
+        assert!(matches!(
+            apply_in_memory(&mut table, &add),
+            Err(IpvsError::ServiceExists { .. })
+        ));
+        let add_dest = Op::AddDest {
+            service: tcp(2),
+            key: rs(1),
+            dest: dr(1),
+        };
+        assert!(matches!(
+            apply_in_memory(&mut table, &add_dest),
+            Err(IpvsError::NoSuchService { .. })
+        ));
+        let del_dest = Op::DelDest {
+            service: tcp(1),
+            key: rs(1),
+        };
+        assert!(matches!(
+            apply_in_memory(&mut table, &del_dest),
+            Err(IpvsError::NoSuchDest { .. })
+        ));
+    }
+}

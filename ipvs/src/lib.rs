@@ -1,0 +1,25 @@
+//! haldir's IPVS layer: the kernel's "IPVS" generic-netlink family and what is
+//! built on it.
+//!
+//! - [`netlink`]: the codec, every command and attribute of
+//!   `include/uapi/linux/ip_vs.h`, plugged into `genetlink`.
+//! - [`client`]: an async client ([`IpvsClient`]) with clear errors and a
+//!   pipelined batch apply.
+//! - [`model`]: the desired (or read) table as key-indexed maps.
+//! - [`diff`]: the pure function from (desired, actual) to ordered operations.
+//! - [`apply`]: the [`Reconciler`], which reads the kernel table, applies the
+//!   diff through an [`Applier`] and repairs drift when called again.
+//!
+//! The crate depends on no other haldir crate: `src/` converts the
+//! configuration into a [`model::Table`].
+
+pub mod apply;
+pub mod client;
+pub mod diff;
+pub mod model;
+pub mod netlink;
+
+pub use apply::{Applier, MemoryApplier, OpFailure, ReconcileReport, Reconciler};
+pub use client::{IpvsClient, IpvsError};
+pub use diff::{diff, Op};
+pub use model::{DestKey, Destination, Service, ServiceKey, Table};
