@@ -15,13 +15,16 @@ use tracing::{debug, error, info, warn};
 
 use crate::netif::{InterfaceInfo, Netif, NetifError};
 use crate::router::{Action, Router, RouterConfig, RouterStats, State};
-use crate::socket::{AdvertSocket, FrameSocket, ReceiveError};
+use crate::socket::{AdvertSocket, FrameSocket, ReceiveError, ReceivedAdvert};
+use crate::timer::PreciseTimer;
 use crate::wire::arp::GratuitousArp;
 use crate::wire::ndisc::UnsolicitedNa;
 use crate::wire::vrrp::AdvertRepr;
 
 /// Largest VRRP message: 255 IPv6 addresses plus headers, rounded up.
 const RECEIVE_BUFFER: usize = 9000;
+/// At most this many already-queued packets are read before acting on a deadline.
+const MAX_QUEUED_BEFORE_TIMERS: usize = 64;
 
 /// Everything the driver needs to run one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,17 +302,18 @@ impl Link {
             self.carry_out(i).await;
         }
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
-        let sleep = tokio::time::sleep(std::time::Duration::from_secs(3600));
-        tokio::pin!(sleep);
-        let mut armed_for: Option<Instant> = None;
-        loop {
-            let deadline = self.next_deadline();
-            if deadline != armed_for {
-                if let Some(at) = deadline {
-                    sleep.as_mut().reset(tokio::time::Instant::from_std(at));
-                }
-                armed_for = deadline;
+        let mut timer = match PreciseTimer::new() {
+            Ok(timer) => timer,
+            Err(e) => {
+                error!(interface = %self.info.name, "cannot create the timer: {e}");
+                return;
             }
+        };
+        loop {
+            if let Err(e) = timer.set(self.next_deadline()) {
+                error!(interface = %self.info.name, "cannot arm the timer: {e}");
+            }
+            let armed = timer.deadline().is_some();
             tokio::select! {
                 biased;
                 changed = shutdown.changed() => {
@@ -318,8 +322,22 @@ impl Link {
                         return;
                     }
                 }
-                () = &mut sleep, if armed_for.is_some() => {
-                    armed_for = None;
+                fired = timer.expired(), if armed => {
+                    if let Err(e) = fired {
+                        error!(interface = %self.info.name, "timer failed: {e}");
+                    }
+                    // Adverts already queued arrived before we got round to this
+                    // deadline: after a stall (a loaded host, a slow disk) they must
+                    // count before a timer declares the master down. Bounded, so a
+                    // flood cannot hold the timers back.
+                    for _ in 0..MAX_QUEUED_BEFORE_TIMERS {
+                        let Some(received) = self.adverts.try_receive(&mut buffer) else {
+                            break;
+                        };
+                        if !self.handle_received(received, &buffer).await {
+                            break;
+                        }
+                    }
                     let now = Instant::now();
                     for i in 0..self.instances.len() {
                         if self.instances[i].router.poll_timeout().is_some_and(|t| t <= now) {
@@ -329,18 +347,34 @@ impl Link {
                     }
                 }
                 received = self.adverts.receive(&mut buffer) => {
-                    match received {
-                        Ok(packet) => {
-                            let payload = buffer[packet.payload.clone()].to_vec();
-                            self.handle_packet(&packet.source, &packet.destination, packet.ttl, &payload).await;
-                        }
-                        Err(ReceiveError::BadIpHeader(reason)) => self.count_drop(reason),
-                        Err(ReceiveError::Io(e)) => {
-                            error!(interface = %self.info.name, "receiving adverts failed: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    }
+                    self.handle_received(received, &buffer).await;
                 }
+            }
+        }
+    }
+
+    /// Handles one received datagram (its VRRP message is in `buffer`); false after a
+    /// socket error.
+    async fn handle_received(
+        &mut self,
+        received: Result<ReceivedAdvert, ReceiveError>,
+        buffer: &[u8],
+    ) -> bool {
+        match received {
+            Ok(packet) => {
+                let payload = buffer[packet.payload.clone()].to_vec();
+                self.handle_packet(&packet.source, &packet.destination, packet.ttl, &payload)
+                    .await;
+                true
+            }
+            Err(ReceiveError::BadIpHeader(reason)) => {
+                self.count_drop(reason);
+                true
+            }
+            Err(ReceiveError::Io(e)) => {
+                error!(interface = %self.info.name, "receiving adverts failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                false
             }
         }
     }

@@ -7,4 +7,5 @@ pub mod driver;
 pub mod netif;
 pub mod router;
 pub mod socket;
+pub mod timer;
 pub mod wire;

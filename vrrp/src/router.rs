@@ -562,8 +562,16 @@ impl Router {
                 self.become_master(now, reason);
             }
         }
-        if self.timers.advert.is_some_and(|t| now >= t) {
+        if let Some(due) = self.timers.advert.filter(|&t| now >= t) {
             self.send_advert_now(now);
+            // The next advert is due one interval after this one was due, not
+            // after we got round to it: a late wake-up must not push every later
+            // advert back (RFC 5798 §6.4.3 "Reset the Adver_Timer to
+            // Advertisement_Interval"). After a long stall, restart from now.
+            let next = due + self.advert_interval();
+            if next > now && self.state == State::Master {
+                self.timers.advert = Some(next);
+            }
         }
         if self.timers.announce_second_burst.is_some_and(|t| now >= t) {
             self.timers.announce_second_burst = None;

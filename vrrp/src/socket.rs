@@ -154,6 +154,29 @@ impl AdvertSocket {
         self.send.send_to(message, &address).map(drop)
     }
 
+    /// Takes a packet that is already queued, without waiting: `None` when the queue
+    /// is empty. Its VRRP message lands in `buffer[payload]`.
+    pub fn try_receive(&self, buffer: &mut [u8]) -> Option<Result<ReceivedAdvert, ReceiveError>> {
+        let socket = self.receive.get_ref();
+        let result = if self.family_v6 {
+            receive_v6(socket, buffer)
+        } else {
+            receive_v4(socket, buffer)
+        };
+        match result {
+            Ok(received) => Some(received),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Err(e) => Some(Err(ReceiveError::Io(e))),
+        }
+    }
+
     /// Waits for the next VRRP packet; its VRRP message lands in `buffer[payload]`.
     pub async fn receive(&self, buffer: &mut [u8]) -> Result<ReceivedAdvert, ReceiveError> {
         loop {
