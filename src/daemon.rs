@@ -7,19 +7,23 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
+use haldir_ipvs::apply::Reconciler;
+use haldir_ipvs::IpvsClient;
 use haldir_vrrp::driver::{self, InstanceSpec, Status};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Options of `haldir run` beyond the configuration itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Where to keep a JSON snapshot of the live status (rewritten on change).
     pub status_file: Option<PathBuf>,
+    /// How often the IPVS table is re-read and repaired.
+    pub ipvs_resync: Duration,
 }
 
 /// The driver's view of one configured instance.
@@ -86,12 +90,23 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     if let Some(path) = options.status_file.clone() {
         tokio::spawn(publish_status(status_rx, path));
     }
+    let ipvs = (!model.virtual_servers.is_empty()).then(|| {
+        tokio::spawn(keep_ipvs_in_step(
+            model.virtual_servers.clone(),
+            options.ipvs_resync,
+            shutdown_rx.clone(),
+        ))
+    });
     let driver = tokio::spawn(driver::run(specs, status_tx, shutdown_rx));
     tokio::pin!(driver);
+    let mut driver_running = true;
     loop {
         tokio::select! {
-            result = &mut driver => {
-                return result.context("the VRRP driver panicked")?.map_err(Into::into);
+            result = &mut driver, if driver_running => {
+                // With no vrrp_instance the driver is done at once; the IPVS
+                // side keeps the process alive until a signal.
+                result.context("the VRRP driver panicked")??;
+                driver_running = false;
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -102,9 +117,57 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     }
     info!("stopping: sending priority 0 and releasing the virtual addresses");
     let _ = shutdown_tx.send(true);
-    driver.await.context("the VRRP driver panicked")??;
+    if driver_running {
+        driver.await.context("the VRRP driver panicked")??;
+    }
+    if let Some(ipvs) = ipvs {
+        let _ = ipvs.await;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Keeps the kernel's IPVS table equal to the configured virtual servers: reads
+/// what is there and adopts it (never a flush), applies the difference, and
+/// re-reads every `resync` to repair drift (someone ran ipvsadm by hand). A
+/// failed operation is logged with its service or destination and retried on
+/// the next round; the others are applied. The table stays in place on exit,
+/// so a restart does not disturb established connections.
+async fn keep_ipvs_in_step(
+    servers: Vec<haldir_config::VirtualServer>,
+    resync: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = match IpvsClient::connect().await {
+        Ok(client) => client,
+        Err(e) => {
+            error!("{e}: the virtual servers are not programmed; VRRP runs on");
+            return;
+        }
+    };
+    let desired = crate::ipvs_wiring::desired_table_all_up(&servers);
+    let mut reconciler = Reconciler::new(client);
+    loop {
+        match reconciler.reconcile(&desired).await {
+            Ok(report) => {
+                for failure in &report.failures {
+                    error!("IPVS: {} failed: {}", failure.op, failure.error);
+                }
+                if !report.was_in_sync() {
+                    info!(
+                        applied = report.applied(),
+                        failed = report.failures.len(),
+                        "IPVS table brought in step with the configuration"
+                    );
+                }
+            }
+            Err(e) => warn!("IPVS: reading the kernel table failed: {e}; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(resync) => {}
+        }
+    }
 }
 
 /// Rewrites `path` (atomically, through a rename) whenever the status changes.
@@ -113,11 +176,19 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
     loop {
         let snapshot = status_json(&status.borrow_and_update());
         let text = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
-        // A few kilobytes to local disk: not worth a blocking-pool round trip.
-        let written =
-            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(e) = written {
-            warn!(path = %path.display(), "cannot write the status file: {e}");
+        // On the blocking pool: this runtime also runs the VRRP timers, and a write or
+        // rename can stall for a long time on a busy disk (journal commits).
+        let written = tokio::task::spawn_blocking({
+            let (temporary, path) = (temporary.clone(), path.clone());
+            move || {
+                std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path))
+            }
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(path = %path.display(), "cannot write the status file: {e}"),
+            Err(e) => warn!(path = %path.display(), "writing the status file failed: {e}"),
         }
         if status.changed().await.is_err() {
             return;

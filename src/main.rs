@@ -27,6 +27,9 @@ enum Command {
         /// Keep a JSON snapshot of the live state and counters in this file.
         #[arg(long)]
         status_file: Option<PathBuf>,
+        /// Seconds between re-reads of the IPVS table (drift repair).
+        #[arg(long, default_value_t = 10.0)]
+        ipvs_resync: f64,
     },
     /// Validate a configuration file: exit 0 when valid, 1 printing every error.
     Check {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             config,
             log_format,
             status_file,
+            ipvs_resync,
         } => {
             init_logging(log_format);
             let model = match haldir_config::load_file(&config) {
@@ -102,7 +106,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(daemon::run(model, RunOptions { status_file })) {
+            match runtime.block_on(daemon::run(
+                model,
+                RunOptions {
+                    status_file,
+                    ipvs_resync: std::time::Duration::from_secs_f64(ipvs_resync.max(0.1)),
+                },
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -16,6 +16,7 @@ mod error;
 mod model;
 mod toml_front;
 mod validate;
+mod validate_ipvs;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -32,10 +32,10 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         .default_version
         .as_ref()
         .and_then(|v| version(&mut errors, "vrrp_version", v));
-    if draft.instances.is_empty() {
+    if draft.instances.is_empty() && draft.virtual_servers.is_empty() {
         errors.push(ConfigError::whole_file(
             &draft.file,
-            "no vrrp_instance is defined; add at least one [[vrrp_instance]] table",
+            "nothing to run: add at least one [[vrrp_instance]] or [[virtual_server]] table",
         ));
     }
     let mut seen = Seen::default();
@@ -44,9 +44,14 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         .iter()
         .map(|d| instance(&mut errors, &mut seen, d, default_version))
         .collect();
+    let virtual_servers =
+        crate::validate_ipvs::virtual_servers(&mut errors, &draft.virtual_servers);
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
-        Ok(Model { vrrp_instances })
+        Ok(Model {
+            vrrp_instances,
+            virtual_servers,
+        })
     } else {
         Err(ConfigErrors::sorted(errors))
     }
@@ -61,7 +66,7 @@ struct Seen {
     routers: HashMap<(String, u8, AddressFamily), (String, Loc)>,
 }
 
-fn push(errors: &mut Vec<ConfigError>, loc: &Loc, message: impl Into<String>) {
+pub(crate) fn push(errors: &mut Vec<ConfigError>, loc: &Loc, message: impl Into<String>) {
     errors.push(ConfigError::at(loc, message));
 }
 
@@ -295,7 +300,7 @@ fn instance(
 }
 
 /// `value` if it lies in `range`, else reports `key = value: hint`.
-fn in_range(
+pub(crate) fn in_range(
     errors: &mut Vec<ConfigError>,
     key: &str,
     value: &Located<i64>,
@@ -332,7 +337,7 @@ fn version(errors: &mut Vec<ConfigError>, key: &str, value: &Located<i64>) -> Op
 
 /// `seconds` as a whole number of `1 / per_second` units, if it is one exactly
 /// (to within float noise) and not negative.
-fn whole_units(seconds: f64, per_second: f64) -> Option<u64> {
+pub(crate) fn whole_units(seconds: f64, per_second: f64) -> Option<u64> {
     let scaled = seconds * per_second;
     let rounded = scaled.round();
     let exact = (scaled - rounded).abs() < 1e-6;
@@ -373,7 +378,7 @@ fn advert_int(
 }
 
 /// A duration that must be whole seconds in `min..=max`; `None` when absent or wrong.
-fn whole_seconds(
+pub(crate) fn whole_seconds(
     errors: &mut Vec<ConfigError>,
     key: &str,
     value: Option<&Located<f64>>,

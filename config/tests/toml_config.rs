@@ -124,12 +124,8 @@ fn example_file_parses_into_the_expected_model() {
         loc: loc(&file, 42, 1),
         ..public.clone()
     };
-    assert_eq!(
-        model,
-        Model {
-            vrrp_instances: vec![public, private, public6]
-        }
-    );
+    // The example's virtual servers are checked in tests/virtual_server.rs.
+    assert_eq!(model.vrrp_instances, vec![public, private, public6]);
 }
 
 #[test]
@@ -266,10 +262,10 @@ fn duplicate_key_is_a_syntax_error_at_the_second_key() {
 }
 
 #[test]
-fn file_without_instances_is_an_error() {
+fn file_without_instances_or_virtual_servers_is_an_error() {
     assert_eq!(
         errors("# nothing here\n"),
-        ["haldir.toml: no vrrp_instance is defined; add at least one [[vrrp_instance]] table"]
+        ["haldir.toml: nothing to run: add at least one [[vrrp_instance]] or [[virtual_server]] table"]
     );
 }
 
@@ -280,7 +276,7 @@ fn vrrp_instance_must_be_an_array_of_tables() {
         errors(&text),
         [
             "haldir.toml:1:1: vrrp_instance must be an array of tables: write the header as [[vrrp_instance]] (double brackets), once per instance",
-            "haldir.toml: no vrrp_instance is defined; add at least one [[vrrp_instance]] table",
+            "haldir.toml: nothing to run: add at least one [[vrrp_instance]] or [[virtual_server]] table",
         ]
     );
 }
@@ -311,7 +307,7 @@ fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
     assert_eq!(
         errors(&text),
         [
-            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance",
+            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server",
             "haldir.toml:3:1: unknown key `router_id` in [global_defs]; accepted keys: vrrp_version",
             "haldir.toml:10:57: unknown key `auth_hash` in authentication; did you mean `auth_pass`? accepted keys: auth_type, auth_pass",
         ]

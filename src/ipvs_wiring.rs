@@ -1,0 +1,188 @@
+//! From the configuration's `virtual_server`s to the IPVS table haldir wants
+//! in the kernel: `haldir_config::VirtualServer` → `haldir_ipvs::model`
+//! entries. Plain conversion, no logic beyond keepalived's meaning of the
+//! keywords; which real servers are up comes from the caller (a real server
+//! without a health checker counts as up).
+
+use haldir_config::{
+    AddressFamily as ConfigFamily, LvsMethod, LvsProtocol, RealServer, VirtualServer,
+    VirtualServerAddress,
+};
+use haldir_ipvs::model::{
+    AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
+    ServiceKey, Table, Tunnel,
+};
+
+/// The kernel key of a virtual server.
+pub fn service_key(vs: &VirtualServer) -> ServiceKey {
+    match vs.address {
+        VirtualServerAddress::Socket { ip, port } => ServiceKey::Address {
+            protocol: match vs.protocol {
+                LvsProtocol::Tcp => Protocol::Tcp,
+                LvsProtocol::Udp => Protocol::Udp,
+                LvsProtocol::Sctp => Protocol::Sctp,
+            },
+            addr: ip,
+            port,
+        },
+        VirtualServerAddress::Fwmark(mark) => ServiceKey::Fwmark {
+            family: match vs.family {
+                ConfigFamily::Ipv4 => AddressFamily::Ipv4,
+                ConfigFamily::Ipv6 => AddressFamily::Ipv6,
+            },
+            mark,
+        },
+    }
+}
+
+/// The service settings of a virtual server: scheduler, `ops` as
+/// `IP_VS_SVC_F_ONEPACKET`, persistence.
+pub fn service(vs: &VirtualServer) -> Service {
+    Service {
+        scheduler: vs.scheduler.name().to_owned(),
+        flags: if vs.one_packet {
+            ServiceFlags::ONE_PACKET
+        } else {
+            ServiceFlags::NONE
+        },
+        persistence: vs.persistence.map(|p| Persistence {
+            timeout_secs: p.timeout_secs,
+            netmask_prefix_len: p.granularity_prefix_len,
+        }),
+        persistence_engine: None,
+    }
+}
+
+/// The kernel key and settings of one real server of `vs`.
+pub fn destination(vs: &VirtualServer, rs: &RealServer) -> (DestKey, Destination) {
+    let forwarding = match vs.method {
+        LvsMethod::DirectRouting => Forwarding::DirectRoute,
+        LvsMethod::Nat => Forwarding::Masquerade,
+        LvsMethod::Tunnel => Forwarding::Tunnel(Tunnel::default()),
+    };
+    (
+        DestKey::new(rs.ip, rs.port),
+        Destination {
+            forwarding,
+            weight: rs.weight,
+            upper_threshold: rs.upper_threshold,
+            lower_threshold: rs.lower_threshold,
+        },
+    )
+}
+
+/// The desired table: every virtual server, with the real servers for which
+/// `is_up` holds (a real server that is down is left out, as keepalived
+/// removes it).
+pub fn desired_table(
+    servers: &[VirtualServer],
+    is_up: &dyn Fn(&VirtualServer, &RealServer) -> bool,
+) -> Table {
+    let mut table = Table::new();
+    for vs in servers {
+        let key = service_key(vs);
+        table.insert_service(key, service(vs));
+        for rs in vs.real_servers.iter().filter(|rs| is_up(vs, rs)) {
+            let (dest_key, dest) = destination(vs, rs);
+            table.insert_dest(&key, dest_key, dest);
+        }
+    }
+    table
+}
+
+/// The desired table with every real server up: what haldir programs while
+/// no health checker is configured.
+pub fn desired_table_all_up(servers: &[VirtualServer]) -> Table {
+    desired_table(servers, &|_, _| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[virtual_server]]
+ip = "192.0.2.10"
+port = 80
+lb_algo = "wrr"
+lb_kind = "DR"
+persistence_timeout = 300
+persistence_granularity = "255.255.255.0"
+[[virtual_server.real_server]]
+ip = "10.0.0.11"
+weight = 3
+uthreshold = 100
+lthreshold = 10
+[[virtual_server.real_server]]
+ip = "10.0.0.12"
+
+[[virtual_server]]
+fwmark = 7
+protocol = "UDP"
+lb_algo = "sh"
+lb_kind = "TUN"
+ops = true
+[[virtual_server.real_server]]
+ip = "2001:db8::11"
+"#;
+
+    fn servers() -> Vec<VirtualServer> {
+        haldir_config::parse_toml(CONFIG, "test.toml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .virtual_servers
+    }
+
+    #[test]
+    fn virtual_servers_become_services_with_their_real_servers() {
+        let table = desired_table_all_up(&servers());
+        assert_eq!(table.service_count(), 2);
+        assert_eq!(table.dest_count(), 3);
+
+        let web = ServiceKey::Address {
+            protocol: Protocol::Tcp,
+            addr: "192.0.2.10".parse().unwrap(),
+            port: 80,
+        };
+        let (service, dests) = &table.services[&web];
+        assert_eq!(service.scheduler, "wrr");
+        assert_eq!(
+            service.persistence,
+            Some(Persistence {
+                timeout_secs: 300,
+                netmask_prefix_len: 24
+            })
+        );
+        let first = &dests[&DestKey::new("10.0.0.11".parse().unwrap(), 80)];
+        assert_eq!(
+            *first,
+            Destination {
+                forwarding: Forwarding::DirectRoute,
+                weight: 3,
+                upper_threshold: 100,
+                lower_threshold: 10,
+            }
+        );
+
+        // A fwmark service takes its family from its real servers.
+        let marked = ServiceKey::Fwmark {
+            family: AddressFamily::Ipv6,
+            mark: 7,
+        };
+        let (service, dests) = &table.services[&marked];
+        assert_eq!(service.flags, ServiceFlags::ONE_PACKET);
+        assert!(dests
+            .values()
+            .all(|d| matches!(d.forwarding, Forwarding::Tunnel(_))));
+    }
+
+    #[test]
+    fn real_servers_that_are_down_are_left_out() {
+        let table = desired_table(&servers(), &|_, rs| rs.ip.to_string() != "10.0.0.12");
+        assert_eq!(
+            table.service_count(),
+            2,
+            "a service stays even with no real server up"
+        );
+        assert_eq!(table.dest_count(), 2);
+    }
+}
