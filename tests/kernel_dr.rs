@@ -11,14 +11,16 @@
 //! counters prove the path: on the router, packets to the VIP arrive and none from the VIP;
 //! on the client, every reply comes from the real server's MAC and none from the router's.
 //!
-//! The service is programmed with `ipvsadm` here; the haldir client's own kernel tests are in
-//! `kernel_ipvs.rs`.
+//! The service is programmed through haldir's IPVS reconciler (`haldir_ipvs::Reconciler` on
+//! an `IpvsClient` in the router's namespace); `ipvsadm` only reads the statistics.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use haldir::lab::{self, vm::in_vm_or_skip, Lab};
+use haldir_ipvs::model::{DestKey, Destination, Forwarding, Protocol, Service, ServiceKey, Table};
+use haldir_ipvs::{IpvsClient, Reconciler};
 
 const VIP: &str = "10.3.0.100";
 const CONNECTIONS: usize = 5;
@@ -73,24 +75,33 @@ fn direct_routing_reply_reaches_the_client_without_passing_the_router() {
         &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "eth0"],
     )
     .unwrap();
+    // Programmed through haldir's reconciler, in the router's namespace.
     let service = format!("{VIP}:80");
-    lab.run("r1", &["ipvsadm", "-A", "-t", &service, "-s", "rr"])
-        .unwrap();
-    lab.run(
-        "r1",
-        &[
-            "ipvsadm",
-            "-a",
-            "-t",
-            &service,
-            "-r",
-            "10.3.0.11:80",
-            "-g",
-            "-w",
-            "1",
-        ],
-    )
+    let key = ServiceKey::Address {
+        protocol: Protocol::Tcp,
+        addr: VIP.parse().unwrap(),
+        port: 80,
+    };
+    let mut desired = Table::new();
+    desired.insert_service(key, Service::new("rr"));
+    desired.insert_dest(
+        &key,
+        DestKey::new("10.3.0.11".parse().unwrap(), 80),
+        Destination::new(Forwarding::DirectRoute, 1),
+    );
+    let report = lab::in_netns(&lab.ns_name("r1"), || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let client = IpvsClient::connect().await.unwrap();
+                Reconciler::new(client).reconcile(&desired).await.unwrap()
+            })
+    })
     .unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.ops.len(), 2, "{:?}", report.ops);
 
     // The real server: VIP on lo, never answers ARP for it nor uses it in ARP.
     for (key, value) in [

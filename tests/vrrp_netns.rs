@@ -649,3 +649,33 @@ fn a_restarted_haldir_removes_the_vip_its_killed_predecessor_left_behind() {
     );
     assert_stable(&lab, &r2, &r1, VIP, FAST * 10);
 }
+
+#[test]
+fn a_backup_thawed_after_a_stall_reads_the_queued_adverts_before_declaring_the_master_down() {
+    if skip_unless_root(
+        "a_backup_thawed_after_a_stall_reads_the_queued_adverts_before_declaring_the_master_down",
+    ) {
+        return;
+    }
+    let lab = ipv4_lab("v3-stall");
+    let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[v3(LOW)]).unwrap();
+    assert_elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
+    std::thread::sleep(FAST * 3);
+    let transitions = r2.counter("transitions");
+
+    // The backup's process stalls (a loaded host, a slow disk) for several times its
+    // Master_Down_Interval while the master keeps advertising: when it runs again, its
+    // timer has expired but the master's adverts are waiting in its socket.
+    r2.freeze(true).unwrap();
+    std::thread::sleep(master_down_v3(LOW, FAST) * 3);
+    r2.freeze(false).unwrap();
+    std::thread::sleep(FAST * 5);
+    assert_eq!(
+        r2.counter("transitions"),
+        transitions,
+        "the thawed backup took over from a live master\n{}",
+        describe(&[&r1, &r2])
+    );
+    assert_stable(&lab, &r1, &r2, VIP, FAST * 5);
+}

@@ -86,7 +86,7 @@ pub fn parse(list: &str, thresholds: &str, persistent: &str, save: &str) -> Resu
         }
     }
     // --persistent-conn: the weights must agree.
-    for (key, _, dests) in entries(persistent, parse_service, |fields| number(fields.get(1)))? {
+    for (key, _, dests) in entries(persistent, parse_service, |fields| number::<u32>(fields.get(1)))? {
         let (_, table_dests) = &table.services[&key];
         for (dest_key, weight) in dests {
             let have = table_dests[&dest_key].weight;

@@ -141,7 +141,7 @@ say "booting $KVER under software emulation (2 CPUs, 1 GiB) and running the kern
 start_vm=$(date +%s.%N)
 set +e
 PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
-    "$VNG_VENV/bin/vng" -r "/boot/vmlinuz-$KVER" --disable-kvm --cpus 2 --memory 1G \
+    "$VNG_VENV/bin/vng" --verbose -r "/boot/vmlinuz-$KVER" --disable-kvm --cpus 2 --memory 1G \
     --rwdir "$RESULTS" --exec "bash $RESULTS/inner.sh" \
     </dev/null >"$RESULTS/vng.log" 2>&1
 vng_rc=$?

@@ -1,0 +1,318 @@
+//! HTTP_GET / SSL_GET against real HTTP(S) servers on 127.0.0.1 (TLS with a certificate made
+//! in the test): status codes, digest, regex, hangs, several urls, virtualhost / SNI,
+//! optional verification, and retry / rise / fall through the scheduler.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use haldir_health::http::{
+    md5_hex, CertVerification, HttpCheck, HttpCheckConfig, HttpKind, StatusCodes, UrlSpec,
+};
+use haldir_health::{CheckId, CheckOutcome, CheckTiming, Checker, Transition};
+
+fn url(path: &str) -> UrlSpec {
+    UrlSpec {
+        path: path.into(),
+        ..Default::default()
+    }
+}
+
+fn http_check(server: &HttpServer, urls: Vec<UrlSpec>) -> HttpCheck {
+    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, urls);
+    config.connect_timeout = ms(500);
+    HttpCheck::new(config).unwrap()
+}
+
+fn fast_timing(retry: u32) -> CheckTiming {
+    CheckTiming {
+        delay_loop: ms(200),
+        retry,
+        delay_before_retry: ms(100),
+        warmup: Some(Duration::ZERO),
+        rise: 1,
+        fall: 1,
+        alpha: false,
+    }
+}
+
+#[tokio::test]
+async fn status_500_is_down_and_status_code_ranges_are_honoured() {
+    let server = HttpServer::start(None).await;
+    let check = http_check(&server, vec![url("/")]);
+    assert_eq!(check.check().await, CheckOutcome::Up);
+    server.set(Behaviour::Respond(500, b"oops".to_vec()));
+    let CheckOutcome::Down(reason) = check.check().await else {
+        panic!("500 must be down")
+    };
+    assert!(reason.contains("500"), "{reason}");
+    // A url that accepts 500 explicitly.
+    let accepting = http_check(
+        &server,
+        vec![UrlSpec {
+            path: "/".into(),
+            status_code: StatusCodes::parse("200-299 500").unwrap(),
+            ..Default::default()
+        }],
+    );
+    assert_eq!(accepting.check().await, CheckOutcome::Up);
+}
+
+#[tokio::test]
+async fn digest_is_the_md5_of_the_body_and_a_wrong_body_is_down() {
+    let server = HttpServer::start(None).await;
+    server.set(Behaviour::Respond(200, b"<html>ok</html>".to_vec()));
+    let digest = md5_hex(b"<html>ok</html>");
+    let check = http_check(
+        &server,
+        vec![UrlSpec {
+            path: "/index.html".into(),
+            digest: Some(digest.to_uppercase()), // case does not matter
+            ..Default::default()
+        }],
+    );
+    assert_eq!(check.check().await, CheckOutcome::Up);
+    server.set(Behaviour::Respond(200, b"<html>defaced</html>".to_vec()));
+    let CheckOutcome::Down(reason) = check.check().await else {
+        panic!("wrong digest must be down")
+    };
+    assert!(reason.contains("digest"), "{reason}");
+    assert_eq!(server.seen.paths.lock().unwrap()[0], "/index.html");
+}
+
+#[tokio::test]
+async fn regex_must_match_the_body_and_regex_no_match_inverts_it() {
+    let server = HttpServer::start(None).await;
+    server.set(Behaviour::Respond(200, b"status: GREEN\n".to_vec()));
+    let regex_url = |no_match| UrlSpec {
+        path: "/".into(),
+        regex: Some("status: (GREEN|YELLOW)".into()),
+        regex_no_match: no_match,
+        ..Default::default()
+    };
+    let check = http_check(&server, vec![regex_url(false)]);
+    let inverted = http_check(&server, vec![regex_url(true)]);
+    assert_eq!(check.check().await, CheckOutcome::Up);
+    assert!(!inverted.check().await.is_up());
+    server.set(Behaviour::Respond(200, b"status: RED\n".to_vec()));
+    let CheckOutcome::Down(reason) = check.check().await else {
+        panic!("regex mismatch must be down")
+    };
+    assert!(reason.contains("does not match"), "{reason}");
+    assert_eq!(inverted.check().await, CheckOutcome::Up);
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_past_connect_timeout_is_down_on_time() {
+    let server = HttpServer::start(None).await;
+    server.set(Behaviour::Hang);
+    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
+    config.connect_timeout = ms(300);
+    let check = HttpCheck::new(config).unwrap();
+    let started = Instant::now();
+    let CheckOutcome::Down(reason) = check.check().await else {
+        panic!("hang must be down")
+    };
+    let took = started.elapsed();
+    assert!(reason.contains("within 300ms"), "{reason}");
+    assert!(took >= ms(300) && took < ms(800), "{took:?}");
+    assert_eq!(server.requests(), 1, "the request reached the server");
+}
+
+#[tokio::test]
+async fn every_url_must_pass() {
+    let server = HttpServer::start(None).await;
+    server
+        .by_path
+        .lock()
+        .unwrap()
+        .push(("/broken".into(), Behaviour::Respond(503, vec![])));
+    let good = http_check(&server, vec![url("/a"), url("/b")]);
+    assert_eq!(good.check().await, CheckOutcome::Up);
+    let bad = http_check(&server, vec![url("/a"), url("/broken"), url("/c")]);
+    let CheckOutcome::Down(reason) = bad.check().await else {
+        panic!("one failing url must make the check down")
+    };
+    assert!(reason.starts_with("/broken"), "{reason}");
+}
+
+#[tokio::test]
+async fn virtualhost_sets_the_host_header_else_the_address() {
+    let server = HttpServer::start(None).await;
+    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
+    config.virtualhost = Some("www.example.org".into());
+    assert_eq!(HttpCheck::new(config).unwrap().check().await, CheckOutcome::Up);
+    http_check(&server, vec![url("/")]).check().await;
+    let hosts = server.seen.hosts.lock().unwrap().clone();
+    assert_eq!(hosts, vec!["www.example.org".to_string(), server.addr.to_string()]);
+}
+
+#[tokio::test]
+async fn ssl_get_sends_virtualhost_as_sni_and_host_and_accepts_self_signed_by_default() {
+    let (acceptor, _) = self_signed(&["web.example"]);
+    let server = HttpServer::start(Some(acceptor)).await;
+    let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/tls")]);
+    config.virtualhost = Some("web.example".into());
+    config.connect_timeout = ms(2000);
+    let check = HttpCheck::new(config).unwrap();
+    assert_eq!(check.kind(), "SSL_GET");
+    assert_eq!(check.check().await, CheckOutcome::Up);
+    assert_eq!(
+        *server.seen.sni.lock().unwrap(),
+        vec![Some("web.example".to_string())]
+    );
+    assert_eq!(*server.seen.hosts.lock().unwrap(), vec!["web.example".to_string()]);
+    // Without virtualhost: no SNI (an IP address is never sent as SNI).
+    let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
+    config.connect_timeout = ms(2000);
+    assert_eq!(HttpCheck::new(config).unwrap().check().await, CheckOutcome::Up);
+    assert_eq!(server.seen.sni.lock().unwrap()[1], None);
+}
+
+#[tokio::test]
+async fn ssl_get_with_verification_checks_the_chain_and_the_name() {
+    let (acceptor, ca_pem) = self_signed(&["localhost"]);
+    let server = HttpServer::start(Some(acceptor)).await;
+    let dir = temp_dir("ca");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let check_with = |vhost: &str, verify: CertVerification| {
+        let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
+        config.virtualhost = Some(vhost.into());
+        config.verify = verify;
+        config.connect_timeout = ms(2000);
+        HttpCheck::new(config).unwrap()
+    };
+    let ca = CertVerification::CaFile(ca_file.clone());
+    assert_eq!(check_with("localhost", ca.clone()).check().await, CheckOutcome::Up);
+    let CheckOutcome::Down(reason) = check_with("other.example", ca).check().await else {
+        panic!("a certificate for another name must fail verification")
+    };
+    assert!(reason.contains("TLS handshake"), "{reason}");
+    // Not signed by any system root.
+    if let Ok(system) = std::panic::catch_unwind(|| check_with("localhost", CertVerification::SystemRoots)) {
+        assert!(!system.check().await.is_up());
+    }
+    // Verification off accepts the wrong name.
+    assert_eq!(
+        check_with("other.example", CertVerification::Off).check().await,
+        CheckOutcome::Up
+    );
+    // A missing CA file is a config error.
+    let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
+    config.verify = CertVerification::CaFile(dir.join("missing.pem"));
+    assert!(HttpCheck::new(config).unwrap_err().to_string().contains("missing.pem"));
+}
+
+#[tokio::test]
+async fn answering_500_goes_down_after_one_plus_retry_requests_and_comes_back() {
+    let server = HttpServer::start(None).await;
+    let (scheduler, mut events) = scheduler();
+    let retry = 2;
+    assert!(
+        scheduler
+            .add(CheckId(1), Arc::new(http_check(&server, vec![url("/")])), fast_timing(retry))
+            .await
+    );
+    tokio::time::sleep(ms(500)).await;
+    server.set(Behaviour::Respond(500, vec![]));
+    let before = server.requests();
+    let event = next_event(&mut events, ms(3000)).await;
+    assert!(matches!(event.transition, Transition::Down { .. }), "{event:?}");
+    // keepalived semantics: the first failure plus `retry` retries.
+    assert_eq!(server.requests() - before, 1 + retry as usize);
+    server.set(Behaviour::Respond(200, vec![]));
+    let event = next_event(&mut events, ms(3000)).await;
+    assert_eq!(event.transition, Transition::Up { weight: None });
+    scheduler.shutdown(false).await;
+}
+
+#[tokio::test]
+async fn a_server_that_stops_listening_goes_down_and_comes_back_when_it_listens_again() {
+    let mut server = HttpServer::start(None).await;
+    let (scheduler, mut events) = scheduler();
+    scheduler
+        .add(CheckId(7), Arc::new(http_check(&server, vec![url("/")])), fast_timing(1))
+        .await;
+    no_event(&mut events, ms(500)).await;
+    server.stop_listening();
+    let event = next_event(&mut events, ms(3000)).await;
+    let Transition::Down { reason } = event.transition else {
+        panic!("{event:?}")
+    };
+    assert!(reason.contains("refused"), "{reason}");
+    server.listen_again().await;
+    let event = next_event(&mut events, ms(3000)).await;
+    assert_eq!((event.id, event.transition), (CheckId(7), Transition::Up { weight: None }));
+    scheduler.shutdown(false).await;
+}
+
+#[tokio::test]
+async fn a_hanging_server_goes_down_through_the_scheduler() {
+    let server = HttpServer::start(None).await;
+    let (scheduler, mut events) = scheduler();
+    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
+    config.connect_timeout = ms(200);
+    scheduler
+        .add(CheckId(3), Arc::new(HttpCheck::new(config).unwrap()), fast_timing(1))
+        .await;
+    no_event(&mut events, ms(400)).await;
+    server.set(Behaviour::Hang);
+    let started = Instant::now();
+    let event = next_event(&mut events, ms(3000)).await;
+    assert!(matches!(event.transition, Transition::Down { .. }));
+    // Two attempts of 200 ms each, 100 ms apart, plus up to one delay_loop of waiting.
+    assert!(started.elapsed() < ms(1200), "{:?}", started.elapsed());
+    scheduler.shutdown(false).await;
+}
+
+#[tokio::test]
+async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() {
+    let server = Arc::new(HttpServer::start(None).await);
+    // The server alternates: one good answer, one 500, one good, ...
+    let flipper = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut last = server.requests();
+            loop {
+                let now = server.requests();
+                if now != last {
+                    last = now;
+                    server.set(if now % 2 == 0 {
+                        Behaviour::Respond(200, vec![])
+                    } else {
+                        Behaviour::Respond(500, vec![])
+                    });
+                }
+                tokio::time::sleep(ms(5)).await;
+            }
+        })
+    };
+    let (scheduler, mut events) = scheduler();
+    let timing = CheckTiming {
+        delay_loop: ms(100),
+        retry: 0,
+        delay_before_retry: ms(100),
+        warmup: Some(Duration::ZERO),
+        rise: 2,
+        fall: 2,
+        alpha: false,
+    };
+    scheduler
+        .add(CheckId(9), Arc::new(http_check(&server, vec![url("/")])), timing)
+        .await;
+    no_event(&mut events, ms(2000)).await;
+    assert!(server.requests() >= 10, "{} requests", server.requests());
+    flipper.abort();
+    // Steady for a while, then steadily failing: down after exactly `fall` = 2 runs.
+    server.set(Behaviour::Respond(200, vec![]));
+    no_event(&mut events, ms(350)).await;
+    let before = server.requests();
+    server.set(Behaviour::Respond(500, vec![]));
+    let event = next_event(&mut events, ms(2000)).await;
+    assert!(matches!(event.transition, Transition::Down { .. }));
+    assert_eq!(server.requests() - before, 2);
+    scheduler.shutdown(false).await;
+}
