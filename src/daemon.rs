@@ -15,7 +15,7 @@ use haldir_vrrp::wire::vrrp::{Auth, Version};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Options of `haldir run` beyond the configuration itself.
 #[derive(Debug, Clone)]
@@ -147,6 +147,7 @@ async fn keep_ipvs_in_step(
     };
     let desired = crate::ipvs_wiring::desired_table_all_up(&servers);
     let mut reconciler = Reconciler::new(client);
+    let mut first_round = true;
     loop {
         match reconciler.reconcile(&desired).await {
             Ok(report) => {
@@ -159,7 +160,17 @@ async fn keep_ipvs_in_step(
                         failed = report.failures.len(),
                         "IPVS table brought in step with the configuration"
                     );
+                } else if first_round {
+                    // A restart over a table a previous run programmed: adopted as it is.
+                    info!(
+                        services = desired.service_count(),
+                        destinations = desired.dest_count(),
+                        "IPVS table already in step with the configuration (adopted, no changes)"
+                    );
+                } else {
+                    debug!("IPVS table still in step with the configuration");
                 }
+                first_round = false;
             }
             Err(e) => warn!("IPVS: reading the kernel table failed: {e}; retrying"),
         }

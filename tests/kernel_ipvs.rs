@@ -20,8 +20,8 @@ use std::net::IpAddr;
 
 use haldir::lab::{self, vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{
-    AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service,
-    ServiceFlags, ServiceKey, Table, Tunnel, TunnelEncapsulation, TunnelFlags,
+    AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
+    ServiceKey, Table, Tunnel, TunnelEncapsulation, TunnelFlags,
 };
 use haldir_ipvs::{IpvsClient, Op, ReconcileReport, Reconciler};
 
@@ -109,7 +109,11 @@ fn rich_table() -> Table {
         },
     );
     for (n, weight) in [("10.10.1.1", 1), ("10.10.1.4", 5)] {
-        table.insert_dest(&https, dest(n, 443), Destination::new(Forwarding::DirectRoute, weight));
+        table.insert_dest(
+            &https,
+            dest(n, 443),
+            Destination::new(Forwarding::DirectRoute, weight),
+        );
     }
     // A port-less persistent service (keepalived's "all ports" idiom).
     let all_ports = tcp("10.10.0.3", 0);
@@ -123,7 +127,11 @@ fn rich_table() -> Table {
             ..Service::new("rr")
         },
     );
-    table.insert_dest(&all_ports, dest("10.10.1.5", 0), Destination::new(Forwarding::DirectRoute, 1));
+    table.insert_dest(
+        &all_ports,
+        dest("10.10.1.5", 0),
+        Destination::new(Forwarding::DirectRoute, 1),
+    );
     // UDP, one-packet scheduling, source hashing with both scheduler flags.
     let dns = ServiceKey::Address {
         protocol: Protocol::Udp,
@@ -137,8 +145,16 @@ fn rich_table() -> Table {
             ..Service::new("sh")
         },
     );
-    table.insert_dest(&dns, dest("10.10.1.6", 53), Destination::new(Forwarding::DirectRoute, 1));
-    table.insert_dest(&dns, dest("10.10.1.7", 53), Destination::new(Forwarding::DirectRoute, 4));
+    table.insert_dest(
+        &dns,
+        dest("10.10.1.6", 53),
+        Destination::new(Forwarding::DirectRoute, 1),
+    );
+    table.insert_dest(
+        &dns,
+        dest("10.10.1.7", 53),
+        Destination::new(Forwarding::DirectRoute, 4),
+    );
     // SCTP with GUE and GRE tunnels and their checksum options.
     let sctp = ServiceKey::Address {
         protocol: Protocol::Sctp,
@@ -149,7 +165,10 @@ fn rich_table() -> Table {
     table.insert_dest(
         &sctp,
         dest("10.10.1.8", 9),
-        Destination::new(tunnel(TunnelEncapsulation::Gue, 6080, TunnelFlags::CHECKSUM), 1),
+        Destination::new(
+            tunnel(TunnelEncapsulation::Gue, 6080, TunnelFlags::CHECKSUM),
+            1,
+        ),
     );
     table.insert_dest(
         &sctp,
@@ -162,7 +181,10 @@ fn rich_table() -> Table {
     table.insert_dest(
         &sctp,
         dest("10.10.1.10", 9),
-        Destination::new(tunnel(TunnelEncapsulation::Gre, 0, TunnelFlags::default()), 1),
+        Destination::new(
+            tunnel(TunnelEncapsulation::Gre, 0, TunnelFlags::default()),
+            1,
+        ),
     );
     // Firewall marks, IPv4 (persistent) and IPv6 (maglev with the port flag).
     let mark4 = ServiceKey::Fwmark {
@@ -179,7 +201,11 @@ fn rich_table() -> Table {
             ..Service::new("wrr")
         },
     );
-    table.insert_dest(&mark4, dest("10.10.1.11", 0), Destination::new(Forwarding::DirectRoute, 7));
+    table.insert_dest(
+        &mark4,
+        dest("10.10.1.11", 0),
+        Destination::new(Forwarding::DirectRoute, 7),
+    );
     let mark6 = ServiceKey::Fwmark {
         family: AddressFamily::Ipv6,
         mark: 6,
@@ -196,7 +222,11 @@ fn rich_table() -> Table {
             Service::new("wlc")
         },
     );
-    table.insert_dest(&mark6, dest("2001:db8:10::9", 0), Destination::new(Forwarding::DirectRoute, 1));
+    table.insert_dest(
+        &mark6,
+        dest("2001:db8:10::9", 0),
+        Destination::new(Forwarding::DirectRoute, 1),
+    );
     // IPv6 address service: persistence /64, thresholds, DR and NAT.
     let v6 = tcp("2001:db8:10::1", 80);
     table.insert_service(
@@ -214,7 +244,11 @@ fn rich_table() -> Table {
         dest("2001:db8:10::2", 80),
         with_thresholds(Destination::new(Forwarding::DirectRoute, 1), 5, 1),
     );
-    table.insert_dest(&v6, dest("2001:db8:10::3", 8080), Destination::new(Forwarding::Masquerade, 2));
+    table.insert_dest(
+        &v6,
+        dest("2001:db8:10::3", 8080),
+        Destination::new(Forwarding::Masquerade, 2),
+    );
     table
 }
 
@@ -225,7 +259,11 @@ fn foreign_table() -> Table {
     let mut table = Table::new();
     let key = tcp("10.99.0.1", 80);
     table.insert_service(key, Service::new("lc"));
-    table.insert_dest(&key, dest("10.99.1.1", 80), Destination::new(Forwarding::DirectRoute, 9));
+    table.insert_dest(
+        &key,
+        dest("10.99.1.1", 80),
+        Destination::new(Forwarding::DirectRoute, 9),
+    );
     table
 }
 
@@ -257,7 +295,10 @@ fn router_lab(tag: &str) -> (Lab, String) {
     lab.add_host("r1", &["10.10.0.254/24"]).unwrap();
     let ns = lab.ns_name("r1");
     ipvsadm::run(Some(&ns), &["-A", "-t", FOREIGN, "-s", "lc"]);
-    ipvsadm::run(Some(&ns), &["-a", "-t", FOREIGN, "-r", "10.99.1.1:80", "-g", "-w", "9"]);
+    ipvsadm::run(
+        Some(&ns),
+        &["-a", "-t", FOREIGN, "-r", "10.99.1.1:80", "-g", "-w", "9"],
+    );
     (lab, ns)
 }
 
@@ -376,7 +417,11 @@ FWM  6 IPv6 mh (mh-port)
         dest("10.1.0.2", 80),
         with_thresholds(Destination::new(Forwarding::DirectRoute, 3), 100, 10),
     );
-    expected.insert_dest(&web, dest("10.1.0.3", 8080), Destination::new(Forwarding::Masquerade, 0));
+    expected.insert_dest(
+        &web,
+        dest("10.1.0.3", 8080),
+        Destination::new(Forwarding::Masquerade, 0),
+    );
     expected.insert_service(
         tcp("10.1.0.1", 443),
         Service {
@@ -407,7 +452,10 @@ FWM  6 IPv6 mh (mh-port)
     expected.insert_dest(
         &sctp,
         dest("10.1.0.5", 9),
-        Destination::new(tunnel(TunnelEncapsulation::Gue, 6080, TunnelFlags::default()), 1),
+        Destination::new(
+            tunnel(TunnelEncapsulation::Gue, 6080, TunnelFlags::default()),
+            1,
+        ),
     );
     let v6 = tcp("2001:db8::1", 80);
     expected.insert_service(
@@ -449,7 +497,11 @@ FWM  6 IPv6 mh (mh-port)
             ..Service::new("mh")
         },
     );
-    expected.insert_dest(&mark6, dest("2001:db8::9", 0), Destination::new(Forwarding::DirectRoute, 1));
+    expected.insert_dest(
+        &mark6,
+        dest("2001:db8::9", 0),
+        Destination::new(Forwarding::DirectRoute, 1),
+    );
     assert_tables_equal(&expected, &parsed, "parsed listings");
 }
 
@@ -465,8 +517,16 @@ fn client_connects_and_reads_the_kernel_version() {
     });
     eprintln!("{info:?}");
     // haldir's own reader and ipvsadm agree on the hand-made foreign service.
-    assert_tables_equal(&foreign_table(), &table, "client read of the foreign service");
-    assert_tables_equal(&foreign_table(), &ipvsadm::read_table(Some(&ns)), "ipvsadm read");
+    assert_tables_equal(
+        &foreign_table(),
+        &table,
+        "client read of the foreign service",
+    );
+    assert_tables_equal(
+        &foreign_table(),
+        &ipvsadm::read_table(Some(&ns)),
+        "ipvsadm read",
+    );
 }
 
 #[test]
@@ -497,7 +557,11 @@ fn rich_table_is_programmed_exactly_and_reapplying_changes_nothing() {
     );
     let shown = ipvsadm::read_table(Some(&ns));
     assert_tables_equal(&expected, &shown, "ipvsadm after the first apply");
-    assert_tables_equal(&expected, &read_back, "haldir's own read after the first apply");
+    assert_tables_equal(
+        &expected,
+        &read_back,
+        "haldir's own read after the first apply",
+    );
     assert!(
         second.was_in_sync(),
         "applying the same table again must change nothing, it did: {:#?}",
@@ -543,7 +607,20 @@ fn restarted_reconciler_adopts_and_hand_edits_are_repaired() {
         // a destination deleted, one added, one re-weighted
         &["-d", "-t", web, "-r", "10.10.1.2:8080"],
         &["-a", "-t", web, "-r", "10.10.1.77:8000", "-g", "-w", "1"],
-        &["-e", "-t", web, "-r", "10.10.1.1:8000", "-g", "-w", "50", "-x", "100", "-y", "10"],
+        &[
+            "-e",
+            "-t",
+            web,
+            "-r",
+            "10.10.1.1:8000",
+            "-g",
+            "-w",
+            "50",
+            "-x",
+            "100",
+            "-y",
+            "10",
+        ],
         // a whole service deleted, another's scheduler changed
         &["-D", "-t", "10.10.0.2:443"],
         &["-E", "-u", "10.10.0.1:53", "-s", "rr"],
@@ -567,7 +644,11 @@ fn restarted_reconciler_adopts_and_hand_edits_are_repaired() {
         .weight = 4;
     hand_made.insert_service(tcp("10.98.0.1", 25), Service::new("rr"));
     let expected_after = union(&desired, &hand_made);
-    assert_ne!(ipvsadm::read_table(Some(&ns)), expected_after, "the hand edits did nothing");
+    assert_ne!(
+        ipvsadm::read_table(Some(&ns)),
+        expected_after,
+        "the hand edits did nothing"
+    );
 
     let (repair, again) = in_ns(&ns, async {
         let mut reconciler = Reconciler::new(IpvsClient::connect().await.unwrap());
@@ -577,7 +658,11 @@ fn restarted_reconciler_adopts_and_hand_edits_are_repaired() {
     });
     assert_clean(&repair, "repair");
     let repaired = describe(&repair.ops);
-    assert_tables_equal(&expected_after, &ipvsadm::read_table(Some(&ns)), "after the repair");
+    assert_tables_equal(
+        &expected_after,
+        &ipvsadm::read_table(Some(&ns)),
+        "after the repair",
+    );
     // Exactly the drift was repaired: 1 dest back, 1 dest removed, 1 dest set, 1 service
     // with its 2 dests back, 1 service set.
     assert_eq!(repair.ops.len(), 1 + 1 + 1 + 3 + 1, "{repaired:#?}");

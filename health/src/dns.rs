@@ -107,7 +107,11 @@ static NEXT_ID: AtomicU16 = AtomicU16::new(0);
 
 impl DnsCheck {
     /// A check of `target` (usually port 53) asking `query_type` for `name`.
-    pub fn new(target: SocketAddr, query_type: DnsType, name: &str) -> Result<Self, DnsConfigError> {
+    pub fn new(
+        target: SocketAddr,
+        query_type: DnsType,
+        name: &str,
+    ) -> Result<Self, DnsConfigError> {
         Ok(DnsCheck {
             target,
             bind_to: None,
@@ -259,7 +263,10 @@ mod tests {
             0x00, 0x01, 0x00, 0x01,
         ];
         assert_eq!(q, want);
-        assert_eq!(encode_query(0x1234, DnsType::A, "example.com.").unwrap(), want);
+        assert_eq!(
+            encode_query(0x1234, DnsType::A, "example.com.").unwrap(),
+            want
+        );
     }
 
     #[test]

@@ -237,7 +237,10 @@ impl fmt::Debug for HttpCheck {
         f.debug_struct("HttpCheck")
             .field("kind", &self.kind)
             .field("target", &self.target)
-            .field("urls", &self.urls.iter().map(|u| &u.path).collect::<Vec<_>>())
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| &u.path).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -265,15 +268,16 @@ impl HttpCheck {
                 Some(d) => return Err(HttpConfigError::Digest(d.clone())),
                 None => None,
             };
-            let regex = match &spec.regex {
-                Some(pattern) => Some(regex::bytes::Regex::new(pattern).map_err(|e| {
-                    HttpConfigError::Regex {
-                        pattern: pattern.clone(),
-                        error: e.to_string(),
-                    }
-                })?),
-                None => None,
-            };
+            let regex =
+                match &spec.regex {
+                    Some(pattern) => Some(regex::bytes::Regex::new(pattern).map_err(|e| {
+                        HttpConfigError::Regex {
+                            pattern: pattern.clone(),
+                            error: e.to_string(),
+                        }
+                    })?),
+                    None => None,
+                };
             let vhost = spec.virtualhost.as_ref().or(config.virtualhost.as_ref());
             let host = match vhost {
                 Some(name) => name.clone(),
@@ -488,7 +492,11 @@ pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, Htt
                     errors.join("; ")
                 }));
             }
-            let config = Arc::new(builder()?.with_root_certificates(roots).with_no_client_auth());
+            let config = Arc::new(
+                builder()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            );
             Ok(SYSTEM.get_or_init(|| config).clone())
         }
         CertVerification::CaFile(path) => {
@@ -505,7 +513,9 @@ pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, Htt
                 return Err(ca_error("no certificate in the file".into()));
             }
             Ok(Arc::new(
-                builder()?.with_root_certificates(roots).with_no_client_auth(),
+                builder()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
             ))
         }
     }
@@ -588,7 +598,8 @@ mod tests {
     #[test]
     fn config_errors_name_the_bad_value() {
         let target: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let mk = |url: UrlSpec| HttpCheck::new(HttpCheckConfig::new(HttpKind::Http, target, vec![url]));
+        let mk =
+            |url: UrlSpec| HttpCheck::new(HttpCheckConfig::new(HttpKind::Http, target, vec![url]));
         let err = mk(UrlSpec {
             path: "health".into(),
             ..Default::default()
@@ -618,7 +629,10 @@ mod tests {
     #[test]
     fn host_header_omits_the_default_port_and_brackets_ipv6() {
         assert_eq!(host_header("10.0.0.1:80".parse().unwrap(), 80), "10.0.0.1");
-        assert_eq!(host_header("10.0.0.1:8080".parse().unwrap(), 80), "10.0.0.1:8080");
+        assert_eq!(
+            host_header("10.0.0.1:8080".parse().unwrap(), 80),
+            "10.0.0.1:8080"
+        );
         assert_eq!(host_header("[::1]:443".parse().unwrap(), 443), "[::1]");
     }
 }

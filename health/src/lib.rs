@@ -24,7 +24,9 @@ pub mod tcp;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use scheduler::{spawn_scheduler, CheckId, Event, SchedulerConfig, SchedulerHandle, StatsSnapshot};
+pub use scheduler::{
+    spawn_scheduler, CheckId, Event, SchedulerConfig, SchedulerHandle, StatsSnapshot,
+};
 pub use state::{CheckTiming, HealthState, Transition};
 
 /// What one run of a checker found.

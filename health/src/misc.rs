@@ -198,14 +198,12 @@ impl ScriptUser {
         let gid = match group {
             Some(g) => match g.parse::<u32>() {
                 Ok(gid) => gid,
-                Err(_) => {
-                    Group::from_name(g)
-                        .ok()
-                        .flatten()
-                        .ok_or_else(|| MiscError::UnknownGroup(g.to_string()))?
-                        .gid
-                        .as_raw()
-                }
+                Err(_) => Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| MiscError::UnknownGroup(g.to_string()))?
+                    .gid
+                    .as_raw(),
             },
             None => found.gid.as_raw(),
         };
@@ -220,7 +218,10 @@ impl ScriptUser {
 fn lookup_user(name: &str) -> Result<User, MiscError> {
     let unknown = || MiscError::UnknownUser(name.to_string());
     match name.parse::<u32>() {
-        Ok(uid) => User::from_uid(Uid::from_raw(uid)).ok().flatten().ok_or_else(unknown),
+        Ok(uid) => User::from_uid(Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .ok_or_else(unknown),
         Err(_) => User::from_name(name).ok().flatten().ok_or_else(unknown),
     }
 }
@@ -235,7 +236,8 @@ fn resolve_program(program: &str) -> Result<PathBuf, MiscError> {
             Err(MiscError::NotFound(path))
         };
     }
-    let path_var = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path_var =
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path_var)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
@@ -329,7 +331,9 @@ impl MiscCheck {
     fn outcome(&self, status: std::process::ExitStatus) -> CheckOutcome {
         match (status.code(), status.signal()) {
             (Some(0), _) => CheckOutcome::Up,
-            (Some(code @ 2..=255), _) if self.dynamic => CheckOutcome::UpWithWeight(code as u32 - 2),
+            (Some(code @ 2..=255), _) if self.dynamic => {
+                CheckOutcome::UpWithWeight(code as u32 - 2)
+            }
             (Some(code), _) => CheckOutcome::Down(format!(
                 "{} exited with status {code}",
                 self.program.display()
@@ -372,7 +376,9 @@ impl MiscCheck {
                 guard.0 = None;
                 self.outcome(status)
             }
-            Ok(Err(e)) => CheckOutcome::Down(format!("waiting for {}: {e}", self.program.display())),
+            Ok(Err(e)) => {
+                CheckOutcome::Down(format!("waiting for {}: {e}", self.program.display()))
+            }
             Err(_) => {
                 guard.kill();
                 let _ = child.wait().await; // reap
@@ -417,7 +423,6 @@ impl Checker for MiscCheck {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,10 +431,21 @@ mod tests {
     fn split_honours_quotes_and_escapes_and_ignores_shell_syntax() {
         assert_eq!(
             split_command_line(r#"/bin/check  -x 'a b' "c \"d\" \e" f\ g ;rm $HOME|x"#).unwrap(),
-            vec!["/bin/check", "-x", "a b", r#"c "d" \e"#, "f g", ";rm", "$HOME|x"]
+            vec![
+                "/bin/check",
+                "-x",
+                "a b",
+                r#"c "d" \e"#,
+                "f g",
+                ";rm",
+                "$HOME|x"
+            ]
         );
         assert_eq!(split_command_line("''").unwrap(), vec![""]);
-        assert_eq!(split_command_line("   ").unwrap_err(), MiscError::EmptyCommand);
+        assert_eq!(
+            split_command_line("   ").unwrap_err(),
+            MiscError::EmptyCommand
+        );
         assert!(matches!(
             split_command_line("/x 'open").unwrap_err(),
             MiscError::Unbalanced(_)

@@ -1,6 +1,8 @@
 //! `TCP_CHECK`: the server is up when a TCP connection to it completes within
 //! `connect_timeout` (optionally from a `bind_to` source address). The connection is closed
-//! right away, as keepalived does.
+//! right away, as keepalived does — by default with a reset (SO_LINGER 0, as HAProxy closes
+//! its health-check connections), so 10,000 checks a second do not leave ~600,000 sockets in
+//! TIME_WAIT on the director (more than Linux's default `tcp_max_tw_buckets`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +24,8 @@ pub struct TcpCheck {
     pub bind_to: Option<SocketAddr>,
     /// `connect_timeout`.
     pub connect_timeout: Duration,
+    /// Close with a reset instead of FIN (no TIME_WAIT on the director). Default true.
+    pub close_with_reset: bool,
 }
 
 impl TcpCheck {
@@ -31,6 +35,7 @@ impl TcpCheck {
             target,
             bind_to: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            close_with_reset: true,
         }
     }
 }
@@ -83,6 +88,9 @@ impl Checker for TcpCheck {
         Box::pin(async move {
             match connect(self.target, self.bind_to, self.connect_timeout).await {
                 Ok(stream) => {
+                    if self.close_with_reset {
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    }
                     drop(stream);
                     CheckOutcome::Up
                 }

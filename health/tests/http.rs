@@ -143,10 +143,16 @@ async fn virtualhost_sets_the_host_header_else_the_address() {
     let server = HttpServer::start(None).await;
     let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
     config.virtualhost = Some("www.example.org".into());
-    assert_eq!(HttpCheck::new(config).unwrap().check().await, CheckOutcome::Up);
+    assert_eq!(
+        HttpCheck::new(config).unwrap().check().await,
+        CheckOutcome::Up
+    );
     http_check(&server, vec![url("/")]).check().await;
     let hosts = server.seen.hosts.lock().unwrap().clone();
-    assert_eq!(hosts, vec!["www.example.org".to_string(), server.addr.to_string()]);
+    assert_eq!(
+        hosts,
+        vec!["www.example.org".to_string(), server.addr.to_string()]
+    );
 }
 
 #[tokio::test]
@@ -163,11 +169,17 @@ async fn ssl_get_sends_virtualhost_as_sni_and_host_and_accepts_self_signed_by_de
         *server.seen.sni.lock().unwrap(),
         vec![Some("web.example".to_string())]
     );
-    assert_eq!(*server.seen.hosts.lock().unwrap(), vec!["web.example".to_string()]);
+    assert_eq!(
+        *server.seen.hosts.lock().unwrap(),
+        vec!["web.example".to_string()]
+    );
     // Without virtualhost: no SNI (an IP address is never sent as SNI).
     let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
     config.connect_timeout = ms(2000);
-    assert_eq!(HttpCheck::new(config).unwrap().check().await, CheckOutcome::Up);
+    assert_eq!(
+        HttpCheck::new(config).unwrap().check().await,
+        CheckOutcome::Up
+    );
     assert_eq!(server.seen.sni.lock().unwrap()[1], None);
 }
 
@@ -186,24 +198,34 @@ async fn ssl_get_with_verification_checks_the_chain_and_the_name() {
         HttpCheck::new(config).unwrap()
     };
     let ca = CertVerification::CaFile(ca_file.clone());
-    assert_eq!(check_with("localhost", ca.clone()).check().await, CheckOutcome::Up);
+    assert_eq!(
+        check_with("localhost", ca.clone()).check().await,
+        CheckOutcome::Up
+    );
     let CheckOutcome::Down(reason) = check_with("other.example", ca).check().await else {
         panic!("a certificate for another name must fail verification")
     };
     assert!(reason.contains("TLS handshake"), "{reason}");
     // Not signed by any system root.
-    if let Ok(system) = std::panic::catch_unwind(|| check_with("localhost", CertVerification::SystemRoots)) {
+    if let Ok(system) =
+        std::panic::catch_unwind(|| check_with("localhost", CertVerification::SystemRoots))
+    {
         assert!(!system.check().await.is_up());
     }
     // Verification off accepts the wrong name.
     assert_eq!(
-        check_with("other.example", CertVerification::Off).check().await,
+        check_with("other.example", CertVerification::Off)
+            .check()
+            .await,
         CheckOutcome::Up
     );
     // A missing CA file is a config error.
     let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
     config.verify = CertVerification::CaFile(dir.join("missing.pem"));
-    assert!(HttpCheck::new(config).unwrap_err().to_string().contains("missing.pem"));
+    assert!(HttpCheck::new(config)
+        .unwrap_err()
+        .to_string()
+        .contains("missing.pem"));
 }
 
 #[tokio::test]
@@ -213,14 +235,21 @@ async fn answering_500_goes_down_after_one_plus_retry_requests_and_comes_back() 
     let retry = 2;
     assert!(
         scheduler
-            .add(CheckId(1), Arc::new(http_check(&server, vec![url("/")])), fast_timing(retry))
+            .add(
+                CheckId(1),
+                Arc::new(http_check(&server, vec![url("/")])),
+                fast_timing(retry)
+            )
             .await
     );
     tokio::time::sleep(ms(500)).await;
     server.set(Behaviour::Respond(500, vec![]));
     let before = server.requests();
     let event = next_event(&mut events, ms(3000)).await;
-    assert!(matches!(event.transition, Transition::Down { .. }), "{event:?}");
+    assert!(
+        matches!(event.transition, Transition::Down { .. }),
+        "{event:?}"
+    );
     // keepalived semantics: the first failure plus `retry` retries.
     assert_eq!(server.requests() - before, 1 + retry as usize);
     server.set(Behaviour::Respond(200, vec![]));
@@ -234,7 +263,11 @@ async fn a_server_that_stops_listening_goes_down_and_comes_back_when_it_listens_
     let mut server = HttpServer::start(None).await;
     let (scheduler, mut events) = scheduler();
     scheduler
-        .add(CheckId(7), Arc::new(http_check(&server, vec![url("/")])), fast_timing(1))
+        .add(
+            CheckId(7),
+            Arc::new(http_check(&server, vec![url("/")])),
+            fast_timing(1),
+        )
         .await;
     no_event(&mut events, ms(500)).await;
     server.stop_listening();
@@ -245,7 +278,10 @@ async fn a_server_that_stops_listening_goes_down_and_comes_back_when_it_listens_
     assert!(reason.contains("refused"), "{reason}");
     server.listen_again().await;
     let event = next_event(&mut events, ms(3000)).await;
-    assert_eq!((event.id, event.transition), (CheckId(7), Transition::Up { weight: None }));
+    assert_eq!(
+        (event.id, event.transition),
+        (CheckId(7), Transition::Up { weight: None })
+    );
     scheduler.shutdown(false).await;
 }
 
@@ -256,7 +292,11 @@ async fn a_hanging_server_goes_down_through_the_scheduler() {
     let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
     config.connect_timeout = ms(200);
     scheduler
-        .add(CheckId(3), Arc::new(HttpCheck::new(config).unwrap()), fast_timing(1))
+        .add(
+            CheckId(3),
+            Arc::new(HttpCheck::new(config).unwrap()),
+            fast_timing(1),
+        )
         .await;
     no_event(&mut events, ms(400)).await;
     server.set(Behaviour::Hang);
@@ -301,7 +341,11 @@ async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() 
         alpha: false,
     };
     scheduler
-        .add(CheckId(9), Arc::new(http_check(&server, vec![url("/")])), timing)
+        .add(
+            CheckId(9),
+            Arc::new(http_check(&server, vec![url("/")])),
+            timing,
+        )
         .await;
     no_event(&mut events, ms(2000)).await;
     assert!(server.requests() >= 10, "{} requests", server.requests());

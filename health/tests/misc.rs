@@ -55,7 +55,12 @@ async fn misc_dynamic_maps_exit_2_to_255_to_weight_minus_2_and_1_to_down() {
 fn alive(pid: i32) -> bool {
     // A zombie is dead for our purpose; it would be reaped by init.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -78,7 +83,10 @@ async fn a_hanging_script_and_its_children_are_killed_at_misc_timeout() {
     assert!(reason.contains("timed out after 500ms"), "{reason}");
     assert!(took >= ms(500) && took < ms(1500), "{took:?}");
     let text = std::fs::read_to_string(&pids).unwrap();
-    let ids: Vec<i32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let ids: Vec<i32> = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2);
     // The script (reaped by the checker) and its background child (same process group) are gone.
     let deadline = Instant::now() + ms(2000);
@@ -94,7 +102,11 @@ async fn a_hanging_script_and_its_children_are_killed_at_misc_timeout() {
 async fn the_script_runs_as_the_unprivileged_script_user() {
     let dir = temp_dir("uid");
     let out = dir.join("id");
-    let s = script(&dir, "id.sh", &format!("id -u > {0}; id -g >> {0}; id -G >> {0}", out.display()));
+    let s = script(
+        &dir,
+        "id.sh",
+        &format!("id -u > {0}; id -g >> {0}; id -G >> {0}", out.display()),
+    );
     let c = misc(vec![path_str(&s)], ms(2000), false);
     assert_eq!(c.check().await, CheckOutcome::Up);
     let ids = std::fs::read_to_string(&out).unwrap();
@@ -120,7 +132,10 @@ async fn arguments_are_never_interpreted_by_a_shell_unless_asked() {
     let s = script(
         &dir,
         "args.sh",
-        &format!("for a in \"$@\"; do printf '%s|' \"$a\"; done > {}", out.display()),
+        &format!(
+            "for a in \"$@\"; do printf '%s|' \"$a\"; done > {}",
+            out.display()
+        ),
     );
     let misc_path = format!(
         "{} 'two words' $HOME ;touch\\ {} \"`id`\"",
@@ -149,9 +164,15 @@ async fn arguments_are_never_interpreted_by_a_shell_unless_asked() {
 async fn a_missing_or_non_executable_script_is_a_validation_error() {
     let dir = temp_dir("validate");
     let missing = dir.join("nope.sh");
-    let config = MiscCheckConfig::new(MiscCommand::parse(&format!("{} arg", missing.display())).unwrap(), ms(1000));
+    let config = MiscCheckConfig::new(
+        MiscCommand::parse(&format!("{} arg", missing.display())).unwrap(),
+        ms(1000),
+    );
     assert_eq!(validate(&config), Err(MiscError::NotFound(missing.clone())));
-    assert!(validate(&config).unwrap_err().to_string().contains("does not exist"));
+    assert!(validate(&config)
+        .unwrap_err()
+        .to_string()
+        .contains("does not exist"));
 
     let s = script(&dir, "noexec.sh", "exit 0");
     use std::os::unix::fs::PermissionsExt;
@@ -159,7 +180,10 @@ async fn a_missing_or_non_executable_script_is_a_validation_error() {
     let config = MiscCheckConfig::new(MiscCommand::Exec(vec![path_str(&s)]), ms(1000));
     // Executable by its owner (root) only, not by the unprivileged script user.
     if nix::unistd::geteuid().is_root() {
-        assert!(matches!(validate(&config), Err(MiscError::NotExecutable { .. })));
+        assert!(matches!(
+            validate(&config),
+            Err(MiscError::NotExecutable { .. })
+        ));
     }
     std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(validate(&config), Ok(()));
@@ -178,7 +202,11 @@ async fn misc_dynamic_weight_changes_reach_the_scheduler_events() {
     let dir = temp_dir("dynsched");
     let code_file = dir.join("code");
     std::fs::write(&code_file, "7").unwrap();
-    let s = script(&dir, "weight.sh", &format!("exit $(cat {})", code_file.display()));
+    let s = script(
+        &dir,
+        "weight.sh",
+        &format!("exit $(cat {})", code_file.display()),
+    );
     let (scheduler, mut events) = scheduler();
     let timing = CheckTiming {
         delay_loop: ms(100),

@@ -68,7 +68,10 @@ async fn first_runs_are_spread_over_delay_loop_not_fired_in_one_burst() {
         let slice = ((*s - t0).as_millis() / 100).min(9) as usize;
         buckets[slice] += 1;
     }
-    assert!(buckets.iter().all(|&b| (20..=90).contains(&b)), "{buckets:?}");
+    assert!(
+        buckets.iter().all(|&b| (20..=90).contains(&b)),
+        "{buckets:?}"
+    );
     assert!(handle.stats().max_lateness < ms(50), "{:?}", handle.stats());
     handle.shutdown(false).await;
 }

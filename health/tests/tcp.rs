@@ -18,6 +18,7 @@ fn check(target: SocketAddr, timeout: Duration) -> TcpCheck {
         target,
         bind_to: None,
         connect_timeout: timeout,
+        close_with_reset: true,
     }
 }
 
@@ -50,13 +51,14 @@ async fn a_connect_that_hangs_is_down_at_connect_timeout() {
     // A listener that never accepts, with a full accept queue: the kernel drops further
     // SYNs, so the next connect hangs.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
     socket.listen(0).unwrap();
     let addr: SocketAddr = socket.local_addr().unwrap().as_socket().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(ms(200), tokio::net::TcpStream::connect(addr)).await
+        if let Ok(Ok(s)) = tokio::time::timeout(ms(200), tokio::net::TcpStream::connect(addr)).await
         {
             fillers.push(s);
         }
@@ -94,7 +96,10 @@ async fn a_dead_listener_goes_down_after_retry_and_comes_back_up() {
     assert_eq!(event.id, CheckId(42));
     assert!(matches!(event.transition, Transition::Down { .. }));
     // 3 attempts: the first within one delay_loop, then 2 retries 100 ms apart.
-    assert!(detected >= ms(200) && detected < ms(200 + 200 + 150), "{detected:?}");
+    assert!(
+        detected >= ms(200) && detected < ms(200 + 200 + 150),
+        "{detected:?}"
+    );
     let _listener = TcpListener::bind(addr).await.unwrap();
     let event = next_event(&mut events, ms(3000)).await;
     assert_eq!(event.transition, Transition::Up { weight: None });

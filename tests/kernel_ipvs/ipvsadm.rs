@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
 use haldir_ipvs::model::{
-    AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service,
-    ServiceFlags, ServiceKey, Table, Tunnel, TunnelEncapsulation, TunnelFlags,
+    AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
+    ServiceKey, Table, Tunnel, TunnelEncapsulation, TunnelFlags,
 };
 
 /// Runs `ipvsadm ARGS` in network namespace `ns` (None: the current one) and returns stdout.
@@ -86,7 +86,9 @@ pub fn parse(list: &str, thresholds: &str, persistent: &str, save: &str) -> Resu
         }
     }
     // --persistent-conn: the weights must agree.
-    for (key, _, dests) in entries(persistent, parse_service, |fields| number::<u32>(fields.get(1)))? {
+    for (key, _, dests) in entries(persistent, parse_service, |fields| {
+        number::<u32>(fields.get(1))
+    })? {
         let (_, table_dests) = &table.services[&key];
         for (dest_key, weight) in dests {
             let have = table_dests[&dest_key].weight;
@@ -101,7 +103,10 @@ pub fn parse(list: &str, thresholds: &str, persistent: &str, save: &str) -> Resu
     for line in save.lines().filter(|l| l.starts_with("-a ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let key = save_service_key(&words)?;
-        let at = words.iter().position(|w| *w == "-r").ok_or("-a without -r")?;
+        let at = words
+            .iter()
+            .position(|w| *w == "-r")
+            .ok_or("-a without -r")?;
         let dest_key = parse_dest_key(words.get(at + 1).ok_or("-r without address")?)?;
         let Some(dest) = table
             .services
@@ -125,7 +130,9 @@ pub fn parse(list: &str, thresholds: &str, persistent: &str, save: &str) -> Resu
                 Some(other) => return Err(format!("unknown tunnel type {other}")),
             };
             tunnel.port = match option("--tun-port") {
-                Some(port) => port.parse().map_err(|_| format!("bad tunnel port {port}"))?,
+                Some(port) => port
+                    .parse()
+                    .map_err(|_| format!("bad tunnel port {port}"))?,
                 None => 0,
             };
             tunnel.flags = if words.contains(&"--tun-csum") {

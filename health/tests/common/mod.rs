@@ -98,8 +98,12 @@ impl HttpServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (behaviour, by_path, seen, tls) =
-                    (behaviour.clone(), by_path.clone(), seen.clone(), tls.clone());
+                let (behaviour, by_path, seen, tls) = (
+                    behaviour.clone(),
+                    by_path.clone(),
+                    seen.clone(),
+                    tls.clone(),
+                );
                 tokio::spawn(async move {
                     match tls {
                         None => handle(stream, None, behaviour, by_path, seen).await,
@@ -188,9 +192,8 @@ pub fn self_signed(names: &[&str]) -> (tokio_rustls::TlsAcceptor, String) {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let certified = rcgen::generate_simple_self_signed(names).unwrap();
     let cert_der = certified.cert.der().clone();
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        certified.signing_key.serialize_der().into(),
-    );
+    let key_der =
+        rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
