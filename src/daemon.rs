@@ -6,15 +6,16 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use haldir_config::VirtualServer;
 use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
 use haldir_ipvs::apply::Reconciler;
 use haldir_ipvs::IpvsClient;
-use haldir_vrrp::driver::{self, InstanceSpec, Status};
+use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, ReloadReport, Status};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 /// Options of `haldir run` beyond the configuration itself.
@@ -24,6 +25,8 @@ pub struct RunOptions {
     pub status_file: Option<PathBuf>,
     /// How often the IPVS table is re-read and repaired.
     pub ipvs_resync: Duration,
+    /// The configuration file, read again on SIGHUP.
+    pub config_path: PathBuf,
 }
 
 /// The driver's view of one configured instance.
@@ -76,11 +79,24 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT, then stops gracefully.
+/// The outcome of a reload, for logs and for `haldir reload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration runs; what happened to each instance.
+    Applied(ReloadReport),
+    /// The new configuration is invalid or could not be applied; the running
+    /// one stays, untouched. One line per error.
+    Rejected(Vec<String>),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then stops gracefully. SIGHUP
+/// reloads `options.config_path`.
 pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (commands_tx, commands_rx) = mpsc::channel(4);
+    let (virtual_servers_tx, virtual_servers_rx) = watch::channel(model.virtual_servers.clone());
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -90,41 +106,88 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     if let Some(path) = options.status_file.clone() {
         tokio::spawn(publish_status(status_rx, path));
     }
-    let ipvs = (!model.virtual_servers.is_empty()).then(|| {
-        tokio::spawn(keep_ipvs_in_step(
-            model.virtual_servers.clone(),
-            options.ipvs_resync,
-            shutdown_rx.clone(),
-        ))
-    });
-    let driver = tokio::spawn(driver::run(specs, status_tx, shutdown_rx));
+    let ipvs = tokio::spawn(keep_ipvs_in_step(
+        virtual_servers_rx,
+        options.ipvs_resync,
+        shutdown_rx.clone(),
+    ));
+    let driver = tokio::spawn(driver::run(specs, status_tx, commands_rx, shutdown_rx));
     tokio::pin!(driver);
-    let mut driver_running = true;
     loop {
         tokio::select! {
-            result = &mut driver, if driver_running => {
-                // With no vrrp_instance the driver is done at once; the IPVS
-                // side keeps the process alive until a signal.
+            result = &mut driver => {
+                // The driver only returns early when it cannot start.
                 result.context("the VRRP driver panicked")??;
-                driver_running = false;
+                return Ok(());
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
-                warn!("SIGHUP: reloading is not supported by this version; the running configuration stays");
+                info!(config = %options.config_path.display(), "SIGHUP: reloading");
+                reload(&options.config_path, &commands_tx, &virtual_servers_tx).await;
             }
         }
     }
     info!("stopping: sending priority 0 and releasing the virtual addresses");
     let _ = shutdown_tx.send(true);
-    if driver_running {
-        driver.await.context("the VRRP driver panicked")??;
-    }
-    if let Some(ipvs) = ipvs {
-        let _ = ipvs.await;
-    }
+    driver.await.context("the VRRP driver panicked")??;
+    let _ = ipvs.await;
     info!("stopped");
     Ok(())
+}
+
+/// Reads and validates the configuration again and, if it is valid, applies
+/// only the difference. An invalid file changes nothing: every error is logged
+/// and the running configuration stays.
+pub async fn reload(
+    path: &std::path::Path,
+    driver: &mpsc::Sender<DriverCommand>,
+    virtual_servers: &watch::Sender<Vec<VirtualServer>>,
+) -> ReloadOutcome {
+    let model = match haldir_config::load_file(path) {
+        Ok(model) => model,
+        Err(errors) => {
+            let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            for line in &lines {
+                error!("reload rejected: {line}");
+            }
+            warn!("reload rejected: the running configuration stays");
+            return ReloadOutcome::Rejected(lines);
+        }
+    };
+    let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
+    let (reply, answer) = oneshot::channel();
+    if driver
+        .send(DriverCommand::Reload { specs, reply })
+        .await
+        .is_err()
+    {
+        return ReloadOutcome::Rejected(vec!["the VRRP driver is not running".into()]);
+    }
+    match answer.await {
+        Ok(Ok(report)) => {
+            info!(
+                kept = ?report.kept,
+                updated = ?report.updated,
+                replaced = ?report.replaced,
+                added = ?report.added,
+                removed = ?report.removed,
+                "reloaded"
+            );
+            // The IPVS side diffs the table itself: only changed entries are touched.
+            virtual_servers.send_if_modified(|current| {
+                let changed = *current != model.virtual_servers;
+                *current = model.virtual_servers.clone();
+                changed
+            });
+            ReloadOutcome::Applied(report)
+        }
+        Ok(Err(e)) => {
+            error!("reload failed, nothing changed: {e}");
+            ReloadOutcome::Rejected(vec![e.to_string()])
+        }
+        Err(_) => ReloadOutcome::Rejected(vec!["the VRRP driver stopped".into()]),
+    }
 }
 
 /// Keeps the kernel's IPVS table equal to the configured virtual servers: reads
@@ -134,10 +197,15 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
 /// the next round; the others are applied. The table stays in place on exit,
 /// so a restart does not disturb established connections.
 async fn keep_ipvs_in_step(
-    servers: Vec<haldir_config::VirtualServer>,
+    mut servers: watch::Receiver<Vec<VirtualServer>>,
     resync: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Nothing to do (and no need for IPVS) until some virtual server is configured.
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => return,
+        _ = servers.wait_for(|s| !s.is_empty()) => {}
+    }
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
         Err(e) => {
@@ -145,7 +213,7 @@ async fn keep_ipvs_in_step(
             return;
         }
     };
-    let desired = crate::ipvs_wiring::desired_table_all_up(&servers);
+    let mut desired = crate::ipvs_wiring::desired_table_all_up(&servers.borrow_and_update());
     let mut reconciler = Reconciler::new(client);
     let mut first_round = true;
     loop {
@@ -176,6 +244,12 @@ async fn keep_ipvs_in_step(
         }
         tokio::select! {
             _ = shutdown.changed() => return,
+            changed = servers.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                desired = crate::ipvs_wiring::desired_table_all_up(&servers.borrow_and_update());
+            }
             () = tokio::time::sleep(resync) => {}
         }
     }

@@ -111,6 +111,7 @@ fn main() -> ExitCode {
                 RunOptions {
                     status_file,
                     ipvs_resync: std::time::Duration::from_secs_f64(ipvs_resync.max(0.1)),
+                    config_path: config.clone(),
                 },
             )) {
                 Ok(()) => ExitCode::SUCCESS,

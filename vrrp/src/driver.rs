@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::netif::{InterfaceInfo, Netif, NetifError};
@@ -104,6 +104,8 @@ pub struct InstanceStatus {
 pub struct LinkStatus {
     /// Interface.
     pub interface: String,
+    /// Its kernel index.
+    pub interface_index: u32,
     /// Source address of our adverts.
     pub source: Option<IpAddr>,
     /// Packets dropped before reaching an instance, by reason (decode errors,
@@ -125,8 +127,15 @@ pub struct Status {
 struct Instance {
     spec: InstanceSpec,
     router: Router,
-    /// Index into `Status::instances`.
-    slot: usize,
+}
+
+/// The sockets of one link are shared by the instances with the same interface,
+/// advert source and unicast peers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LinkKey {
+    interface_index: u32,
+    source: IpAddr,
+    unicast_peers: Vec<IpAddr>,
 }
 
 struct Link {
@@ -137,108 +146,147 @@ struct Link {
     frames: FrameSocket,
     netif: Netif,
     instances: Vec<Instance>,
-    /// Index into `Status::links`.
-    slot: usize,
     status: watch::Sender<Status>,
 }
 
+/// What the supervisor tells a link task.
+enum LinkCommand {
+    /// Start a new instance (its `router.primary_address` already resolved).
+    Add(InstanceSpec),
+    /// Apply a changed configuration to a running instance, in place.
+    Update(InstanceSpec),
+    /// Shut an instance down gracefully (priority 0, addresses released).
+    Remove(String),
+    /// Answer once every earlier command has been carried out.
+    Sync(oneshot::Sender<()>),
+}
+
+struct LinkHandle {
+    key: LinkKey,
+    names: Vec<String>,
+    commands: mpsc::UnboundedSender<LinkCommand>,
+    task: JoinHandle<()>,
+}
+
+/// A request to the running driver.
+pub enum DriverCommand {
+    /// Replace the running instances by these (a reload): unchanged instances
+    /// are left alone, changed ones are changed in place where possible.
+    Reload {
+        /// The new configuration.
+        specs: Vec<InstanceSpec>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<ReloadReport, DriverError>>,
+    },
+}
+
+/// What a reload did, by instance name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Identical configuration: untouched (state, timers and adverts go on).
+    pub kept: Vec<String>,
+    /// Changed in place (priority, interval, addresses, preemption, ...).
+    pub updated: Vec<String>,
+    /// Changed identity (interface, VRID, version, family, source, peers): the
+    /// old router resigned and a new one started in Backup.
+    pub replaced: Vec<String>,
+    /// New: started in Backup (Master at once for an address owner).
+    pub added: Vec<String>,
+    /// Gone: resigned with a priority-0 advert and released its addresses.
+    pub removed: Vec<String>,
+}
+
+/// What a reload does with one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadStep {
+    /// Unchanged.
+    Keep(String),
+    /// Same identity, other settings: change in place.
+    Update(InstanceSpec),
+    /// Same name, other identity: remove the old router, start a new one.
+    Replace(InstanceSpec),
+    /// A new instance.
+    Add(InstanceSpec),
+    /// An instance that is no longer configured.
+    Remove(String),
+}
+
+/// Whether two specs describe the same virtual router on the same link, so a
+/// change between them can be applied in place.
+fn same_identity(a: &InstanceSpec, b: &InstanceSpec) -> bool {
+    let family = |s: &InstanceSpec| s.router.virtual_addresses.first().map(IpAddr::is_ipv6);
+    a.interface == b.interface
+        && a.router.vrid == b.router.vrid
+        && a.router.version == b.router.version
+        && a.unicast_source == b.unicast_source
+        && a.unicast_peers == b.unicast_peers
+        && family(a) == family(b)
+}
+
+/// The pure plan of a reload: instances are matched by name. Removals come
+/// first in the result, so an address or VRID that moves between instances is
+/// released before it is taken again.
+pub fn plan_reload(old: &[InstanceSpec], new: &[InstanceSpec]) -> Vec<ReloadStep> {
+    let mut steps: Vec<ReloadStep> = old
+        .iter()
+        .filter(|o| !new.iter().any(|n| n.name == o.name))
+        .map(|o| ReloadStep::Remove(o.name.clone()))
+        .collect();
+    for spec in new {
+        let step = match old.iter().find(|o| o.name == spec.name) {
+            None => ReloadStep::Add(spec.clone()),
+            Some(o) if o == spec => ReloadStep::Keep(spec.name.clone()),
+            Some(o) if same_identity(o, spec) => ReloadStep::Update(spec.clone()),
+            Some(_) => ReloadStep::Replace(spec.clone()),
+        };
+        steps.push(step);
+    }
+    steps
+}
+
 /// Runs the given instances until `shutdown` turns true, then shuts every
-/// router down gracefully (priority-0 advert, addresses released).
+/// router down gracefully (priority-0 advert, addresses released). Reloads
+/// arrive on `commands`.
 pub async fn run(
     specs: Vec<InstanceSpec>,
     status: watch::Sender<Status>,
+    mut commands: mpsc::Receiver<DriverCommand>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    let netif = Netif::new()?;
-    let mut links: Vec<Link> = Vec::new();
-    status.send_modify(|s| {
-        s.instances = specs
-            .iter()
-            .map(|spec| InstanceStatus {
-                name: spec.name.clone(),
-                interface: spec.interface.clone(),
-                state: State::Initialize,
-                priority: spec.router.priority,
-                master: None,
-                since: None,
-                reason: None,
-                stats: RouterStats::default(),
-            })
-            .collect();
-        s.links.clear();
-    });
-    for (slot, spec) in specs.into_iter().enumerate() {
-        let info = netif.interface(&spec.interface).await?;
-        remove_stale_addresses(&netif, &info, &spec).await?;
-        let source = source_address(&info, &spec)?;
-        let position = links.iter().position(|l| {
-            l.info.index == info.index
-                && l.source == source
-                && l.unicast_peers == spec.unicast_peers
-        });
-        let link = match position {
-            Some(i) => &mut links[i],
-            None => {
-                let socket_error = |source| DriverError::Socket {
-                    interface: spec.interface.clone(),
-                    source,
-                };
-                let adverts =
-                    AdvertSocket::open(&info.name, info.index, source).map_err(socket_error)?;
-                let frames = FrameSocket::open(info.index).map_err(socket_error)?;
-                let link_slot = links.len();
-                status.send_modify(|s| {
-                    s.links.push(LinkStatus {
-                        interface: info.name.clone(),
-                        source: Some(source),
-                        ..LinkStatus::default()
-                    })
-                });
-                links.push(Link {
-                    info: info.clone(),
-                    source,
-                    unicast_peers: spec.unicast_peers.clone(),
-                    adverts,
-                    frames,
-                    netif: netif.clone(),
-                    instances: Vec::new(),
-                    slot: link_slot,
-                    status: status.clone(),
-                });
-                links.last_mut().expect("just pushed")
+    let mut supervisor = Supervisor {
+        netif: Netif::new()?,
+        links: Vec::new(),
+        running: Vec::new(),
+        status,
+        shutdown: shutdown.clone(),
+        filtered: None,
+    };
+    supervisor.apply(specs).await?;
+    loop {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
             }
-        };
-        let mut config = spec.router.clone();
-        config.primary_address = source;
-        link.instances.push(Instance {
-            router: Router::new(config),
-            spec,
-            slot,
-        });
+            command = commands.recv() => match command {
+                Some(DriverCommand::Reload { specs, reply }) => {
+                    let outcome = supervisor.apply(specs).await;
+                    let _ = reply.send(outcome);
+                }
+                None => {
+                    // Nobody can reload any more; run until shutdown.
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                    break;
+                }
+            },
+        }
     }
-    let filtered: Vec<IpAddr> = links
-        .iter()
-        .flat_map(|l| &l.instances)
-        .filter(|i| !i.spec.accept && i.spec.router.priority != 255)
-        .flat_map(|i| i.spec.router.virtual_addresses.iter().copied())
-        .collect();
-    if filtered.is_empty() {
-        // A crashed run with `accept = false` may have left its filter behind;
-        // without nft there is nothing to remove.
-        let _ = crate::accept::install(&[]);
-    } else {
-        crate::accept::install(&filtered)?;
-        info!(addresses = ?filtered, "accept = false: input to these virtual addresses is dropped");
+    // Every link task watches the same signal and resigns its routers.
+    for link in supervisor.links.drain(..) {
+        let _ = link.task.await;
     }
-    if *shutdown.borrow_and_update() {
-        return Ok(());
-    }
-    let mut tasks = JoinSet::new();
-    for link in links {
-        tasks.spawn(link.run(shutdown.clone()));
-    }
-    while tasks.join_next().await.is_some() {}
-    if !filtered.is_empty() {
+    if supervisor.filtered.as_ref().is_some_and(|f| !f.is_empty()) {
         if let Err(e) = crate::accept::install(&[]) {
             warn!("cannot remove the accept-mode filter: {e}");
         }
@@ -246,22 +294,263 @@ pub async fn run(
     Ok(())
 }
 
+struct Supervisor {
+    netif: Netif,
+    links: Vec<LinkHandle>,
+    /// The instances running now, in configuration order.
+    running: Vec<InstanceSpec>,
+    status: watch::Sender<Status>,
+    shutdown: watch::Receiver<bool>,
+    /// Addresses the accept-mode filter drops, as installed (`None`: not yet).
+    filtered: Option<Vec<IpAddr>>,
+}
+
+/// A new link whose sockets the pre-flight opened.
+struct NewLink {
+    key: LinkKey,
+    info: InterfaceInfo,
+    adverts: AdvertSocket,
+    frames: FrameSocket,
+}
+
+impl Supervisor {
+    /// Moves the running instances to `specs`. Everything that can fail
+    /// (interfaces, source addresses, sockets, the accept filter) is done
+    /// before anything running is touched, so a failed reload changes nothing.
+    async fn apply(&mut self, specs: Vec<InstanceSpec>) -> Result<ReloadReport, DriverError> {
+        let steps = plan_reload(&self.running, &specs);
+
+        // Pre-flight: resolve every starting instance's link and open the
+        // sockets of links that do not exist yet.
+        let mut starting: Vec<(InstanceSpec, LinkKey)> = Vec::new();
+        let mut new_links: Vec<NewLink> = Vec::new();
+        for step in &steps {
+            let (ReloadStep::Add(spec) | ReloadStep::Replace(spec)) = step else {
+                continue;
+            };
+            let info = self.netif.interface(&spec.interface).await?;
+            let source = source_address(&info, spec)?;
+            let key = LinkKey {
+                interface_index: info.index,
+                source,
+                unicast_peers: spec.unicast_peers.clone(),
+            };
+            let exists =
+                self.links.iter().any(|l| l.key == key) || new_links.iter().any(|l| l.key == key);
+            if !exists {
+                let socket_error = |source| DriverError::Socket {
+                    interface: spec.interface.clone(),
+                    source,
+                };
+                new_links.push(NewLink {
+                    adverts: AdvertSocket::open(&info.name, info.index, source)
+                        .map_err(socket_error)?,
+                    frames: FrameSocket::open(info.index).map_err(socket_error)?,
+                    key: key.clone(),
+                    info,
+                });
+            }
+            let mut spec = spec.clone();
+            spec.router.primary_address = source;
+            starting.push((spec, key));
+        }
+        let filtered: Vec<IpAddr> = specs
+            .iter()
+            .filter(|s| !s.accept && s.router.priority != 255)
+            .flat_map(|s| s.router.virtual_addresses.iter().copied())
+            .collect();
+        if self.filtered.as_ref() != Some(&filtered) {
+            if filtered.is_empty() {
+                // A crashed run with `accept = false` may have left its filter
+                // behind; without nft there is nothing to remove.
+                let removed = crate::accept::install(&[]);
+                if self.filtered.is_some() {
+                    removed?;
+                }
+            } else {
+                crate::accept::install(&filtered)?;
+                info!(addresses = ?filtered, "accept = false: input to these virtual addresses is dropped");
+            }
+            self.filtered = Some(filtered);
+        }
+
+        // From here on nothing fails: carry the plan out.
+        let mut report = ReloadReport::default();
+        let mut touched: Vec<usize> = Vec::new();
+        for step in &steps {
+            match step {
+                ReloadStep::Keep(name) => report.kept.push(name.clone()),
+                ReloadStep::Remove(name) | ReloadStep::Replace(InstanceSpec { name, .. }) => {
+                    if let Some(i) = self.link_of(name) {
+                        let _ = self.links[i]
+                            .commands
+                            .send(LinkCommand::Remove(name.clone()));
+                        self.links[i].names.retain(|n| n != name);
+                        touched.push(i);
+                    }
+                    if matches!(step, ReloadStep::Remove(_)) {
+                        report.removed.push(name.clone());
+                    }
+                }
+                ReloadStep::Update(spec) => {
+                    if let Some(i) = self.link_of(&spec.name) {
+                        let running = self.running.iter().find(|r| r.name == spec.name);
+                        let mut spec = spec.clone();
+                        if let Some(running) = running {
+                            // Same identity, so the same source as before.
+                            spec.router.primary_address = running.router.primary_address;
+                        }
+                        let _ = self.links[i].commands.send(LinkCommand::Update(spec));
+                        touched.push(i);
+                    }
+                    report.updated.push(spec.name.clone());
+                }
+                ReloadStep::Add(_) => {}
+            }
+        }
+        for (spec, key) in starting {
+            if let Err(e) = remove_stale_addresses(&self.netif, &spec).await {
+                warn!(instance = %spec.name, "cannot look for stale virtual addresses: {e}");
+            }
+            let i = match self.links.iter().position(|l| l.key == key) {
+                Some(i) => i,
+                None => {
+                    let new = new_links
+                        .iter()
+                        .position(|l| l.key == key)
+                        .map(|i| new_links.swap_remove(i))
+                        .expect("the pre-flight opened every new link");
+                    self.spawn_link(new);
+                    self.links.len() - 1
+                }
+            };
+            match steps
+                .iter()
+                .any(|s| matches!(s, ReloadStep::Replace(r) if r.name == spec.name))
+            {
+                true => report.replaced.push(spec.name.clone()),
+                false => report.added.push(spec.name.clone()),
+            }
+            self.links[i].names.push(spec.name.clone());
+            self.status.send_modify(|s| {
+                if !s.instances.iter().any(|e| e.name == spec.name) {
+                    s.instances.push(InstanceStatus::starting(&spec));
+                }
+            });
+            let _ = self.links[i].commands.send(LinkCommand::Add(spec));
+            touched.push(i);
+        }
+
+        // Wait until every touched link has carried its commands out.
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let (done, wait) = oneshot::channel();
+            if self.links[i].commands.send(LinkCommand::Sync(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+        // Links left without instances close their sockets.
+        let (empty, kept): (Vec<LinkHandle>, Vec<LinkHandle>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|l| l.names.is_empty());
+        self.links = kept;
+        for link in empty {
+            drop(link.commands);
+            let _ = link.task.await;
+            self.status.send_modify(|s| {
+                s.links.retain(|l| {
+                    !(l.interface_index == link.key.interface_index
+                        && l.source == Some(link.key.source))
+                })
+            });
+        }
+        // The status lists the instances in configuration order.
+        self.status.send_modify(|s| {
+            let mut ordered = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                if let Some(i) = s.instances.iter().position(|e| e.name == spec.name) {
+                    ordered.push(s.instances.swap_remove(i));
+                }
+            }
+            s.instances = ordered;
+        });
+        self.running = specs
+            .into_iter()
+            .map(|mut spec| {
+                if let Some(i) = self.link_of(&spec.name) {
+                    spec.router.primary_address = self.links[i].key.source;
+                }
+                spec
+            })
+            .collect();
+        Ok(report)
+    }
+
+    fn link_of(&self, name: &str) -> Option<usize> {
+        self.links
+            .iter()
+            .position(|l| l.names.iter().any(|n| n == name))
+    }
+
+    fn spawn_link(&mut self, new: NewLink) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        self.status.send_modify(|s| {
+            s.links.push(LinkStatus {
+                interface: new.info.name.clone(),
+                interface_index: new.info.index,
+                source: Some(new.key.source),
+                ..LinkStatus::default()
+            })
+        });
+        let link = Link {
+            info: new.info,
+            source: new.key.source,
+            unicast_peers: new.key.unicast_peers.clone(),
+            adverts: new.adverts,
+            frames: new.frames,
+            netif: self.netif.clone(),
+            instances: Vec::new(),
+            status: self.status.clone(),
+        };
+        let task = tokio::spawn(link.run(receiver, self.shutdown.clone()));
+        self.links.push(LinkHandle {
+            key: new.key,
+            names: Vec::new(),
+            commands,
+            task,
+        });
+    }
+}
+
+impl InstanceStatus {
+    fn starting(spec: &InstanceSpec) -> InstanceStatus {
+        InstanceStatus {
+            name: spec.name.clone(),
+            interface: spec.interface.clone(),
+            state: State::Initialize,
+            priority: spec.router.priority,
+            master: None,
+            since: None,
+            reason: None,
+            stats: RouterStats::default(),
+        }
+    }
+}
+
 /// Removes the instance's virtual addresses that a crashed predecessor left on
 /// the interface. The address owner (priority 255) keeps them: they are its own.
-async fn remove_stale_addresses(
-    netif: &Netif,
-    info: &InterfaceInfo,
-    spec: &InstanceSpec,
-) -> Result<(), NetifError> {
+async fn remove_stale_addresses(netif: &Netif, spec: &InstanceSpec) -> Result<(), NetifError> {
     if spec.router.priority == 255 {
         return Ok(());
     }
     for address in &spec.router.virtual_addresses {
-        if netif.remove_address(info.index, *address).await? {
+        let index = netif.interface(&spec.interface).await?.index;
+        if netif.remove_address(index, *address).await? {
             warn!(
                 instance = %spec.name,
                 %address,
-                interface = %info.name,
+                interface = %spec.interface,
                 "removed a virtual address left behind by an earlier run"
             );
         }
@@ -295,12 +584,11 @@ fn source_address(info: &InterfaceInfo, spec: &InstanceSpec) -> Result<IpAddr, D
 }
 
 impl Link {
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let now = Instant::now();
-        for i in 0..self.instances.len() {
-            self.instances[i].router.startup(now);
-            self.carry_out(i).await;
-        }
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
         let mut timer = match PreciseTimer::new() {
             Ok(timer) => timer,
@@ -322,6 +610,11 @@ impl Link {
                         return;
                     }
                 }
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command).await,
+                    // The supervisor closed this link: its instances are gone.
+                    None => return,
+                },
                 fired = timer.expired(), if armed => {
                     if let Err(e) = fired {
                         error!(interface = %self.info.name, "timer failed: {e}");
@@ -351,6 +644,41 @@ impl Link {
                 }
             }
         }
+    }
+
+    async fn handle_command(&mut self, command: LinkCommand) {
+        let now = Instant::now();
+        match command {
+            LinkCommand::Add(spec) => {
+                let mut router = Router::new(spec.router.clone());
+                router.startup(now);
+                self.instances.push(Instance { spec, router });
+                self.carry_out(self.instances.len() - 1).await;
+            }
+            LinkCommand::Update(spec) => {
+                if let Some(i) = self.position(&spec.name) {
+                    self.instances[i]
+                        .router
+                        .reconfigure(now, spec.router.clone());
+                    self.instances[i].spec = spec;
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::Remove(name) => {
+                if let Some(i) = self.position(&name) {
+                    self.instances[i].router.shutdown(now);
+                    self.carry_out(i).await;
+                    self.instances.remove(i);
+                }
+            }
+            LinkCommand::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.instances.iter().position(|i| i.spec.name == name)
     }
 
     /// Handles one received datagram (its VRRP message is in `buffer`); false after a
@@ -439,13 +767,22 @@ impl Link {
         self.carry_out(i).await;
     }
 
+    /// This link's entry in the status.
+    fn link_status<'s>(&self, status: &'s mut Status) -> Option<&'s mut LinkStatus> {
+        status
+            .links
+            .iter_mut()
+            .find(|l| l.interface_index == self.info.index && l.source == Some(self.source))
+    }
+
     fn count_drop(&mut self, reason: &'static str) {
-        let slot = self.slot;
         let mut count = 0;
         self.status.send_modify(|s| {
-            let entry = s.links[slot].drops.entry(reason).or_default();
-            *entry += 1;
-            count = *entry;
+            if let Some(link) = self.link_status(s) {
+                let entry = link.drops.entry(reason).or_default();
+                *entry += 1;
+                count = *entry;
+            }
         });
         if count <= 10 || count % 1000 == 0 {
             warn!(interface = %self.info.name, reason, count, "dropped a packet");
@@ -457,32 +794,34 @@ impl Link {
         while let Some(action) = self.instances[i].router.poll_action() {
             match action {
                 Action::SendAdvert(advert) => self.send_advert(&advert),
-                Action::AddVirtualAddresses => {
+                Action::AddVirtualAddresses(addresses) => {
                     let spec = &self.instances[i].spec;
-                    for (address, prefix_len) in spec
-                        .router
-                        .virtual_addresses
-                        .iter()
-                        .zip(&spec.virtual_prefix_lens)
-                    {
+                    for address in addresses {
+                        let prefix_len = spec
+                            .router
+                            .virtual_addresses
+                            .iter()
+                            .zip(&spec.virtual_prefix_lens)
+                            .find(|(a, _)| **a == address)
+                            .map_or(if address.is_ipv4() { 32 } else { 128 }, |(_, p)| *p);
                         if let Err(e) = self
                             .netif
-                            .add_address(self.info.index, *address, *prefix_len)
+                            .add_address(self.info.index, address, prefix_len)
                             .await
                         {
                             error!(instance = %spec.name, "cannot add virtual address: {e}");
                         }
                     }
                 }
-                Action::RemoveVirtualAddresses => {
+                Action::RemoveVirtualAddresses(addresses) => {
                     let spec = &self.instances[i].spec;
-                    for address in &spec.router.virtual_addresses {
-                        if let Err(e) = self.netif.remove_address(self.info.index, *address).await {
+                    for address in addresses {
+                        if let Err(e) = self.netif.remove_address(self.info.index, address).await {
                             error!(instance = %spec.name, "cannot remove virtual address: {e}");
                         }
                     }
                 }
-                Action::Announce => self.announce(i),
+                Action::Announce(addresses) => self.announce(i, &addresses),
                 Action::StateChanged { from, to, reason } => {
                     let instance = &self.instances[i];
                     info!(
@@ -495,18 +834,25 @@ impl Link {
                         instance.spec.name,
                         to.as_str()
                     );
-                    let slot = instance.slot;
+                    let name = &instance.spec.name;
                     self.status.send_modify(|s| {
-                        s.instances[slot].since = Some(SystemTime::now());
-                        s.instances[slot].reason = Some(reason.as_str());
+                        if let Some(entry) = s.instances.iter_mut().find(|e| &e.name == name) {
+                            entry.since = Some(SystemTime::now());
+                            entry.reason = Some(reason.as_str());
+                        }
                     });
                 }
             }
         }
         let instance = &self.instances[i];
-        let slot = instance.slot;
         self.status.send_if_modified(|s| {
-            let entry = &mut s.instances[slot];
+            let Some(entry) = s
+                .instances
+                .iter_mut()
+                .find(|e| e.name == instance.spec.name)
+            else {
+                return false;
+            };
             let before = (
                 entry.state,
                 entry.priority,
@@ -537,17 +883,20 @@ impl Link {
         for destination in destinations {
             advert.emit(&mut message, self.source, destination);
             if let Err(e) = self.adverts.send(&message, destination) {
-                let slot = self.slot;
-                self.status.send_modify(|s| s.links[slot].send_errors += 1);
+                self.status.send_modify(|s| {
+                    if let Some(link) = self.link_status(s) {
+                        link.send_errors += 1;
+                    }
+                });
                 warn!(interface = %self.info.name, %destination, "sending an advert failed: {e}");
             }
         }
     }
 
-    /// One gratuitous ARP / unsolicited NA per virtual address (RFC 5798 §6.4.2).
-    fn announce(&mut self, i: usize) {
+    /// One gratuitous ARP / unsolicited NA per address (RFC 5798 §6.4.2).
+    fn announce(&self, i: usize, addresses: &[IpAddr]) {
         let spec = &self.instances[i].spec;
-        for address in &spec.router.virtual_addresses {
+        for address in addresses {
             let frame = match address {
                 IpAddr::V4(v4) => {
                     let arp = GratuitousArp {

@@ -173,12 +173,12 @@ pub struct RouterConfig {
 pub enum Action {
     /// Send this advert (to the multicast group or the unicast peers).
     SendAdvert(AdvertRepr),
-    /// Add the virtual addresses to the interface.
-    AddVirtualAddresses,
-    /// Remove the virtual addresses from the interface.
-    RemoveVirtualAddresses,
-    /// Send one gratuitous ARP / unsolicited NA for each virtual address.
-    Announce,
+    /// Add these virtual addresses to the interface.
+    AddVirtualAddresses(Vec<IpAddr>),
+    /// Remove these virtual addresses from the interface.
+    RemoveVirtualAddresses(Vec<IpAddr>),
+    /// Send one gratuitous ARP / unsolicited NA for each of these addresses.
+    Announce(Vec<IpAddr>),
     /// The state changed.
     StateChanged {
         /// Previous state.
@@ -390,7 +390,13 @@ impl Router {
     /// Master leaves: a priority-0 advert (RFC 5798 §6.4.3) and the addresses go.
     fn resign(&mut self) {
         self.push_advert(0);
-        self.actions.push_back(Action::RemoveVirtualAddresses);
+        self.remove_addresses();
+    }
+
+    fn remove_addresses(&mut self) {
+        let addresses = self.config.virtual_addresses.clone();
+        self.actions
+            .push_back(Action::RemoveVirtualAddresses(addresses));
     }
 
     /// A tracked interface changed: `true` = some tracked interface is down.
@@ -432,6 +438,63 @@ impl Router {
             State::Master => self.send_advert_now(now),
             // Skew_Time depends on the priority; the running timer keeps its deadline.
             State::Backup | State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// Applies a reloaded configuration in place, keeping the state, the timers
+    /// and the counters: a reload must not cause a transition or a gap in the
+    /// adverts. Changes that alter the router's identity (VRID, version, primary
+    /// address) are not in-place changes; the driver replaces the router instead.
+    ///
+    /// As master: removed addresses are released, added ones are added and
+    /// announced, and a changed advert goes out at once so the backups learn
+    /// the new priority, interval and address list.
+    pub fn reconfigure(&mut self, now: Instant, config: RouterConfig) {
+        debug_assert_eq!(
+            (config.vrid, config.version, config.primary_address),
+            (
+                self.config.vrid,
+                self.config.version,
+                self.config.primary_address
+            ),
+            "identity changes need a new router"
+        );
+        let old = std::mem::replace(&mut self.config, config);
+        let removed: Vec<IpAddr> = old
+            .virtual_addresses
+            .iter()
+            .filter(|a| !self.config.virtual_addresses.contains(a))
+            .copied()
+            .collect();
+        let added: Vec<IpAddr> = self
+            .config
+            .virtual_addresses
+            .iter()
+            .filter(|a| !old.virtual_addresses.contains(a))
+            .copied()
+            .collect();
+        if old.priority != self.config.priority {
+            self.priority = self.config.priority;
+        }
+        if self.state != State::Master {
+            return;
+        }
+        if !removed.is_empty() {
+            self.actions
+                .push_back(Action::RemoveVirtualAddresses(removed));
+        }
+        if !added.is_empty() {
+            self.actions
+                .push_back(Action::AddVirtualAddresses(added.clone()));
+            self.stats.announcements += 1;
+            self.actions.push_back(Action::Announce(added));
+        }
+        let advert_changed = old.priority != self.config.priority
+            || old.advert_interval_centis != self.config.advert_interval_centis
+            || old.virtual_addresses != self.config.virtual_addresses
+            || old.auth != self.config.auth;
+        if advert_changed {
+            self.send_advert_now(now);
         }
     }
 
@@ -532,7 +595,7 @@ impl Router {
             || (advert.priority == self.priority
                 && address_key(source) > address_key(self.config.primary_address));
         if higher {
-            self.actions.push_back(Action::RemoveVirtualAddresses);
+            self.remove_addresses();
             if self.config.version == Version::V3 {
                 self.master_advert_interval_micros =
                     u64::from(advert.advert_interval_centis) * 10_000;
@@ -598,7 +661,9 @@ impl Router {
         // the addresses costs the driver a netlink round trip. The announcements
         // follow the addresses, so they never point at an address not yet there.
         self.send_advert_now(now);
-        self.actions.push_back(Action::AddVirtualAddresses);
+        let addresses = self.config.virtual_addresses.clone();
+        self.actions
+            .push_back(Action::AddVirtualAddresses(addresses));
         self.start_announce_burst(now);
         if !self.config.garp.master_delay.is_zero() {
             self.timers.announce_second_burst = Some(now + self.config.garp.master_delay);
@@ -682,7 +747,8 @@ impl Router {
     fn announce_once(&mut self) {
         if self.state == State::Master {
             self.stats.announcements += 1;
-            self.actions.push_back(Action::Announce);
+            let addresses = self.config.virtual_addresses.clone();
+            self.actions.push_back(Action::Announce(addresses));
         }
     }
 }

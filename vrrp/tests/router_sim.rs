@@ -132,9 +132,9 @@ impl Sim {
         while let Some(action) = self.nodes[i].router.poll_action() {
             match action {
                 Action::SendAdvert(advert) => self.send(i, &advert),
-                Action::AddVirtualAddresses => self.nodes[i].holds_addresses = true,
-                Action::RemoveVirtualAddresses => self.nodes[i].holds_addresses = false,
-                Action::Announce => self.nodes[i].announcements.push(self.now),
+                Action::AddVirtualAddresses(_) => self.nodes[i].holds_addresses = true,
+                Action::RemoveVirtualAddresses(_) => self.nodes[i].holds_addresses = false,
+                Action::Announce(_) => self.nodes[i].announcements.push(self.now),
                 Action::StateChanged { from, to, reason } => {
                     self.nodes[i].transitions.push((self.now, from, to, reason))
                 }

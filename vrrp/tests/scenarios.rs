@@ -10,10 +10,12 @@
 //! config version=3 vrid=51 priority=100 interval=100 primary=10.0.0.2 vips=10.0.0.100
 //!        [preempt=no] [preempt_delay=S] [auth=PASSWORD] [garp_repeat=N] [garp_delay=S]
 //! at MS startup | shutdown | timeout | set_priority N | fault on|off
+//! at MS reload KEY=VALUE...      the configuration changes in place (SIGHUP)
 //! at MS recv SRC DST TTL HEX...
 //! expect state STATE             the next action is a transition into STATE
 //! expect send DST HEX...         ... an advert; emitted from `primary` to DST it is HEX
-//! expect add | remove | announce ... address or announcement actions
+//! expect add | remove | announce [A,B]  address or announcement actions, for
+//!                                the addresses listed (default: all configured)
 //! expect drop REASON             the last `recv` was dropped for REASON
 //! expect accepted                the last `recv` was accepted
 //! expect deadline MS             the next timer is due at MS
@@ -73,6 +75,15 @@ impl Runner {
         self.start + Duration::from_micros((ms * 1000.0).round() as u64)
     }
 
+    /// The addresses listed (comma-separated), or else all configured ones.
+    fn addresses(&mut self, listed: &[&str]) -> Vec<IpAddr> {
+        match listed {
+            [] => self.router().config().virtual_addresses.clone(),
+            [list] => list.split(',').map(|a| a.parse().unwrap()).collect(),
+            _ => panic!("{}: write addresses comma-separated", self.name),
+        }
+    }
+
     fn collect(&mut self) {
         while let Some(action) = self.router().poll_action() {
             self.pending.push_back(action);
@@ -80,9 +91,8 @@ impl Runner {
     }
 
     fn configure(&mut self, words: &[&str]) {
-        let mut version = Version::V3;
         let mut config = RouterConfig {
-            version,
+            version: Version::V3,
             vrid: 0,
             priority: 0,
             advert_interval_centis: 100,
@@ -98,16 +108,21 @@ impl Runner {
                 refresh: None,
             },
         };
+        self.apply_words(&mut config, words);
+        self.primary = Some(config.primary_address);
+        self.router = Some(Router::new(config));
+    }
+
+    fn apply_words(&self, config: &mut RouterConfig, words: &[&str]) {
         for word in words {
             let (key, value) = word.split_once('=').expect("key=value");
             match key {
                 "version" => {
-                    version = if value == "2" {
+                    config.version = if value == "2" {
                         Version::V2
                     } else {
                         Version::V3
-                    };
-                    config.version = version;
+                    }
                 }
                 "vrid" => config.vrid = value.parse().unwrap(),
                 "priority" => config.priority = value.parse().unwrap(),
@@ -133,8 +148,6 @@ impl Runner {
                 other => panic!("{}: unknown config key {other}", self.name),
             }
         }
-        self.primary = Some(config.primary_address);
-        self.router = Some(Router::new(config));
     }
 
     fn step(&mut self, line_number: usize, line: &str) {
@@ -158,6 +171,11 @@ impl Runner {
                         self.router().set_priority(now, priority)
                     }
                     ["fault", on] => self.router().set_fault(now, *on == "on"),
+                    ["reload", changes @ ..] => {
+                        let mut config = self.router().config().clone();
+                        self.apply_words(&mut config, changes);
+                        self.router().reconfigure(now, config);
+                    }
                     ["recv", src, dst, ttl, bytes @ ..] => {
                         let source: IpAddr = src.parse().unwrap();
                         let destination: IpAddr = dst.parse().unwrap();
@@ -191,20 +209,27 @@ impl Runner {
                 }
                 other => panic!("{context}: got {other:?}"),
             },
-            ["expect", "add"] => assert_eq!(
-                self.pending.pop_front(),
-                Some(Action::AddVirtualAddresses),
-                "{context}"
-            ),
-            ["expect", "remove"] => assert_eq!(
-                self.pending.pop_front(),
-                Some(Action::RemoveVirtualAddresses),
-                "{context}"
-            ),
-            ["expect", "announce"] => {
+            ["expect", "add", listed @ ..] => {
+                let addresses = self.addresses(listed);
                 assert_eq!(
                     self.pending.pop_front(),
-                    Some(Action::Announce),
+                    Some(Action::AddVirtualAddresses(addresses)),
+                    "{context}"
+                )
+            }
+            ["expect", "remove", listed @ ..] => {
+                let addresses = self.addresses(listed);
+                assert_eq!(
+                    self.pending.pop_front(),
+                    Some(Action::RemoveVirtualAddresses(addresses)),
+                    "{context}"
+                )
+            }
+            ["expect", "announce", listed @ ..] => {
+                let addresses = self.addresses(listed);
+                assert_eq!(
+                    self.pending.pop_front(),
+                    Some(Action::Announce(addresses)),
                     "{context}"
                 )
             }
