@@ -127,6 +127,30 @@ pub struct Status {
 struct Instance {
     spec: InstanceSpec,
     router: Router,
+    /// What tracked scripts and objects say (keepalived's `track_script`).
+    tracking: Tracking,
+}
+
+/// The effect of tracked objects on an instance (keepalived semantics): the
+/// priority moves by the sum of the weights of the tracked objects in their
+/// weighted state, and a failing object of weight 0 puts the instance in FAULT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// Added to the configured priority (negative lowers it).
+    pub priority_delta: i32,
+    /// A tracked object with weight 0 is failing.
+    pub fault: bool,
+}
+
+impl Tracking {
+    /// The priority to run with: the address owner keeps 255, everyone else
+    /// stays within 1..=254 (RFC 5798 §5.2.4).
+    pub fn effective_priority(self, configured: u8) -> u8 {
+        if configured == 255 {
+            return 255;
+        }
+        (i32::from(configured) + self.priority_delta).clamp(1, 254) as u8
+    }
 }
 
 /// The sockets of one link are shared by the instances with the same interface,
@@ -157,6 +181,8 @@ enum LinkCommand {
     Update(InstanceSpec),
     /// Shut an instance down gracefully (priority 0, addresses released).
     Remove(String),
+    /// Tracked objects changed for an instance.
+    Track(String, Tracking),
     /// Answer once every earlier command has been carried out.
     Sync(oneshot::Sender<()>),
 }
@@ -177,6 +203,13 @@ pub enum DriverCommand {
         specs: Vec<InstanceSpec>,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<ReloadReport, DriverError>>,
+    },
+    /// What the tracked objects of an instance say now (unknown names are ignored).
+    Track {
+        /// The instance.
+        instance: String,
+        /// The tracked objects' combined effect.
+        tracking: Tracking,
     },
 }
 
@@ -273,6 +306,13 @@ pub async fn run(
                 Some(DriverCommand::Reload { specs, reply }) => {
                     let outcome = supervisor.apply(specs).await;
                     let _ = reply.send(outcome);
+                }
+                Some(DriverCommand::Track { instance, tracking }) => {
+                    if let Some(i) = supervisor.link_of(&instance) {
+                        let _ = supervisor.links[i]
+                            .commands
+                            .send(LinkCommand::Track(instance, tracking));
+                    }
                 }
                 None => {
                     // Nobody can reload any more; run until shutdown.
@@ -652,15 +692,31 @@ impl Link {
             LinkCommand::Add(spec) => {
                 let mut router = Router::new(spec.router.clone());
                 router.startup(now);
-                self.instances.push(Instance { spec, router });
+                self.instances.push(Instance {
+                    spec,
+                    router,
+                    tracking: Tracking::default(),
+                });
                 self.carry_out(self.instances.len() - 1).await;
             }
             LinkCommand::Update(spec) => {
                 if let Some(i) = self.position(&spec.name) {
-                    self.instances[i]
-                        .router
-                        .reconfigure(now, spec.router.clone());
-                    self.instances[i].spec = spec;
+                    let instance = &mut self.instances[i];
+                    let mut config = spec.router.clone();
+                    // Tracking still applies on top of the new configured priority.
+                    config.priority = instance.tracking.effective_priority(config.priority);
+                    instance.router.reconfigure(now, config);
+                    instance.spec = spec;
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::Track(name, tracking) => {
+                if let Some(i) = self.position(&name) {
+                    let instance = &mut self.instances[i];
+                    instance.tracking = tracking;
+                    let priority = tracking.effective_priority(instance.spec.router.priority);
+                    instance.router.set_priority(now, priority);
+                    instance.router.set_fault(now, tracking.fault);
                     self.carry_out(i).await;
                 }
             }
