@@ -221,6 +221,16 @@ impl<'l> Haldir<'l> {
         )
     }
 
+    /// The state of the instance called `name`.
+    pub fn instance_state(&self, name: &str) -> Option<String> {
+        let status = self.status()?;
+        status["instances"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"].as_str() == Some(name))
+            .and_then(|i| i["state"].as_str().map(str::to_owned))
+    }
+
     /// The state of the first instance.
     pub fn state(&self) -> Option<String> {
         self.states()?.into_iter().next()
@@ -275,6 +285,38 @@ impl<'l> Haldir<'l> {
             Signal::SIGCONT
         };
         self.lab.kill(self.pid, signal)
+    }
+
+    /// Replaces the configuration file with `config` and sends SIGHUP; waits
+    /// (up to 10 s) until the log reports the reload as applied or rejected,
+    /// and returns which (`true`: applied).
+    pub fn reload(&self, config: &str) -> anyhow::Result<bool> {
+        let before = self.log();
+        let count = |log: &str, what: &str| log.matches(what).count();
+        let (applied, rejected) = (
+            count(&before, "reloaded"),
+            count(&before, "reload rejected"),
+        );
+        std::fs::write(&self.config_path, config)
+            .with_context(|| format!("cannot write {}", self.config_path.display()))?;
+        self.lab.kill(self.pid, Signal::SIGHUP)?;
+        let mut outcome = None;
+        wait_until(Duration::from_secs(10), || {
+            let log = self.log();
+            if count(&log, "reloaded") > applied {
+                outcome = Some(true);
+            } else if count(&log, "reload rejected") > rejected {
+                outcome = Some(false);
+            }
+            outcome.is_some()
+        });
+        outcome.with_context(|| {
+            format!(
+                "haldir in {} did not report the reload:\n{}",
+                self.host,
+                self.log()
+            )
+        })
     }
 
     /// Graceful stop (SIGTERM); returns the exit status.

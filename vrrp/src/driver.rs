@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::netif::{InterfaceInfo, Netif, NetifError};
-use crate::router::{Action, Router, RouterConfig, RouterStats, State};
+use crate::router::{Action, Router, RouterConfig, RouterStats, State, TransitionReason};
 use crate::socket::{AdvertSocket, FrameSocket, ReceiveError, ReceivedAdvert};
 use crate::timer::PreciseTimer;
 use crate::wire::arp::GratuitousArp;
@@ -99,6 +99,25 @@ pub struct InstanceStatus {
     pub stats: RouterStats,
 }
 
+/// One state change of one instance, as it happened: every transition is
+/// sent, in order, on the driver's event channel (see [`run_with_events`]),
+/// for notify scripts and anything else that must not miss one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceTransition {
+    /// Instance name.
+    pub name: String,
+    /// Previous state.
+    pub from: State,
+    /// New state.
+    pub to: State,
+    /// Why.
+    pub reason: TransitionReason,
+    /// The instance's priority at the transition.
+    pub priority: u8,
+    /// Wall-clock time of the transition.
+    pub at: SystemTime,
+}
+
 /// Counters of one link that belong to no single instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkStatus {
@@ -171,6 +190,7 @@ struct Link {
     netif: Netif,
     instances: Vec<Instance>,
     status: watch::Sender<Status>,
+    events: Option<broadcast::Sender<InstanceTransition>>,
 }
 
 /// What the supervisor tells a link task.
@@ -283,10 +303,24 @@ pub fn plan_reload(old: &[InstanceSpec], new: &[InstanceSpec]) -> Vec<ReloadStep
 pub async fn run(
     specs: Vec<InstanceSpec>,
     status: watch::Sender<Status>,
+    commands: mpsc::Receiver<DriverCommand>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    run_with_events(specs, status, commands, shutdown, None).await
+}
+
+/// [`run`], also sending every state change of every instance on `events`
+/// (the graceful shutdown's included). The driver never waits for a
+/// receiver: a receiver that lags behind the channel's capacity loses events.
+pub async fn run_with_events(
+    specs: Vec<InstanceSpec>,
+    status: watch::Sender<Status>,
     mut commands: mpsc::Receiver<DriverCommand>,
     mut shutdown: watch::Receiver<bool>,
+    events: Option<broadcast::Sender<InstanceTransition>>,
 ) -> Result<(), DriverError> {
     let mut supervisor = Supervisor {
+        events,
         netif: Netif::new()?,
         links: Vec::new(),
         running: Vec::new(),
@@ -343,6 +377,8 @@ struct Supervisor {
     shutdown: watch::Receiver<bool>,
     /// Addresses the accept-mode filter drops, as installed (`None`: not yet).
     filtered: Option<Vec<IpAddr>>,
+    /// Where every state change goes.
+    events: Option<broadcast::Sender<InstanceTransition>>,
 }
 
 /// A new link whose sockets the pre-flight opened.
@@ -549,9 +585,18 @@ impl Supervisor {
             unicast_peers: new.key.unicast_peers.clone(),
             adverts: new.adverts,
             frames: new.frames,
-            netif: self.netif.clone(),
+            // A netlink socket of its own: a dump on a socket that is busy with
+            // another dump fails with EBUSY.
+            netif: match Netif::new() {
+                Ok(netif) => netif,
+                Err(e) => {
+                    warn!("cannot open a netlink socket for the link, sharing one: {e}");
+                    self.netif.clone()
+                }
+            },
             instances: Vec::new(),
             status: self.status.clone(),
+            events: self.events.clone(),
         };
         let task = tokio::spawn(link.run(receiver, self.shutdown.clone()));
         self.links.push(LinkHandle {
@@ -891,6 +936,16 @@ impl Link {
                         to.as_str()
                     );
                     let name = &instance.spec.name;
+                    if let Some(events) = &self.events {
+                        let _ = events.send(InstanceTransition {
+                            name: name.clone(),
+                            from,
+                            to,
+                            reason,
+                            priority: instance.router.priority(),
+                            at: SystemTime::now(),
+                        });
+                    }
                     self.status.send_modify(|s| {
                         if let Some(entry) = s.instances.iter_mut().find(|e| &e.name == name) {
                             entry.since = Some(SystemTime::now());
@@ -986,5 +1041,107 @@ impl Link {
                 debug!(instance = %spec.name, %address, "announced");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::router::GarpConfig;
+    use crate::wire::vrrp::{Auth, Version};
+
+    fn spec(name: &str, vrid: u8, priority: u8) -> InstanceSpec {
+        InstanceSpec {
+            name: name.into(),
+            interface: "eth0".into(),
+            router: RouterConfig {
+                version: Version::V3,
+                vrid,
+                priority,
+                advert_interval_centis: 100,
+                preempt: true,
+                preempt_delay: Duration::ZERO,
+                primary_address: "0.0.0.0".parse().unwrap(),
+                virtual_addresses: vec!["10.0.0.100".parse().unwrap()],
+                auth: Auth::None,
+                garp: GarpConfig::default(),
+            },
+            virtual_prefix_lens: vec![24],
+            unicast_source: None,
+            unicast_peers: Vec::new(),
+            accept: true,
+        }
+    }
+
+    #[test]
+    fn identical_configuration_keeps_every_instance() {
+        let old = vec![spec("a", 1, 100), spec("b", 2, 100)];
+        assert_eq!(
+            plan_reload(&old, &old),
+            vec![ReloadStep::Keep("a".into()), ReloadStep::Keep("b".into())]
+        );
+    }
+
+    #[test]
+    fn settings_change_in_place_and_identity_changes_replace() {
+        let old = vec![spec("a", 1, 100), spec("b", 2, 100), spec("gone", 3, 100)];
+        let mut a = spec("a", 1, 120);
+        a.router
+            .virtual_addresses
+            .push("10.0.0.101".parse().unwrap());
+        a.virtual_prefix_lens.push(24);
+        let b = spec("b", 9, 100);
+        let new = vec![a.clone(), b.clone(), spec("new", 4, 100)];
+        assert_eq!(
+            plan_reload(&old, &new),
+            vec![
+                ReloadStep::Remove("gone".into()),
+                ReloadStep::Update(a),
+                ReloadStep::Replace(b),
+                ReloadStep::Add(spec("new", 4, 100)),
+            ]
+        );
+    }
+
+    #[test]
+    fn interface_family_peers_and_version_are_identity() {
+        let old = spec("a", 1, 100);
+        let mut changes = Vec::new();
+        let mut other = old.clone();
+        other.interface = "eth1".into();
+        changes.push(other);
+        let mut other = old.clone();
+        other.router.version = Version::V2;
+        changes.push(other);
+        let mut other = old.clone();
+        other.router.virtual_addresses = vec!["fd00::100".parse().unwrap()];
+        changes.push(other);
+        let mut other = old.clone();
+        other.unicast_peers = vec!["10.0.0.2".parse().unwrap()];
+        changes.push(other);
+        for new in changes {
+            assert_eq!(
+                plan_reload(std::slice::from_ref(&old), std::slice::from_ref(&new)),
+                vec![ReloadStep::Replace(new.clone())]
+            );
+        }
+    }
+
+    #[test]
+    fn tracking_moves_the_priority_within_the_rfc_range() {
+        let down = Tracking {
+            priority_delta: -60,
+            fault: false,
+        };
+        assert_eq!(down.effective_priority(100), 40);
+        assert_eq!(down.effective_priority(50), 1, "never 0: that means resign");
+        let up = Tracking {
+            priority_delta: 200,
+            fault: false,
+        };
+        assert_eq!(up.effective_priority(100), 254, "255 is the owner's alone");
+        assert_eq!(down.effective_priority(255), 255, "the owner keeps 255");
     }
 }
