@@ -16,6 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::netif::{InterfaceInfo, Netif, NetifError};
 use crate::router::{Action, Router, RouterConfig, RouterStats, State, TransitionReason};
 use crate::socket::{AdvertSocket, FrameSocket, ReceiveError, ReceivedAdvert};
+use crate::sync_group::{GroupOrder, Member};
 use crate::timer::PreciseTimer;
 use crate::wire::arp::GratuitousArp;
 use crate::wire::ndisc::UnsolicitedNa;
@@ -148,6 +149,8 @@ struct Instance {
     router: Router,
     /// What tracked scripts and objects say (keepalived's `track_script`).
     tracking: Tracking,
+    /// Held in Fault because another member of its sync group has a fault.
+    group_fault: bool,
 }
 
 /// The effect of tracked objects on an instance (keepalived semantics): the
@@ -191,6 +194,25 @@ struct Link {
     instances: Vec<Instance>,
     status: watch::Sender<Status>,
     events: Option<broadcast::Sender<InstanceTransition>>,
+    /// State changes reported to the supervisor, for sync groups.
+    members: mpsc::UnboundedSender<MemberEvent>,
+}
+
+/// A member's state change, as the supervisor's sync-group logic needs it.
+struct MemberEvent {
+    name: String,
+    from: State,
+    to: State,
+    own_fault: bool,
+}
+
+/// A sync group: instances that move together (keepalived's `vrrp_sync_group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroupSpec {
+    /// The group's name.
+    pub name: String,
+    /// Its members, by instance name.
+    pub members: Vec<String>,
 }
 
 /// What the supervisor tells a link task.
@@ -203,6 +225,8 @@ enum LinkCommand {
     Remove(String),
     /// Tracked objects changed for an instance.
     Track(String, Tracking),
+    /// An order of the instance's sync group.
+    Group(String, GroupOrder),
     /// Answer once every earlier command has been carried out.
     Sync(oneshot::Sender<()>),
 }
@@ -224,6 +248,8 @@ pub enum DriverCommand {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<ReloadReport, DriverError>>,
     },
+    /// The sync groups from now on (at start and after each reload).
+    SetSyncGroups(Vec<SyncGroupSpec>),
     /// What the tracked objects of an instance say now (unknown names are ignored).
     Track {
         /// The instance.
@@ -319,8 +345,12 @@ pub async fn run_with_events(
     mut shutdown: watch::Receiver<bool>,
     events: Option<broadcast::Sender<InstanceTransition>>,
 ) -> Result<(), DriverError> {
+    let (members_tx, mut member_events) = mpsc::unbounded_channel();
     let mut supervisor = Supervisor {
         events,
+        members_tx,
+        sync_groups: Vec::new(),
+        members: BTreeMap::new(),
         netif: Netif::new()?,
         links: Vec::new(),
         running: Vec::new(),
@@ -341,6 +371,12 @@ pub async fn run_with_events(
                     let outcome = supervisor.apply(specs).await;
                     let _ = reply.send(outcome);
                 }
+                Some(DriverCommand::SetSyncGroups(groups)) => {
+                    supervisor.sync_groups = groups;
+                    supervisor.members.retain(|name, _| {
+                        supervisor.running.iter().any(|r| &r.name == name)
+                    });
+                }
                 Some(DriverCommand::Track { instance, tracking }) => {
                     if let Some(i) = supervisor.link_of(&instance) {
                         let _ = supervisor.links[i]
@@ -354,6 +390,7 @@ pub async fn run_with_events(
                     break;
                 }
             },
+            Some(event) = member_events.recv() => supervisor.member_moved(event),
         }
     }
     // Every link task watches the same signal and resigns its routers.
@@ -379,6 +416,12 @@ struct Supervisor {
     filtered: Option<Vec<IpAddr>>,
     /// Where every state change goes.
     events: Option<broadcast::Sender<InstanceTransition>>,
+    /// Given to each link, to report state changes.
+    members_tx: mpsc::UnboundedSender<MemberEvent>,
+    /// The configured sync groups.
+    sync_groups: Vec<SyncGroupSpec>,
+    /// What the sync-group logic knows of each instance.
+    members: BTreeMap<String, Member>,
 }
 
 /// A new link whose sockets the pre-flight opened.
@@ -563,6 +606,53 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// A member reported a state change: the rest of its sync group follows
+    /// (see [`crate::sync_group`]).
+    fn member_moved(&mut self, event: MemberEvent) {
+        let entry = self.members.entry(event.name.clone()).or_insert(Member {
+            state: event.to,
+            own_fault: false,
+            group_fault: false,
+        });
+        entry.state = event.to;
+        entry.own_fault = event.own_fault;
+        let Some(group) = self
+            .sync_groups
+            .iter()
+            .find(|g| g.members.contains(&event.name))
+        else {
+            return;
+        };
+        let names = group.members.clone();
+        let members: Vec<Member> = names
+            .iter()
+            .map(|n| {
+                self.members.get(n).copied().unwrap_or(Member {
+                    state: State::Initialize,
+                    own_fault: false,
+                    group_fault: false,
+                })
+            })
+            .collect();
+        let moved = names
+            .iter()
+            .position(|n| *n == event.name)
+            .expect("a member");
+        for (i, order) in crate::sync_group::orders(&members, moved, event.from) {
+            let name = &names[i];
+            if let GroupOrder::GroupFault(held) = order {
+                if let Some(member) = self.members.get_mut(name) {
+                    member.group_fault = held;
+                }
+            }
+            if let Some(link) = self.link_of(name) {
+                let _ = self.links[link]
+                    .commands
+                    .send(LinkCommand::Group(name.clone(), order));
+            }
+        }
+    }
+
     fn link_of(&self, name: &str) -> Option<usize> {
         self.links
             .iter()
@@ -597,6 +687,7 @@ impl Supervisor {
             instances: Vec::new(),
             status: self.status.clone(),
             events: self.events.clone(),
+            members: self.members_tx.clone(),
         };
         let task = tokio::spawn(link.run(receiver, self.shutdown.clone()));
         self.links.push(LinkHandle {
@@ -741,6 +832,7 @@ impl Link {
                     spec,
                     router,
                     tracking: Tracking::default(),
+                    group_fault: false,
                 });
                 self.carry_out(self.instances.len() - 1).await;
             }
@@ -758,10 +850,39 @@ impl Link {
             LinkCommand::Track(name, tracking) => {
                 if let Some(i) = self.position(&name) {
                     let instance = &mut self.instances[i];
+                    let fault_changed = instance.tracking.fault != tracking.fault;
                     instance.tracking = tracking;
                     let priority = tracking.effective_priority(instance.spec.router.priority);
                     instance.router.set_priority(now, priority);
-                    instance.router.set_fault(now, tracking.fault);
+                    instance
+                        .router
+                        .set_fault(now, tracking.fault || instance.group_fault);
+                    if fault_changed {
+                        // The group must know even when the state does not change
+                        // (a member already held in Fault gets a fault of its own).
+                        let state = instance.router.state();
+                        let _ = self.members.send(MemberEvent {
+                            name,
+                            from: state,
+                            to: state,
+                            own_fault: tracking.fault,
+                        });
+                    }
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::Group(name, order) => {
+                if let Some(i) = self.position(&name) {
+                    let instance = &mut self.instances[i];
+                    match order {
+                        GroupOrder::BecomeMaster => instance.router.force_master(now),
+                        GroupOrder::BecomeBackup => instance.router.force_backup(now),
+                        GroupOrder::GroupFault(held) => {
+                            instance.group_fault = held;
+                            let fault = instance.tracking.fault || held;
+                            instance.router.set_fault(now, fault);
+                        }
+                    }
                     self.carry_out(i).await;
                 }
             }
@@ -936,6 +1057,12 @@ impl Link {
                         to.as_str()
                     );
                     let name = &instance.spec.name;
+                    let _ = self.members.send(MemberEvent {
+                        name: name.clone(),
+                        from,
+                        to,
+                        own_fault: instance.tracking.fault,
+                    });
                     if let Some(events) = &self.events {
                         let _ = events.send(InstanceTransition {
                             name: name.clone(),

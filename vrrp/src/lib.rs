@@ -7,5 +7,6 @@ pub mod driver;
 pub mod netif;
 pub mod router;
 pub mod socket;
+pub mod sync_group;
 pub mod timer;
 pub mod wire;

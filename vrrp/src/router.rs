@@ -66,6 +66,8 @@ pub enum TransitionReason {
     FaultRaised,
     /// The tracked interfaces are all up again.
     FaultCleared,
+    /// Another member of the sync group changed state (keepalived's `vrrp_sync_group`).
+    SyncGroup,
 }
 
 impl TransitionReason {
@@ -80,6 +82,7 @@ impl TransitionReason {
             TransitionReason::Shutdown => "shutdown",
             TransitionReason::FaultRaised => "tracked interface down",
             TransitionReason::FaultCleared => "tracked interfaces up again",
+            TransitionReason::SyncGroup => "another member of its sync group moved",
         }
     }
 }
@@ -424,6 +427,23 @@ impl Router {
         self.announce_remaining = 0;
         self.master_address = None;
         self.transition(now, State::Fault, TransitionReason::FaultRaised);
+    }
+
+    /// Sync group: another member became master, so this backup does too
+    /// (keepalived's `vrrp_sync_group`: the members move together).
+    pub fn force_master(&mut self, now: Instant) {
+        if self.state == State::Backup {
+            self.become_master(now, TransitionReason::SyncGroup);
+        }
+    }
+
+    /// Sync group: another member stepped down to backup, so this master does
+    /// too. It keeps listening and takes over again when the group does.
+    pub fn force_backup(&mut self, now: Instant) {
+        if self.state == State::Master {
+            self.remove_addresses();
+            self.become_backup(now, TransitionReason::SyncGroup);
+        }
     }
 
     /// Tracking changed our priority (1..=254; the address owner keeps 255).
