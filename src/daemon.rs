@@ -15,7 +15,7 @@ use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 /// Options of `haldir run` beyond the configuration itself.
@@ -27,6 +27,10 @@ pub struct RunOptions {
     pub ipvs_resync: Duration,
     /// The configuration file, read again on SIGHUP.
     pub config_path: PathBuf,
+    /// The control socket for `haldir status` / `haldir reload` (`None`: none).
+    pub control_socket: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`None`: off).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// The driver's view of one configured instance.
@@ -92,11 +96,31 @@ pub enum ReloadOutcome {
 /// Runs the daemon until SIGTERM or SIGINT, then stops gracefully. SIGHUP
 /// reloads `options.config_path`.
 pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
+    let script_errors = crate::notify::check_model(&model);
+    if !script_errors.is_empty() {
+        anyhow::bail!("{}", script_errors.join("\n"));
+    }
     let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (commands_tx, commands_rx) = mpsc::channel(4);
     let (virtual_servers_tx, virtual_servers_rx) = watch::channel(model.virtual_servers.clone());
+    // Operator tools (src/control.rs, metrics.rs, notify.rs, live.rs).
+    let (running_tx, running_rx) = watch::channel(model.clone());
+    let counters = std::sync::Arc::new(crate::metrics::DaemonCounters::default());
+    let (events_tx, events_rx) = broadcast::channel(1024);
+    let (control_tx, mut control_rx) = mpsc::channel::<crate::control::ControlRequest>(4);
+    let operator = crate::operator::start(
+        &options,
+        running_rx,
+        status_rx.clone(),
+        virtual_servers_rx.clone(),
+        events_rx,
+        control_tx,
+        counters.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -106,13 +130,28 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     if let Some(path) = options.status_file.clone() {
         tokio::spawn(publish_status(status_rx, path));
     }
+    // Health checks (src/health_wiring.rs) follow the running model and turn it into the
+    // desired IPVS table; tracked scripts move the instances' priorities.
+    let desired_rx = crate::health_wiring::spawn(
+        running_tx.subscribe(),
+        commands_tx.clone(),
+        shutdown_rx.clone(),
+    );
     let ipvs = tokio::spawn(keep_ipvs_in_step(
-        virtual_servers_rx,
+        desired_rx,
         options.ipvs_resync,
         shutdown_rx.clone(),
+        counters.clone(),
     ));
-    let driver = tokio::spawn(driver::run(specs, status_tx, commands_rx, shutdown_rx));
+    let driver = tokio::spawn(driver::run_with_events(
+        specs,
+        status_tx,
+        commands_rx,
+        shutdown_rx,
+        Some(events_tx),
+    ));
     tokio::pin!(driver);
+    crate::operator::ready(&model);
     loop {
         tokio::select! {
             result = &mut driver => {
@@ -124,14 +163,29 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 info!(config = %options.config_path.display(), "SIGHUP: reloading");
-                reload(&options.config_path, &commands_tx, &virtual_servers_tx).await;
+                crate::systemd::reloading();
+                reload(&options.config_path, &commands_tx, &virtual_servers_tx, &running_tx).await;
+                crate::systemd::ready("running");
             }
+            Some(request) = control_rx.recv() => match request {
+                crate::control::ControlRequest::Reload(reply) => {
+                    info!(config = %options.config_path.display(), "haldir reload: reloading");
+                    crate::systemd::reloading();
+                    let outcome =
+                        reload(&options.config_path, &commands_tx, &virtual_servers_tx, &running_tx).await;
+                    crate::systemd::ready("running");
+                    let _ = reply.send(outcome);
+                }
+            },
         }
     }
     info!("stopping: sending priority 0 and releasing the virtual addresses");
+    crate::systemd::stopping();
     let _ = shutdown_tx.send(true);
     driver.await.context("the VRRP driver panicked")??;
     let _ = ipvs.await;
+    // The notify scripts of the last transitions (STOP) run to their end or timeout.
+    operator.finish().await;
     info!("stopped");
     Ok(())
 }
@@ -143,8 +197,17 @@ pub async fn reload(
     path: &std::path::Path,
     driver: &mpsc::Sender<DriverCommand>,
     virtual_servers: &watch::Sender<Vec<VirtualServer>>,
+    running: &watch::Sender<Model>,
 ) -> ReloadOutcome {
     let model = match haldir_config::load_file(path) {
+        Ok(model) if !crate::notify::check_model(&model).is_empty() => {
+            let lines = crate::notify::check_model(&model);
+            for line in &lines {
+                error!("reload rejected: {line}");
+            }
+            warn!("reload rejected: the running configuration stays");
+            return ReloadOutcome::Rejected(lines);
+        }
         Ok(model) => model,
         Err(errors) => {
             let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
@@ -180,6 +243,7 @@ pub async fn reload(
                 *current = model.virtual_servers.clone();
                 changed
             });
+            running.send_replace(model);
             ReloadOutcome::Applied(report)
         }
         Ok(Err(e)) => {
@@ -197,14 +261,15 @@ pub async fn reload(
 /// the next round; the others are applied. The table stays in place on exit,
 /// so a restart does not disturb established connections.
 async fn keep_ipvs_in_step(
-    mut servers: watch::Receiver<Vec<VirtualServer>>,
+    mut servers: watch::Receiver<haldir_ipvs::model::Table>,
     resync: Duration,
     mut shutdown: watch::Receiver<bool>,
+    counters: std::sync::Arc<crate::metrics::DaemonCounters>,
 ) {
     // Nothing to do (and no need for IPVS) until some virtual server is configured.
     tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => return,
-        _ = servers.wait_for(|s| !s.is_empty()) => {}
+        _ = servers.wait_for(|t| t.service_count() > 0) => {}
     }
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
@@ -213,12 +278,13 @@ async fn keep_ipvs_in_step(
             return;
         }
     };
-    let mut desired = crate::ipvs_wiring::desired_table_all_up(&servers.borrow_and_update());
+    let mut desired = servers.borrow_and_update().clone();
     let mut reconciler = Reconciler::new(client);
     let mut first_round = true;
     loop {
         match reconciler.reconcile(&desired).await {
             Ok(report) => {
+                counters.count_reconcile(&report.ops, report.failures.len());
                 for failure in &report.failures {
                     error!("IPVS: {} failed: {}", failure.op, failure.error);
                 }
@@ -240,7 +306,10 @@ async fn keep_ipvs_in_step(
                 }
                 first_round = false;
             }
-            Err(e) => warn!("IPVS: reading the kernel table failed: {e}; retrying"),
+            Err(e) => {
+                counters.count_read_error();
+                warn!("IPVS: reading the kernel table failed: {e}; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -248,7 +317,7 @@ async fn keep_ipvs_in_step(
                 if changed.is_err() {
                     return;
                 }
-                desired = crate::ipvs_wiring::desired_table_all_up(&servers.borrow_and_update());
+                desired = servers.borrow_and_update().clone();
             }
             () = tokio::time::sleep(resync) => {}
         }

@@ -5,8 +5,18 @@
 //! test bed: a bridge, hosts on veths, packet capture, client-side outage probes and
 //! keepalived as a reference VRRP peer, all built from real kernel objects.
 //! [`ipvs_wiring`] turns the configuration's virtual servers into the
-//! desired IPVS table.
+//! desired IPVS table. [`control`], [`metrics`], [`notify`], [`live`] and
+//! [`systemd`] are the operator's tools (status and reload over a unix
+//! socket, Prometheus metrics, notify scripts, sd-notify), started by
+//! [`operator`].
 
+pub mod control;
 pub mod daemon;
+pub mod health_wiring;
 pub mod ipvs_wiring;
 pub mod lab;
+pub mod live;
+pub mod metrics;
+pub mod notify;
+pub mod operator;
+pub mod systemd;

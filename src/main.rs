@@ -1,4 +1,5 @@
-//! The `haldir` command: run the director, check a configuration, or run the demo.
+//! The `haldir` command: run the director, check or convert a configuration,
+//! or run the demo.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,9 +19,12 @@ struct Cli {
 enum Command {
     /// Run the director in the foreground (logs go to stderr).
     Run {
-        /// The configuration file (TOML).
+        /// The configuration file (TOML or keepalived.conf).
         #[arg(long, short = 'c')]
         config: PathBuf,
+        /// The configuration's syntax; `auto` decides from the content.
+        #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
+        format: ConfigFormat,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -30,16 +34,76 @@ enum Command {
         /// Seconds between re-reads of the IPVS table (drift repair).
         #[arg(long, default_value_t = 10.0)]
         ipvs_resync: f64,
+        /// The control socket for `haldir status` and `haldir reload` (mode 0600;
+        /// its directory is created if missing).
+        #[arg(long, default_value = haldir::control::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// Run without a control socket.
+        #[arg(long)]
+        no_control_socket: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9650); off by default.
+        #[arg(long, value_name = "ADDR")]
+        metrics_address: Option<std::net::SocketAddr>,
+    },
+    /// Show the running daemon's state: each VRRP instance and each virtual server.
+    Status {
+        /// Print the state as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The daemon's control socket.
+        #[arg(long, default_value = haldir::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Ask the running daemon to reload its configuration file: exit 0 when the
+    /// new configuration was accepted, 1 printing the errors when rejected.
+    Reload {
+        /// The daemon's control socket.
+        #[arg(long, default_value = haldir::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
     },
     /// Validate a configuration file: exit 0 when valid, 1 printing every error.
     Check {
-        /// The configuration file (TOML).
+        /// The configuration file (TOML or keepalived.conf).
         #[arg(long, short = 'c')]
         config: PathBuf,
+        /// The configuration's syntax; `auto` decides from the content.
+        #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
+        format: ConfigFormat,
+    },
+    /// Print the TOML equivalent of a configuration (e.g. a keepalived.conf):
+    /// exit 0 printing it when valid, 1 printing every error.
+    Convert {
+        /// The configuration file (TOML or keepalived.conf).
+        file: PathBuf,
+        /// The configuration's syntax; `auto` decides from the content.
+        #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
+        format: ConfigFormat,
     },
     /// Demo: two routers in network namespaces on this machine; kill the master
     /// and watch the backup take over (needs root).
     Lab(haldir::lab::demo::DemoOptions),
+}
+
+/// The syntax of a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ConfigFormat {
+    /// Decide from the content (`[tables]` / `key = value`: TOML;
+    /// `keyword {` blocks: keepalived.conf).
+    Auto,
+    /// haldir's TOML.
+    Toml,
+    /// keepalived.conf (the subset haldir implements).
+    Keepalived,
+}
+
+impl From<ConfigFormat> for haldir_config::Format {
+    fn from(format: ConfigFormat) -> Self {
+        match format {
+            ConfigFormat::Auto => haldir_config::Format::Auto,
+            ConfigFormat::Toml => haldir_config::Format::Toml,
+            ConfigFormat::Keepalived => haldir_config::Format::Keepalived,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,33 +127,72 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match haldir_config::load_file(&config) {
-            Ok(model) => {
-                println!(
-                    "{}: valid ({} vrrp_instance{})",
-                    config.display(),
-                    model.vrrp_instances.len(),
-                    if model.vrrp_instances.len() == 1 {
-                        ""
-                    } else {
-                        "s"
+        Command::Check { config, format } => {
+            match haldir_config::load_file_as(&config, format.into()) {
+                // Notify scripts must exist and be executable by script_user.
+                Ok(model) if !haldir::notify::check_model(&model).is_empty() => {
+                    for line in haldir::notify::check_model(&model) {
+                        eprintln!("{line}");
                     }
-                );
-                ExitCode::SUCCESS
+                    ExitCode::FAILURE
+                }
+                Ok(model) => {
+                    println!(
+                        "{}: valid ({} vrrp_instance{})",
+                        config.display(),
+                        model.vrrp_instances.len(),
+                        if model.vrrp_instances.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                ExitCode::FAILURE
+        }
+        Command::Convert { file, format } => {
+            match haldir_config::load_file_as(&file, format.into()) {
+                Ok(model) => {
+                    let missing = haldir_config::not_converted(&model);
+                    if !missing.is_empty() {
+                        eprintln!(
+                            "haldir convert: {} is valid, but the TOML writer cannot express these settings yet:",
+                            file.display()
+                        );
+                        for what in missing {
+                            eprintln!("  {what}");
+                        }
+                        return ExitCode::FAILURE;
+                    }
+                    println!("# haldir configuration converted from {}", file.display());
+                    println!("# by `haldir convert`; see FORMAT.md for every key.");
+                    println!();
+                    print!("{}", haldir_config::to_toml(&model));
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run {
             config,
+            format,
             log_format,
             status_file,
             ipvs_resync,
+            control_socket,
+            no_control_socket,
+            metrics_address,
         } => {
             init_logging(log_format);
-            let model = match haldir_config::load_file(&config) {
+            let model = match haldir_config::load_file_as(&config, format.into()) {
                 Ok(model) => model,
                 Err(errors) => {
                     eprintln!("{errors}");
@@ -112,6 +215,8 @@ fn main() -> ExitCode {
                     status_file,
                     ipvs_resync: std::time::Duration::from_secs_f64(ipvs_resync.max(0.1)),
                     config_path: config.clone(),
+                    control_socket: (!no_control_socket).then_some(control_socket),
+                    metrics_address,
                 },
             )) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +224,55 @@ fn main() -> ExitCode {
                     tracing::error!("{e:#}");
                     eprintln!("haldir: {e:#}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status { json, socket } => {
+            match haldir::control::request(&socket, "status", std::time::Duration::from_secs(10)) {
+                Ok(status) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&status).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(status) => {
+                    print!("{}", haldir::control::render_table(&status));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("haldir status: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Reload { socket } => {
+            match haldir::control::request(&socket, "reload", std::time::Duration::from_secs(120)) {
+                Ok(answer) if answer["accepted"].as_bool() == Some(true) => {
+                    println!("reload accepted");
+                    for key in ["kept", "updated", "replaced", "added", "removed"] {
+                        let names: Vec<&str> = answer[key]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v.as_str())
+                            .collect();
+                        if !names.is_empty() {
+                            println!("  {key}: {}", names.join(", "));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(answer) => {
+                    eprintln!("reload rejected; the running configuration stays:");
+                    for error in answer["errors"].as_array().into_iter().flatten() {
+                        eprintln!("{}", error.as_str().unwrap_or_default());
+                    }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("haldir reload: {e:#}");
+                    ExitCode::from(2)
                 }
             }
         }

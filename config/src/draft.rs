@@ -21,8 +21,48 @@ pub(crate) struct Draft {
     pub(crate) file: Arc<str>,
     /// `global_defs.vrrp_version`.
     pub(crate) default_version: Option<Located<i64>>,
+    /// `global_defs.router_id`.
+    pub(crate) router_id: Option<Located<String>>,
+    /// `global_defs.script_user` and `global_defs.notify_timeout`.
+    pub(crate) scripts: ScriptsDraft,
     pub(crate) instances: Vec<InstanceDraft>,
     pub(crate) virtual_servers: Vec<VirtualServerDraft>,
+    /// The `vrrp_script`s, in file order.
+    pub(crate) vrrp_scripts: Vec<VrrpScriptDraft>,
+}
+
+impl Draft {
+    /// An empty configuration of `file`.
+    pub(crate) fn new(file: Arc<str>) -> Self {
+        Draft {
+            file,
+            default_version: None,
+            router_id: None,
+            scripts: ScriptsDraft::default(),
+            instances: Vec::new(),
+            virtual_servers: Vec::new(),
+            vrrp_scripts: Vec::new(),
+        }
+    }
+}
+
+/// `global_defs` settings of scripts, as read.
+#[derive(Debug, Default)]
+pub(crate) struct ScriptsDraft {
+    /// `script_user`: "USER" or "USER GROUP".
+    pub(crate) script_user: Option<Located<String>>,
+    /// `notify_timeout`, seconds.
+    pub(crate) notify_timeout: Option<Located<f64>>,
+}
+
+/// An instance's notify scripts as read (command lines).
+#[derive(Debug, Default)]
+pub(crate) struct NotifyDraft {
+    pub(crate) master: Option<Located<String>>,
+    pub(crate) backup: Option<Located<String>>,
+    pub(crate) fault: Option<Located<String>>,
+    pub(crate) stop: Option<Located<String>>,
+    pub(crate) notify: Option<Located<String>>,
 }
 
 /// One `vrrp_instance` as read. `None` means absent or already reported as
@@ -54,6 +94,10 @@ pub(crate) struct InstanceDraft {
     /// Seconds.
     pub(crate) garp_interval: Option<Located<f64>>,
     pub(crate) authentication: Option<Located<AuthDraft>>,
+    /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify`.
+    pub(crate) notify: NotifyDraft,
+    /// `track_script`: the `vrrp_script`s this instance follows.
+    pub(crate) track_script: Option<Located<Vec<TrackScriptDraft>>>,
 }
 
 impl InstanceDraft {
@@ -79,6 +123,8 @@ impl InstanceDraft {
             garp_master_refresh: None,
             garp_interval: None,
             authentication: None,
+            notify: NotifyDraft::default(),
+            track_script: None,
         }
     }
 }
@@ -112,6 +158,18 @@ pub(crate) struct VirtualServerDraft {
     /// Seconds.
     pub(crate) delay_loop: Option<Located<f64>>,
     pub(crate) real_servers: Vec<RealServerDraft>,
+    /// Checker defaults for every real server (`connect_timeout`, `retry`,
+    /// `delay_before_retry`, `warmup`, `alpha`); its `delay_loop` stays `None`
+    /// (the virtual server's is [`VirtualServerDraft::delay_loop`]).
+    pub(crate) check_defaults: CheckDefaultsDraft,
+    pub(crate) quorum: Option<Located<i64>>,
+    pub(crate) hysteresis: Option<Located<i64>>,
+    pub(crate) sorry_server: Option<Located<SorryServerDraft>>,
+    pub(crate) sorry_server_inhibit: Option<Located<bool>>,
+    pub(crate) inhibit_on_failure: Option<Located<bool>>,
+    pub(crate) omega: Option<Located<bool>>,
+    /// `virtualhost`: default for the HTTP_GET / SSL_GET checkers.
+    pub(crate) virtualhost: Option<Located<String>>,
 }
 
 impl VirtualServerDraft {
@@ -131,6 +189,14 @@ impl VirtualServerDraft {
             ops: None,
             delay_loop: None,
             real_servers: Vec::new(),
+            check_defaults: CheckDefaultsDraft::default(),
+            quorum: None,
+            hysteresis: None,
+            sorry_server: None,
+            sorry_server_inhibit: None,
+            inhibit_on_failure: None,
+            omega: None,
+            virtualhost: None,
         }
     }
 }
@@ -145,4 +211,199 @@ pub(crate) struct RealServerDraft {
     pub(crate) weight: Option<Located<i64>>,
     pub(crate) uthreshold: Option<Located<i64>>,
     pub(crate) lthreshold: Option<Located<i64>>,
+    /// Checker defaults for this real server's checkers (override the virtual server's).
+    pub(crate) check_defaults: CheckDefaultsDraft,
+    pub(crate) inhibit_on_failure: Option<Located<bool>>,
+    /// `virtualhost`: default for this real server's HTTP_GET / SSL_GET checkers.
+    pub(crate) virtualhost: Option<Located<String>>,
+    /// The health checkers, in file order.
+    pub(crate) checks: Vec<CheckDraft>,
+}
+
+impl RealServerDraft {
+    /// A real server with nothing set, starting at `loc`.
+    pub(crate) fn new(loc: Loc) -> Self {
+        RealServerDraft {
+            loc,
+            present: Vec::new(),
+            ip: None,
+            port: None,
+            weight: None,
+            uthreshold: None,
+            lthreshold: None,
+            check_defaults: CheckDefaultsDraft::default(),
+            inhibit_on_failure: None,
+            virtualhost: None,
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// The checker settings keepalived accepts at three levels (virtual server,
+/// real server, checker); the innermost one written wins.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CheckDefaultsDraft {
+    /// Seconds.
+    pub(crate) connect_timeout: Option<Located<f64>>,
+    /// `retry` (or its old name `nb_get_retry`).
+    pub(crate) retry: Option<Located<i64>>,
+    /// Seconds.
+    pub(crate) delay_before_retry: Option<Located<f64>>,
+    /// Seconds.
+    pub(crate) warmup: Option<Located<f64>>,
+    /// Seconds.
+    pub(crate) delay_loop: Option<Located<f64>>,
+    pub(crate) alpha: Option<Located<bool>>,
+}
+
+/// `sorry_server`: `"IP PORT"` / `"IP"` as text, or a table `{ ip, port }`.
+#[derive(Debug, Default)]
+pub(crate) struct SorryServerDraft {
+    /// The text form, when written as a string.
+    pub(crate) text: Option<Located<String>>,
+    pub(crate) ip: Option<Located<String>>,
+    pub(crate) port: Option<Located<i64>>,
+}
+
+/// Which checker a [`CheckDraft`] is, by keepalived's keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckKindDraft {
+    Tcp,
+    Http,
+    Ssl,
+    Misc,
+    Dns,
+}
+
+impl CheckKindDraft {
+    /// keepalived's keyword.
+    pub(crate) fn keyword(self) -> &'static str {
+        match self {
+            CheckKindDraft::Tcp => "TCP_CHECK",
+            CheckKindDraft::Http => "HTTP_GET",
+            CheckKindDraft::Ssl => "SSL_GET",
+            CheckKindDraft::Misc => "MISC_CHECK",
+            CheckKindDraft::Dns => "DNS_CHECK",
+        }
+    }
+}
+
+/// One checker block of a real server as read. Which fields may be set
+/// depends on `kind` (the front-end only fills the ones the kind has).
+#[derive(Debug)]
+pub(crate) struct CheckDraft {
+    pub(crate) loc: Loc,
+    pub(crate) kind: CheckKindDraft,
+    pub(crate) present: Vec<&'static str>,
+    pub(crate) defaults: CheckDefaultsDraft,
+    pub(crate) connect_ip: Option<Located<String>>,
+    pub(crate) connect_port: Option<Located<i64>>,
+    pub(crate) bindto: Option<Located<String>>,
+    pub(crate) bind_port: Option<Located<i64>>,
+    /// HTTP_GET / SSL_GET.
+    pub(crate) urls: Vec<UrlDraft>,
+    pub(crate) virtualhost: Option<Located<String>>,
+    /// SSL_GET: verify the server's certificate (system roots unless `ca_file`).
+    pub(crate) verify: Option<Located<bool>>,
+    pub(crate) ca_file: Option<Located<String>>,
+    /// MISC_CHECK.
+    pub(crate) misc_path: Option<Located<String>>,
+    /// Seconds.
+    pub(crate) misc_timeout: Option<Located<f64>>,
+    pub(crate) misc_dynamic: Option<Located<bool>>,
+    pub(crate) user: Option<Located<String>>,
+    pub(crate) group: Option<Located<String>>,
+    /// DNS_CHECK `type`.
+    pub(crate) dns_type: Option<Located<String>>,
+    /// DNS_CHECK `name`.
+    pub(crate) dns_name: Option<Located<String>>,
+}
+
+impl CheckDraft {
+    /// A checker of `kind` with nothing set, starting at `loc`.
+    pub(crate) fn new(loc: Loc, kind: CheckKindDraft) -> Self {
+        CheckDraft {
+            loc,
+            kind,
+            present: Vec::new(),
+            defaults: CheckDefaultsDraft::default(),
+            connect_ip: None,
+            connect_port: None,
+            bindto: None,
+            bind_port: None,
+            urls: Vec::new(),
+            virtualhost: None,
+            verify: None,
+            ca_file: None,
+            misc_path: None,
+            misc_timeout: None,
+            misc_dynamic: None,
+            user: None,
+            group: None,
+            dns_type: None,
+            dns_name: None,
+        }
+    }
+}
+
+/// One `url` of an HTTP_GET / SSL_GET as read.
+#[derive(Debug)]
+pub(crate) struct UrlDraft {
+    pub(crate) loc: Loc,
+    pub(crate) present: Vec<&'static str>,
+    pub(crate) path: Option<Located<String>>,
+    /// `status_code`: text ("200-299 404") or an integer written as text.
+    pub(crate) status_code: Option<Located<String>>,
+    pub(crate) digest: Option<Located<String>>,
+    pub(crate) regex: Option<Located<String>>,
+    pub(crate) regex_no_match: Option<Located<bool>>,
+    pub(crate) virtualhost: Option<Located<String>>,
+}
+
+/// One `vrrp_script` as read.
+#[derive(Debug)]
+pub(crate) struct VrrpScriptDraft {
+    pub(crate) loc: Loc,
+    pub(crate) present: Vec<&'static str>,
+    pub(crate) name: Option<Located<String>>,
+    pub(crate) script: Option<Located<String>>,
+    /// Seconds.
+    pub(crate) interval: Option<Located<f64>>,
+    /// Seconds.
+    pub(crate) timeout: Option<Located<f64>>,
+    pub(crate) weight: Option<Located<i64>>,
+    pub(crate) rise: Option<Located<i64>>,
+    pub(crate) fall: Option<Located<i64>>,
+    pub(crate) user: Option<Located<String>>,
+    pub(crate) group: Option<Located<String>>,
+    pub(crate) init_fail: Option<Located<bool>>,
+}
+
+impl VrrpScriptDraft {
+    /// A script with nothing set, starting at `loc`.
+    pub(crate) fn new(loc: Loc) -> Self {
+        VrrpScriptDraft {
+            loc,
+            present: Vec::new(),
+            name: None,
+            script: None,
+            interval: None,
+            timeout: None,
+            weight: None,
+            rise: None,
+            fall: None,
+            user: None,
+            group: None,
+            init_fail: None,
+        }
+    }
+}
+
+/// One `track_script` entry: a script name, with an optional weight that
+/// overrides the script's own.
+#[derive(Debug)]
+pub(crate) struct TrackScriptDraft {
+    pub(crate) loc: Loc,
+    pub(crate) name: Option<Located<String>>,
+    pub(crate) weight: Option<Located<i64>>,
 }

@@ -77,11 +77,24 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
     /// Sorts by position; errors without a position go last. The sort is stable,
-    /// so errors at the same place keep the order they were found in.
+    /// so errors at the same place keep the order they were found in. Errors
+    /// in several files (a keepalived.conf and its includes) are grouped by
+    /// file, in the order each file's first error was found.
     pub(crate) fn sorted(mut errors: Vec<ConfigError>) -> Self {
+        let mut files: Vec<Arc<str>> = Vec::new();
+        for error in &errors {
+            if !files.contains(&error.file) {
+                files.push(error.file.clone());
+            }
+        }
         errors.sort_by_key(|e| match &e.loc {
-            Some(loc) => (0, loc.line, loc.col),
-            None => (1, 0, 0),
+            Some(loc) => (
+                0,
+                files.iter().position(|f| *f == loc.file).unwrap_or(0),
+                loc.line,
+                loc.col,
+            ),
+            None => (1, 0, 0, 0),
         });
         ConfigErrors(errors)
     }

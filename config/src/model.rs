@@ -12,11 +12,74 @@ use crate::error::Loc;
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Model {
+    /// `global_defs.router_id`: a name for this router in logs and status
+    /// output; no effect on the protocol.
+    pub router_id: Option<String>,
+    /// `global_defs.script_user` and `notify_timeout`.
+    pub scripts: ScriptSettings,
     /// The VRRP instances, in file order. May be empty if `virtual_servers` is not.
     pub vrrp_instances: Vec<VrrpInstance>,
     /// The IPVS virtual servers, in file order. May be empty if
     /// `vrrp_instances` is not.
     pub virtual_servers: Vec<VirtualServer>,
+    /// The `vrrp_script`s, in file order, each name once.
+    pub vrrp_scripts: Vec<crate::model_health::VrrpScript>,
+}
+
+/// How notify scripts (and other scripts haldir runs) are run: `global_defs`
+/// `script_user` and `notify_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptSettings {
+    /// `script_user USER [GROUP]`: the account scripts run as; `None`:
+    /// `keepalived_script` if that account exists, else `nobody`.
+    pub user: Option<String>,
+    /// The group of `script_user`; `None`: the user's primary group.
+    pub group: Option<String>,
+    /// `notify_timeout`: a notify script still running after this long is
+    /// killed (with its process group).
+    pub notify_timeout: std::time::Duration,
+}
+
+impl Default for ScriptSettings {
+    fn default() -> Self {
+        ScriptSettings {
+            user: None,
+            group: None,
+            notify_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// An instance's notify scripts (keepalived's `notify_*`), as written: a
+/// command line split like keepalived (no shell). `notify` is called with
+/// `INSTANCE NAME STATE PRIORITY` appended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyScripts {
+    /// `notify_master`: run on entering MASTER.
+    pub master: Option<String>,
+    /// `notify_backup`: run on entering BACKUP.
+    pub backup: Option<String>,
+    /// `notify_fault`: run on entering FAULT.
+    pub fault: Option<String>,
+    /// `notify_stop`: run when the instance stops.
+    pub stop: Option<String>,
+    /// `notify`: run on every transition, with keepalived's arguments.
+    pub notify: Option<String>,
+}
+
+impl NotifyScripts {
+    /// Every configured script as (keyword, command line).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("notify_master", &self.master),
+            ("notify_backup", &self.backup),
+            ("notify_fault", &self.fault),
+            ("notify_stop", &self.stop),
+            ("notify", &self.notify),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
 }
 
 /// One VRRP virtual router (keepalived's `vrrp_instance`).
@@ -62,6 +125,12 @@ pub struct VrrpInstance {
     pub garp_interval_millis: u32,
     /// Version 2 simple-password authentication; always `None` for version 3.
     pub authentication: Option<Authentication>,
+    /// Notify scripts (`notify_master`, `notify_backup`, `notify_fault`,
+    /// `notify_stop`, `notify`).
+    pub notify: NotifyScripts,
+    /// `track_script`: the `vrrp_script`s whose state moves this instance's
+    /// priority (or puts it in FAULT), each name once and defined.
+    pub track_script: Vec<crate::model_health::TrackScript>,
     /// Where the instance's table starts in the configuration file.
     pub loc: Loc,
 }
@@ -339,6 +408,16 @@ pub struct VirtualServer {
     pub one_packet: bool,
     /// Milliseconds between health-check rounds (`delay_loop`), if set.
     pub delay_loop_millis: Option<u32>,
+    /// `quorum`: the live weight (sum of the weights of the real servers that
+    /// are up) the service needs (default 1).
+    pub quorum: u32,
+    /// `hysteresis`: the quorum is lost below `quorum - hysteresis` and
+    /// regained at `quorum + hysteresis` (default 0).
+    pub hysteresis: u32,
+    /// `sorry_server`: the only destination while the quorum is lost.
+    pub sorry_server: Option<crate::model_health::SorryServer>,
+    /// `omega`: on shutdown, report the servers still up as going down.
+    pub omega: bool,
     /// The real servers, in file order, each (ip, port) once.
     pub real_servers: Vec<RealServer>,
     /// Where the table starts in the configuration file.
@@ -358,6 +437,11 @@ pub struct RealServer {
     pub upper_threshold: u32,
     /// Lower connection threshold, at most the upper one.
     pub lower_threshold: u32,
+    /// `inhibit_on_failure` (real server's, else the virtual server's): a
+    /// failed server stays in the table with weight 0 instead of being removed.
+    pub inhibit_on_failure: bool,
+    /// The health checkers; the server is up when all are (none: always up).
+    pub checks: Vec<crate::model_health::HealthCheck>,
     /// Where the table starts in the configuration file.
     pub loc: Loc,
 }

@@ -11,10 +11,12 @@ use toml::Spanned;
 use crate::draft::{AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, VirtualServerDraft};
 use crate::error::{ConfigError, LineIndex};
 
+mod health;
+
 /// Keys accepted at the top level of the file.
-const TOP_KEYS: &[&str] = &["global_defs", "vrrp_instance", "virtual_server"];
+const TOP_KEYS: &[&str] = &["global_defs", "vrrp_instance", "virtual_server", "vrrp_script"];
 /// Keys accepted in `[global_defs]`.
-const GLOBAL_KEYS: &[&str] = &["vrrp_version"];
+const GLOBAL_KEYS: &[&str] = &["router_id", "vrrp_version", "script_user", "notify_timeout"];
 /// Keys accepted in each `[[vrrp_instance]]`, in the order the docs list them.
 const INSTANCE_KEYS: &[&str] = &[
     "name",
@@ -34,6 +36,12 @@ const INSTANCE_KEYS: &[&str] = &[
     "garp_master_refresh",
     "garp_interval",
     "authentication",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify_stop",
+    "notify",
+    "track_script",
 ];
 /// Keys accepted in each `[[virtual_server]]`, in the order the docs list them.
 const VIRTUAL_SERVER_KEYS: &[&str] = &[
@@ -50,9 +58,44 @@ const VIRTUAL_SERVER_KEYS: &[&str] = &[
     "ops",
     "delay_loop",
     "real_server",
+    // Health checking (toml_front/health.rs reads these).
+    "quorum",
+    "hysteresis",
+    "sorry_server",
+    "sorry_server_inhibit",
+    "inhibit_on_failure",
+    "alpha",
+    "omega",
+    "warmup",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "virtualhost",
 ];
 /// Keys accepted in each `[[virtual_server.real_server]]`.
-const REAL_SERVER_KEYS: &[&str] = &["ip", "port", "weight", "uthreshold", "lthreshold"];
+const REAL_SERVER_KEYS: &[&str] = &[
+    "ip",
+    "port",
+    "weight",
+    "uthreshold",
+    "lthreshold",
+    // Health checking (toml_front/health.rs reads these).
+    "inhibit_on_failure",
+    "alpha",
+    "warmup",
+    "delay_loop",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "virtualhost",
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "MISC_CHECK",
+    "DNS_CHECK",
+];
 /// Keys accepted in an instance's `authentication` table.
 const AUTH_KEYS: &[&str] = &["auth_type", "auth_pass"];
 
@@ -114,17 +157,21 @@ impl Reader<'_> {
         let mut draft = Draft {
             file: self.index.file().clone(),
             default_version: None,
+            router_id: None,
+            scripts: Default::default(),
             instances: Vec::new(),
             virtual_servers: Vec::new(),
+            vrrp_scripts: Vec::new(),
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
                 Some("global_defs") => {
                     if let Some(globals) = self.table("global_defs", value) {
-                        draft.default_version = self.global_defs(globals);
+                        self.global_defs(globals, &mut draft);
                     }
                 }
                 Some("virtual_server") => draft.virtual_servers = self.virtual_servers(value),
+                Some("vrrp_script") => draft.vrrp_scripts = self.vrrp_scripts(value),
                 Some(_) => draft.instances = self.instances(value),
                 None => {}
             }
@@ -132,14 +179,20 @@ impl Reader<'_> {
         draft
     }
 
-    fn global_defs(&mut self, table: &DeTable<'_>) -> Option<Located<i64>> {
-        let mut version = None;
+    fn global_defs(&mut self, table: &DeTable<'_>, draft: &mut Draft) {
         for (key, value) in table {
-            if self.known_key(key, "[global_defs]", GLOBAL_KEYS).is_some() {
-                version = self.integer("vrrp_version", value);
+            match self.known_key(key, "[global_defs]", GLOBAL_KEYS) {
+                Some("router_id") => draft.router_id = self.string("router_id", value),
+                Some("script_user") => {
+                    draft.scripts.script_user = self.string("script_user", value)
+                }
+                Some("notify_timeout") => {
+                    draft.scripts.notify_timeout = self.seconds("notify_timeout", value)
+                }
+                Some(_) => draft.default_version = self.integer("vrrp_version", value),
+                None => {}
             }
         }
-        version
     }
 
     fn instances(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<InstanceDraft> {
@@ -192,6 +245,12 @@ impl Reader<'_> {
                 "garp_master_refresh" => draft.garp_master_refresh = self.seconds(name, value),
                 "garp_interval" => draft.garp_interval = self.seconds(name, value),
                 "authentication" => draft.authentication = self.authentication(value),
+                "track_script" => draft.track_script = self.track_script(value),
+                "notify_master" => draft.notify.master = self.string(name, value),
+                "notify_backup" => draft.notify.backup = self.string(name, value),
+                "notify_fault" => draft.notify.fault = self.string(name, value),
+                "notify_stop" => draft.notify.stop = self.string(name, value),
+                "notify" => draft.notify.notify = self.string(name, value),
                 other => unreachable!("INSTANCE_KEYS entry {other} has no reader"),
             }
         }
@@ -270,6 +329,7 @@ impl Reader<'_> {
                         .map(|(table, at)| self.real_server(table, at))
                         .collect()
                 }
+                other if self.virtual_server_health_key(&mut draft, other, value) => {}
                 other => unreachable!("VIRTUAL_SERVER_KEYS entry {other} has no reader"),
             }
         }
@@ -277,15 +337,7 @@ impl Reader<'_> {
     }
 
     fn real_server(&mut self, table: &DeTable<'_>, at: &Spanned<DeValue<'_>>) -> RealServerDraft {
-        let mut draft = RealServerDraft {
-            loc: self.index.loc(at.span().start),
-            present: Vec::new(),
-            ip: None,
-            port: None,
-            weight: None,
-            uthreshold: None,
-            lthreshold: None,
-        };
+        let mut draft = RealServerDraft::new(self.index.loc(at.span().start));
         for (key, value) in table {
             let Some(name) =
                 self.known_key(key, "[[virtual_server.real_server]]", REAL_SERVER_KEYS)
@@ -298,7 +350,8 @@ impl Reader<'_> {
                 "port" => draft.port = self.integer(name, value),
                 "weight" => draft.weight = self.integer(name, value),
                 "uthreshold" => draft.uthreshold = self.integer(name, value),
-                _ => draft.lthreshold = self.integer(name, value),
+                "lthreshold" => draft.lthreshold = self.integer(name, value),
+                other => self.real_server_health_key(&mut draft, other, value),
             }
         }
         draft
@@ -494,7 +547,7 @@ fn article(type_name: &str) -> String {
 }
 
 /// Levenshtein distance, for "did you mean" suggestions on short keys.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -11,6 +11,8 @@ use crate::error::{ConfigError, ConfigErrors, Loc};
 use crate::model::{
     AddressFamily, Authentication, Model, VirtualAddress, VrrpInstance, VrrpVersion,
 };
+use crate::model::{NotifyScripts, ScriptSettings};
+use crate::draft::{NotifyDraft, ScriptsDraft};
 
 /// keepalived's default advert interval, in seconds.
 const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
@@ -38,19 +40,46 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             "nothing to run: add at least one [[vrrp_instance]] or [[virtual_server]] table",
         ));
     }
+    let router_id = draft.router_id.as_ref().and_then(|id| {
+        let valid = !id.value.is_empty() && !id.value.contains(char::is_control);
+        if !valid {
+            push(
+                &mut errors,
+                &id.loc,
+                format!(
+                    "router_id = {:?}: give a non-empty name without control characters, e.g. \"lvs-a\"",
+                    id.value
+                ),
+            );
+        }
+        valid.then(|| id.value.clone())
+    });
+    let scripts = script_settings(&mut errors, &draft.scripts);
     let mut seen = Seen::default();
-    let instances: Vec<Option<VrrpInstance>> = draft
+    let mut instances: Vec<Option<VrrpInstance>> = draft
         .instances
         .iter()
         .map(|d| instance(&mut errors, &mut seen, d, default_version))
         .collect();
     let virtual_servers =
-        crate::validate_ipvs::virtual_servers(&mut errors, &draft.virtual_servers);
+        crate::validate_ipvs::virtual_servers(&mut errors, &draft.virtual_servers, &draft.scripts);
+    let vrrp_scripts =
+        crate::validate_health::vrrp_scripts(&mut errors, &draft.vrrp_scripts, &draft.scripts);
+    crate::validate_health::track_scripts(
+        &mut errors,
+        &draft.instances,
+        &mut instances,
+        &draft.vrrp_scripts,
+        &vrrp_scripts,
+    );
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
         Ok(Model {
+            router_id,
+            scripts,
             vrrp_instances,
             virtual_servers,
+            vrrp_scripts,
         })
     } else {
         Err(ConfigErrors::sorted(errors))
@@ -273,6 +302,8 @@ fn instance(
         }
     }
 
+    let notify = notify_scripts(errors, &d.notify);
+
     if errors.len() > errors_before {
         return None;
     }
@@ -295,6 +326,9 @@ fn instance(
         garp_master_refresh_secs: garp_master_refresh_secs.unwrap_or(0),
         garp_interval_millis: garp_interval_millis.unwrap_or(0),
         authentication: authentication.flatten(),
+        notify,
+        // Filled by validate_health::track_scripts once every script is known.
+        track_script: Vec::new(),
         loc: d.loc.clone(),
     })
 }
@@ -599,4 +633,73 @@ fn authentication(
     Some(Authentication::Pass(
         auth.value.auth_pass.as_ref()?.value.clone(),
     ))
+}
+
+/// Longest `notify_timeout`, in seconds.
+const MAX_NOTIFY_TIMEOUT_SECS: f64 = 3600.0;
+
+/// `global_defs` `script_user` ("USER" or "USER GROUP") and `notify_timeout`.
+fn script_settings(errors: &mut Vec<ConfigError>, d: &ScriptsDraft) -> ScriptSettings {
+    let mut settings = ScriptSettings::default();
+    if let Some(user) = &d.script_user {
+        let words: Vec<&str> = user.value.split_whitespace().collect();
+        match words.as_slice() {
+            [user] => settings.user = Some((*user).to_owned()),
+            [user, group] => {
+                settings.user = Some((*user).to_owned());
+                settings.group = Some((*group).to_owned());
+            }
+            _ => push(
+                errors,
+                &user.loc,
+                format!(
+                    "script_user = {:?}: give a user name, optionally followed by a group, e.g. \"keepalived_script\" or \"nobody nogroup\"",
+                    user.value
+                ),
+            ),
+        }
+    }
+    if let Some(timeout) = &d.notify_timeout {
+        if timeout.value.is_finite() && timeout.value > 0.0 && timeout.value <= MAX_NOTIFY_TIMEOUT_SECS
+        {
+            settings.notify_timeout = std::time::Duration::from_secs_f64(timeout.value);
+        } else {
+            push(
+                errors,
+                &timeout.loc,
+                format!(
+                    "notify_timeout = {}: must be more than 0 and at most {MAX_NOTIFY_TIMEOUT_SECS} seconds",
+                    timeout.value
+                ),
+            );
+        }
+    }
+    settings
+}
+
+/// An instance's notify scripts: each a non-empty command line. Whether the
+/// program exists and is executable is checked by `haldir check` and at start.
+fn notify_scripts(errors: &mut Vec<ConfigError>, d: &NotifyDraft) -> NotifyScripts {
+    let mut one = |key: &str, script: &Option<Located<String>>| {
+        let script = script.as_ref()?;
+        if script.value.trim().is_empty() || script.value.contains(char::is_control) {
+            push(
+                errors,
+                &script.loc,
+                format!(
+                    "{key} = {:?}: give the script to run, e.g. \"/etc/haldir/{key}.sh\"",
+                    script.value
+                ),
+            );
+            return None;
+        }
+        Some(script.value.clone())
+    };
+    NotifyScripts {
+        master: one("notify_master", &d.master),
+        backup: one("notify_backup", &d.backup),
+        fault: one("notify_fault", &d.fault),
+        stop: one("notify_stop", &d.stop),
+        notify: one("notify", &d.notify),
+    }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::draft::{Located, RealServerDraft, VirtualServerDraft};
+use crate::draft::{Located, RealServerDraft, ScriptsDraft, VirtualServerDraft};
 use crate::error::{ConfigError, Loc};
 use crate::model::{
     AddressFamily, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, RealServer, VirtualServer,
@@ -24,12 +24,13 @@ const MAX_WEIGHT: i64 = 65535;
 pub(crate) fn virtual_servers(
     errors: &mut Vec<ConfigError>,
     drafts: &[VirtualServerDraft],
+    scripts: &ScriptsDraft,
 ) -> Vec<VirtualServer> {
     let mut seen: HashMap<(VirtualServerAddress, AddressFamily, Option<LvsProtocol>), Loc> =
         HashMap::new();
     let mut result = Vec::new();
     for draft in drafts {
-        if let Some(vs) = virtual_server(errors, draft) {
+        if let Some(vs) = virtual_server(errors, draft, scripts) {
             let protocol = match vs.address {
                 VirtualServerAddress::Socket { .. } => Some(vs.protocol),
                 VirtualServerAddress::Fwmark(_) => None,
@@ -94,7 +95,11 @@ fn port(errors: &mut Vec<ConfigError>, value: &Located<i64>) -> Option<u16> {
 }
 
 /// Validates one virtual server; `None` if anything about it is wrong.
-fn virtual_server(errors: &mut Vec<ConfigError>, d: &VirtualServerDraft) -> Option<VirtualServer> {
+fn virtual_server(
+    errors: &mut Vec<ConfigError>,
+    d: &VirtualServerDraft,
+    scripts: &ScriptsDraft,
+) -> Option<VirtualServer> {
     let errors_before = errors.len();
 
     let address = match (&d.ip, &d.fwmark) {
@@ -293,9 +298,19 @@ fn virtual_server(errors: &mut Vec<ConfigError>, d: &VirtualServerDraft) -> Opti
     let mut seen: HashMap<(IpAddr, u16), Loc> = HashMap::new();
     let mut real_servers = Vec::with_capacity(d.real_servers.len());
     for rs in &d.real_servers {
-        let Some(server) = real_server(errors, rs, default_port, family, method) else {
+        let Some(mut server) = real_server(errors, rs, default_port, family, method) else {
             continue;
         };
+        let health = crate::validate_health::real_server(
+            errors,
+            d,
+            rs,
+            Some(server.ip),
+            Some(server.port),
+            scripts,
+        );
+        server.inhibit_on_failure = health.inhibit_on_failure;
+        server.checks = health.checks;
         let key = (server.ip, server.port);
         if let Some(first) = seen.get(&key) {
             push(
@@ -312,6 +327,8 @@ fn virtual_server(errors: &mut Vec<ConfigError>, d: &VirtualServerDraft) -> Opti
         real_servers.push(server);
     }
 
+    let health = crate::validate_health::virtual_server(errors, d, family, method, default_port);
+
     if errors.len() > errors_before {
         return None;
     }
@@ -324,6 +341,10 @@ fn virtual_server(errors: &mut Vec<ConfigError>, d: &VirtualServerDraft) -> Opti
         persistence,
         one_packet,
         delay_loop_millis,
+        quorum: health.quorum,
+        hysteresis: health.hysteresis,
+        sorry_server: health.sorry_server,
+        omega: health.omega,
         real_servers,
         loc: d.loc.clone(),
     })
@@ -476,6 +497,9 @@ fn real_server(
         weight: weight?,
         upper_threshold: upper_threshold?,
         lower_threshold: lower_threshold?,
+        // Set by the caller (validate_health::real_server).
+        inhibit_on_failure: false,
+        checks: Vec::new(),
         loc: d.loc.clone(),
     })
 }

@@ -99,6 +99,8 @@ fn example_file_parses_into_the_expected_model() {
         garp_master_refresh_secs: 0,
         garp_interval_millis: 1,
         authentication: Some(Authentication::Pass("secret".into())),
+        notify: Default::default(),
+        track_script: Vec::new(),
         loc: loc(&file, 13, 1),
     };
     let private = VrrpInstance {
@@ -152,6 +154,8 @@ fn minimal_instance_gets_keepalived_defaults() {
             garp_master_refresh_secs: 0,
             garp_interval_millis: 0,
             authentication: None,
+            notify: Default::default(),
+        track_script: Vec::new(),
             loc: loc(FILE, 1, 1),
         }]
     );
@@ -291,14 +295,14 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
           virtual_ipaddress, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
-          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication"]
+          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script"]
     );
 }
 
 #[test]
 fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
     let text = format!(
-        "log_level = \"debug\"\n[global_defs]\nrouter_id = \"lb1\"\n{}",
+        "log_level = \"debug\"\n[global_defs]\nsmtp_server = \"192.0.2.25\"\n{}",
         instance(&[(
             "authentication",
             Some("{ auth_type = \"PASS\", auth_pass = \"x\", auth_hash = 1 }")
@@ -307,8 +311,8 @@ fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
     assert_eq!(
         errors(&text),
         [
-            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server",
-            "haldir.toml:3:1: unknown key `router_id` in [global_defs]; accepted keys: vrrp_version",
+            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script",
+            "haldir.toml:3:1: unknown key `smtp_server` in [global_defs]; accepted keys: router_id, vrrp_version, script_user, notify_timeout",
             "haldir.toml:10:57: unknown key `auth_hash` in authentication; did you mean `auth_pass`? accepted keys: auth_type, auth_pass",
         ]
     );
@@ -375,7 +379,7 @@ garp_master_repet = 5
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
              nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
-             garp_master_refresh, garp_interval, authentication",
+             garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script",
         ]
     );
 }

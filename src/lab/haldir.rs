@@ -149,6 +149,18 @@ impl<'l> Haldir<'l> {
         binary: &Path,
         config: &str,
     ) -> anyhow::Result<Haldir<'l>> {
+        Haldir::start_with_args(lab, host, binary, config, &[])
+    }
+
+    /// Like [`Haldir::start_with_config`], with extra arguments for `haldir run`
+    /// (`--metrics-address ...`).
+    pub fn start_with_args(
+        lab: &'l Lab,
+        host: &str,
+        binary: &Path,
+        config: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Haldir<'l>> {
         let dir = lab.dir();
         let config_path = dir.join(format!("{host}-haldir.toml"));
         let status_path = dir.join(format!("{host}-haldir.status.json"));
@@ -161,6 +173,9 @@ impl<'l> Haldir<'l> {
             .arg(&config_path)
             .arg("--status-file")
             .arg(&status_path)
+            .arg("--control-socket")
+            .arg(dir.join(format!("{host}-haldir.sock")))
+            .args(extra_args)
             .env("HALDIR_LOG", "info,haldir_vrrp=debug");
         let pid = lab
             .spawn(host, cmd)
@@ -196,6 +211,11 @@ impl<'l> Haldir<'l> {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Its control socket (`haldir status --socket ...`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.lab.dir().join(format!("{}-haldir.sock", self.host))
     }
 
     /// The configuration file it was started with.

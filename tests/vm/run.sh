@@ -2,6 +2,7 @@
 # Runs haldir's kernel tests (tests/kernel_*.rs) inside a VM whose kernel has IPVS.
 #
 #   bash tests/vm/run.sh [ARGS...]      # as root; ARGS go to every test binary (a name filter)
+#   bash tests/vm/run.sh --bench        # instead: the IPVS benchmark (bench/ipvs_bulk.rs)
 #   HALDIR_VM_BINARIES="target/debug/deps/kernel_x-HASH ..." bash tests/vm/run.sh   # no build
 #
 # The host kernel of the development and CI machines has no IPVS, so this script:
@@ -27,6 +28,15 @@ VM_TIMEOUT=${HALDIR_VM_TIMEOUT:-1200}   # seconds for boot + all tests, then the
 PACKAGES=(qemu-system-x86 linux-image-amd64 ipvsadm nftables iproute2 busybox-static python3-venv)
 # Every IPVS scheduler that Linux has had; each one the kernel ships is loaded in the VM.
 SCHEDULERS=(rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)
+
+# --bench: build and run the VM benchmarks (cargo bench targets in VM_BENCHES) instead of
+# the kernel tests; everything else (packages, kernel, VM, report) is the same.
+VM_BENCHES=(ipvs_bulk)
+MODE=test
+if [[ ${1:-} == --bench ]]; then
+    MODE=bench
+    shift
+fi
 
 say() { printf '==> vm: %s\n' "$*"; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -74,8 +84,10 @@ say "kernel $KVER, virtme-ng $("$VNG_VENV/bin/vng" --version 2>/dev/null | head 
 # --- 2. the test binaries, built on the host ------------------------------------------------
 # Kernel tests are the integration test targets named kernel_* in any workspace package.
 # Their executables, from cargo's JSON messages:
+# (With --bench: the bench targets named in argv[3:].)
 EXECUTABLES_PY='
 import json, sys
+kind = sys.argv[2] if len(sys.argv) > 2 else "test"
 for line in open(sys.argv[1]):
     try:
         msg = json.loads(line)
@@ -83,12 +95,24 @@ for line in open(sys.argv[1]):
         continue
     target = msg.get("target") or {}
     if (msg.get("reason") == "compiler-artifact" and msg.get("executable")
-            and "test" in target.get("kind", []) and target.get("name", "").startswith("kernel_")):
+            and kind in target.get("kind", [])
+            and (target.get("name", "") in sys.argv[3:] if kind == "bench"
+                 else target.get("name", "").startswith("kernel_"))):
         print(msg["executable"])
 '
 if [[ -n ${HALDIR_VM_BINARIES:-} ]]; then
     # Debugging knob: run these already built binaries instead of building.
     read -r -d "" -a BINARIES <<<"$HALDIR_VM_BINARIES" || true
+elif [[ $MODE == bench ]]; then
+    say "building the VM benchmarks: cargo bench --no-run ${VM_BENCHES[*]/#/--bench }"
+    start_build=$(date +%s.%N)
+    build_json=$(mktemp)
+    trap 'rm -f "$build_json"' EXIT
+    cargo bench --no-run ${VM_BENCHES[*]/#/--bench } --message-format=json-render-diagnostics \
+        >"$build_json" || die "building the benchmarks failed"
+    mapfile -t BINARIES < <(python3 -c "$EXECUTABLES_PY" "$build_json" bench "${VM_BENCHES[@]}")
+    ((${#BINARIES[@]})) || die "no benchmark binaries were built"
+    say "built ${#BINARIES[@]} benchmark binaries in $(since "$start_build") s"
 else
     say "building the kernel test binaries: cargo test --workspace --no-run --test 'kernel_*'"
     start_build=$(date +%s.%N)

@@ -1,0 +1,826 @@
+//! The keepalived.conf front-end: reads keepalived's block syntax (see
+//! [`read`] for comments, quotes and `include`, [`tree`] for blocks) and maps
+//! the keywords haldir implements onto the same [`Draft`] the TOML front-end
+//! builds, so validation and the resulting model are the same whichever
+//! syntax the file is in.
+//!
+//! Every keyword haldir does not implement is an error naming it and its
+//! line:col; nothing is silently ignored. Keywords that are planned but not in
+//! the model yet (checkers, sync groups, tracking scripts) say so.
+//!
+//! # Adding a keyword
+//!
+//! Each block has a [`BlockKeywords`] table (what is accepted, what is planned)
+//! and one `match` from keyword to draft field: to support a planned keyword,
+//! move it from `planned` to `accepted` and add its arm, reading it with the
+//! value helpers ([`Front::integer`], [`Front::seconds`], [`Front::word`],
+//! [`Front::flag`], [`Front::list_block`], or a block of its own like
+//! [`Front::authentication`]). The places:
+//!
+//! - `vrrp_sync_group`, `vrrp_script`: [`TOP`] and [`Front::document`];
+//! - `track_script`: [`INSTANCE`] and [`Front::instance`];
+//! - `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`: [`REAL_SERVER`] and
+//!   [`Front::real_server`] (a checker block reads like
+//!   [`Front::authentication`]: a nested block of keyword lines).
+
+mod read;
+mod tree;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::draft::{AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, VirtualServerDraft};
+use crate::error::{ConfigError, Loc};
+use crate::toml_front::edit_distance;
+
+pub(crate) use read::MAX_INCLUDE_DEPTH;
+use tree::{Block, Stmt, Word};
+
+/// Reads keepalived.conf `text`, called `file` in messages (at `canonical`
+/// on disk, if known, for include-loop detection); relative includes are
+/// resolved against `dir`.
+///
+/// `Err` holds the errors that make the file's structure unreadable (an
+/// unclosed quote or block, a stray brace, an include that cannot be read or
+/// loops), reported alone like a TOML syntax error. `Ok` holds the draft and
+/// the keyword errors, to be reported together with validation's.
+pub(crate) fn read(
+    text: &str,
+    file: Arc<str>,
+    canonical: Option<PathBuf>,
+    dir: &Path,
+) -> Result<(Draft, Vec<ConfigError>), Vec<ConfigError>> {
+    let source = read::read(text, file.clone(), canonical, dir);
+    let (items, tree_errors) = tree::parse(source.tokens);
+    let mut errors = source.errors;
+    errors.extend(tree_errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut front = Front { errors: Vec::new() };
+    let draft = front.document(file, &items);
+    Ok((draft, front.errors))
+}
+
+/// The keywords of one kind of block.
+struct BlockKeywords {
+    /// How messages name the block.
+    place: &'static str,
+    /// What haldir implements, in the order the docs list them.
+    accepted: &'static [&'static str],
+    /// keepalived keywords haldir will implement, with why not yet.
+    planned: &'static [(&'static str, &'static str)],
+}
+
+const NOT_YET_CHECKERS: &str =
+    "health-check configuration is not in haldir's model yet (a real server without a checker counts as up)";
+const NOT_YET_SYNC: &str = "sync groups are not in haldir's model yet";
+const NOT_YET_SCRIPTS: &str = "tracking scripts are not in haldir's model yet";
+
+const TOP: BlockKeywords = BlockKeywords {
+    place: "the top level",
+    accepted: &["global_defs", "vrrp_instance", "virtual_server", "include"],
+    planned: &[
+        ("vrrp_sync_group", NOT_YET_SYNC),
+        ("vrrp_script", NOT_YET_SCRIPTS),
+    ],
+};
+
+const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
+    place: "global_defs",
+    accepted: &["router_id", "vrrp_version", "script_user", "notify_timeout"],
+    planned: &[],
+};
+
+const INSTANCE: BlockKeywords = BlockKeywords {
+    place: "vrrp_instance",
+    accepted: &[
+        "state",
+        "interface",
+        "virtual_router_id",
+        "priority",
+        "advert_int",
+        "version",
+        "virtual_ipaddress",
+        "nopreempt",
+        "preempt_delay",
+        "accept",
+        "no_accept",
+        "unicast_src_ip",
+        "unicast_peer",
+        "garp_master_delay",
+        "garp_master_repeat",
+        "garp_master_refresh",
+        "garp_interval",
+        "authentication",
+        "notify_master",
+        "notify_backup",
+        "notify_fault",
+        "notify_stop",
+        "notify",
+    ],
+    planned: &[("track_script", NOT_YET_SCRIPTS)],
+};
+
+const AUTHENTICATION: BlockKeywords = BlockKeywords {
+    place: "authentication",
+    accepted: &["auth_type", "auth_pass"],
+    planned: &[],
+};
+
+const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
+    place: "virtual_server",
+    accepted: &[
+        "protocol",
+        "lb_algo",
+        "lvs_sched",
+        "lb_kind",
+        "lvs_method",
+        "persistence_timeout",
+        "persistence_granularity",
+        "ops",
+        "delay_loop",
+        "real_server",
+    ],
+    planned: &[],
+};
+
+const REAL_SERVER: BlockKeywords = BlockKeywords {
+    place: "real_server",
+    accepted: &["weight", "uthreshold", "lthreshold"],
+    planned: &[
+        ("TCP_CHECK", NOT_YET_CHECKERS),
+        ("HTTP_GET", NOT_YET_CHECKERS),
+        ("SSL_GET", NOT_YET_CHECKERS),
+        ("MISC_CHECK", NOT_YET_CHECKERS),
+    ],
+};
+
+/// Walks the statements, collecting errors.
+struct Front {
+    errors: Vec<ConfigError>,
+}
+
+/// Where each keyword was first set in one block, for duplicate errors.
+type Seen = HashMap<&'static str, Loc>;
+
+impl Front {
+    fn error(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.errors.push(ConfigError::at(loc, message));
+    }
+
+    fn document(&mut self, file: Arc<str>, items: &[Stmt]) -> Draft {
+        let mut draft = Draft::new(file);
+        // global_defs may be split over several blocks, as in keepalived.
+        let mut globals = Seen::new();
+        for stmt in items {
+            match self.keyword(stmt, &TOP) {
+                Some("global_defs") if self.no_args(stmt) => {
+                    if let Some(block) = self.block(stmt) {
+                        self.global_defs(block, &mut globals, &mut draft);
+                    }
+                }
+                Some("global_defs") => {}
+                Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
+                Some("virtual_server") => {
+                    if let Some(vs) = self.virtual_server(stmt) {
+                        draft.virtual_servers.push(vs);
+                    }
+                }
+                // `include` lines are spliced in by the reader; a bare
+                // `include` with a block or no argument lands here.
+                Some(_) => self.error(
+                    &stmt.keyword().loc,
+                    "include takes exactly one file name or pattern on its own line, e.g. `include /etc/keepalived/conf.d/*.conf`",
+                ),
+                None => {}
+            }
+        }
+        draft
+    }
+
+    fn global_defs(&mut self, block: &Block, seen: &mut Seen, draft: &mut Draft) {
+        for stmt in &block.items {
+            let Some(keyword) = self.keyword(stmt, &GLOBAL_DEFS) else {
+                continue;
+            };
+            if !self.first(seen, keyword, stmt) {
+                continue;
+            }
+            match keyword {
+                "router_id" => draft.router_id = self.word(stmt),
+                "vrrp_version" => draft.default_version = self.integer(stmt),
+                "script_user" => draft.scripts.script_user = self.script_user(stmt),
+                "notify_timeout" => draft.scripts.notify_timeout = self.seconds(stmt),
+                other => unreachable!("GLOBAL_DEFS keyword {other} has no reader"),
+            }
+        }
+    }
+
+    fn instance(&mut self, stmt: &Stmt) -> InstanceDraft {
+        let mut d = InstanceDraft::new(stmt.keyword().loc.clone());
+        // The name is the block's argument; reported here if absent, so it
+        // always counts as present.
+        d.present.push("name");
+        match stmt.args() {
+            [name] => d.name = Some(located(name)),
+            [] => self.error(
+                &stmt.keyword().loc,
+                "vrrp_instance needs a name: `vrrp_instance VI_1 {`",
+            ),
+            [_, extra, ..] => self.error(
+                &extra.loc,
+                format!(
+                    "`{}`: vrrp_instance takes one name; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                ),
+            ),
+        }
+        let Some(block) = self.block(stmt) else {
+            return d;
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &INSTANCE) else {
+                continue;
+            };
+            // `accept` and `no_accept` set the same thing.
+            let key = if keyword == "no_accept" {
+                "accept"
+            } else {
+                keyword
+            };
+            if !self.first(&mut seen, key, s) {
+                continue;
+            }
+            if key != "state" {
+                d.present.push(key);
+            }
+            match keyword {
+                "state" => self.state(s),
+                "interface" => d.interface = self.word(s),
+                "virtual_router_id" => d.virtual_router_id = self.integer(s),
+                "priority" => d.priority = self.integer(s),
+                "advert_int" => d.advert_int = self.seconds(s),
+                "version" => d.version = self.integer(s),
+                "virtual_ipaddress" => d.virtual_ipaddress = self.list_block(s, "ADDRESS[/PREFIX]"),
+                "nopreempt" => d.nopreempt = self.flag(s, true),
+                "preempt_delay" => d.preempt_delay = self.seconds(s),
+                "accept" => d.accept = self.flag(s, true),
+                "no_accept" => d.accept = self.flag(s, false),
+                "unicast_src_ip" => d.unicast_src_ip = self.word(s),
+                "unicast_peer" => d.unicast_peer = self.list_block(s, "ADDRESS"),
+                "garp_master_delay" => d.garp_master_delay = self.seconds(s),
+                "garp_master_repeat" => d.garp_master_repeat = self.integer(s),
+                "garp_master_refresh" => d.garp_master_refresh = self.seconds(s),
+                "garp_interval" => d.garp_interval = self.seconds(s),
+                "authentication" => d.authentication = self.authentication(s),
+                "notify_master" => d.notify.master = self.command(s),
+                "notify_backup" => d.notify.backup = self.command(s),
+                "notify_fault" => d.notify.fault = self.command(s),
+                "notify_stop" => d.notify.stop = self.command(s),
+                "notify" => d.notify.notify = self.command(s),
+                other => unreachable!("INSTANCE keyword {other} has no reader"),
+            }
+        }
+        d
+    }
+
+    /// `state MASTER|BACKUP`: checked, then not used. haldir always starts an
+    /// instance as Backup and lets the election decide (RFC 5798 §6.4.1
+    /// with priority < 255), which is where keepalived's MASTER ends up too
+    /// once the adverts flow; the model has no initial state.
+    fn state(&mut self, stmt: &Stmt) {
+        if let Some(value) = self.one_arg(stmt) {
+            if value.text != "MASTER" && value.text != "BACKUP" {
+                let message = format!("`{}`: state must be MASTER or BACKUP", stmt.text());
+                self.error(&value.loc, message);
+            }
+        }
+    }
+
+    fn authentication(&mut self, stmt: &Stmt) -> Option<Located<AuthDraft>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let mut auth = AuthDraft::default();
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &AUTHENTICATION) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            auth.present.push(keyword);
+            match keyword {
+                "auth_type" => auth.auth_type = self.word(s),
+                "auth_pass" => auth.auth_pass = self.word(s),
+                other => unreachable!("AUTHENTICATION keyword {other} has no reader"),
+            }
+        }
+        Some(Located {
+            value: auth,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+
+    /// `virtual_server IP PORT { ... }` or `virtual_server fwmark N { ... }`.
+    fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServerDraft> {
+        let mut d = VirtualServerDraft::new(stmt.keyword().loc.clone());
+        match stmt.args() {
+            [fwmark, mark] if fwmark.text == "fwmark" => {
+                d.present.push("fwmark");
+                d.fwmark = self.integer_word(stmt, mark);
+            }
+            [group, _] if group.text == "group" => {
+                self.error(
+                    &group.loc,
+                    format!(
+                        "`{}`: virtual_server_group is not supported by haldir; write one virtual_server per address",
+                        stmt.text()
+                    ),
+                );
+                return None;
+            }
+            [ip, port] => {
+                d.present.extend(["ip", "port"]);
+                d.ip = Some(located(ip));
+                d.port = self.integer_word(stmt, port);
+            }
+            [ip] => {
+                d.present.extend(["ip", "port"]);
+                d.ip = Some(located(ip));
+                let message = format!(
+                    "`{}`: the port is missing; write `virtual_server {} PORT {{` (or `virtual_server fwmark N {{`)",
+                    stmt.text(),
+                    ip.text
+                );
+                self.error(&stmt.keyword().loc, message);
+            }
+            [] => {
+                d.present.push("ip");
+                self.error(
+                    &stmt.keyword().loc,
+                    "virtual_server needs an address and port or a fwmark: `virtual_server 192.0.2.10 80 {` or `virtual_server fwmark 1 {`",
+                );
+            }
+            [_, _, extra, ..] => {
+                d.present.push("ip");
+                let message = format!(
+                    "`{}`: virtual_server takes ADDRESS PORT or fwmark N; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+            }
+        }
+        let Some(block) = self.block(stmt) else {
+            return Some(d);
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &VIRTUAL_SERVER) else {
+                continue;
+            };
+            if keyword != "real_server" {
+                if !self.first(&mut seen, keyword, s) {
+                    continue;
+                }
+                d.present.push(keyword);
+            }
+            match keyword {
+                "protocol" => d.protocol = self.word(s),
+                "lb_algo" | "lvs_sched" => {
+                    if let Some(v) = self.word(s) {
+                        d.scheduler.push((keyword, v));
+                    }
+                }
+                "lb_kind" | "lvs_method" => {
+                    if let Some(v) = self.word(s) {
+                        d.method.push((keyword, v));
+                    }
+                }
+                "persistence_timeout" => d.persistence_timeout = self.seconds(s),
+                "persistence_granularity" => d.persistence_granularity = self.word(s),
+                "ops" => d.ops = self.flag(s, true),
+                "delay_loop" => d.delay_loop = self.seconds(s),
+                "real_server" => {
+                    if let Some(rs) = self.real_server(s) {
+                        d.real_servers.push(rs);
+                    }
+                }
+                other => unreachable!("VIRTUAL_SERVER keyword {other} has no reader"),
+            }
+        }
+        Some(d)
+    }
+
+    /// `real_server IP [PORT] [{ ... }]`.
+    fn real_server(&mut self, stmt: &Stmt) -> Option<RealServerDraft> {
+        let mut d = RealServerDraft::new(stmt.keyword().loc.clone());
+        d.present.push("ip");
+        match stmt.args() {
+            [] => {
+                self.error(
+                    &stmt.keyword().loc,
+                    "real_server needs an address: `real_server 10.0.0.11 80 {`",
+                );
+                return None;
+            }
+            [ip] => d.ip = Some(located(ip)),
+            [ip, port] => {
+                d.ip = Some(located(ip));
+                d.present.push("port");
+                d.port = self.integer_word(stmt, port);
+            }
+            [_, _, extra, ..] => {
+                let message = format!(
+                    "`{}`: real_server takes ADDRESS [PORT]; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                return None;
+            }
+        }
+        let Some(block) = &stmt.block else {
+            return Some(d);
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &REAL_SERVER) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            d.present.push(keyword);
+            match keyword {
+                "weight" => d.weight = self.integer(s),
+                "uthreshold" => d.uthreshold = self.integer(s),
+                "lthreshold" => d.lthreshold = self.integer(s),
+                other => unreachable!("REAL_SERVER keyword {other} has no reader"),
+            }
+        }
+        Some(d)
+    }
+
+    // ---- keywords -------------------------------------------------------
+
+    /// The accepted spelling of `stmt`'s keyword, or reports it (planned or
+    /// unknown) and returns `None`.
+    fn keyword(&mut self, stmt: &Stmt, block: &BlockKeywords) -> Option<&'static str> {
+        let word = stmt.keyword();
+        let name = word.text.as_str();
+        if let Some(&known) = block.accepted.iter().find(|&&k| k == name) {
+            return Some(known);
+        }
+        let message = match block.planned.iter().find(|(k, _)| *k == name) {
+            Some((_, why)) => format!(
+                "`{name}` in {} is not supported yet: {why}; remove it for now",
+                block.place
+            ),
+            None => {
+                let suggestion = block
+                    .accepted
+                    .iter()
+                    .filter(|&&k| edit_distance(k, name) <= 2)
+                    .min_by_key(|&&k| edit_distance(k, name))
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                format!(
+                    "unknown keyword `{name}` in {}: haldir does not implement it; {suggestion}keywords haldir reads here: {}",
+                    block.place,
+                    block.accepted.join(", ")
+                )
+            }
+        };
+        self.error(&word.loc, message);
+        None
+    }
+
+    /// Whether `key` is set for the first time in this block (else reported).
+    fn first(&mut self, seen: &mut Seen, key: &'static str, stmt: &Stmt) -> bool {
+        let word = stmt.keyword();
+        if let Some(first) = seen.get(key) {
+            let message = format!("`{}` is already set at {first}; keep one", word.text);
+            self.error(&word.loc, message);
+            return false;
+        }
+        seen.insert(key, word.loc.clone());
+        true
+    }
+
+    // ---- values ---------------------------------------------------------
+
+    /// The block of a keyword that needs one.
+    fn block<'s>(&mut self, stmt: &'s Stmt) -> Option<&'s Block> {
+        if stmt.block.is_none() {
+            let message = format!(
+                "`{}` needs a block: `{} {{ ... }}`",
+                stmt.text(),
+                stmt.text()
+            );
+            self.error(&stmt.keyword().loc, message);
+        }
+        stmt.block.as_ref()
+    }
+
+    /// Reports arguments of a keyword that takes none.
+    fn no_args(&mut self, stmt: &Stmt) -> bool {
+        match stmt.args().first() {
+            Some(extra) => {
+                let message = format!(
+                    "`{}`: `{}` takes no value here; remove `{}`",
+                    stmt.text(),
+                    stmt.keyword().text,
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The one argument of a single-value keyword (no block allowed).
+    fn one_arg<'s>(&mut self, stmt: &'s Stmt) -> Option<&'s Word> {
+        let keyword = &stmt.keyword().text;
+        if let Some(block) = &stmt.block {
+            let message = format!("`{keyword}` takes a value, not a block");
+            self.error(&block.open, message);
+            return None;
+        }
+        match stmt.args() {
+            [value] => Some(value),
+            [] => {
+                let message = format!("`{keyword}` needs a value, e.g. `{}`", example(keyword));
+                self.error(&stmt.keyword().loc, message);
+                None
+            }
+            [_, extra, ..] => {
+                let message = format!(
+                    "`{}`: `{keyword}` takes one value; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                None
+            }
+        }
+    }
+
+    /// `script_user USER [GROUP]`, as the one string the draft holds.
+    fn script_user(&mut self, stmt: &Stmt) -> Option<Located<String>> {
+        if let Some(block) = &stmt.block {
+            self.error(&block.open, "`script_user` takes a value, not a block");
+            return None;
+        }
+        match stmt.args() {
+            [user] => Some(located(user)),
+            [user, group] => Some(Located {
+                value: format!("{} {}", user.text, group.text),
+                loc: user.loc.clone(),
+            }),
+            [] => {
+                self.error(
+                    &stmt.keyword().loc,
+                    "`script_user` needs a user, optionally a group: `script_user keepalived_script` or `script_user nobody nogroup`",
+                );
+                None
+            }
+            [_, _, extra, ..] => {
+                let message = format!(
+                    "`{}`: script_user takes USER [GROUP]; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                None
+            }
+        }
+    }
+
+    /// A script's command line (`notify_master /etc/x.sh arg` or
+    /// `notify_master "/etc/x.sh arg"`): the rest of the line, a quoted word
+    /// that holds spaces staying quoted, as keepalived keeps it.
+    fn command(&mut self, stmt: &Stmt) -> Option<Located<String>> {
+        let keyword = &stmt.keyword().text;
+        if let Some(block) = &stmt.block {
+            let message = format!("`{keyword}` takes a command line, not a block");
+            self.error(&block.open, message);
+            return None;
+        }
+        let Some(first) = stmt.args().first() else {
+            let message = format!(
+                "`{keyword}` needs the script to run, e.g. `{keyword} /etc/keepalived/{keyword}.sh`"
+            );
+            self.error(&stmt.keyword().loc, message);
+            return None;
+        };
+        let value = match stmt.args() {
+            [only] => only.text.clone(),
+            words => {
+                let words: Vec<String> = words
+                    .iter()
+                    .map(|w| {
+                        if w.text.is_empty() || w.text.contains(char::is_whitespace) {
+                            format!("\"{}\"", w.text)
+                        } else {
+                            w.text.clone()
+                        }
+                    })
+                    .collect();
+                words.join(" ")
+            }
+        };
+        Some(Located {
+            value,
+            loc: first.loc.clone(),
+        })
+    }
+
+    fn word(&mut self, stmt: &Stmt) -> Option<Located<String>> {
+        self.one_arg(stmt).map(located)
+    }
+
+    fn integer(&mut self, stmt: &Stmt) -> Option<Located<i64>> {
+        let value = self.one_arg(stmt)?;
+        self.integer_word(stmt, value)
+    }
+
+    /// `value` (a word of `stmt`) as a decimal integer.
+    fn integer_word(&mut self, stmt: &Stmt, value: &Word) -> Option<Located<i64>> {
+        let text = value.text.as_str();
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        let is_number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        match text.parse::<i64>() {
+            Ok(n) if is_number => Some(Located {
+                value: n,
+                loc: value.loc.clone(),
+            }),
+            _ => {
+                let why = if is_number {
+                    "integer too large"
+                } else {
+                    "expected an integer"
+                };
+                let message = format!("`{}`: {why}", stmt.text());
+                self.error(&value.loc, message);
+                None
+            }
+        }
+    }
+
+    /// A duration in seconds, whole or decimal (`1`, `0.05`), as keepalived reads it.
+    fn seconds(&mut self, stmt: &Stmt) -> Option<Located<f64>> {
+        let value = self.one_arg(stmt)?;
+        let text = value.text.as_str();
+        let plain = !text.is_empty()
+            && text.bytes().any(|b| b.is_ascii_digit())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+        match text.parse::<f64>() {
+            Ok(seconds) if plain && seconds.is_finite() => Some(Located {
+                value: seconds,
+                loc: value.loc.clone(),
+            }),
+            _ => {
+                let message = format!(
+                    "`{}`: expected a number of seconds (integer or decimal)",
+                    stmt.text()
+                );
+                self.error(&value.loc, message);
+                None
+            }
+        }
+    }
+
+    /// A bare flag (`nopreempt`, `ops`): present means `value`.
+    fn flag(&mut self, stmt: &Stmt, value: bool) -> Option<Located<bool>> {
+        if let Some(block) = &stmt.block {
+            let message = format!("`{}` is a flag and takes no block", stmt.keyword().text);
+            self.error(&block.open, message);
+            return None;
+        }
+        if !self.no_args(stmt) {
+            return None;
+        }
+        Some(Located {
+            value,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+
+    /// A block of one value per line (`virtual_ipaddress { ... }`,
+    /// `unicast_peer { ... }`); keepalived's options after a value are not
+    /// supported. `form` describes a valid line.
+    fn list_block(&mut self, stmt: &Stmt, form: &str) -> Option<Located<Vec<Located<String>>>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let keyword = &stmt.keyword().text;
+        let errors_before = self.errors.len();
+        let mut values = Vec::with_capacity(block.items.len());
+        for entry in &block.items {
+            if let Some(extra) = entry.args().first() {
+                let message = format!(
+                    "{keyword} entry `{}`: `{}` and anything after the address is not supported; write only {form} on each line",
+                    entry.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+            } else if let Some(inner) = &entry.block {
+                let message = format!("{keyword} entry `{}`: takes no block", entry.text());
+                self.error(&inner.open, message);
+            } else {
+                values.push(located(entry.keyword()));
+            }
+        }
+        (self.errors.len() == errors_before).then(|| Located {
+            value: values,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+}
+
+fn located(word: &Word) -> Located<String> {
+    Located {
+        value: word.text.clone(),
+        loc: word.loc.clone(),
+    }
+}
+
+/// An example line for a keyword, for "needs a value" messages.
+fn example(keyword: &str) -> String {
+    let value = match keyword {
+        "state" => "BACKUP",
+        "interface" => "eth0",
+        "virtual_router_id" => "51",
+        "priority" => "100",
+        "advert_int" | "delay_loop" => "1",
+        "version" | "vrrp_version" => "3",
+        "preempt_delay" | "garp_master_delay" | "garp_master_refresh" => "5",
+        "garp_master_repeat" => "5",
+        "garp_interval" => "0.001",
+        "unicast_src_ip" => "10.0.0.1",
+        "auth_type" => "PASS",
+        "auth_pass" => "secret",
+        "router_id" => "lvs-a",
+        "notify_timeout" => "30",
+        "protocol" => "TCP",
+        "lb_algo" | "lvs_sched" => "wrr",
+        "lb_kind" | "lvs_method" => "DR",
+        "persistence_timeout" => "300",
+        "persistence_granularity" => "255.255.255.0",
+        "weight" => "1",
+        "uthreshold" | "lthreshold" => "100",
+        _ => "VALUE",
+    };
+    format!("{keyword} {value}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Puts a line into a configuration, in the block under test.
+    type Wrap = fn(&str) -> String;
+
+    /// Every accepted keyword reaches a reader (no `unreachable!` arm), with
+    /// a value or as a flag or block.
+    #[test]
+    fn every_accepted_keyword_has_a_reader() {
+        let wrap: [(&BlockKeywords, Wrap); 5] = [
+            (&GLOBAL_DEFS, |l| format!("global_defs {{\n{l}\n}}\n")),
+            (&INSTANCE, |l| format!("vrrp_instance VI {{\n{l}\n}}\n")),
+            (&AUTHENTICATION, |l| {
+                format!("vrrp_instance VI {{\nauthentication {{\n{l}\n}}\n}}\n")
+            }),
+            (&VIRTUAL_SERVER, |l| {
+                format!("virtual_server 192.0.2.1 80 {{\n{l}\n}}\n")
+            }),
+            (&REAL_SERVER, |l| {
+                format!("virtual_server 192.0.2.1 80 {{\nreal_server 10.0.0.1 80 {{\n{l}\n}}\n}}\n")
+            }),
+        ];
+        for (block, wrap) in wrap {
+            for keyword in block.accepted {
+                for line in [
+                    keyword.to_string(),
+                    format!("{keyword} 1"),
+                    format!("{keyword} {{\n1\n}}"),
+                ] {
+                    // Errors are expected for most; a panic is the failure.
+                    let _ = crate::parse_keepalived(&wrap(&line), "k.conf");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Reading keepalived.conf text into tokens: comments (`#` and `!`, anywhere
+//! outside quotes; `\#` and `\!` are literal), double-quoted strings, braces
+//! as tokens of their own, and `include PATTERN` lines spliced in place,
+//! as keepalived does. Every token carries the file:line:col it came from, so
+//! an error in an included file names that file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{ConfigError, Loc};
+
+/// How deep `include` may nest (the main file is depth 0). keepalived has no
+/// limit; this one only stops runaway chains (loops are caught separately).
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// One token of keepalived.conf syntax.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Kind {
+    /// A word or a quoted string (quotes removed).
+    Word(String),
+    /// `{`
+    Open,
+    /// `}`
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Token {
+    pub(super) kind: Kind,
+    pub(super) loc: Loc,
+    /// Which physical line the token is on, unique across all files read:
+    /// the words of one line (up to a brace) make one statement.
+    pub(super) line: usize,
+}
+
+/// Everything read from the main file and its includes.
+pub(super) struct Source {
+    pub(super) tokens: Vec<Token>,
+    /// Unterminated quotes, unsupported preprocessor lines, include failures.
+    pub(super) errors: Vec<ConfigError>,
+}
+
+/// Reads `text` (the file called `file`, at `canonical` on disk if known);
+/// relative includes are resolved against `dir`.
+pub(super) fn read(text: &str, file: Arc<str>, canonical: Option<PathBuf>, dir: &Path) -> Source {
+    let mut reader = Reader {
+        tokens: Vec::new(),
+        errors: Vec::new(),
+        stack: Vec::new(),
+        line: 0,
+    };
+    reader
+        .stack
+        .push(canonical.unwrap_or_else(|| PathBuf::from(&*file)));
+    reader.text(text, &file, dir, 0);
+    Source {
+        tokens: reader.tokens,
+        errors: reader.errors,
+    }
+}
+
+struct Reader {
+    tokens: Vec<Token>,
+    errors: Vec<ConfigError>,
+    /// The files being read, outermost first (canonical paths), for loop detection.
+    stack: Vec<PathBuf>,
+    line: usize,
+}
+
+/// A word as scanned from one line: its text and 0-based character column.
+struct Raw {
+    kind: Kind,
+    col: usize,
+    /// Whether any part of the word was quoted.
+    quoted: bool,
+}
+
+impl Reader {
+    fn text(&mut self, text: &str, file: &Arc<str>, dir: &Path, depth: usize) {
+        for (index, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            self.line += 1;
+            let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            let loc = |col: usize| Loc {
+                file: file.clone(),
+                line: line_no,
+                col: u32::try_from(col + 1).unwrap_or(u32::MAX),
+            };
+            let raws = match scan(line, true) {
+                Ok(raws) => raws,
+                Err(col) => {
+                    self.errors.push(ConfigError::at(
+                        &loc(col),
+                        "this quote is never closed; end the string with `\"` on the same line",
+                    ));
+                    continue;
+                }
+            };
+            let Some(first) = raws.first() else { continue };
+            if let (Kind::Word(word), false) = (&first.kind, first.quoted) {
+                if word == "include" {
+                    // Braces belong to the pattern here ("{a,b}.conf"), as in keepalived,
+                    // which handles include lines before splitting out braces.
+                    let words = scan(line, false).unwrap_or_default();
+                    match words.as_slice() {
+                        [_, Raw {
+                            kind: Kind::Word(pattern),
+                            col,
+                            ..
+                        }] => self.include(pattern, &loc(*col), dir, depth),
+                        _ => self.errors.push(ConfigError::at(
+                            &loc(first.col),
+                            "include takes exactly one file name or pattern, e.g. `include /etc/keepalived/conf.d/*.conf`",
+                        )),
+                    }
+                    continue;
+                }
+                let unsupported = match word.chars().next() {
+                    Some('$') => Some("parameter definitions and substitutions (`$NAME=...`, `$NAME`) are not supported by haldir; write the values out"),
+                    Some('@') => Some("conditional configuration lines (`@ID ...`) are not supported by haldir; keep one file per router"),
+                    Some('~') => Some("`~SEQ` sequences are not supported by haldir; write the lines out"),
+                    _ => None,
+                };
+                if let Some(message) = unsupported {
+                    self.errors.push(ConfigError::at(&loc(first.col), message));
+                    continue;
+                }
+            }
+            for raw in raws {
+                self.tokens.push(Token {
+                    kind: raw.kind,
+                    loc: loc(raw.col),
+                    line: self.line,
+                });
+            }
+        }
+    }
+
+    /// Splices in every file `pattern` names, in sorted order.
+    fn include(&mut self, pattern: &str, at: &Loc, dir: &Path, depth: usize) {
+        if depth + 1 > MAX_INCLUDE_DEPTH {
+            self.errors.push(ConfigError::at(
+                at,
+                format!(
+                    "include {pattern}: includes nest more than {MAX_INCLUDE_DEPTH} deep; flatten them"
+                ),
+            ));
+            return;
+        }
+        let mut files = Vec::new();
+        for alternative in expand_braces(pattern) {
+            let path = dir.join(&alternative);
+            if has_wildcard(&alternative) {
+                // Like keepalived, a pattern that matches nothing (an empty
+                // conf.d) includes nothing, and only regular files are read.
+                files.extend(glob(&path).into_iter().filter(|p| p.is_file()));
+            } else {
+                files.push(path);
+            }
+        }
+        for path in files {
+            let name: Arc<str> = Arc::from(path.display().to_string());
+            // Only regular files (as keepalived): never a directory, a FIFO or /dev/zero.
+            let text = match std::fs::metadata(&path) {
+                Ok(meta) if !meta.is_file() => Err("not a regular file".to_owned()),
+                Ok(_) => std::fs::read_to_string(&path).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let text = match text {
+                Ok(text) => text,
+                Err(why) => {
+                    self.errors.push(ConfigError::at(
+                        at,
+                        format!("include {pattern}: cannot read {name}: {why}"),
+                    ));
+                    continue;
+                }
+            };
+            let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if let Some(position) = self.stack.iter().position(|p| *p == canonical) {
+                let chain: Vec<String> = self.stack[position..]
+                    .iter()
+                    .chain(std::iter::once(&canonical))
+                    .map(|p| p.display().to_string())
+                    .collect();
+                self.errors.push(ConfigError::at(
+                    at,
+                    format!(
+                        "include {pattern}: include loop ({}); remove one of these includes",
+                        chain.join(" → ")
+                    ),
+                ));
+                continue;
+            }
+            let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            self.stack.push(canonical);
+            self.text(&text, &name, &sub_dir, depth + 1);
+            self.stack.pop();
+        }
+    }
+}
+
+/// Scans one line into words and (if `braces`) `{` / `}` tokens, dropping the
+/// comment. `Err(col)` is the column of a quote that is never closed.
+fn scan(line: &str, braces: bool) -> Result<Vec<Raw>, usize> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut start: Option<usize> = None;
+    let mut quoted = false;
+    let mut open_quote: Option<usize> = None;
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    let finish =
+        |out: &mut Vec<Raw>, word: &mut String, start: &mut Option<usize>, quoted: &mut bool| {
+            if let Some(col) = start.take() {
+                out.push(Raw {
+                    kind: Kind::Word(std::mem::take(word)),
+                    col,
+                    quoted: std::mem::take(quoted),
+                });
+            }
+        };
+    while i < chars.len() {
+        let c = chars[i];
+        if open_quote.is_some() {
+            if c == '"' {
+                open_quote = None;
+            } else {
+                word.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' => {
+                start.get_or_insert(i);
+                quoted = true;
+                open_quote = Some(i);
+            }
+            '\\' if matches!(chars.get(i + 1), Some('#' | '!')) => {
+                start.get_or_insert(i);
+                word.push(chars[i + 1]);
+                i += 1;
+            }
+            '#' | '!' => break,
+            '{' | '}' if braces => {
+                finish(&mut out, &mut word, &mut start, &mut quoted);
+                out.push(Raw {
+                    kind: if c == '{' { Kind::Open } else { Kind::Close },
+                    col: i,
+                    quoted: false,
+                });
+            }
+            c if c.is_whitespace() => finish(&mut out, &mut word, &mut start, &mut quoted),
+            c => {
+                start.get_or_insert(i);
+                word.push(c);
+            }
+        }
+        i += 1;
+    }
+    if let Some(col) = open_quote {
+        return Err(col);
+    }
+    finish(&mut out, &mut word, &mut start, &mut quoted);
+    Ok(out)
+}
+
+fn has_wildcard(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// csh-style brace expansion: "a{b,c}d" → ["abd", "acd"], nested allowed;
+/// an unmatched brace is literal.
+fn expand_braces(pattern: &str) -> Vec<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let Some(open) = chars.iter().position(|&c| c == '{') else {
+        return vec![pattern.to_owned()];
+    };
+    let mut depth = 0;
+    let mut commas = Vec::new();
+    let mut close = None;
+    for (i, &c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            ',' if depth == 1 => commas.push(i),
+            _ => {}
+        }
+    }
+    let Some(close) = close else {
+        return vec![pattern.to_owned()];
+    };
+    let prefix: String = chars[..open].iter().collect();
+    let suffix: String = chars[close + 1..].iter().collect();
+    let mut bounds = vec![open];
+    bounds.extend(&commas);
+    bounds.push(close);
+    let mut out = Vec::new();
+    for pair in bounds.windows(2) {
+        let middle: String = chars[pair[0] + 1..pair[1]].iter().collect();
+        out.extend(expand_braces(&format!("{prefix}{middle}{suffix}")));
+    }
+    out
+}
+
+/// The paths matching `pattern` (wildcards `*`, `?`, `[...]` in any
+/// component), sorted per directory. Names starting with `.` match only a
+/// pattern component that starts with `.`.
+fn glob(pattern: &Path) -> Vec<PathBuf> {
+    let mut current = vec![PathBuf::new()];
+    for component in pattern.components() {
+        let text = component.as_os_str().to_string_lossy();
+        if !has_wildcard(&text) {
+            for path in &mut current {
+                path.push(component);
+            }
+            continue;
+        }
+        let pattern: Vec<char> = text.chars().collect();
+        let mut next = Vec::new();
+        for base in &current {
+            let dir = if base.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base.as_path()
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| !name.starts_with('.') || pattern.first() == Some(&'.'))
+                .filter(|name| wildcard_match(&pattern, &name.chars().collect::<Vec<_>>()))
+                .collect();
+            names.sort();
+            next.extend(names.into_iter().map(|name| base.join(name)));
+        }
+        current = next;
+    }
+    current.retain(|p| p.exists());
+    current
+}
+
+/// Matches one path component against a pattern with `*`, `?` and `[...]`
+/// (`[!...]` / `[^...]` negate, `a-z` ranges). Backtracks only to the last `*`,
+/// so it is linear in practice.
+fn wildcard_match(pattern: &[char], name: &[char]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        let step = match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+                continue;
+            }
+            Some('?') => Some(1),
+            Some('[') => match class(&pattern[p..], name[n]) {
+                Some((len, true)) => Some(len),
+                Some((_, false)) => None,
+                None => (name[n] == '[').then_some(1),
+            },
+            Some(&c) => (c == name[n]).then_some(1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(len), _) => {
+                p += len;
+                n += 1;
+            }
+            (None, Some((star_p, star_n))) => {
+                p = star_p + 1;
+                n = star_n + 1;
+                star = Some((star_p, star_n + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// A `[...]` class at the start of `pattern`: (its length, whether `c` is in
+/// it), or `None` if the bracket is never closed (then it is literal).
+fn class(pattern: &[char], c: char) -> Option<(usize, bool)> {
+    let mut i = 1;
+    let negate = matches!(pattern.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let &member = pattern.get(i)?;
+        if member == ']' && !first {
+            return Some((i + 1, matched != negate));
+        }
+        first = false;
+        if pattern.get(i + 1) == Some(&'-') && pattern.get(i + 2).is_some_and(|&e| e != ']') {
+            matched |= (member..=pattern[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            matched |= member == c;
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        scan(line, true)
+            .unwrap()
+            .into_iter()
+            .map(|raw| match raw.kind {
+                Kind::Word(w) => w,
+                Kind::Open => "{".into(),
+                Kind::Close => "}".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn comments_start_anywhere_outside_quotes() {
+        assert_eq!(words("priority 100 # the master"), ["priority", "100"]);
+        assert_eq!(words("priority 100! the master"), ["priority", "100"]);
+        assert_eq!(words("! a whole-line comment"), Vec::<String>::new());
+        assert_eq!(words("auth_pass \"a#b!c d\""), ["auth_pass", "a#b!c d"]);
+        assert_eq!(words("auth_pass a\\#b"), ["auth_pass", "a#b"]);
+    }
+
+    #[test]
+    fn braces_are_tokens_even_when_attached() {
+        assert_eq!(words("vrrp_instance VI_1{"), ["vrrp_instance", "VI_1", "{"]);
+        assert_eq!(
+            words("virtual_ipaddress {192.0.2.1}"),
+            ["virtual_ipaddress", "{", "192.0.2.1", "}"]
+        );
+        assert_eq!(words("x \"{ }\""), ["x", "{ }"]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_reports_its_column() {
+        assert!(matches!(scan("auth_pass \"abc", true), Err(10)));
+    }
+
+    #[test]
+    fn brace_expansion() {
+        assert_eq!(expand_braces("a{b,c}d"), ["abd", "acd"]);
+        assert_eq!(
+            expand_braces("{x,{y,z}}.conf"),
+            ["x.conf", "y.conf", "z.conf"]
+        );
+        assert_eq!(expand_braces("a{b"), ["a{b"]);
+        assert_eq!(expand_braces("plain.conf"), ["plain.conf"]);
+    }
+
+    #[test]
+    fn wildcards() {
+        let m = |p: &str, n: &str| {
+            wildcard_match(
+                &p.chars().collect::<Vec<_>>(),
+                &n.chars().collect::<Vec<_>>(),
+            )
+        };
+        assert!(m("*.conf", "a.conf"));
+        assert!(m("*.conf", ".conf"));
+        assert!(!m("*.conf", "a.conf.bak"));
+        assert!(m("a?c", "abc"));
+        assert!(!m("a?c", "ac"));
+        assert!(m("[a-c]x", "bx"));
+        assert!(!m("[!a-c]x", "bx"));
+        assert!(m("[]]", "]"));
+        assert!(m("[", "["));
+        assert!(m("*a*b", "xxaxxb"));
+        assert!(!m("*a*b", "xxaxxbc"));
+    }
+}

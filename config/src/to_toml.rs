@@ -1,0 +1,332 @@
+//! The TOML form of a [`Model`] (`haldir convert`): every setting written
+//! out explicitly, so that reading the text back gives the same model (apart
+//! from the source locations).
+//!
+//! Every model struct is destructured field by field, so a field added to
+//! the model does not compile here until it is written out (or listed in
+//! [`not_converted`]). The health-checking and tracking-script settings are
+//! not written yet: [`not_converted`] names them when a model uses them, and
+//! `haldir convert` refuses rather than print a lossy file.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use crate::model::{
+    AddressFamily, Authentication, LvsMethod, LvsProtocol, Model, RealServer, ScriptSettings,
+    VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
+};
+
+/// The TOML text of `model`, in the layout `FORMAT.md` documents. Exact
+/// (parsing it gives `model` back, apart from locations) when
+/// [`not_converted`] is empty.
+pub fn to_toml(model: &Model) -> String {
+    let Model {
+        router_id,
+        scripts,
+        vrrp_instances,
+        virtual_servers,
+        vrrp_scripts: _, // not written yet, see not_converted
+    } = model;
+    let mut out = String::new();
+    let default_scripts = ScriptSettings::default();
+    if router_id.is_some() || *scripts != default_scripts {
+        out.push_str("[global_defs]\n");
+    }
+    if let Some(router_id) = router_id {
+        line(&mut out, "router_id", string(router_id));
+    }
+    if let Some(user) = &scripts.user {
+        let user = match &scripts.group {
+            Some(group) => format!("{user} {group}"),
+            None => user.clone(),
+        };
+        line(&mut out, "script_user", string(&user));
+    }
+    if scripts.notify_timeout != default_scripts.notify_timeout {
+        line(
+            &mut out,
+            "notify_timeout",
+            scripts.notify_timeout.as_secs_f64(),
+        );
+    }
+    for instance in vrrp_instances {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        vrrp_instance(&mut out, instance);
+    }
+    for vs in virtual_servers {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        virtual_server(&mut out, vs);
+    }
+    out
+}
+
+/// The settings of `model` that [`to_toml`] does not write yet, each as
+/// "what (where)"; empty when the TOML is exact.
+pub fn not_converted(model: &Model) -> Vec<String> {
+    let mut missing = Vec::new();
+    for script in &model.vrrp_scripts {
+        missing.push(format!("vrrp_script {:?} ({})", script.name, script.loc));
+    }
+    for i in &model.vrrp_instances {
+        if !i.track_script.is_empty() {
+            missing.push(format!(
+                "track_script of vrrp_instance {:?} ({})",
+                i.name, i.loc
+            ));
+        }
+    }
+    for vs in &model.virtual_servers {
+        let mut settings = Vec::new();
+        if vs.quorum != 1 {
+            settings.push("quorum");
+        }
+        if vs.hysteresis != 0 {
+            settings.push("hysteresis");
+        }
+        if vs.sorry_server.is_some() {
+            settings.push("sorry_server");
+        }
+        if vs.omega {
+            settings.push("omega");
+        }
+        for setting in settings {
+            missing.push(format!("{setting} of the virtual_server at {}", vs.loc));
+        }
+        for rs in &vs.real_servers {
+            if rs.inhibit_on_failure {
+                missing.push(format!(
+                    "inhibit_on_failure of the real_server at {}",
+                    rs.loc
+                ));
+            }
+            if !rs.checks.is_empty() {
+                missing.push(format!("health checks of the real_server at {}", rs.loc));
+            }
+        }
+    }
+    missing
+}
+
+fn line(out: &mut String, key: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{key} = {value}");
+}
+
+fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
+    let VrrpInstance {
+        name,
+        interface,
+        virtual_router_id,
+        priority,
+        advert_int_centis,
+        version,
+        family: _, // follows from the addresses
+        virtual_ipaddress,
+        preempt,
+        preempt_delay_secs,
+        accept,
+        unicast_src_ip,
+        unicast_peer,
+        garp_master_delay_secs,
+        garp_master_repeat,
+        garp_master_refresh_secs,
+        garp_interval_millis,
+        authentication,
+        notify,
+        track_script: _, // not written yet, see not_converted
+        loc: _,
+    } = i;
+    out.push_str("[[vrrp_instance]]\n");
+    line(out, "name", string(name));
+    line(out, "interface", string(interface));
+    line(out, "virtual_router_id", virtual_router_id);
+    line(out, "priority", priority);
+    line(
+        out,
+        "version",
+        match version {
+            VrrpVersion::V2 => 2,
+            VrrpVersion::V3 => 3,
+        },
+    );
+    line(out, "advert_int", decimal((*advert_int_centis).into(), 100));
+    let vips: Vec<String> = virtual_ipaddress
+        .iter()
+        .map(|vip| string(&vip.to_string()))
+        .collect();
+    line(out, "virtual_ipaddress", format!("[{}]", vips.join(", ")));
+    line(out, "nopreempt", !preempt);
+    line(out, "preempt_delay", preempt_delay_secs);
+    line(out, "accept", accept);
+    if let Some(src) = unicast_src_ip {
+        line(out, "unicast_src_ip", string(&src.to_string()));
+    }
+    if !unicast_peer.is_empty() {
+        let peers: Vec<String> = unicast_peer
+            .iter()
+            .map(|p| string(&p.to_string()))
+            .collect();
+        line(out, "unicast_peer", format!("[{}]", peers.join(", ")));
+    }
+    line(out, "garp_master_delay", garp_master_delay_secs);
+    line(out, "garp_master_repeat", garp_master_repeat);
+    line(out, "garp_master_refresh", garp_master_refresh_secs);
+    line(out, "garp_interval", decimal(*garp_interval_millis, 1000));
+    if let Some(Authentication::Pass(pass)) = authentication {
+        line(
+            out,
+            "authentication",
+            format!("{{ auth_type = \"PASS\", auth_pass = {} }}", string(pass)),
+        );
+    }
+    for (key, command) in notify.iter() {
+        line(out, key, string(command));
+    }
+}
+
+fn virtual_server(out: &mut String, vs: &VirtualServer) {
+    let VirtualServer {
+        address,
+        family,
+        protocol,
+        scheduler,
+        method,
+        persistence,
+        one_packet,
+        delay_loop_millis,
+        // Not written yet, see not_converted.
+        quorum: _,
+        hysteresis: _,
+        sorry_server: _,
+        omega: _,
+        real_servers,
+        loc: _,
+    } = vs;
+    out.push_str("[[virtual_server]]\n");
+    match *address {
+        VirtualServerAddress::Socket { ip, port } => {
+            line(out, "ip", string(&ip.to_string()));
+            line(out, "port", port);
+        }
+        VirtualServerAddress::Fwmark(mark) => line(out, "fwmark", mark),
+    }
+    let protocol = match protocol {
+        LvsProtocol::Tcp => "TCP",
+        LvsProtocol::Udp => "UDP",
+        LvsProtocol::Sctp => "SCTP",
+    };
+    line(out, "protocol", string(protocol));
+    line(out, "lb_algo", string(scheduler.name()));
+    let method = match method {
+        LvsMethod::DirectRouting => "DR",
+        LvsMethod::Nat => "NAT",
+        LvsMethod::Tunnel => "TUN",
+    };
+    line(out, "lb_kind", string(method));
+    if let Some(persistence) = persistence {
+        line(out, "persistence_timeout", persistence.timeout_secs);
+        let granularity = match family {
+            AddressFamily::Ipv4 => {
+                let len = u32::from(persistence.granularity_prefix_len);
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                Ipv4Addr::from(mask).to_string()
+            }
+            AddressFamily::Ipv6 => persistence.granularity_prefix_len.to_string(),
+        };
+        line(out, "persistence_granularity", string(&granularity));
+    }
+    if *one_packet {
+        line(out, "ops", true);
+    }
+    if let Some(millis) = delay_loop_millis {
+        line(out, "delay_loop", decimal(*millis, 1000));
+    }
+    for rs in real_servers {
+        real_server(out, rs);
+    }
+}
+
+fn real_server(out: &mut String, rs: &RealServer) {
+    let RealServer {
+        ip,
+        port,
+        weight,
+        upper_threshold,
+        lower_threshold,
+        // Not written yet, see not_converted.
+        inhibit_on_failure: _,
+        checks: _,
+        loc: _,
+    } = rs;
+    out.push_str("\n[[virtual_server.real_server]]\n");
+    line(out, "ip", string(&ip.to_string()));
+    // Port 0 (a fwmark service's default) cannot be written; it is what
+    // leaving `port` out means there.
+    if *port != 0 {
+        line(out, "port", port);
+    }
+    line(out, "weight", weight);
+    if *upper_threshold != 0 {
+        line(out, "uthreshold", upper_threshold);
+    }
+    if *lower_threshold != 0 {
+        line(out, "lthreshold", lower_threshold);
+    }
+}
+
+/// `units / per_second` seconds as a TOML integer or exact decimal.
+fn decimal(units: u32, per_second: u32) -> String {
+    let whole = units / per_second;
+    let fraction = units % per_second;
+    if fraction == 0 {
+        return whole.to_string();
+    }
+    let digits = per_second.ilog10() as usize;
+    let fraction = format!("{fraction:0digits$}");
+    format!("{whole}.{}", fraction.trim_end_matches('0'))
+}
+
+/// A TOML basic string.
+fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact() {
+        assert_eq!(decimal(100, 100), "1");
+        assert_eq!(decimal(5, 100), "0.05");
+        assert_eq!(decimal(50, 100), "0.5");
+        assert_eq!(decimal(4095, 100), "40.95");
+        assert_eq!(decimal(1, 1000), "0.001");
+        assert_eq!(decimal(6500, 1000), "6.5");
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(string("x\u{1}"), "\"x\\u0001\"");
+    }
+}

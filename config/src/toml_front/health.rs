@@ -1,0 +1,448 @@
+//! The TOML front-end's health-checking part: the checker tables of a real
+//! server (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`, `DNS_CHECK`), the
+//! checker defaults and quorum keys of virtual and real servers,
+//! `[[vrrp_script]]` and an instance's `track_script`. Shape only, as the
+//! rest of the front-end; the rules are in `validate_health`.
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::{Expected, Reader};
+use crate::draft::{
+    CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
+    TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+};
+
+/// Keys of every checker kind except `MISC_CHECK`.
+const CONNECTION_KEYS: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+];
+/// `TCP_CHECK`.
+const TCP_KEYS: &[&str] = CONNECTION_KEYS;
+/// `HTTP_GET`.
+const HTTP_KEYS: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+    "url",
+    "virtualhost",
+];
+/// `SSL_GET`.
+const SSL_KEYS: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+    "url",
+    "virtualhost",
+    "verify",
+    "ca_file",
+];
+/// `MISC_CHECK` (keepalived: no connection options).
+const MISC_KEYS: &[&str] = &[
+    "misc_path",
+    "misc_timeout",
+    "misc_dynamic",
+    "user",
+    "group",
+    "retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+];
+/// `DNS_CHECK`.
+const DNS_KEYS: &[&str] = &[
+    "connect_ip",
+    "connect_port",
+    "bindto",
+    "bind_port",
+    "connect_timeout",
+    "retry",
+    "nb_get_retry",
+    "delay_before_retry",
+    "warmup",
+    "delay_loop",
+    "alpha",
+    "type",
+    "name",
+];
+/// A `url` of `HTTP_GET` / `SSL_GET`.
+const URL_KEYS: &[&str] = &[
+    "path",
+    "status_code",
+    "digest",
+    "regex",
+    "regex_no_match",
+    "virtualhost",
+];
+/// `sorry_server` written as a table.
+const SORRY_KEYS: &[&str] = &["ip", "port"];
+/// `[[vrrp_script]]`.
+const SCRIPT_KEYS: &[&str] = &[
+    "name",
+    "script",
+    "interval",
+    "timeout",
+    "weight",
+    "rise",
+    "fall",
+    "user",
+    "group",
+    "init_fail",
+];
+/// A `track_script` entry written as a table.
+const TRACK_KEYS: &[&str] = &["name", "weight"];
+
+impl Reader<'_> {
+    /// Reads `key` of a `[[virtual_server]]` if it is a health-checking key;
+    /// false if it is not one.
+    pub(super) fn virtual_server_health_key(
+        &mut self,
+        draft: &mut VirtualServerDraft,
+        key: &'static str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> bool {
+        if key != "delay_loop" && self.check_default(&mut draft.check_defaults, key, value) {
+            return true;
+        }
+        match key {
+            "quorum" => draft.quorum = self.integer(key, value),
+            "hysteresis" => draft.hysteresis = self.integer(key, value),
+            "sorry_server" => draft.sorry_server = self.sorry_server(value),
+            "sorry_server_inhibit" => draft.sorry_server_inhibit = self.boolean(key, value),
+            "inhibit_on_failure" => draft.inhibit_on_failure = self.boolean(key, value),
+            "omega" => draft.omega = self.boolean(key, value),
+            "virtualhost" => draft.virtualhost = self.string(key, value),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads a health-checking `key` of a `[[virtual_server.real_server]]`
+    /// (the caller has checked that it is an accepted key).
+    pub(super) fn real_server_health_key(
+        &mut self,
+        draft: &mut RealServerDraft,
+        key: &'static str,
+        value: &Spanned<DeValue<'_>>,
+    ) {
+        if self.check_default(&mut draft.check_defaults, key, value) {
+            return;
+        }
+        let kind = match key {
+            "inhibit_on_failure" => {
+                draft.inhibit_on_failure = self.boolean(key, value);
+                return;
+            }
+            "virtualhost" => {
+                draft.virtualhost = self.string(key, value);
+                return;
+            }
+            "TCP_CHECK" => CheckKindDraft::Tcp,
+            "HTTP_GET" => CheckKindDraft::Http,
+            "SSL_GET" => CheckKindDraft::Ssl,
+            "MISC_CHECK" => CheckKindDraft::Misc,
+            "DNS_CHECK" => CheckKindDraft::Dns,
+            other => unreachable!("REAL_SERVER_KEYS entry {other} has no reader"),
+        };
+        for (table, at) in self.tables_or_table(key, value) {
+            let check = self.check(kind, table, at);
+            draft.checks.push(check);
+        }
+    }
+
+    /// A table (`KEY = { ... }` / `[KEY]`) or an array of tables (`[[KEY]]`), each
+    /// with where it starts.
+    fn tables_or_table<'v, 'i>(
+        &mut self,
+        key: &str,
+        value: &'v Spanned<DeValue<'i>>,
+    ) -> Vec<(&'v DeTable<'i>, &'v Spanned<DeValue<'i>>)> {
+        match value.get_ref() {
+            DeValue::Table(table) => vec![(table, value)],
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| Some((self.table(key, item)?, item)))
+                .collect(),
+            _ => {
+                self.type_error::<()>(key, value, Expected::Table);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The checker settings shared by the three levels; false if `key` is not one.
+    fn check_default(
+        &mut self,
+        defaults: &mut CheckDefaultsDraft,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> bool {
+        match key {
+            "connect_timeout" => defaults.connect_timeout = self.seconds(key, value),
+            "retry" | "nb_get_retry" => {
+                if let Some(retry) = self.integer(key, value) {
+                    match defaults.retry.take() {
+                        None => defaults.retry = Some(retry),
+                        Some(other) => {
+                            // Report the later one (table order is not file order).
+                            let (first, second) = if (other.loc.line, other.loc.col)
+                                < (retry.loc.line, retry.loc.col)
+                            {
+                                (other, retry)
+                            } else {
+                                (retry, other)
+                            };
+                            let second_key = if first_key_is_retry(self.text, &second) {
+                                "retry"
+                            } else {
+                                "nb_get_retry"
+                            };
+                            let message = format!(
+                                "{second_key} = {}: {} at {} already sets this (nb_get_retry is retry's old name); keep one",
+                                second.value,
+                                if second_key == "retry" { "nb_get_retry" } else { "retry" },
+                                first.loc
+                            );
+                            self.errors
+                                .push(crate::error::ConfigError::at(&second.loc, message));
+                            defaults.retry = Some(first);
+                        }
+                    }
+                }
+            }
+            "delay_before_retry" => defaults.delay_before_retry = self.seconds(key, value),
+            "warmup" => defaults.warmup = self.seconds(key, value),
+            "delay_loop" => defaults.delay_loop = self.seconds(key, value),
+            "alpha" => defaults.alpha = self.boolean(key, value),
+            _ => return false,
+        }
+        true
+    }
+
+    fn check(
+        &mut self,
+        kind: CheckKindDraft,
+        table: &DeTable<'_>,
+        at: &Spanned<DeValue<'_>>,
+    ) -> CheckDraft {
+        let mut draft = CheckDraft::new(self.index.loc(at.span().start), kind);
+        let accepted = match kind {
+            CheckKindDraft::Tcp => TCP_KEYS,
+            CheckKindDraft::Http => HTTP_KEYS,
+            CheckKindDraft::Ssl => SSL_KEYS,
+            CheckKindDraft::Misc => MISC_KEYS,
+            CheckKindDraft::Dns => DNS_KEYS,
+        };
+        let place = kind.keyword();
+        for (key, value) in table {
+            let Some(name) = self.known_key(key, place, accepted) else {
+                continue;
+            };
+            draft.present.push(name);
+            if self.check_default(&mut draft.defaults, name, value) {
+                continue;
+            }
+            match name {
+                "connect_ip" => draft.connect_ip = self.string(name, value),
+                "connect_port" => draft.connect_port = self.integer(name, value),
+                "bindto" => draft.bindto = self.string(name, value),
+                "bind_port" => draft.bind_port = self.integer(name, value),
+                "url" => {
+                    draft.urls = self
+                        .tables_or_table("url", value)
+                        .into_iter()
+                        .map(|(table, at)| self.url(table, at))
+                        .collect()
+                }
+                "virtualhost" => draft.virtualhost = self.string(name, value),
+                "verify" => draft.verify = self.boolean(name, value),
+                "ca_file" => draft.ca_file = self.string(name, value),
+                "misc_path" => draft.misc_path = self.string(name, value),
+                "misc_timeout" => draft.misc_timeout = self.seconds(name, value),
+                "misc_dynamic" => draft.misc_dynamic = self.boolean(name, value),
+                "user" => draft.user = self.string(name, value),
+                "group" => draft.group = self.string(name, value),
+                "type" => draft.dns_type = self.string(name, value),
+                "name" => draft.dns_name = self.string(name, value),
+                other => unreachable!("{place} key {other} has no reader"),
+            }
+        }
+        draft
+    }
+
+    fn url(&mut self, table: &DeTable<'_>, at: &Spanned<DeValue<'_>>) -> UrlDraft {
+        let mut draft = UrlDraft {
+            loc: self.index.loc(at.span().start),
+            present: Vec::new(),
+            path: None,
+            status_code: None,
+            digest: None,
+            regex: None,
+            regex_no_match: None,
+            virtualhost: None,
+        };
+        for (key, value) in table {
+            let Some(name) = self.known_key(key, "url", URL_KEYS) else {
+                continue;
+            };
+            draft.present.push(name);
+            match name {
+                "path" => draft.path = self.string(name, value),
+                "status_code" => {
+                    // keepalived writes `status_code 200` or `status_code 200-299 404`.
+                    draft.status_code = match value.get_ref() {
+                        DeValue::Integer(_) => self
+                            .integer(name, value)
+                            .map(|n| self.located(n.value.to_string(), value)),
+                        _ => self.string(name, value),
+                    }
+                }
+                "digest" => draft.digest = self.string(name, value),
+                "regex" => draft.regex = self.string(name, value),
+                "regex_no_match" => draft.regex_no_match = self.boolean(name, value),
+                _ => draft.virtualhost = self.string(name, value),
+            }
+        }
+        draft
+    }
+
+    fn sorry_server(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Located<SorryServerDraft>> {
+        let mut draft = SorryServerDraft::default();
+        match value.get_ref() {
+            DeValue::String(_) => draft.text = self.string("sorry_server", value),
+            DeValue::Table(table) => {
+                for (key, item) in table {
+                    match self.known_key(key, "sorry_server", SORRY_KEYS) {
+                        Some("ip") => draft.ip = self.string("ip", item),
+                        Some(_) => draft.port = self.integer("port", item),
+                        None => {}
+                    }
+                }
+            }
+            _ => {
+                let message = format!(
+                    "{}: expected \"IP PORT\" (a string) or a table {{ ip = \"IP\", port = PORT }}",
+                    self.snippet("sorry_server", value)
+                );
+                self.error(value, message);
+                return None;
+            }
+        }
+        Some(self.located(draft, value))
+    }
+
+    /// `[[vrrp_script]]` tables.
+    pub(super) fn vrrp_scripts(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<VrrpScriptDraft> {
+        self.table_array("vrrp_script", value)
+            .into_iter()
+            .map(|(table, at)| {
+                let mut draft = VrrpScriptDraft::new(self.index.loc(at.span().start));
+                for (key, value) in table {
+                    let Some(name) = self.known_key(key, "[[vrrp_script]]", SCRIPT_KEYS) else {
+                        continue;
+                    };
+                    draft.present.push(name);
+                    match name {
+                        "name" => draft.name = self.string(name, value),
+                        "script" => draft.script = self.string(name, value),
+                        "interval" => draft.interval = self.seconds(name, value),
+                        "timeout" => draft.timeout = self.seconds(name, value),
+                        "weight" => draft.weight = self.integer(name, value),
+                        "rise" => draft.rise = self.integer(name, value),
+                        "fall" => draft.fall = self.integer(name, value),
+                        "user" => draft.user = self.string(name, value),
+                        "group" => draft.group = self.string(name, value),
+                        _ => draft.init_fail = self.boolean(name, value),
+                    }
+                }
+                draft
+            })
+            .collect()
+    }
+
+    /// `track_script = ["name", { name = "other", weight = -10 }]`.
+    pub(super) fn track_script(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<Located<Vec<TrackScriptDraft>>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            let message = format!(
+                "{}: expected an array of script names or {{ name, weight }} tables, e.g. [\"chk_web\", {{ name = \"chk_db\", weight = -20 }}]",
+                self.snippet("track_script", value)
+            );
+            self.error(value, message);
+            return None;
+        };
+        let mut entries = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let mut entry = TrackScriptDraft {
+                loc: self.index.loc(item.span().start),
+                name: None,
+                weight: None,
+            };
+            match item.get_ref() {
+                DeValue::String(_) => entry.name = self.string("track_script", item),
+                DeValue::Table(table) => {
+                    for (key, v) in table {
+                        match self.known_key(key, "track_script entry", TRACK_KEYS) {
+                            Some("name") => entry.name = self.string("name", v),
+                            Some(_) => entry.weight = self.integer("weight", v),
+                            None => {}
+                        }
+                    }
+                    if entry.name.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "name") {
+                        self.error(
+                            item,
+                            "this track_script entry has no `name`; write { name = \"SCRIPT\", weight = N }",
+                        );
+                    }
+                }
+                _ => {
+                    let message = format!(
+                        "track_script entry {}: expected a script name (string) or a table {{ name, weight }}",
+                        self.source_text(item)
+                    );
+                    self.error(item, message);
+                    continue;
+                }
+            }
+            entries.push(entry);
+        }
+        Some(self.located(entries, value))
+    }
+}
+
+/// Whether the key written before the value at `value.loc` is `retry` (not `nb_get_retry`).
+fn first_key_is_retry(text: &str, value: &Located<i64>) -> bool {
+    let line = text.lines().nth(value.loc.line as usize - 1).unwrap_or("");
+    let before: String = line.chars().take(value.loc.col as usize - 1).collect();
+    let key = before.trim_end().trim_end_matches('=').trim_end();
+    !key.ends_with("nb_get_retry")
+}

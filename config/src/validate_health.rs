@@ -1,0 +1,1010 @@
+//! Validation of the health-checking settings: checker blocks (every
+//! keepalived default resolved through checker → real server → virtual
+//! server), quorum / hysteresis / sorry server, `vrrp_script`s and the
+//! instances' `track_script`. Scripts (`MISC_CHECK`, `vrrp_script`) must exist
+//! and be executable by the user they run as, checked here with the health
+//! crate's own validation, so `haldir check` (and a reload) reports them at
+//! their `file:line:col` instead of the daemon failing later.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use haldir_health::misc::{MiscCheckConfig, MiscCommand, MiscError};
+
+use crate::draft::{
+    CheckDefaultsDraft, CheckDraft, CheckKindDraft, InstanceDraft, Located, RealServerDraft,
+    ScriptsDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+};
+use crate::error::{ConfigError, Loc};
+use crate::model::{AddressFamily, LvsMethod, VrrpInstance};
+use crate::model_health::{
+    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
+    HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, VrrpScript,
+};
+use crate::validate::{in_range, push, whole_units};
+
+/// keepalived's default `delay_loop`.
+const DEFAULT_DELAY_LOOP_MILLIS: u32 = 60_000;
+/// keepalived's default `connect_timeout`.
+const DEFAULT_CONNECT_TIMEOUT_MILLIS: u32 = 5_000;
+/// keepalived's default `delay_before_retry` (HTTP_GET / SSL_GET: 3 s).
+const DEFAULT_DELAY_BEFORE_RETRY_MILLIS: u32 = 1_000;
+const DEFAULT_HTTP_DELAY_BEFORE_RETRY_MILLIS: u32 = 3_000;
+/// keepalived's default `vrrp_script` interval.
+const DEFAULT_SCRIPT_INTERVAL_MILLIS: u32 = 1_000;
+/// keepalived's range of tracking weights.
+const MAX_TRACK_WEIGHT: i64 = 253;
+/// A sanity bound on `retry`, `rise` and `fall`.
+const MAX_COUNT: i64 = 1_000_000;
+
+/// A duration in whole milliseconds, more than `min_millis` exclusive when
+/// `positive`; reports `key = value: hint` otherwise.
+fn millis(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: &Located<f64>,
+    positive: bool,
+) -> Option<u32> {
+    let ms = whole_units(value.value, 1000.0)
+        .filter(|&ms| !positive || ms >= 1)
+        .and_then(|ms| u32::try_from(ms).ok());
+    if ms.is_none() {
+        let bound = if positive { "more than 0" } else { "0 or more" };
+        push(
+            errors,
+            &value.loc,
+            format!(
+                "{key} = {}: must be {bound} seconds, in steps of 0.001",
+                value.value
+            ),
+        );
+    }
+    ms
+}
+
+/// The checker defaults of one level, validated (each `None` when absent or wrong).
+#[derive(Debug, Default, Clone)]
+struct Defaults {
+    connect_timeout: Option<u32>,
+    retry: Option<u32>,
+    delay_before_retry: Option<u32>,
+    warmup: Option<u32>,
+    delay_loop: Option<u32>,
+    alpha: Option<bool>,
+}
+
+impl Defaults {
+    /// `inner`'s values where set, else `self`'s.
+    fn under(&self, inner: &Defaults) -> Defaults {
+        Defaults {
+            connect_timeout: inner.connect_timeout.or(self.connect_timeout),
+            retry: inner.retry.or(self.retry),
+            delay_before_retry: inner.delay_before_retry.or(self.delay_before_retry),
+            warmup: inner.warmup.or(self.warmup),
+            delay_loop: inner.delay_loop.or(self.delay_loop),
+            alpha: inner.alpha.or(self.alpha),
+        }
+    }
+}
+
+fn defaults(errors: &mut Vec<ConfigError>, d: &CheckDefaultsDraft) -> Defaults {
+    Defaults {
+        connect_timeout: d
+            .connect_timeout
+            .as_ref()
+            .and_then(|v| millis(errors, "connect_timeout", v, true)),
+        retry: d.retry.as_ref().and_then(|v| {
+            in_range(
+                errors,
+                "retry",
+                v,
+                0..=MAX_COUNT,
+                "must be 0 or more (extra attempts before a server that is up is declared down)",
+            )
+            .map(|n| n as u32)
+        }),
+        delay_before_retry: d
+            .delay_before_retry
+            .as_ref()
+            .and_then(|v| millis(errors, "delay_before_retry", v, false)),
+        warmup: d
+            .warmup
+            .as_ref()
+            .and_then(|v| millis(errors, "warmup", v, false)),
+        delay_loop: d
+            .delay_loop
+            .as_ref()
+            .and_then(|v| millis(errors, "delay_loop", v, true)),
+        alpha: d.alpha.as_ref().map(|a| a.value),
+    }
+}
+
+/// What a virtual server adds for health checking; `None` fields are wrong (reported).
+pub(crate) struct VirtualServerHealth {
+    pub(crate) quorum: u32,
+    pub(crate) hysteresis: u32,
+    pub(crate) sorry_server: Option<SorryServer>,
+    pub(crate) omega: bool,
+}
+
+/// Validates a virtual server's quorum, hysteresis, sorry server and omega.
+/// `default_port` is the service's port (0 for fwmark).
+pub(crate) fn virtual_server(
+    errors: &mut Vec<ConfigError>,
+    d: &VirtualServerDraft,
+    family: Option<AddressFamily>,
+    method: Option<LvsMethod>,
+    default_port: u16,
+) -> VirtualServerHealth {
+    // Validated here once; real_server() re-reads them for the inheritance.
+    defaults(errors, &d.check_defaults);
+    if let Some(v) = &d.virtualhost {
+        virtualhost(errors, v);
+    }
+    let quorum = match &d.quorum {
+        Some(q) => in_range(
+            errors,
+            "quorum",
+            q,
+            1..=i64::from(u32::MAX),
+            "must be 1 or more (the sum of the weights of the live real servers the service needs)",
+        )
+        .map_or(1, |q| q as u32),
+        None => 1,
+    };
+    let hysteresis = match &d.hysteresis {
+        Some(h) => {
+            let value = in_range(
+                errors,
+                "hysteresis",
+                h,
+                0..=i64::from(u32::MAX),
+                "must be 0 or more",
+            )
+            .map_or(0, |h| h as u32);
+            if value >= quorum {
+                push(
+                    errors,
+                    &h.loc,
+                    format!(
+                        "hysteresis = {value}: must be below quorum = {quorum}, or the quorum could never be lost; lower it or raise quorum"
+                    ),
+                );
+            }
+            value
+        }
+        None => 0,
+    };
+    let sorry_server = d.sorry_server.as_ref().and_then(|s| {
+        let (ip, port) = match (&s.value.text, &s.value.ip) {
+            (Some(text), _) => {
+                let mut words = text.value.split_whitespace();
+                let ip = words.next().and_then(|w| w.parse::<IpAddr>().ok());
+                let port = match words.next() {
+                    None => Some(default_port),
+                    Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0),
+                };
+                match (ip, port, words.next()) {
+                    (Some(ip), Some(port), None) => (ip, port),
+                    _ => {
+                        push(
+                            errors,
+                            &text.loc,
+                            format!(
+                                "sorry_server = {:?}: write \"IP\" or \"IP PORT\", e.g. \"10.0.0.250 80\"",
+                                text.value
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, Some(ip_text)) => {
+                let Ok(ip) = ip_text.value.parse::<IpAddr>() else {
+                    push(
+                        errors,
+                        &ip_text.loc,
+                        format!("ip = {:?}: not an IP address", ip_text.value),
+                    );
+                    return None;
+                };
+                let port = match &s.value.port {
+                    Some(p) => in_range(errors, "port", p, 1..=65535, "must be 1..=65535")? as u16,
+                    None => default_port,
+                };
+                (ip, port)
+            }
+            (None, None) => {
+                push(
+                    errors,
+                    &s.loc,
+                    "sorry_server has no `ip`; write sorry_server = \"IP PORT\" or { ip = \"IP\", port = PORT }",
+                );
+                return None;
+            }
+        };
+        if let Some(family) = family {
+            if AddressFamily::of(&ip) != family && method != Some(LvsMethod::Tunnel) {
+                push(
+                    errors,
+                    &s.loc,
+                    format!(
+                        "sorry_server {ip}: is {} but the virtual server is {family}; only lb_kind = \"TUN\" can mix families",
+                        AddressFamily::of(&ip)
+                    ),
+                );
+                return None;
+            }
+        }
+        if let Some(rs) = d.real_servers.iter().find(|rs| {
+            rs.ip.as_ref().and_then(|t| t.value.parse::<IpAddr>().ok()) == Some(ip)
+                && rs
+                    .port
+                    .as_ref()
+                    .map_or(default_port, |p| p.value as u16)
+                    == port
+        }) {
+            push(
+                errors,
+                &s.loc,
+                format!(
+                    "sorry_server {ip} port {port}: is also the real_server at {}; a sorry server stands in for the real servers, so give it its own address or port",
+                    rs.loc
+                ),
+            );
+            return None;
+        }
+        Some(SorryServer {
+            ip,
+            port,
+            inhibit: d.sorry_server_inhibit.as_ref().is_some_and(|i| i.value),
+        })
+    });
+    if let (Some(inhibit), None) = (&d.sorry_server_inhibit, &d.sorry_server) {
+        push(
+            errors,
+            &inhibit.loc,
+            "sorry_server_inhibit: only means something with a sorry_server; add one or remove this",
+        );
+    }
+    VirtualServerHealth {
+        quorum,
+        hysteresis,
+        sorry_server,
+        omega: d.omega.as_ref().is_some_and(|o| o.value),
+    }
+}
+
+/// What a real server adds for health checking.
+pub(crate) struct RealServerHealth {
+    pub(crate) inhibit_on_failure: bool,
+    pub(crate) checks: Vec<HealthCheck>,
+}
+
+/// Validates a real server's checkers. `ip` / `port` are the real server's
+/// (when valid); `scripts` are the global script settings.
+pub(crate) fn real_server(
+    errors: &mut Vec<ConfigError>,
+    vs: &VirtualServerDraft,
+    d: &RealServerDraft,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    scripts: &ScriptsDraft,
+) -> RealServerHealth {
+    // The virtual server's defaults were reported by virtual_server(); read them quietly.
+    let mut quiet = Vec::new();
+    let mut vs_defaults = defaults(&mut quiet, &vs.check_defaults);
+    vs_defaults.delay_loop = vs
+        .delay_loop
+        .as_ref()
+        .and_then(|v| millis(&mut quiet, "delay_loop", v, true));
+    let rs_defaults = vs_defaults.under(&defaults(errors, &d.check_defaults));
+    if let Some(v) = &d.virtualhost {
+        virtualhost(errors, v);
+    }
+    let inhibit_on_failure = d
+        .inhibit_on_failure
+        .as_ref()
+        .or(vs.inhibit_on_failure.as_ref())
+        .is_some_and(|i| i.value);
+    let vhost = d
+        .virtualhost
+        .as_ref()
+        .or(vs.virtualhost.as_ref())
+        .map(|v| v.value.clone());
+    let checks = d
+        .checks
+        .iter()
+        .filter_map(|c| check(errors, c, &rs_defaults, ip, port, vhost.as_deref(), scripts))
+        .collect();
+    RealServerHealth {
+        inhibit_on_failure,
+        checks,
+    }
+}
+
+fn virtualhost(errors: &mut Vec<ConfigError>, v: &Located<String>) -> bool {
+    let ok = !v.value.is_empty()
+        && !v
+            .value
+            .contains(|c: char| c.is_whitespace() || c.is_control());
+    if !ok {
+        push(
+            errors,
+            &v.loc,
+            format!(
+                "virtualhost = {:?}: give a host name without spaces, e.g. \"www.example.com\"",
+                v.value
+            ),
+        );
+    }
+    ok
+}
+
+/// `global_defs.script_user` split into (user, group).
+fn global_script_user(scripts: &ScriptsDraft) -> (Option<String>, Option<String>) {
+    let Some(text) = &scripts.script_user else {
+        return (None, None);
+    };
+    let mut words = text.value.split_whitespace();
+    (
+        words.next().map(str::to_owned),
+        words.next().map(str::to_owned),
+    )
+}
+
+/// Checks that a script can run: the command line splits, the user and
+/// group exist, the program exists and the user may execute it. Errors go
+/// to `path_loc`, or to `user_loc` for an unknown user or group.
+fn script_runs(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    path: &Located<String>,
+    user: (Option<String>, Option<String>),
+    user_loc: &Loc,
+) -> bool {
+    let command = match MiscCommand::parse(&path.value) {
+        Ok(command) => command,
+        Err(e) => {
+            push(errors, &path.loc, format!("{key} = {:?}: {e}", path.value));
+            return false;
+        }
+    };
+    let mut config = MiscCheckConfig::new(command, Duration::from_secs(1));
+    config.user = user.0;
+    config.group = user.1;
+    match haldir_health::misc::validate(&config) {
+        Ok(()) => true,
+        Err(e @ (MiscError::UnknownUser(_) | MiscError::UnknownGroup(_))) => {
+            push(
+                errors,
+                user_loc,
+                format!("{e}; create the account or name another"),
+            );
+            false
+        }
+        Err(e) => {
+            push(errors, &path.loc, format!("{key} = {:?}: {e}", path.value));
+            false
+        }
+    }
+}
+
+/// The socket address of `ip` text and `port`, reporting bad addresses.
+fn address(errors: &mut Vec<ConfigError>, key: &str, text: &Located<String>) -> Option<IpAddr> {
+    match text.value.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            push(
+                errors,
+                &text.loc,
+                format!("{key} = {:?}: not an IP address", text.value),
+            );
+            None
+        }
+    }
+}
+
+fn check(
+    errors: &mut Vec<ConfigError>,
+    d: &CheckDraft,
+    inherited: &Defaults,
+    rs_ip: Option<IpAddr>,
+    rs_port: Option<u16>,
+    vhost: Option<&str>,
+    scripts: &ScriptsDraft,
+) -> Option<HealthCheck> {
+    let errors_before = errors.len();
+    let keyword = d.kind.keyword();
+    let own = defaults(errors, &d.defaults);
+    let all = inherited.under(&own);
+    let delay_loop = all.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP_MILLIS);
+    let (default_retry, default_delay_before_retry) = match d.kind {
+        CheckKindDraft::Misc => (0, DEFAULT_DELAY_BEFORE_RETRY_MILLIS),
+        CheckKindDraft::Dns => (3, delay_loop),
+        CheckKindDraft::Http | CheckKindDraft::Ssl => (1, DEFAULT_HTTP_DELAY_BEFORE_RETRY_MILLIS),
+        CheckKindDraft::Tcp => (1, DEFAULT_DELAY_BEFORE_RETRY_MILLIS),
+    };
+    let timing = CheckTimingSpec {
+        delay_loop_millis: delay_loop,
+        retry: all.retry.unwrap_or(default_retry),
+        delay_before_retry_millis: all.delay_before_retry.unwrap_or(default_delay_before_retry),
+        warmup_millis: all.warmup,
+        alpha: all.alpha.unwrap_or(false),
+    };
+
+    // Where network checkers connect, from where, and for how long.
+    let connection = |errors: &mut Vec<ConfigError>| -> Option<CheckConnection> {
+        let ip = match &d.connect_ip {
+            Some(text) => address(errors, "connect_ip", text),
+            None => rs_ip,
+        };
+        let port = match &d.connect_port {
+            Some(p) => in_range(errors, "connect_port", p, 1..=65535, "must be 1..=65535")
+                .map(|p| p as u16),
+            None => match rs_port {
+                Some(0) => {
+                    push(
+                        errors,
+                        &d.loc,
+                        format!(
+                            "{keyword}: the real server of a fwmark service has no port; set connect_port"
+                        ),
+                    );
+                    None
+                }
+                other => other,
+            },
+        };
+        let target = SocketAddr::new(ip?, port?);
+        let bind_ip = match &d.bindto {
+            Some(text) => {
+                let bind = address(errors, "bindto", text)?;
+                if bind.is_ipv4() != target.is_ipv4() {
+                    push(
+                        errors,
+                        &text.loc,
+                        format!(
+                            "bindto = {:?}: the check connects to {} ({}), so the source must be of the same family",
+                            text.value,
+                            target.ip(),
+                            AddressFamily::of(&target.ip())
+                        ),
+                    );
+                    return None;
+                }
+                Some(bind)
+            }
+            None => None,
+        };
+        let bind_port = match &d.bind_port {
+            Some(p) => {
+                Some(in_range(errors, "bind_port", p, 1..=65535, "must be 1..=65535")? as u16)
+            }
+            None => None,
+        };
+        let bind_to = match (bind_ip, bind_port) {
+            (None, None) => None,
+            (ip, port) => Some(SocketAddr::new(
+                ip.unwrap_or(if target.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                }),
+                port.unwrap_or(0),
+            )),
+        };
+        Some(CheckConnection {
+            target,
+            bind_to,
+            connect_timeout_millis: all
+                .connect_timeout
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MILLIS),
+        })
+    };
+
+    let kind = match d.kind {
+        CheckKindDraft::Tcp => connection(errors).map(CheckKind::Tcp),
+        CheckKindDraft::Http | CheckKindDraft::Ssl => {
+            let tls = d.kind == CheckKindDraft::Ssl;
+            let connection = connection(errors);
+            let own_vhost = d.virtualhost.as_ref().filter(|v| virtualhost(errors, v));
+            let vhost = own_vhost
+                .map(|v| v.value.clone())
+                .or(vhost.map(str::to_owned));
+            if d.urls.is_empty() && !d.present.contains(&"url") {
+                push(
+                    errors,
+                    &d.loc,
+                    format!(
+                        "{keyword} has no url; add e.g. url = [{{ path = \"/health\", status_code = 200 }}]"
+                    ),
+                );
+            }
+            let urls: Vec<Option<HttpUrlSpec>> =
+                d.urls.iter().map(|u| url(errors, u, tls)).collect();
+            let verify = match (&d.verify, &d.ca_file) {
+                (Some(v), Some(_)) if !v.value => {
+                    push(
+                        errors,
+                        &v.loc,
+                        "verify = false: contradicts ca_file (which verifies against that CA); remove one",
+                    );
+                    None
+                }
+                (_, Some(ca)) => {
+                    let ok = haldir_health::http::client_config(
+                        &haldir_health::http::CertVerification::CaFile(ca.value.clone().into()),
+                    );
+                    match ok {
+                        Ok(_) => Some(TlsVerify::CaFile(ca.value.clone())),
+                        Err(e) => {
+                            push(errors, &ca.loc, format!("ca_file = {:?}: {e}", ca.value));
+                            None
+                        }
+                    }
+                }
+                (Some(v), None) if v.value => Some(TlsVerify::SystemRoots),
+                _ => Some(TlsVerify::Off),
+            };
+            if tls {
+                // SNI needs a DNS name.
+                if let Some(name) = &vhost {
+                    if rustls_name_ok(name).is_err() {
+                        let at = d.virtualhost.as_ref().map_or(&d.loc, |v| &v.loc);
+                        push(
+                            errors,
+                            at,
+                            format!("virtualhost {name:?}: not a valid host name for TLS SNI"),
+                        );
+                    }
+                }
+            }
+            match (connection, verify, urls.iter().all(Option::is_some)) {
+                (Some(connection), Some(verify), true) if !urls.is_empty() => {
+                    Some(CheckKind::Http(HttpCheckSpec {
+                        tls,
+                        connection,
+                        virtualhost: vhost,
+                        urls: urls.into_iter().flatten().collect(),
+                        verify,
+                    }))
+                }
+                _ => None,
+            }
+        }
+        CheckKindDraft::Misc => {
+            let timeout = match &d.misc_timeout {
+                Some(t) => millis(errors, "misc_timeout", t, true),
+                None => Some(delay_loop),
+            };
+            let (global_user, global_group) = global_script_user(scripts);
+            let user = d.user.as_ref().map(|u| u.value.clone()).or(global_user);
+            let group = match &d.user {
+                Some(_) => d.group.as_ref().map(|g| g.value.clone()),
+                None => d.group.as_ref().map(|g| g.value.clone()).or(global_group),
+            };
+            let user_loc = d
+                .user
+                .as_ref()
+                .or(d.group.as_ref())
+                .map_or(&d.loc, |u| &u.loc)
+                .clone();
+            match &d.misc_path {
+                None => {
+                    if !d.present.contains(&"misc_path") {
+                        push(
+                            errors,
+                            &d.loc,
+                            "MISC_CHECK is missing `misc_path`; add e.g. misc_path = \"/usr/local/bin/check_web\"",
+                        );
+                    }
+                    None
+                }
+                Some(path) => {
+                    let runs = script_runs(
+                        errors,
+                        "misc_path",
+                        path,
+                        (user.clone(), group.clone()),
+                        &user_loc,
+                    );
+                    match (runs, timeout) {
+                        (true, Some(timeout)) => Some(CheckKind::Misc(MiscCheckSpec {
+                            misc_path: path.value.clone(),
+                            misc_timeout_millis: timeout,
+                            misc_dynamic: d.misc_dynamic.as_ref().is_some_and(|m| m.value),
+                            user,
+                            group,
+                        })),
+                        _ => None,
+                    }
+                }
+            }
+        }
+        CheckKindDraft::Dns => {
+            let connection = connection(errors);
+            let query_type = match &d.dns_type {
+                Some(t) => match haldir_health::dns::DnsType::parse(&t.value) {
+                    Some(_) => Some(t.value.to_ascii_uppercase()),
+                    None => {
+                        push(
+                            errors,
+                            &t.loc,
+                            format!(
+                                "type = {:?}: must be one of A, NS, CNAME, SOA, MX, TXT, AAAA",
+                                t.value
+                            ),
+                        );
+                        None
+                    }
+                },
+                None => Some("SOA".to_owned()),
+            };
+            let name = match &d.dns_name {
+                Some(n) => match haldir_health::dns::encode_query(
+                    0,
+                    haldir_health::dns::DnsType::Soa,
+                    &n.value,
+                ) {
+                    Ok(_) => Some(n.value.clone()),
+                    Err(e) => {
+                        push(errors, &n.loc, format!("name = {:?}: {e}", n.value));
+                        None
+                    }
+                },
+                None => Some(".".to_owned()),
+            };
+            Some(CheckKind::Dns(DnsCheckSpec {
+                connection: connection?,
+                query_type: query_type?,
+                name: name?,
+            }))
+        }
+    };
+    if errors.len() > errors_before {
+        return None;
+    }
+    Some(HealthCheck {
+        kind: kind?,
+        timing,
+        loc: d.loc.clone(),
+    })
+}
+
+fn rustls_name_ok(name: &str) -> Result<(), ()> {
+    // The same rule rustls applies (ServerName::try_from), via the health crate's checker.
+    let config = haldir_health::http::HttpCheckConfig {
+        virtualhost: Some(name.to_owned()),
+        ..haldir_health::http::HttpCheckConfig::new(
+            haldir_health::http::HttpKind::Http,
+            SocketAddr::from(([127, 0, 0, 1], 80)),
+            vec![haldir_health::http::UrlSpec {
+                path: "/".into(),
+                ..Default::default()
+            }],
+        )
+    };
+    haldir_health::http::HttpCheck::new(config)
+        .map(|_| ())
+        .map_err(|_| ())
+}
+
+fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrlSpec> {
+    let errors_before = errors.len();
+    let path = match &d.path {
+        Some(p) if p.value.starts_with('/') && !p.value.contains(char::is_whitespace) => {
+            Some(p.value.clone())
+        }
+        Some(p) => {
+            push(
+                errors,
+                &p.loc,
+                format!(
+                    "path = {:?}: must start with '/' and contain no spaces (origin form, e.g. \"/health\")",
+                    p.value
+                ),
+            );
+            None
+        }
+        None => {
+            if !d.present.contains(&"path") {
+                push(
+                    errors,
+                    &d.loc,
+                    "this url has no `path`; add e.g. path = \"/health\"",
+                );
+            }
+            None
+        }
+    };
+    if let Some(s) = &d.status_code {
+        if let Err(e) = haldir_health::http::StatusCodes::parse(&s.value) {
+            push(errors, &s.loc, format!("status_code = {:?}: {e}", s.value));
+        }
+    }
+    let digest = d.digest.as_ref().and_then(|g| {
+        if g.value.len() == 32 && g.value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Some(g.value.to_ascii_lowercase())
+        } else {
+            push(
+                errors,
+                &g.loc,
+                format!(
+                    "digest = {:?}: expected 32 hex digits, the MD5 of the body as genhash prints it",
+                    g.value
+                ),
+            );
+            None
+        }
+    });
+    if let Some(r) = &d.regex {
+        let config = haldir_health::http::HttpCheckConfig::new(
+            haldir_health::http::HttpKind::Http,
+            SocketAddr::from(([127, 0, 0, 1], 80)),
+            vec![haldir_health::http::UrlSpec {
+                path: "/".into(),
+                regex: Some(r.value.clone()),
+                ..Default::default()
+            }],
+        );
+        if let Err(e) = haldir_health::http::HttpCheck::new(config) {
+            push(errors, &r.loc, format!("regex = {:?}: {e}", r.value));
+        }
+    }
+    if let Some(rnm) = &d.regex_no_match {
+        if rnm.value && d.regex.is_none() {
+            push(
+                errors,
+                &rnm.loc,
+                "regex_no_match = true: only means something with a regex; add one or remove this",
+            );
+        }
+    }
+    if let Some(v) = &d.virtualhost {
+        if virtualhost(errors, v) && tls && rustls_name_ok(&v.value).is_err() {
+            push(
+                errors,
+                &v.loc,
+                format!(
+                    "virtualhost = {:?}: not a valid host name for TLS SNI",
+                    v.value
+                ),
+            );
+        }
+    }
+    if errors.len() > errors_before {
+        return None;
+    }
+    Some(HttpUrlSpec {
+        path: path?,
+        status_code: d.status_code.as_ref().map(|s| s.value.clone()),
+        digest,
+        regex: d.regex.as_ref().map(|r| r.value.clone()),
+        regex_no_match: d.regex_no_match.as_ref().is_some_and(|r| r.value),
+        virtualhost: d.virtualhost.as_ref().map(|v| v.value.clone()),
+    })
+}
+
+/// Validates the `vrrp_script`s: names unique, the script runnable by its user.
+pub(crate) fn vrrp_scripts(
+    errors: &mut Vec<ConfigError>,
+    drafts: &[VrrpScriptDraft],
+    scripts: &ScriptsDraft,
+) -> Vec<VrrpScript> {
+    let mut seen: HashMap<String, Loc> = HashMap::new();
+    let mut result = Vec::new();
+    for d in drafts {
+        let errors_before = errors.len();
+        for (key, example) in [
+            ("name", "name = \"chk_web\""),
+            ("script", "script = \"/usr/local/bin/check_web\""),
+        ] {
+            if !d.present.contains(&key) {
+                push(
+                    errors,
+                    &d.loc,
+                    format!("this vrrp_script is missing `{key}`; add e.g. `{example}`"),
+                );
+            }
+        }
+        let name = d.name.as_ref().and_then(|n| {
+            if n.value.is_empty() || n.value.contains(char::is_whitespace) {
+                push(
+                    errors,
+                    &n.loc,
+                    format!("name = {:?}: give the script a name without spaces", n.value),
+                );
+                return None;
+            }
+            if let Some(first) = seen.get(&n.value) {
+                push(
+                    errors,
+                    &n.loc,
+                    format!(
+                        "name = {:?}: already used by the vrrp_script at {first}; give each script its own name",
+                        n.value
+                    ),
+                );
+                return None;
+            }
+            seen.insert(n.value.clone(), d.loc.clone());
+            Some(n.value.clone())
+        });
+        let interval = match &d.interval {
+            Some(i) => millis(errors, "interval", i, true),
+            None => Some(DEFAULT_SCRIPT_INTERVAL_MILLIS),
+        };
+        let timeout = match &d.timeout {
+            Some(t) => millis(errors, "timeout", t, true),
+            None => interval,
+        };
+        let weight = match &d.weight {
+            Some(w) => in_range(
+                errors,
+                "weight",
+                w,
+                -MAX_TRACK_WEIGHT..=MAX_TRACK_WEIGHT,
+                "must be -253..=253 (0: failing puts the tracking instances in FAULT)",
+            )
+            .map(|w| w as i32),
+            None => Some(0),
+        };
+        let count = |errors: &mut Vec<ConfigError>, key: &str, v: &Option<Located<i64>>| match v {
+            Some(v) => {
+                in_range(errors, key, v, 1..=MAX_COUNT, "must be 1 or more").map(|n| n as u32)
+            }
+            None => Some(1),
+        };
+        let rise = count(errors, "rise", &d.rise);
+        let fall = count(errors, "fall", &d.fall);
+        let (global_user, global_group) = global_script_user(scripts);
+        let user = d.user.as_ref().map(|u| u.value.clone()).or(global_user);
+        let group = match &d.user {
+            Some(_) => d.group.as_ref().map(|g| g.value.clone()),
+            None => d.group.as_ref().map(|g| g.value.clone()).or(global_group),
+        };
+        let user_loc = d
+            .user
+            .as_ref()
+            .or(d.group.as_ref())
+            .map_or(&d.loc, |u| &u.loc)
+            .clone();
+        if let Some(script) = &d.script {
+            script_runs(
+                errors,
+                "script",
+                script,
+                (user.clone(), group.clone()),
+                &user_loc,
+            );
+        }
+        if errors.len() > errors_before {
+            continue;
+        }
+        let (Some(name), Some(script), Some(interval_millis), Some(timeout_millis)) =
+            (name, &d.script, interval, timeout)
+        else {
+            continue;
+        };
+        let (Some(weight), Some(rise), Some(fall)) = (weight, rise, fall) else {
+            continue;
+        };
+        result.push(VrrpScript {
+            name,
+            script: script.value.clone(),
+            interval_millis,
+            timeout_millis,
+            weight,
+            rise,
+            fall,
+            user,
+            group,
+            init_fail: d.init_fail.as_ref().is_some_and(|i| i.value),
+            loc: d.loc.clone(),
+        });
+    }
+    result
+}
+
+/// Resolves every instance's `track_script` against the scripts and stores
+/// it in the validated instance (`instances` is aligned with `drafts`).
+pub(crate) fn track_scripts(
+    errors: &mut Vec<ConfigError>,
+    drafts: &[InstanceDraft],
+    instances: &mut [Option<VrrpInstance>],
+    script_drafts: &[VrrpScriptDraft],
+    scripts: &[VrrpScript],
+) {
+    for (d, instance) in drafts.iter().zip(instances.iter_mut()) {
+        let Some(list) = &d.track_script else {
+            continue;
+        };
+        let errors_before = errors.len();
+        let mut seen: HashMap<&str, &Loc> = HashMap::new();
+        let mut tracked = Vec::new();
+        for entry in &list.value {
+            if let Some(t) = track_entry(errors, entry, script_drafts, scripts, &mut seen) {
+                tracked.push(t);
+            }
+        }
+        if let (Some(priority), Some(weighted)) = (
+            d.priority.as_ref().filter(|p| p.value == 255),
+            tracked.iter().find(|t| t.weight != 0),
+        ) {
+            push(
+                errors,
+                &list.loc,
+                format!(
+                    "track_script {:?} has weight {}: the address owner (priority = 255 at {}) always runs at 255, so a weight cannot move it; use weight 0 (FAULT on failure) or lower the priority",
+                    weighted.name, weighted.weight, priority.loc
+                ),
+            );
+        }
+        if errors.len() > errors_before {
+            *instance = None;
+        } else if let Some(instance) = instance {
+            instance.track_script = tracked;
+        }
+    }
+}
+
+fn track_entry<'a>(
+    errors: &mut Vec<ConfigError>,
+    entry: &'a TrackScriptDraft,
+    script_drafts: &[VrrpScriptDraft],
+    scripts: &[VrrpScript],
+    seen: &mut HashMap<&'a str, &'a Loc>,
+) -> Option<TrackScript> {
+    let name = entry.name.as_ref()?;
+    if let Some(first) = seen.insert(&name.value, &entry.loc) {
+        push(
+            errors,
+            &name.loc,
+            format!(
+                "track_script {:?}: already listed at {first}; list each script once",
+                name.value
+            ),
+        );
+        return None;
+    }
+    let defined = script_drafts
+        .iter()
+        .any(|s| s.name.as_ref().is_some_and(|n| n.value == name.value));
+    if !defined {
+        let names: Vec<&str> = script_drafts
+            .iter()
+            .filter_map(|s| s.name.as_ref().map(|n| n.value.as_str()))
+            .collect();
+        let known = if names.is_empty() {
+            "no [[vrrp_script]] is defined".to_owned()
+        } else {
+            format!("defined scripts: {}", names.join(", "))
+        };
+        push(
+            errors,
+            &name.loc,
+            format!(
+                "track_script {:?}: no [[vrrp_script]] has this name; {known}",
+                name.value
+            ),
+        );
+        return None;
+    }
+    let weight = match &entry.weight {
+        Some(w) => in_range(
+            errors,
+            "weight",
+            w,
+            -MAX_TRACK_WEIGHT..=MAX_TRACK_WEIGHT,
+            "must be -253..=253 (0: failing puts the instance in FAULT)",
+        )? as i32,
+        // The script itself is invalid (reported there) when it is not in `scripts`.
+        None => scripts.iter().find(|s| s.name == name.value)?.weight,
+    };
+    Some(TrackScript {
+        name: name.value.clone(),
+        weight,
+    })
+}

@@ -1,0 +1,613 @@
+//! The keepalived.conf front-end through the public API: every corpus file
+//! in `tests/keepalived/` gives the same model as its TOML twin and survives
+//! `to_toml` → `parse_toml`; syntax, keyword and value errors are reported at
+//! file:line:col (naming included files); format detection.
+
+use std::path::{Path, PathBuf};
+
+use haldir_config::{
+    detect_format, load_file, load_file_as, not_converted, parse_keepalived, parse_toml, to_toml,
+    Format, Loc, Model, MAX_INCLUDE_DEPTH,
+};
+
+const FILE: &str = "keepalived.conf";
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keepalived")
+}
+
+/// The top-level corpus files (the `.conf` files with a `.toml` twin).
+fn corpus() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "corpus missing: {files:?}");
+    files
+}
+
+/// `model` with every source location replaced by one fixed value.
+fn without_locs(mut model: Model) -> Model {
+    let nowhere = Loc {
+        file: "".into(),
+        line: 0,
+        col: 0,
+    };
+    for instance in &mut model.vrrp_instances {
+        instance.loc = nowhere.clone();
+    }
+    for vs in &mut model.virtual_servers {
+        vs.loc = nowhere.clone();
+        for rs in &mut vs.real_servers {
+            rs.loc = nowhere.clone();
+        }
+    }
+    model
+}
+
+fn keepalived(text: &str) -> Model {
+    parse_keepalived(text, FILE).unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
+}
+
+/// The display form of every error keepalived.conf `text` produces.
+fn errors(text: &str) -> Vec<String> {
+    match parse_keepalived(text, FILE) {
+        Ok(model) => panic!("expected errors, got {model:#?}"),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn toml_errors(text: &str) -> Vec<String> {
+    match parse_toml(text, "haldir.toml") {
+        Ok(model) => panic!("expected errors, got {model:#?}"),
+        Err(errors) => errors.0.iter().map(|e| e.message.clone()).collect(),
+    }
+}
+
+/// A valid instance with `extra` lines added inside its block (from line 7 on).
+fn instance(extra: &str) -> String {
+    format!(
+        "vrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {{ 192.0.2.10/24 }}\n    # extra lines follow\n{extra}}}\n"
+    )
+}
+
+// ---- the corpus --------------------------------------------------------------
+
+#[test]
+fn every_corpus_file_equals_its_toml_twin() {
+    for conf in corpus() {
+        let from_conf = load_file_as(&conf, Format::Keepalived)
+            .unwrap_or_else(|e| panic!("{}:\n{e}", conf.display()));
+        let twin = conf.with_extension("toml");
+        let from_toml = load_file_as(&twin, Format::Toml)
+            .unwrap_or_else(|e| panic!("{}:\n{e}", twin.display()));
+        assert_eq!(
+            without_locs(from_conf),
+            without_locs(from_toml),
+            "{} and its twin differ",
+            conf.display()
+        );
+    }
+}
+
+#[test]
+fn every_corpus_file_round_trips_through_toml() {
+    for conf in corpus() {
+        let model = load_file(&conf).unwrap_or_else(|e| panic!("{}:\n{e}", conf.display()));
+        assert_eq!(
+            not_converted(&model),
+            Vec::<String>::new(),
+            "{}",
+            conf.display()
+        );
+        let toml = to_toml(&model);
+        let again = parse_toml(&toml, "converted.toml").unwrap_or_else(|e| {
+            panic!(
+                "{}: converted TOML is invalid:\n{e}\n{toml}",
+                conf.display()
+            )
+        });
+        assert_eq!(
+            without_locs(again),
+            without_locs(model),
+            "{} changed in the round trip:\n{toml}",
+            conf.display()
+        );
+    }
+}
+
+#[test]
+fn corpus_files_are_detected_by_content() {
+    for conf in corpus() {
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert_eq!(
+            detect_format(&text, &conf),
+            Format::Keepalived,
+            "{}",
+            conf.display()
+        );
+        let twin = conf.with_extension("toml");
+        let text = std::fs::read_to_string(&twin).unwrap();
+        assert_eq!(
+            detect_format(&text, &twin),
+            Format::Toml,
+            "{}",
+            twin.display()
+        );
+        // Content decides, not the name.
+        assert_eq!(detect_format(&text, Path::new("x.conf")), Format::Toml);
+    }
+}
+
+#[test]
+fn the_dr_director_reads_into_the_expected_values() {
+    let model = load_file(&corpus_dir().join("dr_director.conf")).unwrap();
+    assert_eq!(model.router_id.as_deref(), Some("lvs-a"));
+    let public = &model.vrrp_instances[0];
+    assert_eq!(public.name, "VI_PUBLIC");
+    assert_eq!(public.priority, 150);
+    assert_eq!(public.garp_interval_millis, 1);
+    assert_eq!(public.loc.line, 9);
+    assert_eq!(public.loc.col, 1);
+    let vs = &model.virtual_servers[0];
+    assert_eq!(vs.loc.line, 43);
+    assert_eq!(vs.real_servers[1].upper_threshold, 1000);
+    assert_eq!(vs.real_servers[1].loc.line, 54);
+    assert_eq!(vs.real_servers[1].loc.col, 5);
+}
+
+#[test]
+fn notify_commands_keep_their_words() {
+    let model = load_file(&corpus_dir().join("notify.conf")).unwrap();
+    let notify = &model.vrrp_instances[0].notify;
+    assert_eq!(
+        notify.master.as_deref(),
+        Some("/etc/haldir/to-master.sh VI_N")
+    );
+    assert_eq!(
+        notify.backup.as_deref(),
+        Some("/etc/haldir/to-backup.sh --quiet")
+    );
+    assert_eq!(
+        notify.fault.as_deref(),
+        Some("/etc/haldir/fault.sh \"two words\"")
+    );
+    assert_eq!(model.scripts.user.as_deref(), Some("nobody"));
+    assert_eq!(model.scripts.group.as_deref(), Some("nogroup"));
+    assert_eq!(model.scripts.notify_timeout.as_millis(), 12_500);
+}
+
+#[test]
+fn locations_in_included_files_name_those_files() {
+    let model = load_file(&corpus_dir().join("includes.conf")).unwrap();
+    let instance = &model.vrrp_instances[0];
+    assert!(
+        instance
+            .loc
+            .file
+            .ends_with("tests/keepalived/include.d/vrrp.conf"),
+        "{}",
+        instance.loc
+    );
+    assert_eq!((instance.loc.line, instance.loc.col), (1, 1));
+    let rs = &model.virtual_servers[0].real_servers[1];
+    assert!(rs.loc.file.ends_with("include.d/real/b.conf"), "{}", rs.loc);
+}
+
+// ---- syntax ------------------------------------------------------------------
+
+#[test]
+fn comments_quotes_and_crlf() {
+    let text = "! comment\r\nvrrp_instance VI_1 { # comment\r\n interface eth0!comment\r\n virtual_router_id 51\r\n priority 100\r\n authentication {\r\n  auth_type PASS\r\n  auth_pass \"a b#c\"\r\n }\r\n virtual_ipaddress {\r\n  192.0.2.10\r\n }\r\n}\r\n";
+    let model = keepalived(text);
+    let instance = &model.vrrp_instances[0];
+    assert_eq!(instance.interface, "eth0");
+    assert_eq!(
+        instance.authentication,
+        Some(haldir_config::Authentication::Pass("a b#c".into()))
+    );
+}
+
+#[test]
+fn a_missing_closing_brace_is_reported_at_the_opening_one() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_ipaddress {\n        192.0.2.10\n}\n";
+    assert_eq!(
+        errors(text),
+        ["keepalived.conf:1:20: this block of `vrrp_instance` is never closed; add `}`"]
+    );
+}
+
+#[test]
+fn a_stray_closing_brace_is_reported() {
+    let text = format!("{}}}\n", instance(""));
+    assert_eq!(
+        errors(&text),
+        ["keepalived.conf:8:1: unexpected `}`: no block is open here; remove it"]
+    );
+}
+
+#[test]
+fn a_block_without_keyword_and_an_unclosed_quote_are_reported() {
+    let text = "{\n}\nglobal_defs {\n    router_id \"lvs\n}\n";
+    assert_eq!(
+        errors(text),
+        [
+            "keepalived.conf:4:15: this quote is never closed; end the string with `\"` on the same line",
+            "keepalived.conf:1:1: unexpected `{`: a block must follow a keyword, e.g. `vrrp_instance VI_1 {`",
+        ]
+    );
+}
+
+#[test]
+fn keepalived_preprocessor_lines_are_rejected() {
+    let text = "$IF=eth0\n@lb1 vrrp_version 3\n";
+    let errors = errors(text);
+    assert_eq!(errors.len(), 2);
+    assert!(
+        errors[0].starts_with("keepalived.conf:1:1: parameter definitions"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("keepalived.conf:2:1: conditional configuration"),
+        "{errors:?}"
+    );
+}
+
+// ---- keywords ----------------------------------------------------------------
+
+#[test]
+fn an_unknown_keyword_is_named_with_its_line_and_column() {
+    let text = instance("    prioirty 100\n    track_interface {\n        eth1\n    }\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify",
+            "keepalived.conf:8:5: unknown keyword `track_interface` in vrrp_instance: haldir does not implement it; keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keywords_at_the_top_and_in_global_defs() {
+    let text = format!(
+        "global_defs {{\n    smtp_server 192.0.2.25\n}}\nstatic_ipaddress {{\n    192.0.2.1/24 dev eth0\n}}\n{}",
+        instance("")
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("keepalived.conf:2:5: unknown keyword `smtp_server` in global_defs")
+    );
+    assert!(errors[1]
+        .starts_with("keepalived.conf:4:1: unknown keyword `static_ipaddress` in the top level"));
+}
+
+#[test]
+fn planned_keywords_say_not_supported_yet() {
+    let text = "vrrp_sync_group G1 {\n    group {\n        VI_1\n    }\n}\n\
+                virtual_server 192.0.2.10 80 {\n    real_server 10.0.0.1 80 {\n        TCP_CHECK {\n            connect_timeout 3\n        }\n    }\n}\n";
+    let errors = errors(text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "keepalived.conf:1:1: `vrrp_sync_group` in the top level is not supported yet: "
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1]
+            .starts_with("keepalived.conf:8:9: `TCP_CHECK` in real_server is not supported yet: "),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_keyword_set_twice_is_an_error() {
+    let text = instance("    priority 120\n    accept\n    no_accept\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "keepalived.conf:7:5: `priority` is already set at keepalived.conf:4:5; keep one",
+            "keepalived.conf:9:5: `no_accept` is already set at keepalived.conf:8:5; keep one",
+        ]
+    );
+}
+
+#[test]
+fn wrong_shapes_of_values() {
+    let text = instance(
+        "    advert_int fast\n    nopreempt yes\n    preempt_delay\n    garp_master_repeat 1 2\n    unicast_peer {\n        10.0.0.2 min_ttl 2\n    }\n    state ACTIVE\n",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "keepalived.conf:7:16: `advert_int fast`: expected a number of seconds (integer or decimal)",
+            "keepalived.conf:8:15: `nopreempt yes`: `nopreempt` takes no value here; remove `yes`",
+            "keepalived.conf:9:5: `preempt_delay` needs a value, e.g. `preempt_delay 5`",
+            "keepalived.conf:10:26: `garp_master_repeat 1 2`: `garp_master_repeat` takes one value; remove `2`",
+            "keepalived.conf:12:18: unicast_peer entry `10.0.0.2 min_ttl 2`: `min_ttl` and anything after the address is not supported; write only ADDRESS on each line",
+            "keepalived.conf:14:11: `state ACTIVE`: state must be MASTER or BACKUP",
+        ]
+    );
+}
+
+#[test]
+fn a_virtual_address_with_options_is_an_error() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0 label eth0:1\n    }\n}\n";
+    assert_eq!(
+        errors(text),
+        ["keepalived.conf:6:23: virtual_ipaddress entry `192.0.2.10/24 dev eth0 label eth0:1`: `dev` and anything after the address is not supported; write only ADDRESS[/PREFIX] on each line"]
+    );
+}
+
+#[test]
+fn a_non_number_where_an_integer_belongs() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority high\n    virtual_ipaddress {\n        192.0.2.10\n    }\n}\n";
+    assert_eq!(
+        errors(text),
+        ["keepalived.conf:4:14: `priority high`: expected an integer"]
+    );
+}
+
+#[test]
+fn virtual_server_headers() {
+    let text = "virtual_server 192.0.2.10 {\n}\nvirtual_server group G1 {\n}\nvirtual_server 192.0.2.10 http {\n}\n";
+    let errors = errors(text);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0]
+        .starts_with("keepalived.conf:1:1: `virtual_server 192.0.2.10`: the port is missing"));
+    assert!(errors[1].starts_with(
+        "keepalived.conf:3:16: `virtual_server group G1`: virtual_server_group is not supported"
+    ));
+    assert_eq!(
+        errors[2],
+        "keepalived.conf:5:27: `virtual_server 192.0.2.10 http`: expected an integer"
+    );
+}
+
+// ---- the same rules give the same messages -----------------------------------
+
+/// `message` with every `FILE:LINE:COL` it mentions replaced by `AT`.
+fn without_positions(message: &str) -> String {
+    let mut out = message.to_owned();
+    for file in [FILE, "haldir.toml"] {
+        while let Some(start) = out.find(&format!("{file}:")) {
+            let rest = &out[start + file.len()..];
+            let len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == ':'))
+                .unwrap_or(rest.len());
+            out.replace_range(start..start + file.len() + len, "AT");
+        }
+    }
+    out
+}
+
+/// The errors' messages (without their own locations, and with the places
+/// they mention replaced) are the same in both syntaxes.
+fn same_message(conf: &str, toml: &str) {
+    let from_conf: Vec<String> = match parse_keepalived(conf, FILE) {
+        Ok(_) => panic!("expected an error from\n{conf}"),
+        Err(errors) => errors
+            .0
+            .iter()
+            .map(|e| without_positions(&e.message))
+            .collect(),
+    };
+    let from_toml: Vec<String> = toml_errors(toml)
+        .iter()
+        .map(|m| without_positions(m))
+        .collect();
+    assert!(!from_conf.is_empty());
+    assert_eq!(from_conf, from_toml);
+}
+
+#[test]
+fn validation_messages_are_the_same_in_both_syntaxes() {
+    let conf = |extra: &str| instance(extra);
+    let toml = |extra: &str| {
+        format!(
+            "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\"192.0.2.10/24\"]\n{extra}"
+        )
+    };
+    // (keepalived line, TOML line)
+    for (c, t) in [
+        ("    advert_int 1.5\n", "advert_int = 1.5\n"),
+        ("    version 4\n", "version = 4\n"),
+        ("    preempt_delay 1001\n", "preempt_delay = 1001\n"),
+        ("    garp_master_repeat 0\n", "garp_master_repeat = 0\n"),
+        ("    garp_interval 0.0005\n", "garp_interval = 0.0005\n"),
+        (
+            "    unicast_src_ip 2001:db8::1\n",
+            "unicast_src_ip = \"2001:db8::1\"\n",
+        ),
+        (
+            "    authentication {\n        auth_type AH\n        auth_pass 123456789\n    }\n",
+            "authentication = { auth_type = \"AH\", auth_pass = \"123456789\" }\n",
+        ),
+        (
+            "    authentication {\n        auth_type PASS\n    }\n",
+            "authentication = { auth_type = \"PASS\" }\n",
+        ),
+    ] {
+        same_message(&conf(c), &toml(t));
+    }
+    // Values in the instance's header lines.
+    same_message(
+        &instance("").replace("priority 100", "priority 300"),
+        &toml("").replace("priority = 100", "priority = 300"),
+    );
+    same_message(
+        &instance("").replace("192.0.2.10/24", "192.0.2.10/33"),
+        &toml("").replace("192.0.2.10/24", "192.0.2.10/33"),
+    );
+    same_message(
+        &format!("{}{}", instance(""), instance("").replace("VI_1", "VI_2")),
+        &format!("{}{}", toml(""), toml("").replace("VI_1", "VI_2")),
+    );
+}
+
+#[test]
+fn virtual_server_messages_are_the_same_in_both_syntaxes() {
+    let conf = "virtual_server 192.0.2.10 80 {\n    lb_algo fastest\n    lb_kind DR\n    lvs_method NAT\n    ops\n    real_server 10.0.0.1 80 {\n        weight 70000\n        uthreshold 10\n        lthreshold 20\n    }\n    real_server 2001:db8::1 80\n}\n";
+    let toml = "[[virtual_server]]\nip = \"192.0.2.10\"\nport = 80\nlb_algo = \"fastest\"\nlb_kind = \"DR\"\nlvs_method = \"NAT\"\nops = true\n[[virtual_server.real_server]]\nip = \"10.0.0.1\"\nport = 80\nweight = 70000\nuthreshold = 10\nlthreshold = 20\n[[virtual_server.real_server]]\nip = \"2001:db8::1\"\nport = 80\n";
+    same_message(conf, toml);
+}
+
+#[test]
+fn an_empty_file_has_nothing_to_run_in_either_syntax() {
+    same_message("! only a comment\n", "# only a comment\n");
+}
+
+// ---- includes ----------------------------------------------------------------
+
+#[test]
+fn a_missing_include_is_an_error_naming_the_path() {
+    let path = corpus_dir().join("errors/include_missing.conf");
+    let errors = load_file(&path).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let error = &errors.0[0];
+    let loc = error.loc.as_ref().unwrap();
+    assert_eq!((loc.line, loc.col), (4, 9));
+    assert!(loc.file.ends_with("errors/include_missing.conf"));
+    assert!(
+        error
+            .message
+            .starts_with("include does-not-exist.conf: cannot read ")
+            && error.message.contains("errors/does-not-exist.conf: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_include_loop_is_an_error() {
+    let path = corpus_dir().join("errors/loop_a.conf");
+    let errors = load_file(&path).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let error = &errors.0[0];
+    let loc = error.loc.as_ref().unwrap();
+    // Reported at the include that closes the loop, in loop_b.conf.
+    assert!(loc.file.ends_with("errors/loop_b.conf"), "{error}");
+    assert_eq!((loc.line, loc.col), (2, 13));
+    assert!(error.message.contains("include loop ("), "{error}");
+    assert!(error.message.contains("loop_a.conf → "), "{error}");
+}
+
+#[test]
+fn errors_inside_an_included_file_name_that_file() {
+    let path = corpus_dir().join("errors/bad_in_include.conf");
+    let errors = load_file(&path).unwrap_err();
+    let shown: Vec<String> = errors
+        .0
+        .iter()
+        .map(|e| {
+            let loc = e.loc.as_ref().unwrap();
+            let file = Path::new(&*loc.file)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            format!("{file}:{}:{}", loc.line, loc.col)
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        ["bad_part.conf:2:5", "bad_part.conf:5:16"],
+        "{errors}"
+    );
+    assert!(errors.0[0].message.contains("`track_interface`"));
+    assert!(errors.0[1]
+        .message
+        .starts_with("advert_int = 0.5: VRRP version 2"));
+    assert!(errors.0[0].file.ends_with("errors/parts/bad_part.conf"));
+}
+
+#[test]
+fn includes_nest_only_so_deep() {
+    let dir = std::env::temp_dir().join(format!("haldir-include-depth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chain = MAX_INCLUDE_DEPTH + 2;
+    for i in 0..chain {
+        std::fs::write(
+            dir.join(format!("{i}.conf")),
+            format!("include {}.conf\n", i + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join(format!("{chain}.conf")), "global_defs {\n}\n").unwrap();
+    let errors = load_file_as(&dir.join("0.conf"), Format::Keepalived).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert!(
+        errors.0[0].to_string().ends_with(&format!(
+            "{MAX_INCLUDE_DEPTH}.conf:1:9: include {}.conf: includes nest more than {MAX_INCLUDE_DEPTH} deep; flatten them",
+            MAX_INCLUDE_DEPTH + 1
+        )),
+        "{errors}"
+    );
+}
+
+// ---- detection ---------------------------------------------------------------
+
+#[test]
+fn detection_by_content() {
+    let conf = Path::new("x.conf");
+    let toml = Path::new("x.toml");
+    let none = Path::new("x");
+    assert_eq!(detect_format("[[vrrp_instance]]\n", conf), Format::Toml);
+    assert_eq!(detect_format("# c\n\nname = \"x\"\n", conf), Format::Toml);
+    assert_eq!(
+        detect_format("global_defs {\n}\n", toml),
+        Format::Keepalived
+    );
+    assert_eq!(
+        detect_format("# c\nvrrp_instance VI_1 {\n", none),
+        Format::Keepalived
+    );
+    assert_eq!(detect_format("! c\n", toml), Format::Keepalived);
+    assert_eq!(
+        detect_format("include /etc/k/*.conf\n", none),
+        Format::Keepalived
+    );
+    // Nothing but comments: the extension is the hint.
+    assert_eq!(detect_format("# c\n", conf), Format::Keepalived);
+    assert_eq!(detect_format("# c\n", none), Format::Toml);
+    assert_eq!("keepalived".parse::<Format>(), Ok(Format::Keepalived));
+    assert!("xml".parse::<Format>().is_err());
+}
+
+#[test]
+fn the_format_can_be_forced() {
+    let path = corpus_dir().join("lvs_only.conf");
+    assert!(load_file_as(&path, Format::Auto).is_ok());
+    let errors = load_file_as(&path, Format::Toml).unwrap_err();
+    assert!(errors.to_string().contains("TOML syntax error"), "{errors}");
+}
+
+#[test]
+fn hostile_input_gives_errors_not_panics() {
+    let deep = errors(&"a {".repeat(100_000));
+    assert_eq!(deep.len(), 1, "{deep:?}");
+    assert!(deep[0].contains("blocks nest more than"), "{deep:?}");
+    assert!(!errors(&"{".repeat(100_000)).is_empty());
+    for text in [
+        "}",
+        "\"",
+        "include",
+        "include a b",
+        "\\",
+        "a \"b\" \"",
+        "{}{}{}",
+        "$",
+        "@",
+        "~",
+    ] {
+        assert!(parse_keepalived(text, FILE).is_err(), "{text:?}");
+    }
+    let dev_zero = errors("include /dev/zero\n");
+    assert!(
+        dev_zero[0].ends_with("cannot read /dev/zero: not a regular file"),
+        "{dev_zero:?}"
+    );
+}

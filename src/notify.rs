@@ -1,0 +1,311 @@
+//! Notify scripts (keepalived's `notify_master`, `notify_backup`,
+//! `notify_fault`, `notify_stop` and `notify`), run on every state change the
+//! VRRP driver reports on its event channel.
+//!
+//! - `notify_STATE` runs with the arguments written in the configuration;
+//!   `notify` gets keepalived's four appended: `INSTANCE NAME STATE PRIORITY`
+//!   (`GROUP NAME STATE` for sync groups, which call [`Notifier::group`]).
+//! - Scripts run as `script_user` (see `haldir_health::misc`: no shell, no
+//!   supplementary groups, stdio on /dev/null, own process group) and are
+//!   killed with their process group at `notify_timeout`.
+//! - Nothing here holds the state machine up: the driver only sends an event;
+//!   this task starts each script in its own task at once, so a hanging script
+//!   delays neither the next transition nor the next script.
+//! - On shutdown the task runs the scripts of the final transitions (STOP) and
+//!   waits for the running ones, each bounded by its timeout.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use haldir_config::{Model, NotifyScripts, ScriptSettings};
+use haldir_health::misc::{self, MiscCheck, MiscCheckConfig, MiscCommand};
+use haldir_health::{CheckOutcome, Checker};
+use haldir_vrrp::driver::InstanceTransition;
+use haldir_vrrp::router::{State, TransitionReason};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::metrics::DaemonCounters;
+
+/// The notify configuration the task runs with; replaced on reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// `script_user`, `notify_timeout`.
+    pub settings: ScriptSettings,
+    /// Each instance's scripts, by instance name.
+    pub instances: BTreeMap<String, NotifyScripts>,
+}
+
+impl NotifyConfig {
+    /// The notify part of a configuration.
+    pub fn from_model(model: &Model) -> Self {
+        NotifyConfig {
+            settings: model.scripts.clone(),
+            instances: model
+                .vrrp_instances
+                .iter()
+                .filter(|i| i.notify.iter().next().is_some())
+                .map(|i| (i.name.clone(), i.notify.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// keepalived's name of the state an instance entered: `STOP` for a
+/// shutdown (or removal), `INIT` is never notified.
+pub fn notify_state(to: State, reason: TransitionReason) -> Option<&'static str> {
+    match (to, reason) {
+        (_, TransitionReason::Shutdown) => Some("STOP"),
+        (State::Master, _) => Some("MASTER"),
+        (State::Backup, _) => Some("BACKUP"),
+        (State::Fault, _) => Some("FAULT"),
+        (State::Initialize, _) => None,
+    }
+}
+
+/// The command lines to run for one transition: (what, argv).
+pub fn commands_for(
+    scripts: &NotifyScripts,
+    kind: &str,
+    name: &str,
+    state: &str,
+    priority: Option<u8>,
+) -> Result<Vec<(&'static str, Vec<String>)>, String> {
+    let specific = match state {
+        "MASTER" => scripts.master.as_deref().map(|s| ("notify_master", s)),
+        "BACKUP" => scripts.backup.as_deref().map(|s| ("notify_backup", s)),
+        "FAULT" => scripts.fault.as_deref().map(|s| ("notify_fault", s)),
+        "STOP" => scripts.stop.as_deref().map(|s| ("notify_stop", s)),
+        _ => None,
+    };
+    let mut commands = Vec::new();
+    if let Some((what, line)) = specific {
+        let argv = misc::split_command_line(line).map_err(|e| format!("{what}: {e}"))?;
+        commands.push((what, argv));
+    }
+    if let Some(line) = scripts.notify.as_deref() {
+        let mut argv = misc::split_command_line(line).map_err(|e| format!("notify: {e}"))?;
+        argv.extend([kind.to_owned(), name.to_owned(), state.to_owned()]);
+        if let Some(priority) = priority {
+            argv.push(priority.to_string());
+        }
+        commands.push(("notify", argv));
+    }
+    Ok(commands)
+}
+
+/// Checks every notify script of `model`: the script user exists and each
+/// program exists and is executable by it. One line per problem, naming the
+/// instance and the keyword (for `haldir check`, start-up and reload).
+pub fn check_model(model: &Model) -> Vec<String> {
+    let mut errors = Vec::new();
+    for instance in &model.vrrp_instances {
+        for (keyword, line) in instance.notify.iter() {
+            let config = match MiscCommand::parse(line) {
+                Ok(command) => MiscCheckConfig {
+                    command,
+                    timeout: model.scripts.notify_timeout,
+                    dynamic: false,
+                    user: model.scripts.user.clone(),
+                    group: model.scripts.group.clone(),
+                },
+                Err(e) => {
+                    errors.push(format!(
+                        "{}: vrrp_instance {:?}: {keyword}: {e}",
+                        instance.loc, instance.name
+                    ));
+                    continue;
+                }
+            };
+            if let Err(e) = misc::validate(&config) {
+                errors.push(format!(
+                    "{}: vrrp_instance {:?}: {keyword}: {e}",
+                    instance.loc, instance.name
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Runs the notify scripts for the transitions on `events`, with the
+/// configuration on `config`, until the driver closes the channel; then
+/// waits for the scripts still running.
+pub async fn run(
+    mut events: broadcast::Receiver<InstanceTransition>,
+    running: watch::Receiver<Model>,
+    counters: Arc<DaemonCounters>,
+) {
+    let mut scripts: JoinSet<()> = JoinSet::new();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            // Reap finished scripts as we go.
+            Some(_) = scripts.join_next(), if !scripts.is_empty() => continue,
+        };
+        match event {
+            Ok(event) => {
+                let Some(state) = notify_state(event.to, event.reason) else {
+                    continue;
+                };
+                let current = NotifyConfig::from_model(&running.borrow());
+                let Some(instance_scripts) = current.instances.get(&event.name) else {
+                    continue;
+                };
+                let commands = match commands_for(
+                    instance_scripts,
+                    "INSTANCE",
+                    &event.name,
+                    state,
+                    Some(event.priority),
+                ) {
+                    Ok(commands) => commands,
+                    Err(e) => {
+                        warn!(instance = %event.name, "cannot run a notify script: {e}");
+                        continue;
+                    }
+                };
+                for (what, argv) in commands {
+                    scripts.spawn(run_one(
+                        event.name.clone(),
+                        what,
+                        argv,
+                        current.settings.clone(),
+                        counters.clone(),
+                    ));
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                counters.notify_missed.fetch_add(missed, Ordering::Relaxed);
+                warn!(missed, "notify: transitions were missed (too many at once)");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    while scripts.join_next().await.is_some() {}
+}
+
+/// The hook for sync groups: runs `notify` with `GROUP NAME STATE` (no
+/// priority, as keepalived) and the group's `notify_STATE`.
+pub struct Notifier;
+
+impl Notifier {
+    /// The command lines of a sync group's transition.
+    pub fn group(
+        scripts: &NotifyScripts,
+        group: &str,
+        state: &str,
+    ) -> Result<Vec<(&'static str, Vec<String>)>, String> {
+        commands_for(scripts, "GROUP", group, state, None)
+    }
+}
+
+/// Runs one script to its end or its timeout.
+async fn run_one(
+    instance: String,
+    what: &'static str,
+    argv: Vec<String>,
+    settings: ScriptSettings,
+    counters: Arc<DaemonCounters>,
+) {
+    let check = match MiscCheck::new(MiscCheckConfig {
+        command: MiscCommand::Exec(argv.clone()),
+        timeout: settings.notify_timeout,
+        dynamic: false,
+        user: settings.user.clone(),
+        group: settings.group.clone(),
+    }) {
+        Ok(check) => check,
+        Err(e) => {
+            counters.notify_failed.fetch_add(1, Ordering::Relaxed);
+            warn!(%instance, script = what, "cannot run {}: {e}", argv.join(" "));
+            return;
+        }
+    };
+    let started = std::time::Instant::now();
+    match check.check().await {
+        CheckOutcome::Up | CheckOutcome::UpWithWeight(_) => {
+            counters.notify_ok.fetch_add(1, Ordering::Relaxed);
+            info!(
+                %instance,
+                script = what,
+                user = %check.user().name,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "ran {}",
+                argv.join(" ")
+            );
+        }
+        CheckOutcome::Down(reason) => {
+            if reason.contains("timed out after") {
+                counters.notify_timeout.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counters.notify_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            warn!(%instance, script = what, user = %check.user().name, "{}: {reason}", argv.join(" "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_gets_keepalived_arguments_and_the_state_script_its_own() {
+        let scripts = NotifyScripts {
+            master: Some("/usr/local/bin/up 'a b'".into()),
+            notify: Some("/usr/local/bin/notify --x".into()),
+            ..Default::default()
+        };
+        let commands = commands_for(&scripts, "INSTANCE", "VI_1", "MASTER", Some(150)).unwrap();
+        assert_eq!(
+            commands,
+            vec![
+                (
+                    "notify_master",
+                    vec!["/usr/local/bin/up".to_owned(), "a b".to_owned()]
+                ),
+                (
+                    "notify",
+                    [
+                        "/usr/local/bin/notify",
+                        "--x",
+                        "INSTANCE",
+                        "VI_1",
+                        "MASTER",
+                        "150"
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                ),
+            ]
+        );
+        let backup = commands_for(&scripts, "INSTANCE", "VI_1", "BACKUP", Some(100)).unwrap();
+        assert_eq!(backup.len(), 1, "no notify_backup: only notify");
+        let group = Notifier::group(&scripts, "G1", "FAULT").unwrap();
+        assert_eq!(
+            group[0].1,
+            ["/usr/local/bin/notify", "--x", "GROUP", "G1", "FAULT"]
+                .map(String::from)
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn shutdown_is_stop_and_init_is_not_notified() {
+        assert_eq!(
+            notify_state(State::Initialize, TransitionReason::Shutdown),
+            Some("STOP")
+        );
+        assert_eq!(
+            notify_state(State::Initialize, TransitionReason::Startup),
+            None
+        );
+        assert_eq!(
+            notify_state(State::Master, TransitionReason::MasterDown),
+            Some("MASTER")
+        );
+    }
+}

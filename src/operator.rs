@@ -1,0 +1,159 @@
+//! The operator's side of `haldir run`, started next to the VRRP driver and
+//! the IPVS task: the live virtual-server status ([`crate::live`]), the
+//! control socket ([`crate::control`]), the metrics endpoint
+//! ([`crate::metrics`]), the notify scripts ([`crate::notify`]) and systemd's
+//! notify protocol ([`crate::systemd`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use haldir_config::{Model, VirtualServer};
+use haldir_vrrp::driver::{InstanceTransition, Status};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::control::{ControlRequest, StatusSources};
+use crate::daemon::RunOptions;
+use crate::live::{HealthMap, LiveVirtualServers};
+use crate::metrics::DaemonCounters;
+
+/// How often the kernel's IPVS table is read for status and metrics.
+const LIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The running operator tasks.
+pub struct Operator {
+    notify: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Feeds the real servers' health into the status and metrics; the health
+    /// wiring takes it with [`Operator::health`].
+    health: watch::Sender<HealthMap>,
+    /// The live virtual servers.
+    live: watch::Receiver<LiveVirtualServers>,
+    running: watch::Receiver<Model>,
+}
+
+/// Starts the operator tasks. Fails only when a requested endpoint cannot be
+/// opened: the control socket or the metrics address.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    options: &RunOptions,
+    running: watch::Receiver<Model>,
+    status: watch::Receiver<Status>,
+    virtual_servers: watch::Receiver<Vec<VirtualServer>>,
+    events: broadcast::Receiver<InstanceTransition>,
+    control: mpsc::Sender<ControlRequest>,
+    counters: Arc<DaemonCounters>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Operator> {
+    let (health_tx, health_rx) = watch::channel(HealthMap::new());
+    let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
+        virtual_servers: crate::live::combine(&virtual_servers.borrow(), None, &HealthMap::new()),
+        ..LiveVirtualServers::default()
+    });
+    let mut tasks = vec![tokio::spawn(crate::live::run(
+        virtual_servers,
+        health_rx,
+        live_tx,
+        LIVE_INTERVAL,
+        shutdown.clone(),
+    ))];
+    if let Some(path) = &options.control_socket {
+        let listener = crate::control::bind(path)?;
+        tasks.push(tokio::spawn(crate::control::serve(
+            listener,
+            path.clone(),
+            StatusSources {
+                status: status.clone(),
+                live: live_rx.clone(),
+                running: running.clone(),
+                config_path: options.config_path.clone(),
+            },
+            control,
+            shutdown.clone(),
+        )));
+    }
+    if let Some(address) = options.metrics_address {
+        let sources = crate::metrics::Sources {
+            status: status.clone(),
+            live: live_rx.clone(),
+            counters: counters.clone(),
+        };
+        tasks.push(
+            crate::metrics::serve(address, sources, shutdown.clone())
+                .await
+                .with_context(|| format!("cannot serve metrics on {address}"))?,
+        );
+    }
+    if let Some(period) = crate::systemd::watchdog_interval() {
+        info!(period = ?period, "systemd watchdog enabled");
+        tasks.push(tokio::spawn(crate::systemd::watchdog(period)));
+    }
+    // READY once every configured instance has started (or after 10 s).
+    let wanted = running.borrow().vrrp_instances.len();
+    let mut ready_status = status;
+    tasks.push(tokio::spawn(async move {
+        let started = tokio::time::timeout(
+            Duration::from_secs(10),
+            ready_status.wait_for(|s| {
+                s.instances.len() >= wanted
+                    && s.instances
+                        .iter()
+                        .all(|i| i.state != haldir_vrrp::router::State::Initialize)
+            }),
+        )
+        .await;
+        if started.is_err() {
+            warn!("the VRRP instances did not all start within 10 s; telling systemd we are ready anyway");
+        }
+        crate::systemd::ready("running");
+    }));
+    let notify = tokio::spawn(crate::notify::run(events, running.clone(), counters));
+    Ok(Operator {
+        notify,
+        tasks,
+        health: health_tx,
+        live: live_rx,
+        running,
+    })
+}
+
+/// Logs what runs (systemd's READY is sent by the task [`start`] spawns).
+pub fn ready(model: &Model) {
+    info!(
+        instances = model.vrrp_instances.len(),
+        virtual_servers = model.virtual_servers.len(),
+        "haldir running"
+    );
+}
+
+impl Operator {
+    /// Where the health wiring publishes each real server's health.
+    pub fn health(&self) -> watch::Sender<HealthMap> {
+        self.health.clone()
+    }
+
+    /// The live virtual servers.
+    pub fn live(&self) -> watch::Receiver<LiveVirtualServers> {
+        self.live.clone()
+    }
+
+    /// Waits (after the driver stopped) for the last notify scripts, bounded
+    /// by `notify_timeout`, and for the other tasks to see the shutdown.
+    pub async fn finish(self) {
+        let limit = self.running.borrow().scripts.notify_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.notify).await.is_err() {
+            warn!("notify scripts still running at exit");
+        }
+        for mut task in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}

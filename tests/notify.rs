@@ -1,0 +1,254 @@
+//! Notify scripts against real haldir processes in lab namespaces: keepalived's
+//! arguments, run as an unprivileged user, and a hanging script killed at its
+//! timeout without delaying the takeover (needs root; skipped loudly otherwise).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use haldir::lab::{self, Haldir, HaldirInstance, Lab};
+
+const FAST: Duration = Duration::from_millis(100);
+
+fn skip_unless_root(name: &str) -> bool {
+    if lab::is_root() {
+        return false;
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
+    true
+}
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_haldir"))
+}
+
+/// A directory the unprivileged script user can read and write (the lab's
+/// own directory is root's), removed on drop.
+struct ScriptDir(PathBuf);
+
+impl ScriptDir {
+    fn new(tag: &str) -> ScriptDir {
+        let dir = std::env::temp_dir().join(format!("haldir-notify-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ScriptDir(dir)
+    }
+
+    /// Writes an executable shell script `name` and returns its path.
+    fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn nobody_uid() -> String {
+    let out = std::process::Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn two_router_lab(tag: &str) -> Lab {
+    let lab = Lab::new(tag).unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    lab
+}
+
+fn instance(priority: u8, lines: &[String]) -> HaldirInstance {
+    let mut i = HaldirInstance::v3(51, priority, FAST, &["10.0.0.100/24"]);
+    i.extra_lines = lines.to_vec();
+    i
+}
+
+#[test]
+fn notify_scripts_run_unprivileged_with_keepalived_arguments() {
+    if skip_unless_root("notify_scripts_run_unprivileged_with_keepalived_arguments") {
+        return;
+    }
+    let dir = ScriptDir::new("args");
+    let out = dir.0.display().to_string();
+    let tagged = |host: &str| {
+        dir.script(
+            &format!("notify-{host}.sh"),
+            &format!("echo \"$(id -u) $*\" >> {out}/{host}.notify"),
+        )
+    };
+    let state_script = |host: &str, state: &str| {
+        dir.script(
+            &format!("{state}-{host}.sh"),
+            &format!("echo \"$(id -u) {state} $*\" >> {out}/{host}.{state}"),
+        )
+    };
+    let lab = two_router_lab("nfy");
+    let r1_lines = vec![
+        format!("notify = \"{} extra\"", tagged("r1").display()),
+        format!(
+            "notify_master = \"{}\"",
+            state_script("r1", "master").display()
+        ),
+        format!("notify_stop = \"{}\"", state_script("r1", "stop").display()),
+    ];
+    let r2_lines = vec![
+        format!("notify = \"{}\"", tagged("r2").display()),
+        format!(
+            "notify_backup = \"{}\"",
+            state_script("r2", "backup").display()
+        ),
+        format!(
+            "notify_master = \"{}\"",
+            state_script("r2", "master").display()
+        ),
+    ];
+    // `haldir check` accepts the scripts.
+    let config_r1 = instance(150, &r1_lines).render();
+    let check_path = dir.0.join("check.toml");
+    std::fs::write(&check_path, &config_r1).unwrap();
+    let check = std::process::Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&check_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config_r1).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[instance(100, &r2_lines)]).unwrap();
+    assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", r1.log());
+    assert!(r2.wait_state("BACKUP", Duration::from_secs(5)), "{}", r2.log());
+    let uid = nobody_uid();
+    assert_ne!(uid, "0");
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || {
+            dir.read("r1.notify")
+                .contains(&format!("{uid} extra INSTANCE VI_1 MASTER 150"))
+                && dir.read("r1.master").contains(&format!("{uid} master"))
+                && dir
+                    .read("r2.notify")
+                    .contains(&format!("{uid} INSTANCE VI_1 BACKUP 100"))
+                && dir.read("r2.backup").contains(&format!("{uid} backup"))
+        }),
+        "r1.notify: {:?}\nr1.master: {:?}\nr2.notify: {:?}\nr2.backup: {:?}\n{}",
+        dir.read("r1.notify"),
+        dir.read("r1.master"),
+        dir.read("r2.notify"),
+        dir.read("r2.backup"),
+        r1.log()
+    );
+    // notify_master gets no extra arguments.
+    assert_eq!(dir.read("r1.master").trim(), format!("{uid} master"));
+
+    // A graceful stop runs notify_stop and notify ... STOP before haldir exits.
+    assert!(r1.stop().unwrap().success(), "{}", r1.log());
+    assert!(
+        dir.read("r1.notify")
+            .contains(&format!("{uid} extra INSTANCE VI_1 STOP 150")),
+        "{:?}",
+        dir.read("r1.notify")
+    );
+    assert!(dir.read("r1.stop").contains(&format!("{uid} stop")));
+    // The backup takes over and says so.
+    assert!(r2.wait_state("MASTER", Duration::from_secs(3)));
+    assert!(lab::wait_until(Duration::from_secs(3), || {
+        dir.read("r2.notify")
+            .contains(&format!("{uid} INSTANCE VI_1 MASTER 100"))
+            && dir.read("r2.master").contains(&format!("{uid} master"))
+    }));
+}
+
+/// Whether a process with exactly this command line runs.
+fn process_running(argv: &[&str]) -> bool {
+    let wanted: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted)
+    })
+}
+
+#[test]
+fn a_hanging_notify_script_is_killed_at_its_timeout_and_does_not_delay_the_takeover() {
+    if skip_unless_root(
+        "a_hanging_notify_script_is_killed_at_its_timeout_and_does_not_delay_the_takeover",
+    ) {
+        return;
+    }
+    let dir = ScriptDir::new("hang");
+    let out = dir.0.display().to_string();
+    let hang = dir.script(
+        "hang.sh",
+        &format!("echo started >> {out}/hang.log\nsleep 987\necho finished >> {out}/hang.log"),
+    );
+    let notify = dir.script("notify.sh", &format!("echo \"$*\" >> {out}/notify.log"));
+    let lab = two_router_lab("nfh");
+    let r1 = Haldir::start(&lab, "r1", binary(), &[instance(150, &[])]).unwrap();
+    let lines = vec![
+        format!("notify_master = \"{}\"", hang.display()),
+        format!("notify = \"{}\"", notify.display()),
+    ];
+    let config = format!(
+        "[global_defs]\nnotify_timeout = 1.5\n\n{}",
+        instance(100, &lines).render()
+    );
+    let r2 = Haldir::start_with_config(&lab, "r2", binary(), &config).unwrap();
+    assert!(r1.wait_state("MASTER", Duration::from_secs(5)));
+    assert!(r2.wait_state("BACKUP", Duration::from_secs(5)));
+
+    // Master down: the backup takes over within Master_Down_Interval
+    // (3 * 100 ms + skew), whatever its notify_master does.
+    r1.crash().unwrap();
+    let crashed = Instant::now();
+    assert!(r2.wait_state("MASTER", Duration::from_secs(3)), "{}", r2.log());
+    let takeover = crashed.elapsed();
+    assert!(
+        takeover < Duration::from_millis(700),
+        "takeover took {takeover:?}"
+    );
+    // The other script of the same transition ran at once, beside the hanging one.
+    assert!(
+        lab::wait_until(Duration::from_millis(1000), || {
+            dir.read("notify.log").contains("INSTANCE VI_1 MASTER 100")
+        }),
+        "{:?}",
+        dir.read("notify.log")
+    );
+    assert!(lab::wait_until(Duration::from_secs(1), || dir
+        .read("hang.log")
+        .contains("started")));
+    assert!(process_running(&["sleep", "987"]));
+    // While the script hangs, the master keeps advertising.
+    let sent = r2.counter("adverts_sent");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(r2.counter("adverts_sent") >= sent + 3);
+
+    // At notify_timeout the script's whole process group is killed.
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || !process_running(&[
+            "sleep", "987"
+        ])),
+        "the hanging script's child still runs"
+    );
+    assert!(lab::wait_until(Duration::from_secs(2), || r2
+        .log()
+        .contains("timed out after")));
+    assert!(!dir.read("hang.log").contains("finished"));
+    assert_eq!(r2.state().as_deref(), Some("MASTER"));
+    assert!(r2.is_running());
+}
