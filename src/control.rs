@@ -383,6 +383,11 @@ pub fn render_table(status: &Value) -> String {
     out
 }
 
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,9 +416,4 @@ mod tests {
         assert!(text.contains("10.0.0.11:80"), "{text}");
         assert!(text.contains("unknown"), "{text}");
     }
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }

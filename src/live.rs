@@ -188,7 +188,7 @@ pub fn combine(
                         kernel_weight: entry.map(|e| e.dest.weight),
                         active_conns: entry.map_or(0, |e| e.active_conns),
                         inactive_conns: entry.map_or(0, |e| e.inactive_conns),
-                        stats: entry.map(|e| e.stats.clone()),
+                        stats: entry.map(|e| e.stats),
                         health: health.get(&(key, dest_key)).cloned().unwrap_or_default(),
                     }
                 })
@@ -205,7 +205,7 @@ pub fn combine(
                         kernel_weight: Some(extra.dest.weight),
                         active_conns: extra.active_conns,
                         inactive_conns: extra.inactive_conns,
-                        stats: Some(extra.stats.clone()),
+                        stats: Some(extra.stats),
                         health: RealServerHealth::default(),
                     });
                 }
@@ -214,7 +214,7 @@ pub fn combine(
                 key,
                 scheduler: vs.scheduler.name().to_owned(),
                 in_kernel: in_kernel.is_some(),
-                stats: in_kernel.map(|(s, _)| s.stats.clone()),
+                stats: in_kernel.map(|(s, _)| s.stats),
                 destinations,
             }
         })

@@ -291,8 +291,9 @@ fn render_vrrp(out: &mut String, status: &Status) {
     }
 }
 
-fn render_stats<'a>(out: &mut String, prefix: &str, rows: &[(Vec<(&'a str, String)>, Stats)]) {
-    let names: [(&'static str, &'static str, fn(&Stats) -> u64); 5] = if prefix == "service" {
+fn render_stats(out: &mut String, prefix: &str, rows: &[(Vec<(&str, String)>, Stats)]) {
+    type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
+    let names: [Counter; 5] = if prefix == "service" {
         [
             (
                 "haldir_ipvs_service_connections_total",

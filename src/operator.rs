@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use haldir_config::{Model, VirtualServer};
 use haldir_vrrp::driver::{InstanceTransition, Status};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::control::{ControlRequest, StatusSources};
 use crate::daemon::RunOptions;
@@ -34,8 +33,8 @@ pub struct Operator {
     running: watch::Receiver<Model>,
 }
 
-/// Starts the operator tasks. Fails only when a requested endpoint cannot be
-/// opened: the control socket or the metrics address.
+/// Starts the operator tasks. A control socket or metrics address that
+/// cannot be opened is logged as an error; the daemon runs on without it.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     options: &RunOptions,
@@ -59,20 +58,24 @@ pub async fn start(
         LIVE_INTERVAL,
         shutdown.clone(),
     ))];
+    // An operator tool that cannot start is logged, never a reason to stop
+    // VRRP: failover matters more than status.
     if let Some(path) = &options.control_socket {
-        let listener = crate::control::bind(path)?;
-        tasks.push(tokio::spawn(crate::control::serve(
-            listener,
-            path.clone(),
-            StatusSources {
-                status: status.clone(),
-                live: live_rx.clone(),
-                running: running.clone(),
-                config_path: options.config_path.clone(),
-            },
-            control,
-            shutdown.clone(),
-        )));
+        match crate::control::bind(path) {
+            Ok(listener) => tasks.push(tokio::spawn(crate::control::serve(
+                listener,
+                path.clone(),
+                StatusSources {
+                    status: status.clone(),
+                    live: live_rx.clone(),
+                    running: running.clone(),
+                    config_path: options.config_path.clone(),
+                },
+                control,
+                shutdown.clone(),
+            ))),
+            Err(e) => error!("no control socket: {e:#}"),
+        }
     }
     if let Some(address) = options.metrics_address {
         let sources = crate::metrics::Sources {
@@ -80,11 +83,10 @@ pub async fn start(
             live: live_rx.clone(),
             counters: counters.clone(),
         };
-        tasks.push(
-            crate::metrics::serve(address, sources, shutdown.clone())
-                .await
-                .with_context(|| format!("cannot serve metrics on {address}"))?,
-        );
+        match crate::metrics::serve(address, sources, shutdown.clone()).await {
+            Ok(task) => tasks.push(task),
+            Err(e) => error!("no metrics: cannot serve them on {address}: {e}"),
+        }
     }
     if let Some(period) = crate::systemd::watchdog_interval() {
         info!(period = ?period, "systemd watchdog enabled");

@@ -133,8 +133,16 @@ fn notify_scripts_run_unprivileged_with_keepalived_arguments() {
 
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config_r1).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[instance(100, &r2_lines)]).unwrap();
-    assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", r1.log());
-    assert!(r2.wait_state("BACKUP", Duration::from_secs(5)), "{}", r2.log());
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(5)),
+        "{}",
+        r1.log()
+    );
+    assert!(
+        r2.wait_state("BACKUP", Duration::from_secs(5)),
+        "{}",
+        r2.log()
+    );
     let uid = nobody_uid();
     assert_ne!(uid, "0");
     assert!(
@@ -177,7 +185,10 @@ fn notify_scripts_run_unprivileged_with_keepalived_arguments() {
 
 /// Whether a process with exactly this command line runs.
 fn process_running(argv: &[&str]) -> bool {
-    let wanted: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
         std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted)
     })
@@ -215,7 +226,11 @@ fn a_hanging_notify_script_is_killed_at_its_timeout_and_does_not_delay_the_takeo
     // (3 * 100 ms + skew), whatever its notify_master does.
     r1.crash().unwrap();
     let crashed = Instant::now();
-    assert!(r2.wait_state("MASTER", Duration::from_secs(3)), "{}", r2.log());
+    assert!(
+        r2.wait_state("MASTER", Duration::from_secs(3)),
+        "{}",
+        r2.log()
+    );
     let takeover = crashed.elapsed();
     assert!(
         takeover < Duration::from_millis(700),

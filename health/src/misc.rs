@@ -360,6 +360,25 @@ impl MiscCheck {
             // std drops supplementary groups (setgroups(0)) when uid is set as root.
             command.uid(self.user.uid).gid(self.user.gid);
         }
+        // Under systemd haldir holds CAP_NET_ADMIN and CAP_NET_RAW as ambient
+        // capabilities, which a child would inherit across exec: scripts get none.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                let rc = libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                );
+                // EINVAL: a kernel without ambient capabilities has none to clear.
+                if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
