@@ -80,7 +80,20 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
         accept: instance.accept,
+        track_interfaces: instance.track_interface.clone(),
     }
+}
+
+/// The driver's view of the configured sync groups.
+pub fn sync_group_specs(model: &Model) -> Vec<driver::SyncGroupSpec> {
+    model
+        .sync_groups
+        .iter()
+        .map(|g| driver::SyncGroupSpec {
+            name: g.name.clone(),
+            members: g.members.clone(),
+        })
+        .collect()
 }
 
 /// The outcome of a reload, for logs and for `haldir reload`.
@@ -151,6 +164,10 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         Some(events_tx),
     ));
     tokio::pin!(driver);
+    // Queued behind the start: the driver reads it once its instances run.
+    let _ = commands_tx
+        .send(DriverCommand::SetSyncGroups(sync_group_specs(&model)))
+        .await;
     crate::operator::ready(&model);
     loop {
         tokio::select! {
@@ -229,6 +246,9 @@ pub async fn reload(
     }
     match answer.await {
         Ok(Ok(report)) => {
+            let _ = driver
+                .send(DriverCommand::SetSyncGroups(sync_group_specs(&model)))
+                .await;
             info!(
                 kept = ?report.kept,
                 updated = ?report.updated,

@@ -101,8 +101,16 @@ pub fn commands_for(
 /// instance and the keyword (for `haldir check`, start-up and reload).
 pub fn check_model(model: &Model) -> Vec<String> {
     let mut errors = Vec::new();
-    for instance in &model.vrrp_instances {
-        for (keyword, line) in instance.notify.iter() {
+    let groups = model
+        .sync_groups
+        .iter()
+        .map(|g| ("vrrp_sync_group", &g.name, &g.notify, &g.loc));
+    let instances = model
+        .vrrp_instances
+        .iter()
+        .map(|i| ("vrrp_instance", &i.name, &i.notify, &i.loc));
+    for (kind, name, notify, loc) in instances.chain(groups) {
+        for (keyword, line) in notify.iter() {
             let config = match MiscCommand::parse(line) {
                 Ok(command) => MiscCheckConfig {
                     command,
@@ -112,18 +120,12 @@ pub fn check_model(model: &Model) -> Vec<String> {
                     group: model.scripts.group.clone(),
                 },
                 Err(e) => {
-                    errors.push(format!(
-                        "{}: vrrp_instance {:?}: {keyword}: {e}",
-                        instance.loc, instance.name
-                    ));
+                    errors.push(format!("{loc}: {kind} {name:?}: {keyword}: {e}"));
                     continue;
                 }
             };
             if let Err(e) = misc::validate(&config) {
-                errors.push(format!(
-                    "{}: vrrp_instance {:?}: {keyword}: {e}",
-                    instance.loc, instance.name
-                ));
+                errors.push(format!("{loc}: {kind} {name:?}: {keyword}: {e}"));
             }
         }
     }
@@ -139,6 +141,9 @@ pub async fn run(
     counters: Arc<DaemonCounters>,
 ) {
     let mut scripts: JoinSet<()> = JoinSet::new();
+    // The last notified state of each instance and of each sync group.
+    let mut instance_states: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut group_states: BTreeMap<String, &'static str> = BTreeMap::new();
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
@@ -150,6 +155,23 @@ pub async fn run(
                 let Some(state) = notify_state(event.to, event.reason) else {
                     continue;
                 };
+                instance_states.insert(event.name.clone(), state);
+                let groups = group_commands(
+                    &running.borrow(),
+                    &event.name,
+                    state,
+                    &instance_states,
+                    &mut group_states,
+                );
+                for (group, what, argv) in groups {
+                    scripts.spawn(run_one(
+                        group,
+                        what,
+                        argv,
+                        running.borrow().scripts.clone(),
+                        counters.clone(),
+                    ));
+                }
                 let current = NotifyConfig::from_model(&running.borrow());
                 let Some(instance_scripts) = current.instances.get(&event.name) else {
                     continue;
@@ -185,6 +207,46 @@ pub async fn run(
         }
     }
     while scripts.join_next().await.is_some() {}
+}
+
+/// The group scripts to run now that `instance` entered `state`: when every
+/// member of its sync group is in `state` and the group was not, the group
+/// enters it (keepalived's group notify). STOP is not a group state.
+fn group_commands(
+    model: &Model,
+    instance: &str,
+    state: &'static str,
+    instance_states: &BTreeMap<String, &'static str>,
+    group_states: &mut BTreeMap<String, &'static str>,
+) -> Vec<(String, &'static str, Vec<String>)> {
+    let Some(group) = model
+        .sync_groups
+        .iter()
+        .find(|g| g.members.iter().any(|m| m == instance))
+    else {
+        return Vec::new();
+    };
+    if state == "STOP"
+        || !group
+            .members
+            .iter()
+            .all(|m| instance_states.get(m) == Some(&state))
+        || group_states.get(&group.name) == Some(&state)
+    {
+        return Vec::new();
+    }
+    group_states.insert(group.name.clone(), state);
+    info!(group = %group.name, state, "sync group entered {state}");
+    match Notifier::group(&group.notify, &group.name, state) {
+        Ok(commands) => commands
+            .into_iter()
+            .map(|(what, argv)| (group.name.clone(), what, argv))
+            .collect(),
+        Err(e) => {
+            warn!(group = %group.name, "cannot run a notify script: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// The hook for sync groups: runs `notify` with `GROUP NAME STATE` (no

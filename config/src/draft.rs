@@ -29,6 +29,8 @@ pub(crate) struct Draft {
     pub(crate) virtual_servers: Vec<VirtualServerDraft>,
     /// The `vrrp_script`s, in file order.
     pub(crate) vrrp_scripts: Vec<VrrpScriptDraft>,
+    /// The `vrrp_sync_group`s, in file order.
+    pub(crate) sync_groups: Vec<SyncGroupDraft>,
 }
 
 impl Draft {
@@ -42,6 +44,33 @@ impl Draft {
             instances: Vec::new(),
             virtual_servers: Vec::new(),
             vrrp_scripts: Vec::new(),
+            sync_groups: Vec::new(),
+        }
+    }
+}
+
+/// One `vrrp_sync_group` as read.
+#[derive(Debug)]
+pub(crate) struct SyncGroupDraft {
+    pub(crate) loc: Loc,
+    pub(crate) present: Vec<&'static str>,
+    pub(crate) name: Option<Located<String>>,
+    /// `group`: the member instances.
+    pub(crate) group: Option<Located<Vec<Located<String>>>>,
+    /// `notify_master`, `notify_backup`, `notify_fault`, `notify` (haldir
+    /// reads no `notify_stop` for groups; `stop` stays `None`).
+    pub(crate) notify: NotifyDraft,
+}
+
+impl SyncGroupDraft {
+    /// A group with nothing set, starting at `loc`.
+    pub(crate) fn new(loc: Loc) -> Self {
+        SyncGroupDraft {
+            loc,
+            present: Vec::new(),
+            name: None,
+            group: None,
+            notify: NotifyDraft::default(),
         }
     }
 }
@@ -98,6 +127,8 @@ pub(crate) struct InstanceDraft {
     pub(crate) notify: NotifyDraft,
     /// `track_script`: the `vrrp_script`s this instance follows.
     pub(crate) track_script: Option<Located<Vec<TrackScriptDraft>>>,
+    /// `track_interface`: interfaces that must be up.
+    pub(crate) track_interface: Option<Located<Vec<Located<String>>>>,
 }
 
 impl InstanceDraft {
@@ -125,6 +156,7 @@ impl InstanceDraft {
             authentication: None,
             notify: NotifyDraft::default(),
             track_script: None,
+            track_interface: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Every keyword haldir does not implement is an error naming it and its
 //! line:col; nothing is silently ignored. Keywords that are planned but not in
-//! the model yet (checkers, sync groups, tracking scripts) say so.
+//! the model yet say so (none at the moment).
 //!
 //! # Adding a keyword
 //!
@@ -17,12 +17,15 @@
 //! [`Front::flag`], [`Front::list_block`], or a block of its own like
 //! [`Front::authentication`]). The places:
 //!
-//! - `vrrp_sync_group`, `vrrp_script`: [`TOP`] and [`Front::document`];
-//! - `track_script`: [`INSTANCE`] and [`Front::instance`];
-//! - `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`: [`REAL_SERVER`] and
-//!   [`Front::real_server`] (a checker block reads like
-//!   [`Front::authentication`]: a nested block of keyword lines).
+//! - top level: [`TOP`] and [`Front::document`];
+//! - `vrrp_instance`: [`INSTANCE`] and [`Front::instance`];
+//! - `virtual_server` / `real_server`: [`VIRTUAL_SERVER`] / [`REAL_SERVER`]
+//!   and [`Front::virtual_server`] / [`Front::real_server`]; their
+//!   health-checking keywords, the checker blocks and `vrrp_script` /
+//!   `track_script` are read in [`health`], whose tables list the keywords of
+//!   the checker, `url` and `vrrp_script` blocks.
 
+mod health;
 mod read;
 mod tree;
 
@@ -30,7 +33,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::draft::{AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, VirtualServerDraft};
+use crate::draft::{
+    AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
+};
 use crate::error::{ConfigError, Loc};
 use crate::toml_front::edit_distance;
 
@@ -73,18 +78,17 @@ struct BlockKeywords {
     planned: &'static [(&'static str, &'static str)],
 }
 
-const NOT_YET_CHECKERS: &str =
-    "health-check configuration is not in haldir's model yet (a real server without a checker counts as up)";
-const NOT_YET_SYNC: &str = "sync groups are not in haldir's model yet";
-const NOT_YET_SCRIPTS: &str = "tracking scripts are not in haldir's model yet";
-
 const TOP: BlockKeywords = BlockKeywords {
     place: "the top level",
-    accepted: &["global_defs", "vrrp_instance", "virtual_server", "include"],
-    planned: &[
-        ("vrrp_sync_group", NOT_YET_SYNC),
-        ("vrrp_script", NOT_YET_SCRIPTS),
+    accepted: &[
+        "global_defs",
+        "vrrp_instance",
+        "virtual_server",
+        "include",
+        "vrrp_sync_group",
+        "vrrp_script",
     ],
+    planned: &[],
 };
 
 const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
@@ -119,8 +123,22 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "notify_fault",
         "notify_stop",
         "notify",
+        "track_interface",
+        "track_script",
     ],
-    planned: &[("track_script", NOT_YET_SCRIPTS)],
+    planned: &[],
+};
+
+const SYNC_GROUP: BlockKeywords = BlockKeywords {
+    place: "vrrp_sync_group",
+    accepted: &[
+        "group",
+        "notify_master",
+        "notify_backup",
+        "notify_fault",
+        "notify",
+    ],
+    planned: &[],
 };
 
 const AUTHENTICATION: BlockKeywords = BlockKeywords {
@@ -142,19 +160,47 @@ const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
         "ops",
         "delay_loop",
         "real_server",
+        // Health checking (read in `health`).
+        "quorum",
+        "hysteresis",
+        "sorry_server",
+        "sorry_server_inhibit",
+        "inhibit_on_failure",
+        "alpha",
+        "omega",
+        "warmup",
+        "connect_timeout",
+        "retry",
+        "nb_get_retry",
+        "delay_before_retry",
+        "virtualhost",
     ],
     planned: &[],
 };
 
 const REAL_SERVER: BlockKeywords = BlockKeywords {
     place: "real_server",
-    accepted: &["weight", "uthreshold", "lthreshold"],
-    planned: &[
-        ("TCP_CHECK", NOT_YET_CHECKERS),
-        ("HTTP_GET", NOT_YET_CHECKERS),
-        ("SSL_GET", NOT_YET_CHECKERS),
-        ("MISC_CHECK", NOT_YET_CHECKERS),
+    accepted: &[
+        "weight",
+        "uthreshold",
+        "lthreshold",
+        // Health checking (read in `health`).
+        "inhibit_on_failure",
+        "alpha",
+        "warmup",
+        "delay_loop",
+        "connect_timeout",
+        "retry",
+        "nb_get_retry",
+        "delay_before_retry",
+        "virtualhost",
+        "TCP_CHECK",
+        "HTTP_GET",
+        "SSL_GET",
+        "MISC_CHECK",
+        "DNS_CHECK",
     ],
+    planned: &[],
 };
 
 /// Walks the statements, collecting errors.
@@ -183,6 +229,8 @@ impl Front {
                 }
                 Some("global_defs") => {}
                 Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
+                Some("vrrp_sync_group") => draft.sync_groups.push(self.sync_group(stmt)),
+                Some("vrrp_script") => draft.vrrp_scripts.push(self.vrrp_script(stmt)),
                 Some("virtual_server") => {
                     if let Some(vs) = self.virtual_server(stmt) {
                         draft.virtual_servers.push(vs);
@@ -282,10 +330,77 @@ impl Front {
                 "notify_fault" => d.notify.fault = self.command(s),
                 "notify_stop" => d.notify.stop = self.command(s),
                 "notify" => d.notify.notify = self.command(s),
+                "track_interface" => d.track_interface = self.list_block(s, "INTERFACE"),
+                "track_script" => d.track_script = self.track_script(s),
                 other => unreachable!("INSTANCE keyword {other} has no reader"),
             }
         }
         d
+    }
+
+    /// `vrrp_sync_group NAME { group { VI_1 VI_2 } notify_master ... }`.
+    fn sync_group(&mut self, stmt: &Stmt) -> SyncGroupDraft {
+        let mut d = SyncGroupDraft::new(stmt.keyword().loc.clone());
+        d.present.push("name");
+        match stmt.args() {
+            [name] => d.name = Some(located(name)),
+            [] => self.error(
+                &stmt.keyword().loc,
+                "vrrp_sync_group needs a name: `vrrp_sync_group VG_1 {`",
+            ),
+            [_, extra, ..] => self.error(
+                &extra.loc,
+                format!(
+                    "`{}`: vrrp_sync_group takes one name; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                ),
+            ),
+        }
+        let Some(block) = self.block(stmt) else {
+            return d;
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &SYNC_GROUP) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            d.present.push(keyword);
+            match keyword {
+                "group" => d.group = self.group_members(s),
+                "notify_master" => d.notify.master = self.command(s),
+                "notify_backup" => d.notify.backup = self.command(s),
+                "notify_fault" => d.notify.fault = self.command(s),
+                "notify" => d.notify.notify = self.command(s),
+                other => unreachable!("SYNC_GROUP keyword {other} has no reader"),
+            }
+        }
+        d
+    }
+
+    /// `group { VI_1 VI_2 }`: instance names, one or several per line.
+    fn group_members(&mut self, stmt: &Stmt) -> Option<Located<Vec<Located<String>>>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.errors.len();
+        let mut names = Vec::new();
+        for entry in &block.items {
+            if let Some(inner) = &entry.block {
+                let message = format!("group entry `{}`: takes no block", entry.text());
+                self.error(&inner.open, message);
+            } else {
+                names.extend(entry.words.iter().map(located));
+            }
+        }
+        (self.errors.len() == errors_before).then(|| Located {
+            value: names,
+            loc: stmt.keyword().loc.clone(),
+        })
     }
 
     /// `state MASTER|BACKUP`: checked, then not used. haldir always starts an
@@ -387,7 +502,7 @@ impl Front {
                 continue;
             };
             if keyword != "real_server" {
-                if !self.first(&mut seen, keyword, s) {
+                if !self.first(&mut seen, health::same_as(keyword), s) {
                     continue;
                 }
                 d.present.push(keyword);
@@ -413,7 +528,7 @@ impl Front {
                         d.real_servers.push(rs);
                     }
                 }
-                other => unreachable!("VIRTUAL_SERVER keyword {other} has no reader"),
+                other => self.virtual_server_health(&mut d, other, s),
             }
         }
         Some(d)
@@ -455,7 +570,10 @@ impl Front {
             let Some(keyword) = self.keyword(s, &REAL_SERVER) else {
                 continue;
             };
-            if !self.first(&mut seen, keyword, s) {
+            // A real server may have several checkers, even of one kind.
+            if health::check_kind(keyword).is_none()
+                && !self.first(&mut seen, health::same_as(keyword), s)
+            {
                 continue;
             }
             d.present.push(keyword);
@@ -463,9 +581,12 @@ impl Front {
                 "weight" => d.weight = self.integer(s),
                 "uthreshold" => d.uthreshold = self.integer(s),
                 "lthreshold" => d.lthreshold = self.integer(s),
-                other => unreachable!("REAL_SERVER keyword {other} has no reader"),
+                other => self.real_server_health(&mut d, other, s),
             }
         }
+        // The TOML front-end reads the checkers kind by kind (its tables
+        // are sorted by key); keep the same order so both give one model.
+        d.checks.sort_by_key(|c| c.kind.keyword());
         Some(d)
     }
 
@@ -797,7 +918,8 @@ mod tests {
     /// a value or as a flag or block.
     #[test]
     fn every_accepted_keyword_has_a_reader() {
-        let wrap: [(&BlockKeywords, Wrap); 5] = [
+        let wrap: [(&BlockKeywords, Wrap); 6] = [
+            (&SYNC_GROUP, |l| format!("vrrp_sync_group VG {{\n{l}\n}}\n")),
             (&GLOBAL_DEFS, |l| format!("global_defs {{\n{l}\n}}\n")),
             (&INSTANCE, |l| format!("vrrp_instance VI {{\n{l}\n}}\n")),
             (&AUTHENTICATION, |l| {

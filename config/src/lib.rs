@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
     AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, Model,
-    NotifyScripts, ScriptSettings,
+    NotifyScripts, ScriptSettings, SyncGroup,
     RealServer, VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress,
     VrrpInstance, VrrpVersion,
 };

@@ -24,6 +24,25 @@ pub struct Model {
     pub virtual_servers: Vec<VirtualServer>,
     /// The `vrrp_script`s, in file order, each name once.
     pub vrrp_scripts: Vec<crate::model_health::VrrpScript>,
+    /// The `vrrp_sync_group`s, in file order: each name once, each instance
+    /// in at most one group.
+    pub sync_groups: Vec<SyncGroup>,
+}
+
+/// A sync group (keepalived's `vrrp_sync_group`): instances that change
+/// state together. One member going to FAULT puts all in FAULT; one
+/// becoming MASTER or BACKUP takes the others along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Unique group name.
+    pub name: String,
+    /// The member instances, by name, in the order written; at least two,
+    /// each defined and listed once.
+    pub members: Vec<String>,
+    /// The group's notify scripts (`notify` gets `GROUP NAME STATE`).
+    pub notify: NotifyScripts,
+    /// Where the group starts in the configuration file.
+    pub loc: Loc,
 }
 
 /// How notify scripts (and other scripts haldir runs) are run: `global_defs`
@@ -131,6 +150,10 @@ pub struct VrrpInstance {
     /// `track_script`: the `vrrp_script`s whose state moves this instance's
     /// priority (or puts it in FAULT), each name once and defined.
     pub track_script: Vec<crate::model_health::TrackScript>,
+    /// `track_interface`: interfaces that must be up (administratively and
+    /// with carrier); while any is down the instance is in FAULT. Each name
+    /// once.
+    pub track_interface: Vec<String>,
     /// Where the instance's table starts in the configuration file.
     pub loc: Loc,
 }

@@ -8,13 +8,21 @@ use std::sync::Arc;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::draft::{AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, VirtualServerDraft};
+use crate::draft::{
+    AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
+};
 use crate::error::{ConfigError, LineIndex};
 
 mod health;
 
 /// Keys accepted at the top level of the file.
-const TOP_KEYS: &[&str] = &["global_defs", "vrrp_instance", "virtual_server", "vrrp_script"];
+const TOP_KEYS: &[&str] = &[
+    "global_defs",
+    "vrrp_instance",
+    "virtual_server",
+    "vrrp_script",
+    "vrrp_sync_group",
+];
 /// Keys accepted in `[global_defs]`.
 const GLOBAL_KEYS: &[&str] = &["router_id", "vrrp_version", "script_user", "notify_timeout"];
 /// Keys accepted in each `[[vrrp_instance]]`, in the order the docs list them.
@@ -42,6 +50,16 @@ const INSTANCE_KEYS: &[&str] = &[
     "notify_stop",
     "notify",
     "track_script",
+    "track_interface",
+];
+/// Keys accepted in each `[[vrrp_sync_group]]`.
+const SYNC_GROUP_KEYS: &[&str] = &[
+    "name",
+    "group",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify",
 ];
 /// Keys accepted in each `[[virtual_server]]`, in the order the docs list them.
 const VIRTUAL_SERVER_KEYS: &[&str] = &[
@@ -162,6 +180,7 @@ impl Reader<'_> {
             instances: Vec::new(),
             virtual_servers: Vec::new(),
             vrrp_scripts: Vec::new(),
+            sync_groups: Vec::new(),
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -172,6 +191,7 @@ impl Reader<'_> {
                 }
                 Some("virtual_server") => draft.virtual_servers = self.virtual_servers(value),
                 Some("vrrp_script") => draft.vrrp_scripts = self.vrrp_scripts(value),
+                Some("vrrp_sync_group") => draft.sync_groups = self.sync_groups(value),
                 Some(_) => draft.instances = self.instances(value),
                 None => {}
             }
@@ -246,6 +266,7 @@ impl Reader<'_> {
                 "garp_interval" => draft.garp_interval = self.seconds(name, value),
                 "authentication" => draft.authentication = self.authentication(value),
                 "track_script" => draft.track_script = self.track_script(value),
+                "track_interface" => draft.track_interface = self.string_array(name, value),
                 "notify_master" => draft.notify.master = self.string(name, value),
                 "notify_backup" => draft.notify.backup = self.string(name, value),
                 "notify_fault" => draft.notify.fault = self.string(name, value),
@@ -255,6 +276,32 @@ impl Reader<'_> {
             }
         }
         draft
+    }
+
+    fn sync_groups(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<SyncGroupDraft> {
+        self.table_array("vrrp_sync_group", value)
+            .into_iter()
+            .map(|(table, at)| {
+                let mut draft = SyncGroupDraft::new(self.index.loc(at.span().start));
+                for (key, value) in table {
+                    let Some(name) = self.known_key(key, "[[vrrp_sync_group]]", SYNC_GROUP_KEYS)
+                    else {
+                        continue;
+                    };
+                    draft.present.push(name);
+                    match name {
+                        "name" => draft.name = self.string(name, value),
+                        "group" => draft.group = self.string_array(name, value),
+                        "notify_master" => draft.notify.master = self.string(name, value),
+                        "notify_backup" => draft.notify.backup = self.string(name, value),
+                        "notify_fault" => draft.notify.fault = self.string(name, value),
+                        "notify" => draft.notify.notify = self.string(name, value),
+                        other => unreachable!("SYNC_GROUP_KEYS entry {other} has no reader"),
+                    }
+                }
+                draft
+            })
+            .collect()
     }
 
     /// The items of an array of tables written `[[name]]`, each with where it starts.

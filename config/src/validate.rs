@@ -11,8 +11,8 @@ use crate::error::{ConfigError, ConfigErrors, Loc};
 use crate::model::{
     AddressFamily, Authentication, Model, VirtualAddress, VrrpInstance, VrrpVersion,
 };
-use crate::model::{NotifyScripts, ScriptSettings};
-use crate::draft::{NotifyDraft, ScriptsDraft};
+use crate::model::{NotifyScripts, ScriptSettings, SyncGroup};
+use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft};
 
 /// keepalived's default advert interval, in seconds.
 const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
@@ -72,6 +72,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         &draft.vrrp_scripts,
         &vrrp_scripts,
     );
+    let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
         Ok(Model {
@@ -80,6 +81,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             vrrp_instances,
             virtual_servers,
             vrrp_scripts,
+            sync_groups,
         })
     } else {
         Err(ConfigErrors::sorted(errors))
@@ -151,9 +153,7 @@ fn instance(
     });
 
     let interface = d.interface.as_ref().and_then(|ifname| {
-        let valid = !ifname.value.is_empty()
-            && ifname.value.len() <= MAX_INTERFACE_NAME_BYTES
-            && !ifname.value.contains(|c: char| c == '/' || c.is_whitespace());
+        let valid = is_interface_name(&ifname.value);
         if !valid {
             push(
                 errors,
@@ -303,6 +303,10 @@ fn instance(
     }
 
     let notify = notify_scripts(errors, &d.notify);
+    let track_interface = d
+        .track_interface
+        .as_ref()
+        .map(|list| track_interfaces(errors, list));
 
     if errors.len() > errors_before {
         return None;
@@ -329,8 +333,174 @@ fn instance(
         notify,
         // Filled by validate_health::track_scripts once every script is known.
         track_script: Vec::new(),
+        track_interface: track_interface.flatten().unwrap_or_default(),
         loc: d.loc.clone(),
     })
+}
+
+/// Whether `name` can be a Linux interface name.
+fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_INTERFACE_NAME_BYTES
+        && !name.contains(|c: char| c == '/' || c.is_whitespace())
+}
+
+/// `track_interface`: interface names, each once.
+fn track_interfaces(
+    errors: &mut Vec<ConfigError>,
+    list: &Located<Vec<Located<String>>>,
+) -> Option<Vec<String>> {
+    let errors_before = errors.len();
+    let mut seen: HashMap<&str, &Loc> = HashMap::new();
+    for entry in &list.value {
+        if !is_interface_name(&entry.value) {
+            push(
+                errors,
+                &entry.loc,
+                format!(
+                    "track_interface entry {:?}: not a Linux interface name; use 1..={MAX_INTERFACE_NAME_BYTES} bytes without spaces or '/'",
+                    entry.value
+                ),
+            );
+        } else if let Some(earlier) = seen.insert(&entry.value, &entry.loc) {
+            push(
+                errors,
+                &entry.loc,
+                format!(
+                    "track_interface entry {:?}: already listed at {earlier}; list each interface once",
+                    entry.value
+                ),
+            );
+        }
+    }
+    (errors.len() == errors_before).then(|| list.value.iter().map(|e| e.value.clone()).collect())
+}
+
+/// The `vrrp_sync_group`s: unique names, at least two members (keepalived
+/// reports a group of one or none as a configuration error too), every
+/// member a defined instance, each instance in at most one group.
+fn sync_groups(
+    errors: &mut Vec<ConfigError>,
+    drafts: &[SyncGroupDraft],
+    instances: &[InstanceDraft],
+) -> Vec<SyncGroup> {
+    let defined: Vec<&str> = instances
+        .iter()
+        .filter_map(|i| i.name.as_ref().map(|n| n.value.as_str()))
+        .collect();
+    let mut names: HashMap<&str, &Loc> = HashMap::new();
+    // Instance name → (group, where it was listed).
+    let mut membership: HashMap<&str, (&str, &Loc)> = HashMap::new();
+    let mut groups = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let errors_before = errors.len();
+        let title = match &d.name {
+            Some(name) => format!("vrrp_sync_group {:?}", name.value),
+            None => "this vrrp_sync_group".to_owned(),
+        };
+        for (key, example) in [
+            ("name", "name = \"VG_1\""),
+            ("group", "group = [\"VI_1\", \"VI_2\"]"),
+        ] {
+            if !d.present.contains(&key) {
+                push(
+                    errors,
+                    &d.loc,
+                    format!("{title} is missing `{key}`; add e.g. `{example}`"),
+                );
+            }
+        }
+        let group_name = d.name.as_ref().and_then(|name| {
+            if name.value.is_empty() || name.value.contains(char::is_control) {
+                push(
+                    errors,
+                    &name.loc,
+                    format!(
+                        "name = {:?}: give the sync group a non-empty name without control characters",
+                        name.value
+                    ),
+                );
+                return None;
+            }
+            if let Some(first) = names.get(name.value.as_str()) {
+                push(
+                    errors,
+                    &name.loc,
+                    format!(
+                        "name = {:?}: already used by the vrrp_sync_group at {first}; give each sync group its own name",
+                        name.value
+                    ),
+                );
+            } else {
+                names.insert(&name.value, &name.loc);
+            }
+            Some(name.value.clone())
+        });
+        let label: &str = d.name.as_ref().map_or("?", |n| n.value.as_str());
+        if let Some(list) = &d.group {
+            if list.value.len() < 2 {
+                push(
+                    errors,
+                    &list.loc,
+                    format!(
+                        "{title}: group lists {} instance(s); a sync group needs at least two (keepalived rejects smaller ones too), e.g. [\"VI_1\", \"VI_2\"]",
+                        list.value.len()
+                    ),
+                );
+            }
+            for member in &list.value {
+                if !defined.contains(&member.value.as_str()) {
+                    push(
+                        errors,
+                        &member.loc,
+                        format!(
+                            "group entry {:?}: no vrrp_instance has this name; defined: {}",
+                            member.value,
+                            if defined.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                defined.join(", ")
+                            }
+                        ),
+                    );
+                    continue;
+                }
+                match membership.get(member.value.as_str()) {
+                    Some((other, at)) => {
+                        let where_ = if *other == label && group_name.is_some() {
+                            "this group".to_owned()
+                        } else {
+                            format!("vrrp_sync_group {other:?}")
+                        };
+                        push(
+                            errors,
+                            &member.loc,
+                            format!(
+                                "group entry {:?}: already in {where_} (listed at {at}); an instance belongs to at most one sync group, listed once",
+                                member.value
+                            ),
+                        );
+                    }
+                    None => {
+                        membership.insert(&member.value, (label, &member.loc));
+                    }
+                }
+            }
+        }
+        let notify = notify_scripts(errors, &d.notify);
+        if errors.len() > errors_before {
+            continue;
+        }
+        if let (Some(name), Some(list)) = (group_name, &d.group) {
+            groups.push(SyncGroup {
+                name,
+                members: list.value.iter().map(|m| m.value.clone()).collect(),
+                notify,
+                loc: d.loc.clone(),
+            });
+        }
+    }
+    groups
 }
 
 /// `value` if it lies in `range`, else reports `key = value: hint`.

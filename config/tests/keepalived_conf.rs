@@ -42,7 +42,13 @@ fn without_locs(mut model: Model) -> Model {
         vs.loc = nowhere.clone();
         for rs in &mut vs.real_servers {
             rs.loc = nowhere.clone();
+            for check in &mut rs.checks {
+                check.loc = nowhere.clone();
+            }
         }
+    }
+    for script in &mut model.vrrp_scripts {
+        script.loc = nowhere.clone();
     }
     model
 }
@@ -259,12 +265,12 @@ fn keepalived_preprocessor_lines_are_rejected() {
 
 #[test]
 fn an_unknown_keyword_is_named_with_its_line_and_column() {
-    let text = instance("    prioirty 100\n    track_interface {\n        eth1\n    }\n");
+    let text = instance("    prioirty 100\n    track_file {\n        f1\n    }\n");
     assert_eq!(
         errors(&text),
         [
-            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify",
-            "keepalived.conf:8:5: unknown keyword `track_interface` in vrrp_instance: haldir does not implement it; keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify",
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script",
+            "keepalived.conf:8:5: unknown keyword `track_file` in vrrp_instance: haldir does not implement it; keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script",
         ]
     );
 }
@@ -285,22 +291,14 @@ fn unknown_keywords_at_the_top_and_in_global_defs() {
 }
 
 #[test]
-fn planned_keywords_say_not_supported_yet() {
-    let text = "vrrp_sync_group G1 {\n    group {\n        VI_1\n    }\n}\n\
+fn health_keywords_are_read() {
+    // Once "not supported yet"; now read like the TOML keys.
+    let text = "vrrp_script chk {\n    script /bin/true\n    interval 1\n}\n\n\
                 virtual_server 192.0.2.10 80 {\n    real_server 10.0.0.1 80 {\n        TCP_CHECK {\n            connect_timeout 3\n        }\n    }\n}\n";
-    let errors = errors(text);
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(
-        errors[0].starts_with(
-            "keepalived.conf:1:1: `vrrp_sync_group` in the top level is not supported yet: "
-        ),
-        "{errors:?}"
-    );
-    assert!(
-        errors[1]
-            .starts_with("keepalived.conf:8:9: `TCP_CHECK` in real_server is not supported yet: "),
-        "{errors:?}"
-    );
+    let model = keepalived(text);
+    assert_eq!(model.vrrp_scripts.len(), 1);
+    assert_eq!(model.vrrp_scripts[0].name, "chk");
+    assert_eq!(model.virtual_servers[0].real_servers[0].checks.len(), 1);
 }
 
 #[test]
@@ -516,7 +514,7 @@ fn errors_inside_an_included_file_name_that_file() {
         ["bad_part.conf:2:5", "bad_part.conf:5:16"],
         "{errors}"
     );
-    assert!(errors.0[0].message.contains("`track_interface`"));
+    assert!(errors.0[0].message.contains("`track_file`"));
     assert!(errors.0[1]
         .message
         .starts_with("advert_int = 0.5: VRRP version 2"));
@@ -609,5 +607,89 @@ fn hostile_input_gives_errors_not_panics() {
     assert!(
         dev_zero[0].ends_with("cannot read /dev/zero: not a regular file"),
         "{dev_zero:?}"
+    );
+}
+
+// ---- health checking ---------------------------------------------------------
+
+#[test]
+fn the_health_corpus_file_reads_into_the_expected_values() {
+    let model = load_file(&corpus_dir().join("dr_http_get.conf")).unwrap();
+    assert_eq!(model.vrrp_scripts.len(), 2);
+    assert_eq!(model.vrrp_scripts[0].weight, -20);
+    assert_eq!(model.vrrp_scripts[0].timeout_millis, 1500);
+    assert!(model.vrrp_scripts[0].init_fail);
+    let web = &model.vrrp_instances[0];
+    let tracked: Vec<(&str, i32)> = web
+        .track_script
+        .iter()
+        .map(|t| (t.name.as_str(), t.weight))
+        .collect();
+    assert_eq!(tracked, [("chk_director", -20), ("chk_fault", 0)]);
+    assert_eq!(model.vrrp_instances[1].track_script[0].weight, 10);
+    let vs = &model.virtual_servers[0];
+    assert_eq!((vs.quorum, vs.hysteresis, vs.omega), (2, 1, true));
+    let sorry = vs.sorry_server.unwrap();
+    assert_eq!((sorry.ip.to_string(), sorry.port, sorry.inhibit), ("10.0.0.250".into(), 8080, true));
+    let rs = &vs.real_servers[0];
+    assert!(rs.inhibit_on_failure);
+    // Checkers are kept kind by kind (HTTP_GET before TCP_CHECK), as TOML reads them.
+    let kinds: Vec<&str> = rs.checks.iter().map(|c| c.kind.keyword()).collect();
+    assert_eq!(kinds, ["HTTP_GET", "TCP_CHECK"]);
+    // nb_get_retry on the checker beats the virtual server's retry.
+    assert_eq!(rs.checks[0].timing.retry, 3);
+    assert_eq!(rs.checks[1].timing.retry, 2);
+    assert_eq!(rs.checks[1].timing.delay_loop_millis, 5000);
+}
+
+#[test]
+fn checker_keys_are_checked_with_their_locations() {
+    let text = "virtual_server 192.0.2.10 80 {\n    quorum two\n    real_server 10.0.0.1 80 {\n        HTTP_GET {\n            url {\n                path /health\n                status\n            }\n            retry 1\n            nb_get_retry 2\n        }\n        MISC_CHECK {\n            connect_port 80\n        }\n    }\n}\n";
+    let errors = errors(text);
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert_eq!(errors[0], "keepalived.conf:2:12: `quorum two`: expected an integer");
+    assert!(
+        errors[1].starts_with("keepalived.conf:7:17: unknown keyword `status` in url"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[2],
+        "keepalived.conf:10:13: `nb_get_retry` is already set at keepalived.conf:9:13; keep one"
+    );
+    // Validation's message, reported with the keyword errors.
+    assert!(
+        errors[3].starts_with("keepalived.conf:12:9: MISC_CHECK is missing `misc_path`"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[4].starts_with("keepalived.conf:13:13: unknown keyword `connect_port` in MISC_CHECK"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn track_script_entries_and_scripts_are_validated() {
+    let text = format!(
+        "vrrp_script chk {{\n    script /bin/true\n    weight 300\n}}\n{}",
+        instance("    track_script {\n        chk weight 5 extra\n        missing\n    }\n")
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("keepalived.conf:3:12: ")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("keepalived.conf:12:22: track_script entry `chk weight 5 extra`")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_tracked_script_must_be_defined() {
+    let text = format!(
+        "vrrp_script chk {{\n    script /bin/true\n}}\n{}",
+        instance("    track_script {\n        chk\n        missing weight -5\n    }\n")
+    );
+    assert_eq!(
+        errors(&text),
+        ["keepalived.conf:12:9: track_script \"missing\": no [[vrrp_script]] has this name; defined scripts: chk"]
     );
 }

@@ -26,6 +26,8 @@ use crate::wire::vrrp::AdvertRepr;
 const RECEIVE_BUFFER: usize = 9000;
 /// At most this many already-queued packets are read before acting on a deadline.
 const MAX_QUEUED_BEFORE_TIMERS: usize = 64;
+/// How often the interfaces of the instances (and their tracked ones) are read.
+const LINK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Everything the driver needs to run one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,9 @@ pub struct InstanceSpec {
     /// RFC 5798 Accept_Mode: when false (and not the address owner), packets
     /// to the virtual addresses are filtered out on input (see [`crate::accept`]).
     pub accept: bool,
+    /// `track_interface`: while any of these interfaces (or the instance's
+    /// own) is down or missing, the instance is in FAULT.
+    pub track_interfaces: Vec<String>,
 }
 
 /// Errors that stop the driver from starting.
@@ -151,6 +156,16 @@ struct Instance {
     tracking: Tracking,
     /// Held in Fault because another member of its sync group has a fault.
     group_fault: bool,
+    /// Its interface or a tracked interface (`track_interface`) is down.
+    link_fault: bool,
+}
+
+impl Instance {
+    /// A fault of the instance's own (tracked scripts or interfaces), as
+    /// opposed to one its sync group imposes.
+    fn own_fault(&self) -> bool {
+        self.tracking.fault || self.link_fault
+    }
 }
 
 /// The effect of tracked objects on an instance (keepalived semantics): the
@@ -227,6 +242,8 @@ enum LinkCommand {
     Track(String, Tracking),
     /// An order of the instance's sync group.
     Group(String, GroupOrder),
+    /// Whether the instance's interface or a tracked one is down.
+    LinkFault(String, bool),
     /// Answer once every earlier command has been carried out.
     Sync(oneshot::Sender<()>),
 }
@@ -351,6 +368,7 @@ pub async fn run_with_events(
         members_tx,
         sync_groups: Vec::new(),
         members: BTreeMap::new(),
+        link_faults: BTreeMap::new(),
         netif: Netif::new()?,
         links: Vec::new(),
         running: Vec::new(),
@@ -359,8 +377,11 @@ pub async fn run_with_events(
         filtered: None,
     };
     supervisor.apply(specs).await?;
+    let mut link_poll = tokio::time::interval(LINK_POLL_INTERVAL);
+    link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = link_poll.tick() => supervisor.poll_links().await,
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     break;
@@ -422,6 +443,8 @@ struct Supervisor {
     sync_groups: Vec<SyncGroupSpec>,
     /// What the sync-group logic knows of each instance.
     members: BTreeMap<String, Member>,
+    /// The link fault last sent to each instance (absent: none sent).
+    link_faults: BTreeMap<String, bool>,
 }
 
 /// A new link whose sockets the pre-flight opened.
@@ -493,7 +516,13 @@ impl Supervisor {
             self.filtered = Some(filtered);
         }
 
-        // From here on nothing fails: carry the plan out.
+        // From here on nothing fails: carry the plan out. Instances started
+        // anew begin without a link fault; the next poll tells them theirs.
+        for step in &steps {
+            if let ReloadStep::Add(spec) | ReloadStep::Replace(spec) = step {
+                self.link_faults.remove(&spec.name);
+            }
+        }
         let mut report = ReloadReport::default();
         let mut touched: Vec<usize> = Vec::new();
         for step in &steps {
@@ -604,6 +633,51 @@ impl Supervisor {
             })
             .collect();
         Ok(report)
+    }
+
+    /// Reads the state of every interface an instance runs on or tracks and
+    /// tells each instance whose link fault changed.
+    async fn poll_links(&mut self) {
+        let mut up: BTreeMap<String, bool> = BTreeMap::new();
+        for spec in &self.running {
+            for name in std::iter::once(&spec.interface).chain(&spec.track_interfaces) {
+                if !up.contains_key(name) {
+                    let is_up = match self.netif.interface(name).await {
+                        Ok(info) => info.up,
+                        Err(NetifError::NoSuchInterface(_)) => false,
+                        Err(e) => {
+                            debug!(interface = %name, "cannot read the link state: {e}");
+                            continue;
+                        }
+                    };
+                    up.insert(name.clone(), is_up);
+                }
+            }
+        }
+        for spec in &self.running {
+            let down: Vec<&String> = std::iter::once(&spec.interface)
+                .chain(&spec.track_interfaces)
+                .filter(|name| up.get(*name) == Some(&false))
+                .collect();
+            let fault = !down.is_empty();
+            if self.link_faults.get(&spec.name) == Some(&fault) {
+                continue;
+            }
+            if fault {
+                warn!(instance = %spec.name, interfaces = ?down, "interface down: FAULT");
+            } else if self.link_faults.contains_key(&spec.name) {
+                info!(instance = %spec.name, "interfaces up again: leaving FAULT");
+            }
+            if let Some(i) = self.link_of(&spec.name) {
+                let _ = self.links[i]
+                    .commands
+                    .send(LinkCommand::LinkFault(spec.name.clone(), fault));
+                self.link_faults.insert(spec.name.clone(), fault);
+            }
+        }
+        let running = &self.running;
+        self.link_faults
+            .retain(|name, _| running.iter().any(|r| &r.name == name));
     }
 
     /// A member reported a state change: the rest of its sync group follows
@@ -833,6 +907,7 @@ impl Link {
                     router,
                     tracking: Tracking::default(),
                     group_fault: false,
+                    link_fault: false,
                 });
                 self.carry_out(self.instances.len() - 1).await;
             }
@@ -850,13 +925,15 @@ impl Link {
             LinkCommand::Track(name, tracking) => {
                 if let Some(i) = self.position(&name) {
                     let instance = &mut self.instances[i];
-                    let fault_changed = instance.tracking.fault != tracking.fault;
+                    let own_before = instance.own_fault();
                     instance.tracking = tracking;
+                    let own_fault = instance.own_fault();
+                    let fault_changed = own_before != own_fault;
                     let priority = tracking.effective_priority(instance.spec.router.priority);
                     instance.router.set_priority(now, priority);
                     instance
                         .router
-                        .set_fault(now, tracking.fault || instance.group_fault);
+                        .set_fault(now, own_fault || instance.group_fault);
                     if fault_changed {
                         // The group must know even when the state does not change
                         // (a member already held in Fault gets a fault of its own).
@@ -865,7 +942,28 @@ impl Link {
                             name,
                             from: state,
                             to: state,
-                            own_fault: tracking.fault,
+                            own_fault,
+                        });
+                    }
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::LinkFault(name, down) => {
+                if let Some(i) = self.position(&name) {
+                    let instance = &mut self.instances[i];
+                    let own_before = instance.own_fault();
+                    instance.link_fault = down;
+                    let own_fault = instance.own_fault();
+                    instance
+                        .router
+                        .set_fault(now, own_fault || instance.group_fault);
+                    if own_before != own_fault {
+                        let state = instance.router.state();
+                        let _ = self.members.send(MemberEvent {
+                            name,
+                            from: state,
+                            to: state,
+                            own_fault,
                         });
                     }
                     self.carry_out(i).await;
@@ -879,7 +977,7 @@ impl Link {
                         GroupOrder::BecomeBackup => instance.router.force_backup(now),
                         GroupOrder::GroupFault(held) => {
                             instance.group_fault = held;
-                            let fault = instance.tracking.fault || held;
+                            let fault = instance.own_fault() || held;
                             instance.router.set_fault(now, fault);
                         }
                     }
@@ -1061,7 +1159,7 @@ impl Link {
                         name: name.clone(),
                         from,
                         to,
-                        own_fault: instance.tracking.fault,
+                        own_fault: instance.own_fault(),
                     });
                     if let Some(events) = &self.events {
                         let _ = events.send(InstanceTransition {
@@ -1198,6 +1296,7 @@ mod tests {
             virtual_prefix_lens: vec![24],
             unicast_source: None,
             unicast_peers: Vec::new(),
+            track_interfaces: Vec::new(),
             accept: true,
         }
     }

@@ -1,0 +1,530 @@
+//! The keepalived.conf front-end's health-checking part: `vrrp_script`, an
+//! instance's `track_script`, the checker settings and quorum keys of
+//! `virtual_server` and `real_server`, and the checker blocks (`TCP_CHECK`,
+//! `HTTP_GET`, `SSL_GET`, `MISC_CHECK`, `DNS_CHECK`, with `url`). They fill
+//! the same draft fields as `toml_front/health.rs`; the rules are in
+//! `validate_health`.
+
+use super::tree::Stmt;
+use super::{located, BlockKeywords, Front, Seen};
+use crate::draft::{
+    CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
+    TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+};
+
+pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
+    place: "vrrp_script",
+    accepted: &[
+        "script",
+        "interval",
+        "timeout",
+        "weight",
+        "rise",
+        "fall",
+        "user",
+        "init_fail",
+    ],
+    planned: &[],
+};
+
+pub(super) const TCP_CHECK: BlockKeywords = BlockKeywords {
+    place: "TCP_CHECK",
+    accepted: &[
+        "connect_ip",
+        "connect_port",
+        "bindto",
+        "bind_port",
+        "connect_timeout",
+        "retry",
+        "nb_get_retry",
+        "delay_before_retry",
+        "warmup",
+        "delay_loop",
+        "alpha",
+    ],
+    planned: &[],
+};
+
+pub(super) const HTTP_GET: BlockKeywords = BlockKeywords {
+    place: "HTTP_GET",
+    accepted: &[
+        "connect_ip",
+        "connect_port",
+        "bindto",
+        "bind_port",
+        "connect_timeout",
+        "retry",
+        "nb_get_retry",
+        "delay_before_retry",
+        "warmup",
+        "delay_loop",
+        "alpha",
+        "url",
+        "virtualhost",
+    ],
+    planned: &[],
+};
+
+pub(super) const SSL_GET: BlockKeywords = BlockKeywords {
+    place: "SSL_GET",
+    accepted: HTTP_GET.accepted,
+    planned: &[],
+};
+
+pub(super) const MISC_CHECK: BlockKeywords = BlockKeywords {
+    place: "MISC_CHECK",
+    accepted: &[
+        "misc_path",
+        "misc_timeout",
+        "misc_dynamic",
+        "user",
+        "retry",
+        "delay_before_retry",
+        "warmup",
+        "delay_loop",
+        "alpha",
+    ],
+    planned: &[],
+};
+
+pub(super) const DNS_CHECK: BlockKeywords = BlockKeywords {
+    place: "DNS_CHECK",
+    accepted: &[
+        "connect_ip",
+        "connect_port",
+        "bindto",
+        "bind_port",
+        "connect_timeout",
+        "retry",
+        "nb_get_retry",
+        "delay_before_retry",
+        "warmup",
+        "delay_loop",
+        "alpha",
+        "type",
+        "name",
+    ],
+    planned: &[],
+};
+
+pub(super) const URL: BlockKeywords = BlockKeywords {
+    place: "url",
+    accepted: &[
+        "path",
+        "digest",
+        "status_code",
+        "regex",
+        "regex_no_match",
+        "virtualhost",
+    ],
+    planned: &[],
+};
+
+/// The checker kind of a real-server keyword, if it is a checker block.
+pub(super) fn check_kind(keyword: &str) -> Option<CheckKindDraft> {
+    Some(match keyword {
+        "TCP_CHECK" => CheckKindDraft::Tcp,
+        "HTTP_GET" => CheckKindDraft::Http,
+        "SSL_GET" => CheckKindDraft::Ssl,
+        "MISC_CHECK" => CheckKindDraft::Misc,
+        "DNS_CHECK" => CheckKindDraft::Dns,
+        _ => return None,
+    })
+}
+
+/// The key a keyword counts as for "already set" (`nb_get_retry` is `retry`'s old name).
+pub(super) fn same_as(keyword: &'static str) -> &'static str {
+    if keyword == "nb_get_retry" {
+        "retry"
+    } else {
+        keyword
+    }
+}
+
+impl Front {
+    /// Reads `keyword` into the checker settings shared by the three levels;
+    /// false if it is not one of them.
+    fn check_default(
+        &mut self,
+        defaults: &mut CheckDefaultsDraft,
+        keyword: &str,
+        stmt: &Stmt,
+    ) -> bool {
+        match keyword {
+            "connect_timeout" => defaults.connect_timeout = self.seconds(stmt),
+            "retry" | "nb_get_retry" => defaults.retry = self.integer(stmt),
+            "delay_before_retry" => defaults.delay_before_retry = self.seconds(stmt),
+            "warmup" => defaults.warmup = self.seconds(stmt),
+            "delay_loop" => defaults.delay_loop = self.seconds(stmt),
+            "alpha" => defaults.alpha = self.flag(stmt, true),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A health-checking keyword of a `virtual_server` (the caller has
+    /// checked duplicates).
+    pub(super) fn virtual_server_health(
+        &mut self,
+        d: &mut VirtualServerDraft,
+        keyword: &str,
+        stmt: &Stmt,
+    ) {
+        if self.check_default(&mut d.check_defaults, keyword, stmt) {
+            return;
+        }
+        match keyword {
+            "quorum" => d.quorum = self.integer(stmt),
+            "hysteresis" => d.hysteresis = self.integer(stmt),
+            "sorry_server" => d.sorry_server = self.sorry_server(stmt),
+            "sorry_server_inhibit" => d.sorry_server_inhibit = self.flag(stmt, true),
+            "inhibit_on_failure" => d.inhibit_on_failure = self.flag(stmt, true),
+            "omega" => d.omega = self.flag(stmt, true),
+            "virtualhost" => d.virtualhost = self.word(stmt),
+            other => unreachable!("VIRTUAL_SERVER keyword {other} has no reader"),
+        }
+    }
+
+    /// A health-checking keyword of a `real_server` (the caller has checked
+    /// duplicates of the single-value ones).
+    pub(super) fn real_server_health(
+        &mut self,
+        d: &mut RealServerDraft,
+        keyword: &str,
+        stmt: &Stmt,
+    ) {
+        if let Some(kind) = check_kind(keyword) {
+            if let Some(check) = self.check(kind, stmt) {
+                d.checks.push(check);
+            }
+            return;
+        }
+        if self.check_default(&mut d.check_defaults, keyword, stmt) {
+            return;
+        }
+        match keyword {
+            "inhibit_on_failure" => d.inhibit_on_failure = self.flag(stmt, true),
+            "virtualhost" => d.virtualhost = self.word(stmt),
+            other => unreachable!("REAL_SERVER keyword {other} has no reader"),
+        }
+    }
+
+    /// `sorry_server IP [PORT]`, as the text form the TOML string has.
+    fn sorry_server(&mut self, stmt: &Stmt) -> Option<Located<SorryServerDraft>> {
+        if let Some(block) = &stmt.block {
+            self.error(&block.open, "`sorry_server` takes IP [PORT], not a block");
+            return None;
+        }
+        match stmt.args() {
+            [] => {
+                self.error(
+                    &stmt.keyword().loc,
+                    "`sorry_server` needs an address and optionally a port: `sorry_server 10.0.0.250 80`",
+                );
+                None
+            }
+            [_, _, extra, ..] => {
+                let message = format!(
+                    "`{}`: sorry_server takes IP [PORT]; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                None
+            }
+            words => {
+                let text: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+                let loc = words[0].loc.clone();
+                Some(Located {
+                    value: SorryServerDraft {
+                        text: Some(Located {
+                            value: text.join(" "),
+                            loc: loc.clone(),
+                        }),
+                        ip: None,
+                        port: None,
+                    },
+                    loc,
+                })
+            }
+        }
+    }
+
+    /// A checker block: `TCP_CHECK { ... }` and the others.
+    fn check(&mut self, kind: CheckKindDraft, stmt: &Stmt) -> Option<CheckDraft> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let keywords = match kind {
+            CheckKindDraft::Tcp => &TCP_CHECK,
+            CheckKindDraft::Http => &HTTP_GET,
+            CheckKindDraft::Ssl => &SSL_GET,
+            CheckKindDraft::Misc => &MISC_CHECK,
+            CheckKindDraft::Dns => &DNS_CHECK,
+        };
+        let mut d = CheckDraft::new(stmt.keyword().loc.clone(), kind);
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, keywords) else {
+                continue;
+            };
+            // A checker may test several urls.
+            if keyword != "url" {
+                if !self.first(&mut seen, same_as(keyword), s) {
+                    continue;
+                }
+            }
+            d.present.push(keyword);
+            if self.check_default(&mut d.defaults, keyword, s) {
+                continue;
+            }
+            match keyword {
+                "connect_ip" => d.connect_ip = self.word(s),
+                "connect_port" => d.connect_port = self.integer(s),
+                "bindto" => d.bindto = self.word(s),
+                "bind_port" => d.bind_port = self.integer(s),
+                "url" => {
+                    if let Some(url) = self.url(s) {
+                        d.urls.push(url);
+                    }
+                }
+                "virtualhost" => d.virtualhost = self.word(s),
+                "misc_path" => d.misc_path = self.command(s),
+                "misc_timeout" => d.misc_timeout = self.seconds(s),
+                "misc_dynamic" => d.misc_dynamic = self.flag(s, true),
+                "user" => {
+                    if let Some((user, group)) = self.user_group(s) {
+                        d.user = Some(user);
+                        d.group = group;
+                    }
+                }
+                "type" => d.dns_type = self.word(s),
+                "name" => d.dns_name = self.word(s),
+                other => unreachable!("{} keyword {other} has no reader", keywords.place),
+            }
+        }
+        Some(d)
+    }
+
+    /// `url { path /health status_code 200 ... }`.
+    fn url(&mut self, stmt: &Stmt) -> Option<UrlDraft> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let mut d = UrlDraft {
+            loc: stmt.keyword().loc.clone(),
+            present: Vec::new(),
+            path: None,
+            status_code: None,
+            digest: None,
+            regex: None,
+            regex_no_match: None,
+            virtualhost: None,
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &URL) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            d.present.push(keyword);
+            match keyword {
+                "path" => d.path = self.word(s),
+                "digest" => d.digest = self.word(s),
+                // `status_code 200` or `status_code 200-299 404`.
+                "status_code" => d.status_code = self.command(s),
+                "regex" => d.regex = self.word(s),
+                "regex_no_match" => d.regex_no_match = self.flag(s, true),
+                "virtualhost" => d.virtualhost = self.word(s),
+                other => unreachable!("URL keyword {other} has no reader"),
+            }
+        }
+        Some(d)
+    }
+
+    /// `user USER [GROUP]` of a `vrrp_script` or `MISC_CHECK`.
+    fn user_group(&mut self, stmt: &Stmt) -> Option<(Located<String>, Option<Located<String>>)> {
+        if let Some(block) = &stmt.block {
+            self.error(&block.open, "`user` takes a value, not a block");
+            return None;
+        }
+        match stmt.args() {
+            [user] => Some((located(user), None)),
+            [user, group] => Some((located(user), Some(located(group)))),
+            [] => {
+                self.error(
+                    &stmt.keyword().loc,
+                    "`user` needs a user, optionally a group: `user keepalived_script` or `user nobody nogroup`",
+                );
+                None
+            }
+            [_, _, extra, ..] => {
+                let message = format!(
+                    "`{}`: user takes USER [GROUP]; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                None
+            }
+        }
+    }
+
+    /// `vrrp_script NAME { script ... interval ... }`.
+    pub(super) fn vrrp_script(&mut self, stmt: &Stmt) -> VrrpScriptDraft {
+        let mut d = VrrpScriptDraft::new(stmt.keyword().loc.clone());
+        // The name is the block's argument; reported here if absent.
+        d.present.push("name");
+        match stmt.args() {
+            [name] => d.name = Some(located(name)),
+            [] => self.error(
+                &stmt.keyword().loc,
+                "vrrp_script needs a name: `vrrp_script chk_web {`",
+            ),
+            [_, extra, ..] => self.error(
+                &extra.loc,
+                format!(
+                    "`{}`: vrrp_script takes one name; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                ),
+            ),
+        }
+        let Some(block) = self.block(stmt) else {
+            // Reported; do not also report a missing `script`.
+            d.present.push("script");
+            return d;
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &VRRP_SCRIPT) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            d.present.push(keyword);
+            match keyword {
+                "script" => d.script = self.command(s),
+                "interval" => d.interval = self.seconds(s),
+                "timeout" => d.timeout = self.seconds(s),
+                "weight" => d.weight = self.integer(s),
+                "rise" => d.rise = self.integer(s),
+                "fall" => d.fall = self.integer(s),
+                "user" => {
+                    if let Some((user, group)) = self.user_group(s) {
+                        d.user = Some(user);
+                        d.group = group;
+                    }
+                }
+                "init_fail" => d.init_fail = self.flag(s, true),
+                other => unreachable!("VRRP_SCRIPT keyword {other} has no reader"),
+            }
+        }
+        d
+    }
+
+    /// `track_script { chk_web  chk_db weight -20 }`: one script per line,
+    /// optionally with a weight that overrides the script's.
+    pub(super) fn track_script(&mut self, stmt: &Stmt) -> Option<Located<Vec<TrackScriptDraft>>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.errors.len();
+        let mut entries = Vec::with_capacity(block.items.len());
+        for entry in &block.items {
+            if let Some(inner) = &entry.block {
+                let message = format!("track_script entry `{}`: takes no block", entry.text());
+                self.error(&inner.open, message);
+                continue;
+            }
+            let name = entry.keyword();
+            let weight = match entry.args() {
+                [] => None,
+                [key, value] if key.text == "weight" => self.integer_word(entry, value),
+                [key] if key.text == "weight" => {
+                    let message = format!(
+                        "track_script entry `{}`: weight needs a number, e.g. `{} weight -20`",
+                        entry.text(),
+                        name.text
+                    );
+                    self.error(&key.loc, message);
+                    continue;
+                }
+                args => {
+                    let extra = match args {
+                        [key, _, extra, ..] if key.text == "weight" => extra,
+                        [extra, ..] => extra,
+                        [] => unreachable!("matched above"),
+                    };
+                    let message = format!(
+                        "track_script entry `{}`: write `NAME` or `NAME weight N` on each line; remove `{}`",
+                        entry.text(),
+                        extra.text
+                    );
+                    self.error(&extra.loc, message);
+                    continue;
+                }
+            };
+            entries.push(TrackScriptDraft {
+                loc: name.loc.clone(),
+                name: Some(located(name)),
+                weight,
+            });
+        }
+        (self.errors.len() == errors_before).then(|| Located {
+            value: entries,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every accepted keyword of the blocks read here reaches a reader (no
+    /// `unreachable!` arm), with a value or as a flag or block.
+    #[test]
+    fn every_accepted_keyword_has_a_reader() {
+        type Wrap = fn(&str) -> String;
+        fn rs(check: &str, l: &str) -> String {
+            format!("virtual_server 192.0.2.1 80 {{\nreal_server 10.0.0.1 80 {{\n{check} {{\n{l}\n}}\n}}\n}}\n")
+        }
+        let wrap: [(&[&str], Wrap); 7] = [
+            (VRRP_SCRIPT.accepted, |l| {
+                format!("vrrp_script S {{\n{l}\n}}\n")
+            }),
+            (TCP_CHECK.accepted, |l| rs("TCP_CHECK", l)),
+            (HTTP_GET.accepted, |l| rs("HTTP_GET", l)),
+            (SSL_GET.accepted, |l| rs("SSL_GET", l)),
+            (MISC_CHECK.accepted, |l| rs("MISC_CHECK", l)),
+            (DNS_CHECK.accepted, |l| rs("DNS_CHECK", l)),
+            (URL.accepted, |l| {
+                rs("HTTP_GET", &format!("url {{\n{l}\n}}"))
+            }),
+        ];
+        for (accepted, wrap) in wrap {
+            for keyword in accepted {
+                for line in [
+                    keyword.to_string(),
+                    format!("{keyword} 1"),
+                    format!("{keyword} 1 2"),
+                    format!("{keyword} {{\n1\n}}"),
+                ] {
+                    // Errors are expected for most; a panic is the failure.
+                    let _ = crate::parse_keepalived(&wrap(&line), "k.conf");
+                }
+            }
+        }
+        let _ = crate::parse_keepalived(
+            "vrrp_instance VI {\ntrack_script {\na\nb weight -2\nc x\nd {\n}\n}\n}\n",
+            "k.conf",
+        );
+    }
+}
