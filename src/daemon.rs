@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub ipvs_resync: Duration,
     /// The configuration file, read again on SIGHUP.
     pub config_path: PathBuf,
+    /// Its syntax, as chosen at start (`--format`), kept for reloads.
+    pub config_format: haldir_config::Format,
     /// The control socket for `haldir status` / `haldir reload` (`None`: none).
     pub control_socket: Option<PathBuf>,
     /// Where to serve Prometheus metrics (`None`: off).
@@ -181,7 +183,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             _ = hangup.recv() => {
                 info!(config = %options.config_path.display(), "SIGHUP: reloading");
                 crate::systemd::reloading();
-                reload(&options.config_path, &commands_tx, &virtual_servers_tx, &running_tx).await;
+                reload(&options.config_path, options.config_format, &commands_tx, &virtual_servers_tx, &running_tx).await;
                 crate::systemd::ready("running");
             }
             Some(request) = control_rx.recv() => match request {
@@ -189,7 +191,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
                     info!(config = %options.config_path.display(), "haldir reload: reloading");
                     crate::systemd::reloading();
                     let outcome =
-                        reload(&options.config_path, &commands_tx, &virtual_servers_tx, &running_tx).await;
+                        reload(&options.config_path, options.config_format, &commands_tx, &virtual_servers_tx, &running_tx).await;
                     crate::systemd::ready("running");
                     let _ = reply.send(outcome);
                 }
@@ -212,11 +214,12 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
 /// and the running configuration stays.
 pub async fn reload(
     path: &std::path::Path,
+    format: haldir_config::Format,
     driver: &mpsc::Sender<DriverCommand>,
     virtual_servers: &watch::Sender<Vec<VirtualServer>>,
     running: &watch::Sender<Model>,
 ) -> ReloadOutcome {
-    let model = match haldir_config::load_file(path) {
+    let model = match haldir_config::load_file_as(path, format) {
         Ok(model) if !crate::notify::check_model(&model).is_empty() => {
             let lines = crate::notify::check_model(&model);
             for line in &lines {

@@ -215,6 +215,7 @@ fn main() -> ExitCode {
                     status_file,
                     ipvs_resync: std::time::Duration::from_secs_f64(ipvs_resync.max(0.1)),
                     config_path: config.clone(),
+                    config_format: format.into(),
                     control_socket: (!no_control_socket).then_some(control_socket),
                     metrics_address,
                 },
