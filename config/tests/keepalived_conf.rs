@@ -630,7 +630,10 @@ fn the_health_corpus_file_reads_into_the_expected_values() {
     let vs = &model.virtual_servers[0];
     assert_eq!((vs.quorum, vs.hysteresis, vs.omega), (2, 1, true));
     let sorry = vs.sorry_server.unwrap();
-    assert_eq!((sorry.ip.to_string(), sorry.port, sorry.inhibit), ("10.0.0.250".into(), 8080, true));
+    assert_eq!(
+        (sorry.ip.to_string(), sorry.port, sorry.inhibit),
+        ("10.0.0.250".into(), 8080, true)
+    );
     let rs = &vs.real_servers[0];
     assert!(rs.inhibit_on_failure);
     // Checkers are kept kind by kind (HTTP_GET before TCP_CHECK), as TOML reads them.
@@ -647,7 +650,10 @@ fn checker_keys_are_checked_with_their_locations() {
     let text = "virtual_server 192.0.2.10 80 {\n    quorum two\n    real_server 10.0.0.1 80 {\n        HTTP_GET {\n            url {\n                path /health\n                status\n            }\n            retry 1\n            nb_get_retry 2\n        }\n        MISC_CHECK {\n            connect_port 80\n        }\n    }\n}\n";
     let errors = errors(text);
     assert_eq!(errors.len(), 5, "{errors:?}");
-    assert_eq!(errors[0], "keepalived.conf:2:12: `quorum two`: expected an integer");
+    assert_eq!(
+        errors[0],
+        "keepalived.conf:2:12: `quorum two`: expected an integer"
+    );
     assert!(
         errors[1].starts_with("keepalived.conf:7:17: unknown keyword `status` in url"),
         "{errors:?}"
@@ -662,7 +668,8 @@ fn checker_keys_are_checked_with_their_locations() {
         "{errors:?}"
     );
     assert!(
-        errors[4].starts_with("keepalived.conf:13:13: unknown keyword `connect_port` in MISC_CHECK"),
+        errors[4]
+            .starts_with("keepalived.conf:13:13: unknown keyword `connect_port` in MISC_CHECK"),
         "{errors:?}"
     );
 }
@@ -675,9 +682,16 @@ fn track_script_entries_and_scripts_are_validated() {
     );
     let errors = errors(&text);
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("keepalived.conf:3:12: ")), "{errors:?}");
     assert!(
-        errors.iter().any(|e| e.starts_with("keepalived.conf:12:22: track_script entry `chk weight 5 extra`")),
+        errors
+            .iter()
+            .any(|e| e.starts_with("keepalived.conf:3:12: ")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(
+            |e| e.starts_with("keepalived.conf:12:22: track_script entry `chk weight 5 extra`")
+        ),
         "{errors:?}"
     );
 }

@@ -270,10 +270,8 @@ impl Front {
                 continue;
             };
             // A checker may test several urls.
-            if keyword != "url" {
-                if !self.first(&mut seen, same_as(keyword), s) {
-                    continue;
-                }
+            if keyword != "url" && !self.first(&mut seen, same_as(keyword), s) {
+                continue;
             }
             d.present.push(keyword);
             if self.check_default(&mut d.defaults, keyword, s) {
