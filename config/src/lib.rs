@@ -22,8 +22,8 @@ mod model_health;
 mod to_toml;
 mod toml_front;
 mod validate;
-mod validate_ipvs;
 mod validate_health;
+mod validate_ipvs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,9 +33,8 @@ use std::sync::Arc;
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
     AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, Model,
-    NotifyScripts, ScriptSettings, SyncGroup,
-    RealServer, VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress,
-    VrrpInstance, VrrpVersion,
+    NotifyScripts, RealServer, ScriptSettings, SyncGroup, VirtualAddress, VirtualAddressError,
+    VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
 };
 
 pub use model_health::{

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::draft::{AuthDraft, Draft, InstanceDraft, Located};
+use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft};
 use crate::error::{ConfigError, ConfigErrors, Loc};
 use crate::model::{
     AddressFamily, Authentication, Model, VirtualAddress, VrrpInstance, VrrpVersion,
 };
 use crate::model::{NotifyScripts, ScriptSettings, SyncGroup};
-use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft};
 
 /// keepalived's default advert interval, in seconds.
 const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
@@ -830,7 +830,9 @@ fn script_settings(errors: &mut Vec<ConfigError>, d: &ScriptsDraft) -> ScriptSet
         }
     }
     if let Some(timeout) = &d.notify_timeout {
-        if timeout.value.is_finite() && timeout.value > 0.0 && timeout.value <= MAX_NOTIFY_TIMEOUT_SECS
+        if timeout.value.is_finite()
+            && timeout.value > 0.0
+            && timeout.value <= MAX_NOTIFY_TIMEOUT_SECS
         {
             settings.notify_timeout = std::time::Duration::from_secs_f64(timeout.value);
         } else {

@@ -156,7 +156,7 @@ fn minimal_instance_gets_keepalived_defaults() {
             garp_interval_millis: 0,
             authentication: None,
             notify: Default::default(),
-        track_script: Vec::new(),
+            track_script: Vec::new(),
             track_interface: Vec::new(),
             loc: loc(FILE, 1, 1),
         }]
