@@ -615,6 +615,12 @@ impl Router {
             || (advert.priority == self.priority
                 && address_key(source) > address_key(self.config.primary_address));
         if higher {
+            // One last advert of ours before stepping down (keepalived's
+            // `vrrp_higher_prio_send_advert`; keepalived #166): after a split brain
+            // the winner may never have heard us, yet our announcements moved the
+            // segment's ARP caches to our MAC. This advert makes it answer with its
+            // own round of announcements (the `else` branch below, on its side).
+            self.send_advert_now(now);
             self.remove_addresses();
             if self.config.version == Version::V3 {
                 self.master_advert_interval_micros =
