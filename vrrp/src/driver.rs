@@ -927,45 +927,17 @@ impl Link {
                     let instance = &mut self.instances[i];
                     let own_before = instance.own_fault();
                     instance.tracking = tracking;
-                    let own_fault = instance.own_fault();
-                    let fault_changed = own_before != own_fault;
                     let priority = tracking.effective_priority(instance.spec.router.priority);
                     instance.router.set_priority(now, priority);
-                    instance
-                        .router
-                        .set_fault(now, own_fault || instance.group_fault);
-                    if fault_changed {
-                        // The group must know even when the state does not change
-                        // (a member already held in Fault gets a fault of its own).
-                        let state = instance.router.state();
-                        let _ = self.members.send(MemberEvent {
-                            name,
-                            from: state,
-                            to: state,
-                            own_fault,
-                        });
-                    }
+                    self.refresh_fault(i, now, own_before);
                     self.carry_out(i).await;
                 }
             }
             LinkCommand::LinkFault(name, down) => {
                 if let Some(i) = self.position(&name) {
-                    let instance = &mut self.instances[i];
-                    let own_before = instance.own_fault();
-                    instance.link_fault = down;
-                    let own_fault = instance.own_fault();
-                    instance
-                        .router
-                        .set_fault(now, own_fault || instance.group_fault);
-                    if own_before != own_fault {
-                        let state = instance.router.state();
-                        let _ = self.members.send(MemberEvent {
-                            name,
-                            from: state,
-                            to: state,
-                            own_fault,
-                        });
-                    }
+                    let own_before = self.instances[i].own_fault();
+                    self.instances[i].link_fault = down;
+                    self.refresh_fault(i, now, own_before);
                     self.carry_out(i).await;
                 }
             }
@@ -994,6 +966,27 @@ impl Link {
             LinkCommand::Sync(done) => {
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// Gives instance `i`'s router its combined fault (its own, or its sync
+    /// group's), and tells the group when its own fault changed: the group must
+    /// know even when the state does not change (a member already held in
+    /// Fault gets a fault of its own).
+    fn refresh_fault(&mut self, i: usize, now: Instant, own_before: bool) {
+        let instance = &mut self.instances[i];
+        let own_fault = instance.own_fault();
+        instance
+            .router
+            .set_fault(now, own_fault || instance.group_fault);
+        if own_before != own_fault {
+            let state = instance.router.state();
+            let _ = self.members.send(MemberEvent {
+                name: instance.spec.name.clone(),
+                from: state,
+                to: state,
+                own_fault,
+            });
         }
     }
 
