@@ -158,6 +158,14 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         shutdown_rx.clone(),
         counters.clone(),
     ));
+    // The kernel's connection-sync daemon follows the instance named in
+    // lvs_sync_daemon (src/sync_daemon.rs).
+    let sync_daemon = crate::sync_daemon::spawn(
+        running_tx.subscribe(),
+        status_tx.subscribe(),
+        events_tx.subscribe(),
+        shutdown_rx.clone(),
+    );
     let driver = tokio::spawn(driver::run_with_events(
         specs,
         status_tx,
@@ -203,6 +211,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     driver.await.context("the VRRP driver panicked")??;
     let _ = ipvs.await;
+    let _ = sync_daemon.await;
     // The notify scripts of the last transitions (STOP) run to their end or timeout.
     operator.finish().await;
     info!("stopped");

@@ -19,4 +19,5 @@ pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod operator;
+pub mod sync_daemon;
 pub mod systemd;

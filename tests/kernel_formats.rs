@@ -228,7 +228,7 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         ("VI_2".to_owned(), "MASTER".to_owned()),
     ];
     assert!(
-        wait_until(Duration::from_secs(20), || states(&status_file) == masters),
+        wait_until(Duration::from_secs(60), || states(&status_file) == masters),
         "{what}: states {:?}\n{}",
         states(&status_file),
         log()
@@ -243,7 +243,7 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         ("10.22.0.12:80".to_owned(), 2),
     ];
     assert!(
-        wait_until(Duration::from_secs(30), || dr_lab::dests(&ns, SERVICE)
+        wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, SERVICE)
             == up),
         "{what}: not all up:\n{}\n{}",
         ipvsadm::run(Some(&ns), &["-Ln"]),
@@ -256,7 +256,7 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
     dr_lab::stop_listener(lab, listeners[1]);
     let t = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(30), || dr_lab::dests(&ns, SERVICE)
+        wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, SERVICE)
             == up[..1]),
         "{what}: rs2 not removed:\n{}\n{}",
         ipvsadm::run(Some(&ns), &["-Ln"]),
@@ -267,7 +267,7 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
     listeners[1] = dr_lab::start_listener(lab, "rs2", "10.22.0.12");
     let t = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(30), || dr_lab::dests(&ns, SERVICE)
+        wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, SERVICE)
             == up),
         "{what}: rs2 not back:\n{}\n{}",
         ipvsadm::run(Some(&ns), &["-Ln"]),

@@ -31,6 +31,8 @@ pub(crate) struct Draft {
     pub(crate) vrrp_scripts: Vec<VrrpScriptDraft>,
     /// The `vrrp_sync_group`s, in file order.
     pub(crate) sync_groups: Vec<SyncGroupDraft>,
+    /// `global_defs.lvs_sync_daemon`.
+    pub(crate) lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDraft>,
 }
 
 impl Draft {
@@ -45,6 +47,7 @@ impl Draft {
             virtual_servers: Vec::new(),
             vrrp_scripts: Vec::new(),
             sync_groups: Vec::new(),
+            lvs_sync_daemon: None,
         }
     }
 }

@@ -93,7 +93,13 @@ const TOP: BlockKeywords = BlockKeywords {
 
 const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
     place: "global_defs",
-    accepted: &["router_id", "vrrp_version", "script_user", "notify_timeout"],
+    accepted: &[
+        "router_id",
+        "vrrp_version",
+        "script_user",
+        "notify_timeout",
+        "lvs_sync_daemon",
+    ],
     planned: &[],
 };
 
@@ -261,9 +267,68 @@ impl Front {
                 "vrrp_version" => draft.default_version = self.integer(stmt),
                 "script_user" => draft.scripts.script_user = self.script_user(stmt),
                 "notify_timeout" => draft.scripts.notify_timeout = self.seconds(stmt),
+                "lvs_sync_daemon" => draft.lvs_sync_daemon = self.lvs_sync_daemon(stmt),
                 other => unreachable!("GLOBAL_DEFS keyword {other} has no reader"),
             }
         }
+    }
+
+    /// `lvs_sync_daemon IF [INSTANCE] [SYNCID] [inst NAME] [id N] [maxlen N] [port N]
+    /// [ttl N] [group ADDR]`, as keepalived's `lvs_syncd_handler` reads it: the
+    /// instance may be the second word or follow `inst`; a bare number after
+    /// the instance is the old spelling of `id`.
+    fn lvs_sync_daemon(&mut self, stmt: &Stmt) -> Option<crate::lvs_sync::LvsSyncDraft> {
+        let mut d = crate::lvs_sync::LvsSyncDraft::new(stmt.keyword().loc.clone());
+        let args = stmt.args();
+        let Some(interface) = args.first() else {
+            self.error(
+                &stmt.keyword().loc,
+                "lvs_sync_daemon needs an interface: `lvs_sync_daemon eth1 VI_1 id 0`",
+            );
+            return None;
+        };
+        d.interface = Some(located(interface));
+        let mut i = 1;
+        while i < args.len() {
+            let word = &args[i];
+            let option = word.text.as_str();
+            if matches!(option, "inst" | "id" | "maxlen" | "port" | "ttl" | "group") {
+                let Some(value) = args.get(i + 1) else {
+                    let message = format!("`{}`: `{option}` needs a value", stmt.text());
+                    self.error(&word.loc, message);
+                    break;
+                };
+                match option {
+                    "inst" if d.instance.is_some() => {
+                        let message =
+                            format!("`{}`: the instance is given twice; keep one", stmt.text());
+                        self.error(&word.loc, message);
+                    }
+                    "inst" => d.instance = Some(located(value)),
+                    "id" => d.id = self.integer_word(stmt, value),
+                    "maxlen" => d.maxlen = self.integer_word(stmt, value),
+                    "port" => d.port = self.integer_word(stmt, value),
+                    "ttl" => d.ttl = self.integer_word(stmt, value),
+                    _ => d.group = Some(located(value)),
+                }
+                i += 2;
+                continue;
+            }
+            if i == 1 {
+                d.instance = Some(located(word));
+            } else if i == 2 && word.text.bytes().all(|b| b.is_ascii_digit()) {
+                d.id = self.integer_word(stmt, word);
+            } else {
+                let message = format!(
+                    "`{}`: unknown lvs_sync_daemon option `{}`; accepted: inst, id, maxlen, port, ttl, group",
+                    stmt.text(),
+                    word.text
+                );
+                self.error(&word.loc, message);
+            }
+            i += 1;
+        }
+        Some(d)
     }
 
     fn instance(&mut self, stmt: &Stmt) -> InstanceDraft {

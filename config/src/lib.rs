@@ -17,6 +17,7 @@
 mod draft;
 mod error;
 mod keepalived_front;
+mod lvs_sync;
 mod model;
 mod model_health;
 mod to_toml;
@@ -41,6 +42,7 @@ pub use model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
     HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, VrrpScript,
 };
+pub use lvs_sync::LvsSyncDaemon;
 pub use to_toml::{not_converted, to_toml};
 
 /// The syntax of a configuration file.

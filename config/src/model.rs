@@ -27,6 +27,8 @@ pub struct Model {
     /// The `vrrp_sync_group`s, in file order: each name once, each instance
     /// in at most one group.
     pub sync_groups: Vec<SyncGroup>,
+    /// `global_defs.lvs_sync_daemon`: the kernel's connection-sync daemon.
+    pub lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDaemon>,
 }
 
 /// A sync group (keepalived's `vrrp_sync_group`): instances that change

@@ -29,10 +29,11 @@ pub fn to_toml(model: &Model) -> String {
         virtual_servers,
         vrrp_scripts,
         sync_groups,
+        lvs_sync_daemon,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
-    if router_id.is_some() || *scripts != default_scripts {
+    if router_id.is_some() || *scripts != default_scripts || lvs_sync_daemon.is_some() {
         out.push_str("[global_defs]\n");
     }
     if let Some(router_id) = router_id {
@@ -51,6 +52,9 @@ pub fn to_toml(model: &Model) -> String {
             "notify_timeout",
             scripts.notify_timeout.as_secs_f64(),
         );
+    }
+    if let Some(sync) = lvs_sync_daemon {
+        out.push_str(&crate::lvs_sync::toml_line(sync, string));
     }
     for script in vrrp_scripts {
         if !out.is_empty() {

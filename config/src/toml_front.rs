@@ -24,7 +24,23 @@ const TOP_KEYS: &[&str] = &[
     "vrrp_sync_group",
 ];
 /// Keys accepted in `[global_defs]`.
-const GLOBAL_KEYS: &[&str] = &["router_id", "vrrp_version", "script_user", "notify_timeout"];
+const GLOBAL_KEYS: &[&str] = &[
+    "router_id",
+    "vrrp_version",
+    "script_user",
+    "notify_timeout",
+    "lvs_sync_daemon",
+];
+/// Keys accepted in `[global_defs] lvs_sync_daemon = { ... }`.
+const LVS_SYNC_KEYS: &[&str] = &[
+    "interface",
+    "instance",
+    "id",
+    "maxlen",
+    "port",
+    "ttl",
+    "group",
+];
 /// Keys accepted in each `[[vrrp_instance]]`, in the order the docs list them.
 const INSTANCE_KEYS: &[&str] = &[
     "name",
@@ -181,6 +197,7 @@ impl Reader<'_> {
             virtual_servers: Vec::new(),
             vrrp_scripts: Vec::new(),
             sync_groups: Vec::new(),
+            lvs_sync_daemon: None,
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -209,10 +226,33 @@ impl Reader<'_> {
                 Some("notify_timeout") => {
                     draft.scripts.notify_timeout = self.seconds("notify_timeout", value)
                 }
+                Some("lvs_sync_daemon") => draft.lvs_sync_daemon = self.lvs_sync_daemon(value),
                 Some(_) => draft.default_version = self.integer("vrrp_version", value),
                 None => {}
             }
         }
+    }
+
+    /// `lvs_sync_daemon = { interface = "eth1", instance = "VI_1", id = 0, ... }`.
+    fn lvs_sync_daemon(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<crate::lvs_sync::LvsSyncDraft> {
+        let table = self.table("lvs_sync_daemon", value)?;
+        let mut d = crate::lvs_sync::LvsSyncDraft::new(self.index.loc(value.span().start));
+        for (key, value) in table {
+            match self.known_key(key, "lvs_sync_daemon", LVS_SYNC_KEYS) {
+                Some("interface") => d.interface = self.string("interface", value),
+                Some("instance") => d.instance = self.string("instance", value),
+                Some("id") => d.id = self.integer("id", value),
+                Some("maxlen") => d.maxlen = self.integer("maxlen", value),
+                Some("port") => d.port = self.integer("port", value),
+                Some("ttl") => d.ttl = self.integer("ttl", value),
+                Some(_) => d.group = self.string("group", value),
+                None => {}
+            }
+        }
+        Some(d)
     }
 
     fn instances(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<InstanceDraft> {

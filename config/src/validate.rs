@@ -25,7 +25,7 @@ const MAX_PREEMPT_DELAY_SECS: u64 = 1000;
 /// RFC 2338 §5.3.10: the simple-text password fills an 8-byte field.
 const MAX_AUTH_PASS_BYTES: usize = 8;
 /// Linux IFNAMSIZ minus the terminating NUL.
-const MAX_INTERFACE_NAME_BYTES: usize = 15;
+pub(crate) const MAX_INTERFACE_NAME_BYTES: usize = 15;
 
 /// Validates `draft`; `errors` are the front-end's errors, which are reported
 /// together with the ones found here.
@@ -73,6 +73,10 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         &vrrp_scripts,
     );
     let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
+    let lvs_sync_daemon = draft
+        .lvs_sync_daemon
+        .as_ref()
+        .and_then(|d| crate::lvs_sync::validate(&mut errors, d, &draft.instances));
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
         Ok(Model {
@@ -82,6 +86,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             virtual_servers,
             vrrp_scripts,
             sync_groups,
+            lvs_sync_daemon,
         })
     } else {
         Err(ConfigErrors::sorted(errors))
@@ -339,7 +344,7 @@ fn instance(
 }
 
 /// Whether `name` can be a Linux interface name.
-fn is_interface_name(name: &str) -> bool {
+pub(crate) fn is_interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_INTERFACE_NAME_BYTES
         && !name.contains(|c: char| c == '/' || c.is_whitespace())

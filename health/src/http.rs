@@ -504,6 +504,14 @@ pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, Htt
                 path: path.clone(),
                 error,
             };
+            // Only a regular file: /dev/zero or a FIFO would be read forever.
+            match std::fs::metadata(path) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(ca_error("not a regular file".into()));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ca_error(e.to_string())),
+            }
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
                 let cert = cert.map_err(|e| ca_error(e.to_string()))?;

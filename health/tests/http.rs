@@ -360,3 +360,20 @@ async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() 
     assert_eq!(server.requests() - before, 2);
     scheduler.shutdown(false).await;
 }
+
+/// Found while writing the config fuzz targets (issue 7 item 3): validating a
+/// `ca_file` naming /dev/zero read it forever (no line ends, so memory grew
+/// without bound); like keepalived.conf includes, only regular files are read.
+#[test]
+fn a_ca_file_that_is_not_a_regular_file_is_refused() {
+    for path in ["/dev/zero", "/dev/null", "/"] {
+        let mut config = HttpCheckConfig::new(
+            HttpKind::Https,
+            "127.0.0.1:443".parse().unwrap(),
+            vec![url("/")],
+        );
+        config.verify = CertVerification::CaFile(path.into());
+        let error = HttpCheck::new(config).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{path}: {error}");
+    }
+}

@@ -1,0 +1,366 @@
+//! The kernel's IPVS connection-sync daemon, driven by VRRP
+//! (`global_defs.lvs_sync_daemon`).
+//!
+//! Roles follow keepalived 2.x (`ipvs_syncd_master` / `ipvs_syncd_backup` in
+//! `keepalived/check/ipvswrapper.c`, called from `vrrp_state_become_master`
+//! and `vrrp_state_leave_master`):
+//!
+//! - with an instance: one daemon at a time. While the instance is MASTER the
+//!   kernel runs the **master** daemon (it multicasts the connection table);
+//!   in every other state (BACKUP, FAULT, starting) the **backup** daemon
+//!   (it receives). A transition stops the old role, then starts the new one.
+//! - without an instance: keepalived's checker runs **both** daemons all the
+//!   time (sync id 0 unless given); so does haldir.
+//!
+//! At start the kernel's daemons are adopted when they are what the
+//! configuration asks for, else replaced (a previous run, or someone's
+//! `ipvsadm --start-daemon`, may have left others). The kernel state is read
+//! again every [`RESYNC`] and repaired. At shutdown (SIGTERM / SIGINT) the
+//! daemons are stopped, as keepalived does. A kernel without IPVS is logged
+//! once, loudly, and VRRP runs on without connection sync.
+
+use std::time::Duration;
+
+use haldir_config::{LvsSyncDaemon, Model};
+use haldir_ipvs::client::{DaemonRole, SyncDaemon};
+use haldir_ipvs::{IpvsClient, IpvsError};
+use haldir_vrrp::driver::{InstanceTransition, Status};
+use haldir_vrrp::router::State;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+/// How often the kernel's daemons are read again and repaired.
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// Starts the task; it ends after `shutdown` with the daemons stopped.
+pub fn spawn(
+    running: watch::Receiver<Model>,
+    status: watch::Receiver<Status>,
+    events: broadcast::Receiver<InstanceTransition>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(run(running, status, events, shutdown))
+}
+
+/// The daemons `config` asks for while its instance is in `state` (`None`:
+/// the instance has not reported yet).
+pub fn desired(config: &LvsSyncDaemon, state: Option<State>) -> Vec<SyncDaemon> {
+    let daemon = |role| SyncDaemon {
+        role,
+        interface: config.interface.clone(),
+        sync_id: config.sync_id,
+        max_len: config.max_len,
+        group: config.group,
+        port: config.port,
+        ttl: config.ttl,
+    };
+    match (&config.instance, state) {
+        (None, _) => vec![daemon(DaemonRole::Master), daemon(DaemonRole::Backup)],
+        (Some(_), Some(State::Master)) => vec![daemon(DaemonRole::Master)],
+        (Some(_), _) => vec![daemon(DaemonRole::Backup)],
+    }
+}
+
+/// Whether the kernel's `running` daemon is what `wanted` asks for. The
+/// kernel reports its defaults (port 8848, TTL 1, ...); a setting left to
+/// the kernel matches whatever it reports.
+pub fn satisfies(running: &SyncDaemon, wanted: &SyncDaemon) -> bool {
+    running.role == wanted.role
+        && running.interface == wanted.interface
+        && running.sync_id == wanted.sync_id
+        && wanted.max_len.is_none_or(|v| running.max_len == Some(v))
+        && wanted.group.is_none_or(|v| running.group == Some(v))
+        && wanted.port.is_none_or(|v| running.port == Some(v))
+        && wanted.ttl.is_none_or(|v| running.ttl == Some(v))
+}
+
+/// An operation on the kernel's daemons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonOp {
+    /// Stop the daemon of this role.
+    Stop(DaemonRole),
+    /// Start this daemon.
+    Start(SyncDaemon),
+}
+
+/// What turns `running` into `wanted`: every stop first (the old role goes
+/// before the new one starts, as keepalived does), then the starts.
+pub fn plan(running: &[SyncDaemon], wanted: &[SyncDaemon]) -> Vec<DaemonOp> {
+    let mut stops = Vec::new();
+    let mut starts = Vec::new();
+    for role in [DaemonRole::Master, DaemonRole::Backup] {
+        let have = running.iter().find(|d| d.role == role);
+        let want = wanted.iter().find(|d| d.role == role);
+        match (have, want) {
+            (Some(h), Some(w)) if satisfies(h, w) => {}
+            (Some(_), Some(w)) => {
+                stops.push(DaemonOp::Stop(role));
+                starts.push(DaemonOp::Start(w.clone()));
+            }
+            (Some(_), None) => stops.push(DaemonOp::Stop(role)),
+            (None, Some(w)) => starts.push(DaemonOp::Start(w.clone())),
+            (None, None) => {}
+        }
+    }
+    // The role being given up is stopped first.
+    stops.sort_by_key(|op| match op {
+        DaemonOp::Stop(role) => !wanted.iter().all(|w| w.role != *role),
+        DaemonOp::Start(_) => false,
+    });
+    stops.extend(starts);
+    stops
+}
+
+fn describe(d: &SyncDaemon) -> String {
+    let mut text = format!(
+        "{} daemon on {} (syncid {}",
+        role_name(d.role),
+        d.interface,
+        d.sync_id
+    );
+    if let Some(v) = d.max_len {
+        text.push_str(&format!(", maxlen {v}"));
+    }
+    if let Some(v) = d.group {
+        text.push_str(&format!(", group {v}"));
+    }
+    if let Some(v) = d.port {
+        text.push_str(&format!(", port {v}"));
+    }
+    if let Some(v) = d.ttl {
+        text.push_str(&format!(", ttl {v}"));
+    }
+    text.push(')');
+    text
+}
+
+fn role_name(role: DaemonRole) -> &'static str {
+    match role {
+        DaemonRole::Master => "master",
+        DaemonRole::Backup => "backup",
+    }
+}
+
+/// The instance's state in `status`.
+fn instance_state(status: &Status, name: &str) -> Option<State> {
+    status
+        .instances
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.state)
+}
+
+async fn run(
+    mut running: watch::Receiver<Model>,
+    mut status: watch::Receiver<Status>,
+    mut events: broadcast::Receiver<InstanceTransition>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Nothing to do (and no need for IPVS) until lvs_sync_daemon is configured.
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => return,
+        _ = running.wait_for(|m| m.lvs_sync_daemon.is_some()) => {}
+    }
+    let client = match IpvsClient::connect().await {
+        Ok(client) => client,
+        Err(e) => {
+            error!(
+                "lvs_sync_daemon: {e}: no connection sync (the kernel's IPVS sync daemon cannot be started); VRRP runs on"
+            );
+            return;
+        }
+    };
+    // What was last applied successfully; `None`: read the kernel and repair.
+    let mut applied: Option<Vec<SyncDaemon>> = None;
+    let mut managing = false;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let config = running.borrow_and_update().lvs_sync_daemon.clone();
+        let wanted = match &config {
+            Some(c) => {
+                let state = c
+                    .instance
+                    .as_deref()
+                    .and_then(|name| instance_state(&status.borrow_and_update(), name));
+                desired(c, state)
+            }
+            None => Vec::new(),
+        };
+        // Without a configuration haldir leaves the kernel's daemons alone,
+        // unless it started them itself (a reload removed lvs_sync_daemon).
+        if (config.is_some() || managing) && applied.as_ref() != Some(&wanted) {
+            match reconcile(&client, &wanted).await {
+                Ok(()) => applied = Some(wanted.clone()),
+                Err(e) => {
+                    warn!("lvs_sync_daemon: {e}; retrying in {}s", RESYNC.as_secs());
+                    applied = None;
+                }
+            }
+            managing = config.is_some();
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            changed = running.changed() => if changed.is_err() { break },
+            changed = status.changed() => if changed.is_err() { break },
+            event = events.recv() => match event {
+                Ok(t) => debug!(instance = %t.name, to = t.to.as_str(), "lvs_sync_daemon: transition"),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    // The driver is gone; the status still tells the state.
+                    events = broadcast::channel(1).1;
+                }
+            },
+            () = tokio::time::sleep(RESYNC) => applied = None,
+        }
+    }
+    if managing {
+        for role in [DaemonRole::Master, DaemonRole::Backup] {
+            match client.daemons().await {
+                Ok(list) if list.iter().all(|d| d.role != role) => continue,
+                _ => {}
+            }
+            match client.stop_daemon(role).await {
+                Ok(()) => info!("lvs_sync_daemon: stopped the {} daemon", role_name(role)),
+                Err(e) => warn!(
+                    "lvs_sync_daemon: stopping the {} daemon: {e}",
+                    role_name(role)
+                ),
+            }
+        }
+    }
+}
+
+/// Reads the kernel's daemons and makes them `wanted`.
+async fn reconcile(client: &IpvsClient, wanted: &[SyncDaemon]) -> Result<(), IpvsError> {
+    let running = client.daemons().await?;
+    let ops = plan(&running, wanted);
+    if ops.is_empty() {
+        debug!("lvs_sync_daemon: kernel daemons already as configured");
+    }
+    let mut first_error = None;
+    for op in ops {
+        let result = match &op {
+            DaemonOp::Stop(role) => {
+                let result = client.stop_daemon(*role).await;
+                if result.is_ok() {
+                    info!("lvs_sync_daemon: stopped the {} daemon", role_name(*role));
+                }
+                result
+            }
+            DaemonOp::Start(d) => {
+                let result = client.start_daemon(d).await;
+                if result.is_ok() {
+                    info!("lvs_sync_daemon: started the {}", describe(d));
+                }
+                result
+            }
+        };
+        if let Err(e) = result {
+            error!("lvs_sync_daemon: {op:?} failed: {e}");
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(instance: Option<&str>) -> LvsSyncDaemon {
+        LvsSyncDaemon {
+            interface: "eth1".into(),
+            instance: instance.map(Into::into),
+            sync_id: 7,
+            max_len: None,
+            port: Some(8848),
+            ttl: None,
+            group: None,
+        }
+    }
+
+    fn kernel(role: DaemonRole, sync_id: u8) -> SyncDaemon {
+        SyncDaemon {
+            role,
+            interface: "eth1".into(),
+            sync_id,
+            max_len: Some(1472),
+            group: Some("224.0.0.81".parse().unwrap()),
+            port: Some(8848),
+            ttl: Some(1),
+        }
+    }
+
+    #[test]
+    fn roles_follow_the_instance_state() {
+        let c = config(Some("VI_1"));
+        let roles = |s| desired(&c, s).iter().map(|d| d.role).collect::<Vec<_>>();
+        assert_eq!(roles(Some(State::Master)), [DaemonRole::Master]);
+        assert_eq!(roles(Some(State::Backup)), [DaemonRole::Backup]);
+        assert_eq!(roles(Some(State::Fault)), [DaemonRole::Backup]);
+        assert_eq!(roles(None), [DaemonRole::Backup]);
+        let both = desired(&config(None), Some(State::Backup));
+        assert_eq!(both.len(), 2);
+    }
+
+    #[test]
+    fn kernel_defaults_satisfy_unset_settings() {
+        let wanted = &desired(&config(Some("VI_1")), Some(State::Master))[0];
+        assert!(satisfies(&kernel(DaemonRole::Master, 7), wanted));
+        assert!(!satisfies(&kernel(DaemonRole::Master, 8), wanted));
+        assert!(!satisfies(&kernel(DaemonRole::Backup, 7), wanted));
+    }
+
+    #[test]
+    fn a_transition_stops_the_old_role_then_starts_the_new() {
+        let c = config(Some("VI_1"));
+        let master = desired(&c, Some(State::Master));
+        let ops = plan(&[kernel(DaemonRole::Backup, 7)], &master);
+        assert_eq!(
+            ops,
+            [
+                DaemonOp::Stop(DaemonRole::Backup),
+                DaemonOp::Start(master[0].clone())
+            ]
+        );
+        let backup = desired(&c, Some(State::Backup));
+        let ops = plan(&[kernel(DaemonRole::Master, 7)], &backup);
+        assert_eq!(
+            ops,
+            [
+                DaemonOp::Stop(DaemonRole::Master),
+                DaemonOp::Start(backup[0].clone())
+            ]
+        );
+    }
+
+    #[test]
+    fn matching_daemons_are_adopted_and_others_replaced() {
+        let c = config(Some("VI_1"));
+        let backup = desired(&c, Some(State::Backup));
+        assert!(plan(&[kernel(DaemonRole::Backup, 7)], &backup).is_empty());
+        // A left-over daemon with another sync id is replaced; a stray master stopped.
+        let ops = plan(
+            &[kernel(DaemonRole::Backup, 3), kernel(DaemonRole::Master, 3)],
+            &backup,
+        );
+        assert_eq!(
+            ops,
+            [
+                DaemonOp::Stop(DaemonRole::Master),
+                DaemonOp::Stop(DaemonRole::Backup),
+                DaemonOp::Start(backup[0].clone())
+            ]
+        );
+        assert_eq!(
+            plan(&[kernel(DaemonRole::Master, 7)], &[]),
+            [DaemonOp::Stop(DaemonRole::Master)]
+        );
+    }
+}
