@@ -16,13 +16,7 @@ const FAST: Duration = Duration::from_millis(100);
 const CAP_NET_ADMIN: u64 = 12;
 const CAP_NET_RAW: u64 = 13;
 
-fn skip_unless_root(name: &str) -> bool {
-    if lab::is_root() {
-        return false;
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
-    true
-}
+use haldir::lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -13,13 +13,7 @@ use serde_json::Value;
 
 const FAST: Duration = Duration::from_millis(100);
 
-fn skip_unless_root(name: &str) -> bool {
-    if lab::is_root() {
-        return false;
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
-    true
-}
+use haldir::lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -25,13 +25,7 @@ const ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 66);
 const COPIES: u64 = 50;
 const SPACING: Duration = Duration::from_millis(2);
 
-fn skip_unless_root(name: &str) -> bool {
-    if lab::is_root() {
-        return false;
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
-    true
-}
+use haldir::lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -17,13 +17,7 @@ use haldir::lab::{self, Haldir, Lab};
 const VIP_PUBLIC: &str = "10.0.0.100";
 const VIP_PRIVATE: &str = "10.0.0.200";
 
-fn skip_unless_root(name: &str) -> bool {
-    if lab::is_root() {
-        return false;
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
-    true
-}
+use haldir::lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -29,13 +29,7 @@ const FAST: Duration = Duration::from_millis(100);
 const HIGH: u8 = 150;
 const LOW: u8 = 100;
 
-fn skip_unless_root(name: &str) -> bool {
-    if lab::is_root() {
-        return false;
-    }
-    eprintln!("\n!!!!!!!! SKIPPED {name}: needs root for network namespaces !!!!!!!!\n");
-    true
-}
+use haldir::lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

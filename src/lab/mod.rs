@@ -42,6 +42,16 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// For tests that need root: true (and a loud SKIPPED line naming `test`) when
+/// the process is not root, so the test returns instead of failing.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root for network namespaces !!!!!!!!\n");
+    true
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; true when it held.
 ///
 /// The condition is always evaluated at least once, and once more after the deadline, so a
