@@ -126,9 +126,10 @@ else
 fi
 
 # --- 3. one VM boot runs them all -----------------------------------------------------------
-RESULTS=$REPO/target/vm-results
-rm -rf "$RESULTS"
-mkdir -p "$RESULTS"
+# One directory per run, so two runs at once (two sessions, or CI beside a
+# developer) cannot wipe each other's results.
+mkdir -p "$REPO/target"
+RESULTS=$(mktemp -d "$REPO/target/vm-results.XXXXXX")
 printf '%s\n' "${BINARIES[@]}" >"$RESULTS/binaries"
 { printf 'ARGS=('; if (($#)); then printf '%q ' "$@"; fi; echo ')'; } >"$RESULTS/args.sh"
 cat >"$RESULTS/inner.sh" <<EOF
