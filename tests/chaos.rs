@@ -282,9 +282,12 @@ impl Drop for Nft<'_> {
 
 /// One thread per router, in its namespace, reading the address list (getifaddrs, i.e.
 /// netlink) every 2 ms and recording each change of "holds the VIP".
+/// What one sampler thread returns: each change of "holds the VIP", and the sample count.
+type VipSamples = (Vec<(Instant, bool)>, u64);
+
 struct VipWatch {
     stop: Arc<AtomicBool>,
-    threads: Vec<(String, JoinHandle<(Vec<(Instant, bool)>, u64)>)>,
+    threads: Vec<(String, JoinHandle<VipSamples>)>,
 }
 
 /// Hold intervals of one router: [start, end).
@@ -379,8 +382,11 @@ fn overlaps(a: &Holds, b: &Holds) -> Holds {
 
 /// An AF_PACKET socket on a bridge port `p-<host>` in the switch namespace; keeps the
 /// VRRP frames the bridge transmits to the host (source MAC not the host's own).
+/// A delivered advert: when, from which MAC, for which VRID.
+type PortFrame = (Instant, [u8; 6], u8);
+
 struct PortCapture {
-    frames: Arc<Mutex<Vec<(Instant, [u8; 6], u8)>>>,
+    frames: Arc<Mutex<Vec<PortFrame>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }

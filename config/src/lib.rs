@@ -38,11 +38,11 @@ pub use model::{
     VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
 };
 
+pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
     HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, VrrpScript,
 };
-pub use lvs_sync::LvsSyncDaemon;
 pub use to_toml::{not_converted, to_toml};
 
 /// The syntax of a configuration file.

@@ -707,3 +707,15 @@ fn a_tracked_script_must_be_defined() {
         ["keepalived.conf:12:9: track_script \"missing\": no [[vrrp_script]] has this name; defined scripts: chk"]
     );
 }
+
+/// Found by fuzzing (issue 7 item 3): brace groups in an include pattern
+/// multiply, so `{a,b}` twenty times (a 108-byte line) meant a million
+/// lookups and minutes of work; now the expansion is cut off and reported.
+#[test]
+fn an_include_whose_braces_explode_is_refused_quickly() {
+    let started = std::time::Instant::now();
+    let errors = errors(&format!("include {}.conf\n", "{a,b}".repeat(20)));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("too many names"), "{errors:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}

@@ -147,8 +147,17 @@ impl Reader {
             ));
             return;
         }
+        let Some(alternatives) = expand_braces(pattern) else {
+            self.errors.push(ConfigError::at(
+                at,
+                format!(
+                    "include {pattern}: its braces expand to too many names; use fewer alternatives or a wildcard"
+                ),
+            ));
+            return;
+        };
         let mut files = Vec::new();
-        for alternative in expand_braces(pattern) {
+        for alternative in alternatives {
             let path = dir.join(&alternative);
             if has_wildcard(&alternative) {
                 // Like keepalived, a pattern that matches nothing (an empty
@@ -270,12 +279,23 @@ fn has_wildcard(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
+/// How many expansion steps (one per brace group per alternative) an include
+/// pattern may take: `{a,b}` repeated grows exponentially, so a short line
+/// could otherwise take minutes and gigabytes (found by fuzzing).
+const MAX_BRACE_STEPS: usize = 1024;
+
 /// csh-style brace expansion: "a{b,c}d" → ["abd", "acd"], nested allowed;
-/// an unmatched brace is literal.
-fn expand_braces(pattern: &str) -> Vec<String> {
+/// an unmatched brace is literal. `None` past [`MAX_BRACE_STEPS`].
+fn expand_braces(pattern: &str) -> Option<Vec<String>> {
+    let mut budget = MAX_BRACE_STEPS;
+    expand_braces_within(pattern, &mut budget)
+}
+
+fn expand_braces_within(pattern: &str, budget: &mut usize) -> Option<Vec<String>> {
+    *budget = budget.checked_sub(1)?;
     let chars: Vec<char> = pattern.chars().collect();
     let Some(open) = chars.iter().position(|&c| c == '{') else {
-        return vec![pattern.to_owned()];
+        return Some(vec![pattern.to_owned()]);
     };
     let mut depth = 0;
     let mut commas = Vec::new();
@@ -295,7 +315,7 @@ fn expand_braces(pattern: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![pattern.to_owned()];
+        return Some(vec![pattern.to_owned()]);
     };
     let prefix: String = chars[..open].iter().collect();
     let suffix: String = chars[close + 1..].iter().collect();
@@ -305,9 +325,12 @@ fn expand_braces(pattern: &str) -> Vec<String> {
     let mut out = Vec::new();
     for pair in bounds.windows(2) {
         let middle: String = chars[pair[0] + 1..pair[1]].iter().collect();
-        out.extend(expand_braces(&format!("{prefix}{middle}{suffix}")));
+        out.extend(expand_braces_within(
+            &format!("{prefix}{middle}{suffix}"),
+            budget,
+        )?);
     }
-    out
+    Some(out)
 }
 
 /// The paths matching `pattern` (wildcards `*`, `?`, `[...]` in any
@@ -454,13 +477,17 @@ mod tests {
 
     #[test]
     fn brace_expansion() {
-        assert_eq!(expand_braces("a{b,c}d"), ["abd", "acd"]);
+        assert_eq!(expand_braces("a{b,c}d").unwrap(), ["abd", "acd"]);
         assert_eq!(
-            expand_braces("{x,{y,z}}.conf"),
+            expand_braces("{x,{y,z}}.conf").unwrap(),
             ["x.conf", "y.conf", "z.conf"]
         );
-        assert_eq!(expand_braces("a{b"), ["a{b"]);
-        assert_eq!(expand_braces("plain.conf"), ["plain.conf"]);
+        assert_eq!(expand_braces("a{b").unwrap(), ["a{b"]);
+        assert_eq!(expand_braces("plain.conf").unwrap(), ["plain.conf"]);
+        // Exponential patterns are cut off, not expanded (found by fuzzing).
+        assert_eq!(expand_braces(&"{a,b}".repeat(8)).unwrap().len(), 256);
+        assert_eq!(expand_braces(&"{a,b}".repeat(20)), None);
+        assert_eq!(expand_braces(&"{a}".repeat(5000)), None);
     }
 
     #[test]
