@@ -114,8 +114,8 @@ impl Nla for DestAttribute {
             | DestAttribute::InactiveConns(_)
             | DestAttribute::PersistentConns(_) => 4,
             DestAttribute::TunnelType(_) => 1,
-            DestAttribute::Stats(_) => Stats::value_len(false),
-            DestAttribute::Stats64(_) => Stats::value_len(true),
+            DestAttribute::Stats(stats) => stats.value_len(false),
+            DestAttribute::Stats64(stats) => stats.value_len(true),
             DestAttribute::Other(nla) => nla.value_len(),
         }
     }

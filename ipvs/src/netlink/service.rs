@@ -82,8 +82,8 @@ impl Nla for ServiceAttribute {
             | ServiceAttribute::Netmask(_) => 4,
             ServiceAttribute::SchedName(s) | ServiceAttribute::PeName(s) => s.len() + 1,
             ServiceAttribute::Flags(_) => 8,
-            ServiceAttribute::Stats(_) => Stats::value_len(false),
-            ServiceAttribute::Stats64(_) => Stats::value_len(true),
+            ServiceAttribute::Stats(stats) => stats.value_len(false),
+            ServiceAttribute::Stats64(stats) => stats.value_len(true),
             ServiceAttribute::Other(nla) => nla.value_len(),
         }
     }

@@ -100,9 +100,14 @@ impl Stats {
         copy.slot(counter).map_or(0, |v| *v)
     }
 
-    /// Value width of `counter` in a 32-bit (`wide == false`) or 64-bit block.
-    fn width(counter: StatsCounter, wide: bool) -> usize {
-        if wide || matches!(counter, StatsCounter::InBytes | StatsCounter::OutBytes) {
+    /// Value width of `counter` in a 32-bit (`wide == false`) or 64-bit block;
+    /// 8 also for a value that does not fit 32 bits (parsing accepts either
+    /// width, so such a value must not be truncated: found by fuzzing).
+    fn width(&self, counter: StatsCounter, wide: bool) -> usize {
+        if wide
+            || matches!(counter, StatsCounter::InBytes | StatsCounter::OutBytes)
+            || self.get(counter) > u64::from(u32::MAX)
+        {
             8
         } else {
             4
@@ -134,10 +139,10 @@ impl Stats {
     }
 
     /// Bytes the ten counters take in a block of the given width.
-    pub(crate) fn value_len(wide: bool) -> usize {
+    pub(crate) fn value_len(&self, wide: bool) -> usize {
         ORDER
             .iter()
-            .map(|&c| NLA_HEADER_SIZE + Self::width(c, wide))
+            .map(|&c| NLA_HEADER_SIZE + self.width(c, wide))
             .sum()
     }
 
@@ -145,7 +150,7 @@ impl Stats {
     pub(crate) fn emit(&self, buffer: &mut [u8], wide: bool) {
         let mut at = 0;
         for counter in ORDER {
-            let width = Self::width(counter, wide);
+            let width = self.width(counter, wide);
             let len = (NLA_HEADER_SIZE + width) as u16;
             buffer[at..at + 2].copy_from_slice(&len.to_ne_bytes());
             buffer[at + 2..at + 4].copy_from_slice(&u16::from(counter).to_ne_bytes());

@@ -499,3 +499,38 @@ fn short_addresses_are_zero_padded() {
     assert!(InetAddr::parse(&[0; 17], "test").is_err());
     assert_eq!(addr.to_ip(AddressFamily::Other(3)), None);
 }
+
+/// Found by fuzzing (issue 7 item 3): a 32-bit stats block may carry a
+/// counter 8 bytes wide (parsing accepts either width); emitting it cut the
+/// value to 32 bits. Now such a value keeps its 8 bytes.
+#[test]
+fn a_wide_counter_in_a_32_bit_stats_block_round_trips() {
+    let header = GenlHeader {
+        cmd: IpvsCommand::NewService.into(),
+        version: IPVS_GENL_VERSION,
+    };
+    let stats = Stats {
+        conns: 0x1_0000_0002,
+        ..Stats::default()
+    };
+    let message = IpvsMessage::new(
+        IpvsCommand::NewService,
+        vec![IpvsAttribute::Service(vec![
+            ServiceAttribute::Stats(stats),
+            ServiceAttribute::Stats64(stats),
+        ])],
+    );
+    let mut bytes = vec![0; message.buffer_len()];
+    message.emit(&mut bytes);
+    assert_eq!(
+        IpvsMessage::parse_with_param(&bytes, header).unwrap(),
+        message
+    );
+    // A block as the kernel sends it keeps its size.
+    let small = Stats {
+        conns: 7,
+        ..Stats::default()
+    };
+    assert_eq!(small.value_len(false), 10 * 4 + 8 * 4 + 2 * 8);
+    assert_eq!(stats.value_len(false), small.value_len(false) + 4);
+}
