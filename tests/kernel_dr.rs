@@ -190,8 +190,22 @@ fn direct_routing_reply_reaches_the_client_without_passing_the_router() {
 
     let router = nft_counters(&lab, "r1");
     let client = nft_counters(&lab, "cl");
-    let stats = lab.run("r1", &["ipvsadm", "-Ln", "--stats"]).unwrap();
-    let stats = String::from_utf8_lossy(&stats.stdout);
+    // The kernel folds its per-CPU counters into what `--stats` shows from its
+    // estimation timer (every 2 s on 6.1), so the counts can lag the traffic:
+    // wait until the connections show, then take the listing.
+    let read_stats = || {
+        let out = lab.run("r1", &["ipvsadm", "-Ln", "--stats"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let conns_shown = |stats: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with("TCP") && l.contains(&service))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            == Some(CONNECTIONS.to_string())
+    };
+    lab::wait_until(Duration::from_secs(15), || conns_shown(&read_stats()));
+    let stats = read_stats();
     // The evidence, uncaptured so that the VM rig's log shows it even when the test passes.
     let _ = writeln!(
         std::io::stderr(),

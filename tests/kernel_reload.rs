@@ -284,7 +284,9 @@ fn ipvs_reload_touches_only_what_changed_keeps_down_servers_down_and_survives_a_
         .expect("connect to the VIP")
     })
     .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // The kernel folds its per-CPU counters into `--stats` from its estimation
+    // timer (every 2 s): wait past two of its rounds so the snapshot is settled.
+    std::thread::sleep(Duration::from_secs(5));
     let mut before = snapshot(&ns);
     say(&format!(
         "setup done in {:.1} s; table with traffic:\n{}{}",
