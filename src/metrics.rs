@@ -291,6 +291,20 @@ fn render_vrrp(out: &mut String, status: &Status) {
     }
 }
 
+/// Every destination that has a health checker, with its service and
+/// real-server labels.
+fn checked_destinations(
+    live: &LiveVirtualServers,
+) -> impl Iterator<Item = (String, String, &crate::live::DestinationStatus)> {
+    live.virtual_servers.iter().flat_map(|vs| {
+        let service = vs.key.to_string();
+        vs.destinations
+            .iter()
+            .filter(|d| d.health.checker.is_some())
+            .map(move |d| (service.clone(), dest_text(&d.key), d))
+    })
+}
+
 fn render_stats(out: &mut String, prefix: &str, rows: &[(Vec<(&str, String)>, Stats)]) {
     type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
     let names: [Counter; 5] = if prefix == "service" {
@@ -477,29 +491,21 @@ fn render_virtual_servers(out: &mut String, live: &LiveVirtualServers) {
         "counter",
         "Health check runs, by real server and result.",
     );
-    for vs in &live.virtual_servers {
-        let service = vs.key.to_string();
-        for d in vs
-            .destinations
-            .iter()
-            .filter(|d| d.health.checker.is_some())
-        {
-            let rs = dest_text(&d.key);
-            let checker = d.health.checker.as_deref().unwrap_or_default();
-            for (result, count) in [
-                ("up", d.health.counters.up),
-                ("down", d.health.counters.down),
-            ] {
-                f.sample(
-                    &[
-                        ("service", &service),
-                        ("real_server", &rs),
-                        ("checker", checker),
-                        ("result", result),
-                    ],
-                    n(count),
-                );
-            }
+    for (service, rs, d) in checked_destinations(live) {
+        let checker = d.health.checker.as_deref().unwrap_or_default();
+        for (result, count) in [
+            ("up", d.health.counters.up),
+            ("down", d.health.counters.down),
+        ] {
+            f.sample(
+                &[
+                    ("service", &service),
+                    ("real_server", &rs),
+                    ("checker", checker),
+                    ("result", result),
+                ],
+                n(count),
+            );
         }
     }
     let mut f = Family::new(
@@ -508,41 +514,33 @@ fn render_virtual_servers(out: &mut String, live: &LiveVirtualServers) {
         "histogram",
         "How long health check runs took.",
     );
-    for vs in &live.virtual_servers {
-        let service = vs.key.to_string();
-        for d in vs
-            .destinations
-            .iter()
-            .filter(|d| d.health.checker.is_some())
-        {
-            let rs = dest_text(&d.key);
-            let counters = &d.health.counters;
-            let mut cumulative = 0;
-            for (bound, count) in LATENCY_BUCKETS.iter().zip(counters.latency_buckets) {
-                cumulative += count;
-                let le = format!("{bound}");
-                f.sample_suffix(
-                    "_bucket",
-                    &[("service", &service), ("real_server", &rs), ("le", &le)],
-                    n(cumulative),
-                );
-            }
+    for (service, rs, d) in checked_destinations(live) {
+        let counters = &d.health.counters;
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(counters.latency_buckets) {
+            cumulative += count;
+            let le = format!("{bound}");
             f.sample_suffix(
                 "_bucket",
-                &[("service", &service), ("real_server", &rs), ("le", "+Inf")],
-                n(counters.count()),
-            );
-            f.sample_suffix(
-                "_sum",
-                &[("service", &service), ("real_server", &rs)],
-                counters.latency_sum_seconds,
-            );
-            f.sample_suffix(
-                "_count",
-                &[("service", &service), ("real_server", &rs)],
-                n(counters.count()),
+                &[("service", &service), ("real_server", &rs), ("le", &le)],
+                n(cumulative),
             );
         }
+        f.sample_suffix(
+            "_bucket",
+            &[("service", &service), ("real_server", &rs), ("le", "+Inf")],
+            n(counters.count()),
+        );
+        f.sample_suffix(
+            "_sum",
+            &[("service", &service), ("real_server", &rs)],
+            counters.latency_sum_seconds,
+        );
+        f.sample_suffix(
+            "_count",
+            &[("service", &service), ("real_server", &rs)],
+            n(counters.count()),
+        );
     }
 }
 
