@@ -49,6 +49,8 @@ pub struct StatusSources {
     pub running: watch::Receiver<haldir_config::Model>,
     /// The configuration file.
     pub config_path: PathBuf,
+    /// The DR real-server ARP check ([`crate::arp_check`]).
+    pub arp_check: watch::Receiver<crate::arp_check::Report>,
 }
 
 /// The whole status document.
@@ -62,6 +64,10 @@ pub fn status_document(sources: &StatusSources) -> Value {
             json!(sources.running.borrow().router_id.clone()),
         );
         document.insert("pid".into(), json!(std::process::id()));
+        document.insert(
+            "dr_arp_check".into(),
+            crate::arp_check::report_json(&sources.arp_check.borrow()),
+        );
         document.insert(
             "config".into(),
             json!(sources.config_path.display().to_string()),
@@ -380,6 +386,7 @@ pub fn render_table(status: &Value) -> String {
             out.push_str(&table(&rows, "  "));
         }
     }
+    out.push_str(&crate::arp_check::render_text(&status["dr_arp_check"], now));
     out
 }
 

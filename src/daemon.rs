@@ -83,6 +83,42 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
         unicast_peers: instance.unicast_peer.clone(),
         accept: instance.accept,
         track_interfaces: instance.track_interface.clone(),
+        auth: instance
+            .auth_hmac
+            .as_ref()
+            .map(|a| auth_config(a, instance.advert_int_centis)),
+    }
+}
+
+/// The driver's view of an instance's `auth_hmac`.
+fn auth_config(
+    auth: &haldir_config::AuthHmac,
+    advert_int_centis: u16,
+) -> haldir_vrrp::auth::AuthConfig {
+    use haldir_config::AuthHmacMode;
+    use haldir_vrrp::auth::{AntiReplay, AuthConfig, AuthKey, Mode};
+    AuthConfig {
+        keys: auth
+            .keys
+            .iter()
+            .map(|k| AuthKey {
+                id: k.id,
+                secret: k.secret.clone(),
+            })
+            .collect(),
+        active_key: auth.active_key,
+        mode: match auth.mode {
+            AuthHmacMode::Enforce => Mode::Enforce,
+            AuthHmacMode::Permissive => Mode::Permissive,
+            AuthHmacMode::ReceiveOnly => Mode::ReceiveOnly,
+        },
+        anti_replay: if auth.anti_replay_time {
+            AntiReplay::Time {
+                window_secs: auth.time_window_secs(advert_int_centis),
+            }
+        } else {
+            AntiReplay::Monotonic
+        },
     }
 }
 
@@ -136,6 +172,13 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     )
     .await?;
+    // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
+    // the control socket and the metrics port are bound, scripts go through the launcher.
+    crate::privilege::drop_to_network_only(crate::privilege::needs_bind_service(&model))
+        .context("dropping privileges")?;
+    for line in crate::script_security::warnings(&model) {
+        warn!("{line}");
+    }
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -160,10 +203,21 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     ));
     // The kernel's connection-sync daemon follows the instance named in
     // lvs_sync_daemon (src/sync_daemon.rs).
+    let (sync_roles_tx, sync_roles_rx) = watch::channel(Vec::new());
     let sync_daemon = crate::sync_daemon::spawn(
         running_tx.subscribe(),
         status_tx.subscribe(),
         events_tx.subscribe(),
+        shutdown_rx.clone(),
+        sync_roles_tx,
+    );
+    // Bulk resync of the connection table between haldir routers
+    // (src/bulk_resync.rs), following the sync daemon's role.
+    let bulk_resync = crate::bulk_resync::spawn(
+        running_tx.subscribe(),
+        sync_roles_rx,
+        status_tx.subscribe(),
+        commands_tx.clone(),
         shutdown_rx.clone(),
     );
     let driver = tokio::spawn(driver::run_with_events(
@@ -212,6 +266,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     driver.await.context("the VRRP driver panicked")??;
     let _ = ipvs.await;
     let _ = sync_daemon.await;
+    let _ = bulk_resync.await;
     // The notify scripts of the last transitions (STOP) run to their end or timeout.
     operator.finish().await;
     info!("stopped");
@@ -237,7 +292,12 @@ pub async fn reload(
             warn!("reload rejected: the running configuration stays");
             return ReloadOutcome::Rejected(lines);
         }
-        Ok(model) => model,
+        Ok(model) => {
+            for line in crate::script_security::warnings(&model) {
+                warn!("{line}");
+            }
+            model
+        }
         Err(errors) => {
             let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
             for line in &lines {
@@ -311,14 +371,33 @@ async fn keep_ipvs_in_step(
         }
     };
     let mut desired = servers.borrow_and_update().clone();
-    let mut reconciler = Reconciler::new(client);
+    // Services a previous run owned (the configuration may since have dropped them, and
+    // that run may have been killed before deleting them).
+    let (mut ownership, previously_owned) =
+        crate::ipvs_ownership::OwnershipFile::open(crate::ipvs_ownership::default_path());
+    let mut reconciler = Reconciler::with_owned(client, previously_owned);
     let mut first_round = true;
+    // After a refused operation the next round comes sooner than `resync`: 1 s, then
+    // doubling up to `resync`, back to `resync` once a round applies everything.
+    let mut retry = RetryBackoff::new(resync);
     loop {
-        match reconciler.reconcile(&desired).await {
+        // Written before any service can be created, so a crash cannot leave an owned
+        // service the file does not know.
+        let mut will_own = reconciler.owned().clone();
+        will_own.extend(desired.services.keys().copied());
+        ownership.update(&will_own);
+        let outcome = reconciler.reconcile(&desired).await;
+        ownership.update(reconciler.owned());
+        let next_round = match outcome {
             Ok(report) => {
                 counters.count_reconcile(&report.ops, report.failures.len());
                 for failure in &report.failures {
-                    error!("IPVS: {} failed: {}", failure.op, failure.error);
+                    error!(
+                        "IPVS: {} failed: {}; retrying in {:?}, the other changes are applied",
+                        failure.op,
+                        failure.error,
+                        retry.peek(!report.failures.is_empty())
+                    );
                 }
                 if !report.was_in_sync() {
                     info!(
@@ -337,12 +416,15 @@ async fn keep_ipvs_in_step(
                     debug!("IPVS table still in step with the configuration");
                 }
                 first_round = false;
+                retry.next(!report.failures.is_empty())
             }
             Err(e) => {
                 counters.count_read_error();
-                warn!("IPVS: reading the kernel table failed: {e}; retrying")
+                let wait = retry.next(true);
+                warn!("IPVS: reading the kernel table failed: {e}; retrying in {wait:?}");
+                wait
             }
-        }
+        };
         tokio::select! {
             _ = shutdown.changed() => return,
             changed = servers.changed() => {
@@ -351,8 +433,42 @@ async fn keep_ipvs_in_step(
                 }
                 desired = servers.borrow_and_update().clone();
             }
-            () = tokio::time::sleep(resync) => {}
+            () = tokio::time::sleep(next_round) => {}
         }
+    }
+}
+
+/// When the next IPVS round runs: `resync` while every operation succeeds; after a
+/// failure 1 s, then doubling, never more than `resync`.
+struct RetryBackoff {
+    resync: Duration,
+    failed_rounds: u32,
+}
+
+impl RetryBackoff {
+    const FIRST: Duration = Duration::from_secs(1);
+
+    fn new(resync: Duration) -> Self {
+        RetryBackoff {
+            resync,
+            failed_rounds: 0,
+        }
+    }
+
+    /// The wait [`next`](Self::next) would return, without counting the round.
+    fn peek(&self, failed: bool) -> Duration {
+        if !failed {
+            return self.resync;
+        }
+        let doubled = Self::FIRST.saturating_mul(1 << self.failed_rounds.min(16));
+        doubled.min(self.resync)
+    }
+
+    /// Counts a round (`failed`: some operation was refused) and returns the wait.
+    fn next(&mut self, failed: bool) -> Duration {
+        let wait = self.peek(failed);
+        self.failed_rounds = if failed { self.failed_rounds + 1 } else { 0 };
+        wait
     }
 }
 
@@ -396,6 +512,12 @@ pub fn status_json(status: &Status) -> Value {
                 .iter()
                 .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
                 .collect();
+            let auth_accepted: serde_json::Map<String, Value> = i
+                .stats
+                .auth_accepted
+                .iter()
+                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
+                .collect();
             json!({
                 "name": i.name,
                 "interface": i.interface,
@@ -412,6 +534,8 @@ pub fn status_json(status: &Status) -> Value {
                 "became_master": i.stats.became_master,
                 "transitions": i.stats.transitions,
                 "address_list_mismatch": i.stats.address_list_mismatch,
+                "adverts_authenticated": i.stats.adverts_authenticated,
+                "auth_accepted": auth_accepted,
                 "drops": drops,
             })
         })
@@ -428,5 +552,24 @@ pub fn status_json(status: &Status) -> Value {
             })
         })
         .collect();
-    json!({ "instances": instances, "links": links })
+    json!({
+        "instances": instances,
+        "links": links,
+        "bulk_resync": crate::bulk_resync::status_json(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_operation_is_retried_sooner_backing_off_to_the_resync_period() {
+        let mut retry = RetryBackoff::new(Duration::from_secs(10));
+        assert_eq!(retry.next(false), Duration::from_secs(10));
+        let waits: Vec<u64> = (0..6).map(|_| retry.next(true).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(retry.next(false), Duration::from_secs(10), "success resets");
+        assert_eq!(retry.next(true), Duration::from_secs(1));
+    }
 }

@@ -10,14 +10,19 @@
 //! socket, Prometheus metrics, notify scripts, sd-notify), started by
 //! [`operator`].
 
+pub mod arp_check;
+pub mod bulk_resync;
 pub mod control;
 pub mod daemon;
 pub mod health_wiring;
+pub mod ipvs_ownership;
 pub mod ipvs_wiring;
 pub mod lab;
 pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod operator;
+pub mod privilege;
+pub mod script_security;
 pub mod sync_daemon;
 pub mod systemd;

@@ -79,8 +79,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
         format: ConfigFormat,
     },
-    /// Demo: two routers in network namespaces on this machine; kill the master
-    /// and watch the backup take over (needs root).
+    /// Demo (needs root): an LVS direct-routing appliance in network namespaces
+    /// (two haldir routers, two real servers, a client holding 200 connections);
+    /// kills the master and shows that the connections survive. Without IPVS in
+    /// this kernel it runs inside a VM (tests/vm/run.sh --lab). `--vrrp-only`:
+    /// the VRRP failover alone, no IPVS needed.
     Lab(haldir::lab::demo::DemoOptions),
 }
 
@@ -137,6 +140,10 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
                 Ok(model) => {
+                    // Scripts enable_script_security would refuse, while it is off.
+                    for line in haldir::script_security::warnings(&model) {
+                        eprintln!("warning: {line}");
+                    }
                     println!(
                         "{}: valid ({} vrrp_instance{})",
                         config.display(),
@@ -199,6 +206,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Started as root: fork the script launcher now, while this process has one
+            // thread; the daemon drops to the network capabilities once it is up.
+            if let Err(e) = haldir::privilege::start_script_launcher() {
+                eprintln!("haldir: {e:#}");
+                return ExitCode::FAILURE;
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -91,6 +91,8 @@ pub struct Sources {
     pub live: watch::Receiver<LiveVirtualServers>,
     /// The daemon's counters.
     pub counters: Arc<DaemonCounters>,
+    /// The DR real-server ARP check ([`crate::arp_check`]).
+    pub arp_check: watch::Receiver<crate::arp_check::Report>,
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -163,6 +165,7 @@ pub fn render(status: &Status, live: &LiveVirtualServers, counters: &DaemonCount
     render_vrrp(&mut out, status);
     render_virtual_servers(&mut out, live);
     render_daemon(&mut out, counters);
+    crate::bulk_resync::render_metrics(&mut out);
     out
 }
 
@@ -195,7 +198,7 @@ fn render_vrrp(out: &mut String, status: &Status) {
         f.sample(&[("instance", &i.name)], i.priority);
     }
     type Get = fn(&haldir_vrrp::router::RouterStats) -> u64;
-    let per_instance: [(&'static str, &str, Get); 8] = [
+    let per_instance: [(&'static str, &str, Get); 9] = [
         (
             "haldir_vrrp_transitions_total",
             "State transitions of each VRRP instance.",
@@ -236,6 +239,11 @@ fn render_vrrp(out: &mut String, status: &Status) {
             "Adverts accepted whose virtual address list differs from ours.",
             |s| s.address_list_mismatch,
         ),
+        (
+            "haldir_vrrp_adverts_authenticated_total",
+            "Adverts whose auth_hmac trailer verified.",
+            |s| s.adverts_authenticated,
+        ),
     ];
     for (name, help, get) in per_instance {
         let mut f = Family::new(out, name, "counter", help);
@@ -251,6 +259,20 @@ fn render_vrrp(out: &mut String, status: &Status) {
     );
     for i in &status.instances {
         for (reason, count) in &i.stats.drops {
+            f.sample(
+                &[("instance", &i.name), ("reason", reason.as_str())],
+                n(*count),
+            );
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "haldir_vrrp_auth_accepted_total",
+        "counter",
+        "Adverts that failed auth_hmac checks and were accepted anyway (permissive, receive-only), by reason.",
+    );
+    for i in &status.instances {
+        for (reason, count) in &i.stats.auth_accepted {
             f.sample(
                 &[("instance", &i.name), ("reason", reason.as_str())],
                 n(*count),
@@ -612,17 +634,50 @@ fn render_daemon(out: &mut String, c: &DaemonCounters) {
     f.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1u8);
 }
 
+/// The DR real-server ARP check: one sample per standing conflict.
+pub fn render_dr_arp_check(out: &mut String, report: &crate::arp_check::Report) {
+    let mut f = Family::new(
+        out,
+        "haldir_dr_arp_conflict",
+        "gauge",
+        "1 while a host answers ARP for the VIP of a DR virtual server (real_server: the real server with that MAC, or unknown).",
+    );
+    for (c, _) in &report.conflicts {
+        let (vip, mac) = (c.vip.to_string(), crate::arp_check::mac_text(&c.mac));
+        let rs = c
+            .real_server
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        f.sample(
+            &[
+                ("virtual_server", &c.virtual_server),
+                ("vip", &vip),
+                ("real_server", &rs),
+                ("mac", &mac),
+            ],
+            1u8,
+        );
+    }
+    let mut f = Family::new(
+        out,
+        "haldir_dr_arp_check_rounds_total",
+        "counter",
+        "Rounds of the DR real-server ARP check.",
+    );
+    f.sample(&[], n(report.rounds));
+}
+
 async fn handle(
     request: Request<hyper::body::Incoming>,
     sources: Sources,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
         (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
-            let text = render(
+            let mut text = render(
                 &sources.status.borrow(),
                 &sources.live.borrow(),
                 &sources.counters,
             );
+            render_dr_arp_check(&mut text, &sources.arp_check.borrow());
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                 .body(Full::new(Bytes::from(text)))

@@ -7,7 +7,12 @@
 //!   (`GROUP NAME STATE` for sync groups, which call [`Notifier::group`]).
 //! - Scripts run as `script_user` (see `haldir_health::misc`: no shell, no
 //!   supplementary groups, stdio on /dev/null, own process group) and are
-//!   killed with their process group at `notify_timeout`.
+//!   killed with their process group at `notify_timeout`. A root haldir, which
+//!   keeps only the network capabilities after start, has them started by its
+//!   script launcher (`src/privilege.rs`, `haldir_health::launcher`).
+//! - With `enable_script_security` a script anyone but root can change is
+//!   refused at `haldir check`, start and reload ([`check_model`]), and again
+//!   before each run (see `src/script_security.rs` for the rules).
 //! - Nothing here holds the state machine up: the driver only sends an event;
 //!   this task starts each script in its own task at once, so a hanging script
 //!   delays neither the next transition nor the next script.
@@ -118,6 +123,7 @@ pub fn check_model(model: &Model) -> Vec<String> {
                     dynamic: false,
                     user: model.scripts.user.clone(),
                     group: model.scripts.group.clone(),
+                    security: model.scripts.security,
                 },
                 Err(e) => {
                     errors.push(format!("{loc}: {kind} {name:?}: {keyword}: {e}"));
@@ -278,6 +284,7 @@ async fn run_one(
         dynamic: false,
         user: settings.user.clone(),
         group: settings.group.clone(),
+        security: settings.security,
     }) {
         Ok(check) => check,
         Err(e) => {

@@ -58,6 +58,10 @@ pub async fn start(
         LIVE_INTERVAL,
         shutdown.clone(),
     ))];
+    // The DR real-server ARP check (src/arp_check.rs), shown in status and metrics.
+    let (arp_check, arp_report) =
+        crate::arp_check::spawn(running.clone(), status.clone(), shutdown.clone());
+    tasks.push(arp_check);
     // An operator tool that cannot start is logged, never a reason to stop
     // VRRP: failover matters more than status.
     if let Some(path) = &options.control_socket {
@@ -70,6 +74,7 @@ pub async fn start(
                     live: live_rx.clone(),
                     running: running.clone(),
                     config_path: options.config_path.clone(),
+                    arp_check: arp_report.clone(),
                 },
                 control,
                 shutdown.clone(),
@@ -82,6 +87,7 @@ pub async fn start(
             status: status.clone(),
             live: live_rx.clone(),
             counters: counters.clone(),
+            arp_check: arp_report.clone(),
         };
         match crate::metrics::serve(address, sources, shutdown.clone()).await {
             Ok(task) => tasks.push(task),

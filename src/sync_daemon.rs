@@ -34,13 +34,17 @@ use tracing::{debug, error, info, warn};
 const RESYNC: Duration = Duration::from_secs(10);
 
 /// Starts the task; it ends after `shutdown` with the daemons stopped.
+/// `roles` gets the roles of the daemons it has running as configured
+/// (empty while none, or while the kernel refuses): the bulk resync
+/// (`src/bulk_resync.rs`) follows it.
 pub fn spawn(
     running: watch::Receiver<Model>,
     status: watch::Receiver<Status>,
     events: broadcast::Receiver<InstanceTransition>,
     shutdown: watch::Receiver<bool>,
+    roles: watch::Sender<Vec<DaemonRole>>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(running, status, events, shutdown))
+    tokio::spawn(run(running, status, events, shutdown, roles))
 }
 
 /// The daemons `config` asks for while its instance is in `state` (`None`:
@@ -156,6 +160,7 @@ async fn run(
     mut status: watch::Receiver<Status>,
     mut events: broadcast::Receiver<InstanceTransition>,
     mut shutdown: watch::Receiver<bool>,
+    roles: watch::Sender<Vec<DaemonRole>>,
 ) {
     // Nothing to do (and no need for IPVS) until lvs_sync_daemon is configured.
     tokio::select! {
@@ -193,10 +198,23 @@ async fn run(
         // unless it started them itself (a reload removed lvs_sync_daemon).
         if (config.is_some() || managing) && applied.as_ref() != Some(&wanted) {
             match reconcile(&client, &wanted).await {
-                Ok(()) => applied = Some(wanted.clone()),
+                Ok(()) => {
+                    applied = Some(wanted.clone());
+                    roles.send_if_modified(|r| {
+                        let now: Vec<DaemonRole> = wanted.iter().map(|d| d.role).collect();
+                        let changed = *r != now;
+                        *r = now;
+                        changed
+                    });
+                }
                 Err(e) => {
                     warn!("lvs_sync_daemon: {e}; retrying in {}s", RESYNC.as_secs());
                     applied = None;
+                    roles.send_if_modified(|r| {
+                        let changed = !r.is_empty();
+                        r.clear();
+                        changed
+                    });
                 }
             }
             managing = config.is_some();
@@ -216,6 +234,7 @@ async fn run(
             () = tokio::time::sleep(RESYNC) => applied = None,
         }
     }
+    roles.send_replace(Vec::new());
     if managing {
         for role in [DaemonRole::Master, DaemonRole::Backup] {
             match client.daemons().await {
@@ -282,6 +301,7 @@ mod tests {
             port: Some(8848),
             ttl: None,
             group: None,
+            bulk_resync: true,
         }
     }
 

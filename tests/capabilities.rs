@@ -1,10 +1,11 @@
 //! haldir runs as the systemd unit runs it (packaging/haldir.service): an
 //! unprivileged user holding only CAP_NET_ADMIN and CAP_NET_RAW (ambient),
 //! with no_new_privs; election, release and takeover still work. And the unit
-//! file passes `systemd-analyze verify`. Needs root for the lab; skipped
-//! loudly otherwise.
+//! file passes `systemd-analyze verify`. Started as root, haldir drops to the
+//! same two capabilities once up and starts scripts through its launcher
+//! (src/privilege.rs). Needs root for the lab; skipped loudly otherwise.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -224,4 +225,230 @@ fn haldir_runs_unprivileged_with_only_net_admin_and_net_raw() {
     );
     assert!(lab::wait_until(Duration::from_secs(2), || lab
         .has_address("r1", "10.0.0.100")));
+}
+
+const CAP_KILL: u64 = 5;
+const CAP_SETGID: u64 = 6;
+const CAP_SETUID: u64 = 7;
+
+/// A root-owned directory for scripts (0755, under the sticky /tmp, so it passes
+/// `enable_script_security`) with an `out` directory the script user writes into.
+struct ScriptDir(PathBuf);
+
+impl ScriptDir {
+    fn new() -> ScriptDir {
+        let dir = std::env::temp_dir().join(format!("haldir-caps-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        ScriptDir(dir)
+    }
+
+    fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn out(&self) -> PathBuf {
+        self.0.join("out")
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out().join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nobody() -> u32 {
+    let out = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// The first child of `pid` (the script launcher of a root haldir).
+fn first_child(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn status_field(pid: u32, field: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+fn root_config(dir: &ScriptDir, priority: u8) -> String {
+    let mut instance = HaldirInstance::v3(51, priority, FAST, &["10.0.0.100/24"]);
+    instance.extra_lines = vec![
+        format!("notify_master = \"{}\"", dir.0.join("master.sh").display()),
+        format!("notify_backup = \"{}\"", dir.0.join("backup.sh").display()),
+        "track_script = [\"chk\"]".into(),
+    ];
+    format!(
+        "[global_defs]\nscript_user = \"nobody\"\nnotify_timeout = 1\nenable_script_security = true\n\n\
+         [[vrrp_script]]\nname = \"chk\"\nscript = \"{}\"\ninterval = 0.1\ntimeout = 1\nweight = -100\n\n{}",
+        dir.0.join("chk.sh").display(),
+        instance.render()
+    )
+}
+
+/// Started as root, haldir keeps only CAP_NET_ADMIN + CAP_NET_RAW (nothing inheritable,
+/// ambient or in the bounding set beyond them); its script launcher keeps only
+/// CAP_SETUID + CAP_SETGID + CAP_KILL. Notify and track scripts still run as the script
+/// user and their exit codes still count (a failing track script hands over the VIP), a
+/// hanging notify script of another uid is still killed at notify_timeout, and SIGHUP
+/// still re-reads a root-owned 0600 configuration.
+#[test]
+fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
+    if skip_unless_root("root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work") {
+        return;
+    }
+    let dir = ScriptDir::new();
+    let out = dir.out().display().to_string();
+    dir.script("master.sh", &format!("id -u > {out}/master.uid"));
+    // The hanging one: its pid is the sleep's (exec), killed with its group at 1 s.
+    dir.script(
+        "backup.sh",
+        &format!("id -u > {out}/backup.uid; echo $$ > {out}/backup.pid; exec sleep 60"),
+    );
+    // Fails while out/fail exists.
+    dir.script(
+        "chk.sh",
+        &format!("id -u > {out}/chk.uid; test ! -e {out}/fail"),
+    );
+
+    let lab = Lab::new("caprt").unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    let r2 = Haldir::start(
+        &lab,
+        "r2",
+        binary(),
+        &[HaldirInstance::v3(51, 100, FAST, &["10.0.0.100/24"])],
+    )
+    .unwrap();
+    let r1 = Haldir::start_with_config(&lab, "r1", binary(), &root_config(&dir, 150)).unwrap();
+    std::fs::set_permissions(r1.config_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log = || r1.log();
+    assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", log());
+    assert!(r2.wait_state("BACKUP", Duration::from_secs(2)));
+
+    // The daemon: uid 0, exactly the two capabilities everywhere, nothing to pass on.
+    let pid = r1.pid();
+    let wanted = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW);
+    assert_eq!(uid(pid), "0");
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(caps(pid, set), wanted, "{set} of haldir\n{}", log());
+    }
+    assert_eq!(caps(pid, "CapInh"), 0);
+    assert_eq!(caps(pid, "CapAmb"), 0);
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    // Capabilities are per thread: every thread (tokio's blocking pool too) has dropped.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            let line = status.lines().find(|l| l.starts_with(set)).unwrap();
+            let value = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+            assert_eq!(value, wanted, "a thread of haldir: {line}");
+        }
+    }
+    // The launcher: only what switching users and killing their scripts needs.
+    let launcher = first_child(pid).expect("the script launcher runs");
+    let launcher_caps = (1 << CAP_SETUID) | (1 << CAP_SETGID) | (1 << CAP_KILL);
+    assert_eq!(caps(launcher, "CapEff"), launcher_caps);
+    assert_eq!(caps(launcher, "CapPrm"), launcher_caps);
+    assert_eq!(caps(launcher, "CapInh"), 0);
+    assert_eq!(caps(launcher, "CapAmb"), 0);
+    // The control socket is still 0600.
+    let mode = std::fs::metadata(r1.control_socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
+
+    // Scripts ran as nobody: notify_master and the track script.
+    let nobody = nobody().to_string();
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || dir.read("master.uid").trim()
+            == nobody
+            && dir.read("chk.uid").trim() == nobody),
+        "master.uid {:?}, chk.uid {:?}\n{}",
+        dir.read("master.uid"),
+        dir.read("chk.uid"),
+        log()
+    );
+
+    // The track script's exit code counts: failing, it lowers r1 below r2, which takes over.
+    std::fs::write(dir.out().join("fail"), "").unwrap();
+    assert!(r2.wait_state("MASTER", Duration::from_secs(5)), "{}", log());
+    assert!(r1.wait_state("BACKUP", Duration::from_secs(2)), "{}", log());
+    assert!(lab::wait_until(Duration::from_secs(2), || lab
+        .has_address("r2", "10.0.0.100")));
+    assert!(!lab.has_address("r1", "10.0.0.100"));
+    // notify_backup ran as nobody and hung; the launcher killed it at notify_timeout.
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || !dir
+            .read("backup.pid")
+            .trim()
+            .is_empty()),
+        "{}",
+        log()
+    );
+    assert_eq!(dir.read("backup.uid").trim(), nobody);
+    let hung: u32 = dir.read("backup.pid").trim().parse().unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(4), || !Path::new(&format!(
+            "/proc/{hung}"
+        ))
+        .exists()),
+        "the hanging notify script {hung} was not killed\n{}",
+        log()
+    );
+    assert!(log().contains("timed out"), "{}", log());
+
+    // Recovery: r1 preempts again.
+    std::fs::remove_file(dir.out().join("fail")).unwrap();
+    assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", log());
+
+    // SIGHUP re-reads the root-owned 0600 configuration: the new priority is live.
+    let meta = std::fs::metadata(r1.config_path()).unwrap();
+    assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (0, 0o600));
+    assert!(r1.reload(&root_config(&dir, 170)).unwrap(), "{}", log());
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || r1
+            .status()
+            .and_then(|s| s["instances"][0]["priority"].as_u64())
+            == Some(170)),
+        "{}",
+        log()
+    );
+    assert_eq!(
+        caps(pid, "CapEff"),
+        wanted,
+        "still dropped after the reload"
+    );
+
+    // Graceful stop: the launcher goes with the daemon.
+    let exit = r1.stop().unwrap();
+    assert!(exit.success(), "{exit:?}\n{}", log());
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || !Path::new(&format!(
+            "/proc/{launcher}"
+        ))
+        .exists()
+            || status_field(launcher, "State").starts_with('Z')),
+        "the script launcher outlived haldir"
+    );
 }

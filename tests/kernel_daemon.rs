@@ -24,18 +24,21 @@
 #[allow(dead_code)]
 mod ipvsadm;
 
+#[path = "kernel_ipvs/daemon.rs"]
+#[allow(dead_code)]
+mod daemon;
+
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use haldir::lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
+use daemon::{field, Daemon};
+use haldir::lab::{vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{
     AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
     ServiceKey, Table, Tunnel,
 };
-use serde_json::Value;
 
 /// Seconds between haldir's re-reads of the kernel table in this test.
 const RESYNC_SECS: f64 = 1.0;
@@ -384,96 +387,6 @@ fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kernel_daemon: {text}");
 }
 
-/// One haldir process, started with JSON logs, and what it logged.
-struct Daemon<'l> {
-    lab: &'l Lab,
-    pid: u32,
-}
-
-impl<'l> Daemon<'l> {
-    fn start(lab: &'l Lab, host: &str, config: &Path) -> Daemon<'l> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_haldir"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(["--ipvs-resync", &RESYNC_SECS.to_string()])
-            .args(["--log-format", "json"])
-            .env("HALDIR_LOG", "info,haldir::daemon=debug");
-        let pid = lab.spawn(host, cmd).expect("start haldir");
-        Daemon { lab, pid }
-    }
-
-    /// Every JSON log line so far.
-    fn log(&self) -> Vec<Value> {
-        self.lab
-            .log_text(self.pid)
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-
-    /// The log lines whose message starts with `message`.
-    fn lines(&self, message: &str) -> Vec<Value> {
-        self.log()
-            .into_iter()
-            .filter(|line| {
-                line["fields"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with(message))
-            })
-            .collect()
-    }
-
-    fn count(&self, message: &str) -> usize {
-        self.lines(message).len()
-    }
-
-    /// Waits until at least `n` lines start with `message`; panics with the log otherwise.
-    fn wait_for(&self, message: &str, n: usize, timeout: Duration) {
-        let ok = wait_until(timeout, || {
-            self.count(message) >= n || !self.lab.is_running(self.pid)
-        });
-        assert!(
-            ok && self.count(message) >= n,
-            "haldir did not log {message:?} {n} time(s) within {timeout:?}; its log:\n{}",
-            self.lab.log_text(self.pid)
-        );
-    }
-
-    /// SIGTERM, and the exit status must be 0.
-    fn stop(&self) {
-        self.lab.kill(self.pid, Signal::SIGTERM).unwrap();
-        let status = self
-            .lab
-            .wait_exit(self.pid, Duration::from_secs(10))
-            .unwrap()
-            .unwrap_or_else(|| panic!("haldir did not exit within 10 s of SIGTERM"));
-        assert!(
-            status.success(),
-            "haldir must exit 0 on SIGTERM, it exited {status}; its log:\n{}",
-            self.lab.log_text(self.pid)
-        );
-    }
-
-    /// No WARN or ERROR line.
-    fn assert_no_complaints(&self) {
-        let bad: Vec<String> = self
-            .log()
-            .iter()
-            .filter(|line| matches!(line["level"].as_str(), Some("WARN") | Some("ERROR")))
-            .map(Value::to_string)
-            .collect();
-        assert!(bad.is_empty(), "haldir complained:\n{}", bad.join("\n"));
-    }
-}
-
-/// The numeric field `name` of a log line.
-fn field(line: &Value, name: &str) -> u64 {
-    line["fields"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("log line without {name}: {line}"))
-}
-
 /// Feeds `commands` to `ipvsadm -R` in namespace `ns`: all hand edits land at once (not
 /// `ipvsadm-restore`, which flushes the table first).
 fn ipvsadm_r(ns: &str, commands: &str) {
@@ -532,7 +445,7 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
     let resync = Duration::from_secs_f64(RESYNC_SECS);
 
     // 1. Programmed from (almost) empty, exactly; the next rounds change nothing.
-    let first = Daemon::start(&lab, "r1", &config);
+    let first = Daemon::start(&lab, "r1", &config, RESYNC_SECS);
     first.wait_for(BROUGHT_IN_STEP, 1, Duration::from_secs(30));
     let programmed = &first.lines(BROUGHT_IN_STEP)[0];
     assert_eq!(
@@ -569,7 +482,7 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
     );
 
     // 3. A restarted haldir adopts the table with zero changes.
-    let second = Daemon::start(&lab, "r1", &config);
+    let second = Daemon::start(&lab, "r1", &config, RESYNC_SECS);
     second.wait_for(ALREADY_IN_STEP, 1, Duration::from_secs(30));
     let adopted = &second.lines(ALREADY_IN_STEP)[0];
     assert_eq!(

@@ -85,6 +85,8 @@ pub(crate) struct ScriptsDraft {
     pub(crate) script_user: Option<Located<String>>,
     /// `notify_timeout`, seconds.
     pub(crate) notify_timeout: Option<Located<f64>>,
+    /// `enable_script_security`.
+    pub(crate) enable_script_security: Option<Located<bool>>,
 }
 
 /// An instance's notify scripts as read (command lines).
@@ -126,6 +128,8 @@ pub(crate) struct InstanceDraft {
     /// Seconds.
     pub(crate) garp_interval: Option<Located<f64>>,
     pub(crate) authentication: Option<Located<AuthDraft>>,
+    /// `auth_hmac`.
+    pub(crate) auth_hmac: Option<Located<crate::auth_hmac::AuthHmacDraft>>,
     /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify`.
     pub(crate) notify: NotifyDraft,
     /// `track_script`: the `vrrp_script`s this instance follows.
@@ -157,6 +161,7 @@ impl InstanceDraft {
             garp_master_refresh: None,
             garp_interval: None,
             authentication: None,
+            auth_hmac: None,
             notify: NotifyDraft::default(),
             track_script: None,
             track_interface: None,

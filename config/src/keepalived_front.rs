@@ -49,14 +49,17 @@ use tree::{Block, Stmt, Word};
 /// `Err` holds the errors that make the file's structure unreadable (an
 /// unclosed quote or block, a stray brace, an include that cannot be read or
 /// loops), reported alone like a TOML syntax error. `Ok` holds the draft and
-/// the keyword errors, to be reported together with validation's.
+/// the keyword errors, to be reported together with validation's, and the
+/// included files with the `include` line of each.
+#[allow(clippy::type_complexity)]
 pub(crate) fn read(
     text: &str,
     file: Arc<str>,
     canonical: Option<PathBuf>,
     dir: &Path,
-) -> Result<(Draft, Vec<ConfigError>), Vec<ConfigError>> {
+) -> Result<(Draft, Vec<ConfigError>, Vec<(PathBuf, Loc)>), Vec<ConfigError>> {
     let source = read::read(text, file.clone(), canonical, dir);
+    let included = source.included;
     let (items, tree_errors) = tree::parse(source.tokens);
     let mut errors = source.errors;
     errors.extend(tree_errors);
@@ -65,7 +68,7 @@ pub(crate) fn read(
     }
     let mut front = Front { errors: Vec::new() };
     let draft = front.document(file, &items);
-    Ok((draft, front.errors))
+    Ok((draft, front.errors, included))
 }
 
 /// The keywords of one kind of block.
@@ -98,6 +101,7 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         "vrrp_version",
         "script_user",
         "notify_timeout",
+        "enable_script_security",
         "lvs_sync_daemon",
     ],
     planned: &[],
@@ -124,6 +128,7 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "garp_master_refresh",
         "garp_interval",
         "authentication",
+        "auth_hmac",
         "notify_master",
         "notify_backup",
         "notify_fault",
@@ -150,6 +155,12 @@ const SYNC_GROUP: BlockKeywords = BlockKeywords {
 const AUTHENTICATION: BlockKeywords = BlockKeywords {
     place: "authentication",
     accepted: &["auth_type", "auth_pass"],
+    planned: &[],
+};
+
+const AUTH_HMAC: BlockKeywords = BlockKeywords {
+    place: "auth_hmac",
+    accepted: &["key", "active_key", "mode", "anti_replay", "time_window"],
     planned: &[],
 };
 
@@ -267,6 +278,9 @@ impl Front {
                 "vrrp_version" => draft.default_version = self.integer(stmt),
                 "script_user" => draft.scripts.script_user = self.script_user(stmt),
                 "notify_timeout" => draft.scripts.notify_timeout = self.seconds(stmt),
+                "enable_script_security" => {
+                    draft.scripts.enable_script_security = self.flag(stmt, true)
+                }
                 "lvs_sync_daemon" => draft.lvs_sync_daemon = self.lvs_sync_daemon(stmt),
                 other => unreachable!("GLOBAL_DEFS keyword {other} has no reader"),
             }
@@ -292,7 +306,10 @@ impl Front {
         while i < args.len() {
             let word = &args[i];
             let option = word.text.as_str();
-            if matches!(option, "inst" | "id" | "maxlen" | "port" | "ttl" | "group") {
+            if matches!(
+                option,
+                "inst" | "id" | "maxlen" | "port" | "ttl" | "group" | "bulk_resync"
+            ) {
                 let Some(value) = args.get(i + 1) else {
                     let message = format!("`{}`: `{option}` needs a value", stmt.text());
                     self.error(&word.loc, message);
@@ -309,6 +326,20 @@ impl Front {
                     "maxlen" => d.maxlen = self.integer_word(stmt, value),
                     "port" => d.port = self.integer_word(stmt, value),
                     "ttl" => d.ttl = self.integer_word(stmt, value),
+                    // haldir extension (keepalived has no bulk resync): on | off.
+                    "bulk_resync" => match value.text.as_str() {
+                        "on" | "true" | "yes" => d.bulk_resync = Some(located_bool(value, true)),
+                        "off" | "false" | "no" => {
+                            d.bulk_resync = Some(located_bool(value, false))
+                        }
+                        other => {
+                            let message = format!(
+                                "`{}`: bulk_resync `{other}`: use on or off",
+                                stmt.text()
+                            );
+                            self.error(&value.loc, message);
+                        }
+                    },
                     _ => d.group = Some(located(value)),
                 }
                 i += 2;
@@ -320,7 +351,7 @@ impl Front {
                 d.id = self.integer_word(stmt, word);
             } else {
                 let message = format!(
-                    "`{}`: unknown lvs_sync_daemon option `{}`; accepted: inst, id, maxlen, port, ttl, group",
+                    "`{}`: unknown lvs_sync_daemon option `{}`; accepted: inst, id, maxlen, port, ttl, group, bulk_resync",
                     stmt.text(),
                     word.text
                 );
@@ -390,6 +421,7 @@ impl Front {
                 "garp_master_refresh" => d.garp_master_refresh = self.seconds(s),
                 "garp_interval" => d.garp_interval = self.seconds(s),
                 "authentication" => d.authentication = self.authentication(s),
+                "auth_hmac" => d.auth_hmac = self.auth_hmac(s),
                 "notify_master" => d.notify.master = self.command(s),
                 "notify_backup" => d.notify.backup = self.command(s),
                 "notify_fault" => d.notify.fault = self.command(s),
@@ -479,6 +511,67 @@ impl Front {
                 self.error(&value.loc, message);
             }
         }
+    }
+
+    /// `auth_hmac { key ID VALUE ... active_key ID mode M anti_replay A
+    /// time_window N }`; `key` may repeat, the others are set once.
+    fn auth_hmac(&mut self, stmt: &Stmt) -> Option<Located<crate::auth_hmac::AuthHmacDraft>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let mut auth = crate::auth_hmac::AuthHmacDraft::default();
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &AUTH_HMAC) else {
+                continue;
+            };
+            if keyword != "key" && !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            match keyword {
+                "key" => {
+                    if let Some(block) = &s.block {
+                        self.error(&block.open, "`key` takes an id and a value, not a block");
+                        continue;
+                    }
+                    let mut key = crate::auth_hmac::KeyDraft {
+                        loc: s.keyword().loc.clone(),
+                        id: None,
+                        value: None,
+                    };
+                    match s.args() {
+                        [id, value] => {
+                            key.id = self.integer_word(s, id);
+                            key.value = Some(located(value));
+                        }
+                        [] | [_] => {
+                            self.error(
+                                &s.keyword().loc,
+                                "`key` needs an id and a value: `key 1 hex:<64 hex digits>` or `key 1 file:/etc/haldir/vrrp.key`",
+                            );
+                            continue;
+                        }
+                        [_, _, extra, ..] => {
+                            let message =
+                                format!("`key ID VALUE` takes two values; remove `{}`", extra.text);
+                            self.error(&extra.loc, message);
+                            continue;
+                        }
+                    }
+                    auth.keys.push(key);
+                }
+                "active_key" => auth.active_key = self.integer(s),
+                "mode" => auth.mode = self.word(s),
+                "anti_replay" => auth.anti_replay = self.word(s),
+                "time_window" => auth.time_window = self.integer(s),
+                other => unreachable!("AUTH_HMAC keyword {other} has no reader"),
+            }
+        }
+        Some(Located {
+            value: auth,
+            loc: stmt.keyword().loc.clone(),
+        })
     }
 
     fn authentication(&mut self, stmt: &Stmt) -> Option<Located<AuthDraft>> {
@@ -943,6 +1036,13 @@ fn located(word: &Word) -> Located<String> {
     }
 }
 
+fn located_bool(word: &Word, value: bool) -> Located<bool> {
+    Located {
+        value,
+        loc: word.loc.clone(),
+    }
+}
+
 /// An example line for a keyword, for "needs a value" messages.
 fn example(keyword: &str) -> String {
     let value = match keyword {
@@ -958,6 +1058,10 @@ fn example(keyword: &str) -> String {
         "unicast_src_ip" => "10.0.0.1",
         "auth_type" => "PASS",
         "auth_pass" => "secret",
+        "active_key" => "1",
+        "mode" => "enforce",
+        "anti_replay" => "time",
+        "time_window" => "5",
         "router_id" => "lvs-a",
         "notify_timeout" => "30",
         "protocol" => "TCP",
@@ -983,12 +1087,15 @@ mod tests {
     /// a value or as a flag or block.
     #[test]
     fn every_accepted_keyword_has_a_reader() {
-        let wrap: [(&BlockKeywords, Wrap); 6] = [
+        let wrap: [(&BlockKeywords, Wrap); 7] = [
             (&SYNC_GROUP, |l| format!("vrrp_sync_group VG {{\n{l}\n}}\n")),
             (&GLOBAL_DEFS, |l| format!("global_defs {{\n{l}\n}}\n")),
             (&INSTANCE, |l| format!("vrrp_instance VI {{\n{l}\n}}\n")),
             (&AUTHENTICATION, |l| {
                 format!("vrrp_instance VI {{\nauthentication {{\n{l}\n}}\n}}\n")
+            }),
+            (&AUTH_HMAC, |l| {
+                format!("vrrp_instance VI {{\nauth_hmac {{\n{l}\n}}\n}}\n")
             }),
             (&VIRTUAL_SERVER, |l| {
                 format!("virtual_server 192.0.2.1 80 {{\n{l}\n}}\n")

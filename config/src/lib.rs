@@ -14,6 +14,7 @@
 //! front-ends build the same intermediate form, so validation and the
 //! resulting [`Model`] are the same. [`to_toml`] writes a model back as TOML.
 
+mod auth_hmac;
 mod draft;
 mod error;
 mod keepalived_front;
@@ -38,6 +39,7 @@ pub use model::{
     VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
 };
 
+pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};
 pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
@@ -137,19 +139,94 @@ pub fn load_file_as(path: &Path, format: Format) -> Result<Model, ConfigErrors> 
         Format::Auto => detect_format(&text, path),
         given => given,
     };
-    match format {
-        Format::Keepalived => parse_keepalived(&text, &file_name),
-        _ => parse_toml(&text, &file_name),
+    let read = match format {
+        Format::Keepalived => parse_keepalived_reading(&text, &file_name),
+        _ => parse_toml_reading(&text, &file_name),
+    };
+    // The files are judged whenever the option is written, even in an
+    // otherwise invalid file, so every error shows at once.
+    let mut errors = if read.script_security {
+        insecure_config_files(path, &file_name, &read.included)
+    } else {
+        Vec::new()
+    };
+    match read.model {
+        Ok(model) if errors.is_empty() => Ok(model),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
     }
+}
+
+/// What parsing a file found, for [`load_file_as`].
+struct Read {
+    model: Result<Model, ConfigErrors>,
+    /// Included files, each with its `include` line.
+    included: Vec<(PathBuf, Loc)>,
+    /// `enable_script_security` is on (as written, even if the file is invalid).
+    script_security: bool,
+}
+
+/// `enable_script_security` for the configuration itself: the main file and
+/// every included file must be changeable by root only (the file and each
+/// directory on its path, as for scripts; see `haldir_health::path_security`).
+/// An included file's error is reported at its `include` line.
+fn insecure_config_files(
+    path: &Path,
+    file_name: &str,
+    included: &[(PathBuf, Loc)],
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Err(e) = haldir_health::path_security::check(path) {
+        errors.push(ConfigError::whole_file(
+            &Arc::from(file_name),
+            format!("enable_script_security: refusing the configuration file: {e}"),
+        ));
+    }
+    for (file, at) in included {
+        if let Err(e) = haldir_health::path_security::check(file) {
+            errors.push(ConfigError::at(
+                at,
+                format!(
+                    "enable_script_security: refusing the included file {}: {e}",
+                    file.display()
+                ),
+            ));
+        }
+    }
+    errors
 }
 
 /// Parses and validates TOML configuration `text`; `file_name` is what error
 /// locations call the file.
 pub fn parse_toml(text: &str, file_name: &str) -> Result<Model, ConfigErrors> {
+    parse_toml_reading(text, file_name).model
+}
+
+fn parse_toml_reading(text: &str, file_name: &str) -> Read {
     let file: Arc<str> = Arc::from(file_name);
-    let (draft, errors) =
-        toml_front::read(text, file).map_err(|syntax| ConfigErrors(vec![syntax]))?;
-    validate::validate(&draft, errors)
+    match toml_front::read(text, file) {
+        Ok((draft, errors)) => Read {
+            script_security: script_security(&draft),
+            model: validate::validate(&draft, errors),
+            included: Vec::new(),
+        },
+        Err(syntax) => Read {
+            model: Err(ConfigErrors(vec![syntax])),
+            included: Vec::new(),
+            script_security: false,
+        },
+    }
+}
+
+fn script_security(draft: &draft::Draft) -> bool {
+    draft
+        .scripts
+        .enable_script_security
+        .as_ref()
+        .is_some_and(|f| f.value)
 }
 
 /// Parses and validates keepalived.conf `text`; `file_name` is what error
@@ -161,13 +238,27 @@ pub fn parse_toml(text: &str, file_name: &str) -> Result<Model, ConfigErrors> {
 /// order they occur; otherwise every keyword and validation error is
 /// reported together.
 pub fn parse_keepalived(text: &str, file_name: &str) -> Result<Model, ConfigErrors> {
+    parse_keepalived_reading(text, file_name).model
+}
+
+/// [`parse_keepalived`], and the files it included (each with its `include` line).
+fn parse_keepalived_reading(text: &str, file_name: &str) -> Read {
     let file: Arc<str> = Arc::from(file_name);
     let path = Path::new(file_name);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let canonical: Option<PathBuf> = path.canonicalize().ok();
-    let (draft, errors) =
-        keepalived_front::read(text, file, canonical, &dir).map_err(ConfigErrors)?;
-    validate::validate(&draft, errors)
+    match keepalived_front::read(text, file, canonical, &dir) {
+        Ok((draft, errors, included)) => Read {
+            script_security: script_security(&draft),
+            model: validate::validate(&draft, errors),
+            included,
+        },
+        Err(errors) => Read {
+            model: Err(ConfigErrors(errors)),
+            included: Vec::new(),
+            script_security: false,
+        },
+    }
 }
 
 /// How deep keepalived.conf `include`s may nest.

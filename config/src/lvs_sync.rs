@@ -9,6 +9,9 @@
 //! `maxlen`, `port`, `ttl` and `group` left out are left to the kernel
 //! (payload from the MTU, port 8848, TTL 1, group 224.0.0.81 / ff02::81).
 //! Where keepalived logs a bad value and ignores it, haldir refuses the file.
+//!
+//! haldir extension: `bulk_resync on|off` (TOML `bulk_resync = true|false`),
+//! default on; see `src/bulk_resync.rs`. keepalived has no such option.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -37,6 +40,11 @@ pub struct LvsSyncDaemon {
     pub ttl: Option<u8>,
     /// `group`; `None`: the kernel's 224.0.0.81 (ff02::81 for IPv6).
     pub group: Option<IpAddr>,
+    /// haldir extension `bulk_resync` (default on): a backup asks the master
+    /// for its whole connection table when it becomes backup, and holds a
+    /// preemption until it has it (`src/bulk_resync.rs`). Off: the kernel's
+    /// own sync alone, as keepalived runs it.
+    pub bulk_resync: bool,
 }
 
 /// `lvs_sync_daemon` as read.
@@ -50,6 +58,7 @@ pub(crate) struct LvsSyncDraft {
     pub(crate) port: Option<Located<i64>>,
     pub(crate) ttl: Option<Located<i64>>,
     pub(crate) group: Option<Located<String>>,
+    pub(crate) bulk_resync: Option<Located<bool>>,
 }
 
 impl LvsSyncDraft {
@@ -63,6 +72,7 @@ impl LvsSyncDraft {
             port: None,
             ttl: None,
             group: None,
+            bulk_resync: None,
         }
     }
 }
@@ -195,6 +205,7 @@ pub(crate) fn validate(
         port: port.flatten().map(|v| v as u16),
         ttl: ttl.flatten().map(|v| v as u8),
         group,
+        bulk_resync: d.bulk_resync.as_ref().is_none_or(|b| b.value),
     })
 }
 
@@ -216,6 +227,9 @@ pub(crate) fn toml_line(d: &LvsSyncDaemon, string: impl Fn(&str) -> String) -> S
     }
     if let Some(v) = d.group {
         fields.push(format!("group = \"{v}\""));
+    }
+    if !d.bulk_resync {
+        fields.push("bulk_resync = false".to_owned());
     }
     format!("lvs_sync_daemon = {{ {} }}\n", fields.join(", "))
 }

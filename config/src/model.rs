@@ -59,6 +59,11 @@ pub struct ScriptSettings {
     /// `notify_timeout`: a notify script still running after this long is
     /// killed (with its process group).
     pub notify_timeout: std::time::Duration,
+    /// `enable_script_security`: refuse every script, and the configuration
+    /// file and its includes, that anyone but root can change (the file or a
+    /// directory on its path). Off by default, as in keepalived; scripts that
+    /// run as root are checked either way.
+    pub security: bool,
 }
 
 impl Default for ScriptSettings {
@@ -67,6 +72,7 @@ impl Default for ScriptSettings {
             user: None,
             group: None,
             notify_timeout: std::time::Duration::from_secs(30),
+            security: false,
         }
     }
 }
@@ -146,6 +152,8 @@ pub struct VrrpInstance {
     pub garp_interval_millis: u32,
     /// Version 2 simple-password authentication; always `None` for version 3.
     pub authentication: Option<Authentication>,
+    /// `auth_hmac`: HMAC-SHA256 authentication of adverts (v2 and v3).
+    pub auth_hmac: Option<crate::auth_hmac::AuthHmac>,
     /// Notify scripts (`notify_master`, `notify_backup`, `notify_fault`,
     /// `notify_stop`, `notify`).
     pub notify: NotifyScripts,

@@ -46,6 +46,9 @@ pub fn to_toml(model: &Model) -> String {
         };
         line(&mut out, "script_user", string(&user));
     }
+    if scripts.security {
+        line(&mut out, "enable_script_security", true);
+    }
     if scripts.notify_timeout != default_scripts.notify_timeout {
         line(
             &mut out,
@@ -115,6 +118,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         garp_master_refresh_secs,
         garp_interval_millis,
         authentication,
+        auth_hmac,
         notify,
         track_script,
         track_interface,
@@ -162,6 +166,9 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
             "authentication",
             format!("{{ auth_type = \"PASS\", auth_pass = {} }}", string(pass)),
         );
+    }
+    if let Some(auth) = auth_hmac {
+        line(out, "auth_hmac", crate::auth_hmac::to_toml(auth, string));
     }
     for (key, command) in notify.iter() {
         line(out, key, string(command));

@@ -29,6 +29,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "vrrp_version",
     "script_user",
     "notify_timeout",
+    "enable_script_security",
     "lvs_sync_daemon",
 ];
 /// Keys accepted in `[global_defs] lvs_sync_daemon = { ... }`.
@@ -40,6 +41,7 @@ const LVS_SYNC_KEYS: &[&str] = &[
     "port",
     "ttl",
     "group",
+    "bulk_resync",
 ];
 /// Keys accepted in each `[[vrrp_instance]]`, in the order the docs list them.
 const INSTANCE_KEYS: &[&str] = &[
@@ -60,6 +62,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "garp_master_refresh",
     "garp_interval",
     "authentication",
+    "auth_hmac",
     "notify_master",
     "notify_backup",
     "notify_fault",
@@ -132,6 +135,10 @@ const REAL_SERVER_KEYS: &[&str] = &[
 ];
 /// Keys accepted in an instance's `authentication` table.
 const AUTH_KEYS: &[&str] = &["auth_type", "auth_pass"];
+/// Keys accepted in an instance's `auth_hmac` table.
+const AUTH_HMAC_KEYS: &[&str] = &["key", "active_key", "mode", "anti_replay", "time_window"];
+/// Keys accepted in each entry of `auth_hmac.key`.
+const AUTH_HMAC_KEY_KEYS: &[&str] = &["id", "value"];
 
 /// Parses `text` into a [`Draft`] plus every shape error found (unknown keys,
 /// wrong types). A TOML syntax error stops here: it is returned alone.
@@ -226,6 +233,10 @@ impl Reader<'_> {
                 Some("notify_timeout") => {
                     draft.scripts.notify_timeout = self.seconds("notify_timeout", value)
                 }
+                Some("enable_script_security") => {
+                    draft.scripts.enable_script_security =
+                        self.boolean("enable_script_security", value)
+                }
                 Some("lvs_sync_daemon") => draft.lvs_sync_daemon = self.lvs_sync_daemon(value),
                 Some(_) => draft.default_version = self.integer("vrrp_version", value),
                 None => {}
@@ -248,6 +259,7 @@ impl Reader<'_> {
                 Some("maxlen") => d.maxlen = self.integer("maxlen", value),
                 Some("port") => d.port = self.integer("port", value),
                 Some("ttl") => d.ttl = self.integer("ttl", value),
+                Some("bulk_resync") => d.bulk_resync = self.boolean("bulk_resync", value),
                 Some(_) => d.group = self.string("group", value),
                 None => {}
             }
@@ -305,6 +317,7 @@ impl Reader<'_> {
                 "garp_master_refresh" => draft.garp_master_refresh = self.seconds(name, value),
                 "garp_interval" => draft.garp_interval = self.seconds(name, value),
                 "authentication" => draft.authentication = self.authentication(value),
+                "auth_hmac" => draft.auth_hmac = self.auth_hmac(value),
                 "track_script" => draft.track_script = self.track_script(value),
                 "track_interface" => draft.track_interface = self.string_array(name, value),
                 "notify_master" => draft.notify.master = self.string(name, value),
@@ -455,6 +468,50 @@ impl Reader<'_> {
             match name {
                 "auth_type" => auth.auth_type = self.string(name, value),
                 _ => auth.auth_pass = self.string(name, value),
+            }
+        }
+        Some(self.located(auth, value))
+    }
+
+    /// `auth_hmac = { key = [{ id = 1, value = "hex:..." }], active_key = 1,
+    /// mode = "enforce", anti_replay = "time", time_window = 5 }`.
+    fn auth_hmac(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<Located<crate::auth_hmac::AuthHmacDraft>> {
+        let table = self.table("auth_hmac", value)?;
+        let mut auth = crate::auth_hmac::AuthHmacDraft::default();
+        for (key, value) in table {
+            let Some(name) = self.known_key(key, "auth_hmac", AUTH_HMAC_KEYS) else {
+                continue;
+            };
+            match name {
+                "key" => {
+                    for (entry, at) in self.table_array("auth_hmac.key", value) {
+                        let mut k = crate::auth_hmac::KeyDraft {
+                            loc: self.index.loc(at.span().start),
+                            id: None,
+                            value: None,
+                        };
+                        for (key, value) in entry {
+                            let Some(name) =
+                                self.known_key(key, "auth_hmac.key", AUTH_HMAC_KEY_KEYS)
+                            else {
+                                continue;
+                            };
+                            match name {
+                                "id" => k.id = self.integer(name, value),
+                                _ => k.value = self.string(name, value),
+                            }
+                        }
+                        auth.keys.push(k);
+                    }
+                }
+                "active_key" => auth.active_key = self.integer(name, value),
+                "mode" => auth.mode = self.string(name, value),
+                "anti_replay" => auth.anti_replay = self.string(name, value),
+                "time_window" => auth.time_window = self.integer(name, value),
+                other => unreachable!("AUTH_HMAC_KEYS entry {other} has no reader"),
             }
         }
         Some(self.located(auth, value))

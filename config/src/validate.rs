@@ -288,6 +288,10 @@ fn instance(
         .authentication
         .as_ref()
         .map(|auth| authentication(errors, auth, version));
+    let auth_hmac = d.auth_hmac.as_ref().map(|auth| {
+        let legacy = d.authentication.as_ref().map(|a| &a.loc);
+        crate::auth_hmac::validate(errors, auth, legacy)
+    });
 
     if let (Some(interface), Some((vrid, loc)), Some(family)) =
         (&interface, virtual_router_id, family)
@@ -335,6 +339,7 @@ fn instance(
         garp_master_refresh_secs: garp_master_refresh_secs.unwrap_or(0),
         garp_interval_millis: garp_interval_millis.unwrap_or(0),
         authentication: authentication.flatten(),
+        auth_hmac: auth_hmac.flatten(),
         notify,
         // Filled by validate_health::track_scripts once every script is known.
         track_script: Vec::new(),
@@ -815,7 +820,10 @@ const MAX_NOTIFY_TIMEOUT_SECS: f64 = 3600.0;
 
 /// `global_defs` `script_user` ("USER" or "USER GROUP") and `notify_timeout`.
 fn script_settings(errors: &mut Vec<ConfigError>, d: &ScriptsDraft) -> ScriptSettings {
-    let mut settings = ScriptSettings::default();
+    let mut settings = ScriptSettings {
+        security: d.enable_script_security.as_ref().is_some_and(|f| f.value),
+        ..ScriptSettings::default()
+    };
     if let Some(user) = &d.script_user {
         let words: Vec<&str> = user.value.split_whitespace().collect();
         match words.as_slice() {

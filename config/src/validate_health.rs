@@ -354,6 +354,14 @@ fn global_script_user(scripts: &ScriptsDraft) -> (Option<String>, Option<String>
     )
 }
 
+/// `global_defs.enable_script_security`.
+fn script_security(scripts: &ScriptsDraft) -> bool {
+    scripts
+        .enable_script_security
+        .as_ref()
+        .is_some_and(|f| f.value)
+}
+
 /// Checks that a script can run: the command line splits, the user and
 /// group exist, the program exists and the user may execute it. Errors go
 /// to `path_loc`, or to `user_loc` for an unknown user or group.
@@ -363,6 +371,7 @@ fn script_runs(
     path: &Located<String>,
     user: (Option<String>, Option<String>),
     user_loc: &Loc,
+    security: bool,
 ) -> bool {
     let command = match MiscCommand::parse(&path.value) {
         Ok(command) => command,
@@ -374,6 +383,7 @@ fn script_runs(
     let mut config = MiscCheckConfig::new(command, Duration::from_secs(1));
     config.user = user.0;
     config.group = user.1;
+    config.security = security;
     match haldir_health::misc::validate(&config) {
         Ok(()) => true,
         Err(e @ (MiscError::UnknownUser(_) | MiscError::UnknownGroup(_))) => {
@@ -609,6 +619,7 @@ fn check(
                         path,
                         (user.clone(), group.clone()),
                         &user_loc,
+                        script_security(scripts),
                     );
                     match (runs, timeout) {
                         (true, Some(timeout)) => Some(CheckKind::Misc(MiscCheckSpec {
@@ -878,6 +889,7 @@ pub(crate) fn vrrp_scripts(
                 script,
                 (user.clone(), group.clone()),
                 &user_loc,
+                script_security(scripts),
             );
         }
         if errors.len() > errors_before {

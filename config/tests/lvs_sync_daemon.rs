@@ -47,6 +47,7 @@ fn full() -> LvsSyncDaemon {
         port: Some(8848),
         ttl: Some(1),
         group: Some("224.0.0.81".parse().unwrap()),
+        bulk_resync: true,
     }
 }
 
@@ -179,4 +180,45 @@ fn to_toml_writes_it_back() {
     );
     let back = parse_toml(&minimal, "back.toml").unwrap();
     assert_eq!(back.lvs_sync_daemon.unwrap().instance, None);
+}
+
+#[test]
+fn bulk_resync_is_on_by_default_and_turns_off_in_both_formats_and_survives_convert() {
+    assert!(
+        conf("lvs_sync_daemon eth1 VI_1")
+            .unwrap()
+            .unwrap()
+            .bulk_resync
+    );
+    assert!(
+        toml(r#"{ interface = "eth1" }"#)
+            .unwrap()
+            .unwrap()
+            .bulk_resync
+    );
+    let off = conf("lvs_sync_daemon eth1 VI_1 id 7 bulk_resync off")
+        .unwrap()
+        .unwrap();
+    assert!(!off.bulk_resync);
+    assert!(
+        conf("lvs_sync_daemon eth1 VI_1 bulk_resync on")
+            .unwrap()
+            .unwrap()
+            .bulk_resync
+    );
+    let from_toml =
+        toml(r#"{ interface = "eth1", instance = "VI_1", id = 7, bulk_resync = false }"#)
+            .unwrap()
+            .unwrap();
+    assert_eq!(from_toml, off);
+    let error = conf("lvs_sync_daemon eth1 VI_1 bulk_resync maybe").unwrap_err();
+    assert!(error.contains("use on or off"), "{error}");
+    let text = format!(
+        "global_defs {{\n    lvs_sync_daemon eth1 VI_1 bulk_resync off\n}}\n{INSTANCE_CONF}"
+    );
+    let model = parse_keepalived(&text, "keepalived.conf").unwrap();
+    let written = to_toml(&model);
+    assert!(written.contains("bulk_resync = false"), "{written}");
+    let back = parse_toml(&written, "back.toml").unwrap();
+    assert_eq!(back.lvs_sync_daemon, model.lvs_sync_daemon);
 }

@@ -99,6 +99,7 @@ fn example_file_parses_into_the_expected_model() {
         garp_master_refresh_secs: 0,
         garp_interval_millis: 1,
         authentication: Some(Authentication::Pass("secret".into())),
+        auth_hmac: None,
         notify: Default::default(),
         track_script: Vec::new(),
         track_interface: Vec::new(),
@@ -113,6 +114,7 @@ fn example_file_parses_into_the_expected_model() {
         unicast_peer: vec![ip("10.0.0.2")],
         garp_interval_millis: 0,
         authentication: None,
+        auth_hmac: None,
         loc: loc(&file, 31, 1),
         ..public.clone()
     };
@@ -124,6 +126,7 @@ fn example_file_parses_into_the_expected_model() {
         virtual_ipaddress: vec![vip("2001:db8::10/64")],
         garp_interval_millis: 0,
         authentication: None,
+        auth_hmac: None,
         loc: loc(&file, 42, 1),
         ..public.clone()
     };
@@ -155,6 +158,7 @@ fn minimal_instance_gets_keepalived_defaults() {
             garp_master_refresh_secs: 0,
             garp_interval_millis: 0,
             authentication: None,
+            auth_hmac: None,
             notify: Default::default(),
             track_script: Vec::new(),
             track_interface: Vec::new(),
@@ -297,7 +301,7 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
           virtual_ipaddress, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
-          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface"]
+          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface"]
     );
 }
 
@@ -314,7 +318,7 @@ fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
         errors(&text),
         [
             "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, vrrp_sync_group",
-            "haldir.toml:3:1: unknown key `smtp_server` in [global_defs]; accepted keys: router_id, vrrp_version, script_user, notify_timeout, lvs_sync_daemon",
+            "haldir.toml:3:1: unknown key `smtp_server` in [global_defs]; accepted keys: router_id, vrrp_version, script_user, notify_timeout, enable_script_security, lvs_sync_daemon",
             "haldir.toml:10:57: unknown key `auth_hash` in authentication; did you mean `auth_pass`? accepted keys: auth_type, auth_pass",
         ]
     );
@@ -381,7 +385,7 @@ garp_master_repet = 5
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
              nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
-             garp_master_refresh, garp_interval, authentication, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface",
+             garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface",
         ]
     );
 }

@@ -16,7 +16,9 @@
 
 pub mod dns;
 pub mod http;
+pub mod launcher;
 pub mod misc;
+pub mod path_security;
 pub mod scheduler;
 pub mod state;
 pub mod tcp;

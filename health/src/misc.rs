@@ -11,6 +11,10 @@
 //!   die with it) and the run counts as a failure; dropping a run does the same.
 //! * [`validate`] checks at config time that the script exists, is a regular file and is
 //!   executable by the script user, so `haldir check` reports it before the daemon runs.
+//!   With `enable_script_security` (and always for a script that runs as root) it also
+//!   refuses a script that anyone but root can change ([`crate::path_security`]).
+//! * A root haldir that dropped its privileges cannot switch users itself: it starts
+//!   scripts through its launcher process ([`crate::launcher`]), same rules.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -63,6 +67,10 @@ pub struct MiscCheckConfig {
     pub user: Option<String>,
     /// The group; `None`: the user's primary group.
     pub group: Option<String>,
+    /// `enable_script_security`: refuse the script when anyone but root can change it or a
+    /// directory on its path ([`crate::path_security`]). Scripts that run as root (uid or
+    /// gid 0, or set-uid/gid root) are checked whatever this says.
+    pub security: bool,
 }
 
 impl MiscCheckConfig {
@@ -74,6 +82,7 @@ impl MiscCheckConfig {
             dynamic: false,
             user: None,
             group: None,
+            security: false,
         }
     }
 }
@@ -109,6 +118,17 @@ pub enum MiscError {
     /// The group does not exist.
     #[error("script group {0:?} does not exist")]
     UnknownGroup(String),
+    /// Someone other than root can change the script or a directory on its path, and
+    /// `enable_script_security` is on or the script runs as root.
+    #[error("{}refusing script {}: {error}", if *.as_root { "it runs as root, so its path is always checked: " } else { "enable_script_security: " }, .path.display())]
+    Insecure {
+        /// The script.
+        path: PathBuf,
+        /// The script runs with root's uid or gid.
+        as_root: bool,
+        /// What is wrong.
+        error: crate::path_security::PathSecurityError,
+    },
 }
 
 /// Split `misc_path` into argv like keepalived: unquoted whitespace separates words;
@@ -231,7 +251,8 @@ fn resolve_program(program: &str) -> Result<PathBuf, MiscError> {
     if program.contains('/') {
         let path = PathBuf::from(program);
         return if path.exists() {
-            Ok(path)
+            // Relative to haldir's directory now, not to the script's cwd (`/`).
+            Ok(std::path::absolute(&path).unwrap_or(path))
         } else {
             Err(MiscError::NotFound(path))
         };
@@ -272,6 +293,32 @@ fn check_executable(path: &Path, user: &ScriptUser) -> Result<(), MiscError> {
     }
 }
 
+/// Whether the script runs with root's uid or gid: as a root or gid-0 script user, or as a
+/// set-uid/set-gid root file (keepalived checks the same cases even without
+/// `enable_script_security`; haldir refuses them when insecure).
+fn runs_as_root(program: &Path, user: &ScriptUser) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(program) else {
+        return false;
+    };
+    let mode = meta.mode();
+    user.uid == 0
+        || user.gid == 0
+        || (meta.uid() == 0 && mode & 0o4100 == 0o4100)
+        || (meta.gid() == 0 && mode & 0o2010 == 0o2010)
+}
+
+/// Why the script of a valid `config` would be refused under `enable_script_security`
+/// (`None`: it is secure, or it cannot run at all, which [`validate`] reports). For the
+/// warnings haldir gives while the option is off.
+pub fn security_warning(config: &MiscCheckConfig) -> Option<String> {
+    let argv = config.command.argv();
+    let program = resolve_program(argv.first()?).ok()?;
+    crate::path_security::check(&program)
+        .err()
+        .map(|error| format!("script {}: {error}", program.display()))
+}
+
 /// Config-time validation of a `MISC_CHECK`: the user exists, and the program exists, is a
 /// regular file, and is executable by that user. (`haldir check` calls this.)
 pub fn validate(config: &MiscCheckConfig) -> Result<(), MiscError> {
@@ -308,6 +355,14 @@ impl MiscCheck {
         let (program, args) = argv.split_first().ok_or(MiscError::EmptyCommand)?;
         let program = resolve_program(program)?;
         check_executable(&program, &user)?;
+        let as_root = runs_as_root(&program, &user);
+        if config.security || as_root {
+            crate::path_security::check(&program).map_err(|error| MiscError::Insecure {
+                path: program.clone(),
+                as_root,
+                error,
+            })?;
+        }
         Ok(MiscCheck {
             program,
             args: args.iter().map(OsString::from).collect(),
@@ -347,38 +402,15 @@ impl MiscCheck {
     }
 
     async fn run(&self) -> CheckOutcome {
-        let mut command = tokio::process::Command::new(&self.program);
-        command
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .current_dir("/")
-            .process_group(0);
+        // A root haldir that dropped its privileges starts scripts through its launcher.
+        if let Some(launcher) = crate::launcher::client() {
+            return self.run_launched(launcher).await;
+        }
         // Only root can switch users; unprivileged haldir runs scripts as itself.
-        if nix::unistd::geteuid().is_root() {
-            // std drops supplementary groups (setgroups(0)) when uid is set as root.
-            command.uid(self.user.uid).gid(self.user.gid);
-        }
-        // Under systemd haldir holds CAP_NET_ADMIN and CAP_NET_RAW as ambient
-        // capabilities, which a child would inherit across exec: scripts get none.
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                let rc = libc::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                    0,
-                    0,
-                    0,
-                );
-                // EINVAL: a kernel without ambient capabilities has none to clear.
-                if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let user = nix::unistd::geteuid()
+            .is_root()
+            .then_some((self.user.uid, self.user.gid));
+        let mut command = script_command(&self.program, &self.args, user);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -409,6 +441,73 @@ impl MiscCheck {
             }
         }
     }
+}
+
+impl MiscCheck {
+    /// [`MiscCheck::run`] through the script launcher (see [`crate::launcher`]): the same
+    /// timeout and process-group kill, done by the launcher on the daemon's request.
+    async fn run_launched(&self, launcher: &crate::launcher::Client) -> CheckOutcome {
+        let argv: Vec<OsString> = std::iter::once(self.program.clone().into_os_string())
+            .chain(self.args.iter().cloned())
+            .collect();
+        let mut run = launcher.spawn(self.user.uid, self.user.gid, argv);
+        match tokio::time::timeout(self.timeout, run.wait()).await {
+            Ok(Ok(status)) => self.outcome(status),
+            Ok(Err(e)) => CheckOutcome::Down(format!("cannot run {}: {e}", self.program.display())),
+            Err(_) => {
+                run.kill();
+                // The launcher reports the killed script's end; don't wait forever for it.
+                let _ = tokio::time::timeout(Duration::from_secs(5), run.wait()).await;
+                CheckOutcome::Down(format!(
+                    "{} timed out after {} (process group killed)",
+                    self.program.display(),
+                    humanize(self.timeout)
+                ))
+            }
+        }
+    }
+}
+
+/// How a script is started, directly or by the launcher: `program` with `args`, stdio on
+/// /dev/null, cwd `/`, in a process group of its own, as `user` (uid, gid; `None`: as this
+/// process) with no supplementary groups, and without ambient capabilities.
+pub(crate) fn script_command(
+    program: &Path,
+    args: &[OsString],
+    user: Option<(u32, u32)>,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .process_group(0);
+    if let Some((uid, gid)) = user {
+        // std drops supplementary groups (setgroups(0)) when uid is set as root.
+        command.uid(uid).gid(gid);
+    }
+    // Under systemd haldir holds CAP_NET_ADMIN and CAP_NET_RAW as ambient
+    // capabilities, which a child would inherit across exec: scripts get none.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            let rc = libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            );
+            // EINVAL: a kernel without ambient capabilities has none to clear.
+            if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Sends SIGKILL to a process group once, on `kill()` or on drop.

@@ -7,6 +7,9 @@
 //!   pipelined batch apply.
 //! - [`model`]: the desired (or read) table as key-indexed maps.
 //! - [`diff`]: the pure function from (desired, actual) to ordered operations.
+//! - [`sync_wire`]: the kernel's connection-sync protocol (version 1) and
+//!   haldir's bulk-resync request / done messages; [`conn_table`]: the
+//!   `/proc/net/ip_vs_conn` parser and its mapping to sync records.
 //! - [`apply`]: the [`Reconciler`], which reads the kernel table, applies the
 //!   diff through an [`Applier`] and repairs drift when called again.
 //!
@@ -15,9 +18,11 @@
 
 pub mod apply;
 pub mod client;
+pub mod conn_table;
 pub mod diff;
 pub mod model;
 pub mod netlink;
+pub mod sync_wire;
 
 pub use apply::{Applier, MemoryApplier, OpFailure, ReconcileReport, Reconciler};
 pub use client::{IpvsClient, IpvsError};

@@ -1,15 +1,25 @@
-//! `haldir lab`: the built-in demo. Two routers running haldir and a client on a
-//! bridge, all in network namespaces on this machine. It shows who is master,
-//! kills the master (kill -9, or a graceful stop), prints what the client saw
-//! and the timeline on the wire, lets the old master return and preempt, and
-//! removes everything it created.
+//! `haldir lab`: the built-in demo.
+//!
+//! By default, the whole two-NIC LVS direct-routing appliance of [`super::appliance`] in
+//! network namespaces: two routers running haldir (a sync group over both NICs, IPVS, the
+//! connection-sync daemon), two real servers, an upstream gateway and a client holding 200
+//! long-lived TCP connections through the VIP. It kills the master's haldir (kill -9),
+//! prints the timeline (election, gratuitous ARP, first packet forwarded by the new master)
+//! and how many established connections survived, lets the old master return and preempt,
+//! and removes everything it created. On a kernel without IPVS (no `/proc/net/ip_vs` after
+//! `modprobe ip_vs`) it runs itself inside the VM rig of `tests/vm/run.sh --lab`.
+//!
+//! `--vrrp-only`: the VRRP part alone, on one bridge with two routers and a client (no
+//! IPVS needed): it kills the master (kill -9, or a graceful stop), prints what the client
+//! saw and the timeline on the wire, and lets the old master return and preempt.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::appliance::{self, StoryOptions};
 use super::capture::{Capture, Frame, FrameKind};
 use super::haldir::{Haldir, HaldirInstance};
 use super::netns::Lab;
@@ -18,10 +28,23 @@ use crate::lab::is_root;
 
 const PROBE_PORT: u16 = 7777;
 
+/// The VM rig that runs the demo on a kernel with IPVS, in this source tree.
+const VM_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/run.sh");
+
 /// Options of `haldir lab`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// VRRP version (2 or 3).
+    /// Only the VRRP failover (two routers and a client on one bridge; no IPVS needed).
+    #[arg(long)]
+    pub vrrp_only: bool,
+    /// Long-lived TCP connections through the VIP (the appliance demo).
+    #[arg(long, default_value_t = 200)]
+    pub connections: usize,
+    /// Seconds between two messages of one connection (default 0.1; 1 inside the VM,
+    /// whose software emulation carries a few hundred messages per second, not 2000).
+    #[arg(long)]
+    pub interval: Option<f64>,
+    /// VRRP version (2 or 3; the appliance uses 3).
     #[arg(long, default_value_t = 3)]
     pub version: u8,
     /// Advertisement interval in seconds (whole seconds for version 2).
@@ -30,12 +53,138 @@ pub struct DemoOptions {
     /// Stop the master gracefully (SIGTERM) instead of kill -9.
     #[arg(long)]
     pub graceful: bool,
-    /// Use an IPv6 virtual address (version 3 only).
+    /// Use an IPv6 virtual address (with --vrrp-only, version 3).
     #[arg(long)]
     pub ipv6: bool,
     /// The haldir binary the routers run (default: this one).
     #[arg(long)]
     pub binary: Option<PathBuf>,
+    /// Never re-run inside the VM: fail when this kernel has no IPVS.
+    #[arg(long)]
+    pub no_vm: bool,
+}
+
+/// Runs the demo and prints its story to stdout.
+pub fn run(options: DemoOptions) -> anyhow::Result<()> {
+    if options.vrrp_only {
+        return run_vrrp_only(options);
+    }
+    if options.version != 3 || options.ipv6 {
+        bail!(
+            "the appliance demo runs VRRPv3 over IPv4; --version 2 and --ipv6 go with --vrrp-only"
+        );
+    }
+    if !(0.01..=40.95).contains(&options.advert_int) {
+        bail!("--advert-int must be 0.01..=40.95 seconds for VRRPv3");
+    }
+    if !is_root() {
+        bail!("the demo builds network namespaces: run it as root");
+    }
+    if !appliance::kernel_has_ipvs() {
+        return run_in_vm(&options);
+    }
+    let binary = match options.binary.clone() {
+        Some(path) => path,
+        None => std::env::current_exe().context("cannot find the haldir binary")?,
+    };
+    let mut story = StoryOptions::new(binary);
+    story.connections = options.connections;
+    story.graceful = options.graceful;
+    story.appliance.advert_int = Duration::from_secs_f64(options.advert_int);
+    let interval = options
+        .interval
+        .unwrap_or(if super::vm::in_vm() { 1.0 } else { 0.1 });
+    if !(0.01..=10.0).contains(&interval) {
+        bail!("--interval must be 0.01..=10 seconds");
+    }
+    story.traffic.interval = Duration::from_secs_f64(interval);
+    println!(
+        "== haldir lab: a two-NIC LVS direct-routing appliance in network namespaces\n\
+         \n\
+         \x20  client 10.9.0.10 -- gw -- public bridge: r1, r2 eth0   VIP {vip} (VRRP VI_PUBLIC)\n\
+         \x20                     gw -- private bridge: r1, r2 eth1  {private} (VRRP VI_PRIVATE),\n\
+         \x20                           rs1 10.2.0.11, rs2 10.2.0.12  (VIP on lo; they answer the client via gw)\n\
+         \n\
+         \x20  r1 and r2 run haldir: sync group of VI_PUBLIC + VI_PRIVATE, priorities 150 / 100,\n\
+         \x20  VRRPv3 adverts every {advert:?}; IPVS DR {vip}:{port} rr -> rs1, rs2 with TCP_CHECK;\n\
+         \x20  the kernel's connection-sync daemon on eth1 follows VI_PUBLIC.\n\
+         \x20  The client holds {connections} connections, each sending a message every {interval:?} and\n\
+         \x20  checking the echo (lost: reset, EOF, error, wrong echo; stalled: no echo for {stall:?}).\n",
+        vip = appliance::VIP,
+        private = appliance::PRIVATE_VIP,
+        port = appliance::SERVICE_PORT,
+        advert = story.appliance.advert_int,
+        connections = story.connections,
+        interval = story.traffic.interval,
+        stall = story.stall_threshold,
+    );
+    let mut say = |text: &str| println!("-- {text}");
+    let outcome = appliance::run_story(&story, &mut say)?;
+    println!();
+    for leg in &outcome.legs {
+        let gap = leg
+            .longest_gap
+            .map(|(gap, _)| format!("{:.0} ms", gap.as_secs_f64() * 1000.0))
+            .unwrap_or_else(|| format!("under {:?}", story.traffic.interval * 2));
+        println!(
+            "== {}: {} of {} established connections survived, {} lost, {} stalled; \
+             longest silence {gap}; new connections {}/{}",
+            leg.name,
+            leg.survived,
+            leg.established,
+            leg.lost.len(),
+            leg.stalled.len(),
+            leg.new_up,
+            leg.new_opened
+        );
+    }
+    println!(
+        "== {} messages echoed over {} connections ({:?}); the demo took {:.0} s; namespaces and \
+         processes removed",
+        outcome.exchanges,
+        outcome.by_server.values().sum::<usize>(),
+        outcome.by_server,
+        outcome.elapsed.as_secs_f64()
+    );
+    if !outcome.clean() {
+        bail!("connections were lost or stalled (see above)");
+    }
+    Ok(())
+}
+
+/// Runs this same binary with the same arguments inside the VM rig (a kernel with IPVS).
+fn run_in_vm(options: &DemoOptions) -> anyhow::Result<()> {
+    if super::vm::in_vm() || options.no_vm {
+        bail!(
+            "this kernel has no IPVS (no /proc/net/ip_vs, even after `modprobe ip_vs`); \
+             `haldir lab --vrrp-only` needs none"
+        );
+    }
+    let script = Path::new(VM_SCRIPT);
+    if !script.is_file() {
+        bail!(
+            "this kernel has no IPVS (no /proc/net/ip_vs, even after `modprobe ip_vs`), and the \
+             VM rig that would boot one, {VM_SCRIPT}, is not there (this binary was built from \
+             another tree). Run `haldir lab` on a kernel with IPVS, from the source tree with \
+             `cargo run --release -- lab`, or `haldir lab --vrrp-only`."
+        );
+    }
+    let exe = std::env::current_exe().context("cannot find the haldir binary")?;
+    println!(
+        "== this kernel has no IPVS: running the demo inside a VM (Debian's kernel under qemu) \
+         with `bash {VM_SCRIPT} --lab`"
+    );
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg("--lab")
+        .arg(&exe)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .with_context(|| format!("cannot run bash {VM_SCRIPT}"))?;
+    if !status.success() {
+        bail!("the demo in the VM failed ({status})");
+    }
+    Ok(())
 }
 
 struct Addresses {
@@ -59,8 +208,8 @@ const IPV6: Addresses = Addresses {
     vip_cidr: "fd00::100/64",
 };
 
-/// Runs the demo and prints its story to stdout.
-pub fn run(options: DemoOptions) -> anyhow::Result<()> {
+/// `--vrrp-only`: two routers and a client on one bridge.
+fn run_vrrp_only(options: DemoOptions) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the demo builds network namespaces: run it as root");
     }

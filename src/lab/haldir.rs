@@ -161,6 +161,26 @@ impl<'l> Haldir<'l> {
         config: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<Haldir<'l>> {
+        Haldir::start_with_timeout(
+            lab,
+            host,
+            binary,
+            config,
+            extra_args,
+            Duration::from_secs(10),
+        )
+    }
+
+    /// Like [`Haldir::start_with_args`], waiting up to `timeout` (instead of 10 s) for
+    /// every instance to leave INIT: a loaded, software-emulated VM can need more.
+    pub fn start_with_timeout(
+        lab: &'l Lab,
+        host: &str,
+        binary: &Path,
+        config: &str,
+        extra_args: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<Haldir<'l>> {
         let dir = lab.dir();
         let config_path = dir.join(format!("{host}-haldir.toml"));
         let status_path = dir.join(format!("{host}-haldir.status.json"));
@@ -187,7 +207,7 @@ impl<'l> Haldir<'l> {
             config_path,
             status_path,
         };
-        let started = wait_until(Duration::from_secs(10), || {
+        let started = wait_until(timeout, || {
             !lab.is_running(pid)
                 || haldir
                     .states()

@@ -6,12 +6,17 @@
 //! - [`probe`]: a client-side outage meter (a [`Responder`] per router, a [`Prober`] that
 //!   sends a UDP probe to the VIP every millisecond and records who answered, and when);
 //! - [`capture`]: a packet capture on the bridge keeping VRRP, ARP and IPv6 NA frames;
-//! - [`keepalived`]: Debian's keepalived as a reference VRRP peer, with a crash recipe.
+//! - [`keepalived`]: Debian's keepalived as a reference VRRP peer, with a crash recipe;
+//! - [`appliance`]: the two-NIC LVS-DR appliance (client, gateway, two routers, two real
+//!   servers on three bridges) that `haldir lab` and `tests/kernel_appliance.rs` run;
+//! - [`traffic`]: long-lived TCP connections through a VIP to echo servers, recording
+//!   every connection lost or stalled.
 //!
 //! Everything the lab creates (namespaces, processes, sockets) is torn down when the [`Lab`]
 //! is dropped, also while unwinding from a failed assertion. All traffic stays inside the
 //! lab's own namespaces. Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN).
 
+pub mod appliance;
 pub mod capture;
 pub mod demo;
 pub mod haldir;
@@ -19,6 +24,7 @@ pub mod inject;
 pub mod keepalived;
 pub mod netns;
 pub mod probe;
+pub mod traffic;
 pub mod vm;
 
 use std::ffi::OsStr;
@@ -35,6 +41,7 @@ pub use netns::{in_netns, spawn_in_netns, Lab};
 /// Signals for [`Lab::kill`].
 pub use nix::sys::signal::Signal;
 pub use probe::{ProbeConfig, ProbeReport, Prober, Reply, Responder};
+pub use traffic::{EchoServer, Traffic, TrafficConfig, TrafficReport};
 
 /// True when the process runs as root (effective uid 0): the lab needs it.
 pub fn is_root() -> bool {

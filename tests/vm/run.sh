@@ -4,6 +4,8 @@
 #   bash tests/vm/run.sh [ARGS...]      # as root; ARGS go to every test binary (a name filter)
 #   bash tests/vm/run.sh --bench        # instead: the IPVS benchmark (bench/ipvs_bulk.rs)
 #   HALDIR_VM_BINARIES="target/debug/deps/kernel_x-HASH ..." bash tests/vm/run.sh   # no build
+#   bash tests/vm/run.sh --lab BINARY [ARGS...]   # instead: `BINARY ARGS` in the VM, live
+#                                                 # (what `haldir lab` does without IPVS)
 #
 # The host kernel of the development and CI machines has no IPVS, so this script:
 #   1. installs what it needs when absent: qemu-system-x86, Debian's linux-image-amd64 (a
@@ -37,6 +39,15 @@ if [[ ${1:-} == --bench ]]; then
     MODE=bench
     shift
 fi
+# --lab BINARY ARGS...: no build; run one host binary (the demo: `haldir lab ...`) inside
+# the VM with its output streamed here, and exit with its status.
+LAB_BINARY=
+if [[ ${1:-} == --lab ]]; then
+    MODE=lab
+    shift
+    LAB_BINARY=${1:-}
+    shift || true
+fi
 
 say() { printf '==> vm: %s\n' "$*"; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -46,6 +57,10 @@ die() {
 }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (installs packages, boots the VM)"
+if [[ $MODE == lab ]]; then
+    [[ -n $LAB_BINARY && -x $LAB_BINARY ]] || die "--lab needs an executable binary, got '${LAB_BINARY}'"
+    LAB_BINARY=$(realpath "$LAB_BINARY")
+fi
 start_all=$(date +%s.%N)
 
 # --- 1. what the rig needs ------------------------------------------------------------------
@@ -100,7 +115,9 @@ for line in open(sys.argv[1]):
                  else target.get("name", "").startswith("kernel_"))):
         print(msg["executable"])
 '
-if [[ -n ${HALDIR_VM_BINARIES:-} ]]; then
+if [[ $MODE == lab ]]; then
+    BINARIES=()
+elif [[ -n ${HALDIR_VM_BINARIES:-} ]]; then
     # Debugging knob: run these already built binaries instead of building.
     read -r -d "" -a BINARIES <<<"$HALDIR_VM_BINARIES" || true
 elif [[ $MODE == bench ]]; then
@@ -130,7 +147,7 @@ fi
 # developer) cannot wipe each other's results.
 mkdir -p "$REPO/target"
 RESULTS=$(mktemp -d "$REPO/target/vm-results.XXXXXX")
-printf '%s\n' "${BINARIES[@]}" >"$RESULTS/binaries"
+if ((${#BINARIES[@]})); then printf '%s\n' "${BINARIES[@]}"; fi >"$RESULTS/binaries"
 { printf 'ARGS=('; if (($#)); then printf '%q ' "$@"; fi; echo ')'; } >"$RESULTS/args.sh"
 cat >"$RESULTS/inner.sh" <<EOF
 #!/bin/bash
@@ -150,6 +167,10 @@ echo "\${loaded[*]}" >"\$R/schedulers"
 export HALDIR_IN_VM=1 HALDIR_VM_SCHEDULERS="\${loaded[*]}" RUST_BACKTRACE=1 TMPDIR=/tmp
 source "\$R/args.sh"
 cd $REPO
+if [[ $MODE == lab ]]; then
+    "$LAB_BINARY" "\${ARGS[@]}" </dev/null 2>&1 | tee "\$R/lab.out"
+    echo "\${PIPESTATUS[0]}" >"\$R/lab.rc"
+fi
 while read -r bin; do
     name=\$(basename "\$bin")
     start=\$(cut -d' ' -f1 /proc/uptime)
@@ -162,14 +183,23 @@ cut -d' ' -f1 /proc/uptime >"\$R/done"
 EOF
 chmod +x "$RESULTS/inner.sh"
 
-say "booting $KVER under software emulation (2 CPUs, 1 GiB) and running the kernel tests"
 start_vm=$(date +%s.%N)
 set +e
-PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
-    "$VNG_VENV/bin/vng" --verbose -r "/boot/vmlinuz-$KVER" --disable-kvm --cpus 2 --memory 1G \
-    --rwdir "$RESULTS" --exec "bash $RESULTS/inner.sh" \
-    </dev/null >"$RESULTS/vng.log" 2>&1
-vng_rc=$?
+if [[ $MODE == lab ]]; then
+    say "booting $KVER under software emulation (2 CPUs, 1 GiB; about 20 s) to run: $LAB_BINARY $*"
+    PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
+        "$VNG_VENV/bin/vng" -r "/boot/vmlinuz-$KVER" --disable-kvm --cpus 2 --memory 1G \
+        --rwdir "$RESULTS" --exec "bash $RESULTS/inner.sh" \
+        </dev/null 2>&1 | tee "$RESULTS/vng.log"
+    vng_rc=${PIPESTATUS[0]}
+else
+    say "booting $KVER under software emulation (2 CPUs, 1 GiB) and running the kernel tests"
+    PATH="$VNG_VENV/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
+        "$VNG_VENV/bin/vng" --verbose -r "/boot/vmlinuz-$KVER" --disable-kvm --cpus 2 --memory 1G \
+        --rwdir "$RESULTS" --exec "bash $RESULTS/inner.sh" \
+        </dev/null >"$RESULTS/vng.log" 2>&1
+    vng_rc=$?
+fi
 set -e
 vm_seconds=$(since "$start_vm")
 
@@ -182,6 +212,12 @@ say "VM booted kernel $(cat "$RESULTS/kernel") in $(cat "$RESULTS/booted_at") s 
 say "IPVS schedulers loaded: $(cat "$RESULTS/schedulers")"
 if [[ -s $RESULTS/modprobe.err ]]; then
     say "modprobe said: $(tr '\n' ' ' <"$RESULTS/modprobe.err")"
+fi
+if [[ $MODE == lab ]]; then
+    [[ -f $RESULTS/done ]] || die "THE VM DID NOT FINISH (vng exit $vng_rc after ${vm_seconds%.*} s, timeout ${VM_TIMEOUT} s; log: $RESULTS/vng.log)"
+    lab_rc=$(cat "$RESULTS/lab.rc" 2>/dev/null || echo 1)
+    say "VM wall time ${vm_seconds%.*} s (boot + demo + shutdown); $LAB_BINARY exited $lab_rc (output kept in $RESULTS/lab.out)"
+    exit "$lab_rc"
 fi
 
 failed=()

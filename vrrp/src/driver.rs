@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::auth::{AuthConfig, Authenticator, Verdict};
 use crate::netif::{InterfaceInfo, Netif, NetifError};
 use crate::router::{Action, Router, RouterConfig, RouterStats, State, TransitionReason};
 use crate::socket::{AdvertSocket, FrameSocket, ReceiveError, ReceivedAdvert};
@@ -28,6 +29,14 @@ const RECEIVE_BUFFER: usize = 9000;
 const MAX_QUEUED_BEFORE_TIMERS: usize = 64;
 /// How often the interfaces of the instances (and their tracked ones) are read.
 const LINK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The wall-clock time since the Unix epoch (sequence numbers and the
+/// freshness window of `auth_hmac` are wall-clock based).
+fn unix_now() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
 
 /// Everything the driver needs to run one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +61,8 @@ pub struct InstanceSpec {
     /// `track_interface`: while any of these interfaces (or the instance's
     /// own) is down or missing, the instance is in FAULT.
     pub track_interfaces: Vec<String>,
+    /// `auth_hmac`: HMAC authentication of adverts ([`crate::auth`]).
+    pub auth: Option<AuthConfig>,
 }
 
 /// Errors that stop the driver from starting.
@@ -158,6 +169,8 @@ struct Instance {
     group_fault: bool,
     /// Its interface or a tracked interface (`track_interface`) is down.
     link_fault: bool,
+    /// `auth_hmac`: keys, send sequence and replay marks.
+    auth: Option<Authenticator>,
 }
 
 impl Instance {
@@ -902,12 +915,14 @@ impl Link {
             LinkCommand::Add(spec) => {
                 let mut router = Router::new(spec.router.clone());
                 router.startup(now);
+                let auth = spec.auth.clone().map(Authenticator::new);
                 self.instances.push(Instance {
                     spec,
                     router,
                     tracking: Tracking::default(),
                     group_fault: false,
                     link_fault: false,
+                    auth,
                 });
                 self.carry_out(self.instances.len() - 1).await;
             }
@@ -917,6 +932,14 @@ impl Link {
                     let mut config = spec.router.clone();
                     // Tracking still applies on top of the new configured priority.
                     config.priority = instance.tracking.effective_priority(config.priority);
+                    // New keys or mode; the send sequence and the replay marks stay.
+                    instance.auth = match (instance.auth.take(), spec.auth.clone()) {
+                        (Some(mut auth), Some(config)) => {
+                            auth.reconfigure(config);
+                            Some(auth)
+                        }
+                        (_, config) => config.map(Authenticator::new),
+                    };
                     instance.router.reconfigure(now, config);
                     instance.spec = spec;
                     self.carry_out(i).await;
@@ -1042,8 +1065,8 @@ impl Link {
         ttl: u8,
         payload: &[u8],
     ) {
-        let advert = match AdvertRepr::parse(payload, *source, *destination) {
-            Ok(advert) => advert,
+        let (advert, trailer) = match AdvertRepr::parse_signed(payload, *source, *destination) {
+            Ok(parsed) => parsed,
             Err(e) => {
                 self.count_drop(e.as_str());
                 return;
@@ -1061,6 +1084,11 @@ impl Link {
             self.count_drop("unknown_vrid");
             return;
         };
+        if !self.authenticate(i, source, payload, trailer) {
+            // Publishes the counted drop.
+            self.carry_out(i).await;
+            return;
+        }
         let now = Instant::now();
         if let Err(reason) = self.instances[i]
             .router
@@ -1078,6 +1106,47 @@ impl Link {
             }
         }
         self.carry_out(i).await;
+    }
+
+    /// Runs instance `i`'s `auth_hmac` checks on an advert (`payload`, with
+    /// its trailer at `trailer`) and counts the verdict; false when the
+    /// advert must be dropped.
+    fn authenticate(
+        &mut self,
+        i: usize,
+        source: &IpAddr,
+        payload: &[u8],
+        trailer: Option<std::ops::Range<usize>>,
+    ) -> bool {
+        let message = &payload[..trailer.as_ref().map_or(payload.len(), |t| t.start)];
+        let instance = &mut self.instances[i];
+        let verdict = match &mut instance.auth {
+            Some(auth) => auth.check(unix_now(), *source, message, trailer.map(|t| &payload[t])),
+            // Not configured: a trailer is a length mismatch to us, as to
+            // any receiver without the extension.
+            None if trailer.is_some() => Verdict::Dropped(crate::auth::AuthFailure::Unexpected),
+            None => return true,
+        };
+        let keep = instance.router.record_auth(verdict);
+        if let Verdict::Accepted(failure) | Verdict::Dropped(failure) = verdict {
+            let stats = instance.router.stats();
+            let count = if keep {
+                stats.auth_accepted[&failure]
+            } else {
+                stats.drops[&crate::router::DropReason::Auth(failure)]
+            };
+            if count <= 10 || count % 1000 == 0 {
+                warn!(
+                    instance = %instance.spec.name,
+                    %source,
+                    reason = failure.as_str(),
+                    accepted = keep,
+                    count,
+                    "advert failed authentication"
+                );
+            }
+        }
+        keep
     }
 
     /// This link's entry in the status.
@@ -1106,7 +1175,7 @@ impl Link {
     async fn carry_out(&mut self, i: usize) {
         while let Some(action) = self.instances[i].router.poll_action() {
             match action {
-                Action::SendAdvert(advert) => self.send_advert(&advert),
+                Action::SendAdvert(advert) => self.send_advert(i, &advert),
                 Action::AddVirtualAddresses(addresses) => {
                     let spec = &self.instances[i].spec;
                     for address in addresses {
@@ -1202,15 +1271,36 @@ impl Link {
         });
     }
 
-    fn send_advert(&mut self, advert: &AdvertRepr) {
-        let mut message = vec![0u8; advert.buffer_len()];
+    fn send_advert(&mut self, i: usize, advert: &AdvertRepr) {
         let destinations = if self.unicast_peers.is_empty() {
             vec![self.adverts.multicast_group()]
         } else {
             self.unicast_peers.clone()
         };
+        // One sequence number per advert: every unicast peer gets the same
+        // signed advert (the HMAC does not cover the destination).
+        let signing = self.instances[i]
+            .auth
+            .as_mut()
+            .and_then(|auth| auth.sign(unix_now()));
+        let extra = if signing.is_some() {
+            crate::wire::auth::TRAILER_LEN
+        } else {
+            0
+        };
+        let mut message = vec![0u8; advert.buffer_len() + extra];
         for destination in destinations {
-            advert.emit(&mut message, self.source, destination);
+            match &signing {
+                Some((key, key_id, sequence)) => advert.emit_signed(
+                    &mut message,
+                    self.source,
+                    destination,
+                    key,
+                    *key_id,
+                    *sequence,
+                ),
+                None => advert.emit(&mut message, self.source, destination),
+            }
             if let Err(e) = self.adverts.send(&message, destination) {
                 self.status.send_modify(|s| {
                     if let Some(link) = self.link_status(s) {
@@ -1290,6 +1380,7 @@ mod tests {
             unicast_source: None,
             unicast_peers: Vec::new(),
             track_interfaces: Vec::new(),
+            auth: None,
             accept: true,
         }
     }

@@ -14,6 +14,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::auth::{AuthFailure, Verdict};
 use crate::wire::vrrp::{AdvertRepr, Auth, Version};
 
 /// The RFC 5798 §6.4 states, plus Fault.
@@ -104,6 +105,9 @@ pub enum DropReason {
     OwnAdvert,
     /// The advert carries a zero advertisement interval (RFC 5798 §5.2.7 forbids it).
     ZeroInterval,
+    /// `auth_hmac` in enforce mode: the advert failed authentication
+    /// ([`crate::auth`]), or it carries a trailer we were not configured for.
+    Auth(AuthFailure),
 }
 
 impl DropReason {
@@ -117,6 +121,7 @@ impl DropReason {
             DropReason::IntervalMismatch => "interval_mismatch",
             DropReason::OwnAdvert => "own_advert",
             DropReason::ZeroInterval => "zero_interval",
+            DropReason::Auth(failure) => failure.as_str(),
         }
     }
 }
@@ -214,6 +219,11 @@ pub struct RouterStats {
     pub transitions: u64,
     /// Adverts whose address list differs from ours (accepted; RFC 5798 §7.1 says MAY log).
     pub address_list_mismatch: u64,
+    /// Adverts whose authentication trailer verified (`auth_hmac`).
+    pub adverts_authenticated: u64,
+    /// Adverts that failed authentication and were accepted anyway
+    /// (`auth_hmac` in permissive or receive-only mode), by reason.
+    pub auth_accepted: BTreeMap<AuthFailure, u64>,
 }
 
 /// The deadlines the router keeps.
@@ -516,6 +526,27 @@ impl Router {
         if advert_changed {
             self.send_advert_now(now);
         }
+    }
+
+    /// Counts the authentication verdict on an advert about to be handed to
+    /// [`Router::handle_advert`] (see [`crate::auth`]); false when it must be
+    /// dropped instead (counted as a drop, like the RFC 5798 §7.1 checks).
+    pub fn record_auth(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Authenticated => self.stats.adverts_authenticated += 1,
+            Verdict::Accepted(failure) => {
+                *self.stats.auth_accepted.entry(failure).or_default() += 1
+            }
+            Verdict::Dropped(failure) => {
+                *self
+                    .stats
+                    .drops
+                    .entry(DropReason::Auth(failure))
+                    .or_default() += 1;
+                return false;
+            }
+        }
+        true
     }
 
     /// A decoded advert arrived from `source` with IP TTL / hop limit `ttl`.

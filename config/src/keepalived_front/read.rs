@@ -38,6 +38,9 @@ pub(super) struct Source {
     pub(super) tokens: Vec<Token>,
     /// Unterminated quotes, unsupported preprocessor lines, include failures.
     pub(super) errors: Vec<ConfigError>,
+    /// Every included file read, with the `include` line that named it (for
+    /// `enable_script_security`).
+    pub(super) included: Vec<(PathBuf, Loc)>,
 }
 
 /// Reads `text` (the file called `file`, at `canonical` on disk if known);
@@ -48,6 +51,7 @@ pub(super) fn read(text: &str, file: Arc<str>, canonical: Option<PathBuf>, dir: 
         errors: Vec::new(),
         stack: Vec::new(),
         line: 0,
+        included: Vec::new(),
     };
     reader
         .stack
@@ -56,6 +60,7 @@ pub(super) fn read(text: &str, file: Arc<str>, canonical: Option<PathBuf>, dir: 
     Source {
         tokens: reader.tokens,
         errors: reader.errors,
+        included: reader.included,
     }
 }
 
@@ -65,6 +70,7 @@ struct Reader {
     /// The files being read, outermost first (canonical paths), for loop detection.
     stack: Vec<PathBuf>,
     line: usize,
+    included: Vec<(PathBuf, Loc)>,
 }
 
 /// A word as scanned from one line: its text and 0-based character column.
@@ -202,6 +208,7 @@ impl Reader {
                 continue;
             }
             let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            self.included.push((path.clone(), at.clone()));
             self.stack.push(canonical);
             self.text(&text, &name, &sub_dir, depth + 1);
             self.stack.pop();

@@ -15,6 +15,11 @@
 //! 6. the length is exactly what the address count implies (`length_mismatch`);
 //! 7. v2 authentication type is 0 or 1 (`unsupported_auth`).
 //!
+//! [`AdvertRepr::parse_signed`] also accepts a payload exactly
+//! [`super::auth::TRAILER_LEN`] bytes longer than step 6 implies: an advert
+//! with an authentication trailer (see [`super::auth`]); [`AdvertRepr::parse`]
+//! rejects it as `length_mismatch`, as any receiver without the extension does.
+//!
 //! Step 6 is what keeps CARP (also protocol 112 to 224.0.0.18, first byte
 //! 0x21) from being read as a VRRPv2 advert with priority 0: CARP's `authlen`
 //! of 7 lands on the address count and implies 44 bytes, not CARP's 36.
@@ -439,6 +444,25 @@ impl AdvertRepr {
     /// of 1; comparing the addresses with the configuration is the router's
     /// business (RFC 3768 §7.1, RFC 5798 §7.1).
     pub fn parse(payload: &[u8], src: IpAddr, dst: IpAddr) -> Result<AdvertRepr, DecodeError> {
+        match AdvertRepr::parse_signed(payload, src, dst)? {
+            (advert, None) => Ok(advert),
+            // A trailer is a length mismatch to a receiver that does not
+            // expect one (RFC 5798 §7.1: the length MUST be checked).
+            (_, Some(_)) => Err(DecodeError::LengthMismatch),
+        }
+    }
+
+    /// [`AdvertRepr::parse`], also accepting an advert followed by an
+    /// authentication trailer ([`super::auth`]): a payload exactly
+    /// [`super::auth::TRAILER_LEN`] bytes longer than the count implies.
+    /// Returns where the trailer lies in `payload`; the message is
+    /// `payload[..trailer.start]`. Over IPv4 the checksum covers the message
+    /// only; over IPv6 the whole payload (see [`super::auth`]).
+    pub fn parse_signed(
+        payload: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<(AdvertRepr, Option<std::ops::Range<usize>>), DecodeError> {
         let packet = Packet::new_checked(payload)?;
 
         let version = match packet.version() {
@@ -460,16 +484,26 @@ impl AdvertRepr {
             _ => return Err(DecodeError::BadAddressFamily),
         };
 
+        let addr_len = if ipv6 { 16 } else { 4 };
+        let expected_len = packet.expected_len(addr_len);
+        let signed = payload.len() == expected_len + super::auth::TRAILER_LEN;
+        let message = if signed {
+            &payload[..expected_len]
+        } else {
+            payload
+        };
+
         // RFC 5798 §7.1 / RFC 3768 §7.1: MUST verify the checksum.
-        if !packet.verify_checksum(src, dst) {
+        let covered = if signed && !ipv6 { message } else { payload };
+        if !Packet::new_unchecked(covered).verify_checksum(src, dst) {
             return Err(DecodeError::BadChecksum);
         }
 
         // Exact length, as keepalived does: no trailing bytes, no short packet.
-        let addr_len = if ipv6 { 16 } else { 4 };
-        if payload.len() != packet.expected_len(addr_len) {
+        if message.len() != expected_len {
             return Err(DecodeError::LengthMismatch);
         }
+        let packet = Packet::new_unchecked(message);
 
         let (advert_interval_centis, auth) = match version {
             Version::V2 => {
@@ -502,14 +536,15 @@ impl AdvertRepr {
             .collect::<Option<Vec<_>>>()
             .ok_or(DecodeError::LengthMismatch)?;
 
-        Ok(AdvertRepr {
+        let advert = AdvertRepr {
             version,
             vrid: packet.vrid(),
             priority: packet.priority(),
             advert_interval_centis,
             auth,
             addresses,
-        })
+        };
+        Ok((advert, signed.then_some(expected_len..payload.len())))
     }
 
     /// The length [`AdvertRepr::emit`] writes.
@@ -581,6 +616,38 @@ impl AdvertRepr {
         }
 
         packet.fill_checksum(src, dst);
+    }
+
+    /// Emits the advert followed by an authentication trailer of `key_id` and
+    /// `sequence`, signed with `key` ([`super::auth`]), into
+    /// `buf[..buffer_len() + TRAILER_LEN]`. The checksum covers the message
+    /// over IPv4 and the whole payload over IPv6.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than that.
+    pub fn emit_signed(
+        &self,
+        buf: &mut [u8],
+        src: IpAddr,
+        dst: IpAddr,
+        key: &ring::hmac::Key,
+        key_id: u8,
+        sequence: u64,
+    ) {
+        let len = self.buffer_len();
+        let total = len + super::auth::TRAILER_LEN;
+        self.emit(&mut buf[..len], src, dst);
+        let hmac = super::auth::compute(key, src, &buf[..len], key_id, sequence);
+        super::auth::TrailerRepr {
+            key_id,
+            sequence,
+            hmac,
+        }
+        .emit(&mut buf[len..total]);
+        if src.is_ipv6() {
+            // The IPv6 transport checksum covers the trailer too.
+            Packet::new_unchecked(&mut buf[..total]).fill_checksum(src, dst);
+        }
     }
 }
 

@@ -1,0 +1,1300 @@
+//! The two-NIC LVS direct-routing appliance: the topology haldir is built for, in network
+//! namespaces, reusable by the demo (`haldir lab`) and the tests.
+//!
+//! ```text
+//!  client 10.9.0.10 ── br2 ── gw eth1 10.9.0.1          (upstream; gw forwards, rp_filter off)
+//!                              gw eth0 10.1.0.254 ─┐
+//!           r1 eth0 10.1.0.1 ──────────────────────┼── br0  public: VRRP VI_PUBLIC, VIP 10.1.0.100
+//!           r2 eth0 10.1.0.2 ──────────────────────┘
+//!           r1 eth1 10.2.0.1 ──────────────────────┐
+//!           r2 eth1 10.2.0.2 ──────────────────────┤
+//!              rs1 10.2.0.11 ──────────────────────┼── br1  private: VI_PRIVATE (10.2.0.100),
+//!              rs2 10.2.0.12 ──────────────────────┤        DR forwarding, IPVS sync daemon
+//!                              gw eth2 10.2.0.254 ─┘
+//! ```
+//!
+//! The three bridges live in the lab's switch namespace. The routers run haldir with a
+//! `vrrp_sync_group` of two VRRPv3 instances (VI_PUBLIC on eth0 with the VIP, VI_PRIVATE
+//! on eth1 with a floating private address), priorities 150 (r1) and 100 (r2), preempt;
+//! `lvs_sync_daemon` on eth1 following VI_PUBLIC; and a DR `virtual_server` VIP:7000 (rr)
+//! over rs1 and rs2 with `TCP_CHECK`s. The real servers hold the VIP on `lo` with
+//! `arp_ignore=1` / `arp_announce=2`, run an [`EchoServer`] on port 7000, and answer the
+//! client through their default route, gw's private leg, never through a router.
+//!
+//! A [`ForwardWatch`] on the private bridge sees which router forwards the client's
+//! packets to the real servers, and when that changes: the data path's side of a failover.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
+
+use super::capture::{Frame, FrameKind};
+use super::haldir::Haldir;
+use super::netns::{in_netns, Lab, BRIDGE};
+use super::run_checked;
+use super::traffic::{EchoServer, TrafficConfig};
+
+/// The public virtual address clients connect to.
+pub const VIP: &str = "10.1.0.100";
+/// The floating address on the private side (VI_PRIVATE).
+pub const PRIVATE_VIP: &str = "10.2.0.100";
+/// The service port of the virtual server and of the echo servers.
+pub const SERVICE_PORT: u16 = 7000;
+/// The two routers (directors), in priority order.
+pub const ROUTERS: [&str; 2] = ["r1", "r2"];
+/// The real servers and their private addresses.
+pub const REAL_SERVERS: [(&str, &str); 2] = [("rs1", "10.2.0.11"), ("rs2", "10.2.0.12")];
+/// The client host.
+pub const CLIENT: &str = "client";
+/// The upstream gateway.
+pub const GATEWAY: &str = "gw";
+/// The VRRP instance names of the sync group.
+pub const INSTANCES: [&str; 2] = ["VI_PUBLIC", "VI_PRIVATE"];
+/// The public bridge (the lab's own `br0`).
+pub const PUBLIC_BRIDGE: &str = BRIDGE;
+/// The private bridge.
+pub const PRIVATE_BRIDGE: &str = "br1";
+/// The bridge between the client and the gateway.
+pub const UPSTREAM_BRIDGE: &str = "br2";
+
+const CLIENT_ADDR: &str = "10.9.0.10/24";
+const GW_UPSTREAM: &str = "10.9.0.1";
+const GW_PUBLIC: &str = "10.1.0.254";
+const GW_PRIVATE: &str = "10.2.0.254";
+
+/// Settings of the appliance's routers.
+#[derive(Debug, Clone)]
+pub struct ApplianceOptions {
+    /// VRRPv3 advertisement interval of both instances (default 100 ms).
+    pub advert_int: Duration,
+    /// Priorities of r1 and r2 (default 150, 100).
+    pub priorities: [u8; 2],
+    /// `preempt_delay` in seconds (default 0).
+    pub preempt_delay: f64,
+    /// The sync daemon's `id` (default 51).
+    pub sync_id: u8,
+    /// Extra lines for `[global_defs]`.
+    pub global_extra: Vec<String>,
+}
+
+impl Default for ApplianceOptions {
+    fn default() -> Self {
+        ApplianceOptions {
+            advert_int: Duration::from_millis(100),
+            priorities: [150, 100],
+            preempt_delay: 0.0,
+            sync_id: 51,
+            global_extra: Vec::new(),
+        }
+    }
+}
+
+/// The appliance's hosts, links and echo servers in a [`Lab`]; see the module docs.
+#[derive(Debug)]
+pub struct Appliance<'l> {
+    lab: &'l Lab,
+    options: ApplianceOptions,
+    echo: Vec<EchoServer>,
+}
+
+/// The MAC of a router's private NIC (`eth1`): `02:48:4c:01:00:0N`.
+pub fn private_mac(router: &str) -> [u8; 6] {
+    let n = if router == ROUTERS[0] { 1 } else { 2 };
+    [0x02, 0x48, 0x4c, 0x01, 0x00, n]
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Writes `/proc/sys/<key>` in host `host`'s namespace (no fork: cheap in the VM).
+fn sysctls(lab: &Lab, host: &str, settings: &[(&str, &str)]) -> anyhow::Result<()> {
+    let ns = lab.ns_name(host);
+    in_netns(&ns, || -> anyhow::Result<()> {
+        for (key, value) in settings {
+            let path = Path::new("/proc/sys").join(key);
+            std::fs::write(&path, value)
+                .with_context(|| format!("cannot write {value} to {} in {ns}", path.display()))?;
+        }
+        Ok(())
+    })?
+}
+
+impl<'l> Appliance<'l> {
+    /// Builds the topology in `lab` (which must be fresh) and starts the echo servers.
+    ///
+    /// Commands are batched (`ip -n NS -batch FILE`) and sysctls written directly: under
+    /// software emulation every fork+exec costs a good fraction of a second.
+    pub fn build(lab: &'l Lab, options: ApplianceOptions) -> anyhow::Result<Appliance<'l>> {
+        let sw = lab.switch_ns();
+        let batch = |name: &str, ns: &str, lines: &[String]| -> anyhow::Result<()> {
+            let file = lab.dir().join(format!("{name}.ip-batch"));
+            std::fs::write(&file, lines.join("\n") + "\n")
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            run_checked(
+                std::process::Command::new("ip")
+                    .args(["-n", ns, "-batch"])
+                    .arg(&file),
+            )
+            .with_context(|| format!("ip -batch in {ns}:\n{}", lines.join("\n")))?;
+            Ok(())
+        };
+        batch(
+            "sw-bridges",
+            &sw,
+            &[PRIVATE_BRIDGE, UPSTREAM_BRIDGE]
+                .iter()
+                .flat_map(|bridge| {
+                    [
+                        format!(
+                            "link add {bridge} type bridge stp_state 0 forward_delay 0 \
+                             mcast_snooping 0"
+                        ),
+                        format!("link set {bridge} up"),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )?;
+
+        lab.add_host(GATEWAY, &[&format!("{GW_PUBLIC}/24")])?;
+        lab.add_host(CLIENT, &[CLIENT_ADDR])?;
+        for (n, router) in ROUTERS.iter().enumerate() {
+            lab.add_host(router, &[&format!("10.1.0.{}/24", n + 1)])?;
+        }
+        for (server, address) in REAL_SERVERS {
+            lab.add_host(server, &[&format!("{address}/24")])?;
+        }
+
+        // Second and third NICs: (host, ifname, bridge port, bridge, MAC, address).
+        let mut nics: Vec<(&str, &str, String, &str, [u8; 6], String)> = vec![
+            (
+                GATEWAY,
+                "eth1",
+                "u-gw".into(),
+                UPSTREAM_BRIDGE,
+                [0x02, 0x48, 0x4c, 0x02, 0x00, 0x01],
+                format!("{GW_UPSTREAM}/24"),
+            ),
+            (
+                GATEWAY,
+                "eth2",
+                "q-gw".into(),
+                PRIVATE_BRIDGE,
+                [0x02, 0x48, 0x4c, 0x01, 0x00, 0xfe],
+                format!("{GW_PRIVATE}/24"),
+            ),
+        ];
+        for (n, router) in ROUTERS.iter().enumerate() {
+            nics.push((
+                router,
+                "eth1",
+                format!("q-{router}"),
+                PRIVATE_BRIDGE,
+                private_mac(router),
+                format!("10.2.0.{}/24", n + 1),
+            ));
+        }
+        // The gateway forwards and must not drop the real servers' replies, which come
+        // from the VIP on its private leg: no reverse-path filter (set before its NICs).
+        sysctls(
+            lab,
+            GATEWAY,
+            &[
+                ("net/ipv4/ip_forward", "1"),
+                ("net/ipv4/conf/all/rp_filter", "0"),
+                ("net/ipv4/conf/default/rp_filter", "0"),
+                ("net/ipv4/conf/eth0/rp_filter", "0"),
+            ],
+        )?;
+        let mut sw_lines = Vec::new();
+        for (host, ifname, port, bridge, _, _) in &nics {
+            sw_lines.push(format!(
+                "link add {port} type veth peer name {ifname} netns {}",
+                lab.ns_name(host)
+            ));
+            sw_lines.push(format!("link set {port} master {bridge}"));
+            sw_lines.push(format!("link set {port} up"));
+        }
+        // The client and the real servers were added on the public bridge: move them.
+        for (host, bridge) in [
+            (CLIENT, UPSTREAM_BRIDGE),
+            (REAL_SERVERS[0].0, PRIVATE_BRIDGE),
+            (REAL_SERVERS[1].0, PRIVATE_BRIDGE),
+        ] {
+            sw_lines.push(format!("link set p-{host} master {bridge}"));
+        }
+        batch("sw-ports", &sw, &sw_lines)?;
+
+        let mut host_lines: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (host, ifname, _, _, mac, address) in &nics {
+            let lines = host_lines.entry(host).or_default();
+            lines.push(format!("link set {ifname} address {}", mac_text(*mac)));
+            lines.push(format!("addr add {address} dev {ifname}"));
+            lines.push(format!("link set {ifname} up"));
+        }
+        host_lines
+            .entry(CLIENT)
+            .or_default()
+            .push(format!("route add default via {GW_UPSTREAM}"));
+        for router in ROUTERS {
+            host_lines
+                .entry(router)
+                .or_default()
+                .push(format!("route add default via {GW_PUBLIC}"));
+        }
+        for (server, _) in REAL_SERVERS {
+            // The real servers hold the VIP on lo, never answer ARP for it nor use it in
+            // ARP, and answer the client through the gateway.
+            sysctls(
+                lab,
+                server,
+                &[
+                    ("net/ipv4/conf/all/arp_ignore", "1"),
+                    ("net/ipv4/conf/all/arp_announce", "2"),
+                    ("net/ipv4/conf/eth0/arp_ignore", "1"),
+                    ("net/ipv4/conf/eth0/arp_announce", "2"),
+                ],
+            )?;
+            let lines = host_lines.entry(server).or_default();
+            lines.push(format!("addr add {VIP}/32 dev lo"));
+            lines.push(format!("route add default via {GW_PRIVATE}"));
+        }
+        for (host, lines) in &host_lines {
+            batch(host, &lab.ns_name(host), lines)?;
+        }
+
+        let mut echo = Vec::new();
+        for (server, _) in REAL_SERVERS {
+            echo.push(EchoServer::start(lab, server, SERVICE_PORT)?);
+        }
+        Ok(Appliance { lab, options, echo })
+    }
+
+    /// The lab it lives in.
+    pub fn lab(&self) -> &'l Lab {
+        self.lab
+    }
+
+    /// Its options.
+    pub fn options(&self) -> &ApplianceOptions {
+        &self.options
+    }
+
+    /// The echo servers, rs1 first.
+    pub fn echo_servers(&self) -> &[EchoServer] {
+        &self.echo
+    }
+
+    /// Where the client connects: VIP:7000.
+    pub fn target() -> SocketAddr {
+        SocketAddr::new(
+            VIP.parse::<Ipv4Addr>().expect("literal").into(),
+            SERVICE_PORT,
+        )
+    }
+
+    /// The haldir configuration (TOML) of `router` ("r1" or "r2").
+    pub fn router_config(&self, router: &str) -> String {
+        router_config(&self.options, router)
+    }
+
+    /// Starts haldir in `router` with [`Appliance::router_config`].
+    pub fn start_router(&self, router: &str, binary: &Path) -> anyhow::Result<Haldir<'l>> {
+        Haldir::start_with_timeout(
+            self.lab,
+            router,
+            binary,
+            &self.router_config(router),
+            &[],
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Which routers hold the public VIP, and which the private one (read with
+    /// getifaddrs(3) inside each router's namespace: no fork).
+    pub fn holders(&self) -> (Vec<&'static str>, Vec<&'static str>) {
+        let vip: IpAddr = VIP.parse().expect("literal");
+        let private: IpAddr = PRIVATE_VIP.parse().expect("literal");
+        let mut public_on = Vec::new();
+        let mut private_on = Vec::new();
+        for router in ROUTERS {
+            let addresses = self.addresses(router);
+            if addresses.contains(&vip) {
+                public_on.push(router);
+            }
+            if addresses.contains(&private) {
+                private_on.push(router);
+            }
+        }
+        (public_on, private_on)
+    }
+
+    /// Every address of host `host` (empty when it cannot be read).
+    pub fn addresses(&self, host: &str) -> Vec<IpAddr> {
+        in_netns(&self.lab.ns_name(host), || {
+            nix::ifaddrs::getifaddrs()
+                .map(|list| {
+                    list.filter_map(|a| {
+                        let address = a.address?;
+                        if let Some(v4) = address.as_sockaddr_in() {
+                            Some(IpAddr::V4(v4.ip()))
+                        } else {
+                            address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                        }
+                    })
+                    .collect()
+                })
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` until `master` has both instances MASTER and `backup` both
+    /// BACKUP (a `None` backup: not checked, e.g. killed), and both VIPs are on `master`
+    /// and not on the backup.
+    pub fn wait_roles(
+        &self,
+        master: &Haldir<'_>,
+        backup: Option<&Haldir<'_>>,
+        timeout: Duration,
+    ) -> bool {
+        poll_until(timeout, Duration::from_millis(50), || {
+            let states_ok = INSTANCES.iter().all(|i| {
+                master.instance_state(i).as_deref() == Some("MASTER")
+                    && backup.is_none_or(|b| b.instance_state(i).as_deref() == Some("BACKUP"))
+            });
+            let (public, private) = self.holders();
+            let holds = |list: &[&str]| {
+                list.contains(&master.host()) && backup.is_none_or(|b| !list.contains(&b.host()))
+            };
+            states_ok && holds(&public) && holds(&private)
+        })
+    }
+
+    /// Cuts (or restores) `router`'s private link at the switch: its bridge port goes down,
+    /// so the router's `eth1` loses carrier.
+    pub fn set_private_link(&self, router: &str, up: bool) -> anyhow::Result<()> {
+        self.lab.link_set("sw", &format!("q-{router}"), up)
+    }
+
+    /// `ipvsadm ARGS` in `router`'s namespace, its stdout.
+    pub fn ipvsadm(&self, router: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["ipvsadm"];
+        all.extend_from_slice(args);
+        let out = self.lab.run(router, &all)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Established connections to VIP:7000 in `router`'s IPVS connection table.
+    pub fn ipvs_established(&self, router: &str) -> anyhow::Result<usize> {
+        let service = format!("{VIP}:{SERVICE_PORT}");
+        Ok(self
+            .ipvsadm(router, &["-Lnc"])?
+            .lines()
+            .filter(|l| l.contains("ESTABLISHED") && l.contains(&service))
+            .count())
+    }
+
+    /// The real servers in `router`'s IPVS service VIP:7000 (addresses, sorted).
+    pub fn ipvs_destinations(&self, router: &str) -> anyhow::Result<Vec<String>> {
+        let service = format!("{VIP}:{SERVICE_PORT}");
+        let mut in_service = false;
+        let mut list = Vec::new();
+        for line in self.ipvsadm(router, &["-Ln"])?.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                ["TCP", addr, ..] => in_service = *addr == service,
+                ["->", addr, ..] if in_service && *addr != "RemoteAddress:Port" => {
+                    list.push((*addr).to_owned())
+                }
+                _ => {}
+            }
+        }
+        list.sort();
+        Ok(list)
+    }
+
+    /// The kernel's sync daemons in `router` (`ipvsadm -L --daemon`), one line each.
+    pub fn sync_daemons(&self, router: &str) -> anyhow::Result<String> {
+        Ok(self
+            .ipvsadm(router, &["-L", "--daemon"])?
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+}
+
+/// The haldir configuration (TOML) of appliance router `router` ("r1" or "r2").
+pub fn router_config(o: &ApplianceOptions, router: &str) -> String {
+    let priority = if router == ROUTERS[0] {
+        o.priorities[0]
+    } else {
+        o.priorities[1]
+    };
+    let advert_int = format!("{:.2}", o.advert_int.as_secs_f64());
+    let global_extra = o.global_extra.join("\n");
+    let instance = |name: &str, interface: &str, vrid: u8, vip: &str| {
+        format!(
+            r#"[[vrrp_instance]]
+name = "{name}"
+interface = "{interface}"
+version = 3
+virtual_router_id = {vrid}
+priority = {priority}
+advert_int = {advert_int}
+preempt_delay = {preempt_delay}
+virtual_ipaddress = ["{vip}/32"]
+"#,
+            preempt_delay = o.preempt_delay,
+        )
+    };
+    let real_servers: String = REAL_SERVERS
+        .iter()
+        .map(|(_, address)| {
+            format!(
+                "\n[[virtual_server.real_server]]\nip = \"{address}\"\nport = {SERVICE_PORT}\nweight = 1\nTCP_CHECK = {{ connect_timeout = 3, retry = 2, delay_before_retry = 1 }}\n"
+            )
+        })
+        .collect();
+    format!(
+        r#"# haldir lab appliance: router {router} (written by src/lab/appliance.rs)
+[global_defs]
+router_id = "{router}"
+lvs_sync_daemon = {{ interface = "eth1", instance = "VI_PUBLIC", id = {sync_id} }}
+{global_extra}
+
+[[vrrp_sync_group]]
+name = "VG_APPLIANCE"
+group = ["VI_PUBLIC", "VI_PRIVATE"]
+
+{public}
+{private}
+[[virtual_server]]
+ip = "{VIP}"
+port = {SERVICE_PORT}
+protocol = "TCP"
+lb_algo = "rr"
+lb_kind = "DR"
+delay_loop = 1
+{real_servers}"#,
+        sync_id = o.sync_id,
+        public = instance("VI_PUBLIC", "eth0", 51, VIP),
+        private = instance("VI_PRIVATE", "eth1", 52, PRIVATE_VIP),
+    )
+}
+
+/// Like [`super::wait_until`], polling every `interval`: the conditions here fork `ipvsadm` or
+/// walk namespaces, which is not free in the VM.
+fn poll_until(timeout: Duration, interval: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return cond();
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// True when this kernel has IPVS (after trying `modprobe ip_vs`).
+pub fn kernel_has_ipvs() -> bool {
+    let present = || Path::new("/proc/net/ip_vs").exists();
+    if present() {
+        return true;
+    }
+    let _ = std::process::Command::new("modprobe")
+        .arg("ip_vs")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    present()
+}
+
+/// A router starting or stopping to forward the VIP's traffic to the real servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardChange {
+    /// When the first frame of the new forwarder was seen.
+    pub at: Instant,
+    /// The router that forwards from then on (index into [`ROUTERS`]).
+    pub router: usize,
+    /// When the previous forwarder's last frame was seen (`None` for the first).
+    pub previous_last: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct ForwardLog {
+    changes: Vec<ForwardChange>,
+    current: Option<usize>,
+    last_frame: Option<Instant>,
+    frames: [u64; 2],
+}
+
+/// Watches the private bridge for frames to the VIP sent by a router's `eth1` (direct
+/// routing keeps the VIP as destination and rewrites only the MAC), and records every
+/// change of forwarder. Stops on drop.
+pub struct ForwardWatch {
+    log: Arc<Mutex<ForwardLog>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ForwardWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardWatch").finish_non_exhaustive()
+    }
+}
+
+impl ForwardWatch {
+    /// Starts watching [`PRIVATE_BRIDGE`] in `lab`'s switch namespace.
+    pub fn start(lab: &Lab) -> anyhow::Result<ForwardWatch> {
+        let ns = lab.switch_ns();
+        let mut receiver = in_netns(&ns, || -> anyhow::Result<Box<dyn DataLinkReceiver>> {
+            let index = nix::net::if_::if_nametoindex(PRIVATE_BRIDGE)
+                .with_context(|| format!("no interface {PRIVATE_BRIDGE} in {ns}"))?;
+            let interface = NetworkInterface {
+                name: PRIVATE_BRIDGE.to_owned(),
+                description: String::new(),
+                index,
+                mac: None,
+                ips: Vec::new(),
+                flags: 0,
+            };
+            let config = Config {
+                read_timeout: Some(Duration::from_millis(50)),
+                read_buffer_size: 1 << 20,
+                promiscuous: true,
+                ..Config::default()
+            };
+            match pnet_datalink::channel(&interface, config) {
+                Ok(Channel::Ethernet(_tx, rx)) => Ok(rx),
+                Ok(_) => bail!("unexpected channel type on {PRIVATE_BRIDGE}"),
+                Err(e) => Err(anyhow!(e))
+                    .with_context(|| format!("cannot open AF_PACKET on {PRIVATE_BRIDGE} in {ns}")),
+            }
+        })??;
+        let vip: Ipv4Addr = VIP.parse().expect("literal");
+        let macs = [private_mac(ROUTERS[0]), private_mac(ROUTERS[1])];
+        let log = Arc::new(Mutex::new(ForwardLog::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("forward-watch".into())
+            .spawn({
+                let (log, stop) = (log.clone(), stop.clone());
+                move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(frame) = receiver.next() else { continue };
+                        let at = Instant::now();
+                        let Some(router) = forwarded_by(frame, vip, &macs) else {
+                            continue;
+                        };
+                        let mut log = lock(&log);
+                        log.frames[router] += 1;
+                        if log.current != Some(router) {
+                            let previous_last = log.current.and(log.last_frame);
+                            log.changes.push(ForwardChange {
+                                at,
+                                router,
+                                previous_last,
+                            });
+                            log.current = Some(router);
+                        }
+                        log.last_frame = Some(at);
+                    }
+                }
+            })
+            .context("cannot start the forward watch")?;
+        Ok(ForwardWatch {
+            log,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Every change of forwarder so far.
+    pub fn changes(&self) -> Vec<ForwardChange> {
+        lock(&self.log).changes.clone()
+    }
+
+    /// Frames forwarded so far by r1 and r2.
+    pub fn frames(&self) -> [u64; 2] {
+        lock(&self.log).frames
+    }
+
+    /// The first change to `router` at or after `mark`.
+    pub fn first_change_to(&self, router: usize, mark: Instant) -> Option<ForwardChange> {
+        lock(&self.log)
+            .changes
+            .iter()
+            .find(|c| c.router == router && c.at >= mark)
+            .copied()
+    }
+}
+
+impl Drop for ForwardWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Which router (index into `macs`) sent this IPv4 frame to `vip`, if any.
+fn forwarded_by(frame: &[u8], vip: Ipv4Addr, macs: &[[u8; 6]; 2]) -> Option<usize> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let dst: [u8; 4] = frame.get(14 + 16..14 + 20)?.try_into().ok()?;
+    if Ipv4Addr::from(dst) != vip {
+        return None;
+    }
+    let src = frame.get(6..12)?;
+    macs.iter().position(|m| m[..] == *src)
+}
+
+/// One takeover, as seen on the wire and by the client, relative to `mark` (the event).
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// The event all offsets are relative to.
+    pub mark: Instant,
+    /// (when, what), sorted.
+    pub events: Vec<(Instant, String)>,
+}
+
+impl Timeline {
+    /// Builds the timeline of `new` taking over from `old` (router names) after `mark`,
+    /// from the public bridge's frames and the forward watch.
+    pub fn of_takeover(
+        lab: &Lab,
+        frames: &[Frame],
+        forward: &ForwardWatch,
+        mark: Instant,
+        old: &str,
+        new: &str,
+    ) -> anyhow::Result<Timeline> {
+        let old_mac = lab.mac_bytes(old)?;
+        let new_mac = lab.mac_bytes(new)?;
+        let vip: Ipv4Addr = VIP.parse().expect("literal");
+        let mut events = Vec::new();
+        if let Some(f) = frames
+            .iter()
+            .rfind(|f| f.kind.is_vrrp() && f.src_mac() == old_mac && f.at <= mark)
+        {
+            events.push((
+                f.at,
+                format!("last VRRP advert from {old} before the event"),
+            ));
+        }
+        if let Some(f) = frames
+            .iter()
+            .find(|f| f.kind.is_vrrp() && f.src_mac() == new_mac && f.at >= mark)
+        {
+            events.push((f.at, format!("first VRRP advert from {new} (master)")));
+        }
+        if let Some(f) = frames.iter().find(|f| {
+            f.kind == FrameKind::Arp
+                && f.src_mac() == new_mac
+                && f.at >= mark
+                && arp_target(&f.bytes) == Some(vip)
+        }) {
+            events.push((f.at, format!("first gratuitous ARP for {VIP} from {new}")));
+        }
+        let new_index = ROUTERS.iter().position(|r| *r == new).unwrap_or(0);
+        if let Some(change) = forward.first_change_to(new_index, mark) {
+            if let Some(last) = change.previous_last {
+                events.push((last, format!("last client packet forwarded by {old}")));
+            }
+            events.push((
+                change.at,
+                format!("first client packet forwarded by {new} to a real server"),
+            ));
+        }
+        events.sort_by_key(|(at, _)| *at);
+        Ok(Timeline { mark, events })
+    }
+
+    /// Adds an event.
+    pub fn push(&mut self, at: Instant, what: impl Into<String>) {
+        self.events.push((at, what.into()));
+        self.events.sort_by_key(|(at, _)| *at);
+    }
+
+    /// The offset of the event described by a line containing `what`, if any.
+    pub fn offset_of(&self, what: &str) -> Option<f64> {
+        self.events
+            .iter()
+            .find(|(_, w)| w.contains(what))
+            .map(|(at, _)| offset_ms(self.mark, *at))
+    }
+}
+
+fn offset_ms(mark: Instant, at: Instant) -> f64 {
+    if at >= mark {
+        (at - mark).as_secs_f64() * 1000.0
+    } else {
+        -((mark - at).as_secs_f64() * 1000.0)
+    }
+}
+
+impl std::fmt::Display for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (at, what) in &self.events {
+            writeln!(f, "   {:+10.1} ms  {what}", offset_ms(self.mark, *at))?;
+        }
+        Ok(())
+    }
+}
+
+/// The target protocol address of an ARP frame.
+fn arp_target(frame: &[u8]) -> Option<Ipv4Addr> {
+    let bytes: [u8; 4] = frame.get(14 + 24..14 + 28)?.try_into().ok()?;
+    Some(Ipv4Addr::from(bytes))
+}
+
+/// The address part of [`VIP`].
+pub fn vip() -> IpAddr {
+    VIP.parse().expect("literal")
+}
+
+/// What [`run_story`] does: how many connections, how to fail the master, how long to wait.
+#[derive(Debug, Clone)]
+pub struct StoryOptions {
+    /// The haldir binary the routers run.
+    pub binary: std::path::PathBuf,
+    /// The routers' settings.
+    pub appliance: ApplianceOptions,
+    /// Long-lived connections opened before the failure (default 200).
+    pub connections: usize,
+    /// New connections opened after each takeover (default 20).
+    pub new_connections: usize,
+    /// Stop the master with SIGTERM instead of kill -9.
+    pub graceful: bool,
+    /// A connection silent for longer than this is stalled (default 3 s).
+    pub stall_threshold: Duration,
+    /// How long the traffic runs after each takeover before it is judged (default 4 s,
+    /// longer than the stall threshold so that a black-holed connection shows).
+    pub settle: Duration,
+    /// Bound on each election or takeover (default 60 s: a returning master may hold its
+    /// preemption until it has the connection table).
+    pub takeover_timeout: Duration,
+    /// Pacing of the connections.
+    pub traffic: TrafficConfig,
+}
+
+impl StoryOptions {
+    /// The defaults, with routers running `binary`.
+    pub fn new(binary: std::path::PathBuf) -> StoryOptions {
+        StoryOptions {
+            binary,
+            appliance: ApplianceOptions::default(),
+            connections: 200,
+            new_connections: 20,
+            graceful: false,
+            stall_threshold: Duration::from_secs(3),
+            settle: Duration::from_secs(4),
+            takeover_timeout: Duration::from_secs(60),
+            traffic: TrafficConfig::default(),
+        }
+    }
+}
+
+/// One takeover of the story, judged from the client's side.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// What happened ("kill -9 of haldir on r1", ...).
+    pub name: String,
+    /// The router that took over.
+    pub new_master: String,
+    /// The wire and the routers around the event (0 = the event).
+    pub timeline: Timeline,
+    /// From the event until the new master reported both instances MASTER.
+    pub takeover: Duration,
+    /// Connections alive at the event.
+    pub established: usize,
+    /// Of those, the ones that kept exchanging (neither lost nor stalled).
+    pub survived: usize,
+    /// Those lost after the event, described.
+    pub lost: Vec<String>,
+    /// Those stalled after the event, described.
+    pub stalled: Vec<String>,
+    /// The longest silence of any connection that ended after the event (None: every
+    /// connection kept its pace, no gap over twice the interval) and its connection id.
+    pub longest_gap: Option<(Duration, usize)>,
+    /// New connections opened after the takeover, and how many came up.
+    pub new_opened: usize,
+    /// See `new_opened`.
+    pub new_up: usize,
+    /// How many connections the new master's IPVS knew (ESTABLISHED) just before the
+    /// event, thanks to the sync daemon.
+    pub synced_before: usize,
+    /// Messages echoed per second from the event until the leg was judged, and what the
+    /// connections alive at the event would echo at their pace: a much lower rate means
+    /// the machine (say, a loaded, software-emulated VM) could not keep up.
+    pub echo_rate: (f64, f64),
+}
+
+/// The whole story's outcome.
+#[derive(Debug, Clone)]
+pub struct Story {
+    /// The failover, then the return of the old master.
+    pub legs: Vec<Leg>,
+    /// Connections by real server, over the whole run.
+    pub by_server: std::collections::BTreeMap<String, usize>,
+    /// Messages echoed over the whole run.
+    pub exchanges: u64,
+    /// Wall time of the whole story, topology to cleanup.
+    pub elapsed: Duration,
+}
+
+impl Story {
+    /// True when no connection was lost or stalled and every new connection came up.
+    pub fn clean(&self) -> bool {
+        self.legs.iter().all(|l| {
+            l.lost.is_empty()
+                && l.stalled.is_empty()
+                && l.survived == l.established
+                && l.new_up == l.new_opened
+        })
+    }
+}
+
+fn leg_outcome(
+    report: &super::traffic::TrafficReport,
+    mark: Instant,
+    threshold: Duration,
+) -> (usize, usize, Vec<String>, Vec<String>) {
+    let mut established = 0;
+    let mut lost = Vec::new();
+    let mut stalled = Vec::new();
+    for c in &report.connections {
+        let alive_at_mark = c.opened < mark
+            && c.server.is_some()
+            && c.lost.as_ref().is_none_or(|(at, _)| *at >= mark);
+        if !alive_at_mark {
+            continue;
+        }
+        established += 1;
+        let who = format!(
+            "conn {} ({}, via {})",
+            c.id,
+            c.label,
+            c.server.as_deref().unwrap_or("-")
+        );
+        if let Some((at, why)) = &c.lost {
+            lost.push(format!(
+                "{who}: lost {:+.3} s after the event: {why}",
+                offset_ms(mark, *at) / 1000.0
+            ));
+            continue;
+        }
+        // A silence counts against the event when it is longer than the threshold and
+        // lasted past `mark + threshold`: one that began before the event and ended soon
+        // after it (a hiccup of the loaded VM, say) did not come from the event.
+        let ongoing = c.last_echo.map(|last| (last, report.at));
+        let worst = c
+            .gaps
+            .iter()
+            .copied()
+            .chain(ongoing)
+            .filter(|(start, end)| {
+                end.saturating_duration_since(*start) > threshold && *end > mark + threshold
+            })
+            .map(|(start, end)| (end.saturating_duration_since(start), start))
+            .max();
+        if let Some((gap, start)) = worst {
+            stalled.push(format!(
+                "{who}: no echo for {:.3} s from {:+.3} s",
+                gap.as_secs_f64(),
+                offset_ms(mark, start) / 1000.0
+            ));
+        }
+    }
+    let survived = established - lost.len() - stalled.len();
+    (established, survived, lost, stalled)
+}
+
+fn echo_rate(
+    report: &super::traffic::TrafficReport,
+    exchanges_at_mark: u64,
+    mark: Instant,
+    established: usize,
+    interval: Duration,
+) -> (f64, f64) {
+    let seconds = report
+        .at
+        .saturating_duration_since(mark)
+        .as_secs_f64()
+        .max(0.001);
+    let measured = (report.exchanges() - exchanges_at_mark) as f64 / seconds;
+    (measured, established as f64 / interval.as_secs_f64())
+}
+
+/// The warnings and errors of a log (the last 20), then its last `lines` lines.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let warnings: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    format!(
+        "(warnings and errors)\n{}\n(last lines)\n{}",
+        warnings[warnings.len().saturating_sub(20)..].join("\n"),
+        all[all.len().saturating_sub(lines)..].join("\n")
+    )
+}
+
+/// The appliance's failover story, told through `say`: build the appliance in a new lab,
+/// elect r1, open the long-lived connections, fail r1's haldir (kill -9 unless graceful),
+/// let r2 take over, open new connections, restart r1's haldir and let it preempt, open new
+/// connections again; then stop everything and remove the lab. Each takeover is judged
+/// from the client's side ([`Leg`]). Fails (with the routers' logs) only when the story
+/// cannot go on: no election, no takeover, connections that cannot be opened at start.
+pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::Result<Story> {
+    use super::capture::Capture;
+    use super::traffic::Traffic;
+
+    let started = Instant::now();
+    let lab = Lab::new("appliance")?;
+    let app = Appliance::build(&lab, options.appliance.clone())?;
+    say(&format!(
+        "built the appliance in {:.1} s: client - gw - public bridge (r1, r2 eth0) and private \
+         bridge (r1, r2 eth1, rs1, rs2, gw)",
+        started.elapsed().as_secs_f64()
+    ));
+    let capture = Capture::start(&lab)?;
+    let watch = ForwardWatch::start(&lab)?;
+    let logs = |routers: &[&Haldir<'_>]| {
+        routers
+            .iter()
+            .map(|r| format!("--- haldir in {}:\n{}", r.host(), tail(&r.log(), 30)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    let r1 = app.start_router("r1", &options.binary)?;
+    let r2 = app.start_router("r2", &options.binary)?;
+    if !app.wait_roles(&r1, Some(&r2), options.takeover_timeout) {
+        bail!(
+            "r1 did not become master of both instances with r2 backup: r1 {:?}, r2 {:?}, VIPs \
+             on {:?}\n{}",
+            r1.states(),
+            r2.states(),
+            app.holders(),
+            logs(&[&r1, &r2])
+        );
+    }
+    let want: Vec<String> = REAL_SERVERS
+        .iter()
+        .map(|(_, a)| format!("{a}:{SERVICE_PORT}"))
+        .collect();
+    let ready = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
+        app.ipvs_destinations("r1").ok().as_ref() == Some(&want)
+            && app
+                .sync_daemons("r1")
+                .is_ok_and(|d| d.contains("master sync daemon"))
+            && app
+                .sync_daemons("r2")
+                .is_ok_and(|d| d.contains("backup sync daemon"))
+    });
+    if !ready {
+        bail!(
+            "the IPVS side is not ready: r1 service {:?}, daemons r1 [{}], r2 [{}]\n{}",
+            app.ipvs_destinations("r1"),
+            app.sync_daemons("r1").unwrap_or_default(),
+            app.sync_daemons("r2").unwrap_or_default(),
+            logs(&[&r1, &r2])
+        );
+    }
+    say(&format!(
+        "election: r1 MASTER of VI_PUBLIC and VI_PRIVATE, r2 BACKUP; {VIP} and {PRIVATE_VIP} on \
+         r1; IPVS {VIP}:{SERVICE_PORT} -> {}; sync daemons: r1 [{}], r2 [{}]",
+        want.join(", "),
+        app.sync_daemons("r1")?,
+        app.sync_daemons("r2")?
+    ));
+
+    let traffic = Traffic::start(&lab, CLIENT, Appliance::target(), options.traffic)?;
+    let up = traffic.open(options.connections, "initial")?;
+    let report = traffic.report();
+    if up < options.connections {
+        bail!(
+            "only {up} of {} connections to {VIP}:{SERVICE_PORT} came up:\n{}\n{}",
+            options.connections,
+            report.describe_problems(options.stall_threshold),
+            logs(&[&r1, &r2])
+        );
+    }
+    say(&format!(
+        "{up} connections through {VIP}:{SERVICE_PORT} ({:?}), each exchanging a message every \
+         {:?}",
+        report.by_server(),
+        options.traffic.interval
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut legs = Vec::new();
+    // Leg 1: the master fails.
+    let synced = app.ipvs_established("r2").unwrap_or(0);
+    say(&format!(
+        "r2's IPVS already knows {synced} established connections (the kernel's sync daemon)"
+    ));
+    let how = if options.graceful {
+        "SIGTERM to haldir on r1 (graceful: priority-0 adverts, VIPs removed)"
+    } else {
+        "kill -9 of haldir on r1 (its kernel keeps the VIPs and the IPVS table)"
+    };
+    say(how);
+    let exchanges_at_mark = traffic.report().exchanges();
+    let mark = Instant::now();
+    if options.graceful {
+        r1.stop()?;
+    } else {
+        r1.crash()?;
+    }
+    if !app.wait_roles(&r2, None, options.takeover_timeout) {
+        bail!(
+            "r2 did not take over: r2 {:?}, VIPs on {:?}\n{}",
+            r2.states(),
+            app.holders(),
+            logs(&[&r2])
+        );
+    }
+    let took_over = Instant::now();
+    std::thread::sleep(options.settle);
+    let new_up = traffic.open(options.new_connections, "after-failover")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let report = traffic.report();
+    let (established, survived, lost, stalled) =
+        leg_outcome(&report, mark, options.stall_threshold);
+    let mut timeline = Timeline::of_takeover(&lab, &capture.kept(), &watch, mark, "r1", "r2")?;
+    timeline.push(mark, how.split(" (").next().unwrap_or(how).to_owned());
+    timeline.push(
+        took_over,
+        "r2 reports MASTER for both instances (status file)",
+    );
+    legs.push(Leg {
+        name: how.split(" (").next().unwrap_or(how).to_owned(),
+        new_master: "r2".into(),
+        timeline,
+        takeover: took_over - mark,
+        established,
+        survived,
+        lost,
+        stalled,
+        longest_gap: report.longest_gap_after(mark),
+        new_opened: options.new_connections,
+        new_up,
+        synced_before: synced,
+        echo_rate: echo_rate(
+            &report,
+            exchanges_at_mark,
+            mark,
+            established,
+            options.traffic.interval,
+        ),
+    });
+    say(&describe_leg(legs.last().expect("pushed")));
+
+    // Leg 2: the old master returns and preempts.
+    let synced = app.ipvs_established("r1").unwrap_or(0);
+    say("haldir on r1 starts again (it removes the VIPs its killed predecessor left) and preempts");
+    let exchanges_at_mark = traffic.report().exchanges();
+    let mark = Instant::now();
+    let r1 = app.start_router("r1", &options.binary)?;
+    let r1_up = Instant::now();
+    if !app.wait_roles(&r1, Some(&r2), options.takeover_timeout) {
+        bail!(
+            "r1 did not preempt: r1 {:?}, r2 {:?}, VIPs on {:?}\n{}",
+            r1.states(),
+            r2.states(),
+            app.holders(),
+            logs(&[&r1, &r2])
+        );
+    }
+    let took_over = Instant::now();
+    std::thread::sleep(options.settle);
+    let new_up = traffic.open(options.new_connections, "after-preempt")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let report = traffic.stop();
+    let (established, survived, lost, stalled) =
+        leg_outcome(&report, mark, options.stall_threshold);
+    let mut timeline = Timeline::of_takeover(&lab, &capture.kept(), &watch, mark, "r2", "r1")?;
+    timeline.push(mark, "haldir on r1 started");
+    timeline.push(r1_up, "haldir on r1 up, out of INIT (status file)");
+    timeline.push(
+        took_over,
+        "r1 reports MASTER for both instances (status file)",
+    );
+    legs.push(Leg {
+        name: "r1 returns and preempts".into(),
+        new_master: "r1".into(),
+        timeline,
+        takeover: took_over - mark,
+        established,
+        survived,
+        lost,
+        stalled,
+        longest_gap: report.longest_gap_after(mark),
+        new_opened: options.new_connections,
+        new_up,
+        synced_before: synced,
+        echo_rate: echo_rate(
+            &report,
+            exchanges_at_mark,
+            mark,
+            established,
+            options.traffic.interval,
+        ),
+    });
+    say(&describe_leg(legs.last().expect("pushed")));
+
+    for router in [&r1, &r2] {
+        let status = router.stop()?;
+        if !status.success() {
+            bail!(
+                "haldir in {} exited with {status}\n{}",
+                router.host(),
+                logs(&[router])
+            );
+        }
+    }
+    drop(watch);
+    drop(capture);
+    drop(app);
+    drop(lab);
+    Ok(Story {
+        legs,
+        by_server: report.by_server(),
+        exchanges: report.exchanges(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A few lines on one leg: the timeline, then what the client saw.
+pub fn describe_leg(leg: &Leg) -> String {
+    let mut text = format!(
+        "{}: {} took over in {:.0} ms\n",
+        leg.name,
+        leg.new_master,
+        leg.takeover.as_secs_f64() * 1000.0
+    );
+    text.push_str("   timeline (0 = the event):\n");
+    text.push_str(&leg.timeline.to_string());
+    let gap = match leg.longest_gap {
+        Some((gap, id)) => format!("{:.0} ms (conn {id})", gap.as_secs_f64() * 1000.0),
+        None => "none over twice the interval".into(),
+    };
+    text.push_str(&format!(
+        "   client: {} of {} established connections survived ({} lost, {} stalled); the \
+         longest silence of one connection: {gap}; new connections: {} of {} up\n",
+        leg.survived,
+        leg.established,
+        leg.lost.len(),
+        leg.stalled.len(),
+        leg.new_up,
+        leg.new_opened
+    ));
+    text.push_str(&format!(
+        "   {} of them known to {}'s IPVS just before the event (connection sync); {:.0} \
+         messages echoed per second after it (at their pace: {:.0})\n",
+        leg.synced_before, leg.new_master, leg.echo_rate.0, leg.echo_rate.1
+    ));
+    for (what, list) in [("lost", &leg.lost), ("stalled", &leg.stalled)] {
+        for line in list.iter().take(5) {
+            text.push_str(&format!("     {line}\n"));
+        }
+        if list.len() > 5 {
+            text.push_str(&format!("     ... and {} more {what}\n", list.len() - 5));
+        }
+    }
+    text.trim_end().to_owned()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(src: [u8; 6], ethertype: u16, dst_ip: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20];
+        f[6..12].copy_from_slice(&src);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f[14] = 0x45;
+        f[14 + 16..14 + 20].copy_from_slice(&dst_ip);
+        f
+    }
+
+    #[test]
+    fn a_frame_to_the_vip_from_a_routers_private_mac_names_that_router() {
+        let vip: Ipv4Addr = VIP.parse().unwrap();
+        let macs = [private_mac("r1"), private_mac("r2")];
+        let to_vip = vip.octets();
+        assert_eq!(
+            forwarded_by(&frame(macs[1], 0x0800, to_vip), vip, &macs),
+            Some(1)
+        );
+        assert_eq!(
+            forwarded_by(&frame(macs[0], 0x0800, to_vip), vip, &macs),
+            Some(0)
+        );
+        // Another destination, another sender, another ethertype, a runt: not forwarding.
+        assert_eq!(
+            forwarded_by(&frame(macs[0], 0x0800, [10, 2, 0, 1]), vip, &macs),
+            None
+        );
+        assert_eq!(
+            forwarded_by(&frame([2, 0, 0, 0, 0, 9], 0x0800, to_vip), vip, &macs),
+            None
+        );
+        assert_eq!(
+            forwarded_by(&frame(macs[0], 0x0806, to_vip), vip, &macs),
+            None
+        );
+        assert_eq!(
+            forwarded_by(&frame(macs[0], 0x0800, to_vip)[..20], vip, &macs),
+            None
+        );
+    }
+
+    /// A gratuitous ARP request for 10.0.0.100 captured from keepalived (see capture.rs).
+    #[test]
+    fn arp_target_reads_the_target_protocol_address() {
+        let digits = "ffffffffffff02484c00000108060001080006040001\
+                      02484c0000010a000064ffffffffffff0a000064";
+        let bytes: Vec<u8> = (0..digits.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(arp_target(&bytes), Some(Ipv4Addr::new(10, 0, 0, 100)));
+    }
+
+    #[test]
+    fn router_config_is_a_valid_haldir_configuration() {
+        for (router, priority) in [("r1", 150), ("r2", 100)] {
+            let text = router_config(&ApplianceOptions::default(), router);
+            let model = haldir_config::parse_toml(&text, "appliance.toml")
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(model.vrrp_instances.len(), 2, "{text}");
+            assert_eq!(model.virtual_servers.len(), 1, "{text}");
+            assert!(text.contains(&format!("priority = {priority}")), "{text}");
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! Bulk resync of the IPVS connection table (`src/bulk_resync.rs`) on the VM's real IPVS
+//! (skipped, loudly, outside the VM; `tests/vm/run.sh` runs it): connections opened while
+//! the backup router was down survive a failover one second after the backup rejoins; with
+//! bulk resync off (the kernel's own sync alone, as keepalived runs it) the idle ones are
+//! lost. A second test times the bulk resync of 10,000 real connections.
+//!
+//! ```text
+//!   cl  10.40.0.9  ──┐      r1 (haldir, priority 200): VRRP v3 VI_1, VIP 10.40.0.100, IPVS
+//!   r1  10.40.0.1  ──┤        TCP VIP:80 rr -> rs1, rs2 (DR); lvs_sync_daemon on eth0
+//!   r2  10.40.0.2  ──┼─ br0  r2 (haldir, priority 100): the same configuration
+//!   rs1 10.40.0.11 ──┤      rs1, rs2: VIP/32 on lo, ARP-silent, a line-echo server on :80
+//!   rs2 10.40.0.12 ──┘
+//! ```
+//!
+//! Each run: r1 alone is MASTER (kernel master sync daemon); the client opens IDLE idle and
+//! ACTIVE busy connections through the VIP; r2 starts (kernel backup sync daemon, and, with
+//! bulk resync on, its haldir asks r1's for the table); one second after r2 reports BACKUP,
+//! r1's haldir is killed with SIGKILL and r1's link taken down (the machine is gone); r2
+//! takes over; every connection then sends a line and must get its echo through r2. A
+//! connection r2's IPVS does not know is answered with a reset by r2's own stack.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use haldir::lab::haldir::HaldirInstance;
+use haldir::lab::{self, vm::in_vm_or_skip, wait_until, Lab, Signal};
+use serde_json::Value;
+
+const VIP: &str = "10.40.0.100";
+const SYNC_ID: u8 = 42;
+const IDLE: usize = 30;
+const ACTIVE: usize = 10;
+
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "kernel_resync: {text}");
+}
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_haldir"))
+}
+
+fn config(priority: u8, bulk_resync: bool, real_servers: &[&str]) -> String {
+    let instance = HaldirInstance::v3(
+        71,
+        priority,
+        Duration::from_millis(100),
+        &[&format!("{VIP}/24")],
+    );
+    let mut text = format!(
+        "[global_defs]\nlvs_sync_daemon = {{ interface = \"eth0\", instance = \"VI_1\", id = {SYNC_ID}, bulk_resync = {bulk_resync} }}\n\n{}\n\
+         [[virtual_server]]\nip = \"{VIP}\"\nport = 80\nprotocol = \"TCP\"\nlb_algo = \"rr\"\nlb_kind = \"DR\"\n",
+        instance.render()
+    );
+    for rs in real_servers {
+        text.push_str(&format!(
+            "\n[[virtual_server.real_server]]\nip = \"{rs}\"\nport = 80\nweight = 1\n"
+        ));
+    }
+    text
+}
+
+/// haldir in a lab host (its own small runner: under software emulation, with other VM
+/// users, a start can take longer than the lab's usual 10 s).
+struct Router<'l> {
+    lab: &'l Lab,
+    host: &'static str,
+    pid: u32,
+    status_path: std::path::PathBuf,
+}
+
+impl<'l> Router<'l> {
+    fn start(lab: &'l Lab, host: &'static str, config: &str) -> Router<'l> {
+        let config_path = lab.dir().join(format!("{host}-haldir.toml"));
+        let status_path = lab.dir().join(format!("{host}-haldir.status.json"));
+        std::fs::write(&config_path, config).unwrap();
+        let mut cmd = std::process::Command::new(binary());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--status-file")
+            .arg(&status_path)
+            .arg("--control-socket")
+            .arg(lab.dir().join(format!("{host}-haldir.sock")))
+            .env("HALDIR_LOG", "info");
+        let pid = lab.spawn(host, cmd).unwrap();
+        let router = Router {
+            lab,
+            host,
+            pid,
+            status_path,
+        };
+        let started = wait_until(Duration::from_secs(60), || {
+            !lab.is_running(pid) || router.state().is_some_and(|s| s != "INIT")
+        });
+        assert!(
+            started && lab.is_running(pid),
+            "haldir in {host} did not start:\n{}",
+            router.log()
+        );
+        router
+    }
+
+    fn status(&self) -> Option<Value> {
+        serde_json::from_str(&std::fs::read_to_string(&self.status_path).ok()?).ok()
+    }
+
+    fn state(&self) -> Option<String> {
+        self.status()?["instances"][0]["state"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn wait_state(&self, state: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.state().as_deref() == Some(state))
+    }
+
+    fn log(&self) -> String {
+        self.lab.log_text(self.pid)
+    }
+
+    /// kill -9.
+    fn crash(&self) {
+        self.lab.kill(self.pid, Signal::SIGKILL).unwrap();
+        let _ = self.lab.wait_exit(self.pid, Duration::from_secs(10));
+        say(&format!("haldir in {} killed (SIGKILL)", self.host));
+    }
+}
+
+/// Adds real server `host` at `ip` holding the VIP on `lo`, ARP-silent (the DR setup).
+fn add_real_server(lab: &Lab, host: &str, ip: &str) {
+    lab.add_host(host, &[&format!("{ip}/24")]).unwrap();
+    for (key, value) in [
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+        ("net.ipv4.conf.eth0.arp_ignore", "1"),
+        ("net.ipv4.conf.eth0.arp_announce", "2"),
+    ] {
+        lab.run(host, &["sysctl", "-q", "-w", &format!("{key}={value}")])
+            .unwrap();
+    }
+    lab.run(
+        host,
+        &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+    )
+    .unwrap();
+}
+
+/// A line-echo server on VIP:80 in `host`: every line comes back prefixed with the host's
+/// name. One thread per connection; they end when the peer closes.
+fn echo_server(lab: &Lab, host: &'static str) {
+    let listener = lab::in_netns(&lab.ns_name(host), || {
+        TcpListener::bind(("0.0.0.0", 80)).unwrap()
+    })
+    .unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            let mut answer = format!("{host} ").into_bytes();
+                            answer.extend_from_slice(&buf[..n]);
+                            if stream.write_all(&answer).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Sends `line` and waits for its echo; the answering server's name, or why not.
+fn exchange(stream: &mut TcpStream, line: &str, timeout: Duration) -> Result<String, String> {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => return Err("closed".into()),
+            Ok(_) => answer.push(byte[0]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    match text.strip_suffix(&format!(" {line}\n")) {
+        Some(server) => Ok(server.to_owned()),
+        None => Err(format!("unexpected answer {text:?}")),
+    }
+}
+
+/// Lines of `/proc/net/ip_vs_conn` in `ns` (the table `ipvsadm -Lnc` lists), read with a
+/// large buffer: the kernel walks its table again from the start for every read call.
+fn conn_count(ns: &str) -> usize {
+    lab::in_netns(ns, || {
+        let Ok(mut file) = std::fs::File::open("/proc/thread-self/net/ip_vs_conn") else {
+            return 0;
+        };
+        let mut text = Vec::with_capacity(4 << 20);
+        let mut chunk = vec![0u8; 2 << 20];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.extend_from_slice(&chunk[..n]),
+            }
+        }
+        text.iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            .saturating_sub(1)
+    })
+    .unwrap()
+}
+
+/// Polls `cond` every `every` until it holds or `timeout` passes.
+fn poll(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The bulk-resync lines of a router's log.
+fn resync_log(router: &Router) -> String {
+    router
+        .log()
+        .lines()
+        .filter(|l| l.contains("bulk resync") || l.contains("ERROR") || l.contains("WARN"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn daemons(lab: &Lab, host: &str) -> String {
+    let out = lab.run(host, &["ipvsadm", "-L", "--daemon"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('\n', " | ")
+}
+
+/// Sets up the lab: client, two routers, two real servers with echo servers.
+fn lab(tag: &str) -> Lab {
+    let lab = Lab::new(tag).unwrap();
+    lab.add_host("cl", &["10.40.0.9/24"]).unwrap();
+    lab.add_host("r1", &["10.40.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.40.0.2/24"]).unwrap();
+    add_real_server(&lab, "rs1", "10.40.0.11");
+    add_real_server(&lab, "rs2", "10.40.0.12");
+    lab
+}
+
+/// Waits until the IPVS service of `host` lists `count` real servers.
+fn wait_service(lab: &Lab, host: &str, count: usize) {
+    let ok = wait_until(Duration::from_secs(20), || {
+        let out = lab.run(host, &["ipvsadm", "-Ln"]).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("->") && l.contains(":80 "))
+            .count()
+            >= count
+    });
+    assert!(
+        ok,
+        "the IPVS service in {host} did not get {count} real servers"
+    );
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    idle_lost: usize,
+    active_lost: usize,
+    reasons: Vec<String>,
+}
+
+/// One run of the scenario; `bulk`: bulk resync on in both routers.
+fn failover_run(bulk: bool) -> Outcome {
+    let mode = if bulk {
+        "bulk resync ON"
+    } else {
+        "bulk resync OFF (kernel sync only)"
+    };
+    let lab = lab(if bulk { "kresync-on" } else { "kresync-off" });
+    echo_server(&lab, "rs1");
+    echo_server(&lab, "rs2");
+    let servers = ["10.40.0.11", "10.40.0.12"];
+
+    // 1. r1 alone: MASTER, kernel master sync daemon, the service programmed.
+    let r1 = Router::start(&lab, "r1", &config(200, bulk, &servers));
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(15)),
+        "{}",
+        r1.log()
+    );
+    wait_service(&lab, "r1", 2);
+    assert!(
+        wait_until(Duration::from_secs(15), || daemons(&lab, "r1")
+            .starts_with("master sync daemon")),
+        "r1: {}",
+        daemons(&lab, "r1")
+    );
+
+    // 2. Connections while r2 is down.
+    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let mut conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
+        (0..IDLE + ACTIVE)
+            .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(20)).unwrap())
+            .collect()
+    })
+    .unwrap();
+    for (i, c) in conns.iter_mut().enumerate() {
+        exchange(c, &format!("hello{i}"), Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("connection {i} before the failover: {e}"));
+    }
+    say(&format!(
+        "{mode}: {} connections open through r1; r1's table has {} entries",
+        conns.len(),
+        conn_count(&lab.ns_name("r1"))
+    ));
+
+    // The busy ones keep talking until the failover.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut active: Vec<TcpStream> = conns.split_off(IDLE);
+    let talker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for c in active.iter_mut() {
+                    let _ = exchange(c, &format!("tick{round}"), Duration::from_secs(2));
+                }
+                round += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            active
+        })
+    };
+
+    // 3. r2 rejoins as BACKUP; one second later r1 dies.
+    let r2 = Router::start(&lab, "r2", &config(100, bulk, &servers));
+    assert!(
+        r2.wait_state("BACKUP", Duration::from_secs(15)),
+        "{}",
+        r2.log()
+    );
+    let rejoined = Instant::now();
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(rejoined.elapsed()));
+    say(&format!(
+        "{mode}: 1 s after r2 rejoined: r2's table has {} entries; r1 {} ; r2 {}",
+        conn_count(&lab.ns_name("r2")),
+        daemons(&lab, "r1"),
+        daemons(&lab, "r2")
+    ));
+    if let Some(status) = r2.status() {
+        say(&format!(
+            "{mode}: r2 bulk_resync status: {}",
+            status["bulk_resync"]
+        ));
+    }
+    stop.store(true, Ordering::Relaxed);
+    r1.crash();
+    let killed = Instant::now();
+    lab.link_set("r1", "eth0", false).unwrap();
+    let mut active = talker.join().unwrap();
+    assert!(
+        r2.wait_state("MASTER", Duration::from_secs(15)),
+        "r2 did not take over: {}",
+        r2.log()
+    );
+    say(&format!(
+        "{mode}: r2 MASTER {} ms after r1's haldir was killed",
+        killed.elapsed().as_millis()
+    ));
+    if let Some(status) = r1.status() {
+        say(&format!(
+            "{mode}: r1 bulk_resync status (last written): {}",
+            status["bulk_resync"]
+        ));
+    }
+
+    // 4. Every connection talks through the new master.
+    let mut outcome = Outcome::default();
+    for (i, c) in conns.iter_mut().enumerate() {
+        if let Err(e) = exchange(c, &format!("after{i}"), Duration::from_secs(5)) {
+            outcome.idle_lost += 1;
+            outcome.reasons.push(format!("idle {i}: {e}"));
+        }
+    }
+    for (i, c) in active.iter_mut().enumerate() {
+        if let Err(e) = exchange(c, &format!("after-active{i}"), Duration::from_secs(5)) {
+            outcome.active_lost += 1;
+            outcome.reasons.push(format!("active {i}: {e}"));
+        }
+    }
+    say(&format!(
+        "{mode}: RESULT idle connections lost {}/{IDLE}, busy connections lost {}/{ACTIVE}",
+        outcome.idle_lost, outcome.active_lost
+    ));
+    if !outcome.reasons.is_empty() {
+        say(&format!(
+            "{mode}: first losses: {:?}",
+            &outcome.reasons[..outcome.reasons.len().min(3)]
+        ));
+    }
+    if bulk && outcome.idle_lost + outcome.active_lost > 0 {
+        say(&format!("r2's log:\n{}", r2.log()));
+        say(&format!("r1's log:\n{}", r1.log()));
+    }
+    outcome
+}
+
+#[test]
+fn connections_opened_while_the_backup_was_down_survive_only_with_bulk_resync() {
+    if !in_vm_or_skip(
+        "kernel_resync::connections_opened_while_the_backup_was_down_survive_only_with_bulk_resync",
+    ) {
+        return;
+    }
+    let with_bulk = failover_run(true);
+    let kernel_only = failover_run(false);
+    say(&format!(
+        "SUMMARY lost after failover (of {IDLE} idle + {ACTIVE} busy): bulk resync ON: {} idle + {} busy; \
+         kernel sync only: {} idle + {} busy",
+        with_bulk.idle_lost, with_bulk.active_lost, kernel_only.idle_lost, kernel_only.active_lost
+    ));
+    assert_eq!(
+        (with_bulk.idle_lost, with_bulk.active_lost),
+        (0, 0),
+        "bulk resync lost connections: {:?}",
+        with_bulk.reasons
+    );
+    assert_eq!(
+        kernel_only.idle_lost, IDLE,
+        "the kernel's sync alone kept idle connections it never sent: {:?}",
+        kernel_only.reasons
+    );
+}
+
+const MANY: usize = 10_000;
+
+fn raise_fd_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = wanted.max(limit.rlim_cur);
+        limit.rlim_max = limit.rlim_max.max(limit.rlim_cur);
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
+            0,
+            "cannot raise RLIMIT_NOFILE to {wanted}"
+        );
+    }
+}
+
+#[test]
+fn bulk_resync_of_10000_connections_is_timed() {
+    if !in_vm_or_skip("kernel_resync::bulk_resync_of_10000_connections_is_timed") {
+        return;
+    }
+    raise_fd_limit(4 * MANY as u64);
+    let lab = Lab::new("kresync-10k").unwrap();
+    lab.add_host("cl", &["10.40.0.9/24"]).unwrap();
+    lab.add_host("r1", &["10.40.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.40.0.2/24"]).unwrap();
+    add_real_server(&lab, "rs1", "10.40.0.11");
+    // The real server accepts and holds every connection.
+    let listener = lab::in_netns(&lab.ns_name("rs1"), || {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket
+            .bind(&"0.0.0.0:80".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(4096).unwrap();
+        TcpListener::from(socket)
+    })
+    .unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    let r1 = Router::start(&lab, "r1", &config(200, true, &["10.40.0.11"]));
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(15)),
+        "{}",
+        r1.log()
+    );
+    wait_service(&lab, "r1", 1);
+
+    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let opening = Instant::now();
+    let conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
+        (0..MANY)
+            .map(|i| {
+                TcpStream::connect_timeout(&vip, Duration::from_secs(20))
+                    .unwrap_or_else(|e| panic!("connection {i}: {e}"))
+            })
+            .collect()
+    })
+    .unwrap();
+    let r1_ns = lab.ns_name("r1");
+    assert!(
+        poll(
+            Duration::from_secs(120),
+            Duration::from_secs(1),
+            || conn_count(&r1_ns) >= MANY
+        ),
+        "r1's table has {} entries",
+        conn_count(&r1_ns)
+    );
+    say(&format!(
+        "10k: {} connections open in {:.1} s; r1's table has {} entries",
+        conns.len(),
+        opening.elapsed().as_secs_f64(),
+        conn_count(&r1_ns)
+    ));
+
+    // r2 joins; its haldir asks for the table as soon as its backup daemon runs.
+    let r2_ns = lab.ns_name("r2");
+    let start = Instant::now();
+    let r2 = Router::start(&lab, "r2", &config(100, true, &["10.40.0.11"]));
+    let started = start.elapsed();
+    // Coarse polls: reading a 10,000-line table under emulation costs CPU the routers need.
+    let mut done_at = None;
+    let got_done = poll(Duration::from_secs(240), Duration::from_millis(200), || {
+        let done = r2
+            .status()
+            .is_some_and(|s| s["bulk_resync"]["last_received"].is_object());
+        if done {
+            done_at = Some(start.elapsed());
+        }
+        done
+    });
+    let mut backup_count_at = None;
+    let all_there = poll(Duration::from_secs(120), Duration::from_millis(500), || {
+        let n = conn_count(&r2_ns);
+        if n >= MANY && backup_count_at.is_none() {
+            backup_count_at = Some(start.elapsed());
+        }
+        n >= MANY
+    });
+    let received = r2
+        .status()
+        .map(|s| s["bulk_resync"]["last_received"].clone())
+        .unwrap_or_default();
+    let sent = r1
+        .status()
+        .map(|s| s["bulk_resync"]["last_sent"].clone())
+        .unwrap_or_default();
+    say(&format!("10k: r1's bulk resync log:\n{}", resync_log(&r1)));
+    say(&format!("10k: r2's bulk resync log:\n{}", resync_log(&r2)));
+    let listing = lab.run("r2", &["ipvsadm", "-Lnc"]).unwrap();
+    let listed = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|l| l.starts_with("TCP"))
+        .count();
+    say(&format!(
+        "10k FIGURES: haldir in r2 started (BACKUP) after {:.2} s; DONE seen in r2's status {:.2} s \
+         after the start; bulk resync first request -> DONE {} ms (master's last dump {} ms, {} \
+         records in {} messages, {} requests, pace {}); r2's table complete {:.2} s after r2's \
+         haldir was started (polled every 0.5 s); `ipvsadm -Lnc` in r2 lists {listed} TCP \
+         connections",
+        started.as_secs_f64(),
+        done_at.map_or(f64::NAN, |d| d.as_secs_f64()),
+        received["millis"],
+        sent["millis"],
+        sent["records"],
+        sent["messages"],
+        received["attempts"],
+        received["pace"],
+        backup_count_at.map_or(f64::NAN, |d| d.as_secs_f64()),
+    ));
+    assert!(got_done, "r2 never completed its bulk resync");
+    assert!(
+        all_there,
+        "r2's table has {} of {MANY} entries; r2's log:\n{}\nr1's log:\n{}",
+        conn_count(&r2_ns),
+        r2.log(),
+        r1.log()
+    );
+    assert!(listed >= MANY, "ipvsadm -Lnc in r2 lists {listed}");
+    drop(conns);
+}
