@@ -192,6 +192,50 @@ pub fn status_json() -> Value {
     })
 }
 
+/// The bulk-resync lines of `haldir status` (nothing when it is off).
+pub fn render_text(status: &Value, now: f64) -> String {
+    if status["enabled"].as_bool() != Some(true) {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nbulk resync: sync role {}",
+        status["role"].as_str().unwrap_or("-")
+    );
+    if let Some(pending) = status["pending"].as_object() {
+        out.push_str(&format!(
+            ", asking the master (attempt {})",
+            pending.get("attempts").and_then(Value::as_u64).unwrap_or(0)
+        ));
+    }
+    out.push('\n');
+    let ago = |v: &Value| {
+        v["at_unix"]
+            .as_f64()
+            .map_or("-".to_owned(), |t| crate::control::age_text(now - t))
+    };
+    let last = &status["last_sent"];
+    if last.is_object() {
+        out.push_str(&format!(
+            "  last sent: {} connections to {} in {} ms, {} ago\n",
+            last["records"],
+            last["to"].as_str().unwrap_or("-"),
+            last["millis"],
+            ago(last)
+        ));
+    }
+    let last = &status["last_received"];
+    if last.is_object() {
+        out.push_str(&format!(
+            "  last received: {} connections from {} in {} ms, {} ago\n",
+            last["records"],
+            last["from"].as_str().unwrap_or("-"),
+            last["millis"],
+            ago(last)
+        ));
+    }
+    out
+}
+
 /// Appends the bulk-resync metric families (Prometheus text format).
 pub fn render_metrics(out: &mut String) {
     use std::fmt::Write as _;
@@ -621,6 +665,9 @@ async fn run(
             .clone()
             .filter(|c| c.bulk_resync);
         if config != task.config {
+            if config.is_none() {
+                task.release_hold("bulk resync is off").await;
+            }
             task.endpoint = None;
             task.pending = None;
             task.open_error = None;
@@ -783,6 +830,7 @@ impl Task {
                     ResyncWireError::BadVersion(_) => "bad_version",
                     ResyncWireError::BadKind(_) => "bad_kind",
                     ResyncWireError::BadLength(_) => "bad_length",
+                    ResyncWireError::Reserved(_) => "bad_reserved",
                 });
                 debug!(%from, "bulk resync: dropped: {e}");
                 return;
@@ -1138,6 +1186,38 @@ mod tests {
         assert_eq!((a.sync_port, a.control_port, a.max_len), (9000, 9001, 1200));
         c.max_len = None;
         assert_eq!(Addresses::of(&c).max_len, 1452);
+    }
+
+    #[test]
+    fn status_text_and_metrics_show_the_last_resyncs() {
+        let status = json!({
+            "enabled": true,
+            "role": "backup",
+            "pending": null,
+            "last_sent": null,
+            "last_received": {"at_unix": 100.0, "from": "10.0.0.1", "records": 40, "millis": 767},
+        });
+        let text = render_text(&status, 160.0);
+        assert!(text.contains("sync role backup"), "{text}");
+        assert!(
+            text.contains("last received: 40 connections from 10.0.0.1 in 767 ms"),
+            "{text}"
+        );
+        assert!(render_text(&json!({"enabled": false}), 0.0).is_empty());
+        let mut metrics = String::new();
+        render_metrics(&mut metrics);
+        for family in [
+            "haldir_bulk_resync_requests_total",
+            "haldir_bulk_resync_dumps_total",
+            "haldir_bulk_resync_last_duration_seconds",
+            "haldir_bulk_resync_dropped_packets_total",
+        ] {
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "{family}:\n{metrics}"
+            );
+        }
+        assert!(!metrics.contains("NaN"), "{metrics}");
     }
 
     #[test]

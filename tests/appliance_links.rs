@@ -38,6 +38,16 @@ fn wait(app: &Appliance, r1: &Haldir, r2: &Haldir, what: &str, states: [&str; 2]
         r1.log(),
         r2.log()
     );
+    // The same, from `ip -o addr show` in each router's namespace.
+    for router in ["r1", "r2"] {
+        for vip in [VIP, PRIVATE_VIP] {
+            assert_eq!(
+                app.lab().has_address(router, vip),
+                router == holder,
+                "{what}: `ip addr` in {router} for {vip}"
+            );
+        }
+    }
 }
 
 #[test]

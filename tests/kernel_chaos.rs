@@ -134,6 +134,10 @@ fn kill_when(
                     lab.kill(pid, Signal::SIGKILL).unwrap();
                     return true;
                 }
+                if step.is_none() {
+                    // Leave the IPVS lock to haldir between two dumps.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
             }
             if step.is_some() {
                 let _ = lab.kill(pid, Signal::SIGCONT);

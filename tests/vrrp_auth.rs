@@ -776,9 +776,11 @@ fn ipv6_enforce_pair_authenticates_and_ignores_an_unsigned_router() {
 
 /// keepalived 2.2.7 (Debian's) has no `auth_hmac`: as the wire format
 /// promises, it fails closed on a signed advert (too long for its address
-/// count), so with haldir enforcing both end up master; with haldir in
-/// receive-only mode (unsigned adverts) keepalived's higher priority wins
-/// cleanly, haldir following its unsigned adverts and counting them.
+/// count). With haldir enforcing and the higher priority, keepalived does not
+/// hear it and becomes master too, while haldir drops keepalived's unsigned
+/// adverts. With haldir in receive-only mode (unsigned adverts) and
+/// keepalived the higher priority, haldir follows keepalived's unsigned
+/// adverts, counting them, and no packet is rejected on either side.
 #[test]
 fn keepalived_without_the_extension_drops_signed_adverts_and_follows_receive_only() {
     use haldir::lab::keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
@@ -787,33 +789,30 @@ fn keepalived_without_the_extension_drops_signed_adverts_and_follows_receive_onl
         return;
     }
     let keys = [(1, hex(&KEY_OLD))];
-    for mode in ["enforce", "receive-only"] {
+    for (mode, haldir_priority, keepalived_priority) in
+        [("enforce", 200, 150), ("receive-only", 150, 200)]
+    {
         let lab = lab_of_four(&format!("auth-ka-{}", &mode[..4]));
         let r1 = Haldir::start(
             &lab,
             "r1",
             binary(),
-            &[v3(150, Some(auth_line(&keys, 1, mode)))],
+            &[v3(haldir_priority, Some(auth_line(&keys, 1, mode)))],
         )
         .unwrap();
         let ka = Keepalived::start(
             &lab,
             "r2",
-            KeepalivedConfig::v3(VRID, 200, FAST, &[VIP_CIDR]),
+            KeepalivedConfig::v3(VRID, keepalived_priority, FAST, &[VIP_CIDR]),
         )
         .unwrap();
         let context = || format!("{}\nkeepalived log:\n{}", describe(&[&r1]), ka.log());
-        assert!(
-            ka.wait_state(KeepalivedState::Master, Duration::from_secs(5)),
-            "{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(2000));
         if mode == "enforce" {
-            // keepalived rejects every signed advert; haldir every unsigned one.
-            assert!(ka.log().contains("too long"), "{}", context());
+            assert!(ka.log().contains("vrrp packet too long"), "{}", context());
+            assert_eq!(ka.state(), Some(KeepalivedState::Master), "{}", context());
             assert_eq!(r1.state().as_deref(), Some("MASTER"), "{}", context());
-            assert!(r1.drops("auth_missing") >= 5, "{}", context());
+            assert!(r1.drops("auth_missing") >= 1, "{}", context());
         } else {
             assert_eq!(ka.state(), Some(KeepalivedState::Master), "{}", context());
             assert_eq!(r1.state().as_deref(), Some("BACKUP"), "{}", context());

@@ -578,6 +578,8 @@ pub enum ResyncWireError {
     BadKind(u8),
     /// Not the length of its kind.
     BadLength(usize),
+    /// The reserved byte of a DONE is not zero.
+    Reserved(u8),
 }
 
 impl std::fmt::Display for ResyncWireError {
@@ -587,6 +589,7 @@ impl std::fmt::Display for ResyncWireError {
             ResyncWireError::BadVersion(v) => write!(f, "resync message version {v}"),
             ResyncWireError::BadKind(k) => write!(f, "resync message kind {k}"),
             ResyncWireError::BadLength(l) => write!(f, "resync message of {l} bytes"),
+            ResyncWireError::Reserved(r) => write!(f, "resync DONE with reserved byte {r}"),
         }
     }
 }
@@ -617,6 +620,9 @@ impl ResyncMessage {
                     pace: bytes[7],
                     nonce: nonce(bytes),
                 }))
+            }
+            KIND_DONE if bytes.len() == RESYNC_DONE_LEN && bytes[7] != 0 => {
+                Err(ResyncWireError::Reserved(bytes[7]))
             }
             KIND_DONE if bytes.len() == RESYNC_DONE_LEN => Ok(ResyncMessage::Done(ResyncDone {
                 sync_id: bytes[6],
@@ -809,6 +815,12 @@ mod tests {
         assert_eq!(
             ResyncMessage::parse(&bytes[..27]),
             Err(ResyncWireError::BadLength(27))
+        );
+        let mut reserved = bytes.clone();
+        reserved[7] = 0xff; // found by the fuzzer: it was ignored, and not emitted back
+        assert_eq!(
+            ResyncMessage::parse(&reserved),
+            Err(ResyncWireError::Reserved(0xff))
         );
         assert_eq!(
             ResyncMessage::parse(b"HLDX\x01\x01\x00\x00"),

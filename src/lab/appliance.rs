@@ -174,34 +174,42 @@ impl<'l> Appliance<'l> {
             lab.add_host(server, &[&format!("{address}/24")])?;
         }
 
-        // Second and third NICs: (host, ifname, bridge port, bridge, MAC, address).
-        let mut nics: Vec<(&str, &str, String, &str, [u8; 6], String)> = vec![
-            (
-                GATEWAY,
-                "eth1",
-                "u-gw".into(),
-                UPSTREAM_BRIDGE,
-                [0x02, 0x48, 0x4c, 0x02, 0x00, 0x01],
-                format!("{GW_UPSTREAM}/24"),
-            ),
-            (
-                GATEWAY,
-                "eth2",
-                "q-gw".into(),
-                PRIVATE_BRIDGE,
-                [0x02, 0x48, 0x4c, 0x01, 0x00, 0xfe],
-                format!("{GW_PRIVATE}/24"),
-            ),
+        // Second and third NICs.
+        struct Nic {
+            host: &'static str,
+            ifname: &'static str,
+            port: String,
+            bridge: &'static str,
+            mac: [u8; 6],
+            address: String,
+        }
+        let mut nics = vec![
+            Nic {
+                host: GATEWAY,
+                ifname: "eth1",
+                port: "u-gw".into(),
+                bridge: UPSTREAM_BRIDGE,
+                mac: [0x02, 0x48, 0x4c, 0x02, 0x00, 0x01],
+                address: format!("{GW_UPSTREAM}/24"),
+            },
+            Nic {
+                host: GATEWAY,
+                ifname: "eth2",
+                port: "q-gw".into(),
+                bridge: PRIVATE_BRIDGE,
+                mac: [0x02, 0x48, 0x4c, 0x01, 0x00, 0xfe],
+                address: format!("{GW_PRIVATE}/24"),
+            },
         ];
         for (n, router) in ROUTERS.iter().enumerate() {
-            nics.push((
-                router,
-                "eth1",
-                format!("q-{router}"),
-                PRIVATE_BRIDGE,
-                private_mac(router),
-                format!("10.2.0.{}/24", n + 1),
-            ));
+            nics.push(Nic {
+                host: router,
+                ifname: "eth1",
+                port: format!("q-{router}"),
+                bridge: PRIVATE_BRIDGE,
+                mac: private_mac(router),
+                address: format!("10.2.0.{}/24", n + 1),
+            });
         }
         // The gateway forwards and must not drop the real servers' replies, which come
         // from the VIP on its private leg: no reverse-path filter (set before its NICs).
@@ -216,13 +224,15 @@ impl<'l> Appliance<'l> {
             ],
         )?;
         let mut sw_lines = Vec::new();
-        for (host, ifname, port, bridge, _, _) in &nics {
+        for nic in &nics {
             sw_lines.push(format!(
-                "link add {port} type veth peer name {ifname} netns {}",
-                lab.ns_name(host)
+                "link add {} type veth peer name {} netns {}",
+                nic.port,
+                nic.ifname,
+                lab.ns_name(nic.host)
             ));
-            sw_lines.push(format!("link set {port} master {bridge}"));
-            sw_lines.push(format!("link set {port} up"));
+            sw_lines.push(format!("link set {} master {}", nic.port, nic.bridge));
+            sw_lines.push(format!("link set {} up", nic.port));
         }
         // The client and the real servers were added on the public bridge: move them.
         for (host, bridge) in [
@@ -235,9 +245,10 @@ impl<'l> Appliance<'l> {
         batch("sw-ports", &sw, &sw_lines)?;
 
         let mut host_lines: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        for (host, ifname, _, _, mac, address) in &nics {
-            let lines = host_lines.entry(host).or_default();
-            lines.push(format!("link set {ifname} address {}", mac_text(*mac)));
+        for nic in &nics {
+            let (ifname, address) = (nic.ifname, &nic.address);
+            let lines = host_lines.entry(nic.host).or_default();
+            lines.push(format!("link set {ifname} address {}", mac_text(nic.mac)));
             lines.push(format!("addr add {address} dev {ifname}"));
             lines.push(format!("link set {ifname} up"));
         }
@@ -894,8 +905,13 @@ fn leg_outcome(
         );
         if let Some((at, why)) = &c.lost {
             lost.push(format!(
-                "{who}: lost {:+.3} s after the event: {why}",
-                offset_ms(mark, *at) / 1000.0
+                "{who}: lost {:+.3} s after the event, after {} exchanges, the last echo at \
+                 {}: {why}",
+                offset_ms(mark, *at) / 1000.0,
+                c.exchanges,
+                c.last_echo
+                    .map(|t| format!("{:+.3} s", offset_ms(mark, t) / 1000.0))
+                    .unwrap_or_else(|| "-".into())
             ));
             continue;
         }

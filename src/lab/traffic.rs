@@ -258,12 +258,15 @@ impl TrafficReport {
     }
 
     /// The longest silence any connection saw that ended after `mark` (or is still
-    /// running), with that connection's id; gaps of up to twice the interval are not
-    /// recorded, so `None` means every connection kept its pace.
+    /// running, or ended with the connection's loss), with that connection's id. Gaps of
+    /// up to twice the interval are not recorded: for those only the silence since the
+    /// last echo counts.
     pub fn longest_gap_after(&self, mark: Instant) -> Option<(Duration, usize)> {
         let mut longest: Option<(Duration, usize)> = None;
         for c in &self.connections {
-            let ongoing = c.last_echo.map(|last| (last, self.at));
+            // A lost connection's silence ends when it broke.
+            let end = c.lost.as_ref().map_or(self.at, |(at, _)| *at);
+            let ongoing = c.last_echo.map(|last| (last, end));
             for (start, end) in c.gaps.iter().copied().chain(ongoing) {
                 if end <= mark {
                     continue;

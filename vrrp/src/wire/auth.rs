@@ -412,6 +412,72 @@ mod tests {
     }
 
     #[test]
+    fn v2_signed_advert_keeps_the_rfc3768_message_and_checksum() {
+        use crate::wire::vrrp::{Auth, Version, VRRP_MULTICAST_V4};
+        // RFC 3768 §5.1: vrid 51, priority 150, 1 address, auth 0, 1 s.
+        let advert = AdvertRepr {
+            version: Version::V2,
+            vrid: 51,
+            priority: 150,
+            advert_interval_centis: 100,
+            auth: Auth::None,
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100))],
+        };
+        let (src, dst) = (src_v4(), IpAddr::V4(VRRP_MULTICAST_V4));
+        let mut plain = vec![0; 20];
+        advert.emit(&mut plain, src, dst);
+        let mut signed = vec![0; 20 + TRAILER_LEN];
+        let sequence = 0x6800_0000_8000_0005;
+        advert.emit_signed(&mut signed, src, dst, &appendix_key(), 7, sequence);
+        // The VRRP message is unchanged, checksum included (IPv4: the
+        // checksum does not cover the trailer).
+        assert_eq!(&signed[..20], &plain[..]);
+        assert_eq!(&signed[20..32], &[1, 7, 0, 0, 0x68, 0, 0, 0, 0x80, 0, 0, 5]);
+        let (parsed, trailer) = AdvertRepr::parse_signed(&signed, src, dst).unwrap();
+        assert_eq!(parsed, advert);
+        assert_eq!(trailer, Some(20..48));
+        let repr = TrailerRepr::parse(&signed[20..]).unwrap();
+        assert_eq!((repr.key_id, repr.sequence), (7, sequence));
+        assert!(verifies(&appendix_key(), src, &signed[..20], &repr));
+    }
+
+    #[test]
+    fn ipv6_checksum_covers_the_trailer() {
+        use crate::wire::vrrp::{Auth, Version, VRRP_MULTICAST_V6};
+        let advert = AdvertRepr {
+            version: Version::V3,
+            vrid: 51,
+            priority: 200,
+            advert_interval_centis: 100,
+            auth: Auth::None,
+            addresses: vec![IpAddr::V6("fe80::100".parse().unwrap())],
+        };
+        let (src, dst) = (src_v6(), IpAddr::V6(VRRP_MULTICAST_V6));
+        let mut signed = vec![0; 24 + TRAILER_LEN];
+        advert.emit_signed(&mut signed, src, dst, &appendix_key(), 1, 42);
+        assert!(AdvertRepr::parse_signed(&signed, src, dst).is_ok());
+        // A flipped trailer bit is a checksum error over IPv6...
+        let mut flipped = signed.clone();
+        flipped[30] ^= 0x01;
+        assert_eq!(
+            AdvertRepr::parse_signed(&flipped, src, dst),
+            Err(DecodeError::BadChecksum)
+        );
+        // ...while over IPv4 only the HMAC catches it.
+        let v4 = AdvertRepr {
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100))],
+            ..advert
+        };
+        let (src, dst) = (src_v4(), IpAddr::V4(crate::wire::vrrp::VRRP_MULTICAST_V4));
+        let mut signed = vec![0; 12 + TRAILER_LEN];
+        v4.emit_signed(&mut signed, src, dst, &appendix_key(), 1, 42);
+        signed[18] ^= 0x01;
+        let (_, trailer) = AdvertRepr::parse_signed(&signed, src, dst).unwrap();
+        let repr = TrailerRepr::parse(&signed[trailer.unwrap()]).unwrap();
+        assert!(!verifies(&appendix_key(), src, &signed[..12], &repr));
+    }
+
+    #[test]
     fn pseudo_header_layout() {
         let p = pseudo_header(3, 51, src_v4());
         assert_eq!(&p[..8], &[4, 3, 51, 0, 198, 51, 100, 10]);
