@@ -44,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::TryStreamExt;
 use haldir_config::{LvsMethod, Model, VirtualServerAddress};
 use haldir_vrrp::driver::Status;
+use haldir_vrrp::router::State;
 use haldir_vrrp::socket::FrameSocket;
 use haldir_vrrp::wire::arp::{ArpRepr, Operation, BROADCAST_MAC, ETHERTYPE_ARP};
 use rtnetlink::packet_route::link::LinkAttribute;
@@ -894,6 +895,17 @@ pub fn spawn(
             director_macs: BTreeMap::new(),
             report: Report::default(),
         };
+        // The first round also waits for the VRRP instances to leave Initialize (slow
+        // starts happen: 5-7 s under emulation), else a backup would not yet know its
+        // master and would take the master's answer for the VIP for a stranger's.
+        let mut started = status.clone();
+        tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            _ = tokio::time::timeout(
+                CHECK_INTERVAL,
+                started.wait_for(|s| s.instances.iter().all(|i| i.state != State::Initialize)),
+            ) => {}
+        }
         let mut next = tokio::time::Instant::now() + first_round_delay(&running.borrow());
         loop {
             tokio::select! {

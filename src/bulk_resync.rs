@@ -30,7 +30,10 @@
 //!   the sync daemon's group and port, then DONE (records, messages,
 //!   milliseconds) to the requester. The backup's kernel sync daemon installs
 //!   the records exactly as if its kernel peer had sent them (same syncid,
-//!   version 1, the checks of `ip_vs_process_message`).
+//!   version 1, the checks of `ip_vs_process_message`). Reading, parsing and
+//!   packing run off the runtime's thread (which also drives VRRP): the
+//!   kernel walks its whole table again for every read of the `/proc` file,
+//!   seconds for 10,000 entries under emulation.
 //! - **Flow control**: the backup's kernel receive socket drops what it
 //!   cannot queue (`sync_sock_size`, default rmem). The backup's haldir reads
 //!   that socket's drop counter (`/proc/net/udp`) before the request and after
@@ -602,6 +605,11 @@ struct Task {
     hold_spent: bool,
     /// A resync completed since the sync role last became backup.
     resynced_since_backup: bool,
+    /// Instances that have a `track_script` now (their tracking is the
+    /// script checker's: a hold is never lifted over it).
+    scripted: Vec<String>,
+    /// The nonce of the last resync completed.
+    completed_nonce: Option<u64>,
 }
 
 /// A preemption held: the instance's priority capped until the resync is done.
@@ -651,8 +659,11 @@ async fn run(
         hold: None,
         hold_spent: false,
         resynced_since_backup: false,
+        scripted: Vec::new(),
+        completed_nonce: None,
     };
     let mut buf = vec![0u8; 2048];
+    let (mut roles_closed, mut status_closed) = (false, false);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -702,6 +713,12 @@ async fn run(
         let now_roles = roles.borrow_and_update().clone();
         task.follow_roles(now_roles).await;
         let model = running.borrow().clone();
+        task.scripted = model
+            .vrrp_instances
+            .iter()
+            .filter(|i| !i.track_script.is_empty())
+            .map(|i| i.name.clone())
+            .collect();
         let now_status = status.borrow_and_update().clone();
         task.check_hold(&model, &now_status).await;
         enum Event {
@@ -714,8 +731,16 @@ async fn run(
         let event = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => Event::Stop,
             changed = running.changed() => if changed.is_err() { Event::Stop } else { Event::Changed },
-            changed = roles.changed() => if changed.is_err() { Event::Stop } else { Event::Changed },
-            changed = status.changed() => if changed.is_err() { Event::Stop } else { Event::Changed },
+            // The sync-daemon task ends when the kernel has no IPVS, and the
+            // driver's status may end before us: the last value stays.
+            changed = roles.changed(), if !roles_closed => {
+                roles_closed = changed.is_err();
+                Event::Changed
+            }
+            changed = status.changed(), if !status_closed => {
+                status_closed = changed.is_err();
+                Event::Changed
+            }
             received = recv(&task.endpoint, &mut buf) => match received {
                 Ok((len, from)) => Event::Packet(len, from),
                 Err(e) => {
@@ -981,7 +1006,12 @@ impl Task {
 
     async fn complete(&mut self, done: ResyncDone, from: SocketAddr, config: &LvsSyncDaemon) {
         let Some(pending) = self.pending.clone() else {
-            drop_packet("unexpected_done");
+            // A repeated request while the dump ran gets its DONE twice.
+            drop_packet(if self.completed_nonce == Some(done.nonce) {
+                "duplicate_done"
+            } else {
+                "unexpected_done"
+            });
             return;
         };
         if done.nonce != pending.nonce || done.sync_id != config.sync_id {
@@ -1041,6 +1071,7 @@ impl Task {
             s.last_received = Some(received);
         });
         self.pending = None;
+        self.completed_nonce = Some(done.nonce);
         self.resynced_since_backup = true;
         self.release_hold("the bulk resync is done").await;
     }
@@ -1136,6 +1167,11 @@ impl Task {
             hold.instance,
             hold.since.elapsed().as_millis()
         );
+        if self.scripted.contains(&hold.instance) {
+            // A reload gave it a track_script meanwhile: the checker has sent
+            // its tracking, which replaced the hold.
+            return;
+        }
         if let Some(commands) = &self.commands {
             let _ = commands
                 .send(DriverCommand::Track {

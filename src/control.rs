@@ -387,7 +387,10 @@ pub fn render_table(status: &Value) -> String {
         }
     }
     out.push_str(&crate::arp_check::render_text(&status["dr_arp_check"], now));
-    out.push_str(&crate::bulk_resync::render_text(&status["bulk_resync"], now));
+    out.push_str(&crate::bulk_resync::render_text(
+        &status["bulk_resync"],
+        now,
+    ));
     out
 }
 

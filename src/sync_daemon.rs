@@ -18,6 +18,11 @@
 //! again every [`RESYNC`] and repaired. At shutdown (SIGTERM / SIGINT) the
 //! daemons are stopped, as keepalived does. A kernel without IPVS is logged
 //! once, loudly, and VRRP runs on without connection sync.
+//!
+//! The roles running as configured are published for the bulk resync
+//! (`src/bulk_resync.rs`): when the backup role is taken, haldir asks the
+//! master router for its whole connection table, which the kernel's own sync
+//! would never send for idle connections.
 
 use std::time::Duration;
 

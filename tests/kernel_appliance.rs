@@ -15,8 +15,10 @@
 //!
 //! 1. kill -9 of haldir on r1 (its kernel keeps the VIPs and the IPVS table): r2 takes both
 //!    VIPs, and every one of the 200 connections keeps exchanging through r2 (none lost:
-//!    no reset, EOF, error or wrong echo; none stalled: silent for more than 3 s past
-//!    3 s after the event); 20 new connections come up through r2;
+//!    no reset, EOF, error or wrong echo; none stalled: silent for more than 3 s, past
+//!    3 s after the event, not counting time the client program itself was not
+//!    scheduled, which a loaded, software-emulated VM causes and which is printed);
+//!    20 new connections come up through r2;
 //! 2. haldir on r1 starts again (it removes the VIPs its killed predecessor left) and
 //!    preempts: none of the 220 connections is lost or stalled, 20 more come up.
 //!
@@ -49,9 +51,11 @@ fn established_connections_survive_kill_9_of_the_master_and_its_return() {
     options.traffic.interval = Duration::from_secs(1);
     let story = run_story(&options, &mut |text| say(text)).expect("the story ran to its end");
     say(&format!(
-        "{} messages echoed; connections by real server {:?}; {:.1} s in all",
+        "{} messages echoed; connections by real server {:?}; {} failed while being opened \
+         (replaced, not judged); {:.1} s in all",
         story.exchanges,
         story.by_server,
+        story.setup_failures.len(),
         story.elapsed.as_secs_f64()
     ));
     assert_eq!(story.legs.len(), 2);
@@ -85,7 +89,9 @@ fn established_connections_survive_kill_9_of_the_master_and_its_return() {
     }
     // Both real servers served: the scheduler spread the connections.
     assert!(
-        story.by_server.len() == 2 && story.by_server.values().all(|&n| n > 0),
+        ["rs1", "rs2"]
+            .iter()
+            .all(|rs| story.by_server.get(*rs).is_some_and(|&n| n > 0)),
         "{:?}",
         story.by_server
     );

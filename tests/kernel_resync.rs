@@ -43,6 +43,18 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))
 }
 
+/// A copy of the haldir binary taken once per test process: other builds sharing the
+/// target directory may relink the original while a router starts.
+fn private_binary() -> &'static Path {
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let copy =
+            std::env::temp_dir().join(format!("kernel_resync-haldir-{}", std::process::id()));
+        std::fs::copy(binary(), &copy).expect("copy the haldir binary");
+        copy
+    })
+}
+
 fn config(priority: u8, bulk_resync: bool, real_servers: &[&str]) -> String {
     config_with(
         priority,
@@ -83,11 +95,30 @@ struct Router<'l> {
 
 impl<'l> Router<'l> {
     fn start(lab: &'l Lab, host: &'static str, config: &str) -> Router<'l> {
+        // A start has been seen to die in ld.so before its first log line (SIGSEGV while
+        // relocating): the shared target directory's binary was being relinked by a
+        // concurrent build. The test runs a private copy (`private_binary`); should a
+        // start still die, one more try, said out loud.
+        match Router::try_start(lab, host, config) {
+            Ok(router) => router,
+            Err(why) => {
+                say(&format!("RETRYING the start of haldir in {host}: {why}"));
+                Router::try_start(lab, host, config)
+                    .unwrap_or_else(|why| panic!("haldir in {host} did not start: {why}"))
+            }
+        }
+    }
+
+    fn try_start(lab: &'l Lab, host: &'static str, config: &str) -> Result<Router<'l>, String> {
         let config_path = lab.dir().join(format!("{host}-haldir.toml"));
         let status_path = lab.dir().join(format!("{host}-haldir.status.json"));
+        let _ = std::fs::remove_file(&status_path);
         std::fs::write(&config_path, config).unwrap();
-        let mut cmd = std::process::Command::new(binary());
-        cmd.arg("run")
+        // The 10k test raises its own descriptor limit; haldir gets an ordinary one.
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args(["--nofile=4096:4096", "--"])
+            .arg(private_binary())
+            .arg("run")
             .arg("--config")
             .arg(&config_path)
             .arg("--status-file")
@@ -95,7 +126,7 @@ impl<'l> Router<'l> {
             .arg("--control-socket")
             .arg(lab.dir().join(format!("{host}-haldir.sock")))
             .env("HALDIR_LOG", "info");
-        let pid = lab.spawn(host, cmd).unwrap();
+        let pid = lab.spawn(host, cmd).map_err(|e| e.to_string())?;
         let router = Router {
             lab,
             host,
@@ -105,12 +136,22 @@ impl<'l> Router<'l> {
         let started = wait_until(Duration::from_secs(60), || {
             !lab.is_running(pid) || router.state().is_some_and(|s| s != "INIT")
         });
-        assert!(
-            started && lab.is_running(pid),
-            "haldir in {host} did not start:\n{}",
+        if started && lab.is_running(pid) {
+            return Ok(router);
+        }
+        let exit = lab.wait_exit(pid, Duration::from_secs(2));
+        let dmesg = std::process::Command::new("dmesg")
+            .output()
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            })
+            .unwrap_or_default();
+        Err(format!(
+            "exit {exit:?}; its log:\n{}\ndmesg:\n{dmesg}",
             router.log()
-        );
-        router
+        ))
     }
 
     fn status(&self) -> Option<Value> {

@@ -329,14 +329,10 @@ impl Front {
                     // haldir extension (keepalived has no bulk resync): on | off.
                     "bulk_resync" => match value.text.as_str() {
                         "on" | "true" | "yes" => d.bulk_resync = Some(located_bool(value, true)),
-                        "off" | "false" | "no" => {
-                            d.bulk_resync = Some(located_bool(value, false))
-                        }
+                        "off" | "false" | "no" => d.bulk_resync = Some(located_bool(value, false)),
                         other => {
-                            let message = format!(
-                                "`{}`: bulk_resync `{other}`: use on or off",
-                                stmt.text()
-                            );
+                            let message =
+                                format!("`{}`: bulk_resync `{other}`: use on or off", stmt.text());
                             self.error(&value.loc, message);
                         }
                     },

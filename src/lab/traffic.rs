@@ -224,6 +224,10 @@ pub struct TrafficReport {
     pub at: Instant,
     /// Every connection, by id.
     pub connections: Vec<Connection>,
+    /// When the driver itself ran late by more than [`LAG_NOTED`] (a 100 ms timer that
+    /// fired that much later), and by how much: the machine did not schedule the client,
+    /// so silences then say nothing about the network.
+    pub driver_lags: Vec<(Instant, Duration)>,
 }
 
 impl TrafficReport {
@@ -338,6 +342,7 @@ enum TrafficCommand {
 pub struct Traffic {
     config: TrafficConfig,
     connections: Arc<Mutex<Vec<Connection>>>,
+    lags: Arc<Mutex<Vec<(Instant, Duration)>>>,
     commands: Option<mpsc::UnboundedSender<TrafficCommand>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -351,6 +356,7 @@ impl Traffic {
         config: TrafficConfig,
     ) -> anyhow::Result<Traffic> {
         let connections = Arc::new(Mutex::new(Vec::<Connection>::new()));
+        let lags = Arc::new(Mutex::new(Vec::new()));
         let (commands, mut received) = mpsc::unbounded_channel::<TrafficCommand>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -358,8 +364,10 @@ impl Traffic {
             .context("cannot build the traffic runtime")?;
         let thread = spawn_in_netns(&lab.ns_name(client), &format!("traffic-{client}"), {
             let connections = connections.clone();
+            let lags = lags.clone();
             move || {
                 runtime.block_on(async move {
+                    tokio::spawn(watch_lag(lags));
                     while let Some(command) = received.recv().await {
                         let TrafficCommand::Open {
                             first,
@@ -384,6 +392,7 @@ impl Traffic {
         Ok(Traffic {
             config,
             connections,
+            lags,
             commands: Some(commands),
             thread: Some(thread),
         })
@@ -430,6 +439,7 @@ impl Traffic {
         TrafficReport {
             at: Instant::now(),
             connections: lock(&self.connections).clone(),
+            driver_lags: lock(&self.lags).clone(),
         }
     }
 
@@ -451,6 +461,23 @@ impl Traffic {
 impl Drop for Traffic {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A lateness of the driver's own 100 ms timer worth recording.
+pub const LAG_NOTED: Duration = Duration::from_millis(500);
+
+/// Notes every time a 100 ms sleep of the driver's runtime overran by more than
+/// [`LAG_NOTED`]: the process (or the whole VM) was not scheduled.
+async fn watch_lag(lags: Arc<Mutex<Vec<(Instant, Duration)>>>) {
+    let tick = Duration::from_millis(100);
+    loop {
+        let before = Instant::now();
+        tokio::time::sleep(tick).await;
+        let late = before.elapsed().saturating_sub(tick);
+        if late > LAG_NOTED {
+            lock(&lags).push((before + tick, late));
+        }
     }
 }
 
@@ -597,6 +624,7 @@ mod tests {
                 connection(0, &[(1000, 1500)], 9_950, t0),
                 connection(1, &[(2000, 2300)], 6_000, t0),
             ],
+            driver_lags: Vec::new(),
         };
         // conn 1 has been silent for 4 s when the report is taken.
         assert_eq!(
@@ -613,6 +641,7 @@ mod tests {
         let report = TrafficReport {
             at: t0 + Duration::from_millis(5_000),
             connections: vec![connection(0, &[(1000, 4000)], 4_950, t0)],
+            driver_lags: Vec::new(),
         };
         // Only the 50 ms since the last echo is after the mark.
         assert_eq!(
