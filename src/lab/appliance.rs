@@ -39,6 +39,7 @@ use super::haldir::Haldir;
 use super::netns::{in_netns, Lab, BRIDGE};
 use super::run_checked;
 use super::traffic::{EchoServer, TrafficConfig};
+use serde_json::Value;
 
 /// The public virtual address clients connect to.
 pub const VIP: &str = "10.1.0.100";
@@ -876,6 +877,8 @@ pub struct Story {
     /// Connections that failed while being opened at the start, before any event, and
     /// were replaced (why each failed).
     pub setup_failures: Vec<String>,
+    /// The acts after the failovers.
+    pub extras: Extras,
 }
 
 impl Story {
@@ -1271,6 +1274,9 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     });
     say(&describe_leg(legs.last().expect("pushed")));
 
+    let extras = run_extras(&app, &r1, &r2, options, say)
+        .with_context(|| format!("after the failovers\n{}", logs(&[&r1, &r2])))?;
+
     for router in [&r1, &r2] {
         let status = router.stop()?;
         if !status.success() {
@@ -1291,7 +1297,136 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         exchanges: report.exchanges(),
         elapsed: started.elapsed(),
         setup_failures,
+        extras,
     })
+}
+
+/// The acts after the two failovers, with r1 master and r2 backup again: what the bulk
+/// resync carried to r1, a real server that answers ARP for the VIP, and r1's private link
+/// cut. Each fails the story (an error) when its outcome does not hold.
+fn run_extras(
+    app: &Appliance<'_>,
+    r1: &Haldir<'_>,
+    r2: &Haldir<'_>,
+    options: &StoryOptions,
+    say: &mut dyn FnMut(&str),
+) -> anyhow::Result<Extras> {
+    let mut extras = Extras::default();
+    // The bulk resync r1 received when it came back as backup.
+    let last = r1
+        .status()
+        .map(|s| s["bulk_resync"]["last_received"].clone())
+        .unwrap_or_default();
+    if let Some(records) = last["records"].as_u64() {
+        extras.bulk_resync = Some((records, last["millis"].as_f64().unwrap_or(f64::NAN)));
+        say(&format!(
+            "bulk resync: when r1 rejoined as backup, {} sent it the whole connection table, {records} \
+             records in {} ms (request to DONE); the kernel's own sync sends a connection only \
+             when it sees traffic, so the ones opened while r1 was down were new to r1",
+            last["from"].as_str().unwrap_or("the master"),
+            last["millis"]
+        ));
+    }
+
+    // A real server with the DR "ARP problem".
+    let (rs2, rs2_address) = REAL_SERVERS[1];
+    let conflicts = |router: &Haldir<'_>| -> Vec<Value> {
+        crate::control::request(&router.control_socket(), "status", Duration::from_secs(5))
+            .ok()
+            .and_then(|s| s["dr_arp_check"]["conflicts"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    say(&format!(
+        "{rs2} misconfigured: arp_ignore=0, so it answers ARP for the VIP it holds on lo"
+    ));
+    let arp_ignore = |value: &str| {
+        sysctls(
+            app.lab(),
+            rs2,
+            &[
+                ("net/ipv4/conf/all/arp_ignore", value),
+                ("net/ipv4/conf/eth0/arp_ignore", value),
+            ],
+        )
+    };
+    arp_ignore("0")?;
+    // A reload (of the same file) makes the check run a round at once.
+    r1.reload(&app.router_config("r1"))?;
+    let mark = Instant::now();
+    let named = |c: &Value| c["real_server"].as_str() == Some(rs2_address);
+    if !poll_until(Duration::from_secs(30), Duration::from_millis(250), || {
+        conflicts(r1).iter().any(named)
+    }) {
+        bail!("r1 did not report {rs2} ({rs2_address}) answering ARP for {VIP}");
+    }
+    let found = conflicts(r1);
+    extras.arp_reported = Some(mark.elapsed());
+    for conflict in found.iter().filter(|c| named(c)) {
+        say(&format!(
+            "r1 reports (log, `haldir status`, /metrics) after {:.1} s: real server {} (MAC {}) \
+             answers ARP for VIP {} on {}",
+            mark.elapsed().as_secs_f64(),
+            conflict["real_server"].as_str().unwrap_or("?"),
+            conflict["mac"].as_str().unwrap_or("?"),
+            conflict["vip"].as_str().unwrap_or("?"),
+            conflict["interface"].as_str().unwrap_or("?"),
+        ));
+    }
+    arp_ignore("1")?;
+    r1.reload(&app.router_config("r1"))?;
+    if !poll_until(Duration::from_secs(30), Duration::from_millis(250), || {
+        conflicts(r1).is_empty()
+    }) {
+        bail!("r1 still reports an ARP conflict after {rs2} was fixed");
+    }
+    say(&format!("{rs2} fixed (arp_ignore=1): the report clears"));
+
+    // The private link of the master is cut: the sync group moves both VIPs.
+    say("r1's private link (eth1) is cut at the switch");
+    let mark = Instant::now();
+    app.set_private_link("r1", false)?;
+    if !app.wait_roles(r2, None, options.takeover_timeout) {
+        bail!(
+            "r2 did not take both instances: r2 {:?}, VIPs on {:?}",
+            r2.states(),
+            app.holders()
+        );
+    }
+    let moved = mark.elapsed();
+    let (public, private) = app.holders();
+    say(&format!(
+        "after {:.0} ms r2 is MASTER of both instances: {VIP} on {public:?}, {PRIVATE_VIP} on \
+         {private:?}; r1 is {:?} (the sync group took VI_PUBLIC along with VI_PRIVATE)",
+        moved.as_secs_f64() * 1000.0,
+        r1.states().unwrap_or_default()
+    ));
+    app.set_private_link("r1", true)?;
+    let mark = Instant::now();
+    if !app.wait_roles(r1, Some(r2), options.takeover_timeout) {
+        bail!(
+            "r1 did not take both instances back: r1 {:?}, r2 {:?}, VIPs on {:?}",
+            r1.states(),
+            r2.states(),
+            app.holders()
+        );
+    }
+    say(&format!(
+        "link restored: r1 preempts both instances back after {:.0} ms",
+        mark.elapsed().as_secs_f64() * 1000.0
+    ));
+    extras.link_cut_moved_both = Some(moved);
+    Ok(extras)
+}
+
+/// What [`run_extras`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Records r1 received in its bulk resync, and the milliseconds it took.
+    pub bulk_resync: Option<(u64, f64)>,
+    /// How long until r1 named the misconfigured real server.
+    pub arp_reported: Option<Duration>,
+    /// How long until both VIPs were on r2 after r1's private link was cut.
+    pub link_cut_moved_both: Option<Duration>,
 }
 
 /// A few lines on one leg: the timeline, then what the client saw.
