@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use haldir::lab::inject::{advert_repr, carp_packet};
+use haldir::lab::pair::{describe, total_drops, Burst, Pair};
 use haldir::lab::{self, Haldir, HaldirInstance, Injector, Lab};
 use haldir_vrrp::wire::vrrp::{field, Auth, Version, VRRP_TTL};
 
@@ -44,209 +45,60 @@ fn lab_with_attacker(tag: &str) -> Lab {
     lab
 }
 
-/// Every drop counted in the status file (router and link), summed.
-fn total_drops(h: &Haldir) -> u64 {
-    let Some(status) = h.status() else { return 0 };
-    let sum = |v: &serde_json::Value| -> u64 {
-        v.as_object()
-            .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
-            .unwrap_or(0)
-    };
-    sum(&status["instances"][0]["drops"]) + sum(&status["links"][0]["drops"])
+/// Sends `payload` [`COPIES`] times with `ttl`: each copy is dropped and counted exactly
+/// once, under `reason`, by both routers; no priority-0 advert is accepted; nothing changes.
+fn assert_dropped(
+    pair: &Pair,
+    injector: &Injector,
+    what: &str,
+    payload: &[u8],
+    ttl: u8,
+    reason: &str,
+) {
+    pair.assert_dropped(
+        injector,
+        &Burst {
+            what,
+            payload,
+            ttl,
+            reason,
+            copies: COPIES,
+            spacing: SPACING,
+            settle: Duration::from_millis(150),
+            unmoved: ("priority_zero_received", false),
+        },
+    );
 }
 
-fn describe(routers: &[&Haldir]) -> String {
-    routers
+/// Control: `payload` (well-formed) is accepted by both routers, `COPIES` times.
+fn assert_accepted(pair: &Pair, injector: &Injector, what: &str, payload: &[u8]) {
+    let routers = pair.routers();
+    let before: Vec<(u64, u64)> = routers
         .iter()
-        .map(|h| {
-            format!(
-                "--- {} (running {}): state {:?}\nstatus: {}\nlog tail:\n{}",
-                h.host(),
-                h.is_running(),
-                h.state(),
-                h.status().map(|s| s.to_string()).unwrap_or_default(),
-                h.log()
-                    .lines()
-                    .rev()
-                    .take(30)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The master and backup as elected, with their transition counters at that point.
-struct Pair<'a, 'l> {
-    lab: &'l Lab,
-    master: &'a Haldir<'l>,
-    backup: &'a Haldir<'l>,
-    transitions: (u64, u64),
-}
-
-impl<'a, 'l> Pair<'a, 'l> {
-    fn elected(
-        lab: &'l Lab,
-        master: &'a Haldir<'l>,
-        backup: &'a Haldir<'l>,
-        timeout: Duration,
-    ) -> Self {
-        let ok = lab::wait_until(timeout, || {
-            master.state().as_deref() == Some("MASTER")
-                && backup.state().as_deref() == Some("BACKUP")
-                && lab.has_address(master.host(), VIP)
-                && !lab.has_address(backup.host(), VIP)
-        });
-        assert!(ok, "no clean election\n{}", describe(&[master, backup]));
-        Pair {
-            lab,
-            master,
-            backup,
-            transitions: (master.counter("transitions"), backup.counter("transitions")),
-        }
-    }
-
-    fn routers(&self) -> [&'a Haldir<'l>; 2] {
-        [self.master, self.backup]
-    }
-
-    /// Nothing changed since the election.
-    fn assert_undisturbed(&self, after: &str) {
-        let context = || format!("after {after}\n{}", describe(&self.routers()));
+        .map(|h| (h.counter("adverts_received"), total_drops(h)))
+        .collect();
+    injector
+        .send_many(payload, VRRP_TTL, COPIES as usize, SPACING)
+        .unwrap();
+    for (h, (received_before, _)) in routers.iter().zip(&before) {
         assert!(
-            self.master.is_running() && self.backup.is_running(),
-            "a router died: {}",
-            context()
-        );
-        assert_eq!(
-            self.master.state().as_deref(),
-            Some("MASTER"),
-            "{}",
-            context()
-        );
-        assert_eq!(
-            self.backup.state().as_deref(),
-            Some("BACKUP"),
-            "{}",
-            context()
-        );
-        assert_eq!(
-            (
-                self.master.counter("transitions"),
-                self.backup.counter("transitions")
-            ),
-            self.transitions,
-            "a state transition happened: {}",
-            context()
-        );
-        assert!(
-            self.lab.has_address(self.master.host(), VIP),
-            "{}",
-            context()
-        );
-        assert!(
-            !self.lab.has_address(self.backup.host(), VIP),
-            "{}",
-            context()
+            lab::wait_until(Duration::from_secs(5), || h.counter("adverts_received")
+                >= received_before + COPIES),
+            "{what}: {} accepted only {} of {COPIES}\n{}",
+            h.host(),
+            h.counter("adverts_received") - received_before,
+            describe(&routers)
         );
     }
-
-    /// Sends `payload` [`COPIES`] times with `ttl` and checks that each copy was dropped
-    /// and counted exactly once, under `reason`, by both routers, and that nothing changed.
-    fn assert_dropped(
-        &self,
-        injector: &Injector,
-        what: &str,
-        payload: &[u8],
-        ttl: u8,
-        reason: &str,
-    ) {
-        let routers = self.routers();
-        let before: Vec<(u64, u64, u64)> = routers
-            .iter()
-            .map(|h| {
-                (
-                    h.drops(reason),
-                    total_drops(h),
-                    h.counter("priority_zero_received"),
-                )
-            })
-            .collect();
-        injector
-            .send_many(payload, ttl, COPIES as usize, SPACING)
-            .unwrap_or_else(|e| panic!("cannot send {what}: {e:#}"));
-        for (h, (reason_before, _, _)) in routers.iter().zip(&before) {
-            let counted = lab::wait_until(Duration::from_secs(5), || {
-                h.drops(reason) >= reason_before + COPIES
-            });
-            assert!(
-                counted,
-                "{what}: {} counted {} `{reason}` drops, expected {COPIES}\n{}",
-                h.host(),
-                h.drops(reason) - reason_before,
-                describe(&routers)
-            );
-        }
-        // Late status updates would show double counting or a second reason.
-        std::thread::sleep(Duration::from_millis(150));
-        for (h, (reason_before, total_before, zero_before)) in routers.iter().zip(&before) {
-            assert_eq!(
-                h.drops(reason) - reason_before,
-                COPIES,
-                "{what}: `{reason}` on {}",
-                h.host()
-            );
-            assert_eq!(
-                total_drops(h) - total_before,
-                COPIES,
-                "{what}: {} counted drops under other reasons too\n{}",
-                h.host(),
-                describe(&routers)
-            );
-            assert_eq!(
-                h.counter("priority_zero_received"),
-                *zero_before,
-                "{what}: {} accepted a priority-0 advert",
-                h.host()
-            );
-        }
-        self.assert_undisturbed(what);
+    for (h, (_, drops_before)) in routers.iter().zip(&before) {
+        assert_eq!(
+            total_drops(h),
+            *drops_before,
+            "{what}: {} dropped some",
+            h.host()
+        );
     }
-
-    /// Control: `payload` (well-formed) is accepted by both routers, `COPIES` times.
-    fn assert_accepted(&self, injector: &Injector, what: &str, payload: &[u8]) {
-        let routers = self.routers();
-        let before: Vec<(u64, u64)> = routers
-            .iter()
-            .map(|h| (h.counter("adverts_received"), total_drops(h)))
-            .collect();
-        injector
-            .send_many(payload, VRRP_TTL, COPIES as usize, SPACING)
-            .unwrap();
-        for (h, (received_before, _)) in routers.iter().zip(&before) {
-            assert!(
-                lab::wait_until(Duration::from_secs(5), || h.counter("adverts_received")
-                    >= received_before + COPIES),
-                "{what}: {} accepted only {} of {COPIES}\n{}",
-                h.host(),
-                h.counter("adverts_received") - received_before,
-                describe(&routers)
-            );
-        }
-        for (h, (_, drops_before)) in routers.iter().zip(&before) {
-            assert_eq!(
-                total_drops(h),
-                *drops_before,
-                "{what}: {} dropped some",
-                h.host()
-            );
-        }
-        self.assert_undisturbed(what);
-    }
+    pair.assert_undisturbed(what);
 }
 
 #[test]
@@ -261,7 +113,7 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
         |priority| HaldirInstance::v3(51, priority, Duration::from_millis(100), &[VIP_CIDR]);
     let r1 = Haldir::start(&lab, "r1", binary(), &[instance(150)]).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[instance(100)]).unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, Duration::from_secs(5));
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(5));
     let ev = Injector::open(&lab, "ev", ATTACKER).unwrap();
     let v3 = |vrid, priority| {
         ev.advert(&advert_repr(
@@ -275,12 +127,13 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
     };
 
     // Control: a valid advert from the attacker, priority 50 (below both), is accepted.
-    pair.assert_accepted(&ev, "valid priority-50 advert", &v3(51, 50));
+    assert_accepted(&pair, &ev, "valid priority-50 advert", &v3(51, 50));
 
     // Shorter than the 8-byte header, several lengths.
     let resign = v3(51, 0);
     for len in [0, 1, 4, 7] {
-        pair.assert_dropped(
+        assert_dropped(
+            &pair,
             &ev,
             &format!("{len}-byte truncated advert"),
             &resign[..len],
@@ -292,17 +145,32 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
     // A priority-0 advert with one bit of its checksum flipped.
     let mut bad_checksum = v3(51, 0);
     bad_checksum[field::CHECKSUM.start] ^= 0x01;
-    pair.assert_dropped(&ev, "bad checksum", &bad_checksum, VRRP_TTL, "bad_checksum");
+    assert_dropped(
+        &pair,
+        &ev,
+        "bad checksum",
+        &bad_checksum,
+        VRRP_TTL,
+        "bad_checksum",
+    );
 
     // A valid priority-0 advert for our VRID that was routed (TTL 254): accepted, it
     // would make the backup take over after Skew_Time.
-    pair.assert_dropped(&ev, "TTL 254 priority-0 advert", &v3(51, 0), 254, "bad_ttl");
+    assert_dropped(
+        &pair,
+        &ev,
+        "TTL 254 priority-0 advert",
+        &v3(51, 0),
+        254,
+        "bad_ttl",
+    );
 
     // Count and length disagree; checksums valid so the length check is what rejects.
     let mut count_too_high = v3(51, 0);
     count_too_high[field::COUNT] = 2;
     ev.refill_checksum(&mut count_too_high);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "count 2, one address",
         &count_too_high,
@@ -319,7 +187,8 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
     ));
     count_too_low[field::COUNT] = 1;
     ev.refill_checksum(&mut count_too_low);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "count 1, two addresses",
         &count_too_low,
@@ -329,7 +198,8 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
     let mut cut = v3(51, 0);
     cut.truncate(10);
     ev.refill_checksum(&mut cut);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "advert cut inside its address",
         &cut,
@@ -339,7 +209,8 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
     let mut trailing = v3(51, 0);
     trailing.extend_from_slice(&[0; 4]);
     ev.refill_checksum(&mut trailing);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "advert with trailing bytes",
         &trailing,
@@ -348,7 +219,8 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
     );
 
     // Another virtual router, with a priority that would preempt ours.
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "VRID 99, priority 200",
         &v3(99, 200),
@@ -358,7 +230,8 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
 
     // A well-formed version-2 priority-0 advert for our VRID: we run version 3.
     let v2_resign = ev.advert(&advert_repr(Version::V2, 51, 0, 100, Auth::None, &[vip()]));
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "VRRPv2 advert",
         &v2_resign,
@@ -368,7 +241,8 @@ fn v3_pair_drops_and_counts_malformed_and_foreign_protocol_112_packets() {
 
     // CARP (ucarp): first byte 0x21 like VRRPv2, advskew 0 where VRRP has the priority.
     let carp = carp_packet(51, 0, 1, 0x0000_0001_0000_002a, [0x5a; 20]);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "CARP advert for vhid 51",
         &carp,
@@ -417,7 +291,7 @@ fn v2_pair_with_a_password_drops_wrong_passwords_intervals_ttl_and_carp() {
     };
     let r1 = Haldir::start(&lab, "r1", binary(), &[instance(150)]).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[instance(100)]).unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, Duration::from_secs(12));
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(12));
     let ev = Injector::open(&lab, "ev", ATTACKER).unwrap();
     let password = |text: &[u8]| {
         let mut data = [0u8; 8];
@@ -435,33 +309,38 @@ fn v2_pair_with_a_password_drops_wrong_passwords_intervals_ttl_and_carp() {
         ))
     };
 
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "valid priority-50 advert",
         &v2(50, 100, password(b"secret")),
     );
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "priority 0, wrong password",
         &v2(0, 100, password(b"guess")),
         VRRP_TTL,
         "auth_mismatch",
     );
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "priority 0, no authentication",
         &v2(0, 100, Auth::None),
         VRRP_TTL,
         "auth_mismatch",
     );
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "priority 0, interval 2 s",
         &v2(0, 200, password(b"secret")),
         VRRP_TTL,
         "interval_mismatch",
     );
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "TTL 254 priority-0 advert",
         &v2(0, 100, password(b"secret")),
@@ -469,7 +348,8 @@ fn v2_pair_with_a_password_drops_wrong_passwords_intervals_ttl_and_carp() {
         "bad_ttl",
     );
     let carp = carp_packet(52, 0, 1, 7, [0xc3; 20]);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &ev,
         "CARP advert for vhid 52",
         &carp,

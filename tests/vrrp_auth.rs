@@ -23,6 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use haldir::lab::capture::{Capture, Frame, FrameKind};
+use haldir::lab::pair::{describe, total_drops, Burst, Pair};
 use haldir::lab::{self, skip_unless_root, Haldir, HaldirInstance, Injector, Lab};
 use haldir_vrrp::auth::clock_sequence;
 use haldir_vrrp::wire::auth::{self as wire_auth, TRAILER_LEN};
@@ -147,36 +148,6 @@ fn accepted(h: &Haldir, reason: &str) -> u64 {
     status_u64(h, &["auth_accepted", reason])
 }
 
-/// Every drop counted (router and link), summed.
-fn total_drops(h: &Haldir) -> u64 {
-    let Some(status) = h.status() else { return 0 };
-    let sum = |v: &serde_json::Value| -> u64 {
-        v.as_object()
-            .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
-            .unwrap_or(0)
-    };
-    sum(&status["instances"][0]["drops"]) + sum(&status["links"][0]["drops"])
-}
-
-fn describe(routers: &[&Haldir]) -> String {
-    routers
-        .iter()
-        .map(|h| {
-            let log = h.log();
-            let tail: Vec<&str> = log.lines().rev().take(25).collect();
-            format!(
-                "--- {} (running {}): state {:?}\nstatus: {}\nlog tail:\n{}",
-                h.host(),
-                h.is_running(),
-                h.state(),
-                h.status().map(|s| s.to_string()).unwrap_or_default(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Routers r1 and r2 on one segment, plus r3 and the attacker ev.
 fn lab_of_four(tag: &str) -> Lab {
     let lab = Lab::new(tag).unwrap();
@@ -187,183 +158,75 @@ fn lab_of_four(tag: &str) -> Lab {
     lab
 }
 
-/// The master and backup as elected, with their transition counters then.
-struct Pair<'a, 'l> {
-    lab: &'l Lab,
-    master: &'a Haldir<'l>,
-    backup: &'a Haldir<'l>,
-    vip: &'static str,
-    transitions: (u64, u64),
+/// Sends `payload` [`COPIES`] times: each copy is dropped and counted once under `reason`
+/// by both routers, the master accepts nothing (the backup keeps accepting the master's own
+/// adverts meanwhile), and nothing else changes.
+fn assert_dropped(pair: &Pair, injector: &Injector, what: &str, payload: &[u8], reason: &str) {
+    pair.assert_dropped(
+        injector,
+        &Burst {
+            what,
+            payload,
+            ttl: VRRP_TTL,
+            reason,
+            copies: COPIES,
+            spacing: SPACING,
+            // Let the master's own adverts reach the backup: a late count under another
+            // reason, or the master stepping down, shows up then.
+            settle: Duration::from_millis(300),
+            unmoved: ("adverts_received", true),
+        },
+    );
 }
 
-impl<'a, 'l> Pair<'a, 'l> {
-    fn elected(
-        lab: &'l Lab,
-        master: &'a Haldir<'l>,
-        backup: &'a Haldir<'l>,
-        vip: &'static str,
-    ) -> Self {
-        let ok = lab::wait_until(Duration::from_secs(10), || {
-            master.state().as_deref() == Some("MASTER")
-                && backup.state().as_deref() == Some("BACKUP")
-                && lab.has_address(master.host(), vip)
-                && !lab.has_address(backup.host(), vip)
-        });
-        assert!(ok, "no clean election\n{}", describe(&[master, backup]));
-        Pair {
-            lab,
-            master,
-            backup,
-            vip,
-            transitions: (master.counter("transitions"), backup.counter("transitions")),
-        }
-    }
-
-    fn routers(&self) -> [&'a Haldir<'l>; 2] {
-        [self.master, self.backup]
-    }
-
-    /// Nothing changed since the election.
-    fn assert_undisturbed(&self, after: &str) {
-        let context = || format!("after {after}\n{}", describe(&self.routers()));
-        assert!(
-            self.master.is_running() && self.backup.is_running(),
-            "a router died: {}",
-            context()
-        );
-        assert_eq!(
-            (self.master.state(), self.backup.state()),
-            (Some("MASTER".to_owned()), Some("BACKUP".to_owned())),
-            "{}",
-            context()
-        );
-        assert_eq!(
+/// Sends `count` adverts made by `make(n)`; both routers accept every one
+/// and count it with `counter` (a status path), dropping none.
+fn assert_accepted(
+    pair: &Pair,
+    injector: &Injector,
+    what: &str,
+    make: impl Fn(u64) -> Vec<u8>,
+    counter: &[&str],
+) {
+    let routers = pair.routers();
+    let before: Vec<(u64, u64, u64)> = routers
+        .iter()
+        .map(|h| {
             (
-                self.master.counter("transitions"),
-                self.backup.counter("transitions")
-            ),
-            self.transitions,
-            "a state transition happened: {}",
-            context()
-        );
-        assert!(
-            self.lab.has_address(self.master.host(), self.vip),
-            "{}",
-            context()
-        );
-        assert!(
-            !self.lab.has_address(self.backup.host(), self.vip),
-            "{}",
-            context()
-        );
-    }
-
-    /// Sends `payload` [`COPIES`] times: each copy is dropped and counted once
-    /// under `reason` by both routers, and nothing else changes.
-    fn assert_dropped(&self, injector: &Injector, what: &str, payload: &[u8], reason: &str) {
-        let routers = self.routers();
-        let before: Vec<(u64, u64, u64)> = routers
-            .iter()
-            .map(|h| {
-                (
-                    h.drops(reason),
-                    total_drops(h),
-                    h.counter("adverts_received"),
-                )
-            })
-            .collect();
-        injector
-            .send_many(payload, VRRP_TTL, COPIES as usize, SPACING)
-            .unwrap_or_else(|e| panic!("cannot send {what}: {e:#}"));
-        for (h, (reason_before, _, _)) in routers.iter().zip(&before) {
-            let counted = lab::wait_until(Duration::from_secs(5), || {
-                h.drops(reason) >= reason_before + COPIES
-            });
-            assert!(
-                counted,
-                "{what}: {} counted {} `{reason}` drops, expected {COPIES}\n{}",
-                h.host(),
-                h.drops(reason) - reason_before,
-                describe(&routers)
-            );
-        }
-        // Let the master's own adverts reach the backup: a late count under
-        // another reason, or the master stepping down, shows up now.
-        std::thread::sleep(Duration::from_millis(300));
-        for (h, (reason_before, total_before, _)) in routers.iter().zip(&before) {
-            assert_eq!(
-                h.drops(reason) - reason_before,
-                COPIES,
-                "{what}: `{reason}` on {}",
-                h.host()
-            );
-            assert_eq!(
-                total_drops(h) - total_before,
-                COPIES,
-                "{what}: {} counted drops under other reasons too\n{}",
-                h.host(),
-                describe(&routers)
-            );
-        }
-        // The master received nothing it accepted (the backup accepts the
-        // master's own adverts meanwhile).
-        assert_eq!(
-            self.master.counter("adverts_received"),
-            before[0].2,
-            "{what}: the master accepted an advert"
-        );
-        self.assert_undisturbed(what);
-    }
-
-    /// Sends `count` adverts made by `make(n)`; both routers accept every one
-    /// and count it with `counter` (a status path), dropping none.
-    fn assert_accepted(
-        &self,
-        injector: &Injector,
-        what: &str,
-        make: impl Fn(u64) -> Vec<u8>,
-        counter: &[&str],
-    ) {
-        let routers = self.routers();
-        let before: Vec<(u64, u64, u64)> = routers
-            .iter()
-            .map(|h| {
-                (
-                    h.counter("adverts_received"),
-                    status_u64(h, counter),
-                    total_drops(h),
-                )
-            })
-            .collect();
-        for n in 0..COPIES {
-            injector.send(&make(n), VRRP_TTL).unwrap();
-            std::thread::sleep(SPACING);
-        }
-        for (h, (received, counted, _)) in routers.iter().zip(&before) {
-            assert!(
-                lab::wait_until(Duration::from_secs(5), || {
-                    h.counter("adverts_received") >= received + COPIES
-                        && status_u64(h, counter) >= counted + COPIES
-                }),
-                "{what}: {} accepted {} and counted {} under {counter:?}, expected {COPIES}\n{}",
-                h.host(),
-                h.counter("adverts_received") - received,
-                status_u64(h, counter) - counted,
-                describe(&routers)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        for (h, (_, _, drops)) in routers.iter().zip(&before) {
-            assert_eq!(
+                h.counter("adverts_received"),
+                status_u64(h, counter),
                 total_drops(h),
-                *drops,
-                "{what}: {} dropped some\n{}",
-                h.host(),
-                describe(&routers)
-            );
-        }
-        self.assert_undisturbed(what);
+            )
+        })
+        .collect();
+    for n in 0..COPIES {
+        injector.send(&make(n), VRRP_TTL).unwrap();
+        std::thread::sleep(SPACING);
     }
+    for (h, (received, counted, _)) in routers.iter().zip(&before) {
+        assert!(
+            lab::wait_until(Duration::from_secs(5), || {
+                h.counter("adverts_received") >= received + COPIES
+                    && status_u64(h, counter) >= counted + COPIES
+            }),
+            "{what}: {} accepted {} and counted {} under {counter:?}, expected {COPIES}\n{}",
+            h.host(),
+            h.counter("adverts_received") - received,
+            status_u64(h, counter) - counted,
+            describe(&routers)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (h, (_, _, drops)) in routers.iter().zip(&before) {
+        assert_eq!(
+            total_drops(h),
+            *drops,
+            "{what}: {} dropped some\n{}",
+            h.host(),
+            describe(&routers)
+        );
+    }
+    pair.assert_undisturbed(what);
 }
 
 /// Whether the backup authenticated adverts from the master over `during`.
@@ -384,7 +247,7 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
     let enforce = |priority| v3(priority, Some(auth_line(&keys, 1, "enforce")));
     let r1 = Haldir::start(&lab, "r1", binary(), &[enforce(150)]).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[enforce(100)]).unwrap();
-    Pair::elected(&lab, &r1, &r2, VIP);
+    Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
 
     // A genuine third router, r3 (priority 200), takes over and then resigns:
     // its signed priority-200 and priority-0 adverts are captured for replay.
@@ -398,7 +261,7 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
     );
     std::thread::sleep(Duration::from_millis(300));
     r3.stop().unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, VIP);
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
     let frames = capture.stop();
     let from_r3 = adverts_from(&frames, lab.mac_bytes("r3").unwrap());
     let find = |priority: u8| {
@@ -425,13 +288,15 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
 
     // Replays, from r3's address as captured.
     let replayer = Injector::open(&lab, "r3", R3).unwrap();
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &replayer,
         "replayed priority-200 advert",
         &r3_takeover,
         "auth_replay",
     );
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &replayer,
         "replayed priority-0 advert",
         &r3_resign,
@@ -442,7 +307,8 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
     // priority raised.
     let mut flipped = r3_takeover.clone();
     *flipped.last_mut().unwrap() ^= 0x01;
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &replayer,
         "captured advert, HMAC bit flipped",
         &flipped,
@@ -451,7 +317,8 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
     let mut raised = r3_takeover.clone();
     raised[2] = 255;
     replayer.refill_checksum(&mut raised[..12]);
-    pair.assert_dropped(
+    assert_dropped(
+        &pair,
         &replayer,
         "captured advert, priority raised",
         &raised,
@@ -463,26 +330,30 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
     let ev = Injector::open(&lab, "ev", ATTACKER).unwrap();
     let fresh = || clock_sequence(unix_now());
     for priority in [255, 0] {
-        pair.assert_dropped(
+        assert_dropped(
+            &pair,
             &ev,
             &format!("priority {priority} signed with a wrong secret under key id 1"),
             &advert(ATTACKER, priority, Some((&KEY_WRONG, 1, fresh()))),
             "auth_bad_hmac",
         );
-        pair.assert_dropped(
+        assert_dropped(
+            &pair,
             &ev,
             &format!("priority {priority} signed under unknown key id 9"),
             &advert(ATTACKER, priority, Some((&KEY_OLD, 9, fresh()))),
             "auth_unknown_key",
         );
         let two_minutes_ago = clock_sequence(unix_now() - Duration::from_secs(120));
-        pair.assert_dropped(
+        assert_dropped(
+            &pair,
             &ev,
             &format!("priority {priority} correctly signed two minutes ago"),
             &advert(ATTACKER, priority, Some((&KEY_OLD, 1, two_minutes_ago))),
             "auth_stale",
         );
-        pair.assert_dropped(
+        assert_dropped(
+            &pair,
             &ev,
             &format!("unsigned priority {priority}"),
             &advert(ATTACKER, priority, None),
@@ -493,7 +364,8 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
     // Control: correctly signed low-priority adverts from the attacker's
     // address, each with a fresh sequence, are accepted.
     let base = fresh();
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "correctly signed priority-50 adverts",
         |n| advert(ATTACKER, 50, Some((&KEY_OLD, 1, base + n))),
@@ -513,7 +385,7 @@ fn permissive_accepts_failing_adverts_and_counts_them() {
     let capture = Capture::start(&lab).unwrap();
     let r1 = Haldir::start(&lab, "r1", binary(), &[permissive(150)]).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[permissive(100)]).unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, VIP);
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
     assert!(
         authenticates(&r2, Duration::from_millis(500)),
         "{}",
@@ -530,19 +402,22 @@ fn permissive_accepts_failing_adverts_and_counts_them() {
 
     let ev = Injector::open(&lab, "ev", ATTACKER).unwrap();
     let fresh = clock_sequence(unix_now());
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "priority-50 adverts signed with a wrong secret",
         |n| advert(ATTACKER, 50, Some((&KEY_WRONG, 1, fresh + n))),
         &["auth_accepted", "auth_bad_hmac"],
     );
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "unsigned priority-50 adverts",
         |_| advert(ATTACKER, 50, None),
         &["auth_accepted", "auth_missing"],
     );
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "priority-50 adverts under unknown key id 9",
         |n| advert(ATTACKER, 50, Some((&KEY_OLD, 9, fresh + n))),
@@ -565,7 +440,7 @@ fn receive_only_sends_unsigned_adverts_and_verifies_signed_ones() {
     let capture = Capture::start(&lab).unwrap();
     let r1 = Haldir::start(&lab, "r1", binary(), &[receive_only(150)]).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[receive_only(100)]).unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, VIP);
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
     let missing_before = accepted(&r2, "auth_missing");
     std::thread::sleep(Duration::from_millis(500));
     let unsigned = adverts_from(&capture.stop(), lab.mac_bytes("r1").unwrap());
@@ -585,13 +460,15 @@ fn receive_only_sends_unsigned_adverts_and_verifies_signed_ones() {
 
     let ev = Injector::open(&lab, "ev", ATTACKER).unwrap();
     let fresh = clock_sequence(unix_now());
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "correctly signed priority-50 adverts",
         |n| advert(ATTACKER, 50, Some((&KEY_OLD, 1, fresh + n))),
         &["adverts_authenticated"],
     );
-    pair.assert_accepted(
+    assert_accepted(
+        &pair,
         &ev,
         "priority-50 adverts signed with a wrong secret",
         |n| advert(ATTACKER, 50, Some((&KEY_WRONG, 1, fresh + COPIES + n))),
@@ -630,7 +507,7 @@ fn key_rotation_by_reloads_loses_no_advert() {
     };
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config("r1", 150, &[1], 1)).unwrap();
     let r2 = Haldir::start_with_config(&lab, "r2", binary(), &config("r2", 100, &[1], 1)).unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, VIP);
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
     let drops_before = (total_drops(&r1), total_drops(&r2));
     let authenticated_before = r2.counter("adverts_authenticated");
 
@@ -716,7 +593,7 @@ fn ipv6_enforce_pair_authenticates_and_ignores_an_unsigned_router() {
     let capture = Capture::start(&lab).unwrap();
     let r1 = Haldir::start(&lab, "r1", binary(), &[signed(150)]).unwrap();
     let r2 = Haldir::start(&lab, "r2", binary(), &[signed(100)]).unwrap();
-    let pair = Pair::elected(&lab, &r1, &r2, VIP6);
+    let pair = Pair::elected(&lab, &r1, &r2, VIP6, Duration::from_secs(10));
     assert!(
         authenticates(&r2, Duration::from_millis(500)),
         "{}",

@@ -31,14 +31,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
-use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
+use anyhow::{bail, Context};
 
 use super::capture::{Frame, FrameKind};
 use super::haldir::Haldir;
 use super::netns::{in_netns, Lab, BRIDGE};
-use super::run_checked;
 use super::traffic::{EchoServer, TrafficConfig};
+use super::{lock, poll_until, run_checked};
 use serde_json::Value;
 
 /// The public virtual address clients connect to.
@@ -505,21 +504,6 @@ delay_loop = 1
     )
 }
 
-/// Like [`super::wait_until`], polling every `interval`: the conditions here fork `ipvsadm` or
-/// walk namespaces, which is not free in the VM.
-fn poll_until(timeout: Duration, interval: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return cond();
-        }
-        std::thread::sleep(interval);
-    }
-}
-
 /// True when this kernel has IPVS (after trying `modprobe ip_vs`).
 pub fn kernel_has_ipvs() -> bool {
     let present = || Path::new("/proc/net/ip_vs").exists();
@@ -572,30 +556,7 @@ impl ForwardWatch {
     /// Starts watching [`PRIVATE_BRIDGE`] in `lab`'s switch namespace.
     pub fn start(lab: &Lab) -> anyhow::Result<ForwardWatch> {
         let ns = lab.switch_ns();
-        let mut receiver = in_netns(&ns, || -> anyhow::Result<Box<dyn DataLinkReceiver>> {
-            let index = nix::net::if_::if_nametoindex(PRIVATE_BRIDGE)
-                .with_context(|| format!("no interface {PRIVATE_BRIDGE} in {ns}"))?;
-            let interface = NetworkInterface {
-                name: PRIVATE_BRIDGE.to_owned(),
-                description: String::new(),
-                index,
-                mac: None,
-                ips: Vec::new(),
-                flags: 0,
-            };
-            let config = Config {
-                read_timeout: Some(Duration::from_millis(50)),
-                read_buffer_size: 1 << 20,
-                promiscuous: true,
-                ..Config::default()
-            };
-            match pnet_datalink::channel(&interface, config) {
-                Ok(Channel::Ethernet(_tx, rx)) => Ok(rx),
-                Ok(_) => bail!("unexpected channel type on {PRIVATE_BRIDGE}"),
-                Err(e) => Err(anyhow!(e))
-                    .with_context(|| format!("cannot open AF_PACKET on {PRIVATE_BRIDGE} in {ns}")),
-            }
-        })??;
+        let mut receiver = super::capture::open_receiver(&ns, PRIVATE_BRIDGE, 1 << 20)?;
         let vip: Ipv4Addr = VIP.parse().expect("literal");
         let macs = [private_mac(ROUTERS[0]), private_mac(ROUTERS[1])];
         let log = Arc::new(Mutex::new(ForwardLog::default()));
@@ -893,6 +854,55 @@ impl Story {
     }
 }
 
+/// One takeover as the story saw it, before the client's traffic is judged.
+struct LegEvent<'a> {
+    name: String,
+    new_master: &'a str,
+    /// The event (0 of the timeline).
+    mark: Instant,
+    /// When the new master reported both instances MASTER.
+    took_over: Instant,
+    exchanges_at_mark: u64,
+    synced_before: usize,
+    new_up: usize,
+    /// The traffic label of the connections opened after the takeover.
+    new_label: &'a str,
+}
+
+/// Judges the client's traffic around `event`.
+fn judge_leg(
+    event: LegEvent<'_>,
+    timeline: Timeline,
+    report: &super::traffic::TrafficReport,
+    options: &StoryOptions,
+) -> Leg {
+    let mark = event.mark;
+    let (established, survived, lost, stalled) = leg_outcome(report, mark, options.stall_threshold);
+    Leg {
+        name: event.name,
+        new_master: event.new_master.into(),
+        timeline,
+        takeover: event.took_over - mark,
+        established,
+        survived,
+        lost,
+        stalled,
+        longest_gap: report.longest_gap_after(mark),
+        new_opened: options.new_connections,
+        new_up: event.new_up,
+        synced_before: event.synced_before,
+        echo_rate: echo_rate(
+            report,
+            event.exchanges_at_mark,
+            mark,
+            established,
+            options.traffic.interval,
+        ),
+        new_failures: failures_of(report, event.new_label),
+        driver_lags: lags_after(report, mark),
+    }
+}
+
 fn leg_outcome(
     report: &super::traffic::TrafficReport,
     mark: Instant,
@@ -1186,37 +1196,28 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     let new_up = traffic.open(options.new_connections, "after-failover")?;
     std::thread::sleep(Duration::from_secs(1));
     let report = traffic.report();
-    let (established, survived, lost, stalled) =
-        leg_outcome(&report, mark, options.stall_threshold);
+    let name = how.split(" (").next().unwrap_or(how).to_owned();
     let mut timeline = Timeline::of_takeover(&lab, &capture.kept(), &watch, mark, "r1", "r2")?;
-    timeline.push(mark, how.split(" (").next().unwrap_or(how).to_owned());
+    timeline.push(mark, name.clone());
     timeline.push(
         took_over,
         "r2 reports MASTER for both instances (status file)",
     );
-    legs.push(Leg {
-        name: how.split(" (").next().unwrap_or(how).to_owned(),
-        new_master: "r2".into(),
-        timeline,
-        takeover: took_over - mark,
-        established,
-        survived,
-        lost,
-        stalled,
-        longest_gap: report.longest_gap_after(mark),
-        new_opened: options.new_connections,
-        new_up,
-        synced_before: synced,
-        echo_rate: echo_rate(
-            &report,
-            exchanges_at_mark,
+    legs.push(judge_leg(
+        LegEvent {
+            name,
+            new_master: "r2",
             mark,
-            established,
-            options.traffic.interval,
-        ),
-        new_failures: failures_of(&report, "after-failover"),
-        driver_lags: lags_after(&report, mark),
-    });
+            took_over,
+            exchanges_at_mark,
+            synced_before: synced,
+            new_up,
+            new_label: "after-failover",
+        },
+        timeline,
+        &report,
+        options,
+    ));
     say(&describe_leg(legs.last().expect("pushed")));
 
     // Leg 2: the old master returns and preempts.
@@ -1240,8 +1241,6 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     let new_up = traffic.open(options.new_connections, "after-preempt")?;
     std::thread::sleep(Duration::from_secs(1));
     let report = traffic.stop();
-    let (established, survived, lost, stalled) =
-        leg_outcome(&report, mark, options.stall_threshold);
     let mut timeline = Timeline::of_takeover(&lab, &capture.kept(), &watch, mark, "r2", "r1")?;
     timeline.push(mark, "haldir on r1 started");
     timeline.push(r1_up, "haldir on r1 up, out of INIT (status file)");
@@ -1249,29 +1248,21 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         took_over,
         "r1 reports MASTER for both instances (status file)",
     );
-    legs.push(Leg {
-        name: "r1 returns and preempts".into(),
-        new_master: "r1".into(),
-        timeline,
-        takeover: took_over - mark,
-        established,
-        survived,
-        lost,
-        stalled,
-        longest_gap: report.longest_gap_after(mark),
-        new_opened: options.new_connections,
-        new_up,
-        synced_before: synced,
-        echo_rate: echo_rate(
-            &report,
-            exchanges_at_mark,
+    legs.push(judge_leg(
+        LegEvent {
+            name: "r1 returns and preempts".into(),
+            new_master: "r1",
             mark,
-            established,
-            options.traffic.interval,
-        ),
-        new_failures: failures_of(&report, "after-preempt"),
-        driver_lags: lags_after(&report, mark),
-    });
+            took_over,
+            exchanges_at_mark,
+            synced_before: synced,
+            new_up,
+            new_label: "after-preempt",
+        },
+        timeline,
+        &report,
+        options,
+    ));
     say(&describe_leg(legs.last().expect("pushed")));
 
     let extras = run_extras(&app, &r1, &r2, options, say)
@@ -1482,12 +1473,6 @@ pub fn describe_leg(leg: &Leg) -> String {
         }
     }
     text.trim_end().to_owned()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

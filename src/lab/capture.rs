@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
 
+use super::lock;
 use super::netns::{in_netns, Lab, BRIDGE};
 
 const ETHERNET_HEADER: usize = 14;
@@ -127,35 +128,44 @@ impl std::fmt::Debug for Capture {
     }
 }
 
+/// Opens a promiscuous AF_PACKET receiver on `interface` in namespace `ns` (50 ms read
+/// timeout, so a capture thread can notice it is asked to stop).
+pub(crate) fn open_receiver(
+    ns: &str,
+    interface: &str,
+    buffer: usize,
+) -> anyhow::Result<Box<dyn DataLinkReceiver>> {
+    in_netns(ns, || -> anyhow::Result<Box<dyn DataLinkReceiver>> {
+        let index = nix::net::if_::if_nametoindex(interface)
+            .with_context(|| format!("no interface {interface} in {ns}"))?;
+        let link = NetworkInterface {
+            name: interface.to_owned(),
+            description: String::new(),
+            index,
+            mac: None,
+            ips: Vec::new(),
+            flags: 0,
+        };
+        let config = Config {
+            read_timeout: Some(Duration::from_millis(50)),
+            read_buffer_size: buffer,
+            promiscuous: true,
+            ..Config::default()
+        };
+        match pnet_datalink::channel(&link, config) {
+            Ok(Channel::Ethernet(_tx, rx)) => Ok(rx),
+            Ok(_) => bail!("unexpected channel type on {interface}"),
+            Err(e) => Err(anyhow!(e))
+                .with_context(|| format!("cannot open AF_PACKET on {interface} in {ns}")),
+        }
+    })?
+}
+
 impl Capture {
     /// Starts capturing on `br0` in the lab's switch namespace.
     pub fn start(lab: &Lab) -> anyhow::Result<Capture> {
         let ns = lab.switch_ns();
-        let mut receiver = in_netns(&ns, || -> anyhow::Result<Box<dyn DataLinkReceiver>> {
-            let index = nix::net::if_::if_nametoindex(BRIDGE)
-                .with_context(|| format!("no interface {BRIDGE} in {ns}"))?;
-            let interface = NetworkInterface {
-                name: BRIDGE.to_owned(),
-                description: String::new(),
-                index,
-                mac: None,
-                ips: Vec::new(),
-                flags: 0,
-            };
-            let config = Config {
-                read_timeout: Some(Duration::from_millis(50)),
-                read_buffer_size: 65536,
-                promiscuous: true,
-                ..Config::default()
-            };
-            match pnet_datalink::channel(&interface, config) {
-                Ok(Channel::Ethernet(_tx, rx)) => Ok(rx),
-                Ok(_) => bail!("unexpected channel type on {BRIDGE}"),
-                Err(e) => {
-                    Err(anyhow!(e)).context(format!("cannot open AF_PACKET on {BRIDGE} in {ns}"))
-                }
-            }
-        })??;
+        let mut receiver = open_receiver(&ns, BRIDGE, 65536)?;
         let frames = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
@@ -225,12 +235,6 @@ impl Drop for Capture {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod haldir;
 pub mod inject;
 pub mod keepalived;
 pub mod netns;
+pub mod pair;
 pub mod probe;
 pub mod traffic;
 pub mod vm;
@@ -63,7 +64,13 @@ pub fn skip_unless_root(test: &str) -> bool {
 ///
 /// The condition is always evaluated at least once, and once more after the deadline, so a
 /// slow last poll does not turn a success into a timeout.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll_until(timeout, Duration::from_millis(10), cond)
+}
+
+/// [`wait_until`] with another polling interval (for conditions that are costly to
+/// evaluate, say a command run in a namespace).
+pub fn poll_until(timeout: Duration, interval: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -72,8 +79,16 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return cond();
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(interval);
     }
+}
+
+/// Locks `mutex`, taking over a poisoned one: the lab's shared records (captured frames,
+/// spawned processes, counters) stay readable after a panicking thread.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Renders a command line for error messages: `ip -n ns link set eth0 up`.

@@ -31,7 +31,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{command_line, ip, run_checked, run_unchecked, wait_until};
+use super::{command_line, ip, lock, run_checked, run_unchecked, wait_until};
 
 /// Where `ip netns add` mounts named namespaces.
 const NETNS_RUN_DIR: &str = "/run/netns";
@@ -631,12 +631,6 @@ fn parse_ip_o_addr(text: &str) -> Vec<String> {
             words.next().map(str::to_owned)
         })
         .collect()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

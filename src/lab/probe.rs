@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::lock;
 use super::netns::{in_netns, Lab};
 
 const PROBE_MAGIC: &[u8; 4] = b"HLPB";
@@ -543,12 +544,6 @@ impl ProbeReport {
         seqs.dedup();
         self.sent.saturating_sub(seqs.len() as u64)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use anyhow::{anyhow, bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+use super::lock;
 use super::netns::{spawn_in_netns, Lab};
 
 /// Length of the greeting: the server's name, space padded.
@@ -584,12 +585,6 @@ async fn drive(
         });
         next = (next + config.interval).max(tokio::time::Instant::now());
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
