@@ -77,14 +77,18 @@ fn desired(config: &Path) -> Table {
     haldir::ipvs_wiring::desired_table_all_up(&model.virtual_servers)
 }
 
+/// A runtime for the netlink client on the calling (namespace) thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The kernel table of namespace `ns`, over netlink.
 fn kernel_table(ns: &str) -> Table {
     lab::in_netns(ns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let client = IpvsClient::connect().await.unwrap();
             client.table().await.unwrap()
         })
@@ -102,11 +106,7 @@ fn kill_when(
     interrupt: impl Fn(&[ServiceKey]) -> bool + Send + Sync,
 ) -> bool {
     lab::in_netns(ns, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let client = IpvsClient::connect().await.unwrap();
             let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
