@@ -618,8 +618,10 @@ fn row2_split_brain_healed_leaves_one_master_within_one_interval_and_it_reannoun
         "split brain: r2 should be master"
     );
     let counters = nft.counters();
-    nft.heal();
+    // The moment the heal starts: adverts can cross (and r2 yield, and r1 re-announce)
+    // while `nft` is still exiting, so "after the heal" is measured from here.
     let healed = Instant::now();
+    nft.heal();
     std::thread::sleep(INTERVAL * 10);
     let vips = watch.stop();
     let frames = capture.stop();
