@@ -41,14 +41,15 @@
 //!   byte: bursts of 16 >> pace messages per millisecond, then longer gaps),
 //!   at most [`MAX_PACE`] times, and says so in the log.
 //! - **Preemption hold**: a backup that could preempt (preempt on, e.g. the
-//!   old master restarting with the higher priority) runs at priority 1 from
+//!   old master restarting with the higher priority) does not preempt from
 //!   the moment its instance is BACKUP until its resync is done, or for at
-//!   most [`HOLD_LIMIT`] (then it logs loudly and goes on). A takeover because
-//!   the master died is not held: at priority 1 a backup still takes over when
-//!   the adverts stop (its skew time grows by less than one advert
-//!   interval), and the hold is lifted as soon as the instance leaves BACKUP.
-//!   The cap goes through the driver's tracking command, so instances with a
-//!   `track_script` (whose tracking the script checker owns) are not held.
+//!   most [`HOLD_LIMIT`] (then it logs loudly and goes on). The hold covers
+//!   the instance and every other member of its `vrrp_sync_group` (one
+//!   member preempting would take the whole group, the VIP with it). It is
+//!   the driver's [`DriverCommand::HoldPreemption`]: Preempt_Mode reads False
+//!   meanwhile (RFC 5798 §6.4.2), priorities and tracking are untouched, so a
+//!   takeover because the master died is not held and not slowed; the hold is
+//!   lifted as soon as the instance leaves BACKUP.
 //! - **Safety**: requests are answered only with the master sync role and a
 //!   matching syncid; one dump per requester per 5 s, and after a dump that
 //!   took T none for 4 T (at least 1 s); a bounded cache of
@@ -84,7 +85,7 @@ use haldir_ipvs::sync_wire::{
     DEFAULT_MAXLEN_V4, DEFAULT_MAXLEN_V6, DEFAULT_PORT,
 };
 use haldir_ipvs::IpvsClient;
-use haldir_vrrp::driver::{DriverCommand, Status, Tracking};
+use haldir_vrrp::driver::{DriverCommand, Status};
 use haldir_vrrp::router::State;
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
@@ -605,30 +606,54 @@ struct Task {
     hold_spent: bool,
     /// A resync completed since the sync role last became backup.
     resynced_since_backup: bool,
-    /// Instances that have a `track_script` now (their tracking is the
-    /// script checker's: a hold is never lifted over it).
-    scripted: Vec<String>,
     /// The nonce of the last resync completed.
     completed_nonce: Option<u64>,
 }
 
-/// A preemption held: the instance's priority capped until the resync is done.
+/// A preemption held until the resync is done.
 struct Hold {
-    instance: String,
+    /// The instances held: it and the other members of its sync groups.
+    held: Vec<String>,
     since: Instant,
 }
 
 /// Starts the task. `roles` are the sync-daemon roles running
 /// (`src/sync_daemon.rs`); `status` and `commands` are the VRRP driver's,
-/// for the preemption hold.
+/// for the preemption hold; `held_at_start` the instances the driver starts
+/// with their preemption held ([`held_at_start`]): this task lifts it.
 pub fn spawn(
     running: watch::Receiver<Model>,
     roles: watch::Receiver<Vec<DaemonRole>>,
     status: watch::Receiver<Status>,
     commands: mpsc::Sender<DriverCommand>,
     shutdown: watch::Receiver<bool>,
+    held_at_start: Vec<String>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(running, roles, status, commands, shutdown))
+    tokio::spawn(run(
+        running,
+        roles,
+        status,
+        commands,
+        shutdown,
+        held_at_start,
+    ))
+}
+
+/// The instances whose preemption is held from haldir's start: those of the
+/// hold ([`instances_to_hold`]) when bulk resync is on and follows an
+/// instance. A backup may preempt one Master_Down_Interval after it starts,
+/// before a hold sent once it runs could arrive (seen in the VM: a second
+/// instance's start kept the driver busy that long), so the driver starts
+/// them held and the task lifts the hold as usual.
+pub fn held_at_start(model: &Model) -> Vec<String> {
+    match &model.lvs_sync_daemon {
+        Some(LvsSyncDaemon {
+            bulk_resync: true,
+            instance: Some(instance),
+            ..
+        }) => instances_to_hold(model, instance),
+        _ => Vec::new(),
+    }
 }
 
 async fn recv(endpoint: &Option<Endpoint>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
@@ -644,7 +669,16 @@ async fn run(
     mut status: watch::Receiver<Status>,
     commands: mpsc::Sender<DriverCommand>,
     mut shutdown: watch::Receiver<bool>,
+    held_at_start: Vec<String>,
 ) {
+    if !held_at_start.is_empty() {
+        info!(
+            "bulk resync: {} start with any preemption held until the connection table is here (at most {} s in BACKUP)",
+            held_at_start.join(", "),
+            HOLD_LIMIT.as_secs()
+        );
+        stats(|s| s.preemption_holds += 1);
+    }
     let mut task = Task {
         config: None,
         endpoint: None,
@@ -656,10 +690,12 @@ async fn run(
         next_dump: None,
         client: None,
         commands: Some(commands),
-        hold: None,
+        hold: (!held_at_start.is_empty()).then(|| Hold {
+            held: held_at_start,
+            since: Instant::now(),
+        }),
         hold_spent: false,
         resynced_since_backup: false,
-        scripted: Vec::new(),
         completed_nonce: None,
     };
     let mut buf = vec![0u8; 2048];
@@ -713,12 +749,6 @@ async fn run(
         let now_roles = roles.borrow_and_update().clone();
         task.follow_roles(now_roles).await;
         let model = running.borrow().clone();
-        task.scripted = model
-            .vrrp_instances
-            .iter()
-            .filter(|i| !i.track_script.is_empty())
-            .map(|i| i.name.clone())
-            .collect();
         let now_status = status.borrow_and_update().clone();
         task.check_hold(&model, &now_status).await;
         enum Event {
@@ -1077,12 +1107,11 @@ impl Task {
     }
 
     /// Holds a preemption while no resync has completed since the instance
-    /// entered BACKUP: its priority is capped at 1 (through the tracking
-    /// command, so only for instances without `track_script`, whose tracking
-    /// haldir's script checker owns), until the resync is done, the sync
-    /// role becomes master, or [`HOLD_LIMIT`] passes. At priority 1 a backup
-    /// still takes over when the master's adverts stop (a dead master is not
-    /// waited for); it only does not preempt a live one.
+    /// entered BACKUP, for the instance and the other members of its sync
+    /// groups, until the resync is done, the sync role becomes master, or
+    /// [`HOLD_LIMIT`] passes. A held backup still takes over when the
+    /// master's adverts stop (a dead master is not waited for); it only does
+    /// not preempt a live one.
     async fn check_hold(&mut self, model: &Model, status: &Status) {
         let Some(config) = &self.config else {
             return;
@@ -1093,8 +1122,12 @@ impl Task {
         let Some(instance) = status.instances.iter().find(|i| i.name == name) else {
             return;
         };
-        if let Some(hold) = &self.hold {
-            if instance.state != State::Backup {
+        if let Some(hold) = &mut self.hold {
+            if instance.state == State::Initialize {
+                // Held from the start (`held_at_start`): the limit counts
+                // from BACKUP.
+                hold.since = Instant::now();
+            } else if instance.state != State::Backup {
                 self.release_hold("the instance left BACKUP").await;
             } else if hold.since.elapsed() >= HOLD_LIMIT {
                 match instance.master {
@@ -1120,40 +1153,29 @@ impl Task {
         if self.hold_spent || self.resynced_since_backup {
             return;
         }
-        let Some(spec) = model.vrrp_instances.iter().find(|i| i.name == name) else {
-            return;
-        };
-        if !spec.preempt || spec.priority == 255 || spec.priority <= 1 {
+        let held = instances_to_hold(model, &name);
+        if held.is_empty() {
             return;
         }
-        if !spec.track_script.is_empty() {
-            debug!("bulk resync: {name} has track_script: no preemption hold");
-            return;
-        }
-        let tracking = Tracking {
-            priority_delta: 1 - i32::from(spec.priority),
-            fault: false,
-        };
         if let Some(commands) = &self.commands {
-            if commands
-                .send(DriverCommand::Track {
-                    instance: name.clone(),
-                    tracking,
-                })
-                .await
-                .is_err()
-            {
-                return;
+            for instance in &held {
+                let command = DriverCommand::HoldPreemption {
+                    instance: instance.clone(),
+                    held: true,
+                };
+                if commands.send(command).await.is_err() {
+                    return;
+                }
             }
         }
         info!(
-            "bulk resync: holding any preemption by {name} (priority {} runs as 1) until the connection table is here (at most {} s)",
-            spec.priority,
+            "bulk resync: holding any preemption by {} until the connection table is here (at most {} s)",
+            held.join(", "),
             HOLD_LIMIT.as_secs()
         );
         stats(|s| s.preemption_holds += 1);
         self.hold = Some(Hold {
-            instance: name,
+            held,
             since: Instant::now(),
         });
     }
@@ -1164,23 +1186,46 @@ impl Task {
         };
         info!(
             "bulk resync: preemption hold of {} lifted after {} ms: {why}",
-            hold.instance,
+            hold.held.join(", "),
             hold.since.elapsed().as_millis()
         );
-        if self.scripted.contains(&hold.instance) {
-            // A reload gave it a track_script meanwhile: the checker has sent
-            // its tracking, which replaced the hold.
-            return;
-        }
         if let Some(commands) = &self.commands {
-            let _ = commands
-                .send(DriverCommand::Track {
-                    instance: hold.instance,
-                    tracking: Tracking::default(),
-                })
-                .await;
+            for instance in hold.held {
+                let _ = commands
+                    .send(DriverCommand::HoldPreemption {
+                        instance,
+                        held: false,
+                    })
+                    .await;
+            }
         }
     }
+}
+
+/// The instances whose preemption a hold for `instance` (the
+/// `lvs_sync_daemon` one) covers: it and every other member of the sync
+/// groups it belongs to, those that could preempt (preempt on, not the
+/// address owner); empty when none could.
+fn instances_to_hold(model: &Model, instance: &str) -> Vec<String> {
+    let mut names = vec![instance.to_owned()];
+    for group in &model.sync_groups {
+        if group.members.iter().any(|m| m == instance) {
+            for member in &group.members {
+                if !names.contains(member) {
+                    names.push(member.clone());
+                }
+            }
+        }
+    }
+    names
+        .into_iter()
+        .filter(|name| {
+            model
+                .vrrp_instances
+                .iter()
+                .any(|i| &i.name == name && i.preempt && i.priority != 255)
+        })
+        .collect()
 }
 
 struct DumpReport {
@@ -1207,6 +1252,69 @@ mod tests {
             group: None,
             bulk_resync: true,
         }
+    }
+
+    fn model(text: &str) -> Model {
+        haldir_config::parse_toml(text, "test.toml").unwrap()
+    }
+
+    const GROUP: &str = r#"
+[global_defs]
+lvs_sync_daemon = { interface = "eth0", instance = "VI_PUB", id = 1 }
+
+[[vrrp_sync_group]]
+name = "G"
+group = ["VI_PUB", "VI_PRIV"]
+
+[[vrrp_instance]]
+name = "VI_PUB"
+interface = "eth0"
+virtual_router_id = 1
+priority = 150
+virtual_ipaddress = ["10.0.0.100/24"]
+
+[[vrrp_instance]]
+name = "VI_PRIV"
+interface = "eth1"
+virtual_router_id = 2
+priority = 150
+virtual_ipaddress = ["10.1.0.100/24"]
+
+[[vrrp_instance]]
+name = "VI_OTHER"
+interface = "eth2"
+virtual_router_id = 3
+priority = 150
+virtual_ipaddress = ["10.2.0.100/24"]
+"#;
+
+    #[test]
+    fn the_hold_covers_the_sync_daemons_instance_and_its_sync_group_only() {
+        assert_eq!(held_at_start(&model(GROUP)), ["VI_PUB", "VI_PRIV"]);
+    }
+
+    #[test]
+    fn instances_that_cannot_preempt_are_not_held() {
+        let text = GROUP.replacen(
+            "virtual_router_id = 2\npriority = 150",
+            "virtual_router_id = 2\npriority = 150\nnopreempt = true",
+            1,
+        );
+        assert_eq!(held_at_start(&model(&text)), ["VI_PUB"]);
+        let owner = GROUP.replacen(
+            "virtual_router_id = 1\npriority = 150",
+            "virtual_router_id = 1\npriority = 255",
+            1,
+        );
+        assert_eq!(held_at_start(&model(&owner)), ["VI_PRIV"]);
+    }
+
+    #[test]
+    fn nothing_is_held_at_start_without_bulk_resync_or_an_instance() {
+        let off = GROUP.replacen("id = 1 }", "id = 1, bulk_resync = false }", 1);
+        assert!(held_at_start(&model(&off)).is_empty());
+        let no_instance = GROUP.replacen("instance = \"VI_PUB\", ", "", 1);
+        assert!(held_at_start(&model(&no_instance)).is_empty());
     }
 
     #[test]

@@ -317,10 +317,15 @@ pub fn render_table(status: &Value) -> String {
                 Some(t) => format!("{} ({} ago)", utc_text(t), age_text(now - t)),
                 None => "-".into(),
             };
+            let mut state = text(&i["state"]);
+            if i["preemption_held"].as_bool() == Some(true) {
+                // src/bulk_resync.rs: waiting for the connection table.
+                state.push_str(" (preemption held)");
+            }
             rows.push(vec![
                 text(&i["name"]),
                 text(&i["interface"]),
-                text(&i["state"]),
+                state,
                 text(&i["priority"]),
                 text(&i["master"]),
                 since,

@@ -213,12 +213,15 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     );
     // Bulk resync of the connection table between haldir routers
     // (src/bulk_resync.rs), following the sync daemon's role.
+    // Its preemption hold is in place before the instances start.
+    let held_at_start = crate::bulk_resync::held_at_start(&model);
     let bulk_resync = crate::bulk_resync::spawn(
         running_tx.subscribe(),
         sync_roles_rx,
         status_tx.subscribe(),
         commands_tx.clone(),
         shutdown_rx.clone(),
+        held_at_start.clone(),
     );
     let driver = tokio::spawn(driver::run_with_events(
         specs,
@@ -226,6 +229,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         commands_rx,
         shutdown_rx,
         Some(events_tx),
+        held_at_start.into_iter().collect(),
     ));
     tokio::pin!(driver);
     // Queued behind the start: the driver reads it once its instances run.
@@ -526,6 +530,7 @@ pub fn status_json(status: &Status) -> Value {
                 "master": i.master.map(|a| a.to_string()),
                 "since_unix": i.since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
                 "reason": i.reason,
+                "preemption_held": i.preemption_held,
                 "adverts_sent": i.stats.adverts_sent,
                 "adverts_received": i.stats.adverts_received,
                 "priority_zero_sent": i.stats.priority_zero_sent,

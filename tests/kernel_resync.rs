@@ -661,3 +661,228 @@ fn bulk_resync_of_10000_connections_is_timed() {
     assert!(listed >= MANY, "ipvsadm -Lnc in r2 lists {listed}");
     drop(conns);
 }
+
+/// The default sync port of the kernel's daemon (`lvs_sync_daemon` without `port`): the
+/// bulk-resync requests go to the next port.
+const RESYNC_PORT: u16 = 8848 + 1;
+
+/// The configuration of the hold test: a sync group of VI_1 (the VIP, the sync daemon's
+/// instance, with a `track_script` that always succeeds) and VI_2 (a second address) on
+/// eth0, both preempting.
+fn group_config(priority: u8, real_servers: &[&str]) -> String {
+    let advert_int = Duration::from_millis(100);
+    let mut vi1 = HaldirInstance::v3(71, priority, advert_int, &[&format!("{VIP}/24")]);
+    vi1.extra_lines
+        .push("track_script = [\"always_fine\"]".into());
+    let mut vi2 = HaldirInstance::v3(72, priority, advert_int, &["10.40.0.101/24"]);
+    vi2.name = "VI_2".into();
+    let mut text = format!(
+        "[global_defs]\nlvs_sync_daemon = {{ interface = \"eth0\", instance = \"VI_1\", id = {SYNC_ID} }}\n\n\
+         [[vrrp_script]]\nname = \"always_fine\"\nscript = \"true\"\ninterval = 1\ntimeout = 2\nweight = -20\n\n\
+         [[vrrp_sync_group]]\nname = \"VG_1\"\ngroup = [\"VI_1\", \"VI_2\"]\n\n{}\n{}\n\
+         [[virtual_server]]\nip = \"{VIP}\"\nport = 80\nprotocol = \"TCP\"\nlb_algo = \"rr\"\nlb_kind = \"DR\"\n",
+        vi1.render(),
+        vi2.render()
+    );
+    for rs in real_servers {
+        text.push_str(&format!(
+            "\n[[virtual_server.real_server]]\nip = \"{rs}\"\nport = 80\nweight = 1\n"
+        ));
+    }
+    text
+}
+
+/// The state and `preemption_held` of every instance in a router's status.
+fn instance_states(router: &Router) -> Vec<(String, String, bool)> {
+    let Some(status) = router.status() else {
+        return Vec::new();
+    };
+    status["instances"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|i| {
+                    (
+                        i["name"].as_str().unwrap_or("?").to_owned(),
+                        i["state"].as_str().unwrap_or("?").to_owned(),
+                        i["preemption_held"].as_bool() == Some(true),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn all_in(router: &Router, state: &str) -> bool {
+    let states = instance_states(router);
+    states.len() == 2 && states.iter().all(|(_, s, _)| s == state)
+}
+
+#[test]
+fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_is_here() {
+    if !in_vm_or_skip(
+        "kernel_resync::a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_is_here",
+    ) {
+        return;
+    }
+    const CONNECTIONS: usize = 20;
+    const BLOCKED: Duration = Duration::from_secs(3);
+    let lab = lab("kresync-hold");
+    echo_server(&lab, "rs1");
+    echo_server(&lab, "rs2");
+    let servers = ["10.40.0.11", "10.40.0.12"];
+
+    // 1. r2 (priority 100) alone: master of both instances, idle connections through it.
+    let r2 = Router::start(&lab, "r2", &group_config(100, &servers));
+    assert!(
+        wait_until(Duration::from_secs(20), || all_in(&r2, "MASTER")),
+        "r2 did not become master of both: {:?}\n{}",
+        instance_states(&r2),
+        r2.log()
+    );
+    wait_service(&lab, "r2", 2);
+    assert!(
+        wait_until(Duration::from_secs(15), || daemons(&lab, "r2")
+            .starts_with("master sync daemon")),
+        "r2: {}",
+        daemons(&lab, "r2")
+    );
+    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let mut conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
+        (0..CONNECTIONS)
+            .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(20)).unwrap())
+            .collect()
+    })
+    .unwrap();
+    for (i, c) in conns.iter_mut().enumerate() {
+        exchange(c, &format!("hello{i}"), Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("connection {i} through r2: {e}"));
+    }
+    // Past the kernel's 2 s sync flush (see failover_run): only a bulk resync can bring
+    // these idle connections to r1 now.
+    std::thread::sleep(Duration::from_secs(3));
+
+    // 2. r2's haldir does not hear resync requests for a while: the table is late.
+    let rules = lab.dir().join("block-resync.nft");
+    std::fs::write(
+        &rules,
+        format!(
+            "table inet haldir_hold {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    udp dport {RESYNC_PORT} counter drop\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    lab.run("r2", &["nft", "-f", rules.to_str().unwrap()])
+        .expect("nft in the VM");
+
+    // 3. r1 (priority 200, preempt) returns. While the table cannot come, neither member
+    //    of its sync group may preempt: VI_2 is not the sync daemon's instance, VI_1 has a
+    //    track_script.
+    let r1 = Router::start(&lab, "r1", &group_config(200, &servers));
+    let returned = Instant::now();
+    let mut seen_held = Vec::new();
+    let mut preempted = None;
+    while returned.elapsed() < BLOCKED {
+        for (name, state, held) in instance_states(&r1) {
+            if state == "MASTER" && preempted.is_none() {
+                preempted = Some(format!(
+                    "{name} MASTER {} ms after r1 was up",
+                    returned.elapsed().as_millis()
+                ));
+            }
+            if held && !seen_held.contains(&name) {
+                seen_held.push(name);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r2_states = instance_states(&r2);
+    let blocked_status = r1.status().unwrap_or_default();
+    say(&format!(
+        "hold: {} s with the table blocked: r1 {:?}, r2 {r2_states:?}, preempted {preempted:?}, \
+         held seen for {seen_held:?}; r1 bulk_resync {}",
+        BLOCKED.as_secs(),
+        instance_states(&r1),
+        blocked_status["bulk_resync"]
+    ));
+    assert_eq!(
+        preempted,
+        None,
+        "r1 preempted before it had the connection table\nr1's log:\n{}\nr2's log:\n{}",
+        r1.log(),
+        r2.log()
+    );
+    assert!(
+        r2_states.iter().all(|(_, s, _)| s == "MASTER"),
+        "r2 lost mastership while r1 was held: {r2_states:?}"
+    );
+    seen_held.sort();
+    assert_eq!(
+        seen_held,
+        ["VI_1", "VI_2"],
+        "`haldir status` did not show both members held"
+    );
+
+    // 4. The requests get through: the table arrives, then r1 preempts both.
+    lab.run("r2", &["nft", "delete", "table", "inet", "haldir_hold"])
+        .unwrap();
+    let unblocked = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || all_in(&r1, "MASTER")),
+        "r1 did not preempt once the table could come: {:?}\n{}",
+        instance_states(&r1),
+        resync_log(&r1)
+    );
+    let status = r1.status().unwrap();
+    let resync = &status["bulk_resync"];
+    let done_at = resync["last_received"]["at_unix"]
+        .as_f64()
+        .unwrap_or_else(|| {
+            panic!(
+                "r1 has no completed resync: {resync}\nr2's: {}\nr1's log:\n{}\nr2's log:\n{}",
+                r2.status().unwrap_or_default()["bulk_resync"],
+                r1.log(),
+                r2.log()
+            )
+        });
+    let master_since: Vec<f64> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["since_unix"].as_f64().unwrap())
+        .collect();
+    say(&format!(
+        "hold: unblocked -> r1 master of both after {} ms; resync {} records; r1 became master \
+         {:?} ms after the resync's DONE; holds {} timeouts {}",
+        unblocked.elapsed().as_millis(),
+        resync["last_received"]["records"],
+        master_since
+            .iter()
+            .map(|t| ((t - done_at) * 1000.0).round())
+            .collect::<Vec<_>>(),
+        resync["preemption_holds"],
+        resync["hold_timeouts"],
+    ));
+    assert_eq!(resync["hold_timeouts"], 0, "the hold timed out: {resync}");
+    assert!(
+        master_since.iter().all(|t| *t >= done_at),
+        "an instance became master before the resync was done: {master_since:?} vs {done_at}"
+    );
+    assert!(
+        instance_states(&r1).iter().all(|(_, _, held)| !held),
+        "the hold was not lifted: {:?}",
+        instance_states(&r1)
+    );
+
+    // 5. The idle connections opened through r2 go on through r1.
+    let mut lost = Vec::new();
+    for (i, c) in conns.iter_mut().enumerate() {
+        if let Err(e) = exchange(c, &format!("after{i}"), Duration::from_secs(5)) {
+            lost.push(format!("{i}: {e}"));
+        }
+    }
+    say(&format!(
+        "hold: RESULT {} of {CONNECTIONS} idle connections lost after r1 preempted",
+        lost.len()
+    ));
+    assert!(lost.is_empty(), "connections lost: {lost:?}");
+}

@@ -5,7 +5,7 @@
 //! on the receive socket, a shutdown signal and ONE sleep set to the earliest
 //! deadline of its routers, and carries out the actions the routers hand out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
@@ -112,6 +112,8 @@ pub struct InstanceStatus {
     pub since: Option<SystemTime>,
     /// Why the last transition happened.
     pub reason: Option<&'static str>,
+    /// Preemption held (see [`DriverCommand::HoldPreemption`]).
+    pub preemption_held: bool,
     /// The router's counters.
     pub stats: RouterStats,
 }
@@ -253,6 +255,8 @@ enum LinkCommand {
     Remove(String),
     /// Tracked objects changed for an instance.
     Track(String, Tracking),
+    /// Preemption held or resumed for an instance.
+    HoldPreemption(String, bool),
     /// An order of the instance's sync group.
     Group(String, GroupOrder),
     /// Whether the instance's interface or a tracked one is down.
@@ -286,6 +290,15 @@ pub enum DriverCommand {
         instance: String,
         /// The tracked objects' combined effect.
         tracking: Tracking,
+    },
+    /// Suspend (`held`) or resume an instance's preemption of a live master
+    /// of lower priority ([`Router::hold_preemption`]); independent of its
+    /// priority and tracking, and kept across reloads until lifted.
+    HoldPreemption {
+        /// The instance (an unknown name is remembered for when it starts).
+        instance: String,
+        /// Suspend (true) or resume (false).
+        held: bool,
     },
 }
 
@@ -362,24 +375,31 @@ pub async fn run(
     commands: mpsc::Receiver<DriverCommand>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    run_with_events(specs, status, commands, shutdown, None).await
+    run_with_events(specs, status, commands, shutdown, None, BTreeSet::new()).await
 }
 
 /// [`run`], also sending every state change of every instance on `events`
 /// (the graceful shutdown's included). The driver never waits for a
 /// receiver: a receiver that lags behind the channel's capacity loses events.
+///
+/// The instances named in `held_at_start` start with their preemption held
+/// (as if [`DriverCommand::HoldPreemption`] had come first): a command sent
+/// once they run could come after a preemption, since a backup may preempt
+/// one Master_Down_Interval after it starts.
 pub async fn run_with_events(
     specs: Vec<InstanceSpec>,
     status: watch::Sender<Status>,
     mut commands: mpsc::Receiver<DriverCommand>,
     mut shutdown: watch::Receiver<bool>,
     events: Option<broadcast::Sender<InstanceTransition>>,
+    held_at_start: BTreeSet<String>,
 ) -> Result<(), DriverError> {
     let (members_tx, mut member_events) = mpsc::unbounded_channel();
     let mut supervisor = Supervisor {
         events,
         members_tx,
         sync_groups: Vec::new(),
+        preemption_holds: held_at_start,
         members: BTreeMap::new(),
         link_faults: BTreeMap::new(),
         netif: Netif::new()?,
@@ -418,6 +438,9 @@ pub async fn run_with_events(
                             .send(LinkCommand::Track(instance, tracking));
                     }
                 }
+                Some(DriverCommand::HoldPreemption { instance, held }) => {
+                    supervisor.hold_preemption(instance, held);
+                }
                 None => {
                     // Nobody can reload any more; run until shutdown.
                     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -454,6 +477,9 @@ struct Supervisor {
     members_tx: mpsc::UnboundedSender<MemberEvent>,
     /// The configured sync groups.
     sync_groups: Vec<SyncGroupSpec>,
+    /// Instances whose preemption is held: given again to a router that a
+    /// reload replaces or starts.
+    preemption_holds: BTreeSet<String>,
     /// What the sync-group logic knows of each instance.
     members: BTreeMap<String, Member>,
     /// The link fault last sent to each instance (absent: none sent).
@@ -598,7 +624,14 @@ impl Supervisor {
                     s.instances.push(InstanceStatus::starting(&spec));
                 }
             });
+            let held = self.preemption_holds.contains(&spec.name);
+            let name = spec.name.clone();
             let _ = self.links[i].commands.send(LinkCommand::Add(spec));
+            if held {
+                let _ = self.links[i]
+                    .commands
+                    .send(LinkCommand::HoldPreemption(name, true));
+            }
             touched.push(i);
         }
 
@@ -740,6 +773,19 @@ impl Supervisor {
         }
     }
 
+    fn hold_preemption(&mut self, instance: String, held: bool) {
+        if let Some(i) = self.link_of(&instance) {
+            let _ = self.links[i]
+                .commands
+                .send(LinkCommand::HoldPreemption(instance.clone(), held));
+        }
+        if held {
+            self.preemption_holds.insert(instance);
+        } else {
+            self.preemption_holds.remove(&instance);
+        }
+    }
+
     fn link_of(&self, name: &str) -> Option<usize> {
         self.links
             .iter()
@@ -796,6 +842,7 @@ impl InstanceStatus {
             master: None,
             since: None,
             reason: None,
+            preemption_held: false,
             stats: RouterStats::default(),
         }
     }
@@ -953,6 +1000,21 @@ impl Link {
                     let priority = tracking.effective_priority(instance.spec.router.priority);
                     instance.router.set_priority(now, priority);
                     self.refresh_fault(i, now, own_before);
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::HoldPreemption(name, held) => {
+                if let Some(i) = self.position(&name) {
+                    let router = &mut self.instances[i].router;
+                    if router.preemption_held() != held {
+                        info!(
+                            instance = %name,
+                            state = router.state().as_str(),
+                            "preemption {}",
+                            if held { "held" } else { "resumed" }
+                        );
+                    }
+                    router.hold_preemption(held);
                     self.carry_out(i).await;
                 }
             }
@@ -1255,17 +1317,20 @@ impl Link {
                 entry.state,
                 entry.priority,
                 entry.master,
+                entry.preemption_held,
                 entry.stats.clone(),
             );
             entry.state = instance.router.state();
             entry.priority = instance.router.priority();
             entry.master = instance.router.master_address();
+            entry.preemption_held = instance.router.preemption_held();
             entry.stats = instance.router.stats().clone();
             before
                 != (
                     entry.state,
                     entry.priority,
                     entry.master,
+                    entry.preemption_held,
                     entry.stats.clone(),
                 )
         });

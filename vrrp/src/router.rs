@@ -255,6 +255,9 @@ pub struct Router {
     announce_remaining: u32,
     /// Preemption is allowed from this instant on (`preempt_delay`).
     preempt_allowed_at: Option<Instant>,
+    /// Preemption suspended from outside (the bulk resync of the connection
+    /// table is not done yet): Preempt_Mode reads as False meanwhile.
+    preemption_held: bool,
     /// Whether a tracked interface is down.
     fault: bool,
     /// The Master_Down_Timer runs because the master sent priority 0.
@@ -281,6 +284,7 @@ impl Router {
             timers: Timers::default(),
             announce_remaining: 0,
             preempt_allowed_at: None,
+            preemption_held: false,
             fault: false,
             master_resigned: false,
             master_address: None,
@@ -456,6 +460,22 @@ impl Router {
         }
     }
 
+    /// Suspends (`true`) or resumes preemption: while held, this router does
+    /// not take over from a live master of lower priority, as if Preempt_Mode
+    /// were False (RFC 5798 §6.4.2), yet it still takes over when the master's
+    /// adverts stop or it resigns. It keeps its priority, so a held backup
+    /// takes over a dead master exactly as fast as an unheld one. Once lifted,
+    /// the next advert of a lower-priority master is discarded and the backup
+    /// preempts when its Master_Down_Timer fires.
+    pub fn hold_preemption(&mut self, held: bool) {
+        self.preemption_held = held;
+    }
+
+    /// Whether preemption is held ([`Router::hold_preemption`]).
+    pub fn preemption_held(&self) -> bool {
+        self.preemption_held
+    }
+
     /// Tracking changed our priority (1..=254; the address owner keeps 255).
     pub fn set_priority(&mut self, now: Instant, priority: u8) {
         let priority = priority.clamp(1, 255);
@@ -619,8 +639,9 @@ impl Router {
             self.master_resigned = true;
             return;
         }
-        let preempt_now =
-            self.config.preempt && self.preempt_allowed_at.is_none_or(|allowed| now >= allowed);
+        let preempt_now = self.config.preempt
+            && !self.preemption_held
+            && self.preempt_allowed_at.is_none_or(|allowed| now >= allowed);
         if !preempt_now || advert.priority >= self.priority {
             if self.config.version == Version::V3 {
                 // RFC 5798 §6.4.2: learn the master's interval, recompute the timers.

@@ -417,6 +417,68 @@ fn preempt_delay_postpones_preemption() {
 }
 
 #[test]
+fn held_preemption_keeps_the_live_lower_priority_master_until_lifted() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_node(1);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![1]);
+    // The returning router has not got the connection table yet: no preemption.
+    sim.nodes[0].router.hold_preemption(true);
+    sim.start_node(0);
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.masters(), vec![1], "a held backup preempted");
+    assert_eq!(sim.nodes[0].router.state(), State::Backup);
+    assert!(sim.became_master_at(0).is_none());
+    // Lifted: it preempts within one Master_Down_Interval of the next advert.
+    let lifted = sim.now;
+    sim.nodes[0].router.hold_preemption(false);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![0]);
+    assert_eq!(sim.holders(), vec![0]);
+    let took_over = sim.became_master_at(0).unwrap() - lifted;
+    let bound = sim.nodes[0].router.master_down_interval()
+        + Duration::from_millis(50) // one advert interval until the next advert
+        + 2 * LINK_DELAY;
+    assert!(took_over <= bound, "preempted {took_over:?} after the lift");
+}
+
+#[test]
+fn held_preemption_still_takes_over_a_dead_master_at_full_speed() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_node(1);
+    sim.run_for(Duration::from_secs(2));
+    sim.nodes[0].router.hold_preemption(true);
+    sim.start_node(0);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.masters(), vec![1]);
+    let crashed = sim.now;
+    sim.crash(1);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![0], "the held backup did not take over");
+    assert_eq!(
+        sim.nodes[0].transitions.last().unwrap().3,
+        TransitionReason::MasterDown
+    );
+    // The held router kept its priority 150, so it waits the Master_Down_Interval
+    // of priority 150 (RFC 5798 §6.1: 3 × interval + Skew_Time), not that of a
+    // lowered priority.
+    assert_eq!(sim.nodes[0].router.priority(), 150);
+    let took_over = sim.became_master_at(0).unwrap() - crashed;
+    let interval = Duration::from_millis(50);
+    let skew_150 = interval * (256 - 150) / 256;
+    assert!(
+        took_over <= interval * 3 + skew_150 + LINK_DELAY,
+        "took over {took_over:?} after the crash"
+    );
+}
+
+#[test]
 fn equal_priorities_elect_the_higher_primary_address() {
     let mut sim = Sim::new(vec![
         config(Version::V3, 100, 7),
