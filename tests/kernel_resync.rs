@@ -321,6 +321,34 @@ fn wait_service(lab: &Lab, host: &str, count: usize) {
     );
 }
 
+/// Waits until `host` runs the IPVS service with both real servers and the kernel's
+/// master sync daemon.
+fn wait_master_side(lab: &Lab, host: &str) {
+    wait_service(lab, host, 2);
+    assert!(
+        wait_until(Duration::from_secs(15), || daemons(lab, host)
+            .starts_with("master sync daemon")),
+        "{host}: {}",
+        daemons(lab, host)
+    );
+}
+
+/// Opens `count` connections from the client to VIP:80, each echoing one line.
+fn open_echoed(lab: &Lab, count: usize) -> Vec<TcpStream> {
+    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let mut conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
+        (0..count)
+            .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(20)).unwrap())
+            .collect()
+    })
+    .unwrap();
+    for (i, c) in conns.iter_mut().enumerate() {
+        exchange(c, &format!("hello{i}"), Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("connection {i} before the failover: {e}"));
+    }
+    conns
+}
+
 #[derive(Debug, Default)]
 struct Outcome {
     idle_lost: usize,
@@ -347,26 +375,10 @@ fn failover_run(bulk: bool) -> Outcome {
         "{}",
         r1.log()
     );
-    wait_service(&lab, "r1", 2);
-    assert!(
-        wait_until(Duration::from_secs(15), || daemons(&lab, "r1")
-            .starts_with("master sync daemon")),
-        "r1: {}",
-        daemons(&lab, "r1")
-    );
+    wait_master_side(&lab, "r1");
 
     // 2. Connections while r2 is down.
-    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
-    let mut conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
-        (0..IDLE + ACTIVE)
-            .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(20)).unwrap())
-            .collect()
-    })
-    .unwrap();
-    for (i, c) in conns.iter_mut().enumerate() {
-        exchange(c, &format!("hello{i}"), Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("connection {i} before the failover: {e}"));
-    }
+    let mut conns = open_echoed(&lab, IDLE + ACTIVE);
     say(&format!(
         "{mode}: {} connections open through r1; r1's table has {} entries",
         conns.len(),
@@ -740,24 +752,8 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         instance_states(&r2),
         r2.log()
     );
-    wait_service(&lab, "r2", 2);
-    assert!(
-        wait_until(Duration::from_secs(15), || daemons(&lab, "r2")
-            .starts_with("master sync daemon")),
-        "r2: {}",
-        daemons(&lab, "r2")
-    );
-    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
-    let mut conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
-        (0..CONNECTIONS)
-            .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(20)).unwrap())
-            .collect()
-    })
-    .unwrap();
-    for (i, c) in conns.iter_mut().enumerate() {
-        exchange(c, &format!("hello{i}"), Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("connection {i} through r2: {e}"));
-    }
+    wait_master_side(&lab, "r2");
+    let mut conns = open_echoed(&lab, CONNECTIONS);
     // Past the kernel's 2 s sync flush (see failover_run): only a bulk resync can bring
     // these idle connections to r1 now.
     std::thread::sleep(Duration::from_secs(3));
