@@ -635,10 +635,16 @@ fn bulk_resync_of_10000_connections_is_timed() {
         .status()
         .map(|s| s["bulk_resync"]["last_received"].clone())
         .unwrap_or_default();
-    let sent = r1
-        .status()
-        .map(|s| s["bulk_resync"]["last_sent"].clone())
-        .unwrap_or_default();
+    // The status file is rewritten when the VRRP status changes (here with each 1 s
+    // advert): the master's dump report can lag the backup's DONE by that much.
+    let mut sent = Value::Null;
+    poll(Duration::from_secs(5), Duration::from_millis(200), || {
+        sent = r1
+            .status()
+            .map(|s| s["bulk_resync"]["last_sent"].clone())
+            .unwrap_or_default();
+        sent.is_object()
+    });
     say(&format!("10k: r1's bulk resync log:\n{}", resync_log(&r1)));
     say(&format!("10k: r2's bulk resync log:\n{}", resync_log(&r2)));
     let listing = lab.run("r2", &["ipvsadm", "-Lnc"]).unwrap();
