@@ -416,8 +416,10 @@ fn preempt_delay_postpones_preemption() {
     assert!(took_over <= delay + sim.nodes[0].router.master_down_interval() + LINK_DELAY);
 }
 
-#[test]
-fn held_preemption_keeps_the_live_lower_priority_master_until_lifted() {
+/// Node 1 (priority 100) has been master for 2 s; node 0 (priority 150,
+/// preempt) starts with its preemption held, as a router returning before it
+/// has the connection table.
+fn held_router_returns() -> Sim {
     let mut sim = Sim::new(vec![
         config(Version::V3, 150, 1),
         config(Version::V3, 100, 2),
@@ -425,9 +427,14 @@ fn held_preemption_keeps_the_live_lower_priority_master_until_lifted() {
     sim.start_node(1);
     sim.run_for(Duration::from_secs(2));
     assert_eq!(sim.masters(), vec![1]);
-    // The returning router has not got the connection table yet: no preemption.
     sim.nodes[0].router.hold_preemption(true);
     sim.start_node(0);
+    sim
+}
+
+#[test]
+fn held_preemption_keeps_the_live_lower_priority_master_until_lifted() {
+    let mut sim = held_router_returns();
     sim.run_for(Duration::from_secs(5));
     assert_eq!(sim.masters(), vec![1], "a held backup preempted");
     assert_eq!(sim.nodes[0].router.state(), State::Backup);
@@ -447,14 +454,7 @@ fn held_preemption_keeps_the_live_lower_priority_master_until_lifted() {
 
 #[test]
 fn held_preemption_still_takes_over_a_dead_master_at_full_speed() {
-    let mut sim = Sim::new(vec![
-        config(Version::V3, 150, 1),
-        config(Version::V3, 100, 2),
-    ]);
-    sim.start_node(1);
-    sim.run_for(Duration::from_secs(2));
-    sim.nodes[0].router.hold_preemption(true);
-    sim.start_node(0);
+    let mut sim = held_router_returns();
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.masters(), vec![1]);
     let crashed = sim.now;
