@@ -158,7 +158,10 @@ fn the_circle_finder_finds_a_planted_circle() {
     assert_eq!(circle.len(), 4);
     assert_eq!(
         crate_paths("use crate::{alpha, beta::X};\nlet x = crate::gamma::f(); // crate::delta"),
-        ["alpha", "beta", "gamma"].into_iter().map(String::from).collect()
+        ["alpha", "beta", "gamma"]
+            .into_iter()
+            .map(String::from)
+            .collect()
     );
 }
 
@@ -171,7 +174,8 @@ fn the_test_bed_is_not_part_of_the_binary_crate() {
     );
     let lib = std::fs::read_to_string(src.join("lib.rs")).expect("read src/lib.rs");
     assert!(
-        !lib.lines().any(|l| l.trim_start().starts_with("pub mod lab")),
+        !lib.lines()
+            .any(|l| l.trim_start().starts_with("pub mod lab")),
         "src/lib.rs still declares the lab module"
     );
 }
