@@ -75,6 +75,26 @@ impl DaemonCounters {
             .fetch_add(failures as u64, Ordering::Relaxed);
     }
 
+    /// The counters as they are now, for the status.
+    pub fn snapshot(&self) -> haldir_status::DaemonCounters {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        haldir_status::DaemonCounters {
+            reconcile_runs: get(&self.reconcile_runs),
+            reconcile_read_errors: get(&self.reconcile_read_errors),
+            ops_add_service: get(&self.ops_add_service),
+            ops_set_service: get(&self.ops_set_service),
+            ops_del_service: get(&self.ops_del_service),
+            ops_add_dest: get(&self.ops_add_dest),
+            ops_set_dest: get(&self.ops_set_dest),
+            ops_del_dest: get(&self.ops_del_dest),
+            op_failures: get(&self.op_failures),
+            notify_ok: get(&self.notify_ok),
+            notify_failed: get(&self.notify_failed),
+            notify_timeout: get(&self.notify_timeout),
+            notify_missed: get(&self.notify_missed),
+        }
+    }
+
     /// Counts a round whose read of the kernel table failed.
     pub fn count_read_error(&self) {
         self.reconcile_runs.fetch_add(1, Ordering::Relaxed);

@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn unix_seconds_is_none_before_the_epoch() {
-        assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_millis(1500)), Some(1.5));
+        assert_eq!(
+            unix_seconds(UNIX_EPOCH + Duration::from_millis(1500)),
+            Some(1.5)
+        );
         assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(1)), None);
     }
 }
