@@ -1,4 +1,4 @@
-//! The live state of the virtual servers, for `haldir status` and `/metrics`:
+//! The live state of the virtual servers, for the status ([`LiveVirtualServers::to_status`]):
 //! each configured virtual server with its real servers, the weight each has
 //! in the configuration and in the kernel, the health its checker reports and
 //! the kernel's counters.
@@ -13,14 +13,12 @@
 //! [`run`] publishes a [`LiveVirtualServers`] on its own `watch` channel.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use haldir_config::VirtualServer;
 use haldir_ipvs::client::{DestEntry, ServiceEntry};
 use haldir_ipvs::netlink::Stats;
 use haldir_ipvs::{DestKey, IpvsClient, ServiceKey};
-use serde_json::{json, Value};
 use tokio::sync::watch;
 
 pub use haldir_status::{CheckCounters, Health, LATENCY_BUCKETS};
@@ -237,78 +235,6 @@ pub async fn run(
     }
 }
 
-fn unix_seconds(t: SystemTime) -> Option<f64> {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
-}
-
-fn stats_json(stats: &Option<Stats>) -> Value {
-    match stats {
-        None => Value::Null,
-        Some(s) => json!({
-            "connections": s.conns,
-            "in_packets": s.in_packets,
-            "out_packets": s.out_packets,
-            "in_bytes": s.in_bytes,
-            "out_bytes": s.out_bytes,
-        }),
-    }
-}
-
-/// `ip:port`, with brackets for IPv6.
-pub fn dest_text(key: &DestKey) -> String {
-    match key.addr {
-        IpAddr::V4(a) => format!("{a}:{}", key.port),
-        IpAddr::V6(a) => format!("[{a}]:{}", key.port),
-    }
-}
-
-/// The live virtual servers as JSON, for `haldir status --json`.
-pub fn live_json(live: &LiveVirtualServers) -> Value {
-    let servers: Vec<Value> = live
-        .virtual_servers
-        .iter()
-        .map(|vs| {
-            let destinations: Vec<Value> = vs
-                .destinations
-                .iter()
-                .map(|d| {
-                    json!({
-                        "address": d.key.addr.to_string(),
-                        "port": d.key.port,
-                        "configured_weight": d.configured_weight,
-                        "kernel_weight": d.kernel_weight,
-                        "active_connections": d.active_conns,
-                        "inactive_connections": d.inactive_conns,
-                        "health": d.health.health.as_str(),
-                        "checker": d.health.checker,
-                        "last_check": d.health.last_check.as_ref().map(|c| json!({
-                            "up": c.up,
-                            "result": c.text,
-                            "at_unix": unix_seconds(c.at),
-                            "latency_seconds": c.latency.as_secs_f64(),
-                        })),
-                        "stats": stats_json(&d.stats),
-                    })
-                })
-                .collect();
-            json!({
-                "service": vs.key.to_string(),
-                "scheduler": vs.scheduler,
-                "in_kernel": vs.in_kernel,
-                "stats": stats_json(&vs.stats),
-                "destinations": destinations,
-            })
-        })
-        .collect();
-    json!({
-        "virtual_servers": servers,
-        "kernel_read_at_unix": live.kernel_read_at.and_then(unix_seconds),
-        "kernel_error": live.kernel_error,
-    })
-}
-
 fn ipvs_stats(stats: &Option<Stats>) -> Option<haldir_status::IpvsStats> {
     stats.map(|s| haldir_status::IpvsStats {
         connections: s.conns,
@@ -404,15 +330,13 @@ ip = "10.0.0.12"
             .destinations
             .iter()
             .all(|d| d.kernel_weight.is_none() && d.health.health == Health::Unknown));
-        let json = live_json(&LiveVirtualServers {
+        let status = LiveVirtualServers {
             virtual_servers: live,
             ..Default::default()
-        });
-        assert_eq!(json["virtual_servers"][0]["service"], "TCP 192.0.2.10:80");
-        assert_eq!(
-            json["virtual_servers"][0]["destinations"][1]["health"],
-            "unknown"
-        );
+        }
+        .to_status();
+        assert_eq!(status[0].service, "TCP 192.0.2.10:80");
+        assert_eq!(status[0].destinations[1].health, Health::Unknown);
     }
 
     #[test]

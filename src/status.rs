@@ -248,71 +248,70 @@ mod tests {
         (status, live, daemon)
     }
 
-    #[test]
-    fn typed_json_is_the_old_json() {
+    /// The document of the rich sample: the same sample as the status crate's goldens
+    /// (`status/tests/golden/`, recorded from the untyped builders this module replaced).
+    fn rich_document() -> StatusDocument {
         let (status, live, daemon) = rich();
-        let mut old = crate::daemon::status_json(&status);
-        let old_live = crate::live::live_json(&live);
-        old.as_object_mut()
-            .unwrap()
-            .extend(old_live.as_object().unwrap().clone());
-        let typed = StatusDocument {
-            bulk_resync: old["bulk_resync"].clone(),
+        StatusDocument {
+            bulk_resync: serde_json::json!({
+                "drops": {}, "dumps_sent": 0, "enabled": false, "hold_timeouts": 0,
+                "last_received": null, "last_sent": null, "pending": null,
+                "preemption_holds": 0, "records_sent": 0, "requests_received": 0,
+                "requests_sent": 0, "resyncs_received": 0, "role": "none",
+            }),
             config: "x".into(),
             dr_arp_check: serde_json::json!({}),
             instances: haldir_status::vrrp::instances(&status),
             kernel_error: live.kernel_error.clone(),
             kernel_read_at_unix: live.kernel_read_at_unix(),
             links: haldir_status::vrrp::links(&status),
-            now_unix: 1.0,
+            now_unix: 1_700_000_300.0,
             pid: 1,
-            router_id: None,
-            schema_version: 1,
+            router_id: Some("lvs1".into()),
+            schema_version: SCHEMA_VERSION,
             virtual_servers: live.to_status(),
             daemon: daemon.snapshot(),
-        };
-        let mut new = serde_json::to_value(&typed).unwrap();
-        for key in [
-            "config",
-            "dr_arp_check",
-            "now_unix",
-            "pid",
-            "router_id",
-            "schema_version",
-        ] {
-            new.as_object_mut().unwrap().remove(key);
         }
-        assert_eq!(new, old);
-        assert_eq!(
-            serde_json::to_string_pretty(&new).unwrap(),
-            serde_json::to_string_pretty(&old).unwrap()
+    }
+
+    fn golden(name: &str) -> String {
+        let path = format!("{}/status/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn the_driver_status_and_live_servers_convert_to_the_golden_document() {
+        let text = serde_json::to_string_pretty(&rich_document()).unwrap();
+        assert_eq!(text, golden("document.json").trim_end());
+    }
+
+    #[test]
+    fn the_metrics_are_the_golden_ones_then_the_bulk_resync_and_arp_check_sections() {
+        let text = metrics(&rich_document(), &crate::arp_check::Report::default());
+        let rest = text
+            .strip_prefix(&golden("metrics.txt"))
+            .expect("the status crate's families first");
+        assert!(
+            rest.starts_with("# HELP haldir_bulk_resync_requests_total"),
+            "{rest}"
         );
-        let old_metrics = crate::metrics::render(&status, &live, &daemon);
-        let mut new_metrics = haldir_status::prometheus::render(&typed, env!("CARGO_PKG_VERSION"));
-        crate::bulk_resync::render_metrics(&mut new_metrics);
-        assert_eq!(new_metrics, old_metrics);
-        let file = status_file(&status);
-        let mut file = serde_json::to_value(&file).unwrap();
-        file.as_object_mut().unwrap().remove("schema_version");
-        assert_eq!(file, crate::daemon::status_json(&status));
-        let mut typed_now = typed.clone();
-        typed_now.now_unix = 1_700_000_300.0;
-        typed_now.router_id = Some("lvs1".into());
-        let mut as_value = serde_json::to_value(&typed_now).unwrap();
-        as_value["dr_arp_check"] = serde_json::Value::Null;
-        println!("OLD-TEXT\n{}", crate::control::render_table(&as_value));
-        println!("NEW-TEXT\n{}", text(&typed_now));
-        assert_eq!(
-            crate::control::render_table(&as_value),
-            text(&StatusDocument {
-                dr_arp_check: serde_json::Value::Null,
-                ..typed_now.clone()
-            })
-        );
-        println!(
-            "GOLDEN\n{}",
-            serde_json::to_string_pretty(&typed_now).unwrap()
-        );
-        println!("METRICS\n{}", new_metrics);
+        assert!(rest.contains("\nhaldir_dr_arp_check_rounds_total 0\n"), "{rest}");
+    }
+
+    #[test]
+    fn the_status_file_is_the_vrrp_part_of_the_document() {
+        let (status, _, _) = rich();
+        let file = serde_json::to_value(status_file(&status)).unwrap();
+        let document = serde_json::to_value(rich_document()).unwrap();
+        for key in ["instances", "links", "schema_version"] {
+            assert_eq!(file[key], document[key], "{key}");
+        }
+        haldir_status::schema::validate(&file).unwrap();
+    }
+
+    #[test]
+    fn the_text_is_the_golden_table_then_the_other_sections() {
+        let text = text(&rich_document());
+        assert!(text.starts_with(&golden("status.txt")), "{text}");
     }
 }
