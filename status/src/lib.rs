@@ -39,6 +39,24 @@ where
     Option::<T>::deserialize(deserializer)
 }
 
+/// The schema of a field that is always present and may be `null` (an `Option` read with
+/// [`nullable`]); schemars leaves plain `Option` fields out of `required`.
+struct Nullable<T>(std::marker::PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for Nullable<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Nullable_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Option<T>>::json_schema(generator)
+    }
+}
+
 /// The whole status document of a running haldir (control socket `status`, `haldir status
 /// --json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -56,11 +74,11 @@ pub struct StatusDocument {
     pub instances: Vec<Instance>,
     /// Why the kernel's IPVS table could not be read at the last try, or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<String>")]
     pub kernel_error: Option<String>,
     /// When the kernel's IPVS table was last read successfully, or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<f64>")]
     pub kernel_read_at_unix: Option<f64>,
     /// One per link (interface) the VRRP driver listens on.
     pub links: Vec<Link>,
@@ -70,9 +88,9 @@ pub struct StatusDocument {
     pub pid: u32,
     /// `global_defs.router_id` of the configuration, or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<String>")]
     pub router_id: Option<String>,
-    /// [`SCHEMA_VERSION`].
+    /// The layout version of the document ([`SCHEMA_VERSION`]; readers check it).
     pub schema_version: u32,
     /// One per configured virtual server, in configuration order.
     pub virtual_servers: Vec<VirtualServer>,
@@ -94,7 +112,7 @@ pub struct StatusFile {
     pub instances: Vec<Instance>,
     /// As [`StatusDocument::links`].
     pub links: Vec<Link>,
-    /// [`SCHEMA_VERSION`].
+    /// The layout version of the document ([`SCHEMA_VERSION`]; readers check it).
     pub schema_version: u32,
 }
 
@@ -167,7 +185,7 @@ pub struct Instance {
     pub interface: String,
     /// The primary address of the master as last seen, or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<IpAddr>")]
     pub master: Option<IpAddr>,
     /// The instance's name.
     pub name: String,
@@ -181,11 +199,11 @@ pub struct Instance {
     pub priority_zero_sent: u64,
     /// Why the last transition happened, or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<String>")]
     pub reason: Option<String>,
     /// When the last transition happened (seconds since the Unix epoch), or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<f64>")]
     pub since_unix: Option<f64>,
     /// Its state.
     pub state: VrrpState,
@@ -205,7 +223,7 @@ pub struct Link {
     pub send_errors: u64,
     /// Source address of our adverts, or `null`.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<IpAddr>")]
     pub source: Option<IpAddr>,
 }
 
@@ -240,7 +258,7 @@ pub struct VirtualServer {
     pub service: String,
     /// The kernel's counters, or `null` when it is not in the table.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<IpvsStats>")]
     pub stats: Option<IpvsStats>,
 }
 
@@ -278,7 +296,7 @@ pub struct Destination {
     pub address: IpAddr,
     /// The checker's kind (`TCP_CHECK`, `HTTP_GET`, ...), or `null` when it has none.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<String>")]
     pub checker: Option<String>,
     /// The weight the configuration gives it (0: not configured).
     pub configured_weight: u32,
@@ -288,17 +306,17 @@ pub struct Destination {
     pub inactive_connections: u32,
     /// Its weight in the kernel's table, or `null` when it is not there.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<u32>")]
     pub kernel_weight: Option<u32>,
     /// The last check run, or `null` before the first.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<LastCheck>")]
     pub last_check: Option<LastCheck>,
     /// Its port.
     pub port: u16,
     /// The kernel's counters, or `null` when it is not in the table.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<IpvsStats>")]
     pub stats: Option<IpvsStats>,
     /// The checker's cumulative counters (not in the JSON: `/metrics` only).
     #[serde(skip)]
@@ -322,7 +340,7 @@ impl Destination {
 pub struct LastCheck {
     /// When it finished (seconds since the Unix epoch), or `null` on a clock before 1970.
     #[serde(deserialize_with = "nullable")]
-    #[schemars(required)]
+    #[schemars(with = "Nullable<f64>")]
     pub at_unix: Option<f64>,
     /// How long it took, in seconds.
     pub latency_seconds: f64,
