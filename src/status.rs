@@ -111,21 +111,19 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn rich() -> (Status, LiveVirtualServers, crate::metrics::DaemonCounters) {
-        let mut stats = RouterStats::default();
-        stats.adverts_sent = 7;
-        stats.adverts_received = 8;
-        stats.priority_zero_sent = 1;
-        stats.priority_zero_received = 2;
-        stats.announcements = 3;
-        stats.became_master = 4;
-        stats.transitions = 5;
-        stats.address_list_mismatch = 6;
-        stats.adverts_authenticated = 9;
-        stats.drops.insert(DropReason::BadTtl, 11);
-        stats.drops.insert(DropReason::VridMismatch, 12);
-        stats
-            .auth_accepted
-            .insert(haldir_vrrp::auth::AuthFailure::Stale, 13);
+        let stats = RouterStats {
+            adverts_sent: 7,
+            adverts_received: 8,
+            priority_zero_sent: 1,
+            priority_zero_received: 2,
+            announcements: 3,
+            became_master: 4,
+            transitions: 5,
+            address_list_mismatch: 6,
+            adverts_authenticated: 9,
+            drops: [(DropReason::BadTtl, 11), (DropReason::VridMismatch, 12)].into(),
+            auth_accepted: [(haldir_vrrp::auth::AuthFailure::Stale, 13)].into(),
+        };
         let status = Status {
             instances: vec![
                 InstanceStatus {
@@ -295,7 +293,10 @@ mod tests {
             rest.starts_with("# HELP haldir_bulk_resync_requests_total"),
             "{rest}"
         );
-        assert!(rest.contains("\nhaldir_dr_arp_check_rounds_total 0\n"), "{rest}");
+        assert!(
+            rest.contains("\nhaldir_dr_arp_check_rounds_total 0\n"),
+            "{rest}"
+        );
     }
 
     #[test]
