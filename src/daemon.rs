@@ -3,7 +3,7 @@
 //! publishes the live status as a JSON file for operators and tests.
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use haldir_config::VirtualServer;
@@ -13,7 +13,6 @@ use haldir_ipvs::IpvsClient;
 use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, ReloadReport, Status};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
-use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -480,8 +479,7 @@ impl RetryBackoff {
 async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
     let temporary = path.with_extension("tmp");
     loop {
-        let snapshot = status_json(&status.borrow_and_update());
-        let text = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
+        let text = crate::status::status_file(&status.borrow_and_update()).render();
         // On the blocking pool: this runtime also runs the VRRP timers, and a write or
         // rename can stall for a long time on a busy disk (journal commits).
         let written = tokio::task::spawn_blocking({
@@ -502,66 +500,6 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
         // Coalesce bursts of changes (an advert every 10 ms changes counters).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The status as JSON: one object per instance and per link.
-pub fn status_json(status: &Status) -> Value {
-    let instances: Vec<Value> = status
-        .instances
-        .iter()
-        .map(|i| {
-            let drops: serde_json::Map<String, Value> = i
-                .stats
-                .drops
-                .iter()
-                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
-                .collect();
-            let auth_accepted: serde_json::Map<String, Value> = i
-                .stats
-                .auth_accepted
-                .iter()
-                .map(|(reason, count)| (reason.as_str().to_owned(), json!(count)))
-                .collect();
-            json!({
-                "name": i.name,
-                "interface": i.interface,
-                "state": i.state.as_str(),
-                "priority": i.priority,
-                "master": i.master.map(|a| a.to_string()),
-                "since_unix": i.since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
-                "reason": i.reason,
-                "preemption_held": i.preemption_held,
-                "adverts_sent": i.stats.adverts_sent,
-                "adverts_received": i.stats.adverts_received,
-                "priority_zero_sent": i.stats.priority_zero_sent,
-                "priority_zero_received": i.stats.priority_zero_received,
-                "announcements": i.stats.announcements,
-                "became_master": i.stats.became_master,
-                "transitions": i.stats.transitions,
-                "address_list_mismatch": i.stats.address_list_mismatch,
-                "adverts_authenticated": i.stats.adverts_authenticated,
-                "auth_accepted": auth_accepted,
-                "drops": drops,
-            })
-        })
-        .collect();
-    let links: Vec<Value> = status
-        .links
-        .iter()
-        .map(|l| {
-            json!({
-                "interface": l.interface,
-                "source": l.source.map(|a| a.to_string()),
-                "drops": l.drops,
-                "send_errors": l.send_errors,
-            })
-        })
-        .collect();
-    json!({
-        "instances": instances,
-        "links": links,
-        "bulk_resync": crate::bulk_resync::status_json(),
-    })
 }
 
 #[cfg(test)]

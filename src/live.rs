@@ -1,4 +1,4 @@
-//! The live state of the virtual servers, for `haldir status` and `/metrics`:
+//! The live state of the virtual servers, for the status ([`LiveVirtualServers::to_status`]):
 //! each configured virtual server with its real servers, the weight each has
 //! in the configuration and in the kernel, the health its checker reports and
 //! the kernel's counters.
@@ -13,38 +13,15 @@
 //! [`run`] publishes a [`LiveVirtualServers`] on its own `watch` channel.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use haldir_config::VirtualServer;
 use haldir_ipvs::client::{DestEntry, ServiceEntry};
 use haldir_ipvs::netlink::Stats;
 use haldir_ipvs::{DestKey, IpvsClient, ServiceKey};
-use serde_json::{json, Value};
 use tokio::sync::watch;
 
-/// What the checker of a real server says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Health {
-    /// The checker says up (or the real server has no checker and counts as up).
-    Up,
-    /// The checker says down: the real server is out of the IPVS table.
-    Down,
-    /// No checker result yet (or no health wiring).
-    #[default]
-    Unknown,
-}
-
-impl Health {
-    /// `up`, `down` or `unknown`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Up => "up",
-            Health::Down => "down",
-            Health::Unknown => "unknown",
-        }
-    }
-}
+pub use haldir_status::{CheckCounters, Health, LATENCY_BUCKETS};
 
 /// One check run, as the last one went.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,44 +34,6 @@ pub struct CheckResult {
     pub at: SystemTime,
     /// How long it took.
     pub latency: Duration,
-}
-
-/// Upper bounds (seconds) of the checker latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
-/// Cumulative counters of one checker: results and a latency histogram.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CheckCounters {
-    /// Runs that found the server up.
-    pub up: u64,
-    /// Runs that found it down.
-    pub down: u64,
-    /// Runs per bucket of [`LATENCY_BUCKETS`] (not cumulative: a run counts in
-    /// the first bucket whose bound is at least its latency; slower ones in none).
-    pub latency_buckets: [u64; LATENCY_BUCKETS.len()],
-    /// Sum of every run's latency, in seconds.
-    pub latency_sum_seconds: f64,
-}
-
-impl CheckCounters {
-    /// Counts one run.
-    pub fn observe(&mut self, up: bool, latency: Duration) {
-        if up {
-            self.up += 1;
-        } else {
-            self.down += 1;
-        }
-        let seconds = latency.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
-            self.latency_buckets[i] += 1;
-        }
-        self.latency_sum_seconds += seconds;
-    }
-
-    /// Runs counted.
-    pub fn count(&self) -> u64 {
-        self.up + self.down
-    }
 }
 
 /// What the health wiring knows about one real server.
@@ -296,76 +235,59 @@ pub async fn run(
     }
 }
 
-fn unix_seconds(t: SystemTime) -> Option<f64> {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
-}
-
-fn stats_json(stats: &Option<Stats>) -> Value {
-    match stats {
-        None => Value::Null,
-        Some(s) => json!({
-            "connections": s.conns,
-            "in_packets": s.in_packets,
-            "out_packets": s.out_packets,
-            "in_bytes": s.in_bytes,
-            "out_bytes": s.out_bytes,
-        }),
-    }
-}
-
-/// `ip:port`, with brackets for IPv6.
-pub fn dest_text(key: &DestKey) -> String {
-    match key.addr {
-        IpAddr::V4(a) => format!("{a}:{}", key.port),
-        IpAddr::V6(a) => format!("[{a}]:{}", key.port),
-    }
-}
-
-/// The live virtual servers as JSON, for `haldir status --json`.
-pub fn live_json(live: &LiveVirtualServers) -> Value {
-    let servers: Vec<Value> = live
-        .virtual_servers
-        .iter()
-        .map(|vs| {
-            let destinations: Vec<Value> = vs
-                .destinations
-                .iter()
-                .map(|d| {
-                    json!({
-                        "address": d.key.addr.to_string(),
-                        "port": d.key.port,
-                        "configured_weight": d.configured_weight,
-                        "kernel_weight": d.kernel_weight,
-                        "active_connections": d.active_conns,
-                        "inactive_connections": d.inactive_conns,
-                        "health": d.health.health.as_str(),
-                        "checker": d.health.checker,
-                        "last_check": d.health.last_check.as_ref().map(|c| json!({
-                            "up": c.up,
-                            "result": c.text,
-                            "at_unix": unix_seconds(c.at),
-                            "latency_seconds": c.latency.as_secs_f64(),
-                        })),
-                        "stats": stats_json(&d.stats),
-                    })
-                })
-                .collect();
-            json!({
-                "service": vs.key.to_string(),
-                "scheduler": vs.scheduler,
-                "in_kernel": vs.in_kernel,
-                "stats": stats_json(&vs.stats),
-                "destinations": destinations,
-            })
-        })
-        .collect();
-    json!({
-        "virtual_servers": servers,
-        "kernel_read_at_unix": live.kernel_read_at.and_then(unix_seconds),
-        "kernel_error": live.kernel_error,
+fn ipvs_stats(stats: &Option<Stats>) -> Option<haldir_status::IpvsStats> {
+    stats.map(|s| haldir_status::IpvsStats {
+        connections: s.conns,
+        in_bytes: s.in_bytes,
+        in_packets: s.in_packets,
+        out_bytes: s.out_bytes,
+        out_packets: s.out_packets,
     })
+}
+
+impl LiveVirtualServers {
+    /// The virtual servers as the status shows them.
+    pub fn to_status(&self) -> Vec<haldir_status::VirtualServer> {
+        self.virtual_servers
+            .iter()
+            .map(|vs| haldir_status::VirtualServer {
+                destinations: vs
+                    .destinations
+                    .iter()
+                    .map(|d| haldir_status::Destination {
+                        active_connections: d.active_conns,
+                        address: d.key.addr,
+                        checker: d.health.checker.clone(),
+                        configured_weight: d.configured_weight,
+                        health: d.health.health,
+                        inactive_connections: d.inactive_conns,
+                        kernel_weight: d.kernel_weight,
+                        last_check: d.health.last_check.as_ref().map(|c| {
+                            haldir_status::LastCheck {
+                                at_unix: haldir_status::time::unix_seconds(c.at),
+                                latency_seconds: c.latency.as_secs_f64(),
+                                result: c.text.clone(),
+                                up: c.up,
+                            }
+                        }),
+                        port: d.key.port,
+                        stats: ipvs_stats(&d.stats),
+                        check_counters: d.health.counters.clone(),
+                    })
+                    .collect(),
+                in_kernel: vs.in_kernel,
+                scheduler: vs.scheduler.clone(),
+                service: vs.key.to_string(),
+                stats: ipvs_stats(&vs.stats),
+            })
+            .collect()
+    }
+
+    /// When the kernel table was last read, in seconds since the Unix epoch.
+    pub fn kernel_read_at_unix(&self) -> Option<f64> {
+        self.kernel_read_at
+            .and_then(haldir_status::time::unix_seconds)
+    }
 }
 
 #[cfg(test)]
@@ -408,15 +330,13 @@ ip = "10.0.0.12"
             .destinations
             .iter()
             .all(|d| d.kernel_weight.is_none() && d.health.health == Health::Unknown));
-        let json = live_json(&LiveVirtualServers {
+        let status = LiveVirtualServers {
             virtual_servers: live,
             ..Default::default()
-        });
-        assert_eq!(json["virtual_servers"][0]["service"], "TCP 192.0.2.10:80");
-        assert_eq!(
-            json["virtual_servers"][0]["destinations"][1]["health"],
-            "unknown"
-        );
+        }
+        .to_status();
+        assert_eq!(status[0].service, "TCP 192.0.2.10:80");
+        assert_eq!(status[0].destinations[1].health, Health::Unknown);
     }
 
     #[test]

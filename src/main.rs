@@ -250,10 +250,16 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Ok(status) => {
-                    print!("{}", haldir::control::render_table(&status));
-                    ExitCode::SUCCESS
-                }
+                Ok(status) => match haldir::status::text_from_json(&status) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("haldir status: {e} (`haldir status --json` shows it as it is)");
+                        ExitCode::from(2)
+                    }
+                },
                 Err(e) => {
                     eprintln!("haldir status: {e:#}");
                     ExitCode::from(2)

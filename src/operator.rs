@@ -64,18 +64,19 @@ pub async fn start(
     tasks.push(arp_check);
     // An operator tool that cannot start is logged, never a reason to stop
     // VRRP: failover matters more than status.
+    let status_sources = StatusSources {
+        status: status.clone(),
+        live: live_rx.clone(),
+        running: running.clone(),
+        config_path: options.config_path.clone(),
+        arp_check: arp_report.clone(),
+    };
     if let Some(path) = &options.control_socket {
         match crate::control::bind(path) {
             Ok(listener) => tasks.push(tokio::spawn(crate::control::serve(
                 listener,
                 path.clone(),
-                StatusSources {
-                    status: status.clone(),
-                    live: live_rx.clone(),
-                    running: running.clone(),
-                    config_path: options.config_path.clone(),
-                    arp_check: arp_report.clone(),
-                },
+                status_sources.clone(),
                 control,
                 shutdown.clone(),
             ))),
@@ -84,10 +85,8 @@ pub async fn start(
     }
     if let Some(address) = options.metrics_address {
         let sources = crate::metrics::Sources {
-            status: status.clone(),
-            live: live_rx.clone(),
+            status: status_sources.clone(),
             counters: counters.clone(),
-            arp_check: arp_report.clone(),
         };
         match crate::metrics::serve(address, sources, shutdown.clone()).await {
             Ok(task) => tasks.push(task),

@@ -1,0 +1,318 @@
+//! Gathers the typed status ([`haldir_status`]) from the daemon's live state, and the one
+//! place where the sections still rendered by their owners (the bulk resync in
+//! [`crate::bulk_resync`], the DR ARP check in [`crate::arp_check`]) join the renderings
+//! of the status crate.
+// TODO(merge): the bulk resync and ARP check sections become methods of their typed structs.
+
+use haldir_status::prometheus::{n, Family};
+use haldir_status::{StatusDocument, StatusFile, SCHEMA_VERSION};
+use haldir_vrrp::driver::Status;
+
+use crate::control::StatusSources;
+
+/// The status document of the running daemon, from its `sources`; with the daemon's
+/// `counters` when given (for `/metrics`).
+pub fn document(
+    sources: &StatusSources,
+    counters: Option<&crate::metrics::DaemonCounters>,
+) -> StatusDocument {
+    let status = sources.status.borrow().clone();
+    let live = sources.live.borrow().clone();
+    StatusDocument {
+        bulk_resync: crate::bulk_resync::status_json(),
+        config: sources.config_path.display().to_string(),
+        dr_arp_check: crate::arp_check::report_json(&sources.arp_check.borrow()),
+        instances: haldir_status::vrrp::instances(&status),
+        kernel_error: live.kernel_error.clone(),
+        kernel_read_at_unix: live.kernel_read_at_unix(),
+        links: haldir_status::vrrp::links(&status),
+        now_unix: haldir_status::time::unix_now(),
+        pid: std::process::id(),
+        router_id: sources.running.borrow().router_id.clone(),
+        schema_version: SCHEMA_VERSION,
+        virtual_servers: live.to_status(),
+        daemon: counters.map(|c| c.snapshot()).unwrap_or_default(),
+    }
+}
+
+/// The status file's content for the VRRP driver's `status`.
+pub fn status_file(status: &Status) -> StatusFile {
+    StatusFile::new(status, crate::bulk_resync::status_json())
+}
+
+/// The text of `haldir status`.
+pub fn text(document: &StatusDocument) -> String {
+    let mut out = haldir_status::text::render(document);
+    out.push_str(&crate::arp_check::render_text(
+        &document.dr_arp_check,
+        document.now_unix,
+    ));
+    out.push_str(&crate::bulk_resync::render_text(
+        &document.bulk_resync,
+        document.now_unix,
+    ));
+    out
+}
+
+/// The text of `haldir status` for the control socket's answer (`Err`: it is not a status
+/// document this haldir can read).
+pub fn text_from_json(document: &serde_json::Value) -> Result<String, String> {
+    haldir_status::schema::validate_document(document).map(|typed| text(&typed))
+}
+
+/// The text of `/metrics`: the status's families, then the bulk resync's and the DR ARP
+/// check's.
+pub fn metrics(document: &StatusDocument, arp_check: &crate::arp_check::Report) -> String {
+    let mut out = haldir_status::prometheus::render(document, env!("CARGO_PKG_VERSION"));
+    crate::bulk_resync::render_metrics(&mut out);
+    render_dr_arp_check(&mut out, arp_check);
+    out
+}
+
+/// The DR real-server ARP check: one sample per standing conflict.
+fn render_dr_arp_check(out: &mut String, report: &crate::arp_check::Report) {
+    let mut f = Family::new(
+        out,
+        "haldir_dr_arp_conflict",
+        "gauge",
+        "1 while a host answers ARP for the VIP of a DR virtual server (real_server: the real server with that MAC, or unknown).",
+    );
+    for (c, _) in &report.conflicts {
+        let (vip, mac) = (c.vip.to_string(), crate::arp_check::mac_text(&c.mac));
+        let rs = c
+            .real_server
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        f.sample(
+            &[
+                ("virtual_server", &c.virtual_server),
+                ("vip", &vip),
+                ("real_server", &rs),
+                ("mac", &mac),
+            ],
+            1u8,
+        );
+    }
+    let mut f = Family::new(
+        out,
+        "haldir_dr_arp_check_rounds_total",
+        "counter",
+        "Rounds of the DR real-server ARP check.",
+    );
+    f.sample(&[], n(report.rounds));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::*;
+    use haldir_ipvs::{DestKey, ServiceKey};
+    use haldir_vrrp::driver::{InstanceStatus, LinkStatus};
+    use haldir_vrrp::router::{DropReason, RouterStats, State};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn rich() -> (Status, LiveVirtualServers, crate::metrics::DaemonCounters) {
+        let stats = RouterStats {
+            adverts_sent: 7,
+            adverts_received: 8,
+            priority_zero_sent: 1,
+            priority_zero_received: 2,
+            announcements: 3,
+            became_master: 4,
+            transitions: 5,
+            address_list_mismatch: 6,
+            adverts_authenticated: 9,
+            drops: [(DropReason::BadTtl, 11), (DropReason::VridMismatch, 12)].into(),
+            auth_accepted: [(haldir_vrrp::auth::AuthFailure::Stale, 13)].into(),
+        };
+        let status = Status {
+            instances: vec![
+                InstanceStatus {
+                    name: "VI_1".into(),
+                    interface: "eth0".into(),
+                    state: State::Master,
+                    priority: 150,
+                    master: Some("10.0.0.1".parse().unwrap()),
+                    since: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)),
+                    reason: Some("startup"),
+                    preemption_held: true,
+                    stats,
+                },
+                InstanceStatus {
+                    name: "VI_6".into(),
+                    interface: "eth1".into(),
+                    state: State::Initialize,
+                    priority: 100,
+                    master: None,
+                    since: None,
+                    reason: None,
+                    preemption_held: false,
+                    stats: RouterStats::default(),
+                },
+            ],
+            links: vec![
+                LinkStatus {
+                    interface: "eth0".into(),
+                    interface_index: 2,
+                    source: Some("fe80::1".parse().unwrap()),
+                    drops: [("unknown_vrid", 4u64), ("bad_ip_header", 2)].into(),
+                    send_errors: 3,
+                },
+                LinkStatus {
+                    interface: "eth1".into(),
+                    interface_index: 3,
+                    source: None,
+                    drops: Default::default(),
+                    send_errors: 0,
+                },
+            ],
+        };
+        let service: ServiceKey = haldir_ipvs::ServiceKey::Address {
+            protocol: haldir_ipvs::model::Protocol::Tcp,
+            addr: "192.0.2.10".parse().unwrap(),
+            port: 80,
+        };
+        let ipvs = haldir_ipvs::netlink::Stats {
+            conns: 10,
+            in_packets: 20,
+            out_packets: 30,
+            in_bytes: 40,
+            out_bytes: 50,
+            ..Default::default()
+        };
+        let mut counters = CheckCounters::default();
+        counters.observe(true, Duration::from_millis(3));
+        counters.observe(false, Duration::from_millis(700));
+        let checked = RealServerHealth {
+            health: Health::Up,
+            checker: Some("HTTP_GET".into()),
+            last_check: Some(CheckResult {
+                up: true,
+                text: "ok \"quoted\"".into(),
+                at: UNIX_EPOCH + Duration::from_millis(1_700_000_100_500),
+                latency: Duration::from_micros(2500),
+            }),
+            counters,
+        };
+        let live = LiveVirtualServers {
+            virtual_servers: vec![
+                VirtualServerStatus {
+                    key: service,
+                    scheduler: "wrr".into(),
+                    in_kernel: true,
+                    stats: Some(ipvs),
+                    destinations: vec![
+                        DestinationStatus {
+                            key: DestKey::new("10.0.0.11".parse().unwrap(), 80),
+                            configured_weight: 3,
+                            kernel_weight: Some(3),
+                            active_conns: 5,
+                            inactive_conns: 6,
+                            stats: Some(ipvs),
+                            health: checked,
+                        },
+                        DestinationStatus {
+                            key: DestKey::new("2001:db8::12".parse().unwrap(), 8080),
+                            configured_weight: 0,
+                            kernel_weight: None,
+                            active_conns: 0,
+                            inactive_conns: 0,
+                            stats: None,
+                            health: RealServerHealth {
+                                health: Health::Down,
+                                ..Default::default()
+                            },
+                        },
+                    ],
+                },
+                VirtualServerStatus {
+                    key: haldir_ipvs::ServiceKey::Fwmark {
+                        family: haldir_ipvs::model::AddressFamily::Ipv4,
+                        mark: 42,
+                    },
+                    scheduler: "mh".into(),
+                    in_kernel: false,
+                    stats: None,
+                    destinations: vec![],
+                },
+            ],
+            kernel_read_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_200)),
+            kernel_error: Some("permission denied".into()),
+        };
+        let daemon = crate::metrics::DaemonCounters::default();
+        daemon.count_reconcile(&[], 2);
+        daemon
+            .notify_ok
+            .fetch_add(4, std::sync::atomic::Ordering::Relaxed);
+        (status, live, daemon)
+    }
+
+    /// The document of the rich sample: the same sample as the status crate's goldens
+    /// (`status/tests/golden/`, recorded from the untyped builders this module replaced).
+    fn rich_document() -> StatusDocument {
+        let (status, live, daemon) = rich();
+        StatusDocument {
+            bulk_resync: serde_json::json!({
+                "drops": {}, "dumps_sent": 0, "enabled": false, "hold_timeouts": 0,
+                "last_received": null, "last_sent": null, "pending": null,
+                "preemption_holds": 0, "records_sent": 0, "requests_received": 0,
+                "requests_sent": 0, "resyncs_received": 0, "role": "none",
+            }),
+            config: "x".into(),
+            dr_arp_check: serde_json::json!({}),
+            instances: haldir_status::vrrp::instances(&status),
+            kernel_error: live.kernel_error.clone(),
+            kernel_read_at_unix: live.kernel_read_at_unix(),
+            links: haldir_status::vrrp::links(&status),
+            now_unix: 1_700_000_300.0,
+            pid: 1,
+            router_id: Some("lvs1".into()),
+            schema_version: SCHEMA_VERSION,
+            virtual_servers: live.to_status(),
+            daemon: daemon.snapshot(),
+        }
+    }
+
+    fn golden(name: &str) -> String {
+        let path = format!("{}/status/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn the_driver_status_and_live_servers_convert_to_the_golden_document() {
+        let text = serde_json::to_string_pretty(&rich_document()).unwrap();
+        assert_eq!(text, golden("document.json").trim_end());
+    }
+
+    #[test]
+    fn the_metrics_are_the_golden_ones_then_the_bulk_resync_and_arp_check_sections() {
+        let text = metrics(&rich_document(), &crate::arp_check::Report::default());
+        let rest = text
+            .strip_prefix(&golden("metrics.txt"))
+            .expect("the status crate's families first");
+        assert!(
+            rest.starts_with("# HELP haldir_bulk_resync_requests_total"),
+            "{rest}"
+        );
+        assert!(
+            rest.contains("\nhaldir_dr_arp_check_rounds_total 0\n"),
+            "{rest}"
+        );
+    }
+
+    #[test]
+    fn the_status_file_is_the_vrrp_part_of_the_document() {
+        let (status, _, _) = rich();
+        let file = serde_json::to_value(status_file(&status)).unwrap();
+        let document = serde_json::to_value(rich_document()).unwrap();
+        for key in ["instances", "links", "schema_version"] {
+            assert_eq!(file[key], document[key], "{key}");
+        }
+        haldir_status::schema::validate(&file).unwrap();
+    }
+
+    #[test]
+    fn the_text_is_the_golden_table_then_the_other_sections() {
+        let text = text(&rich_document());
+        assert!(text.starts_with(&golden("status.txt")), "{text}");
+    }
+}
