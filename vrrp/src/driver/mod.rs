@@ -7,8 +7,8 @@
 //!
 //! - this module: the driver's public API (what it runs, the commands it takes)
 //!   and its main loop;
-//! - [`status`]: the live state it publishes;
-//! - [`reload`]: the pure plan of a reload;
+//! - `status`: the live state it publishes;
+//! - `reload`: the pure plan of a reload;
 //! - `supervisor`: the links, sync groups and preemption holds, and carrying a
 //!   reload plan out;
 //! - `link`: one link's task, its sockets and routers.
@@ -24,8 +24,8 @@ use crate::netif::{Netif, NetifError};
 use crate::router::RouterConfig;
 
 mod link;
-pub mod reload;
-pub mod status;
+mod reload;
+mod status;
 mod supervisor;
 
 pub use reload::{plan_reload, ReloadReport, ReloadStep};
