@@ -2,20 +2,21 @@
 //! wires the signals (SIGTERM / SIGINT: graceful stop; SIGHUP: reload) and
 //! publishes the live status as a JSON file for operators and tests.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use haldir_config::VirtualServer;
 use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
-use haldir_ipvs::apply::Reconciler;
-use haldir_ipvs::IpvsClient;
+use haldir_ipvs::apply::{ReconcileReport, Reconciler};
+use haldir_ipvs::{IpvsClient, IpvsError, KeeperHooks, ServiceKey};
 use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, ReloadReport, Status};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 /// Options of `haldir run` beyond the configuration itself.
 #[derive(Debug, Clone)]
@@ -194,11 +195,11 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         commands_tx.clone(),
         shutdown_rx.clone(),
     );
-    let ipvs = tokio::spawn(keep_ipvs_in_step(
+    let ipvs = tokio::spawn(haldir_ipvs::keep_in_step(
         desired_rx,
+        start_ipvs(counters.clone()),
         options.ipvs_resync,
         shutdown_rx.clone(),
-        counters.clone(),
     ));
     // The kernel's connection-sync daemon follows the instance named in
     // lvs_sync_daemon (src/sync_daemon.rs).
@@ -349,129 +350,58 @@ pub async fn reload(
     }
 }
 
-/// Keeps the kernel's IPVS table equal to the configured virtual servers: reads
-/// what is there and adopts it (never a flush), applies the difference, and
-/// re-reads every `resync` to repair drift (someone ran ipvsadm by hand). A
-/// failed operation is logged with its service or destination and retried on
-/// the next round; the others are applied. The table stays in place on exit,
-/// so a restart does not disturb established connections.
-async fn keep_ipvs_in_step(
-    mut servers: watch::Receiver<haldir_ipvs::model::Table>,
-    resync: Duration,
-    mut shutdown: watch::Receiver<bool>,
+/// Connects to IPVS once a virtual server is configured (called by
+/// [`haldir_ipvs::keep_in_step`]), owning the services a previous run owned
+/// (the configuration may since have dropped them, and that run may have been
+/// killed before deleting them). `None` when the kernel has no IPVS for us.
+async fn start_ipvs(
     counters: std::sync::Arc<crate::metrics::DaemonCounters>,
-) {
-    // Nothing to do (and no need for IPVS) until some virtual server is configured.
-    tokio::select! {
-        _ = shutdown.wait_for(|stop| *stop) => return,
-        _ = servers.wait_for(|t| t.service_count() > 0) => {}
-    }
+) -> Option<(Reconciler<IpvsClient>, IpvsRounds)> {
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
         Err(e) => {
             error!("{e}: the virtual servers are not programmed; VRRP runs on");
-            return;
+            return None;
         }
     };
-    let mut desired = servers.borrow_and_update().clone();
-    // Services a previous run owned (the configuration may since have dropped them, and
-    // that run may have been killed before deleting them).
-    let (mut ownership, previously_owned) =
+    let (ownership, previously_owned) =
         crate::ipvs_ownership::OwnershipFile::open(crate::ipvs_ownership::default_path());
-    let mut reconciler = Reconciler::with_owned(client, previously_owned);
-    let mut first_round = true;
-    // After a refused operation the next round comes sooner than `resync`: 1 s, then
-    // doubling up to `resync`, back to `resync` once a round applies everything.
-    let mut retry = RetryBackoff::new(resync);
-    loop {
+    let reconciler = Reconciler::with_owned(client, previously_owned);
+    Some((
+        reconciler,
+        IpvsRounds {
+            ownership,
+            counters,
+        },
+    ))
+}
+
+/// Where the IPVS rounds go: the ownership file (src/ipvs_ownership.rs) and the
+/// counters of `/metrics`.
+struct IpvsRounds {
+    ownership: crate::ipvs_ownership::OwnershipFile,
+    counters: std::sync::Arc<crate::metrics::DaemonCounters>,
+}
+
+impl KeeperHooks for IpvsRounds {
+    fn will_own(&mut self, owned: &BTreeSet<ServiceKey>) {
         // Written before any service can be created, so a crash cannot leave an owned
         // service the file does not know.
-        let mut will_own = reconciler.owned().clone();
-        will_own.extend(desired.services.keys().copied());
-        ownership.update(&will_own);
-        let outcome = reconciler.reconcile(&desired).await;
-        ownership.update(reconciler.owned());
-        let next_round = match outcome {
-            Ok(report) => {
-                counters.count_reconcile(&report.ops, report.failures.len());
-                for failure in &report.failures {
-                    error!(
-                        "IPVS: {} failed: {}; retrying in {:?}, the other changes are applied",
-                        failure.op,
-                        failure.error,
-                        retry.peek(!report.failures.is_empty())
-                    );
-                }
-                if !report.was_in_sync() {
-                    info!(
-                        applied = report.applied(),
-                        failed = report.failures.len(),
-                        "IPVS table brought in step with the configuration"
-                    );
-                } else if first_round {
-                    // A restart over a table a previous run programmed: adopted as it is.
-                    info!(
-                        services = desired.service_count(),
-                        destinations = desired.dest_count(),
-                        "IPVS table already in step with the configuration (adopted, no changes)"
-                    );
-                } else {
-                    debug!("IPVS table still in step with the configuration");
-                }
-                first_round = false;
-                retry.next(!report.failures.is_empty())
-            }
-            Err(e) => {
-                counters.count_read_error();
-                let wait = retry.next(true);
-                warn!("IPVS: reading the kernel table failed: {e}; retrying in {wait:?}");
-                wait
-            }
-        };
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            changed = servers.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                desired = servers.borrow_and_update().clone();
-            }
-            () = tokio::time::sleep(next_round) => {}
-        }
-    }
-}
-
-/// When the next IPVS round runs: `resync` while every operation succeeds; after a
-/// failure 1 s, then doubling, never more than `resync`.
-struct RetryBackoff {
-    resync: Duration,
-    failed_rounds: u32,
-}
-
-impl RetryBackoff {
-    const FIRST: Duration = Duration::from_secs(1);
-
-    fn new(resync: Duration) -> Self {
-        RetryBackoff {
-            resync,
-            failed_rounds: 0,
-        }
+        self.ownership.update(owned);
     }
 
-    /// The wait [`next`](Self::next) would return, without counting the round.
-    fn peek(&self, failed: bool) -> Duration {
-        if !failed {
-            return self.resync;
+    fn round_done(
+        &mut self,
+        owned: &BTreeSet<ServiceKey>,
+        outcome: &Result<ReconcileReport, IpvsError>,
+    ) {
+        self.ownership.update(owned);
+        match outcome {
+            Ok(report) => self
+                .counters
+                .count_reconcile(&report.ops, report.failures.len()),
+            Err(_) => self.counters.count_read_error(),
         }
-        let doubled = Self::FIRST.saturating_mul(1 << self.failed_rounds.min(16));
-        doubled.min(self.resync)
-    }
-
-    /// Counts a round (`failed`: some operation was refused) and returns the wait.
-    fn next(&mut self, failed: bool) -> Duration {
-        let wait = self.peek(failed);
-        self.failed_rounds = if failed { self.failed_rounds + 1 } else { 0 };
-        wait
     }
 }
 
@@ -502,17 +432,3 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refused_operation_is_retried_sooner_backing_off_to_the_resync_period() {
-        let mut retry = RetryBackoff::new(Duration::from_secs(10));
-        assert_eq!(retry.next(false), Duration::from_secs(10));
-        let waits: Vec<u64> = (0..6).map(|_| retry.next(true).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
-        assert_eq!(retry.next(false), Duration::from_secs(10), "success resets");
-        assert_eq!(retry.next(true), Duration::from_secs(1));
-    }
-}

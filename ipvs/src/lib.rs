@@ -12,6 +12,8 @@
 //!   `/proc/net/ip_vs_conn` parser and its mapping to sync records.
 //! - [`apply`]: the [`Reconciler`], which reads the kernel table, applies the
 //!   diff through an [`Applier`] and repairs drift when called again.
+//! - [`keeper`]: the loop that keeps the kernel in step with a changing
+//!   desired table ([`keep_in_step`]), with its retry backoff.
 //!
 //! The crate depends on no other haldir crate: `src/` converts the
 //! configuration into a [`model::Table`].
@@ -20,6 +22,7 @@ pub mod apply;
 pub mod client;
 pub mod conn_table;
 pub mod diff;
+pub mod keeper;
 pub mod model;
 pub mod netlink;
 pub mod sync_wire;
@@ -27,4 +30,5 @@ pub mod sync_wire;
 pub use apply::{Applier, MemoryApplier, OpFailure, ReconcileReport, Reconciler};
 pub use client::{IpvsClient, IpvsError};
 pub use diff::{diff, Op};
+pub use keeper::{keep_in_step, KeeperHooks, RetryBackoff};
 pub use model::{DestKey, Destination, Service, ServiceKey, Table};

@@ -1,0 +1,619 @@
+//! One link's task: its sockets, its routers and ONE timer set to their
+//! earliest deadline; it carries out what the routers hand out.
+
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::{InstanceSpec, InstanceTransition, LinkStatus, Status, Tracking};
+use crate::auth::{Authenticator, Verdict};
+use crate::netif::{InterfaceInfo, Netif};
+use crate::router::{Action, Router, State};
+use crate::socket::{AdvertSocket, FrameSocket, ReceiveError, ReceivedAdvert};
+use crate::sync_group::GroupOrder;
+use crate::timer::PreciseTimer;
+use crate::wire::arp::GratuitousArp;
+use crate::wire::ndisc::UnsolicitedNa;
+use crate::wire::vrrp::AdvertRepr;
+
+/// Largest VRRP message: 255 IPv6 addresses plus headers, rounded up.
+const RECEIVE_BUFFER: usize = 9000;
+/// At most this many already-queued packets are read before acting on a deadline.
+const MAX_QUEUED_BEFORE_TIMERS: usize = 64;
+
+/// The wall-clock time since the Unix epoch (sequence numbers and the
+/// freshness window of `auth_hmac` are wall-clock based).
+fn unix_now() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+pub(super) struct Instance {
+    spec: InstanceSpec,
+    router: Router,
+    /// What tracked scripts and objects say (keepalived's `track_script`).
+    tracking: Tracking,
+    /// Held in Fault because another member of its sync group has a fault.
+    group_fault: bool,
+    /// Its interface or a tracked interface (`track_interface`) is down.
+    link_fault: bool,
+    /// `auth_hmac`: keys, send sequence and replay marks.
+    auth: Option<Authenticator>,
+}
+
+impl Instance {
+    /// A fault of the instance's own (tracked scripts or interfaces), as
+    /// opposed to one its sync group imposes.
+    fn own_fault(&self) -> bool {
+        self.tracking.fault || self.link_fault
+    }
+}
+
+pub(super) struct Link {
+    pub(super) info: InterfaceInfo,
+    pub(super) source: IpAddr,
+    pub(super) unicast_peers: Vec<IpAddr>,
+    pub(super) adverts: AdvertSocket,
+    pub(super) frames: FrameSocket,
+    pub(super) netif: Netif,
+    pub(super) instances: Vec<Instance>,
+    pub(super) status: watch::Sender<Status>,
+    pub(super) events: Option<broadcast::Sender<InstanceTransition>>,
+    /// State changes reported to the supervisor, for sync groups.
+    pub(super) members: mpsc::UnboundedSender<MemberEvent>,
+}
+
+/// A member's state change, as the supervisor's sync-group logic needs it.
+pub(super) struct MemberEvent {
+    pub(super) name: String,
+    pub(super) from: State,
+    pub(super) to: State,
+    pub(super) own_fault: bool,
+}
+
+/// What the supervisor tells a link task.
+pub(super) enum LinkCommand {
+    /// Start a new instance (its `router.primary_address` already resolved).
+    Add(InstanceSpec),
+    /// Apply a changed configuration to a running instance, in place.
+    Update(InstanceSpec),
+    /// Shut an instance down gracefully (priority 0, addresses released).
+    Remove(String),
+    /// Tracked objects changed for an instance.
+    Track(String, Tracking),
+    /// Preemption held or resumed for an instance.
+    HoldPreemption(String, bool),
+    /// An order of the instance's sync group.
+    Group(String, GroupOrder),
+    /// Whether the instance's interface or a tracked one is down.
+    LinkFault(String, bool),
+    /// Answer once every earlier command has been carried out.
+    Sync(oneshot::Sender<()>),
+}
+
+impl Link {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        let mut timer = match PreciseTimer::new() {
+            Ok(timer) => timer,
+            Err(e) => {
+                error!(interface = %self.info.name, "cannot create the timer: {e}");
+                return;
+            }
+        };
+        loop {
+            if let Err(e) = timer.set(self.next_deadline()) {
+                error!(interface = %self.info.name, "cannot arm the timer: {e}");
+            }
+            let armed = timer.deadline().is_some();
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        self.shut_down().await;
+                        return;
+                    }
+                }
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command).await,
+                    // The supervisor closed this link: its instances are gone.
+                    None => return,
+                },
+                fired = timer.expired(), if armed => {
+                    if let Err(e) = fired {
+                        error!(interface = %self.info.name, "timer failed: {e}");
+                    }
+                    // Adverts already queued arrived before we got round to this
+                    // deadline: after a stall (a loaded host, a slow disk) they must
+                    // count before a timer declares the master down. Bounded, so a
+                    // flood cannot hold the timers back.
+                    for _ in 0..MAX_QUEUED_BEFORE_TIMERS {
+                        let Some(received) = self.adverts.try_receive(&mut buffer) else {
+                            break;
+                        };
+                        if !self.handle_received(received, &buffer).await {
+                            break;
+                        }
+                    }
+                    let now = Instant::now();
+                    for i in 0..self.instances.len() {
+                        if self.instances[i].router.poll_timeout().is_some_and(|t| t <= now) {
+                            self.instances[i].router.handle_timeout(now);
+                            self.carry_out(i).await;
+                        }
+                    }
+                }
+                received = self.adverts.receive(&mut buffer) => {
+                    self.handle_received(received, &buffer).await;
+                }
+            }
+        }
+    }
+
+    async fn handle_command(&mut self, command: LinkCommand) {
+        let now = Instant::now();
+        match command {
+            LinkCommand::Add(spec) => {
+                let mut router = Router::new(spec.router.clone());
+                router.startup(now);
+                let auth = spec.auth.clone().map(Authenticator::new);
+                self.instances.push(Instance {
+                    spec,
+                    router,
+                    tracking: Tracking::default(),
+                    group_fault: false,
+                    link_fault: false,
+                    auth,
+                });
+                self.carry_out(self.instances.len() - 1).await;
+            }
+            LinkCommand::Update(spec) => {
+                if let Some(i) = self.position(&spec.name) {
+                    let instance = &mut self.instances[i];
+                    let mut config = spec.router.clone();
+                    // Tracking still applies on top of the new configured priority.
+                    config.priority = instance.tracking.effective_priority(config.priority);
+                    // New keys or mode; the send sequence and the replay marks stay.
+                    instance.auth = match (instance.auth.take(), spec.auth.clone()) {
+                        (Some(mut auth), Some(config)) => {
+                            auth.reconfigure(config);
+                            Some(auth)
+                        }
+                        (_, config) => config.map(Authenticator::new),
+                    };
+                    instance.router.reconfigure(now, config);
+                    instance.spec = spec;
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::Track(name, tracking) => {
+                if let Some(i) = self.position(&name) {
+                    let instance = &mut self.instances[i];
+                    let own_before = instance.own_fault();
+                    instance.tracking = tracking;
+                    let priority = tracking.effective_priority(instance.spec.router.priority);
+                    instance.router.set_priority(now, priority);
+                    self.refresh_fault(i, now, own_before);
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::HoldPreemption(name, held) => {
+                if let Some(i) = self.position(&name) {
+                    let router = &mut self.instances[i].router;
+                    if router.preemption_held() != held {
+                        info!(
+                            instance = %name,
+                            state = router.state().as_str(),
+                            "preemption {}",
+                            if held { "held" } else { "resumed" }
+                        );
+                    }
+                    router.hold_preemption(held);
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::LinkFault(name, down) => {
+                if let Some(i) = self.position(&name) {
+                    let own_before = self.instances[i].own_fault();
+                    self.instances[i].link_fault = down;
+                    self.refresh_fault(i, now, own_before);
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::Group(name, order) => {
+                if let Some(i) = self.position(&name) {
+                    let instance = &mut self.instances[i];
+                    match order {
+                        GroupOrder::BecomeMaster => instance.router.force_master(now),
+                        GroupOrder::BecomeBackup => instance.router.force_backup(now),
+                        GroupOrder::GroupFault(held) => {
+                            instance.group_fault = held;
+                            let fault = instance.own_fault() || held;
+                            instance.router.set_fault(now, fault);
+                        }
+                    }
+                    self.carry_out(i).await;
+                }
+            }
+            LinkCommand::Remove(name) => {
+                if let Some(i) = self.position(&name) {
+                    self.instances[i].router.shutdown(now);
+                    self.carry_out(i).await;
+                    self.instances.remove(i);
+                }
+            }
+            LinkCommand::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Gives instance `i`'s router its combined fault (its own, or its sync
+    /// group's), and tells the group when its own fault changed: the group must
+    /// know even when the state does not change (a member already held in
+    /// Fault gets a fault of its own).
+    fn refresh_fault(&mut self, i: usize, now: Instant, own_before: bool) {
+        let instance = &mut self.instances[i];
+        let own_fault = instance.own_fault();
+        instance
+            .router
+            .set_fault(now, own_fault || instance.group_fault);
+        if own_before != own_fault {
+            let state = instance.router.state();
+            let _ = self.members.send(MemberEvent {
+                name: instance.spec.name.clone(),
+                from: state,
+                to: state,
+                own_fault,
+            });
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.instances.iter().position(|i| i.spec.name == name)
+    }
+
+    /// Handles one received datagram (its VRRP message is in `buffer`); false after a
+    /// socket error.
+    async fn handle_received(
+        &mut self,
+        received: Result<ReceivedAdvert, ReceiveError>,
+        buffer: &[u8],
+    ) -> bool {
+        match received {
+            Ok(packet) => {
+                let payload = buffer[packet.payload.clone()].to_vec();
+                self.handle_packet(&packet.source, &packet.destination, packet.ttl, &payload)
+                    .await;
+                true
+            }
+            Err(ReceiveError::BadIpHeader(reason)) => {
+                self.count_drop(reason);
+                true
+            }
+            Err(ReceiveError::Io(e)) => {
+                error!(interface = %self.info.name, "receiving adverts failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                false
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.router.poll_timeout())
+            .min()
+    }
+
+    async fn shut_down(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.instances.len() {
+            self.instances[i].router.shutdown(now);
+            self.carry_out(i).await;
+        }
+    }
+
+    async fn handle_packet(
+        &mut self,
+        source: &IpAddr,
+        destination: &IpAddr,
+        ttl: u8,
+        payload: &[u8],
+    ) {
+        let (advert, trailer) = match AdvertRepr::parse_signed(payload, *source, *destination) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.count_drop(e.as_str());
+                return;
+            }
+        };
+        if !self.unicast_peers.is_empty() && !self.unicast_peers.contains(source) {
+            self.count_drop("unknown_peer");
+            return;
+        }
+        let Some(i) = self
+            .instances
+            .iter()
+            .position(|i| i.router.config().vrid == advert.vrid)
+        else {
+            self.count_drop("unknown_vrid");
+            return;
+        };
+        if !self.authenticate(i, source, payload, trailer) {
+            // Publishes the counted drop.
+            self.carry_out(i).await;
+            return;
+        }
+        let now = Instant::now();
+        if let Err(reason) = self.instances[i]
+            .router
+            .handle_advert(now, *source, ttl, &advert)
+        {
+            let count = self.instances[i].router.stats().drops[&reason];
+            if count <= 10 || count % 1000 == 0 {
+                warn!(
+                    instance = %self.instances[i].spec.name,
+                    %source,
+                    reason = reason.as_str(),
+                    count,
+                    "dropped an advert"
+                );
+            }
+        }
+        self.carry_out(i).await;
+    }
+
+    /// Runs instance `i`'s `auth_hmac` checks on an advert (`payload`, with
+    /// its trailer at `trailer`) and counts the verdict; false when the
+    /// advert must be dropped.
+    fn authenticate(
+        &mut self,
+        i: usize,
+        source: &IpAddr,
+        payload: &[u8],
+        trailer: Option<std::ops::Range<usize>>,
+    ) -> bool {
+        let message = &payload[..trailer.as_ref().map_or(payload.len(), |t| t.start)];
+        let instance = &mut self.instances[i];
+        let verdict = match &mut instance.auth {
+            Some(auth) => auth.check(unix_now(), *source, message, trailer.map(|t| &payload[t])),
+            // Not configured: a trailer is a length mismatch to us, as to
+            // any receiver without the extension.
+            None if trailer.is_some() => Verdict::Dropped(crate::auth::AuthFailure::Unexpected),
+            None => return true,
+        };
+        let keep = instance.router.record_auth(verdict);
+        if let Verdict::Accepted(failure) | Verdict::Dropped(failure) = verdict {
+            let stats = instance.router.stats();
+            let count = if keep {
+                stats.auth_accepted[&failure]
+            } else {
+                stats.drops[&crate::router::DropReason::Auth(failure)]
+            };
+            if count <= 10 || count % 1000 == 0 {
+                warn!(
+                    instance = %instance.spec.name,
+                    %source,
+                    reason = failure.as_str(),
+                    accepted = keep,
+                    count,
+                    "advert failed authentication"
+                );
+            }
+        }
+        keep
+    }
+
+    /// This link's entry in the status.
+    fn link_status<'s>(&self, status: &'s mut Status) -> Option<&'s mut LinkStatus> {
+        status
+            .links
+            .iter_mut()
+            .find(|l| l.interface_index == self.info.index && l.source == Some(self.source))
+    }
+
+    fn count_drop(&mut self, reason: &'static str) {
+        let mut count = 0;
+        self.status.send_modify(|s| {
+            if let Some(link) = self.link_status(s) {
+                let entry = link.drops.entry(reason).or_default();
+                *entry += 1;
+                count = *entry;
+            }
+        });
+        if count <= 10 || count % 1000 == 0 {
+            warn!(interface = %self.info.name, reason, count, "dropped a packet");
+        }
+    }
+
+    /// Carries out every pending action of instance `i`, then publishes its status.
+    async fn carry_out(&mut self, i: usize) {
+        while let Some(action) = self.instances[i].router.poll_action() {
+            match action {
+                Action::SendAdvert(advert) => self.send_advert(i, &advert),
+                Action::AddVirtualAddresses(addresses) => {
+                    let spec = &self.instances[i].spec;
+                    for address in addresses {
+                        let prefix_len = spec
+                            .router
+                            .virtual_addresses
+                            .iter()
+                            .zip(&spec.virtual_prefix_lens)
+                            .find(|(a, _)| **a == address)
+                            .map_or(if address.is_ipv4() { 32 } else { 128 }, |(_, p)| *p);
+                        if let Err(e) = self
+                            .netif
+                            .add_address(self.info.index, address, prefix_len)
+                            .await
+                        {
+                            error!(instance = %spec.name, "cannot add virtual address: {e}");
+                        }
+                    }
+                }
+                Action::RemoveVirtualAddresses(addresses) => {
+                    let spec = &self.instances[i].spec;
+                    for address in addresses {
+                        if let Err(e) = self.netif.remove_address(self.info.index, address).await {
+                            error!(instance = %spec.name, "cannot remove virtual address: {e}");
+                        }
+                    }
+                }
+                Action::Announce(addresses) => self.announce(i, &addresses),
+                Action::StateChanged { from, to, reason } => {
+                    let instance = &self.instances[i];
+                    info!(
+                        instance = %instance.spec.name,
+                        from = from.as_str(),
+                        to = to.as_str(),
+                        reason = reason.as_str(),
+                        priority = instance.router.priority(),
+                        "({}) Entering {} STATE",
+                        instance.spec.name,
+                        to.as_str()
+                    );
+                    let name = &instance.spec.name;
+                    let _ = self.members.send(MemberEvent {
+                        name: name.clone(),
+                        from,
+                        to,
+                        own_fault: instance.own_fault(),
+                    });
+                    if let Some(events) = &self.events {
+                        let _ = events.send(InstanceTransition {
+                            name: name.clone(),
+                            from,
+                            to,
+                            reason,
+                            priority: instance.router.priority(),
+                            at: SystemTime::now(),
+                        });
+                    }
+                    self.status.send_modify(|s| {
+                        if let Some(entry) = s.instances.iter_mut().find(|e| &e.name == name) {
+                            entry.since = Some(SystemTime::now());
+                            entry.reason = Some(reason.as_str());
+                        }
+                    });
+                }
+            }
+        }
+        let instance = &self.instances[i];
+        self.status.send_if_modified(|s| {
+            let Some(entry) = s
+                .instances
+                .iter_mut()
+                .find(|e| e.name == instance.spec.name)
+            else {
+                return false;
+            };
+            let before = (
+                entry.state,
+                entry.priority,
+                entry.master,
+                entry.preemption_held,
+                entry.stats.clone(),
+            );
+            entry.state = instance.router.state();
+            entry.priority = instance.router.priority();
+            entry.master = instance.router.master_address();
+            entry.preemption_held = instance.router.preemption_held();
+            entry.stats = instance.router.stats().clone();
+            before
+                != (
+                    entry.state,
+                    entry.priority,
+                    entry.master,
+                    entry.preemption_held,
+                    entry.stats.clone(),
+                )
+        });
+    }
+
+    fn send_advert(&mut self, i: usize, advert: &AdvertRepr) {
+        let destinations = if self.unicast_peers.is_empty() {
+            vec![self.adverts.multicast_group()]
+        } else {
+            self.unicast_peers.clone()
+        };
+        // One sequence number per advert: every unicast peer gets the same
+        // signed advert (the HMAC does not cover the destination).
+        let signing = self.instances[i]
+            .auth
+            .as_mut()
+            .and_then(|auth| auth.sign(unix_now()));
+        let extra = if signing.is_some() {
+            crate::wire::auth::TRAILER_LEN
+        } else {
+            0
+        };
+        let mut message = vec![0u8; advert.buffer_len() + extra];
+        for destination in destinations {
+            match &signing {
+                Some((key, key_id, sequence)) => advert.emit_signed(
+                    &mut message,
+                    self.source,
+                    destination,
+                    key,
+                    *key_id,
+                    *sequence,
+                ),
+                None => advert.emit(&mut message, self.source, destination),
+            }
+            if let Err(e) = self.adverts.send(&message, destination) {
+                self.status.send_modify(|s| {
+                    if let Some(link) = self.link_status(s) {
+                        link.send_errors += 1;
+                    }
+                });
+                warn!(interface = %self.info.name, %destination, "sending an advert failed: {e}");
+            }
+        }
+    }
+
+    /// One gratuitous ARP / unsolicited NA per address (RFC 5798 §6.4.2).
+    fn announce(&self, i: usize, addresses: &[IpAddr]) {
+        let spec = &self.instances[i].spec;
+        for address in addresses {
+            let frame = match address {
+                IpAddr::V4(v4) => {
+                    let arp = GratuitousArp {
+                        sender_mac: self.info.mac,
+                        address: *v4,
+                    };
+                    let mut frame = vec![0; arp.frame_len()];
+                    arp.emit(&mut frame);
+                    frame
+                }
+                IpAddr::V6(v6) => match self.info.ipv6_link_local() {
+                    Some(link_local) => {
+                        let na = UnsolicitedNa {
+                            src_mac: self.info.mac,
+                            src_ip: link_local,
+                            target: *v6,
+                        };
+                        let mut frame = vec![0; na.frame_len()];
+                        na.emit(&mut frame);
+                        frame
+                    }
+                    None => {
+                        warn!(instance = %spec.name, "no link-local address: cannot send a neighbour advertisement");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = self.frames.send(&frame) {
+                warn!(instance = %spec.name, %address, "sending an announcement failed: {e}");
+            } else {
+                debug!(instance = %spec.name, %address, "announced");
+            }
+        }
+    }
+}

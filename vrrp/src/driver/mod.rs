@@ -1,0 +1,275 @@
+//! The tokio driver: real sockets, rtnetlink and one timer around sans-IO routers.
+//!
+//! Virtual routers are grouped by link (interface, address family, source
+//! address). Each link is one task that owns its sockets and its routers, waits
+//! on the receive socket, a shutdown signal and ONE sleep set to the earliest
+//! deadline of its routers, and carries out the actions the routers hand out.
+//!
+//! - this module: the driver's public API (what it runs, the commands it takes)
+//!   and its main loop;
+//! - `status`: the live state it publishes;
+//! - `reload`: the pure plan of a reload;
+//! - `supervisor`: the links, sync groups and preemption holds, and carrying a
+//!   reload plan out;
+//! - `link`: one link's task, its sockets and routers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::warn;
+
+use crate::auth::AuthConfig;
+use crate::netif::{Netif, NetifError};
+use crate::router::RouterConfig;
+
+mod link;
+mod reload;
+mod status;
+mod supervisor;
+
+pub use reload::{plan_reload, ReloadReport, ReloadStep};
+pub use status::{InstanceStatus, InstanceTransition, LinkStatus, Status};
+
+use link::LinkCommand;
+use supervisor::Supervisor;
+
+/// How often the interfaces of the instances (and their tracked ones) are read.
+const LINK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Everything the driver needs to run one virtual router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// The instance's name (keepalived's `vrrp_instance NAME`).
+    pub name: String,
+    /// Interface the instance lives on.
+    pub interface: String,
+    /// The router's configuration. `primary_address` is replaced by the driver
+    /// with `unicast_source` or the interface's own address.
+    pub router: RouterConfig,
+    /// Prefix length of each entry of `router.virtual_addresses`.
+    pub virtual_prefix_lens: Vec<u8>,
+    /// `unicast_src_ip`: the source of adverts instead of the interface's address.
+    pub unicast_source: Option<IpAddr>,
+    /// `unicast_peer`: adverts go to these instead of the multicast group, and
+    /// adverts from anyone else are dropped.
+    pub unicast_peers: Vec<IpAddr>,
+    /// RFC 5798 Accept_Mode: when false (and not the address owner), packets
+    /// to the virtual addresses are filtered out on input (see [`crate::accept`]).
+    pub accept: bool,
+    /// `track_interface`: while any of these interfaces (or the instance's
+    /// own) is down or missing, the instance is in FAULT.
+    pub track_interfaces: Vec<String>,
+    /// `auth_hmac`: HMAC authentication of adverts ([`crate::auth`]).
+    pub auth: Option<AuthConfig>,
+}
+
+/// Errors that stop the driver from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// rtnetlink failed.
+    #[error(transparent)]
+    Netif(#[from] NetifError),
+    /// The interface has no address to send adverts from.
+    #[error("interface {interface} has no {family} address to send adverts from; add one or set unicast_src_ip")]
+    NoSourceAddress {
+        /// Interface name.
+        interface: String,
+        /// "IPv4" or "IPv6 link-local".
+        family: &'static str,
+    },
+    /// The accept-mode filter could not be installed.
+    #[error(transparent)]
+    AcceptFilter(#[from] crate::accept::AcceptFilterError),
+    /// A socket could not be opened (raw sockets need CAP_NET_RAW).
+    #[error(
+        "cannot open the VRRP sockets on {interface}: {source} (raw sockets need CAP_NET_RAW)"
+    )]
+    Socket {
+        /// Interface name.
+        interface: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The effect of tracked objects on an instance (keepalived semantics): the
+/// priority moves by the sum of the weights of the tracked objects in their
+/// weighted state, and a failing object of weight 0 puts the instance in FAULT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// Added to the configured priority (negative lowers it).
+    pub priority_delta: i32,
+    /// A tracked object with weight 0 is failing.
+    pub fault: bool,
+}
+
+impl Tracking {
+    /// The priority to run with: the address owner keeps 255, everyone else
+    /// stays within 1..=254 (RFC 5798 §5.2.4).
+    pub fn effective_priority(self, configured: u8) -> u8 {
+        if configured == 255 {
+            return 255;
+        }
+        (i32::from(configured) + self.priority_delta).clamp(1, 254) as u8
+    }
+}
+
+/// A sync group: instances that move together (keepalived's `vrrp_sync_group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroupSpec {
+    /// The group's name.
+    pub name: String,
+    /// Its members, by instance name.
+    pub members: Vec<String>,
+}
+
+/// A request to the running driver.
+pub enum DriverCommand {
+    /// Replace the running instances by these (a reload): unchanged instances
+    /// are left alone, changed ones are changed in place where possible.
+    Reload {
+        /// The new configuration.
+        specs: Vec<InstanceSpec>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<ReloadReport, DriverError>>,
+    },
+    /// The sync groups from now on (at start and after each reload).
+    SetSyncGroups(Vec<SyncGroupSpec>),
+    /// What the tracked objects of an instance say now (unknown names are ignored).
+    Track {
+        /// The instance.
+        instance: String,
+        /// The tracked objects' combined effect.
+        tracking: Tracking,
+    },
+    /// Suspend (`held`) or resume an instance's preemption of a live master
+    /// of lower priority ([`Router::hold_preemption`]); independent of its
+    /// priority and tracking, and kept across reloads until lifted.
+    ///
+    /// [`Router::hold_preemption`]: crate::router::Router::hold_preemption
+    HoldPreemption {
+        /// The instance (an unknown name is remembered for when it starts).
+        instance: String,
+        /// Suspend (true) or resume (false).
+        held: bool,
+    },
+}
+
+/// Runs the given instances until `shutdown` turns true, then shuts every
+/// router down gracefully (priority-0 advert, addresses released). Reloads
+/// arrive on `commands`.
+pub async fn run(
+    specs: Vec<InstanceSpec>,
+    status: watch::Sender<Status>,
+    commands: mpsc::Receiver<DriverCommand>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    run_with_events(specs, status, commands, shutdown, None, BTreeSet::new()).await
+}
+
+/// [`run`], also sending every state change of every instance on `events`
+/// (the graceful shutdown's included). The driver never waits for a
+/// receiver: a receiver that lags behind the channel's capacity loses events.
+///
+/// The instances named in `held_at_start` start with their preemption held
+/// (as if [`DriverCommand::HoldPreemption`] had come first): a command sent
+/// once they run could come after a preemption, since a backup may preempt
+/// one Master_Down_Interval after it starts.
+pub async fn run_with_events(
+    specs: Vec<InstanceSpec>,
+    status: watch::Sender<Status>,
+    mut commands: mpsc::Receiver<DriverCommand>,
+    mut shutdown: watch::Receiver<bool>,
+    events: Option<broadcast::Sender<InstanceTransition>>,
+    held_at_start: BTreeSet<String>,
+) -> Result<(), DriverError> {
+    let (members_tx, mut member_events) = mpsc::unbounded_channel();
+    let mut supervisor = Supervisor {
+        events,
+        members_tx,
+        sync_groups: Vec::new(),
+        preemption_holds: held_at_start,
+        members: BTreeMap::new(),
+        link_faults: BTreeMap::new(),
+        netif: Netif::new()?,
+        links: Vec::new(),
+        running: Vec::new(),
+        status,
+        shutdown: shutdown.clone(),
+        filtered: None,
+    };
+    supervisor.apply(specs).await?;
+    let mut link_poll = tokio::time::interval(LINK_POLL_INTERVAL);
+    link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = link_poll.tick() => supervisor.poll_links().await,
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            command = commands.recv() => match command {
+                Some(DriverCommand::Reload { specs, reply }) => {
+                    let outcome = supervisor.apply(specs).await;
+                    let _ = reply.send(outcome);
+                }
+                Some(DriverCommand::SetSyncGroups(groups)) => {
+                    supervisor.sync_groups = groups;
+                    supervisor.members.retain(|name, _| {
+                        supervisor.running.iter().any(|r| &r.name == name)
+                    });
+                }
+                Some(DriverCommand::Track { instance, tracking }) => {
+                    if let Some(i) = supervisor.link_of(&instance) {
+                        let _ = supervisor.links[i]
+                            .commands
+                            .send(LinkCommand::Track(instance, tracking));
+                    }
+                }
+                Some(DriverCommand::HoldPreemption { instance, held }) => {
+                    supervisor.hold_preemption(instance, held);
+                }
+                None => {
+                    // Nobody can reload any more; run until shutdown.
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                    break;
+                }
+            },
+            Some(event) = member_events.recv() => supervisor.member_moved(event),
+        }
+    }
+    // Every link task watches the same signal and resigns its routers.
+    for link in supervisor.links.drain(..) {
+        let _ = link.task.await;
+    }
+    if supervisor.filtered.as_ref().is_some_and(|f| !f.is_empty()) {
+        if let Err(e) = crate::accept::install(&[]) {
+            warn!("cannot remove the accept-mode filter: {e}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_moves_the_priority_within_the_rfc_range() {
+        let down = Tracking {
+            priority_delta: -60,
+            fault: false,
+        };
+        assert_eq!(down.effective_priority(100), 40);
+        assert_eq!(down.effective_priority(50), 1, "never 0: that means resign");
+        let up = Tracking {
+            priority_delta: 200,
+            fault: false,
+        };
+        assert_eq!(up.effective_priority(100), 254, "255 is the owner's alone");
+        assert_eq!(down.effective_priority(255), 255, "the owner keeps 255");
+    }
+}

@@ -1,0 +1,453 @@
+//! The supervisor: opens the links, carries reload plans out, follows the
+//! interfaces' state and moves sync groups together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::link::{Link, LinkCommand, MemberEvent};
+use super::{
+    plan_reload, DriverError, InstanceSpec, InstanceStatus, InstanceTransition, LinkStatus,
+    ReloadReport, ReloadStep, Status, SyncGroupSpec,
+};
+use crate::netif::{InterfaceInfo, Netif, NetifError};
+use crate::router::State;
+use crate::socket::{AdvertSocket, FrameSocket};
+use crate::sync_group::{GroupOrder, Member};
+
+/// The sockets of one link are shared by the instances with the same interface,
+/// advert source and unicast peers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct LinkKey {
+    interface_index: u32,
+    source: IpAddr,
+    unicast_peers: Vec<IpAddr>,
+}
+
+pub(super) struct LinkHandle {
+    pub(super) key: LinkKey,
+    pub(super) names: Vec<String>,
+    pub(super) commands: mpsc::UnboundedSender<LinkCommand>,
+    pub(super) task: JoinHandle<()>,
+}
+
+pub(super) struct Supervisor {
+    pub(super) netif: Netif,
+    pub(super) links: Vec<LinkHandle>,
+    /// The instances running now, in configuration order.
+    pub(super) running: Vec<InstanceSpec>,
+    pub(super) status: watch::Sender<Status>,
+    pub(super) shutdown: watch::Receiver<bool>,
+    /// Addresses the accept-mode filter drops, as installed (`None`: not yet).
+    pub(super) filtered: Option<Vec<IpAddr>>,
+    /// Where every state change goes.
+    pub(super) events: Option<broadcast::Sender<InstanceTransition>>,
+    /// Given to each link, to report state changes.
+    pub(super) members_tx: mpsc::UnboundedSender<MemberEvent>,
+    /// The configured sync groups.
+    pub(super) sync_groups: Vec<SyncGroupSpec>,
+    /// Instances whose preemption is held: given again to a router that a
+    /// reload replaces or starts.
+    pub(super) preemption_holds: BTreeSet<String>,
+    /// What the sync-group logic knows of each instance.
+    pub(super) members: BTreeMap<String, Member>,
+    /// The link fault last sent to each instance (absent: none sent).
+    pub(super) link_faults: BTreeMap<String, bool>,
+}
+
+/// A new link whose sockets the pre-flight opened.
+struct NewLink {
+    key: LinkKey,
+    info: InterfaceInfo,
+    adverts: AdvertSocket,
+    frames: FrameSocket,
+}
+
+impl Supervisor {
+    /// Moves the running instances to `specs`. Everything that can fail
+    /// (interfaces, source addresses, sockets, the accept filter) is done
+    /// before anything running is touched, so a failed reload changes nothing.
+    pub(super) async fn apply(
+        &mut self,
+        specs: Vec<InstanceSpec>,
+    ) -> Result<ReloadReport, DriverError> {
+        let steps = plan_reload(&self.running, &specs);
+
+        // Pre-flight: resolve every starting instance's link and open the
+        // sockets of links that do not exist yet.
+        let mut starting: Vec<(InstanceSpec, LinkKey)> = Vec::new();
+        let mut new_links: Vec<NewLink> = Vec::new();
+        for step in &steps {
+            let (ReloadStep::Add(spec) | ReloadStep::Replace(spec)) = step else {
+                continue;
+            };
+            let info = self.netif.interface(&spec.interface).await?;
+            let source = source_address(&info, spec)?;
+            let key = LinkKey {
+                interface_index: info.index,
+                source,
+                unicast_peers: spec.unicast_peers.clone(),
+            };
+            let exists =
+                self.links.iter().any(|l| l.key == key) || new_links.iter().any(|l| l.key == key);
+            if !exists {
+                let socket_error = |source| DriverError::Socket {
+                    interface: spec.interface.clone(),
+                    source,
+                };
+                new_links.push(NewLink {
+                    adverts: AdvertSocket::open(&info.name, info.index, source)
+                        .map_err(socket_error)?,
+                    frames: FrameSocket::open(info.index).map_err(socket_error)?,
+                    key: key.clone(),
+                    info,
+                });
+            }
+            let mut spec = spec.clone();
+            spec.router.primary_address = source;
+            starting.push((spec, key));
+        }
+        let filtered: Vec<IpAddr> = specs
+            .iter()
+            .filter(|s| !s.accept && s.router.priority != 255)
+            .flat_map(|s| s.router.virtual_addresses.iter().copied())
+            .collect();
+        if self.filtered.as_ref() != Some(&filtered) {
+            if filtered.is_empty() {
+                // A crashed run with `accept = false` may have left its filter
+                // behind; without nft there is nothing to remove.
+                let removed = crate::accept::install(&[]);
+                if self.filtered.is_some() {
+                    removed?;
+                }
+            } else {
+                crate::accept::install(&filtered)?;
+                info!(addresses = ?filtered, "accept = false: input to these virtual addresses is dropped");
+            }
+            self.filtered = Some(filtered);
+        }
+
+        // From here on nothing fails: carry the plan out. Instances started
+        // anew begin without a link fault; the next poll tells them theirs.
+        for step in &steps {
+            if let ReloadStep::Add(spec) | ReloadStep::Replace(spec) = step {
+                self.link_faults.remove(&spec.name);
+            }
+        }
+        let mut report = ReloadReport::default();
+        let mut touched: Vec<usize> = Vec::new();
+        for step in &steps {
+            match step {
+                ReloadStep::Keep(name) => report.kept.push(name.clone()),
+                ReloadStep::Remove(name) | ReloadStep::Replace(InstanceSpec { name, .. }) => {
+                    if let Some(i) = self.link_of(name) {
+                        let _ = self.links[i]
+                            .commands
+                            .send(LinkCommand::Remove(name.clone()));
+                        self.links[i].names.retain(|n| n != name);
+                        touched.push(i);
+                    }
+                    if matches!(step, ReloadStep::Remove(_)) {
+                        report.removed.push(name.clone());
+                    }
+                }
+                ReloadStep::Update(spec) => {
+                    if let Some(i) = self.link_of(&spec.name) {
+                        let running = self.running.iter().find(|r| r.name == spec.name);
+                        let mut spec = spec.clone();
+                        if let Some(running) = running {
+                            // Same identity, so the same source as before.
+                            spec.router.primary_address = running.router.primary_address;
+                        }
+                        let _ = self.links[i].commands.send(LinkCommand::Update(spec));
+                        touched.push(i);
+                    }
+                    report.updated.push(spec.name.clone());
+                }
+                ReloadStep::Add(_) => {}
+            }
+        }
+        for (spec, key) in starting {
+            if let Err(e) = remove_stale_addresses(&self.netif, &spec).await {
+                warn!(instance = %spec.name, "cannot look for stale virtual addresses: {e}");
+            }
+            let i = match self.links.iter().position(|l| l.key == key) {
+                Some(i) => i,
+                None => {
+                    let new = new_links
+                        .iter()
+                        .position(|l| l.key == key)
+                        .map(|i| new_links.swap_remove(i))
+                        .expect("the pre-flight opened every new link");
+                    self.spawn_link(new);
+                    self.links.len() - 1
+                }
+            };
+            match steps
+                .iter()
+                .any(|s| matches!(s, ReloadStep::Replace(r) if r.name == spec.name))
+            {
+                true => report.replaced.push(spec.name.clone()),
+                false => report.added.push(spec.name.clone()),
+            }
+            self.links[i].names.push(spec.name.clone());
+            self.status.send_modify(|s| {
+                if !s.instances.iter().any(|e| e.name == spec.name) {
+                    s.instances.push(InstanceStatus::starting(&spec));
+                }
+            });
+            let held = self.preemption_holds.contains(&spec.name);
+            let name = spec.name.clone();
+            let _ = self.links[i].commands.send(LinkCommand::Add(spec));
+            if held {
+                let _ = self.links[i]
+                    .commands
+                    .send(LinkCommand::HoldPreemption(name, true));
+            }
+            touched.push(i);
+        }
+
+        // Wait until every touched link has carried its commands out.
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let (done, wait) = oneshot::channel();
+            if self.links[i].commands.send(LinkCommand::Sync(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+        // Links left without instances close their sockets.
+        let (empty, kept): (Vec<LinkHandle>, Vec<LinkHandle>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|l| l.names.is_empty());
+        self.links = kept;
+        for link in empty {
+            drop(link.commands);
+            let _ = link.task.await;
+            self.status.send_modify(|s| {
+                s.links.retain(|l| {
+                    !(l.interface_index == link.key.interface_index
+                        && l.source == Some(link.key.source))
+                })
+            });
+        }
+        // The status lists the instances in configuration order.
+        self.status.send_modify(|s| {
+            let mut ordered = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                if let Some(i) = s.instances.iter().position(|e| e.name == spec.name) {
+                    ordered.push(s.instances.swap_remove(i));
+                }
+            }
+            s.instances = ordered;
+        });
+        self.running = specs
+            .into_iter()
+            .map(|mut spec| {
+                if let Some(i) = self.link_of(&spec.name) {
+                    spec.router.primary_address = self.links[i].key.source;
+                }
+                spec
+            })
+            .collect();
+        Ok(report)
+    }
+
+    /// Reads the state of every interface an instance runs on or tracks and
+    /// tells each instance whose link fault changed.
+    pub(super) async fn poll_links(&mut self) {
+        let mut up: BTreeMap<String, bool> = BTreeMap::new();
+        for spec in &self.running {
+            for name in std::iter::once(&spec.interface).chain(&spec.track_interfaces) {
+                if !up.contains_key(name) {
+                    let is_up = match self.netif.interface(name).await {
+                        Ok(info) => info.up,
+                        Err(NetifError::NoSuchInterface(_)) => false,
+                        Err(e) => {
+                            debug!(interface = %name, "cannot read the link state: {e}");
+                            continue;
+                        }
+                    };
+                    up.insert(name.clone(), is_up);
+                }
+            }
+        }
+        for spec in &self.running {
+            let down: Vec<&String> = std::iter::once(&spec.interface)
+                .chain(&spec.track_interfaces)
+                .filter(|name| up.get(*name) == Some(&false))
+                .collect();
+            let fault = !down.is_empty();
+            if self.link_faults.get(&spec.name) == Some(&fault) {
+                continue;
+            }
+            if fault {
+                warn!(instance = %spec.name, interfaces = ?down, "interface down: FAULT");
+            } else if self.link_faults.contains_key(&spec.name) {
+                info!(instance = %spec.name, "interfaces up again: leaving FAULT");
+            }
+            if let Some(i) = self.link_of(&spec.name) {
+                let _ = self.links[i]
+                    .commands
+                    .send(LinkCommand::LinkFault(spec.name.clone(), fault));
+                self.link_faults.insert(spec.name.clone(), fault);
+            }
+        }
+        let running = &self.running;
+        self.link_faults
+            .retain(|name, _| running.iter().any(|r| &r.name == name));
+    }
+
+    /// A member reported a state change: the rest of its sync group follows
+    /// (see [`crate::sync_group`]).
+    pub(super) fn member_moved(&mut self, event: MemberEvent) {
+        let entry = self.members.entry(event.name.clone()).or_insert(Member {
+            state: event.to,
+            own_fault: false,
+            group_fault: false,
+        });
+        entry.state = event.to;
+        entry.own_fault = event.own_fault;
+        let Some(group) = self
+            .sync_groups
+            .iter()
+            .find(|g| g.members.contains(&event.name))
+        else {
+            return;
+        };
+        let names = group.members.clone();
+        let members: Vec<Member> = names
+            .iter()
+            .map(|n| {
+                self.members.get(n).copied().unwrap_or(Member {
+                    state: State::Initialize,
+                    own_fault: false,
+                    group_fault: false,
+                })
+            })
+            .collect();
+        let moved = names
+            .iter()
+            .position(|n| *n == event.name)
+            .expect("a member");
+        for (i, order) in crate::sync_group::orders(&members, moved, event.from) {
+            let name = &names[i];
+            if let GroupOrder::GroupFault(held) = order {
+                if let Some(member) = self.members.get_mut(name) {
+                    member.group_fault = held;
+                }
+            }
+            if let Some(link) = self.link_of(name) {
+                let _ = self.links[link]
+                    .commands
+                    .send(LinkCommand::Group(name.clone(), order));
+            }
+        }
+    }
+
+    pub(super) fn hold_preemption(&mut self, instance: String, held: bool) {
+        if let Some(i) = self.link_of(&instance) {
+            let _ = self.links[i]
+                .commands
+                .send(LinkCommand::HoldPreemption(instance.clone(), held));
+        }
+        if held {
+            self.preemption_holds.insert(instance);
+        } else {
+            self.preemption_holds.remove(&instance);
+        }
+    }
+
+    pub(super) fn link_of(&self, name: &str) -> Option<usize> {
+        self.links
+            .iter()
+            .position(|l| l.names.iter().any(|n| n == name))
+    }
+
+    fn spawn_link(&mut self, new: NewLink) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        self.status.send_modify(|s| {
+            s.links.push(LinkStatus {
+                interface: new.info.name.clone(),
+                interface_index: new.info.index,
+                source: Some(new.key.source),
+                ..LinkStatus::default()
+            })
+        });
+        let link = Link {
+            info: new.info,
+            source: new.key.source,
+            unicast_peers: new.key.unicast_peers.clone(),
+            adverts: new.adverts,
+            frames: new.frames,
+            // A netlink socket of its own: a dump on a socket that is busy with
+            // another dump fails with EBUSY.
+            netif: match Netif::new() {
+                Ok(netif) => netif,
+                Err(e) => {
+                    warn!("cannot open a netlink socket for the link, sharing one: {e}");
+                    self.netif.clone()
+                }
+            },
+            instances: Vec::new(),
+            status: self.status.clone(),
+            events: self.events.clone(),
+            members: self.members_tx.clone(),
+        };
+        let task = tokio::spawn(link.run(receiver, self.shutdown.clone()));
+        self.links.push(LinkHandle {
+            key: new.key,
+            names: Vec::new(),
+            commands,
+            task,
+        });
+    }
+}
+
+/// Removes the instance's virtual addresses that a crashed predecessor left on
+/// the interface. The address owner (priority 255) keeps them: they are its own.
+async fn remove_stale_addresses(netif: &Netif, spec: &InstanceSpec) -> Result<(), NetifError> {
+    if spec.router.priority == 255 {
+        return Ok(());
+    }
+    for address in &spec.router.virtual_addresses {
+        let index = netif.interface(&spec.interface).await?.index;
+        if netif.remove_address(index, *address).await? {
+            warn!(
+                instance = %spec.name,
+                %address,
+                interface = %spec.interface,
+                "removed a virtual address left behind by an earlier run"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// RFC 5798 §5.1.1.1 / §5.1.2.1: adverts come from the interface's primary IPv4
+/// address, or its IPv6 link-local address; `unicast_src_ip` overrides.
+fn source_address(info: &InterfaceInfo, spec: &InstanceSpec) -> Result<IpAddr, DriverError> {
+    if let Some(source) = spec.unicast_source {
+        return Ok(source);
+    }
+    let v6 = spec
+        .router
+        .virtual_addresses
+        .first()
+        .is_some_and(|a| a.is_ipv6());
+    let found = if v6 {
+        info.ipv6_link_local().map(IpAddr::V6)
+    } else {
+        info.ipv4
+            .iter()
+            .map(|(a, _)| IpAddr::V4(*a))
+            .find(|a| !spec.router.virtual_addresses.contains(a))
+    };
+    found.ok_or_else(|| DriverError::NoSourceAddress {
+        interface: info.name.clone(),
+        family: if v6 { "IPv6 link-local" } else { "IPv4" },
+    })
+}
