@@ -431,4 +431,3 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
