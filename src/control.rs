@@ -23,7 +23,6 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::daemon::ReloadOutcome;
 use crate::live::LiveVirtualServers;
 // TODO(merge): src/arp_check.rs and src/bulk_resync.rs still call these here.
 pub use haldir_status::time::{age_text, utc_text};
@@ -31,6 +30,16 @@ pub use haldir_status::time::{age_text, utc_text};
 /// Where `haldir run` listens and `haldir status` / `haldir reload` connect
 /// unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/haldir/haldir.sock";
+
+/// The outcome of a reload, for logs and for `haldir reload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration runs; what happened to each instance.
+    Applied(haldir_vrrp::driver::ReloadReport),
+    /// The new configuration is invalid or could not be applied; the running
+    /// one stays, untouched. One line per error.
+    Rejected(Vec<String>),
+}
 
 /// A request the control socket hands to the daemon's main loop.
 #[derive(Debug)]

@@ -11,29 +11,15 @@ use haldir_config::VirtualServer;
 use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
 use haldir_ipvs::apply::{ReconcileReport, Reconciler};
 use haldir_ipvs::{IpvsClient, IpvsError, KeeperHooks, ServiceKey};
-use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, ReloadReport, Status};
+use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, Status};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-/// Options of `haldir run` beyond the configuration itself.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Where to keep a JSON snapshot of the live status (rewritten on change).
-    pub status_file: Option<PathBuf>,
-    /// How often the IPVS table is re-read and repaired.
-    pub ipvs_resync: Duration,
-    /// The configuration file, read again on SIGHUP.
-    pub config_path: PathBuf,
-    /// Its syntax, as chosen at start (`--format`), kept for reloads.
-    pub config_format: haldir_config::Format,
-    /// The control socket for `haldir status` / `haldir reload` (`None`: none).
-    pub control_socket: Option<PathBuf>,
-    /// Where to serve Prometheus metrics (`None`: off).
-    pub metrics_address: Option<std::net::SocketAddr>,
-}
+use crate::control::ReloadOutcome;
+use crate::options::RunOptions;
 
 /// The driver's view of one configured instance.
 pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
@@ -132,16 +118,6 @@ pub fn sync_group_specs(model: &Model) -> Vec<driver::SyncGroupSpec> {
             members: g.members.clone(),
         })
         .collect()
-}
-
-/// The outcome of a reload, for logs and for `haldir reload`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    /// The new configuration runs; what happened to each instance.
-    Applied(ReloadReport),
-    /// The new configuration is invalid or could not be applied; the running
-    /// one stays, untouched. One line per error.
-    Rejected(Vec<String>),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then stops gracefully. SIGHUP

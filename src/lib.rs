@@ -22,6 +22,7 @@ pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod operator;
+pub mod options;
 pub mod privilege;
 pub mod script_security;
 pub mod status;

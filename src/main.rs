@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use haldir::daemon::{self, RunOptions};
+use haldir::daemon;
+use haldir::options::RunOptions;
 
 /// High-availability director for LVS direct-routing clusters.
 #[derive(Debug, Parser)]

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::control::{ControlRequest, StatusSources};
-use crate::daemon::RunOptions;
 use crate::live::{HealthMap, LiveVirtualServers};
 use crate::metrics::DaemonCounters;
+use crate::options::RunOptions;
 
 /// How often the kernel's IPVS table is read for status and metrics.
 const LIVE_INTERVAL: Duration = Duration::from_secs(2);

@@ -1,0 +1,21 @@
+//! The options of `haldir run` beyond the configuration itself, as the command line gave them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `haldir run` beyond the configuration itself.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where to keep a JSON snapshot of the live status (rewritten on change).
+    pub status_file: Option<PathBuf>,
+    /// How often the IPVS table is re-read and repaired.
+    pub ipvs_resync: Duration,
+    /// The configuration file, read again on SIGHUP.
+    pub config_path: PathBuf,
+    /// Its syntax, as chosen at start (`--format`), kept for reloads.
+    pub config_format: haldir_config::Format,
+    /// The control socket for `haldir status` / `haldir reload` (`None`: none).
+    pub control_socket: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`None`: off).
+    pub metrics_address: Option<std::net::SocketAddr>,
+}
