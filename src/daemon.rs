@@ -134,7 +134,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let (virtual_servers_tx, virtual_servers_rx) = watch::channel(model.virtual_servers.clone());
     // Operator tools (src/control.rs, metrics.rs, notify.rs, live.rs).
     let (running_tx, running_rx) = watch::channel(model.clone());
-    let counters = std::sync::Arc::new(crate::metrics::DaemonCounters::default());
+    let counters = std::sync::Arc::new(crate::counters::DaemonCounters::default());
     let (events_tx, events_rx) = broadcast::channel(1024);
     let (control_tx, mut control_rx) = mpsc::channel::<crate::control::ControlRequest>(4);
     let operator = crate::operator::start(
@@ -331,7 +331,7 @@ pub async fn reload(
 /// (the configuration may since have dropped them, and that run may have been
 /// killed before deleting them). `None` when the kernel has no IPVS for us.
 async fn start_ipvs(
-    counters: std::sync::Arc<crate::metrics::DaemonCounters>,
+    counters: std::sync::Arc<crate::counters::DaemonCounters>,
 ) -> Option<(Reconciler<IpvsClient>, IpvsRounds)> {
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
@@ -356,7 +356,7 @@ async fn start_ipvs(
 /// counters of `/metrics`.
 struct IpvsRounds {
     ownership: crate::ipvs_ownership::OwnershipFile,
-    counters: std::sync::Arc<crate::metrics::DaemonCounters>,
+    counters: std::sync::Arc<crate::counters::DaemonCounters>,
 }
 
 impl KeeperHooks for IpvsRounds {

@@ -13,6 +13,7 @@
 pub mod arp_check;
 pub mod bulk_resync;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod health_wiring;
 pub mod ipvs_ownership;

@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::metrics::DaemonCounters;
+use crate::counters::DaemonCounters;
 
 /// The notify configuration the task runs with; replaced on reload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::control::{ControlRequest, StatusSources};
+use crate::counters::DaemonCounters;
 use crate::live::{HealthMap, LiveVirtualServers};
-use crate::metrics::DaemonCounters;
 use crate::options::RunOptions;
 
 /// How often the kernel's IPVS table is read for status and metrics.

@@ -14,7 +14,7 @@ use crate::control::StatusSources;
 /// `counters` when given (for `/metrics`).
 pub fn document(
     sources: &StatusSources,
-    counters: Option<&crate::metrics::DaemonCounters>,
+    counters: Option<&crate::counters::DaemonCounters>,
 ) -> StatusDocument {
     let status = sources.status.borrow().clone();
     let live = sources.live.borrow().clone();
@@ -110,7 +110,7 @@ mod tests {
     use haldir_vrrp::router::{DropReason, RouterStats, State};
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn rich() -> (Status, LiveVirtualServers, crate::metrics::DaemonCounters) {
+    fn rich() -> (Status, LiveVirtualServers, crate::counters::DaemonCounters) {
         let stats = RouterStats {
             adverts_sent: 7,
             adverts_received: 8,
@@ -238,7 +238,7 @@ mod tests {
             kernel_read_at: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_200)),
             kernel_error: Some("permission denied".into()),
         };
-        let daemon = crate::metrics::DaemonCounters::default();
+        let daemon = crate::counters::DaemonCounters::default();
         daemon.count_reconcile(&[], 2);
         daemon
             .notify_ok
