@@ -56,14 +56,17 @@ pub fn warnings(model: &Model) -> Vec<String> {
     for script in &model.vrrp_scripts {
         warn(
             format!("{}: vrrp_script {:?}", script.loc, script.name),
-            &script.script,
+            script.script.as_str(),
         );
     }
     for server in &model.virtual_servers {
         for real in &server.real_servers {
             for check in &real.checks {
                 if let CheckKind::Misc(spec) = &check.kind {
-                    warn(format!("{}: MISC_CHECK", check.loc), &spec.misc_path);
+                    warn(
+                        format!("{}: MISC_CHECK", check.loc),
+                        spec.misc_path.as_str(),
+                    );
                 }
             }
         }

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use haldir_scripts::{check_executable, resolve_program};
 /// Why a `MISC_CHECK` cannot run (shared with every script haldir runs).
 pub use haldir_scripts::ScriptError as MiscError;
+use haldir_scripts::{check_executable, resolve_program};
 pub use haldir_scripts::{split_command_line, ScriptUser};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
