@@ -59,7 +59,7 @@ pub enum ScriptError {
         /// The script runs with root's uid or gid.
         as_root: bool,
         /// What is wrong.
-        error: path_security::PathSecurityError,
+        error: Box<path_security::PathSecurityError>,
     },
 }
 
@@ -267,7 +267,7 @@ pub fn vet(
         path_security::check(&program).map_err(|error| ScriptError::Insecure {
             path: program.clone(),
             as_root,
-            error,
+            error: Box::new(error),
         })?;
     }
     Ok(VettedScript { program, user })
