@@ -193,3 +193,53 @@ fn a_dns_name_the_configuration_accepts_encodes() {
         );
     }
 }
+
+#[test]
+fn a_ca_file_the_configuration_accepts_builds_and_one_it_refuses_would_not() {
+    let dir = std::env::temp_dir().join(format!("haldir-director-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ssl = |path: &std::path::Path| {
+        server(&format!(
+            "SSL_GET = {{ ca_file = \"{}\", url = [{{ path = \"/\" }}] }}",
+            path.display()
+        ))
+    };
+    let good = dir.join("ca.pem");
+    let certified = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
+    std::fs::write(&good, certified.cert.pem()).unwrap();
+    let m = model(&ssl(&good)).unwrap();
+    build(checker_config(
+        &m.virtual_servers[0].real_servers[0].checks[0],
+    ))
+    .unwrap();
+
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    for (path, why) in [
+        (&garbage, "not valid base64-encoded DER"),
+        (&empty, "no certificate in the file"),
+    ] {
+        let error = model(&ssl(path)).unwrap_err();
+        assert!(error.contains(why), "{error}");
+        let mut config = HttpCheckConfig::new(
+            HttpKind::Https,
+            "10.0.0.1:443".parse().unwrap(),
+            vec![UrlSpec {
+                path: "/".into(),
+                ..Default::default()
+            }],
+        );
+        config.verify = CertVerification::CaFile(path.clone());
+        assert!(
+            haldir_health::http::HttpCheck::new(config).is_err(),
+            "{why}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
