@@ -7,14 +7,11 @@
 //! `vrrp_script` on one `haldir_health` scheduler, and publishes:
 //!
 //! * the desired IPVS table on a `watch` channel (the daemon's IPVS task reconciles the
-//!   kernel with it on every change): a real server whose checkers are not all up is left
-//!   out, or kept with weight 0 under `inhibit_on_failure`; an up one has its configured
-//!   weight, or the `misc_dynamic` weight its script reported; per virtual server the live
-//!   weight is compared with `quorum` (with `hysteresis`) and below it the `sorry_server` is
-//!   the only destination (keepalived `ipwrapper.c` semantics);
-//! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`
-//!   (keepalived semantics: a positive weight is added while the script is OK, a negative
-//!   one while it fails, a failing script of weight 0 puts the instance in FAULT).
+//!   kernel with it on every change), as `ipvs_policy::desired_table` computes it from the
+//!   checkers' verdicts (removal or `inhibit_on_failure`, `misc_dynamic` weights, quorum
+//!   with hysteresis, the sorry server);
+//! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`,
+//!   as `vrrp_specs::tracking` decides it.
 //!
 //! Checks are keyed by (virtual server, real server, checker settings): a reload that
 //! leaves a checker unchanged leaves its state alone (no server goes down and back up
