@@ -104,7 +104,7 @@ pub fn targets(model: &Model) -> Vec<Target> {
                 ip: IpAddr::V4(vip),
                 ..
             } => Some(Target {
-                virtual_server: crate::ipvs_wiring::service_key(vs).to_string(),
+                virtual_server: haldir_director::ipvs_table::service_key(vs).to_string(),
                 vip,
                 real_servers: vs.real_servers.iter().fold(Vec::new(), |mut all, rs| {
                     // The same address may serve several ports: asked for once.

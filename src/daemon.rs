@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use haldir_config::Model;
 use haldir_config::VirtualServer;
-use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
+use haldir_director::vrrp_specs::{instance_spec, sync_group_specs};
 use haldir_ipvs::apply::{ReconcileReport, Reconciler};
 use haldir_ipvs::{IpvsClient, IpvsError, KeeperHooks, ServiceKey};
 use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, Status};
-use haldir_vrrp::router::{GarpConfig, RouterConfig};
-use haldir_vrrp::wire::vrrp::{Auth, Version};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -21,112 +20,9 @@ use tracing::{error, info, warn};
 use crate::control::ReloadOutcome;
 use crate::options::RunOptions;
 
-/// The driver's view of one configured instance.
-pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
-    let auth = match &instance.authentication {
-        None => Auth::None,
-        Some(Authentication::Pass(password)) => {
-            // RFC 3768 §5.3.10: the password, zero-padded to 8 bytes.
-            let mut data = [0u8; 8];
-            let bytes = password.as_bytes();
-            data[..bytes.len().min(8)].copy_from_slice(&bytes[..bytes.len().min(8)]);
-            Auth::Simple(data)
-        }
-    };
-    InstanceSpec {
-        name: instance.name.clone(),
-        interface: instance.interface.clone(),
-        router: RouterConfig {
-            version: match instance.version {
-                VrrpVersion::V2 => Version::V2,
-                VrrpVersion::V3 => Version::V3,
-            },
-            vrid: instance.virtual_router_id,
-            priority: instance.priority,
-            advert_interval_centis: instance.advert_int_centis,
-            preempt: instance.preempt,
-            preempt_delay: Duration::from_secs(u64::from(instance.preempt_delay_secs)),
-            // Set by the driver from the interface (or unicast_src_ip).
-            primary_address: instance
-                .unicast_src_ip
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            virtual_addresses: instance.virtual_ipaddress.iter().map(|v| v.addr).collect(),
-            auth,
-            garp: GarpConfig {
-                repeat: instance.garp_master_repeat,
-                interval: Duration::from_millis(u64::from(instance.garp_interval_millis)),
-                master_delay: Duration::from_secs(u64::from(instance.garp_master_delay_secs)),
-                refresh: (instance.garp_master_refresh_secs > 0)
-                    .then(|| Duration::from_secs(u64::from(instance.garp_master_refresh_secs))),
-            },
-        },
-        virtual_prefix_lens: instance
-            .virtual_ipaddress
-            .iter()
-            .map(|v| v.prefix_len)
-            .collect(),
-        unicast_source: instance.unicast_src_ip,
-        unicast_peers: instance.unicast_peer.clone(),
-        accept: instance.accept,
-        track_interfaces: instance.track_interface.clone(),
-        auth: instance
-            .auth_hmac
-            .as_ref()
-            .map(|a| auth_config(a, instance.advert_int_centis)),
-    }
-}
-
-/// The driver's view of an instance's `auth_hmac`.
-fn auth_config(
-    auth: &haldir_config::AuthHmac,
-    advert_int_centis: u16,
-) -> haldir_vrrp::auth::AuthConfig {
-    use haldir_config::AuthHmacMode;
-    use haldir_vrrp::auth::{AntiReplay, AuthConfig, AuthKey, Mode};
-    AuthConfig {
-        keys: auth
-            .keys
-            .iter()
-            .map(|k| AuthKey {
-                id: k.id,
-                secret: k.secret.clone(),
-            })
-            .collect(),
-        active_key: auth.active_key,
-        mode: match auth.mode {
-            AuthHmacMode::Enforce => Mode::Enforce,
-            AuthHmacMode::Permissive => Mode::Permissive,
-            AuthHmacMode::ReceiveOnly => Mode::ReceiveOnly,
-        },
-        anti_replay: if auth.anti_replay_time {
-            AntiReplay::Time {
-                window_secs: auth.time_window_secs(advert_int_centis),
-            }
-        } else {
-            AntiReplay::Monotonic
-        },
-    }
-}
-
-/// The driver's view of the configured sync groups.
-pub fn sync_group_specs(model: &Model) -> Vec<driver::SyncGroupSpec> {
-    model
-        .sync_groups
-        .iter()
-        .map(|g| driver::SyncGroupSpec {
-            name: g.name.clone(),
-            members: g.members.clone(),
-        })
-        .collect()
-}
-
 /// Runs the daemon until SIGTERM or SIGINT, then stops gracefully. SIGHUP
 /// reloads `options.config_path`.
 pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
-    let script_errors = crate::notify::check_model(&model);
-    if !script_errors.is_empty() {
-        anyhow::bail!("{}", script_errors.join("\n"));
-    }
     let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -264,14 +160,6 @@ pub async fn reload(
     running: &watch::Sender<Model>,
 ) -> ReloadOutcome {
     let model = match haldir_config::load_file_as(path, format) {
-        Ok(model) if !crate::notify::check_model(&model).is_empty() => {
-            let lines = crate::notify::check_model(&model);
-            for line in &lines {
-                error!("reload rejected: {line}");
-            }
-            warn!("reload rejected: the running configuration stays");
-            return ReloadOutcome::Rejected(lines);
-        }
         Ok(model) => {
             for line in crate::script_security::warnings(&model) {
                 warn!("{line}");

@@ -4,8 +4,8 @@
 //! tests (`tests/*.rs`) and the failover benchmark share. [`lab`] is the network-namespace
 //! test bed: a bridge, hosts on veths, packet capture, client-side outage probes and
 //! keepalived as a reference VRRP peer, all built from real kernel objects.
-//! [`ipvs_wiring`] turns the configuration's virtual servers into the
-//! desired IPVS table. [`control`], [`metrics`], [`notify`], [`live`] and
+//! [`health_wiring`] runs the health checks and feeds the director's policy
+//! (`haldir_director`), which turns them into the desired IPVS table. [`control`], [`metrics`], [`notify`], [`live`] and
 //! [`systemd`] are the operator's tools (status and reload over a unix
 //! socket, Prometheus metrics, notify scripts, sd-notify), started by
 //! [`operator`].
@@ -17,7 +17,6 @@ pub mod counters;
 pub mod daemon;
 pub mod health_wiring;
 pub mod ipvs_ownership;
-pub mod ipvs_wiring;
 pub mod lab;
 pub mod live;
 pub mod metrics;

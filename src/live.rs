@@ -112,13 +112,13 @@ pub fn combine(
     servers
         .iter()
         .map(|vs| {
-            let key = crate::ipvs_wiring::service_key(vs);
+            let key = haldir_director::ipvs_table::service_key(vs);
             let in_kernel = kernel.and_then(|k| k.get(&key));
             let mut destinations: Vec<DestinationStatus> = vs
                 .real_servers
                 .iter()
                 .map(|rs| {
-                    let (dest_key, dest) = crate::ipvs_wiring::destination(vs, rs);
+                    let (dest_key, dest) = haldir_director::ipvs_table::destination(vs, rs);
                     let entry =
                         in_kernel.and_then(|(_, dests)| dests.iter().find(|d| d.key == dest_key));
                     DestinationStatus {
@@ -203,7 +203,7 @@ pub async fn run(
             if let Some(c) = &client {
                 let keys: Vec<ServiceKey> = configured
                     .iter()
-                    .map(crate::ipvs_wiring::service_key)
+                    .map(haldir_director::ipvs_table::service_key)
                     .collect();
                 match read_kernel(c, &keys).await {
                     Ok(table) => kernel = Some(table),
@@ -342,7 +342,7 @@ ip = "10.0.0.12"
     #[test]
     fn the_health_map_is_joined_by_service_and_real_server() {
         let servers = servers();
-        let key = crate::ipvs_wiring::service_key(&servers[0]);
+        let key = haldir_director::ipvs_table::service_key(&servers[0]);
         let dest = DestKey::new("10.0.0.12".parse().unwrap(), 80);
         let mut counters = CheckCounters::default();
         counters.observe(false, Duration::from_millis(3));

@@ -133,13 +133,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config, format } => {
             match haldir_config::load_file_as(&config, format.into()) {
-                // Notify scripts must exist and be executable by script_user.
-                Ok(model) if !haldir::notify::check_model(&model).is_empty() => {
-                    for line in haldir::notify::check_model(&model) {
-                        eprintln!("{line}");
-                    }
-                    ExitCode::FAILURE
-                }
                 Ok(model) => {
                     // Scripts enable_script_security would refuse, while it is off.
                     for line in haldir::script_security::warnings(&model) {

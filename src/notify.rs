@@ -11,7 +11,7 @@
 //!   keeps only the network capabilities after start, has them started by its
 //!   script launcher (`src/privilege.rs`, `haldir_health::launcher`).
 //! - With `enable_script_security` a script anyone but root can change is
-//!   refused at `haldir check`, start and reload ([`check_model`]), and again
+//!   refused at `haldir check`, start and reload (configuration validation), and again
 //!   before each run (see `src/script_security.rs` for the rules).
 //! - Nothing here holds the state machine up: the driver only sends an event;
 //!   this task starts each script in its own task at once, so a hanging script
@@ -99,43 +99,6 @@ pub fn commands_for(
         commands.push(("notify", argv));
     }
     Ok(commands)
-}
-
-/// Checks every notify script of `model`: the script user exists and each
-/// program exists and is executable by it. One line per problem, naming the
-/// instance and the keyword (for `haldir check`, start-up and reload).
-pub fn check_model(model: &Model) -> Vec<String> {
-    let mut errors = Vec::new();
-    let groups = model
-        .sync_groups
-        .iter()
-        .map(|g| ("vrrp_sync_group", &g.name, &g.notify, &g.loc));
-    let instances = model
-        .vrrp_instances
-        .iter()
-        .map(|i| ("vrrp_instance", &i.name, &i.notify, &i.loc));
-    for (kind, name, notify, loc) in instances.chain(groups) {
-        for (keyword, line) in notify.iter() {
-            let config = match MiscCommand::parse(line) {
-                Ok(command) => MiscCheckConfig {
-                    command,
-                    timeout: model.scripts.notify_timeout,
-                    dynamic: false,
-                    user: model.scripts.user.clone(),
-                    group: model.scripts.group.clone(),
-                    security: model.scripts.security,
-                },
-                Err(e) => {
-                    errors.push(format!("{loc}: {kind} {name:?}: {keyword}: {e}"));
-                    continue;
-                }
-            };
-            if let Err(e) = misc::validate(&config) {
-                errors.push(format!("{loc}: {kind} {name:?}: {keyword}: {e}"));
-            }
-        }
-    }
-    errors
 }
 
 /// Runs the notify scripts for the transitions on `events`, with the

@@ -3,7 +3,7 @@
 //! * On (`global_defs { enable_script_security }`, TOML `enable_script_security = true`):
 //!   every script (notify*, `vrrp_script`, `MISC_CHECK`) and the configuration file with
 //!   its includes are refused when anyone but root can change the file or a directory on
-//!   its path (`haldir_health::path_security`; sticky directories such as /tmp are fine).
+//!   its path (`haldir_scripts::path_security`; sticky directories such as /tmp are fine).
 //!   The errors come from validation, so `haldir check`, start and reload all refuse the
 //!   configuration, naming the file, the component and who can write it; a reload keeps
 //!   the running configuration.
@@ -56,14 +56,17 @@ pub fn warnings(model: &Model) -> Vec<String> {
     for script in &model.vrrp_scripts {
         warn(
             format!("{}: vrrp_script {:?}", script.loc, script.name),
-            &script.script,
+            script.script.as_str(),
         );
     }
     for server in &model.virtual_servers {
         for real in &server.real_servers {
             for check in &real.checks {
                 if let CheckKind::Misc(spec) = &check.kind {
-                    warn(format!("{}: MISC_CHECK", check.loc), &spec.misc_path);
+                    warn(
+                        format!("{}: MISC_CHECK", check.loc),
+                        spec.misc_path.as_str(),
+                    );
                 }
             }
         }

@@ -74,7 +74,12 @@ virtual_ipaddress = ["{VIP}/24"]
 /// (every real server up: there are no health checkers).
 fn desired(config: &Path) -> Table {
     let model = haldir_config::load_file(config).expect("the test's configuration is valid");
-    haldir::ipvs_wiring::desired_table_all_up(&model.virtual_servers)
+    let servers = &model.virtual_servers;
+    haldir_director::ipvs_policy::desired_table(
+        servers,
+        &|vs, rs| haldir_director::ipvs_policy::real_server_state(vs, rs, &Default::default()),
+        &mut Default::default(),
+    )
 }
 
 /// A runtime for the netlink client on the calling (namespace) thread.

@@ -18,7 +18,7 @@
 //!    while a service and a destination added by hand where haldir owns nothing stay.
 //!
 //! The expected table is written out here, from what the keywords mean (keepalived's
-//! defaults included), independently of `src/ipvs_wiring.rs`.
+//! defaults included), independently of `haldir_director::ipvs_table`.
 
 #[path = "kernel_ipvs/ipvsadm.rs"]
 #[allow(dead_code)]

@@ -26,6 +26,7 @@ mod toml_front;
 mod validate;
 mod validate_health;
 mod validate_ipvs;
+mod validate_values;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,8 +43,9 @@ pub use model::{
 pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};
 pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
-    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
-    HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, VrrpScript,
+    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HttpCheckSpec,
+    HttpUrlSpec, MiscCheckSpec, ScriptCommand, SorryServer, StatusCodes, StatusCodesError,
+    TlsVerify, TrackScript, VrrpScript,
 };
 pub use to_toml::{not_converted, to_toml};
 
@@ -171,7 +173,7 @@ struct Read {
 
 /// `enable_script_security` for the configuration itself: the main file and
 /// every included file must be changeable by root only (the file and each
-/// directory on its path, as for scripts; see `haldir_health::path_security`).
+/// directory on its path, as for scripts; see `haldir_scripts::path_security`).
 /// An included file's error is reported at its `include` line.
 fn insecure_config_files(
     path: &Path,
@@ -179,14 +181,14 @@ fn insecure_config_files(
     included: &[(PathBuf, Loc)],
 ) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    if let Err(e) = haldir_health::path_security::check(path) {
+    if let Err(e) = haldir_scripts::path_security::check(path) {
         errors.push(ConfigError::whole_file(
             &Arc::from(file_name),
             format!("enable_script_security: refusing the configuration file: {e}"),
         ));
     }
     for (file, at) in included {
-        if let Err(e) = haldir_health::path_security::check(file) {
+        if let Err(e) = haldir_scripts::path_security::check(file) {
             errors.push(ConfigError::at(
                 at,
                 format!(

@@ -4,9 +4,170 @@
 //! (the checker inherits `delay_loop`, `retry`, ... from its real server, then
 //! its virtual server), so the daemon reads plain values.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 
 use crate::error::Loc;
+
+/// `status_code` of an HTTP check: codes and `low-high` ranges, each within 100..=599,
+/// e.g. `200-299 404` (keepalived's syntax). The default is 200-299.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatusCodes(Vec<RangeInclusive<u16>>);
+
+/// `status_code` text that is not a list of codes and ranges within 100..=599.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status_code {0:?}: expected codes or ranges within 100-599, e.g. \"200-299 404\"")]
+pub struct StatusCodesError(pub String);
+
+impl Default for StatusCodes {
+    fn default() -> Self {
+        StatusCodes(vec![200..=299])
+    }
+}
+
+impl StatusCodes {
+    /// Parses keepalived's syntax: codes or `low-high` ranges separated by spaces or commas.
+    pub fn parse(text: &str) -> Result<Self, StatusCodesError> {
+        let bad = || StatusCodesError(text.to_string());
+        let mut ranges = Vec::new();
+        for word in text.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
+            let (low, high) = match word.split_once('-') {
+                Some((l, h)) => (l.parse::<u16>(), h.parse::<u16>()),
+                None => (word.parse::<u16>(), word.parse::<u16>()),
+            };
+            let (low, high) = (low.map_err(|_| bad())?, high.map_err(|_| bad())?);
+            if !(100..=599).contains(&low) || !(100..=599).contains(&high) || low > high {
+                return Err(bad());
+            }
+            ranges.push(low..=high);
+        }
+        if ranges.is_empty() {
+            return Err(bad());
+        }
+        Ok(StatusCodes(ranges))
+    }
+
+    /// The codes and ranges, in the order written.
+    pub fn ranges(&self) -> &[RangeInclusive<u16>] {
+        &self.0
+    }
+}
+
+impl fmt::Display for StatusCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            if r.start() == r.end() {
+                write!(f, "{}", r.start())?;
+            } else {
+                write!(f, "{}-{}", r.start(), r.end())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The query type of a `DNS_CHECK` (RFC 1035 §3.2.2, RFC 3596 for AAAA): the ones
+/// keepalived accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DnsType {
+    /// A host address.
+    A,
+    /// An authoritative name server.
+    Ns,
+    /// The canonical name of an alias.
+    Cname,
+    /// The start of a zone of authority (keepalived's default).
+    Soa,
+    /// Mail exchange.
+    Mx,
+    /// Text strings.
+    Txt,
+    /// An IPv6 host address.
+    Aaaa,
+}
+
+impl DnsType {
+    /// Every type, in the order error messages list them.
+    pub const ALL: [DnsType; 7] = [
+        DnsType::A,
+        DnsType::Ns,
+        DnsType::Cname,
+        DnsType::Soa,
+        DnsType::Mx,
+        DnsType::Txt,
+        DnsType::Aaaa,
+    ];
+
+    /// The configuration word (case-insensitive).
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(word))
+    }
+
+    /// The type's name, upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsType::A => "A",
+            DnsType::Ns => "NS",
+            DnsType::Cname => "CNAME",
+            DnsType::Soa => "SOA",
+            DnsType::Mx => "MX",
+            DnsType::Txt => "TXT",
+            DnsType::Aaaa => "AAAA",
+        }
+    }
+}
+
+/// A script's command line (`misc_path`, `vrrp_script.script`), split into a program and
+/// its arguments the way keepalived does (no shell; see `haldir_scripts::split_command_line`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScriptCommand {
+    /// The line as written (for messages and for writing the configuration back).
+    line: String,
+    /// The words, at least one (the program).
+    argv: Vec<String>,
+}
+
+impl ScriptCommand {
+    /// Splits `line`; an empty line or an unbalanced quote is an error.
+    pub fn parse(line: &str) -> Result<Self, haldir_scripts::ScriptError> {
+        Ok(ScriptCommand {
+            line: line.to_owned(),
+            argv: haldir_scripts::split_command_line(line)?,
+        })
+    }
+
+    /// The line as written.
+    pub fn as_str(&self) -> &str {
+        &self.line
+    }
+
+    /// The program and its arguments.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The program (a path, or a name looked up on `PATH`).
+    pub fn program(&self) -> &str {
+        &self.argv[0]
+    }
+
+    /// The arguments after the program.
+    pub fn args(&self) -> &[String] {
+        &self.argv[1..]
+    }
+}
+
+impl fmt::Display for ScriptCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line)
+    }
+}
 
 /// Timing and hysteresis of one checker, every default resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -98,8 +259,8 @@ pub struct HttpCheckSpec {
 pub struct HttpUrlSpec {
     /// `path`, starting with `/`.
     pub path: String,
-    /// `status_code` as written ("200-299 404"); `None`: 200-299.
-    pub status_code: Option<String>,
+    /// `status_code` if written; `None`: 200-299.
+    pub status_code: Option<StatusCodes>,
     /// `digest`: MD5 of the body, 32 lower-case hex digits.
     pub digest: Option<String>,
     /// `regex`.
@@ -125,8 +286,8 @@ pub enum TlsVerify {
 /// `MISC_CHECK`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MiscCheckSpec {
-    /// `misc_path`: the command line (split like keepalived, no shell).
-    pub misc_path: String,
+    /// `misc_path`: the command (split like keepalived, no shell).
+    pub misc_path: ScriptCommand,
     /// `misc_timeout`, milliseconds (default: the `delay_loop`).
     pub misc_timeout_millis: u32,
     /// `misc_dynamic`: exit 2..=255 sets the weight to status − 2.
@@ -142,9 +303,9 @@ pub struct MiscCheckSpec {
 pub struct DnsCheckSpec {
     /// Where to send the query.
     pub connection: CheckConnection,
-    /// `type`, upper case (default "SOA").
-    pub query_type: String,
-    /// `name` (default ".").
+    /// `type` (default SOA).
+    pub query_type: DnsType,
+    /// `name` (default "."), a valid DNS name (labels of 1-63 bytes, at most 255 encoded).
     pub name: String,
 }
 
@@ -166,8 +327,8 @@ pub struct SorryServer {
 pub struct VrrpScript {
     /// Unique name, referred to by `track_script`.
     pub name: String,
-    /// `script`: the command line (split like keepalived, no shell).
-    pub script: String,
+    /// `script`: the command (split like keepalived, no shell).
+    pub script: ScriptCommand,
     /// `interval`, milliseconds (default 1 s).
     pub interval_millis: u32,
     /// `timeout`, milliseconds (default: the interval); a script still

@@ -73,6 +73,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         &vrrp_scripts,
     );
     let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
+    notify_scripts_run(&mut errors, draft, &scripts);
     let lvs_sync_daemon = draft
         .lvs_sync_daemon
         .as_ref()
@@ -862,8 +863,62 @@ fn script_settings(errors: &mut Vec<ConfigError>, d: &ScriptsDraft) -> ScriptSet
     settings
 }
 
-/// An instance's notify scripts: each a non-empty command line. Whether the
-/// program exists and is executable is checked by `haldir check` and at start.
+/// Every notify script of the instances and sync groups can run: its command line
+/// splits, and as `script_user` the program exists and is executable (and, with
+/// `enable_script_security`, only root can change it). Errors at the script's key; an
+/// unknown script user at `script_user`, once.
+fn notify_scripts_run(errors: &mut Vec<ConfigError>, draft: &Draft, settings: &ScriptSettings) {
+    let user_loc = draft.scripts.script_user.as_ref().map(|u| u.loc.clone());
+    let notifies = draft
+        .instances
+        .iter()
+        .map(|i| &i.notify)
+        .chain(draft.sync_groups.iter().map(|g| &g.notify));
+    let mut user_errors = Vec::new();
+    for notify in notifies {
+        for (key, script) in [
+            ("notify_master", &notify.master),
+            ("notify_backup", &notify.backup),
+            ("notify_fault", &notify.fault),
+            ("notify_stop", &notify.stop),
+            ("notify", &notify.notify),
+        ] {
+            // An empty or malformed line is reported by notify_scripts().
+            let Some(script) = script
+                .as_ref()
+                .filter(|s| !s.value.trim().is_empty() && !s.value.contains(char::is_control))
+            else {
+                continue;
+            };
+            let at = user_loc.clone().unwrap_or_else(|| script.loc.clone());
+            let mut found = Vec::new();
+            crate::validate_health::script_runs(
+                &mut found,
+                key,
+                script,
+                (settings.user.as_deref(), settings.group.as_deref()),
+                &at,
+                settings.security,
+            );
+            for error in found {
+                if user_loc
+                    .as_ref()
+                    .is_some_and(|u| error.loc.as_ref() == Some(u))
+                {
+                    if !user_errors.contains(&error) {
+                        user_errors.push(error);
+                    }
+                } else {
+                    errors.push(error);
+                }
+            }
+        }
+    }
+    errors.extend(user_errors);
+}
+
+/// An instance's notify scripts: each a non-empty command line (whether it can run is
+/// [`notify_scripts_run`]'s).
 fn notify_scripts(errors: &mut Vec<ConfigError>, d: &NotifyDraft) -> NotifyScripts {
     let mut one = |key: &str, script: &Option<Located<String>>| {
         let script = script.as_ref()?;

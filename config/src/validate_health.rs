@@ -2,15 +2,17 @@
 //! keepalived default resolved through checker → real server → virtual
 //! server), quorum / hysteresis / sorry server, `vrrp_script`s and the
 //! instances' `track_script`. Scripts (`MISC_CHECK`, `vrrp_script`) must exist
-//! and be executable by the user they run as, checked here with the health
-//! crate's own validation, so `haldir check` (and a reload) reports them at
-//! their `file:line:col` instead of the daemon failing later.
+//! and be executable by the user they run as, checked here with the shared
+//! script vetting (`haldir_scripts`, the rules the checkers run them by), so
+//! `haldir check` (and a reload) reports them at their `file:line:col` instead
+//! of the daemon failing later. The model keeps the parsed values (status
+//! codes, DNS type, the command's argv), so building a checker from a valid
+//! model is a plain mapping.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
 
-use haldir_health::misc::{MiscCheckConfig, MiscCommand, MiscError};
+use haldir_scripts::ScriptError;
 
 use crate::draft::{
     CheckDefaultsDraft, CheckDraft, CheckKindDraft, InstanceDraft, Located, RealServerDraft,
@@ -19,10 +21,12 @@ use crate::draft::{
 use crate::error::{ConfigError, Loc};
 use crate::model::{AddressFamily, LvsMethod, VrrpInstance};
 use crate::model_health::{
-    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
-    HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, VrrpScript,
+    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HttpCheckSpec,
+    HttpUrlSpec, MiscCheckSpec, ScriptCommand, SorryServer, StatusCodes, TlsVerify, TrackScript,
+    VrrpScript,
 };
 use crate::validate::{in_range, push, whole_units};
+use crate::validate_values::{ca_file_problem, dns_name_ok, tls_server_name_ok};
 
 /// keepalived's default `delay_loop`.
 const DEFAULT_DELAY_LOOP_MILLIS: u32 = 60_000;
@@ -365,38 +369,34 @@ fn script_security(scripts: &ScriptsDraft) -> bool {
 /// Checks that a script can run: the command line splits, the user and
 /// group exist, the program exists and the user may execute it. Errors go
 /// to `path_loc`, or to `user_loc` for an unknown user or group.
-fn script_runs(
+pub(crate) fn script_runs(
     errors: &mut Vec<ConfigError>,
     key: &str,
     path: &Located<String>,
-    user: (Option<String>, Option<String>),
+    user: (Option<&str>, Option<&str>),
     user_loc: &Loc,
     security: bool,
-) -> bool {
-    let command = match MiscCommand::parse(&path.value) {
+) -> Option<ScriptCommand> {
+    let command = match ScriptCommand::parse(&path.value) {
         Ok(command) => command,
         Err(e) => {
             push(errors, &path.loc, format!("{key} = {:?}: {e}", path.value));
-            return false;
+            return None;
         }
     };
-    let mut config = MiscCheckConfig::new(command, Duration::from_secs(1));
-    config.user = user.0;
-    config.group = user.1;
-    config.security = security;
-    match haldir_health::misc::validate(&config) {
-        Ok(()) => true,
-        Err(e @ (MiscError::UnknownUser(_) | MiscError::UnknownGroup(_))) => {
+    match haldir_scripts::vet(command.argv(), user.0, user.1, security) {
+        Ok(_) => Some(command),
+        Err(e @ (ScriptError::UnknownUser(_) | ScriptError::UnknownGroup(_))) => {
             push(
                 errors,
                 user_loc,
                 format!("{e}; create the account or name another"),
             );
-            false
+            None
         }
         Err(e) => {
             push(errors, &path.loc, format!("{key} = {:?}: {e}", path.value));
-            false
+            None
         }
     }
 }
@@ -543,25 +543,24 @@ fn check(
                     );
                     None
                 }
-                (_, Some(ca)) => {
-                    let ok = haldir_health::http::client_config(
-                        &haldir_health::http::CertVerification::CaFile(ca.value.clone().into()),
-                    );
-                    match ok {
-                        Ok(_) => Some(TlsVerify::CaFile(ca.value.clone())),
-                        Err(e) => {
-                            push(errors, &ca.loc, format!("ca_file = {:?}: {e}", ca.value));
-                            None
-                        }
+                (_, Some(ca)) => match ca_file_problem(std::path::Path::new(&ca.value)) {
+                    None => Some(TlsVerify::CaFile(ca.value.clone())),
+                    Some(problem) => {
+                        push(
+                            errors,
+                            &ca.loc,
+                            format!("ca_file = {:?}: CA file {}: {problem}", ca.value, ca.value),
+                        );
+                        None
                     }
-                }
+                },
                 (Some(v), None) if v.value => Some(TlsVerify::SystemRoots),
                 _ => Some(TlsVerify::Off),
             };
             if tls {
                 // SNI needs a DNS name.
                 if let Some(name) = &vhost {
-                    if rustls_name_ok(name).is_err() {
+                    if !tls_server_name_ok(name) {
                         let at = d.virtualhost.as_ref().map_or(&d.loc, |v| &v.loc);
                         push(
                             errors,
@@ -613,17 +612,17 @@ fn check(
                     None
                 }
                 Some(path) => {
-                    let runs = script_runs(
+                    let command = script_runs(
                         errors,
                         "misc_path",
                         path,
-                        (user.clone(), group.clone()),
+                        (user.as_deref(), group.as_deref()),
                         &user_loc,
                         script_security(scripts),
                     );
-                    match (runs, timeout) {
-                        (true, Some(timeout)) => Some(CheckKind::Misc(MiscCheckSpec {
-                            misc_path: path.value.clone(),
+                    match (command, timeout) {
+                        (Some(command), Some(timeout)) => Some(CheckKind::Misc(MiscCheckSpec {
+                            misc_path: command,
                             misc_timeout_millis: timeout,
                             misc_dynamic: d.misc_dynamic.as_ref().is_some_and(|m| m.value),
                             user,
@@ -637,8 +636,8 @@ fn check(
         CheckKindDraft::Dns => {
             let connection = connection(errors);
             let query_type = match &d.dns_type {
-                Some(t) => match haldir_health::dns::DnsType::parse(&t.value) {
-                    Some(_) => Some(t.value.to_ascii_uppercase()),
+                Some(t) => match DnsType::parse(&t.value) {
+                    Some(query_type) => Some(query_type),
                     None => {
                         push(
                             errors,
@@ -651,20 +650,21 @@ fn check(
                         None
                     }
                 },
-                None => Some("SOA".to_owned()),
+                None => Some(DnsType::Soa),
             };
             let name = match &d.dns_name {
-                Some(n) => match haldir_health::dns::encode_query(
-                    0,
-                    haldir_health::dns::DnsType::Soa,
-                    &n.value,
-                ) {
-                    Ok(_) => Some(n.value.clone()),
-                    Err(e) => {
-                        push(errors, &n.loc, format!("name = {:?}: {e}", n.value));
-                        None
-                    }
-                },
+                Some(n) if dns_name_ok(&n.value) => Some(n.value.clone()),
+                Some(n) => {
+                    push(
+                        errors,
+                        &n.loc,
+                        format!(
+                            "name = {:?}: DNS name {:?}: labels must be 1-63 bytes and the name at most 255",
+                            n.value, n.value
+                        ),
+                    );
+                    None
+                }
                 None => Some(".".to_owned()),
             };
             Some(CheckKind::Dns(DnsCheckSpec {
@@ -682,24 +682,6 @@ fn check(
         timing,
         loc: d.loc.clone(),
     })
-}
-
-fn rustls_name_ok(name: &str) -> Result<(), ()> {
-    // The same rule rustls applies (ServerName::try_from), via the health crate's checker.
-    let config = haldir_health::http::HttpCheckConfig {
-        virtualhost: Some(name.to_owned()),
-        ..haldir_health::http::HttpCheckConfig::new(
-            haldir_health::http::HttpKind::Http,
-            SocketAddr::from(([127, 0, 0, 1], 80)),
-            vec![haldir_health::http::UrlSpec {
-                path: "/".into(),
-                ..Default::default()
-            }],
-        )
-    };
-    haldir_health::http::HttpCheck::new(config)
-        .map(|_| ())
-        .map_err(|_| ())
 }
 
 fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrlSpec> {
@@ -730,11 +712,16 @@ fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrl
             None
         }
     };
-    if let Some(s) = &d.status_code {
-        if let Err(e) = haldir_health::http::StatusCodes::parse(&s.value) {
-            push(errors, &s.loc, format!("status_code = {:?}: {e}", s.value));
-        }
-    }
+    let status_code = d
+        .status_code
+        .as_ref()
+        .and_then(|s| match StatusCodes::parse(&s.value) {
+            Ok(codes) => Some(codes),
+            Err(e) => {
+                push(errors, &s.loc, format!("status_code = {:?}: {e}", s.value));
+                None
+            }
+        });
     let digest = d.digest.as_ref().and_then(|g| {
         if g.value.len() == 32 && g.value.bytes().all(|b| b.is_ascii_hexdigit()) {
             Some(g.value.to_ascii_lowercase())
@@ -751,17 +738,13 @@ fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrl
         }
     });
     if let Some(r) = &d.regex {
-        let config = haldir_health::http::HttpCheckConfig::new(
-            haldir_health::http::HttpKind::Http,
-            SocketAddr::from(([127, 0, 0, 1], 80)),
-            vec![haldir_health::http::UrlSpec {
-                path: "/".into(),
-                regex: Some(r.value.clone()),
-                ..Default::default()
-            }],
-        );
-        if let Err(e) = haldir_health::http::HttpCheck::new(config) {
-            push(errors, &r.loc, format!("regex = {:?}: {e}", r.value));
+        // The checker matches bodies with regex::bytes: the same syntax is checked here.
+        if let Err(e) = regex::bytes::Regex::new(&r.value) {
+            push(
+                errors,
+                &r.loc,
+                format!("regex = {:?}: regex {:?}: {e}", r.value, r.value),
+            );
         }
     }
     if let Some(rnm) = &d.regex_no_match {
@@ -774,7 +757,7 @@ fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrl
         }
     }
     if let Some(v) = &d.virtualhost {
-        if virtualhost(errors, v) && tls && rustls_name_ok(&v.value).is_err() {
+        if virtualhost(errors, v) && tls && !tls_server_name_ok(&v.value) {
             push(
                 errors,
                 &v.loc,
@@ -790,7 +773,7 @@ fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrl
     }
     Some(HttpUrlSpec {
         path: path?,
-        status_code: d.status_code.as_ref().map(|s| s.value.clone()),
+        status_code,
         digest,
         regex: d.regex.as_ref().map(|r| r.value.clone()),
         regex_no_match: d.regex_no_match.as_ref().is_some_and(|r| r.value),
@@ -882,21 +865,21 @@ pub(crate) fn vrrp_scripts(
             .or(d.group.as_ref())
             .map_or(&d.loc, |u| &u.loc)
             .clone();
-        if let Some(script) = &d.script {
+        let command = d.script.as_ref().and_then(|script| {
             script_runs(
                 errors,
                 "script",
                 script,
-                (user.clone(), group.clone()),
+                (user.as_deref(), group.as_deref()),
                 &user_loc,
                 script_security(scripts),
-            );
-        }
+            )
+        });
         if errors.len() > errors_before {
             continue;
         }
         let (Some(name), Some(script), Some(interval_millis), Some(timeout_millis)) =
-            (name, &d.script, interval, timeout)
+            (name, command, interval, timeout)
         else {
             continue;
         };
@@ -905,7 +888,7 @@ pub(crate) fn vrrp_scripts(
         };
         result.push(VrrpScript {
             name,
-            script: script.value.clone(),
+            script,
             interval_millis,
             timeout_millis,
             weight,

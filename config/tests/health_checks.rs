@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use haldir_config::{
     parse_toml, CheckConnection, CheckKind, CheckTimingSpec, HttpUrlSpec, Model, SorryServer,
-    TlsVerify, TrackScript,
+    StatusCodes, TlsVerify, TrackScript,
 };
 
 const FILE: &str = "haldir.toml";
@@ -173,7 +173,7 @@ connect_port = 22
         vec![
             HttpUrlSpec {
                 path: "/a".into(),
-                status_code: Some("200".into()),
+                status_code: Some(StatusCodes::parse("200").unwrap()),
                 digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
                 regex: None,
                 regex_no_match: false,
@@ -181,7 +181,7 @@ connect_port = 22
             },
             HttpUrlSpec {
                 path: "/b".into(),
-                status_code: Some("200-299 404".into()),
+                status_code: Some(StatusCodes::parse("200-299 404").unwrap()),
                 digest: None,
                 regex: Some("ok$".into()),
                 regex_no_match: false,

@@ -170,15 +170,15 @@ fn notify_commands_keep_their_words() {
     let notify = &model.vrrp_instances[0].notify;
     assert_eq!(
         notify.master.as_deref(),
-        Some("/etc/haldir/to-master.sh VI_N")
+        Some("/bin/true to-master.sh VI_N")
     );
     assert_eq!(
         notify.backup.as_deref(),
-        Some("/etc/haldir/to-backup.sh --quiet")
+        Some("/bin/true to-backup.sh --quiet")
     );
     assert_eq!(
         notify.fault.as_deref(),
-        Some("/etc/haldir/fault.sh \"two words\"")
+        Some("/bin/true fault.sh \"two words\"")
     );
     assert_eq!(model.scripts.user.as_deref(), Some("nobody"));
     assert_eq!(model.scripts.group.as_deref(), Some("nogroup"));

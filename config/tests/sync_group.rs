@@ -9,9 +9,9 @@ const KEEPALIVED: &str = r#"vrrp_sync_group VG_1 {
         VI_PUBLIC
         VI_PRIVATE
     }
-    notify_master "/etc/haldir/group.sh master"
-    notify_fault /etc/haldir/fault.sh
-    notify /etc/haldir/notify.sh
+    notify_master "/bin/true group.sh master"
+    notify_fault /bin/true fault.sh
+    notify /bin/true notify.sh
 }
 
 vrrp_instance VI_PUBLIC {
@@ -40,9 +40,9 @@ vrrp_instance VI_PRIVATE {
 const TOML: &str = r#"[[vrrp_sync_group]]
 name = "VG_1"
 group = ["VI_PUBLIC", "VI_PRIVATE"]
-notify_master = "/etc/haldir/group.sh master"
-notify_fault = "/etc/haldir/fault.sh"
-notify = "/etc/haldir/notify.sh"
+notify_master = "/bin/true group.sh master"
+notify_fault = "/bin/true fault.sh"
+notify = "/bin/true notify.sh"
 
 [[vrrp_instance]]
 name = "VI_PUBLIC"
@@ -106,9 +106,9 @@ fn both_front_ends_read_the_same_sync_group() {
             name: "VG_1".into(),
             members: vec!["VI_PUBLIC".into(), "VI_PRIVATE".into()],
             notify: NotifyScripts {
-                master: Some("/etc/haldir/group.sh master".into()),
-                fault: Some("/etc/haldir/fault.sh".into()),
-                notify: Some("/etc/haldir/notify.sh".into()),
+                master: Some("/bin/true group.sh master".into()),
+                fault: Some("/bin/true fault.sh".into()),
+                notify: Some("/bin/true notify.sh".into()),
                 ..NotifyScripts::default()
             },
             loc: Loc {

@@ -688,3 +688,34 @@ fn errors_display_one_per_line() {
     assert_eq!(shown.lines().count(), 2, "{shown}");
     assert!(shown.lines().all(|line| line.starts_with("haldir.toml:")));
 }
+
+#[test]
+fn notify_scripts_must_run_as_the_script_user() {
+    // Programs that exist pass, with their arguments.
+    parse(&instance(&[
+        ("notify_master", Some("\"/bin/true master\"")),
+        ("notify", Some("\"true\"")),
+    ]));
+    assert_eq!(
+        errors(&instance(&[
+            ("notify_master", Some("\"/nonexistent/haldir-notify master\"")),
+            ("notify_stop", Some("\"/bin/true 'open\"")),
+        ])),
+        [
+            "haldir.toml:7:17: notify_master = \"/nonexistent/haldir-notify master\": script \"/nonexistent/haldir-notify\" does not exist",
+            "haldir.toml:8:15: notify_stop = \"/bin/true 'open\": misc_path \"/bin/true 'open\": unterminated quote or trailing backslash",
+        ]
+    );
+    // An unknown script user is reported once, at script_user.
+    let text = format!(
+        "[global_defs]\nscript_user = \"no-such-user-here\"\n\n{}",
+        instance(&[
+            ("notify_master", Some("\"/bin/true\"")),
+            ("notify_backup", Some("\"/bin/true\"")),
+        ])
+    );
+    assert_eq!(
+        errors(&text),
+        ["haldir.toml:2:15: script user \"no-such-user-here\" does not exist; create the account or name another"]
+    );
+}

@@ -2,4 +2,8 @@
 //! servers mean for VRRP and IPVS. No sockets, no tasks, no clock of its own; the `haldir`
 //! binary feeds it and carries out what it decides.
 
+pub mod checks;
+pub mod ipvs_policy;
+pub mod ipvs_table;
 pub mod sync_daemon;
+pub mod vrrp_specs;

@@ -93,6 +93,21 @@ pub enum DnsConfigError {
     Name(String),
 }
 
+/// A `DNS_CHECK` block as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsCheckConfig {
+    /// Where to send the query (usually port 53).
+    pub target: SocketAddr,
+    /// `bind_to`: the query's source.
+    pub bind_to: Option<SocketAddr>,
+    /// `connect_timeout`: how long to wait for the answer.
+    pub timeout: Duration,
+    /// `type`.
+    pub query_type: DnsType,
+    /// `name`.
+    pub name: String,
+}
+
 /// A `DNS_CHECK`.
 #[derive(Debug, Clone)]
 pub struct DnsCheck {
@@ -117,6 +132,16 @@ impl DnsCheck {
             bind_to: None,
             timeout: DEFAULT_CONNECT_TIMEOUT,
             query: encode_query(0, query_type, name)?,
+        })
+    }
+
+    /// The check `config` describes (fails only on a name [`encode_query`] refuses).
+    pub fn from_config(config: &DnsCheckConfig) -> Result<Self, DnsConfigError> {
+        let check = DnsCheck::new(config.target, config.query_type, &config.name)?
+            .with_timeout(config.timeout);
+        Ok(match config.bind_to {
+            Some(source) => check.with_bind_to(source),
+            None => check,
         })
     }
 

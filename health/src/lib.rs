@@ -14,14 +14,17 @@
 //! This crate knows nothing about IPVS, VRRP or the config file: `src/` builds the checkers
 //! from the model and turns [`state::Transition`]s into desired-table changes.
 
+pub mod checker;
 pub mod dns;
 pub mod http;
 pub mod launcher;
 pub mod misc;
-pub mod path_security;
 pub mod scheduler;
 pub mod state;
 pub mod tcp;
+
+/// Path security moved to the shared script vetting crate; kept here under its old name.
+pub use haldir_scripts::path_security;
 
 use std::future::Future;
 use std::pin::Pin;

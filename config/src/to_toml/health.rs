@@ -29,7 +29,7 @@ pub(super) fn vrrp_script(out: &mut String, s: &VrrpScript) {
     } = s;
     out.push_str("[[vrrp_script]]\n");
     line(out, "name", string(name));
-    line(out, "script", string(script));
+    line(out, "script", string(script.as_str()));
     line(out, "interval", decimal(*interval_millis, 1000));
     line(out, "timeout", decimal(*timeout_millis, 1000));
     line(out, "weight", weight);
@@ -156,7 +156,7 @@ fn health_check(out: &mut String, c: &HealthCheck) {
             user,
             group,
         }) => {
-            line(out, "misc_path", string(misc_path));
+            line(out, "misc_path", string(misc_path.as_str()));
             line(out, "misc_timeout", decimal(*misc_timeout_millis, 1000));
             if *misc_dynamic {
                 line(out, "misc_dynamic", true);
@@ -174,7 +174,7 @@ fn health_check(out: &mut String, c: &HealthCheck) {
             name,
         }) => {
             self::connection(out, connection);
-            line(out, "type", string(query_type));
+            line(out, "type", string(query_type.as_str()));
             line(out, "name", string(name));
         }
     }
@@ -216,7 +216,7 @@ fn url(u: &HttpUrlSpec) -> String {
     } = u;
     let mut keys = vec![format!("path = {}", string(path))];
     if let Some(codes) = status_code {
-        keys.push(format!("status_code = {}", string(codes)));
+        keys.push(format!("status_code = {}", string(&codes.to_string())));
     }
     if let Some(digest) = digest {
         keys.push(format!("digest = {}", string(digest)));

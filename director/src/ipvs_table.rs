@@ -1,8 +1,8 @@
-//! From the configuration's `virtual_server`s to the IPVS table haldir wants
-//! in the kernel: `haldir_config::VirtualServer` → `haldir_ipvs::model`
-//! entries. Plain conversion, no logic beyond keepalived's meaning of the
-//! keywords; which real servers are up comes from the caller (a real server
-//! without a health checker counts as up).
+//! From the configuration's `virtual_server`s to IPVS table entries:
+//! `haldir_config::VirtualServer` → `haldir_ipvs::model` service keys, services and
+//! destinations. Plain conversion, no logic beyond keepalived's meaning of the keywords;
+//! which real servers are in the table, and with which weight, is the policy's
+//! ([`crate::ipvs_policy`]).
 
 use haldir_config::{
     AddressFamily as ConfigFamily, LvsMethod, LvsProtocol, RealServer, VirtualServer,
@@ -10,7 +10,7 @@ use haldir_config::{
 };
 use haldir_ipvs::model::{
     AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
-    ServiceKey, Table, Tunnel,
+    ServiceKey, Tunnel,
 };
 
 /// The kernel key of a virtual server.
@@ -71,34 +71,14 @@ pub fn destination(vs: &VirtualServer, rs: &RealServer) -> (DestKey, Destination
     )
 }
 
-/// The desired table: every virtual server, with the real servers for which
-/// `is_up` holds (a real server that is down is left out, as keepalived
-/// removes it).
-pub fn desired_table(
-    servers: &[VirtualServer],
-    is_up: &dyn Fn(&VirtualServer, &RealServer) -> bool,
-) -> Table {
-    let mut table = Table::new();
-    for vs in servers {
-        let key = service_key(vs);
-        table.insert_service(key, service(vs));
-        for rs in vs.real_servers.iter().filter(|rs| is_up(vs, rs)) {
-            let (dest_key, dest) = destination(vs, rs);
-            table.insert_dest(&key, dest_key, dest);
-        }
-    }
-    table
-}
-
-/// The desired table with every real server up: what haldir programs while
-/// no health checker is configured.
-pub fn desired_table_all_up(servers: &[VirtualServer]) -> Table {
-    desired_table(servers, &|_, _| true)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use haldir_ipvs::model::Table;
+
     use super::*;
+    use crate::ipvs_policy::desired_table;
 
     const CONFIG: &str = r#"
 [[virtual_server]]
@@ -132,9 +112,19 @@ ip = "2001:db8::11"
             .virtual_servers
     }
 
+    /// The table with the real servers for which `is_up` holds, each with its configured
+    /// weight (no quorum or sorry server is configured here).
+    fn table(is_up: &dyn Fn(&RealServer) -> bool) -> Table {
+        desired_table(
+            &servers(),
+            &|_, rs| (is_up(rs), rs.weight),
+            &mut HashMap::new(),
+        )
+    }
+
     #[test]
     fn virtual_servers_become_services_with_their_real_servers() {
-        let table = desired_table_all_up(&servers());
+        let table = table(&|_| true);
         assert_eq!(table.service_count(), 2);
         assert_eq!(table.dest_count(), 3);
 
@@ -177,7 +167,7 @@ ip = "2001:db8::11"
 
     #[test]
     fn real_servers_that_are_down_are_left_out() {
-        let table = desired_table(&servers(), &|_, rs| rs.ip.to_string() != "10.0.0.12");
+        let table = table(&|rs| rs.ip.to_string() != "10.0.0.12");
         assert_eq!(
             table.service_count(),
             2,

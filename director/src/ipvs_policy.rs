@@ -1,0 +1,167 @@
+//! Health → the desired IPVS table: which real servers of a virtual server are in the
+//! kernel's table, with which weight (keepalived `ipwrapper.c` semantics).
+//!
+//! * A real server is up when every one of its checkers is up (one without checkers is
+//!   always up); its weight is the last `misc_dynamic` weight reported, else the configured
+//!   one ([`real_server_state`]).
+//! * A real server that is down is left out, or kept with weight 0 under
+//!   `inhibit_on_failure`.
+//! * Per virtual server the live weight (the sum of the up servers' weights) is compared
+//!   with `quorum`, with `hysteresis`: lost when it drops to 0 or below
+//!   `quorum - hysteresis`, regained at `quorum + hysteresis` ([`desired_table`]). While it
+//!   is lost, the `sorry_server` is the only live destination.
+//!
+//! Pure: the caller owns the checkers and passes their verdicts in.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use haldir_config::{CheckKind, CheckTimingSpec, HealthCheck, RealServer, VirtualServer};
+use haldir_ipvs::model::{ServiceKey, Table};
+use tracing::{info, warn};
+
+use crate::ipvs_table::{destination, service, service_key};
+
+/// A real server within its virtual server.
+pub type RealServerKey = (IpAddr, u16);
+
+/// What identifies one checker across reloads: where it is and everything it does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckKey {
+    /// The virtual server.
+    pub service: ServiceKey,
+    /// The real server.
+    pub real_server: RealServerKey,
+    /// The checker's kind and settings.
+    pub kind: CheckKind,
+    /// Its timing.
+    pub timing: CheckTimingSpec,
+    /// Which of identical checkers of one real server (0 for the first).
+    pub nth: usize,
+}
+
+/// The verdict of one checker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckVerdict {
+    /// Up.
+    pub up: bool,
+    /// The `misc_dynamic` weight last reported, if any.
+    pub weight: Option<u32>,
+}
+
+/// Every checker of every real server, keyed, in configuration order per real server.
+pub fn check_keys<'a>(vs: &VirtualServer, rs: &'a RealServer) -> Vec<(CheckKey, &'a HealthCheck)> {
+    let service = service_key(vs);
+    let mut seen: HashMap<(&CheckKind, &CheckTimingSpec), usize> = HashMap::new();
+    rs.checks
+        .iter()
+        .map(|check| {
+            let nth = seen.entry((&check.kind, &check.timing)).or_insert(0);
+            let key = CheckKey {
+                service,
+                real_server: (rs.ip, rs.port),
+                kind: check.kind.clone(),
+                timing: check.timing.clone(),
+                nth: *nth,
+            };
+            *nth += 1;
+            (key, check)
+        })
+        .collect()
+}
+
+/// Whether a real server is up and with which weight: up when every checker is up (none:
+/// always up); the weight is the last `misc_dynamic` weight reported, else the configured one.
+pub fn real_server_state(
+    vs: &VirtualServer,
+    rs: &RealServer,
+    verdicts: &HashMap<CheckKey, CheckVerdict>,
+) -> (bool, u32) {
+    let mut up = true;
+    let mut weight = rs.weight;
+    for (key, _) in check_keys(vs, rs) {
+        match verdicts.get(&key) {
+            Some(v) => {
+                up &= v.up;
+                if let Some(w) = v.weight {
+                    weight = w;
+                }
+            }
+            // Not started (yet): treated as its initial verdict would be.
+            None => up &= !key.timing.alpha,
+        }
+    }
+    (up, weight)
+}
+
+/// The desired table from the servers' states (`state(vs, rs)`: up, weight), updating
+/// each virtual server's quorum state (`quorum_up`, keyed by service) with keepalived's
+/// hysteresis: lost when the live weight drops to 0 or below `quorum - hysteresis`,
+/// regained at `quorum + hysteresis`; the first evaluation compares with `quorum` alone.
+/// The table before any checker reported is this with no verdicts
+/// (`real_server_state(vs, rs, &HashMap::new())`).
+pub fn desired_table(
+    servers: &[VirtualServer],
+    state: &dyn Fn(&VirtualServer, &RealServer) -> (bool, u32),
+    quorum_up: &mut HashMap<ServiceKey, bool>,
+) -> Table {
+    let mut table = Table::new();
+    let mut present = HashSet::new();
+    for vs in servers {
+        let key = service_key(vs);
+        present.insert(key);
+        table.insert_service(key, service(vs));
+        let states: Vec<(bool, u32)> = vs.real_servers.iter().map(|rs| state(vs, rs)).collect();
+        let live: u64 = states
+            .iter()
+            .filter(|(up, _)| *up)
+            .map(|(_, w)| u64::from(*w))
+            .sum();
+        let (quorum, hysteresis) = (u64::from(vs.quorum), u64::from(vs.hysteresis));
+        let up = match quorum_up.get(&key) {
+            None => live >= quorum,
+            Some(true) => !(live == 0 || live < quorum.saturating_sub(hysteresis)),
+            Some(false) => live >= quorum + hysteresis,
+        };
+        let before = quorum_up.insert(key, up);
+        if before.is_some() && before != Some(up) {
+            if up {
+                info!(service = %key, live_weight = live, quorum, "virtual server quorum gained");
+            } else {
+                warn!(service = %key, live_weight = live, quorum, "virtual server quorum lost");
+            }
+        }
+        let sorry_only = !up && vs.sorry_server.is_some();
+        for (rs, (rs_up, weight)) in vs.real_servers.iter().zip(&states) {
+            let (dest_key, mut dest) = destination(vs, rs);
+            if *rs_up && !sorry_only {
+                dest.weight = *weight;
+                table.insert_dest(&key, dest_key, dest);
+            } else if rs.inhibit_on_failure {
+                dest.weight = 0;
+                table.insert_dest(&key, dest_key, dest);
+            }
+        }
+        if let Some(sorry) = &vs.sorry_server {
+            if sorry_only || sorry.inhibit {
+                let stand_in = RealServer {
+                    ip: sorry.ip,
+                    port: sorry.port,
+                    weight: u32::from(sorry_only),
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                    inhibit_on_failure: sorry.inhibit,
+                    checks: Vec::new(),
+                    loc: vs.loc.clone(),
+                };
+                let (dest_key, dest) = destination(vs, &stand_in);
+                table.insert_dest(&key, dest_key, dest);
+            }
+        }
+    }
+    quorum_up.retain(|key, _| present.contains(key));
+    table
+}
+
+#[cfg(test)]
+mod tests;
