@@ -4,7 +4,7 @@
 //!
 //! - `notify_STATE` runs with the arguments written in the configuration;
 //!   `notify` gets keepalived's four appended: `INSTANCE NAME STATE PRIORITY`
-//!   (`GROUP NAME STATE` for sync groups, which call [`Notifier::group`]).
+//!   (`GROUP NAME STATE` for sync groups): [`haldir_director::notify`] decides what runs.
 //! - Scripts run as `script_user` (see `haldir_health::misc`: no shell, no
 //!   supplementary groups, stdio on /dev/null, own process group) and are
 //!   killed with their process group at `notify_timeout`. A root haldir, which
@@ -24,10 +24,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use haldir_config::{Model, NotifyScripts, ScriptSettings};
-use haldir_health::misc::{self, MiscCheck, MiscCheckConfig, MiscCommand};
+use haldir_director::notify::{commands_for, group_commands, group_entered, notify_state};
+use haldir_health::misc::{MiscCheck, MiscCheckConfig, MiscCommand};
 use haldir_health::{CheckOutcome, Checker};
 use haldir_vrrp::driver::InstanceTransition;
-use haldir_vrrp::router::{State, TransitionReason};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -58,49 +58,6 @@ impl NotifyConfig {
     }
 }
 
-/// keepalived's name of the state an instance entered: `STOP` for a
-/// shutdown (or removal), `INIT` is never notified.
-pub fn notify_state(to: State, reason: TransitionReason) -> Option<&'static str> {
-    match (to, reason) {
-        (_, TransitionReason::Shutdown) => Some("STOP"),
-        (State::Master, _) => Some("MASTER"),
-        (State::Backup, _) => Some("BACKUP"),
-        (State::Fault, _) => Some("FAULT"),
-        (State::Initialize, _) => None,
-    }
-}
-
-/// The command lines to run for one transition: (what, argv).
-pub fn commands_for(
-    scripts: &NotifyScripts,
-    kind: &str,
-    name: &str,
-    state: &str,
-    priority: Option<u8>,
-) -> Result<Vec<(&'static str, Vec<String>)>, String> {
-    let specific = match state {
-        "MASTER" => scripts.master.as_deref().map(|s| ("notify_master", s)),
-        "BACKUP" => scripts.backup.as_deref().map(|s| ("notify_backup", s)),
-        "FAULT" => scripts.fault.as_deref().map(|s| ("notify_fault", s)),
-        "STOP" => scripts.stop.as_deref().map(|s| ("notify_stop", s)),
-        _ => None,
-    };
-    let mut commands = Vec::new();
-    if let Some((what, line)) = specific {
-        let argv = misc::split_command_line(line).map_err(|e| format!("{what}: {e}"))?;
-        commands.push((what, argv));
-    }
-    if let Some(line) = scripts.notify.as_deref() {
-        let mut argv = misc::split_command_line(line).map_err(|e| format!("notify: {e}"))?;
-        argv.extend([kind.to_owned(), name.to_owned(), state.to_owned()]);
-        if let Some(priority) = priority {
-            argv.push(priority.to_string());
-        }
-        commands.push(("notify", argv));
-    }
-    Ok(commands)
-}
-
 /// Runs the notify scripts for the transitions on `events`, with the
 /// configuration on `config`, until the driver closes the channel; then
 /// waits for the scripts still running.
@@ -125,7 +82,7 @@ pub async fn run(
                     continue;
                 };
                 instance_states.insert(event.name.clone(), state);
-                let groups = group_commands(
+                let groups = group_scripts(
                     &running.borrow(),
                     &event.name,
                     state,
@@ -178,35 +135,26 @@ pub async fn run(
     while scripts.join_next().await.is_some() {}
 }
 
-/// The group scripts to run now that `instance` entered `state`: when every
-/// member of its sync group is in `state` and the group was not, the group
-/// enters it (keepalived's group notify). STOP is not a group state.
-fn group_commands(
+/// The scripts of the sync group that `instance` entering `state` makes enter it, if any,
+/// logged; a command line that cannot be split is logged and skipped.
+fn group_scripts(
     model: &Model,
     instance: &str,
     state: &'static str,
     instance_states: &BTreeMap<String, &'static str>,
     group_states: &mut BTreeMap<String, &'static str>,
 ) -> Vec<(String, &'static str, Vec<String>)> {
-    let Some(group) = model
-        .sync_groups
-        .iter()
-        .find(|g| g.members.iter().any(|m| m == instance))
-    else {
+    let Some(group) = group_entered(
+        &model.sync_groups,
+        instance,
+        state,
+        instance_states,
+        group_states,
+    ) else {
         return Vec::new();
     };
-    if state == "STOP"
-        || !group
-            .members
-            .iter()
-            .all(|m| instance_states.get(m) == Some(&state))
-        || group_states.get(&group.name) == Some(&state)
-    {
-        return Vec::new();
-    }
-    group_states.insert(group.name.clone(), state);
     info!(group = %group.name, state, "sync group entered {state}");
-    match Notifier::group(&group.notify, &group.name, state) {
+    match group_commands(&group.notify, &group.name, state) {
         Ok(commands) => commands
             .into_iter()
             .map(|(what, argv)| (group.name.clone(), what, argv))
@@ -215,21 +163,6 @@ fn group_commands(
             warn!(group = %group.name, "cannot run a notify script: {e}");
             Vec::new()
         }
-    }
-}
-
-/// The hook for sync groups: runs `notify` with `GROUP NAME STATE` (no
-/// priority, as keepalived) and the group's `notify_STATE`.
-pub struct Notifier;
-
-impl Notifier {
-    /// The command lines of a sync group's transition.
-    pub fn group(
-        scripts: &NotifyScripts,
-        group: &str,
-        state: &str,
-    ) -> Result<Vec<(&'static str, Vec<String>)>, String> {
-        commands_for(scripts, "GROUP", group, state, None)
     }
 }
 
@@ -277,67 +210,5 @@ async fn run_one(
             }
             warn!(%instance, script = what, user = %check.user().name, "{}: {reason}", argv.join(" "));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notify_gets_keepalived_arguments_and_the_state_script_its_own() {
-        let scripts = NotifyScripts {
-            master: Some("/usr/local/bin/up 'a b'".into()),
-            notify: Some("/usr/local/bin/notify --x".into()),
-            ..Default::default()
-        };
-        let commands = commands_for(&scripts, "INSTANCE", "VI_1", "MASTER", Some(150)).unwrap();
-        assert_eq!(
-            commands,
-            vec![
-                (
-                    "notify_master",
-                    vec!["/usr/local/bin/up".to_owned(), "a b".to_owned()]
-                ),
-                (
-                    "notify",
-                    [
-                        "/usr/local/bin/notify",
-                        "--x",
-                        "INSTANCE",
-                        "VI_1",
-                        "MASTER",
-                        "150"
-                    ]
-                    .map(String::from)
-                    .to_vec()
-                ),
-            ]
-        );
-        let backup = commands_for(&scripts, "INSTANCE", "VI_1", "BACKUP", Some(100)).unwrap();
-        assert_eq!(backup.len(), 1, "no notify_backup: only notify");
-        let group = Notifier::group(&scripts, "G1", "FAULT").unwrap();
-        assert_eq!(
-            group[0].1,
-            ["/usr/local/bin/notify", "--x", "GROUP", "G1", "FAULT"]
-                .map(String::from)
-                .to_vec()
-        );
-    }
-
-    #[test]
-    fn shutdown_is_stop_and_init_is_not_notified() {
-        assert_eq!(
-            notify_state(State::Initialize, TransitionReason::Shutdown),
-            Some("STOP")
-        );
-        assert_eq!(
-            notify_state(State::Initialize, TransitionReason::Startup),
-            None
-        );
-        assert_eq!(
-            notify_state(State::Master, TransitionReason::MasterDown),
-            Some("MASTER")
-        );
     }
 }

@@ -5,5 +5,6 @@
 pub mod checks;
 pub mod ipvs_policy;
 pub mod ipvs_table;
+pub mod notify;
 pub mod sync_daemon;
 pub mod vrrp_specs;
