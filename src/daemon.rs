@@ -48,7 +48,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     // the control socket and the metrics port are bound, scripts go through the launcher.
     crate::privilege::drop_to_network_only(crate::privilege::needs_bind_service(&model))
         .context("dropping privileges")?;
-    for line in crate::script_security::warnings(&model) {
+    for line in haldir_director::script_security::warnings(&model) {
         warn!("{line}");
     }
 
@@ -161,7 +161,7 @@ pub async fn reload(
 ) -> ReloadOutcome {
     let model = match haldir_config::load_file_as(path, format) {
         Ok(model) => {
-            for line in crate::script_security::warnings(&model) {
+            for line in haldir_director::script_security::warnings(&model) {
                 warn!("{line}");
             }
             model

@@ -24,7 +24,6 @@ pub mod notify;
 pub mod operator;
 pub mod options;
 pub mod privilege;
-pub mod script_security;
 pub mod status;
 pub mod sync_daemon;
 pub mod systemd;

@@ -135,7 +135,7 @@ fn main() -> ExitCode {
             match haldir_config::load_file_as(&config, format.into()) {
                 Ok(model) => {
                     // Scripts enable_script_security would refuse, while it is off.
-                    for line in haldir::script_security::warnings(&model) {
+                    for line in haldir_director::script_security::warnings(&model) {
                         eprintln!("warning: {line}");
                     }
                     println!(

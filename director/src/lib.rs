@@ -6,5 +6,6 @@ pub mod checks;
 pub mod ipvs_policy;
 pub mod ipvs_table;
 pub mod notify;
+pub mod script_security;
 pub mod sync_daemon;
 pub mod vrrp_specs;
