@@ -636,34 +636,7 @@ fn render_daemon(out: &mut String, c: &DaemonCounters) {
 
 /// The DR real-server ARP check: one sample per standing conflict.
 pub fn render_dr_arp_check(out: &mut String, report: &crate::arp_check::Report) {
-    let mut f = Family::new(
-        out,
-        "haldir_dr_arp_conflict",
-        "gauge",
-        "1 while a host answers ARP for the VIP of a DR virtual server (real_server: the real server with that MAC, or unknown).",
-    );
-    for (c, _) in &report.conflicts {
-        let (vip, mac) = (c.vip.to_string(), crate::arp_check::mac_text(&c.mac));
-        let rs = c
-            .real_server
-            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        f.sample(
-            &[
-                ("virtual_server", &c.virtual_server),
-                ("vip", &vip),
-                ("real_server", &rs),
-                ("mac", &mac),
-            ],
-            1u8,
-        );
-    }
-    let mut f = Family::new(
-        out,
-        "haldir_dr_arp_check_rounds_total",
-        "counter",
-        "Rounds of the DR real-server ARP check.",
-    );
-    f.sample(&[], n(report.rounds));
+    out.push_str(&report.render_prometheus());
 }
 
 async fn handle(
