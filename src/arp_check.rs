@@ -471,3 +471,30 @@ pub fn spawn(
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_text_is_rendered_from_the_json_the_daemon_sends() {
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "interval_seconds": 10.0, "rounds": 3, "last_round_unix": 100.0, "error": null,
+            "segments": [], "skipped": [],
+            "conflicts": [{
+                "virtual_server": "TCP 10.0.0.100:80", "vip": "10.0.0.100",
+                "real_server": "10.0.0.12", "mac": "02:00:00:00:00:12", "interface": "eth1",
+                "since_unix": 40.0,
+            }],
+        }))
+        .unwrap();
+        let text = render_text(&report_json(&report), 102.0);
+        assert!(
+            text.contains("VIP 10.0.0.100  answered by 10.0.0.12 (02:00:00:00:00:12) on eth1"),
+            "{text}"
+        );
+        assert!(text.contains("(1m2s ago)"), "{text}");
+        // A daemon that sends no `dr_arp_check` object: nothing to show.
+        assert_eq!(render_text(&Value::Null, 0.0), "");
+    }
+}
