@@ -4,7 +4,6 @@
 //! of the status crate.
 // TODO(merge): the bulk resync and ARP check sections become methods of their typed structs.
 
-use haldir_status::prometheus::{n, Family};
 use haldir_status::{StatusDocument, StatusFile, SCHEMA_VERSION};
 use haldir_vrrp::driver::Status;
 
@@ -69,36 +68,9 @@ pub fn metrics(document: &StatusDocument, arp_check: &crate::arp_check::Report) 
     out
 }
 
-/// The DR real-server ARP check: one sample per standing conflict.
+/// The DR real-server ARP check's families.
 fn render_dr_arp_check(out: &mut String, report: &crate::arp_check::Report) {
-    let mut f = Family::new(
-        out,
-        "haldir_dr_arp_conflict",
-        "gauge",
-        "1 while a host answers ARP for the VIP of a DR virtual server (real_server: the real server with that MAC, or unknown).",
-    );
-    for (c, _) in &report.conflicts {
-        let (vip, mac) = (c.vip.to_string(), crate::arp_check::mac_text(&c.mac));
-        let rs = c
-            .real_server
-            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        f.sample(
-            &[
-                ("virtual_server", &c.virtual_server),
-                ("vip", &vip),
-                ("real_server", &rs),
-                ("mac", &mac),
-            ],
-            1u8,
-        );
-    }
-    let mut f = Family::new(
-        out,
-        "haldir_dr_arp_check_rounds_total",
-        "counter",
-        "Rounds of the DR real-server ARP check.",
-    );
-    f.sample(&[], n(report.rounds));
+    out.push_str(&report.render_prometheus());
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! servers mean for VRRP and IPVS. No sockets, no tasks, no clock of its own; the `haldir`
 //! binary feeds it and carries out what it decides.
 
+pub mod arp_check;
 pub mod checks;
 pub mod ipvs_policy;
 pub mod ipvs_table;

@@ -1,5 +1,6 @@
 //! The sockets VRRP speaks through: raw IP sockets for adverts, a packet socket
-//! for gratuitous ARP and unsolicited neighbour advertisements.
+//! for gratuitous ARP and unsolicited neighbour advertisements; and the ARP
+//! packet socket of the DR real-server ARP check ([`ArpSocket`]).
 //!
 //! One [`AdvertSocket`] serves every virtual router of one interface and address
 //! family. It is a pair: a receiving socket bound to the interface and joined to
@@ -10,12 +11,14 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::task::{ready, Context, Poll};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::wire::arp::ETHERTYPE_ARP;
 use crate::wire::ipv4::Ipv4Repr;
 use crate::wire::vrrp::{VRRP_MULTICAST_V4, VRRP_MULTICAST_V6, VRRP_PROTOCOL, VRRP_TTL};
 
@@ -280,33 +283,139 @@ impl FrameSocket {
 
     /// Sends a whole Ethernet frame (destination MAC in its first six bytes).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        if frame.len() < 14 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "short frame"));
-        }
+        send_frame(&self.socket, self.interface_index, frame)
+    }
+}
+
+/// Sends a whole Ethernet frame out of interface `interface_index` through a packet
+/// socket, to the destination MAC in its first six bytes.
+fn send_frame(socket: &Socket, interface_index: u32, frame: &[u8]) -> io::Result<()> {
+    if frame.len() < 14 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "short frame"));
+    }
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut link: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    link.sll_family = libc::AF_PACKET as u16;
+    link.sll_protocol = u16::from_be_bytes([frame[12], frame[13]]).to_be();
+    link.sll_ifindex = interface_index as i32;
+    link.sll_halen = 6;
+    link.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: the pointer and length describe the sockaddr_ll above.
+    let rc = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&link as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `sll_pkttype` of frames this host sent itself.
+const PACKET_OUTGOING: u8 = 4;
+
+/// A packet socket for the ARP frames of one interface: it sends whole ARP frames
+/// (requests of the DR real-server ARP check) and receives the ARP frames that
+/// arrive from the wire on that interface.
+pub struct ArpSocket {
+    socket: AsyncFd<Socket>,
+    interface_index: u32,
+}
+
+impl ArpSocket {
+    /// Opens it on interface `interface_index`. Created with protocol 0
+    /// (receiving nothing) and bound with ETH_P_ARP and the interface at once,
+    /// so no frame of another interface is ever queued.
+    pub fn open(interface_index: u32) -> io::Result<ArpSocket> {
+        let socket = Socket::new(Domain::PACKET, Type::RAW, None)?;
+        socket.set_nonblocking(true)?;
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut link: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         link.sll_family = libc::AF_PACKET as u16;
-        link.sll_protocol = u16::from_be_bytes([frame[12], frame[13]]).to_be();
-        link.sll_ifindex = self.interface_index as i32;
-        link.sll_halen = 6;
-        link.sll_addr[..6].copy_from_slice(&frame[..6]);
+        link.sll_protocol = ETHERTYPE_ARP.to_be();
+        link.sll_ifindex = interface_index as i32;
         // SAFETY: the pointer and length describe the sockaddr_ll above.
         let rc = unsafe {
-            libc::sendto(
-                self.socket.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
+            libc::bind(
+                socket.as_raw_fd(),
                 (&link as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
         if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the socket owns its descriptor, which nothing else closes or
+        // replaces while the AsyncFd holds it.
+        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE)? };
+        Ok(ArpSocket {
+            socket,
+            interface_index,
+        })
+    }
+
+    /// The interface it is bound to.
+    pub fn interface_index(&self) -> u32 {
+        self.interface_index
+    }
+
+    /// Sends a whole ARP frame (destination MAC in its first six bytes).
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        send_frame(self.socket.get_ref(), self.interface_index, frame)
+    }
+
+    /// Polls for the next ARP frame that arrived from the wire (frames this host
+    /// sent are skipped); its length in `buffer` when ready.
+    pub fn poll_receive(&self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.socket.poll_read_ready(cx))?;
+            match guard.try_io(|fd| receive_link(fd.get_ref(), buffer)) {
+                Ok(Ok((length, pkttype, index))) => {
+                    if pkttype != PACKET_OUTGOING && index == self.interface_index {
+                        return Poll::Ready(Ok(length));
+                    }
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                // Readiness cleared: the next poll registers the waker.
+                Err(_would_block) => {}
+            }
         }
     }
+
+    /// Waits for the next ARP frame that arrived from the wire; its length in `buffer`.
+    pub async fn receive(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_receive(cx, buffer)).await
+    }
+}
+
+/// One `recvfrom` on a packet socket: (length, packet type, interface index).
+fn receive_link(socket: &Socket, buffer: &mut [u8]) -> io::Result<(usize, u8, u32)> {
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut link: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut length = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: buffer and link are valid for writes of the lengths given.
+    let rc = unsafe {
+        libc::recvfrom(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            0,
+            (&mut link as *mut libc::sockaddr_ll).cast(),
+            &mut length,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((rc as usize, link.sll_pkttype, link.sll_ifindex as u32))
 }
 
 /// The unspecified address of a family, for logs.

@@ -5,38 +5,35 @@
 //! containing the virtual router MAC address for each IP address"):
 //! [`GratuitousArp`] builds that frame. [`ArpRepr`] parses any ARP-in-Ethernet
 //! frame (e.g. to see a real server answering ARP for a VIP) and emits
-//! requests or replies such as probes.
+//! requests or replies such as probes. [`Packet`] views the ARP packet itself;
+//! the Ethernet header in front of it is [`super::ethernet`]'s.
 
 use std::net::Ipv4Addr;
 
-/// Byte offsets of the Ethernet header and the ARP body that follows it.
+use super::ethernet::{self, EtherType, EthernetRepr, Frame};
+
+/// Byte offsets of the Ethernet/IPv4 ARP packet (the Ethernet frame's payload).
 pub mod field {
     use std::ops::Range;
 
-    /// Ethernet destination MAC.
-    pub const ETH_DST: Range<usize> = 0..6;
-    /// Ethernet source MAC.
-    pub const ETH_SRC: Range<usize> = 6..12;
-    /// EtherType (0x0806 for ARP).
-    pub const ETHERTYPE: Range<usize> = 12..14;
-    /// ARP hardware type (1, Ethernet).
-    pub const HTYPE: Range<usize> = 14..16;
-    /// ARP protocol type (0x0800, IPv4).
-    pub const PTYPE: Range<usize> = 16..18;
-    /// ARP hardware address length (6).
-    pub const HLEN: usize = 18;
-    /// ARP protocol address length (4).
-    pub const PLEN: usize = 19;
-    /// ARP operation.
-    pub const OPER: Range<usize> = 20..22;
+    /// Hardware type (1, Ethernet).
+    pub const HTYPE: Range<usize> = 0..2;
+    /// Protocol type (0x0800, IPv4).
+    pub const PTYPE: Range<usize> = 2..4;
+    /// Hardware address length (6).
+    pub const HLEN: usize = 4;
+    /// Protocol address length (4).
+    pub const PLEN: usize = 5;
+    /// Operation.
+    pub const OPER: Range<usize> = 6..8;
     /// Sender hardware address.
-    pub const SHA: Range<usize> = 22..28;
+    pub const SHA: Range<usize> = 8..14;
     /// Sender protocol address.
-    pub const SPA: Range<usize> = 28..32;
+    pub const SPA: Range<usize> = 14..18;
     /// Target hardware address.
-    pub const THA: Range<usize> = 32..38;
+    pub const THA: Range<usize> = 18..24;
     /// Target protocol address.
-    pub const TPA: Range<usize> = 38..42;
+    pub const TPA: Range<usize> = 24..28;
 }
 
 /// EtherType of ARP.
@@ -45,13 +42,15 @@ pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const HTYPE_ETHERNET: u16 = 1;
 /// ARP protocol type of IPv4 (the IPv4 EtherType).
 pub const PTYPE_IPV4: u16 = 0x0800;
-/// Length of the Ethernet header plus the Ethernet/IPv4 ARP body.
-pub const ARP_FRAME_LEN: usize = field::TPA.end;
+/// Length of the Ethernet/IPv4 ARP packet.
+pub const ARP_LEN: usize = field::TPA.end;
+/// Length of the Ethernet header plus the Ethernet/IPv4 ARP packet.
+pub const ARP_FRAME_LEN: usize = ethernet::HEADER_LEN + ARP_LEN;
 /// The Ethernet minimum frame length without FCS; emitted frames are
 /// zero-padded to it.
-pub const ETHERNET_MIN_FRAME_LEN: usize = 60;
+pub const ETHERNET_MIN_FRAME_LEN: usize = ethernet::MIN_FRAME_LEN;
 /// The Ethernet broadcast address.
-pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
+pub const BROADCAST_MAC: [u8; 6] = ethernet::BROADCAST;
 
 /// Why a frame is not an ARP packet we understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -122,34 +121,28 @@ impl From<Operation> for u16 {
     }
 }
 
-/// A zero-copy view of an Ethernet frame carrying ARP for IPv4.
+/// A zero-copy view of an Ethernet/IPv4 ARP packet (RFC 826 "Packet format"), the payload
+/// of an Ethernet frame of type 0x0806.
 ///
 /// ```text
 ///  0                   1                   2                   3
 ///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                 Destination MAC (6 bytes) ...                 |
+/// |   Hardware Type (1)           |   Protocol Type (0x0800)      |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |   ... Dest MAC                |   Source MAC (6 bytes) ...    |
+/// |  HLEN (6)     |  PLEN (4)     |         Operation             |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |                     ... Source MAC                            |
+/// |              Sender Hardware Address (6 bytes) ...            |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |     EtherType 0x0806          |   Hardware Type (1)           |  <- byte 12
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |   Protocol Type (0x0800)      |  HLEN (6)     |  PLEN (4)     |
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |         Operation             |  Sender Hardware Address ...  |  <- byte 20
-/// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |          ... SHA              |  Sender Protocol Address      |
+/// |          ... SHA              |  Sender Protocol Address ...  |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |      ... SPA                  |  Target Hardware Address ...  |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |          ... THA              |  Target Protocol Address      |
+/// |                          ... THA                              |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |      ... TPA                  |  padding to 60 bytes          |
+/// |                  Target Protocol Address                      |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// ```
-/// (IEEE 802.3 header; ARP body per RFC 826 "Packet format")
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
@@ -161,17 +154,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Packet { buffer }
     }
 
-    /// Wraps a buffer of at least [`ARP_FRAME_LEN`] bytes.
+    /// Wraps a buffer of at least [`ARP_LEN`] bytes.
     pub fn new_checked(buffer: T) -> Result<Packet<T>, ArpError> {
         let packet = Packet::new_unchecked(buffer);
         packet.check_len()?;
         Ok(packet)
     }
 
-    /// Checks that the Ethernet header and a full Ethernet/IPv4 ARP body are
-    /// present; afterwards no accessor panics. Padding after them is allowed.
+    /// Checks that a full Ethernet/IPv4 ARP packet is present; afterwards no
+    /// accessor panics. Padding after it is allowed.
     pub fn check_len(&self) -> Result<(), ArpError> {
-        if self.buffer.as_ref().len() < ARP_FRAME_LEN {
+        if self.buffer.as_ref().len() < ARP_LEN {
             Err(ArpError::Truncated)
         } else {
             Ok(())
@@ -187,42 +180,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()
     }
 
-    /// Ethernet destination.
-    pub fn eth_dst(&self) -> [u8; 6] {
-        mac_at(self.bytes(), field::ETH_DST.start)
-    }
-
-    /// Ethernet source.
-    pub fn eth_src(&self) -> [u8; 6] {
-        mac_at(self.bytes(), field::ETH_SRC.start)
-    }
-
-    /// EtherType.
-    pub fn ethertype(&self) -> u16 {
-        read_u16(&self.bytes()[field::ETHERTYPE])
-    }
-
-    /// ARP hardware type.
+    /// Hardware type.
     pub fn hardware_type(&self) -> u16 {
         read_u16(&self.bytes()[field::HTYPE])
     }
 
-    /// ARP protocol type.
+    /// Protocol type.
     pub fn protocol_type(&self) -> u16 {
         read_u16(&self.bytes()[field::PTYPE])
     }
 
-    /// ARP hardware address length.
+    /// Hardware address length.
     pub fn hardware_len(&self) -> u8 {
         self.bytes()[field::HLEN]
     }
 
-    /// ARP protocol address length.
+    /// Protocol address length.
     pub fn protocol_len(&self) -> u8 {
         self.bytes()[field::PLEN]
     }
 
-    /// ARP operation.
+    /// Operation.
     pub fn operation(&self) -> Operation {
         Operation::from(read_u16(&self.bytes()[field::OPER]))
     }
@@ -266,12 +244,19 @@ pub struct ArpRepr {
 impl ArpRepr {
     /// Parses an Ethernet frame carrying Ethernet/IPv4 ARP. Trailing bytes
     /// (Ethernet padding) are ignored; the Ethernet addresses are not part of
-    /// the result (read them with [`Packet`] if needed).
+    /// the result (read them with [`ethernet::Frame`] if needed).
     pub fn parse(frame: &[u8]) -> Result<ArpRepr, ArpError> {
-        let packet = Packet::new_checked(frame)?;
-        if packet.ethertype() != ETHERTYPE_ARP {
+        let frame = Frame::new_checked(frame).map_err(|_| ArpError::Truncated)?;
+        let packet = Packet::new_checked(frame.payload())?;
+        if frame.ethertype() != EtherType::Arp {
             return Err(ArpError::NotArp);
         }
+        ArpRepr::parse_packet(&packet)
+    }
+
+    /// Parses an Ethernet/IPv4 ARP packet (without the Ethernet header).
+    pub fn parse_packet<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<ArpRepr, ArpError> {
+        packet.check_len()?;
         if packet.hardware_type() != HTYPE_ETHERNET || packet.hardware_len() != 6 {
             return Err(ArpError::UnsupportedHardware);
         }
@@ -287,6 +272,29 @@ impl ArpRepr {
         })
     }
 
+    /// The length [`ArpRepr::emit_packet`] writes ([`ARP_LEN`]).
+    pub fn buffer_len(&self) -> usize {
+        ARP_LEN
+    }
+
+    /// Writes the ARP packet (without the Ethernet header) into
+    /// `packet[..ARP_LEN]`.
+    ///
+    /// # Panics
+    /// If the packet's buffer is shorter than [`ARP_LEN`].
+    pub fn emit_packet<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        let bytes = packet.buffer.as_mut();
+        bytes[field::HTYPE].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
+        bytes[field::PTYPE].copy_from_slice(&PTYPE_IPV4.to_be_bytes());
+        bytes[field::HLEN] = 6;
+        bytes[field::PLEN] = 4;
+        bytes[field::OPER].copy_from_slice(&u16::from(self.operation).to_be_bytes());
+        bytes[field::SHA].copy_from_slice(&self.sender_mac);
+        bytes[field::SPA].copy_from_slice(&self.sender_ip.octets());
+        bytes[field::THA].copy_from_slice(&self.target_mac);
+        bytes[field::TPA].copy_from_slice(&self.target_ip.octets());
+    }
+
     /// The frame length [`ArpRepr::emit_frame`] writes: the Ethernet minimum.
     pub fn frame_len(&self) -> usize {
         ETHERNET_MIN_FRAME_LEN
@@ -298,20 +306,16 @@ impl ArpRepr {
     /// # Panics
     /// If `buf` is shorter than [`ArpRepr::frame_len`].
     pub fn emit_frame(&self, src_mac: [u8; 6], dst_mac: [u8; 6], buf: &mut [u8]) {
-        let frame = &mut buf[..ETHERNET_MIN_FRAME_LEN];
-        frame[field::ETH_DST].copy_from_slice(&dst_mac);
-        frame[field::ETH_SRC].copy_from_slice(&src_mac);
-        frame[field::ETHERTYPE].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-        frame[field::HTYPE].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
-        frame[field::PTYPE].copy_from_slice(&PTYPE_IPV4.to_be_bytes());
-        frame[field::HLEN] = 6;
-        frame[field::PLEN] = 4;
-        frame[field::OPER].copy_from_slice(&u16::from(self.operation).to_be_bytes());
-        frame[field::SHA].copy_from_slice(&self.sender_mac);
-        frame[field::SPA].copy_from_slice(&self.sender_ip.octets());
-        frame[field::THA].copy_from_slice(&self.target_mac);
-        frame[field::TPA].copy_from_slice(&self.target_ip.octets());
-        frame[ARP_FRAME_LEN..].fill(0);
+        let mut frame = Frame::new_unchecked(&mut buf[..ETHERNET_MIN_FRAME_LEN]);
+        EthernetRepr {
+            source: src_mac,
+            destination: dst_mac,
+            ethertype: EtherType::Arp,
+        }
+        .emit(&mut frame);
+        let payload = frame.payload_mut();
+        self.emit_packet(&mut Packet::new_unchecked(&mut payload[..ARP_LEN]));
+        payload[ARP_LEN..].fill(0);
     }
 
     /// An ARP request probe asking who has `target_ip` (RFC 826), from
@@ -442,7 +446,7 @@ mod tests {
         garp.emit(&mut buf);
         let mut expected = [0u8; 60];
         expected[..42].copy_from_slice(&KEEPALIVED_GARP);
-        expected[field::THA].fill(0); // RFC 5227 §3: zero target MAC
+        expected[ethernet::HEADER_LEN..][field::THA].fill(0); // RFC 5227 §3: zero target MAC
         assert_eq!(buf, expected);
         let parsed = ArpRepr::parse(&buf).unwrap();
         assert_eq!(parsed, garp.repr());
@@ -465,9 +469,9 @@ mod tests {
         assert_eq!(repr.operation, Operation::Reply);
         assert_eq!(repr.sender_mac, [0x6a, 0x56, 0xc7, 0xb2, 0x29, 0x7a]);
         assert_eq!(repr.sender_ip, Ipv4Addr::new(10, 99, 0, 100));
-        let packet = Packet::new_checked(&reply[..]).unwrap();
+        let frame = Frame::new_checked(&reply[..]).unwrap();
         let mut buf = [0u8; 60];
-        repr.emit_frame(packet.eth_src(), packet.eth_dst(), &mut buf);
+        repr.emit_frame(frame.source(), frame.destination(), &mut buf);
         assert_eq!(buf, reply);
     }
 
@@ -480,15 +484,16 @@ mod tests {
         );
         let mut buf = [0u8; 60];
         probe.emit_frame(MAC, BROADCAST_MAC, &mut buf);
-        assert_eq!(&buf[field::OPER], &[0, 1]);
-        assert_eq!(&buf[field::THA], &[0; 6]);
+        let arp = &buf[ethernet::HEADER_LEN..];
+        assert_eq!(&arp[field::OPER], &[0, 1]);
+        assert_eq!(&arp[field::THA], &[0; 6]);
         assert_eq!(ArpRepr::parse(&buf).unwrap(), probe);
     }
 
     #[test]
     fn unknown_operation_is_kept_raw() {
         let mut frame = KEEPALIVED_GARP;
-        frame[field::OPER].copy_from_slice(&[0x00, 0x08]); // InARP request
+        frame[ethernet::HEADER_LEN..][field::OPER].copy_from_slice(&[0x00, 0x08]); // InARP request
         let repr = ArpRepr::parse(&frame).unwrap();
         assert_eq!(repr.operation, Operation::Other(8));
         let mut buf = [0u8; 60];
@@ -510,23 +515,23 @@ mod tests {
     #[test]
     fn rejects_non_arp_and_non_ethernet_ipv4() {
         let mut ipv4 = KEEPALIVED_GARP;
-        ipv4[field::ETHERTYPE].copy_from_slice(&[0x08, 0x00]);
+        ipv4[ethernet::field::ETHERTYPE].copy_from_slice(&[0x08, 0x00]);
         assert_eq!(ArpRepr::parse(&ipv4), Err(ArpError::NotArp));
 
         let mut ieee802 = KEEPALIVED_GARP;
-        ieee802[field::HTYPE].copy_from_slice(&[0x00, 0x06]);
+        ieee802[ethernet::HEADER_LEN..][field::HTYPE].copy_from_slice(&[0x00, 0x06]);
         assert_eq!(ArpRepr::parse(&ieee802), Err(ArpError::UnsupportedHardware));
 
         let mut hlen = KEEPALIVED_GARP;
-        hlen[field::HLEN] = 8;
+        hlen[ethernet::HEADER_LEN..][field::HLEN] = 8;
         assert_eq!(ArpRepr::parse(&hlen), Err(ArpError::UnsupportedHardware));
 
         let mut ptype = KEEPALIVED_GARP;
-        ptype[field::PTYPE].copy_from_slice(&[0x86, 0xdd]);
+        ptype[ethernet::HEADER_LEN..][field::PTYPE].copy_from_slice(&[0x86, 0xdd]);
         assert_eq!(ArpRepr::parse(&ptype), Err(ArpError::UnsupportedProtocol));
 
         let mut plen = KEEPALIVED_GARP;
-        plen[field::PLEN] = 16;
+        plen[ethernet::HEADER_LEN..][field::PLEN] = 16;
         assert_eq!(ArpRepr::parse(&plen), Err(ArpError::UnsupportedProtocol));
     }
 

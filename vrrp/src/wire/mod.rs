@@ -1,6 +1,7 @@
 //! Wire formats haldir sends and receives: VRRP v2/v3 adverts and the raw
 //! IPv4 header in front of them, gratuitous ARP and unsolicited IPv6 Neighbor
-//! Advertisements, and the Internet checksum they share; the optional
+//! Advertisements with the Ethernet header they share ([`ethernet`]), and the
+//! Internet checksum; the optional
 //! HMAC-SHA256 trailer that authenticates adverts ([`auth`]).
 //!
 //! Each format is a zero-copy `Packet<T: AsRef<[u8]>>` view with named byte
@@ -11,6 +12,7 @@
 pub mod arp;
 pub mod auth;
 pub mod checksum;
+pub mod ethernet;
 pub mod ipv4;
 pub mod ndisc;
 pub mod vrrp;

@@ -15,41 +15,36 @@
 use std::net::Ipv6Addr;
 
 use super::checksum;
+use super::ethernet::{self, EtherType, EthernetRepr, Frame};
 
-/// Byte offsets in the Ethernet + IPv6 + ICMPv6 NA frame.
+/// Byte offsets in the IPv6 + ICMPv6 NA packet (the Ethernet frame's payload).
 pub mod field {
     use std::ops::Range;
 
-    /// Ethernet destination MAC.
-    pub const ETH_DST: Range<usize> = 0..6;
-    /// Ethernet source MAC.
-    pub const ETH_SRC: Range<usize> = 6..12;
-    /// EtherType (0x86dd for IPv6).
-    pub const ETHERTYPE: Range<usize> = 12..14;
     /// IPv6 version (4 bits), traffic class (8), flow label (20).
-    pub const IP_VER_TC_FLOW: Range<usize> = 14..18;
+    pub const IP_VER_TC_FLOW: Range<usize> = 0..4;
     /// IPv6 payload length.
-    pub const IP_PAYLOAD_LEN: Range<usize> = 18..20;
+    pub const IP_PAYLOAD_LEN: Range<usize> = 4..6;
     /// IPv6 next header.
-    pub const IP_NEXT_HEADER: usize = 20;
+    pub const IP_NEXT_HEADER: usize = 6;
     /// IPv6 hop limit.
-    pub const IP_HOP_LIMIT: usize = 21;
+    pub const IP_HOP_LIMIT: usize = 7;
     /// IPv6 source address.
-    pub const IP_SRC: Range<usize> = 22..38;
+    pub const IP_SRC: Range<usize> = 8..24;
     /// IPv6 destination address.
-    pub const IP_DST: Range<usize> = 38..54;
+    pub const IP_DST: Range<usize> = 24..40;
     /// ICMPv6 type.
-    pub const ICMP_TYPE: usize = 54;
+    pub const ICMP_TYPE: usize = 40;
     /// ICMPv6 code.
-    pub const ICMP_CODE: usize = 55;
+    pub const ICMP_CODE: usize = 41;
     /// ICMPv6 checksum.
-    pub const ICMP_CHECKSUM: Range<usize> = 56..58;
+    pub const ICMP_CHECKSUM: Range<usize> = 42..44;
     /// NA flags (R, S, O in the top bits) and 29 reserved bits.
-    pub const NA_FLAGS: Range<usize> = 58..62;
+    pub const NA_FLAGS: Range<usize> = 44..48;
     /// NA Target Address.
-    pub const NA_TARGET: Range<usize> = 62..78;
+    pub const NA_TARGET: Range<usize> = 48..64;
     /// First NA option.
-    pub const NA_OPTIONS: usize = 78;
+    pub const NA_OPTIONS: usize = 64;
 }
 
 /// EtherType of IPv6.
@@ -67,8 +62,8 @@ pub const OPTION_TARGET_LINK_ADDR: u8 = 2;
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// The Ethernet address of ff02::1 (RFC 2464 §7: 33:33 + low 32 bits).
 pub const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0x00, 0x00, 0x00, 0x01];
-/// Length of the Ethernet and IPv6 headers.
-pub const HEADERS_LEN: usize = field::ICMP_TYPE;
+/// Length of the IPv6 header (no extension headers).
+pub const IPV6_HEADER_LEN: usize = field::ICMP_TYPE;
 /// Length of the NA message without options.
 pub const NA_LEN: usize = field::NA_OPTIONS - field::ICMP_TYPE;
 
@@ -138,13 +133,12 @@ impl NdiscError {
     }
 }
 
-/// A zero-copy view of an Ethernet frame carrying IPv6 and an ICMPv6
-/// Neighbor Advertisement.
+/// A zero-copy view of an IPv6 packet carrying an ICMPv6 Neighbor
+/// Advertisement: the payload of an Ethernet frame of type 0x86dd (the
+/// Ethernet header is [`super::ethernet`]'s).
 ///
 /// ```text
-/// Ethernet (14 bytes): dst MAC (6) | src MAC (6) | EtherType 0x86dd (2)
-///
-/// IPv6 (RFC 8200 §3), from byte 14:
+/// IPv6 (RFC 8200 §3), from byte 0:
 ///  0                   1                   2                   3
 ///  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -157,7 +151,7 @@ impl NdiscError {
 /// |               Destination Address (16 bytes)                  |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 ///
-/// Neighbor Advertisement (RFC 4861 §4.4), from byte 54:
+/// Neighbor Advertisement (RFC 4861 §4.4), from byte 40:
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |     Type 136  |     Code 0    |          Checksum             |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -192,11 +186,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// 24-byte NA body are present; afterwards no accessor panics.
     pub fn check_len(&self) -> Result<(), NdiscError> {
         let len = self.buffer.as_ref().len();
-        if len < HEADERS_LEN {
+        if len < IPV6_HEADER_LEN {
             return Err(NdiscError::Truncated);
         }
         let icmp_len = usize::from(self.payload_len());
-        if icmp_len < NA_LEN || len < HEADERS_LEN + icmp_len {
+        if icmp_len < NA_LEN || len < IPV6_HEADER_LEN + icmp_len {
             return Err(NdiscError::Truncated);
         }
         Ok(())
@@ -209,21 +203,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     fn bytes(&self) -> &[u8] {
         self.buffer.as_ref()
-    }
-
-    /// Ethernet destination.
-    pub fn eth_dst(&self) -> [u8; 6] {
-        mac_at(self.bytes(), field::ETH_DST.start)
-    }
-
-    /// Ethernet source.
-    pub fn eth_src(&self) -> [u8; 6] {
-        mac_at(self.bytes(), field::ETH_SRC.start)
-    }
-
-    /// EtherType.
-    pub fn ethertype(&self) -> u16 {
-        read_u16(&self.bytes()[field::ETHERTYPE])
     }
 
     /// IPv6 version nibble.
@@ -284,7 +263,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The ICMPv6 message: `payload_len()` bytes after the IPv6 header
     /// (Ethernet padding excluded).
     pub fn icmp_message(&self) -> &[u8] {
-        &self.bytes()[HEADERS_LEN..HEADERS_LEN + usize::from(self.payload_len())]
+        &self.bytes()[IPV6_HEADER_LEN..IPV6_HEADER_LEN + usize::from(self.payload_len())]
     }
 
     /// The NA options area.
@@ -354,17 +333,18 @@ impl NaRepr {
     /// checking (in order) lengths, IPv6, ICMPv6, type and code, hop limit,
     /// checksum, target and options (RFC 4861 §7.1.2).
     pub fn parse(frame: &[u8]) -> Result<NaRepr, NdiscError> {
-        if frame.len() < HEADERS_LEN {
+        if frame.len() < ethernet::HEADER_LEN + IPV6_HEADER_LEN {
             return Err(NdiscError::Truncated);
         }
-        let unchecked = Packet::new_unchecked(frame);
-        if unchecked.ethertype() != ETHERTYPE_IPV6 || unchecked.ip_version() != 6 {
+        let frame = Frame::new_unchecked(frame);
+        let unchecked = Packet::new_unchecked(frame.payload());
+        if frame.ethertype() != EtherType::Ipv6 || unchecked.ip_version() != 6 {
             return Err(NdiscError::NotIpv6);
         }
         if unchecked.next_header() != NEXT_HEADER_ICMPV6 {
             return Err(NdiscError::NotIcmpv6);
         }
-        let packet = Packet::new_checked(frame)?;
+        let packet = Packet::new_checked(frame.payload())?;
         if packet.icmp_type() != ICMPV6_NEIGHBOR_ADVERTISEMENT {
             return Err(NdiscError::NotNeighborAdvertisement);
         }
@@ -406,8 +386,8 @@ impl NaRepr {
 
         let flags = packet.flags();
         Ok(NaRepr {
-            src_mac: packet.eth_src(),
-            dst_mac: packet.eth_dst(),
+            src_mac: frame.source(),
+            dst_mac: frame.destination(),
             src_ip: packet.src_ip(),
             dst_ip: packet.dst_ip(),
             router: flags & FLAG_ROUTER != 0,
@@ -430,7 +410,7 @@ impl NaRepr {
 
     /// The frame length [`NaRepr::emit`] writes.
     pub fn frame_len(&self) -> usize {
-        HEADERS_LEN + self.icmp_len()
+        ethernet::HEADER_LEN + IPV6_HEADER_LEN + self.icmp_len()
     }
 
     /// Writes the whole frame (hop limit 255, traffic class and flow label 0,
@@ -440,19 +420,23 @@ impl NaRepr {
     /// If `buf` is shorter than [`NaRepr::frame_len`].
     pub fn emit(&self, buf: &mut [u8]) {
         let icmp_len = self.icmp_len();
-        let frame = &mut buf[..HEADERS_LEN + icmp_len];
-        frame[field::ETH_DST].copy_from_slice(&self.dst_mac);
-        frame[field::ETH_SRC].copy_from_slice(&self.src_mac);
-        frame[field::ETHERTYPE].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-        frame[field::IP_VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
-        frame[field::IP_PAYLOAD_LEN].copy_from_slice(&(icmp_len as u16).to_be_bytes());
-        frame[field::IP_NEXT_HEADER] = NEXT_HEADER_ICMPV6;
-        frame[field::IP_HOP_LIMIT] = NDISC_HOP_LIMIT;
-        frame[field::IP_SRC].copy_from_slice(&self.src_ip.octets());
-        frame[field::IP_DST].copy_from_slice(&self.dst_ip.octets());
-        frame[field::ICMP_TYPE] = ICMPV6_NEIGHBOR_ADVERTISEMENT;
-        frame[field::ICMP_CODE] = 0;
-        frame[field::ICMP_CHECKSUM].fill(0);
+        let mut frame = Frame::new_unchecked(&mut buf[..self.frame_len()]);
+        EthernetRepr {
+            source: self.src_mac,
+            destination: self.dst_mac,
+            ethertype: EtherType::Ipv6,
+        }
+        .emit(&mut frame);
+        let packet = frame.payload_mut();
+        packet[field::IP_VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
+        packet[field::IP_PAYLOAD_LEN].copy_from_slice(&(icmp_len as u16).to_be_bytes());
+        packet[field::IP_NEXT_HEADER] = NEXT_HEADER_ICMPV6;
+        packet[field::IP_HOP_LIMIT] = NDISC_HOP_LIMIT;
+        packet[field::IP_SRC].copy_from_slice(&self.src_ip.octets());
+        packet[field::IP_DST].copy_from_slice(&self.dst_ip.octets());
+        packet[field::ICMP_TYPE] = ICMPV6_NEIGHBOR_ADVERTISEMENT;
+        packet[field::ICMP_CODE] = 0;
+        packet[field::ICMP_CHECKSUM].fill(0);
         let mut flags = 0;
         if self.router {
             flags |= FLAG_ROUTER;
@@ -463,16 +447,16 @@ impl NaRepr {
         if self.override_flag {
             flags |= FLAG_OVERRIDE;
         }
-        frame[field::NA_FLAGS].copy_from_slice(&[flags, 0, 0, 0]);
-        frame[field::NA_TARGET].copy_from_slice(&self.target.octets());
+        packet[field::NA_FLAGS].copy_from_slice(&[flags, 0, 0, 0]);
+        packet[field::NA_TARGET].copy_from_slice(&self.target.octets());
         if let Some(mac) = self.target_link_addr {
             let at = field::NA_OPTIONS;
-            frame[at] = OPTION_TARGET_LINK_ADDR;
-            frame[at + 1] = 1;
-            frame[at + 2..at + 8].copy_from_slice(&mac);
+            packet[at] = OPTION_TARGET_LINK_ADDR;
+            packet[at + 1] = 1;
+            packet[at + 2..at + 8].copy_from_slice(&mac);
         }
-        let sum = icmp_sum(self.src_ip, self.dst_ip, &frame[HEADERS_LEN..]);
-        frame[field::ICMP_CHECKSUM].copy_from_slice(&checksum::finish(sum).to_be_bytes());
+        let sum = icmp_sum(self.src_ip, self.dst_ip, &packet[IPV6_HEADER_LEN..]);
+        packet[field::ICMP_CHECKSUM].copy_from_slice(&checksum::finish(sum).to_be_bytes());
     }
 }
 
@@ -538,12 +522,6 @@ impl UnsolicitedNa {
 
 fn read_u16(bytes: &[u8]) -> u16 {
     u16::from_be_bytes([bytes[0], bytes[1]])
-}
-
-fn mac_at(bytes: &[u8], at: usize) -> [u8; 6] {
-    let mut mac = [0; 6];
-    mac.copy_from_slice(&bytes[at..at + 6]);
-    mac
 }
 
 fn ipv6_at(bytes: &[u8], at: usize) -> Ipv6Addr {
@@ -640,7 +618,7 @@ mod tests {
         let mut buf = [0u8; 86];
         na.emit(&mut buf);
         let mut expected = KEEPALIVED_NA;
-        expected[field::IP_SRC].copy_from_slice(&link_local.octets());
+        expected[ethernet::HEADER_LEN..][field::IP_SRC].copy_from_slice(&link_local.octets());
         refill(&mut expected);
         assert_eq!(buf, expected);
         assert_eq!(UnsolicitedNa::parse(&buf).unwrap(), na.repr());
@@ -675,7 +653,7 @@ mod tests {
         };
         let mut buf = [0u8; 78];
         repr.emit(&mut buf);
-        assert_eq!(buf[field::NA_FLAGS.start], 0xc0);
+        assert_eq!(buf[ethernet::HEADER_LEN..][field::NA_FLAGS.start], 0xc0);
         assert_eq!(NaRepr::parse(&buf).unwrap(), repr);
     }
 
