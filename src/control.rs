@@ -51,11 +51,14 @@ pub struct StatusSources {
     pub config_path: PathBuf,
     /// The DR real-server ARP check ([`crate::arp_check`]).
     pub arp_check: watch::Receiver<crate::arp_check::Report>,
+    /// The bulk resync ([`crate::bulk_resync`]).
+    pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
 }
 
 /// The whole status document.
 pub fn status_document(sources: &StatusSources) -> Value {
-    let mut document = crate::daemon::status_json(&sources.status.borrow());
+    let mut document =
+        crate::daemon::status_json(&sources.status.borrow(), &sources.resync.borrow());
     let live = crate::live::live_json(&sources.live.borrow());
     if let (Some(document), Value::Object(live)) = (document.as_object_mut(), live) {
         document.extend(live);
@@ -392,10 +395,11 @@ pub fn render_table(status: &Value) -> String {
         }
     }
     out.push_str(&crate::arp_check::render_text(&status["dr_arp_check"], now));
-    out.push_str(&crate::bulk_resync::render_text(
-        &status["bulk_resync"],
-        now,
-    ));
+    if let Ok(resync) =
+        serde_json::from_value::<haldir_ipvs::resync::ResyncStatus>(status["bulk_resync"].clone())
+    {
+        out.push_str(&resync.render_text(now, age_text));
+    }
     out
 }
 

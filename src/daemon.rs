@@ -161,6 +161,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let counters = std::sync::Arc::new(crate::metrics::DaemonCounters::default());
     let (events_tx, events_rx) = broadcast::channel(1024);
     let (control_tx, mut control_rx) = mpsc::channel::<crate::control::ControlRequest>(4);
+    // The bulk resync's status (src/bulk_resync.rs publishes it).
+    let (resync_tx, resync_rx) = watch::channel(haldir_ipvs::resync::ResyncStatus::default());
     let operator = crate::operator::start(
         &options,
         running_rx,
@@ -170,6 +172,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         control_tx,
         counters.clone(),
         shutdown_rx.clone(),
+        resync_rx.clone(),
     )
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
@@ -186,7 +189,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
     if let Some(path) = options.status_file.clone() {
-        tokio::spawn(publish_status(status_rx, path));
+        tokio::spawn(publish_status(status_rx, resync_rx, path));
     }
     // Health checks (src/health_wiring.rs) follow the running model and turn it into the
     // desired IPVS table; tracked scripts move the instances' priorities.
@@ -222,6 +225,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         commands_tx.clone(),
         shutdown_rx.clone(),
         held_at_start.clone(),
+        resync_tx,
     );
     let driver = tokio::spawn(driver::run_with_events(
         specs,
@@ -477,10 +481,14 @@ impl RetryBackoff {
 }
 
 /// Rewrites `path` (atomically, through a rename) whenever the status changes.
-async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
+async fn publish_status(
+    mut status: watch::Receiver<Status>,
+    mut resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
+    path: PathBuf,
+) {
     let temporary = path.with_extension("tmp");
     loop {
-        let snapshot = status_json(&status.borrow_and_update());
+        let snapshot = status_json(&status.borrow_and_update(), &resync.borrow_and_update());
         let text = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
         // On the blocking pool: this runtime also runs the VRRP timers, and a write or
         // rename can stall for a long time on a busy disk (journal commits).
@@ -496,7 +504,11 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
             Ok(Err(e)) => warn!(path = %path.display(), "cannot write the status file: {e}"),
             Err(e) => warn!(path = %path.display(), "writing the status file failed: {e}"),
         }
-        if status.changed().await.is_err() {
+        let changed = tokio::select! {
+            changed = status.changed() => changed,
+            changed = resync.changed() => changed,
+        };
+        if changed.is_err() {
             return;
         }
         // Coalesce bursts of changes (an advert every 10 ms changes counters).
@@ -505,7 +517,7 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
 }
 
 /// The status as JSON: one object per instance and per link.
-pub fn status_json(status: &Status) -> Value {
+pub fn status_json(status: &Status, resync: &haldir_ipvs::resync::ResyncStatus) -> Value {
     let instances: Vec<Value> = status
         .instances
         .iter()
@@ -560,7 +572,7 @@ pub fn status_json(status: &Status) -> Value {
     json!({
         "instances": instances,
         "links": links,
-        "bulk_resync": crate::bulk_resync::status_json(),
+        "bulk_resync": resync,
     })
 }
 

@@ -93,6 +93,8 @@ pub struct Sources {
     pub counters: Arc<DaemonCounters>,
     /// The DR real-server ARP check ([`crate::arp_check`]).
     pub arp_check: watch::Receiver<crate::arp_check::Report>,
+    /// The bulk resync ([`crate::bulk_resync`]).
+    pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
 }
 
 /// Escapes a label value (backslash, double quote, newline).
@@ -165,7 +167,6 @@ pub fn render(status: &Status, live: &LiveVirtualServers, counters: &DaemonCount
     render_vrrp(&mut out, status);
     render_virtual_servers(&mut out, live);
     render_daemon(&mut out, counters);
-    crate::bulk_resync::render_metrics(&mut out);
     out
 }
 
@@ -677,6 +678,7 @@ async fn handle(
                 &sources.live.borrow(),
                 &sources.counters,
             );
+            sources.resync.borrow().render_prometheus(&mut text);
             render_dr_arp_check(&mut text, &sources.arp_check.borrow());
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")

@@ -45,6 +45,7 @@ pub async fn start(
     control: mpsc::Sender<ControlRequest>,
     counters: Arc<DaemonCounters>,
     shutdown: watch::Receiver<bool>,
+    resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
@@ -75,6 +76,7 @@ pub async fn start(
                     running: running.clone(),
                     config_path: options.config_path.clone(),
                     arp_check: arp_report.clone(),
+                    resync: resync.clone(),
                 },
                 control,
                 shutdown.clone(),
@@ -88,6 +90,7 @@ pub async fn start(
             live: live_rx.clone(),
             counters: counters.clone(),
             arp_check: arp_report.clone(),
+            resync,
         };
         match crate::metrics::serve(address, sources, shutdown.clone()).await {
             Ok(task) => tasks.push(task),
