@@ -697,6 +697,16 @@ impl Resync {
     /// The state of the VRRP instance `lvs_sync_daemon` follows (`None`: none, or not
     /// running), for the preemption hold.
     pub fn handle_instance(&mut self, now: Instant, instance: Option<FollowedInstance>) {
+        if let (Some(hold), Some(new)) = (&mut self.hold, &instance) {
+            // Held from the start: the limit counts from BACKUP.
+            let was_starting = self
+                .instance
+                .as_ref()
+                .is_none_or(|i| i.state == InstanceState::Initialize);
+            if new.state == InstanceState::Backup && was_starting {
+                hold.since = now;
+            }
+        }
         self.instance = instance;
         self.check_hold(now);
     }
