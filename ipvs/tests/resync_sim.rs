@@ -55,14 +55,16 @@ struct Packet {
     message: Vec<u8>,
 }
 
+/// Decides, for each datagram sent (sender index, message), whether it is lost.
+type LossRule = Box<dyn FnMut(usize, &ResyncMessage) -> bool>;
+
 /// Routers on one segment and a clock.
 struct Sim {
     start: Instant,
     now: Instant,
     nodes: Vec<Node>,
     wire: Vec<Packet>,
-    /// Decides, for each datagram sent (sender index, message), whether it is lost.
-    lose: Box<dyn FnMut(usize, &ResyncMessage) -> bool>,
+    lose: LossRule,
     /// Datagrams sent: (at, sender, message).
     sent: Vec<(Instant, usize, ResyncMessage)>,
 }
