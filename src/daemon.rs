@@ -506,7 +506,8 @@ async fn publish_status(
         }
         let changed = tokio::select! {
             changed = status.changed() => changed,
-            changed = resync.changed() => changed,
+            // The bulk-resync task may end first: its last status stays.
+            Ok(()) = resync.changed() => Ok(()),
         };
         if changed.is_err() {
             return;
