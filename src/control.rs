@@ -61,6 +61,8 @@ pub struct StatusSources {
     pub config_path: PathBuf,
     /// The DR real-server ARP check ([`crate::arp_check`]).
     pub arp_check: watch::Receiver<crate::arp_check::Report>,
+    /// The bulk resync ([`crate::bulk_resync`]).
+    pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
 }
 
 /// A reload's outcome as JSON.

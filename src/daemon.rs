@@ -33,6 +33,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let counters = std::sync::Arc::new(crate::counters::DaemonCounters::default());
     let (events_tx, events_rx) = broadcast::channel(1024);
     let (control_tx, mut control_rx) = mpsc::channel::<crate::control::ControlRequest>(4);
+    // The bulk resync's status (src/bulk_resync.rs publishes it).
+    let (resync_tx, resync_rx) = watch::channel(haldir_ipvs::resync::ResyncStatus::default());
     let operator = crate::operator::start(
         &options,
         running_rx,
@@ -42,6 +44,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         control_tx,
         counters.clone(),
         shutdown_rx.clone(),
+        resync_rx.clone(),
     )
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
@@ -58,7 +61,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
     if let Some(path) = options.status_file.clone() {
-        tokio::spawn(publish_status(status_rx, path));
+        tokio::spawn(publish_status(status_rx, resync_rx, path));
     }
     // Health checks (src/health_wiring.rs) follow the running model and turn it into the
     // desired IPVS table; tracked scripts move the instances' priorities.
@@ -94,6 +97,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         commands_tx.clone(),
         shutdown_rx.clone(),
         held_at_start.clone(),
+        resync_tx,
     );
     let driver = tokio::spawn(driver::run_with_events(
         specs,
@@ -270,10 +274,16 @@ impl KeeperHooks for IpvsRounds {
 }
 
 /// Rewrites `path` (atomically, through a rename) whenever the status changes.
-async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
+async fn publish_status(
+    mut status: watch::Receiver<Status>,
+    mut resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
+    path: PathBuf,
+) {
     let temporary = path.with_extension("tmp");
     loop {
-        let text = crate::status::status_file(&status.borrow_and_update()).render();
+        let text =
+            crate::status::status_file(&status.borrow_and_update(), &resync.borrow_and_update())
+                .render();
         // On the blocking pool: this runtime also runs the VRRP timers, and a write or
         // rename can stall for a long time on a busy disk (journal commits).
         let written = tokio::task::spawn_blocking({
@@ -288,7 +298,12 @@ async fn publish_status(mut status: watch::Receiver<Status>, path: PathBuf) {
             Ok(Err(e)) => warn!(path = %path.display(), "cannot write the status file: {e}"),
             Err(e) => warn!(path = %path.display(), "writing the status file failed: {e}"),
         }
-        if status.changed().await.is_err() {
+        let changed = tokio::select! {
+            changed = status.changed() => changed,
+            // The bulk-resync task may end first: its last status stays.
+            Ok(()) = resync.changed() => Ok(()),
+        };
+        if changed.is_err() {
             return;
         }
         // Coalesce bursts of changes (an advert every 10 ms changes counters).

@@ -45,6 +45,7 @@ pub async fn start(
     control: mpsc::Sender<ControlRequest>,
     counters: Arc<DaemonCounters>,
     shutdown: watch::Receiver<bool>,
+    resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
@@ -70,6 +71,7 @@ pub async fn start(
         running: running.clone(),
         config_path: options.config_path.clone(),
         arp_check: arp_report.clone(),
+        resync,
     };
     if let Some(path) = &options.control_socket {
         match crate::control::bind(path) {

@@ -18,7 +18,7 @@ pub fn document(
     let status = sources.status.borrow().clone();
     let live = sources.live.borrow().clone();
     StatusDocument {
-        bulk_resync: crate::bulk_resync::status_json(),
+        bulk_resync: serde_json::to_value(&*sources.resync.borrow()).unwrap_or_default(),
         config: sources.config_path.display().to_string(),
         dr_arp_check: crate::arp_check::report_json(&sources.arp_check.borrow()),
         instances: haldir_status::vrrp::instances(&status),
@@ -35,8 +35,8 @@ pub fn document(
 }
 
 /// The status file's content for the VRRP driver's `status`.
-pub fn status_file(status: &Status) -> StatusFile {
-    StatusFile::new(status, crate::bulk_resync::status_json())
+pub fn status_file(status: &Status, resync: &haldir_ipvs::resync::ResyncStatus) -> StatusFile {
+    StatusFile::new(status, serde_json::to_value(resync).unwrap_or_default())
 }
 
 /// The text of `haldir status`.
@@ -46,10 +46,11 @@ pub fn text(document: &StatusDocument) -> String {
         &document.dr_arp_check,
         document.now_unix,
     ));
-    out.push_str(&crate::bulk_resync::render_text(
-        &document.bulk_resync,
-        document.now_unix,
-    ));
+    if let Ok(resync) =
+        serde_json::from_value::<haldir_ipvs::resync::ResyncStatus>(document.bulk_resync.clone())
+    {
+        out.push_str(&resync.render_text(document.now_unix, haldir_status::time::age_text));
+    }
     out
 }
 
@@ -63,7 +64,11 @@ pub fn text_from_json(document: &serde_json::Value) -> Result<String, String> {
 /// check's.
 pub fn metrics(document: &StatusDocument, arp_check: &crate::arp_check::Report) -> String {
     let mut out = haldir_status::prometheus::render(document, env!("CARGO_PKG_VERSION"));
-    crate::bulk_resync::render_metrics(&mut out);
+    if let Ok(resync) =
+        serde_json::from_value::<haldir_ipvs::resync::ResyncStatus>(document.bulk_resync.clone())
+    {
+        resync.render_prometheus(&mut out);
+    }
     render_dr_arp_check(&mut out, arp_check);
     out
 }
@@ -274,7 +279,7 @@ mod tests {
     #[test]
     fn the_status_file_is_the_vrrp_part_of_the_document() {
         let (status, _, _) = rich();
-        let file = serde_json::to_value(status_file(&status)).unwrap();
+        let file = serde_json::to_value(status_file(&status, &Default::default())).unwrap();
         let document = serde_json::to_value(rich_document()).unwrap();
         for key in ["instances", "links", "schema_version"] {
             assert_eq!(file[key], document[key], "{key}");

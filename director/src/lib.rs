@@ -4,6 +4,7 @@
 
 pub mod arp_check;
 pub mod checks;
+pub mod hold;
 pub mod ipvs_policy;
 pub mod ipvs_table;
 pub mod notify;

@@ -10,6 +10,8 @@
 //! - [`sync_wire`]: the kernel's connection-sync protocol (version 1) and
 //!   haldir's bulk-resync request / done messages; [`conn_table`]: the
 //!   `/proc/net/ip_vs_conn` parser and its mapping to sync records.
+//! - [`resync`]: haldir's bulk resync of the connection table between routers, as a
+//!   sans-IO machine, and its status.
 //! - [`apply`]: the [`Reconciler`], which reads the kernel table, applies the
 //!   diff through an [`Applier`] and repairs drift when called again.
 //! - [`keeper`]: the loop that keeps the kernel in step with a changing
@@ -25,6 +27,7 @@ pub mod diff;
 pub mod keeper;
 pub mod model;
 pub mod netlink;
+pub mod resync;
 pub mod sync_wire;
 
 pub use apply::{Applier, MemoryApplier, OpFailure, ReconcileReport, Reconciler};
