@@ -34,25 +34,11 @@ use haldir_vrrp::socket::ArpSocket;
 use haldir_vrrp::wire::arp::{ArpRepr, Operation, BROADCAST_MAC};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-pub use haldir_director::arp_check::{mac_text, Report};
-
-/// The report as the `dr_arp_check` object of the status document.
-pub fn report_json(report: &Report) -> Value {
-    serde_json::to_value(report).unwrap_or(Value::Null)
-}
-
-/// The `dr_arp_check` object as text for `haldir status` (empty when no DR
-/// real server is checked and nothing stands, or when the daemon sent none).
-pub fn render_text(check: &Value, now_unix: f64) -> String {
-    serde_json::from_value::<Report>(check.clone())
-        .map(|report| report.render_text(now_unix))
-        .unwrap_or_default()
-}
+use haldir_director::arp_check::{mac_text, Report};
 
 /// This host's interfaces by index: (name, MAC).
 async fn own_links(handle: &rtnetlink::Handle) -> Result<BTreeMap<u32, (String, Mac)>, String> {
@@ -470,31 +456,4 @@ pub fn spawn(
 /// Resolves once `shutdown` turns true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_status_text_is_rendered_from_the_json_the_daemon_sends() {
-        let report: Report = serde_json::from_value(serde_json::json!({
-            "interval_seconds": 10.0, "rounds": 3, "last_round_unix": 100.0, "error": null,
-            "segments": [], "skipped": [],
-            "conflicts": [{
-                "virtual_server": "TCP 10.0.0.100:80", "vip": "10.0.0.100",
-                "real_server": "10.0.0.12", "mac": "02:00:00:00:00:12", "interface": "eth1",
-                "since_unix": 40.0,
-            }],
-        }))
-        .unwrap();
-        let text = render_text(&report_json(&report), 102.0);
-        assert!(
-            text.contains("VIP 10.0.0.100  answered by 10.0.0.12 (02:00:00:00:00:12) on eth1"),
-            "{text}"
-        );
-        assert!(text.contains("(1m2s ago)"), "{text}");
-        // A daemon that sends no `dr_arp_check` object: nothing to show.
-        assert_eq!(render_text(&Value::Null, 0.0), "");
-    }
 }

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use haldir_config::{LvsSyncDaemon, Model};
 use haldir_ipvs::client::DaemonRole;
@@ -119,13 +119,6 @@ fn nonce_seed() -> u64 {
         SystemTime::now(),
         Instant::now(),
     ))
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 async fn read_receive_drops(addresses: &Addresses) -> Option<u64> {
@@ -477,8 +470,10 @@ impl Driver {
             return;
         }
         self.shown = Some(probe);
-        self.published
-            .send_replace(self.machine.status(Instant::now(), unix_now()));
+        self.published.send_replace(
+            self.machine
+                .status(Instant::now(), haldir_status::time::unix_now()),
+        );
     }
 
     async fn dump(&mut self, pace: u8) -> anyhow::Result<DumpReport> {

@@ -16,16 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use haldir_vrrp::driver::Status;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::live::LiveVirtualServers;
-// TODO(merge): src/arp_check.rs and src/bulk_resync.rs still call these here.
-pub use haldir_status::time::{age_text, utc_text};
+use crate::status::StatusSources;
 
 /// Where `haldir run` listens and `haldir status` / `haldir reload` connect
 /// unless told otherwise.
@@ -46,23 +43,6 @@ pub enum ReloadOutcome {
 pub enum ControlRequest {
     /// Reload the configuration file; the outcome goes back on the sender.
     Reload(oneshot::Sender<ReloadOutcome>),
-}
-
-/// What `status` answers from.
-#[derive(Clone)]
-pub struct StatusSources {
-    /// The VRRP driver's status.
-    pub status: watch::Receiver<Status>,
-    /// The virtual servers.
-    pub live: watch::Receiver<LiveVirtualServers>,
-    /// The running configuration (for `router_id`).
-    pub running: watch::Receiver<haldir_config::Model>,
-    /// The configuration file.
-    pub config_path: PathBuf,
-    /// The DR real-server ARP check ([`crate::arp_check`]).
-    pub arp_check: watch::Receiver<crate::arp_check::Report>,
-    /// The bulk resync ([`crate::bulk_resync`]).
-    pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
 }
 
 /// A reload's outcome as JSON.

@@ -1,7 +1,8 @@
 //! Prometheus metrics (`haldir run --metrics-address ADDR`, off by default):
-//! the text exposition format 0.0.4, rendered on each scrape from the status
-//! document ([`crate::status::metrics`]) with the daemon's own
-//! [`DaemonCounters`], served by a small hyper server at `/metrics`.
+//! the text exposition format 0.0.4, rendered on each scrape by
+//! [`haldir_status::prometheus::render`] from the status document
+//! ([`crate::status::document`]) with the daemon's own [`DaemonCounters`],
+//! served by a small hyper server at `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,8 +14,8 @@ use hyper::{Request, Response};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::control::StatusSources;
 use crate::counters::DaemonCounters;
+use crate::status::StatusSources;
 
 /// What `/metrics` is rendered from.
 #[derive(Clone)]
@@ -32,7 +33,7 @@ async fn handle(
     let response = match (request.method(), request.uri().path()) {
         (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
             let document = crate::status::document(&sources.status, Some(&sources.counters));
-            let text = crate::status::metrics(&document, &sources.status.arp_check.borrow());
+            let text = haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"));
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                 .body(Full::new(Bytes::from(text)))

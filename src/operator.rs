@@ -13,10 +13,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::control::{ControlRequest, StatusSources};
+use crate::control::ControlRequest;
 use crate::counters::DaemonCounters;
 use crate::live::{HealthMap, LiveVirtualServers};
 use crate::options::RunOptions;
+use crate::status::StatusSources;
 
 /// How often the kernel's IPVS table is read for status and metrics.
 const LIVE_INTERVAL: Duration = Duration::from_secs(2);

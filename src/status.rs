@@ -1,13 +1,32 @@
-//! Gathers the typed status ([`haldir_status`]) from the daemon's live state, and the one
-//! place where the sections still rendered by their owners (the bulk resync in
-//! [`crate::bulk_resync`], the DR ARP check in [`crate::arp_check`]) join the renderings
-//! of the status crate.
-// TODO(merge): the bulk resync and ARP check sections become methods of their typed structs.
+//! Gathers the typed status ([`haldir_status`]) from the daemon's live state: the
+//! [`StatusSources`] the control socket and `/metrics` read, the [`document`] made from
+//! them, and the [`status_file`]. Every rendering is the status crate's
+//! ([`haldir_status::text::render`], [`haldir_status::prometheus::render`]).
+
+use std::path::PathBuf;
 
 use haldir_status::{StatusDocument, StatusFile, SCHEMA_VERSION};
 use haldir_vrrp::driver::Status;
+use tokio::sync::watch;
 
-use crate::control::StatusSources;
+use crate::live::LiveVirtualServers;
+
+/// What the status document is gathered from (the control socket's `status`, `/metrics`).
+#[derive(Clone)]
+pub struct StatusSources {
+    /// The VRRP driver's status.
+    pub status: watch::Receiver<Status>,
+    /// The virtual servers.
+    pub live: watch::Receiver<LiveVirtualServers>,
+    /// The running configuration (for `router_id`).
+    pub running: watch::Receiver<haldir_config::Model>,
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// The DR real-server ARP check ([`crate::arp_check`]).
+    pub arp_check: watch::Receiver<haldir_director::arp_check::Report>,
+    /// The bulk resync ([`crate::bulk_resync`]).
+    pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
+}
 
 /// The status document of the running daemon, from its `sources`; with the daemon's
 /// `counters` when given (for `/metrics`).
@@ -18,9 +37,9 @@ pub fn document(
     let status = sources.status.borrow().clone();
     let live = sources.live.borrow().clone();
     StatusDocument {
-        bulk_resync: serde_json::to_value(&*sources.resync.borrow()).unwrap_or_default(),
+        bulk_resync: sources.resync.borrow().clone(),
         config: sources.config_path.display().to_string(),
-        dr_arp_check: crate::arp_check::report_json(&sources.arp_check.borrow()),
+        dr_arp_check: sources.arp_check.borrow().clone(),
         instances: haldir_status::vrrp::instances(&status),
         kernel_error: live.kernel_error.clone(),
         kernel_read_at_unix: live.kernel_read_at_unix(),
@@ -36,46 +55,14 @@ pub fn document(
 
 /// The status file's content for the VRRP driver's `status`.
 pub fn status_file(status: &Status, resync: &haldir_ipvs::resync::ResyncStatus) -> StatusFile {
-    StatusFile::new(status, serde_json::to_value(resync).unwrap_or_default())
-}
-
-/// The text of `haldir status`.
-pub fn text(document: &StatusDocument) -> String {
-    let mut out = haldir_status::text::render(document);
-    out.push_str(&crate::arp_check::render_text(
-        &document.dr_arp_check,
-        document.now_unix,
-    ));
-    if let Ok(resync) =
-        serde_json::from_value::<haldir_ipvs::resync::ResyncStatus>(document.bulk_resync.clone())
-    {
-        out.push_str(&resync.render_text(document.now_unix, haldir_status::time::age_text));
-    }
-    out
+    StatusFile::new(status, resync.clone())
 }
 
 /// The text of `haldir status` for the control socket's answer (`Err`: it is not a status
 /// document this haldir can read).
 pub fn text_from_json(document: &serde_json::Value) -> Result<String, String> {
-    haldir_status::schema::validate_document(document).map(|typed| text(&typed))
-}
-
-/// The text of `/metrics`: the status's families, then the bulk resync's and the DR ARP
-/// check's.
-pub fn metrics(document: &StatusDocument, arp_check: &crate::arp_check::Report) -> String {
-    let mut out = haldir_status::prometheus::render(document, env!("CARGO_PKG_VERSION"));
-    if let Ok(resync) =
-        serde_json::from_value::<haldir_ipvs::resync::ResyncStatus>(document.bulk_resync.clone())
-    {
-        resync.render_prometheus(&mut out);
-    }
-    render_dr_arp_check(&mut out, arp_check);
-    out
-}
-
-/// The DR real-server ARP check's families.
-fn render_dr_arp_check(out: &mut String, report: &crate::arp_check::Report) {
-    out.push_str(&report.render_prometheus());
+    haldir_status::schema::validate_document(document)
+        .map(|typed| haldir_status::text::render(&typed))
 }
 
 #[cfg(test)]
@@ -228,14 +215,9 @@ mod tests {
     fn rich_document() -> StatusDocument {
         let (status, live, daemon) = rich();
         StatusDocument {
-            bulk_resync: serde_json::json!({
-                "drops": {}, "dumps_sent": 0, "enabled": false, "hold_timeouts": 0,
-                "last_received": null, "last_sent": null, "pending": null,
-                "preemption_holds": 0, "records_sent": 0, "requests_received": 0,
-                "requests_sent": 0, "resyncs_received": 0, "role": "none",
-            }),
+            bulk_resync: Default::default(),
             config: "x".into(),
-            dr_arp_check: serde_json::json!({}),
+            dr_arp_check: Default::default(),
             instances: haldir_status::vrrp::instances(&status),
             kernel_error: live.kernel_error.clone(),
             kernel_read_at_unix: live.kernel_read_at_unix(),
@@ -261,19 +243,9 @@ mod tests {
     }
 
     #[test]
-    fn the_metrics_are_the_golden_ones_then_the_bulk_resync_and_arp_check_sections() {
-        let text = metrics(&rich_document(), &crate::arp_check::Report::default());
-        let rest = text
-            .strip_prefix(&golden("metrics.txt"))
-            .expect("the status crate's families first");
-        assert!(
-            rest.starts_with("# HELP haldir_bulk_resync_requests_total"),
-            "{rest}"
-        );
-        assert!(
-            rest.contains("\nhaldir_dr_arp_check_rounds_total 0\n"),
-            "{rest}"
-        );
+    fn the_metrics_are_the_golden_ones() {
+        let text = haldir_status::prometheus::render(&rich_document(), "0.1.0");
+        assert_eq!(text, golden("metrics.txt"));
     }
 
     #[test]
@@ -288,8 +260,9 @@ mod tests {
     }
 
     #[test]
-    fn the_text_is_the_golden_table_then_the_other_sections() {
-        let text = text(&rich_document());
-        assert!(text.starts_with(&golden("status.txt")), "{text}");
+    fn the_text_of_the_daemons_json_is_the_golden_table() {
+        let json = serde_json::to_value(rich_document()).unwrap();
+        assert_eq!(text_from_json(&json).unwrap(), golden("status.txt"));
+        assert!(text_from_json(&serde_json::json!({"pid": 1})).is_err());
     }
 }

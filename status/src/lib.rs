@@ -3,7 +3,9 @@
 //!
 //! - [`StatusDocument`]: what the control socket answers to `status` (and `haldir status
 //!   --json` prints); [`text::render`] turns it into the tables of `haldir status`,
-//!   [`prometheus::render`] into `/metrics`.
+//!   [`prometheus::render`] into `/metrics`. Two of its sections are the values of the
+//!   machines that own them (the bulk resync's `haldir_ipvs::resync::ResyncStatus`, the DR
+//!   ARP check's `haldir_director::arp_check::Report`); they are rendered here too.
 //! - [`StatusFile`]: the content of `haldir run --status-file` (the VRRP part only).
 //! - [`schema`]: the JSON Schema of both and [`schema::validate`].
 //!
@@ -21,6 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub mod prometheus;
 pub mod schema;
+mod sections;
 pub mod text;
 pub mod time;
 pub mod vrrp;
@@ -62,14 +65,12 @@ impl<T: JsonSchema> JsonSchema for Nullable<T> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusDocument {
-    /// The bulk connection-table resync (`src/bulk_resync.rs`).
-    // TODO(merge): becomes `haldir_ipvs::resync::ResyncStatus`.
-    pub bulk_resync: serde_json::Value,
+    /// The bulk connection-table resync (the machine of `haldir_ipvs::resync`).
+    pub bulk_resync: haldir_ipvs::resync::ResyncStatus,
     /// The configuration file the daemon runs from.
     pub config: String,
-    /// The DR real-server ARP check (`src/arp_check.rs`).
-    // TODO(merge): becomes `haldir_director::arp_check::Report`.
-    pub dr_arp_check: serde_json::Value,
+    /// The DR real-server ARP check (the machine of `haldir_director::arp_check`).
+    pub dr_arp_check: haldir_director::arp_check::Report,
     /// One per VRRP instance, in configuration order.
     pub instances: Vec<Instance>,
     /// Why the kernel's IPVS table could not be read at the last try, or `null`.
@@ -106,8 +107,7 @@ pub struct StatusDocument {
 #[serde(deny_unknown_fields)]
 pub struct StatusFile {
     /// As [`StatusDocument::bulk_resync`].
-    // TODO(merge): becomes `haldir_ipvs::resync::ResyncStatus`.
-    pub bulk_resync: serde_json::Value,
+    pub bulk_resync: haldir_ipvs::resync::ResyncStatus,
     /// As [`StatusDocument::instances`].
     pub instances: Vec<Instance>,
     /// As [`StatusDocument::links`].

@@ -1,7 +1,7 @@
 //! The status as Prometheus metrics: the text exposition format 0.0.4 of `/metrics`.
 //!
-//! [`render`] writes the families of the VRRP instances, the virtual servers and the
-//! daemon's counters; [`Family`] is the writer, for the sections other modules add.
+//! [`render`] writes the families of the VRRP instances, the virtual servers, the daemon's
+//! counters, the bulk resync and the DR ARP check; [`Family`] is the writer.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,13 +69,15 @@ pub fn n(value: u64) -> f64 {
     value as f64
 }
 
-/// The families of the VRRP instances and links, the virtual servers and the daemon's
-/// counters; `version` goes into `haldir_build_info`.
+/// The families of the VRRP instances and links, the virtual servers, the daemon's
+/// counters, the bulk resync and the DR ARP check; `version` goes into `haldir_build_info`.
 pub fn render(status: &StatusDocument, version: &str) -> String {
     let mut out = String::new();
     render_vrrp(&mut out, status);
     render_virtual_servers(&mut out, status);
     render_daemon(&mut out, &status.daemon, version);
+    crate::sections::bulk_resync_metrics(&mut out, &status.bulk_resync);
+    crate::sections::dr_arp_check_metrics(&mut out, &status.dr_arp_check);
     out
 }
 

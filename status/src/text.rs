@@ -1,5 +1,6 @@
 //! The status document as the tables of `haldir status`.
 
+use crate::sections;
 use crate::time::{age_text, utc_text};
 use crate::StatusDocument;
 
@@ -35,8 +36,8 @@ fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// The router, its VRRP instances and its virtual servers as tables. The sections of the
-/// bulk resync and the DR ARP check are rendered by their owners and follow these.
+/// The router, its VRRP instances and its virtual servers as tables, then the DR ARP check
+/// and the bulk resync (each only when there is something to say).
 pub fn render(status: &StatusDocument) -> String {
     let now = status.now_unix;
     let mut out = String::new();
@@ -126,5 +127,7 @@ pub fn render(status: &StatusDocument) -> String {
             out.push_str(&table(&rows, "  "));
         }
     }
+    out.push_str(&sections::dr_arp_check_text(&status.dr_arp_check, now));
+    out.push_str(&sections::bulk_resync_text(&status.bulk_resync, now));
     out
 }

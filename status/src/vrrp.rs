@@ -75,8 +75,7 @@ pub fn links(status: &Status) -> Vec<Link> {
 
 impl StatusFile {
     /// The status file of the driver's `status`, with the bulk resync's part.
-    // TODO(merge): `bulk_resync` becomes `haldir_ipvs::resync::ResyncStatus`.
-    pub fn new(status: &Status, bulk_resync: serde_json::Value) -> Self {
+    pub fn new(status: &Status, bulk_resync: haldir_ipvs::resync::ResyncStatus) -> Self {
         StatusFile {
             bulk_resync,
             instances: instances(status),

@@ -6,6 +6,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use haldir_director::arp_check::Report;
+use haldir_ipvs::resync::ResyncStatus;
 use haldir_status::{
     CheckCounters, DaemonCounters, Destination, Health, IpvsStats, LastCheck, StatusDocument,
     StatusFile, VirtualServer, SCHEMA_VERSION,
@@ -72,13 +74,9 @@ fn vrrp_status() -> Status {
     }
 }
 
-fn bulk_resync() -> serde_json::Value {
-    serde_json::json!({
-        "drops": {}, "dumps_sent": 0, "enabled": false, "hold_timeouts": 0,
-        "last_received": null, "last_sent": null, "pending": null, "preemption_holds": 0,
-        "records_sent": 0, "requests_received": 0, "requests_sent": 0,
-        "resyncs_received": 0, "role": "none",
-    })
+/// An idle bulk resync (its JSON in the golden document is the untyped object it was).
+fn bulk_resync() -> ResyncStatus {
+    ResyncStatus::default()
 }
 
 fn rich() -> StatusDocument {
@@ -96,7 +94,7 @@ fn rich() -> StatusDocument {
     StatusDocument {
         bulk_resync: bulk_resync(),
         config: "x".into(),
-        dr_arp_check: serde_json::json!({}),
+        dr_arp_check: Report::default(),
         instances: haldir_status::vrrp::instances(&status),
         kernel_error: Some("permission denied".into()),
         kernel_read_at_unix: Some(1_700_000_200.0),

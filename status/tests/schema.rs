@@ -33,7 +33,7 @@ fn valid_document() -> Value {
 fn a_document_haldir_writes_is_valid() {
     validate(&valid_document()).unwrap();
     let file = json!({
-        "bulk_resync": {"enabled": false},
+        "bulk_resync": valid_document()["bulk_resync"],
         "instances": valid_document()["instances"],
         "links": [],
         "schema_version": 1,
@@ -80,6 +80,16 @@ fn an_unknown_field_is_refused() {
     document["links"][0]["mtu"] = json!(1500);
     let error = refused(&document);
     assert!(error.contains("unknown field `mtu`"), "{error}");
+
+    // The sections the bulk resync and the DR ARP check own are typed as strictly.
+    let mut document = valid_document();
+    document["bulk_resync"]["paused"] = json!(true);
+    let error = refused(&document);
+    assert!(error.contains("unknown field `paused`"), "{error}");
+    let mut document = valid_document();
+    document["dr_arp_check"]["vlan"] = json!(7);
+    let error = refused(&document);
+    assert!(error.contains("unknown field `vlan`"), "{error}");
 }
 
 #[test]

@@ -1,14 +1,14 @@
 //! The DR ARP check's report: what [`super::ArpCheck`] publishes after each round, the
-//! `dr_arp_check` object of the status document, with its text (`haldir status`) and
-//! Prometheus (`/metrics`) renderings.
+//! `dr_arp_check` object of the status document (the status crate, `haldir-status`, renders
+//! it as text for `haldir status` and as Prometheus metrics for `/metrics`).
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{mac_text, Conflict, Mac, Skipped, CHECK_INTERVAL};
+use super::{Conflict, Mac, Skipped, CHECK_INTERVAL};
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
 fn parse_mac(text: &str) -> Option<Mac> {
@@ -28,7 +28,8 @@ pub(super) fn unix_seconds(t: SystemTime) -> Option<f64> {
 }
 
 /// One segment as the last round saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SegmentReport {
     /// Why the segment could not be probed, if it could not.
     pub error: Option<String>,
@@ -44,12 +45,14 @@ pub struct SegmentReport {
 }
 
 /// A standing conflict as the report shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StandingConflict {
     /// Where it was seen.
     pub interface: String,
     /// The sender MAC of the reply for the VIP.
     #[serde(with = "mac_serde")]
+    #[schemars(with = "String")]
     pub mac: Mac,
     /// The real server whose own address resolves to `mac`, or `null`.
     pub real_server: Option<Ipv4Addr>,
@@ -93,7 +96,8 @@ mod mac_serde {
 /// What the check publishes after each round: the `dr_arp_check` object of the status
 /// document. The fields are declared in alphabetical order, the order the keys had when the
 /// object was an untyped JSON map.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// The standing conflicts, each with when it was first seen.
     pub conflicts: Vec<StandingConflict>,
@@ -122,165 +126,6 @@ impl Default for Report {
             segments: Vec::new(),
             skipped: Vec::new(),
         }
-    }
-}
-
-impl Report {
-    /// The report as text for `haldir status`, `now_unix` being the time of day (empty when
-    /// no DR real server is checked and nothing stands).
-    pub fn render_text(&self, now_unix: f64) -> String {
-        if self.segments.is_empty() && self.conflicts.is_empty() && self.error.is_none() {
-            return String::new();
-        }
-        let last = match self.last_round_unix {
-            Some(t) => format!("last {} ago", age_text(now_unix - t)),
-            None => "no round yet".into(),
-        };
-        let mut out = format!(
-            "\nDR ARP check (every {}s, {last}): ",
-            self.interval_seconds
-        );
-        if let Some(error) = &self.error {
-            let _ = writeln!(out, "cannot run: {error}");
-        } else if self.conflicts.is_empty() {
-            out.push_str("no real server answers ARP for a VIP\n");
-        } else {
-            let _ = writeln!(
-                out,
-                "{} CONFLICT(S): real servers answering ARP for a VIP (set arp_ignore=1, arp_announce=2 on them)",
-                self.conflicts.len()
-            );
-            for c in &self.conflicts {
-                let who = c
-                    .real_server
-                    .map_or_else(|| "unknown host".to_owned(), |a| a.to_string());
-                let _ = writeln!(
-                    out,
-                    "  {}  VIP {}  answered by {} ({}) on {}  since {} ({} ago)",
-                    c.virtual_server,
-                    c.vip,
-                    who,
-                    mac_text(&c.mac),
-                    c.interface,
-                    utc_text(c.since_unix),
-                    age_text(now_unix - c.since_unix),
-                );
-            }
-        }
-        for s in &self.segments {
-            if let Some(error) = &s.error {
-                let _ = writeln!(out, "  {}: cannot probe: {error}", s.interface);
-            }
-        }
-        out
-    }
-
-    /// The report's `/metrics` families (Prometheus text format 0.0.4): one sample per
-    /// standing conflict, and the rounds.
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::new();
-        family(
-            &mut out,
-            "haldir_dr_arp_conflict",
-            "gauge",
-            "1 while a host answers ARP for the VIP of a DR virtual server (real_server: the real server with that MAC, or unknown).",
-        );
-        for c in &self.conflicts {
-            let (vip, mac) = (c.vip.to_string(), mac_text(&c.mac));
-            let rs = c
-                .real_server
-                .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-            sample(
-                &mut out,
-                "haldir_dr_arp_conflict",
-                &[
-                    ("virtual_server", &c.virtual_server),
-                    ("vip", &vip),
-                    ("real_server", &rs),
-                    ("mac", &mac),
-                ],
-                1.0,
-            );
-        }
-        family(
-            &mut out,
-            "haldir_dr_arp_check_rounds_total",
-            "counter",
-            "Rounds of the DR real-server ARP check.",
-        );
-        sample(
-            &mut out,
-            "haldir_dr_arp_check_rounds_total",
-            &[],
-            self.rounds as f64,
-        );
-        out
-    }
-}
-
-/// The HELP and TYPE lines of a metric family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// One sample line; label values escaped (backslash, double quote, newline).
-// TODO(merge): `haldir_status::prometheus::Family` once the status crate may be used here.
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (key, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let escaped = value
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            let _ = write!(out, "{key}=\"{escaped}\"");
-        }
-        out.push('}');
-    }
-    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
-        let _ = writeln!(out, " {}", value as i64);
-    } else {
-        let _ = writeln!(out, " {value}");
-    }
-}
-
-/// `2024-05-01 12:00:00Z` for seconds since the Unix epoch.
-// TODO(merge): one home for the time helpers (`haldir_status::time`).
-fn utc_text(unix: f64) -> String {
-    let secs = unix.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// `42s`, `3m2s`, `2h5m`, `3d4h`.
-// TODO(merge): one home for the time helpers (`haldir_status::time`).
-fn age_text(seconds: f64) -> String {
-    let s = seconds.max(0.0) as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
     }
 }
 
@@ -404,39 +249,12 @@ mod tests {
     }
 
     #[test]
-    fn the_status_text_names_the_guilty_real_server() {
-        let report = Report {
-            segments: vec![],
-            conflicts: rich_report().conflicts[..1].to_vec(),
-            ..rich_report()
-        };
-        let text = report.render_text(102.0);
-        assert_eq!(
-            text,
-            "\nDR ARP check (every 10s, last 1s ago): 1 CONFLICT(S): real servers answering ARP for a VIP (set arp_ignore=1, arp_announce=2 on them)\n  \
-             TCP 10.0.0.100:80  VIP 10.0.0.100  answered by 10.0.0.12 (02:00:00:00:00:12) on eth1  since 1970-01-01 00:00:40Z (1m2s ago)\n"
-        );
-        assert!(Report::default().render_text(0.0).is_empty());
-        let quiet = Report {
-            conflicts: vec![],
-            ..rich_report()
-        };
-        assert!(quiet
-            .render_text(102.0)
-            .contains("no real server answers ARP for a VIP\n  eth2: cannot probe: cannot open"));
-    }
-
-    #[test]
-    fn the_metrics_have_one_sample_per_conflict_and_the_rounds() {
-        assert_eq!(
-            rich_report().render_prometheus(),
-            "# HELP haldir_dr_arp_conflict 1 while a host answers ARP for the VIP of a DR virtual server (real_server: the real server with that MAC, or unknown).\n\
-             # TYPE haldir_dr_arp_conflict gauge\n\
-             haldir_dr_arp_conflict{virtual_server=\"TCP 10.0.0.100:80\",vip=\"10.0.0.100\",real_server=\"10.0.0.12\",mac=\"02:00:00:00:00:12\"} 1\n\
-             haldir_dr_arp_conflict{virtual_server=\"TCP 10.0.0.100:80\",vip=\"10.0.0.100\",real_server=\"unknown\",mac=\"02:00:00:00:00:99\"} 1\n\
-             # HELP haldir_dr_arp_check_rounds_total Rounds of the DR real-server ARP check.\n\
-             # TYPE haldir_dr_arp_check_rounds_total counter\n\
-             haldir_dr_arp_check_rounds_total 3\n"
-        );
+    fn an_unknown_field_is_refused() {
+        let mut json = untyped(3);
+        json["segments"][0]["mtu"] = serde_json::json!(1500);
+        let error = serde_json::from_value::<Report>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `mtu`"), "{error}");
     }
 }

@@ -1,6 +1,6 @@
 //! Unit tests of the resync module's plain parts: addresses, the status value's JSON shape
-//! and its renderings. The machine's behaviour is tested on a simulated clock in
-//! `ipvs/tests/resync_sim.rs`.
+//! (its renderings are tested in the status crate, `status/src/sections.rs`). The machine's
+//! behaviour is tested on a simulated clock in `ipvs/tests/resync_sim.rs`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -102,74 +102,4 @@ fn the_status_serializes_as_the_bulk_resync_object_always_did() {
     // And back: `haldir status` renders the daemon's JSON.
     let back: ResyncStatus = serde_json::from_value(expected).unwrap();
     assert_eq!(back, full_status());
-}
-
-fn age(seconds: f64) -> String {
-    format!("{}s", seconds as u64)
-}
-
-#[test]
-fn status_text_shows_the_role_the_pending_request_and_the_last_resyncs() {
-    let text = full_status().render_text(160.0, age);
-    assert_eq!(
-        text,
-        "\nbulk resync: sync role both, asking the master (attempt 3)\n\
-         \x20 last sent: 40 connections to 10.0.0.2 in 512 ms, 69s ago\n\
-         \x20 last received: 40 connections from 10.0.0.1 in 767 ms, 60s ago\n"
-    );
-    let quiet = ResyncStatus {
-        enabled: true,
-        role: ResyncRole::Backup,
-        ..ResyncStatus::default()
-    };
-    assert_eq!(
-        quiet.render_text(0.0, age),
-        "\nbulk resync: sync role backup\n"
-    );
-    assert!(ResyncStatus::default().render_text(0.0, age).is_empty());
-}
-
-#[test]
-fn metrics_have_every_family_and_no_sample_for_what_did_not_happen() {
-    let mut metrics = String::new();
-    ResyncStatus::default().render_prometheus(&mut metrics);
-    for family in [
-        "haldir_bulk_resync_requests_total",
-        "haldir_bulk_resync_dumps_total",
-        "haldir_bulk_resync_records_sent_total",
-        "haldir_bulk_resync_completed_total",
-        "haldir_bulk_resync_last_connections",
-        "haldir_bulk_resync_last_duration_seconds",
-        "haldir_bulk_resync_last_timestamp_seconds",
-        "haldir_bulk_resync_preemption_holds_total",
-        "haldir_bulk_resync_dropped_packets_total",
-    ] {
-        assert!(
-            metrics.contains(&format!("# TYPE {family} ")),
-            "{family}:\n{metrics}"
-        );
-    }
-    assert!(!metrics.contains("NaN"), "{metrics}");
-    assert!(
-        !metrics.contains("haldir_bulk_resync_last_connections{"),
-        "{metrics}"
-    );
-
-    let mut metrics = String::new();
-    full_status().render_prometheus(&mut metrics);
-    for line in [
-        "haldir_bulk_resync_requests_total{direction=\"sent\"} 5",
-        "haldir_bulk_resync_requests_total{direction=\"received\"} 6",
-        "haldir_bulk_resync_dumps_total 1",
-        "haldir_bulk_resync_last_connections{direction=\"received\"} 40",
-        "haldir_bulk_resync_last_duration_seconds{direction=\"sent\"} 0.512",
-        "haldir_bulk_resync_last_duration_seconds{direction=\"received\"} 0.767",
-        "haldir_bulk_resync_last_timestamp_seconds{direction=\"sent\"} 90.25",
-        "haldir_bulk_resync_preemption_holds_total{outcome=\"done\"} 1",
-        "haldir_bulk_resync_preemption_holds_total{outcome=\"timeout\"} 1",
-        "haldir_bulk_resync_dropped_packets_total{reason=\"bad_magic\"} 1",
-        "haldir_bulk_resync_dropped_packets_total{reason=\"not_master\"} 4",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
-    }
 }
