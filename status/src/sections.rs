@@ -440,4 +440,29 @@ mod tests {
              haldir_dr_arp_check_rounds_total 3\n"
         );
     }
+
+    #[test]
+    fn the_whole_text_and_metrics_end_with_the_sections_in_the_order_haldir_always_had() {
+        let document = crate::StatusDocument {
+            bulk_resync: full_resync(),
+            dr_arp_check: rich_report(),
+            now_unix: 160.0,
+            ..Default::default()
+        };
+        let text = crate::text::render(&document);
+        let sections =
+            dr_arp_check_text(&rich_report(), 160.0) + &bulk_resync_text(&full_resync(), 160.0);
+        assert!(text.ends_with(&sections), "{text}");
+        assert!(
+            text.starts_with("no VRRP instances\n\nDR ARP check"),
+            "{text}"
+        );
+
+        let metrics = crate::prometheus::render(&document, "0.1.0");
+        let mut sections = String::new();
+        bulk_resync_metrics(&mut sections, &full_resync());
+        dr_arp_check_metrics(&mut sections, &rich_report());
+        assert!(metrics.ends_with(&sections), "{metrics}");
+        assert!(metrics.len() > sections.len());
+    }
 }
