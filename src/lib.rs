@@ -1,9 +1,8 @@
 //! haldir: a keepalived replacement for LVS direct-routing clusters (VRRP + IPVS director).
 //!
 //! The library half of the crate holds the pieces that the `haldir` binary, the integration
-//! tests (`tests/*.rs`) and the failover benchmark share. [`lab`] is the network-namespace
-//! test bed: a bridge, hosts on veths, packet capture, client-side outage probes and
-//! keepalived as a reference VRRP peer, all built from real kernel objects.
+//! tests (`tests/*.rs`) and the failover benchmark share. The network-namespace test bed
+//! they run on is the `haldir-lab` crate (`lab/`), never part of this binary.
 //! [`ipvs_wiring`] turns the configuration's virtual servers into the
 //! desired IPVS table. [`control`], [`metrics`], [`notify`], [`live`] and
 //! [`systemd`] are the operator's tools (status and reload over a unix
@@ -17,7 +16,6 @@ pub mod daemon;
 pub mod health_wiring;
 pub mod ipvs_ownership;
 pub mod ipvs_wiring;
-pub mod lab;
 pub mod live;
 pub mod metrics;
 pub mod notify;

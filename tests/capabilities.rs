@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use haldir::lab::{self, Haldir, HaldirInstance, Lab, Signal};
+use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab, Signal};
 use serde_json::Value;
 
 const FAST: Duration = Duration::from_millis(100);
 const CAP_NET_ADMIN: u64 = 12;
 const CAP_NET_RAW: u64 = 13;
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

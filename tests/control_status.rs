@@ -8,12 +8,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use haldir::lab::{self, Haldir, HaldirInstance, Lab};
+use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab};
 use serde_json::Value;
 
 const FAST: Duration = Duration::from_millis(100);
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{
-    self, skip_unless_root, wait_until, Capture, FrameKind, Haldir, HaldirInstance, Lab,
+use haldir_lab::{
+    self as lab, skip_unless_root, wait_until, Capture, FrameKind, Haldir, HaldirInstance, Lab,
 };
 use haldir_vrrp::wire::arp::{ArpRepr, Operation};
 use serde_json::Value;

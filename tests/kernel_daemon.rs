@@ -34,7 +34,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{field, Daemon};
-use haldir::lab::{vm::in_vm_or_skip, Lab};
+use haldir_lab::{vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{
     AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
     ServiceKey, Table, Tunnel,

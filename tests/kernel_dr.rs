@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use haldir::lab::{self, vm::in_vm_or_skip, Lab};
+use haldir_lab::{self as lab, vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{DestKey, Destination, Forwarding, Protocol, Service, ServiceKey, Table};
 use haldir_ipvs::{IpvsClient, Reconciler};
 

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
+use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::model::Table;
 
 const VIP: &str = "10.22.0.100";

@@ -18,7 +18,7 @@ mod ipvsadm;
 use std::future::Future;
 use std::net::IpAddr;
 
-use haldir::lab::{self, vm::in_vm_or_skip, Lab};
+use haldir_lab::{self as lab, vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{
     AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
     ServiceKey, Table, Tunnel, TunnelEncapsulation, TunnelFlags,

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{self, vm::in_vm_or_skip, wait_until, Lab, Signal};
+use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::model::{DestKey, Protocol, ServiceKey};
 use haldir_ipvs::IpvsClient;
 

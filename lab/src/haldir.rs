@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::netns::Lab;
-use super::wait_until;
+use super::{run_checked, wait_until};
 
 /// One `[[vrrp_instance]]` of a lab router, rendered as TOML.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +125,7 @@ pub struct Haldir<'l> {
     lab: &'l Lab,
     host: String,
     pid: u32,
+    binary: PathBuf,
     config_path: PathBuf,
     status_path: PathBuf,
 }
@@ -204,6 +205,7 @@ impl<'l> Haldir<'l> {
             lab,
             host: host.to_owned(),
             pid,
+            binary: binary.to_owned(),
             config_path,
             status_path,
         };
@@ -236,6 +238,24 @@ impl<'l> Haldir<'l> {
     /// Its control socket (`haldir status --socket ...`).
     pub fn control_socket(&self) -> PathBuf {
         self.lab.dir().join(format!("{}-haldir.sock", self.host))
+    }
+
+    /// Its live status document, as `haldir status --json --socket ...` prints it: the
+    /// status file ([`Haldir::status`]) holds only the VRRP part, not the operator's parts
+    /// such as `dr_arp_check`.
+    pub fn control_status(&self) -> anyhow::Result<Value> {
+        let output = run_checked(
+            Command::new(&self.binary)
+                .args(["status", "--json", "--socket"])
+                .arg(self.control_socket()),
+        )?;
+        serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "`haldir status --json` of {} printed no JSON: {}",
+                self.host,
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
     }
 
     /// The configuration file it was started with.

@@ -8,13 +8,18 @@
 //! - [`capture`]: a packet capture on the bridge keeping VRRP, ARP and IPv6 NA frames;
 //! - [`keepalived`]: Debian's keepalived as a reference VRRP peer, with a crash recipe;
 //! - [`appliance`]: the two-NIC LVS-DR appliance (client, gateway, two routers, two real
-//!   servers on three bridges) that `haldir lab` and `tests/kernel_appliance.rs` run;
+//!   servers on three bridges) that the demo (`haldir-lab`) and `tests/kernel_appliance.rs` run;
 //! - [`traffic`]: long-lived TCP connections through a VIP to echo servers, recording
 //!   every connection lost or stalled.
 //!
 //! Everything the lab creates (namespaces, processes, sockets) is torn down when the [`Lab`]
 //! is dropped, also while unwinding from a failed assertion. All traffic stays inside the
 //! lab's own namespaces. Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN).
+//!
+//! The lab is a crate of its own, never linked into the `haldir` binary: it runs the haldir
+//! binary it is given (the tests pass `env!("CARGO_BIN_EXE_haldir")`) and reads its status
+//! file or asks `haldir status`. [`demo`] is the demo, the `haldir-lab` binary
+//! (`cargo run --release -p haldir-lab`).
 
 pub mod appliance;
 pub mod capture;
