@@ -28,8 +28,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use haldir_lab::{
-    self as lab, capture, Capture, Haldir, HaldirInstance, Keepalived, KeepalivedConfig, KeepalivedState,
-    Lab, ProbeConfig, ProbeReport, Prober, Responder,
+    self as lab, capture, Capture, Haldir, HaldirInstance, Keepalived, KeepalivedConfig,
+    KeepalivedState, Lab, ProbeConfig, ProbeReport, Prober, Responder,
 };
 use haldir_vrrp::wire::vrrp::{AdvertRepr, Auth, Version};
 

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::model::Table;
+use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const VIP: &str = "10.22.0.100";
 const SERVICE: &str = "10.22.0.100:80";

@@ -43,9 +43,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::model::{DestKey, Protocol, ServiceKey};
 use haldir_ipvs::IpvsClient;
+use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const VIP: &str = "10.21.0.100";
 const SERVICE: &str = "10.21.0.100:80";

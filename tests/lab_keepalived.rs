@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use haldir_lab::{
-    self as lab, Capture, FrameKind, Keepalived, KeepalivedConfig, KeepalivedState, Lab, Prober, Responder,
+    self as lab, Capture, FrameKind, Keepalived, KeepalivedConfig, KeepalivedState, Lab, Prober,
+    Responder,
 };
 
 const VIP: &str = "10.0.0.100";

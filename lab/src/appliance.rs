@@ -478,7 +478,7 @@ virtual_ipaddress = ["{vip}/32"]
         })
         .collect();
     format!(
-        r#"# haldir lab appliance: router {router} (written by lab/src/appliance.rs)
+        r#"# haldir-lab appliance: router {router} (written by lab/src/appliance.rs)
 [global_defs]
 router_id = "{router}"
 lvs_sync_daemon = {{ interface = "eth1", instance = "VI_PUBLIC", id = {sync_id} }}

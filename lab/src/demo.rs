@@ -89,7 +89,10 @@ pub fn haldir_binary(options: &DemoOptions) -> anyhow::Result<PathBuf> {
         .or_else(|| std::env::var_os(HALDIR_BIN_ENV).map(|path| (path.into(), "$HALDIR_BIN")));
     if let Some((path, from)) = given {
         if !path.is_file() {
-            bail!("the haldir binary {} (from {from}) does not exist", path.display());
+            bail!(
+                "the haldir binary {} (from {from}) does not exist",
+                path.display()
+            );
         }
         return Ok(path);
     }
