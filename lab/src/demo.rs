@@ -479,3 +479,54 @@ fn print_timeline(frames: &[Frame], failed_at: Instant, old: [u8; 6], new: [u8; 
         println!("   {}  first {what} from r2", offset(f.at));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: DemoOptions,
+    }
+
+    fn options(args: &[&str]) -> DemoOptions {
+        Cli::try_parse_from(std::iter::once("haldir-lab").chain(args.iter().copied()))
+            .expect("valid options")
+            .demo
+    }
+
+    #[test]
+    fn the_vm_rig_is_found_by_walking_up_from_the_current_directory() {
+        // `cargo test` runs this in lab/, one level below the tree's tests/vm/run.sh.
+        let script = vm_script(&options(&[])).expect("the rig is in this source tree");
+        assert!(script.ends_with(VM_SCRIPT), "{}", script.display());
+        assert!(script.is_file());
+    }
+
+    #[test]
+    fn a_missing_vm_rig_named_on_the_command_line_is_an_error() {
+        let err = vm_script(&options(&["--vm-script", "/nonexistent/run.sh"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/run.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_haldir_binary_named_on_the_command_line_is_an_error() {
+        let err = haldir_binary(&options(&["--haldir", "/nonexistent/haldir"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/haldir"), "{err}");
+        assert!(err.contains("--haldir"), "{err}");
+    }
+
+    #[test]
+    fn the_haldir_binary_named_on_the_command_line_is_used_as_is() {
+        // Any existing file will do: no build, no check beyond its existence.
+        let path = std::env::current_exe().expect("the test binary");
+        let given = path.to_str().expect("a UTF-8 path");
+        assert_eq!(haldir_binary(&options(&["--haldir", given])).unwrap(), path);
+    }
+}

@@ -13,7 +13,7 @@ use clap::Parser;
 /// The haldir demo: an LVS direct-routing appliance (or, with --vrrp-only, a VRRP
 /// failover) in network namespaces. Needs root.
 #[derive(Debug, Parser)]
-#[command(name = "haldir-lab", version, args_override_self = true)]
+#[command(name = "haldir-lab", args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     demo: haldir_lab::demo::DemoOptions,
@@ -33,5 +33,18 @@ fn main() -> ExitCode {
             eprintln!("haldir-lab: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_haldir_option_overrides_an_earlier_one() {
+        // The re-run inside the VM appends `--haldir PATH` to the user's own arguments.
+        let cli = Cli::try_parse_from(["haldir-lab", "--haldir", "/a", "--haldir", "/b"])
+            .expect("a repeated --haldir is accepted");
+        assert_eq!(cli.demo.haldir.as_deref(), Some(std::path::Path::new("/b")));
     }
 }
