@@ -127,6 +127,14 @@ pub fn haldir_binary(options: &DemoOptions) -> anyhow::Result<PathBuf> {
 fn build_haldir(cargo: &OsString, release: bool) -> anyhow::Result<()> {
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "-p", "haldir", "--bin", "haldir"]);
+    // `cargo run` described this package to us in the environment; build scripts that
+    // watch those variables (ring's watches CARGO_MANIFEST_DIR) would otherwise be rerun,
+    // and everything above them rebuilt, once here and once more by the next `cargo run`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
     if release {
         cmd.arg("--release");
     }
@@ -141,6 +149,21 @@ fn build_haldir(cargo: &OsString, release: bool) -> anyhow::Result<()> {
         bail!("`{}` failed ({status})", super::command_line(&cmd));
     }
     Ok(())
+}
+
+/// True for the variables `cargo run` sets to describe the package it runs.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        )
 }
 
 /// The VM rig: `--vm-script`, else `tests/vm/run.sh` in the current directory or one of
