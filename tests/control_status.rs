@@ -113,6 +113,11 @@ fn status_json_describes_the_live_state_of_two_routers() {
         assert_eq!(status["pid"], h.pid());
         assert!(status["virtual_servers"].as_array().unwrap().is_empty());
     }
+    // The lab's own way of asking (the DR ARP check's conflicts in the demo) reaches the
+    // same daemon, with the operator's parts the status file lacks.
+    let asked = r2.control_status().unwrap();
+    assert_eq!(asked["pid"], r2.pid(), "{asked:#}");
+    assert!(asked["dr_arp_check"].is_object(), "{asked:#}");
     let backup = status_json(&r2);
     assert_eq!(backup["instances"][0]["master"], "10.0.0.1");
     assert!(backup["instances"][0]["adverts_received"].as_u64().unwrap() > 0);
