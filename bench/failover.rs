@@ -35,9 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use haldir::lab::capture::{vrrp_payload, Frame};
-use haldir::lab::{
-    self, Capture, FrameKind, Haldir, HaldirInstance, Keepalived, KeepalivedConfig,
+use haldir_lab::capture::{vrrp_payload, Frame};
+use haldir_lab::{
+    self as lab, Capture, FrameKind, Haldir, HaldirInstance, Keepalived, KeepalivedConfig,
     KeepalivedState, Lab, ProbeConfig, Prober, Responder,
 };
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};

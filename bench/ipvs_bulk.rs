@@ -33,9 +33,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use haldir::lab::{in_netns, vm};
 use haldir_ipvs::model::{DestKey, Destination, Forwarding, Protocol, Service, ServiceKey, Table};
 use haldir_ipvs::{Applier, IpvsClient, IpvsError, Op, Reconciler};
+use haldir_lab::{in_netns, vm};
 
 const DESTS_PER_SERVICE: usize = 4;
 

@@ -1,14 +1,11 @@
-//! haldir: a keepalived replacement for LVS direct-routing clusters (VRRP + IPVS director).
-//!
-//! The library half of the crate holds the pieces that the `haldir` binary, the integration
-//! tests (`tests/*.rs`) and the failover benchmark share. [`lab`] is the network-namespace
-//! test bed: a bridge, hosts on veths, packet capture, client-side outage probes and
-//! keepalived as a reference VRRP peer, all built from real kernel objects.
-//! [`health_wiring`] runs the health checks and feeds the director's policy
-//! (`haldir_director`), which turns them into the desired IPVS table. [`control`], [`metrics`], [`notify`], [`live`] and
-//! [`systemd`] are the operator's tools (status and reload over a unix
-//! socket, Prometheus metrics, notify scripts, sd-notify), started by
-//! [`operator`].
+//! haldir's binary crate: wiring only. It builds the daemon's tasks from the validated
+//! model and connects them: the VRRP driver (`haldir_vrrp`), the health checks and the
+//! director's policy (`haldir_director`) feeding the IPVS keeper (`haldir_ipvs`), the thin
+//! drivers of the bulk-resync and DR ARP-check machines, the notify scripts, signals and
+//! process setup, and the operator's listeners (control socket, metrics, status file), which
+//! render the one typed status (`haldir_status`). Protocols, policy and renderings live in
+//! those library crates; `docs/architecture.md` is the map. The network-namespace test bed
+//! is the `haldir-lab` crate (`lab/`), never part of this binary.
 
 pub mod arp_check;
 pub mod bulk_resync;
@@ -17,7 +14,6 @@ pub mod counters;
 pub mod daemon;
 pub mod health_wiring;
 pub mod ipvs_ownership;
-pub mod lab;
 pub mod live;
 pub mod metrics;
 pub mod notify;

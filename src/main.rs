@@ -80,12 +80,6 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
         format: ConfigFormat,
     },
-    /// Demo (needs root): an LVS direct-routing appliance in network namespaces
-    /// (two haldir routers, two real servers, a client holding 200 connections);
-    /// kills the master and shows that the connections survive. Without IPVS in
-    /// this kernel it runs inside a VM (tests/vm/run.sh --lab). `--vrrp-only`:
-    /// the VRRP failover alone, no IPVS needed.
-    Lab(haldir::lab::demo::DemoOptions),
 }
 
 /// The syntax of a configuration file.
@@ -287,16 +281,6 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("haldir reload: {e:#}");
                     ExitCode::from(2)
-                }
-            }
-        }
-        Command::Lab(options) => {
-            init_logging(LogFormat::Text);
-            match haldir::lab::demo::run(options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("haldir lab: {e:#}");
-                    ExitCode::FAILURE
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use haldir::lab::{is_root, Haldir, HaldirInstance, Lab, Prober, Responder};
+use haldir_lab::{is_root, Haldir, HaldirInstance, Lab, Prober, Responder};
 
 const PORT: u16 = 7777;
 

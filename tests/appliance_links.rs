@@ -1,5 +1,5 @@
 //! The appliance's `vrrp_sync_group` over both NICs (VI_PUBLIC on eth0, VI_PRIVATE on eth1,
-//! see `haldir::lab::appliance`): cutting the master's private link at the switch (its
+//! see `haldir_lab::appliance`): cutting the master's private link at the switch (its
 //! bridge port down, so its eth1 loses carrier) puts VI_PRIVATE in FAULT, the group
 //! follows, and BOTH virtual addresses move to the other router, as `ip addr` shows in
 //! both namespaces; the link back up, the first router preempts both back.
@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use haldir::lab::appliance::{Appliance, ApplianceOptions, INSTANCES, PRIVATE_VIP, VIP};
-use haldir::lab::{skip_unless_root, wait_until, Haldir, Lab};
+use haldir_lab::appliance::{Appliance, ApplianceOptions, INSTANCES, PRIVATE_VIP, VIP};
+use haldir_lab::{skip_unless_root, wait_until, Haldir, Lab};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -7,9 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use haldir::lab::haldir::{Haldir, HaldirInstance};
-use haldir::lab::{self, skip_unless_root, wait_until, Lab};
 use haldir_ipvs::sync_wire::{ResyncDone, ResyncMessage, ResyncRequest};
+use haldir_lab::haldir::{Haldir, HaldirInstance};
+use haldir_lab::{self as lab, skip_unless_root, wait_until, Lab};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

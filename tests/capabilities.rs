@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use haldir::lab::{self, Haldir, HaldirInstance, Lab, Signal};
+use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab, Signal};
 use serde_json::Value;
 
 const FAST: Duration = Duration::from_millis(100);
 const CAP_NET_ADMIN: u64 = 12;
 const CAP_NET_RAW: u64 = 13;
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))
@@ -123,7 +123,7 @@ fn start_unprivileged(lab: &Lab, host: &str, dir: &Path, config: &str) -> u32 {
 
 fn state(dir: &Path, host: &str) -> Option<String> {
     let text = std::fs::read_to_string(dir.join(format!("{host}.json"))).ok()?;
-    let status: Value = serde_json::from_str(&text).ok()?;
+    let status: Value = haldir_lab::schema_checked(serde_json::from_str(&text).ok()?);
     status["instances"][0]["state"].as_str().map(str::to_owned)
 }
 
@@ -199,6 +199,7 @@ fn haldir_runs_unprivileged_with_only_net_admin_and_net_raw() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    haldir_lab::schema_checked(serde_json::from_slice(&out.stdout).expect("status is JSON"));
 
     // Graceful stop: it resigns and releases the address; the root router takes over.
     lab.kill(r1, Signal::SIGTERM).unwrap();

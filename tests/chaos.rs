@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use haldir::lab::capture::{vrrp_payload, Frame};
-use haldir::lab::{self, Capture, FrameKind, Haldir, HaldirInstance, Lab};
+use haldir_lab::capture::{vrrp_payload, Frame};
+use haldir_lab::{self as lab, Capture, FrameKind, Haldir, HaldirInstance, Lab};
 use haldir_vrrp::wire::arp::ArpRepr;
 use pnet_datalink::{Channel, Config, NetworkInterface};
 
@@ -428,7 +428,7 @@ impl PortCapture {
                     if FrameKind::of(bytes) != Some(FrameKind::Vrrp4) {
                         continue;
                     }
-                    let src = haldir::lab::capture::src_mac(bytes).unwrap_or_default();
+                    let src = haldir_lab::capture::src_mac(bytes).unwrap_or_default();
                     if src == own_mac {
                         continue;
                     }

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{
-    self, skip_unless_root, wait_until, Capture, FrameKind, Haldir, HaldirInstance, Lab,
+use haldir_lab::{
+    self as lab, skip_unless_root, wait_until, Capture, FrameKind, Haldir, HaldirInstance, Lab,
 };
 use haldir_vrrp::wire::arp::{ArpRepr, Operation};
 use serde_json::Value;
@@ -80,7 +80,7 @@ fn status_json(h: &Haldir) -> Value {
         "haldir status --json failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    haldir_lab::schema_checked(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn status_text(h: &Haldir) -> String {

@@ -1,7 +1,7 @@
 //! Hostile and malformed protocol-112 traffic against a running haldir pair.
 //!
 //! An attacker host on the lab bridge sends crafted packets to 224.0.0.18 through a raw
-//! socket ([`haldir::lab::Injector`]): truncated adverts, bad checksums, TTL 254,
+//! socket ([`haldir_lab::Injector`]): truncated adverts, bad checksums, TTL 254,
 //! count/length mismatches, a foreign VRID, a version-2 advert to a version-3 pair, CARP as
 //! ucarp sends it, and (to a version-2 pair with a password) wrong passwords and a wrong
 //! interval. Each kind is sent 50 times. Each packet must be dropped and counted once under
@@ -14,9 +14,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use haldir::lab::inject::{advert_repr, carp_packet};
-use haldir::lab::pair::{describe, total_drops, Burst, Pair};
-use haldir::lab::{self, Haldir, HaldirInstance, Injector, Lab};
+use haldir_lab::inject::{advert_repr, carp_packet};
+use haldir_lab::pair::{describe, total_drops, Burst, Pair};
+use haldir_lab::{self as lab, Haldir, HaldirInstance, Injector, Lab};
 use haldir_vrrp::wire::vrrp::{field, Auth, Version, VRRP_TTL};
 
 const VIP: &str = "10.0.0.100";
@@ -26,7 +26,7 @@ const ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 66);
 const COPIES: u64 = 50;
 const SPACING: Duration = Duration::from_millis(2);
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -27,9 +27,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{
-    self, capture, Capture, Haldir, HaldirInstance, Keepalived, KeepalivedConfig, KeepalivedState,
-    Lab, ProbeConfig, ProbeReport, Prober, Responder,
+use haldir_lab::{
+    self as lab, capture, Capture, Haldir, HaldirInstance, Keepalived, KeepalivedConfig,
+    KeepalivedState, Lab, ProbeConfig, ProbeReport, Prober, Responder,
 };
 use haldir_vrrp::wire::vrrp::{AdvertRepr, Auth, Version};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use haldir::lab::{is_root, Haldir, HaldirInstance, Lab};
+use haldir_lab::{is_root, Haldir, HaldirInstance, Lab};
 
 #[test]
 fn without_ipvs_haldir_says_so_and_vrrp_still_runs() {

@@ -1,6 +1,7 @@
 //! The two-NIC LVS direct-routing appliance end to end, on the VM's real IPVS and sync
 //! daemon (skipped, loudly, outside the VM; `bash tests/vm/run.sh kernel_appliance` runs
-//! it). The story is `haldir::lab::appliance::run_story`, the same one `haldir lab` tells:
+//! it). The story is `haldir_lab::appliance::run_story`, the same one the demo
+//! (`haldir-lab`) tells:
 //!
 //! ```text
 //!  client ── gw ── public bridge: r1, r2 eth0 (VRRP VI_PUBLIC, VIP 10.1.0.100)
@@ -30,8 +31,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use haldir::lab::appliance::{describe_leg, run_story, StoryOptions};
-use haldir::lab::vm::in_vm_or_skip;
+use haldir_lab::appliance::{describe_leg, run_story, StoryOptions};
+use haldir_lab::vm::in_vm_or_skip;
 
 fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kernel_appliance: {text}");

@@ -29,10 +29,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::{field, Daemon};
-use haldir::lab::{self, vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::diff::diff;
 use haldir_ipvs::model::{ServiceKey, Table};
 use haldir_ipvs::IpvsClient;
+use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const BROUGHT_IN_STEP: &str = "IPVS table brought in step with the configuration";
 const VIP: &str = "10.22.0.100";

@@ -34,11 +34,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{field, Daemon};
-use haldir::lab::{vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{
     AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
     ServiceKey, Table, Tunnel,
 };
+use haldir_lab::{vm::in_vm_or_skip, Lab};
 
 /// Seconds between haldir's re-reads of the kernel table in this test.
 const RESYNC_SECS: f64 = 1.0;

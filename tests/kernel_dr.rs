@@ -18,9 +18,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use haldir::lab::{self, vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{DestKey, Destination, Forwarding, Protocol, Service, ServiceKey, Table};
 use haldir_ipvs::{IpvsClient, Reconciler};
+use haldir_lab::{self as lab, vm::in_vm_or_skip, Lab};
 
 const VIP: &str = "10.3.0.100";
 const CONNECTIONS: usize = 5;

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::model::Table;
+use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const VIP: &str = "10.22.0.100";
 const SERVICE: &str = "10.22.0.100:80";
@@ -180,6 +180,7 @@ fn states(status_file: &Path) -> Vec<(String, String)> {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
         return Vec::new();
     };
+    let json = haldir_lab::schema_checked(json);
     let mut list: Vec<(String, String)> = json["instances"]
         .as_array()
         .into_iter()

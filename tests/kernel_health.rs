@@ -22,7 +22,7 @@ use std::io::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
+use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const CONFIG: &str = r#"
 [[virtual_server]]

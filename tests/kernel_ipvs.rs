@@ -18,12 +18,12 @@ mod ipvsadm;
 use std::future::Future;
 use std::net::IpAddr;
 
-use haldir::lab::{self, vm::in_vm_or_skip, Lab};
 use haldir_ipvs::model::{
     AddressFamily, DestKey, Destination, Forwarding, Persistence, Protocol, Service, ServiceFlags,
     ServiceKey, Table, Tunnel, TunnelEncapsulation, TunnelFlags,
 };
 use haldir_ipvs::{IpvsClient, Op, ReconcileReport, Reconciler};
+use haldir_lab::{self as lab, vm::in_vm_or_skip, Lab};
 
 /// The schedulers the VM rig loaded (`HALDIR_VM_SCHEDULERS`), else every one Linux 6.1 has.
 fn schedulers() -> Vec<String> {

@@ -43,9 +43,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use haldir::lab::{self, vm::in_vm_or_skip, wait_until, Lab, Signal};
 use haldir_ipvs::model::{DestKey, Protocol, ServiceKey};
 use haldir_ipvs::IpvsClient;
+use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const VIP: &str = "10.21.0.100";
 const SERVICE: &str = "10.21.0.100:80";
@@ -180,7 +180,9 @@ impl<'l> Daemon<'l> {
     }
 
     fn status(&self) -> Option<serde_json::Value> {
-        serde_json::from_str(&std::fs::read_to_string(&self.status).ok()?).ok()
+        serde_json::from_str(&std::fs::read_to_string(&self.status).ok()?)
+            .ok()
+            .map(haldir_lab::schema_checked)
     }
 
     fn state(&self) -> Option<String> {

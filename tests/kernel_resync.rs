@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_lab::add_real_server;
-use haldir::lab::haldir::HaldirInstance;
-use haldir::lab::{self, vm::in_vm_or_skip, wait_until, Lab, Signal};
+use haldir_lab::haldir::HaldirInstance;
+use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 use serde_json::Value;
 
 const VIP: &str = "10.40.0.100";
@@ -164,7 +164,9 @@ impl<'l> Router<'l> {
     }
 
     fn status(&self) -> Option<Value> {
-        serde_json::from_str(&std::fs::read_to_string(&self.status_path).ok()?).ok()
+        serde_json::from_str(&std::fs::read_to_string(&self.status_path).ok()?)
+            .ok()
+            .map(haldir_lab::schema_checked)
     }
 
     fn state(&self) -> Option<String> {

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use haldir::lab::{self, vm::in_vm_or_skip, Lab};
+use haldir_lab::{self as lab, vm::in_vm_or_skip, Lab};
 
 fn ipvsadm(lab: &Lab, host: &str, args: &[&str]) -> String {
     let mut argv = vec!["ipvsadm"];

@@ -18,8 +18,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use haldir::lab::haldir::{Haldir, HaldirInstance};
-use haldir::lab::{vm::in_vm_or_skip, wait_until, Lab};
+use haldir_lab::haldir::{Haldir, HaldirInstance};
+use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab};
 
 const SYNC_ID: u8 = 42;
 

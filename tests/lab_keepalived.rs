@@ -9,8 +9,9 @@ use std::panic::AssertUnwindSafe;
 use std::process::Command;
 use std::time::Duration;
 
-use haldir::lab::{
-    self, Capture, FrameKind, Keepalived, KeepalivedConfig, KeepalivedState, Lab, Prober, Responder,
+use haldir_lab::{
+    self as lab, Capture, FrameKind, Keepalived, KeepalivedConfig, KeepalivedState, Lab, Prober,
+    Responder,
 };
 
 const VIP: &str = "10.0.0.100";

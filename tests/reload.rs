@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use haldir::lab::capture::Frame;
-use haldir::lab::{is_root, wait_until, Capture, FrameKind, Haldir, HaldirInstance, Lab};
+use haldir_lab::capture::Frame;
+use haldir_lab::{is_root, wait_until, Capture, FrameKind, Haldir, HaldirInstance, Lab};
 use haldir_vrrp::wire::arp::ArpRepr;
 use haldir_vrrp::wire::vrrp::AdvertRepr;
 
@@ -65,7 +65,7 @@ fn adverts_from(frames: &[Frame], mac: [u8; 6], since: Instant) -> Vec<(Instant,
         .iter()
         .filter(|f| f.kind == FrameKind::Vrrp4 && f.src_mac() == mac && f.at >= since)
         .filter_map(|f| {
-            let payload = haldir::lab::capture::vrrp_payload(&f.bytes)?;
+            let payload = haldir_lab::capture::vrrp_payload(&f.bytes)?;
             let src = std::net::Ipv4Addr::new(f.bytes[26], f.bytes[27], f.bytes[28], f.bytes[29]);
             let dst = std::net::Ipv4Addr::new(f.bytes[30], f.bytes[31], f.bytes[32], f.bytes[33]);
             AdvertRepr::parse(payload, src.into(), dst.into())

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use haldir::lab::{skip_unless_root, Haldir, HaldirInstance, Lab};
+use haldir_lab::{skip_unless_root, Haldir, HaldirInstance, Lab};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))
@@ -285,7 +285,7 @@ fn an_insecure_configuration_on_reload_keeps_the_running_one() {
     std::fs::set_permissions(r1.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(r1.reload(&changed).unwrap(), "{}", r1.log());
     assert!(
-        haldir::lab::wait_until(Duration::from_secs(3), || priority() == Some(120)),
+        haldir_lab::wait_until(Duration::from_secs(3), || priority() == Some(120)),
         "{}",
         r1.log()
     );

@@ -12,12 +12,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use haldir::lab::{self, Haldir, Lab};
+use haldir_lab::{self as lab, Haldir, Lab};
 
 const VIP_PUBLIC: &str = "10.0.0.100";
 const VIP_PRIVATE: &str = "10.0.0.200";
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

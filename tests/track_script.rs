@@ -13,13 +13,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use haldir::lab::{self, Haldir, HaldirInstance, Lab};
+use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab};
 
 const VIP: &str = "10.0.0.100";
 const VIP_CIDR: &str = "10.0.0.100/24";
 const FAST: Duration = Duration::from_millis(100);
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -22,9 +22,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use haldir::lab::capture::{Capture, Frame, FrameKind};
-use haldir::lab::pair::{describe, total_drops, Burst, Pair};
-use haldir::lab::{self, skip_unless_root, Haldir, HaldirInstance, Injector, Lab};
+use haldir_lab::capture::{Capture, Frame, FrameKind};
+use haldir_lab::pair::{describe, total_drops, Burst, Pair};
+use haldir_lab::{self as lab, skip_unless_root, Haldir, HaldirInstance, Injector, Lab};
 use haldir_vrrp::auth::clock_sequence;
 use haldir_vrrp::wire::auth::{self as wire_auth, TRAILER_LEN};
 use haldir_vrrp::wire::vrrp::{AdvertRepr, Auth, Version, VRRP_MULTICAST_V4, VRRP_TTL};
@@ -660,7 +660,7 @@ fn ipv6_enforce_pair_authenticates_and_ignores_an_unsigned_router() {
 /// adverts, counting them, and no packet is rejected on either side.
 #[test]
 fn keepalived_without_the_extension_drops_signed_adverts_and_follows_receive_only() {
-    use haldir::lab::keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
+    use haldir_lab::keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
     let name = "keepalived_without_the_extension_drops_signed_adverts_and_follows_receive_only";
     if skip_unless_root(name) {
         return;

@@ -10,9 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use haldir::lab::capture::{vrrp_payload, Frame};
-use haldir::lab::{
-    self, Capture, FrameKind, Haldir, HaldirInstance, Lab, ProbeReport, Prober, Responder,
+use haldir_lab::capture::{vrrp_payload, Frame};
+use haldir_lab::{
+    self as lab, Capture, FrameKind, Haldir, HaldirInstance, Lab, ProbeReport, Prober, Responder,
 };
 use haldir_vrrp::wire::arp::ArpRepr;
 use haldir_vrrp::wire::ndisc::NaRepr;
@@ -29,7 +29,7 @@ const FAST: Duration = Duration::from_millis(100);
 const HIGH: u8 = 150;
 const LOW: u8 = 100;
 
-use haldir::lab::skip_unless_root;
+use haldir_lab::skip_unless_root;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))

@@ -1,1 +1,169 @@
-//! The network-namespace test bed and haldir's demo (moved here from the binary crate).
+//! A reusable network-namespace test bed made of real kernel objects.
+//!
+//! A [`Lab`] is one L2 segment: a switch namespace holding bridge `br0`, and hosts, each a
+//! namespace whose `eth0` is a veth into that bridge. On top of it:
+//!
+//! - [`probe`]: a client-side outage meter (a [`Responder`] per router, a [`Prober`] that
+//!   sends a UDP probe to the VIP every millisecond and records who answered, and when);
+//! - [`capture`]: a packet capture on the bridge keeping VRRP, ARP and IPv6 NA frames;
+//! - [`keepalived`]: Debian's keepalived as a reference VRRP peer, with a crash recipe;
+//! - [`appliance`]: the two-NIC LVS-DR appliance (client, gateway, two routers, two real
+//!   servers on three bridges) that the demo (`haldir-lab`) and `tests/kernel_appliance.rs` run;
+//! - [`traffic`]: long-lived TCP connections through a VIP to echo servers, recording
+//!   every connection lost or stalled.
+//!
+//! Everything the lab creates (namespaces, processes, sockets) is torn down when the [`Lab`]
+//! is dropped, also while unwinding from a failed assertion. All traffic stays inside the
+//! lab's own namespaces. Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN).
+//!
+//! The lab is a crate of its own, never linked into the `haldir` binary: it runs the haldir
+//! binary it is given (the tests pass `env!("CARGO_BIN_EXE_haldir")`) and reads its status
+//! file or asks `haldir status`. [`demo`] is the demo, the `haldir-lab` binary
+//! (`cargo run --release -p haldir-lab`).
+
+pub mod appliance;
+pub mod capture;
+pub mod demo;
+pub mod haldir;
+pub mod inject;
+pub mod keepalived;
+pub mod netns;
+pub mod pair;
+pub mod probe;
+pub mod traffic;
+pub mod vm;
+
+use std::ffi::OsStr;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub use capture::{Capture, FrameKind};
+pub use haldir::{schema_checked, Haldir, HaldirInstance};
+pub use inject::Injector;
+pub use keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
+pub use netns::{in_netns, spawn_in_netns, Lab};
+/// Signals for [`Lab::kill`].
+pub use nix::sys::signal::Signal;
+pub use probe::{ProbeConfig, ProbeReport, Prober, Reply, Responder};
+pub use traffic::{EchoServer, Traffic, TrafficConfig, TrafficReport};
+
+/// True when the process runs as root (effective uid 0): the lab needs it.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// For tests that need root: true (and a loud SKIPPED line naming `test`) when
+/// the process is not root, so the test returns instead of failing.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root for network namespaces !!!!!!!!\n");
+    true
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; true when it held.
+///
+/// The condition is always evaluated at least once, and once more after the deadline, so a
+/// slow last poll does not turn a success into a timeout.
+pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll_until(timeout, Duration::from_millis(10), cond)
+}
+
+/// [`wait_until`] with another polling interval (for conditions that are costly to
+/// evaluate, say a command run in a namespace).
+pub fn poll_until(timeout: Duration, interval: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return cond();
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Locks `mutex`, taking over a poisoned one: the lab's shared records (captured frames,
+/// spawned processes, counters) stay readable after a panicking thread.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Renders a command line for error messages: `ip -n ns link set eth0 up`.
+pub(crate) fn command_line(cmd: &Command) -> String {
+    let mut line = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+/// Runs `cmd` to completion and fails, naming the command and quoting its stderr, unless it
+/// exits with status 0.
+pub(crate) fn run_checked(cmd: &mut Command) -> anyhow::Result<Output> {
+    let output = run_unchecked(cmd)?;
+    if !output.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            command_line(cmd),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(output)
+}
+
+/// Runs `cmd` to completion, failing only when it cannot be started.
+pub(crate) fn run_unchecked(cmd: &mut Command) -> anyhow::Result<Output> {
+    cmd.stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run `{}`", command_line(cmd)))
+}
+
+/// `ip ARGS...`, checked.
+pub(crate) fn ip<I, S>(args: I) -> anyhow::Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_checked(Command::new("ip").args(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_until_returns_true_as_soon_as_the_condition_holds() {
+        let mut polls = 0;
+        assert!(wait_until(Duration::from_secs(5), || {
+            polls += 1;
+            polls == 3
+        }));
+        assert_eq!(polls, 3);
+    }
+
+    #[test]
+    fn wait_until_gives_up_after_the_timeout() {
+        let start = Instant::now();
+        assert!(!wait_until(Duration::from_millis(50), || false));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn failed_command_error_names_the_command_and_its_stderr() {
+        let err = run_checked(Command::new("sh").args(["-c", "echo boom >&2; exit 3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sh -c echo boom >&2; exit 3"), "{err}");
+        assert!(err.contains("boom"), "{err}");
+    }
+}

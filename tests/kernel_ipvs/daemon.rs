@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use haldir::lab::{wait_until, Lab, Signal};
+use haldir_lab::{wait_until, Lab, Signal};
 use serde_json::Value;
 
 /// One haldir process, started with JSON logs, and what it logged.

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use haldir::lab::{self, Lab, Signal};
+use haldir_lab::{self as lab, Lab, Signal};
 
 /// Adds real server `host` at `ip` (/24 on eth0) holding `vip`/32 on `lo`, never answering
 /// ARP for it (the usual DR setup).

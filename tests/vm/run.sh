@@ -5,7 +5,7 @@
 #   bash tests/vm/run.sh --bench        # instead: the IPVS benchmark (bench/ipvs_bulk.rs)
 #   HALDIR_VM_BINARIES="target/debug/deps/kernel_x-HASH ..." bash tests/vm/run.sh   # no build
 #   bash tests/vm/run.sh --lab BINARY [ARGS...]   # instead: `BINARY ARGS` in the VM, live
-#                                                 # (what `haldir lab` does without IPVS)
+#                                                 # (what the demo, haldir-lab, does without IPVS)
 #
 # The host kernel of the development and CI machines has no IPVS, so this script:
 #   1. installs what it needs when absent: qemu-system-x86, Debian's linux-image-amd64 (a
@@ -39,7 +39,7 @@ if [[ ${1:-} == --bench ]]; then
     MODE=bench
     shift
 fi
-# --lab BINARY ARGS...: no build; run one host binary (the demo: `haldir lab ...`) inside
+# --lab BINARY ARGS...: no build; run one host binary (the demo: `haldir-lab --haldir PATH ...`) inside
 # the VM with its output streamed here, and exit with its status.
 LAB_BINARY=
 if [[ ${1:-} == --lab ]]; then

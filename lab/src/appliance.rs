@@ -1,5 +1,5 @@
 //! The two-NIC LVS direct-routing appliance: the topology haldir is built for, in network
-//! namespaces, reusable by the demo (`haldir lab`) and the tests.
+//! namespaces, reusable by the demo (`haldir-lab`) and the tests.
 //!
 //! ```text
 //!  client 10.9.0.10 ── br2 ── gw eth1 10.9.0.1          (upstream; gw forwards, rp_filter off)
@@ -478,7 +478,7 @@ virtual_ipaddress = ["{vip}/32"]
         })
         .collect();
     format!(
-        r#"# haldir lab appliance: router {router} (written by src/lab/appliance.rs)
+        r#"# haldir-lab appliance: router {router} (written by lab/src/appliance.rs)
 [global_defs]
 router_id = "{router}"
 lvs_sync_daemon = {{ interface = "eth1", instance = "VI_PUBLIC", id = {sync_id} }}
@@ -1322,7 +1322,8 @@ fn run_extras(
     // A real server with the DR "ARP problem".
     let (rs2, rs2_address) = REAL_SERVERS[1];
     let conflicts = |router: &Haldir<'_>| -> Vec<Value> {
-        crate::control::request(&router.control_socket(), "status", Duration::from_secs(5))
+        router
+            .control_status()
             .ok()
             .and_then(|s| s["dr_arp_check"]["conflicts"].as_array().cloned())
             .unwrap_or_default()

@@ -1,4 +1,4 @@
-//! `haldir lab`: the built-in demo.
+//! The demo, run by the `haldir-lab` binary (`cargo run --release -p haldir-lab`).
 //!
 //! By default, the whole two-NIC LVS direct-routing appliance of [`super::appliance`] in
 //! network namespaces: two routers running haldir (a sync group over both NICs, IPVS, the
@@ -12,9 +12,15 @@
 //! `--vrrp-only`: the VRRP part alone, on one bridge with two routers and a client (no
 //! IPVS needed): it kills the master (kill -9, or a graceful stop), prints what the client
 //! saw and the timeline on the wire, and lets the old master return and preempt.
+//!
+//! The routers run the `haldir` binary: `--haldir PATH`, else `$HALDIR_BIN`, else the
+//! `haldir` beside this executable, which is built first (`$CARGO build -p haldir --bin
+//! haldir`) when it is missing or older than this executable and `cargo run` started us.
 
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -22,16 +28,19 @@ use anyhow::{bail, Context};
 use super::appliance::{self, StoryOptions};
 use super::capture::{Capture, Frame, FrameKind};
 use super::haldir::{Haldir, HaldirInstance};
+use super::is_root;
 use super::netns::Lab;
 use super::probe::{Prober, Responder};
-use crate::lab::is_root;
 
 const PROBE_PORT: u16 = 7777;
 
-/// The VM rig that runs the demo on a kernel with IPVS, in this source tree.
-const VM_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/run.sh");
+/// The VM rig that runs the demo on a kernel with IPVS, relative to the source tree.
+const VM_SCRIPT: &str = "tests/vm/run.sh";
 
-/// Options of `haldir lab`.
+/// Where the routers' haldir binary is taken from when `--haldir` is not given.
+pub const HALDIR_BIN_ENV: &str = "HALDIR_BIN";
+
+/// Options of the demo (`haldir-lab`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
     /// Only the VRRP failover (two routers and a client on one bridge; no IPVS needed).
@@ -56,12 +65,137 @@ pub struct DemoOptions {
     /// Use an IPv6 virtual address (with --vrrp-only, version 3).
     #[arg(long)]
     pub ipv6: bool,
-    /// The haldir binary the routers run (default: this one).
+    /// The haldir binary the routers run (default: $HALDIR_BIN, else the `haldir` beside
+    /// this executable, built first under `cargo run` when missing or older).
+    #[arg(long, alias = "binary")]
+    pub haldir: Option<PathBuf>,
+    /// The VM rig, `tests/vm/run.sh` (default: found by walking up from the current
+    /// directory and from this executable's directory).
     #[arg(long)]
-    pub binary: Option<PathBuf>,
+    pub vm_script: Option<PathBuf>,
     /// Never re-run inside the VM: fail when this kernel has no IPVS.
     #[arg(long)]
     pub no_vm: bool,
+}
+
+/// The haldir binary the routers run: `--haldir`, else `$HALDIR_BIN`, else the `haldir`
+/// beside this executable. Under `cargo run` (`$CARGO` set) that last one is built first
+/// when it is missing or older than this executable, in this executable's profile.
+pub fn haldir_binary(options: &DemoOptions) -> anyhow::Result<PathBuf> {
+    let given = options
+        .haldir
+        .clone()
+        .map(|path| (path, "--haldir"))
+        .or_else(|| std::env::var_os(HALDIR_BIN_ENV).map(|path| (path.into(), "$HALDIR_BIN")));
+    if let Some((path, from)) = given {
+        if !path.is_file() {
+            bail!(
+                "the haldir binary {} (from {from}) does not exist",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let dir = exe
+        .parent()
+        .context("this executable has no parent directory")?;
+    let sibling = dir.join("haldir");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&sibling), modified(&exe)) {
+        (None, _) => true,
+        (Some(haldir), Some(lab)) => haldir < lab,
+        (Some(_), None) => false,
+    };
+    if stale {
+        if let Some(cargo) = std::env::var_os("CARGO") {
+            build_haldir(&cargo, dir.file_name() == Some("release".as_ref()))?;
+        }
+    }
+    if !sibling.is_file() {
+        bail!(
+            "no haldir binary: {} does not exist; build it (`cargo build --release --bin \
+             haldir`), run the demo with `cargo run --release -p haldir-lab`, or name one with \
+             --haldir PATH or ${HALDIR_BIN_ENV}",
+            sibling.display()
+        );
+    }
+    Ok(sibling)
+}
+
+/// `$CARGO build -p haldir --bin haldir [--release]`, announced on stdout.
+fn build_haldir(cargo: &OsString, release: bool) -> anyhow::Result<()> {
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "haldir", "--bin", "haldir"]);
+    // `cargo run` described this package to us in the environment; build scripts that
+    // watch those variables (ring's watches CARGO_MANIFEST_DIR) would otherwise be rerun,
+    // and everything above them rebuilt, once here and once more by the next `cargo run`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(name);
+        }
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    println!(
+        "== building the haldir binary the routers run: {}",
+        super::command_line(&cmd)
+    );
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run `{}`", super::command_line(&cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", super::command_line(&cmd));
+    }
+    Ok(())
+}
+
+/// True for the variables `cargo run` sets to describe the package it runs.
+fn set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "OUT_DIR"
+        )
+}
+
+/// The VM rig: `--vm-script`, else `tests/vm/run.sh` in the current directory or one of
+/// its parents, else in this executable's directory or one of its parents.
+fn vm_script(options: &DemoOptions) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &options.vm_script {
+        if !path.is_file() {
+            bail!("--vm-script {} does not exist", path.display());
+        }
+        return Ok(path.clone());
+    }
+    let starts = [
+        std::env::current_dir().ok(),
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf)),
+    ];
+    starts
+        .iter()
+        .flatten()
+        .flat_map(|start| start.ancestors())
+        .map(|dir| dir.join(VM_SCRIPT))
+        .find(|path| path.is_file())
+        .with_context(|| {
+            format!(
+                "this kernel has no IPVS (no /proc/net/ip_vs, even after `modprobe ip_vs`), and \
+                 the VM rig that would boot one, {VM_SCRIPT}, is not in the current directory, \
+                 this executable's directory or any of their parents. Run the demo on a kernel \
+                 with IPVS, from the source tree with `cargo run --release -p haldir-lab`, \
+                 name the rig with --vm-script PATH, or use --vrrp-only (no IPVS needed)."
+            )
+        })
 }
 
 /// Runs the demo and prints its story to stdout.
@@ -80,13 +214,10 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the demo builds network namespaces: run it as root");
     }
+    let binary = haldir_binary(&options)?;
     if !appliance::kernel_has_ipvs() {
-        return run_in_vm(&options);
+        return run_in_vm(&options, &binary);
     }
-    let binary = match options.binary.clone() {
-        Some(path) => path,
-        None => std::env::current_exe().context("cannot find the haldir binary")?,
-    };
     let mut story = StoryOptions::new(binary);
     story.connections = options.connections;
     story.graceful = options.graceful;
@@ -99,7 +230,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     }
     story.traffic.interval = Duration::from_secs_f64(interval);
     println!(
-        "== haldir lab: a two-NIC LVS direct-routing appliance in network namespaces\n\
+        "== haldir-lab: a two-NIC LVS direct-routing appliance in network namespaces\n\
          \n\
          \x20  client 10.9.0.10 -- gw -- public bridge: r1, r2 eth0   VIP {vip} (VRRP VI_PUBLIC)\n\
          \x20                     gw -- private bridge: r1, r2 eth1  {private} (VRRP VI_PRIVATE),\n\
@@ -152,35 +283,35 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs this same binary with the same arguments inside the VM rig (a kernel with IPVS).
-fn run_in_vm(options: &DemoOptions) -> anyhow::Result<()> {
+/// Runs this same binary with the same arguments inside the VM rig (a kernel with IPVS),
+/// telling it the haldir binary (`--haldir`, as an absolute path: the VM sees the host's
+/// file system, not its environment).
+fn run_in_vm(options: &DemoOptions, haldir: &Path) -> anyhow::Result<()> {
     if super::vm::in_vm() || options.no_vm {
         bail!(
             "this kernel has no IPVS (no /proc/net/ip_vs, even after `modprobe ip_vs`); \
-             `haldir lab --vrrp-only` needs none"
+             `haldir-lab --vrrp-only` needs none"
         );
     }
-    let script = Path::new(VM_SCRIPT);
-    if !script.is_file() {
-        bail!(
-            "this kernel has no IPVS (no /proc/net/ip_vs, even after `modprobe ip_vs`), and the \
-             VM rig that would boot one, {VM_SCRIPT}, is not there (this binary was built from \
-             another tree). Run `haldir lab` on a kernel with IPVS, from the source tree with \
-             `cargo run --release -- lab`, or `haldir lab --vrrp-only`."
-        );
-    }
-    let exe = std::env::current_exe().context("cannot find the haldir binary")?;
+    let script = vm_script(options)?;
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let haldir = std::path::absolute(haldir)
+        .with_context(|| format!("cannot make {} absolute", haldir.display()))?;
     println!(
         "== this kernel has no IPVS: running the demo inside a VM (Debian's kernel under qemu) \
-         with `bash {VM_SCRIPT} --lab`"
+         with `bash {} --lab`",
+        script.display()
     );
-    let status = std::process::Command::new("bash")
-        .arg(script)
+    // The demo's binary parser lets a later --haldir override an earlier one.
+    let status = Command::new("bash")
+        .arg(&script)
         .arg("--lab")
         .arg(&exe)
         .args(std::env::args_os().skip(1))
+        .arg("--haldir")
+        .arg(&haldir)
         .status()
-        .with_context(|| format!("cannot run bash {VM_SCRIPT}"))?;
+        .with_context(|| format!("cannot run bash {}", script.display()))?;
     if !status.success() {
         bail!("the demo in the VM failed ({status})");
     }
@@ -216,16 +347,13 @@ fn run_vrrp_only(options: DemoOptions) -> anyhow::Result<()> {
     if options.ipv6 && options.version != 3 {
         bail!("IPv6 needs VRRP version 3 (--version 3)");
     }
-    let binary = match options.binary.clone() {
-        Some(path) => path,
-        None => std::env::current_exe().context("cannot find the haldir binary")?,
-    };
+    let binary = haldir_binary(&options)?;
     let interval = Duration::from_secs_f64(options.advert_int);
     let addresses = if options.ipv6 { &IPV6 } else { &IPV4 };
     let vip: IpAddr = addresses.vip.parse().expect("a valid literal");
 
     println!(
-        "== haldir lab: two routers (r1 priority 150, r2 priority 100) and a client on one bridge"
+        "== haldir-lab: two routers (r1 priority 150, r2 priority 100) and a client on one bridge"
     );
     let lab = Lab::new("demo")?;
     lab.add_host("r1", &[addresses.routers[0]])?;
@@ -372,5 +500,56 @@ fn print_timeline(frames: &[Frame], failed_at: Instant, old: [u8; 6], new: [u8; 
             "gratuitous ARP"
         };
         println!("   {}  first {what} from r2", offset(f.at));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: DemoOptions,
+    }
+
+    fn options(args: &[&str]) -> DemoOptions {
+        Cli::try_parse_from(std::iter::once("haldir-lab").chain(args.iter().copied()))
+            .expect("valid options")
+            .demo
+    }
+
+    #[test]
+    fn the_vm_rig_is_found_by_walking_up_from_the_current_directory() {
+        // `cargo test` runs this in lab/, one level below the tree's tests/vm/run.sh.
+        let script = vm_script(&options(&[])).expect("the rig is in this source tree");
+        assert!(script.ends_with(VM_SCRIPT), "{}", script.display());
+        assert!(script.is_file());
+    }
+
+    #[test]
+    fn a_missing_vm_rig_named_on_the_command_line_is_an_error() {
+        let err = vm_script(&options(&["--vm-script", "/nonexistent/run.sh"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/run.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_haldir_binary_named_on_the_command_line_is_an_error() {
+        let err = haldir_binary(&options(&["--haldir", "/nonexistent/haldir"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/haldir"), "{err}");
+        assert!(err.contains("--haldir"), "{err}");
+    }
+
+    #[test]
+    fn the_haldir_binary_named_on_the_command_line_is_used_as_is() {
+        // Any existing file will do: no build, no check beyond its existence.
+        let path = std::env::current_exe().expect("the test binary");
+        let given = path.to_str().expect("a UTF-8 path");
+        assert_eq!(haldir_binary(&options(&["--haldir", given])).unwrap(), path);
     }
 }

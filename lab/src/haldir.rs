@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::netns::Lab;
-use super::wait_until;
+use super::{run_checked, wait_until};
 
 /// One `[[vrrp_instance]]` of a lab router, rendered as TOML.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +125,7 @@ pub struct Haldir<'l> {
     lab: &'l Lab,
     host: String,
     pid: u32,
+    binary: PathBuf,
     config_path: PathBuf,
     status_path: PathBuf,
 }
@@ -204,6 +205,7 @@ impl<'l> Haldir<'l> {
             lab,
             host: host.to_owned(),
             pid,
+            binary: binary.to_owned(),
             config_path,
             status_path,
         };
@@ -238,6 +240,25 @@ impl<'l> Haldir<'l> {
         self.lab.dir().join(format!("{}-haldir.sock", self.host))
     }
 
+    /// Its live status document, as `haldir status --json --socket ...` prints it: the
+    /// status file ([`Haldir::status`]) holds only the VRRP part, not the operator's parts
+    /// such as `dr_arp_check`.
+    pub fn control_status(&self) -> anyhow::Result<Value> {
+        let output = run_checked(
+            Command::new(&self.binary)
+                .args(["status", "--json", "--socket"])
+                .arg(self.control_socket()),
+        )?;
+        let document = serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "`haldir status --json` of {} printed no JSON: {}",
+                self.host,
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })?;
+        Ok(schema_checked(document))
+    }
+
     /// The configuration file it was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
@@ -246,7 +267,7 @@ impl<'l> Haldir<'l> {
     /// The last status snapshot it wrote (`None` before the first, or once unreadable).
     pub fn status(&self) -> Option<Value> {
         let text = std::fs::read_to_string(&self.status_path).ok()?;
-        serde_json::from_str(&text).ok()
+        serde_json::from_str(&text).ok().map(schema_checked)
     }
 
     /// The state of every instance ("BACKUP", "MASTER", ...), in configuration order.
@@ -370,4 +391,15 @@ impl<'l> Haldir<'l> {
             ),
         }
     }
+}
+
+/// Every status document or status file a test reads goes through here: it is checked
+/// against the status schema (`docs/status.schema.json`, by way of the typed model in
+/// `haldir_status`), and one that breaks it fails the test that read it, naming what is wrong.
+/// The file is written whole (write, then rename), so a complete read is always a document.
+pub fn schema_checked(document: serde_json::Value) -> serde_json::Value {
+    if let Err(e) = haldir_status::schema::validate(&document) {
+        panic!("a status document breaks the status schema: {e}\n{document:#}");
+    }
+    document
 }

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # fn t() {
-//! if !haldir::lab::vm::in_vm_or_skip("kernel_smoke::ipvsadm_programs_a_service") {
+//! if !haldir_lab::vm::in_vm_or_skip("kernel_smoke::ipvsadm_programs_a_service") {
 //!     return;
 //! }
 //! # }
