@@ -233,7 +233,7 @@ async fn start_ipvs(
         }
     };
     let (ownership, previously_owned) =
-        crate::ipvs_ownership::OwnershipFile::open(crate::ipvs_ownership::default_path());
+        haldir_ipvs::ownership::OwnershipFile::open(haldir_ipvs::ownership::default_path());
     let reconciler = Reconciler::with_owned(client, previously_owned);
     Some((
         reconciler,
@@ -244,10 +244,10 @@ async fn start_ipvs(
     ))
 }
 
-/// Where the IPVS rounds go: the ownership file (src/ipvs_ownership.rs) and the
+/// Where the IPVS rounds go: the ownership file (`haldir_ipvs::ownership`) and the
 /// counters of `/metrics`.
 struct IpvsRounds {
-    ownership: crate::ipvs_ownership::OwnershipFile,
+    ownership: haldir_ipvs::ownership::OwnershipFile,
     counters: std::sync::Arc<crate::counters::DaemonCounters>,
 }
 

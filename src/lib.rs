@@ -13,7 +13,6 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod health_wiring;
-pub mod ipvs_ownership;
 pub mod live;
 pub mod metrics;
 pub mod notify;

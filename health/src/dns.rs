@@ -70,21 +70,6 @@ impl DnsType {
         }
     }
 
-    /// Parse the config word (case-insensitive).
-    pub fn parse(word: &str) -> Option<Self> {
-        Some(match word.to_ascii_uppercase().as_str() {
-            "A" => DnsType::A,
-            "NS" => DnsType::Ns,
-            "CNAME" => DnsType::Cname,
-            "SOA" => DnsType::Soa,
-            "MX" => DnsType::Mx,
-            "TXT" => DnsType::Txt,
-            "AAAA" => DnsType::Aaaa,
-            _ => return None,
-        })
-    }
-}
-
 /// Why a `DNS_CHECK` configuration is unusable.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DnsConfigError {

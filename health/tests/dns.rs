@@ -57,7 +57,7 @@ async fn dns_check_is_up_on_noerror_and_down_on_error_or_silence() {
     let answer = Arc::new(Mutex::new(Answer::Rcode(0)));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let addr = responder(answer.clone(), seen.clone()).await;
-    let check = DnsCheck::new(addr, DnsType::parse("a").unwrap(), "www.example.com")
+    let check = DnsCheck::new(addr, DnsType::A, "www.example.com")
         .unwrap()
         .with_timeout(ms(300));
     assert_eq!(check.kind(), "DNS_CHECK");

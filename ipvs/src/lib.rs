@@ -16,9 +16,11 @@
 //!   diff through an [`Applier`] and repairs drift when called again.
 //! - [`keeper`]: the loop that keeps the kernel in step with a changing
 //!   desired table ([`keep_in_step`]), with its retry backoff.
+//! - [`ownership`]: which services haldir owns, kept in a file across crashes, so a
+//!   restarted haldir deletes what it owned and never what it did not.
 //!
-//! The crate depends on no other haldir crate: `src/` converts the
-//! configuration into a [`model::Table`].
+//! The crate depends on no other haldir crate: the director's policy
+//! (`haldir_director`) turns the configuration into a [`model::Table`].
 
 pub mod apply;
 pub mod client;
@@ -27,6 +29,7 @@ pub mod diff;
 pub mod keeper;
 pub mod model;
 pub mod netlink;
+pub mod ownership;
 pub mod resync;
 pub mod sync_wire;
 

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
-use haldir_ipvs::model::{AddressFamily, Protocol, ServiceKey};
+use crate::model::{AddressFamily, Protocol, ServiceKey};
 
 /// The directory of the ownership files.
 pub const STATE_DIR: &str = "/run/haldir";
