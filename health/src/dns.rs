@@ -69,6 +69,7 @@ impl DnsType {
             DnsType::Aaaa => 28,
         }
     }
+}
 
 /// Why a `DNS_CHECK` configuration is unusable.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
