@@ -22,7 +22,7 @@ impl<'l> Daemon<'l> {
             .arg(config)
             .args(["--ipvs-resync", &resync_secs.to_string()])
             .args(["--log-format", "json"])
-            .env("HALDIR_LOG", "info,haldir::daemon=debug");
+            .env("HALDIR_LOG", "info,haldir_ipvs::keeper=debug");
         let pid = lab.spawn(host, cmd).expect("start haldir");
         Daemon { lab, pid }
     }
