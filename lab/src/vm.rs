@@ -33,10 +33,10 @@ pub fn in_vm_or_skip(name: &str) -> bool {
     // Straight to the stderr handle, not `eprintln!`: the test harness captures the macros'
     // output of passing tests, and this line must be seen.
     use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {name}: needs the IPVS kernel; run tests/vm/run.sh"
-    );
+    // One write of the whole line, so that another test thread's output cannot land inside
+    // it (tests/run.sh counts these lines).
+    let line = format!("SKIPPED {name}: needs the IPVS kernel; run tests/vm/run.sh\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }
 
