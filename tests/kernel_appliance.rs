@@ -77,8 +77,7 @@ fn assert_story(story: &haldir_lab::appliance::Story, options: &StoryOptions) {
         assert!(
             leg.gateway_follows_new,
             "{}: the gateway's neighbour entry for the VIP does not name {}\n{summary}",
-            leg.name,
-            leg.new_master
+            leg.name, leg.new_master
         );
         assert_eq!(
             leg.established, expected,
@@ -129,8 +128,7 @@ fn vm_options() -> StoryOptions {
 /// (its GARP and its first forwarded packet are asserted, and the gateway follows it), no
 /// connection is lost or stalled through the change, and r1's return preempts cleanly.
 #[test]
-fn kill_9_of_haldir_on_the_master_moves_the_traffic_to_r2_and_back_without_losing_a_connection()
-{
+fn kill_9_of_haldir_on_the_master_moves_the_traffic_to_r2_and_back_without_losing_a_connection() {
     if !in_vm_or_skip(
         "kernel_appliance::kill_9_of_haldir_on_the_master_moves_the_traffic_to_r2_and_back_without_losing_a_connection",
     ) {

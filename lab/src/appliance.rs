@@ -1547,7 +1547,11 @@ pub fn describe_leg(leg: &Leg) -> String {
         leg.new_master,
         seen(leg.garp_seen),
         seen(leg.first_forwarded),
-        if leg.gateway_follows_new { "names" } else { "does NOT name" },
+        if leg.gateway_follows_new {
+            "names"
+        } else {
+            "does NOT name"
+        },
         leg.new_master,
         if leg.old_master_isolated {
             "; the old master was cut off both segments"
