@@ -405,18 +405,7 @@ impl<'l> Appliance<'l> {
             .lab
             .run(GATEWAY, &["ip", "-4", "neigh", "show", VIP])
             .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        let at = fields.iter().position(|f| *f == "lladdr")?;
-        let mut mac = [0u8; 6];
-        let parts: Vec<&str> = fields.get(at + 1)?.split(':').collect();
-        if parts.len() != 6 {
-            return None;
-        }
-        for (byte, part) in mac.iter_mut().zip(parts) {
-            *byte = u8::from_str_radix(part, 16).ok()?;
-        }
-        Some(mac)
+        neighbour_lladdr(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// Cuts (or restores) `router`'s private link at the switch: its bridge port goes down,
@@ -650,6 +639,22 @@ impl Drop for ForwardWatch {
             let _ = thread.join();
         }
     }
+}
+
+/// The link-layer address of an `ip neigh show ADDRESS` line
+/// (`10.1.0.100 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE`), if it has one.
+fn neighbour_lladdr(text: &str) -> Option<[u8; 6]> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let at = fields.iter().position(|f| *f == "lladdr")?;
+    let parts: Vec<&str> = fields.get(at + 1)?.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    Some(mac)
 }
 
 /// Which router (index into `macs`) sent this IPv4 frame to `vip`, if any.
@@ -1651,6 +1656,17 @@ mod tests {
     }
 
     /// A gratuitous ARP request for 10.0.0.100 captured from keepalived (see capture.rs).
+    #[test]
+    fn the_gateways_neighbour_entry_yields_its_link_layer_address() {
+        assert_eq!(
+            neighbour_lladdr("10.1.0.100 dev eth0 lladdr 02:48:4c:00:00:0a STALE\n"),
+            Some([0x02, 0x48, 0x4c, 0, 0, 0x0a])
+        );
+        assert_eq!(neighbour_lladdr("10.1.0.100 dev eth0 FAILED\n"), None);
+        assert_eq!(neighbour_lladdr(""), None);
+        assert_eq!(neighbour_lladdr("x lladdr 02:48:4c:00:00\n"), None);
+    }
+
     #[test]
     fn arp_target_reads_the_target_protocol_address() {
         let digits = "ffffffffffff02484c00000108060001080006040001\
