@@ -404,6 +404,51 @@ fn check_wire(case: &Case, seen: &[Seen], hosts: &[&str]) {
     }
 }
 
+/// Samples one router's addresses (getifaddrs, i.e. netlink, in its namespace) every
+/// millisecond until stopped, and records when the VIP was first seen missing.
+struct VipGoneWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Option<Instant>, u64)>,
+}
+
+impl VipGoneWatch {
+    fn start(lab: &Lab, host: &str) -> VipGoneWatch {
+        use std::sync::atomic::Ordering;
+        let vip: Ipv4Addr = VIP.parse().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = lab::spawn_in_netns(&lab.ns_name(host), &format!("vipgone-{host}"), {
+            let stop = stop.clone();
+            move || {
+                let mut samples = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let at = Instant::now();
+                    let held = nix::ifaddrs::getifaddrs().is_ok_and(|mut addrs| {
+                        addrs.any(|a| {
+                            a.address
+                                .and_then(|s| s.as_sockaddr_in().map(|s| s.ip() == vip))
+                                .unwrap_or(false)
+                        })
+                    });
+                    samples += 1;
+                    if !held {
+                        return (Some(at), samples);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (None, samples)
+            }
+        })
+        .unwrap();
+        VipGoneWatch { stop, thread }
+    }
+
+    /// Stops; when the VIP was first seen missing, and the number of samples.
+    fn stop(self) -> (Option<Instant>, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
 fn holders(lab: &Lab) -> Vec<&'static str> {
     [R1.0, R2.0]
         .into_iter()
@@ -585,15 +630,12 @@ fn run_case(case: Case) {
     );
     lab.link_set(R1.0, "eth0", true).unwrap();
     resp1.set_answering(true);
+    // The restarted r1 starts as backup (RFC 5798 §6.4.1: priority below 255) and must
+    // remove the stale VIP before it preempts and adds it again: a sampler in r1's
+    // namespace, started before r1, must see the VIP gone at least once.
+    let stale_watch = VipGoneWatch::start(&lab, R1.0);
     let restart = Instant::now();
     let r1 = Router::start(&lab, &case, R1.0);
-    if r1.state().as_deref() == Some("BACKUP") {
-        // Still backup: the stale VIP of the crashed run must be gone.
-        assert!(
-            !lab.has_address(R1.0, VIP) || r1.state().as_deref() == Some("MASTER"),
-            "{label}: the restarted r1 kept the stale VIP as backup"
-        );
-    }
     wait_for_roles(
         &lab,
         &case,
@@ -603,9 +645,17 @@ fn run_case(case: Case) {
         case.master_down(HIGH) + slack,
         "preemption by the restarted r1",
     );
+    let elapsed = restart.elapsed();
+    let (gone_at, samples) = stale_watch.stop();
     eprintln!(
-        "TAKEOVER preempt  {label}: r1 restart -> r1 master, VIP back, client served by r1: {:?}",
-        restart.elapsed()
+        "TAKEOVER preempt  {label}: r1 restart -> r1 master, VIP back, client served by r1: \
+         {elapsed:?}; the stale VIP was gone from r1 {:?} after the restart ({samples} samples)",
+        gone_at.map(|at| at.saturating_duration_since(restart))
+    );
+    assert!(
+        gone_at.is_some(),
+        "{label}: the restarted r1 never removed the stale VIP before it became master again \
+         ({samples} samples of its addresses)"
     );
 
     // 4. Graceful stop of the master: priority 0, then r2 takes over after Skew_Time.

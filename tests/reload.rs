@@ -86,6 +86,26 @@ fn garps_from(frames: &[Frame], mac: [u8; 6], since: Instant) -> Vec<std::net::I
         .collect()
 }
 
+/// The largest gap allowed between two of the master's adverts around a reload: the
+/// expected figure is one interval (100 ms); three times that (it was one interval + 40 ms)
+/// holds on a loaded 2-core machine, where a capture or a daemon not scheduled for a while
+/// shows as a late advert (seen: 130-230 ms now and then, with or without a reload), and is
+/// still below r2's Master_Down_Interval (361 ms), so a reload that paused the adverts long
+/// enough to matter fails it. The gap is taken over the reload only (from three intervals
+/// before it to three after it was applied or rejected): a stall of the loaded machine half
+/// a second later says nothing about the reload. The measured gap and the advert times are
+/// printed.
+const RELOAD_GAP_BOUND: Duration = Duration::from_millis(300);
+
+/// The adverts in `times` from three intervals before `start` to three after `done`.
+fn around(times: &[Instant], start: Instant, done: Instant) -> Vec<Instant> {
+    times
+        .iter()
+        .copied()
+        .filter(|at| *at + INTERVAL * 3 >= start && *at <= done + INTERVAL * 3)
+        .collect()
+}
+
 fn largest_gap(times: &[Instant]) -> Duration {
     times
         .windows(2)
@@ -115,9 +135,11 @@ fn reloading_an_identical_configuration_changes_nothing_on_the_wire() {
     let transitions = (r1.counter("transitions"), r2.counter("transitions"));
     let reloaded_at = Instant::now();
     assert!(r1.reload(&render(&config)).unwrap(), "{}", r1.log());
+    let r1_done = reloaded_at.elapsed();
     assert!(r2
         .reload(&render(&[instance("VI_1", 51, 100, &["10.0.0.100/24"])]))
         .unwrap());
+    let r2_done = reloaded_at.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let frames = capture.kept();
     let adverts: Vec<Instant> = adverts_from(&frames, r1_mac, reloaded_at - INTERVAL * 3)
@@ -129,10 +151,26 @@ fn reloading_an_identical_configuration_changes_nothing_on_the_wire() {
         "the master kept advertising: {}",
         adverts.len()
     );
-    let gap = largest_gap(&adverts);
+    let gap = largest_gap(&around(&adverts, reloaded_at, reloaded_at + r2_done));
+    let offsets: Vec<String> = adverts
+        .iter()
+        .map(|at| {
+            if *at >= reloaded_at {
+                format!("+{:.1}", (*at - reloaded_at).as_secs_f64() * 1000.0)
+            } else {
+                format!("-{:.1}", (reloaded_at - *at).as_secs_f64() * 1000.0)
+            }
+        })
+        .collect();
+    eprintln!(
+        "identical reload: {} adverts, the largest gap {gap:?} (interval {INTERVAL:?}); adverts \
+         at (ms from the reload, r1 reloaded after {r1_done:?}, r2 after {r2_done:?}): {}",
+        adverts.len(),
+        offsets.join(" ")
+    );
     assert!(
-        gap < INTERVAL + Duration::from_millis(40),
-        "no gap in the adverts longer than one interval: {gap:?}"
+        gap < RELOAD_GAP_BOUND,
+        "the adverts paused across the reload: the largest gap was {gap:?}"
     );
     assert!(
         garps_from(&frames, r1_mac, reloaded_at).is_empty(),
@@ -271,20 +309,57 @@ fn a_broken_configuration_on_reload_changes_nothing() {
     let config = [instance("VI_1", 51, 150, &["10.0.0.100/24"])];
     let (r1, r2, capture) = pair(&lab, &config);
     let r1_mac = lab.mac_bytes("r1").unwrap();
+    // Past the election: the window below starts three intervals before the reload and
+    // must hold steady-state adverts only.
+    std::thread::sleep(INTERVAL * 5);
     let transitions = (r1.counter("transitions"), r2.counter("transitions"));
     let reloaded_at = Instant::now();
     let broken = render(&config).replace("priority = 150", "priority = 300");
     assert!(!r1.reload(&broken).unwrap(), "the reload is rejected");
+    let rejected = reloaded_at.elapsed();
     let log = r1.log();
     assert!(
         log.contains("haldir.toml:") && log.contains("priority"),
         "the error names file:line:col: {log}"
     );
     std::thread::sleep(Duration::from_millis(800));
-    let adverts: Vec<(Instant, AdvertRepr)> = adverts_from(&capture.kept(), r1_mac, reloaded_at);
-    assert!(adverts.iter().all(|(_, a)| a.priority == 150));
+    // From three intervals before the reload: a gap at the reload itself shows too.
+    let adverts: Vec<(Instant, AdvertRepr)> =
+        adverts_from(&capture.kept(), r1_mac, reloaded_at - INTERVAL * 3);
     let times: Vec<Instant> = adverts.iter().map(|(at, _)| *at).collect();
-    assert!(largest_gap(&times) < INTERVAL + Duration::from_millis(40));
+    let gap = largest_gap(&around(&times, reloaded_at, reloaded_at + rejected));
+    let offsets: Vec<String> = times
+        .iter()
+        .map(|at| {
+            if *at >= reloaded_at {
+                format!("+{:.1}", (*at - reloaded_at).as_secs_f64() * 1000.0)
+            } else {
+                format!("-{:.1}", (reloaded_at - *at).as_secs_f64() * 1000.0)
+            }
+        })
+        .collect();
+    eprintln!(
+        "broken reload: {} adverts, the largest gap {gap:?} (interval {INTERVAL:?}); adverts \
+         at (ms from the reload, rejected after {rejected:?}): {}",
+        adverts.len(),
+        offsets.join(" ")
+    );
+    // About 11 adverts in those 1.1 s or more; fewer than half of that
+    // means the master stopped (or the capture saw nothing, which proves nothing either).
+    assert!(
+        adverts.len() >= 5,
+        "the master kept advertising through the rejected reload: {} adverts captured",
+        adverts.len()
+    );
+    assert!(
+        adverts.iter().all(|(_, a)| a.priority == 150),
+        "priority unchanged: {:?}",
+        adverts.iter().map(|(_, a)| a.priority).collect::<Vec<_>>()
+    );
+    assert!(
+        gap < RELOAD_GAP_BOUND,
+        "the adverts paused across the rejected reload: the largest gap was {gap:?}"
+    );
     assert_eq!(
         (r1.counter("transitions"), r2.counter("transitions")),
         transitions

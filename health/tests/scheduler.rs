@@ -41,6 +41,11 @@ impl Checker for Probe {
     }
 }
 
+/// The scheduler's largest lateness (a run started after it was due) allowed: the expected
+/// figure is a few ms; 150 ms is three times the old bound of 50 ms, which a loaded 2-core
+/// machine broke. The figure is printed.
+const LATENESS_BOUND: Duration = Duration::from_millis(150);
+
 #[tokio::test]
 async fn first_runs_are_spread_over_delay_loop_not_fired_in_one_burst() {
     let (handle, _events) = scheduler();
@@ -59,20 +64,36 @@ async fn first_runs_are_spread_over_delay_loop_not_fired_in_one_burst() {
     for i in 0..500 {
         handle.add(CheckId(i), probe.clone(), timing.clone()).await;
     }
-    tokio::time::sleep(ms(1050)).await;
+    // One delay_loop, plus room for the lateness bound below.
+    tokio::time::sleep(ms(1000) + LATENESS_BOUND).await;
     let starts = starts.lock().unwrap().clone();
     assert!(starts.len() >= 500, "{} runs", starts.len());
-    // Bucket the first 500 runs into 10 slices of 100 ms: each holds about 50, none a burst.
+    // Bucket the first 500 runs into 10 slices of 100 ms: each holds about 50. A burst puts
+    // them all in the first. On a loaded machine a stall of the runtime empties a slice and
+    // piles its runs into the next, so the bounds are behaviour, not precision (they were
+    // 20..=90 per slice): no slice holds more than three times its share, and the runs
+    // cover the delay_loop (the first and the last of them at least 800 ms apart).
     let mut buckets = [0usize; 10];
     for s in &starts[..500] {
         let slice = ((*s - t0).as_millis() / 100).min(9) as usize;
         buckets[slice] += 1;
     }
-    assert!(
-        buckets.iter().all(|&b| (20..=90).contains(&b)),
-        "{buckets:?}"
+    let first = starts[..500].iter().min().copied().unwrap();
+    let last = starts[..500].iter().max().copied().unwrap();
+    let stats = handle.stats();
+    eprintln!(
+        "first runs of 500 checks by 100 ms slice: {buckets:?}; spread over {:?}; the \
+         scheduler's largest lateness {:?}",
+        last - first,
+        stats.max_lateness
     );
-    assert!(handle.stats().max_lateness < ms(50), "{:?}", handle.stats());
+    assert!(buckets.iter().all(|&b| b <= 150), "a burst: {buckets:?}");
+    assert!(
+        last - first >= ms(800),
+        "the first runs span only {:?}: {buckets:?}",
+        last - first
+    );
+    assert!(stats.max_lateness < LATENESS_BOUND, "{stats:?}");
     handle.shutdown(false).await;
 }
 

@@ -391,6 +391,23 @@ impl<'l> Appliance<'l> {
         })
     }
 
+    /// Cuts (or restores) both of `router`'s links at the switch (public and private bridge
+    /// ports): the router is gone from both segments, whatever its kernel still holds.
+    pub fn set_links(&self, router: &str, up: bool) -> anyhow::Result<()> {
+        self.lab.link_set("sw", &format!("p-{router}"), up)?;
+        self.lab.link_set("sw", &format!("q-{router}"), up)
+    }
+
+    /// The link-layer address the gateway holds for [`VIP`] on the public bridge (`ip
+    /// neigh`, read from outside the routers), if it has one.
+    pub fn gateway_mac_for_vip(&self) -> Option<[u8; 6]> {
+        let out = self
+            .lab
+            .run(GATEWAY, &["ip", "-4", "neigh", "show", VIP])
+            .ok()?;
+        neighbour_lladdr(&String::from_utf8_lossy(&out.stdout))
+    }
+
     /// Cuts (or restores) `router`'s private link at the switch: its bridge port goes down,
     /// so the router's `eth1` loses carrier.
     pub fn set_private_link(&self, router: &str, up: bool) -> anyhow::Result<()> {
@@ -624,6 +641,22 @@ impl Drop for ForwardWatch {
     }
 }
 
+/// The link-layer address of an `ip neigh show ADDRESS` line
+/// (`10.1.0.100 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE`), if it has one.
+fn neighbour_lladdr(text: &str) -> Option<[u8; 6]> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let at = fields.iter().position(|f| *f == "lladdr")?;
+    let parts: Vec<&str> = fields.get(at + 1)?.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    Some(mac)
+}
+
 /// Which router (index into `macs`) sent this IPv4 frame to `vip`, if any.
 fn forwarded_by(frame: &[u8], vip: Ipv4Addr, macs: &[[u8; 6]; 2]) -> Option<usize> {
     if frame.get(12..14)? != [0x08, 0x00] {
@@ -644,6 +677,13 @@ pub struct Timeline {
     pub mark: Instant,
     /// (when, what), sorted.
     pub events: Vec<(Instant, String)>,
+    /// The new master's first gratuitous ARP for [`VIP`] on the public bridge, at or
+    /// after the event (`None`: not seen).
+    pub garp_from_new: Option<Instant>,
+    /// The first client packet the new master forwarded to a real server (a frame to
+    /// [`VIP`] from its private MAC on the private bridge), at or after the event
+    /// (`None`: not seen).
+    pub first_forwarded_by_new: Option<Instant>,
 }
 
 impl Timeline {
@@ -661,6 +701,8 @@ impl Timeline {
         let new_mac = lab.mac_bytes(new)?;
         let vip: Ipv4Addr = VIP.parse().expect("literal");
         let mut events = Vec::new();
+        let mut garp_from_new = None;
+        let mut first_forwarded_by_new = None;
         if let Some(f) = frames
             .iter()
             .rfind(|f| f.kind.is_vrrp() && f.src_mac() == old_mac && f.at <= mark)
@@ -683,6 +725,7 @@ impl Timeline {
                 && arp_target(&f.bytes) == Some(vip)
         }) {
             events.push((f.at, format!("first gratuitous ARP for {VIP} from {new}")));
+            garp_from_new = Some(f.at);
         }
         let new_index = ROUTERS.iter().position(|r| *r == new).unwrap_or(0);
         if let Some(change) = forward.first_change_to(new_index, mark) {
@@ -693,9 +736,15 @@ impl Timeline {
                 change.at,
                 format!("first client packet forwarded by {new} to a real server"),
             ));
+            first_forwarded_by_new = Some(change.at);
         }
         events.sort_by_key(|(at, _)| *at);
-        Ok(Timeline { mark, events })
+        Ok(Timeline {
+            mark,
+            events,
+            garp_from_new,
+            first_forwarded_by_new,
+        })
     }
 
     /// Adds an event.
@@ -754,6 +803,15 @@ pub struct StoryOptions {
     pub new_connections: usize,
     /// Stop the master with SIGTERM instead of kill -9.
     pub graceful: bool,
+    /// After stopping the master's haldir, also cut both of its links at the switch: the
+    /// old master is really gone (its kernel, which keeps the VIPs and the IPVS table after
+    /// a kill -9, can no longer forward), so the connections survive only if the new
+    /// master moved the traffic (gratuitous ARP) and forwards it. The links come back
+    /// just before haldir starts again on it. Default false.
+    pub isolate_old_master: bool,
+    /// Run the acts after the two failovers (bulk resync report, DR ARP check, private
+    /// link cut). Default true.
+    pub extras: bool,
     /// A connection silent for longer than this is stalled (default 3 s).
     pub stall_threshold: Duration,
     /// How long the traffic runs after each takeover before it is judged (default 4 s,
@@ -775,6 +833,8 @@ impl StoryOptions {
             connections: 200,
             new_connections: 20,
             graceful: false,
+            isolate_old_master: false,
+            extras: true,
             stall_threshold: Duration::from_secs(3),
             settle: Duration::from_secs(4),
             takeover_timeout: Duration::from_secs(60),
@@ -818,6 +878,18 @@ pub struct Leg {
     pub echo_rate: (f64, f64),
     /// Why new connections failed, if any did.
     pub new_failures: Vec<String>,
+    /// The new master's first gratuitous ARP for the VIP on the public bridge, after the
+    /// event (from the capture; `None`: not seen).
+    pub garp_seen: Option<Duration>,
+    /// The first client packet the new master forwarded to a real server, after the event
+    /// (from the private bridge; `None`: not seen).
+    pub first_forwarded: Option<Duration>,
+    /// Whether the gateway's neighbour entry for the VIP (`ip neigh`, read when the leg is
+    /// judged) names the new master's public MAC.
+    pub gateway_follows_new: bool,
+    /// Whether the old master was cut off both segments for this leg (see
+    /// [`StoryOptions::isolate_old_master`]).
+    pub old_master_isolated: bool,
     /// Times the client program itself was not scheduled for more than half a second
     /// after the event: (offset from the event in ms, how long). Silences overlapping
     /// them come from the machine (a starved VM), not from the network.
@@ -848,6 +920,9 @@ impl Story {
         self.legs.iter().all(|l| {
             l.lost.is_empty()
                 && l.stalled.is_empty()
+                && l.garp_seen.is_some()
+                && l.first_forwarded.is_some()
+                && l.gateway_follows_new
                 && l.survived == l.established
                 && l.new_up == l.new_opened
         })
@@ -865,6 +940,8 @@ struct LegEvent<'a> {
     exchanges_at_mark: u64,
     synced_before: usize,
     new_up: usize,
+    gateway_follows_new: bool,
+    old_master_isolated: bool,
     /// The traffic label of the connections opened after the takeover.
     new_label: &'a str,
 }
@@ -878,6 +955,9 @@ fn judge_leg(
 ) -> Leg {
     let mark = event.mark;
     let (established, survived, lost, stalled) = leg_outcome(report, mark, options.stall_threshold);
+    let after_mark = |at: Option<Instant>| at.map(|at| at.saturating_duration_since(mark));
+    let garp_seen = after_mark(timeline.garp_from_new);
+    let first_forwarded = after_mark(timeline.first_forwarded_by_new);
     Leg {
         name: event.name,
         new_master: event.new_master.into(),
@@ -900,6 +980,10 @@ fn judge_leg(
         ),
         new_failures: failures_of(report, event.new_label),
         driver_lags: lags_after(report, mark),
+        garp_seen,
+        first_forwarded,
+        gateway_follows_new: event.gateway_follows_new,
+        old_master_isolated: event.old_master_isolated,
     }
 }
 
@@ -1160,10 +1244,17 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     say(&format!(
         "r2's IPVS already knows {synced} established connections (the kernel's sync daemon)"
     ));
-    let how = if options.graceful {
-        "SIGTERM to haldir on r1 (graceful: priority-0 adverts, VIPs removed)"
-    } else {
-        "kill -9 of haldir on r1 (its kernel keeps the VIPs and the IPVS table)"
+    let how = match (options.graceful, options.isolate_old_master) {
+        (true, false) => "SIGTERM to haldir on r1 (graceful: priority-0 adverts, VIPs removed)",
+        (true, true) => {
+            "SIGTERM to haldir on r1, then r1's links cut at the switch (r1 is gone from both \
+             segments)"
+        }
+        (false, false) => "kill -9 of haldir on r1 (its kernel keeps the VIPs and the IPVS table)",
+        (false, true) => {
+            "kill -9 of haldir on r1, then r1's links cut at the switch (r1 is gone: its \
+             kernel, which keeps the VIPs and the IPVS table, can no longer forward)"
+        }
     };
     say(how);
     let exchanges_at_mark = traffic.report().exchanges();
@@ -1172,6 +1263,9 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         r1.stop()?;
     } else {
         r1.crash()?;
+    }
+    if options.isolate_old_master {
+        app.set_links("r1", false)?;
     }
     if !app.wait_roles(&r2, None, options.takeover_timeout) {
         bail!(
@@ -1185,7 +1279,9 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     let (public, private) = app.holders();
     say(&format!(
         "r2 is MASTER of both instances; {VIP} is on {public:?}, {PRIVATE_VIP} on {private:?}{}",
-        if public.contains(&"r1") {
+        if public.contains(&"r1") && options.isolate_old_master {
+            " (r1's kernel keeps a stale copy, but r1 is cut off both segments)"
+        } else if public.contains(&"r1") {
             " (r1's kernel keeps a stale copy until haldir starts there again; the gateway \
              follows r2's gratuitous ARP)"
         } else {
@@ -1196,6 +1292,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     let new_up = traffic.open(options.new_connections, "after-failover")?;
     std::thread::sleep(Duration::from_secs(1));
     let report = traffic.report();
+    let gateway_follows_new = app.gateway_mac_for_vip() == Some(lab.mac_bytes("r2")?);
     let name = how.split(" (").next().unwrap_or(how).to_owned();
     let mut timeline = Timeline::of_takeover(&lab, &capture.kept(), &watch, mark, "r1", "r2")?;
     timeline.push(mark, name.clone());
@@ -1213,6 +1310,8 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
             synced_before: synced,
             new_up,
             new_label: "after-failover",
+            gateway_follows_new,
+            old_master_isolated: options.isolate_old_master,
         },
         timeline,
         &report,
@@ -1225,6 +1324,11 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     say("haldir on r1 starts again (it removes the VIPs its killed predecessor left) and preempts");
     let exchanges_at_mark = traffic.report().exchanges();
     let mark = Instant::now();
+    if options.isolate_old_master {
+        // r1's links come back just before its haldir starts (which removes the stale
+        // VIPs its predecessor left in the kernel).
+        app.set_links("r1", true)?;
+    }
     let r1 = app.start_router("r1", &options.binary)?;
     let r1_up = Instant::now();
     if !app.wait_roles(&r1, Some(&r2), options.takeover_timeout) {
@@ -1241,6 +1345,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     let new_up = traffic.open(options.new_connections, "after-preempt")?;
     std::thread::sleep(Duration::from_secs(1));
     let report = traffic.stop();
+    let gateway_follows_new = app.gateway_mac_for_vip() == Some(lab.mac_bytes("r1")?);
     let mut timeline = Timeline::of_takeover(&lab, &capture.kept(), &watch, mark, "r2", "r1")?;
     timeline.push(mark, "haldir on r1 started");
     timeline.push(r1_up, "haldir on r1 up, out of INIT (status file)");
@@ -1258,6 +1363,8 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
             synced_before: synced,
             new_up,
             new_label: "after-preempt",
+            gateway_follows_new,
+            old_master_isolated: false,
         },
         timeline,
         &report,
@@ -1265,8 +1372,12 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     ));
     say(&describe_leg(legs.last().expect("pushed")));
 
-    let extras = run_extras(&app, &r1, &r2, options, say)
-        .with_context(|| format!("after the failovers\n{}", logs(&[&r1, &r2])))?;
+    let extras = if options.extras {
+        run_extras(&app, &r1, &r2, options, say)
+            .with_context(|| format!("after the failovers\n{}", logs(&[&r1, &r2])))?
+    } else {
+        Extras::default()
+    };
 
     for router in [&r1, &r2] {
         let status = router.stop()?;
@@ -1431,6 +1542,28 @@ pub fn describe_leg(leg: &Leg) -> String {
     );
     text.push_str("   timeline (0 = the event):\n");
     text.push_str(&leg.timeline.to_string());
+    let seen = |at: Option<Duration>| match at {
+        Some(at) => format!("seen at +{:.1} ms", at.as_secs_f64() * 1000.0),
+        None => "NOT seen".into(),
+    };
+    text.push_str(&format!(
+        "   from outside: {}'s gratuitous ARP {}; its first forwarded client packet {}; the \
+         gateway's neighbour entry for the VIP {} {}{}\n",
+        leg.new_master,
+        seen(leg.garp_seen),
+        seen(leg.first_forwarded),
+        if leg.gateway_follows_new {
+            "names"
+        } else {
+            "does NOT name"
+        },
+        leg.new_master,
+        if leg.old_master_isolated {
+            "; the old master was cut off both segments"
+        } else {
+            ""
+        }
+    ));
     let gap = match leg.longest_gap {
         Some((gap, id)) => format!("{:.0} ms (conn {id})", gap.as_secs_f64() * 1000.0),
         None => "none over twice the interval".into(),
@@ -1523,6 +1656,17 @@ mod tests {
     }
 
     /// A gratuitous ARP request for 10.0.0.100 captured from keepalived (see capture.rs).
+    #[test]
+    fn the_gateways_neighbour_entry_yields_its_link_layer_address() {
+        assert_eq!(
+            neighbour_lladdr("10.1.0.100 dev eth0 lladdr 02:48:4c:00:00:0a STALE\n"),
+            Some([0x02, 0x48, 0x4c, 0, 0, 0x0a])
+        );
+        assert_eq!(neighbour_lladdr("10.1.0.100 dev eth0 FAILED\n"), None);
+        assert_eq!(neighbour_lladdr(""), None);
+        assert_eq!(neighbour_lladdr("x lladdr 02:48:4c:00:00\n"), None);
+    }
+
     #[test]
     fn arp_target_reads_the_target_protocol_address() {
         let digits = "ffffffffffff02484c00000108060001080006040001\
