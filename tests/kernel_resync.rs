@@ -746,7 +746,11 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         return;
     }
     const CONNECTIONS: usize = 20;
-    const BLOCKED: Duration = Duration::from_secs(3);
+    // How long r1 must be seen held in BACKUP, the table blocked, before the requests pass.
+    // The hold itself lasts at most HOLD_LIMIT (5 s) from BACKUP: the rest of that is the
+    // margin for deleting the nft rule (a fork+exec, slow under emulation), the next request
+    // (every 1 s) and the dump, on a loaded machine.
+    const HELD_FOR: Duration = Duration::from_secs(2);
     let lab = lab("kresync-hold");
     echo_server(&lab, "rs1");
     echo_server(&lab, "rs2");
@@ -785,7 +789,12 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
     let returned = Instant::now();
     let mut seen_held = Vec::new();
     let mut preempted = None;
-    while returned.elapsed() < BLOCKED {
+    // From the moment both members are seen held, HELD_FOR more (20 s at most in all: r1 can
+    // take seconds to leave INIT under emulation).
+    let mut both_held_at: Option<Instant> = None;
+    while both_held_at.is_none_or(|at| at.elapsed() < HELD_FOR)
+        && returned.elapsed() < Duration::from_secs(20)
+    {
         for (name, state, held) in instance_states(&r1) {
             if state == "MASTER" && preempted.is_none() {
                 preempted = Some(format!(
@@ -797,14 +806,18 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
                 seen_held.push(name);
             }
         }
+        if both_held_at.is_none() && seen_held.len() == 2 {
+            both_held_at = Some(Instant::now());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let r2_states = instance_states(&r2);
     let blocked_status = r1.status().unwrap_or_default();
     say(&format!(
-        "hold: {} s with the table blocked: r1 {:?}, r2 {r2_states:?}, preempted {preempted:?}, \
-         held seen for {seen_held:?}; r1 bulk_resync {}",
-        BLOCKED.as_secs(),
+        "hold: {} ms with the table blocked ({} s of it seen held): r1 {:?}, r2 {r2_states:?}, \
+         preempted {preempted:?}, held seen for {seen_held:?}; r1 bulk_resync {}",
+        returned.elapsed().as_millis(),
+        HELD_FOR.as_secs(),
         instance_states(&r1),
         blocked_status["bulk_resync"]
     ));
