@@ -106,6 +106,22 @@ fn around(times: &[Instant], start: Instant, done: Instant) -> Vec<Instant> {
         .collect()
 }
 
+/// Each time as milliseconds from `reference` (`+12.3`, `-98.7`), space separated, for the
+/// printed advert timeline.
+fn offsets_ms(times: &[Instant], reference: Instant) -> String {
+    times
+        .iter()
+        .map(|at| {
+            if *at >= reference {
+                format!("+{:.1}", (*at - reference).as_secs_f64() * 1000.0)
+            } else {
+                format!("-{:.1}", (reference - *at).as_secs_f64() * 1000.0)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn largest_gap(times: &[Instant]) -> Duration {
     times
         .windows(2)
@@ -152,21 +168,12 @@ fn reloading_an_identical_configuration_changes_nothing_on_the_wire() {
         adverts.len()
     );
     let gap = largest_gap(&around(&adverts, reloaded_at, reloaded_at + r2_done));
-    let offsets: Vec<String> = adverts
-        .iter()
-        .map(|at| {
-            if *at >= reloaded_at {
-                format!("+{:.1}", (*at - reloaded_at).as_secs_f64() * 1000.0)
-            } else {
-                format!("-{:.1}", (reloaded_at - *at).as_secs_f64() * 1000.0)
-            }
-        })
-        .collect();
+    let offsets = offsets_ms(&adverts, reloaded_at);
     eprintln!(
         "identical reload: {} adverts, the largest gap {gap:?} (interval {INTERVAL:?}); adverts \
          at (ms from the reload, r1 reloaded after {r1_done:?}, r2 after {r2_done:?}): {}",
         adverts.len(),
-        offsets.join(" ")
+        offsets
     );
     assert!(
         gap < RELOAD_GAP_BOUND,
@@ -328,21 +335,12 @@ fn a_broken_configuration_on_reload_changes_nothing() {
         adverts_from(&capture.kept(), r1_mac, reloaded_at - INTERVAL * 3);
     let times: Vec<Instant> = adverts.iter().map(|(at, _)| *at).collect();
     let gap = largest_gap(&around(&times, reloaded_at, reloaded_at + rejected));
-    let offsets: Vec<String> = times
-        .iter()
-        .map(|at| {
-            if *at >= reloaded_at {
-                format!("+{:.1}", (*at - reloaded_at).as_secs_f64() * 1000.0)
-            } else {
-                format!("-{:.1}", (reloaded_at - *at).as_secs_f64() * 1000.0)
-            }
-        })
-        .collect();
+    let offsets = offsets_ms(&times, reloaded_at);
     eprintln!(
         "broken reload: {} adverts, the largest gap {gap:?} (interval {INTERVAL:?}); adverts \
          at (ms from the reload, rejected after {rejected:?}): {}",
         adverts.len(),
-        offsets.join(" ")
+        offsets
     );
     // About 11 adverts in those 1.1 s or more; fewer than half of that
     // means the master stopped (or the capture saw nothing, which proves nothing either).
