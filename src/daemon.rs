@@ -163,7 +163,18 @@ pub async fn reload(
     virtual_servers: &watch::Sender<Vec<VirtualServer>>,
     running: &watch::Sender<Model>,
 ) -> ReloadOutcome {
-    let model = match haldir_config::load_file_as(path, format) {
+    // On the blocking pool: reading and validating a file (scripts, users, paths) is
+    // work the runtime thread must not do while it also times the adverts.
+    let loaded = tokio::task::spawn_blocking({
+        let path = path.to_owned();
+        move || haldir_config::load_file_as(&path, format)
+    })
+    .await;
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return ReloadOutcome::Rejected(vec![format!("reading the file failed: {e}")]),
+    };
+    let model = match loaded {
         Ok(model) => {
             for line in haldir_director::script_security::warnings(&model) {
                 warn!("{line}");

@@ -3,8 +3,10 @@
 //! An AF_PACKET socket bound to `br0` in the switch namespace, promiscuous so that unicast
 //! frames between two ports are seen too (the bridge passes every frame up to a promiscuous
 //! bridge device). Only VRRP (IPv4 or IPv6, protocol 112), ARP and ICMPv6 Neighbor
-//! Advertisements (type 136) are kept, each with the instant it was read. Parsing stops at
-//! that classification: decoding VRRP itself is the job of `haldir-vrrp`.
+//! Advertisements (type 136) are kept, each with the instant the kernel received it
+//! (`SO_TIMESTAMPNS`): a capture thread that a loaded machine leaves unscheduled for a while
+//! reads a burst late, but the gaps between the frames' own times stay true. Parsing stops
+//! at that classification: decoding VRRP itself is the job of `haldir-vrrp`.
 //!
 //! ```text
 //!  Ethernet: dst(6) src(6) ethertype(2) | payload
@@ -13,6 +15,7 @@
 //!  0x86dd IPv6: next header at payload[6]; 112 = VRRP, 58 = ICMPv6 (type at payload[40])
 //! ```
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -98,7 +101,7 @@ pub fn vrrp_payload(frame: &[u8]) -> Option<&[u8]> {
 /// A frame kept by the capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
-    /// When the capture read it.
+    /// When the bridge received it (the kernel's receive timestamp, on the monotonic clock).
     pub at: Instant,
     /// What it is.
     pub kind: FrameKind,
@@ -161,11 +164,115 @@ pub(crate) fn open_receiver(
     })?
 }
 
+/// A promiscuous AF_PACKET socket that returns each frame with the kernel's receive time.
+struct StampedReceiver {
+    socket: socket2::Socket,
+    buffer: Vec<u8>,
+}
+
+impl StampedReceiver {
+    /// Opens it on `interface` in namespace `ns`, with a 50 ms read timeout so that the
+    /// capture thread can notice it is asked to stop.
+    fn open(ns: &str, interface: &str, buffer: usize) -> anyhow::Result<StampedReceiver> {
+        in_netns(ns, || -> anyhow::Result<StampedReceiver> {
+            let index = nix::net::if_::if_nametoindex(interface)
+                .with_context(|| format!("no interface {interface} in {ns}"))?;
+            let all = (libc::ETH_P_ALL as u16).to_be();
+            let socket = socket2::Socket::new(
+                socket2::Domain::PACKET,
+                socket2::Type::RAW,
+                Some(socket2::Protocol::from(i32::from(all))),
+            )
+            .with_context(|| format!("cannot open AF_PACKET in {ns}"))?;
+            // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+            let mut link: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            link.sll_family = libc::AF_PACKET as u16;
+            link.sll_protocol = all;
+            link.sll_ifindex = index as i32;
+            // SAFETY: the pointer and length describe the sockaddr_ll above.
+            let bound = unsafe {
+                libc::bind(
+                    socket.as_raw_fd(),
+                    (&link as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if bound != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("cannot bind AF_PACKET to {interface} in {ns}"));
+            }
+            let membership = libc::packet_mreq {
+                mr_ifindex: index as i32,
+                mr_type: libc::PACKET_MR_PROMISC as u16,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            // SAFETY: the pointer and length describe the packet_mreq above.
+            let promiscuous = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_ADD_MEMBERSHIP,
+                    (&membership as *const libc::packet_mreq).cast(),
+                    std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+                )
+            };
+            if promiscuous != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("cannot make {interface} in {ns} promiscuous"));
+            }
+            socket.set_recv_buffer_size(buffer)?;
+            socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::ReceiveTimestampns,
+                &true,
+            )
+            .context("cannot ask for receive timestamps")?;
+            Ok(StampedReceiver {
+                socket,
+                buffer: vec![0; 65536],
+            })
+        })?
+    }
+
+    /// The next frame and when the kernel received it; `None` after the read timeout.
+    fn next(&mut self) -> Option<(Instant, &[u8])> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let (length, stamp) = {
+            let mut parts = [std::io::IoSliceMut::new(&mut self.buffer)];
+            let message = recvmsg::<()>(
+                self.socket.as_raw_fd(),
+                &mut parts,
+                Some(&mut control),
+                MsgFlags::empty(),
+            )
+            .ok()?;
+            let stamp = message.cmsgs().ok()?.find_map(|c| match c {
+                ControlMessageOwned::ScmTimestampns(at) => Some(at),
+                _ => None,
+            });
+            (message.bytes, stamp)
+        };
+        let now = Instant::now();
+        let at = stamp
+            .and_then(|at| {
+                let received = std::time::UNIX_EPOCH
+                    + Duration::new(at.tv_sec().try_into().ok()?, at.tv_nsec().try_into().ok()?);
+                let ago = std::time::SystemTime::now().duration_since(received).ok()?;
+                now.checked_sub(ago)
+            })
+            .unwrap_or(now);
+        Some((at, &self.buffer[..length]))
+    }
+}
+
 impl Capture {
     /// Starts capturing on `br0` in the lab's switch namespace.
     pub fn start(lab: &Lab) -> anyhow::Result<Capture> {
         let ns = lab.switch_ns();
-        let mut receiver = open_receiver(&ns, BRIDGE, 65536)?;
+        let mut receiver = StampedReceiver::open(&ns, BRIDGE, 1 << 20)?;
         let frames = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
@@ -174,9 +281,10 @@ impl Capture {
                 let (frames, stop) = (frames.clone(), stop.clone());
                 move || {
                     while !stop.load(Ordering::SeqCst) {
-                        // Errors are read timeouts: look at the stop flag again.
-                        let Ok(bytes) = receiver.next() else { continue };
-                        let at = Instant::now();
+                        // None is the read timeout: look at the stop flag again.
+                        let Some((at, bytes)) = receiver.next() else {
+                            continue;
+                        };
                         if let Some(kind) = FrameKind::of(bytes) {
                             lock(&frames).push(Frame {
                                 at,
@@ -195,7 +303,7 @@ impl Capture {
         })
     }
 
-    /// A snapshot of the frames kept so far: (instant read, frame bytes).
+    /// A snapshot of the frames kept so far: (instant received, frame bytes).
     pub fn frames(&self) -> Vec<(Instant, Vec<u8>)> {
         lock(&self.frames)
             .iter()
