@@ -19,6 +19,11 @@
 //! `stress-ng --cpu 2` loads both cores; counts spurious transitions after the initial
 //! election (keepalived notify lines, haldir's `transitions` counters).
 //!
+//! Third part: a reload on the master (SIGHUP, the configuration file unchanged) at v3 50 ms,
+//! `--trials` times per implementation: the master's largest advert gap across the reload
+//! (capture timestamps), the client's largest reply gap, and whether the backup advertised
+//! (a flap). The reload tests assert a bound with margin; the figure is this one.
+//!
 //! ```text
 //! cargo bench --bench failover                       # full run: 10 trials, all configs
 //! cargo bench --bench failover -- --quick            # 3 trials, 10 s soak (smoke run)
@@ -138,6 +143,7 @@ const CONFIGS: [Config; 3] = [
 ];
 
 const HOG_CONFIG: Config = CONFIGS[2];
+const RELOAD_CONFIG: Config = CONFIGS[1];
 
 impl Config {
     /// Skew_Time of the backup (priority 100): RFC 3768 §6.1 (v2, in seconds) and RFC 5798
@@ -174,6 +180,8 @@ struct Options {
     scenarios: Vec<Scenario>,
     impls: Vec<Impl>,
     hog: Option<Duration>,
+    /// Reload trials per implementation (0: none).
+    reload_trials: usize,
     haldir: PathBuf,
 }
 
@@ -187,7 +195,8 @@ usage: cargo bench --bench failover -- [options]
   --impl NAME       only haldir or keepalived (repeatable; ratios need both)
   --hog-secs N      length of the CPU-hog soak at v3 10 ms (default 60; 0 = skip)
   --no-hog          skip the soak
-  --no-failover     only the soak
+  --no-failover     skip the failover trials
+  --no-reload       skip the reload trials (--trials of them per implementation, at least 3)
   --haldir PATH     the haldir binary (default: the one cargo built for this bench)
 
 environment: FAILOVER_DEBUG=1 prints the master's largest advert gaps and haldir's status
@@ -201,12 +210,14 @@ fn parse_args() -> anyhow::Result<Options> {
         scenarios: Vec::new(),
         impls: Vec::new(),
         hog: Some(Duration::from_secs(60)),
+        reload_trials: 0,
         haldir: PathBuf::from(env!("CARGO_BIN_EXE_haldir")),
     };
     let mut trials = None;
     let mut hog_secs = None;
     let mut quick = false;
     let mut no_failover = false;
+    let mut no_reload = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| anyhow!("{name} needs a value"));
@@ -220,6 +231,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--quick" => quick = true,
             "--no-hog" => hog_secs = Some(0),
             "--no-failover" => no_failover = true,
+            "--no-reload" => no_reload = true,
             "--trials" => trials = Some(value("--trials")?.parse().context("--trials")?),
             "--hog-secs" => hog_secs = Some(value("--hog-secs")?.parse().context("--hog-secs")?),
             "--haldir" => options.haldir = PathBuf::from(value("--haldir")?),
@@ -261,6 +273,9 @@ fn parse_args() -> anyhow::Result<Options> {
     }
     if options.impls.is_empty() {
         options.impls = Impl::ALL.to_vec();
+    }
+    if !no_reload {
+        options.reload_trials = options.trials.max(3);
     }
     if no_failover {
         options.trials = 0;
@@ -355,6 +370,13 @@ impl<'l> Router<'l> {
         match self {
             Router::Haldir(h) => h.stop().map(drop),
             Router::Keepalived(k) => k.stop(),
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        match self {
+            Router::Haldir(h) => h.is_running(),
+            Router::Keepalived(k) => k.is_running(),
         }
     }
 
@@ -917,6 +939,118 @@ fn print_soaks(soaks: &[Soak]) {
     println!("(r1 max gap / client max gap in ms)");
 }
 
+// ---------------------------------------------------------------------------------------
+// Part 3: a reload on the master
+
+#[derive(Debug, Clone)]
+struct ReloadTrial {
+    /// The master's largest gap between two adverts from 5 intervals before the SIGHUP
+    /// to 2 s after it.
+    advert_gap: Duration,
+    /// The client's largest gap between replies over the same time.
+    outage: Duration,
+    /// Adverts the backup sent over it (a flap when not zero).
+    backup_adverts: usize,
+}
+
+fn run_reload_trial(imp: Impl, haldir: &Path) -> anyhow::Result<ReloadTrial> {
+    let config = RELOAD_CONFIG;
+    let lab = Lab::new(&format!("bench-reload-{}", imp.name()))?;
+    let bed = Bed::new(&lab, imp, config, haldir)?;
+    // Past the master's second GARP burst (garp_master_delay, 5 s in both).
+    if !sleep_unless_interrupted(Duration::from_secs(6)) {
+        bail!("interrupted");
+    }
+    let after = Duration::from_secs(2);
+    let prober = bed.probe(after + Duration::from_secs(10))?;
+    let mark = prober.mark();
+    let pid = match &bed.routers[0] {
+        Router::Haldir(h) => h.pid(),
+        Router::Keepalived(k) => k.pid(),
+    };
+    let hup = Instant::now();
+    lab.kill(pid, nix::sys::signal::Signal::SIGHUP)?;
+    if !sleep_unless_interrupted(after) {
+        bail!("interrupted");
+    }
+    let report = prober.stop();
+    let window = (hup - config.advert * 5)..=(hup + after);
+    let frames = bed.capture.kept();
+    let in_window = |mac: [u8; 6]| -> Vec<Instant> {
+        frames
+            .iter()
+            .filter(|f| f.kind.is_vrrp() && f.src_mac() == mac && window.contains(&f.at))
+            .map(|f| f.at)
+            .collect()
+    };
+    let master = in_window(bed.macs[0]);
+    if master.len() < 3 {
+        bail!(
+            "only {} adverts from the master around the reload",
+            master.len()
+        );
+    }
+    let advert_gap = master
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or_default();
+    let outage = report
+        .largest_gap_detail_after(mark)
+        .map(|gap| gap.duration())
+        .unwrap_or_default();
+    if !bed.routers[0].is_running() {
+        bail!("the master exited on SIGHUP:\n{}", bed.routers[0].log());
+    }
+    Ok(ReloadTrial {
+        advert_gap,
+        outage,
+        backup_adverts: in_window(bed.macs[1]).len(),
+    })
+}
+
+fn print_reloads(results: &[(Impl, Vec<ReloadTrial>, usize)]) {
+    println!();
+    println!(
+        "Reload on the master: SIGHUP with the file unchanged, VRRPv3 {} ms adverts; from 5 \
+         intervals before to 2 s after.",
+        ms(Some(RELOAD_CONFIG.advert))
+    );
+    println!();
+    println!(
+        "{:<11} {:>6} {:>8} {:>15} {:>15} {:>15} {:>12}",
+        "impl", "trials", "failed", "adv gap median", "adv gap max", "client gap med", "flaps"
+    );
+    println!("{}", "-".repeat(88));
+    let median_gap = |wanted: Impl| {
+        results
+            .iter()
+            .find(|(imp, _, _)| *imp == wanted)
+            .and_then(|(_, trials, _)| {
+                median(&trials.iter().map(|t| t.advert_gap).collect::<Vec<_>>())
+            })
+    };
+    for (imp, trials, failures) in results {
+        let gaps: Vec<Duration> = trials.iter().map(|t| t.advert_gap).collect();
+        let outages: Vec<Duration> = trials.iter().map(|t| t.outage).collect();
+        println!(
+            "{:<11} {:>6} {:>8} {:>15} {:>15} {:>15} {:>12}",
+            imp.name(),
+            trials.len(),
+            failures,
+            ms(median(&gaps)),
+            ms(gaps.iter().max().copied()),
+            ms(median(&outages)),
+            trials.iter().filter(|t| t.backup_adverts > 0).count(),
+        );
+    }
+    println!(
+        "haldir / keepalived, median advert gap: {}",
+        ratio(median_gap(Impl::Haldir), median_gap(Impl::Keepalived))
+    );
+    println!("(gaps in ms; flaps = trials in which the backup advertised)");
+}
+
 fn main() -> anyhow::Result<()> {
     let options = parse_args()?;
     if !lab::is_root() {
@@ -1035,6 +1169,38 @@ fn main() -> anyhow::Result<()> {
         if !soaks.is_empty() {
             print_soaks(&soaks);
         }
+    }
+    if options.reload_trials > 0 {
+        let mut results = Vec::new();
+        for &imp in &options.impls {
+            let (mut trials, mut failures) = (Vec::new(), 0);
+            for trial in 0..options.reload_trials {
+                if interrupted() {
+                    break;
+                }
+                match run_reload_trial(imp, &options.haldir) {
+                    Ok(t) => {
+                        eprintln!(
+                            "[{:>4.0}s] reload {} #{}: advert gap {} ms, client gap {} ms, \
+                             backup adverts {}",
+                            started.elapsed().as_secs_f64(),
+                            imp.name(),
+                            trial + 1,
+                            ms(Some(t.advert_gap)),
+                            ms(Some(t.outage)),
+                            t.backup_adverts
+                        );
+                        trials.push(t);
+                    }
+                    Err(e) => {
+                        eprintln!("reload {} #{}: FAILED: {e:#}", imp.name(), trial + 1);
+                        failures += 1;
+                    }
+                }
+            }
+            results.push((imp, trials, failures));
+        }
+        print_reloads(&results);
     }
     eprintln!(
         "failover bench: done in {:.0} s{}",
