@@ -15,11 +15,13 @@
 //!
 //! 1. r1, the master, is reloaded during the traffic: the change lands, nothing else in
 //!    the table moves, no connection is lost or silent for long, r2 stays BACKUP.
-//! 2. r1 is killed (kill -9) and cut off both segments; at the first sign of r2 taking
-//!    over (an instance of r2 reports MASTER), r2 is reloaded: r2 ends MASTER of both
-//!    instances holding both VIPs, the change is in r2's table, and every connection,
-//!    known to r2 through the kernel's sync daemon, keeps echoing through r2 (r1 is
-//!    gone, so nothing else can carry them).
+//! 2. r1 is killed (kill -9) and cut off both segments; r2 is reloaded twice across its
+//!    takeover: at once (rs2's weight; r2 still BACKUP, waiting out the master-down
+//!    interval), and again at the first sign of r2 taking over (an instance of r2 reports
+//!    MASTER; the whole change). r2 ends MASTER of both instances holding both VIPs and
+//!    running the master sync daemon, the change is in r2's table, and every connection,
+//!    known to r2 through the kernel's sync daemon, keeps echoing through r2 (r1 is gone,
+//!    so nothing else can carry them).
 
 #[path = "kernel_ipvs/appliance_up.rs"]
 #[allow(dead_code)]
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use appliance_up::{
     changed_config, columns, open_all, reload, rules, rules_after, rules_before, start_routers,
-    wait_judged, SLOW,
+    wait_judged, weight_changed_config, SLOW,
 };
 use haldir_lab::appliance::{Appliance, ApplianceOptions, CLIENT, VIP};
 use haldir_lab::vm::in_vm_or_skip;
@@ -222,11 +224,20 @@ fn a_reload_of_r2_while_it_takes_over_lands_in_its_table_and_keeps_every_connect
         started.elapsed().as_secs_f64()
     ));
 
-    // The master dies and is cut off both segments.
+    // The master dies and is cut off both segments; r2 is reloaded at once, while it
+    // waits out the master-down interval.
     let mark = Instant::now();
     r1.crash().unwrap();
     app.set_links("r1", false).unwrap();
-    // The takeover starts: the first instance of r2 to report MASTER.
+    let states_first = r2.states();
+    reload(&lab, &r2, &weight_changed_config(&app.router_config("r2")));
+    say(&format!(
+        "r1 killed and cut off; r2 reloaded (rs2's weight) when its instances were \
+         {states_first:?}; reported {:.3} s after the kill",
+        mark.elapsed().as_secs_f64()
+    ));
+    // The takeover starts: the first instance of r2 to report MASTER. The whole change
+    // goes in then.
     let mut states = None;
     let taking_over = poll_until(SLOW, Duration::from_millis(5), || {
         states = r2.states();
@@ -237,9 +248,12 @@ fn a_reload_of_r2_while_it_takes_over_lands_in_its_table_and_keeps_every_connect
     assert!(taking_over, "r2 did not start taking over:\n{}", r2.log());
     let at_hup = mark.elapsed();
     let holders_at_hup = app.holders();
+    let daemons_at_hup = app.sync_daemons("r2").unwrap_or_default();
     reload(&lab, &r2, &changed_config(&app.router_config("r2")));
     say(&format!(
-        "r2 reloaded {:.3} s after the kill, when its instances were {states:?} and the VIPs on {holders_at_hup:?}; reported after {:.2} s",
+        "r2 reloaded again {:.3} s after the kill, when its instances were {states:?}, the \
+         VIPs on {holders_at_hup:?} and its sync daemons [{daemons_at_hup}]; reported after \
+         {:.2} s",
         at_hup.as_secs_f64(),
         mark.elapsed().as_secs_f64()
     ));
@@ -262,6 +276,15 @@ fn a_reload_of_r2_while_it_takes_over_lands_in_its_table_and_keeps_every_connect
         "r2's table after the reload:\n{}\nwanted:\n{}\n{}",
         table.join("\n"),
         rules_after().join("\n"),
+        r2.log()
+    );
+    let mut daemons = String::new();
+    assert!(
+        poll_until(SLOW, Duration::from_millis(200), || {
+            daemons = app.sync_daemons("r2").unwrap_or_default();
+            daemons.contains("master sync daemon") && !daemons.contains("backup sync daemon")
+        }),
+        "r2, MASTER, does not run the master sync daemon alone: [{daemons}]\n{}",
         r2.log()
     );
     let at_landed = traffic.report();

@@ -141,10 +141,8 @@ pub fn reload(lab: &haldir_lab::Lab, router: &Haldir<'_>, config: &str) {
     );
 }
 
-/// `base` (an appliance router's configuration) changed the way the reload tests change
-/// it: rs2's weight 1 → 3 in VIP:7000, and a second virtual server VIP:7001 (DR, round
-/// robin) over rs1 and rs2 without health checks.
-pub fn changed_config(base: &str) -> String {
+/// `base` (an appliance router's configuration) with rs2's weight in VIP:7000 1 → 3.
+pub fn weight_changed_config(base: &str) -> String {
     let rs2 = format!(
         "ip = \"{}\"\nport = {SERVICE_PORT}\nweight = 1",
         REAL_SERVERS[1].1
@@ -153,7 +151,14 @@ pub fn changed_config(base: &str) -> String {
         base.contains(&rs2),
         "the appliance's configuration changed:\n{base}"
     );
-    let mut text = base.replace(&rs2, &rs2.replace("weight = 1", "weight = 3"));
+    base.replace(&rs2, &rs2.replace("weight = 1", "weight = 3"))
+}
+
+/// `base` changed the way the reload tests change it: rs2's weight in VIP:7000 1 → 3
+/// ([`weight_changed_config`]), and a second virtual server VIP:7001 (DR, round robin)
+/// over rs1 and rs2 without health checks.
+pub fn changed_config(base: &str) -> String {
+    let mut text = weight_changed_config(base);
     text.push_str(&format!(
         "\n[[virtual_server]]\nip = \"{VIP}\"\nport = 7001\nprotocol = \"TCP\"\nlb_algo = \"rr\"\nlb_kind = \"DR\"\n"
     ));
