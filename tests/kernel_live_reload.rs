@@ -16,8 +16,8 @@
 //! 1. r1, the master, is reloaded during the traffic: the change lands, nothing else in
 //!    the table moves, no connection is lost or silent for long, r2 stays BACKUP.
 //! 2. r1 is killed (kill -9) and cut off both segments; r2 is reloaded twice across its
-//!    takeover: at once (rs2's weight; r2 still BACKUP, waiting out the master-down
-//!    interval), and again at the first sign of r2 taking over (an instance of r2 reports
+//!    takeover: in the instant of the kill (rs2's weight; r2 still BACKUP, waiting out
+//!    the master-down interval), and again at the first sign of r2 taking over (an instance of r2 reports
 //!    MASTER; the whole change). r2 ends MASTER of both instances holding both VIPs and
 //!    running the master sync daemon, the change is in r2's table, and every connection,
 //!    known to r2 through the kernel's sync daemon, keeps echoing through r2 (r1 is gone,
@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 
 use appliance_up::{
     changed_config, columns, open_all, reload, rules, rules_after, rules_before, start_routers,
-    wait_judged, weight_changed_config, SLOW,
+    wait_judged, weight_changed_config, write_config, SLOW,
 };
 use haldir_lab::appliance::{Appliance, ApplianceOptions, CLIENT, VIP};
 use haldir_lab::vm::in_vm_or_skip;
-use haldir_lab::{poll_until, Lab, Traffic, TrafficConfig};
+use haldir_lab::{poll_until, Lab, Signal, Traffic, TrafficConfig};
 
 /// Long-lived client connections through the VIP.
 const CONNECTIONS: usize = 100;
@@ -224,16 +224,27 @@ fn a_reload_of_r2_while_it_takes_over_lands_in_its_table_and_keeps_every_connect
         started.elapsed().as_secs_f64()
     ));
 
-    // The master dies and is cut off both segments; r2 is reloaded at once, while it
-    // waits out the master-down interval.
+    // The master dies, r2 is sent SIGHUP in the same instant (no fork between them: r2
+    // is still BACKUP, waiting out the master-down interval of about 360 ms), and r1 is
+    // cut off both segments.
+    let pending = write_config(&r2, &weight_changed_config(&app.router_config("r2")));
     let mark = Instant::now();
-    r1.crash().unwrap();
-    app.set_links("r1", false).unwrap();
+    lab.kill(r1.pid(), Signal::SIGKILL).unwrap();
+    lab.kill(r2.pid(), Signal::SIGHUP).unwrap();
     let states_first = r2.states();
-    reload(&lab, &r2, &weight_changed_config(&app.router_config("r2")));
+    let hup_first = mark.elapsed();
+    assert!(
+        lab.wait_exit(r1.pid(), Duration::from_secs(10))
+            .unwrap()
+            .is_some(),
+        "r1's haldir survived kill -9"
+    );
+    app.set_links("r1", false).unwrap();
+    pending.wait_applied(&r2);
     say(&format!(
-        "r1 killed and cut off; r2 reloaded (rs2's weight) when its instances were \
-         {states_first:?}; reported {:.3} s after the kill",
+        "r1 killed; r2 sent SIGHUP (rs2's weight) {:.3} s after, its instances then \
+         {states_first:?}; r1 cut off; the reload reported {:.3} s after the kill",
+        hup_first.as_secs_f64(),
         mark.elapsed().as_secs_f64()
     ));
     // The takeover starts: the first instance of r2 to report MASTER. The whole change

@@ -114,31 +114,54 @@ pub fn columns(app: &Appliance<'_>, router: &str, args: &[&str]) -> BTreeMap<Str
 /// own reload waits 10 s, too short in the emulated VM) until its log reports the reload
 /// applied; panics when it is rejected or not reported.
 pub fn reload(lab: &haldir_lab::Lab, router: &Haldir<'_>, config: &str) {
-    let count = |log: &str, what: &str| log.matches(what).count();
-    let before = router.log();
-    let (applied, rejected) = (
-        count(&before, "reloaded"),
-        count(&before, "reload rejected"),
-    );
-    std::fs::write(router.config_path(), config).unwrap();
+    let pending = write_config(router, config);
     lab.kill(router.pid(), Signal::SIGHUP).unwrap();
-    let mut outcome = None;
-    poll_until(SLOW, Duration::from_millis(20), || {
-        let log = router.log();
-        if count(&log, "reloaded") > applied {
-            outcome = Some(true);
-        } else if count(&log, "reload rejected") > rejected {
-            outcome = Some(false);
-        }
-        outcome.is_some()
-    });
-    assert_eq!(
-        outcome,
-        Some(true),
-        "the reload of {} was not applied:\n{}",
-        router.host(),
-        router.log()
-    );
+    pending.wait_applied(router);
+}
+
+/// A reload prepared by [`write_config`]: the log's counts of outcomes before it.
+pub struct PendingReload {
+    applied: usize,
+    rejected: usize,
+}
+
+fn count(log: &str, what: &str) -> usize {
+    log.matches(what).count()
+}
+
+/// Writes `config` over `router`'s file, for a SIGHUP the caller sends.
+pub fn write_config(router: &Haldir<'_>, config: &str) -> PendingReload {
+    let before = router.log();
+    let pending = PendingReload {
+        applied: count(&before, "reloaded"),
+        rejected: count(&before, "reload rejected"),
+    };
+    std::fs::write(router.config_path(), config).unwrap();
+    pending
+}
+
+impl PendingReload {
+    /// Waits (up to [`SLOW`]) until `router`'s log reports the reload; panics unless it
+    /// was applied.
+    pub fn wait_applied(self, router: &Haldir<'_>) {
+        let mut outcome = None;
+        poll_until(SLOW, Duration::from_millis(20), || {
+            let log = router.log();
+            if count(&log, "reloaded") > self.applied {
+                outcome = Some(true);
+            } else if count(&log, "reload rejected") > self.rejected {
+                outcome = Some(false);
+            }
+            outcome.is_some()
+        });
+        assert_eq!(
+            outcome,
+            Some(true),
+            "the reload of {} was not applied:\n{}",
+            router.host(),
+            router.log()
+        );
+    }
 }
 
 /// `base` (an appliance router's configuration) with rs2's weight in VIP:7000 1 → 3.
