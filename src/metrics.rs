@@ -3,10 +3,20 @@
 //! [`haldir_status::prometheus::render`] from the status document
 //! ([`crate::status::document`]) with the daemon's own [`DaemonCounters`],
 //! served by a small hyper server at `/metrics`.
+//!
+//! The port faces a segment a hostile host may share, so the server bounds what a crowd
+//! of idle or slow clients can hold: at most [`MAX_CONNECTIONS`] at once (one more is
+//! accepted and closed at once, and counted in `haldir_metrics_connections_refused_total`),
+//! a request head must arrive within [`HEADER_READ_TIMEOUT`] of the connection opening or
+//! of the previous response (so an idle connection is closed then), and no connection
+//! lives longer than [`CONNECTION_LIFETIME`]. The daemon's own file descriptors
+//! (netlink, checkers, scripts) therefore never run out because of scrapers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -16,6 +26,34 @@ use tracing::{debug, info, warn};
 
 use crate::counters::DaemonCounters;
 use crate::status::StatusSources;
+
+/// Connections served at once; a Prometheus server needs one per scrape target, so this
+/// leaves room for many scrapers and still bounds the descriptors a crowd can take.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Time a connection has to send a complete request head, from its opening or from the
+/// previous response: an idle connection is closed after it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a connection is served, whatever it does (a client that never reads
+/// its response).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Connections accepted and closed at once because [`MAX_CONNECTIONS`] were open.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// The metrics server's own figures, appended to the rendered document.
+fn render_own(text: &mut String) {
+    text.push_str(
+        "# HELP haldir_metrics_connections_refused_total Metrics connections closed at once \
+         because the server already had its maximum open.\n\
+         # TYPE haldir_metrics_connections_refused_total counter\n",
+    );
+    text.push_str(&format!(
+        "haldir_metrics_connections_refused_total {}\n",
+        REFUSED.load(Ordering::Relaxed)
+    ));
+}
 
 /// What `/metrics` is rendered from.
 #[derive(Clone)]
@@ -33,7 +71,8 @@ async fn handle(
     let response = match (request.method(), request.uri().path()) {
         (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
             let document = crate::status::document(&sources.status, Some(&sources.counters));
-            let text = haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"));
+            let mut text = haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"));
+            render_own(&mut text);
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                 .body(Full::new(Bytes::from(text)))
@@ -59,6 +98,7 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     info!(address = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -72,17 +112,29 @@ pub async fn serve(
                     }
                 },
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Dropping the stream closes it.
+                if REFUSED.fetch_add(1, Ordering::Relaxed) == 0 {
+                    warn!(%peer, "metrics: {MAX_CONNECTIONS} connections open, refusing more");
+                }
+                continue;
+            };
             let sources = sources.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service =
                     hyper::service::service_fn(move |request| handle(request, sources.clone()));
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(10))
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(io, service);
-                if let Err(e) = connection.await {
-                    debug!(%peer, "metrics connection: {e}");
+                match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, "metrics connection: {e}"),
+                    Err(_) => {
+                        debug!(%peer, "metrics connection: closed after {CONNECTION_LIFETIME:?}")
+                    }
                 }
             });
         }
