@@ -1,6 +1,6 @@
-//! The counters the daemon keeps outside the VRRP driver (the IPVS reconciler's and the
-//! notify scripts'), shared through an `Arc` and bumped with relaxed atomics; the status
-//! model takes a snapshot of them.
+//! The counters the daemon keeps outside the VRRP driver (the IPVS reconciler's, the
+//! notify scripts' and the metrics server's), shared through an `Arc` and bumped with
+//! relaxed atomics; the status model takes a snapshot of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,6 +36,8 @@ pub struct DaemonCounters {
     pub notify_timeout: AtomicU64,
     /// Transitions the notify task missed (its event channel overflowed).
     pub notify_missed: AtomicU64,
+    /// Connections to `/metrics` closed at once: the server had its maximum open.
+    pub metrics_connections_refused: AtomicU64,
 }
 
 impl DaemonCounters {
@@ -75,6 +77,7 @@ impl DaemonCounters {
             notify_failed: get(&self.notify_failed),
             notify_timeout: get(&self.notify_timeout),
             notify_missed: get(&self.notify_missed),
+            metrics_connections_refused: get(&self.metrics_connections_refused),
         }
     }
 

@@ -14,7 +14,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,22 +38,6 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// its response).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Connections accepted and closed at once because [`MAX_CONNECTIONS`] were open.
-static REFUSED: AtomicU64 = AtomicU64::new(0);
-
-/// The metrics server's own figures, appended to the rendered document.
-fn render_own(text: &mut String) {
-    text.push_str(
-        "# HELP haldir_metrics_connections_refused_total Metrics connections closed at once \
-         because the server already had its maximum open.\n\
-         # TYPE haldir_metrics_connections_refused_total counter\n",
-    );
-    text.push_str(&format!(
-        "haldir_metrics_connections_refused_total {}\n",
-        REFUSED.load(Ordering::Relaxed)
-    ));
-}
-
 /// What `/metrics` is rendered from.
 #[derive(Clone)]
 pub struct Sources {
@@ -71,8 +54,7 @@ async fn handle(
     let response = match (request.method(), request.uri().path()) {
         (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
             let document = crate::status::document(&sources.status, Some(&sources.counters));
-            let mut text = haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"));
-            render_own(&mut text);
+            let text = haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"));
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                 .body(Full::new(Bytes::from(text)))
@@ -114,7 +96,8 @@ pub async fn serve(
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 // Dropping the stream closes it.
-                if REFUSED.fetch_add(1, Ordering::Relaxed) == 0 {
+                let refused = &sources.counters.metrics_connections_refused;
+                if refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
                     warn!(%peer, "metrics: {MAX_CONNECTIONS} connections open, refusing more");
                 }
                 continue;

@@ -388,8 +388,8 @@ impl CheckCounters {
     }
 }
 
-/// Counters the daemon keeps outside the VRRP driver: the IPVS reconciler's and the notify
-/// scripts' (a snapshot; `/metrics` only).
+/// Counters the daemon keeps outside the VRRP driver: the IPVS reconciler's, the notify
+/// scripts' and the metrics server's (a snapshot; `/metrics` only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DaemonCounters {
     /// Reconciliation rounds run.
@@ -418,4 +418,6 @@ pub struct DaemonCounters {
     pub notify_timeout: u64,
     /// Transitions the notify task missed (its event channel overflowed).
     pub notify_missed: u64,
+    /// Connections to `/metrics` closed at once because the server had its maximum open.
+    pub metrics_connections_refused: u64,
 }

@@ -522,6 +522,13 @@ fn render_daemon(out: &mut String, c: &DaemonCounters, version: &str) {
     f.sample(&[], n(c.notify_missed));
     let mut f = Family::new(
         out,
+        "haldir_metrics_connections_refused_total",
+        "counter",
+        "Metrics connections closed at once because the server already had its maximum open.",
+    );
+    f.sample(&[], n(c.metrics_connections_refused));
+    let mut f = Family::new(
+        out,
         "haldir_build_info",
         "gauge",
         "Always 1; the version of haldir running.",
