@@ -265,3 +265,124 @@ fn a_hanging_notify_script_is_killed_at_its_timeout_and_does_not_delay_the_takeo
     assert_eq!(r2.state().as_deref(), Some("MASTER"));
     assert!(r2.is_running());
 }
+
+/// The lines of `text` that start with `prefix`, without it.
+fn lines_after<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .collect()
+}
+
+#[test]
+fn notify_scripts_start_in_transition_order_none_lost_and_none_waits_for_an_earlier_one() {
+    if skip_unless_root(
+        "notify_scripts_start_in_transition_order_none_lost_and_none_waits_for_an_earlier_one",
+    ) {
+        return;
+    }
+    // haldir's contract (config/FORMAT.md "Notify scripts"), the same as keepalived's, which
+    // forks its notify scripts without waiting for them: each transition starts its scripts at
+    // once, in the order of the transitions, even while an earlier script still runs. The
+    // scripts here take 1.5 s, so the transitions, 300 ms or more apart, overlap them.
+    const SCRIPT_SECONDS: &str = "1.5";
+    const DWELL: Duration = Duration::from_millis(300);
+    const CYCLES: usize = 3;
+    let dir = ScriptDir::new("order");
+    let out = dir.0.display().to_string();
+    let notify = dir.script(
+        "notify.sh",
+        &format!(
+            "echo \"start $*\" >> {out}/notify.log\nsleep {SCRIPT_SECONDS}\necho \"end $*\" >> {out}/notify.log"
+        ),
+    );
+    let state_script = |state: &str| {
+        dir.script(
+            &format!("{state}.sh"),
+            &format!("echo {state} >> {out}/state.log\nsleep {SCRIPT_SECONDS}"),
+        )
+    };
+    let lines = vec![
+        format!("notify = \"{}\"", notify.display()),
+        format!("notify_master = \"{}\"", state_script("MASTER").display()),
+        format!("notify_backup = \"{}\"", state_script("BACKUP").display()),
+    ];
+    let lab = two_router_lab("nfo");
+    let r1 = Haldir::start(&lab, "r1", binary(), &[instance(150, &[])]).unwrap();
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(5)),
+        "{}",
+        r1.log()
+    );
+    let r2 = Haldir::start(&lab, "r2", binary(), &[instance(100, &lines)]).unwrap();
+    assert!(
+        r2.wait_state("BACKUP", Duration::from_secs(5)),
+        "{}",
+        r2.log()
+    );
+
+    // r2's transitions as seen from outside: the VIP in r2's kernel (`ip addr`).
+    let vip = "10.0.0.100";
+    let mut seen = vec!["BACKUP"];
+    assert!(!lab.has_address("r2", vip));
+    for cycle in 0..CYCLES {
+        std::thread::sleep(DWELL);
+        // r1 hangs: r2 takes over after Master_Down_Interval (361 ms).
+        r1.freeze(true).unwrap();
+        let took_over = lab::wait_until(Duration::from_secs(5), || lab.has_address("r2", vip));
+        // The thaw waits for the dwell, so that the transitions are at least that far apart.
+        std::thread::sleep(DWELL);
+        r1.freeze(false).unwrap();
+        assert!(
+            took_over,
+            "cycle {cycle}: r2 never took the VIP\n{}",
+            r2.log()
+        );
+        seen.push("MASTER");
+        // r1's next advert (priority 150) makes r2 a backup again (RFC 5798 §6.4.3), and r2
+        // releases the VIP.
+        assert!(
+            lab::wait_until(Duration::from_secs(5), || !lab.has_address("r2", vip)),
+            "cycle {cycle}: r2 kept the VIP after r1 came back\n{}",
+            r2.log()
+        );
+        seen.push("BACKUP");
+    }
+    let transitions = seen.len();
+    assert!(
+        lab::wait_until(Duration::from_secs(15), || {
+            lines_after(&dir.read("notify.log"), "end ").len() >= transitions
+        }),
+        "not every notify script finished:\n{}\n{}",
+        dir.read("notify.log"),
+        r2.log()
+    );
+    let log = dir.read("notify.log");
+    let expected: Vec<String> = seen
+        .iter()
+        .map(|state| format!("INSTANCE VI_1 {state} 100"))
+        .collect();
+    // In order, none lost, none run twice, with keepalived's arguments.
+    assert_eq!(
+        lines_after(&log, "start "),
+        expected,
+        "notify scripts started out of the order of the transitions seen on r2's VIP ({seen:?}):\n{log}"
+    );
+    assert_eq!(lines_after(&log, "end ").len(), transitions, "{log}");
+    let states = dir.read("state.log");
+    assert_eq!(
+        states.lines().collect::<Vec<_>>(),
+        seen,
+        "notify_master / notify_backup out of order or lost"
+    );
+    // Not held up: some script started while the one before it still ran (its "end" came
+    // after the next "start"). A transition never waits for an earlier transition's scripts.
+    let overlapped = log
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|pair| pair[0].starts_with("start ") && pair[1].starts_with("start "));
+    assert!(
+        overlapped,
+        "every script waited for the one before it (haldir starts each transition's scripts at once):\n{log}"
+    );
+}
