@@ -386,3 +386,196 @@ fn notify_scripts_start_in_transition_order_none_lost_and_none_waits_for_an_earl
         "every script waited for the one before it (haldir starts each transition's scripts at once):\n{log}"
     );
 }
+
+/// Two instances (VIPs 10.0.0.100 and 10.0.0.200) in sync group `VG_1`; `VI_PRIVATE` tracks
+/// `priv0`. The group's and the members' scripts log to `DIR/HOST.group`, `DIR/HOST.group-state`
+/// and `DIR/HOST.instance`.
+fn sync_group_config(dir: &ScriptDir, host: &str, priority: u8) -> String {
+    let out = dir.0.display();
+    let log = dir.script(
+        "log.sh",
+        &format!("file=$1\nshift\necho \"$*\" >> {out}/$file"),
+    );
+    let log = log.display();
+    let instance = |name: &str, vrid: u8, vip: &str, track: &str| {
+        format!(
+            r#"[[vrrp_instance]]
+name = "{name}"
+interface = "eth0"
+version = 3
+virtual_router_id = {vrid}
+priority = {priority}
+advert_int = 0.1
+virtual_ipaddress = ["{vip}/24"]
+notify = "{log} {host}.instance"
+{track}
+"#
+        )
+    };
+    format!(
+        r#"[[vrrp_sync_group]]
+name = "VG_1"
+group = ["VI_PUBLIC", "VI_PRIVATE"]
+notify = "{log} {host}.group"
+notify_master = "{log} {host}.group-state master"
+notify_backup = "{log} {host}.group-state backup"
+notify_fault = "{log} {host}.group-state fault"
+
+{}
+{}"#,
+        instance("VI_PUBLIC", 51, "10.0.0.100", ""),
+        instance(
+            "VI_PRIVATE",
+            52,
+            "10.0.0.200",
+            "track_interface = [\"priv0\"]"
+        ),
+    )
+}
+
+#[test]
+fn a_sync_group_runs_its_notify_scripts_once_per_group_transition_with_keepalived_arguments() {
+    if skip_unless_root(
+        "a_sync_group_runs_its_notify_scripts_once_per_group_transition_with_keepalived_arguments",
+    ) {
+        return;
+    }
+    let dir = ScriptDir::new("group");
+    let lab = two_router_lab("nfg");
+    for host in ["r1", "r2"] {
+        // The tracked "private NIC": one end of a veth pair inside the router.
+        lab.run(
+            host,
+            &[
+                "ip", "link", "add", "priv0", "type", "veth", "peer", "name", "priv1",
+            ],
+        )
+        .unwrap();
+        for ifname in ["priv0", "priv1"] {
+            lab.run(host, &["ip", "link", "set", ifname, "up"]).unwrap();
+        }
+    }
+    let vips = ["10.0.0.100", "10.0.0.200"];
+    let both_on = |host: &str| {
+        let other = if host == "r1" { "r2" } else { "r1" };
+        vips.iter()
+            .all(|v| lab.has_address(host, v) && !lab.has_address(other, v))
+    };
+    let r1 = Haldir::start_with_config(&lab, "r1", binary(), &sync_group_config(&dir, "r1", 150))
+        .unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || both_on("r1")),
+        "{}",
+        r1.log()
+    );
+    let r2 = Haldir::start_with_config(&lab, "r2", binary(), &sync_group_config(&dir, "r2", 100))
+        .unwrap();
+    let group_lines = |host: &str| {
+        dir.read(&format!("{host}.group"))
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let wait_group = |host: &str, count: usize| {
+        lab::wait_until(Duration::from_secs(10), || group_lines(host).len() >= count)
+    };
+    assert!(
+        wait_group("r2", 1),
+        "r2's group never notified BACKUP\n{}",
+        r2.log()
+    );
+
+    // The tracked link of r1 goes down: r1's group goes to FAULT, both VIPs move to r2, whose
+    // group becomes MASTER.
+    lab.run("r1", &["ip", "link", "set", "priv0", "down"])
+        .unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || both_on("r2")),
+        "both VIPs did not move to r2\n{}\n{}",
+        r1.log(),
+        r2.log()
+    );
+    assert!(
+        wait_group("r2", 2),
+        "r2's group never notified MASTER\n{}",
+        r2.log()
+    );
+    // Link up again: r1 preempts both back, r2's group returns to BACKUP.
+    lab.run("r1", &["ip", "link", "set", "priv0", "up"])
+        .unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || both_on("r1")),
+        "both VIPs did not come back to r1\n{}\n{}",
+        r1.log(),
+        r2.log()
+    );
+    assert!(
+        wait_group("r2", 3),
+        "r2's group never notified BACKUP again\n{}",
+        r2.log()
+    );
+    // Let any extra (per-member) script run too before counting.
+    std::thread::sleep(Duration::from_secs(1));
+
+    // r2: once per group transition, with keepalived's `GROUP NAME STATE 0` (keepalived 2.2.7
+    // passes priority 0 for a group), and the group's notify_STATE with its own arguments.
+    assert_eq!(
+        group_lines("r2"),
+        [
+            "GROUP VG_1 BACKUP 0",
+            "GROUP VG_1 MASTER 0",
+            "GROUP VG_1 BACKUP 0"
+        ],
+        "r2's group notify\ninstance scripts: {:?}\n{}",
+        dir.read("r2.instance"),
+        r2.log()
+    );
+    assert_eq!(
+        dir.read("r2.group-state").lines().collect::<Vec<_>>(),
+        ["backup", "master", "backup"]
+    );
+    // r1: BACKUP at start, MASTER, FAULT when the link went, then MASTER again (through
+    // BACKUP while its master-down timer runs).
+    let r1_group = group_lines("r1");
+    let r1_states: Vec<&str> = r1_group
+        .iter()
+        .map(|l| {
+            l.strip_prefix("GROUP VG_1 ")
+                .and_then(|l| l.strip_suffix(" 0"))
+                .unwrap_or(l)
+        })
+        .collect();
+    assert!(
+        r1_states == ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER"]
+            || r1_states == ["BACKUP", "MASTER", "FAULT", "MASTER"],
+        "r1's group notify: {r1_group:?}\ninstance scripts: {:?}\n{}",
+        dir.read("r1.instance"),
+        r1.log()
+    );
+    let r1_group_states = dir.read("r1.group-state");
+    assert_eq!(
+        r1_group_states.lines().filter(|l| *l == "fault").count(),
+        1,
+        "notify_fault once for the group, not once per member: {r1_group_states:?}"
+    );
+    assert_eq!(
+        r1_group_states.lines().filter(|l| *l == "master").count(),
+        2,
+        "{r1_group_states:?}"
+    );
+    // The members' own scripts ran beside the group's, each member for itself.
+    for host in ["r1", "r2"] {
+        let instances = dir.read(&format!("{host}.instance"));
+        for member in ["VI_PUBLIC", "VI_PRIVATE"] {
+            let priority = if host == "r1" { 150 } else { 100 };
+            assert!(
+                instances.contains(&format!("INSTANCE {member} MASTER {priority}")),
+                "{host} {member}: {instances:?}"
+            );
+        }
+    }
+    assert!(dir
+        .read("r1.instance")
+        .contains("INSTANCE VI_PRIVATE FAULT"));
+    assert!(dir.read("r1.instance").contains("INSTANCE VI_PUBLIC FAULT"));
+}
