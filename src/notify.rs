@@ -4,7 +4,8 @@
 //!
 //! - `notify_STATE` runs with the arguments written in the configuration;
 //!   `notify` gets keepalived's four appended: `INSTANCE NAME STATE PRIORITY`
-//!   (`GROUP NAME STATE` for sync groups): [`haldir_director::notify`] decides what runs.
+//!   (`GROUP NAME STATE 0` for sync groups, as keepalived 2.x):
+//!   [`haldir_director::notify`] decides what runs.
 //! - Scripts run as `script_user` (see `haldir_health::misc`: no shell, no
 //!   supplementary groups, stdio on /dev/null, own process group) and are
 //!   killed with their process group at `notify_timeout`. A root haldir, which

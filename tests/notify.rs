@@ -1,6 +1,8 @@
 //! Notify scripts against real haldir processes in lab namespaces: keepalived's
-//! arguments, run as an unprivileged user, and a hanging script killed at its
-//! timeout without delaying the takeover (needs root; skipped loudly otherwise).
+//! arguments, run as an unprivileged user, a hanging script killed at its
+//! timeout without delaying the takeover, scripts started in the order of quick
+//! transitions (none lost, none waiting for an earlier one), and a sync group's
+//! scripts once per group transition (needs root; skipped loudly otherwise).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -264,4 +266,345 @@ fn a_hanging_notify_script_is_killed_at_its_timeout_and_does_not_delay_the_takeo
     assert!(!dir.read("hang.log").contains("finished"));
     assert_eq!(r2.state().as_deref(), Some("MASTER"));
     assert!(r2.is_running());
+}
+
+/// The lines of `text` that start with `prefix`, without it.
+fn lines_after<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .collect()
+}
+
+#[test]
+fn notify_scripts_start_in_transition_order_none_lost_and_none_waits_for_an_earlier_one() {
+    if skip_unless_root(
+        "notify_scripts_start_in_transition_order_none_lost_and_none_waits_for_an_earlier_one",
+    ) {
+        return;
+    }
+    // haldir's contract (config/FORMAT.md "Notify scripts"), the same as keepalived's, which
+    // forks its notify scripts without waiting for them: each transition starts its scripts at
+    // once, in the order of the transitions, even while an earlier script still runs. The
+    // scripts here take 1.5 s, so the transitions, 300 ms or more apart, overlap them.
+    const SCRIPT_SECONDS: &str = "1.5";
+    const DWELL: Duration = Duration::from_millis(300);
+    const CYCLES: usize = 3;
+    let dir = ScriptDir::new("order");
+    let out = dir.0.display().to_string();
+    let notify = dir.script(
+        "notify.sh",
+        &format!(
+            "echo \"start $*\" >> {out}/notify.log\nsleep {SCRIPT_SECONDS}\necho \"end $*\" >> {out}/notify.log"
+        ),
+    );
+    let state_script = |state: &str| {
+        dir.script(
+            &format!("{state}.sh"),
+            &format!("echo {state} >> {out}/state.log\nsleep {SCRIPT_SECONDS}"),
+        )
+    };
+    let lines = vec![
+        format!("notify = \"{}\"", notify.display()),
+        format!("notify_master = \"{}\"", state_script("MASTER").display()),
+        format!("notify_backup = \"{}\"", state_script("BACKUP").display()),
+    ];
+    // 200 ms adverts: a backup that takes over only when r1 is frozen, not when a loaded
+    // machine delays one of r1's adverts (Master_Down_Interval 722 ms).
+    let slower = |priority: u8, lines: &[String]| HaldirInstance {
+        advert_int_centis: 20,
+        ..instance(priority, lines)
+    };
+    let lab = two_router_lab("nfo");
+    let r1 = Haldir::start(&lab, "r1", binary(), &[slower(150, &[])]).unwrap();
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(5)),
+        "{}",
+        r1.log()
+    );
+    let r2 = Haldir::start(&lab, "r2", binary(), &[slower(100, &lines)]).unwrap();
+    assert!(
+        r2.wait_state("BACKUP", Duration::from_secs(5)),
+        "{}",
+        r2.log()
+    );
+
+    // r2's transitions as seen from outside: the VIP in r2's kernel (`ip addr`).
+    let vip = "10.0.0.100";
+    let mut seen = vec!["BACKUP"];
+    assert!(!lab.has_address("r2", vip));
+    for cycle in 0..CYCLES {
+        std::thread::sleep(DWELL);
+        // r1 hangs: r2 takes over after Master_Down_Interval.
+        r1.freeze(true).unwrap();
+        let took_over = lab::wait_until(Duration::from_secs(5), || lab.has_address("r2", vip));
+        // The thaw waits for the dwell, so that the transitions are at least that far apart.
+        std::thread::sleep(DWELL);
+        r1.freeze(false).unwrap();
+        assert!(
+            took_over,
+            "cycle {cycle}: r2 never took the VIP\n{}",
+            r2.log()
+        );
+        seen.push("MASTER");
+        // r1's next advert (priority 150) makes r2 a backup again (RFC 5798 §6.4.3), and r2
+        // releases the VIP.
+        assert!(
+            lab::wait_until(Duration::from_secs(5), || !lab.has_address("r2", vip)),
+            "cycle {cycle}: r2 kept the VIP after r1 came back\n{}",
+            r2.log()
+        );
+        seen.push("BACKUP");
+    }
+    let transitions = seen.len();
+    // Every script ends 1.5 s after the last transition; 30 s lets a build that runs them one
+    // after the other (7 x 2 x 1.5 s) reach the assertions below, which say what is wrong.
+    let all_ended = lab::wait_until(Duration::from_secs(30), || {
+        lines_after(&dir.read("notify.log"), "end ").len() >= transitions
+    });
+    let log = dir.read("notify.log");
+    let expected: Vec<String> = seen
+        .iter()
+        .map(|state| format!("INSTANCE VI_1 {state} 100"))
+        .collect();
+    // In order, none lost, none run twice, with keepalived's arguments.
+    assert_eq!(
+        lines_after(&log, "start "),
+        expected,
+        "notify scripts lost, repeated or started out of the order of the transitions seen on r2's VIP ({seen:?}):\n{log}"
+    );
+    assert!(
+        all_ended,
+        "not every notify script finished:\n{log}\n{}",
+        r2.log()
+    );
+    assert_eq!(lines_after(&log, "end ").len(), transitions, "{log}");
+    let states = dir.read("state.log");
+    assert_eq!(
+        states.lines().collect::<Vec<_>>(),
+        seen,
+        "notify_master / notify_backup out of order or lost"
+    );
+    // Not held up: some script started while the one before it still ran (its "end" came
+    // after the next "start"). A transition never waits for an earlier transition's scripts.
+    let overlapped = log
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|pair| pair[0].starts_with("start ") && pair[1].starts_with("start "));
+    assert!(
+        overlapped,
+        "every script waited for the one before it (haldir starts each transition's scripts at once):\n{log}"
+    );
+}
+
+/// Two instances (VIPs 10.0.0.100 and 10.0.0.200) in sync group `VG_1`; `VI_PRIVATE` tracks
+/// `priv0`. The group's and the members' scripts call `log` (`log FILE ARGS...`), logging to
+/// `HOST.group`, `HOST.group-state` and `HOST.instance`.
+fn sync_group_config(log: &Path, host: &str, priority: u8) -> String {
+    let log = log.display();
+    let instance = |name: &str, vrid: u8, vip: &str, track: &str| {
+        format!(
+            r#"[[vrrp_instance]]
+name = "{name}"
+interface = "eth0"
+version = 3
+virtual_router_id = {vrid}
+priority = {priority}
+advert_int = 0.2
+virtual_ipaddress = ["{vip}/24"]
+notify = "{log} {host}.instance"
+{track}
+"#
+        )
+    };
+    format!(
+        r#"[[vrrp_sync_group]]
+name = "VG_1"
+group = ["VI_PUBLIC", "VI_PRIVATE"]
+notify = "{log} {host}.group"
+notify_master = "{log} {host}.group-state master"
+notify_backup = "{log} {host}.group-state backup"
+notify_fault = "{log} {host}.group-state fault"
+
+{}
+{}"#,
+        instance("VI_PUBLIC", 51, "10.0.0.100", ""),
+        instance(
+            "VI_PRIVATE",
+            52,
+            "10.0.0.200",
+            "track_interface = [\"priv0\"]"
+        ),
+    )
+}
+
+#[test]
+fn a_sync_group_runs_its_notify_scripts_once_per_group_transition_with_keepalived_arguments() {
+    if skip_unless_root(
+        "a_sync_group_runs_its_notify_scripts_once_per_group_transition_with_keepalived_arguments",
+    ) {
+        return;
+    }
+    let dir = ScriptDir::new("group");
+    // Written once: rewriting a script another router is running fails (ETXTBSY).
+    let log = dir.script(
+        "log.sh",
+        &format!("file=$1\nshift\necho \"$*\" >> {}/$file", dir.0.display()),
+    );
+    let lab = two_router_lab("nfg");
+    for host in ["r1", "r2"] {
+        // The tracked "private NIC": one end of a veth pair inside the router.
+        lab.run(
+            host,
+            &[
+                "ip", "link", "add", "priv0", "type", "veth", "peer", "name", "priv1",
+            ],
+        )
+        .unwrap();
+        for ifname in ["priv0", "priv1"] {
+            lab.run(host, &["ip", "link", "set", ifname, "up"]).unwrap();
+        }
+    }
+    let vips = ["10.0.0.100", "10.0.0.200"];
+    let both_on = |host: &str| {
+        let other = if host == "r1" { "r2" } else { "r1" };
+        vips.iter()
+            .all(|v| lab.has_address(host, v) && !lab.has_address(other, v))
+    };
+    let r1 = Haldir::start_with_config(&lab, "r1", binary(), &sync_group_config(&log, "r1", 150))
+        .unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || both_on("r1")),
+        "{}",
+        r1.log()
+    );
+    let r2 = Haldir::start_with_config(&lab, "r2", binary(), &sync_group_config(&log, "r2", 100))
+        .unwrap();
+    let group_lines = |host: &str| {
+        dir.read(&format!("{host}.group"))
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let wait_group = |host: &str, count: usize| {
+        lab::wait_until(Duration::from_secs(10), || group_lines(host).len() >= count)
+    };
+    assert!(
+        wait_group("r2", 1),
+        "r2's group never notified BACKUP\n{}",
+        r2.log()
+    );
+
+    // The tracked link of r1 goes down: r1's group goes to FAULT, both VIPs move to r2, whose
+    // group becomes MASTER.
+    lab.run("r1", &["ip", "link", "set", "priv0", "down"])
+        .unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || both_on("r2")),
+        "both VIPs did not move to r2\n{}\n{}",
+        r1.log(),
+        r2.log()
+    );
+    assert!(
+        wait_group("r2", 2),
+        "r2's group never notified MASTER\n{}",
+        r2.log()
+    );
+    // Link up again: r1 preempts both back, r2's group returns to BACKUP.
+    lab.run("r1", &["ip", "link", "set", "priv0", "up"])
+        .unwrap();
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || both_on("r1")),
+        "both VIPs did not come back to r1\n{}\n{}",
+        r1.log(),
+        r2.log()
+    );
+    assert!(
+        wait_group("r2", 3),
+        "r2's group never notified BACKUP again\n{}",
+        r2.log()
+    );
+    // Every expected script has run (a file has at least its expected lines), then a second
+    // more for any extra one (say, a group script run per member) before the exact counts.
+    let expected_lines = [
+        ("r1.group", 5),
+        ("r1.group-state", 5),
+        ("r1.instance", 10),
+        ("r2.group", 3),
+        ("r2.group-state", 3),
+        ("r2.instance", 6),
+    ];
+    lab::wait_until(Duration::from_secs(10), || {
+        expected_lines
+            .iter()
+            .all(|(file, count)| dir.read(file).lines().count() >= *count)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    // r2: once per group transition, with keepalived's `GROUP NAME STATE 0` (keepalived 2.2.7
+    // passes priority 0 for a group), and the group's notify_STATE with its own arguments.
+    assert_eq!(
+        group_lines("r2"),
+        [
+            "GROUP VG_1 BACKUP 0",
+            "GROUP VG_1 MASTER 0",
+            "GROUP VG_1 BACKUP 0"
+        ],
+        "r2's group notify\ninstance scripts: {:?}\n{}",
+        dir.read("r2.instance"),
+        r2.log()
+    );
+    assert_eq!(
+        dir.read("r2.group-state").lines().collect::<Vec<_>>(),
+        ["backup", "master", "backup"]
+    );
+    // r1: BACKUP at start, MASTER, FAULT when the link went, BACKUP when it came back (leaving
+    // FAULT is through Initialize, RFC 5798 §6.4.1; priority 150 < 255 is BACKUP), MASTER again
+    // at its Master_Down_Interval (r2's adverts have the lower priority).
+    let r1_group = group_lines("r1");
+    assert_eq!(
+        r1_group,
+        [
+            "GROUP VG_1 BACKUP 0",
+            "GROUP VG_1 MASTER 0",
+            "GROUP VG_1 FAULT 0",
+            "GROUP VG_1 BACKUP 0",
+            "GROUP VG_1 MASTER 0"
+        ],
+        "r1's group notify\ninstance scripts: {:?}\n{}",
+        dir.read("r1.instance"),
+        r1.log()
+    );
+    assert_eq!(
+        dir.read("r1.group-state").lines().collect::<Vec<_>>(),
+        ["backup", "master", "fault", "backup", "master"],
+        "the group's notify_STATE once per group transition, not once per member"
+    );
+    // The members' own scripts ran beside the group's, each member for itself, with its
+    // priority.
+    let member_states = |host: &str, member: &str| {
+        let priority = if host == "r1" { "150" } else { "100" };
+        dir.read(&format!("{host}.instance"))
+            .lines()
+            .filter_map(|l| {
+                let words: Vec<&str> = l.split(' ').collect();
+                (words.len() == 4 && words[1] == member && words[3] == priority)
+                    .then(|| words[2].to_owned())
+            })
+            .collect::<Vec<_>>()
+    };
+    for member in ["VI_PUBLIC", "VI_PRIVATE"] {
+        assert_eq!(
+            member_states("r1", member),
+            ["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER"],
+            "r1 {member}: {:?}",
+            dir.read("r1.instance")
+        );
+        assert_eq!(
+            member_states("r2", member),
+            ["BACKUP", "MASTER", "BACKUP"],
+            "r2 {member}: {:?}",
+            dir.read("r2.instance")
+        );
+    }
 }

@@ -41,7 +41,7 @@ pub struct SyncGroup {
     /// The member instances, by name, in the order written; at least two,
     /// each defined and listed once.
     pub members: Vec<String>,
-    /// The group's notify scripts (`notify` gets `GROUP NAME STATE`).
+    /// The group's notify scripts (`notify` gets `GROUP NAME STATE 0`).
     pub notify: NotifyScripts,
     /// Where the group starts in the configuration file.
     pub loc: Loc,

@@ -1,7 +1,7 @@
 //! Notify scripts as keepalived runs them: which state name a transition is notified as,
 //! which command lines run (`notify_STATE` with its own arguments, `notify` with
-//! `INSTANCE|GROUP NAME STATE [PRIORITY]` appended), and when a sync group as a whole enters a
-//! state. Pure: the binary's notify task feeds it transitions and runs what it returns.
+//! `INSTANCE|GROUP NAME STATE PRIORITY` appended, priority 0 for a group), and when a sync
+//! group as a whole enters a state. Pure: the binary's notify task feeds it transitions and runs what it returns.
 
 use std::collections::BTreeMap;
 
@@ -79,14 +79,16 @@ pub fn group_entered<'m>(
     Some(group)
 }
 
-/// The command lines of a sync group's transition: `notify` with `GROUP NAME STATE` (no
-/// priority, as keepalived) and the group's `notify_STATE`.
+/// The command lines of a sync group's transition: the group's `notify_STATE` and `notify`
+/// with `GROUP NAME STATE 0`. keepalived 2.x passes a priority of 0 for a group (its
+/// keepalived.conf(5): `notify` gets four arguments, `$(n)` the priority; 2.2.7 was seen
+/// calling `notify GROUP VG_1 MASTER 0`), so a script written for it finds four here too.
 pub fn group_commands(
     scripts: &NotifyScripts,
     group: &str,
     state: &str,
 ) -> Result<Vec<(&'static str, Vec<String>)>, String> {
-    commands_for(scripts, "GROUP", group, state, None)
+    commands_for(scripts, "GROUP", group, state, Some(0))
 }
 
 #[cfg(test)]
@@ -128,7 +130,7 @@ mod tests {
         let group = group_commands(&scripts, "G1", "FAULT").unwrap();
         assert_eq!(
             group[0].1,
-            ["/usr/local/bin/notify", "--x", "GROUP", "G1", "FAULT"]
+            ["/usr/local/bin/notify", "--x", "GROUP", "G1", "FAULT", "0"]
                 .map(String::from)
                 .to_vec()
         );
