@@ -51,24 +51,6 @@ fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kernel_metrics: {text}");
 }
 
-fn raise_fd_limit(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = wanted.max(limit.rlim_cur);
-        limit.rlim_max = limit.rlim_max.max(limit.rlim_cur);
-        assert_eq!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
-            0,
-            "cannot raise RLIMIT_NOFILE to {wanted}"
-        );
-    }
-}
-
 fn metrics_addr() -> SocketAddr {
     METRICS.parse().unwrap()
 }
@@ -267,7 +249,7 @@ fn metrics_answer_correctly_with_a_thousand_connections_and_a_crowd_of_idle_scra
         return;
     }
     let started = Instant::now();
-    raise_fd_limit(16384);
+    haldir_lab::raise_fd_limit(16384);
     let lab = Lab::new("metrics-load").unwrap();
     let app = Appliance::build(&lab, ApplianceOptions::default()).unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_haldir"));

@@ -513,30 +513,12 @@ fn connections_opened_while_the_backup_was_down_survive_only_with_bulk_resync() 
 
 const MANY: usize = 10_000;
 
-fn raise_fd_limit(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = wanted.max(limit.rlim_cur);
-        limit.rlim_max = limit.rlim_max.max(limit.rlim_cur);
-        assert_eq!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
-            0,
-            "cannot raise RLIMIT_NOFILE to {wanted}"
-        );
-    }
-}
-
 #[test]
 fn bulk_resync_of_10000_connections_is_timed() {
     if !in_vm_or_skip("kernel_resync::bulk_resync_of_10000_connections_is_timed") {
         return;
     }
-    raise_fd_limit(4 * MANY as u64);
+    haldir_lab::raise_fd_limit(4 * MANY as u64);
     let lab = Lab::new("kresync-10k").unwrap();
     lab.add_host("cl", &["10.40.0.9/24"]).unwrap();
     lab.add_host("r1", &["10.40.0.1/24"]).unwrap();

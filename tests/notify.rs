@@ -454,16 +454,7 @@ fn a_sync_group_runs_its_notify_scripts_once_per_group_transition_with_keepalive
     let lab = two_router_lab("nfg");
     for host in ["r1", "r2"] {
         // The tracked "private NIC": one end of a veth pair inside the router.
-        lab.run(
-            host,
-            &[
-                "ip", "link", "add", "priv0", "type", "veth", "peer", "name", "priv1",
-            ],
-        )
-        .unwrap();
-        for ifname in ["priv0", "priv1"] {
-            lab.run(host, &["ip", "link", "set", ifname, "up"]).unwrap();
-        }
+        lab.add_inner_veth(host, "priv0", "priv1").unwrap();
     }
     let vips = ["10.0.0.100", "10.0.0.200"];
     let both_on = |host: &str| {

@@ -134,17 +134,7 @@ fn cutting_the_tracked_link_moves_the_whole_group(tag: &str, syntax: Syntax) {
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
     lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
     for host in ["r1", "r2"] {
-        // A veth pair inside the router (the test kernel has no dummy driver).
-        lab.run(
-            host,
-            &[
-                "ip", "link", "add", "priv0", "type", "veth", "peer", "name", "priv1",
-            ],
-        )
-        .unwrap();
-        for ifname in ["priv0", "priv1"] {
-            lab.run(host, &["ip", "link", "set", ifname, "up"]).unwrap();
-        }
+        lab.add_inner_veth(host, "priv0", "priv1").unwrap();
     }
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config(syntax, 150)).unwrap();
     let r2 = Haldir::start_with_config(&lab, "r2", binary(), &config(syntax, 100)).unwrap();

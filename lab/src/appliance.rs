@@ -451,6 +451,31 @@ impl<'l> Appliance<'l> {
         Ok(list)
     }
 
+    /// The real servers of the configured service, as `ipvsadm -Ln` lists them (sorted).
+    pub fn configured_destinations(&self) -> Vec<String> {
+        let mut want: Vec<String> = REAL_SERVERS
+            .iter()
+            .map(|(_, a)| format!("{a}:{SERVICE_PORT}"))
+            .collect();
+        want.sort();
+        want
+    }
+
+    /// Waits up to `timeout` until r1's IPVS has the configured service with every real
+    /// server, r1 runs the master sync daemon and r2 the backup one (read with `ipvsadm`).
+    pub fn wait_ipvs_ready(&self, timeout: Duration) -> bool {
+        let want = self.configured_destinations();
+        poll_until(timeout, Duration::from_millis(500), || {
+            self.ipvs_destinations("r1").ok().as_ref() == Some(&want)
+                && self
+                    .sync_daemons("r1")
+                    .is_ok_and(|d| d.contains("master sync daemon"))
+                && self
+                    .sync_daemons("r2")
+                    .is_ok_and(|d| d.contains("backup sync daemon"))
+        })
+    }
+
     /// The kernel's sync daemons in `router` (`ipvsadm -L --daemon`), one line each.
     pub fn sync_daemons(&self, router: &str) -> anyhow::Result<String> {
         Ok(self
@@ -1169,20 +1194,8 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
             logs(&[&r1, &r2])
         );
     }
-    let want: Vec<String> = REAL_SERVERS
-        .iter()
-        .map(|(_, a)| format!("{a}:{SERVICE_PORT}"))
-        .collect();
-    let ready = poll_until(Duration::from_secs(60), Duration::from_millis(500), || {
-        app.ipvs_destinations("r1").ok().as_ref() == Some(&want)
-            && app
-                .sync_daemons("r1")
-                .is_ok_and(|d| d.contains("master sync daemon"))
-            && app
-                .sync_daemons("r2")
-                .is_ok_and(|d| d.contains("backup sync daemon"))
-    });
-    if !ready {
+    let want = app.configured_destinations();
+    if !app.wait_ipvs_ready(Duration::from_secs(60)) {
         bail!(
             "the IPVS side is not ready: r1 service {:?}, daemons r1 [{}], r2 [{}]\n{}",
             app.ipvs_destinations("r1"),

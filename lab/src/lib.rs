@@ -88,6 +88,26 @@ pub fn poll_until(timeout: Duration, interval: Duration, mut cond: impl FnMut() 
     }
 }
 
+/// Raises this process's open-file limit (RLIMIT_NOFILE) to at least `wanted`, the hard
+/// limit with it (root may): for tests that hold thousands of connections.
+pub fn raise_fd_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = wanted.max(limit.rlim_cur);
+        limit.rlim_max = limit.rlim_max.max(limit.rlim_cur);
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
+            0,
+            "cannot raise RLIMIT_NOFILE to {wanted}"
+        );
+    }
+}
+
 /// Locks `mutex`, taking over a poisoned one: the lab's shared records (captured frames,
 /// spawned processes, counters) stay readable after a panicking thread.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -385,6 +385,19 @@ impl Lab {
             .any(|(addr, _)| addr == wanted)
     }
 
+    /// A veth pair `a`/`b` inside host `name`, both up: a link of the host's own to track
+    /// and cut (`link_set(name, a, false)`); the test kernels have no dummy driver.
+    pub fn add_inner_veth(&self, name: &str, a: &str, b: &str) -> anyhow::Result<()> {
+        self.run(
+            name,
+            &["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+        )?;
+        for ifname in [a, b] {
+            self.link_set(name, ifname, true)?;
+        }
+        Ok(())
+    }
+
     /// `ip link set IFNAME up|down` in host `name` (`"sw"` for the switch's ports).
     pub fn link_set(&self, name: &str, ifname: &str, up: bool) -> anyhow::Result<()> {
         let ns = self.namespace_of(name)?;

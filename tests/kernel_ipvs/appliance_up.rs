@@ -45,21 +45,8 @@ pub fn start_routers<'l>(
         r1.log(),
         r2.log()
     );
-    let want: Vec<String> = REAL_SERVERS
-        .iter()
-        .map(|(_, a)| format!("{a}:{SERVICE_PORT}"))
-        .collect();
-    let ready = poll_until(SLOW, Duration::from_millis(500), || {
-        app.ipvs_destinations("r1").ok().as_ref() == Some(&want)
-            && app
-                .sync_daemons("r1")
-                .is_ok_and(|d| d.contains("master sync daemon"))
-            && app
-                .sync_daemons("r2")
-                .is_ok_and(|d| d.contains("backup sync daemon"))
-    });
     assert!(
-        ready,
+        app.wait_ipvs_ready(SLOW),
         "IPVS not ready: r1 service {:?}, daemons r1 [{}], r2 [{}]\n{}",
         app.ipvs_destinations("r1"),
         app.sync_daemons("r1").unwrap_or_default(),
