@@ -14,7 +14,8 @@
 //! and was never haldir's. Both kernels then hold it (that is the operator's
 //! configuration: stopping VRRP on the owner does not unconfigure its
 //! interface), and r2's announcements, sent after r1's last one, are what the
-//! segment follows. Needs root; skipped loudly otherwise.
+//! segment follows. The namespace tests need root and are skipped loudly
+//! otherwise; the last test (`haldir check` accepts an owner) runs anywhere.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -323,4 +324,44 @@ fn a_forged_priority_255_advert_from_a_higher_address_neither_demotes_the_owner_
         "r1's eth0 lost {OWNED_CIDR} on stop: {:?}",
         r1_addresses(&lab)
     );
+}
+
+/// `haldir check` on `text` written to `dir/name`: its exit code and output.
+fn check(dir: &Path, name: &str, text: &str) -> (Option<i32>, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("HALDIR_LOG")
+        .output()
+        .expect("cannot run haldir");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn check_accepts_an_address_owner_configuration_in_toml_and_keepalived_syntax() {
+    let dir = std::env::temp_dir().join(format!("haldir-owner-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nversion = 3\n\
+                virtual_router_id = 51\npriority = 255\nadvert_int = 1\n\
+                virtual_ipaddress = [\"10.0.0.1/24\"]\n";
+    let keepalived = "vrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    \
+                      virtual_router_id 51\n    priority 255\n    advert_int 1\n    \
+                      virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n";
+    let results = [
+        check(&dir, "owner.toml", toml),
+        check(&dir, "keepalived.conf", keepalived),
+    ];
+    let _ = std::fs::remove_dir_all(&dir);
+    for (code, output) in results {
+        assert_eq!(code, Some(0), "haldir check rejected an owner: {output}");
+        assert!(output.contains("valid (1 vrrp_instance)"), "{output}");
+    }
 }
