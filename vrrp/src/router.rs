@@ -9,7 +9,7 @@
 //! a state change) and `poll_timeout` (the next deadline). Its timers are data: a
 //! small table of deadlines, never spawned tasks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -108,6 +108,10 @@ pub enum DropReason {
     /// `auth_hmac` in enforce mode: the advert failed authentication
     /// ([`crate::auth`]), or it carries a trailer we were not configured for.
     Auth(AuthFailure),
+    /// We are the address owner (priority 255) and another router claims to be
+    /// one too: a misconfiguration (RFC 5798 §5.2.4: 255 is for the router
+    /// that owns the addresses). The owner keeps its addresses and its state.
+    OwnerConflict,
 }
 
 impl DropReason {
@@ -122,6 +126,7 @@ impl DropReason {
             DropReason::OwnAdvert => "own_advert",
             DropReason::ZeroInterval => "zero_interval",
             DropReason::Auth(failure) => failure.as_str(),
+            DropReason::OwnerConflict => "owner_conflict",
         }
     }
 }
@@ -264,6 +269,10 @@ pub struct Router {
     master_resigned: bool,
     /// The primary address of the current master, as last seen.
     master_address: Option<IpAddr>,
+    /// The virtual addresses this router added to the interface and has not
+    /// removed since: the only ones it ever removes. An address the driver
+    /// found already there ([`Router::address_was_present`]) is not in it.
+    added: BTreeSet<IpAddr>,
     /// When the current state was entered.
     state_since: Option<Instant>,
     last_reason: Option<TransitionReason>,
@@ -288,6 +297,7 @@ impl Router {
             fault: false,
             master_resigned: false,
             master_address: None,
+            added: BTreeSet::new(),
             state_since: None,
             last_reason: None,
             actions: VecDeque::new(),
@@ -410,10 +420,40 @@ impl Router {
         self.remove_addresses();
     }
 
+    /// Releases the virtual addresses this router added, and only those: an
+    /// address that was on the interface before (the address owner's own,
+    /// RFC 5798 §1 "IPvX Address Owner") belongs to whoever put it there.
     fn remove_addresses(&mut self) {
-        let addresses = self.config.virtual_addresses.clone();
+        let ours: Vec<IpAddr> = self
+            .config
+            .virtual_addresses
+            .iter()
+            .filter(|a| self.added.remove(a))
+            .copied()
+            .collect();
+        if !ours.is_empty() {
+            self.actions.push_back(Action::RemoveVirtualAddresses(ours));
+        }
+    }
+
+    /// Asks the driver to add `addresses`; they count as ours until the driver
+    /// says one was there already ([`Router::address_was_present`]).
+    fn add_addresses(&mut self, addresses: Vec<IpAddr>) {
+        self.added.extend(addresses.iter().copied());
         self.actions
-            .push_back(Action::RemoveVirtualAddresses(addresses));
+            .push_back(Action::AddVirtualAddresses(addresses));
+    }
+
+    /// The driver, carrying out [`Action::AddVirtualAddresses`], found
+    /// `address` already on the interface: this router did not add it, so it
+    /// never removes it (on resign, shutdown, stepping down or a reload).
+    pub fn address_was_present(&mut self, address: IpAddr) {
+        self.added.remove(&address);
+    }
+
+    /// The virtual addresses this router added and would release on leaving Master.
+    pub fn added_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.added.iter().copied()
     }
 
     /// A tracked interface changed: `true` = some tracked interface is down.
@@ -529,13 +569,17 @@ impl Router {
         if self.state != State::Master {
             return;
         }
+        // Only what we added goes (see `remove_addresses`).
+        let removed: Vec<IpAddr> = removed
+            .into_iter()
+            .filter(|a| self.added.remove(a))
+            .collect();
         if !removed.is_empty() {
             self.actions
                 .push_back(Action::RemoveVirtualAddresses(removed));
         }
         if !added.is_empty() {
-            self.actions
-                .push_back(Action::AddVirtualAddresses(added.clone()));
+            self.add_addresses(added.clone());
             self.stats.announcements += 1;
             self.actions.push_back(Action::Announce(added));
         }
@@ -579,7 +623,16 @@ impl Router {
         ttl: u8,
         advert: &AdvertRepr,
     ) -> Result<(), DropReason> {
-        if let Err(reason) = self.validate(source, ttl, advert) {
+        let owner_conflict = self.priority == 255 && advert.priority == 255;
+        if let Err(reason) = self.validate(source, ttl, advert).and(if owner_conflict {
+            // RFC 5798 §5.2.4: priority 255 is the address owner's alone.
+            // Two owners is a misconfiguration; stepping down (§6.4.3's
+            // tie-break on the address) would hand our own address's
+            // traffic to another router, so the owner ignores the other.
+            Err(DropReason::OwnerConflict)
+        } else {
+            Ok(())
+        }) {
             *self.stats.drops.entry(reason).or_default() += 1;
             return Err(reason);
         }
@@ -739,9 +792,7 @@ impl Router {
         // the addresses costs the driver a netlink round trip. The announcements
         // follow the addresses, so they never point at an address not yet there.
         self.send_advert_now(now);
-        let addresses = self.config.virtual_addresses.clone();
-        self.actions
-            .push_back(Action::AddVirtualAddresses(addresses));
+        self.add_addresses(self.config.virtual_addresses.clone());
         self.start_announce_burst(now);
         if !self.config.garp.master_delay.is_zero() {
             self.timers.announce_second_burst = Some(now + self.config.garp.master_delay);

@@ -788,3 +788,163 @@ fn late_wakeups_do_not_make_the_master_drift() {
     // One at startup plus one per 10 ms: lateness does not accumulate.
     assert_eq!(adverts, 101);
 }
+
+/// Every action a router has pending.
+fn drain_actions(router: &mut Router) -> Vec<Action> {
+    std::iter::from_fn(|| router.poll_action()).collect()
+}
+
+/// An owner started on an interface that already carries its address, as the
+/// driver reports it (the add found the address there).
+fn started_owner(now: Instant) -> Router {
+    let mut owner = Router::new(config(Version::V3, 255, 1));
+    owner.startup(now);
+    for action in drain_actions(&mut owner) {
+        if let Action::AddVirtualAddresses(addresses) = action {
+            for address in addresses {
+                owner.address_was_present(address);
+            }
+        }
+    }
+    owner
+}
+
+fn removals(actions: &[Action]) -> Vec<IpAddr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RemoveVirtualAddresses(addresses) => Some(addresses.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn addresses_present_before_start_are_never_released_and_the_owner_still_resigns() {
+    let now = Instant::now();
+    let mut owner = started_owner(now);
+    assert_eq!(owner.state(), State::Master);
+    assert_eq!(owner.added_addresses().count(), 0);
+    owner.shutdown(now + Duration::from_secs(1));
+    let actions = drain_actions(&mut owner);
+    // RFC 5798 §6.4.3 "Shutdown": the priority-0 advert still goes out...
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::SendAdvert(advert) if advert.priority == 0)),
+        "{actions:?}"
+    );
+    // ...but the address was the interface's before we started: it stays.
+    assert_eq!(removals(&actions), Vec::<IpAddr>::new(), "{actions:?}");
+    assert_eq!(owner.state(), State::Initialize);
+}
+
+#[test]
+fn addresses_present_before_start_survive_a_fault_and_a_sync_group_step_down() {
+    let now = Instant::now();
+    let mut owner = started_owner(now);
+    owner.set_fault(now, true);
+    assert_eq!(owner.state(), State::Fault);
+    owner.set_fault(now, false);
+    assert_eq!(
+        owner.state(),
+        State::Master,
+        "the owner is master at once again"
+    );
+    // The re-add found the address there again.
+    for action in drain_actions(&mut owner) {
+        if let Action::AddVirtualAddresses(addresses) = action {
+            addresses
+                .into_iter()
+                .for_each(|a| owner.address_was_present(a));
+        }
+    }
+    owner.force_backup(now);
+    assert_eq!(removals(&drain_actions(&mut owner)), Vec::<IpAddr>::new());
+}
+
+#[test]
+fn a_backup_releases_the_addresses_it_added() {
+    let now = Instant::now();
+    let mut router = Router::new(config(Version::V3, 100, 2));
+    router.startup(now);
+    router.handle_timeout(now + router.master_down_interval());
+    assert_eq!(router.state(), State::Master);
+    drain_actions(&mut router);
+    router.shutdown(now + Duration::from_secs(5));
+    assert_eq!(
+        removals(&drain_actions(&mut router)),
+        vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))]
+    );
+}
+
+#[test]
+fn an_owner_ignores_a_255_advert_from_a_higher_address() {
+    let now = Instant::now();
+    let mut owner = started_owner(now);
+    let forged = AdvertRepr {
+        version: Version::V3,
+        vrid: 51,
+        priority: 255,
+        advert_interval_centis: 5,
+        auth: Auth::None,
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+    };
+    let higher = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 200));
+    for k in 0..3 {
+        let at = now + Duration::from_millis(10 * k);
+        assert_eq!(
+            owner.handle_advert(at, higher, 255, &forged),
+            Err(DropReason::OwnerConflict)
+        );
+    }
+    let actions = drain_actions(&mut owner);
+    assert_eq!(owner.state(), State::Master, "{actions:?}");
+    assert_eq!(removals(&actions), Vec::<IpAddr>::new());
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::StateChanged { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(owner.stats().drops[&DropReason::OwnerConflict], 3);
+    // It goes on advertising as master.
+    let deadline = owner.poll_timeout().expect("the Adver_Timer");
+    owner.handle_timeout(deadline);
+    assert!(drain_actions(&mut owner)
+        .iter()
+        .any(|a| matches!(a, Action::SendAdvert(advert) if advert.priority == 255)));
+}
+
+#[test]
+fn a_non_owner_still_yields_to_the_owner() {
+    let now = Instant::now();
+    let mut router = Router::new(config(Version::V3, 254, 9));
+    router.startup(now);
+    router.handle_timeout(now + router.master_down_interval());
+    assert_eq!(router.state(), State::Master);
+    drain_actions(&mut router);
+    let owner_advert = AdvertRepr {
+        version: Version::V3,
+        vrid: 51,
+        priority: 255,
+        advert_interval_centis: 5,
+        auth: Auth::None,
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+    };
+    let later = now + Duration::from_secs(2);
+    router
+        .handle_advert(
+            later,
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            255,
+            &owner_advert,
+        )
+        .unwrap();
+    assert_eq!(router.state(), State::Backup);
+    assert_eq!(
+        removals(&drain_actions(&mut router)),
+        vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))]
+    );
+}

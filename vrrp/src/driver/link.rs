@@ -1,6 +1,7 @@
 //! One link's task: its sockets, its routers and ONE timer set to their
 //! earliest deadline; it carries out what the routers hand out.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
@@ -10,7 +11,7 @@ use tracing::{debug, error, info, warn};
 use super::{InstanceSpec, InstanceTransition, LinkStatus, Status, Tracking};
 use crate::auth::{Authenticator, Verdict};
 use crate::netif::{InterfaceInfo, Netif};
-use crate::router::{Action, Router, State};
+use crate::router::{Action, DropReason, Router, State};
 use crate::socket::{AdvertSocket, FrameSocket, ReceiveError, ReceivedAdvert};
 use crate::sync_group::GroupOrder;
 use crate::timer::PreciseTimer;
@@ -42,6 +43,9 @@ pub(super) struct Instance {
     link_fault: bool,
     /// `auth_hmac`: keys, send sequence and replay marks.
     auth: Option<Authenticator>,
+    /// Routers already logged as claiming our addresses with priority 255
+    /// (each is logged once; the `owner_conflict` drop counter counts them all).
+    owner_conflicts_logged: BTreeSet<IpAddr>,
 }
 
 impl Instance {
@@ -171,6 +175,7 @@ impl Link {
                     group_fault: false,
                     link_fault: false,
                     auth,
+                    owner_conflicts_logged: BTreeSet::new(),
                 });
                 self.carry_out(self.instances.len() - 1).await;
             }
@@ -357,8 +362,17 @@ impl Link {
             .router
             .handle_advert(now, *source, ttl, &advert)
         {
-            let count = self.instances[i].router.stats().drops[&reason];
-            if count <= 10 || count % 1000 == 0 {
+            let instance = &mut self.instances[i];
+            let count = instance.router.stats().drops[&reason];
+            if reason == DropReason::OwnerConflict {
+                if instance.owner_conflicts_logged.insert(*source) {
+                    error!(
+                        instance = %instance.spec.name,
+                        %source,
+                        "another router advertises priority 255 for our addresses: two address owners (RFC 5798 §5.2.4); keeping ours, ignoring its adverts (counted as drops, reason owner_conflict)"
+                    );
+                }
+            } else if count <= 10 || count % 1000 == 0 {
                 warn!(
                     instance = %self.instances[i].spec.name,
                     %source,
@@ -440,7 +454,8 @@ impl Link {
             match action {
                 Action::SendAdvert(advert) => self.send_advert(i, &advert),
                 Action::AddVirtualAddresses(addresses) => {
-                    let spec = &self.instances[i].spec;
+                    let instance = &mut self.instances[i];
+                    let spec = &instance.spec;
                     for address in addresses {
                         let prefix_len = spec
                             .router
@@ -449,12 +464,21 @@ impl Link {
                             .zip(&spec.virtual_prefix_lens)
                             .find(|(a, _)| **a == address)
                             .map_or(if address.is_ipv4() { 32 } else { 128 }, |(_, p)| *p);
-                        if let Err(e) = self
+                        match self
                             .netif
                             .add_address(self.info.index, address, prefix_len)
                             .await
                         {
-                            error!(instance = %spec.name, "cannot add virtual address: {e}");
+                            Ok(true) => {}
+                            Ok(false) => {
+                                // Not ours (the address owner's own address,
+                                // or the operator's): never removed by us.
+                                info!(instance = %spec.name, %address, "virtual address already on the interface: it stays there when this instance leaves MASTER");
+                                instance.router.address_was_present(address);
+                            }
+                            Err(e) => {
+                                error!(instance = %spec.name, "cannot add virtual address: {e}")
+                            }
                         }
                     }
                 }

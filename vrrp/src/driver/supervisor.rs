@@ -429,6 +429,9 @@ async fn remove_stale_addresses(netif: &Netif, spec: &InstanceSpec) -> Result<()
 
 /// RFC 5798 §5.1.1.1 / §5.1.2.1: adverts come from the interface's primary IPv4
 /// address, or its IPv6 link-local address; `unicast_src_ip` overrides.
+/// A virtual address is skipped (a backup must not send from the address it
+/// may take over), except for the address owner (priority 255): its virtual
+/// address IS its interface's address (RFC 5798 §1 "IPvX Address Owner").
 fn source_address(info: &InterfaceInfo, spec: &InstanceSpec) -> Result<IpAddr, DriverError> {
     if let Some(source) = spec.unicast_source {
         return Ok(source);
@@ -444,7 +447,7 @@ fn source_address(info: &InterfaceInfo, spec: &InstanceSpec) -> Result<IpAddr, D
         info.ipv4
             .iter()
             .map(|(a, _)| IpAddr::V4(*a))
-            .find(|a| !spec.router.virtual_addresses.contains(a))
+            .find(|a| spec.router.priority == 255 || !spec.router.virtual_addresses.contains(a))
     };
     found.ok_or_else(|| DriverError::NoSourceAddress {
         interface: info.name.clone(),
