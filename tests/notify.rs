@@ -425,6 +425,7 @@ notify = "{log} {host}.group"
 notify_master = "{log} {host}.group-state master"
 notify_backup = "{log} {host}.group-state backup"
 notify_fault = "{log} {host}.group-state fault"
+notify_stop = "{log} {host}.group-state stop"
 
 {}
 {}"#,
@@ -598,4 +599,20 @@ fn a_sync_group_runs_its_notify_scripts_once_per_group_transition_with_keepalive
             dir.read("r2.instance")
         );
     }
+    // Shutdown: once both members have stopped, the group's scripts run once with STOP, as
+    // keepalived 2.2.7 does (`GROUP VG_1 STOP 0`, then notify_stop).
+    r2.stop().unwrap();
+    lab::wait_until(Duration::from_secs(10), || {
+        group_lines("r2").len() >= 4 && dir.read("r2.group-state").lines().count() >= 4
+    });
+    assert_eq!(
+        group_lines("r2")[3..],
+        ["GROUP VG_1 STOP 0"],
+        "r2's group notify on shutdown: {:?}",
+        group_lines("r2")
+    );
+    assert_eq!(
+        dir.read("r2.group-state").lines().collect::<Vec<_>>(),
+        ["backup", "master", "backup", "stop"]
+    );
 }

@@ -60,8 +60,7 @@ pub(crate) struct SyncGroupDraft {
     pub(crate) name: Option<Located<String>>,
     /// `group`: the member instances.
     pub(crate) group: Option<Located<Vec<Located<String>>>>,
-    /// `notify_master`, `notify_backup`, `notify_fault`, `notify` (haldir
-    /// reads no `notify_stop` for groups; `stop` stays `None`).
+    /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify`.
     pub(crate) notify: NotifyDraft,
 }
 

@@ -147,6 +147,7 @@ const SYNC_GROUP: BlockKeywords = BlockKeywords {
         "notify_master",
         "notify_backup",
         "notify_fault",
+        "notify_stop",
         "notify",
     ],
     planned: &[],
@@ -467,6 +468,7 @@ impl Front {
                 "notify_master" => d.notify.master = self.command(s),
                 "notify_backup" => d.notify.backup = self.command(s),
                 "notify_fault" => d.notify.fault = self.command(s),
+                "notify_stop" => d.notify.stop = self.command(s),
                 "notify" => d.notify.notify = self.command(s),
                 other => unreachable!("SYNC_GROUP keyword {other} has no reader"),
             }

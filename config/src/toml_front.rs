@@ -78,6 +78,7 @@ const SYNC_GROUP_KEYS: &[&str] = &[
     "notify_master",
     "notify_backup",
     "notify_fault",
+    "notify_stop",
     "notify",
 ];
 /// Keys accepted in each `[[virtual_server]]`, in the order the docs list them.
@@ -348,6 +349,7 @@ impl Reader<'_> {
                         "notify_master" => draft.notify.master = self.string(name, value),
                         "notify_backup" => draft.notify.backup = self.string(name, value),
                         "notify_fault" => draft.notify.fault = self.string(name, value),
+                        "notify_stop" => draft.notify.stop = self.string(name, value),
                         "notify" => draft.notify.notify = self.string(name, value),
                         other => unreachable!("SYNC_GROUP_KEYS entry {other} has no reader"),
                     }

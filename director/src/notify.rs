@@ -54,8 +54,9 @@ pub fn commands_for(
 
 /// The sync group that enters `state` now that `instance` did: every member of the
 /// instance's group is in `state` (by `instance_states`, the last notified state of each
-/// instance) and the group was not (`group_states`, updated here). STOP is not a group state.
-/// keepalived notifies a sync group's scripts then.
+/// instance) and the group was not (`group_states`, updated here). keepalived notifies a
+/// sync group's scripts then, STOP included: on shutdown 2.2.7 runs a group's `notify` with
+/// `GROUP NAME STOP 0` and its `notify_stop` once every member has stopped.
 pub fn group_entered<'m>(
     groups: &'m [SyncGroup],
     instance: &str,
@@ -66,11 +67,10 @@ pub fn group_entered<'m>(
     let group = groups
         .iter()
         .find(|g| g.members.iter().any(|m| m == instance))?;
-    if state == "STOP"
-        || !group
-            .members
-            .iter()
-            .all(|m| instance_states.get(m) == Some(&state))
+    if !group
+        .members
+        .iter()
+        .all(|m| instance_states.get(m) == Some(&state))
         || group_states.get(&group.name) == Some(&state)
     {
         return None;
@@ -163,11 +163,13 @@ mod tests {
             "a group enters a state once"
         );
         instances.insert("VI_1".to_owned(), "STOP");
-        instances.insert("VI_2".to_owned(), "STOP");
         assert!(
-            group_entered(&groups, "VI_2", "STOP", &instances, &mut group_states).is_none(),
-            "STOP is not a group state"
+            group_entered(&groups, "VI_1", "STOP", &instances, &mut group_states).is_none(),
+            "the group stops with its last member"
         );
+        instances.insert("VI_2".to_owned(), "STOP");
+        let stopped = group_entered(&groups, "VI_2", "STOP", &instances, &mut group_states);
+        assert_eq!(stopped.map(|g| g.name.as_str()), Some("G1"));
         assert!(group_entered(&groups, "VI_9", "MASTER", &instances, &mut group_states).is_none());
     }
 
