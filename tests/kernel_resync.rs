@@ -2,7 +2,11 @@
 //! (skipped, loudly, outside the VM; `tests/vm/run.sh` runs it): connections opened while
 //! the backup router was down survive a failover one second after the backup rejoins; with
 //! bulk resync off (the kernel's own sync alone, as keepalived runs it) the idle ones are
-//! lost. A second test times the bulk resync of 10,000 real connections.
+//! lost. The same story runs with an IPv6 VIP, IPv6 virtual service and IPv6 real servers
+//! (the routers' VRRP and sync traffic stay on IPv4; the kernel's sync protocol version 1
+//! carries IPv6 connections): `ipvsadm -Lnc` in the returning backup must list every IPv6
+//! connection before the master fails. A further test times the bulk resync of 10,000 real
+//! connections.
 //!
 //! ```text
 //!   cl  10.40.0.9  ──┐      r1 (haldir, priority 200): VRRP v3 VI_1, VIP 10.40.0.100, IPVS
@@ -27,6 +31,7 @@ mod ipvsadm;
 #[allow(dead_code)]
 mod dr_lab;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -64,13 +69,72 @@ fn private_binary() -> &'static Path {
     })
 }
 
-fn config(priority: u8, bulk_resync: bool, real_servers: &[&str]) -> String {
-    config_with(
-        priority,
-        bulk_resync,
-        real_servers,
-        Duration::from_millis(100),
-    )
+/// The addresses of one run of the failover story: IPv4 throughout, or an IPv6 service
+/// (VIP, virtual service, real servers) on routers whose VRRP and sync traffic stay IPv4.
+struct Net {
+    /// Lab name prefix.
+    tag: &'static str,
+    /// The VIP (the virtual service's address).
+    vip: &'static str,
+    /// The VIP with its prefix, as `virtual_ipaddress` names it.
+    vip_cidr: &'static str,
+    /// Prefix length of the VIP on a real server's `lo`.
+    vip_on_lo: u8,
+    /// The client's address on the service's family.
+    client: &'static str,
+    /// Extra addresses of the client and the routers (IPv6 ones besides the IPv4 ones).
+    extra: [&'static str; 3],
+    /// The real servers' addresses on the service's family.
+    real_servers: [&'static str; 2],
+}
+
+const V4: Net = Net {
+    tag: "kresync",
+    vip: VIP,
+    vip_cidr: "10.40.0.100/24",
+    vip_on_lo: 32,
+    client: "10.40.0.9",
+    extra: ["", "", ""],
+    real_servers: ["10.40.0.11", "10.40.0.12"],
+};
+
+const V6: Net = Net {
+    tag: "kresync6",
+    vip: "fd00:40::100",
+    vip_cidr: "fd00:40::100/64",
+    vip_on_lo: 128,
+    client: "fd00:40::9",
+    extra: ["fd00:40::9/64", "fd00:40::1/64", "fd00:40::2/64"],
+    real_servers: ["fd00:40::11", "fd00:40::12"],
+};
+
+impl Net {
+    /// `ip:port` as a socket address text (IPv6 in brackets).
+    fn socket(&self, ip: &str, port: u16) -> String {
+        if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        }
+    }
+
+    /// The router configuration of this run.
+    fn config(&self, priority: u8, bulk_resync: bool) -> String {
+        let instance =
+            HaldirInstance::v3(71, priority, Duration::from_millis(100), &[self.vip_cidr]);
+        let mut text = format!(
+            "[global_defs]\nlvs_sync_daemon = {{ interface = \"eth0\", instance = \"VI_1\", id = {SYNC_ID}, bulk_resync = {bulk_resync} }}\n\n{}\n\
+             [[virtual_server]]\nip = \"{}\"\nport = 80\nprotocol = \"TCP\"\nlb_algo = \"rr\"\nlb_kind = \"DR\"\n",
+            instance.render(),
+            self.vip
+        );
+        for rs in self.real_servers {
+            text.push_str(&format!(
+                "\n[[virtual_server.real_server]]\nip = \"{rs}\"\nport = 80\nweight = 1\n"
+            ));
+        }
+        text
+    }
 }
 
 fn config_with(
@@ -195,7 +259,8 @@ impl<'l> Router<'l> {
 /// name. One thread per connection; they end when the peer closes.
 fn echo_server(lab: &Lab, host: &'static str) {
     let listener = lab::in_netns(&lab.ns_name(host), || {
-        TcpListener::bind(("0.0.0.0", 80)).unwrap()
+        // `::` with the default bindv6only=0: IPv4 and IPv6 alike.
+        TcpListener::bind(("::", 80)).unwrap()
     })
     .unwrap();
     std::thread::spawn(move || {
@@ -307,6 +372,68 @@ fn lab(tag: &str) -> Lab {
     lab
 }
 
+/// The lab of `net`: as [`lab`] with the service's family added. A real server holds the
+/// VIP on `lo` (an IPv6 one is not answered in neighbour discovery: Linux answers only for
+/// addresses of the interface asked).
+fn lab_for(net: &Net, tag: &str) -> Lab {
+    if net.vip == VIP {
+        return lab(tag);
+    }
+    let lab = Lab::new(tag).unwrap();
+    for ((host, v4), extra) in [
+        ("cl", "10.40.0.9/24"),
+        ("r1", "10.40.0.1/24"),
+        ("r2", "10.40.0.2/24"),
+    ]
+    .into_iter()
+    .zip(net.extra)
+    {
+        lab.add_host(host, &[v4, extra]).unwrap();
+    }
+    for ((host, v4), v6) in [("rs1", "10.40.0.11/24"), ("rs2", "10.40.0.12/24")]
+        .into_iter()
+        .zip(net.real_servers)
+    {
+        lab.add_host(host, &[v4, &format!("{v6}/64")]).unwrap();
+        lab.run(
+            host,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{}", net.vip, net.vip_on_lo),
+                "dev",
+                "lo",
+                "nodad",
+            ],
+        )
+        .unwrap();
+    }
+    lab
+}
+
+/// The client ports of the connections to `net`'s VIP:80 that `ipvsadm -Lnc` in `host`
+/// lists, and the listing.
+fn listed_client_ports(lab: &Lab, host: &str, net: &Net) -> (BTreeSet<u16>, String) {
+    let out = lab.run(host, &["ipvsadm", "-Lnc"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let client = net.socket(net.client, 0);
+    let client = client.strip_suffix('0').unwrap();
+    let vip = net.socket(net.vip, 80);
+    let ports = text
+        .lines()
+        .filter_map(|line| {
+            // pro expire state source virtual destination
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 6 || fields[0] != "TCP" || fields[4] != vip {
+                return None;
+            }
+            fields[3].strip_prefix(client)?.parse().ok()
+        })
+        .collect();
+    (ports, text)
+}
+
 /// Waits until the IPVS service of `host` lists `count` real servers.
 fn wait_service(lab: &Lab, host: &str, count: usize) {
     let ok = wait_until(Duration::from_secs(20), || {
@@ -337,7 +464,12 @@ fn wait_master_side(lab: &Lab, host: &str) {
 
 /// Opens `count` connections from the client to VIP:80, each echoing one line.
 fn open_echoed(lab: &Lab, count: usize) -> Vec<TcpStream> {
-    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    open_echoed_to(lab, &V4, count)
+}
+
+/// Opens `count` connections from the client to `net`'s VIP:80, each echoing one line.
+fn open_echoed_to(lab: &Lab, net: &Net, count: usize) -> Vec<TcpStream> {
+    let vip: SocketAddr = net.socket(net.vip, 80).parse().unwrap();
     let mut conns: Vec<TcpStream> = lab::in_netns(&lab.ns_name("cl"), || {
         (0..count)
             .map(|_| TcpStream::connect_timeout(&vip, Duration::from_secs(20)).unwrap())
@@ -360,18 +492,29 @@ struct Outcome {
 
 /// One run of the scenario; `bulk`: bulk resync on in both routers.
 fn failover_run(bulk: bool) -> Outcome {
-    let mode = if bulk {
-        "bulk resync ON"
-    } else {
-        "bulk resync OFF (kernel sync only)"
+    failover_run_on(&V4, bulk)
+}
+
+/// One run of the scenario on `net`'s addresses. With bulk resync on, the connections must
+/// be listed by `ipvsadm -Lnc` in r2 before r1 fails (for IPv4, one second after r2
+/// rejoined; for IPv6, within 20 s of it).
+fn failover_run_on(net: &Net, bulk: bool) -> Outcome {
+    let v6 = net.vip != VIP;
+    let mode = match (v6, bulk) {
+        (false, true) => "bulk resync ON",
+        (false, false) => "bulk resync OFF (kernel sync only)",
+        (true, true) => "IPv6, bulk resync ON",
+        (true, false) => "IPv6, bulk resync OFF (kernel sync only)",
     };
-    let lab = lab(if bulk { "kresync-on" } else { "kresync-off" });
+    let lab = lab_for(
+        net,
+        &format!("{}-{}", net.tag, if bulk { "on" } else { "off" }),
+    );
     echo_server(&lab, "rs1");
     echo_server(&lab, "rs2");
-    let servers = ["10.40.0.11", "10.40.0.12"];
 
     // 1. r1 alone: MASTER, kernel master sync daemon, the service programmed.
-    let r1 = Router::start(&lab, "r1", &config(200, bulk, &servers));
+    let r1 = Router::start(&lab, "r1", &net.config(200, bulk));
     assert!(
         r1.wait_state("MASTER", Duration::from_secs(15)),
         "{}",
@@ -380,7 +523,11 @@ fn failover_run(bulk: bool) -> Outcome {
     wait_master_side(&lab, "r1");
 
     // 2. Connections while r2 is down.
-    let mut conns = open_echoed(&lab, IDLE + ACTIVE);
+    let mut conns = open_echoed_to(&lab, net, IDLE + ACTIVE);
+    let client_ports: BTreeSet<u16> = conns
+        .iter()
+        .map(|c| c.local_addr().unwrap().port())
+        .collect();
     say(&format!(
         "{mode}: {} connections open through r1; r1's table has {} entries",
         conns.len(),
@@ -412,7 +559,7 @@ fn failover_run(bulk: bool) -> Outcome {
     };
 
     // 3. r2 rejoins as BACKUP; one second later r1 dies.
-    let r2 = Router::start(&lab, "r2", &config(100, bulk, &servers));
+    let r2 = Router::start(&lab, "r2", &net.config(100, bulk));
     assert!(
         r2.wait_state("BACKUP", Duration::from_secs(15)),
         "{}",
@@ -426,6 +573,33 @@ fn failover_run(bulk: bool) -> Outcome {
         daemons(&lab, "r1"),
         daemons(&lab, "r2")
     ));
+    if v6 && bulk {
+        // From outside: the kernel of r2 lists every connection the client opened.
+        let mut listing = String::new();
+        let mut missing = client_ports.clone();
+        let complete = poll(Duration::from_secs(20), Duration::from_millis(500), || {
+            let (listed, text) = listed_client_ports(&lab, "r2", net);
+            listing = text;
+            missing = client_ports.difference(&listed).copied().collect();
+            missing.is_empty()
+        });
+        say(&format!(
+            "{mode}: `ipvsadm -Lnc` in r2 {} s after it rejoined lists {} of the {} IPv6 \
+             connections",
+            rejoined.elapsed().as_secs(),
+            client_ports.len() - missing.len(),
+            client_ports.len()
+        ));
+        assert!(
+            complete,
+            "before the failover, `ipvsadm -Lnc` in r2 lacks the IPv6 connections from client \
+             ports {missing:?}; r2 bulk_resync status {}; its listing:\n{listing}\nr1's bulk \
+             resync log:\n{}\nr2's:\n{}",
+            r2.status().unwrap_or_default()["bulk_resync"],
+            resync_log(&r1),
+            resync_log(&r2)
+        );
+    }
     if let Some(status) = r2.status() {
         say(&format!(
             "{mode}: r2 bulk_resync status: {}",
@@ -508,6 +682,22 @@ fn connections_opened_while_the_backup_was_down_survive_only_with_bulk_resync() 
         kernel_only.idle_lost, IDLE,
         "the kernel's sync alone kept idle connections it never sent: {:?}",
         kernel_only.reasons
+    );
+}
+
+#[test]
+fn ipv6_connections_opened_while_the_backup_was_down_survive_a_failover_with_bulk_resync() {
+    if !in_vm_or_skip(
+        "kernel_resync::ipv6_connections_opened_while_the_backup_was_down_survive_a_failover_with_bulk_resync",
+    ) {
+        return;
+    }
+    let outcome = failover_run_on(&V6, true);
+    assert_eq!(
+        (outcome.idle_lost, outcome.active_lost),
+        (0, 0),
+        "IPv6 connections lost after the failover: {:?}",
+        outcome.reasons
     );
 }
 
