@@ -59,17 +59,7 @@ fn instance(priority: u8) -> HaldirInstance {
 fn describe(routers: &[&Haldir]) -> String {
     routers
         .iter()
-        .map(|h| {
-            format!(
-                "--- {} (pid {}, running {}): state {:?}\nstatus: {}\nlog:\n{}",
-                h.host(),
-                h.pid(),
-                h.is_running(),
-                h.state(),
-                h.status().map(|s| s.to_string()).unwrap_or_default(),
-                h.log()
-            )
-        })
+        .map(|h| h.describe())
         .collect::<Vec<_>>()
         .join("\n")
 }

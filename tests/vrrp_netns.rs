@@ -81,17 +81,7 @@ fn holders<'a>(lab: &Lab, hosts: &[&'a str], vip: &str) -> Vec<&'a str> {
 fn describe(routers: &[&Haldir]) -> String {
     routers
         .iter()
-        .map(|h| {
-            format!(
-                "--- {} (pid {}, running {}): state {:?}\nstatus: {}\nlog:\n{}",
-                h.host(),
-                h.pid(),
-                h.is_running(),
-                h.state(),
-                h.status().map(|s| s.to_string()).unwrap_or_default(),
-                h.log()
-            )
-        })
+        .map(|h| h.describe())
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -338,6 +338,20 @@ impl<'l> Haldir<'l> {
         Ok(())
     }
 
+    /// Everything a failed assertion should show of this router: host, pid, whether it
+    /// runs, its state, its status document and its log.
+    pub fn describe(&self) -> String {
+        format!(
+            "--- {} (pid {}, running {}): state {:?}\nstatus: {}\nlog:\n{}",
+            self.host(),
+            self.pid(),
+            self.is_running(),
+            self.state(),
+            self.status().map(|s| s.to_string()).unwrap_or_default(),
+            self.log()
+        )
+    }
+
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the process.
     pub fn freeze(&self, frozen: bool) -> anyhow::Result<()> {
         let signal = if frozen {
