@@ -21,11 +21,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use haldir_lab::capture::{vrrp_payload, Frame};
+use haldir_lab::capture::{gratuitous_arps, vrrp_payload, Frame};
 use haldir_lab::inject::advert_repr;
 use haldir_lab::skip_unless_root;
 use haldir_lab::{self as lab, Capture, FrameKind, Haldir, HaldirInstance, Injector, Lab};
-use haldir_vrrp::wire::arp::ArpRepr;
 use haldir_vrrp::wire::vrrp::{AdvertRepr, Auth, Version, VRRP_TTL};
 
 const VRID: u8 = 51;
@@ -79,20 +78,6 @@ fn adverts_from(frames: &[Frame], mac: [u8; 6]) -> Vec<(Instant, Ipv4Addr, Adver
             Some((f.at, src, advert))
         })
         .filter(|(_, _, a)| a.vrid == VRID)
-        .collect()
-}
-
-/// Gratuitous ARPs for `address` announcing `mac`, from `mac`.
-fn garps_from(frames: &[Frame], mac: [u8; 6], address: Ipv4Addr) -> Vec<Instant> {
-    frames
-        .iter()
-        .filter(|f| f.kind == FrameKind::Arp && f.src_mac() == mac)
-        .filter(|f| {
-            ArpRepr::parse(&f.bytes).is_ok_and(|arp| {
-                arp.sender_mac == mac && arp.sender_ip == address && arp.target_ip == address
-            })
-        })
-        .map(|f| f.at)
         .collect()
 }
 
@@ -172,7 +157,7 @@ fn an_address_owner_starts_as_master_and_keeps_its_own_address_through_sigterm()
     }
     // ...announced its address as soon as it started (RFC 5798 §6.4.1)...
     let first_advert = running[0].0;
-    let r1_garps = garps_from(&frames, r1_mac, OWNED);
+    let r1_garps = gratuitous_arps(&frames, r1_mac, OWNED);
     assert!(
         r1_garps.iter().any(|at| *at < first_advert + FAST * 10),
         "no gratuitous ARP for {OWNED} from r1 on start (r1's GARPs at {r1_garps:?}, first advert at {first_advert:?})"
@@ -198,7 +183,7 @@ fn an_address_owner_starts_as_master_and_keeps_its_own_address_through_sigterm()
             .any(|(at, _, a)| at > resigned_at && a.priority == BACKUP_PRIORITY),
         "no advert from r2 after r1 resigned"
     );
-    let r2_garps = garps_from(&frames, r2_mac, OWNED);
+    let r2_garps = gratuitous_arps(&frames, r2_mac, OWNED);
     assert!(
         r2_garps.iter().any(|at| at > resigned_at),
         "r2 did not announce {OWNED} after taking over"

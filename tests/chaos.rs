@@ -28,9 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use haldir_lab::capture::{vrrp_payload, Frame};
+use haldir_lab::capture::{gratuitous_arps, vrrp_payload, Frame};
 use haldir_lab::{self as lab, Capture, FrameKind, Haldir, HaldirInstance, Lab};
-use haldir_vrrp::wire::arp::ArpRepr;
 use pnet_datalink::{Channel, Config, NetworkInterface};
 
 const VRID: u8 = 51;
@@ -186,20 +185,6 @@ fn adverts_from(frames: &[Frame], mac: [u8; 6], vrid: u8) -> Vec<Instant> {
         .iter()
         .filter(|f| f.kind == FrameKind::Vrrp4 && f.src_mac() == mac)
         .filter(|f| vrid_priority(&f.bytes).is_some_and(|(v, _)| v == vrid))
-        .map(|f| f.at)
-        .collect()
-}
-
-/// Gratuitous ARPs for `vip` announcing `mac`, from `mac`.
-fn garps_from(frames: &[Frame], mac: [u8; 6], vip: Ipv4Addr) -> Vec<Instant> {
-    frames
-        .iter()
-        .filter(|f| f.kind == FrameKind::Arp && f.src_mac() == mac)
-        .filter(|f| {
-            ArpRepr::parse(&f.bytes).is_ok_and(|arp| {
-                arp.sender_mac == mac && arp.sender_ip == vip && arp.target_ip == vip
-            })
-        })
         .map(|f| f.at)
         .collect()
 }
@@ -538,10 +523,10 @@ fn row1_frozen_master_loses_the_vip_and_after_sigcont_one_master_remains_and_reg
     let last_r2 = *r2_adverts.last().unwrap();
     // r2 yields on the thawed r1's first advert: both instants are the capture's.
     let r2_after_r1 = last_r2.saturating_duration_since(first_r1_after);
-    let r1_garp = garps_from(&frames, r1_mac, vip())
+    let r1_garp = gratuitous_arps(&frames, r1_mac, vip())
         .into_iter()
         .find(|at| *at > thawed);
-    let r2_garp = garps_from(&frames, r2_mac, vip())
+    let r2_garp = gratuitous_arps(&frames, r2_mac, vip())
         .into_iter()
         .find(|at| *at > frozen);
     let both = overlaps(&vips[0].1, &vips[1].1);
@@ -658,7 +643,7 @@ fn row2_split_brain_healed_leaves_one_master_within_one_interval_and_it_reannoun
         .find(|at| *at > heal_done)
         .expect("r1 stopped advertising");
     let r2_after_r1 = last_r2.saturating_duration_since(r1_crossed);
-    let r1_garp = garps_from(&frames, r1_mac, vip())
+    let r1_garp = gratuitous_arps(&frames, r1_mac, vip())
         .into_iter()
         .find(|at| *at > healed);
     let both = overlaps(&vips[0].1, &vips[1].1);
@@ -959,7 +944,7 @@ fn row5_kill_9_of_a_new_master_mid_takeover_then_restart_removes_the_stale_vips(
     // in its kernel yet), and right after its first GARP (VIP added, burst under way).
     for moment in ["first advert", "first GARP"] {
         let adverts_before = adverts_from(&capture.kept(), r2_mac, VRID).len();
-        let garps_before = garps_from(&capture.kept(), r2_mac, vip()).len();
+        let garps_before = gratuitous_arps(&capture.kept(), r2_mac, vip()).len();
         // The master dies without a word: r2 starts its takeover one Master_Down_Interval on.
         r1.crash().unwrap();
         let crashed = Instant::now();
@@ -968,7 +953,7 @@ fn row5_kill_9_of_a_new_master_mid_takeover_then_restart_removes_the_stale_vips(
             let kept = capture.kept();
             let seen = match moment {
                 "first advert" => adverts_from(&kept, r2_mac, VRID).len() > adverts_before,
-                _ => garps_from(&kept, r2_mac, vip()).len() > garps_before,
+                _ => gratuitous_arps(&kept, r2_mac, vip()).len() > garps_before,
             };
             if seen || crashed.elapsed() > Duration::from_secs(3) {
                 break seen;
@@ -980,7 +965,7 @@ fn row5_kill_9_of_a_new_master_mid_takeover_then_restart_removes_the_stale_vips(
         let killed_after = crashed.elapsed();
         std::thread::sleep(Duration::from_millis(50));
         let stale = holders(&lab, &["r1", "r2"], VIP);
-        let r2_garps = garps_from(&capture.kept(), r2_mac, vip()).len() - garps_before;
+        let r2_garps = gratuitous_arps(&capture.kept(), r2_mac, vip()).len() - garps_before;
         // Killed right after its first advert, r2 may have died before its address request
         // reached the kernel. The row is about what a restart does with a stale VIP, so the
         // VIP is then put where a slightly later kill would have left it (the same address

@@ -10,11 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use haldir_lab::capture::{vrrp_payload, Frame};
+use haldir_lab::capture::{gratuitous_arps, vrrp_payload, Frame};
 use haldir_lab::{
     self as lab, Capture, FrameKind, Haldir, HaldirInstance, Lab, ProbeReport, Prober, Responder,
 };
-use haldir_vrrp::wire::arp::ArpRepr;
 use haldir_vrrp::wire::ndisc::NaRepr;
 use haldir_vrrp::wire::vrrp::{AdvertRepr, Version};
 
@@ -157,20 +156,6 @@ fn adverts_from(frames: &[Frame], mac: [u8; 6]) -> Vec<(Instant, AdvertRepr)> {
         .filter(|f| f.kind.is_vrrp() && f.src_mac() == mac)
         .filter_map(|f| decode_vrrp(f).map(|a| (f.at, a)))
         .filter(|(_, a)| a.vrid == VRID)
-        .collect()
-}
-
-/// Gratuitous ARPs for `vip` announcing `mac`, from `mac`.
-fn garps_from(frames: &[Frame], mac: [u8; 6], vip: Ipv4Addr) -> Vec<Instant> {
-    frames
-        .iter()
-        .filter(|f| f.kind == FrameKind::Arp && f.src_mac() == mac)
-        .filter(|f| {
-            ArpRepr::parse(&f.bytes).is_ok_and(|arp| {
-                arp.sender_mac == mac && arp.sender_ip == vip && arp.target_ip == vip
-            })
-        })
-        .map(|f| f.at)
         .collect()
 }
 
@@ -362,7 +347,7 @@ fn kill_9_of_the_master_moves_the_vip_to_the_backup_within_master_down_interval(
         .into_iter()
         .find(|(at, _)| *at > crash)
         .expect("no advert from r2 after the crash");
-    let first_garp = garps_from(&frames, r2_mac, VIP.parse().unwrap())
+    let first_garp = gratuitous_arps(&frames, r2_mac, VIP.parse().unwrap())
         .into_iter()
         .find(|at| *at > crash)
         .expect("no gratuitous ARP for the VIP from r2's MAC after the crash");

@@ -98,6 +98,25 @@ pub fn vrrp_payload(frame: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// When `mac` sent a gratuitous ARP for `address` (an ARP whose sender and target address
+/// are both `address`, announcing `mac`), in capture order.
+pub fn gratuitous_arps(
+    frames: &[Frame],
+    mac: [u8; 6],
+    address: std::net::Ipv4Addr,
+) -> Vec<Instant> {
+    frames
+        .iter()
+        .filter(|f| f.kind == FrameKind::Arp && f.src_mac() == mac)
+        .filter(|f| {
+            haldir_vrrp::wire::arp::ArpRepr::parse(&f.bytes).is_ok_and(|arp| {
+                arp.sender_mac == mac && arp.sender_ip == address && arp.target_ip == address
+            })
+        })
+        .map(|f| f.at)
+        .collect()
+}
+
 /// A frame kept by the capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
