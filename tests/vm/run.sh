@@ -26,7 +26,7 @@ REPO=$(pwd)
 
 VNG_VERSION=1.42            # virtme-ng, from PyPI; the version this rig was proven with
 VNG_VENV=/opt/vng
-VM_TIMEOUT=${HALDIR_VM_TIMEOUT:-1200}   # seconds for boot + all tests, then the VM is killed
+VM_TIMEOUT=${HALDIR_VM_TIMEOUT:-1800}   # seconds for boot + all tests, then the VM is killed
 PACKAGES=(qemu-system-x86 linux-image-amd64 ipvsadm nftables iproute2 busybox-static python3-venv)
 # Every IPVS scheduler that Linux has had; each one the kernel ships is loaded in the VM.
 SCHEDULERS=(rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)
