@@ -27,7 +27,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
         format: ConfigFormat,
         /// Log format.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
         log_format: LogFormat,
         /// Keep a JSON snapshot of the live state and counters in this file.
         #[arg(long)]
@@ -45,6 +45,10 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9650); off by default.
         #[arg(long, value_name = "ADDR")]
         metrics_address: Option<std::net::SocketAddr>,
+        /// Where SIGUSR1 writes the data dump (haldir.data) and SIGUSR2 the statistics
+        /// (haldir.stats); created if missing.
+        #[arg(long, value_name = "DIR", default_value = haldir::dumps::DEFAULT_DIR)]
+        dump_dir: PathBuf,
     },
     /// Show the running daemon's state: each VRRP instance and each virtual server.
     Status {
@@ -104,21 +108,28 @@ impl From<ConfigFormat> for haldir_config::Format {
     }
 }
 
+/// The format of the log on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
+    /// `journald` when stderr is the journal (systemd's `JOURNAL_STREAM`), else `text`.
+    Auto,
+    /// Human-readable lines; colour only when stderr is a terminal.
     Text,
+    /// One JSON object per line.
     Json,
+    /// Lines with a syslog priority prefix (`<3>` error ... `<7>` debug), which the journal
+    /// stores as the entry's priority (`journalctl -p err`); no time stamp (the journal has it).
+    Journald,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HALDIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+impl From<LogFormat> for haldir::logging::Format {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Auto => haldir::logging::Format::Auto,
+            LogFormat::Text => haldir::logging::Format::Text,
+            LogFormat::Json => haldir::logging::Format::Json,
+            LogFormat::Journald => haldir::logging::Format::Journald,
+        }
     }
 }
 
@@ -185,8 +196,9 @@ fn main() -> ExitCode {
             control_socket,
             no_control_socket,
             metrics_address,
+            dump_dir,
         } => {
-            init_logging(log_format);
+            haldir::logging::init(log_format.into());
             let model = match haldir_config::load_file_as(&config, format.into()) {
                 Ok(model) => model,
                 Err(errors) => {
@@ -219,6 +231,7 @@ fn main() -> ExitCode {
                     config_format: format.into(),
                     control_socket: (!no_control_socket).then_some(control_socket),
                     metrics_address,
+                    dump_dir,
                 },
             )) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,8 @@
 //! The operator's side of `haldir run`, started next to the VRRP driver and
 //! the IPVS task: the live virtual-server status ([`crate::live`]), the
 //! control socket ([`crate::control`]), the metrics endpoint
-//! ([`crate::metrics`]), the notify scripts ([`crate::notify`]) and systemd's
-//! notify protocol ([`crate::systemd`]).
+//! ([`crate::metrics`]), the SIGUSR1 / SIGUSR2 dumps ([`crate::dumps`]), the notify
+//! scripts ([`crate::notify`]) and systemd's notify protocol ([`crate::systemd`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +74,17 @@ pub async fn start(
         arp_check: arp_report.clone(),
         resync,
     };
+    // SIGUSR1 / SIGUSR2 (src/dumps.rs): installed here, before any instance starts, so
+    // that neither signal ever has its default action (terminating haldir).
+    match crate::dumps::spawn(
+        options.dump_dir.clone(),
+        status_sources.clone(),
+        counters.clone(),
+        shutdown.clone(),
+    ) {
+        Ok(task) => tasks.push(task),
+        Err(e) => error!("no SIGUSR1 / SIGUSR2 dumps: {e:#}"),
+    }
     if let Some(path) = &options.control_socket {
         match crate::control::bind(path) {
             Ok(listener) => tasks.push(tokio::spawn(crate::control::serve(

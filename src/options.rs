@@ -18,4 +18,6 @@ pub struct RunOptions {
     pub control_socket: Option<PathBuf>,
     /// Where to serve Prometheus metrics (`None`: off).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where SIGUSR1 / SIGUSR2 write their dumps ([`crate::dumps`]).
+    pub dump_dir: PathBuf,
 }

@@ -196,6 +196,8 @@ impl<'l> Haldir<'l> {
             .arg(&status_path)
             .arg("--control-socket")
             .arg(dir.join(format!("{host}-haldir.sock")))
+            .arg("--dump-dir")
+            .arg(dir.join(format!("{host}-dumps")))
             .args(extra_args)
             .env("HALDIR_LOG", "info,haldir_vrrp=debug");
         let pid = lab
@@ -228,6 +230,11 @@ impl<'l> Haldir<'l> {
     /// The lab host it runs in.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Where SIGUSR1 / SIGUSR2 write its dumps (`haldir.data`, `haldir.stats`).
+    pub fn dump_dir(&self) -> PathBuf {
+        self.lab.dir().join(format!("{}-dumps", self.host))
     }
 
     /// Its pid.
