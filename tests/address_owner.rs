@@ -55,13 +55,7 @@ fn instance(priority: u8) -> HaldirInstance {
     HaldirInstance::v3(VRID, priority, FAST, &[OWNED_CIDR])
 }
 
-fn describe(routers: &[&Haldir]) -> String {
-    routers
-        .iter()
-        .map(|h| h.describe())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use haldir_lab::describe_all as describe;
 
 /// A captured advert of VRID [`VRID`] from `mac`: when, its IP source, the advert.
 fn adverts_from(frames: &[Frame], mac: [u8; 6]) -> Vec<(Instant, Ipv4Addr, AdvertRepr)> {

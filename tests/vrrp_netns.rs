@@ -77,13 +77,7 @@ fn holders<'a>(lab: &Lab, hosts: &[&'a str], vip: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn describe(routers: &[&Haldir]) -> String {
-    routers
-        .iter()
-        .map(|h| h.describe())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use haldir_lab::describe_all as describe;
 
 /// Waits until `master` is MASTER, `backup` BACKUP and only `master`'s host holds `vip`.
 fn assert_elected(lab: &Lab, master: &Haldir, backup: &Haldir, vip: &str, timeout: Duration) {

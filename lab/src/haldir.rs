@@ -119,6 +119,15 @@ impl HaldirInstance {
     }
 }
 
+/// [`Haldir::describe`] of each router, one after the other.
+pub fn describe_all(routers: &[&Haldir<'_>]) -> String {
+    routers
+        .iter()
+        .map(|h| h.describe())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A running haldir in one lab host. Killed with the lab if still running.
 #[derive(Debug)]
 pub struct Haldir<'l> {

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub use capture::{Capture, FrameKind};
-pub use haldir::{schema_checked, Haldir, HaldirInstance};
+pub use haldir::{describe_all, schema_checked, Haldir, HaldirInstance};
 pub use inject::Injector;
 pub use keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
 pub use netns::{in_netns, spawn_in_netns, Lab};
