@@ -921,8 +921,13 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
     // How long r1 must be seen held in BACKUP, the table blocked, before the requests pass.
     // The hold itself lasts at most HOLD_LIMIT (5 s) from BACKUP: the rest of that is the
     // margin for deleting the nft rule (a fork+exec, slow under emulation), the next request
-    // (every 1 s) and the dump, on a loaded machine.
-    const HELD_FOR: Duration = Duration::from_secs(2);
+    // (every 1 s) and the dump, on a loaded machine. 1 s held is ten times what an unheld
+    // preemption takes (at once on the master's first lower-priority advert, 100 ms).
+    const HELD_FOR: Duration = Duration::from_secs(1);
+    // The status file is read (and checked against the schema) this often: more often
+    // costs the emulated VM's CPU that the routers need. A preemption between two reads is
+    // still caught: the instance's `since_unix` is compared with the resync's DONE below.
+    const POLL: Duration = Duration::from_millis(200);
     let lab = lab("kresync-hold");
     echo_server(&lab, "rs1");
     echo_server(&lab, "rs2");
@@ -931,7 +936,7 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
     // 1. r2 (priority 100) alone: master of both instances, idle connections through it.
     let r2 = Router::start(&lab, "r2", &group_config(100, &servers));
     assert!(
-        wait_until(Duration::from_secs(20), || all_in(&r2, "MASTER")),
+        lab::poll_until(Duration::from_secs(20), POLL, || all_in(&r2, "MASTER")),
         "r2 did not become master of both: {:?}\n{}",
         instance_states(&r2),
         r2.log()
@@ -981,7 +986,7 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         if both_held_at.is_none() && seen_held.len() == 2 {
             both_held_at = Some(Instant::now());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
     }
     let r2_states = instance_states(&r2);
     let blocked_status = r1.status().unwrap_or_default();
@@ -1016,7 +1021,7 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         .unwrap();
     let unblocked = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(20), || all_in(&r1, "MASTER")),
+        lab::poll_until(Duration::from_secs(20), POLL, || all_in(&r1, "MASTER")),
         "r1 did not preempt once the table could come: {:?}\n{}",
         instance_states(&r1),
         resync_log(&r1)
