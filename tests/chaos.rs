@@ -1140,11 +1140,17 @@ fn row6_255_instances_on_one_link_all_elect_the_expected_master() {
         wrong.extend(states(&r2, "r2"));
         wrong
     };
-    let converged = lab::wait_until(Duration::from_secs(15), || wrong().is_empty());
+    // Checked every 200 ms (each check runs `ip` and reads two status files: polling
+    // faster takes CPU from the routers on a loaded machine); 60 s is a bound for a machine
+    // whose cores are both busy beside the test (unloaded, they settle within about 1 s:
+    // the convergence time is printed below).
+    let converged = lab::poll_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        wrong().is_empty()
+    });
     let convergence = started.elapsed();
     assert!(
         converged,
-        "not every VRID has its expected master after 15 s:\n{}\n{}",
+        "not every VRID has its expected master after 60 s:\n{}\n{}",
         wrong().into_iter().take(20).collect::<Vec<_>>().join("\n"),
         describe(&[&r1, &r2])
     );
