@@ -57,7 +57,7 @@ pub(crate) fn read(
     file: Arc<str>,
     canonical: Option<PathBuf>,
     dir: &Path,
-) -> Result<(Draft, Vec<ConfigError>, Vec<(PathBuf, Loc)>), Vec<ConfigError>> {
+) -> Result<Reading, Vec<ConfigError>> {
     let source = read::read(text, file.clone(), canonical, dir);
     let included = source.included;
     let (items, tree_errors) = tree::parse(source.tokens);
@@ -66,9 +66,26 @@ pub(crate) fn read(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut front = Front { errors: Vec::new() };
+    let mut front = Front::default();
     let draft = front.document(file, &items);
-    Ok((draft, front.errors, included))
+    Ok(Reading {
+        draft,
+        errors: front.errors,
+        warnings: front.warnings,
+        included,
+    })
+}
+
+/// What [`read`] found in a file whose structure is readable.
+pub(crate) struct Reading {
+    /// The values read, for validation.
+    pub(crate) draft: Draft,
+    /// Keyword errors, reported with validation's.
+    pub(crate) errors: Vec<ConfigError>,
+    /// Keywords accepted with no effect: one per keyword per file.
+    pub(crate) warnings: Vec<ConfigError>,
+    /// Included files, each with its `include` line.
+    pub(crate) included: Vec<(PathBuf, Loc)>,
 }
 
 /// The keywords of one kind of block.
@@ -79,6 +96,9 @@ struct BlockKeywords {
     accepted: &'static [&'static str],
     /// keepalived keywords haldir will implement, with why not yet.
     planned: &'static [(&'static str, &'static str)],
+    /// keepalived keywords haldir accepts and does not act on, with why that
+    /// changes nothing haldir does; each is warned about once per file.
+    ignored: &'static [(&'static str, &'static str)],
 }
 
 const TOP: BlockKeywords = BlockKeywords {
@@ -91,8 +111,28 @@ const TOP: BlockKeywords = BlockKeywords {
         "vrrp_sync_group",
         "vrrp_script",
     ],
-    planned: &[],
+    planned: &[
+        ("virtual_server_group", "expanding a group into its member services is not implemented; write one virtual_server per address"),
+        ("vrrp_track_file", "track_file is not implemented"),
+        ("vrrp_track_process", "track_process is not implemented"),
+        ("static_ipaddress", "static addresses are not implemented"),
+        ("static_routes", "static routes are not implemented"),
+        ("static_rules", "static rules are not implemented"),
+        ("linkbeat_use_polling", "link-beat polling is not implemented"),
+        ("bfd_instance", "BFD is not implemented"),
+    ],
+    ignored: &[(
+        "instance",
+        "it names keepalived's pid and data files when several run on one host; haldir's files are named on its command line",
+    )],
 };
+
+/// Why the mail keywords change nothing.
+const MAIL_ALERTS: &str = "haldir sends no email alerts; watch its logs or notify scripts";
+
+/// Why the process-tuning keywords change nothing.
+const PROCESS_TUNING: &str =
+    "haldir runs as one process and does not change its scheduling priority or lock its memory";
 
 const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
     place: "global_defs",
@@ -103,8 +143,61 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         "notify_timeout",
         "enable_script_security",
         "lvs_sync_daemon",
+        "default_interface",
+        "vrrp_strict",
+        "vrrp_garp_master_delay",
+        "vrrp_garp_master_repeat",
+        "vrrp_garp_master_refresh",
+        "vrrp_garp_interval",
+        "vrrp_gna_interval",
     ],
-    planned: &[],
+    planned: &[
+        ("lvs_timeouts", "setting the IPVS tcp/tcpfin/udp timeouts is not implemented; set them with `ipvsadm --set` at boot"),
+        ("dynamic_interfaces", "waiting for a missing interface is not implemented"),
+        ("notify_fifo", "notify_fifo is not implemented; use notify scripts"),
+        ("notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
+        ("vrrp_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
+        ("vrrp_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
+        ("lvs_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
+        ("lvs_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
+        ("vrrp_garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
+        ("vrrp_garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("vrrp_garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("vrrp_mcast_group4", "haldir sends to the RFC's multicast group 224.0.0.18 only"),
+        ("vrrp_mcast_group6", "haldir sends to the RFC's multicast group ff02::12 only"),
+        ("vrrp_iptables", "haldir does not manage firewall rules for no_accept this way"),
+        ("vrrp_ipsets", "haldir does not manage ipsets"),
+        ("nftables", "haldir does not manage nftables rules"),
+        ("net_namespace", "running in another network namespace is not implemented; start haldir inside it (ip netns exec)"),
+        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE`"),
+        ("vrrp_check_unicast_src", "checking unicast advert sources is not implemented"),
+    ],
+    ignored: &[
+        ("notification_email", MAIL_ALERTS),
+        ("notification_email_from", MAIL_ALERTS),
+        ("smtp_server", MAIL_ALERTS),
+        ("smtp_helo_name", MAIL_ALERTS),
+        ("smtp_connect_timeout", MAIL_ALERTS),
+        ("smtp_alert", MAIL_ALERTS),
+        ("smtp_alert_vrrp", MAIL_ALERTS),
+        ("smtp_alert_checker", MAIL_ALERTS),
+        ("email_faults", MAIL_ALERTS),
+        ("instance", "it names keepalived's pid and data files when several run on one host; haldir's files are named on its command line"),
+        ("data_use_instance", "it names keepalived's data-dump files; haldir's dump paths are its own (SIGUSR1)"),
+        ("max_auto_priority", PROCESS_TUNING),
+        ("vrrp_priority", PROCESS_TUNING),
+        ("checker_priority", PROCESS_TUNING),
+        ("vrrp_no_swap", PROCESS_TUNING),
+        ("checker_no_swap", PROCESS_TUNING),
+        ("vrrp_rt_priority", PROCESS_TUNING),
+        ("checker_rt_priority", PROCESS_TUNING),
+        ("vrrp_skip_check_adv_addr", "haldir never drops an advert for its address list (RFC 5798 §7.1 only says MAY log), which is what this asks for"),
+        ("enable_traps", "haldir has no SNMP agent"),
+        ("enable_snmp_vrrp", "haldir has no SNMP agent"),
+        ("enable_snmp_checker", "haldir has no SNMP agent"),
+        ("enable_snmp_rfc", "haldir has no SNMP agent"),
+        ("enable_dbus", "haldir has no D-Bus interface"),
+    ],
 };
 
 const INSTANCE: BlockKeywords = BlockKeywords {
@@ -136,8 +229,30 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "notify",
         "track_interface",
         "track_script",
+        "mcast_src_ip",
     ],
-    planned: &[],
+    planned: &[
+        ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
+        ("vmac_xmit_base", "the VRRP virtual MAC (macvlan) is not implemented"),
+        ("virtual_ipaddress_excluded", "excluded addresses are not implemented; list them in virtual_ipaddress"),
+        ("virtual_routes", "virtual routes are not implemented"),
+        ("virtual_rules", "virtual rules are not implemented"),
+        ("track_file", "track_file is not implemented"),
+        ("track_process", "track_process is not implemented"),
+        ("dont_track_primary", "haldir always tracks the instance's interface"),
+        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE` in global_defs"),
+        ("notify_master_rx_lower_pri", "not implemented"),
+        ("garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
+        ("garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("native_ipv6", "not implemented"),
+        ("strict_mode", "per-instance strict mode is not implemented; use vrrp_strict in global_defs"),
+    ],
+    ignored: &[
+        ("smtp_alert", MAIL_ALERTS),
+        ("debug", "haldir's log level is set on its command line"),
+        ("skip_check_adv_addr", "haldir never drops an advert for its address list (RFC 5798 §7.1 only says MAY log), which is what this asks for"),
+    ],
 };
 
 const SYNC_GROUP: BlockKeywords = BlockKeywords {
@@ -151,18 +266,21 @@ const SYNC_GROUP: BlockKeywords = BlockKeywords {
         "notify",
     ],
     planned: &[],
+    ignored: &[("smtp_alert", MAIL_ALERTS)],
 };
 
 const AUTHENTICATION: BlockKeywords = BlockKeywords {
     place: "authentication",
     accepted: &["auth_type", "auth_pass"],
     planned: &[],
+    ignored: &[],
 };
 
 const AUTH_HMAC: BlockKeywords = BlockKeywords {
     place: "auth_hmac",
     accepted: &["key", "active_key", "mode", "anti_replay", "time_window"],
     planned: &[],
+    ignored: &[],
 };
 
 const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
@@ -193,7 +311,15 @@ const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
         "delay_before_retry",
         "virtualhost",
     ],
-    planned: &[],
+    planned: &[
+        ("quorum_up", "quorum scripts are not implemented"),
+        ("quorum_down", "quorum scripts are not implemented"),
+        ("lvs_timeouts", "setting IPVS timeouts is not implemented"),
+        ("ha_suspend", "not implemented"),
+        ("one_packet_scheduling", "not implemented"),
+        ("lb_flags", "scheduler flags are not implemented"),
+    ],
+    ignored: &[("smtp_alert", MAIL_ALERTS)],
 };
 
 const REAL_SERVER: BlockKeywords = BlockKeywords {
@@ -218,12 +344,46 @@ const REAL_SERVER: BlockKeywords = BlockKeywords {
         "MISC_CHECK",
         "DNS_CHECK",
     ],
-    planned: &[],
+    planned: &[
+        (
+            "notify_up",
+            "real-server notify scripts are not implemented",
+        ),
+        (
+            "notify_down",
+            "real-server notify scripts are not implemented",
+        ),
+        ("SMTP_CHECK", "the SMTP checker is not implemented"),
+        ("PING_CHECK", "the PING checker is not implemented"),
+        ("UDP_CHECK", "the UDP checker is not implemented"),
+        ("BFD_CHECK", "the BFD checker is not implemented"),
+        ("FILE_CHECK", "the FILE checker is not implemented"),
+    ],
+    ignored: &[("smtp_alert", MAIL_ALERTS)],
 };
 
-/// Walks the statements, collecting errors.
+/// Walks the statements, collecting errors and warnings.
+#[derive(Default)]
 struct Front {
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    /// (file, keyword) pairs already warned about.
+    warned: std::collections::HashSet<(String, String)>,
+    /// global_defs settings that are defaults for every instance.
+    instance_defaults: InstanceDefaults,
+}
+
+/// global_defs keywords that give instances a default (keepalived's
+/// `default_interface`, `vrrp_strict`, `vrrp_garp_*`).
+#[derive(Default)]
+struct InstanceDefaults {
+    interface: Option<Located<String>>,
+    /// `vrrp_strict`: keepalived's strict mode makes `no_accept` the default.
+    strict: Option<Loc>,
+    garp_master_delay: Option<Located<f64>>,
+    garp_master_repeat: Option<Located<i64>>,
+    garp_master_refresh: Option<Located<f64>>,
+    garp_interval: Option<Located<f64>>,
 }
 
 /// Where each keyword was first set in one block, for duplicate errors.
@@ -232,6 +392,17 @@ type Seen = HashMap<&'static str, Loc>;
 impl Front {
     fn error(&mut self, loc: &Loc, message: impl Into<String>) {
         self.errors.push(ConfigError::at(loc, message));
+    }
+
+    /// A warning about `keyword` at `loc`, unless one was given for it in
+    /// this file already.
+    fn warn_once(&mut self, keyword: &str, loc: &Loc, message: impl Into<String>) {
+        if self
+            .warned
+            .insert((loc.file.to_string(), keyword.to_owned()))
+        {
+            self.warnings.push(ConfigError::at(loc, message));
+        }
     }
 
     fn document(&mut self, file: Arc<str>, items: &[Stmt]) -> Draft {
@@ -263,7 +434,51 @@ impl Front {
                 None => {}
             }
         }
+        for instance in &mut draft.instances {
+            self.apply_defaults(instance);
+        }
         draft
+    }
+
+    /// Fills what an instance leaves unset from global_defs and keepalived's
+    /// own defaults.
+    fn apply_defaults(&mut self, d: &mut InstanceDraft) {
+        let defaults = &self.instance_defaults;
+        if d.interface.is_none() && !d.present.contains(&"interface") {
+            if let Some(interface) = &defaults.interface {
+                d.interface = Some(interface.clone());
+                d.present.push("interface");
+            }
+        }
+        if d.accept.is_none() && !d.present.contains(&"accept") {
+            if let Some(strict) = &defaults.strict {
+                d.accept = Some(Located {
+                    value: false,
+                    loc: strict.clone(),
+                });
+            }
+        }
+        if d.garp_master_delay.is_none() {
+            d.garp_master_delay = defaults.garp_master_delay.clone();
+        }
+        if d.garp_master_repeat.is_none() {
+            d.garp_master_repeat = defaults.garp_master_repeat.clone();
+        }
+        if d.garp_master_refresh.is_none() {
+            d.garp_master_refresh = defaults.garp_master_refresh.clone();
+        }
+        if d.garp_interval.is_none() {
+            d.garp_interval = defaults.garp_interval.clone();
+        }
+        // keepalived's default priority is 100 (vrrp_data.c); it warns only
+        // under strict mode.
+        if !d.present.contains(&"priority") {
+            d.priority = Some(Located {
+                value: 100,
+                loc: d.loc.clone(),
+            });
+            d.present.push("priority");
+        }
     }
 
     fn global_defs(&mut self, block: &Block, seen: &mut Seen, draft: &mut Draft) {
@@ -283,6 +498,38 @@ impl Front {
                     draft.scripts.enable_script_security = self.flag(stmt, true)
                 }
                 "lvs_sync_daemon" => draft.lvs_sync_daemon = self.lvs_sync_daemon(stmt),
+                "default_interface" => self.instance_defaults.interface = self.word(stmt),
+                "vrrp_strict" => {
+                    if self.flag(stmt, true).is_some() {
+                        self.instance_defaults.strict = Some(stmt.keyword().loc.clone());
+                    }
+                }
+                "vrrp_garp_master_delay" => {
+                    self.instance_defaults.garp_master_delay = self.seconds(stmt)
+                }
+                "vrrp_garp_master_repeat" => {
+                    self.instance_defaults.garp_master_repeat = self.integer(stmt)
+                }
+                "vrrp_garp_master_refresh" => {
+                    self.instance_defaults.garp_master_refresh = self.seconds(stmt)
+                }
+                // haldir spaces gratuitous ARPs and unsolicited NAs alike.
+                "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                    let value = self.seconds(stmt);
+                    if let (Some(new), Some(old)) = (&value, &self.instance_defaults.garp_interval)
+                    {
+                        if new.value != old.value {
+                            let message = format!(
+                                "`{}`: haldir has one interval for gratuitous ARPs and unsolicited NAs, and {} sets another; give both the same value",
+                                stmt.text(),
+                                old.loc
+                            );
+                            self.error(&stmt.keyword().loc, message);
+                            continue;
+                        }
+                    }
+                    self.instance_defaults.garp_interval = value;
+                }
                 other => unreachable!("GLOBAL_DEFS keyword {other} has no reader"),
             }
         }
@@ -382,16 +629,18 @@ impl Front {
         let Some(block) = self.block(stmt) else {
             return d;
         };
+        let mut state_master: Option<Loc> = None;
         let mut seen = Seen::new();
         for s in &block.items {
             let Some(keyword) = self.keyword(s, &INSTANCE) else {
                 continue;
             };
-            // `accept` and `no_accept` set the same thing.
-            let key = if keyword == "no_accept" {
-                "accept"
-            } else {
-                keyword
+            // `accept` and `no_accept` set the same thing, as do
+            // `unicast_src_ip` and `mcast_src_ip` (keepalived's one source address).
+            let key = match keyword {
+                "no_accept" => "accept",
+                "mcast_src_ip" => "unicast_src_ip",
+                other => other,
             };
             if !self.first(&mut seen, key, s) {
                 continue;
@@ -400,18 +649,31 @@ impl Front {
                 d.present.push(key);
             }
             match keyword {
-                "state" => self.state(s),
+                "state" => state_master = self.state(s),
                 "interface" => d.interface = self.word(s),
                 "virtual_router_id" => d.virtual_router_id = self.integer(s),
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),
                 "version" => d.version = self.integer(s),
                 "virtual_ipaddress" => d.virtual_ipaddress = self.list_block(s, "ADDRESS[/PREFIX]"),
+                // keepalived reads `nopreempt` alone; sites write `nopreempt 1`
+                // too, which keepalived takes as nopreempt (it ignores the word).
+                "nopreempt" if !s.args().is_empty() && s.block.is_none() => {
+                    let message = format!(
+                        "`{}`: nopreempt takes no value; haldir reads it as `nopreempt`, as keepalived does",
+                        s.text()
+                    );
+                    self.warn_once("nopreempt value", &s.keyword().loc, message);
+                    d.nopreempt = Some(Located {
+                        value: true,
+                        loc: s.keyword().loc.clone(),
+                    });
+                }
                 "nopreempt" => d.nopreempt = self.flag(s, true),
                 "preempt_delay" => d.preempt_delay = self.seconds(s),
                 "accept" => d.accept = self.flag(s, true),
                 "no_accept" => d.accept = self.flag(s, false),
-                "unicast_src_ip" => d.unicast_src_ip = self.word(s),
+                "unicast_src_ip" | "mcast_src_ip" => d.unicast_src_ip = self.word(s),
                 "unicast_peer" => d.unicast_peer = self.list_block(s, "ADDRESS"),
                 "garp_master_delay" => d.garp_master_delay = self.seconds(s),
                 "garp_master_repeat" => d.garp_master_repeat = self.integer(s),
@@ -429,7 +691,30 @@ impl Front {
                 other => unreachable!("INSTANCE keyword {other} has no reader"),
             }
         }
+        if let Some(master) = state_master {
+            self.state_master(&mut d, &master);
+        }
         d
+    }
+
+    /// keepalived (vrrp.c, completing an instance) clears `nopreempt` and
+    /// `preempt_delay` when the initial state is MASTER, with a warning:
+    /// a router that starts as master preempts. haldir does the same.
+    fn state_master(&mut self, d: &mut InstanceDraft, master: &Loc) {
+        for (keyword, set) in [
+            ("nopreempt", d.nopreempt.take().map(|n| n.loc)),
+            ("preempt_delay", d.preempt_delay.take().map(|p| p.loc)),
+        ] {
+            if let Some(at) = set {
+                d.present.retain(|&k| k != keyword);
+                self.warnings.push(ConfigError::at(
+                    &at,
+                    format!(
+                        "`{keyword}` is cleared by `state MASTER` at {master}, as keepalived does: an instance that starts as master preempts; remove `{keyword}` or write `state BACKUP`"
+                    ),
+                ));
+            }
+        }
     }
 
     /// `vrrp_sync_group NAME { group { VI_1 VI_2 } notify_master ... }`.
@@ -498,15 +783,36 @@ impl Front {
         })
     }
 
+    /// `auth_pass`: keepalived keeps the first 8 bytes of a longer password
+    /// (the VRRPv2 field holds 8, RFC 2338 §5.3.10); haldir does the same, with a warning.
+    fn auth_pass(&mut self, stmt: &Stmt) -> Option<Located<String>> {
+        let mut pass = self.word(stmt)?;
+        if pass.value.len() > 8 && pass.value.is_char_boundary(8) {
+            let message = format!(
+                "auth_pass is {} bytes; only the first 8 are sent (RFC 2338 §5.3.10), as keepalived does; shorten it to {:?}",
+                pass.value.len(),
+                &pass.value[..8]
+            );
+            self.warnings.push(ConfigError::at(&pass.loc, message));
+            pass.value.truncate(8);
+        }
+        Some(pass)
+    }
+
     /// `state MASTER|BACKUP`: checked, then not used. haldir always starts an
     /// instance as Backup and lets the election decide (RFC 5798 §6.4.1
     /// with priority < 255), which is where keepalived's MASTER ends up too
     /// once the adverts flow; the model has no initial state.
-    fn state(&mut self, stmt: &Stmt) {
-        if let Some(value) = self.one_arg(stmt) {
-            if value.text != "MASTER" && value.text != "BACKUP" {
+    /// `state MASTER|BACKUP`: where `state MASTER` is written, if it is.
+    fn state(&mut self, stmt: &Stmt) -> Option<Loc> {
+        let value = self.one_arg(stmt)?;
+        match value.text.as_str() {
+            "MASTER" => Some(value.loc.clone()),
+            "BACKUP" => None,
+            _ => {
                 let message = format!("`{}`: state must be MASTER or BACKUP", stmt.text());
                 self.error(&value.loc, message);
+                None
             }
         }
     }
@@ -589,7 +895,7 @@ impl Front {
             auth.present.push(keyword);
             match keyword {
                 "auth_type" => auth.auth_type = self.word(s),
-                "auth_pass" => auth.auth_pass = self.word(s),
+                "auth_pass" => auth.auth_pass = self.auth_pass(s),
                 other => unreachable!("AUTHENTICATION keyword {other} has no reader"),
             }
         }
@@ -755,6 +1061,14 @@ impl Front {
         let name = word.text.as_str();
         if let Some(&known) = block.accepted.iter().find(|&&k| k == name) {
             return Some(known);
+        }
+        if let Some((_, why)) = block.ignored.iter().find(|(k, _)| *k == name) {
+            let message = format!(
+                "`{name}` in {}: accepted but haldir does not act on it ({why}); `haldir check --strict` rejects it",
+                block.place
+            );
+            self.warn_once(name, &word.loc, message);
+            return None;
         }
         let message = match block.planned.iter().find(|(k, _)| *k == name) {
             Some((_, why)) => format!(

@@ -25,6 +25,7 @@ pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
         "init_fail",
     ],
     planned: &[],
+    ignored: &[],
 };
 
 pub(super) const TCP_CHECK: BlockKeywords = BlockKeywords {
@@ -43,6 +44,7 @@ pub(super) const TCP_CHECK: BlockKeywords = BlockKeywords {
         "alpha",
     ],
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const HTTP_GET: BlockKeywords = BlockKeywords {
@@ -63,12 +65,14 @@ pub(super) const HTTP_GET: BlockKeywords = BlockKeywords {
         "virtualhost",
     ],
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const SSL_GET: BlockKeywords = BlockKeywords {
     place: "SSL_GET",
     accepted: HTTP_GET.accepted,
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const MISC_CHECK: BlockKeywords = BlockKeywords {
@@ -85,6 +89,7 @@ pub(super) const MISC_CHECK: BlockKeywords = BlockKeywords {
         "alpha",
     ],
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const DNS_CHECK: BlockKeywords = BlockKeywords {
@@ -105,6 +110,7 @@ pub(super) const DNS_CHECK: BlockKeywords = BlockKeywords {
         "name",
     ],
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const URL: BlockKeywords = BlockKeywords {
@@ -118,6 +124,7 @@ pub(super) const URL: BlockKeywords = BlockKeywords {
         "virtualhost",
     ],
     planned: &[],
+    ignored: &[],
 };
 
 /// The checker kind of a real-server keyword, if it is a checker block.
