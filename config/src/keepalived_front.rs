@@ -629,6 +629,7 @@ impl Front {
         let Some(block) = self.block(stmt) else {
             return d;
         };
+        let mut vip_devices: Vec<Word> = Vec::new();
         let mut state_master: Option<Loc> = None;
         let mut seen = Seen::new();
         for s in &block.items {
@@ -655,7 +656,9 @@ impl Front {
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),
                 "version" => d.version = self.integer(s),
-                "virtual_ipaddress" => d.virtual_ipaddress = self.list_block(s, "ADDRESS[/PREFIX]"),
+                "virtual_ipaddress" => {
+                    d.virtual_ipaddress = self.virtual_ipaddress(s, &mut vip_devices)
+                }
                 // keepalived reads `nopreempt` alone; sites write `nopreempt 1`
                 // too, which keepalived takes as nopreempt (it ignores the word).
                 "nopreempt" if !s.args().is_empty() && s.block.is_none() => {
@@ -694,7 +697,76 @@ impl Front {
         if let Some(master) = state_master {
             self.state_master(&mut d, &master);
         }
+        self.vip_devices(&d, &vip_devices);
         d
+    }
+
+    /// `virtual_ipaddress { ADDRESS[/PREFIX] [dev IF] ... }`: haldir puts every
+    /// address on the instance's interface, so `dev` is read (and checked
+    /// against the interface once it is known); keepalived's other options
+    /// (`brd`, `label`, `scope`, `no_track`, ...) change how the address is
+    /// added and are errors until haldir implements them.
+    fn virtual_ipaddress(
+        &mut self,
+        stmt: &Stmt,
+        devices: &mut Vec<Word>,
+    ) -> Option<Located<Vec<Located<String>>>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.errors.len();
+        let mut values = Vec::with_capacity(block.items.len());
+        for entry in &block.items {
+            if let Some(inner) = &entry.block {
+                let message = format!("virtual_ipaddress entry `{}`: takes no block", entry.text());
+                self.error(&inner.open, message);
+                continue;
+            }
+            let args = entry.args();
+            let unsupported = args
+                .chunks(2)
+                .find(|pair| !matches!(pair, [dev, _] if dev.text == "dev"));
+            match unsupported {
+                None => devices.extend(args.chunks(2).map(|pair| pair[1].clone())),
+                Some([option, ..]) => {
+                    let message = format!(
+                        "virtual_ipaddress entry `{}`: `{}` is not supported yet (haldir adds each address to the instance's interface as ADDRESS/PREFIX, optionally `dev` naming that interface); write `ADDRESS[/PREFIX] [dev IF]`",
+                        entry.text(),
+                        option.text
+                    );
+                    self.error(&option.loc, message);
+                    continue;
+                }
+                Some([]) => unreachable!("chunks are never empty"),
+            }
+            values.push(located(entry.keyword()));
+        }
+        (self.errors.len() == errors_before).then(|| Located {
+            value: values,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+
+    /// A virtual address's `dev` must be the instance's interface: haldir
+    /// does not yet put addresses on another device.
+    fn vip_devices(&mut self, d: &InstanceDraft, devices: &[Word]) {
+        let interface: Option<String> = d
+            .interface
+            .as_ref()
+            .or(self.instance_defaults.interface.as_ref())
+            .map(|i| i.value.clone());
+        let interface = interface.as_deref();
+        for device in devices {
+            if Some(device.text.as_str()) != interface {
+                let message = format!(
+                    "virtual_ipaddress: `dev {}` is not the instance's interface ({}); addresses on another device are not supported yet",
+                    device.text,
+                    interface.unwrap_or("not set")
+                );
+                self.error(&device.loc, message);
+            }
+        }
     }
 
     /// keepalived (vrrp.c, completing an instance) clears `nopreempt` and
@@ -980,6 +1052,13 @@ impl Front {
                     if let Some(v) = self.word(s) {
                         d.method.push((keyword, v));
                     }
+                }
+                // keepalived.conf(5): `persistence_timeout [<INT>]`, 6 minutes without a value.
+                "persistence_timeout" if s.args().is_empty() && s.block.is_none() => {
+                    d.persistence_timeout = Some(Located {
+                        value: 360.0,
+                        loc: s.keyword().loc.clone(),
+                    })
                 }
                 "persistence_timeout" => d.persistence_timeout = self.seconds(s),
                 "persistence_granularity" => d.persistence_granularity = self.word(s),
