@@ -88,6 +88,42 @@ pub(crate) struct Reading {
     pub(crate) included: Vec<(PathBuf, Loc)>,
 }
 
+/// Every keyword of every block's table, as (block, keyword, class, why):
+/// class is `implemented`, `accepted, no effect (warning)` or `error`. The
+/// table in KEEPALIVED.md is generated from it and a test keeps them equal.
+pub(crate) fn keyword_table() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    let blocks = [
+        &TOP,
+        &GLOBAL_DEFS,
+        &INSTANCE,
+        &SYNC_GROUP,
+        &AUTHENTICATION,
+        &AUTH_HMAC,
+        &VIRTUAL_SERVER,
+        &REAL_SERVER,
+        &health::VRRP_SCRIPT,
+        &health::TCP_CHECK,
+        &health::HTTP_GET,
+        &health::SSL_GET,
+        &health::MISC_CHECK,
+        &health::DNS_CHECK,
+        &health::URL,
+    ];
+    let mut table = Vec::new();
+    for block in blocks {
+        for keyword in block.accepted {
+            table.push((block.place, *keyword, "implemented", ""));
+        }
+        for (keyword, why) in block.ignored {
+            table.push((block.place, *keyword, "accepted, no effect (warning)", *why));
+        }
+        for (keyword, why) in block.planned {
+            table.push((block.place, *keyword, "error (not yet implemented)", *why));
+        }
+    }
+    table
+}
+
 /// The keywords of one kind of block.
 struct BlockKeywords {
     /// How messages name the block.

@@ -296,5 +296,12 @@ fn parse_keepalived_reading(text: &str, file_name: &str) -> Read {
     }
 }
 
+/// Every keyword the keepalived.conf front-end knows, per block, as (block,
+/// keyword, classification, why); for the KEEPALIVED.md table and its test.
+#[doc(hidden)]
+pub fn keepalived_keyword_table() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    keepalived_front::keyword_table()
+}
+
 /// How deep keepalived.conf `include`s may nest.
 pub const MAX_INCLUDE_DEPTH: usize = keepalived_front::MAX_INCLUDE_DEPTH;
