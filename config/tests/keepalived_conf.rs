@@ -344,11 +344,23 @@ fn wrong_shapes_of_values() {
 }
 
 #[test]
-fn a_virtual_address_with_options_is_an_error() {
+fn a_virtual_address_option_other_than_dev_is_an_error() {
     let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0 label eth0:1\n    }\n}\n";
     assert_eq!(
         errors(text),
-        ["keepalived.conf:6:23: virtual_ipaddress entry `192.0.2.10/24 dev eth0 label eth0:1`: `dev` and anything after the address is not supported; write only ADDRESS[/PREFIX] on each line"]
+        ["keepalived.conf:6:32: virtual_ipaddress entry `192.0.2.10/24 dev eth0 label eth0:1`: `label` is not supported yet (haldir adds each address to the instance's interface as ADDRESS/PREFIX, optionally `dev` naming that interface); write `ADDRESS[/PREFIX] [dev IF]`"]
+    );
+}
+
+#[test]
+fn a_virtual_address_on_the_instances_interface_may_name_it_with_dev() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0\n    }\n}\n";
+    let model = keepalived(text);
+    assert_eq!(model.vrrp_instances[0].virtual_ipaddress.len(), 1);
+    let other = text.replace("dev eth0", "dev eth1");
+    assert_eq!(
+        errors(&other),
+        ["keepalived.conf:6:27: virtual_ipaddress: `dev eth1` is not the instance's interface (eth0); addresses on another device are not supported yet"]
     );
 }
 

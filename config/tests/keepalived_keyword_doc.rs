@@ -28,7 +28,9 @@ fn expected_table() -> String {
 fn keepalived_md_lists_every_keyword_with_the_codes_classification() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("KEEPALIVED.md");
     let doc = std::fs::read_to_string(&path).unwrap();
-    let start = doc.find(BEGIN).expect("KEEPALIVED.md has the generated keyword table");
+    let start = doc
+        .find(BEGIN)
+        .expect("KEEPALIVED.md has the generated keyword table");
     let end = doc[start..].find(END).expect("the table's end marker") + start + END.len();
     let expected = expected_table();
     if std::env::var_os("HALDIR_WRITE_KEYWORD_TABLE").is_some() {
@@ -43,5 +45,8 @@ fn keepalived_md_lists_every_keyword_with_the_codes_classification() {
             "KEEPALIVED.md's keyword table lacks or classifies differently:\n{line}\n(regenerate: HALDIR_WRITE_KEYWORD_TABLE=1 cargo test -p haldir-config --test keepalived_keyword_doc)"
         );
     }
-    assert_eq!(written, expected, "KEEPALIVED.md's keyword table has extra or reordered rows");
+    assert_eq!(
+        written, expected,
+        "KEEPALIVED.md's keyword table has extra or reordered rows"
+    );
 }
