@@ -247,16 +247,16 @@ fn a_block_without_keyword_and_an_unclosed_quote_are_reported() {
 }
 
 #[test]
-fn keepalived_preprocessor_lines_are_rejected() {
-    let text = "$IF=eth0\n@lb1 vrrp_version 3\n";
+fn a_seq_line_is_rejected_and_an_undefined_parameter_is_an_error() {
+    let text = "~SEQ(VR, 1, 1, 3) vrrp_version 3\nglobal_defs {\n    router_id $NAME\n}\n";
     let errors = errors(text);
-    assert_eq!(errors.len(), 2);
+    assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
-        errors[0].starts_with("keepalived.conf:1:1: parameter definitions"),
+        errors[0].starts_with("keepalived.conf:1:1: `~SEQ` sequences are not supported"),
         "{errors:?}"
     );
     assert!(
-        errors[1].starts_with("keepalived.conf:2:1: conditional configuration"),
+        errors[1].starts_with("keepalived.conf:3:15: `$NAME` is not defined"),
         "{errors:?}"
     );
 }

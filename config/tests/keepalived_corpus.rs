@@ -82,11 +82,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "notify_fifo_site.conf",
         "`notify_fifo` in global_defs is not supported yet",
     ),
-    ("config_language_vars.conf", "parameter definitions"),
-    (
-        "config_language_conditionals.conf",
-        "conditional configuration",
-    ),
     ("vip_dev_label.conf", "`label` is not supported yet"),
     (
         "static_routes_site.conf",

@@ -224,3 +224,31 @@ fn instance_and_process_tuning_in_global_defs_warn() {
         assert!(warning.contains(&format!("`{keyword}` in global_defs: accepted")));
     }
 }
+
+#[test]
+fn parameters_are_defined_with_dollar_name_and_substituted_also_over_several_lines() {
+    let text = "$IFACE=eth1\n$VIP=192.0.2.77\n$EXTRA=nopreempt \\\n    preempt_delay 5\nvrrp_instance VI_1 {\n    interface $IFACE\n    virtual_router_id 73\n    priority 100\n    virtual_ipaddress {\n        ${VIP}/24\n    }\n    $EXTRA\n}\n";
+    let (model, _) = read(text);
+    let vi = &model.vrrp_instances[0];
+    assert_eq!(vi.interface, "eth1");
+    assert_eq!(vi.virtual_ipaddress[0].to_string(), "192.0.2.77/24");
+    // The multi-line value gave two statements.
+    assert!(!vi.preempt);
+    assert_eq!(vi.preempt_delay_secs, 5);
+}
+
+#[test]
+fn conditional_lines_apply_only_on_the_router_whose_id_they_name() {
+    // keepalived's default configuration id: the host name up to its first dot.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim().split('.').next().unwrap().to_owned();
+    let text = format!(
+        "vrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 74\n    @{host} priority 150\n    @not-{host} priority 50\n    @^{host} nopreempt\n    virtual_ipaddress {{\n        192.0.2.78/24\n    }}\n}}\n"
+    );
+    let (model, _) = read(&text);
+    assert_eq!(model.vrrp_instances[0].priority, 150);
+    assert!(
+        model.vrrp_instances[0].preempt,
+        "@^{host} must not apply here"
+    );
+}
