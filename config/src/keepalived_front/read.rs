@@ -173,7 +173,7 @@ impl Reader {
             None => (false, rest),
         };
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let applies = (&rest[..end] == self.config_id) != negated;
+        let applies = (rest[..end] == self.config_id) != negated;
         applies.then(|| &rest[end..])
     }
 
