@@ -4,13 +4,16 @@
 //! builds, so validation and the resulting model are the same whichever
 //! syntax the file is in.
 //!
-//! Every keyword haldir does not implement is an error naming it and its
-//! line:col; nothing is silently ignored. Keywords that are planned but not in
-//! the model yet say so (none at the moment).
+//! Every keyword is implemented, accepted with no effect (one warning per
+//! keyword per file, naming it and its line:col: it changes nothing haldir
+//! does), or an error naming it and its line:col; nothing that changes
+//! behaviour is silently dropped. Keywords that are planned but not
+//! implemented yet say so. [`keyword_table`] lists them all for KEEPALIVED.md.
 //!
 //! # Adding a keyword
 //!
-//! Each block has a [`BlockKeywords`] table (what is accepted, what is planned)
+//! Each block has a [`BlockKeywords`] table (what is accepted, planned, or
+//! accepted with no effect)
 //! and one `match` from keyword to draft field: to support a planned keyword,
 //! move it from `planned` to `accepted` and add its arm, reading it with the
 //! value helpers ([`Front::integer`], [`Front::seconds`], [`Front::word`],
