@@ -324,32 +324,7 @@ const AUTH_HMAC: BlockKeywords = BlockKeywords {
 
 const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
     place: "virtual_server",
-    accepted: &[
-        "protocol",
-        "lb_algo",
-        "lvs_sched",
-        "lb_kind",
-        "lvs_method",
-        "persistence_timeout",
-        "persistence_granularity",
-        "ops",
-        "delay_loop",
-        "real_server",
-        // Health checking (read in `health`).
-        "quorum",
-        "hysteresis",
-        "sorry_server",
-        "sorry_server_inhibit",
-        "inhibit_on_failure",
-        "alpha",
-        "omega",
-        "warmup",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "virtualhost",
-    ],
+    accepted: virtual_server_keywords!(;),
     planned: &[
         ("quorum_up", "quorum scripts are not implemented"),
         ("quorum_down", "quorum scripts are not implemented"),
@@ -363,26 +338,7 @@ const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
 
 const REAL_SERVER: BlockKeywords = BlockKeywords {
     place: "real_server",
-    accepted: &[
-        "weight",
-        "uthreshold",
-        "lthreshold",
-        // Health checking (read in `health`).
-        "inhibit_on_failure",
-        "alpha",
-        "warmup",
-        "delay_loop",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "virtualhost",
-        "TCP_CHECK",
-        "HTTP_GET",
-        "SSL_GET",
-        "MISC_CHECK",
-        "DNS_CHECK",
-    ],
+    accepted: real_server_keywords!(;),
     planned: &[
         (
             "notify_up",

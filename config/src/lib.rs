@@ -14,6 +14,9 @@
 //! front-ends build the same intermediate form, so validation and the
 //! resulting [`Model`] are the same. [`to_toml`] writes a model back as TOML.
 
+#[macro_use]
+mod keywords;
+
 mod auth_hmac;
 mod draft;
 mod error;
