@@ -74,6 +74,9 @@ enum Command {
         /// The configuration's syntax; `auto` decides from the content.
         #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
         format: ConfigFormat,
+        /// Treat warnings (keywords accepted that haldir does not act on) as errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the TOML equivalent of a configuration (e.g. a keepalived.conf):
     /// exit 0 printing it when valid, 1 printing every error.
@@ -136,8 +139,30 @@ impl From<LogFormat> for haldir::logging::Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config, format } => {
-            match haldir_config::load_file_as(&config, format.into()) {
+        Command::Check {
+            config,
+            format,
+            strict,
+        } => {
+            let (loaded, warnings) = haldir_config::load_file_with_warnings(&config, format.into());
+            let label = if strict {
+                "error (--strict)"
+            } else {
+                "warning"
+            };
+            for warning in &warnings {
+                eprintln!("{label}: {warning}");
+            }
+            if strict && !warnings.is_empty() && loaded.is_ok() {
+                eprintln!(
+                    "{}: rejected by --strict: {} warning{}",
+                    config.display(),
+                    warnings.len(),
+                    if warnings.len() == 1 { "" } else { "s" }
+                );
+                return ExitCode::FAILURE;
+            }
+            match loaded {
                 Ok(model) => {
                     // Scripts enable_script_security would refuse, while it is off.
                     for line in haldir_director::script_security::warnings(&model) {
@@ -162,7 +187,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Convert { file, format } => {
-            match haldir_config::load_file_as(&file, format.into()) {
+            // The same reading and validation as `check`; warnings go to stderr
+            // so the TOML on stdout stays clean.
+            let (loaded, warnings) = haldir_config::load_file_with_warnings(&file, format.into());
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            match loaded {
                 Ok(model) => {
                     let missing = haldir_config::not_converted(&model);
                     if !missing.is_empty() {
@@ -199,7 +230,11 @@ fn main() -> ExitCode {
             dump_dir,
         } => {
             haldir::logging::init(log_format.into());
-            let model = match haldir_config::load_file_as(&config, format.into()) {
+            let (loaded, warnings) = haldir_config::load_file_with_warnings(&config, format.into());
+            for warning in &warnings {
+                tracing::warn!("{warning}");
+            }
+            let model = match loaded {
                 Ok(model) => model,
                 Err(errors) => {
                     eprintln!("{errors}");

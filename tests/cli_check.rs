@@ -224,3 +224,47 @@ fn check_of_a_missing_file_exits_1_naming_the_file() {
     assert!(!config.exists(), "`haldir check` created the missing file");
     assert!(scratch.snapshot().is_empty());
 }
+
+/// A keepalived.conf as a distribution installs it: mail settings haldir accepts without
+/// acting on them (issue 13).
+const WITH_MAIL: &str = "global_defs {\n    notification_email {\n        ops@example.com\n    }\n    smtp_server 127.0.0.1\n}\nvrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    smtp_alert\n    virtual_ipaddress {\n        10.0.0.100/24\n    }\n}\n";
+
+#[test]
+fn check_prints_one_warning_per_no_effect_keyword_and_strict_rejects_the_file() {
+    let scratch = Scratch::new("warnings");
+    let config = scratch.write("keepalived.conf", WITH_MAIL);
+    let output = check(&scratch.0, &config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    let at = config.display();
+    assert_eq!(warnings.len(), 3, "stderr:\n{stderr}");
+    for (warning, (line_col, keyword)) in warnings.iter().zip([
+        ("2:5", "notification_email"),
+        ("5:5", "smtp_server"),
+        ("11:5", "smtp_alert"),
+    ]) {
+        assert!(
+            warning.starts_with(&format!("warning: {at}:{line_col}: `{keyword}`"))
+                && warning.contains("haldir does not act on it"),
+            "{warning}"
+        );
+    }
+
+    let strict = Command::new(env!("CARGO_BIN_EXE_haldir"))
+        .args(["check", "--strict", "--config"])
+        .arg(&config)
+        .env_remove("HALDIR_LOG")
+        .output()
+        .expect("cannot run haldir");
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("error (--strict): {at}:5:5: `smtp_server`")),
+        "stderr:\n{stderr}"
+    );
+    assert!(strict.stdout.is_empty(), "--strict printed `valid`");
+}

@@ -4,13 +4,16 @@
 //! builds, so validation and the resulting model are the same whichever
 //! syntax the file is in.
 //!
-//! Every keyword haldir does not implement is an error naming it and its
-//! line:col; nothing is silently ignored. Keywords that are planned but not in
-//! the model yet say so (none at the moment).
+//! Every keyword is implemented, accepted with no effect (one warning per
+//! keyword per file, naming it and its line:col: it changes nothing haldir
+//! does), or an error naming it and its line:col; nothing that changes
+//! behaviour is silently dropped. Keywords that are planned but not
+//! implemented yet say so. [`keyword_table`] lists them all for KEEPALIVED.md.
 //!
 //! # Adding a keyword
 //!
-//! Each block has a [`BlockKeywords`] table (what is accepted, what is planned)
+//! Each block has a [`BlockKeywords`] table (what is accepted, planned, or
+//! accepted with no effect)
 //! and one `match` from keyword to draft field: to support a planned keyword,
 //! move it from `planned` to `accepted` and add its arm, reading it with the
 //! value helpers ([`Front::integer`], [`Front::seconds`], [`Front::word`],
@@ -57,7 +60,7 @@ pub(crate) fn read(
     file: Arc<str>,
     canonical: Option<PathBuf>,
     dir: &Path,
-) -> Result<(Draft, Vec<ConfigError>, Vec<(PathBuf, Loc)>), Vec<ConfigError>> {
+) -> Result<Reading, Vec<ConfigError>> {
     let source = read::read(text, file.clone(), canonical, dir);
     let included = source.included;
     let (items, tree_errors) = tree::parse(source.tokens);
@@ -66,9 +69,62 @@ pub(crate) fn read(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut front = Front { errors: Vec::new() };
+    let mut front = Front::default();
     let draft = front.document(file, &items);
-    Ok((draft, front.errors, included))
+    Ok(Reading {
+        draft,
+        errors: front.errors,
+        warnings: front.warnings,
+        included,
+    })
+}
+
+/// What [`read`] found in a file whose structure is readable.
+pub(crate) struct Reading {
+    /// The values read, for validation.
+    pub(crate) draft: Draft,
+    /// Keyword errors, reported with validation's.
+    pub(crate) errors: Vec<ConfigError>,
+    /// Keywords accepted with no effect: one per keyword per file.
+    pub(crate) warnings: Vec<ConfigError>,
+    /// Included files, each with its `include` line.
+    pub(crate) included: Vec<(PathBuf, Loc)>,
+}
+
+/// Every keyword of every block's table, as (block, keyword, class, why):
+/// class is `implemented`, `accepted, no effect (warning)` or `error`. The
+/// table in KEEPALIVED.md is generated from it and a test keeps them equal.
+pub(crate) fn keyword_table() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    let blocks = [
+        &TOP,
+        &GLOBAL_DEFS,
+        &INSTANCE,
+        &SYNC_GROUP,
+        &AUTHENTICATION,
+        &AUTH_HMAC,
+        &VIRTUAL_SERVER,
+        &REAL_SERVER,
+        &health::VRRP_SCRIPT,
+        &health::TCP_CHECK,
+        &health::HTTP_GET,
+        &health::SSL_GET,
+        &health::MISC_CHECK,
+        &health::DNS_CHECK,
+        &health::URL,
+    ];
+    let mut table = Vec::new();
+    for block in blocks {
+        for keyword in block.accepted {
+            table.push((block.place, *keyword, "implemented", ""));
+        }
+        for (keyword, why) in block.ignored {
+            table.push((block.place, *keyword, "accepted, no effect (warning)", *why));
+        }
+        for (keyword, why) in block.planned {
+            table.push((block.place, *keyword, "error (not yet implemented)", *why));
+        }
+    }
+    table
 }
 
 /// The keywords of one kind of block.
@@ -79,6 +135,9 @@ struct BlockKeywords {
     accepted: &'static [&'static str],
     /// keepalived keywords haldir will implement, with why not yet.
     planned: &'static [(&'static str, &'static str)],
+    /// keepalived keywords haldir accepts and does not act on, with why that
+    /// changes nothing haldir does; each is warned about once per file.
+    ignored: &'static [(&'static str, &'static str)],
 }
 
 const TOP: BlockKeywords = BlockKeywords {
@@ -91,8 +150,28 @@ const TOP: BlockKeywords = BlockKeywords {
         "vrrp_sync_group",
         "vrrp_script",
     ],
-    planned: &[],
+    planned: &[
+        ("virtual_server_group", "expanding a group into its member services is not implemented; write one virtual_server per address"),
+        ("vrrp_track_file", "track_file is not implemented"),
+        ("vrrp_track_process", "track_process is not implemented"),
+        ("static_ipaddress", "static addresses are not implemented"),
+        ("static_routes", "static routes are not implemented"),
+        ("static_rules", "static rules are not implemented"),
+        ("linkbeat_use_polling", "link-beat polling is not implemented"),
+        ("bfd_instance", "BFD is not implemented"),
+    ],
+    ignored: &[(
+        "instance",
+        "it names keepalived's pid and data files when several run on one host; haldir's files are named on its command line",
+    )],
 };
+
+/// Why the mail keywords change nothing.
+const MAIL_ALERTS: &str = "haldir sends no email alerts; watch its logs or notify scripts";
+
+/// Why the process-tuning keywords change nothing.
+const PROCESS_TUNING: &str =
+    "haldir runs as one process and does not change its scheduling priority or lock its memory";
 
 const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
     place: "global_defs",
@@ -103,8 +182,61 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         "notify_timeout",
         "enable_script_security",
         "lvs_sync_daemon",
+        "default_interface",
+        "vrrp_strict",
+        "vrrp_garp_master_delay",
+        "vrrp_garp_master_repeat",
+        "vrrp_garp_master_refresh",
+        "vrrp_garp_interval",
+        "vrrp_gna_interval",
     ],
-    planned: &[],
+    planned: &[
+        ("lvs_timeouts", "setting the IPVS tcp/tcpfin/udp timeouts is not implemented; set them with `ipvsadm --set` at boot"),
+        ("dynamic_interfaces", "waiting for a missing interface is not implemented"),
+        ("notify_fifo", "notify_fifo is not implemented; use notify scripts"),
+        ("notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
+        ("vrrp_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
+        ("vrrp_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
+        ("lvs_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
+        ("lvs_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
+        ("vrrp_garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
+        ("vrrp_garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("vrrp_garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("vrrp_mcast_group4", "haldir sends to the RFC's multicast group 224.0.0.18 only"),
+        ("vrrp_mcast_group6", "haldir sends to the RFC's multicast group ff02::12 only"),
+        ("vrrp_iptables", "haldir does not manage firewall rules for no_accept this way"),
+        ("vrrp_ipsets", "haldir does not manage ipsets"),
+        ("nftables", "haldir does not manage nftables rules"),
+        ("net_namespace", "running in another network namespace is not implemented; start haldir inside it (ip netns exec)"),
+        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE`"),
+        ("vrrp_check_unicast_src", "checking unicast advert sources is not implemented"),
+    ],
+    ignored: &[
+        ("notification_email", MAIL_ALERTS),
+        ("notification_email_from", MAIL_ALERTS),
+        ("smtp_server", MAIL_ALERTS),
+        ("smtp_helo_name", MAIL_ALERTS),
+        ("smtp_connect_timeout", MAIL_ALERTS),
+        ("smtp_alert", MAIL_ALERTS),
+        ("smtp_alert_vrrp", MAIL_ALERTS),
+        ("smtp_alert_checker", MAIL_ALERTS),
+        ("email_faults", MAIL_ALERTS),
+        ("instance", "it names keepalived's pid and data files when several run on one host; haldir's files are named on its command line"),
+        ("data_use_instance", "it names keepalived's data-dump files; haldir's dump paths are its own (SIGUSR1)"),
+        ("max_auto_priority", PROCESS_TUNING),
+        ("vrrp_priority", PROCESS_TUNING),
+        ("checker_priority", PROCESS_TUNING),
+        ("vrrp_no_swap", PROCESS_TUNING),
+        ("checker_no_swap", PROCESS_TUNING),
+        ("vrrp_rt_priority", PROCESS_TUNING),
+        ("checker_rt_priority", PROCESS_TUNING),
+        ("vrrp_skip_check_adv_addr", "haldir never drops an advert for its address list (RFC 5798 §7.1 only says MAY log), which is what this asks for"),
+        ("enable_traps", "haldir has no SNMP agent"),
+        ("enable_snmp_vrrp", "haldir has no SNMP agent"),
+        ("enable_snmp_checker", "haldir has no SNMP agent"),
+        ("enable_snmp_rfc", "haldir has no SNMP agent"),
+        ("enable_dbus", "haldir has no D-Bus interface"),
+    ],
 };
 
 const INSTANCE: BlockKeywords = BlockKeywords {
@@ -136,8 +268,30 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "notify",
         "track_interface",
         "track_script",
+        "mcast_src_ip",
     ],
-    planned: &[],
+    planned: &[
+        ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
+        ("vmac_xmit_base", "the VRRP virtual MAC (macvlan) is not implemented"),
+        ("virtual_ipaddress_excluded", "excluded addresses are not implemented; list them in virtual_ipaddress"),
+        ("virtual_routes", "virtual routes are not implemented"),
+        ("virtual_rules", "virtual rules are not implemented"),
+        ("track_file", "track_file is not implemented"),
+        ("track_process", "track_process is not implemented"),
+        ("dont_track_primary", "haldir always tracks the instance's interface"),
+        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE` in global_defs"),
+        ("notify_master_rx_lower_pri", "not implemented"),
+        ("garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
+        ("garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
+        ("native_ipv6", "not implemented"),
+        ("strict_mode", "per-instance strict mode is not implemented; use vrrp_strict in global_defs"),
+    ],
+    ignored: &[
+        ("smtp_alert", MAIL_ALERTS),
+        ("debug", "haldir's log level is set on its command line"),
+        ("skip_check_adv_addr", "haldir never drops an advert for its address list (RFC 5798 §7.1 only says MAY log), which is what this asks for"),
+    ],
 };
 
 const SYNC_GROUP: BlockKeywords = BlockKeywords {
@@ -151,79 +305,80 @@ const SYNC_GROUP: BlockKeywords = BlockKeywords {
         "notify",
     ],
     planned: &[],
+    ignored: &[("smtp_alert", MAIL_ALERTS)],
 };
 
 const AUTHENTICATION: BlockKeywords = BlockKeywords {
     place: "authentication",
     accepted: &["auth_type", "auth_pass"],
     planned: &[],
+    ignored: &[],
 };
 
 const AUTH_HMAC: BlockKeywords = BlockKeywords {
     place: "auth_hmac",
     accepted: &["key", "active_key", "mode", "anti_replay", "time_window"],
     planned: &[],
+    ignored: &[],
 };
 
 const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
     place: "virtual_server",
-    accepted: &[
-        "protocol",
-        "lb_algo",
-        "lvs_sched",
-        "lb_kind",
-        "lvs_method",
-        "persistence_timeout",
-        "persistence_granularity",
-        "ops",
-        "delay_loop",
-        "real_server",
-        // Health checking (read in `health`).
-        "quorum",
-        "hysteresis",
-        "sorry_server",
-        "sorry_server_inhibit",
-        "inhibit_on_failure",
-        "alpha",
-        "omega",
-        "warmup",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "virtualhost",
+    accepted: virtual_server_keywords!(;),
+    planned: &[
+        ("quorum_up", "quorum scripts are not implemented"),
+        ("quorum_down", "quorum scripts are not implemented"),
+        ("lvs_timeouts", "setting IPVS timeouts is not implemented"),
+        ("ha_suspend", "not implemented"),
+        ("one_packet_scheduling", "not implemented"),
+        ("lb_flags", "scheduler flags are not implemented"),
     ],
-    planned: &[],
+    ignored: &[("smtp_alert", MAIL_ALERTS)],
 };
 
 const REAL_SERVER: BlockKeywords = BlockKeywords {
     place: "real_server",
-    accepted: &[
-        "weight",
-        "uthreshold",
-        "lthreshold",
-        // Health checking (read in `health`).
-        "inhibit_on_failure",
-        "alpha",
-        "warmup",
-        "delay_loop",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "virtualhost",
-        "TCP_CHECK",
-        "HTTP_GET",
-        "SSL_GET",
-        "MISC_CHECK",
-        "DNS_CHECK",
+    accepted: real_server_keywords!(;),
+    planned: &[
+        (
+            "notify_up",
+            "real-server notify scripts are not implemented",
+        ),
+        (
+            "notify_down",
+            "real-server notify scripts are not implemented",
+        ),
+        ("SMTP_CHECK", "the SMTP checker is not implemented"),
+        ("PING_CHECK", "the PING checker is not implemented"),
+        ("UDP_CHECK", "the UDP checker is not implemented"),
+        ("BFD_CHECK", "the BFD checker is not implemented"),
+        ("FILE_CHECK", "the FILE checker is not implemented"),
     ],
-    planned: &[],
+    ignored: &[("smtp_alert", MAIL_ALERTS)],
 };
 
-/// Walks the statements, collecting errors.
+/// Walks the statements, collecting errors and warnings.
+#[derive(Default)]
 struct Front {
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    /// (file, keyword) pairs already warned about.
+    warned: std::collections::HashSet<(String, String)>,
+    /// global_defs settings that are defaults for every instance.
+    instance_defaults: InstanceDefaults,
+}
+
+/// global_defs keywords that give instances a default (keepalived's
+/// `default_interface`, `vrrp_strict`, `vrrp_garp_*`).
+#[derive(Default)]
+struct InstanceDefaults {
+    interface: Option<Located<String>>,
+    /// `vrrp_strict`: keepalived's strict mode makes `no_accept` the default.
+    strict: Option<Loc>,
+    garp_master_delay: Option<Located<f64>>,
+    garp_master_repeat: Option<Located<i64>>,
+    garp_master_refresh: Option<Located<f64>>,
+    garp_interval: Option<Located<f64>>,
 }
 
 /// Where each keyword was first set in one block, for duplicate errors.
@@ -232,6 +387,17 @@ type Seen = HashMap<&'static str, Loc>;
 impl Front {
     fn error(&mut self, loc: &Loc, message: impl Into<String>) {
         self.errors.push(ConfigError::at(loc, message));
+    }
+
+    /// A warning about `keyword` at `loc`, unless one was given for it in
+    /// this file already.
+    fn warn_once(&mut self, keyword: &str, loc: &Loc, message: impl Into<String>) {
+        if self
+            .warned
+            .insert((loc.file.to_string(), keyword.to_owned()))
+        {
+            self.warnings.push(ConfigError::at(loc, message));
+        }
     }
 
     fn document(&mut self, file: Arc<str>, items: &[Stmt]) -> Draft {
@@ -263,7 +429,51 @@ impl Front {
                 None => {}
             }
         }
+        for instance in &mut draft.instances {
+            self.apply_defaults(instance);
+        }
         draft
+    }
+
+    /// Fills what an instance leaves unset from global_defs and keepalived's
+    /// own defaults.
+    fn apply_defaults(&mut self, d: &mut InstanceDraft) {
+        let defaults = &self.instance_defaults;
+        if d.interface.is_none() && !d.present.contains(&"interface") {
+            if let Some(interface) = &defaults.interface {
+                d.interface = Some(interface.clone());
+                d.present.push("interface");
+            }
+        }
+        if d.accept.is_none() && !d.present.contains(&"accept") {
+            if let Some(strict) = &defaults.strict {
+                d.accept = Some(Located {
+                    value: false,
+                    loc: strict.clone(),
+                });
+            }
+        }
+        if d.garp_master_delay.is_none() {
+            d.garp_master_delay = defaults.garp_master_delay.clone();
+        }
+        if d.garp_master_repeat.is_none() {
+            d.garp_master_repeat = defaults.garp_master_repeat.clone();
+        }
+        if d.garp_master_refresh.is_none() {
+            d.garp_master_refresh = defaults.garp_master_refresh.clone();
+        }
+        if d.garp_interval.is_none() {
+            d.garp_interval = defaults.garp_interval.clone();
+        }
+        // keepalived's default priority is 100 (vrrp_data.c); it warns only
+        // under strict mode.
+        if !d.present.contains(&"priority") {
+            d.priority = Some(Located {
+                value: 100,
+                loc: d.loc.clone(),
+            });
+            d.present.push("priority");
+        }
     }
 
     fn global_defs(&mut self, block: &Block, seen: &mut Seen, draft: &mut Draft) {
@@ -283,6 +493,38 @@ impl Front {
                     draft.scripts.enable_script_security = self.flag(stmt, true)
                 }
                 "lvs_sync_daemon" => draft.lvs_sync_daemon = self.lvs_sync_daemon(stmt),
+                "default_interface" => self.instance_defaults.interface = self.word(stmt),
+                "vrrp_strict" => {
+                    if self.flag(stmt, true).is_some() {
+                        self.instance_defaults.strict = Some(stmt.keyword().loc.clone());
+                    }
+                }
+                "vrrp_garp_master_delay" => {
+                    self.instance_defaults.garp_master_delay = self.seconds(stmt)
+                }
+                "vrrp_garp_master_repeat" => {
+                    self.instance_defaults.garp_master_repeat = self.integer(stmt)
+                }
+                "vrrp_garp_master_refresh" => {
+                    self.instance_defaults.garp_master_refresh = self.seconds(stmt)
+                }
+                // haldir spaces gratuitous ARPs and unsolicited NAs alike.
+                "vrrp_garp_interval" | "vrrp_gna_interval" => {
+                    let value = self.seconds(stmt);
+                    if let (Some(new), Some(old)) = (&value, &self.instance_defaults.garp_interval)
+                    {
+                        if new.value != old.value {
+                            let message = format!(
+                                "`{}`: haldir has one interval for gratuitous ARPs and unsolicited NAs, and {} sets another; give both the same value",
+                                stmt.text(),
+                                old.loc
+                            );
+                            self.error(&stmt.keyword().loc, message);
+                            continue;
+                        }
+                    }
+                    self.instance_defaults.garp_interval = value;
+                }
                 other => unreachable!("GLOBAL_DEFS keyword {other} has no reader"),
             }
         }
@@ -382,16 +624,19 @@ impl Front {
         let Some(block) = self.block(stmt) else {
             return d;
         };
+        let mut vip_devices: Vec<Word> = Vec::new();
+        let mut state_master: Option<Loc> = None;
         let mut seen = Seen::new();
         for s in &block.items {
             let Some(keyword) = self.keyword(s, &INSTANCE) else {
                 continue;
             };
-            // `accept` and `no_accept` set the same thing.
-            let key = if keyword == "no_accept" {
-                "accept"
-            } else {
-                keyword
+            // `accept` and `no_accept` set the same thing, as do
+            // `unicast_src_ip` and `mcast_src_ip` (keepalived's one source address).
+            let key = match keyword {
+                "no_accept" => "accept",
+                "mcast_src_ip" => "unicast_src_ip",
+                other => other,
             };
             if !self.first(&mut seen, key, s) {
                 continue;
@@ -400,18 +645,33 @@ impl Front {
                 d.present.push(key);
             }
             match keyword {
-                "state" => self.state(s),
+                "state" => state_master = self.state(s),
                 "interface" => d.interface = self.word(s),
                 "virtual_router_id" => d.virtual_router_id = self.integer(s),
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),
                 "version" => d.version = self.integer(s),
-                "virtual_ipaddress" => d.virtual_ipaddress = self.list_block(s, "ADDRESS[/PREFIX]"),
+                "virtual_ipaddress" => {
+                    d.virtual_ipaddress = self.virtual_ipaddress(s, &mut vip_devices)
+                }
+                // keepalived reads `nopreempt` alone; sites write `nopreempt 1`
+                // too, which keepalived takes as nopreempt (it ignores the word).
+                "nopreempt" if !s.args().is_empty() && s.block.is_none() => {
+                    let message = format!(
+                        "`{}`: nopreempt takes no value; haldir reads it as `nopreempt`, as keepalived does",
+                        s.text()
+                    );
+                    self.warn_once("nopreempt value", &s.keyword().loc, message);
+                    d.nopreempt = Some(Located {
+                        value: true,
+                        loc: s.keyword().loc.clone(),
+                    });
+                }
                 "nopreempt" => d.nopreempt = self.flag(s, true),
                 "preempt_delay" => d.preempt_delay = self.seconds(s),
                 "accept" => d.accept = self.flag(s, true),
                 "no_accept" => d.accept = self.flag(s, false),
-                "unicast_src_ip" => d.unicast_src_ip = self.word(s),
+                "unicast_src_ip" | "mcast_src_ip" => d.unicast_src_ip = self.word(s),
                 "unicast_peer" => d.unicast_peer = self.list_block(s, "ADDRESS"),
                 "garp_master_delay" => d.garp_master_delay = self.seconds(s),
                 "garp_master_repeat" => d.garp_master_repeat = self.integer(s),
@@ -429,7 +689,99 @@ impl Front {
                 other => unreachable!("INSTANCE keyword {other} has no reader"),
             }
         }
+        if let Some(master) = state_master {
+            self.state_master(&mut d, &master);
+        }
+        self.vip_devices(&d, &vip_devices);
         d
+    }
+
+    /// `virtual_ipaddress { ADDRESS[/PREFIX] [dev IF] ... }`: haldir puts every
+    /// address on the instance's interface, so `dev` is read (and checked
+    /// against the interface once it is known); keepalived's other options
+    /// (`brd`, `label`, `scope`, `no_track`, ...) change how the address is
+    /// added and are errors until haldir implements them.
+    fn virtual_ipaddress(
+        &mut self,
+        stmt: &Stmt,
+        devices: &mut Vec<Word>,
+    ) -> Option<Located<Vec<Located<String>>>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.errors.len();
+        let mut values = Vec::with_capacity(block.items.len());
+        for entry in &block.items {
+            if let Some(inner) = &entry.block {
+                let message = format!("virtual_ipaddress entry `{}`: takes no block", entry.text());
+                self.error(&inner.open, message);
+                continue;
+            }
+            let args = entry.args();
+            let unsupported = args
+                .chunks(2)
+                .find(|pair| !matches!(pair, [dev, _] if dev.text == "dev"));
+            match unsupported {
+                None => devices.extend(args.chunks(2).map(|pair| pair[1].clone())),
+                Some([option, ..]) => {
+                    let message = format!(
+                        "virtual_ipaddress entry `{}`: `{}` is not supported yet (haldir adds each address to the instance's interface as ADDRESS/PREFIX, optionally `dev` naming that interface); write `ADDRESS[/PREFIX] [dev IF]`",
+                        entry.text(),
+                        option.text
+                    );
+                    self.error(&option.loc, message);
+                    continue;
+                }
+                Some([]) => unreachable!("chunks are never empty"),
+            }
+            values.push(located(entry.keyword()));
+        }
+        (self.errors.len() == errors_before).then(|| Located {
+            value: values,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+
+    /// A virtual address's `dev` must be the instance's interface: haldir
+    /// does not yet put addresses on another device.
+    fn vip_devices(&mut self, d: &InstanceDraft, devices: &[Word]) {
+        let interface: Option<String> = d
+            .interface
+            .as_ref()
+            .or(self.instance_defaults.interface.as_ref())
+            .map(|i| i.value.clone());
+        let interface = interface.as_deref();
+        for device in devices {
+            if Some(device.text.as_str()) != interface {
+                let message = format!(
+                    "virtual_ipaddress: `dev {}` is not the instance's interface ({}); addresses on another device are not supported yet",
+                    device.text,
+                    interface.unwrap_or("not set")
+                );
+                self.error(&device.loc, message);
+            }
+        }
+    }
+
+    /// keepalived (vrrp.c, completing an instance) clears `nopreempt` and
+    /// `preempt_delay` when the initial state is MASTER, with a warning:
+    /// a router that starts as master preempts. haldir does the same.
+    fn state_master(&mut self, d: &mut InstanceDraft, master: &Loc) {
+        for (keyword, set) in [
+            ("nopreempt", d.nopreempt.take().map(|n| n.loc)),
+            ("preempt_delay", d.preempt_delay.take().map(|p| p.loc)),
+        ] {
+            if let Some(at) = set {
+                d.present.retain(|&k| k != keyword);
+                self.warnings.push(ConfigError::at(
+                    &at,
+                    format!(
+                        "`{keyword}` is cleared by `state MASTER` at {master}, as keepalived does: an instance that starts as master preempts; remove `{keyword}` or write `state BACKUP`"
+                    ),
+                ));
+            }
+        }
     }
 
     /// `vrrp_sync_group NAME { group { VI_1 VI_2 } notify_master ... }`.
@@ -498,15 +850,36 @@ impl Front {
         })
     }
 
+    /// `auth_pass`: keepalived keeps the first 8 bytes of a longer password
+    /// (the VRRPv2 field holds 8, RFC 2338 §5.3.10); haldir does the same, with a warning.
+    fn auth_pass(&mut self, stmt: &Stmt) -> Option<Located<String>> {
+        let mut pass = self.word(stmt)?;
+        if pass.value.len() > 8 && pass.value.is_char_boundary(8) {
+            let message = format!(
+                "auth_pass is {} bytes; only the first 8 are sent (RFC 2338 §5.3.10), as keepalived does; shorten it to {:?}",
+                pass.value.len(),
+                &pass.value[..8]
+            );
+            self.warnings.push(ConfigError::at(&pass.loc, message));
+            pass.value.truncate(8);
+        }
+        Some(pass)
+    }
+
     /// `state MASTER|BACKUP`: checked, then not used. haldir always starts an
     /// instance as Backup and lets the election decide (RFC 5798 §6.4.1
     /// with priority < 255), which is where keepalived's MASTER ends up too
     /// once the adverts flow; the model has no initial state.
-    fn state(&mut self, stmt: &Stmt) {
-        if let Some(value) = self.one_arg(stmt) {
-            if value.text != "MASTER" && value.text != "BACKUP" {
+    /// `state MASTER|BACKUP`: where `state MASTER` is written, if it is.
+    fn state(&mut self, stmt: &Stmt) -> Option<Loc> {
+        let value = self.one_arg(stmt)?;
+        match value.text.as_str() {
+            "MASTER" => Some(value.loc.clone()),
+            "BACKUP" => None,
+            _ => {
                 let message = format!("`{}`: state must be MASTER or BACKUP", stmt.text());
                 self.error(&value.loc, message);
+                None
             }
         }
     }
@@ -589,7 +962,7 @@ impl Front {
             auth.present.push(keyword);
             match keyword {
                 "auth_type" => auth.auth_type = self.word(s),
-                "auth_pass" => auth.auth_pass = self.word(s),
+                "auth_pass" => auth.auth_pass = self.auth_pass(s),
                 other => unreachable!("AUTHENTICATION keyword {other} has no reader"),
             }
         }
@@ -675,6 +1048,13 @@ impl Front {
                         d.method.push((keyword, v));
                     }
                 }
+                // keepalived.conf(5): `persistence_timeout [<INT>]`, 6 minutes without a value.
+                "persistence_timeout" if s.args().is_empty() && s.block.is_none() => {
+                    d.persistence_timeout = Some(Located {
+                        value: 360.0,
+                        loc: s.keyword().loc.clone(),
+                    })
+                }
                 "persistence_timeout" => d.persistence_timeout = self.seconds(s),
                 "persistence_granularity" => d.persistence_granularity = self.word(s),
                 "ops" => d.ops = self.flag(s, true),
@@ -755,6 +1135,14 @@ impl Front {
         let name = word.text.as_str();
         if let Some(&known) = block.accepted.iter().find(|&&k| k == name) {
             return Some(known);
+        }
+        if let Some((_, why)) = block.ignored.iter().find(|(k, _)| *k == name) {
+            let message = format!(
+                "`{name}` in {}: accepted but haldir does not act on it ({why}); `haldir check --strict` rejects it",
+                block.place
+            );
+            self.warn_once(name, &word.loc, message);
+            return None;
         }
         let message = match block.planned.iter().find(|(k, _)| *k == name) {
             Some((_, why)) => format!(

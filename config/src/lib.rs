@@ -14,6 +14,9 @@
 //! front-ends build the same intermediate form, so validation and the
 //! resulting [`Model`] are the same. [`to_toml`] writes a model back as TOML.
 
+#[macro_use]
+mod keywords;
+
 mod auth_hmac;
 mod draft;
 mod error;
@@ -93,6 +96,7 @@ impl FromStr for Format {
 /// `vrrp_instance VI_1 {`, `include ...`). Only a file with nothing but
 /// comments falls back on `path`'s extension (`.conf` → keepalived).
 pub fn detect_format(text: &str, path: &Path) -> Format {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -127,14 +131,28 @@ pub fn load_file(path: &Path) -> Result<Model, ConfigErrors> {
 
 /// [`load_file`] in a given syntax (`Format::Auto` detects it).
 pub fn load_file_as(path: &Path, format: Format) -> Result<Model, ConfigErrors> {
+    load_file_with_warnings(path, format).0
+}
+
+/// [`load_file_as`], and the warnings: keywords accepted that haldir does not
+/// act on (one per keyword per file, each naming its `file:line:col`), which
+/// `haldir check` prints, `haldir check --strict` turns into errors and
+/// `haldir run` logs. The warnings are given whether or not the file is valid.
+pub fn load_file_with_warnings(
+    path: &Path,
+    format: Format,
+) -> (Result<Model, ConfigErrors>, Vec<ConfigError>) {
     let file_name = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
-            return Err(ConfigErrors(vec![ConfigError::whole_file(
-                &Arc::from(file_name),
-                format!("cannot read the configuration file: {e}"),
-            )]))
+            return (
+                Err(ConfigErrors(vec![ConfigError::whole_file(
+                    &Arc::from(file_name),
+                    format!("cannot read the configuration file: {e}"),
+                )])),
+                Vec::new(),
+            )
         }
     };
     let format = match format {
@@ -152,14 +170,15 @@ pub fn load_file_as(path: &Path, format: Format) -> Result<Model, ConfigErrors> 
     } else {
         Vec::new()
     };
-    match read.model {
+    let model = match read.model {
         Ok(model) if errors.is_empty() => Ok(model),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(more)) => {
             errors.extend(more);
             Err(ConfigErrors(errors))
         }
-    }
+    };
+    (model, read.warnings)
 }
 
 /// What parsing a file found, for [`load_file_as`].
@@ -169,6 +188,8 @@ struct Read {
     included: Vec<(PathBuf, Loc)>,
     /// `enable_script_security` is on (as written, even if the file is invalid).
     script_security: bool,
+    /// Keywords accepted with no effect (keepalived.conf only).
+    warnings: Vec<ConfigError>,
 }
 
 /// `enable_script_security` for the configuration itself: the main file and
@@ -214,11 +235,13 @@ fn parse_toml_reading(text: &str, file_name: &str) -> Read {
             script_security: script_security(&draft),
             model: validate::validate(&draft, errors),
             included: Vec::new(),
+            warnings: Vec::new(),
         },
         Err(syntax) => Read {
             model: Err(ConfigErrors(vec![syntax])),
             included: Vec::new(),
             script_security: false,
+            warnings: Vec::new(),
         },
     }
 }
@@ -243,24 +266,44 @@ pub fn parse_keepalived(text: &str, file_name: &str) -> Result<Model, ConfigErro
     parse_keepalived_reading(text, file_name).model
 }
 
+/// [`parse_keepalived`], and its warnings (see [`load_file_with_warnings`]).
+pub fn parse_keepalived_with_warnings(
+    text: &str,
+    file_name: &str,
+) -> (Result<Model, ConfigErrors>, Vec<ConfigError>) {
+    let read = parse_keepalived_reading(text, file_name);
+    (read.model, read.warnings)
+}
+
 /// [`parse_keepalived`], and the files it included (each with its `include` line).
 fn parse_keepalived_reading(text: &str, file_name: &str) -> Read {
+    // A UTF-8 byte-order mark, as some editors write, is not part of the text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let file: Arc<str> = Arc::from(file_name);
     let path = Path::new(file_name);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let canonical: Option<PathBuf> = path.canonicalize().ok();
     match keepalived_front::read(text, file, canonical, &dir) {
-        Ok((draft, errors, included)) => Read {
-            script_security: script_security(&draft),
-            model: validate::validate(&draft, errors),
-            included,
+        Ok(reading) => Read {
+            script_security: script_security(&reading.draft),
+            model: validate::validate(&reading.draft, reading.errors),
+            included: reading.included,
+            warnings: reading.warnings,
         },
         Err(errors) => Read {
             model: Err(ConfigErrors(errors)),
             included: Vec::new(),
             script_security: false,
+            warnings: Vec::new(),
         },
     }
+}
+
+/// Every keyword the keepalived.conf front-end knows, per block, as (block,
+/// keyword, classification, why); for the KEEPALIVED.md table and its test.
+#[doc(hidden)]
+pub fn keepalived_keyword_table() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    keepalived_front::keyword_table()
 }
 
 /// How deep keepalived.conf `include`s may nest.

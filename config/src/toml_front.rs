@@ -82,58 +82,9 @@ const SYNC_GROUP_KEYS: &[&str] = &[
     "notify",
 ];
 /// Keys accepted in each `[[virtual_server]]`, in the order the docs list them.
-const VIRTUAL_SERVER_KEYS: &[&str] = &[
-    "ip",
-    "port",
-    "fwmark",
-    "protocol",
-    "lb_algo",
-    "lvs_sched",
-    "lb_kind",
-    "lvs_method",
-    "persistence_timeout",
-    "persistence_granularity",
-    "ops",
-    "delay_loop",
-    "real_server",
-    // Health checking (toml_front/health.rs reads these).
-    "quorum",
-    "hysteresis",
-    "sorry_server",
-    "sorry_server_inhibit",
-    "inhibit_on_failure",
-    "alpha",
-    "omega",
-    "warmup",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "virtualhost",
-];
+const VIRTUAL_SERVER_KEYS: &[&str] = virtual_server_keywords!("ip", "port", "fwmark";);
 /// Keys accepted in each `[[virtual_server.real_server]]`.
-const REAL_SERVER_KEYS: &[&str] = &[
-    "ip",
-    "port",
-    "weight",
-    "uthreshold",
-    "lthreshold",
-    // Health checking (toml_front/health.rs reads these).
-    "inhibit_on_failure",
-    "alpha",
-    "warmup",
-    "delay_loop",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "virtualhost",
-    "TCP_CHECK",
-    "HTTP_GET",
-    "SSL_GET",
-    "MISC_CHECK",
-    "DNS_CHECK",
-];
+const REAL_SERVER_KEYS: &[&str] = real_server_keywords!("ip", "port";);
 /// Keys accepted in an instance's `authentication` table.
 const AUTH_KEYS: &[&str] = &["auth_type", "auth_pass"];
 /// Keys accepted in an instance's `auth_hmac` table.

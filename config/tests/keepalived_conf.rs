@@ -247,16 +247,16 @@ fn a_block_without_keyword_and_an_unclosed_quote_are_reported() {
 }
 
 #[test]
-fn keepalived_preprocessor_lines_are_rejected() {
-    let text = "$IF=eth0\n@lb1 vrrp_version 3\n";
+fn a_seq_line_is_rejected_and_an_undefined_parameter_is_an_error() {
+    let text = "~SEQ(VR, 1, 1, 3) vrrp_version 3\nglobal_defs {\n    router_id $NAME\n}\n";
     let errors = errors(text);
-    assert_eq!(errors.len(), 2);
+    assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
-        errors[0].starts_with("keepalived.conf:1:1: parameter definitions"),
+        errors[0].starts_with("keepalived.conf:1:1: `~SEQ` sequences are not supported"),
         "{errors:?}"
     );
     assert!(
-        errors[1].starts_with("keepalived.conf:2:1: conditional configuration"),
+        errors[1].starts_with("keepalived.conf:3:15: `$NAME` is not defined"),
         "{errors:?}"
     );
 }
@@ -269,25 +269,38 @@ fn an_unknown_keyword_is_named_with_its_line_and_column() {
     assert_eq!(
         errors(&text),
         [
-            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script",
-            "keepalived.conf:8:5: unknown keyword `track_file` in vrrp_instance: haldir does not implement it; keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script",
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, mcast_src_ip",
+            "keepalived.conf:8:5: `track_file` in vrrp_instance is not supported yet: track_file is not implemented; remove it for now",
         ]
     );
 }
 
 #[test]
-fn unknown_keywords_at_the_top_and_in_global_defs() {
+fn an_unimplemented_top_level_block_is_an_error_and_a_mail_setting_a_warning() {
     let text = format!(
         "global_defs {{\n    smtp_server 192.0.2.25\n}}\nstatic_ipaddress {{\n    192.0.2.1/24 dev eth0\n}}\n{}",
         instance("")
     );
-    let errors = errors(&text);
-    assert_eq!(errors.len(), 2, "{errors:?}");
+    let (model, warnings) = haldir_config::parse_keepalived_with_warnings(&text, FILE);
+    let errors: Vec<String> = model
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].starts_with("keepalived.conf:2:5: unknown keyword `smtp_server` in global_defs")
+        errors[0].starts_with(
+            "keepalived.conf:4:1: `static_ipaddress` in the top level is not supported yet"
+        ),
+        "{errors:?}"
     );
-    assert!(errors[1]
-        .starts_with("keepalived.conf:4:1: unknown keyword `static_ipaddress` in the top level"));
+    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("keepalived.conf:2:5: `smtp_server` in global_defs: accepted but haldir does not act on it"),
+        "{warnings:?}"
+    );
 }
 
 #[test]
@@ -322,7 +335,6 @@ fn wrong_shapes_of_values() {
         errors(&text),
         [
             "keepalived.conf:7:16: `advert_int fast`: expected a number of seconds (integer or decimal)",
-            "keepalived.conf:8:15: `nopreempt yes`: `nopreempt` takes no value here; remove `yes`",
             "keepalived.conf:9:5: `preempt_delay` needs a value, e.g. `preempt_delay 5`",
             "keepalived.conf:10:26: `garp_master_repeat 1 2`: `garp_master_repeat` takes one value; remove `2`",
             "keepalived.conf:12:18: unicast_peer entry `10.0.0.2 min_ttl 2`: `min_ttl` and anything after the address is not supported; write only ADDRESS on each line",
@@ -332,11 +344,23 @@ fn wrong_shapes_of_values() {
 }
 
 #[test]
-fn a_virtual_address_with_options_is_an_error() {
+fn a_virtual_address_option_other_than_dev_is_an_error() {
     let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0 label eth0:1\n    }\n}\n";
     assert_eq!(
         errors(text),
-        ["keepalived.conf:6:23: virtual_ipaddress entry `192.0.2.10/24 dev eth0 label eth0:1`: `dev` and anything after the address is not supported; write only ADDRESS[/PREFIX] on each line"]
+        ["keepalived.conf:6:32: virtual_ipaddress entry `192.0.2.10/24 dev eth0 label eth0:1`: `label` is not supported yet (haldir adds each address to the instance's interface as ADDRESS/PREFIX, optionally `dev` naming that interface); write `ADDRESS[/PREFIX] [dev IF]`"]
+    );
+}
+
+#[test]
+fn a_virtual_address_on_the_instances_interface_may_name_it_with_dev() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0\n    }\n}\n";
+    let model = keepalived(text);
+    assert_eq!(model.vrrp_instances[0].virtual_ipaddress.len(), 1);
+    let other = text.replace("dev eth0", "dev eth1");
+    assert_eq!(
+        errors(&other),
+        ["keepalived.conf:6:27: virtual_ipaddress: `dev eth1` is not the instance's interface (eth0); addresses on another device are not supported yet"]
     );
 }
 
@@ -421,8 +445,8 @@ fn validation_messages_are_the_same_in_both_syntaxes() {
             "unicast_src_ip = \"2001:db8::1\"\n",
         ),
         (
-            "    authentication {\n        auth_type AH\n        auth_pass 123456789\n    }\n",
-            "authentication = { auth_type = \"AH\", auth_pass = \"123456789\" }\n",
+            "    authentication {\n        auth_type AH\n        auth_pass 12345678\n    }\n",
+            "authentication = { auth_type = \"AH\", auth_pass = \"12345678\" }\n",
         ),
         (
             "    authentication {\n        auth_type PASS\n    }\n",

@@ -14,110 +14,51 @@ use crate::draft::{
 
 pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
     place: "vrrp_script",
-    accepted: &[
-        "script",
-        "interval",
-        "timeout",
-        "weight",
-        "rise",
-        "fall",
-        "user",
-        "init_fail",
-    ],
+    accepted: vrrp_script_keywords!(;),
     planned: &[],
+    ignored: &[],
 };
 
 pub(super) const TCP_CHECK: BlockKeywords = BlockKeywords {
     place: "TCP_CHECK",
-    accepted: &[
-        "connect_ip",
-        "connect_port",
-        "bindto",
-        "bind_port",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "warmup",
-        "delay_loop",
-        "alpha",
-    ],
+    accepted: connection_keywords!(),
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const HTTP_GET: BlockKeywords = BlockKeywords {
     place: "HTTP_GET",
-    accepted: &[
-        "connect_ip",
-        "connect_port",
-        "bindto",
-        "bind_port",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "warmup",
-        "delay_loop",
-        "alpha",
-        "url",
-        "virtualhost",
-    ],
+    accepted: http_keywords!(),
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const SSL_GET: BlockKeywords = BlockKeywords {
     place: "SSL_GET",
     accepted: HTTP_GET.accepted,
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const MISC_CHECK: BlockKeywords = BlockKeywords {
     place: "MISC_CHECK",
-    accepted: &[
-        "misc_path",
-        "misc_timeout",
-        "misc_dynamic",
-        "user",
-        "retry",
-        "delay_before_retry",
-        "warmup",
-        "delay_loop",
-        "alpha",
-    ],
+    accepted: misc_keywords!(),
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const DNS_CHECK: BlockKeywords = BlockKeywords {
     place: "DNS_CHECK",
-    accepted: &[
-        "connect_ip",
-        "connect_port",
-        "bindto",
-        "bind_port",
-        "connect_timeout",
-        "retry",
-        "nb_get_retry",
-        "delay_before_retry",
-        "warmup",
-        "delay_loop",
-        "alpha",
-        "type",
-        "name",
-    ],
+    accepted: dns_keywords!(),
     planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
 pub(super) const URL: BlockKeywords = BlockKeywords {
     place: "url",
-    accepted: &[
-        "path",
-        "digest",
-        "status_code",
-        "regex",
-        "regex_no_match",
-        "virtualhost",
-    ],
+    accepted: url_keywords!(),
     planned: &[],
+    ignored: &[],
 };
 
 /// The checker kind of a real-server keyword, if it is a checker block.

@@ -52,6 +52,8 @@ pub(super) fn read(text: &str, file: Arc<str>, canonical: Option<PathBuf>, dir: 
         stack: Vec::new(),
         line: 0,
         included: Vec::new(),
+        parameters: std::collections::HashMap::new(),
+        config_id: config_id(),
     };
     reader
         .stack
@@ -71,6 +73,29 @@ struct Reader {
     stack: Vec<PathBuf>,
     line: usize,
     included: Vec<(PathBuf, Loc)>,
+    /// `$NAME=value` definitions so far (keepalived's are global, included
+    /// files too).
+    parameters: std::collections::HashMap<String, String>,
+    /// Which `@ID` lines apply (keepalived's `-i ID`, by default the host name).
+    config_id: String,
+}
+
+/// The configuration id `@ID` lines are matched against: `HALDIR_CONFIG_ID`
+/// if set, else, as keepalived's default, the host name up to its first dot.
+fn config_id() -> String {
+    if let Ok(id) = std::env::var("HALDIR_CONFIG_ID") {
+        return id;
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    name.trim().split('.').next().unwrap_or_default().to_owned()
+}
+
+/// `$NAME=VALUE`: the name and the value, if `line` is a definition.
+fn definition(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim_start().strip_prefix('$')?;
+    let (name, value) = rest.split_once('=')?;
+    let is_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    is_name.then(|| (name, value.trim()))
 }
 
 /// A word as scanned from one line: its text and 0-based character column.
@@ -82,11 +107,116 @@ struct Raw {
 }
 
 impl Reader {
+    /// Reads `text` line by line, as keepalived's parser does: a `$NAME=VALUE`
+    /// line defines a parameter (a value ending in `\` continues on the next
+    /// line, giving several lines), `$NAME` and `${NAME}` are replaced by the
+    /// value, and an `@ID` / `@^ID` line is kept (without its prefix) only when
+    /// ID is / is not the configuration id.
     fn text(&mut self, text: &str, file: &Arc<str>, dir: &Path, depth: usize) {
-        for (index, line) in text.split('\n').enumerate() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            self.line += 1;
+        let lines: Vec<&str> = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .collect();
+        let mut index = 0;
+        while index < lines.len() {
             let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            let line = lines[index];
+            index += 1;
+            if let Some((name, value)) = definition(line) {
+                let mut value = value.to_owned();
+                while let Some(head) = value.strip_suffix('\\') {
+                    value = head.trim_end().to_owned();
+                    let Some(next) = lines.get(index) else { break };
+                    index += 1;
+                    value.push('\n');
+                    value.push_str(next.trim());
+                }
+                self.parameters.insert(name.to_owned(), value);
+                continue;
+            }
+            let line = match self.conditional(line) {
+                Some(line) => line,
+                None => continue,
+            };
+            let expanded = match self.substitute(line) {
+                Ok(expanded) => expanded,
+                Err((col, name)) => {
+                    let at = Loc {
+                        file: file.clone(),
+                        line: line_no,
+                        col: u32::try_from(col + 1).unwrap_or(u32::MAX),
+                    };
+                    self.errors.push(ConfigError::at(
+                        &at,
+                        format!(
+                            "`${name}` is not defined; define it first with a `${name}=VALUE` line"
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            for part in expanded.split('\n') {
+                self.line_of(part, line_no, file, dir, depth);
+            }
+        }
+    }
+
+    /// An `@ID` / `@^ID` line's rest if it applies here, `None` if not; other
+    /// lines as they are.
+    fn conditional<'l>(&self, line: &'l str) -> Option<&'l str> {
+        let trimmed = line.trim_start();
+        let Some(rest) = trimmed.strip_prefix('@') else {
+            return Some(line);
+        };
+        let (negated, rest) = match rest.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, rest),
+        };
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let applies = (rest[..end] == self.config_id) != negated;
+        applies.then(|| &rest[end..])
+    }
+
+    /// `line` with `$NAME` and `${NAME}` replaced; `Err` names the first
+    /// undefined parameter and its column.
+    fn substitute(&self, line: &str) -> Result<String, (usize, String)> {
+        if !line.contains('$') {
+            return Ok(line.to_owned());
+        }
+        let mut out = String::with_capacity(line.len());
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] != '$' {
+                out.push(chars[i]);
+                i += 1;
+                continue;
+            }
+            let braced = chars.get(i + 1) == Some(&'{');
+            let start = if braced { i + 2 } else { i + 1 };
+            let mut end = start;
+            while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
+                end += 1;
+            }
+            let name: String = chars[start..end].iter().collect();
+            if name.is_empty() || (braced && chars.get(end) != Some(&'}')) {
+                out.push('$');
+                i += 1;
+                continue;
+            }
+            match self.parameters.get(&name) {
+                Some(value) => out.push_str(value),
+                None => return Err((i, name)),
+            }
+            i = if braced { end + 1 } else { end };
+        }
+        Ok(out)
+    }
+
+    /// One line, after definitions, conditions and substitutions.
+    fn line_of(&mut self, line: &str, line_no: u32, file: &Arc<str>, dir: &Path, depth: usize) {
+        {
+            self.line += 1;
             let loc = |col: usize| Loc {
                 file: file.clone(),
                 line: line_no,
@@ -99,10 +229,10 @@ impl Reader {
                         &loc(col),
                         "this quote is never closed; end the string with `\"` on the same line",
                     ));
-                    continue;
+                    return;
                 }
             };
-            let Some(first) = raws.first() else { continue };
+            let Some(first) = raws.first() else { return };
             if let (Kind::Word(word), false) = (&first.kind, first.quoted) {
                 if word == "include" {
                     // Braces belong to the pattern here ("{a,b}.conf"), as in keepalived,
@@ -119,17 +249,14 @@ impl Reader {
                             "include takes exactly one file name or pattern, e.g. `include /etc/keepalived/conf.d/*.conf`",
                         )),
                     }
-                    continue;
+                    return;
                 }
-                let unsupported = match word.chars().next() {
-                    Some('$') => Some("parameter definitions and substitutions (`$NAME=...`, `$NAME`) are not supported by haldir; write the values out"),
-                    Some('@') => Some("conditional configuration lines (`@ID ...`) are not supported by haldir; keep one file per router"),
-                    Some('~') => Some("`~SEQ` sequences are not supported by haldir; write the lines out"),
-                    _ => None,
-                };
-                if let Some(message) = unsupported {
-                    self.errors.push(ConfigError::at(&loc(first.col), message));
-                    continue;
+                if word.starts_with('~') {
+                    self.errors.push(ConfigError::at(
+                        &loc(first.col),
+                        "`~SEQ` sequences are not supported by haldir; write the lines out",
+                    ));
+                    return;
                 }
             }
             for raw in raws {

@@ -13,109 +13,22 @@ use crate::draft::{
     TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
 };
 
-/// Keys of every checker kind except `MISC_CHECK`.
-const CONNECTION_KEYS: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-];
 /// `TCP_CHECK`.
-const TCP_KEYS: &[&str] = CONNECTION_KEYS;
+const TCP_KEYS: &[&str] = connection_keywords!();
 /// `HTTP_GET`.
-const HTTP_KEYS: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "url",
-    "virtualhost",
-];
+const HTTP_KEYS: &[&str] = http_keywords!();
 /// `SSL_GET`.
-const SSL_KEYS: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "url",
-    "virtualhost",
-    "verify",
-    "ca_file",
-];
+const SSL_KEYS: &[&str] = http_keywords!("verify", "ca_file");
 /// `MISC_CHECK` (keepalived: no connection options).
-const MISC_KEYS: &[&str] = &[
-    "misc_path",
-    "misc_timeout",
-    "misc_dynamic",
-    "user",
-    "group",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-];
+const MISC_KEYS: &[&str] = misc_keywords!("group");
 /// `DNS_CHECK`.
-const DNS_KEYS: &[&str] = &[
-    "connect_ip",
-    "connect_port",
-    "bindto",
-    "bind_port",
-    "connect_timeout",
-    "retry",
-    "nb_get_retry",
-    "delay_before_retry",
-    "warmup",
-    "delay_loop",
-    "alpha",
-    "type",
-    "name",
-];
+const DNS_KEYS: &[&str] = dns_keywords!();
 /// A `url` of `HTTP_GET` / `SSL_GET`.
-const URL_KEYS: &[&str] = &[
-    "path",
-    "status_code",
-    "digest",
-    "regex",
-    "regex_no_match",
-    "virtualhost",
-];
+const URL_KEYS: &[&str] = url_keywords!();
 /// `sorry_server` written as a table.
 const SORRY_KEYS: &[&str] = &["ip", "port"];
 /// `[[vrrp_script]]`.
-const SCRIPT_KEYS: &[&str] = &[
-    "name",
-    "script",
-    "interval",
-    "timeout",
-    "weight",
-    "rise",
-    "fall",
-    "user",
-    "group",
-    "init_fail",
-];
+const SCRIPT_KEYS: &[&str] = vrrp_script_keywords!("name"; "group");
 /// A `track_script` entry written as a table.
 const TRACK_KEYS: &[&str] = &["name", "weight"];
 
