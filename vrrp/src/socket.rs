@@ -6,6 +6,10 @@
 //! family. It is a pair: a receiving socket bound to the interface and joined to
 //! the VRRP group, and a sending socket bound to our primary address (binding the
 //! receiving one to an address would filter out the multicast it must hear).
+//! The receiving socket's buffer is sized for many virtual routers on one link
+//! ([`ADVERT_RECEIVE_BUFFER`]): the kernel's default holds a few hundred adverts, which
+//! 255 instances on each of two routers fill in a tenth of a second of a stalled
+//! process, and every advert dropped there can make a backup declare its master down.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -55,6 +59,12 @@ pub struct AdvertSocket {
     family_v6: bool,
 }
 
+/// Receive buffer of an advert socket: about 4,000 queued adverts (each costs about a
+/// kilobyte of buffer in the kernel), over a second of 255 instances at 100 ms on each
+/// of two routers. Set with `SO_RCVBUFFORCE` (CAP_NET_ADMIN, which haldir holds) so that
+/// `net.core.rmem_max` does not cap it; without the capability, as large as rmem_max allows.
+pub const ADVERT_RECEIVE_BUFFER: usize = 4 << 20;
+
 impl AdvertSocket {
     /// Opens the pair on `interface` (index `interface_index`), sending from `source`.
     pub fn open(interface: &str, interface_index: u32, source: IpAddr) -> io::Result<AdvertSocket> {
@@ -68,6 +78,15 @@ impl AdvertSocket {
         let receive = Socket::new(domain, Type::RAW, protocol)?;
         receive.bind_device(Some(interface.as_bytes()))?;
         receive.set_nonblocking(true)?;
+        if nix::sys::socket::setsockopt(
+            &receive,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &ADVERT_RECEIVE_BUFFER,
+        )
+        .is_err()
+        {
+            receive.set_recv_buffer_size(ADVERT_RECEIVE_BUFFER)?;
+        }
         match source {
             IpAddr::V4(_) => {
                 receive.join_multicast_v4_n(

@@ -21,8 +21,11 @@ use crate::wire::vrrp::AdvertRepr;
 
 /// Largest VRRP message: 255 IPv6 addresses plus headers, rounded up.
 const RECEIVE_BUFFER: usize = 9000;
-/// At most this many already-queued packets are read before acting on a deadline.
-const MAX_QUEUED_BEFORE_TIMERS: usize = 64;
+/// Already-queued packets are read before acting on a deadline for at most this long, so
+/// that a flood delays the timers by no more than this (a stalled process with many
+/// instances on the link can find thousands of genuine adverts queued: a count cap small
+/// enough for a flood would leave most of them behind the Master_Down timers they cancel).
+const DRAIN_BEFORE_TIMERS: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The wall-clock time since the Unix epoch (sequence numbers and the
 /// freshness window of `auth_hmac` are wall-clock based).
@@ -136,9 +139,10 @@ impl Link {
                     }
                     // Adverts already queued arrived before we got round to this
                     // deadline: after a stall (a loaded host, a slow disk) they must
-                    // count before a timer declares the master down. Bounded, so a
-                    // flood cannot hold the timers back.
-                    for _ in 0..MAX_QUEUED_BEFORE_TIMERS {
+                    // count before a timer declares the master down. Bounded in time
+                    // (DRAIN_BEFORE_TIMERS), so a flood cannot hold the timers back.
+                    let draining = Instant::now();
+                    while draining.elapsed() < DRAIN_BEFORE_TIMERS {
                         let Some(received) = self.adverts.try_receive(&mut buffer) else {
                             break;
                         };
