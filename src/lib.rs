@@ -21,6 +21,7 @@ pub mod notify;
 pub mod operator;
 pub mod options;
 pub mod privilege;
+pub mod realserver;
 pub mod status;
 pub mod sync_daemon;
 pub mod systemd;

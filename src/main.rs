@@ -87,6 +87,108 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ConfigFormat::Auto)]
         format: ConfigFormat,
     },
+    /// Check (or set up) this host as a direct-routing real server for the VIPs: each VIP
+    /// on lo (/32, /128), net.ipv4.conf.all.arp_ignore >= 1 and arp_announce >= 2. Prints
+    /// each problem in words; exits 1 if any remains.
+    Realserver {
+        /// `check` only reports; `setup` fixes what it can, then checks again.
+        #[arg(value_enum)]
+        action: RealserverAction,
+        /// The virtual IP addresses this real server serves.
+        #[arg(required = true, value_name = "VIP")]
+        vips: Vec<std::net::IpAddr>,
+    },
+    /// Write the man page (haldir.8) or the shell completions (bash, zsh, fish) into DIR;
+    /// used when building the package.
+    #[command(hide = true)]
+    Generate {
+        /// What to write.
+        #[arg(value_enum)]
+        what: GenerateWhat,
+        /// The directory to write into.
+        dir: PathBuf,
+    },
+}
+
+/// What `haldir realserver` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RealserverAction {
+    /// Report the problems; change nothing.
+    Check,
+    /// Fix the problems, then report what remains.
+    Setup,
+}
+
+/// What `haldir generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GenerateWhat {
+    /// haldir.8, with the signals section.
+    Man,
+    /// haldir.bash, _haldir (zsh), haldir.fish.
+    Completions,
+}
+
+/// The man page's SIGNALS section: what haldir does with each signal it can receive.
+const MAN_SIGNALS: &[(&str, &str)] = &[
+    ("SIGHUP", "Reload the configuration file (as `haldir reload`, but the result is only logged)."),
+    ("SIGTERM, SIGINT", "Stop gracefully: priority-0 adverts, then the VIPs are removed."),
+    ("SIGUSR1", "Write the data dump (everything `haldir status` knows, as text) to DUMP_DIR/haldir.data (0600, written then renamed); haldir keeps running."),
+    ("SIGUSR2", "Write every counter to DUMP_DIR/haldir.stats (0600, written then renamed); haldir keeps running."),
+    ("SIGPIPE", "Ignored (a closed control-socket or metrics client is an error on that connection only)."),
+    ("SIGCHLD", "Used internally to reap notify, check and track scripts."),
+    ("others", "The default action (SIGQUIT, SIGABRT: stop without the graceful steps; avoid them)."),
+];
+
+fn generate(what: GenerateWhat, dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let command = Cli::command();
+    match what {
+        GenerateWhat::Man => {
+            let man = clap_mangen::Man::new(command.clone()).section("8");
+            let mut page = Vec::new();
+            man.render(&mut page)?;
+            let mut signals = clap_mangen::roff::Roff::new();
+            signals.control("SH", ["SIGNALS"]);
+            for (name, meaning) in MAN_SIGNALS {
+                signals.control("TP", []);
+                signals.text([clap_mangen::roff::bold(*name)]);
+                signals.text([clap_mangen::roff::roman(*meaning)]);
+            }
+            signals.control("SH", ["FILES"]);
+            signals.control("TP", []);
+            signals.text([clap_mangen::roff::bold("/etc/haldir/haldir.toml")]);
+            signals.text([clap_mangen::roff::roman(
+                "The configuration (the package's example).",
+            )]);
+            signals.control("TP", []);
+            signals.text([clap_mangen::roff::bold("/etc/default/haldir")]);
+            signals.text([clap_mangen::roff::roman(
+                "The unit's options (HALDIR_CONFIG, HALDIR_OPTIONS).",
+            )]);
+            signals.to_writer(&mut page)?;
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("haldir-{}", sub.get_name());
+                let mut sub_page = Vec::new();
+                clap_mangen::Man::new(
+                    sub.clone()
+                        .display_name(name.clone())
+                        .bin_name(name.clone()),
+                )
+                .section("8")
+                .render(&mut sub_page)?;
+                std::fs::write(dir.join(format!("{name}.8")), sub_page)?;
+            }
+            std::fs::write(dir.join("haldir.8"), page)
+        }
+        GenerateWhat::Completions => {
+            use clap_complete::Shell;
+            for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+                clap_complete::generate_to(shell, &mut command.clone(), "haldir", dir)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The syntax of a configuration file.
@@ -139,6 +241,45 @@ impl From<LogFormat> for haldir::logging::Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Generate { what, dir } => match generate(what, &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("haldir generate: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Realserver { action, vips } => {
+            use haldir::realserver;
+            let checked = realserver::observe().and_then(|observed| {
+                let found = realserver::problems(&observed, &vips);
+                if action == RealserverAction::Setup && !found.is_empty() {
+                    realserver::setup(&found)?;
+                    let observed = realserver::observe()?;
+                    return Ok((realserver::problems(&observed, &vips), observed));
+                }
+                Ok((found, observed))
+            });
+            match checked {
+                Ok((found, observed)) => {
+                    for note in realserver::notes(&observed) {
+                        println!("note: {note}");
+                    }
+                    for problem in &found {
+                        println!("problem: {problem}");
+                    }
+                    if found.is_empty() {
+                        println!("real server ready for {} VIP(s)", vips.len());
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("haldir realserver: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Check {
             config,
             format,

@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # keepalived: the reference VRRP peer; nftables: lossy links; iproute2:
-# namespaces, veths, bridges; tcpdump: debugging captures; stress-ng: CPU load.
-PACKAGES=(keepalived nftables iproute2 tcpdump iputils-ping stress-ng)
+# namespaces, veths, bridges; tcpdump: debugging captures; stress-ng: CPU load;
+# man-db: tests/package.rs renders the packaged man page (dpkg-dev is not needed: dpkg-deb).
+PACKAGES=(keepalived nftables iproute2 tcpdump iputils-ping stress-ng man-db)
 
 say() { printf '==> %s\n' "$*"; }
 

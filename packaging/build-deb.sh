@@ -1,0 +1,69 @@
+#!/bin/bash
+# Builds the haldir Debian package from the workspace with dpkg-deb (no cargo-deb:
+# installing cargo-deb in CI costs minutes of compile time; dpkg-deb is already there).
+#
+#   packaging/build-deb.sh [OUTDIR]    (default OUTDIR: target/debian)
+#
+# Uses target/release/haldir when HALDIR_BIN is not set (builds it if missing).
+# Prints the path of the .deb on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+outdir=${1:-target/debian}
+bin=${HALDIR_BIN:-target/release/haldir}
+if [ ! -x "$bin" ]; then
+	CARGO_INCREMENTAL=0 cargo build --release --bin haldir >&2
+fi
+version=$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n1)
+arch=$(dpkg --print-architecture)
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+
+install -D -m 0755 "$bin" "$root/usr/sbin/haldir"
+strip --strip-unneeded "$root/usr/sbin/haldir" 2>/dev/null || true
+install -D -m 0644 packaging/haldir.service "$root/usr/lib/systemd/system/haldir.service"
+install -D -m 0644 packaging/haldir.default "$root/etc/default/haldir"
+install -D -m 0644 config/examples/haldir.toml "$root/etc/haldir/haldir.toml"
+install -D -m 0644 packaging/modules-load.conf "$root/usr/lib/modules-load.d/haldir.conf"
+
+doc=$root/usr/share/doc/haldir
+install -D -m 0644 README.md "$doc/README.md"
+install -d "$doc/docs" "$doc/examples"
+install -m 0644 docs/*.md "$doc/docs/"
+install -m 0644 config/FORMAT.md config/KEEPALIVED.md "$doc/docs/"
+install -m 0644 packaging/keepalived-conf.conf packaging/haldir.nft "$doc/examples/"
+
+# Man pages and completions come from the binary's own clap definition.
+gen=$root/gen
+"$bin" generate man "$gen/man"
+"$bin" generate completions "$gen/completions"
+install -d "$root/usr/share/man/man8"
+for page in "$gen"/man/*.8; do
+	gzip -9n -c "$page" > "$root/usr/share/man/man8/$(basename "$page").gz"
+done
+install -D -m 0644 "$gen/completions/haldir.bash" "$root/usr/share/bash-completion/completions/haldir"
+install -D -m 0644 "$gen/completions/_haldir" "$root/usr/share/zsh/vendor-completions/_haldir"
+install -D -m 0644 "$gen/completions/haldir.fish" "$root/usr/share/fish/vendor_completions.d/haldir.fish"
+rm -rf "$gen"
+
+install -d "$root/DEBIAN"
+printf '%s\n' /etc/default/haldir /etc/haldir/haldir.toml > "$root/DEBIAN/conffiles"
+size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+cat > "$root/DEBIAN/control" <<CONTROL
+Package: haldir
+Version: $version
+Architecture: $arch
+Maintainer: haldir developers <haldir@localhost>
+Installed-Size: $size
+Depends: libc6, iproute2
+Recommends: ipvsadm
+Section: net
+Priority: optional
+Description: VRRP and IPVS director for LVS direct-routing clusters
+ haldir replaces keepalived on LVS direct-routing routers: VRRP (v2 and v3),
+ health checks and the IPVS table, from a TOML file or a keepalived.conf.
+CONTROL
+
+mkdir -p "$outdir"
+deb="$outdir/haldir_${version}_${arch}.deb"
+dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >&2
+echo "$deb"
