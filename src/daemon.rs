@@ -298,24 +298,24 @@ impl KeeperHooks for IpvsRounds {
     }
 }
 
-/// Rewrites `path` (atomically, through a rename) whenever the status changes.
+/// Rewrites `path` (atomically, through a rename; [`crate::dumps::write_atomically_with`])
+/// whenever the status changes.
 async fn publish_status(
     mut status: watch::Receiver<Status>,
     mut resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
     path: PathBuf,
 ) {
-    let temporary = path.with_extension("tmp");
     loop {
         let text =
             crate::status::status_file(&status.borrow_and_update(), &resync.borrow_and_update())
                 .render();
         // On the blocking pool: this runtime also runs the VRRP timers, and a write or
         // rename can stall for a long time on a busy disk (journal commits).
+        // Through an exclusive temporary that never follows a planted link (0644:
+        // operators' tools read it).
         let written = tokio::task::spawn_blocking({
-            let (temporary, path) = (temporary.clone(), path.clone());
-            move || {
-                std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path))
-            }
+            let path = path.clone();
+            move || crate::dumps::write_atomically_with(&path, &text, 0o644, false)
         })
         .await;
         match written {
