@@ -11,7 +11,7 @@
 //!   as on SIGHUP ([`crate::daemon::reload`]), serialised with it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,7 +62,8 @@ pub fn reload_json(outcome: &ReloadOutcome) -> Value {
 
 /// Binds the control socket at `path`: creates its directory (0755) if
 /// missing, replaces a stale socket file, refuses to take the socket of a
-/// daemon that still answers on it, and makes the socket 0600.
+/// daemon that still answers on it, and makes the socket 0600 before it
+/// appears at `path`.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
@@ -88,11 +89,31 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         ),
         Err(_) => {}
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot make {} mode 0600", path.display()))?;
-    Ok(listener)
+    // Bound in a private (0700) directory beside it, made 0600 there, then renamed into
+    // place: the socket never appears at `path` with the umask's mode, not even for the
+    // instant between bind and chmod.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = dir.join(format!(".haldir-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("cannot create {}", private.display()))?;
+    let bound = private.join("control");
+    let result = UnixListener::bind(&bound)
+        .with_context(|| format!("cannot listen on {}", path.display()))
+        .and_then(|listener| {
+            std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} mode 0600", path.display()))?;
+            std::fs::rename(&bound, path)
+                .with_context(|| format!("cannot move the socket to {}", path.display()))?;
+            Ok(listener)
+        });
+    let _ = std::fs::remove_dir_all(&private);
+    result
 }
 
 /// Serves the control socket until `shutdown` turns true, then removes it.

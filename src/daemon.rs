@@ -72,7 +72,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     );
     let ipvs = tokio::spawn(haldir_ipvs::keep_in_step(
         desired_rx,
-        start_ipvs(counters.clone()),
+        start_ipvs(counters.clone(), ownership_identity(&options)),
         options.ipvs_resync,
         shutdown_rx.clone(),
     ));
@@ -235,6 +235,7 @@ pub async fn reload(
 /// killed before deleting them). `None` when the kernel has no IPVS for us.
 async fn start_ipvs(
     counters: std::sync::Arc<crate::counters::DaemonCounters>,
+    identity: Option<String>,
 ) -> Option<(Reconciler<IpvsClient>, IpvsRounds)> {
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
@@ -243,8 +244,9 @@ async fn start_ipvs(
             return None;
         }
     };
-    let (ownership, previously_owned) =
-        haldir_ipvs::ownership::OwnershipFile::open(haldir_ipvs::ownership::default_path());
+    let (ownership, previously_owned) = haldir_ipvs::ownership::OwnershipFile::open(
+        haldir_ipvs::ownership::path_for(identity.as_deref()),
+    );
     let reconciler = Reconciler::with_owned(client, previously_owned);
     Some((
         reconciler,
@@ -253,6 +255,18 @@ async fn start_ipvs(
             counters,
         },
     ))
+}
+
+/// What tells this daemon's IPVS ownership file from another haldir's in the same
+/// namespace (`haldir_ipvs::ownership::path_for`): its control socket path; the config
+/// path when it has no control socket; `None` (the name files had before) on the default
+/// control socket.
+fn ownership_identity(options: &RunOptions) -> Option<String> {
+    match &options.control_socket {
+        Some(socket) if socket == std::path::Path::new(crate::control::DEFAULT_SOCKET) => None,
+        Some(socket) => Some(format!("control {}", socket.display())),
+        None => Some(format!("config {}", options.config_path.display())),
+    }
 }
 
 /// Where the IPVS rounds go: the ownership file (`haldir_ipvs::ownership`) and the
@@ -284,24 +298,24 @@ impl KeeperHooks for IpvsRounds {
     }
 }
 
-/// Rewrites `path` (atomically, through a rename) whenever the status changes.
+/// Rewrites `path` (atomically, through a rename; [`crate::dumps::write_atomically_with`])
+/// whenever the status changes.
 async fn publish_status(
     mut status: watch::Receiver<Status>,
     mut resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
     path: PathBuf,
 ) {
-    let temporary = path.with_extension("tmp");
     loop {
         let text =
             crate::status::status_file(&status.borrow_and_update(), &resync.borrow_and_update())
                 .render();
         // On the blocking pool: this runtime also runs the VRRP timers, and a write or
         // rename can stall for a long time on a busy disk (journal commits).
+        // Through an exclusive temporary that never follows a planted link (0644:
+        // operators' tools read it).
         let written = tokio::task::spawn_blocking({
-            let (temporary, path) = (temporary.clone(), path.clone());
-            move || {
-                std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path))
-            }
+            let path = path.clone();
+            move || crate::dumps::write_atomically_with(&path, &text, 0o644, false)
         })
         .await;
         match written {

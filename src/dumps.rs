@@ -111,6 +111,17 @@ pub fn spawn(
 /// Writes `text` to `path` through a new file beside it, created exclusively with mode
 /// 0600, then renamed over `path` (a symlink at `path` is replaced, never followed).
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    write_atomically_with(path, text, 0o600, true)
+}
+
+/// [`write_atomically`] with the file's `mode`, and an fsync before the rename only when
+/// `durable` (the status file, rewritten on every change, is not).
+pub fn write_atomically_with(
+    path: &Path,
+    text: &str,
+    mode: u32,
+    durable: bool,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let name = path
         .file_name()
@@ -122,12 +133,12 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&temporary)?;
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all());
+    let written =
+        file.write_all(text.as_bytes())
+            .and_then(|()| if durable { file.sync_all() } else { Ok(()) });
     drop(file);
     if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, path)) {
         let _ = std::fs::remove_file(&temporary);
@@ -166,6 +177,24 @@ mod tests {
         );
         assert_eq!(meta.mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "the dump\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_status_file_is_written_through_an_exclusive_temporary_that_never_follows_a_link() {
+        let dir = scratch("status");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.join("status.json");
+        let temporary = dir.join(format!(".status.json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temporary).unwrap();
+        write_atomically_with(&path, "{}\n", 0o644, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        // The umask may only narrow it.
+        assert_eq!(mode & !0o644, 0, "mode {mode:o}");
+        assert!(!temporary.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -52,6 +52,14 @@ pub const VIP_REQUEST_GAP: Duration = Duration::from_millis(200);
 /// How long a MAC that answered for a director's address counts as a director's after it
 /// last did.
 pub const DIRECTOR_MEMORY: Duration = Duration::from_secs(600);
+
+/// MACs kept per address asked in one round: a host forging replies from many MACs
+/// gets this many conflicts (and log lines and metric series) per address, no more;
+/// further replies are dropped and counted ([`ArpCheck::dropped_replies`]).
+pub const MAX_MACS_PER_ADDRESS: usize = 4;
+
+/// Director MACs remembered at most ([`DIRECTOR_MEMORY`]); a new one beyond is not.
+pub const MAX_LEARNED_DIRECTOR_MACS: usize = 16;
 /// The wait between a reload and the round that follows it.
 pub const AFTER_RELOAD: Duration = Duration::from_millis(500);
 
@@ -414,6 +422,8 @@ pub struct ArpCheck {
     standing: BTreeMap<Conflict, SystemTime>,
     /// MACs that answered for a director's address, with when they last did.
     learned_director_macs: BTreeMap<Mac, Instant>,
+    /// Replies dropped because their address already had [`MAX_MACS_PER_ADDRESS`] MACs.
+    dropped_replies: u64,
     transmits: VecDeque<ArpRequest>,
     events: VecDeque<Event>,
     report: Report,
@@ -430,6 +440,7 @@ impl ArpCheck {
             reloaded_during_round: false,
             standing: BTreeMap::new(),
             learned_director_macs: BTreeMap::new(),
+            dropped_replies: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             report: Report::default(),
@@ -538,16 +549,27 @@ impl ArpCheck {
     /// An ARP reply received on an interface while a round listens. Replies for addresses
     /// the round did not ask for, or outside a round, are ignored. (`now` is not needed
     /// yet: a reply counts for the round it arrives in, whenever in it.)
+    /// At most [`MAX_MACS_PER_ADDRESS`] MACs are kept per address; the rest are counted.
     pub fn handle_reply(&mut self, _now: Instant, reply: ArpReply) {
+        let mut dropped = false;
         if let Some(probe) = self.probe_mut(reply.interface_index) {
             if probe.asked.contains(&reply.sender_ip) {
-                probe
-                    .answers
-                    .entry(reply.sender_ip)
-                    .or_default()
-                    .insert(reply.sender_mac);
+                let macs = probe.answers.entry(reply.sender_ip).or_default();
+                if macs.len() < MAX_MACS_PER_ADDRESS || macs.contains(&reply.sender_mac) {
+                    macs.insert(reply.sender_mac);
+                } else {
+                    dropped = true;
+                }
             }
         }
+        if dropped {
+            self.dropped_replies += 1;
+        }
+    }
+
+    /// Replies dropped so far because their address had [`MAX_MACS_PER_ADDRESS`] MACs.
+    pub fn dropped_replies(&self) -> u64 {
+        self.dropped_replies
     }
 
     /// The segment on `interface_index` cannot be probed this round (its socket would not
@@ -651,10 +673,29 @@ impl ArpCheck {
         known_director_macs: &BTreeSet<Mac>,
     ) -> BTreeSet<Conflict> {
         // Directors: this host, its virtual MACs, whoever answered for a director address.
+        // A MAC that also answers for a real server's address is that real server's:
+        // answering for a director's address too never makes it a director's (a real
+        // server forging that reply would otherwise hide its answers for the VIP).
         for probe in probes.iter().filter(|p| p.error.is_none()) {
+            let real_server_macs: BTreeSet<Mac> = probe
+                .segment
+                .real_servers()
+                .iter()
+                .filter(|rs| !probe.segment.directors.contains(rs))
+                .filter_map(|rs| probe.answers.get(rs))
+                .flatten()
+                .copied()
+                .collect();
             for director in &probe.segment.directors {
                 for mac in probe.answers.get(director).into_iter().flatten() {
-                    self.learned_director_macs.insert(*mac, now);
+                    if real_server_macs.contains(mac) {
+                        continue;
+                    }
+                    if self.learned_director_macs.len() < MAX_LEARNED_DIRECTOR_MACS
+                        || self.learned_director_macs.contains_key(mac)
+                    {
+                        self.learned_director_macs.insert(*mac, now);
+                    }
                 }
             }
         }
@@ -1003,6 +1044,25 @@ ip = "2001:db8::11"
         let mut sim = Sim::new(&[(RS1, MAC_RS1), (VIP, MAC_PEER)]);
         sim.round();
         assert_eq!(sim.standing(), [(None, MAC_PEER)]);
+    }
+
+    #[test]
+    fn a_real_server_forging_a_reply_for_the_peers_address_is_still_a_conflict() {
+        // rs2 answers for the VIP, and also for the peer director's address with its own
+        // MAC, hoping to be taken for a director.
+        let mut sim = Sim::new(&[(RS2, MAC_RS2), (PEER, MAC_RS2), (VIP, MAC_RS2)]);
+        assert_eq!(found_and_cleared(&sim.round()).0, [rs2_conflict()]);
+        assert_eq!(sim.standing(), [(Some(RS2), MAC_RS2)]);
+    }
+
+    #[test]
+    fn replies_from_many_macs_for_one_address_are_capped_and_counted() {
+        let forged: Vec<(Ipv4Addr, Mac)> = (0..200u8).map(|k| (VIP, [2, 0, 0, 0, 9, k])).collect();
+        let mut sim = Sim::new(&forged);
+        sim.round();
+        assert_eq!(sim.standing().len(), MAX_MACS_PER_ADDRESS);
+        // Each of the other 196 MACs is dropped (once per request it answered).
+        assert!(sim.check.dropped_replies() >= 200 - MAX_MACS_PER_ADDRESS as u64);
     }
 
     #[test]

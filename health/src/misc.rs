@@ -244,9 +244,18 @@ impl MiscCheck {
     }
 }
 
+/// The `PATH` every script gets.
+pub const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables of haldir's own environment a script inherits, when set: locale and time
+/// zone. Nothing else is passed on (not `NOTIFY_SOCKET`, which would let a script speak
+/// for haldir to systemd, nor `JOURNAL_STREAM`, credentials or the operator's shell).
+pub const SCRIPT_INHERITED_ENV: &[&str] = &["LANG", "LC_ALL", "TZ"];
+
 /// How a script is started, directly or by the launcher: `program` with `args`, stdio on
 /// /dev/null, cwd `/`, in a process group of its own, as `user` (uid, gid; `None`: as this
-/// process) with no supplementary groups, and without ambient capabilities.
+/// process) with no supplementary groups, without ambient capabilities, and with an empty
+/// environment apart from `PATH` ([`SCRIPT_PATH`]) and [`SCRIPT_INHERITED_ENV`].
 pub(crate) fn script_command(
     program: &Path,
     args: &[OsString],
@@ -259,7 +268,14 @@ pub(crate) fn script_command(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .current_dir("/")
-        .process_group(0);
+        .process_group(0)
+        .env_clear()
+        .env("PATH", SCRIPT_PATH);
+    for name in SCRIPT_INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
     if let Some((uid, gid)) = user {
         // std drops supplementary groups (setgroups(0)) when uid is set as root.
         command.uid(uid).gid(gid);
@@ -314,5 +330,41 @@ impl Checker for MiscCheck {
 
     fn default_retry(&self) -> u32 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_script_gets_an_empty_environment_apart_from_the_documented_list() {
+        let out = std::env::temp_dir().join(format!("haldir-script-env-{}", std::process::id()));
+        let args = [
+            OsString::from("-c"),
+            OsString::from(format!("env > {}", out.display())),
+        ];
+        // Cargo sets CARGO_* and HOME for this process: none may reach the script.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let status = script_command(Path::new("/bin/sh"), &args, None)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let env = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        // What the shell itself sets (PWD, SHLVL, _) is allowed.
+        let shell_own = ["PWD", "SHLVL", "_", "OLDPWD"];
+        for line in env.lines() {
+            let name = line.split('=').next().unwrap_or_default();
+            assert!(
+                name == "PATH" || SCRIPT_INHERITED_ENV.contains(&name) || shell_own.contains(&name),
+                "the script inherited {line:?}; its whole environment:\n{env}"
+            );
+        }
+        assert!(
+            env.lines().any(|l| l == format!("PATH={SCRIPT_PATH}")),
+            "{env}"
+        );
     }
 }

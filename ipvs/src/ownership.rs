@@ -63,10 +63,24 @@ pub fn netns_cookie() -> std::io::Result<u64> {
 }
 
 /// The ownership file for the calling thread's network namespace, or `None` (logged) if
-/// the namespace cannot be identified.
+/// the namespace cannot be identified. Only for the daemon known by the default control
+/// socket; see [`path_for`].
 pub fn default_path() -> Option<PathBuf> {
+    path_for(None)
+}
+
+/// The ownership file of one daemon: keyed by the network namespace (the IPVS table is
+/// per namespace) and by `identity`, what tells this daemon from another one in the same
+/// namespace (its control socket path). Two haldir in one namespace thus never read each
+/// other's owned set, so neither deletes the other's services after a restart. `None`:
+/// the daemon on the default control socket, whose file keeps the name it had before
+/// identities existed. `None` (logged) if the namespace cannot be identified.
+pub fn path_for(identity: Option<&str>) -> Option<PathBuf> {
+    let suffix = identity.map_or(String::new(), |identity| {
+        format!("-{:016x}", fnv1a(identity.as_bytes()))
+    });
     match netns_cookie() {
-        Ok(cookie) => Some(Path::new(STATE_DIR).join(format!("ipvs-owned-netns-{cookie}"))),
+        Ok(cookie) => Some(Path::new(STATE_DIR).join(format!("ipvs-owned-netns-{cookie}{suffix}"))),
         Err(e) => {
             tracing::warn!(
                 "cannot identify the network namespace ({e}); services a crashed run \
@@ -75,6 +89,14 @@ pub fn default_path() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// 64-bit FNV-1a: a hash that stays the same across builds and Rust versions (the
+/// standard library's does not promise that), so a file name survives an upgrade.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// One line of the file.
@@ -141,12 +163,30 @@ pub fn load(path: &Path) -> std::io::Result<(BTreeSet<ServiceKey>, usize)> {
 }
 
 /// Replaces `path` with `owned`, atomically (write a temporary file, fsync, rename).
+/// The directory is created 0700 (and set to 0700 when it exists); the temporary is
+/// created 0600 with `O_EXCL | O_NOFOLLOW`, so a link planted at its name is never
+/// followed (a stale one, from a crash, is unlinked first: unlinking a symlink removes
+/// the link itself).
 pub fn save(path: &Path, owned: &BTreeSet<ServiceKey>) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temporary)?;
     let mut text = String::new();
     for key in owned {
         text.push_str(&format_key(key));
@@ -285,6 +325,32 @@ mod tests {
         fewer.pop_first();
         file.update(&fewer);
         assert_eq!(load(&path).unwrap().0, fewer);
+    }
+
+    #[test]
+    fn two_identities_in_one_namespace_get_two_files() {
+        let ours = path_for(Some("/run/haldir/a.sock")).unwrap();
+        let theirs = path_for(Some("/run/haldir/b.sock")).unwrap();
+        assert_ne!(ours, theirs);
+        assert_ne!(ours, default_path().unwrap());
+        assert_eq!(ours, path_for(Some("/run/haldir/a.sock")).unwrap());
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_is_not_followed() {
+        let dir = scratch_dir("planted");
+        let path = dir.join("owned");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, path.with_extension("tmp")).unwrap();
+        save(&path, &keys()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(load(&path).unwrap().0, keys());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub enum DropReason {
     /// one too: a misconfiguration (RFC 5798 §5.2.4: 255 is for the router
     /// that owns the addresses). The owner keeps its addresses and its state.
     OwnerConflict,
+    /// The advert lists no virtual address: RFC 5798 §5.2.5 sets the minimum
+    /// "Count IPvX Addr" to 1 (RFC 3768 §5.3.5 likewise for version 2).
+    NoAddresses,
 }
 
 impl DropReason {
@@ -127,6 +130,7 @@ impl DropReason {
             DropReason::ZeroInterval => "zero_interval",
             DropReason::Auth(failure) => failure.as_str(),
             DropReason::OwnerConflict => "owner_conflict",
+            DropReason::NoAddresses => "no_addresses",
         }
     }
 }
@@ -231,6 +235,12 @@ pub struct RouterStats {
     pub auth_accepted: BTreeMap<AuthFailure, u64>,
 }
 
+/// How many sources of lower-priority adverts a master remembers answering
+/// within the last advert interval. A flood from more (spoofed) sources than
+/// this gets no answer at all until the oldest entries age out, so the
+/// master's answers stay bounded by this many per interval.
+pub const ANSWER_SOURCES_MAX: usize = 16;
+
 /// The deadlines the router keeps.
 #[derive(Debug, Clone, Copy, Default)]
 struct Timers {
@@ -278,6 +288,9 @@ pub struct Router {
     last_reason: Option<TransitionReason>,
     actions: VecDeque<Action>,
     stats: RouterStats,
+    /// As master: when each source of a lower-priority advert was last
+    /// answered (advert + announcement), for the once-per-interval limit.
+    answered: BTreeMap<IpAddr, Instant>,
 }
 
 impl Router {
@@ -302,6 +315,7 @@ impl Router {
             last_reason: None,
             actions: VecDeque::new(),
             stats: RouterStats::default(),
+            answered: BTreeMap::new(),
         }
     }
 
@@ -671,6 +685,10 @@ impl Router {
         if advert.advert_interval_centis == 0 {
             return Err(DropReason::ZeroInterval);
         }
+        if advert.addresses.is_empty() {
+            // RFC 5798 §5.2.5: Count IPvX Addr is at least 1.
+            return Err(DropReason::NoAddresses);
+        }
         if advert.version == Version::V2 {
             // RFC 3768 §7.1: the authentication type and data must match ours...
             if advert.auth != self.config.auth {
@@ -712,8 +730,11 @@ impl Router {
     /// RFC 5798 §6.4.3, an ADVERTISEMENT received in Master.
     fn master_receives(&mut self, now: Instant, source: IpAddr, advert: &AdvertRepr) {
         if advert.priority == 0 {
-            // Another router resigned: assert ourselves at once.
-            self.send_advert_now(now);
+            // Another router resigned: assert ourselves at once (once per
+            // interval per source, see `may_answer`).
+            if self.may_answer(now, source) {
+                self.send_advert_now(now);
+            }
             return;
         }
         let higher = advert.priority > self.priority
@@ -738,9 +759,29 @@ impl Router {
             // with our own advert and a round of announcements: the lower router
             // (back from a partition, or a stuck master) yields within one
             // interval, and the segment relearns which MAC holds the addresses.
-            self.send_advert_now(now);
-            self.announce_once();
+            // A flood of such adverts must not turn us into an amplifier (one
+            // advert plus one frame per address for each packet received): the
+            // answer goes out at most once per advert interval per source.
+            if self.may_answer(now, source) {
+                self.send_advert_now(now);
+                self.announce_once();
+            }
         }
+    }
+
+    /// Whether a master may answer a lower-priority or priority-0 advert from
+    /// `source` now; records the answer when it may. One answer per advert
+    /// interval per source, and answers to at most [`ANSWER_SOURCES_MAX`]
+    /// sources per interval.
+    fn may_answer(&mut self, now: Instant, source: IpAddr) -> bool {
+        let interval = self.advert_interval();
+        self.answered
+            .retain(|_, answered_at| now.saturating_duration_since(*answered_at) < interval);
+        if self.answered.contains_key(&source) || self.answered.len() >= ANSWER_SOURCES_MAX {
+            return false;
+        }
+        self.answered.insert(source, now);
+        true
     }
 
     /// Call when [`Router::poll_timeout`]'s deadline has passed.

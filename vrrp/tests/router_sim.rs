@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use haldir_vrrp::router::{
     Action, DropReason, GarpConfig, Router, RouterConfig, State, TransitionReason,
+    ANSWER_SOURCES_MAX,
 };
 use haldir_vrrp::wire::vrrp::{AdvertRepr, Auth, Version};
 
@@ -947,4 +948,94 @@ fn a_non_owner_still_yields_to_the_owner() {
         removals(&drain_actions(&mut router)),
         vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))]
     );
+}
+
+/// A lower-priority advert for the owner's router, from `source`.
+fn lower_priority_advert(priority: u8) -> AdvertRepr {
+    AdvertRepr {
+        version: Version::V3,
+        vrid: 51,
+        priority,
+        advert_interval_centis: 5,
+        auth: Auth::None,
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+    }
+}
+
+/// Counts the answers in `actions`: (adverts sent, announcement rounds).
+fn answers(actions: &[Action]) -> (usize, usize) {
+    let adverts = actions
+        .iter()
+        .filter(|a| matches!(a, Action::SendAdvert(_)))
+        .count();
+    let announcements = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Announce(_)))
+        .count();
+    (adverts, announcements)
+}
+
+#[test]
+fn a_flood_of_lower_priority_adverts_from_one_source_is_answered_once_per_interval() {
+    let start = Instant::now();
+    let mut master = started_owner(start);
+    drain_actions(&mut master);
+    let attacker = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66));
+    // 10 adverts per millisecond for one second (10k pps); the interval is 50 ms.
+    let mut actions = Vec::new();
+    for step in 0..10_000u64 {
+        let now = start + Duration::from_micros(100 * step);
+        while master.poll_timeout().is_some_and(|due| due <= now) {
+            let due = master.poll_timeout().unwrap();
+            master.handle_timeout(due);
+        }
+        for priority in [100, 0] {
+            let _ = master.handle_advert(now, attacker, 255, &lower_priority_advert(priority));
+        }
+        actions.extend(drain_actions(&mut master));
+    }
+    let (adverts, announcements) = answers(&actions);
+    // One second at 50 ms: 20 answers at most (+1 for the edges); the
+    // scheduled adverts themselves are 20 more.
+    assert!(announcements <= 21, "{announcements} announcement rounds");
+    assert!(adverts <= 21 + 21, "{adverts} adverts");
+    assert_eq!(master.state(), State::Master);
+}
+
+#[test]
+fn a_flood_of_lower_priority_adverts_from_spoofed_sources_gets_bounded_answers() {
+    let start = Instant::now();
+    let mut master = started_owner(start);
+    drain_actions(&mut master);
+    // 1,000 distinct sources inside one interval.
+    for k in 0..1_000u32 {
+        let source = IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + k));
+        let now = start + Duration::from_micros(u64::from(k));
+        let _ = master.handle_advert(now, source, 255, &lower_priority_advert(100));
+    }
+    let (_, announcements) = answers(&drain_actions(&mut master));
+    assert!(
+        announcements <= ANSWER_SOURCES_MAX,
+        "{announcements} announcement rounds"
+    );
+    assert!(
+        announcements >= 1,
+        "the first lower-priority router is answered"
+    );
+}
+
+#[test]
+fn an_advert_without_addresses_is_dropped_and_counted() {
+    let start = Instant::now();
+    let mut master = started_owner(start);
+    drain_actions(&mut master);
+    let mut empty = lower_priority_advert(100);
+    empty.addresses.clear();
+    let source = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66));
+    assert_eq!(
+        master.handle_advert(start, source, 255, &empty),
+        Err(DropReason::NoAddresses)
+    );
+    assert_eq!(master.stats().drops[&DropReason::NoAddresses], 1);
+    assert_eq!(answers(&drain_actions(&mut master)), (0, 0));
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -71,7 +71,20 @@ pub(super) struct Link {
     pub(super) events: Option<broadcast::Sender<InstanceTransition>>,
     /// State changes reported to the supervisor, for sync groups.
     pub(super) members: mpsc::UnboundedSender<MemberEvent>,
+    /// When a change of counters alone last woke the status's watchers
+    /// ([`COUNTERS_PUBLISH_PERIOD`]).
+    pub(super) counters_published_at: Option<Instant>,
+    /// Counters changed since then without waking the watchers: they are
+    /// woken when the period ends.
+    pub(super) counters_pending: bool,
 }
+
+/// Counters that change alone (adverts received, packets dropped) wake the
+/// status's watchers at most this often: a flood of packets must not make
+/// every watcher clone the whole status once per packet. The counters are
+/// still updated in place, and any real change (state, priority, master)
+/// publishes them at once.
+pub(super) const COUNTERS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
 
 /// A member's state change, as the supervisor's sync-group logic needs it.
 pub(super) struct MemberEvent {
@@ -157,6 +170,7 @@ impl Link {
                             self.carry_out(i).await;
                         }
                     }
+                    self.flush_counters(now);
                 }
                 received = self.adverts.receive(&mut buffer) => {
                     self.handle_received(received, &buffer).await;
@@ -319,6 +333,7 @@ impl Link {
         self.instances
             .iter()
             .filter_map(|i| i.router.poll_timeout())
+            .chain(self.counters_flush_due())
             .min()
     }
 
@@ -438,14 +453,49 @@ impl Link {
             .find(|l| l.interface_index == self.info.index && l.source == Some(self.source))
     }
 
+    /// Whether a change of counters alone may wake the status's watchers now.
+    fn counters_due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .counters_published_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= COUNTERS_PUBLISH_PERIOD);
+        if due {
+            self.counters_published_at = Some(now);
+        }
+        self.counters_pending = !due;
+        due
+    }
+
+    /// Wakes the status's watchers for counters left unpublished, once
+    /// [`COUNTERS_PUBLISH_PERIOD`] has passed.
+    fn flush_counters(&mut self, now: Instant) {
+        if self.counters_pending && self.counters_flush_due().is_some_and(|due| now >= due) {
+            self.counters_pending = false;
+            self.counters_published_at = Some(now);
+            self.status.send_modify(|_| {});
+        }
+    }
+
+    /// When the counters left unpublished are due, if any are.
+    fn counters_flush_due(&self) -> Option<Instant> {
+        self.counters_pending
+            .then(|| {
+                self.counters_published_at
+                    .map(|at| at + COUNTERS_PUBLISH_PERIOD)
+            })
+            .flatten()
+    }
+
     fn count_drop(&mut self, reason: &'static str) {
         let mut count = 0;
-        self.status.send_modify(|s| {
+        let publish = self.counters_due();
+        self.status.send_if_modified(|s| {
             if let Some(link) = self.link_status(s) {
                 let entry = link.drops.entry(reason).or_default();
                 *entry += 1;
                 count = *entry;
             }
+            publish
         });
         if count <= 10 || count % 1000 == 0 {
             warn!(interface = %self.info.name, reason, count, "dropped a packet");
@@ -533,6 +583,7 @@ impl Link {
                 }
             }
         }
+        let counters_due = self.counters_due();
         let instance = &self.instances[i];
         self.status.send_if_modified(|s| {
             let Some(entry) = s
@@ -547,21 +598,25 @@ impl Link {
                 entry.priority,
                 entry.master,
                 entry.preemption_held,
-                entry.stats.clone(),
             );
             entry.state = instance.router.state();
             entry.priority = instance.router.priority();
             entry.master = instance.router.master_address();
             entry.preemption_held = instance.router.preemption_held();
-            entry.stats = instance.router.stats().clone();
-            before
+            let stats = instance.router.stats();
+            let counters_changed = entry.stats != *stats;
+            if counters_changed {
+                entry.stats.clone_from(stats);
+            }
+            let changed = before
                 != (
                     entry.state,
                     entry.priority,
                     entry.master,
                     entry.preemption_held,
-                    entry.stats.clone(),
-                )
+                );
+            // Counters alone: coalesced (COUNTERS_PUBLISH_PERIOD).
+            changed || (counters_changed && counters_due)
         });
     }
 

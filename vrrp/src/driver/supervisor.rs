@@ -393,6 +393,8 @@ impl Supervisor {
                 }
             },
             instances: Vec::new(),
+            counters_published_at: None,
+            counters_pending: false,
             status: self.status.clone(),
             events: self.events.clone(),
             members: self.members_tx.clone(),
