@@ -140,7 +140,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             },
         }
     }
-    info!("stopping: sending priority 0 and releasing the virtual addresses");
+    info!("stopping: sending priority 0; the virtual addresses go when the new master advertises");
     crate::systemd::stopping();
     let _ = shutdown_tx.send(true);
     driver.await.context("the VRRP driver panicked")??;

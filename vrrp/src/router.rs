@@ -279,6 +279,9 @@ pub struct Router {
     master_resigned: bool,
     /// The primary address of the current master, as last seen.
     master_address: Option<IpAddr>,
+    /// Make-before-break leaving ([`Router::begin_leaving`]): the instant the
+    /// kept addresses go at the latest if no new master's advert arrives first.
+    leaving_deadline: Option<Instant>,
     /// The virtual addresses this router added to the interface and has not
     /// removed since: the only ones it ever removes. An address the driver
     /// found already there ([`Router::address_was_present`]) is not in it.
@@ -310,6 +313,7 @@ impl Router {
             fault: false,
             master_resigned: false,
             master_address: None,
+            leaving_deadline: None,
             added: BTreeSet::new(),
             state_since: None,
             last_reason: None,
@@ -380,6 +384,7 @@ impl Router {
             t.announce_next,
             t.announce_second_burst,
             t.announce_refresh,
+            self.leaving_deadline,
         ]
         .into_iter()
         .flatten()
@@ -419,13 +424,51 @@ impl Router {
     /// an advert with priority 0 and releases the addresses; we return to Initialize.
     pub fn shutdown(&mut self, now: Instant) {
         match self.state {
-            State::Initialize => return,
+            State::Initialize => {
+                // A shutdown while leaving make-before-break cuts it short.
+                self.finish_leaving();
+                return;
+            }
             State::Master => self.resign(),
             State::Backup | State::Fault => {}
         }
         self.timers = Timers::default();
         self.announce_remaining = 0;
         self.transition(now, State::Initialize, TransitionReason::Shutdown);
+    }
+
+    /// Make-before-break leaving, for a planned stop or handover. As master:
+    /// the priority-0 advert of RFC 5798 §6.4.3 / RFC 3768 §6.4.3 ("If a
+    /// Shutdown event is received ... Send an ADVERTISEMENT with Priority =
+    /// 0") goes out at once and the router returns to Initialize, but the
+    /// virtual addresses stay on the interface so the kernel keeps
+    /// forwarding until a backup has taken over (after its Skew_Time). They go
+    /// on the first advert with a priority above 0 from another router for
+    /// this VRID (the new master's: from then on only it answers ARP), or
+    /// after Master_Down_Interval if none comes. Any other state: as
+    /// [`Router::shutdown`]. [`Router::is_leaving`] says when it is done.
+    pub fn begin_leaving(&mut self, now: Instant) {
+        if self.state != State::Master {
+            self.shutdown(now);
+            return;
+        }
+        self.push_advert(0);
+        self.timers = Timers::default();
+        self.announce_remaining = 0;
+        self.leaving_deadline = Some(now + self.master_down_interval());
+        self.transition(now, State::Initialize, TransitionReason::Shutdown);
+    }
+
+    /// Whether a make-before-break leave still holds the virtual addresses.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving_deadline.is_some()
+    }
+
+    /// Ends a make-before-break leave: the kept addresses go.
+    fn finish_leaving(&mut self) {
+        if self.leaving_deadline.take().is_some() {
+            self.remove_addresses();
+        }
     }
 
     /// Master leaves: a priority-0 advert (RFC 5798 §6.4.3) and the addresses go.
@@ -658,6 +701,10 @@ impl Router {
             // RFC 5798 §7.1: MAY log; keepalived logs and carries on too.
             self.stats.address_list_mismatch += 1;
         }
+        if advert.priority > 0 && self.leaving_deadline.is_some() {
+            // The new master is up: release at once so that only it answers ARP.
+            self.finish_leaving();
+        }
         match self.state {
             State::Backup => self.backup_receives(now, source, advert),
             State::Master => self.master_receives(now, source, advert),
@@ -786,6 +833,10 @@ impl Router {
 
     /// Call when [`Router::poll_timeout`]'s deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.leaving_deadline.is_some_and(|t| now >= t) {
+            // Master_Down_Interval without a new master: release anyway.
+            self.finish_leaving();
+        }
         if self.timers.master_down.is_some_and(|t| now >= t) {
             self.timers.master_down = None;
             if self.state == State::Backup {

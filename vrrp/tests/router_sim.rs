@@ -22,6 +22,8 @@ struct Node {
     router: Router,
     alive: bool,
     holds_addresses: bool,
+    /// When the addresses were added (true) or removed (false).
+    address_changes: Vec<(Instant, bool)>,
     announcements: Vec<Instant>,
     transitions: Vec<(Instant, State, State, TransitionReason)>,
     adverts_sent: Vec<(Instant, u8)>,
@@ -75,6 +77,7 @@ impl Sim {
                 router: Router::new(c),
                 alive: false,
                 holds_addresses: false,
+                address_changes: Vec::new(),
                 announcements: Vec::new(),
                 transitions: Vec::new(),
                 adverts_sent: Vec::new(),
@@ -121,6 +124,32 @@ impl Sim {
         self.nodes[i].alive = false;
     }
 
+    /// A make-before-break stop: the process stays up until the router is done leaving.
+    fn leave(&mut self, i: usize) {
+        self.nodes[i].router.begin_leaving(self.now);
+        self.drain(i);
+    }
+
+    /// When node `i` last removed its addresses.
+    fn released_at(&self, i: usize) -> Option<Instant> {
+        self.nodes[i]
+            .address_changes
+            .iter()
+            .rev()
+            .find(|c| !c.1)
+            .map(|c| c.0)
+    }
+
+    /// When node `i` last added its addresses.
+    fn acquired_at(&self, i: usize) -> Option<Instant> {
+        self.nodes[i]
+            .address_changes
+            .iter()
+            .rev()
+            .find(|c| c.1)
+            .map(|c| c.0)
+    }
+
     fn random_percent(&mut self) -> u64 {
         // xorshift64: deterministic loss pattern per test.
         self.rng ^= self.rng << 13;
@@ -133,8 +162,14 @@ impl Sim {
         while let Some(action) = self.nodes[i].router.poll_action() {
             match action {
                 Action::SendAdvert(advert) => self.send(i, &advert),
-                Action::AddVirtualAddresses(_) => self.nodes[i].holds_addresses = true,
-                Action::RemoveVirtualAddresses(_) => self.nodes[i].holds_addresses = false,
+                Action::AddVirtualAddresses(_) => {
+                    self.nodes[i].holds_addresses = true;
+                    self.nodes[i].address_changes.push((self.now, true));
+                }
+                Action::RemoveVirtualAddresses(_) => {
+                    self.nodes[i].holds_addresses = false;
+                    self.nodes[i].address_changes.push((self.now, false));
+                }
                 Action::Announce(_) => self.nodes[i].announcements.push(self.now),
                 Action::StateChanged { from, to, reason } => {
                     self.nodes[i].transitions.push((self.now, from, to, reason))
@@ -352,6 +387,71 @@ fn graceful_stop_hands_over_after_skew_time() {
             TransitionReason::MasterResigned
         );
         assert_eq!(sim.holders(), vec![1]);
+    }
+}
+
+#[test]
+fn leaving_master_keeps_its_addresses_until_the_new_masters_first_advert() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 150, 1), config(version, 100, 2)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        sim.leave(0);
+        let left_at = sim.now;
+        assert_eq!(
+            sim.nodes[0].adverts_sent.last().unwrap().1,
+            0,
+            "priority 0 sent"
+        );
+        assert!(
+            sim.nodes[0].holds_addresses,
+            "{version:?}: addresses kept while leaving"
+        );
+        assert!(sim.nodes[0].router.is_leaving());
+        sim.run_for(Duration::from_secs(5));
+        let took_over = sim.became_master_at(1).expect("backup took over");
+        let acquired = sim.acquired_at(1).unwrap();
+        let released = sim.released_at(0).expect("leaving router released");
+        let skew = sim.nodes[1].router.skew_time();
+        assert!(took_over - left_at <= skew + 2 * LINK_DELAY, "{version:?}");
+        // Make before break: the new master holds the addresses before the old one lets go...
+        assert!(
+            released >= acquired,
+            "{version:?}: gap {:?}",
+            acquired - released
+        );
+        // ...and the old one lets go as soon as the new master's first advert arrives.
+        assert!(
+            released - took_over <= LINK_DELAY,
+            "{version:?}: released {:?} after the takeover",
+            released - took_over
+        );
+        assert!(!sim.nodes[0].router.is_leaving());
+        assert_eq!(sim.holders(), vec![1]);
+        assert_eq!(sim.masters(), vec![1]);
+    }
+}
+
+#[test]
+fn leaving_master_without_a_peer_releases_after_master_down_interval() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 150, 1), config(version, 100, 2)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        sim.crash(1);
+        sim.leave(0);
+        let left_at = sim.now;
+        let bound = sim.nodes[0].router.master_down_interval();
+        sim.run_for(bound / 2);
+        assert!(
+            sim.nodes[0].holds_addresses,
+            "{version:?}: kept before the bound"
+        );
+        sim.run_for(bound);
+        let released = sim.released_at(0).expect("released at the bound");
+        assert_eq!(released - left_at, bound, "{version:?}");
+        assert!(sim.holders().is_empty());
+        assert!(!sim.nodes[0].router.is_leaving());
     }
 }
 

@@ -26,6 +26,10 @@ const RECEIVE_BUFFER: usize = 9000;
 /// instances on the link can find thousands of genuine adverts queued: a count cap small
 /// enough for a flood would leave most of them behind the Master_Down timers they cancel).
 const DRAIN_BEFORE_TIMERS: std::time::Duration = std::time::Duration::from_millis(20);
+/// A graceful stop waits at most this long for the new master's advert
+/// (Master_Down_Interval is the bound below it; a v2 router at a long
+/// interval would otherwise hold the stop for minutes).
+const LEAVING_CAP: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The wall-clock time since the Unix epoch (sequence numbers and the
 /// freshness window of `auth_hmac` are wall-clock based).
@@ -137,7 +141,7 @@ impl Link {
                 biased;
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
-                        self.shut_down().await;
+                        self.shut_down(&mut timer, &mut buffer).await;
                         return;
                     }
                 }
@@ -337,7 +341,41 @@ impl Link {
             .min()
     }
 
-    async fn shut_down(&mut self) {
+    /// Graceful stop, make-before-break: every master sends priority 0 but
+    /// keeps its virtual addresses until the new master's first advert or its
+    /// Master_Down_Interval ([`Router::begin_leaving`]), at most
+    /// [`LEAVING_CAP`]; then every instance shuts down.
+    async fn shut_down(&mut self, timer: &mut PreciseTimer, buffer: &mut [u8]) {
+        let started = Instant::now();
+        for i in 0..self.instances.len() {
+            self.instances[i].router.begin_leaving(started);
+            self.carry_out(i).await;
+        }
+        let cap = started + LEAVING_CAP;
+        while self.instances.iter().any(|i| i.router.is_leaving()) && Instant::now() < cap {
+            let deadline = self.next_deadline().map_or(cap, |t| t.min(cap));
+            if let Err(e) = timer.set(Some(deadline)) {
+                error!(interface = %self.info.name, "cannot arm the timer: {e}");
+                break;
+            }
+            tokio::select! {
+                biased;
+                received = self.adverts.receive(buffer) => {
+                    if !self.handle_received(received, buffer).await {
+                        break;
+                    }
+                }
+                _ = timer.expired() => {
+                    let now = Instant::now();
+                    for i in 0..self.instances.len() {
+                        if self.instances[i].router.poll_timeout().is_some_and(|t| t <= now) {
+                            self.instances[i].router.handle_timeout(now);
+                            self.carry_out(i).await;
+                        }
+                    }
+                }
+            }
+        }
         let now = Instant::now();
         for i in 0..self.instances.len() {
             self.instances[i].router.shutdown(now);
