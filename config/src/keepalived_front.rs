@@ -149,9 +149,9 @@ const TOP: BlockKeywords = BlockKeywords {
         "include",
         "vrrp_sync_group",
         "vrrp_script",
+        "virtual_server_group",
     ],
     planned: &[
-        ("virtual_server_group", "expanding a group into its member services is not implemented; write one virtual_server per address"),
         ("vrrp_track_file", "track_file is not implemented"),
         ("vrrp_track_process", "track_process is not implemented"),
         ("static_ipaddress", "static addresses are not implemented"),
@@ -366,6 +366,18 @@ struct Front {
     warned: std::collections::HashSet<(String, String)>,
     /// global_defs settings that are defaults for every instance.
     instance_defaults: InstanceDefaults,
+    /// `virtual_server group NAME { ... }` blocks, expanded once every
+    /// `virtual_server_group` of the file is known (keepalived allows either order).
+    group_servers: Vec<(Located<String>, VirtualServerDraft)>,
+}
+
+/// One member of a `virtual_server_group`: keepalived.conf(5) allows
+/// `IP PORT`, `IP-LAST PORT` (a range of the last IPv4 octet or IPv6 group)
+/// and `fwmark N`.
+#[derive(Clone)]
+enum GroupMember {
+    Address(Located<String>, Option<Located<i64>>),
+    Fwmark(Option<Located<i64>>),
 }
 
 /// global_defs keywords that give instances a default (keepalived's
@@ -404,6 +416,7 @@ impl Front {
         let mut draft = Draft::new(file);
         // global_defs may be split over several blocks, as in keepalived.
         let mut globals = Seen::new();
+        let mut groups: HashMap<String, Vec<GroupMember>> = HashMap::new();
         for stmt in items {
             match self.keyword(stmt, &TOP) {
                 Some("global_defs") if self.no_args(stmt) => {
@@ -415,6 +428,7 @@ impl Front {
                 Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
                 Some("vrrp_sync_group") => draft.sync_groups.push(self.sync_group(stmt)),
                 Some("vrrp_script") => draft.vrrp_scripts.push(self.vrrp_script(stmt)),
+                Some("virtual_server_group") => self.virtual_server_group(stmt, &mut groups),
                 Some("virtual_server") => {
                     if let Some(vs) = self.virtual_server(stmt) {
                         draft.virtual_servers.push(vs);
@@ -432,7 +446,108 @@ impl Front {
         for instance in &mut draft.instances {
             self.apply_defaults(instance);
         }
+        self.expand_groups(&groups, &mut draft);
         draft
+    }
+
+    /// `virtual_server_group NAME { IP PORT | IP-LAST PORT | fwmark N ... }`.
+    fn virtual_server_group(
+        &mut self,
+        stmt: &Stmt,
+        groups: &mut HashMap<String, Vec<GroupMember>>,
+    ) {
+        let [name] = stmt.args() else {
+            self.error(
+                &stmt.keyword().loc,
+                format!("`{}`: write `virtual_server_group NAME {{`", stmt.text()),
+            );
+            return;
+        };
+        if groups.contains_key(&name.text) {
+            let message = format!("virtual_server_group `{}` is defined twice", name.text);
+            self.error(&name.loc, message);
+            return;
+        }
+        let Some(block) = self.block(stmt) else {
+            return;
+        };
+        let mut members = Vec::new();
+        for entry in &block.items {
+            if entry.block.is_some() {
+                let message = format!(
+                    "virtual_server_group entry `{}`: takes no block",
+                    entry.text()
+                );
+                self.error(&entry.keyword().loc, message);
+                continue;
+            }
+            let words: Vec<&Word> = std::iter::once(entry.keyword())
+                .chain(entry.args())
+                .collect();
+            match words.as_slice() {
+                [fwmark, mark] if fwmark.text == "fwmark" => {
+                    members.push(GroupMember::Fwmark(self.integer_word(entry, mark)));
+                }
+                [address, port] => match expand_range(&address.text) {
+                    Ok(addresses) => {
+                        let port = self.integer_word(entry, port);
+                        for one in addresses {
+                            members.push(GroupMember::Address(
+                                Located {
+                                    value: one,
+                                    loc: address.loc.clone(),
+                                },
+                                port.clone(),
+                            ));
+                        }
+                    }
+                    Err(why) => {
+                        let message =
+                            format!("virtual_server_group entry `{}`: {why}", entry.text());
+                        self.error(&address.loc, message);
+                    }
+                },
+                _ => {
+                    let message = format!(
+                        "virtual_server_group entry `{}`: write `ADDRESS PORT`, `ADDRESS-LAST PORT` (e.g. `10.0.0.1-5 80`) or `fwmark N`",
+                        entry.text()
+                    );
+                    self.error(&entry.keyword().loc, message);
+                }
+            }
+        }
+        groups.insert(name.text.clone(), members);
+    }
+
+    /// keepalived.conf(5): a `virtual_server group NAME` applies its settings
+    /// and real servers to every member of the group; haldir makes one
+    /// virtual server per member, which is what IPVS holds too.
+    fn expand_groups(&mut self, groups: &HashMap<String, Vec<GroupMember>>, draft: &mut Draft) {
+        for (name, template) in std::mem::take(&mut self.group_servers) {
+            let Some(members) = groups.get(&name.value) else {
+                let message = format!(
+                    "virtual_server group `{}`: no virtual_server_group of that name",
+                    name.value
+                );
+                self.error(&name.loc, message);
+                continue;
+            };
+            for member in members {
+                let mut d = template.clone();
+                match member {
+                    GroupMember::Address(ip, port) => {
+                        d.present.extend(["ip", "port"]);
+                        d.ip = Some(ip.clone());
+                        d.port = port.clone();
+                    }
+                    GroupMember::Fwmark(mark) => {
+                        d.present.push("fwmark");
+                        d.fwmark = mark.clone();
+                    }
+                }
+                draft.virtual_servers.push(d);
+            }
+        }
     }
 
     /// Fills what an instance leaves unset from global_defs and keepalived's
@@ -975,21 +1090,13 @@ impl Front {
     /// `virtual_server IP PORT { ... }` or `virtual_server fwmark N { ... }`.
     fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServerDraft> {
         let mut d = VirtualServerDraft::new(stmt.keyword().loc.clone());
+        let mut group_name = None;
         match stmt.args() {
             [fwmark, mark] if fwmark.text == "fwmark" => {
                 d.present.push("fwmark");
                 d.fwmark = self.integer_word(stmt, mark);
             }
-            [group, _] if group.text == "group" => {
-                self.error(
-                    &group.loc,
-                    format!(
-                        "`{}`: virtual_server_group is not supported by haldir; write one virtual_server per address",
-                        stmt.text()
-                    ),
-                );
-                return None;
-            }
+            [group, name] if group.text == "group" => group_name = Some(located(name)),
             [ip, port] => {
                 d.present.extend(["ip", "port"]);
                 d.ip = Some(located(ip));
@@ -1066,6 +1173,10 @@ impl Front {
                 }
                 other => self.virtual_server_health(&mut d, other, s),
             }
+        }
+        if let Some(name) = group_name {
+            self.group_servers.push((name, d));
+            return None;
         }
         Some(d)
     }
@@ -1412,6 +1523,53 @@ impl Front {
             value: values,
             loc: stmt.keyword().loc.clone(),
         })
+    }
+}
+
+/// The addresses of a `virtual_server_group` entry: `ADDRESS` alone, or
+/// `ADDRESS-LAST`, where LAST replaces the address's last IPv4 octet
+/// (decimal) or IPv6 group (hex) and the range runs up to it (keepalived.conf(5)).
+fn expand_range(text: &str) -> Result<Vec<String>, String> {
+    let Some((first, last)) = text.split_once('-') else {
+        return Ok(vec![text.to_owned()]);
+    };
+    match first.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let mut octets = v4.octets();
+            let end: u8 = last
+                .parse()
+                .map_err(|_| format!("`{last}` is not the last octet of an IPv4 range (0-255)"))?;
+            if end < octets[3] {
+                return Err(format!(
+                    "the range ends ({end}) before it starts ({})",
+                    octets[3]
+                ));
+            }
+            Ok((octets[3]..=end)
+                .map(|n| {
+                    octets[3] = n;
+                    std::net::Ipv4Addr::from(octets).to_string()
+                })
+                .collect())
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let mut groups = v6.segments();
+            let end = u16::from_str_radix(last, 16)
+                .map_err(|_| format!("`{last}` is not the last group of an IPv6 range (hex)"))?;
+            if end < groups[7] {
+                return Err(format!(
+                    "the range ends ({end:x}) before it starts ({:x})",
+                    groups[7]
+                ));
+            }
+            Ok((groups[7]..=end)
+                .map(|n| {
+                    groups[7] = n;
+                    std::net::Ipv6Addr::from(groups).to_string()
+                })
+                .collect())
+        }
+        Err(_) => Err(format!("`{first}` is not an IP address")),
     }
 }
 

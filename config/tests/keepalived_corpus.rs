@@ -51,10 +51,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "`vrrp_track_process` in the top level is not supported yet",
     ),
     (
-        "samples_vs_group.conf",
-        "`virtual_server_group` in the top level is not supported yet",
-    ),
-    (
         "samples_smtp_check.conf",
         "`SMTP_CHECK` in real_server is not supported yet",
     ),
