@@ -208,7 +208,7 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         ("vrrp_ipsets", "haldir does not manage ipsets"),
         ("nftables", "haldir does not manage nftables rules"),
         ("net_namespace", "running in another network namespace is not implemented; start haldir inside it (ip netns exec)"),
-        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE`"),
+        ("lvs_sync_daemon_interface", "keepalived reads it only inside a vrrp_instance (its old syntax); in global_defs write `lvs_sync_daemon IF INSTANCE`"),
         ("vrrp_check_unicast_src", "checking unicast advert sources is not implemented"),
     ],
     ignored: &[
@@ -269,6 +269,7 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "track_interface",
         "track_script",
         "mcast_src_ip",
+        "lvs_sync_daemon_interface",
     ],
     planned: &[
         ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
@@ -279,7 +280,6 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         ("track_file", "track_file is not implemented"),
         ("track_process", "track_process is not implemented"),
         ("dont_track_primary", "haldir always tracks the instance's interface"),
-        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE` in global_defs"),
         ("notify_master_rx_lower_pri", "not implemented"),
         ("garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
         ("garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
@@ -369,6 +369,9 @@ struct Front {
     /// `virtual_server group NAME { ... }` blocks, expanded once every
     /// `virtual_server_group` of the file is known (keepalived allows either order).
     group_servers: Vec<(Located<String>, VirtualServerDraft)>,
+    /// The first `lvs_sync_daemon_interface IF` inside a vrrp_instance:
+    /// keepalived's old syntax for `lvs_sync_daemon IF THAT_INSTANCE`.
+    old_sync_daemon: Option<crate::lvs_sync::LvsSyncDraft>,
 }
 
 /// One member of a `virtual_server_group`: keepalived.conf(5) allows
@@ -447,7 +450,50 @@ impl Front {
             self.apply_defaults(instance);
         }
         self.expand_groups(&groups, &mut draft);
+        // keepalived (vrrp_parser.c): the old instance keyword is ignored once
+        // a sync daemon interface is set; global_defs' `lvs_sync_daemon` wins.
+        if let Some(old) = self.old_sync_daemon.take() {
+            if draft.lvs_sync_daemon.is_some() {
+                self.warnings.push(ConfigError::at(
+                    &old.loc,
+                    "`lvs_sync_daemon_interface` is ignored: global_defs sets lvs_sync_daemon",
+                ));
+            } else {
+                draft.lvs_sync_daemon = Some(old);
+            }
+        }
         draft
+    }
+
+    /// `lvs_sync_daemon_interface IF` in a vrrp_instance: keepalived's
+    /// deprecated form of `lvs_sync_daemon IF INSTANCE` naming this instance;
+    /// as keepalived, the first one counts, a later one is ignored with a warning.
+    fn old_sync_daemon_interface(&mut self, stmt: &Stmt, instance: &InstanceDraft) {
+        let Some(interface) = self.word(stmt) else {
+            return;
+        };
+        let loc = stmt.keyword().loc.clone();
+        if let Some(first) = &self.old_sync_daemon {
+            let message = format!(
+                "`lvs_sync_daemon_interface` is ignored: {}:{} already set it (keepalived keeps the first)",
+                first.loc.line, first.loc.col
+            );
+            self.warnings.push(ConfigError::at(&loc, message));
+            return;
+        }
+        let name = instance
+            .name
+            .as_ref()
+            .map_or("INSTANCE", |n| n.value.as_str());
+        let message = format!(
+            "`lvs_sync_daemon_interface` in a vrrp_instance is deprecated (keepalived too); read as `lvs_sync_daemon {} {name}` in global_defs",
+            interface.value
+        );
+        self.warnings.push(ConfigError::at(&loc, message));
+        let mut sync = crate::lvs_sync::LvsSyncDraft::new(loc);
+        sync.interface = Some(interface);
+        sync.instance = instance.name.clone();
+        self.old_sync_daemon = Some(sync);
     }
 
     /// `virtual_server_group NAME { IP PORT | IP-LAST PORT | fwmark N ... }`.
@@ -762,6 +808,7 @@ impl Front {
             match keyword {
                 "state" => state_master = self.state(s),
                 "interface" => d.interface = self.word(s),
+                "lvs_sync_daemon_interface" => self.old_sync_daemon_interface(s, &d),
                 "virtual_router_id" => d.virtual_router_id = self.integer(s),
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),

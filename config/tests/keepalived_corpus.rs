@@ -85,10 +85,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ),
     ("shell_script_string.conf", "</dev/tcp"),
     ("no_vip_cloud_notify.conf", "is missing `virtual_ipaddress`"),
-    (
-        "old_sync_daemon_syntax.conf",
-        "`lvs_sync_daemon_interface` in global_defs is not supported yet",
-    ),
 ];
 
 fn corpus_dir() -> PathBuf {
