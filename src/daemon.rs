@@ -167,11 +167,17 @@ pub async fn reload(
     // work the runtime thread must not do while it also times the adverts.
     let loaded = tokio::task::spawn_blocking({
         let path = path.to_owned();
-        move || haldir_config::load_file_as(&path, format)
+        move || haldir_config::load_file_with_warnings(&path, format)
     })
     .await;
     let loaded = match loaded {
-        Ok(loaded) => loaded,
+        Ok((loaded, warnings)) => {
+            // The same warnings `haldir run` logs at start: keywords accepted, not acted on.
+            for warning in &warnings {
+                warn!("{warning}");
+            }
+            loaded
+        }
         Err(e) => return ReloadOutcome::Rejected(vec![format!("reading the file failed: {e}")]),
     };
     let model = match loaded {

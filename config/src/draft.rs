@@ -16,7 +16,7 @@ pub(crate) struct Located<T> {
 }
 
 /// A whole configuration as read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Draft {
     pub(crate) file: Arc<str>,
     /// `global_defs.vrrp_version`.
@@ -53,7 +53,7 @@ impl Draft {
 }
 
 /// One `vrrp_sync_group` as read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SyncGroupDraft {
     pub(crate) loc: Loc,
     pub(crate) present: Vec<&'static str>,
@@ -78,7 +78,7 @@ impl SyncGroupDraft {
 }
 
 /// `global_defs` settings of scripts, as read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ScriptsDraft {
     /// `script_user`: "USER" or "USER GROUP".
     pub(crate) script_user: Option<Located<String>>,
@@ -89,7 +89,7 @@ pub(crate) struct ScriptsDraft {
 }
 
 /// An instance's notify scripts as read (command lines).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct NotifyDraft {
     pub(crate) master: Option<Located<String>>,
     pub(crate) backup: Option<Located<String>>,
@@ -101,7 +101,7 @@ pub(crate) struct NotifyDraft {
 /// One `vrrp_instance` as read. `None` means absent or already reported as
 /// malformed by the front-end; `present` lists the keys that were written at
 /// all, so a malformed required key is not also reported as missing.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct InstanceDraft {
     pub(crate) loc: Loc,
     pub(crate) present: Vec<&'static str>,
@@ -169,7 +169,7 @@ impl InstanceDraft {
 }
 
 /// An `authentication` block as read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct AuthDraft {
     pub(crate) present: Vec<&'static str>,
     pub(crate) auth_type: Option<Located<String>>,
@@ -178,7 +178,7 @@ pub(crate) struct AuthDraft {
 
 /// One `[[virtual_server]]` as read. Synonym keys (`lb_algo` / `lvs_sched`,
 /// `lb_kind` / `lvs_method`) keep the spelling used, for messages.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct VirtualServerDraft {
     pub(crate) loc: Loc,
     pub(crate) present: Vec<&'static str>,
@@ -241,7 +241,7 @@ impl VirtualServerDraft {
 }
 
 /// One `[[virtual_server.real_server]]` as read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RealServerDraft {
     pub(crate) loc: Loc,
     pub(crate) present: Vec<&'static str>,
@@ -296,7 +296,7 @@ pub(crate) struct CheckDefaultsDraft {
 }
 
 /// `sorry_server`: `"IP PORT"` / `"IP"` as text, or a table `{ ip, port }`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct SorryServerDraft {
     /// The text form, when written as a string.
     pub(crate) text: Option<Located<String>>,
@@ -329,7 +329,7 @@ impl CheckKindDraft {
 
 /// One checker block of a real server as read. Which fields may be set
 /// depends on `kind` (the front-end only fills the ones the kind has).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CheckDraft {
     pub(crate) loc: Loc,
     pub(crate) kind: CheckKindDraft,
@@ -386,7 +386,7 @@ impl CheckDraft {
 }
 
 /// One `url` of an HTTP_GET / SSL_GET as read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct UrlDraft {
     pub(crate) loc: Loc,
     pub(crate) present: Vec<&'static str>,
@@ -400,7 +400,7 @@ pub(crate) struct UrlDraft {
 }
 
 /// One `vrrp_script` as read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct VrrpScriptDraft {
     pub(crate) loc: Loc,
     pub(crate) present: Vec<&'static str>,
@@ -440,7 +440,7 @@ impl VrrpScriptDraft {
 
 /// One `track_script` entry: a script name, with an optional weight that
 /// overrides the script's own.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct TrackScriptDraft {
     pub(crate) loc: Loc,
     pub(crate) name: Option<Located<String>>,

@@ -149,9 +149,9 @@ const TOP: BlockKeywords = BlockKeywords {
         "include",
         "vrrp_sync_group",
         "vrrp_script",
+        "virtual_server_group",
     ],
     planned: &[
-        ("virtual_server_group", "expanding a group into its member services is not implemented; write one virtual_server per address"),
         ("vrrp_track_file", "track_file is not implemented"),
         ("vrrp_track_process", "track_process is not implemented"),
         ("static_ipaddress", "static addresses are not implemented"),
@@ -208,7 +208,7 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         ("vrrp_ipsets", "haldir does not manage ipsets"),
         ("nftables", "haldir does not manage nftables rules"),
         ("net_namespace", "running in another network namespace is not implemented; start haldir inside it (ip netns exec)"),
-        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE`"),
+        ("lvs_sync_daemon_interface", "keepalived reads it only inside a vrrp_instance (its old syntax); in global_defs write `lvs_sync_daemon IF INSTANCE`"),
         ("vrrp_check_unicast_src", "checking unicast advert sources is not implemented"),
     ],
     ignored: &[
@@ -269,6 +269,7 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "track_interface",
         "track_script",
         "mcast_src_ip",
+        "lvs_sync_daemon_interface",
     ],
     planned: &[
         ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
@@ -279,7 +280,6 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         ("track_file", "track_file is not implemented"),
         ("track_process", "track_process is not implemented"),
         ("dont_track_primary", "haldir always tracks the instance's interface"),
-        ("lvs_sync_daemon_interface", "the old spelling is not read; write `lvs_sync_daemon IF INSTANCE` in global_defs"),
         ("notify_master_rx_lower_pri", "not implemented"),
         ("garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
         ("garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
@@ -366,6 +366,21 @@ struct Front {
     warned: std::collections::HashSet<(String, String)>,
     /// global_defs settings that are defaults for every instance.
     instance_defaults: InstanceDefaults,
+    /// `virtual_server group NAME { ... }` blocks, expanded once every
+    /// `virtual_server_group` of the file is known (keepalived allows either order).
+    group_servers: Vec<(Located<String>, VirtualServerDraft)>,
+    /// The first `lvs_sync_daemon_interface IF` inside a vrrp_instance:
+    /// keepalived's old syntax for `lvs_sync_daemon IF THAT_INSTANCE`.
+    old_sync_daemon: Option<crate::lvs_sync::LvsSyncDraft>,
+}
+
+/// One member of a `virtual_server_group`: keepalived.conf(5) allows
+/// `IP PORT`, `IP-LAST PORT` (a range of the last IPv4 octet or IPv6 group)
+/// and `fwmark N`.
+#[derive(Clone)]
+enum GroupMember {
+    Address(Located<String>, Option<Located<i64>>),
+    Fwmark(Option<Located<i64>>),
 }
 
 /// global_defs keywords that give instances a default (keepalived's
@@ -404,6 +419,7 @@ impl Front {
         let mut draft = Draft::new(file);
         // global_defs may be split over several blocks, as in keepalived.
         let mut globals = Seen::new();
+        let mut groups: HashMap<String, Vec<GroupMember>> = HashMap::new();
         for stmt in items {
             match self.keyword(stmt, &TOP) {
                 Some("global_defs") if self.no_args(stmt) => {
@@ -415,6 +431,7 @@ impl Front {
                 Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
                 Some("vrrp_sync_group") => draft.sync_groups.push(self.sync_group(stmt)),
                 Some("vrrp_script") => draft.vrrp_scripts.push(self.vrrp_script(stmt)),
+                Some("virtual_server_group") => self.virtual_server_group(stmt, &mut groups),
                 Some("virtual_server") => {
                     if let Some(vs) = self.virtual_server(stmt) {
                         draft.virtual_servers.push(vs);
@@ -432,7 +449,151 @@ impl Front {
         for instance in &mut draft.instances {
             self.apply_defaults(instance);
         }
+        self.expand_groups(&groups, &mut draft);
+        // keepalived (vrrp_parser.c): the old instance keyword is ignored once
+        // a sync daemon interface is set; global_defs' `lvs_sync_daemon` wins.
+        if let Some(old) = self.old_sync_daemon.take() {
+            if draft.lvs_sync_daemon.is_some() {
+                self.warnings.push(ConfigError::at(
+                    &old.loc,
+                    "`lvs_sync_daemon_interface` is ignored: global_defs sets lvs_sync_daemon",
+                ));
+            } else {
+                draft.lvs_sync_daemon = Some(old);
+            }
+        }
         draft
+    }
+
+    /// `lvs_sync_daemon_interface IF` in a vrrp_instance: keepalived's
+    /// deprecated form of `lvs_sync_daemon IF INSTANCE` naming this instance;
+    /// as keepalived, the first one counts, a later one is ignored with a warning.
+    fn old_sync_daemon_interface(&mut self, stmt: &Stmt, instance: &InstanceDraft) {
+        let Some(interface) = self.word(stmt) else {
+            return;
+        };
+        let loc = stmt.keyword().loc.clone();
+        if let Some(first) = &self.old_sync_daemon {
+            let message = format!(
+                "`lvs_sync_daemon_interface` is ignored: {}:{} already set it (keepalived keeps the first)",
+                first.loc.line, first.loc.col
+            );
+            self.warnings.push(ConfigError::at(&loc, message));
+            return;
+        }
+        let name = instance
+            .name
+            .as_ref()
+            .map_or("INSTANCE", |n| n.value.as_str());
+        let message = format!(
+            "`lvs_sync_daemon_interface` in a vrrp_instance is deprecated (keepalived too); read as `lvs_sync_daemon {} {name}` in global_defs",
+            interface.value
+        );
+        self.warnings.push(ConfigError::at(&loc, message));
+        let mut sync = crate::lvs_sync::LvsSyncDraft::new(loc);
+        sync.interface = Some(interface);
+        sync.instance = instance.name.clone();
+        self.old_sync_daemon = Some(sync);
+    }
+
+    /// `virtual_server_group NAME { IP PORT | IP-LAST PORT | fwmark N ... }`.
+    fn virtual_server_group(
+        &mut self,
+        stmt: &Stmt,
+        groups: &mut HashMap<String, Vec<GroupMember>>,
+    ) {
+        let [name] = stmt.args() else {
+            self.error(
+                &stmt.keyword().loc,
+                format!("`{}`: write `virtual_server_group NAME {{`", stmt.text()),
+            );
+            return;
+        };
+        if groups.contains_key(&name.text) {
+            let message = format!("virtual_server_group `{}` is defined twice", name.text);
+            self.error(&name.loc, message);
+            return;
+        }
+        let Some(block) = self.block(stmt) else {
+            return;
+        };
+        let mut members = Vec::new();
+        for entry in &block.items {
+            if entry.block.is_some() {
+                let message = format!(
+                    "virtual_server_group entry `{}`: takes no block",
+                    entry.text()
+                );
+                self.error(&entry.keyword().loc, message);
+                continue;
+            }
+            let words: Vec<&Word> = std::iter::once(entry.keyword())
+                .chain(entry.args())
+                .collect();
+            match words.as_slice() {
+                [fwmark, mark] if fwmark.text == "fwmark" => {
+                    members.push(GroupMember::Fwmark(self.integer_word(entry, mark)));
+                }
+                [address, port] => match expand_range(&address.text) {
+                    Ok(addresses) => {
+                        let port = self.integer_word(entry, port);
+                        for one in addresses {
+                            members.push(GroupMember::Address(
+                                Located {
+                                    value: one,
+                                    loc: address.loc.clone(),
+                                },
+                                port.clone(),
+                            ));
+                        }
+                    }
+                    Err(why) => {
+                        let message =
+                            format!("virtual_server_group entry `{}`: {why}", entry.text());
+                        self.error(&address.loc, message);
+                    }
+                },
+                _ => {
+                    let message = format!(
+                        "virtual_server_group entry `{}`: write `ADDRESS PORT`, `ADDRESS-LAST PORT` (e.g. `10.0.0.1-5 80`) or `fwmark N`",
+                        entry.text()
+                    );
+                    self.error(&entry.keyword().loc, message);
+                }
+            }
+        }
+        groups.insert(name.text.clone(), members);
+    }
+
+    /// keepalived.conf(5): a `virtual_server group NAME` applies its settings
+    /// and real servers to every member of the group; haldir makes one
+    /// virtual server per member, which is what IPVS holds too.
+    fn expand_groups(&mut self, groups: &HashMap<String, Vec<GroupMember>>, draft: &mut Draft) {
+        for (name, template) in std::mem::take(&mut self.group_servers) {
+            let Some(members) = groups.get(&name.value) else {
+                let message = format!(
+                    "virtual_server group `{}`: no virtual_server_group of that name",
+                    name.value
+                );
+                self.error(&name.loc, message);
+                continue;
+            };
+            for member in members {
+                let mut d = template.clone();
+                match member {
+                    GroupMember::Address(ip, port) => {
+                        d.present.extend(["ip", "port"]);
+                        d.ip = Some(ip.clone());
+                        d.port = port.clone();
+                    }
+                    GroupMember::Fwmark(mark) => {
+                        d.present.push("fwmark");
+                        d.fwmark = mark.clone();
+                    }
+                }
+                draft.virtual_servers.push(d);
+            }
+        }
     }
 
     /// Fills what an instance leaves unset from global_defs and keepalived's
@@ -647,6 +808,7 @@ impl Front {
             match keyword {
                 "state" => state_master = self.state(s),
                 "interface" => d.interface = self.word(s),
+                "lvs_sync_daemon_interface" => self.old_sync_daemon_interface(s, &d),
                 "virtual_router_id" => d.virtual_router_id = self.integer(s),
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),
@@ -975,21 +1137,13 @@ impl Front {
     /// `virtual_server IP PORT { ... }` or `virtual_server fwmark N { ... }`.
     fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServerDraft> {
         let mut d = VirtualServerDraft::new(stmt.keyword().loc.clone());
+        let mut group_name = None;
         match stmt.args() {
             [fwmark, mark] if fwmark.text == "fwmark" => {
                 d.present.push("fwmark");
                 d.fwmark = self.integer_word(stmt, mark);
             }
-            [group, _] if group.text == "group" => {
-                self.error(
-                    &group.loc,
-                    format!(
-                        "`{}`: virtual_server_group is not supported by haldir; write one virtual_server per address",
-                        stmt.text()
-                    ),
-                );
-                return None;
-            }
+            [group, name] if group.text == "group" => group_name = Some(located(name)),
             [ip, port] => {
                 d.present.extend(["ip", "port"]);
                 d.ip = Some(located(ip));
@@ -1066,6 +1220,10 @@ impl Front {
                 }
                 other => self.virtual_server_health(&mut d, other, s),
             }
+        }
+        if let Some(name) = group_name {
+            self.group_servers.push((name, d));
+            return None;
         }
         Some(d)
     }
@@ -1412,6 +1570,53 @@ impl Front {
             value: values,
             loc: stmt.keyword().loc.clone(),
         })
+    }
+}
+
+/// The addresses of a `virtual_server_group` entry: `ADDRESS` alone, or
+/// `ADDRESS-LAST`, where LAST replaces the address's last IPv4 octet
+/// (decimal) or IPv6 group (hex) and the range runs up to it (keepalived.conf(5)).
+fn expand_range(text: &str) -> Result<Vec<String>, String> {
+    let Some((first, last)) = text.split_once('-') else {
+        return Ok(vec![text.to_owned()]);
+    };
+    match first.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let mut octets = v4.octets();
+            let end: u8 = last
+                .parse()
+                .map_err(|_| format!("`{last}` is not the last octet of an IPv4 range (0-255)"))?;
+            if end < octets[3] {
+                return Err(format!(
+                    "the range ends ({end}) before it starts ({})",
+                    octets[3]
+                ));
+            }
+            Ok((octets[3]..=end)
+                .map(|n| {
+                    octets[3] = n;
+                    std::net::Ipv4Addr::from(octets).to_string()
+                })
+                .collect())
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let mut groups = v6.segments();
+            let end = u16::from_str_radix(last, 16)
+                .map_err(|_| format!("`{last}` is not the last group of an IPv6 range (hex)"))?;
+            if end < groups[7] {
+                return Err(format!(
+                    "the range ends ({end:x}) before it starts ({:x})",
+                    groups[7]
+                ));
+            }
+            Ok((groups[7]..=end)
+                .map(|n| {
+                    groups[7] = n;
+                    std::net::Ipv6Addr::from(groups).to_string()
+                })
+                .collect())
+        }
+        Err(_) => Err(format!("`{first}` is not an IP address")),
     }
 }
 

@@ -130,10 +130,18 @@ fn instance(
         ),
     ] {
         if !d.present.contains(&key) {
+            // keepalived allows an instance without addresses (notify scripts
+            // then move a cloud address), but its adverts would carry a count
+            // of 0, below RFC 5798 §5.2.5's minimum of 1.
+            let why = if key == "virtual_ipaddress" {
+                " (an instance without addresses is not supported: its adverts would carry an address count of 0, and RFC 5798 §5.2.5 sets the minimum to 1)"
+            } else {
+                ""
+            };
             push(
                 errors,
                 &d.loc,
-                format!("{title} is missing `{key}`; add e.g. `{example}`"),
+                format!("{title} is missing `{key}`; add e.g. `{example}`{why}"),
             );
         }
     }

@@ -269,7 +269,7 @@ fn an_unknown_keyword_is_named_with_its_line_and_column() {
     assert_eq!(
         errors(&text),
         [
-            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, mcast_src_ip",
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, mcast_src_ip, lvs_sync_daemon_interface",
             "keepalived.conf:8:5: `track_file` in vrrp_instance is not supported yet: track_file is not implemented; remove it for now",
         ]
     );
@@ -380,9 +380,12 @@ fn virtual_server_headers() {
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors[0]
         .starts_with("keepalived.conf:1:1: `virtual_server 192.0.2.10`: the port is missing"));
-    assert!(errors[1].starts_with(
-        "keepalived.conf:3:16: `virtual_server group G1`: virtual_server_group is not supported"
-    ));
+    assert!(
+        errors[1].starts_with(
+            "keepalived.conf:3:22: virtual_server group `G1`: no virtual_server_group of that name"
+        ),
+        "{errors:?}"
+    );
     assert_eq!(
         errors[2],
         "keepalived.conf:5:27: `virtual_server 192.0.2.10 http`: expected an integer"

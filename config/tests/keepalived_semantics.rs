@@ -252,3 +252,20 @@ fn conditional_lines_apply_only_on_the_router_whose_id_they_name() {
         "@^{host} must not apply here"
     );
 }
+
+/// keepalived accepts an instance without `virtual_ipaddress`; haldir cannot
+/// advertise one (RFC 5798 §5.2.5: at least one address), so it is an error at
+/// the instance's line that gives that reason.
+#[test]
+fn an_instance_without_addresses_is_an_error_citing_the_rfc_minimum() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    priority 100\n    notify_master /bin/true\n}\n";
+    let errors = haldir_config::parse_keepalived(text, FILE)
+        .expect_err("must fail")
+        .to_string();
+    assert!(
+        errors
+            .contains("keepalived.conf:1:1: vrrp_instance \"VI_1\" is missing `virtual_ipaddress`")
+            && errors.contains("RFC 5798 §5.2.5 sets the minimum to 1"),
+        "{errors}"
+    );
+}

@@ -222,3 +222,59 @@ fn bulk_resync_is_on_by_default_and_turns_off_in_both_formats_and_survives_conve
     let back = parse_toml(&written, "back.toml").unwrap();
     assert_eq!(back.lvs_sync_daemon, model.lvs_sync_daemon);
 }
+
+/// keepalived's old syntax: `lvs_sync_daemon_interface IF` inside a
+/// vrrp_instance is `lvs_sync_daemon IF THAT_INSTANCE` (keepalived's
+/// vrrp_parser.c), read with a deprecation warning naming its line.
+#[test]
+fn old_instance_keyword_is_the_sync_daemon_of_that_instance_with_a_warning() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    lvs_sync_daemon_interface eth1\n    virtual_ipaddress {\n        192.0.2.10/24\n    }\n}\n";
+    let (model, warnings) = haldir_config::parse_keepalived_with_warnings(text, "keepalived.conf");
+    let sync = model
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lvs_sync_daemon
+        .expect("a sync daemon");
+    assert_eq!(sync.interface, "eth1");
+    assert_eq!(sync.instance.as_deref(), Some("VI_1"));
+    assert_eq!(sync.sync_id, 51);
+    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "keepalived.conf:4:5: `lvs_sync_daemon_interface` in a vrrp_instance is deprecated"
+        )),
+        "{warnings:?}"
+    );
+}
+
+/// keepalived keeps global_defs' `lvs_sync_daemon`; the instance's old
+/// keyword is then ignored, with a warning.
+#[test]
+fn global_sync_daemon_wins_over_the_old_instance_keyword() {
+    let text = format!(
+        "global_defs {{\n    lvs_sync_daemon eth0 VI_1\n}}\n{}",
+        INSTANCE_CONF.replace(
+            "priority 150",
+            "priority 150\n    lvs_sync_daemon_interface eth9"
+        )
+    );
+    let (model, warnings) = haldir_config::parse_keepalived_with_warnings(&text, "keepalived.conf");
+    let sync = model.unwrap().lvs_sync_daemon.unwrap();
+    assert_eq!(sync.interface, "eth0");
+    assert!(
+        warnings.iter().any(|w| w
+            .to_string()
+            .contains("is ignored: global_defs sets lvs_sync_daemon")),
+        "{warnings:?}"
+    );
+}
+
+/// keepalived has no `lvs_sync_daemon_interface` in global_defs: an error
+/// that names both spellings keepalived reads.
+#[test]
+fn old_keyword_in_global_defs_is_an_error_naming_the_spellings() {
+    let error = conf("lvs_sync_daemon_interface eth1").expect_err("must fail");
+    assert!(
+        error.contains("keepalived reads it only inside a vrrp_instance"),
+        "{error}"
+    );
+}

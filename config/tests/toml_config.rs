@@ -352,7 +352,7 @@ fn missing_required_keys_are_reported_at_the_instance_header() {
             "haldir.toml:2:1: vrrp_instance \"VI_1\" is missing `interface`; add e.g. `interface = \"eth0\"`",
             "haldir.toml:2:1: vrrp_instance \"VI_1\" is missing `virtual_router_id`; add e.g. `virtual_router_id = 51`",
             "haldir.toml:2:1: vrrp_instance \"VI_1\" is missing `priority`; add e.g. `priority = 100`",
-            "haldir.toml:2:1: vrrp_instance \"VI_1\" is missing `virtual_ipaddress`; add e.g. `virtual_ipaddress = [\"192.0.2.10/24\"]`",
+            "haldir.toml:2:1: vrrp_instance \"VI_1\" is missing `virtual_ipaddress`; add e.g. `virtual_ipaddress = [\"192.0.2.10/24\"]` (an instance without addresses is not supported: its adverts would carry an address count of 0, and RFC 5798 §5.2.5 sets the minimum to 1)",
         ]
     );
 }
