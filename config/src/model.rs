@@ -31,6 +31,38 @@ pub struct Model {
     pub lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDaemon>,
 }
 
+impl Model {
+    /// The same model with every source location replaced by one empty value: two
+    /// models read from different files or syntaxes compare equal when they configure
+    /// the same thing (`haldir convert`'s round trip, the corpus tests, the fuzzers).
+    pub fn without_locations(mut self) -> Model {
+        let nowhere = Loc {
+            file: "".into(),
+            line: 0,
+            col: 0,
+        };
+        for instance in &mut self.vrrp_instances {
+            instance.loc = nowhere.clone();
+        }
+        for vs in &mut self.virtual_servers {
+            vs.loc = nowhere.clone();
+            for rs in &mut vs.real_servers {
+                rs.loc = nowhere.clone();
+                for check in &mut rs.checks {
+                    check.loc = nowhere.clone();
+                }
+            }
+        }
+        for script in &mut self.vrrp_scripts {
+            script.loc = nowhere.clone();
+        }
+        for group in &mut self.sync_groups {
+            group.loc = nowhere.clone();
+        }
+        self
+    }
+}
+
 /// A sync group (keepalived's `vrrp_sync_group`): instances that change
 /// state together. One member going to FAULT puts all in FAULT; one
 /// becoming MASTER or BACKUP takes the others along.

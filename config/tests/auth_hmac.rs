@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use haldir_config::{parse_keepalived, parse_toml, to_toml, AuthHmacMode, Loc, Model};
+use haldir_config::{parse_keepalived, parse_toml, to_toml, AuthHmacMode, Model};
 
 const HEX1: &str = "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const ASCII2: &str = "an-ascii-key-of-at-least-32-bytes-long";
@@ -59,15 +59,9 @@ auth_hmac = {{ key = [{{ id = 1, value = "{HEX1}" }}, {{ id = 2, value = "{ASCII
     )
 }
 
-fn without_locs(mut model: Model) -> Model {
-    for instance in &mut model.vrrp_instances {
-        instance.loc = Loc {
-            file: "x".into(),
-            line: 0,
-            col: 0,
-        };
-    }
-    model
+/// `model` with its source locations blanked (`Model::without_locations`).
+fn without_locs(model: Model) -> Model {
+    model.without_locations()
 }
 
 fn errors_keepalived(text: &str) -> Vec<String> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use haldir_config::{
     detect_format, load_file, load_file_as, not_converted, parse_keepalived, parse_toml, to_toml,
-    Format, Loc, Model, MAX_INCLUDE_DEPTH,
+    Format, Model, MAX_INCLUDE_DEPTH,
 };
 
 const FILE: &str = "keepalived.conf";
@@ -28,29 +28,9 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// `model` with every source location replaced by one fixed value.
-fn without_locs(mut model: Model) -> Model {
-    let nowhere = Loc {
-        file: "".into(),
-        line: 0,
-        col: 0,
-    };
-    for instance in &mut model.vrrp_instances {
-        instance.loc = nowhere.clone();
-    }
-    for vs in &mut model.virtual_servers {
-        vs.loc = nowhere.clone();
-        for rs in &mut vs.real_servers {
-            rs.loc = nowhere.clone();
-            for check in &mut rs.checks {
-                check.loc = nowhere.clone();
-            }
-        }
-    }
-    for script in &mut model.vrrp_scripts {
-        script.loc = nowhere.clone();
-    }
-    model
+/// `model` with its source locations blanked (`Model::without_locations`).
+fn without_locs(model: Model) -> Model {
+    model.without_locations()
 }
 
 fn keepalived(text: &str) -> Model {

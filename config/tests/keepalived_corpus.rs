@@ -15,9 +15,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use haldir_config::{
-    load_file_with_warnings, not_converted, parse_toml, to_toml, Format, Loc, Model,
-};
+use haldir_config::{load_file_with_warnings, not_converted, parse_toml, to_toml, Format, Model};
 
 /// Files that must fail, each with a piece of its first expected error: the
 /// keyword haldir does not implement yet, and why.
@@ -104,32 +102,9 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// `model` with every source location replaced by one fixed value.
-fn without_locs(mut model: Model) -> Model {
-    let nowhere = Loc {
-        file: "".into(),
-        line: 0,
-        col: 0,
-    };
-    for instance in &mut model.vrrp_instances {
-        instance.loc = nowhere.clone();
-    }
-    for vs in &mut model.virtual_servers {
-        vs.loc = nowhere.clone();
-        for rs in &mut vs.real_servers {
-            rs.loc = nowhere.clone();
-            for check in &mut rs.checks {
-                check.loc = nowhere.clone();
-            }
-        }
-    }
-    for script in &mut model.vrrp_scripts {
-        script.loc = nowhere.clone();
-    }
-    for group in &mut model.sync_groups {
-        group.loc = nowhere.clone();
-    }
-    model
+/// `model` with its source locations blanked (`Model::without_locations`).
+fn without_locs(model: Model) -> Model {
+    model.without_locations()
 }
 
 /// A temporary directory, removed on drop (also when the test fails).

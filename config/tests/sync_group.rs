@@ -60,22 +60,9 @@ priority = 150
 virtual_ipaddress = ["10.0.0.1/24"]
 "#;
 
-fn nowhere() -> Loc {
-    Loc {
-        file: "".into(),
-        line: 0,
-        col: 0,
-    }
-}
-
-fn without_locs(mut model: Model) -> Model {
-    for instance in &mut model.vrrp_instances {
-        instance.loc = nowhere();
-    }
-    for group in &mut model.sync_groups {
-        group.loc = nowhere();
-    }
-    model
+/// `model` with its source locations blanked (`Model::without_locations`).
+fn without_locs(model: Model) -> Model {
+    model.without_locations()
 }
 
 fn toml_errors(text: &str) -> Vec<String> {

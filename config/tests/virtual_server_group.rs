@@ -42,24 +42,9 @@ fn addresses(model: &haldir_config::Model) -> Vec<String> {
         .collect()
 }
 
-/// The virtual servers with every source location replaced by one value.
+/// The virtual servers with their source locations blanked (`Model::without_locations`).
 fn without_locs(model: haldir_config::Model) -> Vec<haldir_config::VirtualServer> {
-    let nowhere = haldir_config::Loc {
-        file: "".into(),
-        line: 0,
-        col: 0,
-    };
-    let mut servers = model.virtual_servers;
-    for vs in &mut servers {
-        vs.loc = nowhere.clone();
-        for rs in &mut vs.real_servers {
-            rs.loc = nowhere.clone();
-            for check in &mut rs.checks {
-                check.loc = nowhere.clone();
-            }
-        }
-    }
-    servers
+    model.without_locations().virtual_servers
 }
 
 #[test]
