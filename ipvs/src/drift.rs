@@ -32,6 +32,9 @@ pub const PROC_IP_VS: &str = "/proc/net/ip_vs";
 /// (`TCP  C0000201:0050`) to its lines without the connection counts.
 pub type TextView = BTreeMap<String, Vec<String>>;
 
+/// More than one service in this many changed: read everything.
+const PARTIAL_READ_LIMIT: usize = 16;
+
 /// Parses `/proc/net/ip_vs` text into a [`TextView`]. The header lines are
 /// skipped; a destination line (`  -> ADDR:PORT FORWARD WEIGHT ACTIVE
 /// INACTIVE`, `ip_vs_info_seq_show` in `net/netfilter/ipvs/ip_vs_ctl.c`) keeps
@@ -176,6 +179,11 @@ impl WatchedClient {
         };
         if keys.is_empty() {
             return Ok(known.clone());
+        }
+        // Many changes (the first look after programming, say): the bulk read of
+        // everything is cheaper than a dump per changed service.
+        if keys.len() * PARTIAL_READ_LIMIT > known.services.len() {
+            return self.read_full().await;
         }
         self.partial_reads += 1;
         self.services_reread += keys.len() as u64;
