@@ -246,8 +246,15 @@ pub async fn run(
             }
             l.kernel_error = kernel_error.clone();
         });
+        // A change that found the read not yet due gets a read as soon as it is.
+        let change_waiting = !read_now && !configured.is_empty();
         let next_tick = last_read.map_or(interval, |(ended, gap)| {
-            interval.max(gap.saturating_sub(ended.elapsed()))
+            let due_in = gap.saturating_sub(ended.elapsed());
+            if change_waiting {
+                due_in
+            } else {
+                interval.max(due_in)
+            }
         });
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
