@@ -188,10 +188,9 @@ impl WatchedClient {
         self.partial_reads += 1;
         self.services_reread += keys.len() as u64;
         let mut table = known.clone();
-        let services = self.client.services().await?;
         for key in keys {
             table.services.remove(&key);
-            let Some(entry) = services.iter().find(|s| s.key == key) else {
+            let Some(entry) = self.client.service(&key).await? else {
                 continue;
             };
             table.insert_service(key, entry.service.clone());
