@@ -242,7 +242,7 @@ pub async fn reload(
 async fn start_ipvs(
     counters: std::sync::Arc<crate::counters::DaemonCounters>,
     identity: Option<String>,
-) -> Option<(Reconciler<IpvsClient>, IpvsRounds)> {
+) -> Option<(Reconciler<haldir_ipvs::drift::WatchedClient>, IpvsRounds)> {
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
         Err(e) => {
@@ -253,6 +253,8 @@ async fn start_ipvs(
     let (ownership, previously_owned) = haldir_ipvs::ownership::OwnershipFile::open(
         haldir_ipvs::ownership::path_for(identity.as_deref()),
     );
+    // Drift repair reads only the services whose /proc/net/ip_vs lines changed.
+    let client = haldir_ipvs::drift::WatchedClient::new(client);
     let reconciler = Reconciler::with_owned(client, previously_owned);
     Some((
         reconciler,

@@ -8,7 +8,12 @@
 //!   [`RealServerHealth`] per (service, real server) with a checker. A real
 //!   server missing from the map has health [`Health::Unknown`].
 //! - The kernel table is read here, by [`run`], every `interval` and whenever
-//!   the configuration or the health map changes.
+//!   the configuration or the health map changes, but never sooner than
+//!   [`READ_COST_FACTOR`] times the last read's duration after it: a read costs
+//!   one netlink dump per service (seconds at 10,000 services in a slow VM),
+//!   and this bounds the reader to about 2 % of a core at any table size (issue
+//!   16). Between reads, a health or configuration change is combined with the
+//!   last read.
 //!
 //! [`run`] publishes a [`LiveVirtualServers`] on its own `watch` channel.
 
@@ -161,9 +166,13 @@ pub fn combine(
 }
 
 /// Reads the services of `keys` and their destinations from the kernel.
+/// A kernel read is followed by at least this many times its own duration
+/// without one: the reader's share of a core stays under 1 / 50 = 2 %.
+pub const READ_COST_FACTOR: u32 = 50;
+
 async fn read_kernel(
     client: &IpvsClient,
-    keys: &[ServiceKey],
+    keys: &std::collections::HashSet<ServiceKey>,
 ) -> Result<BTreeMap<ServiceKey, KernelService>, haldir_ipvs::IpvsError> {
     let mut table = BTreeMap::new();
     for service in client.services().await? {
@@ -177,7 +186,8 @@ async fn read_kernel(
 }
 
 /// Keeps `live` up to date: on every change of `servers` or `health`, and
-/// every `interval` (the kernel's counters and weights). Returns when
+/// every `interval` (the kernel's counters and weights), the kernel read paced by
+/// [`READ_COST_FACTOR`]. Returns when
 /// `shutdown` turns true.
 pub async fn run(
     mut servers: watch::Receiver<Vec<VirtualServer>>,
@@ -188,12 +198,21 @@ pub async fn run(
 ) {
     let mut client: Option<IpvsClient> = None;
     let mut health_open = true;
+    let mut kernel = None;
+    let mut kernel_error = None;
+    // When the last read ended, and the shortest gap before the next one.
+    let mut last_read: Option<(tokio::time::Instant, Duration)> = None;
     loop {
         let configured = servers.borrow_and_update().clone();
         let map = health.borrow_and_update().clone();
-        let mut kernel_error = None;
-        let mut kernel = None;
-        if !configured.is_empty() {
+        let read_due = last_read.is_none_or(|(ended, gap)| ended.elapsed() >= gap);
+        let mut read_now = false;
+        if configured.is_empty() {
+            kernel = None;
+            kernel_error = None;
+        } else if read_due {
+            read_now = true;
+            let began = tokio::time::Instant::now();
             if client.is_none() {
                 match IpvsClient::connect().await {
                     Ok(c) => client = Some(c),
@@ -201,23 +220,41 @@ pub async fn run(
                 }
             }
             if let Some(c) = &client {
-                let keys: Vec<ServiceKey> = configured
+                let keys: std::collections::HashSet<ServiceKey> = configured
                     .iter()
                     .map(haldir_director::ipvs_table::service_key)
                     .collect();
                 match read_kernel(c, &keys).await {
-                    Ok(table) => kernel = Some(table),
-                    Err(e) => kernel_error = Some(e.to_string()),
+                    Ok(table) => {
+                        kernel = Some(table);
+                        kernel_error = None;
+                    }
+                    Err(e) => {
+                        kernel = None;
+                        kernel_error = Some(e.to_string());
+                    }
                 }
             }
+            let ended = tokio::time::Instant::now();
+            last_read = Some((ended, (ended - began) * READ_COST_FACTOR));
         }
         let virtual_servers = combine(&configured, kernel.as_ref(), &map);
         live.send_modify(|l| {
             l.virtual_servers = virtual_servers;
-            if kernel.is_some() {
+            if read_now && kernel.is_some() {
                 l.kernel_read_at = Some(SystemTime::now());
             }
-            l.kernel_error = kernel_error;
+            l.kernel_error = kernel_error.clone();
+        });
+        // A change that found the read not yet due gets a read as soon as it is.
+        let change_waiting = !read_now && !configured.is_empty();
+        let next_tick = last_read.map_or(interval, |(ended, gap)| {
+            let due_in = gap.saturating_sub(ended.elapsed());
+            if change_waiting {
+                due_in
+            } else {
+                interval.max(due_in)
+            }
         });
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -230,7 +267,7 @@ pub async fn run(
                 // Nobody feeds health (yet): the rest goes on.
                 health_open = changed.is_ok();
             }
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(next_tick) => {}
         }
     }
 }

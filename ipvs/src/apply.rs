@@ -3,6 +3,14 @@
 //! flushes) and then periodically, which repairs drift such as an entry
 //! someone added or deleted by hand with `ipvsadm`.
 //!
+//! The reconciler remembers the kernel's table as it last read it, with its
+//! own successful ops applied (`known`). A reload ([`Reconciler::apply_change`])
+//! diffs the new desired table against that memory and applies exactly the ops
+//! the difference implies, with no read; drift is left to the periodic
+//! [`Reconciler::reconcile`], which asks the applier for the table *given what
+//! it knew* ([`Applier::read_since`]): the real client reads in full only the
+//! services that changed (`crate::drift`).
+//!
 //! The kernel side is behind [`Applier`], implemented by
 //! [`IpvsClient`](crate::IpvsClient) and by [`MemoryApplier`], an in-memory
 //! kernel with the same error semantics for tests of the logic.
@@ -18,6 +26,18 @@ use crate::model::{ServiceKey, Table};
 pub trait Applier {
     /// Reads the whole table.
     fn read_table(&mut self) -> impl Future<Output = Result<Table, IpvsError>> + Send;
+
+    /// Reads the whole table, knowing that it was `known` when last read
+    /// (with the applier's own successful ops since). An applier that can
+    /// tell cheaply what changed reads in full only that; the default reads
+    /// everything.
+    fn read_since(
+        &mut self,
+        known: Option<&Table>,
+    ) -> impl Future<Output = Result<Table, IpvsError>> + Send {
+        let _ = known;
+        self.read_table()
+    }
 
     /// Applies `ops` in order, one result per op; a failing op must not stop
     /// the ones after it.
@@ -66,6 +86,10 @@ impl ReconcileReport {
 pub struct Reconciler<A> {
     applier: A,
     owned: BTreeSet<ServiceKey>,
+    /// The kernel's table as last read, with our successful ops applied;
+    /// `None` before the first read and after a failed op (the kernel then
+    /// differs from what we would assume, so the next round reads in full).
+    known: Option<Table>,
 }
 
 impl<A: Applier> Reconciler<A> {
@@ -74,6 +98,7 @@ impl<A: Applier> Reconciler<A> {
         Reconciler {
             applier,
             owned: BTreeSet::new(),
+            known: None,
         }
     }
 
@@ -83,6 +108,7 @@ impl<A: Applier> Reconciler<A> {
         Reconciler {
             applier,
             owned: owned.into_iter().collect(),
+            known: None,
         }
     }
 
@@ -101,15 +127,40 @@ impl<A: Applier> Reconciler<A> {
         &mut self.applier
     }
 
-    /// Reads the kernel table, applies the difference to `desired` and
-    /// reports every failed op. Only a failure to read the table is an
-    /// `Err`; then nothing was changed.
+    /// Reads the kernel table (through [`Applier::read_since`]: only what
+    /// changed, where the applier can tell), applies the difference to
+    /// `desired` and reports every failed op. This is the drift repair. Only
+    /// a failure to read the table is an `Err`; then nothing was changed.
     pub async fn reconcile(&mut self, desired: &Table) -> Result<ReconcileReport, IpvsError> {
-        let actual = self.applier.read_table().await?;
+        let known = self.known.take();
+        let actual = self.applier.read_since(known.as_ref()).await?;
+        self.apply_against(desired, actual).await
+    }
+
+    /// A new desired table (a reload): applies the difference between the
+    /// kernel's table as this reconciler knows it and `desired` (exactly the
+    /// ops that difference implies), without reading the kernel. Drift made
+    /// since the last read is the next [`reconcile`](Self::reconcile)'s.
+    /// Before the first read (or after a failed op) this is a `reconcile`.
+    pub async fn apply_change(&mut self, desired: &Table) -> Result<ReconcileReport, IpvsError> {
+        match self.known.take() {
+            Some(known) => self.apply_against(desired, known).await,
+            None => self.reconcile(desired).await,
+        }
+    }
+
+    /// Diffs `desired` against `actual` (the kernel's table), applies, and
+    /// remembers `actual` with the successful ops as the kernel's table.
+    async fn apply_against(
+        &mut self,
+        desired: &Table,
+        mut actual: Table,
+    ) -> Result<ReconcileReport, IpvsError> {
         self.owned.extend(desired.services.keys().copied());
         let owned = &self.owned;
         let ops = diff(desired, &actual, &|key| owned.contains(key));
         if ops.is_empty() {
+            self.known = Some(actual);
             return Ok(ReconcileReport::default());
         }
         let results = self.applier.apply(&ops).await;
@@ -120,6 +171,8 @@ impl<A: Applier> Reconciler<A> {
                     if let Op::DelService { key } = op {
                         self.owned.remove(key);
                     }
+                    // What the kernel accepted is what it now holds.
+                    let _ = apply_in_memory(&mut actual, op);
                 }
                 Err(error) => {
                     tracing::warn!(%op, %error, "IPVS operation failed");
@@ -130,6 +183,7 @@ impl<A: Applier> Reconciler<A> {
                 }
             }
         }
+        self.known = failures.is_empty().then_some(actual);
         Ok(ReconcileReport { ops, failures })
     }
 }
@@ -334,6 +388,56 @@ mod tests {
             kernel.insert_dest(&tcp(11), rs(9), dr(5));
             let report = reconciler.reconcile(&desired()).await.unwrap();
             assert_eq!(report.ops.len(), 2, "{:?}", report.ops);
+            assert_eq!(reconciler.applier().table, desired());
+        });
+    }
+
+    #[test]
+    fn a_reload_changing_one_weight_applies_one_op_without_reading_the_kernel() {
+        block_on(async {
+            let mut reconciler = Reconciler::new(MemoryApplier::new(Table::new()));
+            reconciler.reconcile(&desired()).await.unwrap();
+            let reads = reconciler.applier().reads;
+            let applied = reconciler.applier().log.len();
+            let mut reloaded = desired();
+            reloaded.insert_dest(&tcp(11), rs(2), dr(7));
+            let report = reconciler.apply_change(&reloaded).await.unwrap();
+            let log = &reconciler.applier().log[applied..];
+            assert_eq!(log.len(), 1, "{log:?}");
+            assert!(matches!(log[0], Op::SetDest { .. }), "{log:?}");
+            assert_eq!(reconciler.applier().reads, reads, "no read on reload");
+            assert_eq!(report.applied(), 1);
+            assert_eq!(reconciler.applier().table, reloaded);
+        });
+    }
+
+    #[test]
+    fn drift_made_before_a_reload_is_left_to_the_next_reconcile() {
+        block_on(async {
+            let mut reconciler = Reconciler::new(MemoryApplier::new(Table::new()));
+            reconciler.reconcile(&desired()).await.unwrap();
+            reconciler.applier_mut().table.services.remove(&tcp(10));
+            let mut reloaded = desired();
+            reloaded.insert_dest(&tcp(11), rs(2), dr(7));
+            reconciler.apply_change(&reloaded).await.unwrap();
+            assert!(!reconciler.applier().table.services.contains_key(&tcp(10)));
+            let report = reconciler.reconcile(&reloaded).await.unwrap();
+            assert_eq!(report.applied(), 5, "the service and its 4 destinations");
+            assert_eq!(reconciler.applier().table, reloaded);
+        });
+    }
+
+    #[test]
+    fn after_a_failed_op_a_reload_reads_the_kernel_again() {
+        block_on(async {
+            let mut applier = MemoryApplier::new(Table::new());
+            applier.fail_when(|op| (op.dest_key() == Some(&rs(3))).then_some(libc::ERANGE));
+            let mut reconciler = Reconciler::new(applier);
+            reconciler.reconcile(&desired()).await.unwrap();
+            reconciler.applier_mut().clear_failures();
+            let reads = reconciler.applier().reads;
+            reconciler.apply_change(&desired()).await.unwrap();
+            assert_eq!(reconciler.applier().reads, reads + 1);
             assert_eq!(reconciler.applier().table, desired());
         });
     }

@@ -1,9 +1,11 @@
 //! Keeping the kernel's table in step with a desired table that changes over
 //! time: the loop around [`Reconciler`] and its retry policy.
 //!
-//! [`keep_in_step`] reconciles at once whenever a new desired table arrives,
-//! and otherwise every `resync` to repair drift (someone ran `ipvsadm` by
-//! hand). After a refused operation the next round comes sooner
+//! [`keep_in_step`] applies a new desired table at once as the difference
+//! from the previous one ([`Reconciler::apply_change`]: no read of the
+//! kernel), and every `resync` repairs drift (someone ran `ipvsadm` by hand)
+//! with [`Reconciler::reconcile`], which reads only what changed where the
+//! applier can tell. After a refused operation the next round comes sooner
 //! ([`RetryBackoff`]). What the process around it does with each round (an
 //! ownership file, counters) goes through [`KeeperHooks`]; the loop knows
 //! nothing of the configuration, only [`Table`]s.
@@ -106,11 +108,17 @@ pub async fn keep_in_step<A, H>(
     // After a refused operation the next round comes sooner than `resync`: 1 s, then
     // doubling up to `resync`, back to `resync` once a round applies everything.
     let mut retry = RetryBackoff::new(resync);
+    // Whether this round was started by a new desired table (a reload).
+    let mut new_table = false;
     loop {
         let mut will_own = reconciler.owned().clone();
         will_own.extend(desired.services.keys().copied());
         hooks.will_own(&will_own);
-        let outcome = reconciler.reconcile(&desired).await;
+        let outcome = if new_table {
+            reconciler.apply_change(&desired).await
+        } else {
+            reconciler.reconcile(&desired).await
+        };
         hooks.round_done(reconciler.owned(), &outcome);
         let next_round = match outcome {
             Ok(report) => {
@@ -154,8 +162,9 @@ pub async fn keep_in_step<A, H>(
                     return;
                 }
                 desired = desired_tables.borrow_and_update().clone();
+                new_table = true;
             }
-            () = tokio::time::sleep(next_round) => {}
+            () = tokio::time::sleep(next_round) => new_table = false,
         }
     }
 }

@@ -14,6 +14,8 @@
 //!   sans-IO machine, and its status.
 //! - [`apply`]: the [`Reconciler`], which reads the kernel table, applies the
 //!   diff through an [`Applier`] and repairs drift when called again.
+//! - [`drift`]: cheap drift detection from `/proc/net/ip_vs`
+//!   ([`drift::WatchedClient`]): only the services that changed are read.
 //! - [`keeper`]: the loop that keeps the kernel in step with a changing
 //!   desired table ([`keep_in_step`]), with its retry backoff.
 //! - [`ownership`]: which services haldir owns, kept in a file across crashes, so a
@@ -26,6 +28,7 @@ pub mod apply;
 pub mod client;
 pub mod conn_table;
 pub mod diff;
+pub mod drift;
 pub mod keeper;
 pub mod model;
 pub mod netlink;

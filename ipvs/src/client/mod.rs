@@ -220,6 +220,32 @@ impl IpvsClient {
             .collect()
     }
 
+    /// One service's settings and counters (`None`: the kernel has no such
+    /// service; it answers ESRCH, `ip_vs_genl_get_cmd`).
+    pub async fn service(&self, key: &ServiceKey) -> Result<Option<ServiceEntry>, IpvsError> {
+        let request = IpvsMessage::new(
+            IpvsCommand::GetService,
+            vec![IpvsAttribute::Service(convert::service_key_attributes(key))],
+        );
+        let operation = format!("get service {key}");
+        let missing = std::sync::atomic::AtomicBool::new(false);
+        let replies = self
+            .request(request, false, |errno| {
+                missing.store(errno == libc::ESRCH, std::sync::atomic::Ordering::Relaxed);
+                IpvsError::for_request(&operation, errno)
+            })
+            .await;
+        match replies {
+            Err(_) if missing.load(std::sync::atomic::Ordering::Relaxed) => Ok(None),
+            Err(e) => Err(e),
+            Ok(replies) => replies
+                .iter()
+                .find_map(|m| m.service())
+                .map(|attributes| convert::service_entry(attributes).map_err(IpvsError::Decode))
+                .transpose(),
+        }
+    }
+
     /// The destinations of `service`. The kernel answers an unknown service
     /// with an empty dump.
     pub async fn destinations(&self, service: &ServiceKey) -> Result<Vec<DestEntry>, IpvsError> {
