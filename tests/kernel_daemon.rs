@@ -30,7 +30,7 @@ mod daemon;
 
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::{field, Daemon};
@@ -387,30 +387,6 @@ fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kernel_daemon: {text}");
 }
 
-/// Feeds `commands` to `ipvsadm -R` in namespace `ns`: all hand edits land at once (not
-/// `ipvsadm-restore`, which flushes the table first).
-fn ipvsadm_r(ns: &str, commands: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "ipvsadm", "-R"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ipvsadm -R");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(commands.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ipvsadm -R failed: {}\ninput:\n{commands}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
     if !in_vm_or_skip(
@@ -515,7 +491,7 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
 -a -t 10.99.0.1:80 -r 10.99.1.3:80 -g -w 1
 ";
     let before = second.count(BROUGHT_IN_STEP);
-    ipvsadm_r(&ns, edits);
+    daemon::ipvsadm_r(&ns, edits);
     let edited = Instant::now();
     second.wait_for(BROUGHT_IN_STEP, before + 1, 4 * resync);
     let mut repair_time = edited.elapsed();

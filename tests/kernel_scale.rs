@@ -20,7 +20,7 @@ mod daemon;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::{field, Daemon};
@@ -92,28 +92,6 @@ fn saved(ns: &str) -> BTreeSet<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-/// Feeds `commands` to `ipvsadm -R` in `ns` (all edits at once, no flush).
-fn ipvsadm_r(ns: &str, commands: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "ipvsadm", "-R"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ipvsadm -R");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(commands.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ipvsadm -R failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Whether service `vip:80` is listed with its four real servers of weight 1.
 fn service_as_configured(ns: &str, vip: &str) -> bool {
     let (ok, text) = ipvsadm(ns, &["-Ln", "-t", &format!("{vip}:80")]);
@@ -173,7 +151,7 @@ fn at_scale_drift_is_repaired_within_two_resync_periods_and_a_weight_reload_is_o
         real_server(1)
     );
     let rounds_before = haldir.count(BROUGHT_IN_STEP);
-    ipvsadm_r(&ns, &edits);
+    daemon::ipvsadm_r(&ns, &edits);
     let edited = Instant::now();
     assert!(!service_as_configured(&ns, &deleted_vip), "the edit landed");
     let repaired = wait_until(resync * 3, || {

@@ -1,8 +1,9 @@
 //! One `haldir run` process in a lab namespace, with JSON logs, for the kernel tests
 //! (`tests/kernel_*.rs`): start it, wait for log lines, stop it and check it exited 0.
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use haldir_lab::{wait_until, Lab, Signal};
@@ -96,4 +97,28 @@ pub fn field(line: &Value, name: &str) -> u64 {
     line["fields"][name]
         .as_u64()
         .unwrap_or_else(|| panic!("log line without {name}: {line}"))
+}
+
+/// Feeds `commands` to `ipvsadm -R` in namespace `ns`: all hand edits land at once (not
+/// `ipvsadm-restore`, which flushes the table first).
+pub fn ipvsadm_r(ns: &str, commands: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "ipvsadm", "-R"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ipvsadm -R");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(commands.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ipvsadm -R failed: {}\ninput:\n{commands}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
