@@ -8,6 +8,7 @@ pub mod hold;
 pub mod ipvs_policy;
 pub mod ipvs_table;
 pub mod notify;
+pub mod realserver;
 pub mod script_security;
 pub mod sync_daemon;
 pub mod vrrp_specs;
