@@ -8,7 +8,11 @@
 //!
 //! - `crash`: the master host dies: its responder stops, the daemon is killed (-9; for
 //!   keepalived the STOP/KILL/KILL recipe, so no priority-0 advert), its link goes down;
-//! - `stop`: the master daemon gets SIGTERM (it resigns with a priority-0 advert).
+//! - `stop`: the master daemon gets SIGTERM (it resigns with a priority-0 advert);
+//! - `handover`: mastership moves on purpose and the master keeps running. haldir:
+//!   `haldir handover --all` (a priority-0 advert, the VIP kept until the new master
+//!   advertises). keepalived has no such command; its operators reload with the master's
+//!   priority lowered below the backup's (the backup preempts after Master_Down_Interval).
 //!
 //! Measured per trial: the client outage (largest gap between replies around the event, from
 //! the prober's report), and from the bridge capture the time from the old master's last
@@ -104,18 +108,24 @@ enum Scenario {
     Crash,
     /// SIGTERM of the master daemon: priority-0 advert.
     Stop,
+    /// Mastership moved on purpose, the master daemon still running.
+    Handover,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 2] = [Scenario::Crash, Scenario::Stop];
+    const ALL: [Scenario; 3] = [Scenario::Crash, Scenario::Stop, Scenario::Handover];
 
     fn name(self) -> &'static str {
         match self {
             Scenario::Crash => "crash",
             Scenario::Stop => "stop",
+            Scenario::Handover => "handover",
         }
     }
 }
+
+/// The master's priority after keepalived's handover (a reload), below the backup's.
+const LOWERED_PRIORITY: u8 = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Config {
@@ -165,7 +175,8 @@ impl Config {
     fn bound(self, scenario: Scenario) -> Duration {
         match scenario {
             Scenario::Crash => self.master_down(),
-            Scenario::Stop => self.skew(),
+            // keepalived's handover (a lowered priority) waits Master_Down_Interval.
+            Scenario::Stop | Scenario::Handover => self.skew(),
         }
     }
 }
@@ -191,7 +202,7 @@ usage: cargo bench --bench failover -- [options]
   --trials N        trials per config x scenario x implementation (default 10)
   --quick           3 trials and a 10 s soak (smoke run)
   --config NAME     only this configuration: v2-1s, v3-50ms or v3-10ms (repeatable)
-  --scenario NAME   only crash or stop (repeatable)
+  --scenario NAME   only crash, stop or handover (repeatable)
   --impl NAME       only haldir or keepalived (repeatable; ratios need both)
   --hog-secs N      length of the CPU-hog soak at v3 10 ms (default 60; 0 = skip)
   --no-hog          skip the soak
@@ -370,6 +381,31 @@ impl<'l> Router<'l> {
         match self {
             Router::Haldir(h) => h.stop().map(drop),
             Router::Keepalived(k) => k.stop(),
+        }
+    }
+
+    /// Moves mastership to the peer on purpose: `haldir handover --all`; keepalived has
+    /// no such command, so its way: a reload with the priority below the backup's.
+    fn hand_over(&self, haldir: &Path) -> anyhow::Result<()> {
+        match self {
+            Router::Haldir(h) => {
+                let output = Command::new(haldir)
+                    .args(["handover", "--all", "--socket"])
+                    .arg(h.control_socket())
+                    .output()?;
+                if !output.status.success() {
+                    bail!(
+                        "haldir handover failed: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                Ok(())
+            }
+            Router::Keepalived(k) => {
+                let mut lowered = k.config().clone();
+                lowered.priority = LOWERED_PRIORITY;
+                k.reload(&lowered)
+            }
         }
     }
 
@@ -592,6 +628,7 @@ fn run_trial(
             lab.link_set("r1", "eth0", false)?;
         }
         Scenario::Stop => bed.routers[0].stop()?,
+        Scenario::Handover => bed.routers[0].hand_over(haldir)?,
     }
     let took_over = wait_for(timeout, Duration::from_millis(1), || {
         prober.last_responder().as_deref() == Some("r2")
@@ -619,6 +656,14 @@ fn run_trial(
         Scenario::Crash => r1_last,
         Scenario::Stop => from(r1_mac)
             .find(|f| f.kind.is_vrrp() && f.at > mark && vrrp_priority(f) == Some(0))
+            .or(r1_last),
+        // haldir's priority-0 advert, or keepalived's first advert at the lowered priority.
+        Scenario::Handover => from(r1_mac)
+            .find(|f| {
+                f.kind.is_vrrp()
+                    && f.at > mark
+                    && matches!(vrrp_priority(f), Some(0 | LOWERED_PRIORITY))
+            })
             .or(r1_last),
     };
     let r2_first =
@@ -834,8 +879,11 @@ fn print_table(cells: &[Cell]) {
     println!();
     println!("Client-observed failover, both routers of one implementation (priorities 150/100).");
     println!("outage = largest gap in 1 ms probe replies; adv gap / GARP = old master's last");
-    println!("(crash) or priority-0 (stop) advert -> new master's first advert / first GARP.");
-    println!("RFC bound: crash = Master_Down_Interval = 3*interval + skew; stop = Skew_Time.");
+    println!("(crash) or priority-0 (stop) advert -> new master's first advert / first GARP;");
+    println!("handover: haldir's priority-0 advert, keepalived's first advert at priority 50");
+    println!("(keepalived has no handover command: a reload lowering the master's priority).");
+    println!("RFC bound: crash = Master_Down_Interval = 3*interval + skew; stop, handover =");
+    println!("Skew_Time (a lowered priority waits Master_Down_Interval instead).");
     println!("served = old master's last reply to the client -> that reference advert");
     println!("(stop: > 0 means it released the VIP before sending priority 0).");
     println!("h/k = haldir median / keepalived median (outage; adv gap).");

@@ -9,6 +9,9 @@
 //! - `reload`: `{"accepted": true, "kept": [...], "updated": [...], ...}` or
 //!   `{"accepted": false, "errors": [...]}`. The daemon runs the same reload
 //!   as on SIGHUP ([`crate::daemon::reload`]), serialised with it.
+//! - `handover`, with `"instances": [...]` or `"all": true`, and `"cancel":
+//!   true` to cancel: `{"accepted": true, "instances": [...]}` (the sync
+//!   groups' members included) or `{"accepted": false, "errors": [...]}`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -43,6 +46,32 @@ pub enum ReloadOutcome {
 pub enum ControlRequest {
     /// Reload the configuration file; the outcome goes back on the sender.
     Reload(oneshot::Sender<ReloadOutcome>),
+    /// Hand instances over to a backup, or cancel that
+    /// ([`haldir_vrrp::driver::DriverCommand::HandOver`]).
+    HandOver {
+        /// The instances (`None`: all).
+        instances: Option<Vec<String>>,
+        /// Cancel an earlier handover.
+        cancel: bool,
+        /// The instances it applied to, or why not.
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+}
+
+/// Reads a `handover` request's instances (`"all": true` or a non-empty
+/// `"instances"` list of names) and `"cancel"` flag.
+fn handover_request(request: &Value) -> Result<(Option<Vec<String>>, bool), String> {
+    let cancel = request["cancel"].as_bool().unwrap_or(false);
+    if request["all"].as_bool() == Some(true) {
+        return Ok((None, cancel));
+    }
+    let names: Option<Vec<String>> = request["instances"]
+        .as_array()
+        .and_then(|list| list.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+    match names {
+        Some(names) if !names.is_empty() => Ok((Some(names), cancel)),
+        _ => Err("handover needs \"all\": true or a non-empty \"instances\" list of names".into()),
+    }
 }
 
 /// A reload's outcome as JSON.
@@ -159,24 +188,48 @@ async fn answer(
     tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
         .await
         .context("no request within 10 s")??;
-    let command = serde_json::from_str::<Value>(line.trim())
-        .ok()
-        .and_then(|v| v["command"].as_str().map(str::to_owned))
+    let request = serde_json::from_str::<Value>(line.trim()).unwrap_or(Value::Null);
+    let command = request["command"]
+        .as_str()
+        .map(str::to_owned)
         .unwrap_or_else(|| line.trim().to_owned());
+    let stopping = || json!({"accepted": false, "errors": ["haldir is stopping"]});
     let response = match command.as_str() {
         "status" => serde_json::to_value(crate::status::document(sources, None))?,
         "reload" => {
             let (reply, outcome) = oneshot::channel();
             if requests.send(ControlRequest::Reload(reply)).await.is_err() {
-                json!({"accepted": false, "errors": ["haldir is stopping"]})
+                stopping()
             } else {
                 match outcome.await {
                     Ok(outcome) => reload_json(&outcome),
-                    Err(_) => json!({"accepted": false, "errors": ["haldir is stopping"]}),
+                    Err(_) => stopping(),
                 }
             }
         }
-        other => json!({"error": format!("unknown command {other:?}: use status or reload")}),
+        "handover" => match handover_request(&request) {
+            Err(error) => json!({"accepted": false, "errors": [error]}),
+            Ok((instances, cancel)) => {
+                let (reply, outcome) = oneshot::channel();
+                let asked = ControlRequest::HandOver {
+                    instances,
+                    cancel,
+                    reply,
+                };
+                if requests.send(asked).await.is_err() {
+                    stopping()
+                } else {
+                    match outcome.await {
+                        Ok(Ok(names)) => json!({"accepted": true, "instances": names}),
+                        Ok(Err(error)) => json!({"accepted": false, "errors": [error]}),
+                        Err(_) => stopping(),
+                    }
+                }
+            }
+        },
+        other => json!({
+            "error": format!("unknown command {other:?}: use status, reload or handover")
+        }),
     };
     let mut text = serde_json::to_vec(&response)?;
     text.push(b'\n');
@@ -187,6 +240,12 @@ async fn answer(
 
 /// Client side: sends `command` to the daemon at `socket` and returns its answer.
 pub fn request(socket: &Path, command: &str, timeout: Duration) -> anyhow::Result<Value> {
+    request_with(socket, &json!({ "command": command }), timeout)
+}
+
+/// Client side: sends the request `request` (an object with a `command`) to the daemon
+/// at `socket` and returns its answer.
+pub fn request_with(socket: &Path, request: &Value, timeout: Duration) -> anyhow::Result<Value> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
         format!(
             "cannot connect to {} (is haldir running? is this its --control-socket?)",
@@ -195,7 +254,7 @@ pub fn request(socket: &Path, command: &str, timeout: Duration) -> anyhow::Resul
     })?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    writeln!(stream, "{}", json!({ "command": command }))?;
+    writeln!(stream, "{request}")?;
     let mut line = String::new();
     BufReader::new(stream)
         .read_line(&mut line)

@@ -137,6 +137,10 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
                     crate::systemd::ready("running");
                     let _ = reply.send(outcome);
                 }
+                crate::control::ControlRequest::HandOver { instances, cancel, reply } => {
+                    info!(?instances, cancel, "haldir handover");
+                    tokio::spawn(hand_over(commands_tx.clone(), instances, cancel, reply));
+                }
             },
         }
     }
@@ -151,6 +155,34 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     operator.finish().await;
     info!("stopped");
     Ok(())
+}
+
+/// `haldir handover`: asks the driver and passes its answer on (the driver
+/// answers once the links have carried the handover out).
+async fn hand_over(
+    driver: mpsc::Sender<DriverCommand>,
+    instances: Option<Vec<String>>,
+    cancel: bool,
+    reply: oneshot::Sender<Result<Vec<String>, String>>,
+) {
+    let (answer, answered) = oneshot::channel();
+    let command = DriverCommand::HandOver {
+        instances,
+        cancel,
+        reply: answer,
+    };
+    let outcome = match driver.send(command).await {
+        Ok(()) => answered
+            .await
+            .unwrap_or_else(|_| Err("haldir is stopping".into())),
+        Err(_) => Err("haldir is stopping".into()),
+    };
+    match &outcome {
+        Ok(names) if cancel => info!(instances = ?names, "handover cancelled"),
+        Ok(names) => info!(instances = ?names, "handed over"),
+        Err(e) => warn!("handover refused: {e}"),
+    }
+    let _ = reply.send(outcome);
 }
 
 /// Reads and validates the configuration again and, if it is valid, applies

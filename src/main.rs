@@ -66,6 +66,25 @@ enum Command {
         #[arg(long, default_value = haldir::control::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Hand mastership over to the peer without stopping (make-before-break: the
+    /// virtual addresses stay until the new master advertises). The instances stay
+    /// backup, even with a higher priority, until `haldir handover --cancel`; a member
+    /// of a sync group takes its group along. Exit 0 when done, 1 when refused.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["instances", "all"])))]
+    Handover {
+        /// The instances to hand over.
+        #[arg(value_name = "INSTANCE")]
+        instances: Vec<String>,
+        /// Every instance (the address owners excepted).
+        #[arg(long)]
+        all: bool,
+        /// Cancel an earlier handover: the instances preempt again.
+        #[arg(long)]
+        cancel: bool,
+        /// The daemon's control socket.
+        #[arg(long, default_value = haldir::control::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Validate a configuration file: exit 0 when valid, 1 printing every error.
     Check {
         /// The configuration file (TOML or keepalived.conf).
@@ -439,6 +458,51 @@ fn main() -> ExitCode {
                 },
                 Err(e) => {
                     eprintln!("haldir status: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Handover {
+            instances,
+            all,
+            cancel,
+            socket,
+        } => {
+            let request = serde_json::json!({
+                "command": "handover",
+                "instances": instances,
+                "all": all,
+                "cancel": cancel,
+            });
+            match haldir::control::request_with(
+                &socket,
+                &request,
+                std::time::Duration::from_secs(30),
+            ) {
+                Ok(answer) if answer["accepted"].as_bool() == Some(true) => {
+                    let names: Vec<&str> = answer["instances"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                        .collect();
+                    let what = if cancel {
+                        "handover cancelled"
+                    } else {
+                        "handed over"
+                    };
+                    println!("{what}: {}", names.join(", "));
+                    ExitCode::SUCCESS
+                }
+                Ok(answer) => {
+                    eprintln!("handover refused:");
+                    for error in answer["errors"].as_array().into_iter().flatten() {
+                        eprintln!("{}", error.as_str().unwrap_or_default());
+                    }
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("haldir handover: {e:#}");
                     ExitCode::from(2)
                 }
             }

@@ -99,6 +99,7 @@ mod tests {
                     since: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)),
                     reason: Some("startup"),
                     preemption_held: true,
+                    handed_over: false,
                     stats,
                 },
                 InstanceStatus {
@@ -110,6 +111,7 @@ mod tests {
                     since: None,
                     reason: None,
                     preemption_held: false,
+                    handed_over: true,
                     stats: RouterStats::default(),
                 },
             ],

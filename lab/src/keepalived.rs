@@ -377,6 +377,20 @@ impl<'l> Keepalived<'l> {
         Ok(())
     }
 
+    /// Rewrites its keepalived.conf from `config` (same instance name and notify script)
+    /// and sends SIGHUP, keepalived's reload. Returns at once: keepalived reports a reload
+    /// only in its log.
+    pub fn reload(&self, config: &KeepalivedConfig) -> anyhow::Result<()> {
+        config
+            .validate()
+            .with_context(|| format!("keepalived config for {}", self.host))?;
+        let script_path = self.lab.dir().join(format!("{}-notify.sh", self.host));
+        let instance = self.lab.ns_name(&self.host);
+        std::fs::write(&self.conf_path, config.render(&instance, &script_path))
+            .with_context(|| format!("cannot write {}", self.conf_path.display()))?;
+        self.lab.kill(self.pid, Signal::SIGHUP)
+    }
+
     /// Stops the daemon gracefully (SIGTERM: a master resigns with a priority-0 advert and
     /// removes its VIPs) and waits up to 10 s for it to exit.
     pub fn stop(&self) -> anyhow::Result<()> {

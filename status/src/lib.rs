@@ -181,6 +181,9 @@ pub struct Instance {
     pub became_master: u64,
     /// Adverts dropped, by reason.
     pub drops: BTreeMap<String, u64>,
+    /// Mastership handed over on request (`haldir handover`): it stays backup
+    /// until the handover is cancelled.
+    pub handed_over: bool,
     /// The interface it runs on.
     pub interface: String,
     /// The primary address of the master as last seen, or `null`.

@@ -68,6 +68,10 @@ pub fn render(status: &StatusDocument) -> String {
                 // Waiting for the connection table (bulk resync).
                 state.push_str(" (preemption held)");
             }
+            if i.handed_over {
+                // `haldir handover`: stays backup until cancelled.
+                state.push_str(" (handed over)");
+            }
             rows.push(vec![
                 i.name.clone(),
                 i.interface.clone(),

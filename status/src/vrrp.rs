@@ -40,6 +40,7 @@ pub fn instances(status: &Status) -> Vec<Instance> {
                 .iter()
                 .map(|(reason, count)| (reason.as_str().to_owned(), *count))
                 .collect(),
+            handed_over: i.handed_over,
             interface: i.interface.clone(),
             master: i.master,
             name: i.name.clone(),

@@ -41,6 +41,7 @@ fn vrrp_status() -> Status {
                 since: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)),
                 reason: Some("startup"),
                 preemption_held: true,
+                handed_over: false,
                 stats,
             },
             InstanceStatus {
@@ -52,6 +53,7 @@ fn vrrp_status() -> Status {
                 since: None,
                 reason: None,
                 preemption_held: false,
+                handed_over: true,
                 stats: RouterStats::default(),
             },
         ],
@@ -160,18 +162,23 @@ fn rich() -> StatusDocument {
     }
 }
 
-fn golden(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/golden/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+/// The golden file `name`; with `HALDIR_BLESS` set, `current` is written into it first
+/// (review the diff: a golden changes only when the document's format does).
+fn golden_for(name: &str, current: &str) -> String {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("HALDIR_BLESS").is_some() {
+        std::fs::write(&path, current).unwrap();
+    }
+    std::fs::read_to_string(path).unwrap()
 }
 
 #[test]
 fn the_document_serializes_as_the_untyped_builders_did() {
     let text = serde_json::to_string_pretty(&rich()).unwrap();
-    assert_eq!(text, golden("document.json").trim_end());
+    assert_eq!(
+        text,
+        golden_for("document.json", &format!("{text}\n")).trim_end()
+    );
 }
 
 #[test]
@@ -191,15 +198,14 @@ fn the_document_reads_back_as_itself_but_for_the_metrics_only_counters() {
 
 #[test]
 fn the_text_is_the_table_of_haldir_status() {
-    assert_eq!(haldir_status::text::render(&rich()), golden("status.txt"));
+    let text = haldir_status::text::render(&rich());
+    assert_eq!(text, golden_for("status.txt", &text));
 }
 
 #[test]
 fn the_metrics_are_those_of_the_untyped_renderer() {
-    assert_eq!(
-        haldir_status::prometheus::render(&rich(), "0.1.0"),
-        golden("metrics.txt")
-    );
+    let text = haldir_status::prometheus::render(&rich(), "0.1.0");
+    assert_eq!(text, golden_for("metrics.txt", &text));
 }
 
 #[test]

@@ -69,6 +69,8 @@ pub enum TransitionReason {
     FaultCleared,
     /// Another member of the sync group changed state (keepalived's `vrrp_sync_group`).
     SyncGroup,
+    /// The operator handed mastership over to a backup (`haldir handover`).
+    HandOver,
 }
 
 impl TransitionReason {
@@ -84,6 +86,7 @@ impl TransitionReason {
             TransitionReason::FaultRaised => "tracked interface down",
             TransitionReason::FaultCleared => "tracked interfaces up again",
             TransitionReason::SyncGroup => "another member of its sync group moved",
+            TransitionReason::HandOver => "handed over to a backup on request (haldir handover)",
         }
     }
 }
@@ -273,6 +276,9 @@ pub struct Router {
     /// Preemption suspended from outside (the bulk resync of the connection
     /// table is not done yet): Preempt_Mode reads as False meanwhile.
     preemption_held: bool,
+    /// Mastership handed over on request ([`Router::hand_over`]): Preempt_Mode
+    /// reads as False until [`Router::cancel_handover`].
+    handed_over: bool,
     /// Whether a tracked interface is down.
     fault: bool,
     /// The Master_Down_Timer runs because the master sent priority 0.
@@ -310,6 +316,7 @@ impl Router {
             announce_remaining: 0,
             preempt_allowed_at: None,
             preemption_held: false,
+            handed_over: false,
             fault: false,
             master_resigned: false,
             master_address: None,
@@ -430,7 +437,8 @@ impl Router {
                 return;
             }
             State::Master => self.resign(),
-            State::Backup | State::Fault => {}
+            // A handover's kept addresses go too (the instance is going away).
+            State::Backup | State::Fault => self.finish_leaving(),
         }
         self.timers = Timers::default();
         self.announce_remaining = 0;
@@ -448,6 +456,12 @@ impl Router {
     /// after Master_Down_Interval if none comes. Any other state: as
     /// [`Router::shutdown`]. [`Router::is_leaving`] says when it is done.
     pub fn begin_leaving(&mut self, now: Instant) {
+        if self.state == State::Backup && self.leaving_deadline.is_some() {
+            // Stopped in the middle of a handover: the leave goes on as it was.
+            self.timers = Timers::default();
+            self.transition(now, State::Initialize, TransitionReason::Shutdown);
+            return;
+        }
         if self.state != State::Master {
             self.shutdown(now);
             return;
@@ -457,6 +471,43 @@ impl Router {
         self.announce_remaining = 0;
         self.leaving_deadline = Some(now + self.master_down_interval());
         self.transition(now, State::Initialize, TransitionReason::Shutdown);
+    }
+
+    /// A planned handover without stopping (`haldir handover`), make-before-break
+    /// like [`Router::begin_leaving`]. A master sends the priority-0 advert of
+    /// RFC 5798 §6.4.3 (a backup takes over after its Skew_Time, §6.4.2) and
+    /// becomes Backup at once, but keeps its virtual addresses until the new
+    /// master's first advert, or Master_Down_Interval if none comes. Until
+    /// [`Router::cancel_handover`] it does not preempt a live master, as if
+    /// Preempt_Mode were False; it still takes over when the master's adverts
+    /// stop. So a handover that no backup takes returns to Master after
+    /// Master_Down_Interval, and the addresses never leave the interface.
+    ///
+    /// In any other state only the hold is taken. The address owner (priority
+    /// 255) is master by definition (RFC 5798 §6.4.1) and refuses: false.
+    pub fn hand_over(&mut self, now: Instant) -> bool {
+        if self.priority == 255 {
+            return false;
+        }
+        self.handed_over = true;
+        if self.state == State::Master {
+            self.push_advert(0);
+            self.leaving_deadline = Some(now + self.master_down_interval());
+            self.master_address = None;
+            self.become_backup(now, TransitionReason::HandOver);
+        }
+        true
+    }
+
+    /// Ends a handover's hold ([`Router::hand_over`]): a backup of higher
+    /// priority preempts the live master again, when its next advert arrives.
+    pub fn cancel_handover(&mut self) {
+        self.handed_over = false;
+    }
+
+    /// Whether mastership is handed over ([`Router::hand_over`]).
+    pub fn handed_over(&self) -> bool {
+        self.handed_over
     }
 
     /// Whether a make-before-break leave still holds the virtual addresses.
@@ -534,6 +585,8 @@ impl Router {
             // Let the backup take over after Skew_Time rather than Master_Down_Interval.
             self.resign();
         }
+        // A handover's kept addresses go at once: a faulty router must not hold them.
+        self.finish_leaving();
         self.timers = Timers::default();
         self.announce_remaining = 0;
         self.master_address = None;
@@ -623,10 +676,8 @@ impl Router {
         if old.priority != self.config.priority {
             self.priority = self.config.priority;
         }
-        if self.state != State::Master {
-            return;
-        }
-        // Only what we added goes (see `remove_addresses`).
+        // Only what we added goes (see `remove_addresses`); as master, or as a
+        // backup still holding them after a handover.
         let removed: Vec<IpAddr> = removed
             .into_iter()
             .filter(|a| self.added.remove(a))
@@ -634,6 +685,9 @@ impl Router {
         if !removed.is_empty() {
             self.actions
                 .push_back(Action::RemoveVirtualAddresses(removed));
+        }
+        if self.state != State::Master {
+            return;
         }
         if !added.is_empty() {
             self.add_addresses(added.clone());
@@ -759,6 +813,7 @@ impl Router {
         }
         let preempt_now = self.config.preempt
             && !self.preemption_held
+            && !self.handed_over
             && self.preempt_allowed_at.is_none_or(|allowed| now >= allowed);
         if !preempt_now || advert.priority >= self.priority {
             if self.config.version == Version::V3 {
@@ -833,10 +888,8 @@ impl Router {
 
     /// Call when [`Router::poll_timeout`]'s deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.leaving_deadline.is_some_and(|t| now >= t) {
-            // Master_Down_Interval without a new master: release anyway.
-            self.finish_leaving();
-        }
+        // Before the leave's deadline: a handover that no backup took ends in
+        // Master again, and the kept addresses must stay, not go and come back.
         if self.timers.master_down.is_some_and(|t| now >= t) {
             self.timers.master_down = None;
             if self.state == State::Backup {
@@ -847,6 +900,10 @@ impl Router {
                 };
                 self.become_master(now, reason);
             }
+        }
+        if self.leaving_deadline.is_some_and(|t| now >= t) {
+            // Master_Down_Interval without a new master: release anyway.
+            self.finish_leaving();
         }
         if let Some(due) = self.timers.advert.filter(|&t| now >= t) {
             self.send_advert_now(now);
@@ -884,7 +941,19 @@ impl Router {
         // the addresses costs the driver a netlink round trip. The announcements
         // follow the addresses, so they never point at an address not yet there.
         self.send_advert_now(now);
-        self.add_addresses(self.config.virtual_addresses.clone());
+        // Back to Master in the middle of a handover's leave: the addresses it
+        // kept are still on the interface; only the missing ones are added.
+        self.leaving_deadline = None;
+        let missing: Vec<IpAddr> = self
+            .config
+            .virtual_addresses
+            .iter()
+            .filter(|a| !self.added.contains(a))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            self.add_addresses(missing);
+        }
         self.start_announce_burst(now);
         if !self.config.garp.master_delay.is_zero() {
             self.timers.announce_second_burst = Some(now + self.config.garp.master_delay);

@@ -130,6 +130,13 @@ impl Sim {
         self.drain(i);
     }
 
+    /// `haldir handover` on node `i`.
+    fn hand_over(&mut self, i: usize) {
+        let now = self.now;
+        assert!(self.nodes[i].router.hand_over(now), "handover refused");
+        self.drain(i);
+    }
+
     /// When node `i` last removed its addresses.
     fn released_at(&self, i: usize) -> Option<Instant> {
         self.nodes[i]
@@ -1138,4 +1145,144 @@ fn an_advert_without_addresses_is_dropped_and_counted() {
     );
     assert_eq!(master.stats().drops[&DropReason::NoAddresses], 1);
     assert_eq!(answers(&drain_actions(&mut master)), (0, 0));
+}
+
+#[test]
+fn a_handover_is_make_before_break_and_the_backup_keeps_mastership_until_cancelled() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 150, 1), config(version, 100, 2)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(sim.masters(), vec![0]);
+        sim.hand_over(0);
+        let handed_at = sim.now;
+        assert_eq!(
+            sim.nodes[0].adverts_sent.last().unwrap().1,
+            0,
+            "priority 0 sent"
+        );
+        assert_eq!(sim.nodes[0].router.state(), State::Backup, "{version:?}");
+        assert!(
+            sim.nodes[0].holds_addresses,
+            "{version:?}: addresses kept until the new master advertises"
+        );
+        sim.run_for(Duration::from_secs(5));
+        let took_over = sim.became_master_at(1).expect("the backup took over");
+        let skew = sim.nodes[1].router.skew_time();
+        assert!(
+            took_over - handed_at <= skew + 2 * LINK_DELAY,
+            "{version:?}"
+        );
+        let (acquired, released) = (sim.acquired_at(1).unwrap(), sim.released_at(0).unwrap());
+        assert!(
+            released >= acquired,
+            "{version:?}: gap {:?}",
+            acquired - released
+        );
+        assert!(released - took_over <= LINK_DELAY, "{version:?}");
+        // Node 0 has the higher priority and preempt on, yet stays backup: handed over.
+        sim.run_for(Duration::from_secs(20));
+        assert_eq!(sim.masters(), vec![1], "{version:?}: preempted back");
+        assert_eq!(sim.holders(), vec![1]);
+        assert!(sim.nodes[0].router.handed_over());
+        // Cancelled: it preempts at the master's next advert plus Master_Down_Interval.
+        let cancelled = sim.now;
+        sim.nodes[0].router.cancel_handover();
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(sim.masters(), vec![0], "{version:?}");
+        assert_eq!(sim.holders(), vec![0]);
+        let interval =
+            Duration::from_millis(u64::from(config(version, 1, 1).advert_interval_centis) * 10);
+        let bound = sim.nodes[0].router.master_down_interval() + interval + 2 * LINK_DELAY;
+        assert!(
+            sim.became_master_at(0).unwrap() - cancelled <= bound,
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn a_handover_nobody_takes_returns_to_master_without_dropping_the_addresses() {
+    for version in [Version::V2, Version::V3] {
+        let mut sim = Sim::new(vec![config(version, 150, 1), config(version, 100, 2)]);
+        sim.start_all();
+        sim.run_for(Duration::from_secs(10));
+        sim.crash(1);
+        let changes_before = sim.nodes[0].address_changes.len();
+        sim.hand_over(0);
+        let handed_at = sim.now;
+        let bound = sim.nodes[0].router.master_down_interval();
+        sim.run_for(bound * 2);
+        assert_eq!(sim.masters(), vec![0], "{version:?}");
+        assert_eq!(
+            sim.became_master_at(0).unwrap() - handed_at,
+            bound,
+            "{version:?}: back to Master after Master_Down_Interval"
+        );
+        assert_eq!(
+            sim.nodes[0].address_changes.len(),
+            changes_before,
+            "{version:?}: the addresses never left nor were added again"
+        );
+        assert!(sim.nodes[0].holds_addresses);
+        assert!(!sim.nodes[0].router.is_leaving());
+    }
+}
+
+#[test]
+fn stopping_during_a_handover_keeps_the_addresses_until_the_new_master_advertises() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(2));
+    sim.hand_over(0);
+    sim.leave(0);
+    assert!(
+        sim.nodes[0].holds_addresses,
+        "the stop kept the handover's leave"
+    );
+    assert!(sim.nodes[0].router.is_leaving());
+    sim.run_for(Duration::from_secs(2));
+    let (acquired, released) = (sim.acquired_at(1).unwrap(), sim.released_at(0).unwrap());
+    assert!(released >= acquired, "gap {:?}", acquired - released);
+    assert_eq!(sim.holders(), vec![1]);
+}
+
+#[test]
+fn the_address_owner_refuses_a_handover() {
+    let start = Instant::now();
+    let mut owner = started_owner(start);
+    drain_actions(&mut owner);
+    assert!(!owner.hand_over(start));
+    assert!(!owner.handed_over());
+    assert_eq!(owner.state(), State::Master);
+    assert!(drain_actions(&mut owner).is_empty());
+}
+
+#[test]
+fn a_reload_lowering_the_masters_priority_below_the_backups_is_make_before_break() {
+    let mut sim = Sim::new(vec![
+        config(Version::V3, 150, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    sim.start_all();
+    sim.run_for(Duration::from_secs(1));
+    let mut lowered = sim.nodes[0].router.config().clone();
+    lowered.priority = 50;
+    let now = sim.now;
+    sim.nodes[0].router.reconfigure(now, lowered);
+    sim.drain(0);
+    assert_eq!(
+        sim.nodes[0].adverts_sent.last().unwrap().1,
+        50,
+        "the new priority went out at once"
+    );
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.masters(), vec![1]);
+    assert_eq!(sim.holders(), vec![1]);
+    let (acquired, released) = (sim.acquired_at(1).unwrap(), sim.released_at(0).unwrap());
+    assert!(released >= acquired, "gap {:?}", acquired - released);
+    assert!(released - sim.became_master_at(1).unwrap() <= LINK_DELAY);
 }

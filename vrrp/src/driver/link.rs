@@ -110,6 +110,8 @@ pub(super) enum LinkCommand {
     Track(String, Tracking),
     /// Preemption held or resumed for an instance.
     HoldPreemption(String, bool),
+    /// Hand mastership over (`true`, [`Router::hand_over`]) or cancel that (`false`).
+    HandOver(String, bool),
     /// An order of the instance's sync group.
     Group(String, GroupOrder),
     /// Whether the instance's interface or a tracked one is down.
@@ -246,6 +248,24 @@ impl Link {
                     self.carry_out(i).await;
                 }
             }
+            LinkCommand::HandOver(name, on) => {
+                if let Some(i) = self.position(&name) {
+                    let router = &mut self.instances[i].router;
+                    if on {
+                        let was_master = router.state() == State::Master;
+                        if router.hand_over(now) && was_master {
+                            info!(
+                                instance = %name,
+                                "handing over: priority 0 sent; the virtual addresses stay until the new master advertises"
+                            );
+                        }
+                    } else if router.handed_over() {
+                        router.cancel_handover();
+                        info!(instance = %name, "handover cancelled: preempts again");
+                    }
+                    self.carry_out(i).await;
+                }
+            }
             LinkCommand::LinkFault(name, down) => {
                 if let Some(i) = self.position(&name) {
                     let own_before = self.instances[i].own_fault();
@@ -373,6 +393,10 @@ impl Link {
                             self.carry_out(i).await;
                         }
                     }
+                    // The counters' deadline is in `next_deadline` too: left pending,
+                    // it would fire at once on every turn, a busy loop that starves
+                    // this thread's socket readiness until the leave's deadline.
+                    self.flush_counters(now);
                 }
             }
         }
@@ -636,11 +660,13 @@ impl Link {
                 entry.priority,
                 entry.master,
                 entry.preemption_held,
+                entry.handed_over,
             );
             entry.state = instance.router.state();
             entry.priority = instance.router.priority();
             entry.master = instance.router.master_address();
             entry.preemption_held = instance.router.preemption_held();
+            entry.handed_over = instance.router.handed_over();
             let stats = instance.router.stats();
             let counters_changed = entry.stats != *stats;
             if counters_changed {
@@ -652,6 +678,7 @@ impl Link {
                     entry.priority,
                     entry.master,
                     entry.preemption_held,
+                    entry.handed_over,
                 );
             // Counters alone: coalesced (COUNTERS_PUBLISH_PERIOD).
             changed || (counters_changed && counters_due)

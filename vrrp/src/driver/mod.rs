@@ -155,6 +155,21 @@ pub enum DriverCommand {
         /// Suspend (true) or resume (false).
         held: bool,
     },
+    /// Hand mastership over to a backup without stopping (`haldir handover`),
+    /// make-before-break ([`Router::hand_over`]), or cancel that (`cancel`).
+    /// An instance in a sync group takes its whole group along: the members
+    /// move together. Kept across reloads until cancelled.
+    ///
+    /// [`Router::hand_over`]: crate::router::Router::hand_over
+    HandOver {
+        /// The instances (`None`: every instance).
+        instances: Option<Vec<String>>,
+        /// Cancel an earlier handover instead.
+        cancel: bool,
+        /// The instances it applied to (with their sync groups' members), or
+        /// why nothing was done.
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
 }
 
 /// Runs the given instances until `shutdown` turns true, then shuts every
@@ -191,6 +206,7 @@ pub async fn run_with_events(
         members_tx,
         sync_groups: Vec::new(),
         preemption_holds: held_at_start,
+        handovers: BTreeSet::new(),
         members: BTreeMap::new(),
         link_faults: BTreeMap::new(),
         netif: Netif::new()?,
@@ -231,6 +247,10 @@ pub async fn run_with_events(
                 }
                 Some(DriverCommand::HoldPreemption { instance, held }) => {
                     supervisor.hold_preemption(instance, held);
+                }
+                Some(DriverCommand::HandOver { instances, cancel, reply }) => {
+                    let outcome = supervisor.hand_over(instances, cancel).await;
+                    let _ = reply.send(outcome);
                 }
                 None => {
                     // Nobody can reload any more; run until shutdown.

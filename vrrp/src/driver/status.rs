@@ -28,6 +28,10 @@ pub struct InstanceStatus {
     /// Preemption held (see
     /// [`DriverCommand::HoldPreemption`](super::DriverCommand::HoldPreemption)).
     pub preemption_held: bool,
+    /// Mastership handed over on request (see
+    /// [`DriverCommand::HandOver`](super::DriverCommand::HandOver)): it does
+    /// not preempt until the handover is cancelled.
+    pub handed_over: bool,
     /// The router's counters.
     pub stats: RouterStats,
 }
@@ -88,6 +92,7 @@ impl InstanceStatus {
             since: None,
             reason: None,
             preemption_held: false,
+            handed_over: false,
             stats: RouterStats::default(),
         }
     }

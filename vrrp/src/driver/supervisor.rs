@@ -52,6 +52,9 @@ pub(super) struct Supervisor {
     /// Instances whose preemption is held: given again to a router that a
     /// reload replaces or starts.
     pub(super) preemption_holds: BTreeSet<String>,
+    /// Instances handed over (`haldir handover`): given again to a router that
+    /// a reload replaces or starts.
+    pub(super) handovers: BTreeSet<String>,
     /// What the sync-group logic knows of each instance.
     pub(super) members: BTreeMap<String, Member>,
     /// The link fault last sent to each instance (absent: none sent).
@@ -205,7 +208,12 @@ impl Supervisor {
             if held {
                 let _ = self.links[i]
                     .commands
-                    .send(LinkCommand::HoldPreemption(name, true));
+                    .send(LinkCommand::HoldPreemption(name.clone(), true));
+            }
+            if self.handovers.contains(&name) {
+                let _ = self.links[i]
+                    .commands
+                    .send(LinkCommand::HandOver(name, true));
             }
             touched.push(i);
         }
@@ -244,6 +252,8 @@ impl Supervisor {
             }
             s.instances = ordered;
         });
+        self.handovers
+            .retain(|name| specs.iter().any(|s| &s.name == name));
         self.running = specs
             .into_iter()
             .map(|mut spec| {
@@ -359,6 +369,82 @@ impl Supervisor {
         } else {
             self.preemption_holds.remove(&instance);
         }
+    }
+
+    /// `haldir handover`: hands the named instances (all when `None`) over to
+    /// a backup, or cancels that. A member of a sync group takes its whole
+    /// group along, so the group's other masters do not step down abruptly
+    /// (a sync group's BecomeBackup releases at once). Every command goes to
+    /// the links before any member event is read, so each member hands over
+    /// on its own, make-before-break. Answers once the links have carried
+    /// the commands out, with the names it applied to.
+    pub(super) async fn hand_over(
+        &mut self,
+        instances: Option<Vec<String>>,
+        cancel: bool,
+    ) -> Result<Vec<String>, String> {
+        let every = instances.is_none();
+        let asked = match instances {
+            None => self.running.iter().map(|s| s.name.clone()).collect(),
+            Some(names) => names,
+        };
+        let unknown: Vec<&String> = asked
+            .iter()
+            .filter(|n| !self.running.iter().any(|s| &s.name == *n))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!("no instance named {unknown:?}"));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in &asked {
+            let group = self.sync_groups.iter().find(|g| g.members.contains(name));
+            let members = group.map_or_else(|| vec![name.clone()], |g| g.members.clone());
+            for member in members {
+                if self.running.iter().any(|s| s.name == member) && !names.contains(&member) {
+                    names.push(member);
+                }
+            }
+        }
+        let is_owner = |name: &String| {
+            self.running
+                .iter()
+                .any(|s| &s.name == name && s.router.priority == 255)
+        };
+        if every {
+            // "All": every instance that can hand over; the owners stay.
+            names.retain(|n| !is_owner(n));
+        } else if !cancel {
+            let owners: Vec<&String> = names.iter().filter(|n| is_owner(n)).collect();
+            if !owners.is_empty() {
+                return Err(format!(
+                    "{owners:?}: the address owner (priority 255) is master by definition \
+                     (RFC 5798 §6.4.1) and cannot hand over"
+                ));
+            }
+        }
+        let mut touched = Vec::new();
+        for name in &names {
+            if cancel {
+                self.handovers.remove(name);
+            } else {
+                self.handovers.insert(name.clone());
+            }
+            if let Some(i) = self.link_of(name) {
+                let _ = self.links[i]
+                    .commands
+                    .send(LinkCommand::HandOver(name.clone(), !cancel));
+                touched.push(i);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched {
+            let (done, wait) = oneshot::channel();
+            if self.links[i].commands.send(LinkCommand::Sync(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+        Ok(names)
     }
 
     pub(super) fn link_of(&self, name: &str) -> Option<usize> {
