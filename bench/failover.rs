@@ -889,7 +889,7 @@ fn print_table(cells: &[Cell]) {
     println!("h/k = haldir median / keepalived median (outage; adv gap).");
     println!();
     println!(
-        "{:<8} {:<6} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>8} {:>8}",
+        "{:<8} {:<8} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>8} {:>8}",
         "config",
         "event",
         "impl",
@@ -903,7 +903,7 @@ fn print_table(cells: &[Cell]) {
         "h/k out",
         "h/k adv"
     );
-    println!("{}", "-".repeat(121));
+    println!("{}", "-".repeat(123));
     for cell in cells {
         let other = cells
             .iter()
@@ -916,7 +916,7 @@ fn print_table(cells: &[Cell]) {
             _ => (String::new(), String::new()),
         };
         println!(
-            "{:<8} {:<6} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>8} {:>8}",
+            "{:<8} {:<8} {:<11} {:>5} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>8} {:>8}",
             cell.config.name,
             cell.scenario.name(),
             cell.imp.name(),

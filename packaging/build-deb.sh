@@ -5,6 +5,7 @@
 #   packaging/build-deb.sh [OUTDIR]    (default OUTDIR: target/debian)
 #
 # Uses target/release/haldir when HALDIR_BIN is not set (builds it if missing).
+# HALDIR_DEB_COMPRESSION: dpkg-deb's -Z (default xz; the VM test uses gzip, faster there).
 # Prints the path of the .deb on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,5 +66,5 @@ CONTROL
 
 mkdir -p "$outdir"
 deb="$outdir/haldir_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >&2
+dpkg-deb --root-owner-group "-Z${HALDIR_DEB_COMPRESSION:-xz}" --build "$root" "$deb" >&2
 echo "$deb"
