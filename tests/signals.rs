@@ -72,9 +72,9 @@ fn sigusr1_and_sigusr2_write_their_dumps_and_never_stop_haldir_or_move_the_vip()
     std::os::unix::fs::symlink(&victim, &data).unwrap();
     let transitions = (r1.counter("transitions"), r2.counter("transitions"));
 
-    // As an operator's loop would: many of each, back to back.
+    // As an operator's loop would: a hundred of each, back to back.
     let signalled = Instant::now();
-    for _ in 0..10 {
+    for _ in 0..100 {
         lab.kill(r1.pid(), Signal::SIGUSR1).unwrap();
         lab.kill(r1.pid(), Signal::SIGUSR2).unwrap();
     }

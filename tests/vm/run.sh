@@ -148,6 +148,18 @@ fi
 mkdir -p "$REPO/target"
 RESULTS=$(mktemp -d "$REPO/target/vm-results.XXXXXX")
 if ((${#BINARIES[@]})); then printf '%s\n' "${BINARIES[@]}"; fi >"$RESULTS/binaries"
+# The Debian package for tests/kernel_package.rs, built here at native speed (in the VM,
+# stripping and compressing the binary takes minutes of software emulation).
+VM_DEB=
+if [[ $MODE == test ]] && [[ -x target/debug/haldir ]] && command -v dpkg-deb >/dev/null; then
+    if VM_DEB=$(HALDIR_BIN=target/debug/haldir HALDIR_DEB_COMPRESSION=gzip \
+        bash packaging/build-deb.sh "$RESULTS/deb" 2>"$RESULTS/build-deb.err" | tail -n 1); then
+        say "built the package for the VM: $VM_DEB"
+    else
+        say "WARNING: building the package failed ($(tail -n 1 "$RESULTS/build-deb.err")); kernel_package builds its own"
+        VM_DEB=
+    fi
+fi
 { printf 'ARGS=('; if (($#)); then printf '%q ' "$@"; fi; echo ')'; } >"$RESULTS/args.sh"
 cat >"$RESULTS/inner.sh" <<EOF
 #!/bin/bash
@@ -165,6 +177,7 @@ for s in ${SCHEDULERS[*]}; do
 done
 echo "\${loaded[*]}" >"\$R/schedulers"
 export HALDIR_IN_VM=1 HALDIR_VM_SCHEDULERS="\${loaded[*]}" RUST_BACKTRACE=1 TMPDIR=/tmp
+export HALDIR_VM_DEB="$VM_DEB"
 source "\$R/args.sh"
 cd $REPO
 if [[ $MODE == lab ]]; then
