@@ -665,6 +665,17 @@ fn arp_claims(frame: &Frame, vip: Ipv4Addr) -> bool {
     frame.kind == FrameKind::Arp && frame.bytes.get(28..32) == Some(&vip.octets()[..])
 }
 
+/// `haldir handover ARGS` against the daemon `router`.
+fn handover(router: &Haldir, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .arg("handover")
+        .args(args)
+        .arg("--socket")
+        .arg(router.control_socket())
+        .output()
+        .unwrap()
+}
+
 /// How the planned switchover of [`assert_switchover_is_make_before_break`] is asked for.
 #[derive(Clone, Copy, Debug)]
 enum Switchover {
@@ -720,11 +731,7 @@ fn assert_switchover_is_make_before_break<'l>(
     match how {
         Switchover::Stop => assert!(r1.stop().unwrap().success()),
         Switchover::HandOver => {
-            let output = std::process::Command::new(binary())
-                .args(["handover", "--all", "--socket"])
-                .arg(r1.control_socket())
-                .output()
-                .unwrap();
+            let output = handover(&r1, &["--all"]);
             assert!(
                 output.status.success(),
                 "haldir handover failed: {}{}",
@@ -853,11 +860,7 @@ fn haldir_handover_is_make_before_break_and_holds_until_cancelled() {
     assert_eq!(instance["state"], "BACKUP", "r1 preempted back: {status}");
     assert_eq!(instance["handed_over"], true, "{status}");
     assert!(!lab.has_address("r1", VIP));
-    let cancelled = std::process::Command::new(binary())
-        .args(["handover", "--cancel", "--all", "--socket"])
-        .arg(r1.control_socket())
-        .output()
-        .unwrap();
+    let cancelled = handover(&r1, &["--cancel", "--all"]);
     assert!(cancelled.status.success(), "{cancelled:?}");
     assert!(
         lab::wait_until(Duration::from_secs(5), || r1.state().as_deref()
@@ -895,11 +898,7 @@ fn haldir_handover_refuses_an_unknown_instance_and_changes_nothing() {
     let r1 = Haldir::start(&lab, "r1", binary(), &[v3(HIGH)]).unwrap();
     assert!(r1.wait_state("MASTER", Duration::from_secs(5)));
     let transitions = r1.counter("transitions");
-    let output = std::process::Command::new(binary())
-        .args(["handover", "VI_NOPE", "--socket"])
-        .arg(r1.control_socket())
-        .output()
-        .unwrap();
+    let output = handover(&r1, &["VI_NOPE"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("VI_NOPE"), "{stderr}");
@@ -944,11 +943,7 @@ fn haldir_handover_of_one_sync_group_member_hands_the_whole_group_over_member_by
         "{}",
         describe(&[&r1, &r2])
     );
-    let output = std::process::Command::new(binary())
-        .args(["handover", "VI_1", "--socket"])
-        .arg(r1.control_socket())
-        .output()
-        .unwrap();
+    let output = handover(&r1, &["VI_1"]);
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -219,14 +219,7 @@ impl Supervisor {
         }
 
         // Wait until every touched link has carried its commands out.
-        touched.sort_unstable();
-        touched.dedup();
-        for i in touched {
-            let (done, wait) = oneshot::channel();
-            if self.links[i].commands.send(LinkCommand::Sync(done)).is_ok() {
-                let _ = wait.await;
-            }
-        }
+        self.wait_for_links(touched).await;
         // Links left without instances close their sockets.
         let (empty, kept): (Vec<LinkHandle>, Vec<LinkHandle>) = std::mem::take(&mut self.links)
             .into_iter()
@@ -436,6 +429,13 @@ impl Supervisor {
                 touched.push(i);
             }
         }
+        self.wait_for_links(touched).await;
+        Ok(names)
+    }
+
+    /// Returns once each of the links `touched` (indices, repeats allowed) has carried
+    /// out every command sent to it before.
+    async fn wait_for_links(&self, mut touched: Vec<usize>) {
         touched.sort_unstable();
         touched.dedup();
         for i in touched {
@@ -444,7 +444,6 @@ impl Supervisor {
                 let _ = wait.await;
             }
         }
-        Ok(names)
     }
 
     pub(super) fn link_of(&self, name: &str) -> Option<usize> {
