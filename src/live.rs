@@ -9,11 +9,14 @@
 //!   server missing from the map has health [`Health::Unknown`].
 //! - The kernel table is read here, by [`run`], every `interval` and whenever
 //!   the configuration or the health map changes, but never sooner than
-//!   [`READ_COST_FACTOR`] times the last read's duration after it: a read costs
+//!   [`READ_COST_FACTOR`] times the last read's cost after it: a read costs
 //!   one netlink dump per service (seconds at 10,000 services in a slow VM),
 //!   and this bounds the reader to about 2 % of a core at any table size (issue
-//!   16). Between reads, a health or configuration change is combined with the
-//!   last read.
+//!   16). The cost is the CPU time the process spent during the read, or its
+//!   wall time if that is less: a read that waited for a core (a loaded host, a
+//!   descheduled vCPU) did not cost the waiting, and must not push the next
+//!   read minutes away. Between reads, a health or configuration change is
+//!   combined with the last read.
 //!
 //! [`run`] publishes a [`LiveVirtualServers`] on its own `watch` channel.
 
@@ -166,9 +169,31 @@ pub fn combine(
 }
 
 /// Reads the services of `keys` and their destinations from the kernel.
-/// A kernel read is followed by at least this many times its own duration
-/// without one: the reader's share of a core stays under 1 / 50 = 2 %.
+/// A kernel read is followed by at least this many times its own cost (see
+/// [`read_cost`]) without one: the reader's share of a core stays under
+/// 1 / 50 = 2 %.
 pub const READ_COST_FACTOR: u32 = 50;
+
+/// CPU time this process has used so far (all threads), if the clock reads.
+fn process_cpu_time() -> Option<Duration> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .ok()
+        .map(Duration::from)
+}
+
+/// What a read cost: the process's CPU time over it, capped by its wall time
+/// (other threads' work during the read is not the read's). Wall time alone
+/// when the CPU clock could not be read.
+fn read_cost(
+    wall: Duration,
+    cpu_before: Option<Duration>,
+    cpu_after: Option<Duration>,
+) -> Duration {
+    match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => after.saturating_sub(before).min(wall),
+        _ => wall,
+    }
+}
 
 async fn read_kernel(
     client: &IpvsClient,
@@ -213,6 +238,7 @@ pub async fn run(
         } else if read_due {
             read_now = true;
             let began = tokio::time::Instant::now();
+            let cpu_before = process_cpu_time();
             if client.is_none() {
                 match IpvsClient::connect().await {
                     Ok(c) => client = Some(c),
@@ -236,7 +262,8 @@ pub async fn run(
                 }
             }
             let ended = tokio::time::Instant::now();
-            last_read = Some((ended, (ended - began) * READ_COST_FACTOR));
+            let cost = read_cost(ended - began, cpu_before, process_cpu_time());
+            last_read = Some((ended, cost * READ_COST_FACTOR));
         }
         let virtual_servers = combine(&configured, kernel.as_ref(), &map);
         live.send_modify(|l| {
@@ -330,6 +357,18 @@ impl LiveVirtualServers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_costs_its_cpu_time_capped_by_its_wall_time() {
+        let ms = Duration::from_millis;
+        // A read that waited 2 s for a core but used 10 ms of CPU costs 10 ms.
+        assert_eq!(read_cost(ms(2000), Some(ms(500)), Some(ms(510))), ms(10));
+        // Other threads' CPU during a 20 ms read is not the read's: capped at 20 ms.
+        assert_eq!(read_cost(ms(20), Some(ms(500)), Some(ms(700))), ms(20));
+        // No CPU clock: wall time.
+        assert_eq!(read_cost(ms(30), None, Some(ms(700))), ms(30));
+        assert!(process_cpu_time().is_some());
+    }
 
     fn servers() -> Vec<VirtualServer> {
         haldir_config::parse_toml(
