@@ -18,9 +18,10 @@
 //!    VIPs, r2's gratuitous ARP for the VIP is seen on the public bridge, the first client
 //!    packet r2 forwards to a real server is seen on the private bridge, the gateway's
 //!    neighbour entry for the VIP names r2, and every one of the 200 connections keeps exchanging through r2 (none lost:
-//!    no reset, EOF, error or wrong echo; none stalled: silent for more than 3 s, past
-//!    3 s after the event, not counting time the client program itself was not
-//!    scheduled, which a loaded, software-emulated VM causes and which is printed);
+//!    no reset, EOF, error or wrong echo; none stalled: silent for more than
+//!    [`STALL_THRESHOLD`], past that long after the event, not counting time the client
+//!    program itself was not scheduled, which a loaded, software-emulated VM causes and
+//!    which is printed);
 //!    20 new connections come up through r2;
 //! 2. haldir on r1 starts again (it removes the VIPs its killed predecessor left) and
 //!    preempts: none of the 220 connections is lost or stalled, 20 more come up.
@@ -120,8 +121,19 @@ fn assert_story(story: &haldir_lab::appliance::Story, options: &StoryOptions) {
 fn vm_options() -> StoryOptions {
     let mut options = StoryOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_haldir")));
     options.traffic.interval = Duration::from_secs(1);
+    options.stall_threshold = STALL_THRESHOLD;
+    // Longer than the threshold, so that a black-holed connection shows.
+    options.settle = STALL_THRESHOLD + Duration::from_secs(1);
     options
 }
+
+/// A connection silent this long (the client's own unscheduled time taken out) is stalled.
+/// The longest silence is about 0.8 s on an idle host and 2.1–2.6 s with `stress-ng --cpu 2`
+/// beside the VM; one stressed run saw 4.3 s at r1's return, when the echo servers and the
+/// routers inside the emulated VM were starved too (only the client's starvation is
+/// measured). 6 s is over 7 × the idle figure; the precise figure is `bench/failover`'s
+/// client gap. (The demo on the host keeps the stricter 3 s.)
+const STALL_THRESHOLD: Duration = Duration::from_secs(6);
 
 /// kill -9 of haldir only: r1's kernel keeps its VIPs, IPVS table and links, so it may
 /// still forward what reaches it. What this proves: r2 takes over and moves the traffic

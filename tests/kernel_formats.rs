@@ -202,6 +202,26 @@ struct Observed {
     rs2_down: Table,
 }
 
+/// The table as `ipvsadm` reads it once the service's destinations are `expected`, and
+/// still are after the read (a health checker starved on a loaded VM may flap a real
+/// server between two reads; the snapshot must be of the state the test waited for).
+/// `None` when that does not happen within 60 s.
+fn settled_table(ns: &str, expected: &[(String, u32)]) -> Option<Table> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if !wait_until(deadline.saturating_duration_since(Instant::now()), || {
+            dr_lab::dests(ns, SERVICE) == expected
+        }) {
+            return None;
+        }
+        let table = ipvsadm::read_table(Some(ns));
+        if dr_lab::dests(ns, SERVICE) == expected {
+            return Some(table);
+        }
+    }
+    None
+}
+
 /// THE test body, the same for every file: starts `haldir run --config FILE` in r1 over an
 /// empty IPVS table, checks the sync group and the table, stops and restarts rs2's
 /// listener, stops haldir and clears the table.
@@ -243,14 +263,13 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         ("10.22.0.11:80".to_owned(), 1),
         ("10.22.0.12:80".to_owned(), 2),
     ];
-    assert!(
-        wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, SERVICE)
-            == up),
-        "{what}: not all up:\n{}\n{}",
-        ipvsadm::run(Some(&ns), &["-Ln"]),
-        log()
-    );
-    let all_up = ipvsadm::read_table(Some(&ns));
+    let all_up = settled_table(&ns, &up).unwrap_or_else(|| {
+        panic!(
+            "{what}: not all up:\n{}\n{}",
+            ipvsadm::run(Some(&ns), &["-Ln"]),
+            log()
+        )
+    });
     let to_up = started.elapsed();
 
     // rs2's listener stops: its HTTP_GET fails, it leaves the table; back when restarted.
@@ -264,7 +283,13 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         log()
     );
     let removal = t.elapsed();
-    let rs2_down = ipvsadm::read_table(Some(&ns));
+    let rs2_down = settled_table(&ns, &up[..1]).unwrap_or_else(|| {
+        panic!(
+            "{what}: rs2's removal did not hold:\n{}\n{}",
+            ipvsadm::run(Some(&ns), &["-Ln"]),
+            log()
+        )
+    });
     listeners[1] = dr_lab::start_listener(lab, "rs2", "10.22.0.12");
     let t = Instant::now();
     assert!(

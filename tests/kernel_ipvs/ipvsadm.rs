@@ -39,14 +39,40 @@ pub fn run(ns: Option<&str>, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The whole table as `ipvsadm` shows it in namespace `ns`.
+/// The whole table as `ipvsadm` shows it in namespace `ns`. The four listings are four
+/// reads: while a health checker changes the table, they can disagree. They are taken
+/// again (up to 50 times, 100 ms apart) until `-Ln` shows the same services and
+/// destinations before and after the other three.
 pub fn read_table(ns: Option<&str>) -> Table {
-    let list = run(ns, &["-Ln"]);
-    let thresholds = run(ns, &["-Ln", "--thresholds"]);
-    let persistent = run(ns, &["-Ln", "--persistent-conn"]);
-    let save = run(ns, &["-Sn"]);
-    parse(&list, &thresholds, &persistent, &save)
-        .unwrap_or_else(|e| panic!("{e}\n-Ln:\n{list}\n--thresholds:\n{thresholds}\n-Sn:\n{save}"))
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let list = run(ns, &["-Ln"]);
+        let thresholds = run(ns, &["-Ln", "--thresholds"]);
+        let persistent = run(ns, &["-Ln", "--persistent-conn"]);
+        let save = run(ns, &["-Sn"]);
+        let steady = shape(&list) == shape(&run(ns, &["-Ln"]));
+        if steady || tries == 50 {
+            return parse(&list, &thresholds, &persistent, &save).unwrap_or_else(|e| {
+                panic!("{e} (the table steady during the reads: {steady})\n-Ln:\n{list}\n--thresholds:\n{thresholds}\n-Sn:\n{save}")
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `ipvsadm -Ln` without its connection counters: the services, and each destination's
+/// address, forwarding and weight.
+fn shape(list: &str) -> Vec<String> {
+    list.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.first() {
+                Some(&"->") => fields.iter().take(4).copied().collect::<Vec<_>>().join(" "),
+                _ => fields.join(" "),
+            }
+        })
+        .collect()
 }
 
 /// Combines the four listings into one table.
