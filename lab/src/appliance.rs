@@ -1129,6 +1129,26 @@ fn failures_of(report: &super::traffic::TrafficReport, label: &str) -> Vec<Strin
         .collect()
 }
 
+/// Connections that came up (a real server greeted them) and were lost since: who, which
+/// real server, after how long, why.
+fn lost_while_up(report: &super::traffic::TrafficReport) -> Vec<String> {
+    report
+        .connections
+        .iter()
+        .filter_map(|c| {
+            let (at, why) = c.lost.as_ref()?;
+            let server = c.server.as_deref()?;
+            Some(format!(
+                "conn {} ({}, via {server}) lost {:.3} s after it opened, after {} exchanges: {why}",
+                c.id,
+                c.label,
+                at.saturating_duration_since(c.opened).as_secs_f64(),
+                c.exchanges
+            ))
+        })
+        .collect()
+}
+
 /// The driver's own lateness after `mark`.
 fn lags_after(report: &super::traffic::TrafficReport, mark: Instant) -> Vec<(f64, Duration)> {
     report
@@ -1250,6 +1270,17 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         options.traffic.interval
     ));
     std::thread::sleep(Duration::from_secs(2));
+    // Connections that were up and were lost before anything happened to the routers: the
+    // story counts them against the first leg (its connections alive at the event); this
+    // says which and why.
+    let quiet_losses = lost_while_up(&traffic.report());
+    if !quiet_losses.is_empty() {
+        say(&format!(
+            "{} connections lost before the event, with the routers untouched: {}",
+            quiet_losses.len(),
+            quiet_losses.join("; ")
+        ));
+    }
 
     let mut legs = Vec::new();
     // Leg 1: the master fails.
