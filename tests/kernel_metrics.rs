@@ -176,6 +176,13 @@ fn figures_of_ipvsadm(app: &Appliance<'_>) -> (Figures, usize) {
     (figures, entries)
 }
 
+/// Whether the router closed `stream` (non-blocking, and the client never sends): a read
+/// that does not find it still waiting.
+fn closed_by_router(mut stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    !matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// The crowd's counts: connections open now, opened in all, seen closed by the router.
 #[derive(Default)]
 struct CrowdCounts {
@@ -194,15 +201,12 @@ fn start_crowd(
     spawn_in_netns(&lab.ns_name(GATEWAY), "metrics-crowd", move || {
         let mut held: Vec<TcpStream> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            held.retain_mut(|stream| {
-                let mut byte = [0u8; 1];
-                match stream.read(&mut byte) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-                    _ => {
-                        counts.closed_by_router.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
+            held.retain(|stream| {
+                let closed = closed_by_router(stream);
+                if closed {
+                    counts.closed_by_router.fetch_add(1, Ordering::Relaxed);
                 }
+                !closed
             });
             while held.len() < CROWD && !stop.load(Ordering::Relaxed) {
                 match TcpStream::connect_timeout(&metrics_addr(), Duration::from_secs(5)) {
@@ -403,8 +407,7 @@ fn metrics_answer_correctly_with_a_thousand_connections_and_a_crowd_of_idle_scra
         .iter()
         .filter(|(_, stream)| {
             stream.set_nonblocking(true).unwrap();
-            let mut byte = [0u8; 1];
-            !matches!((&*stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            closed_by_router(stream)
         })
         .map(|(opened, _)| opened.elapsed())
         .collect();

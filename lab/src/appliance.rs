@@ -1028,12 +1028,7 @@ fn leg_outcome(
             continue;
         }
         established += 1;
-        let who = format!(
-            "conn {} ({}, via {})",
-            c.id,
-            c.label,
-            c.server.as_deref().unwrap_or("-")
-        );
+        let who = who(c);
         if let Some((at, why)) = &c.lost {
             lost.push(format!(
                 "{who}: lost {:+.3} s after the event, after {} exchanges, the last echo at \
@@ -1129,6 +1124,16 @@ fn failures_of(report: &super::traffic::TrafficReport, label: &str) -> Vec<Strin
         .collect()
 }
 
+/// `conn ID (LABEL, via SERVER)`, as the story names a connection.
+fn who(c: &super::traffic::Connection) -> String {
+    format!(
+        "conn {} ({}, via {})",
+        c.id,
+        c.label,
+        c.server.as_deref().unwrap_or("-")
+    )
+}
+
 /// Connections that came up (a real server greeted them) and were lost since: who, which
 /// real server, after how long, why.
 fn lost_while_up(report: &super::traffic::TrafficReport) -> Vec<String> {
@@ -1137,11 +1142,10 @@ fn lost_while_up(report: &super::traffic::TrafficReport) -> Vec<String> {
         .iter()
         .filter_map(|c| {
             let (at, why) = c.lost.as_ref()?;
-            let server = c.server.as_deref()?;
+            c.server.as_ref()?;
             Some(format!(
-                "conn {} ({}, via {server}) lost {:.3} s after it opened, after {} exchanges: {why}",
-                c.id,
-                c.label,
+                "{} lost {:.3} s after it opened, after {} exchanges: {why}",
+                who(c),
                 at.saturating_duration_since(c.opened).as_secs_f64(),
                 c.exchanges
             ))
