@@ -10,8 +10,14 @@
 //!   kernel with it on every change), as `ipvs_policy::desired_table` computes it from the
 //!   checkers' verdicts (removal or `inhibit_on_failure`, `misc_dynamic` weights, quorum
 //!   with hysteresis, the sorry server);
-//! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`,
-//!   as `vrrp_specs::tracking` decides it.
+//! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`
+//!   or a `track_file`, as `vrrp_specs::tracking` decides it.
+//!
+//! Tracked files are read every [`TRACK_FILE_POLL`] (keepalived watches them with
+//! inotify; a poll of one short read per file costs less than following inotify through
+//! renames, deletions and directories created later, and reacts well within an advert
+//! interval's failover time). `init_file` is written when this process first tracks a
+//! path.
 //!
 //! Checks are keyed by (virtual server, real server, checker settings): a reload that
 //! leaves a checker unchanged leaves its state alone (no server goes down and back up
@@ -20,15 +26,17 @@
 //! done with `quorum_up` / `quorum_down` scripts and `track_file`), so neither has haldir.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read as _;
+use std::time::Duration;
 
-use haldir_config::{HealthCheck, Model, VrrpScript};
+use haldir_config::{HealthCheck, Model, TrackFile, VrrpScript};
 use haldir_director::checks::{
     check_timing, checker_config, script_config, script_timing, ScriptKey,
 };
 use haldir_director::ipvs_policy::{
     check_keys, desired_table, real_server_state, CheckKey, CheckVerdict,
 };
-use haldir_director::vrrp_specs::tracking;
+use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
 use haldir_health::checker::build;
 use haldir_health::{
     spawn_scheduler, CheckId, Event, SchedulerConfig, SchedulerHandle, Transition,
@@ -37,6 +45,9 @@ use haldir_ipvs::model::{DestKey, ServiceKey, Table};
 use haldir_vrrp::driver::{DriverCommand, Tracking};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
+
+/// How often tracked files are read.
+pub const TRACK_FILE_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 enum Target {
@@ -53,6 +64,12 @@ struct Wiring {
     verdicts: HashMap<CheckKey, CheckVerdict>,
     script_ids: HashMap<ScriptKey, CheckId>,
     script_ok: HashMap<ScriptKey, bool>,
+    /// The value last read from each tracked file, by `track_file` name.
+    file_values: HashMap<String, i64>,
+    /// The paths whose `init_file` this process has applied (once per path).
+    initialized_files: HashSet<String>,
+    /// The last problem reading each tracked file, logged once until it changes.
+    file_problems: HashMap<String, String>,
     quorum_up: HashMap<ServiceKey, bool>,
     model: Model,
     /// The tracking last sent per instance.
@@ -165,11 +182,33 @@ impl Wiring {
                 }
             }
         }
+        // track_files: only those some instance tracks are read (as keepalived).
+        let tracked_files: HashSet<&str> = model
+            .vrrp_instances
+            .iter()
+            .flat_map(|i| i.track_file.iter().map(|t| t.name.as_str()))
+            .collect();
+        self.file_values
+            .retain(|name, _| tracked_files.contains(name.as_str()));
+        let tracked_files: Vec<TrackFile> = model
+            .track_files
+            .iter()
+            .filter(|f| tracked_files.contains(f.name.as_str()))
+            .cloned()
+            .collect();
+        for file in &tracked_files {
+            if self.initialized_files.insert(file.path.clone()) {
+                init_file(file);
+            }
+            let value = self.read_file(file).unwrap_or(0);
+            self.file_values.insert(file.name.clone(), value);
+        }
         info!(
             checks = self.check_ids.len(),
             kept,
             added,
             scripts = self.script_ids.len(),
+            files = self.file_values.len(),
             "health checks in step with the configuration"
         );
         self.model = model;
@@ -194,18 +233,59 @@ impl Wiring {
         });
     }
 
+    /// Reads `file`; a problem is logged when it first appears, not on every poll.
+    fn read_file(&mut self, file: &TrackFile) -> Option<i64> {
+        let (value, problem) = read_track_file(&file.path);
+        let before = match &problem {
+            Some(p) => self.file_problems.insert(file.name.clone(), p.clone()),
+            None => self.file_problems.remove(&file.name),
+        };
+        if let Some(p) = problem.filter(|p| before.as_ref() != Some(p)) {
+            warn!(track_file = %file.name, path = %file.path, "{p}");
+        }
+        value
+    }
+
+    /// Reads every tracked file again; the instances' standing is sent if a value changed.
+    async fn poll_files(&mut self) {
+        let mut changed = false;
+        let files = self.model.track_files.clone();
+        for file in &files {
+            let Some(before) = self.file_values.get(&file.name).copied() else {
+                continue;
+            };
+            // Out of range: ignored, the last value stays (as keepalived).
+            let Some(now) = self.read_file(file) else {
+                continue;
+            };
+            if now != before {
+                info!(track_file = %file.name, path = %file.path, before, now, "tracked file changed");
+                self.file_values.insert(file.name.clone(), now);
+                changed = true;
+            }
+        }
+        if changed {
+            self.send_tracking().await;
+        }
+    }
+
     async fn send_tracking(&mut self) {
         let by_name: HashMap<&str, bool> = self
             .script_ok
             .iter()
             .map(|(k, ok)| (k.name.as_str(), *ok))
             .collect();
+        let file_values = &self.file_values;
         let mut commands = Vec::new();
         for instance in &self.model.vrrp_instances {
-            let now = tracking(instance, &|name| by_name.get(name).copied());
+            let now = tracking(instance, &|name| by_name.get(name).copied(), &|name| {
+                file_values.get(name).copied()
+            });
             let before = self.sent.get(&instance.name).copied();
+            let tracks_anything =
+                !instance.track_script.is_empty() || !instance.track_file.is_empty();
             // An instance that never tracked anything needs no command.
-            if before != Some(now) && (before.is_some() || !instance.track_script.is_empty()) {
+            if before != Some(now) && (before.is_some() || tracks_anything) {
                 commands.push((instance.name.clone(), now));
             }
         }
@@ -214,7 +294,7 @@ impl Wiring {
                 instance = %instance,
                 priority_delta = tracking.priority_delta,
                 fault = tracking.fault,
-                "tracked scripts changed the instance's standing"
+                "tracked scripts or files changed the instance's standing"
             );
             self.sent.insert(instance.clone(), tracking);
             if self
@@ -304,6 +384,9 @@ pub fn spawn(
             verdicts: HashMap::new(),
             script_ids: HashMap::new(),
             script_ok: HashMap::new(),
+            file_values: HashMap::new(),
+            initialized_files: HashSet::new(),
+            file_problems: HashMap::new(),
             quorum_up,
             model: first.clone(),
             sent: HashMap::new(),
@@ -311,10 +394,13 @@ pub fn spawn(
             driver,
         };
         wiring.apply(first).await;
+        let mut file_poll = tokio::time::interval(TRACK_FILE_POLL);
+        file_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
                 Some(event) = events.recv() => wiring.handle(event).await,
+                _ = file_poll.tick() => wiring.poll_files().await,
                 changed = model.changed() => {
                     if changed.is_err() {
                         break;
@@ -327,6 +413,47 @@ pub fn spawn(
         scheduler.shutdown(false).await;
     });
     table_rx
+}
+
+/// `init_file`: writes the value when the file is missing, or always with `overwrite`.
+fn init_file(file: &TrackFile) {
+    let Some(init) = file.init else {
+        return;
+    };
+    let path = std::path::Path::new(&file.path);
+    if !init.overwrite && path.exists() {
+        return;
+    }
+    match std::fs::write(path, format!("{}\n", init.value)) {
+        Ok(()) => {
+            info!(track_file = %file.name, path = %file.path, value = init.value, "init_file written")
+        }
+        Err(e) => warn!(track_file = %file.name, path = %file.path, "cannot write init_file: {e}"),
+    }
+}
+
+/// One read of a tracked file, as keepalived reads it: a missing file or one that cannot
+/// be read is 0. The value is `None` when the number is out of range (the last value then
+/// stays); the problem, if any, says what went wrong.
+fn read_track_file(path: &str) -> (Option<i64>, Option<String>) {
+    let mut text = Vec::with_capacity(TRACK_FILE_READ_LIMIT);
+    let mut problem = None;
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            // The length is bounded: a huge or endless file costs one short read.
+            if let Err(e) = f.take(TRACK_FILE_READ_LIMIT as u64).read_to_end(&mut text) {
+                problem = Some(format!("cannot read: {e}; it counts as 0"));
+                text.clear();
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => problem = Some(format!("cannot open: {e}; it counts as 0")),
+    }
+    let value = track_file_value(&text);
+    if value.is_none() {
+        problem = Some("the number read is outside 32 bits; ignored".to_owned());
+    }
+    (value, problem)
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ fn a_failing_track_script_lowers_the_priority_so_the_peer_takes_over() {
     );
     assert!(r1
         .log()
-        .contains("tracked scripts changed the instance's standing"));
+        .contains("tracked scripts or files changed the instance's standing"));
 }
 
 #[test]

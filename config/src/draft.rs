@@ -33,6 +33,8 @@ pub(crate) struct Draft {
     pub(crate) sync_groups: Vec<SyncGroupDraft>,
     /// `global_defs.lvs_sync_daemon`.
     pub(crate) lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDraft>,
+    /// The `track_file` blocks, in file order.
+    pub(crate) track_files: Vec<crate::track_file::TrackFileDraft>,
 }
 
 impl Draft {
@@ -48,6 +50,7 @@ impl Draft {
             vrrp_scripts: Vec::new(),
             sync_groups: Vec::new(),
             lvs_sync_daemon: None,
+            track_files: Vec::new(),
         }
     }
 }
@@ -135,6 +138,8 @@ pub(crate) struct InstanceDraft {
     pub(crate) track_script: Option<Located<Vec<TrackScriptDraft>>>,
     /// `track_interface`: interfaces that must be up.
     pub(crate) track_interface: Option<Located<Vec<Located<String>>>>,
+    /// `track_file`: the `track_file` blocks this instance follows.
+    pub(crate) track_file: Option<Located<Vec<crate::track_file::TrackedFileDraft>>>,
 }
 
 impl InstanceDraft {
@@ -164,6 +169,7 @@ impl InstanceDraft {
             notify: NotifyDraft::default(),
             track_script: None,
             track_interface: None,
+            track_file: None,
         }
     }
 }

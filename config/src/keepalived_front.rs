@@ -105,6 +105,7 @@ pub(crate) fn keyword_table() -> Vec<(&'static str, &'static str, &'static str, 
         &VIRTUAL_SERVER,
         &REAL_SERVER,
         &health::VRRP_SCRIPT,
+        &health::TRACK_FILE,
         &health::TCP_CHECK,
         &health::HTTP_GET,
         &health::SSL_GET,
@@ -150,9 +151,10 @@ const TOP: BlockKeywords = BlockKeywords {
         "vrrp_sync_group",
         "vrrp_script",
         "virtual_server_group",
+        "track_file",
+        "vrrp_track_file",
     ],
     planned: &[
-        ("vrrp_track_file", "track_file is not implemented"),
         ("vrrp_track_process", "track_process is not implemented"),
         ("static_ipaddress", "static addresses are not implemented"),
         ("static_routes", "static routes are not implemented"),
@@ -268,6 +270,7 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "notify",
         "track_interface",
         "track_script",
+        "track_file",
         "mcast_src_ip",
         "lvs_sync_daemon_interface",
     ],
@@ -277,7 +280,6 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         ("virtual_ipaddress_excluded", "excluded addresses are not implemented; list them in virtual_ipaddress"),
         ("virtual_routes", "virtual routes are not implemented"),
         ("virtual_rules", "virtual rules are not implemented"),
-        ("track_file", "track_file is not implemented"),
         ("track_process", "track_process is not implemented"),
         ("dont_track_primary", "haldir always tracks the instance's interface"),
         ("notify_master_rx_lower_pri", "not implemented"),
@@ -431,6 +433,10 @@ impl Front {
                 Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
                 Some("vrrp_sync_group") => draft.sync_groups.push(self.sync_group(stmt)),
                 Some("vrrp_script") => draft.vrrp_scripts.push(self.vrrp_script(stmt)),
+                // `vrrp_track_file` is keepalived's older name of the same block.
+                Some("track_file" | "vrrp_track_file") => {
+                    draft.track_files.push(self.track_file(stmt))
+                }
                 Some("virtual_server_group") => self.virtual_server_group(stmt, &mut groups),
                 Some("virtual_server") => {
                     if let Some(vs) = self.virtual_server(stmt) {
@@ -848,6 +854,7 @@ impl Front {
                 "notify" => d.notify.notify = self.command(s),
                 "track_interface" => d.track_interface = self.list_block(s, "INTERFACE"),
                 "track_script" => d.track_script = self.track_script(s),
+                "track_file" => d.track_file = self.tracked_files(s),
                 other => unreachable!("INSTANCE keyword {other} has no reader"),
             }
         }

@@ -149,3 +149,16 @@ macro_rules! vrrp_script_keywords {
         ]
     };
 }
+
+/// `track_file` (keepalived also reads it as `vrrp_track_file`).
+macro_rules! track_file_keywords {
+    ($($before:literal),* ; $($after:literal),* $(,)?) => {
+        &[
+            $($before,)*
+            "file",
+            "weight",
+            $($after,)*
+            "init_file",
+        ]
+    };
+}

@@ -26,6 +26,7 @@ mod model;
 mod model_health;
 mod to_toml;
 mod toml_front;
+mod track_file;
 mod validate;
 mod validate_health;
 mod validate_ipvs;
@@ -51,6 +52,7 @@ pub use model_health::{
     TlsVerify, TrackScript, VrrpScript,
 };
 pub use to_toml::{not_converted, to_toml};
+pub use track_file::{TrackFile, TrackFileInit, TrackedFile};
 
 /// The syntax of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -29,6 +29,8 @@ pub struct Model {
     pub sync_groups: Vec<SyncGroup>,
     /// `global_defs.lvs_sync_daemon`: the kernel's connection-sync daemon.
     pub lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDaemon>,
+    /// The `track_file` blocks, in file order, each name once.
+    pub track_files: Vec<crate::track_file::TrackFile>,
 }
 
 impl Model {
@@ -58,6 +60,9 @@ impl Model {
         }
         for group in &mut self.sync_groups {
             group.loc = nowhere.clone();
+        }
+        for file in &mut self.track_files {
+            file.loc = nowhere.clone();
         }
         self
     }
@@ -196,6 +201,9 @@ pub struct VrrpInstance {
     /// with carrier); while any is down the instance is in FAULT. Each name
     /// once.
     pub track_interface: Vec<String>,
+    /// `track_file`: the `track_file` blocks whose value moves this instance's
+    /// priority (or puts it in FAULT), each name once and defined.
+    pub track_file: Vec<crate::track_file::TrackedFile>,
     /// Where the instance's table starts in the configuration file.
     pub loc: Loc,
 }

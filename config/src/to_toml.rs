@@ -30,6 +30,7 @@ pub fn to_toml(model: &Model) -> String {
         vrrp_scripts,
         sync_groups,
         lvs_sync_daemon,
+        track_files,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
@@ -64,6 +65,12 @@ pub fn to_toml(model: &Model) -> String {
             out.push('\n');
         }
         health::vrrp_script(&mut out, script);
+    }
+    for file in track_files {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        crate::track_file::toml_table(&mut out, file, string);
     }
     for instance in vrrp_instances {
         if !out.is_empty() {
@@ -122,6 +129,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         notify,
         track_script,
         track_interface,
+        track_file,
         loc: _,
     } = i;
     out.push_str("[[vrrp_instance]]\n");
@@ -177,6 +185,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         line(out, "track_interface", string_list(track_interface));
     }
     health::track_script(out, track_script);
+    crate::track_file::toml_line(out, track_file, string);
 }
 
 fn sync_group(out: &mut String, g: &SyncGroup) {

@@ -21,6 +21,7 @@ const TOP_KEYS: &[&str] = &[
     "vrrp_instance",
     "virtual_server",
     "vrrp_script",
+    "track_file",
     "vrrp_sync_group",
 ];
 /// Keys accepted in `[global_defs]`.
@@ -70,6 +71,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "notify",
     "track_script",
     "track_interface",
+    "track_file",
 ];
 /// Keys accepted in each `[[vrrp_sync_group]]`.
 const SYNC_GROUP_KEYS: &[&str] = &[
@@ -157,6 +159,7 @@ impl Reader<'_> {
             vrrp_scripts: Vec::new(),
             sync_groups: Vec::new(),
             lvs_sync_daemon: None,
+            track_files: Vec::new(),
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -167,6 +170,7 @@ impl Reader<'_> {
                 }
                 Some("virtual_server") => draft.virtual_servers = self.virtual_servers(value),
                 Some("vrrp_script") => draft.vrrp_scripts = self.vrrp_scripts(value),
+                Some("track_file") => draft.track_files = self.track_files(value),
                 Some("vrrp_sync_group") => draft.sync_groups = self.sync_groups(value),
                 Some(_) => draft.instances = self.instances(value),
                 None => {}
@@ -272,6 +276,7 @@ impl Reader<'_> {
                 "auth_hmac" => draft.auth_hmac = self.auth_hmac(value),
                 "track_script" => draft.track_script = self.track_script(value),
                 "track_interface" => draft.track_interface = self.string_array(name, value),
+                "track_file" => draft.track_file = self.tracked_files(value),
                 "notify_master" => draft.notify.master = self.string(name, value),
                 "notify_backup" => draft.notify.backup = self.string(name, value),
                 "notify_fault" => draft.notify.fault = self.string(name, value),

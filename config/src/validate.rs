@@ -72,6 +72,14 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         &draft.vrrp_scripts,
         &vrrp_scripts,
     );
+    let track_files = crate::track_file::track_files(&mut errors, &draft.track_files);
+    crate::track_file::tracked_files(
+        &mut errors,
+        &draft.instances,
+        &mut instances,
+        &draft.track_files,
+        &track_files,
+    );
     let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
     notify_scripts_run(&mut errors, draft, &scripts);
     let lvs_sync_daemon = draft
@@ -88,6 +96,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             vrrp_scripts,
             sync_groups,
             lvs_sync_daemon,
+            track_files,
         })
     } else {
         Err(ConfigErrors::sorted(errors))
@@ -353,6 +362,8 @@ fn instance(
         // Filled by validate_health::track_scripts once every script is known.
         track_script: Vec::new(),
         track_interface: track_interface.flatten().unwrap_or_default(),
+        // Filled by track_file::tracked_files once every block is known.
+        track_file: Vec::new(),
         loc: d.loc.clone(),
     })
 }

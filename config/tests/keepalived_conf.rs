@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use haldir_config::{
     detect_format, load_file, load_file_as, not_converted, parse_keepalived, parse_toml, to_toml,
-    Format, Model, MAX_INCLUDE_DEPTH,
+    Format, Model, TrackFileInit, TrackedFile, MAX_INCLUDE_DEPTH,
 };
 
 const FILE: &str = "keepalived.conf";
@@ -245,12 +245,12 @@ fn a_seq_line_is_rejected_and_an_undefined_parameter_is_an_error() {
 
 #[test]
 fn an_unknown_keyword_is_named_with_its_line_and_column() {
-    let text = instance("    prioirty 100\n    track_file {\n        f1\n    }\n");
+    let text = instance("    prioirty 100\n    track_process {\n        p1\n    }\n");
     assert_eq!(
         errors(&text),
         [
-            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, mcast_src_ip, lvs_sync_daemon_interface",
-            "keepalived.conf:8:5: `track_file` in vrrp_instance is not supported yet: track_file is not implemented; remove it for now",
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, track_file, mcast_src_ip, lvs_sync_daemon_interface",
+            "keepalived.conf:8:5: `track_process` in vrrp_instance is not supported yet: track_process is not implemented; remove it for now",
         ]
     );
 }
@@ -521,7 +521,7 @@ fn errors_inside_an_included_file_name_that_file() {
         ["bad_part.conf:2:5", "bad_part.conf:5:16"],
         "{errors}"
     );
-    assert!(errors.0[0].message.contains("`track_file`"));
+    assert!(errors.0[0].message.contains("`track_process`"));
     assert!(errors.0[1]
         .message
         .starts_with("advert_int = 0.5: VRRP version 2"));
@@ -712,6 +712,135 @@ fn a_tracked_script_must_be_defined() {
     assert_eq!(
         errors(&text),
         ["keepalived.conf:12:9: track_script \"missing\": no [[vrrp_script]] has this name; defined scripts: chk"]
+    );
+}
+
+#[test]
+fn track_file_blocks_and_entries_read_as_keepalived_writes_them() {
+    let text = format!(
+        "track_file load {{\n    file \"/run/app/load\"\n    weight -2 reverse\n    init_file 5 overwrite\n}}\n\
+         vrrp_track_file gate {{\n    file /run/app/gate\n}}\n{}",
+        instance("    track_file {\n        load\n        gate weight 0 reverse\n    }\n")
+    );
+    let model = keepalived(&text);
+    let files: Vec<(&str, &str, i32, bool, Option<TrackFileInit>)> = model
+        .track_files
+        .iter()
+        .map(|f| {
+            (
+                f.name.as_str(),
+                f.path.as_str(),
+                f.weight,
+                f.reverse,
+                f.init,
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (
+                "load",
+                "/run/app/load",
+                -2,
+                true,
+                Some(TrackFileInit {
+                    value: 5,
+                    overwrite: true
+                })
+            ),
+            ("gate", "/run/app/gate", 1, false, None),
+        ],
+        "the block's weight defaults to 1; vrrp_track_file is the same block"
+    );
+    assert_eq!(
+        model.vrrp_instances[0].track_file,
+        [
+            TrackedFile {
+                name: "load".into(),
+                weight: -2,
+                reverse: true
+            },
+            TrackedFile {
+                name: "gate".into(),
+                weight: 0,
+                reverse: true
+            },
+        ],
+        "an entry without weight takes the block's weight and direction"
+    );
+    let toml = to_toml(&model);
+    let back = parse_toml(&toml, "haldir.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    assert_eq!(without_locs(back), without_locs(model), "{toml}");
+}
+
+#[test]
+fn track_file_mistakes_are_named_with_their_place() {
+    let text = format!(
+        "track_file load {{\n    file run/load\n    weight 2 sideways\n    init_file 1 2\n}}\n{}",
+        instance("    track_file {\n        load weight 300\n        other reverse extra\n    }\n")
+    );
+    let errors = errors(&text);
+    for expected in [
+        "keepalived.conf:2:10: file = \"run/load\": give an absolute path",
+        "keepalived.conf:3:14: `weight 2 sideways`: write `weight N` or `weight N reverse`; remove `sideways`",
+        "keepalived.conf:4:17: `init_file 1 2`: write `init_file [VALUE] [overwrite]`; remove `2`",
+        "keepalived.conf:14:23: track_file entry `other reverse extra`: write `NAME [weight N] [reverse|noreverse]` on each line; remove `extra`",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "no error starting {expected:?} in {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_tracked_file_must_be_defined_and_its_entry_weight_in_range() {
+    let text = format!(
+        "track_file load {{\n    file /run/load\n}}\n{}",
+        instance("    track_file {\n        load weight 300\n        missing\n    }\n")
+    );
+    let errors = errors(&text);
+    assert_eq!(
+        errors,
+        [
+            "keepalived.conf:11:21: weight = 300: must be -254..=254 (0: a non-zero value puts the instance in FAULT)",
+            "keepalived.conf:12:9: track_file \"missing\": no track_file block has this name; defined track files: load",
+        ]
+    );
+}
+
+#[test]
+fn an_address_owner_tracks_a_file_only_with_weight_zero() {
+    let text = "track_file load {\n    file /run/load\n}\n\
+                vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 255\n    virtual_ipaddress { 192.0.2.10/24 }\n    track_file {\n        load\n    }\n}\n";
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("track_file \"load\" has weight 1: the address owner"),
+        "{errors:?}"
+    );
+    let owner_with_zero = text.replace("        load\n", "        load weight 0\n");
+    assert_eq!(
+        keepalived(&owner_with_zero).vrrp_instances[0].track_file[0].weight,
+        0
+    );
+}
+
+#[test]
+fn track_file_reads_the_same_in_toml() {
+    let conf = format!(
+        "track_file load {{\n    file /run/load\n    weight 3\n    init_file\n}}\n{}",
+        instance("    track_file {\n        load weight -4\n    }\n")
+    );
+    let toml = "[[track_file]]\nname = \"load\"\nfile = \"/run/load\"\nweight = 3\ninit_file = {}\n\n\
+                [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\n\
+                virtual_ipaddress = [\"192.0.2.10/24\"]\ntrack_file = [{ name = \"load\", weight = -4 }]\n";
+    let from_toml = parse_toml(toml, "haldir.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(without_locs(keepalived(&conf)), without_locs(from_toml));
+    assert_eq!(
+        toml_errors("[[track_file]]\nname = \"x\"\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\"192.0.2.10/24\"]\n"),
+        ["this track_file is missing `file`; add e.g. `file = \"/run/app/ready\"`"]
     );
 }
 

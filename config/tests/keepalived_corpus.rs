@@ -41,10 +41,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "`use_vmac` in vrrp_instance is not supported yet",
     ),
     (
-        "track_file_maintenance.conf",
-        "`vrrp_track_file` in the top level is not supported yet",
-    ),
-    (
         "track_process_haproxy.conf",
         "`vrrp_track_process` in the top level is not supported yet",
     ),

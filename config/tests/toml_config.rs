@@ -103,6 +103,7 @@ fn example_file_parses_into_the_expected_model() {
         notify: Default::default(),
         track_script: Vec::new(),
         track_interface: Vec::new(),
+        track_file: Vec::new(),
         loc: loc(&file, 13, 1),
     };
     let private = VrrpInstance {
@@ -162,6 +163,7 @@ fn minimal_instance_gets_keepalived_defaults() {
             notify: Default::default(),
             track_script: Vec::new(),
             track_interface: Vec::new(),
+            track_file: Vec::new(),
             loc: loc(FILE, 1, 1),
         }]
     );
@@ -301,7 +303,7 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
           virtual_ipaddress, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
-          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface"]
+          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file"]
     );
 }
 
@@ -317,7 +319,7 @@ fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
     assert_eq!(
         errors(&text),
         [
-            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, vrrp_sync_group",
+            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, track_file, vrrp_sync_group",
             "haldir.toml:3:1: unknown key `smtp_server` in [global_defs]; accepted keys: router_id, vrrp_version, script_user, notify_timeout, enable_script_security, lvs_sync_daemon",
             "haldir.toml:10:57: unknown key `auth_hash` in authentication; did you mean `auth_pass`? accepted keys: auth_type, auth_pass",
         ]
@@ -385,7 +387,7 @@ garp_master_repet = 5
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
              nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
-             garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface",
+             garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file",
         ]
     );
 }

@@ -1,6 +1,6 @@
 //! The validated model → the VRRP driver's inputs: one [`InstanceSpec`] per
 //! `vrrp_instance` (RFC 5798 router settings, the v2 password, `auth_hmac`), the sync
-//! groups, and what an instance's tracked scripts mean for its priority ([`tracking`]).
+//! groups, and what an instance's tracked scripts and files mean for its priority ([`tracking`]).
 //! Plain mappings with keepalived's meaning of the keywords; no sockets.
 
 use std::time::Duration;
@@ -109,13 +109,22 @@ pub fn sync_group_specs(model: &Model) -> Vec<SyncGroupSpec> {
         .collect()
 }
 
-/// The effect of an instance's tracked scripts (keepalived semantics): a positive weight
-/// is added while its script is OK, a negative one while it fails; a failing script of
-/// weight 0 means FAULT. `ok(name)` is the script's state (unknown: OK).
-pub fn tracking(instance: &VrrpInstance, ok: &dyn Fn(&str) -> Option<bool>) -> Tracking {
+/// The effect of an instance's tracked scripts and files (keepalived semantics).
+///
+/// Scripts: a positive weight is added while its script is OK, a negative one while it
+/// fails; a failing script of weight 0 means FAULT. `script_ok(name)` is the script's
+/// state (unknown: OK).
+///
+/// Files: see [`track_file_effect`]; `file_value(name)` is the value last read (unknown:
+/// 0, as keepalived reads a missing file).
+pub fn tracking(
+    instance: &VrrpInstance,
+    script_ok: &dyn Fn(&str) -> Option<bool>,
+    file_value: &dyn Fn(&str) -> Option<i64>,
+) -> Tracking {
     let mut result = Tracking::default();
     for tracked in &instance.track_script {
-        let ok = ok(&tracked.name).unwrap_or(true);
+        let ok = script_ok(&tracked.name).unwrap_or(true);
         match (tracked.weight, ok) {
             (w, true) if w > 0 => result.priority_delta += w,
             (w, false) if w < 0 => result.priority_delta += w,
@@ -123,7 +132,95 @@ pub fn tracking(instance: &VrrpInstance, ok: &dyn Fn(&str) -> Option<bool>) -> T
             _ => {}
         }
     }
+    let mut file_delta: i64 = 0;
+    for tracked in &instance.track_file {
+        let value = file_value(&tracked.name).unwrap_or(0);
+        match track_file_effect(value, tracked.weight, tracked.reverse) {
+            TrackFileEffect::Fault => result.fault = true,
+            TrackFileEffect::Priority(delta) => file_delta += delta,
+        }
+    }
+    let total = i64::from(result.priority_delta).saturating_add(file_delta);
+    result.priority_delta = total.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     result
+}
+
+/// What one tracked file's value does to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackFileEffect {
+    /// Added to the priority (the effective priority stays within 1..=254).
+    Priority(i64),
+    /// The instance goes to FAULT.
+    Fault,
+}
+
+/// keepalived.conf(5), "Track files": with weight 0 a non-zero value is a failure (with
+/// `reverse`, a zero value is); otherwise value × weight, negated by `reverse`, is added
+/// to the priority, and a result below -253 is a failure.
+pub fn track_file_effect(value: i64, weight: i32, reverse: bool) -> TrackFileEffect {
+    if weight == 0 {
+        return if (value != 0) != reverse {
+            TrackFileEffect::Fault
+        } else {
+            TrackFileEffect::Priority(0)
+        };
+    }
+    let direction = if reverse { -1 } else { 1 };
+    let delta = value
+        .saturating_mul(i64::from(weight))
+        .saturating_mul(direction);
+    if delta < -253 {
+        TrackFileEffect::Fault
+    } else {
+        TrackFileEffect::Priority(delta)
+    }
+}
+
+/// How many bytes of a tracked file are read (keepalived reads at most 127).
+pub const TRACK_FILE_READ_LIMIT: usize = 127;
+
+/// The value of a tracked file's text, read as keepalived does (C's `strtol` with base
+/// 0): leading white space, an optional sign, then `0x` hex, `0` octal or decimal
+/// digits, up to the first other character. No digits read as 0. `None`: the number is
+/// outside 32 bits (keepalived then ignores the read and keeps the last value).
+pub fn track_file_value(text: &[u8]) -> Option<i64> {
+    let text = &text[..text.len().min(TRACK_FILE_READ_LIMIT)];
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let mut rest = &text[start..];
+    let negative = match rest.first() {
+        Some(b'-') => {
+            rest = &rest[1..];
+            true
+        }
+        Some(b'+') => {
+            rest = &rest[1..];
+            false
+        }
+        _ => false,
+    };
+    let hex_digit_follows = rest.get(2).is_some_and(u8::is_ascii_hexdigit);
+    let (radix, digits) = match rest {
+        [b'0', b'x' | b'X', ..] if hex_digit_follows => (16, &rest[2..]),
+        [b'0', ..] => (8, rest),
+        _ => (10, rest),
+    };
+    let mut magnitude: i64 = 0;
+    for &b in digits {
+        let Some(digit) = char::from(b).to_digit(radix) else {
+            break;
+        };
+        magnitude = magnitude
+            .saturating_mul(i64::from(radix))
+            .saturating_add(i64::from(digit));
+    }
+    let value = if negative { -magnitude } else { magnitude };
+    // keepalived accepts INT32_MIN..=INT32_MAX + 1.
+    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1)
+        .contains(&value)
+        .then_some(value)
 }
 
 #[cfg(test)]
@@ -184,7 +281,7 @@ virtual_ipaddress = ["192.0.2.10/24"]
         let i = &m.vrrp_instances[0];
         let with = |states: &[(&str, bool)]| {
             let map: HashMap<&str, bool> = states.iter().copied().collect();
-            tracking(i, &|name| map.get(name).copied())
+            tracking(i, &|name| map.get(name).copied(), &|_| None)
         };
         assert_eq!(
             with(&[]),
@@ -214,6 +311,124 @@ virtual_ipaddress = ["192.0.2.10/24"]
                 priority_delta: -20,
                 fault: true
             }
+        );
+    }
+
+    #[test]
+    fn a_track_file_value_reads_as_strtol_with_base_zero() {
+        assert_eq!(track_file_value(b"42\n"), Some(42));
+        assert_eq!(track_file_value(b"  -7 apples"), Some(-7));
+        assert_eq!(track_file_value(b"+3"), Some(3));
+        assert_eq!(track_file_value(b"0x1F"), Some(31));
+        assert_eq!(track_file_value(b"010"), Some(8), "a leading 0 is octal");
+        assert_eq!(
+            track_file_value(b"0x"),
+            Some(0),
+            "0x without a hex digit reads the 0"
+        );
+        assert_eq!(track_file_value(b""), Some(0), "an empty file is 0");
+        assert_eq!(track_file_value(b"ready"), Some(0), "no digits read as 0");
+        assert_eq!(track_file_value(b"2147483648"), Some(2_147_483_648));
+        assert_eq!(
+            track_file_value(b"2147483649"),
+            None,
+            "past 32 bits is ignored"
+        );
+        assert_eq!(track_file_value(b"-2147483649"), None);
+        assert_eq!(track_file_value(b"99999999999999999999999999"), None);
+        let mut long = vec![b' '; TRACK_FILE_READ_LIMIT];
+        long.extend_from_slice(b"5");
+        assert_eq!(
+            track_file_value(&long),
+            Some(0),
+            "only the first bytes are read"
+        );
+    }
+
+    #[test]
+    fn a_track_file_value_times_its_weight_moves_the_priority() {
+        use TrackFileEffect::{Fault, Priority};
+        assert_eq!(track_file_effect(0, 0, false), Priority(0));
+        assert_eq!(
+            track_file_effect(3, 0, false),
+            Fault,
+            "weight 0: non-zero fails"
+        );
+        assert_eq!(
+            track_file_effect(0, 0, true),
+            Fault,
+            "weight 0 reverse: zero fails"
+        );
+        assert_eq!(track_file_effect(3, 0, true), Priority(0));
+        assert_eq!(track_file_effect(5, 2, false), Priority(10));
+        assert_eq!(track_file_effect(5, 2, true), Priority(-10));
+        assert_eq!(track_file_effect(-5, 2, false), Priority(-10));
+        assert_eq!(track_file_effect(-253, 1, false), Priority(-253));
+        assert_eq!(track_file_effect(-254, 1, false), Fault, "below -253 fails");
+        assert_eq!(track_file_effect(1000, 1, false), Priority(1000));
+        assert_eq!(
+            track_file_effect(i64::from(i32::MAX) + 1, i32::MAX, true),
+            Fault,
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn tracked_files_add_to_tracked_scripts() {
+        let m = model(
+            r#"
+    [[vrrp_script]]
+    name = "minus"
+    script = "/bin/true"
+    weight = -20
+    [[track_file]]
+    name = "load"
+    file = "/run/load"
+    weight = -1
+    [[track_file]]
+    name = "gate"
+    file = "/run/gate"
+    weight = 0
+    [[vrrp_instance]]
+    name = "VI_1"
+    interface = "eth0"
+    virtual_router_id = 51
+    priority = 100
+    virtual_ipaddress = ["192.0.2.10/24"]
+    track_script = ["minus"]
+    track_file = ["load", { name = "gate", weight = 0, reverse = true }]
+    "#,
+        );
+        let i = &m.vrrp_instances[0];
+        let with = |script_ok: bool, load: i64, gate: i64| {
+            tracking(i, &|_| Some(script_ok), &|name| match name {
+                "load" => Some(load),
+                _ => Some(gate),
+            })
+        };
+        assert_eq!(
+            with(true, 30, 1),
+            Tracking {
+                priority_delta: -30,
+                fault: false
+            }
+        );
+        assert_eq!(
+            with(false, 30, 1),
+            Tracking {
+                priority_delta: -50,
+                fault: false
+            }
+        );
+        assert!(with(true, 0, 0).fault, "gate reversed: 0 fails");
+        assert!(with(true, 300, 1).fault, "load 300 x -1 is below -253");
+        assert_eq!(
+            tracking(i, &|_| None, &|_| None),
+            Tracking {
+                priority_delta: 0,
+                fault: true
+            },
+            "unknown files read as 0: the reversed gate fails"
         );
     }
 }

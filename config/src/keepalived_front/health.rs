@@ -11,10 +11,18 @@ use crate::draft::{
     CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
     TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
 };
+use crate::track_file::{TrackFileDraft, TrackedFileDraft};
 
 pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
     place: "vrrp_script",
     accepted: vrrp_script_keywords!(;),
+    planned: &[],
+    ignored: &[],
+};
+
+pub(super) const TRACK_FILE: BlockKeywords = BlockKeywords {
+    place: "track_file",
+    accepted: track_file_keywords!(;),
     planned: &[],
     ignored: &[],
 };
@@ -421,6 +429,181 @@ impl Front {
             loc: stmt.keyword().loc.clone(),
         })
     }
+
+    /// `track_file NAME { file PATH  weight N [reverse]  init_file [VALUE] [overwrite] }`
+    /// (also spelled `vrrp_track_file`).
+    pub(super) fn track_file(&mut self, stmt: &Stmt) -> TrackFileDraft {
+        let mut d = TrackFileDraft::new(stmt.keyword().loc.clone());
+        let keyword = stmt.keyword().text.clone();
+        // The name is the block's argument; reported here if absent.
+        d.present.push("name");
+        match stmt.args() {
+            [name] => d.name = Some(located(name)),
+            [] => self.error(
+                &stmt.keyword().loc,
+                format!("{keyword} needs a name: `{keyword} app_ready {{`"),
+            ),
+            [_, extra, ..] => self.error(
+                &extra.loc,
+                format!(
+                    "`{}`: {keyword} takes one name; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                ),
+            ),
+        }
+        let Some(block) = self.block(stmt) else {
+            // Reported; do not also report a missing `file`.
+            d.present.push("file");
+            return d;
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &TRACK_FILE) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            d.present.push(keyword);
+            match keyword {
+                "file" => d.file = self.word(s),
+                "weight" => self.track_file_weight(s, &mut d),
+                "init_file" => self.init_file(s, &mut d),
+                other => unreachable!("TRACK_FILE keyword {other} has no reader"),
+            }
+        }
+        d
+    }
+
+    /// `weight N [reverse]` of a `track_file` block.
+    fn track_file_weight(&mut self, s: &Stmt, d: &mut TrackFileDraft) {
+        if let Some(block) = &s.block {
+            self.error(&block.open, "`weight` takes a value, not a block");
+            return;
+        }
+        match s.args() {
+            [value] => d.weight = self.integer_word(s, value),
+            [value, reverse] if reverse.text == "reverse" => {
+                d.weight = self.integer_word(s, value);
+                d.reverse = Some(Located {
+                    value: true,
+                    loc: reverse.loc.clone(),
+                });
+            }
+            [] => self.error(
+                &s.keyword().loc,
+                "`weight` needs a number, optionally `reverse`: `weight -10` or `weight 2 reverse`",
+            ),
+            [_, extra, ..] => {
+                let message = format!(
+                    "`{}`: write `weight N` or `weight N reverse`; remove `{}`",
+                    s.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+            }
+        }
+    }
+
+    /// `init_file [VALUE] [overwrite]` of a `track_file` block.
+    fn init_file(&mut self, s: &Stmt, d: &mut TrackFileDraft) {
+        if let Some(block) = &s.block {
+            self.error(&block.open, "`init_file` takes values, not a block");
+            return;
+        }
+        d.init = Some(s.keyword().loc.clone());
+        let args = s.args();
+        let (value, rest) = match args.split_first() {
+            Some((first, rest)) if first.text != "overwrite" => (Some(first), rest),
+            _ => (None, args),
+        };
+        if let Some(value) = value {
+            d.init_value = self.integer_word(s, value);
+        }
+        match rest {
+            [] => {}
+            [overwrite] if overwrite.text == "overwrite" => {
+                d.init_overwrite = Some(Located {
+                    value: true,
+                    loc: overwrite.loc.clone(),
+                });
+            }
+            [extra, ..] => {
+                let message = format!(
+                    "`{}`: write `init_file [VALUE] [overwrite]`; remove `{}`",
+                    s.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+            }
+        }
+    }
+
+    /// An instance's `track_file { app_ready  disk weight -2 reverse }`: one block name
+    /// per line, optionally `weight N` and `reverse` / `noreverse` overriding the block's.
+    pub(super) fn tracked_files(&mut self, stmt: &Stmt) -> Option<Located<Vec<TrackedFileDraft>>> {
+        if !self.no_args(stmt) {
+            return None;
+        }
+        let block = self.block(stmt)?;
+        let errors_before = self.errors.len();
+        let mut entries = Vec::with_capacity(block.items.len());
+        for entry in &block.items {
+            if let Some(inner) = &entry.block {
+                let message = format!("track_file entry `{}`: takes no block", entry.text());
+                self.error(&inner.open, message);
+                continue;
+            }
+            let name = entry.keyword();
+            let mut weight = None;
+            let mut reverse = None;
+            let mut args = entry.args();
+            if let [key, rest @ ..] = args {
+                if key.text == "weight" {
+                    let Some((value, rest)) = rest.split_first() else {
+                        let message = format!(
+                            "track_file entry `{}`: weight needs a number, e.g. `{} weight -2`",
+                            entry.text(),
+                            name.text
+                        );
+                        self.error(&key.loc, message);
+                        continue;
+                    };
+                    weight = self.integer_word(entry, value);
+                    args = rest;
+                }
+            }
+            if let [direction, rest @ ..] = args {
+                if matches!(direction.text.as_str(), "reverse" | "noreverse") {
+                    reverse = Some(Located {
+                        value: direction.text == "reverse",
+                        loc: direction.loc.clone(),
+                    });
+                    args = rest;
+                }
+            }
+            if let Some(extra) = args.first() {
+                let message = format!(
+                    "track_file entry `{}`: write `NAME [weight N] [reverse|noreverse]` on each line; remove `{}`",
+                    entry.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                continue;
+            }
+            entries.push(TrackedFileDraft {
+                loc: name.loc.clone(),
+                name: Some(located(name)),
+                weight,
+                reverse,
+            });
+        }
+        (self.errors.len() == errors_before).then(|| Located {
+            value: entries,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -435,9 +618,12 @@ mod tests {
         fn rs(check: &str, l: &str) -> String {
             format!("virtual_server 192.0.2.1 80 {{\nreal_server 10.0.0.1 80 {{\n{check} {{\n{l}\n}}\n}}\n}}\n")
         }
-        let wrap: [(&[&str], Wrap); 7] = [
+        let wrap: [(&[&str], Wrap); 8] = [
             (VRRP_SCRIPT.accepted, |l| {
                 format!("vrrp_script S {{\n{l}\n}}\n")
+            }),
+            (TRACK_FILE.accepted, |l| {
+                format!("track_file F {{\n{l}\n}}\n")
             }),
             (TCP_CHECK.accepted, |l| rs("TCP_CHECK", l)),
             (HTTP_GET.accepted, |l| rs("HTTP_GET", l)),
@@ -463,6 +649,10 @@ mod tests {
         }
         let _ = crate::parse_keepalived(
             "vrrp_instance VI {\ntrack_script {\na\nb weight -2\nc x\nd {\n}\n}\n}\n",
+            "k.conf",
+        );
+        let _ = crate::parse_keepalived(
+            "vrrp_instance VI {\ntrack_file {\na\nb weight -2 reverse\nc weight\nd x\ne {\n}\n}\n}\n",
             "k.conf",
         );
     }

@@ -31,6 +31,12 @@ const SORRY_KEYS: &[&str] = &["ip", "port"];
 const SCRIPT_KEYS: &[&str] = vrrp_script_keywords!("name"; "group");
 /// A `track_script` entry written as a table.
 const TRACK_KEYS: &[&str] = &["name", "weight"];
+/// Keys of a `[[track_file]]` table.
+const TRACK_FILE_KEYS: &[&str] = track_file_keywords!("name"; "reverse");
+/// Keys of a `track_file` entry of an instance.
+const TRACKED_FILE_KEYS: &[&str] = &["name", "weight", "reverse"];
+/// Keys of a `track_file`'s `init_file = { ... }`.
+const INIT_FILE_KEYS: &[&str] = &["value", "overwrite"];
 
 impl Reader<'_> {
     /// Reads `key` of a `[[virtual_server]]` if it is a health-checking key;
@@ -340,6 +346,107 @@ impl Reader<'_> {
                 _ => {
                     let message = format!(
                         "track_script entry {}: expected a script name (string) or a table {{ name, weight }}",
+                        self.source_text(item)
+                    );
+                    self.error(item, message);
+                    continue;
+                }
+            }
+            entries.push(entry);
+        }
+        Some(self.located(entries, value))
+    }
+
+    /// `[[track_file]]` tables: `name`, `file`, `weight`, `reverse`,
+    /// `init_file = { value = 0, overwrite = false }`.
+    pub(super) fn track_files(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Vec<crate::track_file::TrackFileDraft> {
+        self.table_array("track_file", value)
+            .into_iter()
+            .map(|(table, at)| {
+                let mut draft =
+                    crate::track_file::TrackFileDraft::new(self.index.loc(at.span().start));
+                for (key, value) in table {
+                    let Some(name) = self.known_key(key, "[[track_file]]", TRACK_FILE_KEYS) else {
+                        continue;
+                    };
+                    draft.present.push(name);
+                    match name {
+                        "name" => draft.name = self.string(name, value),
+                        "file" => draft.file = self.string(name, value),
+                        "weight" => draft.weight = self.integer(name, value),
+                        "reverse" => draft.reverse = self.boolean(name, value),
+                        _ => self.init_file(&mut draft, value),
+                    }
+                }
+                draft
+            })
+            .collect()
+    }
+
+    /// `init_file = { value = N, overwrite = B }` (both optional).
+    fn init_file(
+        &mut self,
+        draft: &mut crate::track_file::TrackFileDraft,
+        value: &Spanned<DeValue<'_>>,
+    ) {
+        let Some(table) = self.table("init_file", value) else {
+            return;
+        };
+        draft.init = Some(self.index.loc(value.span().start));
+        for (key, v) in table {
+            match self.known_key(key, "init_file", INIT_FILE_KEYS) {
+                Some("value") => draft.init_value = self.integer("value", v),
+                Some(_) => draft.init_overwrite = self.boolean("overwrite", v),
+                None => {}
+            }
+        }
+    }
+
+    /// An instance's `track_file = ["name", { name = "other", weight = -10, reverse = true }]`.
+    pub(super) fn tracked_files(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<Located<Vec<crate::track_file::TrackedFileDraft>>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            let message = format!(
+                "{}: expected an array of track_file names or {{ name, weight, reverse }} tables, e.g. [\"app_ready\", {{ name = \"disk\", weight = -2 }}]",
+                self.snippet("track_file", value)
+            );
+            self.error(value, message);
+            return None;
+        };
+        let mut entries = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let mut entry = crate::track_file::TrackedFileDraft {
+                loc: self.index.loc(item.span().start),
+                name: None,
+                weight: None,
+                reverse: None,
+            };
+            match item.get_ref() {
+                DeValue::String(_) => entry.name = self.string("track_file", item),
+                DeValue::Table(table) => {
+                    for (key, v) in table {
+                        match self.known_key(key, "track_file entry", TRACKED_FILE_KEYS) {
+                            Some("name") => entry.name = self.string("name", v),
+                            Some("weight") => entry.weight = self.integer("weight", v),
+                            Some(_) => entry.reverse = self.boolean("reverse", v),
+                            None => {}
+                        }
+                    }
+                    if entry.name.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "name") {
+                        self.error(
+                            item,
+                            "this track_file entry has no `name`; write { name = \"FILE\", weight = N }",
+                        );
+                    }
+                }
+                _ => {
+                    let message = format!(
+                        "track_file entry {}: expected a track_file name (string) or a table {{ name, weight, reverse }}",
                         self.source_text(item)
                     );
                     self.error(item, message);
