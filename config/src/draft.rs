@@ -136,10 +136,20 @@ pub(crate) struct InstanceDraft {
     pub(crate) notify: NotifyDraft,
     /// `track_script`: the `vrrp_script`s this instance follows.
     pub(crate) track_script: Option<Located<Vec<TrackScriptDraft>>>,
-    /// `track_interface`: interfaces that must be up.
-    pub(crate) track_interface: Option<Located<Vec<Located<String>>>>,
+    /// `track_interface`: interfaces that must be up, or whose state moves the priority.
+    pub(crate) track_interface: Option<Located<Vec<TrackEntryDraft>>>,
     /// `track_file`: the `track_file` blocks this instance follows.
-    pub(crate) track_file: Option<Located<Vec<crate::track_file::TrackedFileDraft>>>,
+    pub(crate) track_file: Option<Located<Vec<TrackEntryDraft>>>,
+}
+
+/// One entry of an instance's `track_interface` or `track_file` list: a name with an
+/// optional weight and direction (`reverse` / `noreverse`).
+#[derive(Debug, Clone)]
+pub(crate) struct TrackEntryDraft {
+    pub(crate) loc: Loc,
+    pub(crate) name: Option<Located<String>>,
+    pub(crate) weight: Option<Located<i64>>,
+    pub(crate) reverse: Option<Located<bool>>,
 }
 
 impl InstanceDraft {

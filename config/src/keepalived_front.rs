@@ -852,9 +852,9 @@ impl Front {
                 "notify_fault" => d.notify.fault = self.command(s),
                 "notify_stop" => d.notify.stop = self.command(s),
                 "notify" => d.notify.notify = self.command(s),
-                "track_interface" => d.track_interface = self.list_block(s, "INTERFACE"),
+                "track_interface" => d.track_interface = self.track_entries(s),
                 "track_script" => d.track_script = self.track_script(s),
-                "track_file" => d.track_file = self.tracked_files(s),
+                "track_file" => d.track_file = self.track_entries(s),
                 other => unreachable!("INSTANCE keyword {other} has no reader"),
             }
         }

@@ -68,6 +68,20 @@ impl Model {
     }
 }
 
+/// One `track_interface` entry (keepalived.conf(5), `vrrp_instance`): with weight 0, the
+/// interface down puts the instance in FAULT (with `reverse`, the interface up does); a
+/// positive weight is added to the priority while the interface is up, a negative one
+/// while it is down; `reverse` turns the adjustment round.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrackedInterface {
+    /// The interface's name.
+    pub name: String,
+    /// -253..=253; 0: FAULT instead of a priority change.
+    pub weight: i32,
+    /// `reverse`.
+    pub reverse: bool,
+}
+
 /// A sync group (keepalived's `vrrp_sync_group`): instances that change
 /// state together. One member going to FAULT puts all in FAULT; one
 /// becoming MASTER or BACKUP takes the others along.
@@ -197,10 +211,10 @@ pub struct VrrpInstance {
     /// `track_script`: the `vrrp_script`s whose state moves this instance's
     /// priority (or puts it in FAULT), each name once and defined.
     pub track_script: Vec<crate::model_health::TrackScript>,
-    /// `track_interface`: interfaces that must be up (administratively and
-    /// with carrier); while any is down the instance is in FAULT. Each name
-    /// once.
-    pub track_interface: Vec<String>,
+    /// `track_interface`: interfaces whose state (administratively up and with
+    /// carrier) moves this instance: with weight 0 (the default) while one is down the
+    /// instance is in FAULT; a weight moves its priority instead. Each name once.
+    pub track_interface: Vec<TrackedInterface>,
     /// `track_file`: the `track_file` blocks whose value moves this instance's
     /// priority (or puts it in FAULT), each name once and defined.
     pub track_file: Vec<crate::track_file::TrackedFile>,

@@ -182,7 +182,23 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         line(out, key, string(command));
     }
     if !track_interface.is_empty() {
-        line(out, "track_interface", string_list(track_interface));
+        // A plain name for the FAULT-on-down entries, a table for the others.
+        let entries: Vec<String> = track_interface
+            .iter()
+            .map(|t| {
+                if t.weight == 0 && !t.reverse {
+                    string(&t.name)
+                } else {
+                    format!(
+                        "{{ name = {}, weight = {}, reverse = {} }}",
+                        string(&t.name),
+                        t.weight,
+                        t.reverse
+                    )
+                }
+            })
+            .collect();
+        line(out, "track_interface", format!("[{}]", entries.join(", ")));
     }
     health::track_script(out, track_script);
     crate::track_file::toml_line(out, track_file, string);

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use crate::draft::{InstanceDraft, Located};
+use crate::draft::{InstanceDraft, Located, TrackEntryDraft};
 use crate::error::{ConfigError, Loc};
 use crate::model::VrrpInstance;
 use crate::validate::{in_range, push};
@@ -95,15 +95,6 @@ impl TrackFileDraft {
             init_overwrite: None,
         }
     }
-}
-
-/// One entry of an instance's `track_file` list as read.
-#[derive(Debug, Clone)]
-pub(crate) struct TrackedFileDraft {
-    pub(crate) loc: Loc,
-    pub(crate) name: Option<Located<String>>,
-    pub(crate) weight: Option<Located<i64>>,
-    pub(crate) reverse: Option<Located<bool>>,
 }
 
 /// Validates the `track_file` blocks: names unique, paths absolute, values in range.
@@ -257,7 +248,7 @@ pub(crate) fn tracked_files(
 
 fn tracked_entry<'a>(
     errors: &mut Vec<ConfigError>,
-    entry: &'a TrackedFileDraft,
+    entry: &'a TrackEntryDraft,
     file_drafts: &[TrackFileDraft],
     files: &[TrackFile],
     seen: &mut HashMap<&'a str, &'a Loc>,

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::draft::{AuthDraft, Draft, InstanceDraft, Located};
-use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft};
+use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft, TrackEntryDraft};
 use crate::error::{ConfigError, ConfigErrors, Loc};
 use crate::model::{
     AddressFamily, Authentication, Model, VirtualAddress, VrrpInstance, VrrpVersion,
 };
-use crate::model::{NotifyScripts, ScriptSettings, SyncGroup};
+use crate::model::{NotifyScripts, ScriptSettings, SyncGroup, TrackedInterface};
 
 /// keepalived's default advert interval, in seconds.
 const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
@@ -330,10 +330,15 @@ fn instance(
     }
 
     let notify = notify_scripts(errors, &d.notify);
+    let owner = d
+        .priority
+        .as_ref()
+        .filter(|p| p.value == 255)
+        .map(|p| &p.loc);
     let track_interface = d
         .track_interface
         .as_ref()
-        .map(|list| track_interfaces(errors, list));
+        .map(|list| track_interfaces(errors, list, owner));
 
     if errors.len() > errors_before {
         return None;
@@ -375,35 +380,76 @@ pub(crate) fn is_interface_name(name: &str) -> bool {
         && !name.contains(|c: char| c == '/' || c.is_whitespace())
 }
 
-/// `track_interface`: interface names, each once.
+/// Largest `track_interface` weight (keepalived's range).
+const MAX_INTERFACE_WEIGHT: i64 = 253;
+
+/// `track_interface`: interface names, each once, weights in range; an address owner
+/// (priority 255) cannot be moved by a weight, so only weight 0 is allowed there.
 fn track_interfaces(
     errors: &mut Vec<ConfigError>,
-    list: &Located<Vec<Located<String>>>,
-) -> Option<Vec<String>> {
+    list: &Located<Vec<TrackEntryDraft>>,
+    owner: Option<&Loc>,
+) -> Option<Vec<TrackedInterface>> {
     let errors_before = errors.len();
     let mut seen: HashMap<&str, &Loc> = HashMap::new();
+    let mut tracked = Vec::with_capacity(list.value.len());
     for entry in &list.value {
-        if !is_interface_name(&entry.value) {
+        let Some(name) = &entry.name else {
+            continue;
+        };
+        if !is_interface_name(&name.value) {
             push(
                 errors,
-                &entry.loc,
+                &name.loc,
                 format!(
                     "track_interface entry {:?}: not a Linux interface name; use 1..={MAX_INTERFACE_NAME_BYTES} bytes without spaces or '/'",
-                    entry.value
+                    name.value
                 ),
             );
-        } else if let Some(earlier) = seen.insert(&entry.value, &entry.loc) {
+            continue;
+        }
+        if let Some(earlier) = seen.insert(&name.value, &name.loc) {
             push(
                 errors,
-                &entry.loc,
+                &name.loc,
                 format!(
                     "track_interface entry {:?}: already listed at {earlier}; list each interface once",
-                    entry.value
+                    name.value
                 ),
             );
+            continue;
         }
+        let weight = match &entry.weight {
+            Some(w) => match in_range(
+                errors,
+                "weight",
+                w,
+                -MAX_INTERFACE_WEIGHT..=MAX_INTERFACE_WEIGHT,
+                "must be -253..=253 (0: the interface down puts the instance in FAULT)",
+            ) {
+                Some(w) => w as i32,
+                None => continue,
+            },
+            None => 0,
+        };
+        if let (Some(owner), true) = (owner, weight != 0) {
+            push(
+                errors,
+                &name.loc,
+                format!(
+                    "track_interface {:?} has weight {weight}: the address owner (priority = 255 at {owner}) always runs at 255, so a weight cannot move it; use weight 0 (FAULT while down) or lower the priority",
+                    name.value
+                ),
+            );
+            continue;
+        }
+        tracked.push(TrackedInterface {
+            name: name.value.clone(),
+            weight,
+            reverse: entry.reverse.as_ref().is_some_and(|r| r.value),
+        });
     }
-    (errors.len() == errors_before).then(|| list.value.iter().map(|e| e.value.clone()).collect())
+    (errors.len() == errors_before).then_some(tracked)
 }
 
 /// The `vrrp_sync_group`s: unique names, at least two members (keepalived

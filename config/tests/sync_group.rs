@@ -105,10 +105,12 @@ fn both_front_ends_read_the_same_sync_group() {
             },
         }]
     );
-    assert_eq!(
-        from_toml.vrrp_instances[0].track_interface,
-        ["eth1", "eth2"]
-    );
+    let tracked: Vec<(&str, i32, bool)> = from_toml.vrrp_instances[0]
+        .track_interface
+        .iter()
+        .map(|t| (t.name.as_str(), t.weight, t.reverse))
+        .collect();
+    assert_eq!(tracked, [("eth1", 0, false), ("eth2", 0, false)]);
     assert!(from_toml.vrrp_instances[1].track_interface.is_empty());
     assert_eq!(without_locs(from_toml), without_locs(from_keepalived));
 }
@@ -184,11 +186,51 @@ fn track_interface_names_are_checked() {
             "haldir.toml:14:36: track_interface entry \"a/b\": not a Linux interface name; use 1..=15 bytes without spaces or '/'",
         ]
     );
-    let text = KEEPALIVED.replace("        eth2\n", "        eth2 weight -20\n");
-    let errors = keepalived_errors(&text);
+    let text = KEEPALIVED.replace("        eth2\n", "        eth2 weight 300\n");
+    assert_eq!(
+        keepalived_errors(&text),
+        ["keepalived.conf:20:21: weight = 300: must be -253..=253 (0: the interface down puts the instance in FAULT)"]
+    );
+}
+
+#[test]
+fn weighted_tracked_interfaces_read_the_same_in_both_syntaxes_and_convert_back() {
+    let conf = KEEPALIVED.replace("        eth2\n", "        eth2 weight -20 reverse\n");
+    let toml = TOML.replace(
+        "track_interface = [\"eth1\", \"eth2\"]",
+        "track_interface = [\"eth1\", { name = \"eth2\", weight = -20, reverse = true }]",
+    );
+    let from_conf = parse_keepalived(&conf, "keepalived.conf").unwrap();
+    let from_toml = parse_toml(&toml, "haldir.toml").unwrap();
+    let eth2 = &from_conf.vrrp_instances[0].track_interface[1];
+    assert_eq!(
+        (eth2.name.as_str(), eth2.weight, eth2.reverse),
+        ("eth2", -20, true)
+    );
+    assert_eq!(without_locs(from_conf.clone()), without_locs(from_toml));
+    let text = to_toml(&from_conf);
+    assert!(
+        text.contains(
+            "track_interface = [\"eth1\", { name = \"eth2\", weight = -20, reverse = true }]"
+        ),
+        "{text}"
+    );
+    let again = parse_toml(&text, "converted.toml").unwrap();
+    assert_eq!(without_locs(again), without_locs(from_conf));
+}
+
+#[test]
+fn an_address_owner_tracks_interfaces_only_with_weight_zero() {
+    let text = TOML
+        .replacen("priority = 150", "priority = 255", 1)
+        .replace(
+            "track_interface = [\"eth1\", \"eth2\"]",
+            "track_interface = [\"eth1\", { name = \"eth2\", weight = 5 }]",
+        );
+    let errors = toml_errors(&text);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].starts_with("keepalived.conf:20:14: track_interface entry `eth2 weight -20`"),
+        errors[0].contains("track_interface \"eth2\" has weight 5: the address owner"),
         "{errors:?}"
     );
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
-use haldir_vrrp::driver::{InstanceSpec, SyncGroupSpec, Tracking};
+use haldir_vrrp::driver::{InstanceSpec, InterfaceTrack, SyncGroupSpec, Tracking};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 
@@ -57,7 +57,15 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
         accept: instance.accept,
-        track_interfaces: instance.track_interface.clone(),
+        track_interfaces: instance
+            .track_interface
+            .iter()
+            .map(|t| InterfaceTrack {
+                name: t.name.clone(),
+                weight: t.weight,
+                reverse: t.reverse,
+            })
+            .collect(),
         auth: instance
             .auth_hmac
             .as_ref()

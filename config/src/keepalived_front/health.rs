@@ -9,9 +9,9 @@ use super::tree::Stmt;
 use super::{located, BlockKeywords, Front, Seen};
 use crate::draft::{
     CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
-    TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+    TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
 };
-use crate::track_file::{TrackFileDraft, TrackedFileDraft};
+use crate::track_file::TrackFileDraft;
 
 pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
     place: "vrrp_script",
@@ -540,9 +540,11 @@ impl Front {
         }
     }
 
-    /// An instance's `track_file { app_ready  disk weight -2 reverse }`: one block name
-    /// per line, optionally `weight N` and `reverse` / `noreverse` overriding the block's.
-    pub(super) fn tracked_files(&mut self, stmt: &Stmt) -> Option<Located<Vec<TrackedFileDraft>>> {
+    /// An instance's `track_file { app_ready  disk weight -2 reverse }` or
+    /// `track_interface { eth1  eth2 weight -20 }`: one name per line, optionally
+    /// `weight N` and `reverse` / `noreverse`.
+    pub(super) fn track_entries(&mut self, stmt: &Stmt) -> Option<Located<Vec<TrackEntryDraft>>> {
+        let keyword = stmt.keyword().text.clone();
         if !self.no_args(stmt) {
             return None;
         }
@@ -551,7 +553,7 @@ impl Front {
         let mut entries = Vec::with_capacity(block.items.len());
         for entry in &block.items {
             if let Some(inner) = &entry.block {
-                let message = format!("track_file entry `{}`: takes no block", entry.text());
+                let message = format!("{keyword} entry `{}`: takes no block", entry.text());
                 self.error(&inner.open, message);
                 continue;
             }
@@ -563,7 +565,7 @@ impl Front {
                 if key.text == "weight" {
                     let Some((value, rest)) = rest.split_first() else {
                         let message = format!(
-                            "track_file entry `{}`: weight needs a number, e.g. `{} weight -2`",
+                            "{keyword} entry `{}`: weight needs a number, e.g. `{} weight -2`",
                             entry.text(),
                             name.text
                         );
@@ -585,14 +587,14 @@ impl Front {
             }
             if let Some(extra) = args.first() {
                 let message = format!(
-                    "track_file entry `{}`: write `NAME [weight N] [reverse|noreverse]` on each line; remove `{}`",
+                    "{keyword} entry `{}`: write `NAME [weight N] [reverse|noreverse]` on each line; remove `{}`",
                     entry.text(),
                     extra.text
                 );
                 self.error(&extra.loc, message);
                 continue;
             }
-            entries.push(TrackedFileDraft {
+            entries.push(TrackEntryDraft {
                 loc: name.loc.clone(),
                 name: Some(located(name)),
                 weight,
@@ -653,6 +655,10 @@ mod tests {
         );
         let _ = crate::parse_keepalived(
             "vrrp_instance VI {\ntrack_file {\na\nb weight -2 reverse\nc weight\nd x\ne {\n}\n}\n}\n",
+            "k.conf",
+        );
+        let _ = crate::parse_keepalived(
+            "vrrp_instance VI {\ntrack_interface {\na\nb weight -2 reverse\nc weight\nd x\ne {\n}\n}\n}\n",
             "k.conf",
         );
     }

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::{Expected, Reader};
 use crate::draft::{
     CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
-    TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+    TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
 };
 
 /// `TCP_CHECK`.
@@ -33,8 +33,8 @@ const SCRIPT_KEYS: &[&str] = vrrp_script_keywords!("name"; "group");
 const TRACK_KEYS: &[&str] = &["name", "weight"];
 /// Keys of a `[[track_file]]` table.
 const TRACK_FILE_KEYS: &[&str] = track_file_keywords!("name"; "reverse");
-/// Keys of a `track_file` entry of an instance.
-const TRACKED_FILE_KEYS: &[&str] = &["name", "weight", "reverse"];
+/// Keys of a `track_file` or `track_interface` entry of an instance written as a table.
+const TRACK_ENTRY_KEYS: &[&str] = &["name", "weight", "reverse"];
 /// Keys of a `track_file`'s `init_file = { ... }`.
 const INIT_FILE_KEYS: &[&str] = &["value", "overwrite"];
 
@@ -405,32 +405,35 @@ impl Reader<'_> {
         }
     }
 
-    /// An instance's `track_file = ["name", { name = "other", weight = -10, reverse = true }]`.
-    pub(super) fn tracked_files(
+    /// An instance's `track_file = ["name", { name = "other", weight = -10, reverse = true }]`
+    /// or `track_interface = ["eth1", { name = "eth2", weight = -20 }]` (`key`).
+    pub(super) fn track_entries(
         &mut self,
+        key: &str,
         value: &Spanned<DeValue<'_>>,
-    ) -> Option<Located<Vec<crate::track_file::TrackedFileDraft>>> {
+    ) -> Option<Located<Vec<TrackEntryDraft>>> {
         let DeValue::Array(items) = value.get_ref() else {
             let message = format!(
-                "{}: expected an array of track_file names or {{ name, weight, reverse }} tables, e.g. [\"app_ready\", {{ name = \"disk\", weight = -2 }}]",
-                self.snippet("track_file", value)
+                "{}: expected an array of names or {{ name, weight, reverse }} tables, e.g. [\"first\", {{ name = \"second\", weight = -2 }}]",
+                self.snippet(key, value)
             );
             self.error(value, message);
             return None;
         };
+        let place = format!("{key} entry");
         let mut entries = Vec::with_capacity(items.len());
         for item in items.iter() {
-            let mut entry = crate::track_file::TrackedFileDraft {
+            let mut entry = TrackEntryDraft {
                 loc: self.index.loc(item.span().start),
                 name: None,
                 weight: None,
                 reverse: None,
             };
             match item.get_ref() {
-                DeValue::String(_) => entry.name = self.string("track_file", item),
+                DeValue::String(_) => entry.name = self.string(key, item),
                 DeValue::Table(table) => {
-                    for (key, v) in table {
-                        match self.known_key(key, "track_file entry", TRACKED_FILE_KEYS) {
+                    for (k, v) in table {
+                        match self.known_key(k, &place, TRACK_ENTRY_KEYS) {
                             Some("name") => entry.name = self.string("name", v),
                             Some("weight") => entry.weight = self.integer("weight", v),
                             Some(_) => entry.reverse = self.boolean("reverse", v),
@@ -438,15 +441,15 @@ impl Reader<'_> {
                         }
                     }
                     if entry.name.is_none() && !table.iter().any(|(k, _)| k.get_ref() == "name") {
-                        self.error(
-                            item,
-                            "this track_file entry has no `name`; write { name = \"FILE\", weight = N }",
+                        let message = format!(
+                            "this {key} entry has no `name`; write {{ name = \"NAME\", weight = N }}"
                         );
+                        self.error(item, message);
                     }
                 }
                 _ => {
                     let message = format!(
-                        "track_file entry {}: expected a track_file name (string) or a table {{ name, weight, reverse }}",
+                        "{key} entry {}: expected a name (string) or a table {{ name, weight, reverse }}",
                         self.source_text(item)
                     );
                     self.error(item, message);

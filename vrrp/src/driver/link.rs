@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use super::{InstanceSpec, InstanceTransition, LinkStatus, Status, Tracking};
+use super::{InstanceSpec, InstanceTransition, LinkStanding, LinkStatus, Status, Tracking};
 use crate::auth::{Authenticator, Verdict};
 use crate::netif::{InterfaceInfo, Netif};
 use crate::router::{Action, DropReason, Router, State};
@@ -46,8 +46,11 @@ pub(super) struct Instance {
     tracking: Tracking,
     /// Held in Fault because another member of its sync group has a fault.
     group_fault: bool,
-    /// Its interface or a tracked interface (`track_interface`) is down.
+    /// Its interface, or a tracked interface (`track_interface`) of weight 0, is in its
+    /// failing state.
     link_fault: bool,
+    /// The priority change of its weighted tracked interfaces.
+    link_delta: i32,
     /// `auth_hmac`: keys, send sequence and replay marks.
     auth: Option<Authenticator>,
     /// Routers already logged as claiming our addresses with priority 255
@@ -60,6 +63,16 @@ impl Instance {
     /// opposed to one its sync group imposes.
     fn own_fault(&self) -> bool {
         self.tracking.fault || self.link_fault
+    }
+
+    /// The priority to run with for `configured`: tracked scripts and files, and tracked
+    /// interfaces, move it (the address owner stays at 255).
+    fn tracked_priority(&self, configured: u8) -> u8 {
+        Tracking {
+            priority_delta: self.tracking.priority_delta.saturating_add(self.link_delta),
+            fault: false,
+        }
+        .effective_priority(configured)
     }
 }
 
@@ -114,8 +127,8 @@ pub(super) enum LinkCommand {
     HandOver(String, bool),
     /// An order of the instance's sync group.
     Group(String, GroupOrder),
-    /// Whether the instance's interface or a tracked one is down.
-    LinkFault(String, bool),
+    /// What the instance's interface and its tracked ones say now.
+    LinkFault(String, LinkStanding),
     /// Answer once every earlier command has been carried out.
     Sync(oneshot::Sender<()>),
 }
@@ -198,6 +211,7 @@ impl Link {
                     tracking: Tracking::default(),
                     group_fault: false,
                     link_fault: false,
+                    link_delta: 0,
                     auth,
                     owner_conflicts_logged: BTreeSet::new(),
                 });
@@ -208,7 +222,7 @@ impl Link {
                     let instance = &mut self.instances[i];
                     let mut config = spec.router.clone();
                     // Tracking still applies on top of the new configured priority.
-                    config.priority = instance.tracking.effective_priority(config.priority);
+                    config.priority = instance.tracked_priority(config.priority);
                     // New keys or mode; the send sequence and the replay marks stay.
                     instance.auth = match (instance.auth.take(), spec.auth.clone()) {
                         (Some(mut auth), Some(config)) => {
@@ -227,7 +241,7 @@ impl Link {
                     let instance = &mut self.instances[i];
                     let own_before = instance.own_fault();
                     instance.tracking = tracking;
-                    let priority = tracking.effective_priority(instance.spec.router.priority);
+                    let priority = instance.tracked_priority(instance.spec.router.priority);
                     instance.router.set_priority(now, priority);
                     self.refresh_fault(i, now, own_before);
                     self.carry_out(i).await;
@@ -266,10 +280,16 @@ impl Link {
                     self.carry_out(i).await;
                 }
             }
-            LinkCommand::LinkFault(name, down) => {
+            LinkCommand::LinkFault(name, standing) => {
                 if let Some(i) = self.position(&name) {
-                    let own_before = self.instances[i].own_fault();
-                    self.instances[i].link_fault = down;
+                    let instance = &mut self.instances[i];
+                    let own_before = instance.own_fault();
+                    instance.link_fault = standing.fault;
+                    if instance.link_delta != standing.priority_delta {
+                        instance.link_delta = standing.priority_delta;
+                        let priority = instance.tracked_priority(instance.spec.router.priority);
+                        instance.router.set_priority(now, priority);
+                    }
                     self.refresh_fault(i, now, own_before);
                     self.carry_out(i).await;
                 }

@@ -57,9 +57,9 @@ pub struct InstanceSpec {
     /// RFC 5798 Accept_Mode: when false (and not the address owner), packets
     /// to the virtual addresses are filtered out on input (see [`crate::accept`]).
     pub accept: bool,
-    /// `track_interface`: while any of these interfaces (or the instance's
-    /// own) is down or missing, the instance is in FAULT.
-    pub track_interfaces: Vec<String>,
+    /// `track_interface`: interfaces whose state moves the instance (see
+    /// [`InterfaceTrack`]); the instance's own interface down or missing is always FAULT.
+    pub track_interfaces: Vec<InterfaceTrack>,
     /// `auth_hmac`: HMAC authentication of adverts ([`crate::auth`]).
     pub auth: Option<AuthConfig>,
 }
@@ -112,8 +112,47 @@ impl Tracking {
         if configured == 255 {
             return 255;
         }
-        (i32::from(configured) + self.priority_delta).clamp(1, 254) as u8
+        // Saturating: a tracked file's value times its weight may be as large as i32.
+        i32::from(configured)
+            .saturating_add(self.priority_delta)
+            .clamp(1, 254) as u8
     }
+}
+
+/// One tracked interface of an instance (keepalived's `track_interface` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceTrack {
+    /// The interface's name.
+    pub name: String,
+    /// 0: down means FAULT; else added to the priority (see [`InterfaceTrack::effect`]).
+    pub weight: i32,
+    /// `reverse`: the adjustment (or the FAULT) goes the other way.
+    pub reverse: bool,
+}
+
+impl InterfaceTrack {
+    /// What the interface's state does to the instance (keepalived.conf(5),
+    /// `track_interface`): with weight 0, down is FAULT (with `reverse`, up is); a
+    /// positive weight is added while the interface is up, a negative one while it is
+    /// down, and `reverse` negates the adjustment. Returns (fault, priority change).
+    pub fn effect(&self, up: bool) -> (bool, i32) {
+        if self.weight == 0 {
+            return (up == self.reverse, 0);
+        }
+        let applies = if self.weight > 0 { up } else { !up };
+        let direction = if self.reverse { -1 } else { 1 };
+        (false, if applies { self.weight * direction } else { 0 })
+    }
+}
+
+/// What an instance's interfaces say together: FAULT, and the priority change of the
+/// weighted tracked interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStanding {
+    /// The instance's interface, or a tracked one of weight 0, is in its failing state.
+    pub fault: bool,
+    /// The sum of the weighted tracked interfaces' changes.
+    pub priority_delta: i32,
 }
 
 /// A sync group: instances that move together (keepalived's `vrrp_sync_group`).
@@ -291,5 +330,49 @@ mod tests {
         };
         assert_eq!(up.effective_priority(100), 254, "255 is the owner's alone");
         assert_eq!(down.effective_priority(255), 255, "the owner keeps 255");
+        let huge = Tracking {
+            priority_delta: i32::MAX,
+            fault: false,
+        };
+        assert_eq!(huge.effective_priority(100), 254, "no overflow");
+    }
+
+    #[test]
+    fn a_tracked_interface_moves_the_priority_or_faults_as_keepalived() {
+        let track = |weight, reverse| InterfaceTrack {
+            name: "eth1".into(),
+            weight,
+            reverse,
+        };
+        assert_eq!(track(0, false).effect(true), (false, 0));
+        assert_eq!(
+            track(0, false).effect(false),
+            (true, 0),
+            "weight 0: down is FAULT"
+        );
+        assert_eq!(
+            track(0, true).effect(true),
+            (true, 0),
+            "reverse: up is FAULT"
+        );
+        assert_eq!(track(0, true).effect(false), (false, 0));
+        assert_eq!(
+            track(10, false).effect(true),
+            (false, 10),
+            "positive: added while up"
+        );
+        assert_eq!(track(10, false).effect(false), (false, 0));
+        assert_eq!(
+            track(-20, false).effect(false),
+            (false, -20),
+            "negative: while down"
+        );
+        assert_eq!(track(-20, false).effect(true), (false, 0));
+        assert_eq!(
+            track(10, true).effect(true),
+            (false, -10),
+            "reverse turns it round"
+        );
+        assert_eq!(track(-20, true).effect(false), (false, 20));
     }
 }

@@ -10,8 +10,8 @@ use tracing::{debug, info, warn};
 
 use super::link::{Link, LinkCommand, MemberEvent};
 use super::{
-    plan_reload, DriverError, InstanceSpec, InstanceStatus, InstanceTransition, LinkStatus,
-    ReloadReport, ReloadStep, Status, SyncGroupSpec,
+    plan_reload, DriverError, InstanceSpec, InstanceStatus, InstanceTransition, LinkStanding,
+    LinkStatus, ReloadReport, ReloadStep, Status, SyncGroupSpec,
 };
 use crate::netif::{InterfaceInfo, Netif, NetifError};
 use crate::router::State;
@@ -57,8 +57,8 @@ pub(super) struct Supervisor {
     pub(super) handovers: BTreeSet<String>,
     /// What the sync-group logic knows of each instance.
     pub(super) members: BTreeMap<String, Member>,
-    /// The link fault last sent to each instance (absent: none sent).
-    pub(super) link_faults: BTreeMap<String, bool>,
+    /// The link standing last sent to each instance (absent: none sent).
+    pub(super) link_faults: BTreeMap<String, LinkStanding>,
 }
 
 /// A new link whose sockets the pre-flight opened.
@@ -264,7 +264,8 @@ impl Supervisor {
     pub(super) async fn poll_links(&mut self) {
         let mut up: BTreeMap<String, bool> = BTreeMap::new();
         for spec in &self.running {
-            for name in std::iter::once(&spec.interface).chain(&spec.track_interfaces) {
+            let tracked = spec.track_interfaces.iter().map(|t| &t.name);
+            for name in std::iter::once(&spec.interface).chain(tracked) {
                 if !up.contains_key(name) {
                     let is_up = match self.netif.interface(name).await {
                         Ok(info) => info.up,
@@ -279,24 +280,47 @@ impl Supervisor {
             }
         }
         for spec in &self.running {
-            let down: Vec<&String> = std::iter::once(&spec.interface)
-                .chain(&spec.track_interfaces)
-                .filter(|name| up.get(*name) == Some(&false))
-                .collect();
-            let fault = !down.is_empty();
-            if self.link_faults.get(&spec.name) == Some(&fault) {
+            // An interface whose state could not be read counts for nothing this time.
+            let mut standing = LinkStanding {
+                fault: up.get(&spec.interface) == Some(&false),
+                priority_delta: 0,
+            };
+            let mut faulty: Vec<&String> = Vec::new();
+            if standing.fault {
+                faulty.push(&spec.interface);
+            }
+            for track in &spec.track_interfaces {
+                let Some(&is_up) = up.get(&track.name) else {
+                    continue;
+                };
+                let (fault, delta) = track.effect(is_up);
+                if fault {
+                    faulty.push(&track.name);
+                }
+                standing.fault |= fault;
+                standing.priority_delta = standing.priority_delta.saturating_add(delta);
+            }
+            let before = self.link_faults.get(&spec.name).copied();
+            if before == Some(standing) {
                 continue;
             }
-            if fault {
-                warn!(instance = %spec.name, interfaces = ?down, "interface down: FAULT");
-            } else if self.link_faults.contains_key(&spec.name) {
-                info!(instance = %spec.name, "interfaces up again: leaving FAULT");
+            if standing.fault && before.is_none_or(|b| !b.fault) {
+                warn!(instance = %spec.name, interfaces = ?faulty, "tracked interface state: FAULT");
+            } else if !standing.fault && before.is_some_and(|b| b.fault) {
+                info!(instance = %spec.name, "interfaces back: leaving FAULT");
+            }
+            if before.map_or(0, |b| b.priority_delta) != standing.priority_delta {
+                info!(
+                    instance = %spec.name,
+                    priority_delta = standing.priority_delta,
+                    "tracked interfaces moved the priority"
+                );
             }
             if let Some(i) = self.link_of(&spec.name) {
                 let _ = self.links[i]
                     .commands
-                    .send(LinkCommand::LinkFault(spec.name.clone(), fault));
-                self.link_faults.insert(spec.name.clone(), fault);
+                    .send(LinkCommand::LinkFault(spec.name.clone(), standing));
+                self.link_faults.insert(spec.name.clone(), standing);
             }
         }
         let running = &self.running;
