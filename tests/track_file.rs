@@ -11,9 +11,9 @@
 //! Needs root (namespaces); skipped loudly otherwise.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use haldir_lab::{self as lab, skip_unless_root, Haldir, HaldirInstance, Lab};
+use haldir_lab::{pair, skip_unless_root, Haldir, HaldirInstance, Lab};
 
 const VIP: &str = "10.0.0.100";
 const VIP_CIDR: &str = "10.0.0.100/24";
@@ -49,42 +49,6 @@ vrrp_instance VI_1 {{
 ",
         file.display()
     )
-}
-
-fn holders(lab: &Lab) -> Vec<&'static str> {
-    ["r1", "r2"]
-        .into_iter()
-        .filter(|h| lab.has_address(h, VIP))
-        .collect()
-}
-
-/// Waits for the states and the VIP's holder; the time it took.
-fn wait(
-    lab: &Lab,
-    r1: &Haldir,
-    r2: &Haldir,
-    what: &str,
-    states: (&str, &str),
-    holder: &[&str],
-) -> Duration {
-    let start = Instant::now();
-    let ok = lab::wait_until(Duration::from_secs(10), || {
-        r1.state().as_deref() == Some(states.0)
-            && r2.state().as_deref() == Some(states.1)
-            && holders(lab) == holder
-    });
-    assert!(
-        ok,
-        "{what}: expected r1 {} and r2 {} with the VIP on {holder:?}; got r1 {:?}, r2 {:?}, VIP on {:?}\nr1 log:\n{}\nr2 log:\n{}",
-        states.0,
-        states.1,
-        r1.state(),
-        r2.state(),
-        holders(lab),
-        r1.log(),
-        r2.log()
-    );
-    start.elapsed()
 }
 
 /// A lab of two routers and the path of the file r1 tracks, holding 77.
@@ -125,13 +89,20 @@ fn a_track_file_value_times_its_weight_hands_mastership_over() {
         "0",
         "init_file 0 overwrite replaces the 77 that was there"
     );
-    wait(&lab, &r1, &r2, "start", ("MASTER", "BACKUP"), &["r1"]);
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "start",
+        ("MASTER", "BACKUP"),
+        &["r1"],
+    );
 
     set(&file, "60\n");
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "file 60 x weight -1: 150 - 60 < 100",
         ("BACKUP", "MASTER"),
         &["r2"],
@@ -144,10 +115,10 @@ fn a_track_file_value_times_its_weight_hands_mastership_over() {
     assert_eq!(status["instances"][0]["priority"], 90, "{status}");
 
     set(&file, "0");
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "file 0: priority 150 again",
         ("MASTER", "BACKUP"),
         &["r1"],
@@ -177,13 +148,20 @@ fn a_non_zero_track_file_of_weight_zero_puts_the_instance_in_fault() {
         &HaldirInstance::v3(51, 100, FAST, &[VIP_CIDR]).render(),
     )
     .unwrap();
-    wait(&lab, &r1, &r2, "start", ("MASTER", "BACKUP"), &["r1"]);
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "start",
+        ("MASTER", "BACKUP"),
+        &["r1"],
+    );
 
     set(&file, "1\n");
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "weight 0, value 1: FAULT",
         ("FAULT", "MASTER"),
         &["r2"],
@@ -194,10 +172,10 @@ fn a_non_zero_track_file_of_weight_zero_puts_the_instance_in_fault() {
     );
 
     set(&file, "0\n");
-    wait(
+    pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "value 0: out of FAULT, preempts",
         ("MASTER", "BACKUP"),
         &["r1"],

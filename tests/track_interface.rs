@@ -13,9 +13,9 @@
 //! skipped loudly otherwise.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use haldir_lab::{self as lab, skip_unless_root, Haldir, HaldirInstance, Lab};
+use haldir_lab::{pair, skip_unless_root, Haldir, HaldirInstance, Lab};
 
 const VIP: &str = "10.0.0.100";
 const VIP_CIDR: &str = "10.0.0.100/24";
@@ -44,42 +44,6 @@ fn tracking_config(tracked: &str) -> String {
 }}
 "
     )
-}
-
-fn holders(lab: &Lab) -> Vec<&'static str> {
-    ["r1", "r2"]
-        .into_iter()
-        .filter(|h| lab.has_address(h, VIP))
-        .collect()
-}
-
-/// Waits for the states and the VIP's holder; the time it took.
-fn wait(
-    lab: &Lab,
-    r1: &Haldir,
-    r2: &Haldir,
-    what: &str,
-    states: (&str, &str),
-    holder: &[&str],
-) -> Duration {
-    let start = Instant::now();
-    let ok = lab::wait_until(Duration::from_secs(10), || {
-        r1.state().as_deref() == Some(states.0)
-            && r2.state().as_deref() == Some(states.1)
-            && holders(lab) == holder
-    });
-    assert!(
-        ok,
-        "{what}: expected r1 {} and r2 {} with the VIP on {holder:?}; got r1 {:?}, r2 {:?}, VIP on {:?}\nr1 log:\n{}\nr2 log:\n{}",
-        states.0,
-        states.1,
-        r1.state(),
-        r2.state(),
-        holders(lab),
-        r1.log(),
-        r2.log()
-    );
-    start.elapsed()
 }
 
 /// Two routers; r1 has the veth pair trk0/trk1, both up.
@@ -120,13 +84,20 @@ fn a_weighted_tracked_interface_going_down_hands_mastership_over_without_fault()
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &tracking_config("trk0 weight -60"))
         .unwrap();
     let r2 = backup(&lab);
-    wait(&lab, &r1, &r2, "start", ("MASTER", "BACKUP"), &["r1"]);
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "start",
+        ("MASTER", "BACKUP"),
+        &["r1"],
+    );
 
     set_link(&lab, false);
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "trk0 down: 150 - 60 < 100",
         ("BACKUP", "MASTER"),
         &["r2"],
@@ -139,10 +110,10 @@ fn a_weighted_tracked_interface_going_down_hands_mastership_over_without_fault()
     assert_eq!(status["instances"][0]["priority"], 90, "{status}");
 
     set_link(&lab, true);
-    wait(
+    pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "trk0 up: priority 150 again",
         ("MASTER", "BACKUP"),
         &["r1"],
@@ -169,30 +140,30 @@ fn a_tracked_interface_of_weight_zero_reverse_faults_while_up() {
     )
     .unwrap();
     let r2 = backup(&lab);
-    wait(
+    pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "start, trk0 down",
         ("MASTER", "BACKUP"),
         &["r1"],
     );
 
     set_link(&lab, true);
-    wait(
+    pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "trk0 up: FAULT (reverse)",
         ("FAULT", "MASTER"),
         &["r2"],
     );
 
     set_link(&lab, false);
-    wait(
+    pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "trk0 down: out of FAULT, preempts",
         ("MASTER", "BACKUP"),
         &["r1"],

@@ -11,9 +11,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab};
+use haldir_lab::{pair, Haldir, HaldirInstance, Lab};
 
 const VIP: &str = "10.0.0.100";
 const VIP_CIDR: &str = "10.0.0.100/24";
@@ -70,41 +70,6 @@ fn config(instance: HaldirInstance, script: Option<(&Flag, i32)>) -> String {
     text
 }
 
-fn holders(lab: &Lab) -> Vec<&'static str> {
-    ["r1", "r2"]
-        .into_iter()
-        .filter(|h| lab.has_address(h, VIP))
-        .collect()
-}
-
-fn wait(
-    lab: &Lab,
-    r1: &Haldir,
-    r2: &Haldir,
-    what: &str,
-    states: (&str, &str),
-    holder: &[&str],
-) -> Duration {
-    let start = Instant::now();
-    let ok = lab::wait_until(Duration::from_secs(10), || {
-        r1.state().as_deref() == Some(states.0)
-            && r2.state().as_deref() == Some(states.1)
-            && holders(lab) == holder
-    });
-    assert!(
-        ok,
-        "{what}: expected r1 {} and r2 {} with the VIP on {holder:?}; got r1 {:?}, r2 {:?}, VIP on {:?}\nr1 log:\n{}\nr2 log:\n{}",
-        states.0,
-        states.1,
-        r1.state(),
-        r2.state(),
-        holders(lab),
-        r1.log(),
-        r2.log()
-    );
-    start.elapsed()
-}
-
 fn lab(tag: &str) -> Lab {
     let lab = Lab::new(tag).unwrap();
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
@@ -136,13 +101,20 @@ fn a_failing_track_script_lowers_the_priority_so_the_peer_takes_over() {
         &config(HaldirInstance::v3(51, 100, FAST, &[VIP_CIDR]), None),
     )
     .unwrap();
-    wait(&lab, &r1, &r2, "start", ("MASTER", "BACKUP"), &["r1"]);
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "start",
+        ("MASTER", "BACKUP"),
+        &["r1"],
+    );
 
     flag.set(false);
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "script failing: 150 - 60 < 100",
         ("BACKUP", "MASTER"),
         &["r2"],
@@ -155,10 +127,10 @@ fn a_failing_track_script_lowers_the_priority_so_the_peer_takes_over() {
     assert_eq!(status["instances"][0]["priority"], 90, "{status}");
 
     flag.set(true);
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "script OK again",
         ("MASTER", "BACKUP"),
         &["r1"],
@@ -196,13 +168,20 @@ fn a_failing_track_script_of_weight_zero_puts_the_instance_in_fault() {
         &config(HaldirInstance::v3(51, 100, FAST, &[VIP_CIDR]), None),
     )
     .unwrap();
-    wait(&lab, &r1, &r2, "start", ("MASTER", "BACKUP"), &["r1"]);
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "start",
+        ("MASTER", "BACKUP"),
+        &["r1"],
+    );
 
     flag.set(false);
-    let took = wait(
+    let took = pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "weight 0 script failing: FAULT",
         ("FAULT", "MASTER"),
         &["r2"],
@@ -213,10 +192,10 @@ fn a_failing_track_script_of_weight_zero_puts_the_instance_in_fault() {
     );
 
     flag.set(true);
-    wait(
+    pair::wait_for_roles(
         &lab,
-        &r1,
-        &r2,
+        (&r1, &r2),
+        VIP,
         "script OK again: out of FAULT, preempts",
         ("MASTER", "BACKUP"),
         &["r1"],

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::draft::{InstanceDraft, Located, TrackEntryDraft};
 use crate::error::{ConfigError, Loc};
 use crate::model::VrrpInstance;
-use crate::validate::{in_range, push};
+use crate::validate::{in_range, push, resolve_tracking, tracked_name, TrackedKind};
 
 /// Largest weight of a `track_file` block (keepalived's range).
 const MAX_FILE_WEIGHT: i64 = 2_147_483_647;
@@ -213,79 +213,39 @@ pub(crate) fn tracked_files(
     file_drafts: &[TrackFileDraft],
     files: &[TrackFile],
 ) {
-    for (d, instance) in drafts.iter().zip(instances.iter_mut()) {
-        let Some(list) = &d.track_file else {
-            continue;
-        };
-        let errors_before = errors.len();
-        let mut seen: HashMap<&str, &Loc> = HashMap::new();
-        let mut tracked = Vec::new();
-        for entry in &list.value {
-            if let Some(t) = tracked_entry(errors, entry, file_drafts, files, &mut seen) {
-                tracked.push(t);
-            }
-        }
-        if let (Some(priority), Some(weighted)) = (
-            d.priority.as_ref().filter(|p| p.value == 255),
-            tracked.iter().find(|t| t.weight != 0),
-        ) {
-            push(
-                errors,
-                &list.loc,
-                format!(
-                    "track_file {:?} has weight {}: the address owner (priority = 255 at {}) always runs at 255, so a weight cannot move it; use weight 0 (FAULT on a non-zero value) or lower the priority",
-                    weighted.name, weighted.weight, priority.loc
-                ),
-            );
-        }
-        if errors.len() > errors_before {
-            *instance = None;
-        } else if let Some(instance) = instance {
-            instance.track_file = tracked;
-        }
-    }
+    let defined: Vec<&str> = file_drafts
+        .iter()
+        .filter_map(|f| f.name.as_ref().map(|n| n.value.as_str()))
+        .collect();
+    resolve_tracking(
+        errors,
+        &FILES,
+        (drafts, instances),
+        |d| d.track_file.as_ref(),
+        |errors, entry, seen| tracked_entry(errors, entry, &defined, files, seen),
+        |t| (t.name.as_str(), t.weight),
+        |instance, tracked| instance.track_file = tracked,
+    );
 }
+
+/// What `track_file` refers to, for the shared messages.
+const FILES: TrackedKind = TrackedKind {
+    keyword: "track_file",
+    item: "file",
+    block: "track_file block",
+    items: "track files",
+    weight_zero: "FAULT on a non-zero value",
+};
 
 fn tracked_entry<'a>(
     errors: &mut Vec<ConfigError>,
     entry: &'a TrackEntryDraft,
-    file_drafts: &[TrackFileDraft],
+    defined: &[&str],
     files: &[TrackFile],
     seen: &mut HashMap<&'a str, &'a Loc>,
 ) -> Option<TrackedFile> {
     let name = entry.name.as_ref()?;
-    if let Some(first) = seen.insert(&name.value, &entry.loc) {
-        push(
-            errors,
-            &name.loc,
-            format!(
-                "track_file {:?}: already listed at {first}; list each file once",
-                name.value
-            ),
-        );
-        return None;
-    }
-    let defined = file_drafts
-        .iter()
-        .any(|f| f.name.as_ref().is_some_and(|n| n.value == name.value));
-    if !defined {
-        let names: Vec<&str> = file_drafts
-            .iter()
-            .filter_map(|f| f.name.as_ref().map(|n| n.value.as_str()))
-            .collect();
-        let known = if names.is_empty() {
-            "no track_file block is defined".to_owned()
-        } else {
-            format!("defined track files: {}", names.join(", "))
-        };
-        push(
-            errors,
-            &name.loc,
-            format!(
-                "track_file {:?}: no track_file block has this name; {known}",
-                name.value
-            ),
-        );
+    if !tracked_name(errors, &FILES, (&entry.loc, name), defined, seen) {
         return None;
     }
     let entry_weight = match &entry.weight {

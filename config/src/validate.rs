@@ -330,15 +330,10 @@ fn instance(
     }
 
     let notify = notify_scripts(errors, &d.notify);
-    let owner = d
-        .priority
-        .as_ref()
-        .filter(|p| p.value == 255)
-        .map(|p| &p.loc);
     let track_interface = d
         .track_interface
         .as_ref()
-        .map(|list| track_interfaces(errors, list, owner));
+        .map(|list| track_interfaces(errors, list, d.priority.as_ref()));
 
     if errors.len() > errors_before {
         return None;
@@ -380,6 +375,15 @@ pub(crate) fn is_interface_name(name: &str) -> bool {
         && !name.contains(|c: char| c == '/' || c.is_whitespace())
 }
 
+/// What `track_interface` refers to, for the shared owner message.
+const INTERFACES: TrackedKind = TrackedKind {
+    keyword: "track_interface",
+    item: "interface",
+    block: "interface",
+    items: "interfaces",
+    weight_zero: "FAULT while down",
+};
+
 /// Largest `track_interface` weight (keepalived's range).
 const MAX_INTERFACE_WEIGHT: i64 = 253;
 
@@ -388,7 +392,7 @@ const MAX_INTERFACE_WEIGHT: i64 = 253;
 fn track_interfaces(
     errors: &mut Vec<ConfigError>,
     list: &Located<Vec<TrackEntryDraft>>,
-    owner: Option<&Loc>,
+    priority: Option<&Located<i64>>,
 ) -> Option<Vec<TrackedInterface>> {
     let errors_before = errors.len();
     let mut seen: HashMap<&str, &Loc> = HashMap::new();
@@ -432,15 +436,8 @@ fn track_interfaces(
             },
             None => 0,
         };
-        if let (Some(owner), true) = (owner, weight != 0) {
-            push(
-                errors,
-                &name.loc,
-                format!(
-                    "track_interface {:?} has weight {weight}: the address owner (priority = 255 at {owner}) always runs at 255, so a weight cannot move it; use weight 0 (FAULT while down) or lower the priority",
-                    name.value
-                ),
-            );
+        let weighted = (weight != 0).then_some((name.value.as_str(), weight));
+        if owner_weight(errors, &INTERFACES, &name.loc, priority, weighted) {
             continue;
         }
         tracked.push(TrackedInterface {
@@ -597,6 +594,122 @@ pub(crate) fn in_range(
         );
         None
     }
+}
+
+/// What an instance's tracking list (`track_script`, `track_file`) refers to, for the
+/// messages of [`tracked_name`] and [`owner_weight`].
+pub(crate) struct TrackedKind<'a> {
+    /// The instance's keyword: `track_script`.
+    pub(crate) keyword: &'a str,
+    /// One item: `script`.
+    pub(crate) item: &'a str,
+    /// The block that defines one: `[[vrrp_script]]`.
+    pub(crate) block: &'a str,
+    /// Several items: `scripts`.
+    pub(crate) items: &'a str,
+    /// What weight 0 does: `FAULT on failure`.
+    pub(crate) weight_zero: &'a str,
+}
+
+/// Whether a tracking entry's `name` (the entry written at `entry`) is listed once
+/// (`seen` holds the earlier ones) and names one of the `defined` blocks; reported
+/// otherwise.
+pub(crate) fn tracked_name<'a>(
+    errors: &mut Vec<ConfigError>,
+    kind: &TrackedKind,
+    (entry, name): (&'a Loc, &'a Located<String>),
+    defined: &[&str],
+    seen: &mut HashMap<&'a str, &'a Loc>,
+) -> bool {
+    if let Some(first) = seen.insert(&name.value, entry) {
+        push(
+            errors,
+            &name.loc,
+            format!(
+                "{} {:?}: already listed at {first}; list each {} once",
+                kind.keyword, name.value, kind.item
+            ),
+        );
+        return false;
+    }
+    if !defined.contains(&name.value.as_str()) {
+        let known = if defined.is_empty() {
+            format!("no {} is defined", kind.block)
+        } else {
+            format!("defined {}: {}", kind.items, defined.join(", "))
+        };
+        push(
+            errors,
+            &name.loc,
+            format!(
+                "{} {:?}: no {} has this name; {known}",
+                kind.keyword, name.value, kind.block
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// Resolves each instance's tracking list (`list` picks it from the draft) entry by entry
+/// with `resolve`, reports a weight on the address owner ([`owner_weight`]), and stores
+/// the result with `store`, or drops the instance when anything in the list was wrong
+/// (`instances` is aligned with `drafts`).
+pub(crate) fn resolve_tracking<'d, E, T>(
+    errors: &mut Vec<ConfigError>,
+    kind: &TrackedKind,
+    (drafts, instances): (&'d [InstanceDraft], &mut [Option<VrrpInstance>]),
+    list: fn(&'d InstanceDraft) -> Option<&'d Located<Vec<E>>>,
+    mut resolve: impl FnMut(&mut Vec<ConfigError>, &'d E, &mut HashMap<&'d str, &'d Loc>) -> Option<T>,
+    weight: fn(&T) -> (&str, i32),
+    store: fn(&mut VrrpInstance, Vec<T>),
+) {
+    for (d, instance) in drafts.iter().zip(instances.iter_mut()) {
+        let Some(list) = list(d) else {
+            continue;
+        };
+        let errors_before = errors.len();
+        let mut seen = HashMap::new();
+        let mut tracked = Vec::with_capacity(list.value.len());
+        for entry in &list.value {
+            if let Some(t) = resolve(errors, entry, &mut seen) {
+                tracked.push(t);
+            }
+        }
+        let weighted = tracked.iter().map(weight).find(|(_, w)| *w != 0);
+        owner_weight(errors, kind, &list.loc, d.priority.as_ref(), weighted);
+        if errors.len() > errors_before {
+            *instance = None;
+        } else if let Some(instance) = instance {
+            store(instance, tracked);
+        }
+    }
+}
+
+/// The address owner (priority 255) always runs at 255 (RFC 5798 §5.2.4), so a tracking
+/// weight cannot move it: reported at `loc` for the first weighted entry (true then).
+pub(crate) fn owner_weight(
+    errors: &mut Vec<ConfigError>,
+    kind: &TrackedKind,
+    loc: &Loc,
+    priority: Option<&Located<i64>>,
+    weighted: Option<(&str, i32)>,
+) -> bool {
+    let Some(priority) = priority.filter(|p| p.value == 255) else {
+        return false;
+    };
+    if let Some((name, weight)) = weighted {
+        push(
+            errors,
+            loc,
+            format!(
+                "{} {name:?} has weight {weight}: the address owner (priority = 255 at {}) always runs at 255, so a weight cannot move it; use weight 0 ({}) or lower the priority",
+                kind.keyword, priority.loc, kind.weight_zero
+            ),
+        );
+        return true;
+    }
+    false
 }
 
 /// `version` / `vrrp_version`: 2 or 3.

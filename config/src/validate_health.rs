@@ -25,7 +25,7 @@ use crate::model_health::{
     HttpUrlSpec, MiscCheckSpec, ScriptCommand, SorryServer, StatusCodes, TlsVerify, TrackScript,
     VrrpScript,
 };
-use crate::validate::{in_range, push, whole_units};
+use crate::validate::{in_range, push, resolve_tracking, tracked_name, whole_units, TrackedKind};
 use crate::validate_values::{ca_file_problem, dns_name_ok, tls_server_name_ok};
 
 /// keepalived's default `delay_loop`.
@@ -912,79 +912,39 @@ pub(crate) fn track_scripts(
     script_drafts: &[VrrpScriptDraft],
     scripts: &[VrrpScript],
 ) {
-    for (d, instance) in drafts.iter().zip(instances.iter_mut()) {
-        let Some(list) = &d.track_script else {
-            continue;
-        };
-        let errors_before = errors.len();
-        let mut seen: HashMap<&str, &Loc> = HashMap::new();
-        let mut tracked = Vec::new();
-        for entry in &list.value {
-            if let Some(t) = track_entry(errors, entry, script_drafts, scripts, &mut seen) {
-                tracked.push(t);
-            }
-        }
-        if let (Some(priority), Some(weighted)) = (
-            d.priority.as_ref().filter(|p| p.value == 255),
-            tracked.iter().find(|t| t.weight != 0),
-        ) {
-            push(
-                errors,
-                &list.loc,
-                format!(
-                    "track_script {:?} has weight {}: the address owner (priority = 255 at {}) always runs at 255, so a weight cannot move it; use weight 0 (FAULT on failure) or lower the priority",
-                    weighted.name, weighted.weight, priority.loc
-                ),
-            );
-        }
-        if errors.len() > errors_before {
-            *instance = None;
-        } else if let Some(instance) = instance {
-            instance.track_script = tracked;
-        }
-    }
+    let defined: Vec<&str> = script_drafts
+        .iter()
+        .filter_map(|s| s.name.as_ref().map(|n| n.value.as_str()))
+        .collect();
+    resolve_tracking(
+        errors,
+        &SCRIPTS,
+        (drafts, instances),
+        |d| d.track_script.as_ref(),
+        |errors, entry, seen| track_entry(errors, entry, &defined, scripts, seen),
+        |t| (t.name.as_str(), t.weight),
+        |instance, tracked| instance.track_script = tracked,
+    );
 }
+
+/// What `track_script` refers to, for the shared messages.
+const SCRIPTS: TrackedKind = TrackedKind {
+    keyword: "track_script",
+    item: "script",
+    block: "[[vrrp_script]]",
+    items: "scripts",
+    weight_zero: "FAULT on failure",
+};
 
 fn track_entry<'a>(
     errors: &mut Vec<ConfigError>,
     entry: &'a TrackScriptDraft,
-    script_drafts: &[VrrpScriptDraft],
+    defined: &[&str],
     scripts: &[VrrpScript],
     seen: &mut HashMap<&'a str, &'a Loc>,
 ) -> Option<TrackScript> {
     let name = entry.name.as_ref()?;
-    if let Some(first) = seen.insert(&name.value, &entry.loc) {
-        push(
-            errors,
-            &name.loc,
-            format!(
-                "track_script {:?}: already listed at {first}; list each script once",
-                name.value
-            ),
-        );
-        return None;
-    }
-    let defined = script_drafts
-        .iter()
-        .any(|s| s.name.as_ref().is_some_and(|n| n.value == name.value));
-    if !defined {
-        let names: Vec<&str> = script_drafts
-            .iter()
-            .filter_map(|s| s.name.as_ref().map(|n| n.value.as_str()))
-            .collect();
-        let known = if names.is_empty() {
-            "no [[vrrp_script]] is defined".to_owned()
-        } else {
-            format!("defined scripts: {}", names.join(", "))
-        };
-        push(
-            errors,
-            &name.loc,
-            format!(
-                "track_script {:?}: no [[vrrp_script]] has this name; {known}",
-                name.value
-            ),
-        );
+    if !tracked_name(errors, &SCRIPTS, (&entry.loc, name), defined, seen) {
         return None;
     }
     let weight = match &entry.weight {

@@ -1,14 +1,52 @@
-//! An elected pair of haldir routers under attack: the shared part of the tests that
-//! inject crafted protocol-112 traffic (`tests/hostile_input.rs`, `tests/vrrp_auth.rs`).
-//! It records the election, sends copies of a packet from an [`Injector`] and checks,
-//! from both routers' status files, that every copy was dropped and counted exactly once
-//! under the expected reason and that nothing else changed.
+//! A pair of haldir routers, r1 and r2. Most of this module is the shared part of the
+//! tests that inject crafted protocol-112 traffic (`tests/hostile_input.rs`,
+//! `tests/vrrp_auth.rs`): it records the election, sends copies of a packet from an
+//! [`Injector`] and checks, from both routers' status files, that every copy was dropped
+//! and counted exactly once under the expected reason and that nothing else changed.
+//! [`wait_for_roles`] is the tracking tests' wait for a handover (`tests/track_*.rs`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{wait_until, Haldir, Injector, Lab};
+
+/// Waits up to 10 s for r1 and r2 to be in `states` with `vip` on exactly the hosts
+/// `holder` names (of "r1" and "r2"), and returns the time it took; panics with what
+/// each shows and both logs, saying `what` was awaited, otherwise.
+pub fn wait_for_roles(
+    lab: &Lab,
+    (r1, r2): (&Haldir, &Haldir),
+    vip: &str,
+    what: &str,
+    states: (&str, &str),
+    holder: &[&str],
+) -> Duration {
+    let holders = || -> Vec<&'static str> {
+        ["r1", "r2"]
+            .into_iter()
+            .filter(|h| lab.has_address(h, vip))
+            .collect()
+    };
+    let start = Instant::now();
+    let ok = wait_until(Duration::from_secs(10), || {
+        r1.state().as_deref() == Some(states.0)
+            && r2.state().as_deref() == Some(states.1)
+            && holders() == holder
+    });
+    assert!(
+        ok,
+        "{what}: expected r1 {} and r2 {} with {vip} on {holder:?}; got r1 {:?}, r2 {:?}, {vip} on {:?}\nr1 log:\n{}\nr2 log:\n{}",
+        states.0,
+        states.1,
+        r1.state(),
+        r2.state(),
+        holders(),
+        r1.log(),
+        r2.log()
+    );
+    start.elapsed()
+}
 
 /// Every drop counted in a router's status file (first instance and first link), summed.
 pub fn total_drops(h: &Haldir) -> u64 {

@@ -321,26 +321,35 @@ impl Front {
         }
     }
 
+    /// The one name after a named block's keyword (`vrrp_script chk_web {`); its absence
+    /// or a second word is reported (`example` is a name for the message).
+    fn block_name(&mut self, stmt: &Stmt, example: &str) -> Option<Located<String>> {
+        let keyword = &stmt.keyword().text;
+        match stmt.args() {
+            [name] => Some(located(name)),
+            [] => {
+                let message = format!("{keyword} needs a name: `{keyword} {example} {{`");
+                self.error(&stmt.keyword().loc, message);
+                None
+            }
+            [_, extra, ..] => {
+                let message = format!(
+                    "`{}`: {keyword} takes one name; remove `{}`",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                None
+            }
+        }
+    }
+
     /// `vrrp_script NAME { script ... interval ... }`.
     pub(super) fn vrrp_script(&mut self, stmt: &Stmt) -> VrrpScriptDraft {
         let mut d = VrrpScriptDraft::new(stmt.keyword().loc.clone());
         // The name is the block's argument; reported here if absent.
         d.present.push("name");
-        match stmt.args() {
-            [name] => d.name = Some(located(name)),
-            [] => self.error(
-                &stmt.keyword().loc,
-                "vrrp_script needs a name: `vrrp_script chk_web {`",
-            ),
-            [_, extra, ..] => self.error(
-                &extra.loc,
-                format!(
-                    "`{}`: vrrp_script takes one name; remove `{}`",
-                    stmt.text(),
-                    extra.text
-                ),
-            ),
-        }
+        d.name = self.block_name(stmt, "chk_web");
         let Some(block) = self.block(stmt) else {
             // Reported; do not also report a missing `script`.
             d.present.push("script");
@@ -434,24 +443,9 @@ impl Front {
     /// (also spelled `vrrp_track_file`).
     pub(super) fn track_file(&mut self, stmt: &Stmt) -> TrackFileDraft {
         let mut d = TrackFileDraft::new(stmt.keyword().loc.clone());
-        let keyword = stmt.keyword().text.clone();
         // The name is the block's argument; reported here if absent.
         d.present.push("name");
-        match stmt.args() {
-            [name] => d.name = Some(located(name)),
-            [] => self.error(
-                &stmt.keyword().loc,
-                format!("{keyword} needs a name: `{keyword} app_ready {{`"),
-            ),
-            [_, extra, ..] => self.error(
-                &extra.loc,
-                format!(
-                    "`{}`: {keyword} takes one name; remove `{}`",
-                    stmt.text(),
-                    extra.text
-                ),
-            ),
-        }
+        d.name = self.block_name(stmt, "app_ready");
         let Some(block) = self.block(stmt) else {
             // Reported; do not also report a missing `file`.
             d.present.push("file");
