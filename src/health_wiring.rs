@@ -249,7 +249,9 @@ impl Wiring {
     /// Reads every tracked file again; the instances' standing is sent if a value changed.
     async fn poll_files(&mut self) {
         let mut changed = false;
-        let files = self.model.track_files.clone();
+        // Borrowed out for the loop (read_file records problems on self), not cloned:
+        // this runs four times a second.
+        let files = std::mem::take(&mut self.model.track_files);
         for file in &files {
             let Some(before) = self.file_values.get(&file.name).copied() else {
                 continue;
@@ -264,6 +266,7 @@ impl Wiring {
                 changed = true;
             }
         }
+        self.model.track_files = files;
         if changed {
             self.send_tracking().await;
         }
