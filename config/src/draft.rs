@@ -116,6 +116,7 @@ pub(crate) struct InstanceDraft {
     pub(crate) advert_int: Option<Located<f64>>,
     pub(crate) version: Option<Located<i64>>,
     pub(crate) virtual_ipaddress: Option<Located<Vec<Located<String>>>>,
+    pub(crate) virtual_ipaddress_excluded: Option<Located<Vec<Located<String>>>>,
     pub(crate) nopreempt: Option<Located<bool>>,
     /// Seconds.
     pub(crate) preempt_delay: Option<Located<f64>>,
@@ -165,6 +166,7 @@ impl InstanceDraft {
             advert_int: None,
             version: None,
             virtual_ipaddress: None,
+            virtual_ipaddress_excluded: None,
             nopreempt: None,
             preempt_delay: None,
             accept: None,

@@ -251,6 +251,7 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "advert_int",
         "version",
         "virtual_ipaddress",
+        "virtual_ipaddress_excluded",
         "nopreempt",
         "preempt_delay",
         "accept",
@@ -277,7 +278,6 @@ const INSTANCE: BlockKeywords = BlockKeywords {
     planned: &[
         ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
         ("vmac_xmit_base", "the VRRP virtual MAC (macvlan) is not implemented"),
-        ("virtual_ipaddress_excluded", "excluded addresses are not implemented; list them in virtual_ipaddress"),
         ("virtual_routes", "virtual routes are not implemented"),
         ("virtual_rules", "virtual rules are not implemented"),
         ("track_process", "track_process is not implemented"),
@@ -791,7 +791,6 @@ impl Front {
         let Some(block) = self.block(stmt) else {
             return d;
         };
-        let mut vip_devices: Vec<Word> = Vec::new();
         let mut state_master: Option<Loc> = None;
         let mut seen = Seen::new();
         for s in &block.items {
@@ -819,8 +818,9 @@ impl Front {
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),
                 "version" => d.version = self.integer(s),
-                "virtual_ipaddress" => {
-                    d.virtual_ipaddress = self.virtual_ipaddress(s, &mut vip_devices)
+                "virtual_ipaddress" => d.virtual_ipaddress = self.virtual_ipaddress(s),
+                "virtual_ipaddress_excluded" => {
+                    d.virtual_ipaddress_excluded = self.virtual_ipaddress(s)
                 }
                 // keepalived reads `nopreempt` alone; sites write `nopreempt 1`
                 // too, which keepalived takes as nopreempt (it ignores the word).
@@ -861,76 +861,37 @@ impl Front {
         if let Some(master) = state_master {
             self.state_master(&mut d, &master);
         }
-        self.vip_devices(&d, &vip_devices);
         d
     }
 
-    /// `virtual_ipaddress { ADDRESS[/PREFIX] [dev IF] ... }`: haldir puts every
-    /// address on the instance's interface, so `dev` is read (and checked
-    /// against the interface once it is known); keepalived's other options
-    /// (`brd`, `label`, `scope`, `no_track`, ...) change how the address is
-    /// added and are errors until haldir implements them.
-    fn virtual_ipaddress(
-        &mut self,
-        stmt: &Stmt,
-        devices: &mut Vec<Word>,
-    ) -> Option<Located<Vec<Located<String>>>> {
+    /// `virtual_ipaddress { ADDRESS[/PREFIX] [dev IF] [label L] ... }` and
+    /// `virtual_ipaddress_excluded`: each line is one entry, handed on as
+    /// written (words joined by a space) and parsed by the validation, which
+    /// both syntaxes share (`crate::virtual_ip`).
+    fn virtual_ipaddress(&mut self, stmt: &Stmt) -> Option<Located<Vec<Located<String>>>> {
         if !self.no_args(stmt) {
             return None;
         }
         let block = self.block(stmt)?;
+        let keyword = &stmt.keyword().text;
         let errors_before = self.errors.len();
         let mut values = Vec::with_capacity(block.items.len());
         for entry in &block.items {
             if let Some(inner) = &entry.block {
-                let message = format!("virtual_ipaddress entry `{}`: takes no block", entry.text());
+                let message = format!("{keyword} entry `{}`: takes no block", entry.text());
                 self.error(&inner.open, message);
                 continue;
             }
-            let args = entry.args();
-            let unsupported = args
-                .chunks(2)
-                .find(|pair| !matches!(pair, [dev, _] if dev.text == "dev"));
-            match unsupported {
-                None => devices.extend(args.chunks(2).map(|pair| pair[1].clone())),
-                Some([option, ..]) => {
-                    let message = format!(
-                        "virtual_ipaddress entry `{}`: `{}` is not supported yet (haldir adds each address to the instance's interface as ADDRESS/PREFIX, optionally `dev` naming that interface); write `ADDRESS[/PREFIX] [dev IF]`",
-                        entry.text(),
-                        option.text
-                    );
-                    self.error(&option.loc, message);
-                    continue;
-                }
-                Some([]) => unreachable!("chunks are never empty"),
-            }
-            values.push(located(entry.keyword()));
+            let words: Vec<&str> = entry.words.iter().map(|w| w.text.as_str()).collect();
+            values.push(Located {
+                value: words.join(" "),
+                loc: entry.keyword().loc.clone(),
+            });
         }
         (self.errors.len() == errors_before).then(|| Located {
             value: values,
             loc: stmt.keyword().loc.clone(),
         })
-    }
-
-    /// A virtual address's `dev` must be the instance's interface: haldir
-    /// does not yet put addresses on another device.
-    fn vip_devices(&mut self, d: &InstanceDraft, devices: &[Word]) {
-        let interface: Option<String> = d
-            .interface
-            .as_ref()
-            .or(self.instance_defaults.interface.as_ref())
-            .map(|i| i.value.clone());
-        let interface = interface.as_deref();
-        for device in devices {
-            if Some(device.text.as_str()) != interface {
-                let message = format!(
-                    "virtual_ipaddress: `dev {}` is not the instance's interface ({}); addresses on another device are not supported yet",
-                    device.text,
-                    interface.unwrap_or("not set")
-                );
-                self.error(&device.loc, message);
-            }
-        }
     }
 
     /// keepalived (vrrp.c, completing an instance) clears `nopreempt` and

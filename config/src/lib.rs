@@ -31,6 +31,7 @@ mod validate;
 mod validate_health;
 mod validate_ipvs;
 mod validate_values;
+mod virtual_ip;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ pub use model_health::{
 };
 pub use to_toml::{not_converted, to_toml};
 pub use track_file::{TrackFile, TrackFileInit, TrackedFile};
+pub use virtual_ip::{AddressScope, VirtualIp};
 
 /// The syntax of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::error::Loc;
+use crate::virtual_ip::VirtualIp;
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +179,13 @@ pub struct VrrpInstance {
     pub version: VrrpVersion,
     /// Address family of every virtual address (and of the unicast addresses).
     pub family: AddressFamily,
-    /// The virtual addresses, in file order; non-empty, all of `family`, no duplicates.
-    pub virtual_ipaddress: Vec<VirtualAddress>,
+    /// The virtual addresses, in file order; non-empty, all of `family`, no
+    /// duplicates. These are carried in adverts.
+    pub virtual_ipaddress: Vec<VirtualIp>,
+    /// keepalived's `virtual_ipaddress_excluded`: added and removed with the
+    /// virtual addresses, announced with them, but not carried in adverts, so
+    /// they may be of either family; no address is in both lists.
+    pub virtual_ipaddress_excluded: Vec<VirtualIp>,
     /// Whether a higher-priority backup takes over from a lower-priority master
     /// (keepalived's `nopreempt` inverted). Always true when `priority` is 255.
     pub preempt: bool,

@@ -115,6 +115,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         version,
         family: _, // follows from the addresses
         virtual_ipaddress,
+        virtual_ipaddress_excluded,
         preempt,
         preempt_delay_secs,
         accept,
@@ -146,11 +147,18 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         },
     );
     line(out, "advert_int", decimal((*advert_int_centis).into(), 100));
-    let vips: Vec<String> = virtual_ipaddress
-        .iter()
-        .map(|vip| string(&vip.to_string()))
-        .collect();
-    line(out, "virtual_ipaddress", format!("[{}]", vips.join(", ")));
+    let vips = |list: &[crate::VirtualIp]| {
+        let entries: Vec<String> = list.iter().map(|vip| string(&vip.to_string())).collect();
+        format!("[{}]", entries.join(", "))
+    };
+    line(out, "virtual_ipaddress", vips(virtual_ipaddress));
+    if !virtual_ipaddress_excluded.is_empty() {
+        line(
+            out,
+            "virtual_ipaddress_excluded",
+            vips(virtual_ipaddress_excluded),
+        );
+    }
     line(out, "nopreempt", !preempt);
     line(out, "preempt_delay", preempt_delay_secs);
     line(out, "accept", accept);

@@ -53,6 +53,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "advert_int",
     "version",
     "virtual_ipaddress",
+    "virtual_ipaddress_excluded",
     "nopreempt",
     "preempt_delay",
     "accept",
@@ -263,6 +264,9 @@ impl Reader<'_> {
                 "advert_int" => draft.advert_int = self.seconds(name, value),
                 "version" => draft.version = self.integer(name, value),
                 "virtual_ipaddress" => draft.virtual_ipaddress = self.string_array(name, value),
+                "virtual_ipaddress_excluded" => {
+                    draft.virtual_ipaddress_excluded = self.string_array(name, value)
+                }
                 "nopreempt" => draft.nopreempt = self.boolean(name, value),
                 "preempt_delay" => draft.preempt_delay = self.seconds(name, value),
                 "accept" => draft.accept = self.boolean(name, value),

@@ -9,10 +9,9 @@ use std::net::IpAddr;
 use crate::draft::{AuthDraft, Draft, InstanceDraft, Located};
 use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft, TrackEntryDraft};
 use crate::error::{ConfigError, ConfigErrors, Loc};
-use crate::model::{
-    AddressFamily, Authentication, Model, VirtualAddress, VrrpInstance, VrrpVersion,
-};
+use crate::model::{AddressFamily, Authentication, Model, VrrpInstance, VrrpVersion};
 use crate::model::{NotifyScripts, ScriptSettings, SyncGroup, TrackedInterface};
+use crate::virtual_ip::VirtualIp;
 
 /// keepalived's default advert interval, in seconds.
 const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
@@ -212,9 +211,21 @@ fn instance(
         Some((priority as u8, &p.loc))
     });
 
+    let mut seen_addresses = HashMap::new();
     let (family, virtual_ipaddress) = match &d.virtual_ipaddress {
-        Some(list) => virtual_addresses(errors, list),
+        Some(list) => virtual_addresses(errors, list, &mut seen_addresses),
         None => (None, None),
+    };
+    // keepalived.conf(5): excluded addresses are not in adverts, so either family goes.
+    let virtual_ipaddress_excluded = match &d.virtual_ipaddress_excluded {
+        Some(list) => virtual_ip_entries(
+            errors,
+            "virtual_ipaddress_excluded",
+            list,
+            &mut seen_addresses,
+            |_, _, _| {},
+        ),
+        None => Some(Vec::new()),
     };
 
     let explicit_version = d
@@ -347,6 +358,7 @@ fn instance(
         version: version?,
         family: family?,
         virtual_ipaddress: virtual_ipaddress?,
+        virtual_ipaddress_excluded: virtual_ipaddress_excluded?,
         preempt,
         preempt_delay_secs: preempt_delay_secs.unwrap_or(0),
         accept,
@@ -813,10 +825,11 @@ fn garp_interval(errors: &mut Vec<ConfigError>, value: Option<&Located<f64>>) ->
 }
 
 /// Parses the virtual addresses; the family is the first address's.
-fn virtual_addresses(
+fn virtual_addresses<'a>(
     errors: &mut Vec<ConfigError>,
-    list: &Located<Vec<Located<String>>>,
-) -> (Option<AddressFamily>, Option<Vec<VirtualAddress>>) {
+    list: &'a Located<Vec<Located<String>>>,
+    seen: &mut HashMap<IpAddr, &'a Loc>,
+) -> (Option<AddressFamily>, Option<Vec<VirtualIp>>) {
     if list.value.is_empty() {
         push(
             errors,
@@ -827,47 +840,70 @@ fn virtual_addresses(
     }
     let errors_before = errors.len();
     let mut first: Option<(AddressFamily, &Located<String>)> = None;
-    let mut seen: HashMap<IpAddr, &Loc> = HashMap::new();
-    let mut addresses = Vec::with_capacity(list.value.len());
-    for entry in &list.value {
-        let vip: VirtualAddress = match entry.value.parse() {
-            Ok(vip) => vip,
-            Err(e) => {
-                push(
-                    errors,
-                    &entry.loc,
-                    format!("virtual_ipaddress entry {:?}: {e}", entry.value),
-                );
-                continue;
-            }
-        };
-        let family = AddressFamily::of(&vip.addr);
-        match first {
+    let addresses = virtual_ip_entries(
+        errors,
+        "virtual_ipaddress",
+        list,
+        seen,
+        |errors, entry, vip| {
+            let family = AddressFamily::of(&vip.addr());
+            match first {
             None => first = Some((family, entry)),
             Some((first_family, first_entry)) if first_family != family => push(
                 errors,
                 &entry.loc,
                 format!(
-                    "virtual_ipaddress entry {:?}: is {family} but {:?} at {} is {first_family}; one instance carries one address family, so put these in a separate vrrp_instance",
+                    "virtual_ipaddress entry {:?}: is {family} but {:?} at {} is {first_family}; one instance carries one address family, so put these in a separate vrrp_instance (or list them in virtual_ipaddress_excluded, which adverts do not carry)",
                     entry.value, first_entry.value, first_entry.loc
                 ),
             ),
             Some(_) => {}
         }
-        if let Some(earlier) = seen.insert(vip.addr, &entry.loc) {
+        },
+    );
+    let family = first.map(|(family, _)| family);
+    (family, addresses.filter(|_| errors.len() == errors_before))
+}
+
+/// The entries of `virtual_ipaddress` or `virtual_ipaddress_excluded`
+/// (`key`), each parsed, checked by `check`, and listed once in both lists
+/// (`seen` spans them); `None` when any is wrong.
+fn virtual_ip_entries<'a>(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    list: &'a Located<Vec<Located<String>>>,
+    seen: &mut HashMap<IpAddr, &'a Loc>,
+    mut check: impl FnMut(&mut Vec<ConfigError>, &'a Located<String>, &VirtualIp),
+) -> Option<Vec<VirtualIp>> {
+    let errors_before = errors.len();
+    let mut addresses = Vec::with_capacity(list.value.len());
+    for entry in &list.value {
+        let vip: VirtualIp = match entry.value.parse() {
+            Ok(vip) => vip,
+            Err(e) => {
+                push(
+                    errors,
+                    &entry.loc,
+                    format!("{key} entry {:?}: {e}", entry.value),
+                );
+                continue;
+            }
+        };
+        check(errors, entry, &vip);
+        if let Some(earlier) = seen.insert(vip.addr(), &entry.loc) {
             push(
                 errors,
                 &entry.loc,
                 format!(
-                    "virtual_ipaddress entry {:?}: {} is already listed at {earlier}; list each address once",
-                    entry.value, vip.addr
+                    "{key} entry {:?}: {} is already listed at {earlier}; list each address once",
+                    entry.value,
+                    vip.addr()
                 ),
             );
         }
         addresses.push(vip);
     }
-    let family = first.map(|(family, _)| family);
-    (family, (errors.len() == errors_before).then_some(addresses))
+    (errors.len() == errors_before).then_some(addresses)
 }
 
 /// An IP address that must be of the instance's `family` (when known).

@@ -249,7 +249,7 @@ fn an_unknown_keyword_is_named_with_its_line_and_column() {
     assert_eq!(
         errors(&text),
         [
-            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, track_file, mcast_src_ip, lvs_sync_daemon_interface",
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, virtual_ipaddress_excluded, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, track_file, mcast_src_ip, lvs_sync_daemon_interface",
             "keepalived.conf:8:5: `track_process` in vrrp_instance is not supported yet: track_process is not implemented; remove it for now",
         ]
     );
@@ -324,23 +324,54 @@ fn wrong_shapes_of_values() {
 }
 
 #[test]
-fn a_virtual_address_option_other_than_dev_is_an_error() {
-    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0 label eth0:1\n    }\n}\n";
+fn virtual_address_entries_carry_dev_label_brd_and_scope() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0\n        198.51.100.10/24 dev eth1 label eth1:vip brd 198.51.100.255 scope global\n    }\n    virtual_ipaddress_excluded {\n        203.0.113.5/24 dev eth2\n        2001:db8::5/64 dev eth1\n    }\n}\n";
+    let model = keepalived(text);
+    let instance = &model.vrrp_instances[0];
+    let entries: Vec<String> = instance
+        .virtual_ipaddress
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
-        errors(text),
-        ["keepalived.conf:6:32: virtual_ipaddress entry `192.0.2.10/24 dev eth0 label eth0:1`: `label` is not supported yet (haldir adds each address to the instance's interface as ADDRESS/PREFIX, optionally `dev` naming that interface); write `ADDRESS[/PREFIX] [dev IF]`"]
+        entries,
+        [
+            "192.0.2.10/24 dev eth0",
+            "198.51.100.10/24 dev eth1 label eth1:vip brd 198.51.100.255 scope global"
+        ]
+    );
+    assert_eq!(
+        instance.virtual_ipaddress[1].device.as_deref(),
+        Some("eth1")
+    );
+    // Excluded addresses are not in adverts: IPv6 beside an IPv4 instance is fine.
+    let excluded: Vec<String> = instance
+        .virtual_ipaddress_excluded
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        excluded,
+        ["203.0.113.5/24 dev eth2", "2001:db8::5/64 dev eth1"]
     );
 }
 
 #[test]
-fn a_virtual_address_on_the_instances_interface_may_name_it_with_dev() {
-    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0\n    }\n}\n";
-    let model = keepalived(text);
-    assert_eq!(model.vrrp_instances[0].virtual_ipaddress.len(), 1);
-    let other = text.replace("dev eth0", "dev eth1");
+fn a_virtual_address_option_haldir_does_not_carry_out_is_an_error() {
+    let text = "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 100\n    virtual_ipaddress {\n        192.0.2.10/24 dev eth0 peer 192.0.2.11\n    }\n    virtual_ipaddress_excluded {\n        192.0.2.10/24\n        2001:db8::1 label x\n    }\n}\n";
     assert_eq!(
-        errors(&other),
-        ["keepalived.conf:6:27: virtual_ipaddress: `dev eth1` is not the instance's interface (eth0); addresses on another device are not supported yet"]
+        errors(text),
+        [
+            "keepalived.conf:6:9: virtual_ipaddress entry \"192.0.2.10/24 dev eth0 peer 192.0.2.11\": `peer` is not supported yet (point-to-point peer addresses are not implemented); haldir reads `ADDRESS[/PREFIX] [dev IF] [label LABEL] [brd ADDRESS] [scope SCOPE]`",
+            "keepalived.conf:10:9: virtual_ipaddress_excluded entry \"2001:db8::1 label x\": `label` applies to IPv4 addresses only",
+        ]
+    );
+    let twice = text
+        .replace(" peer 192.0.2.11", "")
+        .replace("        2001:db8::1 label x\n", "");
+    assert_eq!(
+        errors(&twice),
+        ["keepalived.conf:9:9: virtual_ipaddress_excluded entry \"192.0.2.10/24\": 192.0.2.10 is already listed at keepalived.conf:6:9; list each address once"]
     );
 }
 

@@ -22,7 +22,7 @@ use haldir_config::{load_file_with_warnings, not_converted, parse_toml, to_toml,
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
         "neutron_l3_ha.conf",
-        "`virtual_ipaddress_excluded` in vrrp_instance is not supported yet",
+        "`virtual_routes` in vrrp_instance is not supported yet",
     ),
     (
         "neutron_l3_ha_v6.conf",
@@ -72,7 +72,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "notify_fifo_site.conf",
         "`notify_fifo` in global_defs is not supported yet",
     ),
-    ("vip_dev_label.conf", "`label` is not supported yet"),
     (
         "static_routes_site.conf",
         "`static_ipaddress` in the top level is not supported yet",

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use haldir_config::{
-    load_file, parse_toml, AddressFamily, Authentication, Loc, Model, VirtualAddress, VrrpInstance,
+    load_file, parse_toml, AddressFamily, Authentication, Loc, Model, VirtualIp, VrrpInstance,
     VrrpVersion,
 };
 
@@ -69,7 +69,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn vip(s: &str) -> VirtualAddress {
+fn vip(s: &str) -> VirtualIp {
     s.parse().unwrap()
 }
 
@@ -89,6 +89,7 @@ fn example_file_parses_into_the_expected_model() {
         version: VrrpVersion::V2,
         family: AddressFamily::Ipv4,
         virtual_ipaddress: vec![vip("192.0.2.10/24"), vip("192.0.2.11/32")],
+        virtual_ipaddress_excluded: Vec::new(),
         preempt: true,
         preempt_delay_secs: 0,
         accept: true,
@@ -111,6 +112,7 @@ fn example_file_parses_into_the_expected_model() {
         interface: "eth1".into(),
         virtual_router_id: 52,
         virtual_ipaddress: vec![vip("10.0.0.254/24")],
+        virtual_ipaddress_excluded: Vec::new(),
         unicast_src_ip: Some(ip("10.0.0.1")),
         unicast_peer: vec![ip("10.0.0.2")],
         garp_interval_millis: 0,
@@ -125,6 +127,7 @@ fn example_file_parses_into_the_expected_model() {
         version: VrrpVersion::V3,
         family: AddressFamily::Ipv6,
         virtual_ipaddress: vec![vip("2001:db8::10/64")],
+        virtual_ipaddress_excluded: Vec::new(),
         garp_interval_millis: 0,
         authentication: None,
         auth_hmac: None,
@@ -149,6 +152,7 @@ fn minimal_instance_gets_keepalived_defaults() {
             version: VrrpVersion::V2,
             family: AddressFamily::Ipv4,
             virtual_ipaddress: vec![vip("192.0.2.10/24")],
+            virtual_ipaddress_excluded: Vec::new(),
             preempt: true,
             preempt_delay_secs: 0,
             accept: true,
@@ -302,7 +306,7 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         errors(&text),
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
-          virtual_ipaddress, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
+          virtual_ipaddress, virtual_ipaddress_excluded, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
           garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file"]
     );
 }
@@ -386,7 +390,7 @@ garp_master_repet = 5
             "haldir.toml:5:12: priority = 300: must be 1..=255 (255 only for the address owner)",
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
-             nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
+             virtual_ipaddress_excluded, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
              garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file",
         ]
     );
@@ -536,7 +540,7 @@ fn virtual_addresses_must_all_be_one_family_and_listed_once() {
     assert_eq!(
         errors(&text),
         [
-            "haldir.toml:6:39: virtual_ipaddress entry \"2001:db8::1\": is IPv6 but \"192.0.2.10/24\" at haldir.toml:6:22 is IPv4; one instance carries one address family, so put these in a separate vrrp_instance",
+            "haldir.toml:6:39: virtual_ipaddress entry \"2001:db8::1\": is IPv6 but \"192.0.2.10/24\" at haldir.toml:6:22 is IPv4; one instance carries one address family, so put these in a separate vrrp_instance (or list them in virtual_ipaddress_excluded, which adverts do not carry)",
             "haldir.toml:6:54: virtual_ipaddress entry \"192.0.2.10/32\": 192.0.2.10 is already listed at haldir.toml:6:22; list each address once",
         ]
     );

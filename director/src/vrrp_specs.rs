@@ -5,10 +5,35 @@
 
 use std::time::Duration;
 
-use haldir_config::{Authentication, Model, VrrpInstance, VrrpVersion};
-use haldir_vrrp::driver::{InstanceSpec, InterfaceTrack, SyncGroupSpec, Tracking};
+use haldir_config::{AddressScope, Authentication, Model, VirtualIp, VrrpInstance, VrrpVersion};
+use haldir_vrrp::driver::{
+    AddressPlacement, InstanceSpec, InterfaceTrack, SyncGroupSpec, Tracking,
+};
+use haldir_vrrp::netif::AddressOptions;
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
+
+/// How the driver adds one `virtual_ipaddress` (or excluded) entry: a `dev`
+/// naming the instance's own interface is the same as none.
+fn address_placement(vip: &VirtualIp, interface: &str) -> AddressPlacement {
+    AddressPlacement {
+        address: vip.addr(),
+        prefix_len: vip.address.prefix_len,
+        device: vip.device.clone().filter(|device| device != interface),
+        options: AddressOptions {
+            label: vip.label.clone(),
+            broadcast: vip.broadcast,
+            // The kernel's numbers (rtnetlink.h, RT_SCOPE_*).
+            scope: vip.scope.map(|scope| match scope {
+                AddressScope::Global => 0,
+                AddressScope::Site => 200,
+                AddressScope::Link => 253,
+                AddressScope::Host => 254,
+                AddressScope::Nowhere => 255,
+            }),
+        },
+    }
+}
 
 /// The driver's view of one configured instance.
 pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
@@ -39,7 +64,16 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
             primary_address: instance
                 .unicast_src_ip
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            virtual_addresses: instance.virtual_ipaddress.iter().map(|v| v.addr).collect(),
+            virtual_addresses: instance
+                .virtual_ipaddress
+                .iter()
+                .map(VirtualIp::addr)
+                .collect(),
+            excluded_addresses: instance
+                .virtual_ipaddress_excluded
+                .iter()
+                .map(VirtualIp::addr)
+                .collect(),
             auth,
             garp: GarpConfig {
                 repeat: instance.garp_master_repeat,
@@ -49,10 +83,11 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
                     .then(|| Duration::from_secs(u64::from(instance.garp_master_refresh_secs))),
             },
         },
-        virtual_prefix_lens: instance
+        addresses: instance
             .virtual_ipaddress
             .iter()
-            .map(|v| v.prefix_len)
+            .chain(&instance.virtual_ipaddress_excluded)
+            .map(|vip| address_placement(vip, &instance.interface))
             .collect(),
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
@@ -259,7 +294,39 @@ virtual_ipaddress = ["192.0.2.10/24"]
         assert_eq!(spec.router.auth, Auth::Simple(*b"abc\0\0\0\0\0"));
         assert_eq!(spec.router.version, Version::V2);
         assert_eq!(spec.router.vrid, 51);
-        assert_eq!(spec.virtual_prefix_lens, vec![24]);
+        assert_eq!(spec.addresses.len(), 1);
+        assert_eq!(spec.addresses[0].prefix_len, 24);
+        assert_eq!(spec.addresses[0].device, None);
+    }
+
+    #[test]
+    fn placements_carry_device_label_and_scope_and_excluded_addresses_are_held_not_advertised() {
+        let m = model(&format!(
+            "{INSTANCE}virtual_ipaddress_excluded = [\"198.51.100.7/24 dev eth1 label eth1:ev brd 198.51.100.127 scope link\", \"2001:db8::7/64 dev eth0\"]\n"
+        ));
+        let spec = instance_spec(&m.vrrp_instances[0]);
+        assert_eq!(
+            spec.router.virtual_addresses,
+            vec!["192.0.2.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            spec.router.excluded_addresses,
+            vec![
+                "198.51.100.7".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ]
+        );
+        let evip = &spec.addresses[1];
+        assert_eq!(evip.device.as_deref(), Some("eth1"));
+        assert_eq!(evip.options.label.as_deref(), Some("eth1:ev"));
+        assert_eq!(
+            evip.options.broadcast,
+            Some("198.51.100.127".parse().unwrap())
+        );
+        assert_eq!(evip.options.scope, Some(253));
+        // `dev` naming the instance's own interface is no other device.
+        assert_eq!(spec.addresses[2].device, None);
+        assert_eq!(spec.addresses[2].prefix_len, 64);
     }
 
     #[test]

@@ -290,8 +290,17 @@ impl StampedReceiver {
 impl Capture {
     /// Starts capturing on `br0` in the lab's switch namespace.
     pub fn start(lab: &Lab) -> anyhow::Result<Capture> {
-        let ns = lab.switch_ns();
-        let mut receiver = StampedReceiver::open(&ns, BRIDGE, 1 << 20)?;
+        Capture::start_in(&lab.switch_ns(), BRIDGE)
+    }
+
+    /// Starts capturing on `interface` of host `host` (e.g. one end of
+    /// [`Lab::add_inner_veth`], to see what the host sends on the other).
+    pub fn start_on(lab: &Lab, host: &str, interface: &str) -> anyhow::Result<Capture> {
+        Capture::start_in(&lab.ns_name(host), interface)
+    }
+
+    fn start_in(ns: &str, interface: &str) -> anyhow::Result<Capture> {
+        let mut receiver = StampedReceiver::open(ns, interface, 1 << 20)?;
         let frames = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()

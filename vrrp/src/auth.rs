@@ -635,6 +635,7 @@ mod tests {
             preempt_delay: Duration::ZERO,
             primary_address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             virtual_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+            excluded_addresses: Vec::new(),
             auth: Auth::None,
             garp: GarpConfig::default(),
         });

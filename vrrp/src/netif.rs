@@ -59,6 +59,19 @@ impl InterfaceInfo {
     }
 }
 
+/// How an address is added, beyond address and prefix (keepalived's
+/// `virtual_ipaddress` entry options, as `ip address add` takes them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressOptions {
+    /// IFA_LABEL (IPv4 only): the alias name, e.g. `eth0:1`.
+    pub label: Option<String>,
+    /// IFA_BROADCAST (IPv4 only); `None` is the prefix's all-ones address.
+    pub broadcast: Option<Ipv4Addr>,
+    /// The kernel's scope number (RT_SCOPE_*: 0 global, 200 site, 253 link,
+    /// 254 host, 255 nowhere); `None` is global.
+    pub scope: Option<u8>,
+}
+
 /// A routing netlink handle bound to the current network namespace.
 #[derive(Clone)]
 pub struct Netif {
@@ -120,14 +133,33 @@ impl Netif {
         Ok(info)
     }
 
-    /// Adds `address/prefix_len` to interface `index`; `Ok(false)` if it was there.
+    /// Adds `address/prefix_len` with `options` to interface `index`;
+    /// `Ok(false)` if it was there.
     pub async fn add_address(
         &self,
         index: u32,
         address: IpAddr,
         prefix_len: u8,
+        options: &AddressOptions,
     ) -> Result<bool, NetifError> {
         let mut request = self.handle.address().add(index, address, prefix_len);
+        let message = request.message_mut();
+        if let Some(label) = &options.label {
+            message
+                .attributes
+                .push(AddressAttribute::Label(label.clone()));
+        }
+        if let Some(broadcast) = options.broadcast {
+            message
+                .attributes
+                .retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+            message
+                .attributes
+                .push(AddressAttribute::Broadcast(broadcast));
+        }
+        if let Some(scope) = options.scope {
+            message.header.scope = scope.into();
+        }
         if address.is_ipv6() {
             // No duplicate address detection: the address must work at once
             // after a takeover (keepalived adds its IPv6 VIPs the same way).

@@ -182,10 +182,28 @@ pub struct RouterConfig {
     pub primary_address: IpAddr,
     /// The virtual addresses carried in adverts.
     pub virtual_addresses: Vec<IpAddr>,
+    /// keepalived's excluded addresses: held, announced and released with the
+    /// virtual addresses, but not carried in adverts (so their family is free).
+    pub excluded_addresses: Vec<IpAddr>,
     /// Version 2 authentication (none or simple text).
     pub auth: Auth,
     /// Announcement schedule.
     pub garp: GarpConfig,
+}
+
+impl RouterConfig {
+    /// Every address the master holds: the virtual ones, then the excluded ones.
+    pub fn held_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.virtual_addresses
+            .iter()
+            .chain(&self.excluded_addresses)
+            .copied()
+    }
+
+    /// Whether the master holds `address`.
+    pub fn holds(&self, address: &IpAddr) -> bool {
+        self.virtual_addresses.contains(address) || self.excluded_addresses.contains(address)
+    }
 }
 
 /// What the driver must do, in order.
@@ -532,13 +550,8 @@ impl Router {
     /// address that was on the interface before (the address owner's own,
     /// RFC 5798 §1 "IPvX Address Owner") belongs to whoever put it there.
     fn remove_addresses(&mut self) {
-        let ours: Vec<IpAddr> = self
-            .config
-            .virtual_addresses
-            .iter()
-            .filter(|a| self.added.remove(a))
-            .copied()
-            .collect();
+        let held: Vec<IpAddr> = self.config.held_addresses().collect();
+        let ours: Vec<IpAddr> = held.into_iter().filter(|a| self.added.remove(a)).collect();
         if !ours.is_empty() {
             self.actions.push_back(Action::RemoveVirtualAddresses(ours));
         }
@@ -661,17 +674,13 @@ impl Router {
         );
         let old = std::mem::replace(&mut self.config, config);
         let removed: Vec<IpAddr> = old
-            .virtual_addresses
-            .iter()
-            .filter(|a| !self.config.virtual_addresses.contains(a))
-            .copied()
+            .held_addresses()
+            .filter(|a| !self.config.holds(a))
             .collect();
         let added: Vec<IpAddr> = self
             .config
-            .virtual_addresses
-            .iter()
-            .filter(|a| !old.virtual_addresses.contains(a))
-            .copied()
+            .held_addresses()
+            .filter(|a| !old.holds(a))
             .collect();
         if old.priority != self.config.priority {
             self.priority = self.config.priority;
@@ -946,10 +955,8 @@ impl Router {
         self.leaving_deadline = None;
         let missing: Vec<IpAddr> = self
             .config
-            .virtual_addresses
-            .iter()
+            .held_addresses()
             .filter(|a| !self.added.contains(a))
-            .copied()
             .collect();
         if !missing.is_empty() {
             self.add_addresses(missing);
@@ -1037,7 +1044,7 @@ impl Router {
     fn announce_once(&mut self) {
         if self.state == State::Master {
             self.stats.announcements += 1;
-            let addresses = self.config.virtual_addresses.clone();
+            let addresses = self.config.held_addresses().collect();
             self.actions.push_back(Action::Announce(addresses));
         }
     }

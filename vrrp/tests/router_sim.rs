@@ -63,6 +63,7 @@ fn config(version: Version, priority: u8, last_octet: u8) -> RouterConfig {
         preempt_delay: Duration::ZERO,
         primary_address: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last_octet)),
         virtual_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))],
+        excluded_addresses: Vec::new(),
         auth: Auth::None,
         garp: GarpConfig::default(),
     }

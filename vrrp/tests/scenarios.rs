@@ -100,6 +100,7 @@ impl Runner {
             preempt_delay: Duration::ZERO,
             primary_address: "0.0.0.0".parse().unwrap(),
             virtual_addresses: Vec::new(),
+            excluded_addresses: Vec::new(),
             auth: Auth::None,
             garp: GarpConfig {
                 repeat: 1,

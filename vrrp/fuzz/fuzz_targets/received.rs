@@ -30,6 +30,7 @@ fn router(advert: &AdvertRepr, priority: u8, auth: Auth) -> Router {
         preempt_delay: Duration::ZERO,
         primary_address: IpAddr::V4(Ipv4Addr::new(10, 99, 0, 2)),
         virtual_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 99, 0, 100))],
+        excluded_addresses: Vec::new(),
         auth,
         garp: GarpConfig::default(),
     })

@@ -1,7 +1,7 @@
 //! One link's task: its sockets, its routers and ONE timer set to their
 //! earliest deadline; it carries out what the routers hand out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +56,9 @@ pub(super) struct Instance {
     /// Routers already logged as claiming our addresses with priority 255
     /// (each is logged once; the `owner_conflict` drop counter counts them all).
     owner_conflicts_logged: BTreeSet<IpAddr>,
+    /// The interface index each address it added went on: a reload that
+    /// drops an address from the configuration still removes it from there.
+    added_on: BTreeMap<IpAddr, u32>,
 }
 
 impl Instance {
@@ -82,6 +85,9 @@ pub(super) struct Link {
     pub(super) unicast_peers: Vec<IpAddr>,
     pub(super) adverts: AdvertSocket,
     pub(super) frames: FrameSocket,
+    /// Interfaces other than this link's that virtual addresses go on
+    /// (`dev`), by name; looked up again each time addresses are added there.
+    pub(super) other_devices: BTreeMap<String, OtherDevice>,
     pub(super) netif: Netif,
     pub(super) instances: Vec<Instance>,
     pub(super) status: watch::Sender<Status>,
@@ -94,6 +100,13 @@ pub(super) struct Link {
     /// Counters changed since then without waking the watchers: they are
     /// woken when the period ends.
     pub(super) counters_pending: bool,
+}
+
+/// An interface other than the link's that some virtual addresses go on:
+/// the announcements for them leave through it, with its MAC.
+pub(super) struct OtherDevice {
+    info: InterfaceInfo,
+    frames: FrameSocket,
 }
 
 /// Counters that change alone (adverts received, packets dropped) wake the
@@ -214,6 +227,7 @@ impl Link {
                     link_delta: 0,
                     auth,
                     owner_conflicts_logged: BTreeSet::new(),
+                    added_on: BTreeMap::new(),
                 });
                 self.carry_out(self.instances.len() - 1).await;
             }
@@ -590,39 +604,19 @@ impl Link {
             match action {
                 Action::SendAdvert(advert) => self.send_advert(i, &advert),
                 Action::AddVirtualAddresses(addresses) => {
-                    let instance = &mut self.instances[i];
-                    let spec = &instance.spec;
                     for address in addresses {
-                        let prefix_len = spec
-                            .router
-                            .virtual_addresses
-                            .iter()
-                            .zip(&spec.virtual_prefix_lens)
-                            .find(|(a, _)| **a == address)
-                            .map_or(if address.is_ipv4() { 32 } else { 128 }, |(_, p)| *p);
-                        match self
-                            .netif
-                            .add_address(self.info.index, address, prefix_len)
-                            .await
-                        {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                // Not ours (the address owner's own address,
-                                // or the operator's): never removed by us.
-                                info!(instance = %spec.name, %address, "virtual address already on the interface: it stays there when this instance leaves MASTER");
-                                instance.router.address_was_present(address);
-                            }
-                            Err(e) => {
-                                error!(instance = %spec.name, "cannot add virtual address: {e}")
-                            }
-                        }
+                        self.add_address(i, address).await;
                     }
                 }
                 Action::RemoveVirtualAddresses(addresses) => {
-                    let spec = &self.instances[i].spec;
                     for address in addresses {
-                        if let Err(e) = self.netif.remove_address(self.info.index, address).await {
-                            error!(instance = %spec.name, "cannot remove virtual address: {e}");
+                        let instance = &mut self.instances[i];
+                        let index = instance
+                            .added_on
+                            .remove(&address)
+                            .unwrap_or(self.info.index);
+                        if let Err(e) = self.netif.remove_address(index, address).await {
+                            error!(instance = %instance.spec.name, "cannot remove virtual address: {e}");
                         }
                     }
                 }
@@ -747,23 +741,104 @@ impl Link {
     }
 
     /// One gratuitous ARP / unsolicited NA per address (RFC 5798 §6.4.2).
+    /// Adds one held address of instance `i` where its placement says, and
+    /// notes where it went.
+    async fn add_address(&mut self, i: usize, address: IpAddr) {
+        let spec = &self.instances[i].spec;
+        let placement = spec.addresses.iter().find(|p| p.address == address);
+        let prefix_len =
+            placement.map_or(if address.is_ipv4() { 32 } else { 128 }, |p| p.prefix_len);
+        let options = placement.map(|p| p.options.clone()).unwrap_or_default();
+        let device = placement
+            .and_then(|p| p.device.clone())
+            .filter(|device| *device != self.info.name);
+        let index = match device {
+            None => self.info.index,
+            Some(name) => match self.other_device(&name).await {
+                Ok(index) => index,
+                Err(e) => {
+                    let spec = &self.instances[i].spec;
+                    error!(instance = %spec.name, %address, device = %name, "cannot add virtual address: {e}");
+                    return;
+                }
+            },
+        };
+        let instance = &mut self.instances[i];
+        let spec = &instance.spec;
+        match self
+            .netif
+            .add_address(index, address, prefix_len, &options)
+            .await
+        {
+            Ok(true) => {
+                instance.added_on.insert(address, index);
+            }
+            Ok(false) => {
+                // Not ours (the address owner's own address,
+                // or the operator's): never removed by us.
+                info!(instance = %spec.name, %address, "virtual address already on the interface: it stays there when this instance leaves MASTER");
+                instance.router.address_was_present(address);
+            }
+            Err(e) => {
+                error!(instance = %spec.name, "cannot add virtual address: {e}")
+            }
+        }
+    }
+
+    /// Looks `name` up (again: its MAC or index may have changed) and keeps
+    /// a socket to announce on it; returns its index.
+    async fn other_device(&mut self, name: &str) -> Result<u32, String> {
+        let info = self
+            .netif
+            .interface(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let index = info.index;
+        match self.other_devices.get_mut(name) {
+            Some(device) if device.info.index == index => device.info = info,
+            _ => {
+                let frames = FrameSocket::open(index)
+                    .map_err(|e| format!("cannot open a packet socket on {name}: {e}"))?;
+                self.other_devices
+                    .insert(name.to_owned(), OtherDevice { info, frames });
+            }
+        }
+        Ok(index)
+    }
+
+    /// The interface an address is announced on: its `dev`, or the link's.
+    fn announcing_device(&self, i: usize, address: IpAddr) -> (&InterfaceInfo, &FrameSocket) {
+        let device = self.instances[i]
+            .spec
+            .addresses
+            .iter()
+            .find(|p| p.address == address)
+            .and_then(|p| p.device.as_ref())
+            .and_then(|name| self.other_devices.get(name));
+        match device {
+            Some(device) => (&device.info, &device.frames),
+            None => (&self.info, &self.frames),
+        }
+    }
+
     fn announce(&self, i: usize, addresses: &[IpAddr]) {
         let spec = &self.instances[i].spec;
         for address in addresses {
+            let (info, frames) = self.announcing_device(i, *address);
             let frame = match address {
                 IpAddr::V4(v4) => {
                     let arp = GratuitousArp {
-                        sender_mac: self.info.mac,
+                        sender_mac: info.mac,
                         address: *v4,
                     };
                     let mut frame = vec![0; arp.frame_len()];
                     arp.emit(&mut frame);
                     frame
                 }
-                IpAddr::V6(v6) => match self.info.ipv6_link_local() {
+                IpAddr::V6(v6) => match info.ipv6_link_local() {
                     Some(link_local) => {
                         let na = UnsolicitedNa {
-                            src_mac: self.info.mac,
+                            src_mac: info.mac,
                             src_ip: link_local,
                             target: *v6,
                         };
@@ -777,7 +852,7 @@ impl Link {
                     }
                 },
             };
-            if let Err(e) = self.frames.send(&frame) {
+            if let Err(e) = frames.send(&frame) {
                 warn!(instance = %spec.name, %address, "sending an announcement failed: {e}");
             } else {
                 debug!(instance = %spec.name, %address, "announced");

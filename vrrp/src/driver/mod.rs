@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::warn;
 
 use crate::auth::AuthConfig;
-use crate::netif::{Netif, NetifError};
+use crate::netif::{AddressOptions, Netif, NetifError};
 use crate::router::RouterConfig;
 
 mod link;
@@ -47,8 +47,8 @@ pub struct InstanceSpec {
     /// The router's configuration. `primary_address` is replaced by the driver
     /// with `unicast_source` or the interface's own address.
     pub router: RouterConfig,
-    /// Prefix length of each entry of `router.virtual_addresses`.
-    pub virtual_prefix_lens: Vec<u8>,
+    /// How each of the router's held addresses (virtual and excluded) is added.
+    pub addresses: Vec<AddressPlacement>,
     /// `unicast_src_ip`: the source of adverts instead of the interface's address.
     pub unicast_source: Option<IpAddr>,
     /// `unicast_peer`: adverts go to these instead of the multicast group, and
@@ -62,6 +62,22 @@ pub struct InstanceSpec {
     pub track_interfaces: Vec<InterfaceTrack>,
     /// `auth_hmac`: HMAC authentication of adverts ([`crate::auth`]).
     pub auth: Option<AuthConfig>,
+}
+
+/// Where and how one held address is added (keepalived's `virtual_ipaddress`
+/// entry: `ADDRESS/PREFIX [dev IF] [label L] [brd B] [scope S]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressPlacement {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// `dev IF` naming another interface than the instance's; `None` (or the
+    /// instance's own name) is the instance's interface. Announcements for
+    /// the address go out on that interface, with its MAC.
+    pub device: Option<String>,
+    /// Label, broadcast address and scope.
+    pub options: AddressOptions,
 }
 
 /// Errors that stop the driver from starting.

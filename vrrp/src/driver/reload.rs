@@ -12,7 +12,8 @@ pub struct ReloadReport {
     pub kept: Vec<String>,
     /// Changed in place (priority, interval, addresses, preemption, ...).
     pub updated: Vec<String>,
-    /// Changed identity (interface, VRID, version, family, source, peers): the
+    /// Changed identity (interface, VRID, version, family, source, peers, or
+    /// how a kept address is added: its prefix, device or options): the
     /// old router resigned and a new one started in Backup.
     pub replaced: Vec<String>,
     /// New: started in Backup (Master at once for an address owner).
@@ -46,6 +47,19 @@ fn same_identity(a: &InstanceSpec, b: &InstanceSpec) -> bool {
         && a.unicast_source == b.unicast_source
         && a.unicast_peers == b.unicast_peers
         && family(a) == family(b)
+        && same_placements(a, b)
+}
+
+/// Whether every address both specs hold is added the same way (prefix,
+/// device, options): moving a held address is a remove and an add on
+/// another device, which only a new router does in order.
+fn same_placements(a: &InstanceSpec, b: &InstanceSpec) -> bool {
+    a.addresses.iter().all(|placement| {
+        b.addresses
+            .iter()
+            .find(|other| other.address == placement.address)
+            .is_none_or(|other| other == placement)
+    })
 }
 
 /// The pure plan of a reload: instances are matched by name. Removals come
@@ -74,8 +88,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::driver::AddressPlacement;
     use crate::router::{GarpConfig, RouterConfig};
     use crate::wire::vrrp::{Auth, Version};
+
+    fn placement(address: &str) -> AddressPlacement {
+        AddressPlacement {
+            address: address.parse().unwrap(),
+            prefix_len: 24,
+            device: None,
+            options: Default::default(),
+        }
+    }
 
     fn spec(name: &str, vrid: u8, priority: u8) -> InstanceSpec {
         InstanceSpec {
@@ -90,10 +114,11 @@ mod tests {
                 preempt_delay: Duration::ZERO,
                 primary_address: "0.0.0.0".parse().unwrap(),
                 virtual_addresses: vec!["10.0.0.100".parse().unwrap()],
+                excluded_addresses: Vec::new(),
                 auth: Auth::None,
                 garp: GarpConfig::default(),
             },
-            virtual_prefix_lens: vec![24],
+            addresses: vec![placement("10.0.0.100")],
             unicast_source: None,
             unicast_peers: Vec::new(),
             track_interfaces: Vec::new(),
@@ -118,7 +143,7 @@ mod tests {
         a.router
             .virtual_addresses
             .push("10.0.0.101".parse().unwrap());
-        a.virtual_prefix_lens.push(24);
+        a.addresses.push(placement("10.0.0.101"));
         let b = spec("b", 9, 100);
         let new = vec![a.clone(), b.clone(), spec("new", 4, 100)];
         assert_eq!(
@@ -147,6 +172,13 @@ mod tests {
         changes.push(other);
         let mut other = old.clone();
         other.unicast_peers = vec!["10.0.0.2".parse().unwrap()];
+        changes.push(other);
+        // A kept address moved to another device, or given a label.
+        let mut other = old.clone();
+        other.addresses[0].device = Some("eth1".into());
+        changes.push(other);
+        let mut other = old.clone();
+        other.addresses[0].options.label = Some("eth0:1".into());
         changes.push(other);
         for new in changes {
             assert_eq!(

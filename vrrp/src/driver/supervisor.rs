@@ -89,6 +89,12 @@ impl Supervisor {
             };
             let info = self.netif.interface(&spec.interface).await?;
             let source = source_address(&info, spec)?;
+            // `dev`: the other interfaces the addresses go on exist, too.
+            for placement in &spec.addresses {
+                if let Some(device) = &placement.device {
+                    self.netif.interface(device).await?;
+                }
+            }
             let key = LinkKey {
                 interface_index: info.index,
                 source,
@@ -116,7 +122,7 @@ impl Supervisor {
         let filtered: Vec<IpAddr> = specs
             .iter()
             .filter(|s| !s.accept && s.router.priority != 255)
-            .flat_map(|s| s.router.virtual_addresses.iter().copied())
+            .flat_map(|s| s.router.held_addresses())
             .collect();
         if self.filtered.as_ref() != Some(&filtered) {
             if filtered.is_empty() {
@@ -492,6 +498,7 @@ impl Supervisor {
             unicast_peers: new.key.unicast_peers.clone(),
             adverts: new.adverts,
             frames: new.frames,
+            other_devices: Default::default(),
             // A netlink socket of its own: a dump on a socket that is busy with
             // another dump fails with EBUSY.
             netif: match Netif::new() {
@@ -518,19 +525,26 @@ impl Supervisor {
     }
 }
 
-/// Removes the instance's virtual addresses that a crashed predecessor left on
-/// the interface. The address owner (priority 255) keeps them: they are its own.
+/// Removes the instance's held addresses (virtual and excluded, each from its
+/// own interface) that a crashed predecessor left behind. The address owner
+/// (priority 255) keeps them: they are its own.
 async fn remove_stale_addresses(netif: &Netif, spec: &InstanceSpec) -> Result<(), NetifError> {
     if spec.router.priority == 255 {
         return Ok(());
     }
-    for address in &spec.router.virtual_addresses {
-        let index = netif.interface(&spec.interface).await?.index;
-        if netif.remove_address(index, *address).await? {
+    for address in spec.router.held_addresses() {
+        let interface = spec
+            .addresses
+            .iter()
+            .find(|p| p.address == address)
+            .and_then(|p| p.device.as_deref())
+            .unwrap_or(&spec.interface);
+        let index = netif.interface(interface).await?.index;
+        if netif.remove_address(index, address).await? {
             warn!(
                 instance = %spec.name,
                 %address,
-                interface = %spec.interface,
+                %interface,
                 "removed a virtual address left behind by an earlier run"
             );
         }
