@@ -9,7 +9,11 @@
 //! * excluded addresses (one IPv4 on `pub0`, one IPv6 on the IPv4 instance's `eth0`) are
 //!   added with the virtual addresses and announced, but the adverts do not carry them;
 //! * when mastership moves (r1's priority lowered by a reload), all of them leave r1 and
-//!   appear on r2, each on its interface.
+//!   appear on r2, each on its interface;
+//! * `virtual_routes` (a gateway route, a route with `src` in table 100, a blackhole) and
+//!   `virtual_rules` (`from VIP table 100`) are in the master's kernel only, move with
+//!   mastership, and a reload that changes one route swaps that route on the master
+//!   without a state change.
 //!
 //! The second interface is one end of a veth pair inside each router. Needs root
 //! (namespaces); skipped loudly otherwise.
@@ -31,6 +35,11 @@ fn binary() -> &'static Path {
 
 /// The same instance on both routers, at `priority`.
 fn config(priority: u8) -> String {
+    config_with(priority, "")
+}
+
+/// [`config`] with `extra` lines in the instance block.
+fn config_with(priority: u8, extra: &str) -> String {
     format!(
         "vrrp_instance VI_1 {{
     state BACKUP
@@ -47,7 +56,7 @@ fn config(priority: u8) -> String {
         {EXCLUDED_V4}/24 dev pub0
         {EXCLUDED_V6}/64
     }}
-}}
+{extra}}}
 "
     )
 }
@@ -196,4 +205,151 @@ fn addresses_go_on_their_dev_with_label_and_move_with_mastership() {
     assert!(r2_pub0.contains("pub0:vip"), "{r2_pub0}");
     drop(other_nic.stop());
     drop(segment.stop());
+}
+
+/// The routes and rules of the second test; `blackhole` is the blackhole's prefix.
+fn routing(blackhole: &str) -> String {
+    format!(
+        "    virtual_routes {{
+        198.51.100.0/25 via 10.0.0.254 dev eth0
+        src {VIP} to 192.0.2.0/24 via 10.0.0.254 table 100
+        blackhole {blackhole}
+    }}
+    virtual_rules {{
+        from {VIP}/32 table 100 priority 100
+    }}
+"
+    )
+}
+
+/// What `host`'s kernel holds of the routes and rules: (main routes, table 100, rules).
+fn routing_state(lab: &Lab, host: &str) -> String {
+    let text = |args: &[&str]| {
+        String::from_utf8_lossy(&lab.output(host, args).unwrap().stdout).into_owned()
+    };
+    format!(
+        "{}{}{}",
+        text(&["ip", "route", "show"]),
+        text(&["ip", "route", "show", "table", "100"]),
+        text(&["ip", "rule", "show"])
+    )
+}
+
+/// Which of the expected routes and rules `host` holds, by name.
+fn installed(lab: &Lab, host: &str, blackhole: &str) -> Vec<&'static str> {
+    let state = routing_state(lab, host);
+    let mut found = Vec::new();
+    if state.contains("198.51.100.0/25 via 10.0.0.254 dev eth0") {
+        found.push("gateway route");
+    }
+    if state
+        .lines()
+        .any(|l| l.starts_with("192.0.2.0/24 via 10.0.0.254") && l.contains(&format!("src {VIP}")))
+    {
+        found.push("table 100 route");
+    }
+    if state.contains(&format!("blackhole {blackhole}")) {
+        found.push("blackhole");
+    }
+    if state.contains(&format!("100:\tfrom {VIP} lookup 100")) {
+        found.push("rule");
+    }
+    found
+}
+
+const ALL_ROUTING: [&str; 4] = ["gateway route", "table 100 route", "blackhole", "rule"];
+
+#[test]
+fn virtual_routes_and_rules_follow_mastership_and_reload() {
+    if skip_unless_root("virtual_routes_and_rules_follow_mastership_and_reload") {
+        return;
+    }
+    let lab = Lab::new("vroutes").unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    for host in ["r1", "r2"] {
+        lab.add_inner_veth(host, "pub0", "pub1").unwrap();
+    }
+    let first = "203.0.113.128/25";
+    let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config_with(150, &routing(first)))
+        .unwrap();
+    let r2 = Haldir::start_with_config(&lab, "r2", binary(), &config_with(100, &routing(first)))
+        .unwrap();
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "start",
+        ("MASTER", "BACKUP"),
+        &["r1"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || installed(&lab, "r1", first)
+            == ALL_ROUTING),
+        "the master installs every route and rule; r1 has {:?}:\n{}\nr1 log:\n{}",
+        installed(&lab, "r1", first),
+        routing_state(&lab, "r1"),
+        r1.log()
+    );
+    assert!(
+        installed(&lab, "r2", first).is_empty(),
+        "the backup installs none:\n{}",
+        routing_state(&lab, "r2")
+    );
+
+    assert!(
+        r1.reload(&config_with(50, &routing(first))).unwrap(),
+        "{}",
+        r1.log()
+    );
+    pair::wait_for_roles(
+        &lab,
+        (&r1, &r2),
+        VIP,
+        "r1 reloaded with priority 50",
+        ("BACKUP", "MASTER"),
+        &["r2"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            installed(&lab, "r2", first) == ALL_ROUTING && installed(&lab, "r1", first).is_empty()
+        }),
+        "the routes and rules move with mastership: r1 {:?}, r2 {:?}\nr2 log:\n{}",
+        installed(&lab, "r1", first),
+        installed(&lab, "r2", first),
+        r2.log()
+    );
+
+    // One route changed by a reload: swapped in place, the master stays master.
+    let second = "203.0.113.0/25";
+    let transitions = r2.log().matches("Entering").count();
+    assert!(
+        r2.reload(&config_with(100, &routing(second))).unwrap(),
+        "{}",
+        r2.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            installed(&lab, "r2", second) == ALL_ROUTING
+                && !routing_state(&lab, "r2").contains(&format!("blackhole {first}"))
+        }),
+        "after the reload r2 has the new blackhole and not the old:\n{}\nr2 log:\n{}",
+        routing_state(&lab, "r2"),
+        r2.log()
+    );
+    assert_eq!(r2.state().as_deref(), Some("MASTER"));
+    assert_eq!(
+        r2.log().matches("Entering").count(),
+        transitions,
+        "a routes-only reload changes no state:\n{}",
+        r2.log()
+    );
+
+    // A graceful stop takes them away with the addresses.
+    r2.stop().unwrap();
+    assert!(
+        installed(&lab, "r2", second).is_empty(),
+        "stopped, r2 keeps no route or rule:\n{}",
+        routing_state(&lab, "r2")
+    );
 }

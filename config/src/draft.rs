@@ -117,6 +117,8 @@ pub(crate) struct InstanceDraft {
     pub(crate) version: Option<Located<i64>>,
     pub(crate) virtual_ipaddress: Option<Located<Vec<Located<String>>>>,
     pub(crate) virtual_ipaddress_excluded: Option<Located<Vec<Located<String>>>>,
+    pub(crate) virtual_routes: Option<Located<Vec<Located<String>>>>,
+    pub(crate) virtual_rules: Option<Located<Vec<Located<String>>>>,
     pub(crate) nopreempt: Option<Located<bool>>,
     /// Seconds.
     pub(crate) preempt_delay: Option<Located<f64>>,
@@ -126,6 +128,7 @@ pub(crate) struct InstanceDraft {
     /// Seconds.
     pub(crate) garp_master_delay: Option<Located<f64>>,
     pub(crate) garp_master_repeat: Option<Located<i64>>,
+    pub(crate) garp_master_refresh_repeat: Option<Located<i64>>,
     /// Seconds.
     pub(crate) garp_master_refresh: Option<Located<f64>>,
     /// Seconds.
@@ -167,6 +170,8 @@ impl InstanceDraft {
             version: None,
             virtual_ipaddress: None,
             virtual_ipaddress_excluded: None,
+            virtual_routes: None,
+            virtual_rules: None,
             nopreempt: None,
             preempt_delay: None,
             accept: None,
@@ -174,6 +179,7 @@ impl InstanceDraft {
             unicast_peer: None,
             garp_master_delay: None,
             garp_master_repeat: None,
+            garp_master_refresh_repeat: None,
             garp_master_refresh: None,
             garp_interval: None,
             authentication: None,

@@ -189,6 +189,7 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         "vrrp_garp_master_delay",
         "vrrp_garp_master_repeat",
         "vrrp_garp_master_refresh",
+        "vrrp_garp_master_refresh_repeat",
         "vrrp_garp_interval",
         "vrrp_gna_interval",
     ],
@@ -201,7 +202,6 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         ("vrrp_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
         ("lvs_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
         ("lvs_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
-        ("vrrp_garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
         ("vrrp_garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("vrrp_garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("vrrp_mcast_group4", "haldir sends to the RFC's multicast group 224.0.0.18 only"),
@@ -252,6 +252,8 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "version",
         "virtual_ipaddress",
         "virtual_ipaddress_excluded",
+        "virtual_routes",
+        "virtual_rules",
         "nopreempt",
         "preempt_delay",
         "accept",
@@ -261,6 +263,7 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "garp_master_delay",
         "garp_master_repeat",
         "garp_master_refresh",
+        "garp_master_refresh_repeat",
         "garp_interval",
         "authentication",
         "auth_hmac",
@@ -278,12 +281,9 @@ const INSTANCE: BlockKeywords = BlockKeywords {
     planned: &[
         ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
         ("vmac_xmit_base", "the VRRP virtual MAC (macvlan) is not implemented"),
-        ("virtual_routes", "virtual routes are not implemented"),
-        ("virtual_rules", "virtual rules are not implemented"),
         ("track_process", "track_process is not implemented"),
         ("dont_track_primary", "haldir always tracks the instance's interface"),
         ("notify_master_rx_lower_pri", "not implemented"),
-        ("garp_master_refresh_repeat", "haldir sends one refresh burst of garp_master_repeat; there is no separate refresh count"),
         ("garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("native_ipv6", "not implemented"),
@@ -395,6 +395,7 @@ struct InstanceDefaults {
     garp_master_delay: Option<Located<f64>>,
     garp_master_repeat: Option<Located<i64>>,
     garp_master_refresh: Option<Located<f64>>,
+    garp_master_refresh_repeat: Option<Located<i64>>,
     garp_interval: Option<Located<f64>>,
 }
 
@@ -629,6 +630,9 @@ impl Front {
         if d.garp_master_refresh.is_none() {
             d.garp_master_refresh = defaults.garp_master_refresh.clone();
         }
+        if d.garp_master_refresh_repeat.is_none() {
+            d.garp_master_refresh_repeat = defaults.garp_master_refresh_repeat.clone();
+        }
         if d.garp_interval.is_none() {
             d.garp_interval = defaults.garp_interval.clone();
         }
@@ -674,6 +678,9 @@ impl Front {
                 }
                 "vrrp_garp_master_refresh" => {
                     self.instance_defaults.garp_master_refresh = self.seconds(stmt)
+                }
+                "vrrp_garp_master_refresh_repeat" => {
+                    self.instance_defaults.garp_master_refresh_repeat = self.integer(stmt)
                 }
                 // haldir spaces gratuitous ARPs and unsolicited NAs alike.
                 "vrrp_garp_interval" | "vrrp_gna_interval" => {
@@ -818,10 +825,10 @@ impl Front {
                 "priority" => d.priority = self.integer(s),
                 "advert_int" => d.advert_int = self.seconds(s),
                 "version" => d.version = self.integer(s),
-                "virtual_ipaddress" => d.virtual_ipaddress = self.virtual_ipaddress(s),
-                "virtual_ipaddress_excluded" => {
-                    d.virtual_ipaddress_excluded = self.virtual_ipaddress(s)
-                }
+                "virtual_ipaddress" => d.virtual_ipaddress = self.entry_lines(s),
+                "virtual_ipaddress_excluded" => d.virtual_ipaddress_excluded = self.entry_lines(s),
+                "virtual_routes" => d.virtual_routes = self.entry_lines(s),
+                "virtual_rules" => d.virtual_rules = self.entry_lines(s),
                 // keepalived reads `nopreempt` alone; sites write `nopreempt 1`
                 // too, which keepalived takes as nopreempt (it ignores the word).
                 "nopreempt" if !s.args().is_empty() && s.block.is_none() => {
@@ -844,6 +851,7 @@ impl Front {
                 "garp_master_delay" => d.garp_master_delay = self.seconds(s),
                 "garp_master_repeat" => d.garp_master_repeat = self.integer(s),
                 "garp_master_refresh" => d.garp_master_refresh = self.seconds(s),
+                "garp_master_refresh_repeat" => d.garp_master_refresh_repeat = self.integer(s),
                 "garp_interval" => d.garp_interval = self.seconds(s),
                 "authentication" => d.authentication = self.authentication(s),
                 "auth_hmac" => d.auth_hmac = self.auth_hmac(s),
@@ -864,11 +872,12 @@ impl Front {
         d
     }
 
-    /// `virtual_ipaddress { ADDRESS[/PREFIX] [dev IF] [label L] ... }` and
-    /// `virtual_ipaddress_excluded`: each line is one entry, handed on as
-    /// written (words joined by a space) and parsed by the validation, which
-    /// both syntaxes share (`crate::virtual_ip`).
-    fn virtual_ipaddress(&mut self, stmt: &Stmt) -> Option<Located<Vec<Located<String>>>> {
+    /// `virtual_ipaddress { ADDRESS[/PREFIX] [dev IF] [label L] ... }`,
+    /// `virtual_ipaddress_excluded`, `virtual_routes` and `virtual_rules`:
+    /// each line is one entry, handed on as written (words joined by a space)
+    /// and parsed by the validation, which both syntaxes share
+    /// (`crate::virtual_ip`, `crate::virtual_route`).
+    fn entry_lines(&mut self, stmt: &Stmt) -> Option<Located<Vec<Located<String>>>> {
         if !self.no_args(stmt) {
             return None;
         }
@@ -1612,7 +1621,7 @@ fn example(keyword: &str) -> String {
         "advert_int" | "delay_loop" => "1",
         "version" | "vrrp_version" => "3",
         "preempt_delay" | "garp_master_delay" | "garp_master_refresh" => "5",
-        "garp_master_repeat" => "5",
+        "garp_master_repeat" | "garp_master_refresh_repeat" => "5",
         "garp_interval" => "0.001",
         "unicast_src_ip" => "10.0.0.1",
         "auth_type" => "PASS",

@@ -32,6 +32,7 @@ mod validate_health;
 mod validate_ipvs;
 mod validate_values;
 mod virtual_ip;
+mod virtual_route;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub use model_health::{
 pub use to_toml::{not_converted, to_toml};
 pub use track_file::{TrackFile, TrackFileInit, TrackedFile};
 pub use virtual_ip::{AddressScope, VirtualIp};
+pub use virtual_route::{RouteKind, VirtualRoute, VirtualRule};
 
 /// The syntax of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

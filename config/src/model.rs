@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::error::Loc;
 use crate::virtual_ip::VirtualIp;
+use crate::virtual_route::{VirtualRoute, VirtualRule};
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +187,11 @@ pub struct VrrpInstance {
     /// virtual addresses, announced with them, but not carried in adverts, so
     /// they may be of either family; no address is in both lists.
     pub virtual_ipaddress_excluded: Vec<VirtualIp>,
+    /// keepalived's `virtual_routes`: added once the addresses are, while the
+    /// instance holds them (master), and deleted when it gives them up.
+    pub virtual_routes: Vec<VirtualRoute>,
+    /// keepalived's `virtual_rules`: policy-routing rules, like the routes.
+    pub virtual_rules: Vec<VirtualRule>,
     /// Whether a higher-priority backup takes over from a lower-priority master
     /// (keepalived's `nopreempt` inverted). Always true when `priority` is 255.
     pub preempt: bool,
@@ -205,6 +211,9 @@ pub struct VrrpInstance {
     pub garp_master_repeat: u32,
     /// Seconds between periodic refresh bursts while master; 0 = off.
     pub garp_master_refresh_secs: u32,
+    /// Gratuitous ARPs / NAs per refresh burst, at least 1 (keepalived's
+    /// `garp_master_refresh_repeat`, default 1).
+    pub garp_master_refresh_repeat: u32,
     /// Milliseconds between the gratuitous ARPs / NAs of one burst.
     pub garp_interval_millis: u32,
     /// Version 2 simple-password authentication; always `None` for version 3.

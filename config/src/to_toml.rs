@@ -105,6 +105,11 @@ fn line(out: &mut String, key: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{key} = {value}");
 }
 
+/// A TOML array of strings, one per entry, each written as its `Display`.
+fn entries<T: std::fmt::Display>(list: &[T]) -> String {
+    string_list(&list.iter().map(ToString::to_string).collect::<Vec<_>>())
+}
+
 fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
     let VrrpInstance {
         name,
@@ -116,6 +121,8 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         family: _, // follows from the addresses
         virtual_ipaddress,
         virtual_ipaddress_excluded,
+        virtual_routes,
+        virtual_rules,
         preempt,
         preempt_delay_secs,
         accept,
@@ -123,6 +130,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         unicast_peer,
         garp_master_delay_secs,
         garp_master_repeat,
+        garp_master_refresh_repeat,
         garp_master_refresh_secs,
         garp_interval_millis,
         authentication,
@@ -147,17 +155,19 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         },
     );
     line(out, "advert_int", decimal((*advert_int_centis).into(), 100));
-    let vips = |list: &[crate::VirtualIp]| {
-        let entries: Vec<String> = list.iter().map(|vip| string(&vip.to_string())).collect();
-        format!("[{}]", entries.join(", "))
-    };
-    line(out, "virtual_ipaddress", vips(virtual_ipaddress));
-    if !virtual_ipaddress_excluded.is_empty() {
-        line(
-            out,
+    line(out, "virtual_ipaddress", entries(virtual_ipaddress));
+    // Lists written only when not empty, in the entry syntax both front-ends read.
+    for (key, list) in [
+        (
             "virtual_ipaddress_excluded",
-            vips(virtual_ipaddress_excluded),
-        );
+            entries(virtual_ipaddress_excluded),
+        ),
+        ("virtual_routes", entries(virtual_routes)),
+        ("virtual_rules", entries(virtual_rules)),
+    ] {
+        if list != "[]" {
+            line(out, key, list);
+        }
     }
     line(out, "nopreempt", !preempt);
     line(out, "preempt_delay", preempt_delay_secs);
@@ -174,6 +184,11 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
     }
     line(out, "garp_master_delay", garp_master_delay_secs);
     line(out, "garp_master_repeat", garp_master_repeat);
+    line(
+        out,
+        "garp_master_refresh_repeat",
+        garp_master_refresh_repeat,
+    );
     line(out, "garp_master_refresh", garp_master_refresh_secs);
     line(out, "garp_interval", decimal(*garp_interval_millis, 1000));
     if let Some(Authentication::Pass(pass)) = authentication {

@@ -54,6 +54,8 @@ const INSTANCE_KEYS: &[&str] = &[
     "version",
     "virtual_ipaddress",
     "virtual_ipaddress_excluded",
+    "virtual_routes",
+    "virtual_rules",
     "nopreempt",
     "preempt_delay",
     "accept",
@@ -62,6 +64,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "garp_master_delay",
     "garp_master_repeat",
     "garp_master_refresh",
+    "garp_master_refresh_repeat",
     "garp_interval",
     "authentication",
     "auth_hmac",
@@ -267,6 +270,8 @@ impl Reader<'_> {
                 "virtual_ipaddress_excluded" => {
                     draft.virtual_ipaddress_excluded = self.string_array(name, value)
                 }
+                "virtual_routes" => draft.virtual_routes = self.string_array(name, value),
+                "virtual_rules" => draft.virtual_rules = self.string_array(name, value),
                 "nopreempt" => draft.nopreempt = self.boolean(name, value),
                 "preempt_delay" => draft.preempt_delay = self.seconds(name, value),
                 "accept" => draft.accept = self.boolean(name, value),
@@ -275,6 +280,9 @@ impl Reader<'_> {
                 "garp_master_delay" => draft.garp_master_delay = self.seconds(name, value),
                 "garp_master_repeat" => draft.garp_master_repeat = self.integer(name, value),
                 "garp_master_refresh" => draft.garp_master_refresh = self.seconds(name, value),
+                "garp_master_refresh_repeat" => {
+                    draft.garp_master_refresh_repeat = self.integer(name, value)
+                }
                 "garp_interval" => draft.garp_interval = self.seconds(name, value),
                 "authentication" => draft.authentication = self.authentication(value),
                 "auth_hmac" => draft.auth_hmac = self.auth_hmac(value),

@@ -303,6 +303,18 @@ fn instance(
         .map(|n| n as u32),
         None => Some(DEFAULT_GARP_MASTER_REPEAT),
     };
+    // keepalived.conf(5): one gratuitous ARP per refresh unless told otherwise.
+    let garp_master_refresh_repeat = match &d.garp_master_refresh_repeat {
+        Some(repeat) => in_range(
+            errors,
+            "garp_master_refresh_repeat",
+            repeat,
+            1..=u32::MAX.into(),
+            "must be at least 1 (the number of gratuitous ARPs / NAs per refresh)",
+        )
+        .map(|n| n as u32),
+        None => Some(1),
+    };
     let garp_master_refresh_secs = whole_seconds(
         errors,
         "garp_master_refresh",
@@ -359,6 +371,8 @@ fn instance(
         family: family?,
         virtual_ipaddress: virtual_ipaddress?,
         virtual_ipaddress_excluded: virtual_ipaddress_excluded?,
+        virtual_routes: parsed_entries(errors, "virtual_routes", &d.virtual_routes)?,
+        virtual_rules: parsed_entries(errors, "virtual_rules", &d.virtual_rules)?,
         preempt,
         preempt_delay_secs: preempt_delay_secs.unwrap_or(0),
         accept,
@@ -367,6 +381,7 @@ fn instance(
         garp_master_delay_secs,
         garp_master_repeat: garp_master_repeat?,
         garp_master_refresh_secs: garp_master_refresh_secs.unwrap_or(0),
+        garp_master_refresh_repeat: garp_master_refresh_repeat?,
         garp_interval_millis: garp_interval_millis.unwrap_or(0),
         authentication: authentication.flatten(),
         auth_hmac: auth_hmac.flatten(),
@@ -863,6 +878,35 @@ fn virtual_addresses<'a>(
     );
     let family = first.map(|(family, _)| family);
     (family, addresses.filter(|_| errors.len() == errors_before))
+}
+
+/// Every entry of list `key` parsed (`virtual_routes`, `virtual_rules`); an
+/// absent list is empty; `None` when any entry is wrong, each named.
+fn parsed_entries<T: std::str::FromStr<Err = String>>(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    list: &Option<Located<Vec<Located<String>>>>,
+) -> Option<Vec<T>> {
+    let Some(list) = list else {
+        return Some(Vec::new());
+    };
+    let errors_before = errors.len();
+    let entries: Vec<T> = list
+        .value
+        .iter()
+        .filter_map(|entry| match entry.value.parse() {
+            Ok(parsed) => Some(parsed),
+            Err(e) => {
+                push(
+                    errors,
+                    &entry.loc,
+                    format!("{key} entry {:?}: {e}", entry.value),
+                );
+                None
+            }
+        })
+        .collect();
+    (errors.len() == errors_before).then_some(entries)
 }
 
 /// The entries of `virtual_ipaddress` or `virtual_ipaddress_excluded`

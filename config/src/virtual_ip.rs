@@ -40,6 +40,25 @@ impl AddressScope {
         ("nowhere", AddressScope::Nowhere),
     ];
 
+    /// The scope named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<AddressScope> {
+        Self::NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, scope)| *scope)
+    }
+
+    /// The kernel's number of the scope (rtnetlink.h, RT_SCOPE_*).
+    pub fn kernel_number(self) -> u8 {
+        match self {
+            AddressScope::Global => 0,
+            AddressScope::Site => 200,
+            AddressScope::Link => 253,
+            AddressScope::Host => 254,
+            AddressScope::Nowhere => 255,
+        }
+    }
+
     /// keepalived's (and `ip`'s) name of the scope.
     pub fn as_str(self) -> &'static str {
         Self::NAMES
@@ -182,11 +201,7 @@ impl FromStr for VirtualIp {
                 }
                 "scope" => {
                     let text = value(&mut words, option)?;
-                    let scope = AddressScope::NAMES
-                        .iter()
-                        .find(|(name, _)| *name == text)
-                        .map(|(_, scope)| *scope)
-                        .ok_or_else(|| {
+                    let scope = AddressScope::from_name(text).ok_or_else(|| {
                             format!(
                                 "`scope {text}`: the scope must be one of global, site, link, host, nowhere"
                             )

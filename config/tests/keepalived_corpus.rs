@@ -21,18 +21,6 @@ use haldir_config::{load_file_with_warnings, not_converted, parse_toml, to_toml,
 /// keyword haldir does not implement yet, and why.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
-        "neutron_l3_ha.conf",
-        "`virtual_routes` in vrrp_instance is not supported yet",
-    ),
-    (
-        "neutron_l3_ha_v6.conf",
-        "`virtual_routes` in vrrp_instance is not supported yet",
-    ),
-    (
-        "octavia_amphora.conf",
-        "`virtual_routes` in vrrp_instance is not supported yet",
-    ),
-    (
         "vyos_generated.conf",
         "`dynamic_interfaces` in global_defs is not supported yet",
     ),

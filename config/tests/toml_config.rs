@@ -90,6 +90,8 @@ fn example_file_parses_into_the_expected_model() {
         family: AddressFamily::Ipv4,
         virtual_ipaddress: vec![vip("192.0.2.10/24"), vip("192.0.2.11/32")],
         virtual_ipaddress_excluded: Vec::new(),
+        virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
         preempt: true,
         preempt_delay_secs: 0,
         accept: true,
@@ -98,6 +100,7 @@ fn example_file_parses_into_the_expected_model() {
         garp_master_delay_secs: 5,
         garp_master_repeat: 5,
         garp_master_refresh_secs: 0,
+        garp_master_refresh_repeat: 1,
         garp_interval_millis: 1,
         authentication: Some(Authentication::Pass("secret".into())),
         auth_hmac: None,
@@ -113,6 +116,8 @@ fn example_file_parses_into_the_expected_model() {
         virtual_router_id: 52,
         virtual_ipaddress: vec![vip("10.0.0.254/24")],
         virtual_ipaddress_excluded: Vec::new(),
+        virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
         unicast_src_ip: Some(ip("10.0.0.1")),
         unicast_peer: vec![ip("10.0.0.2")],
         garp_interval_millis: 0,
@@ -128,6 +133,8 @@ fn example_file_parses_into_the_expected_model() {
         family: AddressFamily::Ipv6,
         virtual_ipaddress: vec![vip("2001:db8::10/64")],
         virtual_ipaddress_excluded: Vec::new(),
+        virtual_routes: Vec::new(),
+        virtual_rules: Vec::new(),
         garp_interval_millis: 0,
         authentication: None,
         auth_hmac: None,
@@ -153,6 +160,8 @@ fn minimal_instance_gets_keepalived_defaults() {
             family: AddressFamily::Ipv4,
             virtual_ipaddress: vec![vip("192.0.2.10/24")],
             virtual_ipaddress_excluded: Vec::new(),
+            virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
             preempt: true,
             preempt_delay_secs: 0,
             accept: true,
@@ -161,6 +170,7 @@ fn minimal_instance_gets_keepalived_defaults() {
             garp_master_delay_secs: 5,
             garp_master_repeat: 5,
             garp_master_refresh_secs: 0,
+            garp_master_refresh_repeat: 1,
             garp_interval_millis: 0,
             authentication: None,
             auth_hmac: None,
@@ -306,8 +316,8 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         errors(&text),
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
-          virtual_ipaddress, virtual_ipaddress_excluded, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
-          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file"]
+          virtual_ipaddress, virtual_ipaddress_excluded, virtual_routes, virtual_rules, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
+          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file"]
     );
 }
 
@@ -390,8 +400,8 @@ garp_master_repet = 5
             "haldir.toml:5:12: priority = 300: must be 1..=255 (255 only for the address owner)",
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
-             virtual_ipaddress_excluded, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
-             garp_master_refresh, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file",
+             virtual_ipaddress_excluded, virtual_routes, virtual_rules, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
+             garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file",
         ]
     );
 }

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
-use haldir_config::{AddressScope, Authentication, Model, VirtualIp, VrrpInstance, VrrpVersion};
+use haldir_config::{
+    AddressFamily, AddressScope, Authentication, Model, RouteKind, VirtualIp, VirtualRoute,
+    VirtualRule, VrrpInstance, VrrpVersion,
+};
 use haldir_vrrp::driver::{
     AddressPlacement, InstanceSpec, InterfaceTrack, SyncGroupSpec, Tracking,
 };
-use haldir_vrrp::netif::AddressOptions;
+use haldir_vrrp::netif::{AddressOptions, RouteSpec, RuleSpec};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 
@@ -23,15 +26,47 @@ fn address_placement(vip: &VirtualIp, interface: &str) -> AddressPlacement {
         options: AddressOptions {
             label: vip.label.clone(),
             broadcast: vip.broadcast,
-            // The kernel's numbers (rtnetlink.h, RT_SCOPE_*).
-            scope: vip.scope.map(|scope| match scope {
-                AddressScope::Global => 0,
-                AddressScope::Site => 200,
-                AddressScope::Link => 253,
-                AddressScope::Host => 254,
-                AddressScope::Nowhere => 255,
-            }),
+            scope: vip.scope.map(AddressScope::kernel_number),
         },
+    }
+}
+
+/// A `virtual_routes` entry in the kernel's terms.
+fn route_spec(route: &VirtualRoute) -> RouteSpec {
+    RouteSpec {
+        // rtnetlink.h, RTN_*.
+        kind: match route.kind {
+            RouteKind::Unicast => 1,
+            RouteKind::Blackhole => 6,
+            RouteKind::Unreachable => 7,
+            RouteKind::Prohibit => 8,
+            RouteKind::Throw => 9,
+        },
+        destination: route.destination.addr,
+        prefix_len: route.destination.prefix_len,
+        source: route.source,
+        gateway: route.gateway,
+        device: route.device.clone(),
+        scope: route.scope.map(AddressScope::kernel_number),
+        table: route.table,
+        metric: route.metric,
+        protocol: route.protocol,
+        onlink: route.onlink,
+    }
+}
+
+/// A `virtual_rules` entry in the kernel's terms.
+fn rule_spec(rule: &VirtualRule) -> RuleSpec {
+    let prefix = |p: &haldir_config::VirtualAddress| (p.addr, p.prefix_len);
+    RuleSpec {
+        ipv6: rule.family() == AddressFamily::Ipv6,
+        from: rule.from.as_ref().map(prefix),
+        to: rule.to.as_ref().map(prefix),
+        input_interface: rule.input_interface.clone(),
+        output_interface: rule.output_interface.clone(),
+        fwmark: rule.fwmark,
+        priority: rule.priority,
+        table: rule.table,
     }
 }
 
@@ -77,6 +112,7 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
             auth,
             garp: GarpConfig {
                 repeat: instance.garp_master_repeat,
+                refresh_repeat: instance.garp_master_refresh_repeat,
                 interval: Duration::from_millis(u64::from(instance.garp_interval_millis)),
                 master_delay: Duration::from_secs(u64::from(instance.garp_master_delay_secs)),
                 refresh: (instance.garp_master_refresh_secs > 0)
@@ -89,6 +125,8 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
             .chain(&instance.virtual_ipaddress_excluded)
             .map(|vip| address_placement(vip, &instance.interface))
             .collect(),
+        routes: instance.virtual_routes.iter().map(route_spec).collect(),
+        rules: instance.virtual_rules.iter().map(rule_spec).collect(),
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
         accept: instance.accept,

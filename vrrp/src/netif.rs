@@ -11,6 +11,9 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::RouteMessageBuilder;
 
 /// Errors from the kernel's routing netlink.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,56 @@ pub struct AddressOptions {
     /// The kernel's scope number (RT_SCOPE_*: 0 global, 200 site, 253 link,
     /// 254 host, 255 nowhere); `None` is global.
     pub scope: Option<u8>,
+}
+
+/// A route the master installs (keepalived's `virtual_routes` entry), in the
+/// kernel's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// RTN_* type: 1 unicast, 6 blackhole, 7 unreachable, 8 prohibit, 9 throw.
+    pub kind: u8,
+    /// Destination prefix.
+    pub destination: IpAddr,
+    /// Its length.
+    pub prefix_len: u8,
+    /// Preferred source (`src`).
+    pub source: Option<IpAddr>,
+    /// Gateway (`via`).
+    pub gateway: Option<IpAddr>,
+    /// Output interface by name (`dev`), looked up when the route is added.
+    pub device: Option<String>,
+    /// RT_SCOPE_*; `None` as `ip route`: link for a unicast route without a
+    /// gateway, global otherwise.
+    pub scope: Option<u8>,
+    /// Routing table; `None` is main (254).
+    pub table: Option<u32>,
+    /// Metric (RTA_PRIORITY).
+    pub metric: Option<u32>,
+    /// RTPROT_*; `None` is boot (3), what `ip route` sets.
+    pub protocol: Option<u8>,
+    /// RTNH_F_ONLINK.
+    pub onlink: bool,
+}
+
+/// A policy-routing rule the master installs (keepalived's `virtual_rules`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    /// IPv6 (`ip -6 rule`) or IPv4.
+    pub ipv6: bool,
+    /// Source prefix.
+    pub from: Option<(IpAddr, u8)>,
+    /// Destination prefix.
+    pub to: Option<(IpAddr, u8)>,
+    /// Input interface name.
+    pub input_interface: Option<String>,
+    /// Output interface name.
+    pub output_interface: Option<String>,
+    /// Firewall mark and mask.
+    pub fwmark: Option<(u32, Option<u32>)>,
+    /// Position (FRA_PRIORITY).
+    pub priority: Option<u32>,
+    /// The table it looks up; `None` is main (254).
+    pub table: Option<u32>,
 }
 
 /// A routing netlink handle bound to the current network namespace.
@@ -173,6 +226,148 @@ impl Netif {
             Ok(()) => Ok(true),
             Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(kernel_error(format!("adding {address}/{prefix_len}"), e)),
+        }
+    }
+
+    /// The kernel's message for `route`; looks its `dev` up.
+    async fn route_message(&self, route: &RouteSpec) -> Result<RouteMessage, NetifError> {
+        fn invalid(route: &RouteSpec, e: impl std::fmt::Display) -> NetifError {
+            NetifError::Kernel {
+                what: format!(
+                    "building the route to {}/{}",
+                    route.destination, route.prefix_len
+                ),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+            }
+        }
+        let mut builder = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(route.destination, route.prefix_len)
+            .map_err(|e| invalid(route, e))?;
+        if let Some(source) = route.source {
+            builder = builder.pref_source(source).map_err(|e| invalid(route, e))?;
+        }
+        if let Some(gateway) = route.gateway {
+            builder = builder.gateway(gateway).map_err(|e| invalid(route, e))?;
+        }
+        if let Some(device) = &route.device {
+            builder = builder.output_interface(self.interface(device).await?.index);
+        }
+        let default_scope = if route.kind == 1 && route.gateway.is_none() {
+            253
+        } else {
+            0
+        };
+        builder = builder
+            .table_id(route.table.unwrap_or(254))
+            .kind(RouteType::from(route.kind))
+            .scope(RouteScope::from(route.scope.unwrap_or(default_scope)))
+            .protocol(RouteProtocol::from(route.protocol.unwrap_or(3)));
+        if let Some(metric) = route.metric {
+            builder = builder.priority(metric);
+        }
+        if route.onlink {
+            builder = builder.onlink();
+        }
+        Ok(builder.build())
+    }
+
+    /// Adds `route`; `Ok(false)` if it was there.
+    pub async fn add_route(&self, route: &RouteSpec) -> Result<bool, NetifError> {
+        let message = self.route_message(route).await?;
+        match self.handle.route().add(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(kernel_error(
+                format!(
+                    "adding the route to {}/{}",
+                    route.destination, route.prefix_len
+                ),
+                e,
+            )),
+        }
+    }
+
+    /// Removes `route`; `Ok(false)` if it was not there (the kernel drops a
+    /// route whose `src` address went away by itself).
+    pub async fn remove_route(&self, route: &RouteSpec) -> Result<bool, NetifError> {
+        let message = match self.route_message(route).await {
+            Ok(message) => message,
+            // Its interface is gone, and with it the route.
+            Err(NetifError::NoSuchInterface(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match self.handle.route().del(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(errno_of(&e), Some(libc::ESRCH | libc::ENOENT)) => Ok(false),
+            Err(e) => Err(kernel_error(
+                format!(
+                    "removing the route to {}/{}",
+                    route.destination, route.prefix_len
+                ),
+                e,
+            )),
+        }
+    }
+
+    /// The kernel's message for `rule`.
+    fn rule_message(&self, rule: &RuleSpec) -> RuleMessage {
+        let mut request = self
+            .handle
+            .rule()
+            .add()
+            .table_id(rule.table.unwrap_or(254))
+            .action(RuleAction::ToTable);
+        if let Some(priority) = rule.priority {
+            request = request.priority(priority);
+        }
+        if let Some(iif) = &rule.input_interface {
+            request = request.input_interface(iif.clone());
+        }
+        if let Some(oif) = &rule.output_interface {
+            request = request.output_interface(oif.clone());
+        }
+        let mut message = request.message_mut().clone();
+        message.header.family = if rule.ipv6 {
+            netlink_packet_route::AddressFamily::Inet6
+        } else {
+            netlink_packet_route::AddressFamily::Inet
+        };
+        if let Some((from, len)) = rule.from {
+            message.header.src_len = len;
+            message.attributes.push(RuleAttribute::Source(from));
+        }
+        if let Some((to, len)) = rule.to {
+            message.header.dst_len = len;
+            message.attributes.push(RuleAttribute::Destination(to));
+        }
+        if let Some((mark, mask)) = rule.fwmark {
+            message.attributes.push(RuleAttribute::FwMark(mark));
+            if let Some(mask) = mask {
+                message.attributes.push(RuleAttribute::FwMask(mask));
+            }
+        }
+        message
+    }
+
+    /// Adds `rule`; `Ok(false)` if the same rule was there.
+    pub async fn add_rule(&self, rule: &RuleSpec) -> Result<bool, NetifError> {
+        let message = self.rule_message(rule);
+        let mut request = self.handle.rule().add();
+        *request.message_mut() = message;
+        match request.execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(kernel_error("adding a routing rule".to_owned(), e)),
+        }
+    }
+
+    /// Removes `rule`; `Ok(false)` if it was not there.
+    pub async fn remove_rule(&self, rule: &RuleSpec) -> Result<bool, NetifError> {
+        let message = self.rule_message(rule);
+        match self.handle.rule().del(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(errno_of(&e), Some(libc::ENOENT | libc::ESRCH)) => Ok(false),
+            Err(e) => Err(kernel_error("removing a routing rule".to_owned(), e)),
         }
     }
 

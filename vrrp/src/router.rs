@@ -149,16 +149,20 @@ pub struct GarpConfig {
     pub master_delay: Duration,
     /// Period of refresh bursts while master (`garp_master_refresh`); `None`: off.
     pub refresh: Option<Duration>,
+    /// Packets per refresh burst (`garp_master_refresh_repeat`); at least 1.
+    pub refresh_repeat: u32,
 }
 
 impl Default for GarpConfig {
-    /// keepalived's defaults: 5 packets, back to back, a second burst after 5 s, no refresh.
+    /// keepalived's defaults: 5 packets, back to back, a second burst after 5 s, no
+    /// refresh (and 1 packet per refresh when it is set).
     fn default() -> Self {
         GarpConfig {
             repeat: 5,
             interval: Duration::ZERO,
             master_delay: Duration::from_secs(5),
             refresh: None,
+            refresh_repeat: 1,
         }
     }
 }
@@ -931,7 +935,8 @@ impl Router {
         }
         if self.timers.announce_refresh.is_some_and(|t| now >= t) {
             self.timers.announce_refresh = self.config.garp.refresh.map(|period| now + period);
-            self.start_announce_burst(now);
+            self.announce_remaining = self.config.garp.refresh_repeat.max(1);
+            self.announce_step(now);
         }
         if self.timers.announce_next.is_some_and(|t| now >= t) {
             self.announce_step(now);

@@ -842,6 +842,7 @@ fn announcements_follow_the_garp_schedule() {
         interval: Duration::from_millis(10),
         master_delay: Duration::from_secs(5),
         refresh: Some(Duration::from_secs(20)),
+        refresh_repeat: 2,
     };
     let mut sim = Sim::new(vec![cfg]);
     sim.start_all();
@@ -861,11 +862,9 @@ fn announcements_follow_the_garp_schedule() {
         ms(5010),
         ms(5020), // garp_master_delay
         ms(20000),
-        ms(20010),
-        ms(20020), // refresh
+        ms(20010), // refresh: garp_master_refresh_repeat
         ms(40000),
         ms(40010),
-        ms(40020),
     ];
     assert_eq!(offsets, expected);
 }

@@ -107,6 +107,7 @@ impl Runner {
                 interval: Duration::ZERO,
                 master_delay: Duration::ZERO,
                 refresh: None,
+                refresh_repeat: 1,
             },
         };
         self.apply_words(&mut config, words);

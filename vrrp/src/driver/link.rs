@@ -59,6 +59,8 @@ pub(super) struct Instance {
     /// The interface index each address it added went on: a reload that
     /// drops an address from the configuration still removes it from there.
     added_on: BTreeMap<IpAddr, u32>,
+    /// Its `virtual_routes` and `virtual_rules` are installed.
+    routes_installed: bool,
 }
 
 impl Instance {
@@ -228,6 +230,7 @@ impl Link {
                     auth,
                     owner_conflicts_logged: BTreeSet::new(),
                     added_on: BTreeMap::new(),
+                    routes_installed: false,
                 });
                 self.carry_out(self.instances.len() - 1).await;
             }
@@ -246,7 +249,15 @@ impl Link {
                         (_, config) => config.map(Authenticator::new),
                     };
                     instance.router.reconfigure(now, config);
-                    instance.spec = spec;
+                    // Changed routes or rules: the old ones go now, the new ones
+                    // follow in `carry_out` while the instance holds its addresses.
+                    let routes_changed = (&instance.spec.routes, &instance.spec.rules)
+                        != (&spec.routes, &spec.rules);
+                    let old = std::mem::replace(&mut instance.spec, spec);
+                    if routes_changed && self.instances[i].routes_installed {
+                        self.remove_routes(&old).await;
+                        self.instances[i].routes_installed = false;
+                    }
                     self.carry_out(i).await;
                 }
             }
@@ -659,6 +670,7 @@ impl Link {
                 }
             }
         }
+        self.sync_routes(i).await;
         let counters_due = self.counters_due();
         let instance = &self.instances[i];
         self.status.send_if_modified(|s| {
@@ -741,6 +753,52 @@ impl Link {
     }
 
     /// One gratuitous ARP / unsolicited NA per address (RFC 5798 §6.4.2).
+    /// Installs instance `i`'s routes and rules while it holds its addresses
+    /// (master, or a backup still holding them during a handover), and
+    /// removes them once it holds none: after the addresses are added (a
+    /// route's `src` must be local) and after they are removed.
+    async fn sync_routes(&mut self, i: usize) {
+        let instance = &self.instances[i];
+        let spec = &instance.spec;
+        if spec.routes.is_empty() && spec.rules.is_empty() {
+            return;
+        }
+        let holding = instance.router.state() == State::Master
+            || instance.router.added_addresses().next().is_some();
+        if holding == instance.routes_installed {
+            return;
+        }
+        if holding {
+            for rule in &spec.rules {
+                if let Err(e) = self.netif.add_rule(rule).await {
+                    error!(instance = %spec.name, "cannot add virtual rule: {e}");
+                }
+            }
+            for route in &spec.routes {
+                if let Err(e) = self.netif.add_route(route).await {
+                    error!(instance = %spec.name, "cannot add virtual route: {e}");
+                }
+            }
+        } else {
+            self.remove_routes(spec).await;
+        }
+        self.instances[i].routes_installed = holding;
+    }
+
+    /// Removes the routes and rules of `spec` (absent ones are fine).
+    async fn remove_routes(&self, spec: &InstanceSpec) {
+        for route in &spec.routes {
+            if let Err(e) = self.netif.remove_route(route).await {
+                error!(instance = %spec.name, "cannot remove virtual route: {e}");
+            }
+        }
+        for rule in &spec.rules {
+            if let Err(e) = self.netif.remove_rule(rule).await {
+                error!(instance = %spec.name, "cannot remove virtual rule: {e}");
+            }
+        }
+    }
+
     /// Adds one held address of instance `i` where its placement says, and
     /// notes where it went.
     async fn add_address(&mut self, i: usize, address: IpAddr) {

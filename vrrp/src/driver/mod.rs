@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::warn;
 
 use crate::auth::AuthConfig;
-use crate::netif::{AddressOptions, Netif, NetifError};
+use crate::netif::{AddressOptions, Netif, NetifError, RouteSpec, RuleSpec};
 use crate::router::RouterConfig;
 
 mod link;
@@ -49,6 +49,11 @@ pub struct InstanceSpec {
     pub router: RouterConfig,
     /// How each of the router's held addresses (virtual and excluded) is added.
     pub addresses: Vec<AddressPlacement>,
+    /// keepalived's `virtual_routes`: installed while the instance holds its
+    /// addresses (after they are added), removed when it gives them up.
+    pub routes: Vec<RouteSpec>,
+    /// keepalived's `virtual_rules`: like the routes.
+    pub rules: Vec<RuleSpec>,
     /// `unicast_src_ip`: the source of adverts instead of the interface's address.
     pub unicast_source: Option<IpAddr>,
     /// `unicast_peer`: adverts go to these instead of the multicast group, and

@@ -119,6 +119,8 @@ mod tests {
                 garp: GarpConfig::default(),
             },
             addresses: vec![placement("10.0.0.100")],
+            routes: Vec::new(),
+            rules: Vec::new(),
             unicast_source: None,
             unicast_peers: Vec::new(),
             track_interfaces: Vec::new(),

@@ -89,11 +89,12 @@ impl Supervisor {
             };
             let info = self.netif.interface(&spec.interface).await?;
             let source = source_address(&info, spec)?;
-            // `dev`: the other interfaces the addresses go on exist, too.
-            for placement in &spec.addresses {
-                if let Some(device) = &placement.device {
-                    self.netif.interface(device).await?;
-                }
+            // `dev`: the other interfaces the addresses and routes go on exist, too.
+            let mut devices: Vec<&String> = Vec::new();
+            devices.extend(spec.addresses.iter().filter_map(|p| p.device.as_ref()));
+            devices.extend(spec.routes.iter().filter_map(|r| r.device.as_ref()));
+            for device in devices {
+                self.netif.interface(device).await?;
             }
             let key = LinkKey {
                 interface_index: info.index,
@@ -526,7 +527,7 @@ impl Supervisor {
 }
 
 /// Removes the instance's held addresses (virtual and excluded, each from its
-/// own interface) that a crashed predecessor left behind. The address owner
+/// own interface), routes and rules that a crashed predecessor left behind. The address owner
 /// (priority 255) keeps them: they are its own.
 async fn remove_stale_addresses(netif: &Netif, spec: &InstanceSpec) -> Result<(), NetifError> {
     if spec.router.priority == 255 {
@@ -547,6 +548,16 @@ async fn remove_stale_addresses(netif: &Netif, spec: &InstanceSpec) -> Result<()
                 %interface,
                 "removed a virtual address left behind by an earlier run"
             );
+        }
+    }
+    for route in &spec.routes {
+        if netif.remove_route(route).await? {
+            warn!(instance = %spec.name, destination = %route.destination, "removed a virtual route left behind by an earlier run");
+        }
+    }
+    for rule in &spec.rules {
+        if netif.remove_rule(rule).await? {
+            warn!(instance = %spec.name, "removed a virtual rule left behind by an earlier run");
         }
     }
     Ok(())
