@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use haldir_config::Model;
 use haldir_config::VirtualServer;
-use haldir_director::vrrp_specs::{instance_spec, sync_group_specs};
+use haldir_director::vrrp_specs::{instance_specs, sync_group_specs};
 use haldir_ipvs::apply::{ReconcileReport, Reconciler};
 use haldir_ipvs::{IpvsClient, IpvsError, KeeperHooks, ServiceKey};
 use haldir_vrrp::driver::{self, DriverCommand, InstanceSpec, Status};
@@ -23,7 +23,7 @@ use crate::options::RunOptions;
 /// Runs the daemon until SIGTERM or SIGINT, then stops gracefully. SIGHUP
 /// reloads `options.config_path`.
 pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
-    let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
+    let specs: Vec<InstanceSpec> = instance_specs(&model);
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (commands_tx, commands_rx) = mpsc::channel(4);
@@ -228,7 +228,7 @@ pub async fn reload(
             return ReloadOutcome::Rejected(lines);
         }
     };
-    let specs: Vec<InstanceSpec> = model.vrrp_instances.iter().map(instance_spec).collect();
+    let specs: Vec<InstanceSpec> = instance_specs(&model);
     let (reply, answer) = oneshot::channel();
     if driver
         .send(DriverCommand::Reload { specs, reply })

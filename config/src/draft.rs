@@ -35,6 +35,8 @@ pub(crate) struct Draft {
     pub(crate) lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDraft>,
     /// The `track_file` blocks, in file order.
     pub(crate) track_files: Vec<crate::track_file::TrackFileDraft>,
+    /// `global_defs.dynamic_interfaces`.
+    pub(crate) dynamic_interfaces: Option<Located<bool>>,
 }
 
 impl Draft {
@@ -51,6 +53,7 @@ impl Draft {
             sync_groups: Vec::new(),
             lvs_sync_daemon: None,
             track_files: Vec::new(),
+            dynamic_interfaces: None,
         }
     }
 }

@@ -179,6 +179,7 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
     place: "global_defs",
     accepted: &[
         "router_id",
+        "dynamic_interfaces",
         "vrrp_version",
         "script_user",
         "notify_timeout",
@@ -195,7 +196,6 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
     ],
     planned: &[
         ("lvs_timeouts", "setting the IPVS tcp/tcpfin/udp timeouts is not implemented; set them with `ipvsadm --set` at boot"),
-        ("dynamic_interfaces", "waiting for a missing interface is not implemented"),
         ("notify_fifo", "notify_fifo is not implemented; use notify scripts"),
         ("notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
         ("vrrp_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
@@ -657,6 +657,7 @@ impl Front {
             }
             match keyword {
                 "router_id" => draft.router_id = self.word(stmt),
+                "dynamic_interfaces" => draft.dynamic_interfaces = self.dynamic_interfaces(stmt),
                 "vrrp_version" => draft.default_version = self.integer(stmt),
                 "script_user" => draft.scripts.script_user = self.script_user(stmt),
                 "notify_timeout" => draft.scripts.notify_timeout = self.seconds(stmt),
@@ -1515,6 +1516,27 @@ impl Front {
             value,
             loc: stmt.keyword().loc.clone(),
         })
+    }
+
+    /// `dynamic_interfaces [allow_if_changes]`: `allow_if_changes` (an
+    /// interface recreated with another type) changes nothing for haldir,
+    /// which looks interfaces up by name each time.
+    fn dynamic_interfaces(&mut self, stmt: &Stmt) -> Option<Located<bool>> {
+        match stmt.args() {
+            [] => self.flag(stmt, true),
+            [word] if word.text == "allow_if_changes" => Some(Located {
+                value: true,
+                loc: stmt.keyword().loc.clone(),
+            }),
+            [word, ..] => {
+                let message = format!(
+                    "`{}`: dynamic_interfaces takes nothing or `allow_if_changes`",
+                    stmt.text()
+                );
+                self.error(&word.loc, message);
+                None
+            }
+        }
     }
 
     /// A block of one value per line (`virtual_ipaddress { ... }`,

@@ -33,6 +33,9 @@ pub struct Model {
     pub lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDaemon>,
     /// The `track_file` blocks, in file order, each name once.
     pub track_files: Vec<crate::track_file::TrackFile>,
+    /// `global_defs.dynamic_interfaces`: an instance whose interface is
+    /// missing waits for it in FAULT instead of failing the start.
+    pub dynamic_interfaces: bool,
 }
 
 impl Model {

@@ -31,14 +31,22 @@ pub fn to_toml(model: &Model) -> String {
         sync_groups,
         lvs_sync_daemon,
         track_files,
+        dynamic_interfaces,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
-    if router_id.is_some() || *scripts != default_scripts || lvs_sync_daemon.is_some() {
+    if router_id.is_some()
+        || *scripts != default_scripts
+        || lvs_sync_daemon.is_some()
+        || *dynamic_interfaces
+    {
         out.push_str("[global_defs]\n");
     }
     if let Some(router_id) = router_id {
         line(&mut out, "router_id", string(router_id));
+    }
+    if *dynamic_interfaces {
+        line(&mut out, "dynamic_interfaces", true);
     }
     if let Some(user) = &scripts.user {
         let user = match &scripts.group {

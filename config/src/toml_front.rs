@@ -32,6 +32,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "notify_timeout",
     "enable_script_security",
     "lvs_sync_daemon",
+    "dynamic_interfaces",
 ];
 /// Keys accepted in `[global_defs] lvs_sync_daemon = { ... }`.
 const LVS_SYNC_KEYS: &[&str] = &[
@@ -164,6 +165,7 @@ impl Reader<'_> {
             sync_groups: Vec::new(),
             lvs_sync_daemon: None,
             track_files: Vec::new(),
+            dynamic_interfaces: None,
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -198,6 +200,9 @@ impl Reader<'_> {
                         self.boolean("enable_script_security", value)
                 }
                 Some("lvs_sync_daemon") => draft.lvs_sync_daemon = self.lvs_sync_daemon(value),
+                Some("dynamic_interfaces") => {
+                    draft.dynamic_interfaces = self.boolean("dynamic_interfaces", value)
+                }
                 Some(_) => draft.default_version = self.integer("vrrp_version", value),
                 None => {}
             }

@@ -96,6 +96,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             sync_groups,
             lvs_sync_daemon,
             track_files,
+            dynamic_interfaces: draft.dynamic_interfaces.as_ref().is_some_and(|d| d.value),
         })
     } else {
         Err(ConfigErrors::sorted(errors))

@@ -22,7 +22,7 @@ use haldir_config::{load_file_with_warnings, not_converted, parse_toml, to_toml,
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
         "vyos_generated.conf",
-        "`dynamic_interfaces` in global_defs is not supported yet",
+        "`notify_fifo` in global_defs is not supported yet",
     ),
     (
         "vmac_pair.conf",

@@ -70,6 +70,19 @@ fn rule_spec(rule: &VirtualRule) -> RuleSpec {
     }
 }
 
+/// The driver's view of every configured instance; with `dynamic_interfaces`,
+/// each waits for a missing interface instead of failing the start.
+pub fn instance_specs(model: &Model) -> Vec<InstanceSpec> {
+    model
+        .vrrp_instances
+        .iter()
+        .map(|instance| InstanceSpec {
+            wait_for_interface: model.dynamic_interfaces,
+            ..instance_spec(instance)
+        })
+        .collect()
+}
+
 /// The driver's view of one configured instance.
 pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
     let auth = match &instance.authentication {
@@ -127,6 +140,7 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
             .collect(),
         routes: instance.virtual_routes.iter().map(route_spec).collect(),
         rules: instance.virtual_rules.iter().map(rule_spec).collect(),
+        wait_for_interface: false,
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
         accept: instance.accept,

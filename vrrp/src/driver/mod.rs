@@ -67,6 +67,9 @@ pub struct InstanceSpec {
     pub track_interfaces: Vec<InterfaceTrack>,
     /// `auth_hmac`: HMAC authentication of adverts ([`crate::auth`]).
     pub auth: Option<AuthConfig>,
+    /// keepalived's `dynamic_interfaces`: a missing interface is not an
+    /// error; the instance waits in FAULT until it appears, then starts.
+    pub wait_for_interface: bool,
 }
 
 /// Where and how one held address is added (keepalived's `virtual_ipaddress`
@@ -269,6 +272,9 @@ pub async fn run_with_events(
         handovers: BTreeSet::new(),
         members: BTreeMap::new(),
         link_faults: BTreeMap::new(),
+        configured: Vec::new(),
+        waiting: BTreeSet::new(),
+        waiting_error: None,
         netif: Netif::new()?,
         links: Vec::new(),
         running: Vec::new(),
@@ -295,7 +301,7 @@ pub async fn run_with_events(
                 Some(DriverCommand::SetSyncGroups(groups)) => {
                     supervisor.sync_groups = groups;
                     supervisor.members.retain(|name, _| {
-                        supervisor.running.iter().any(|r| &r.name == name)
+                        supervisor.configured.iter().any(|r| &r.name == name)
                     });
                 }
                 Some(DriverCommand::Track { instance, tracking }) => {

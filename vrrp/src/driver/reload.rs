@@ -121,6 +121,7 @@ mod tests {
             addresses: vec![placement("10.0.0.100")],
             routes: Vec::new(),
             rules: Vec::new(),
+            wait_for_interface: false,
             unicast_source: None,
             unicast_peers: Vec::new(),
             track_interfaces: Vec::new(),

@@ -59,6 +59,13 @@ pub(super) struct Supervisor {
     pub(super) members: BTreeMap<String, Member>,
     /// The link standing last sent to each instance (absent: none sent).
     pub(super) link_faults: BTreeMap<String, LinkStanding>,
+    /// Every configured instance, running or waiting, in configuration order.
+    pub(super) configured: Vec<InstanceSpec>,
+    /// Instances waiting for their interface to appear (`dynamic_interfaces`):
+    /// in FAULT, with no link; started by the next apply that finds it.
+    pub(super) waiting: BTreeSet<String>,
+    /// Why the last start of appeared interfaces failed (logged once).
+    pub(super) waiting_error: Option<String>,
 }
 
 /// A new link whose sockets the pre-flight opened.
@@ -77,6 +84,7 @@ impl Supervisor {
         &mut self,
         specs: Vec<InstanceSpec>,
     ) -> Result<ReloadReport, DriverError> {
+        let (specs, waiting) = self.present(specs).await?;
         let steps = plan_reload(&self.running, &specs);
 
         // Pre-flight: resolve every starting instance's link and open the
@@ -242,10 +250,12 @@ impl Supervisor {
                 })
             });
         }
+        self.set_waiting(waiting);
         // The status lists the instances in configuration order.
+        let configured = &self.configured;
         self.status.send_modify(|s| {
-            let mut ordered = Vec::with_capacity(specs.len());
-            for spec in &specs {
+            let mut ordered = Vec::with_capacity(configured.len());
+            for spec in configured {
                 if let Some(i) = s.instances.iter().position(|e| e.name == spec.name) {
                     ordered.push(s.instances.swap_remove(i));
                 }
@@ -266,9 +276,113 @@ impl Supervisor {
         Ok(report)
     }
 
+    /// Keeps `specs` as the configuration and splits off the instances that
+    /// wait for their interface (`dynamic_interfaces`, interface missing);
+    /// returns the rest, to run, and the waiting ones.
+    async fn present(
+        &mut self,
+        specs: Vec<InstanceSpec>,
+    ) -> Result<(Vec<InstanceSpec>, Vec<InstanceSpec>), DriverError> {
+        self.configured = specs.clone();
+        let mut present = Vec::with_capacity(specs.len());
+        let mut waiting = Vec::new();
+        for spec in specs {
+            if spec.wait_for_interface {
+                match self.netif.interface(&spec.interface).await {
+                    Err(NetifError::NoSuchInterface(_)) => {
+                        waiting.push(spec);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+            }
+            present.push(spec);
+        }
+        Ok((present, waiting))
+    }
+
+    /// Publishes the waiting instances as FAULT (a sync group sees them as
+    /// members with a fault of their own) and logs the newly waiting ones.
+    fn set_waiting(&mut self, waiting: Vec<InstanceSpec>) {
+        let names: BTreeSet<String> = waiting.iter().map(|s| s.name.clone()).collect();
+        for spec in &waiting {
+            if !self.waiting.contains(&spec.name) {
+                warn!(
+                    instance = %spec.name,
+                    interface = %spec.interface,
+                    "({}) interface {} does not exist: in FAULT until it appears (dynamic_interfaces)",
+                    spec.name,
+                    spec.interface
+                );
+            }
+            self.members.insert(
+                spec.name.clone(),
+                Member {
+                    state: State::Fault,
+                    own_fault: true,
+                    group_fault: false,
+                },
+            );
+        }
+        self.status.send_modify(|s| {
+            for spec in &waiting {
+                let entry = match s.instances.iter_mut().find(|e| e.name == spec.name) {
+                    Some(entry) => entry,
+                    None => {
+                        s.instances.push(InstanceStatus::starting(spec));
+                        s.instances.last_mut().expect("just pushed")
+                    }
+                };
+                if entry.state != State::Fault {
+                    entry.state = State::Fault;
+                    entry.since = Some(std::time::SystemTime::now());
+                }
+                entry.reason = Some("interface missing (dynamic_interfaces)");
+            }
+        });
+        self.waiting = names;
+    }
+
+    /// Starts the waiting instances whose interface appeared.
+    async fn start_appeared(&mut self) {
+        let mut appeared = Vec::new();
+        for spec in self
+            .configured
+            .iter()
+            .filter(|s| self.waiting.contains(&s.name))
+        {
+            if self.netif.interface(&spec.interface).await.is_ok() {
+                appeared.push(spec.name.clone());
+            }
+        }
+        if appeared.is_empty() {
+            return;
+        }
+        // An interface without its address yet fails the start: tried again
+        // at the next poll, logged once.
+        match self.apply(self.configured.clone()).await {
+            Ok(_) => {
+                info!(instances = ?appeared, "interface appeared: started (dynamic_interfaces)");
+                self.waiting_error = None;
+            }
+            Err(e) => {
+                let error = e.to_string();
+                if self.waiting_error.as_ref() != Some(&error) {
+                    warn!(instances = ?appeared, "cannot start on the interface that appeared yet: {error}");
+                    self.waiting_error = Some(error);
+                }
+            }
+        }
+    }
+
     /// Reads the state of every interface an instance runs on or tracks and
-    /// tells each instance whose link fault changed.
+    /// tells each instance whose link fault changed; starts waiting instances
+    /// whose interface appeared.
     pub(super) async fn poll_links(&mut self) {
+        if !self.waiting.is_empty() {
+            self.start_appeared().await;
+        }
         let mut up: BTreeMap<String, bool> = BTreeMap::new();
         for spec in &self.running {
             let tracked = spec.track_interfaces.iter().map(|t| &t.name);
