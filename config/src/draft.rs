@@ -122,6 +122,8 @@ pub(crate) struct InstanceDraft {
     pub(crate) virtual_ipaddress_excluded: Option<Located<Vec<Located<String>>>>,
     pub(crate) virtual_routes: Option<Located<Vec<Located<String>>>>,
     pub(crate) virtual_rules: Option<Located<Vec<Located<String>>>>,
+    pub(crate) use_vmac: Option<Located<Vec<String>>>,
+    pub(crate) vmac_xmit_base: Option<Located<bool>>,
     pub(crate) nopreempt: Option<Located<bool>>,
     /// Seconds.
     pub(crate) preempt_delay: Option<Located<f64>>,
@@ -175,6 +177,8 @@ impl InstanceDraft {
             virtual_ipaddress_excluded: None,
             virtual_routes: None,
             virtual_rules: None,
+            use_vmac: None,
+            vmac_xmit_base: None,
             nopreempt: None,
             preempt_delay: None,
             accept: None,

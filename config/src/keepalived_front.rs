@@ -254,6 +254,8 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "virtual_ipaddress_excluded",
         "virtual_routes",
         "virtual_rules",
+        "use_vmac",
+        "vmac_xmit_base",
         "nopreempt",
         "preempt_delay",
         "accept",
@@ -279,10 +281,10 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "lvs_sync_daemon_interface",
     ],
     planned: &[
-        ("use_vmac", "the VRRP virtual MAC (macvlan) is not implemented"),
-        ("vmac_xmit_base", "the VRRP virtual MAC (macvlan) is not implemented"),
         ("track_process", "track_process is not implemented"),
         ("dont_track_primary", "haldir always tracks the instance's interface"),
+        ("use_vmac_addr", "macvlans for the addresses on other interfaces are not implemented; use_vmac covers the instance's interface"),
+        ("use_ipvlan", "ipvlan interfaces are not implemented"),
         ("notify_master_rx_lower_pri", "not implemented"),
         ("garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
@@ -830,6 +832,8 @@ impl Front {
                 "virtual_ipaddress_excluded" => d.virtual_ipaddress_excluded = self.entry_lines(s),
                 "virtual_routes" => d.virtual_routes = self.entry_lines(s),
                 "virtual_rules" => d.virtual_rules = self.entry_lines(s),
+                "use_vmac" => d.use_vmac = self.words(s),
+                "vmac_xmit_base" => d.vmac_xmit_base = self.flag(s, true),
                 // keepalived reads `nopreempt` alone; sites write `nopreempt 1`
                 // too, which keepalived takes as nopreempt (it ignores the word).
                 "nopreempt" if !s.args().is_empty() && s.block.is_none() => {
@@ -1514,6 +1518,19 @@ impl Front {
         }
         Some(Located {
             value,
+            loc: stmt.keyword().loc.clone(),
+        })
+    }
+
+    /// The arguments of `stmt` (any number, no block).
+    fn words(&mut self, stmt: &Stmt) -> Option<Located<Vec<String>>> {
+        if let Some(block) = &stmt.block {
+            let message = format!("`{}` takes no block", stmt.keyword().text);
+            self.error(&block.open, message);
+            return None;
+        }
+        Some(Located {
+            value: stmt.args().iter().map(|w| w.text.clone()).collect(),
             loc: stmt.keyword().loc.clone(),
         })
     }

@@ -55,7 +55,7 @@ pub use model_health::{
 };
 pub use to_toml::{not_converted, to_toml};
 pub use track_file::{TrackFile, TrackFileInit, TrackedFile};
-pub use virtual_ip::{AddressScope, VirtualIp};
+pub use virtual_ip::{AddressScope, VirtualIp, Vmac};
 pub use virtual_route::{RouteKind, VirtualRoute, VirtualRule};
 
 /// The syntax of a configuration file.

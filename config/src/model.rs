@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::error::Loc;
-use crate::virtual_ip::VirtualIp;
+use crate::virtual_ip::{VirtualIp, Vmac};
 use crate::virtual_route::{VirtualRoute, VirtualRule};
 
 /// A whole, validated configuration.
@@ -195,6 +195,12 @@ pub struct VrrpInstance {
     pub virtual_routes: Vec<VirtualRoute>,
     /// keepalived's `virtual_rules`: policy-routing rules, like the routes.
     pub virtual_rules: Vec<VirtualRule>,
+    /// keepalived's `use_vmac`: the addresses of the instance's family that
+    /// name no other `dev` go on this macvlan with the virtual MAC.
+    pub use_vmac: Option<Vmac>,
+    /// keepalived's `vmac_xmit_base`: adverts leave through the instance's
+    /// interface instead of the macvlan.
+    pub vmac_xmit_base: bool,
     /// Whether a higher-priority backup takes over from a lower-priority master
     /// (keepalived's `nopreempt` inverted). Always true when `priority` is 255.
     pub preempt: bool,

@@ -131,6 +131,8 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         virtual_ipaddress_excluded,
         virtual_routes,
         virtual_rules,
+        use_vmac,
+        vmac_xmit_base,
         preempt,
         preempt_delay_secs,
         accept,
@@ -176,6 +178,16 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         if list != "[]" {
             line(out, key, list);
         }
+    }
+    if let Some(vmac) = use_vmac {
+        line(
+            out,
+            "use_vmac",
+            string(&format!("{} {}", vmac.name, vmac.mac_text())),
+        );
+    }
+    if *vmac_xmit_base {
+        line(out, "vmac_xmit_base", true);
     }
     line(out, "nopreempt", !preempt);
     line(out, "preempt_delay", preempt_delay_secs);

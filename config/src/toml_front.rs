@@ -57,6 +57,8 @@ const INSTANCE_KEYS: &[&str] = &[
     "virtual_ipaddress_excluded",
     "virtual_routes",
     "virtual_rules",
+    "use_vmac",
+    "vmac_xmit_base",
     "nopreempt",
     "preempt_delay",
     "accept",
@@ -277,6 +279,8 @@ impl Reader<'_> {
                 }
                 "virtual_routes" => draft.virtual_routes = self.string_array(name, value),
                 "virtual_rules" => draft.virtual_rules = self.string_array(name, value),
+                "use_vmac" => draft.use_vmac = self.use_vmac(value),
+                "vmac_xmit_base" => draft.vmac_xmit_base = self.boolean("vmac_xmit_base", value),
                 "nopreempt" => draft.nopreempt = self.boolean(name, value),
                 "preempt_delay" => draft.preempt_delay = self.seconds(name, value),
                 "accept" => draft.accept = self.boolean(name, value),
@@ -558,6 +562,20 @@ impl Reader<'_> {
                 self.error(value, message);
                 None
             }
+        }
+    }
+
+    /// `use_vmac = true` (keepalived's defaults) or `"NAME [MAC]"` (its
+    /// arguments); `false` is no VMAC.
+    fn use_vmac(&mut self, value: &Spanned<DeValue<'_>>) -> Option<Located<Vec<String>>> {
+        match value.get_ref() {
+            DeValue::Boolean(true) => Some(self.located(Vec::new(), value)),
+            DeValue::Boolean(false) => None,
+            DeValue::String(s) => {
+                let args = s.split_whitespace().map(str::to_owned).collect();
+                Some(self.located(args, value))
+            }
+            _ => self.type_error("use_vmac", value, Expected::String),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::draft::{NotifyDraft, ScriptsDraft, SyncGroupDraft, TrackEntryDraft};
 use crate::error::{ConfigError, ConfigErrors, Loc};
 use crate::model::{AddressFamily, Authentication, Model, VrrpInstance, VrrpVersion};
 use crate::model::{NotifyScripts, ScriptSettings, SyncGroup, TrackedInterface};
-use crate::virtual_ip::VirtualIp;
+use crate::virtual_ip::{VirtualIp, Vmac};
 
 /// keepalived's default advert interval, in seconds.
 const DEFAULT_ADVERT_INT_SECS: f64 = 1.0;
@@ -353,6 +353,7 @@ fn instance(
         }
     }
 
+    let use_vmac = vmac(errors, d, virtual_router_id.map(|v| v.0), family);
     let notify = notify_scripts(errors, &d.notify);
     let track_interface = d
         .track_interface
@@ -374,6 +375,8 @@ fn instance(
         virtual_ipaddress_excluded: virtual_ipaddress_excluded?,
         virtual_routes: parsed_entries(errors, "virtual_routes", &d.virtual_routes)?,
         virtual_rules: parsed_entries(errors, "virtual_rules", &d.virtual_rules)?,
+        use_vmac,
+        vmac_xmit_base: d.vmac_xmit_base.as_ref().is_some_and(|x| x.value),
         preempt,
         preempt_delay_secs: preempt_delay_secs.unwrap_or(0),
         accept,
@@ -879,6 +882,50 @@ fn virtual_addresses<'a>(
     );
     let family = first.map(|(family, _)| family);
     (family, addresses.filter(|_| errors.len() == errors_before))
+}
+
+/// `use_vmac [NAME] [MAC]` and `vmac_xmit_base` of instance `d`.
+fn vmac(
+    errors: &mut Vec<ConfigError>,
+    d: &InstanceDraft,
+    vrid: Option<u8>,
+    family: Option<AddressFamily>,
+) -> Option<Vmac> {
+    let Some(args) = &d.use_vmac else {
+        if let Some(xmit) = &d.vmac_xmit_base {
+            push(
+                errors,
+                &xmit.loc,
+                "vmac_xmit_base: needs use_vmac in the same instance",
+            );
+        }
+        return None;
+    };
+    if family == Some(AddressFamily::Ipv6) {
+        push(
+            errors,
+            &args.loc,
+            "use_vmac: a virtual MAC for an IPv6 instance is not supported yet (its link-local address and neighbour discovery); use it on IPv4 instances",
+        );
+        return None;
+    }
+    let unicast = d.unicast_peer.as_ref().is_some_and(|p| !p.value.is_empty());
+    if unicast && d.vmac_xmit_base.is_none() {
+        // keepalived.conf(5), use_vmac: "If using use_vmac with unicast peers, vmac_xmit_base must be set."
+        push(
+            errors,
+            &args.loc,
+            "use_vmac with unicast_peer needs vmac_xmit_base (as keepalived requires): adverts to unicast peers leave through the instance's interface",
+        );
+        return None;
+    }
+    match Vmac::from_args(&args.value, vrid?) {
+        Ok(vmac) => Some(vmac),
+        Err(e) => {
+            push(errors, &args.loc, e);
+            None
+        }
+    }
 }
 
 /// Every entry of list `key` parsed (`virtual_routes`, `virtual_rules`); an

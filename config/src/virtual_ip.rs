@@ -128,6 +128,65 @@ impl fmt::Display for VirtualIp {
     }
 }
 
+/// keepalived's `use_vmac`: a macvlan on the instance's interface with the
+/// VRRP virtual MAC, carrying the virtual addresses (RFC 5798 §7.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Vmac {
+    /// The macvlan's name (keepalived's default `vrrp.VRID`).
+    pub name: String,
+    /// Its MAC: 00-00-5E-00-01-VRID for IPv4 (RFC 5798 §7.3) unless given.
+    pub mac: [u8; 6],
+}
+
+impl Vmac {
+    /// Reads `use_vmac [NAME] [MAC]` (either, both, or neither; a MAC of five
+    /// octets gets `vrid` as the sixth, as keepalived does).
+    pub fn from_args(args: &[String], vrid: u8) -> Result<Vmac, String> {
+        let mut name = None;
+        let mut mac = None;
+        for arg in args {
+            if arg.contains(':') {
+                if mac.is_some() {
+                    return Err(format!("`use_vmac`: a second MAC address `{arg}`"));
+                }
+                mac = Some(parse_mac(arg, vrid)?);
+            } else {
+                if name.is_some() {
+                    return Err(format!("`use_vmac`: a second interface name `{arg}`"));
+                }
+                check_name("use_vmac", arg)?;
+                name = Some(arg.clone());
+            }
+        }
+        Ok(Vmac {
+            name: name.unwrap_or_else(|| format!("vrrp.{vrid}")),
+            mac: mac.unwrap_or([0x00, 0x00, 0x5e, 0x00, 0x01, vrid]),
+        })
+    }
+
+    /// The MAC as `ip link` prints it.
+    pub fn mac_text(&self) -> String {
+        let octets: Vec<String> = self.mac.iter().map(|o| format!("{o:02x}")).collect();
+        octets.join(":")
+    }
+}
+
+/// A MAC of six octets, or five followed by `vrid`.
+fn parse_mac(text: &str, vrid: u8) -> Result<[u8; 6], String> {
+    let octets: Result<Vec<u8>, _> = text.split(':').map(|o| u8::from_str_radix(o, 16)).collect();
+    let bad =
+        || format!("`{text}` is not a MAC address (six, or five, hex octets separated by `:`)");
+    let mut octets = octets.map_err(|_| bad())?;
+    if octets.len() == 5 {
+        octets.push(vrid);
+    }
+    let mac: [u8; 6] = octets.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 == 1 {
+        return Err(format!("`{text}` is a multicast MAC address"));
+    }
+    Ok(mac)
+}
+
 /// The longest interface name (and address label) Linux takes: IFNAMSIZ - 1.
 const MAX_NAME_LEN: usize = 15;
 
@@ -276,6 +335,25 @@ mod tests {
         );
         assert_eq!(vip.to_string().parse::<VirtualIp>().unwrap(), vip);
         assert_eq!(vip.device_or("eth0"), "eth1");
+    }
+
+    #[test]
+    fn a_vmac_defaults_to_vrrp_vrid_and_the_rfc_mac() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let default = Vmac::from_args(&[], 51).unwrap();
+        assert_eq!(default.name, "vrrp.51");
+        assert_eq!(default.mac_text(), "00:00:5e:00:01:33");
+        let named = Vmac::from_args(&args(&["vrrp51", "02:00:00:00:00"]), 51).unwrap();
+        assert_eq!(
+            (named.name.as_str(), named.mac_text()),
+            ("vrrp51", "02:00:00:00:00:33".to_owned())
+        );
+        assert!(Vmac::from_args(&args(&["01:00:5e:00:01:01"]), 1)
+            .unwrap_err()
+            .contains("multicast"));
+        assert!(Vmac::from_args(&args(&["a", "b"]), 1)
+            .unwrap_err()
+            .contains("second"));
     }
 
     #[test]

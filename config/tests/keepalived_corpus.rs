@@ -25,10 +25,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "`notify_fifo` in global_defs is not supported yet",
     ),
     (
-        "vmac_pair.conf",
-        "`use_vmac` in vrrp_instance is not supported yet",
-    ),
-    (
         "track_process_haproxy.conf",
         "`vrrp_track_process` in the top level is not supported yet",
     ),

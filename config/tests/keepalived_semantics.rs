@@ -50,11 +50,13 @@ fn mail_settings_are_accepted_with_one_warning_per_keyword_naming_its_line() {
 
 #[test]
 fn a_keyword_that_changes_behaviour_and_is_not_implemented_stays_an_error() {
-    let text = instance("VI_1", 1, "    use_vmac\n");
+    let text = instance("VI_1", 1, "    dont_track_primary\n");
     let (model, _) = parse_keepalived_with_warnings(&text, FILE);
     let errors = model.unwrap_err().to_string();
     assert!(
-        errors.contains("keepalived.conf:8:5: `use_vmac` in vrrp_instance is not supported yet"),
+        errors.contains(
+            "keepalived.conf:8:5: `dont_track_primary` in vrrp_instance is not supported yet"
+        ),
         "{errors}"
     );
 }

@@ -92,6 +92,8 @@ fn example_file_parses_into_the_expected_model() {
         virtual_ipaddress_excluded: Vec::new(),
         virtual_routes: Vec::new(),
         virtual_rules: Vec::new(),
+        use_vmac: None,
+        vmac_xmit_base: false,
         preempt: true,
         preempt_delay_secs: 0,
         accept: true,
@@ -118,6 +120,8 @@ fn example_file_parses_into_the_expected_model() {
         virtual_ipaddress_excluded: Vec::new(),
         virtual_routes: Vec::new(),
         virtual_rules: Vec::new(),
+        use_vmac: None,
+        vmac_xmit_base: false,
         unicast_src_ip: Some(ip("10.0.0.1")),
         unicast_peer: vec![ip("10.0.0.2")],
         garp_interval_millis: 0,
@@ -135,6 +139,8 @@ fn example_file_parses_into_the_expected_model() {
         virtual_ipaddress_excluded: Vec::new(),
         virtual_routes: Vec::new(),
         virtual_rules: Vec::new(),
+        use_vmac: None,
+        vmac_xmit_base: false,
         garp_interval_millis: 0,
         authentication: None,
         auth_hmac: None,
@@ -162,6 +168,8 @@ fn minimal_instance_gets_keepalived_defaults() {
             virtual_ipaddress_excluded: Vec::new(),
             virtual_routes: Vec::new(),
             virtual_rules: Vec::new(),
+            use_vmac: None,
+            vmac_xmit_base: false,
             preempt: true,
             preempt_delay_secs: 0,
             accept: true,
@@ -316,7 +324,7 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         errors(&text),
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
-          virtual_ipaddress, virtual_ipaddress_excluded, virtual_routes, virtual_rules, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
+          virtual_ipaddress, virtual_ipaddress_excluded, virtual_routes, virtual_rules, use_vmac, vmac_xmit_base, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
           garp_master_delay, garp_master_repeat, garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file"]
     );
 }
@@ -400,7 +408,7 @@ garp_master_repet = 5
             "haldir.toml:5:12: priority = 300: must be 1..=255 (255 only for the address owner)",
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
-             virtual_ipaddress_excluded, virtual_routes, virtual_rules, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
+             virtual_ipaddress_excluded, virtual_routes, virtual_rules, use_vmac, vmac_xmit_base, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
              garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file",
         ]
     );

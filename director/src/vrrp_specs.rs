@@ -14,15 +14,26 @@ use haldir_vrrp::driver::{
 };
 use haldir_vrrp::netif::{AddressOptions, RouteSpec, RuleSpec};
 use haldir_vrrp::router::{GarpConfig, RouterConfig};
+use haldir_vrrp::vmac::VmacSpec;
 use haldir_vrrp::wire::vrrp::{Auth, Version};
 
 /// How the driver adds one `virtual_ipaddress` (or excluded) entry: a `dev`
-/// naming the instance's own interface is the same as none.
-fn address_placement(vip: &VirtualIp, interface: &str) -> AddressPlacement {
+/// naming the instance's own interface is the same as none; with `use_vmac`
+/// an address of the instance's family without a `dev` goes on the macvlan
+/// (keepalived.conf(5), `use_vmac`).
+fn address_placement(vip: &VirtualIp, instance: &VrrpInstance) -> AddressPlacement {
+    let interface = &instance.interface;
+    let device = match (&vip.device, &instance.use_vmac) {
+        (Some(device), _) => Some(device.clone()).filter(|device| device != interface),
+        (None, Some(vmac)) if AddressFamily::of(&vip.addr()) == instance.family => {
+            Some(vmac.name.clone())
+        }
+        (None, _) => None,
+    };
     AddressPlacement {
         address: vip.addr(),
         prefix_len: vip.address.prefix_len,
-        device: vip.device.clone().filter(|device| device != interface),
+        device,
         options: AddressOptions {
             label: vip.label.clone(),
             broadcast: vip.broadcast,
@@ -136,11 +147,16 @@ pub fn instance_spec(instance: &VrrpInstance) -> InstanceSpec {
             .virtual_ipaddress
             .iter()
             .chain(&instance.virtual_ipaddress_excluded)
-            .map(|vip| address_placement(vip, &instance.interface))
+            .map(|vip| address_placement(vip, instance))
             .collect(),
         routes: instance.virtual_routes.iter().map(route_spec).collect(),
         rules: instance.virtual_rules.iter().map(rule_spec).collect(),
         wait_for_interface: false,
+        vmac: instance.use_vmac.as_ref().map(|vmac| VmacSpec {
+            name: vmac.name.clone(),
+            mac: vmac.mac,
+            xmit_base: instance.vmac_xmit_base,
+        }),
         unicast_source: instance.unicast_src_ip,
         unicast_peers: instance.unicast_peer.clone(),
         accept: instance.accept,

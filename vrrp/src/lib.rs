@@ -11,4 +11,5 @@ pub mod router;
 pub mod socket;
 pub mod sync_group;
 pub mod timer;
+pub mod vmac;
 pub mod wire;

@@ -13,7 +13,8 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use rtnetlink::RouteMessageBuilder;
+use rtnetlink::packet_route::link::MacVlanMode;
+use rtnetlink::{LinkMacVlan, LinkUnspec, RouteMessageBuilder};
 
 /// Errors from the kernel's routing netlink.
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +369,54 @@ impl Netif {
             Ok(()) => Ok(true),
             Err(e) if matches!(errno_of(&e), Some(libc::ENOENT | libc::ESRCH)) => Ok(false),
             Err(e) => Err(kernel_error("removing a routing rule".to_owned(), e)),
+        }
+    }
+
+    /// Creates macvlan `name` (mode private, MAC `mac`, down) on interface
+    /// `base` unless an interface of that name exists; `Ok(true)` if created.
+    pub async fn ensure_macvlan(
+        &self,
+        name: &str,
+        base: u32,
+        mac: [u8; 6],
+    ) -> Result<bool, NetifError> {
+        match self.interface(name).await {
+            Ok(_) => return Ok(false),
+            Err(NetifError::NoSuchInterface(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let message = LinkMacVlan::new(name, base, MacVlanMode::Private)
+            .address(mac.to_vec())
+            .build();
+        match self.handle.link().add(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(kernel_error(format!("creating macvlan {name}"), e)),
+        }
+    }
+
+    /// Sets interface `index` up.
+    pub async fn set_up(&self, index: u32) -> Result<(), NetifError> {
+        let message = LinkUnspec::new_with_index(index).up().build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| kernel_error(format!("setting interface {index} up"), e))
+    }
+
+    /// Deletes interface `name`; `Ok(false)` if it was not there.
+    pub async fn delete_link(&self, name: &str) -> Result<bool, NetifError> {
+        let index = match self.interface(name).await {
+            Ok(info) => info.index,
+            Err(NetifError::NoSuchInterface(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(kernel_error(format!("deleting interface {name}"), e)),
         }
     }
 

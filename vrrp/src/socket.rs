@@ -119,7 +119,9 @@ impl AdvertSocket {
         match source {
             IpAddr::V4(v4) => {
                 send.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(v4), 0)))?;
-                send.set_multicast_if_v4(&v4)?;
+                // No IP_MULTICAST_IF: the bound device is the output interface
+                // already, and with `use_vmac` the source belongs to the base
+                // interface, not to the bound macvlan (the kernel refuses that pair).
                 // RFC 5798 §5.1.1.3: TTL 255, for multicast and unicast alike.
                 send.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
                 send.set_ttl_v4(u32::from(VRRP_TTL))?;

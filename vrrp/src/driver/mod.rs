@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::auth::AuthConfig;
 use crate::netif::{AddressOptions, Netif, NetifError, RouteSpec, RuleSpec};
 use crate::router::RouterConfig;
+use crate::vmac::VmacSpec;
 
 mod link;
 mod reload;
@@ -70,6 +71,9 @@ pub struct InstanceSpec {
     /// keepalived's `dynamic_interfaces`: a missing interface is not an
     /// error; the instance waits in FAULT until it appears, then starts.
     pub wait_for_interface: bool,
+    /// keepalived's `use_vmac` (see [`crate::vmac`]): the macvlan the
+    /// addresses go on (their placements name it) and the adverts leave through.
+    pub vmac: Option<VmacSpec>,
 }
 
 /// Where and how one held address is added (keepalived's `virtual_ipaddress`
@@ -275,6 +279,8 @@ pub async fn run_with_events(
         configured: Vec::new(),
         waiting: BTreeSet::new(),
         waiting_error: None,
+        vmacs: BTreeMap::new(),
+        base_sysctls: BTreeMap::new(),
         netif: Netif::new()?,
         links: Vec::new(),
         running: Vec::new(),
@@ -331,6 +337,8 @@ pub async fn run_with_events(
     for link in supervisor.links.drain(..) {
         let _ = link.task.await;
     }
+    supervisor.configured.clear();
+    supervisor.remove_unused_vmacs().await;
     if supervisor.filtered.as_ref().is_some_and(|f| !f.is_empty()) {
         if let Err(e) = crate::accept::install(&[]) {
             warn!("cannot remove the accept-mode filter: {e}");

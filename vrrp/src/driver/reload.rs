@@ -122,6 +122,7 @@ mod tests {
             routes: Vec::new(),
             rules: Vec::new(),
             wait_for_interface: false,
+            vmac: None,
             unicast_source: None,
             unicast_peers: Vec::new(),
             track_interfaces: Vec::new(),

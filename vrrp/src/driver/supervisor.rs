@@ -17,6 +17,7 @@ use crate::netif::{InterfaceInfo, Netif, NetifError};
 use crate::router::State;
 use crate::socket::{AdvertSocket, FrameSocket};
 use crate::sync_group::{GroupOrder, Member};
+use crate::vmac::{ChangedSysctl, VmacSpec, BASE_SYSCTLS, VMAC_SYSCTLS};
 
 /// The sockets of one link are shared by the instances with the same interface,
 /// advert source and unicast peers.
@@ -66,6 +67,19 @@ pub(super) struct Supervisor {
     pub(super) waiting: BTreeSet<String>,
     /// Why the last start of appeared interfaces failed (logged once).
     pub(super) waiting_error: Option<String>,
+    /// The `use_vmac` macvlans set up, by name.
+    pub(super) vmacs: BTreeMap<String, VmacState>,
+    /// What `use_vmac` changed on each base interface, given back when its
+    /// last macvlan goes.
+    pub(super) base_sysctls: BTreeMap<String, Vec<ChangedSysctl>>,
+}
+
+/// A `use_vmac` macvlan haldir set up.
+pub(super) struct VmacState {
+    /// The interface it sits on.
+    base: String,
+    /// haldir created it (else it was there: left in place at the end).
+    created: bool,
 }
 
 /// A new link whose sockets the pre-flight opened.
@@ -95,8 +109,20 @@ impl Supervisor {
             let (ReloadStep::Add(spec) | ReloadStep::Replace(spec)) = step else {
                 continue;
             };
-            let info = self.netif.interface(&spec.interface).await?;
-            let source = source_address(&info, spec)?;
+            let base = self.netif.interface(&spec.interface).await?;
+            let source = source_address(&base, spec)?;
+            // use_vmac: the adverts leave through the macvlan, from the base's address.
+            let info = match &spec.vmac {
+                Some(vmac) => {
+                    let vmac_info = self.ensure_vmac(vmac, &base).await?;
+                    if vmac.xmit_base {
+                        base
+                    } else {
+                        vmac_info
+                    }
+                }
+                None => base,
+            };
             // `dev`: the other interfaces the addresses and routes go on exist, too.
             let mut devices: Vec<&String> = Vec::new();
             devices.extend(spec.addresses.iter().filter_map(|p| p.device.as_ref()));
@@ -251,6 +277,7 @@ impl Supervisor {
             });
         }
         self.set_waiting(waiting);
+        self.remove_unused_vmacs().await;
         // The status lists the instances in configuration order.
         let configured = &self.configured;
         self.status.send_modify(|s| {
@@ -274,6 +301,90 @@ impl Supervisor {
             })
             .collect();
         Ok(report)
+    }
+
+    /// Sets up `vmac` over `base` (see [`crate::vmac`]) unless it is already;
+    /// returns the macvlan.
+    async fn ensure_vmac(
+        &mut self,
+        vmac: &VmacSpec,
+        base: &InterfaceInfo,
+    ) -> Result<InterfaceInfo, DriverError> {
+        if self.vmacs.contains_key(&vmac.name) {
+            return Ok(self.netif.interface(&vmac.name).await?);
+        }
+        let created = self
+            .netif
+            .ensure_macvlan(&vmac.name, base.index, vmac.mac)
+            .await?;
+        let set = |interface: &str, (family, key, value): (&str, &str, &str)| {
+            match crate::vmac::set_sysctl(family, interface, key, value) {
+                Ok(changed) => changed,
+                Err(e) => {
+                    warn!(
+                        interface,
+                        "use_vmac: cannot set net.{family}.conf.{interface}.{key} = {value}: {e}"
+                    );
+                    None
+                }
+            }
+        };
+        for sysctl in VMAC_SYSCTLS {
+            // Its own values go with it when it is deleted.
+            set(&vmac.name, sysctl);
+        }
+        let base_changes = self.base_sysctls.entry(base.name.clone()).or_default();
+        base_changes.extend(BASE_SYSCTLS.into_iter().filter_map(|s| set(&base.name, s)));
+        if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
+            .is_ok_and(|v| v.trim() != "0")
+        {
+            warn!(interface = %vmac.name, "use_vmac: net.ipv4.conf.all.rp_filter is not 0, so the macvlan's rp_filter = 0 does not hold: traffic to the virtual addresses may be dropped; set net.ipv4.conf.all.rp_filter = 0");
+        }
+        let info = self.netif.interface(&vmac.name).await?;
+        self.netif.set_up(info.index).await?;
+        info!(interface = %vmac.name, base = %base.name, created, "use_vmac: macvlan ready");
+        self.vmacs.insert(
+            vmac.name.clone(),
+            VmacState {
+                base: base.name.clone(),
+                created,
+            },
+        );
+        Ok(self.netif.interface(&vmac.name).await?)
+    }
+
+    /// Deletes the macvlans no configured instance uses any more (the ones
+    /// haldir created) and gives a base interface its sysctls back when its
+    /// last macvlan went.
+    pub(super) async fn remove_unused_vmacs(&mut self) {
+        let used: BTreeSet<&String> = self
+            .configured
+            .iter()
+            .filter_map(|s| s.vmac.as_ref().map(|v| &v.name))
+            .collect();
+        let unused: Vec<String> = self
+            .vmacs
+            .keys()
+            .filter(|name| !used.contains(name))
+            .cloned()
+            .collect();
+        for name in unused {
+            let Some(state) = self.vmacs.remove(&name) else {
+                continue;
+            };
+            if state.created {
+                if let Err(e) = self.netif.delete_link(&name).await {
+                    warn!(interface = %name, "use_vmac: cannot delete the macvlan: {e}");
+                }
+            }
+            if !self.vmacs.values().any(|v| v.base == state.base) {
+                for change in self.base_sysctls.remove(&state.base).unwrap_or_default() {
+                    if let Err(e) = change.restore() {
+                        warn!(interface = %state.base, "use_vmac: cannot restore a sysctl: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Keeps `specs` as the configuration and splits off the instances that
