@@ -21,6 +21,13 @@
 //! 4. r2 is reloaded with its own file again (priority 100): r1 takes its table from r2
 //!    (bulk resync) and preempts; r2 goes back to BACKUP.
 //!
+//! The second test runs the same four steps on a keepalived.conf that uses two more
+//! keepalived constructs: `use_vmac` on VI_PUBLIC (keepalived's macvlan `vrrp.51` with the
+//! virtual MAC 00:00:5e:00:01:33 carries the VIP; haldir makes the same one) and the
+//! service written as a `virtual_server_group`. There, also: the gateway's ARP entry for
+//! the VIP is the virtual MAC from start to end (no step changed it), and every router
+//! running haldir has its `vrrp.51` macvlan.
+//!
 //! After every step, from outside haldir: 0 connections lost and every one echoing again
 //! (the client's own exchanges); exactly one router holds each VIP (the routers' kernels,
 //! read without a fork), and a watcher sampling them every 50 ms through the whole test
@@ -41,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use appliance_up::{open_all, reload, wait_judged, SLOW};
 use haldir_lab::appliance::{
-    Appliance, ApplianceOptions, CLIENT, INSTANCES, PRIVATE_VIP, REAL_SERVERS, ROUTERS,
+    Appliance, ApplianceOptions, CLIENT, GATEWAY, INSTANCES, PRIVATE_VIP, REAL_SERVERS, ROUTERS,
     SERVICE_PORT, VIP,
 };
 use haldir_lab::vm::in_vm_or_skip;
@@ -65,14 +72,38 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))
 }
 
+/// Which keepalived.conf the pair runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// The appliance as `docs/deployment.md` writes it.
+    Plain,
+    /// `use_vmac` on VI_PUBLIC and the service as a `virtual_server_group`.
+    VmacAndGroup,
+}
+
+/// The virtual MAC of VI_PUBLIC (VRID 51) under `use_vmac`, as `ip` prints it.
+const VMAC: &str = "00:00:5e:00:01:33";
+
 /// The keepalived.conf of `router`, as a keepalived site would write it.
-fn keepalived_conf(router: &str, priority: u8) -> String {
+fn keepalived_conf(router: &str, priority: u8, site: Site) -> String {
     let instance = |name: &str, interface: &str, vrid: u8, vip: &str| {
+        let vmac = if site == Site::VmacAndGroup && name == "VI_PUBLIC" {
+            "    use_vmac\n"
+        } else {
+            ""
+        };
         format!(
-            "vrrp_instance {name} {{\n    state BACKUP\n    interface {interface}\n    \
+            "vrrp_instance {name} {{\n    state BACKUP\n    interface {interface}\n{vmac}    \
              virtual_router_id {vrid}\n    priority {priority}\n    advert_int 1\n    \
              virtual_ipaddress {{\n        {vip}/32\n    }}\n}}\n"
         )
+    };
+    let (group, service) = match site {
+        Site::Plain => (String::new(), format!("{VIP} {SERVICE_PORT}")),
+        Site::VmacAndGroup => (
+            format!("virtual_server_group VSG_WEB {{\n    {VIP} {SERVICE_PORT}\n}}\n\n"),
+            "group VSG_WEB".to_owned(),
+        ),
     };
     let real_servers: String = REAL_SERVERS
         .iter()
@@ -88,7 +119,7 @@ fn keepalived_conf(router: &str, priority: u8) -> String {
          global_defs {{\n    router_id {router}\n    lvs_sync_daemon eth1 VI_PUBLIC id 51\n}}\n\n\
          vrrp_sync_group VG_APPLIANCE {{\n    group {{\n        VI_PUBLIC\n        VI_PRIVATE\n    }}\n}}\n\n\
          {}\n{}\n\
-         virtual_server {VIP} {SERVICE_PORT} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
+         {group}virtual_server {service} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n    \
          protocol TCP\n\n{real_servers}}}\n",
         instance("VI_PUBLIC", "eth0", 51, VIP),
         instance("VI_PRIVATE", "eth1", 52, PRIVATE_VIP),
@@ -304,6 +335,19 @@ fn write(path: &PathBuf, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
+/// The gateway's neighbour entry for the VIP (`ip neigh show VIP` in `gw`).
+fn gateway_neighbour(lab: &Lab) -> String {
+    let out = lab.output(GATEWAY, &["ip", "neigh", "show", VIP]).unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether `router` has the macvlan `vrrp.51` with the virtual MAC.
+fn has_vmac(lab: &Lab, router: &str) -> bool {
+    lab.output(router, &["ip", "-o", "link", "show", "vrrp.51"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(VMAC))
+        .unwrap_or(false)
+}
+
 #[test]
 fn rolling_replacement_of_a_keepalived_pair_by_haldir_loses_no_connection() {
     if !in_vm_or_skip(
@@ -311,20 +355,39 @@ fn rolling_replacement_of_a_keepalived_pair_by_haldir_loses_no_connection() {
     ) {
         return;
     }
+    rolling_replacement(Site::Plain);
+}
+
+#[test]
+fn rolling_replacement_with_use_vmac_and_a_virtual_server_group_loses_no_connection() {
+    if !in_vm_or_skip(
+        "kernel_rolling_replacement::rolling_replacement_with_use_vmac_and_a_virtual_server_group_loses_no_connection",
+    ) {
+        return;
+    }
+    rolling_replacement(Site::VmacAndGroup);
+}
+
+/// The four steps on `site`'s keepalived.conf.
+fn rolling_replacement(site: Site) {
     let started = Instant::now();
     let mut timeline = Vec::new();
     let note = |timeline: &mut Vec<String>, what: String| {
         say(&what);
         timeline.push(format!("{:7.1} s  {what}", started.elapsed().as_secs_f64()));
     };
-    let lab = Lab::new("rolling").unwrap();
+    let lab = Lab::new(match site {
+        Site::Plain => "rolling",
+        Site::VmacAndGroup => "rollvmac",
+    })
+    .unwrap();
     let app = Appliance::build(&lab, ApplianceOptions::default()).unwrap();
     let confs: Vec<(PathBuf, String)> = ROUTERS
         .iter()
         .zip([150u8, 100])
         .map(|(router, priority)| {
             let path = lab.dir().join(format!("{router}-keepalived.conf"));
-            let text = keepalived_conf(router, priority);
+            let text = keepalived_conf(router, priority, site);
             write(&path, &text);
             (path, text)
         })
@@ -346,6 +409,13 @@ fn rolling_replacement_of_a_keepalived_pair_by_haldir_loses_no_connection() {
         app.ipvs_destinations("r1"),
         k1.log()
     );
+    let vmac_site = site == Site::VmacAndGroup;
+    if vmac_site {
+        assert!(
+            has_vmac(&lab, "r1") && has_vmac(&lab, "r2"),
+            "keepalived made its vrrp.51 on both routers"
+        );
+    }
     let watch = HolderWatch::start(&lab);
     note(
         &mut timeline,
@@ -370,6 +440,13 @@ fn rolling_replacement_of_a_keepalived_pair_by_haldir_loses_no_connection() {
     open_all(&traffic, CONNECTIONS);
     // Each connection reaches r2's kernel through the sync daemon at its third packet.
     std::thread::sleep(Duration::from_secs(5));
+    let neighbour_at_start = gateway_neighbour(&lab);
+    if vmac_site {
+        assert!(
+            neighbour_at_start.contains(VMAC),
+            "the gateway reaches the VIP at keepalived's virtual MAC: {neighbour_at_start}"
+        );
+    }
     note(
         &mut timeline,
         format!(
@@ -511,6 +588,21 @@ fn rolling_replacement_of_a_keepalived_pair_by_haldir_loses_no_connection() {
         &at_mark,
     ));
 
+    if vmac_site {
+        assert!(
+            has_vmac(&lab, "r1") && has_vmac(&lab, "r2"),
+            "haldir runs vrrp.51 on both routers"
+        );
+        let neighbour = gateway_neighbour(&lab);
+        assert!(
+            neighbour.contains(VMAC),
+            "after four steps the gateway still reaches the VIP at the virtual MAC: {neighbour}"
+        );
+        note(
+            &mut timeline,
+            format!("use_vmac: the gateway's entry for the VIP throughout: {neighbour}"),
+        );
+    }
     let samples = *watch.samples.lock().unwrap();
     let doubled = watch.doubled();
     drop(watch);
