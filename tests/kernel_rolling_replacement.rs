@@ -337,15 +337,15 @@ fn write(path: &PathBuf, text: &str) {
 
 /// The gateway's neighbour entry for the VIP (`ip neigh show VIP` in `gw`).
 fn gateway_neighbour(lab: &Lab) -> String {
-    let out = lab.output(GATEWAY, &["ip", "neigh", "show", VIP]).unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    lab.stdout(GATEWAY, &["ip", "neigh", "show", VIP])
+        .trim()
+        .to_owned()
 }
 
 /// Whether `router` has the macvlan `vrrp.51` with the virtual MAC.
 fn has_vmac(lab: &Lab, router: &str) -> bool {
-    lab.output(router, &["ip", "-o", "link", "show", "vrrp.51"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(VMAC))
-        .unwrap_or(false)
+    lab.stdout(router, &["ip", "-o", "link", "show", "vrrp.51"])
+        .contains(VMAC)
 }
 
 #[test]

@@ -63,10 +63,19 @@ fn config_with(priority: u8, extra: &str) -> String {
 
 /// `ip -o addr show dev IFNAME` in `host`, one line per address.
 fn address_lines(lab: &Lab, host: &str, ifname: &str) -> String {
-    let out = lab
-        .run(host, &["ip", "-o", "addr", "show", "dev", ifname])
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lab.stdout(host, &["ip", "-o", "addr", "show", "dev", ifname])
+}
+
+/// r1 and r2 on the lab bridge, each with a second interface `pub0` (one end of a
+/// veth pair inside it).
+fn two_routers_with_pub0(tag: &str) -> Lab {
+    let lab = Lab::new(tag).unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    for host in ["r1", "r2"] {
+        lab.add_inner_veth(host, "pub0", "pub1").unwrap();
+    }
+    lab
 }
 
 fn holds(lab: &Lab, host: &str, ifname: &str, address: &str) -> bool {
@@ -74,10 +83,7 @@ fn holds(lab: &Lab, host: &str, ifname: &str, address: &str) -> bool {
 }
 
 fn mac_of(lab: &Lab, host: &str, ifname: &str) -> [u8; 6] {
-    let out = lab
-        .run(host, &["cat", &format!("/sys/class/net/{ifname}/address")])
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = lab.stdout(host, &["cat", &format!("/sys/class/net/{ifname}/address")]);
     let mut mac = [0u8; 6];
     for (byte, part) in mac.iter_mut().zip(text.trim().split(':')) {
         *byte = u8::from_str_radix(part, 16).unwrap();
@@ -100,12 +106,7 @@ fn addresses_go_on_their_dev_with_label_and_move_with_mastership() {
     if skip_unless_root("addresses_go_on_their_dev_with_label_and_move_with_mastership") {
         return;
     }
-    let lab = Lab::new("vip-dev").unwrap();
-    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
-    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
-    for host in ["r1", "r2"] {
-        lab.add_inner_veth(host, "pub0", "pub1").unwrap();
-    }
+    let lab = two_routers_with_pub0("vip-dev");
     let other_nic = Capture::start_on(&lab, "r1", "pub1").unwrap();
     let segment = Capture::start(&lab).unwrap();
 
@@ -224,9 +225,7 @@ fn routing(blackhole: &str) -> String {
 
 /// What `host`'s kernel holds of the routes and rules: (main routes, table 100, rules).
 fn routing_state(lab: &Lab, host: &str) -> String {
-    let text = |args: &[&str]| {
-        String::from_utf8_lossy(&lab.output(host, args).unwrap().stdout).into_owned()
-    };
+    let text = |args: &[&str]| lab.stdout(host, args);
     format!(
         "{}{}{}",
         text(&["ip", "route", "show"]),
@@ -264,12 +263,7 @@ fn virtual_routes_and_rules_follow_mastership_and_reload() {
     if skip_unless_root("virtual_routes_and_rules_follow_mastership_and_reload") {
         return;
     }
-    let lab = Lab::new("vroutes").unwrap();
-    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
-    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
-    for host in ["r1", "r2"] {
-        lab.add_inner_veth(host, "pub0", "pub1").unwrap();
-    }
+    let lab = two_routers_with_pub0("vroutes");
     let first = "203.0.113.128/25";
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config_with(150, &routing(first)))
         .unwrap();

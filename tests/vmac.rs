@@ -25,6 +25,8 @@ use haldir_vrrp::wire::arp::{ArpRepr, Operation};
 const VIP: &str = "10.0.0.100";
 const VMAC: [u8; 6] = [0x00, 0x00, 0x5e, 0x00, 0x01, 51];
 const PORT: u16 = 7051;
+/// The base interface's `arp_ignore`, which `use_vmac` sets and gives back.
+const ARP_IGNORE: &str = "/proc/sys/net/ipv4/conf/eth0/arp_ignore";
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))
@@ -48,13 +50,9 @@ fn config(priority: u8) -> String {
     )
 }
 
-fn text(lab: &Lab, host: &str, args: &[&str]) -> String {
-    String::from_utf8_lossy(&lab.output(host, args).unwrap().stdout).into_owned()
-}
-
 /// The client's neighbour entry for the VIP (`ip neigh show VIP`).
 fn client_neighbour(lab: &Lab) -> String {
-    text(lab, "cl", &["ip", "neigh", "show", VIP])
+    lab.stdout("cl", &["ip", "neigh", "show", VIP])
 }
 
 /// ARP replies for the VIP seen on the segment, by sender MAC.
@@ -78,11 +76,7 @@ fn use_vmac_answers_arp_with_the_virtual_mac_and_survives_a_failover() {
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
     lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
     lab.add_host("cl", &["10.0.0.9/24"]).unwrap();
-    let arp_ignore_before = text(
-        &lab,
-        "r1",
-        &["cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore"],
-    );
+    let arp_ignore_before = lab.stdout("r1", &["cat", ARP_IGNORE]);
     let segment = Capture::start(&lab).unwrap();
 
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config(150)).unwrap();
@@ -96,7 +90,7 @@ fn use_vmac_answers_arp_with_the_virtual_mac_and_survives_a_failover() {
         &["r1"],
     );
     for host in ["r1", "r2"] {
-        let link = text(&lab, host, &["ip", "-d", "-o", "link", "show", "vrrp.51"]);
+        let link = lab.stdout(host, &["ip", "-d", "-o", "link", "show", "vrrp.51"]);
         assert!(
             link.contains("link/ether 00:00:5e:00:01:33") && link.contains("macvlan mode private"),
             "{host} has the macvlan with the virtual MAC: {link}"
@@ -167,15 +161,12 @@ fn use_vmac_answers_arp_with_the_virtual_mac_and_survives_a_failover() {
     );
     assert!(client_neighbour(&lab).contains("lladdr 00:00:5e:00:01:33"));
     assert!(
-        text(&lab, "r1", &["ip", "-o", "link", "show", "vrrp.51"]).is_empty(),
+        lab.stdout("r1", &["ip", "-o", "link", "show", "vrrp.51"])
+            .is_empty(),
         "the stopped router deleted its macvlan"
     );
     assert_eq!(
-        text(
-            &lab,
-            "r1",
-            &["cat", "/proc/sys/net/ipv4/conf/eth0/arp_ignore"]
-        ),
+        lab.stdout("r1", &["cat", ARP_IGNORE]),
         arp_ignore_before,
         "and gave arp_ignore back"
     );

@@ -293,29 +293,21 @@ fn instance(
         u32::MAX.into(),
     )
     .map_or(DEFAULT_GARP_MASTER_DELAY_SECS, |s| s as u32);
-    let garp_master_repeat = match &d.garp_master_repeat {
-        Some(repeat) => in_range(
-            errors,
-            "garp_master_repeat",
-            repeat,
-            1..=u32::MAX.into(),
-            "must be at least 1 (the number of gratuitous ARPs / NAs per burst)",
-        )
-        .map(|n| n as u32),
-        None => Some(DEFAULT_GARP_MASTER_REPEAT),
-    };
+    let garp_master_repeat = packet_count(
+        errors,
+        "garp_master_repeat",
+        d.garp_master_repeat.as_ref(),
+        DEFAULT_GARP_MASTER_REPEAT,
+        "burst",
+    );
     // keepalived.conf(5): one gratuitous ARP per refresh unless told otherwise.
-    let garp_master_refresh_repeat = match &d.garp_master_refresh_repeat {
-        Some(repeat) => in_range(
-            errors,
-            "garp_master_refresh_repeat",
-            repeat,
-            1..=u32::MAX.into(),
-            "must be at least 1 (the number of gratuitous ARPs / NAs per refresh)",
-        )
-        .map(|n| n as u32),
-        None => Some(1),
-    };
+    let garp_master_refresh_repeat = packet_count(
+        errors,
+        "garp_master_refresh_repeat",
+        d.garp_master_refresh_repeat.as_ref(),
+        1,
+        "refresh",
+    );
     let garp_master_refresh_secs = whole_seconds(
         errors,
         "garp_master_refresh",
@@ -882,6 +874,21 @@ fn virtual_addresses<'a>(
     );
     let family = first.map(|(family, _)| family);
     (family, addresses.filter(|_| errors.len() == errors_before))
+}
+
+/// A number of gratuitous ARPs / NAs, at least 1; `default` when absent.
+fn packet_count(
+    errors: &mut Vec<ConfigError>,
+    key: &str,
+    value: Option<&Located<i64>>,
+    default: u32,
+    per: &str,
+) -> Option<u32> {
+    let Some(value) = value else {
+        return Some(default);
+    };
+    let why = format!("must be at least 1 (the number of gratuitous ARPs / NAs per {per})");
+    in_range(errors, key, value, 1..=u32::MAX.into(), &why).map(|n| n as u32)
 }
 
 /// `use_vmac [NAME] [MAC]` and `vmac_xmit_base` of instance `d`.

@@ -255,6 +255,14 @@ impl Lab {
         run_unchecked(&mut self.exec_command(name, args)?)
     }
 
+    /// The standard output of `args` run in host `name`, as text, whatever the exit status
+    /// (empty when it produced none or could not run): for reading `ip` listings.
+    pub fn stdout(&self, name: &str, args: &[&str]) -> String {
+        self.output(name, args)
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     fn exec_command(&self, name: &str, args: &[&str]) -> anyhow::Result<Command> {
         let ns = self.namespace_of(name)?;
         if args.is_empty() {
