@@ -108,14 +108,15 @@ pub struct VirtualRule {
     pub priority: Option<u32>,
     /// `table` / `lookup`: the table it sends to; `None` is main.
     pub table: Option<u32>,
+    /// The family: the one of its prefixes, else IPv6 with `inet6`, else IPv4
+    /// (as `ip rule` without `-6`).
+    pub family: AddressFamily,
 }
 
 impl VirtualRule {
-    /// The family: the one of its prefixes, else IPv4 (as `ip rule` without `-6`).
+    /// The family of the rule.
     pub fn family(&self) -> AddressFamily {
-        self.from
-            .or(self.to)
-            .map_or(AddressFamily::Ipv4, |p| AddressFamily::of(&p.addr))
+        self.family
     }
 }
 
@@ -227,8 +228,11 @@ impl FromStr for VirtualRoute {
         let mut metric = None;
         let mut protocol = None;
         let mut onlink = false;
+        let mut inet6 = false;
         while let Some(word) = words.next() {
             match word {
+                // keepalived.conf(5): "To force a route/rule to be IPv6, add the keyword inet6."
+                "inet6" => inet6 = true,
                 "src" => set_once(&mut source, word, address(word, words.value(word)?)?)?,
                 "via" | "gw" => set_once(&mut gateway, "via", address(word, words.value(word)?)?)?,
                 "dev" | "oif" => {
@@ -274,10 +278,15 @@ impl FromStr for VirtualRoute {
         }
         let destination_text =
             destination_text.ok_or_else(|| format!("no destination; write `{ROUTE_FORM}`"))?;
-        // `default` takes the family of the gateway or source, else IPv4.
-        let family = gateway
-            .or(source)
-            .map_or(AddressFamily::Ipv4, |a| AddressFamily::of(&a));
+        // `default` takes the family of the gateway or source, else IPv4 (`inet6`: IPv6).
+        let family = gateway.or(source).map_or(
+            if inet6 {
+                AddressFamily::Ipv6
+            } else {
+                AddressFamily::Ipv4
+            },
+            |a| AddressFamily::of(&a),
+        );
         let destination = prefix("", destination_text, family)?;
         let family = AddressFamily::of(&destination.addr);
         for (option, value) in [("src", source), ("via", gateway)] {
@@ -355,6 +364,7 @@ impl FromStr for VirtualRule {
         let mut words = Words::new(s);
         let mut from_text = None;
         let mut to_text = None;
+        let mut inet6 = false;
         let mut rule = VirtualRule {
             from: None,
             to: None,
@@ -363,9 +373,11 @@ impl FromStr for VirtualRule {
             fwmark: None,
             priority: None,
             table: None,
+            family: AddressFamily::Ipv4,
         };
         while let Some(word) = words.next() {
             match word {
+                "inet6" => inet6 = true,
                 "from" => set_once(&mut from_text, word, words.value(word)?)?,
                 "to" => set_once(&mut to_text, word, words.value(word)?)?,
                 "iif" | "dev" => {
@@ -404,7 +416,12 @@ impl FromStr for VirtualRule {
             .filter_map(|t| t.parse::<VirtualAddress>().ok())
             .map(|p| AddressFamily::of(&p.addr))
             .next()
-            .unwrap_or(AddressFamily::Ipv4);
+            .unwrap_or(if inet6 {
+                AddressFamily::Ipv6
+            } else {
+                AddressFamily::Ipv4
+            });
+        rule.family = family;
         rule.from = from_text.map(|t| prefix("from", t, family)).transpose()?;
         rule.to = to_text.map(|t| prefix("to", t, family)).transpose()?;
         if let (Some(from), Some(to)) = (rule.from, rule.to) {
@@ -419,6 +436,9 @@ impl FromStr for VirtualRule {
 impl fmt::Display for VirtualRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
+        if self.family == AddressFamily::Ipv6 && self.from.is_none() && self.to.is_none() {
+            parts.push("inet6".to_owned());
+        }
         // Written as `all` for a /0 so the family survives: `from all` alone is IPv4.
         let prefix_text = |p: &VirtualAddress| {
             if p.prefix_len == 0 && p.addr.is_unspecified() && p.addr.is_ipv4() {
@@ -476,6 +496,10 @@ mod tests {
         assert_eq!(v6.to_string(), "::/0 via fe80::1 dev qg-1 protocol static");
         let default = route("default gw 2001:db8::1");
         assert_eq!(default.destination.to_string(), "::/0");
+        assert_eq!(
+            route("inet6 blackhole default").destination.to_string(),
+            "::/0"
+        );
         let hole = route("blackhole 192.168.114.0/24");
         assert_eq!(hole.kind, RouteKind::Blackhole);
         assert_eq!(hole.to_string(), "blackhole 192.168.114.0/24");
@@ -508,7 +532,10 @@ mod tests {
         assert_eq!(marked.family(), AddressFamily::Ipv4);
         let v6: VirtualRule = "to 2001:db8::/64 from all table 9".parse().unwrap();
         assert_eq!(v6.family(), AddressFamily::Ipv6);
-        for rule in [rule, marked, v6] {
+        let marked6: VirtualRule = "inet6 fwmark 3 table 9".parse().unwrap();
+        assert_eq!(marked6.family(), AddressFamily::Ipv6);
+        assert_eq!(marked6.to_string(), "inet6 fwmark 0x3 table 9");
+        for rule in [rule, marked, v6, marked6] {
             assert_eq!(rule.to_string().parse::<VirtualRule>().unwrap(), rule);
         }
         let error = |s: &str| s.parse::<VirtualRule>().unwrap_err();
