@@ -99,6 +99,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         held_at_start.clone(),
         resync_tx,
     );
+    // keepalived's static addresses, routes and rules (src/statics.rs).
+    let statics = crate::statics::spawn(running_tx.subscribe(), shutdown_rx.clone());
     let driver = tokio::spawn(driver::run_with_events(
         specs,
         status_tx,
@@ -151,6 +153,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let _ = ipvs.await;
     let _ = sync_daemon.await;
     let _ = bulk_resync.await;
+    let _ = statics.await;
     // The notify scripts of the last transitions (STOP) run to their end or timeout.
     operator.finish().await;
     info!("stopped");

@@ -22,6 +22,7 @@ pub mod operator;
 pub mod options;
 pub mod privilege;
 pub mod realserver;
+pub mod statics;
 pub mod status;
 pub mod sync_daemon;
 pub mod systemd;

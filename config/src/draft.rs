@@ -37,6 +37,10 @@ pub(crate) struct Draft {
     pub(crate) track_files: Vec<crate::track_file::TrackFileDraft>,
     /// `global_defs.dynamic_interfaces`.
     pub(crate) dynamic_interfaces: Option<Located<bool>>,
+    /// keepalived's top-level `static_ipaddress`, `static_routes`, `static_rules`.
+    pub(crate) static_ipaddress: Option<Located<Vec<Located<String>>>>,
+    pub(crate) static_routes: Option<Located<Vec<Located<String>>>>,
+    pub(crate) static_rules: Option<Located<Vec<Located<String>>>>,
 }
 
 impl Draft {
@@ -54,6 +58,9 @@ impl Draft {
             lvs_sync_daemon: None,
             track_files: Vec::new(),
             dynamic_interfaces: None,
+            static_ipaddress: None,
+            static_routes: None,
+            static_rules: None,
         }
     }
 }

@@ -153,12 +153,12 @@ const TOP: BlockKeywords = BlockKeywords {
         "virtual_server_group",
         "track_file",
         "vrrp_track_file",
+        "static_ipaddress",
+        "static_routes",
+        "static_rules",
     ],
     planned: &[
         ("vrrp_track_process", "track_process is not implemented"),
-        ("static_ipaddress", "static addresses are not implemented"),
-        ("static_routes", "static routes are not implemented"),
-        ("static_rules", "static rules are not implemented"),
         ("linkbeat_use_polling", "link-beat polling is not implemented"),
         ("bfd_instance", "BFD is not implemented"),
     ],
@@ -441,6 +441,20 @@ impl Front {
                     draft.track_files.push(self.track_file(stmt))
                 }
                 Some("virtual_server_group") => self.virtual_server_group(stmt, &mut groups),
+                // keepalived allows these blocks more than once; their entries add up.
+                Some(key @ ("static_ipaddress" | "static_routes" | "static_rules")) => {
+                    if let Some(lines) = self.entry_lines(stmt) {
+                        let list = match key {
+                            "static_ipaddress" => &mut draft.static_ipaddress,
+                            "static_routes" => &mut draft.static_routes,
+                            _ => &mut draft.static_rules,
+                        };
+                        match list {
+                            Some(list) => list.value.extend(lines.value),
+                            None => *list = Some(lines),
+                        }
+                    }
+                }
                 Some("virtual_server") => {
                     if let Some(vs) = self.virtual_server(stmt) {
                         draft.virtual_servers.push(vs);

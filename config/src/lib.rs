@@ -42,8 +42,9 @@ use std::sync::Arc;
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
     AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, Model,
-    NotifyScripts, RealServer, ScriptSettings, SyncGroup, TrackedInterface, VirtualAddress,
-    VirtualAddressError, VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
+    NotifyScripts, RealServer, ScriptSettings, Statics, SyncGroup, TrackedInterface,
+    VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress, VrrpInstance,
+    VrrpVersion,
 };
 
 pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};

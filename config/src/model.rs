@@ -36,6 +36,21 @@ pub struct Model {
     /// `global_defs.dynamic_interfaces`: an instance whose interface is
     /// missing waits for it in FAULT instead of failing the start.
     pub dynamic_interfaces: bool,
+    /// keepalived's `static_ipaddress`, `static_routes` and `static_rules`:
+    /// installed at start whatever the VRRP state, kept in step by reloads,
+    /// removed at a graceful stop. Every address names its `dev`.
+    pub statics: Statics,
+}
+
+/// keepalived's static addresses, routes and rules (see [`Model::statics`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statics {
+    /// `static_ipaddress`, each with `dev`.
+    pub addresses: Vec<VirtualIp>,
+    /// `static_routes`.
+    pub routes: Vec<VirtualRoute>,
+    /// `static_rules`.
+    pub rules: Vec<VirtualRule>,
 }
 
 impl Model {

@@ -32,6 +32,7 @@ pub fn to_toml(model: &Model) -> String {
         lvs_sync_daemon,
         track_files,
         dynamic_interfaces,
+        statics,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
@@ -39,6 +40,7 @@ pub fn to_toml(model: &Model) -> String {
         || *scripts != default_scripts
         || lvs_sync_daemon.is_some()
         || *dynamic_interfaces
+        || *statics != crate::model::Statics::default()
     {
         out.push_str("[global_defs]\n");
     }
@@ -47,6 +49,15 @@ pub fn to_toml(model: &Model) -> String {
     }
     if *dynamic_interfaces {
         line(&mut out, "dynamic_interfaces", true);
+    }
+    for (key, list) in [
+        ("static_ipaddress", entries(&statics.addresses)),
+        ("static_routes", entries(&statics.routes)),
+        ("static_rules", entries(&statics.rules)),
+    ] {
+        if list != "[]" {
+            line(&mut out, key, list);
+        }
     }
     if let Some(user) = &scripts.user {
         let user = match &scripts.group {

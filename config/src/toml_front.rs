@@ -33,6 +33,9 @@ const GLOBAL_KEYS: &[&str] = &[
     "enable_script_security",
     "lvs_sync_daemon",
     "dynamic_interfaces",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
 ];
 /// Keys accepted in `[global_defs] lvs_sync_daemon = { ... }`.
 const LVS_SYNC_KEYS: &[&str] = &[
@@ -168,6 +171,9 @@ impl Reader<'_> {
             lvs_sync_daemon: None,
             track_files: Vec::new(),
             dynamic_interfaces: None,
+            static_ipaddress: None,
+            static_routes: None,
+            static_rules: None,
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -204,6 +210,15 @@ impl Reader<'_> {
                 Some("lvs_sync_daemon") => draft.lvs_sync_daemon = self.lvs_sync_daemon(value),
                 Some("dynamic_interfaces") => {
                     draft.dynamic_interfaces = self.boolean("dynamic_interfaces", value)
+                }
+                Some("static_ipaddress") => {
+                    draft.static_ipaddress = self.string_array("static_ipaddress", value)
+                }
+                Some("static_routes") => {
+                    draft.static_routes = self.string_array("static_routes", value)
+                }
+                Some("static_rules") => {
+                    draft.static_rules = self.string_array("static_rules", value)
                 }
                 Some(_) => draft.default_version = self.integer("vrrp_version", value),
                 None => {}

@@ -85,6 +85,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         .lvs_sync_daemon
         .as_ref()
         .and_then(|d| crate::lvs_sync::validate(&mut errors, d, &draft.instances));
+    let statics = statics(&mut errors, draft);
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
         Ok(Model {
@@ -97,6 +98,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             lvs_sync_daemon,
             track_files,
             dynamic_interfaces: draft.dynamic_interfaces.as_ref().is_some_and(|d| d.value),
+            statics: statics.unwrap_or_default(),
         })
     } else {
         Err(ConfigErrors::sorted(errors))
@@ -874,6 +876,40 @@ fn virtual_addresses<'a>(
     );
     let family = first.map(|(family, _)| family);
     (family, addresses.filter(|_| errors.len() == errors_before))
+}
+
+/// keepalived's static addresses (each naming its `dev`: there is no
+/// instance interface to default to), routes and rules.
+fn statics(errors: &mut Vec<ConfigError>, draft: &Draft) -> Option<crate::model::Statics> {
+    let mut seen = HashMap::new();
+    let addresses = match &draft.static_ipaddress {
+        Some(list) => virtual_ip_entries(
+            errors,
+            "static_ipaddress",
+            list,
+            &mut seen,
+            |errors, entry, vip| {
+                if vip.device.is_none() {
+                    push(
+                        errors,
+                        &entry.loc,
+                        format!(
+                            "static_ipaddress entry {:?}: name its interface with `dev IF`",
+                            entry.value
+                        ),
+                    );
+                }
+            },
+        ),
+        None => Some(Vec::new()),
+    };
+    let routes = parsed_entries(errors, "static_routes", &draft.static_routes);
+    let rules = parsed_entries(errors, "static_rules", &draft.static_rules);
+    Some(crate::model::Statics {
+        addresses: addresses?,
+        routes: routes?,
+        rules: rules?,
+    })
 }
 
 /// A number of gratuitous ARPs / NAs, at least 1; `default` when absent.

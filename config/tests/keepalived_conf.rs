@@ -256,9 +256,35 @@ fn an_unknown_keyword_is_named_with_its_line_and_column() {
 }
 
 #[test]
+fn static_entries_are_read_and_an_address_names_its_interface() {
+    let text = format!(
+        "static_ipaddress {{\n    192.0.2.1/24 dev eth1 scope link\n}}\nstatic_routes {{\n    10.98.0.0/16 via 192.0.2.254\n}}\nstatic_rules {{\n    from 192.0.2.1/32 table 9\n}}\n{}",
+        instance("")
+    );
+    let model = keepalived(&text);
+    assert_eq!(
+        model.statics.addresses[0].to_string(),
+        "192.0.2.1/24 dev eth1 scope link"
+    );
+    assert_eq!(
+        model.statics.routes[0].to_string(),
+        "10.98.0.0/16 via 192.0.2.254"
+    );
+    assert_eq!(
+        model.statics.rules[0].to_string(),
+        "from 192.0.2.1/32 table 9"
+    );
+    let no_dev = text.replace(" dev eth1", "");
+    assert_eq!(
+        errors(&no_dev),
+        ["keepalived.conf:2:5: static_ipaddress entry \"192.0.2.1/24 scope link\": name its interface with `dev IF`"]
+    );
+}
+
+#[test]
 fn an_unimplemented_top_level_block_is_an_error_and_a_mail_setting_a_warning() {
     let text = format!(
-        "global_defs {{\n    smtp_server 192.0.2.25\n}}\nstatic_ipaddress {{\n    192.0.2.1/24 dev eth0\n}}\n{}",
+        "global_defs {{\n    smtp_server 192.0.2.25\n}}\nbfd_instance bfd1 {{\n    neighbor_ip 192.0.2.1\n}}\n{}",
         instance("")
     );
     let (model, warnings) = haldir_config::parse_keepalived_with_warnings(&text, FILE);
@@ -271,7 +297,7 @@ fn an_unimplemented_top_level_block_is_an_error_and_a_mail_setting_a_warning() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with(
-            "keepalived.conf:4:1: `static_ipaddress` in the top level is not supported yet"
+            "keepalived.conf:4:1: `bfd_instance` in the top level is not supported yet"
         ),
         "{errors:?}"
     );

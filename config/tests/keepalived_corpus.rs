@@ -56,10 +56,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "notify_fifo_site.conf",
         "`notify_fifo` in global_defs is not supported yet",
     ),
-    (
-        "static_routes_site.conf",
-        "`static_ipaddress` in the top level is not supported yet",
-    ),
     ("shell_script_string.conf", "</dev/tcp"),
     (
         "no_vip_cloud_notify.conf",

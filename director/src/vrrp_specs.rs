@@ -34,11 +34,16 @@ fn address_placement(vip: &VirtualIp, instance: &VrrpInstance) -> AddressPlaceme
         address: vip.addr(),
         prefix_len: vip.address.prefix_len,
         device,
-        options: AddressOptions {
-            label: vip.label.clone(),
-            broadcast: vip.broadcast,
-            scope: vip.scope.map(AddressScope::kernel_number),
-        },
+        options: address_options(vip),
+    }
+}
+
+/// The label, broadcast address and scope of an entry.
+fn address_options(vip: &VirtualIp) -> AddressOptions {
+    AddressOptions {
+        label: vip.label.clone(),
+        broadcast: vip.broadcast,
+        scope: vip.scope.map(AddressScope::kernel_number),
     }
 }
 
@@ -79,6 +84,61 @@ fn rule_spec(rule: &VirtualRule) -> RuleSpec {
         priority: rule.priority,
         table: rule.table,
     }
+}
+
+/// keepalived's static addresses, routes and rules in the kernel's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaticSpecs {
+    /// Addresses, each with its `dev`.
+    pub addresses: Vec<AddressPlacement>,
+    /// Routes.
+    pub routes: Vec<RouteSpec>,
+    /// Rules.
+    pub rules: Vec<RuleSpec>,
+}
+
+impl StaticSpecs {
+    /// The statics of `model`.
+    pub fn of(model: &Model) -> StaticSpecs {
+        let statics = &model.statics;
+        StaticSpecs {
+            addresses: statics
+                .addresses
+                .iter()
+                .map(|vip| AddressPlacement {
+                    address: vip.addr(),
+                    prefix_len: vip.address.prefix_len,
+                    device: vip.device.clone(),
+                    options: address_options(vip),
+                })
+                .collect(),
+            routes: statics.routes.iter().map(route_spec).collect(),
+            rules: statics.rules.iter().map(rule_spec).collect(),
+        }
+    }
+
+    /// What is in `self` and not in `other` (a reload removes what the old
+    /// statics have that the new do not, and adds the reverse).
+    pub fn without(&self, other: &StaticSpecs) -> StaticSpecs {
+        StaticSpecs {
+            addresses: missing_from(&self.addresses, &other.addresses),
+            routes: missing_from(&self.routes, &other.routes),
+            rules: missing_from(&self.rules, &other.rules),
+        }
+    }
+
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty() && self.routes.is_empty() && self.rules.is_empty()
+    }
+}
+
+/// The entries of `list` that `other` does not have.
+fn missing_from<T: Clone + PartialEq>(list: &[T], other: &[T]) -> Vec<T> {
+    list.iter()
+        .filter(|e| !other.contains(e))
+        .cloned()
+        .collect()
 }
 
 /// The driver's view of every configured instance; with `dynamic_interfaces`,
