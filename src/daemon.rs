@@ -101,6 +101,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     );
     // keepalived's static addresses, routes and rules (src/statics.rs).
     let statics = crate::statics::spawn(running_tx.subscribe(), shutdown_rx.clone());
+    crate::lvs_timeouts::spawn(running_tx.subscribe());
     let driver = tokio::spawn(driver::run_with_events(
         specs,
         status_tx,

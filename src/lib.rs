@@ -16,6 +16,7 @@ pub mod dumps;
 pub mod health_wiring;
 pub mod live;
 pub mod logging;
+pub mod lvs_timeouts;
 pub mod metrics;
 pub mod notify;
 pub mod operator;

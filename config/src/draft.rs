@@ -41,6 +41,8 @@ pub(crate) struct Draft {
     pub(crate) static_ipaddress: Option<Located<Vec<Located<String>>>>,
     pub(crate) static_routes: Option<Located<Vec<Located<String>>>>,
     pub(crate) static_rules: Option<Located<Vec<Located<String>>>>,
+    /// `global_defs.lvs_timeouts` as written (`tcp N tcpfin N udp N`).
+    pub(crate) lvs_timeouts: Option<Located<Vec<String>>>,
 }
 
 impl Draft {
@@ -61,6 +63,7 @@ impl Draft {
             static_ipaddress: None,
             static_routes: None,
             static_rules: None,
+            lvs_timeouts: None,
         }
     }
 }

@@ -193,9 +193,9 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         "vrrp_garp_master_refresh_repeat",
         "vrrp_garp_interval",
         "vrrp_gna_interval",
+        "lvs_timeouts",
     ],
     planned: &[
-        ("lvs_timeouts", "setting the IPVS tcp/tcpfin/udp timeouts is not implemented; set them with `ipvsadm --set` at boot"),
         ("notify_fifo", "notify_fifo is not implemented; use notify scripts"),
         ("notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
         ("vrrp_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
@@ -674,6 +674,7 @@ impl Front {
             match keyword {
                 "router_id" => draft.router_id = self.word(stmt),
                 "dynamic_interfaces" => draft.dynamic_interfaces = self.dynamic_interfaces(stmt),
+                "lvs_timeouts" => draft.lvs_timeouts = self.words(stmt),
                 "vrrp_version" => draft.default_version = self.integer(stmt),
                 "script_user" => draft.scripts.script_user = self.script_user(stmt),
                 "notify_timeout" => draft.scripts.notify_timeout = self.seconds(stmt),

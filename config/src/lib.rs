@@ -41,10 +41,10 @@ use std::sync::Arc;
 
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
-    AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, Model,
-    NotifyScripts, RealServer, ScriptSettings, Statics, SyncGroup, TrackedInterface,
-    VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress, VrrpInstance,
-    VrrpVersion,
+    AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler,
+    LvsTimeouts, Model, NotifyScripts, RealServer, ScriptSettings, Statics, SyncGroup,
+    TrackedInterface, VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress,
+    VrrpInstance, VrrpVersion,
 };
 
 pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};

@@ -40,6 +40,81 @@ pub struct Model {
     /// installed at start whatever the VRRP state, kept in step by reloads,
     /// removed at a graceful stop. Every address names its `dev`.
     pub statics: Statics,
+    /// `global_defs.lvs_timeouts`: IPVS connection timeouts set at start and
+    /// reload (`ipvsadm --set`).
+    pub lvs_timeouts: LvsTimeouts,
+}
+
+/// keepalived's `lvs_timeouts tcp N tcpfin N udp N`, in seconds; 0 leaves the
+/// kernel's value as it is (IPVS_CMD_SET_CONFIG does the same).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LvsTimeouts {
+    /// Established TCP connections.
+    pub tcp_secs: u32,
+    /// TCP connections after a FIN.
+    pub tcp_fin_secs: u32,
+    /// UDP.
+    pub udp_secs: u32,
+}
+
+impl LvsTimeouts {
+    /// The longest timeout the kernel takes: INT_MAX jiffies at HZ 1000.
+    pub const MAX_SECS: u32 = 2_147_483;
+
+    /// Reads `[tcp N] [tcpfin N] [udp N]` (any order, each once).
+    pub fn from_words(words: &[String]) -> Result<LvsTimeouts, String> {
+        let mut timeouts = LvsTimeouts::default();
+        if words.is_empty() {
+            return Err("lvs_timeouts: give at least one of `tcp N`, `tcpfin N`, `udp N`".into());
+        }
+        for pair in words.chunks(2) {
+            let [key, value] = pair else {
+                return Err(format!(
+                    "lvs_timeouts: `{}` needs a number of seconds",
+                    pair[0]
+                ));
+            };
+            let slot = match key.as_str() {
+                "tcp" => &mut timeouts.tcp_secs,
+                "tcpfin" => &mut timeouts.tcp_fin_secs,
+                "udp" => &mut timeouts.udp_secs,
+                other => {
+                    return Err(format!(
+                        "lvs_timeouts: `{other}` is not `tcp`, `tcpfin` or `udp`"
+                    ))
+                }
+            };
+            let secs: u32 = value
+                .parse()
+                .ok()
+                .filter(|s| (1..=Self::MAX_SECS).contains(s))
+                .ok_or_else(|| {
+                    format!(
+                        "lvs_timeouts: `{key} {value}` must be 1..={} seconds",
+                        Self::MAX_SECS
+                    )
+                })?;
+            if *slot != 0 {
+                return Err(format!("lvs_timeouts: `{key}` is given twice"));
+            }
+            *slot = secs;
+        }
+        Ok(timeouts)
+    }
+
+    /// Written back as keepalived's words, only the ones set.
+    pub fn words(&self) -> String {
+        [
+            ("tcp", self.tcp_secs),
+            ("tcpfin", self.tcp_fin_secs),
+            ("udp", self.udp_secs),
+        ]
+        .iter()
+        .filter(|(_, secs)| *secs != 0)
+        .map(|(key, secs)| format!("{key} {secs}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
 }
 
 /// keepalived's static addresses, routes and rules (see [`Model::statics`]).

@@ -33,6 +33,7 @@ pub fn to_toml(model: &Model) -> String {
         track_files,
         dynamic_interfaces,
         statics,
+        lvs_timeouts,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
@@ -41,6 +42,7 @@ pub fn to_toml(model: &Model) -> String {
         || lvs_sync_daemon.is_some()
         || *dynamic_interfaces
         || *statics != crate::model::Statics::default()
+        || *lvs_timeouts != crate::model::LvsTimeouts::default()
     {
         out.push_str("[global_defs]\n");
     }
@@ -49,6 +51,9 @@ pub fn to_toml(model: &Model) -> String {
     }
     if *dynamic_interfaces {
         line(&mut out, "dynamic_interfaces", true);
+    }
+    if *lvs_timeouts != crate::model::LvsTimeouts::default() {
+        line(&mut out, "lvs_timeouts", string(&lvs_timeouts.words()));
     }
     for (key, list) in [
         ("static_ipaddress", entries(&statics.addresses)),

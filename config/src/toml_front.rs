@@ -36,6 +36,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "static_ipaddress",
     "static_routes",
     "static_rules",
+    "lvs_timeouts",
 ];
 /// Keys accepted in `[global_defs] lvs_sync_daemon = { ... }`.
 const LVS_SYNC_KEYS: &[&str] = &[
@@ -174,6 +175,7 @@ impl Reader<'_> {
             static_ipaddress: None,
             static_routes: None,
             static_rules: None,
+            lvs_timeouts: None,
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -219,6 +221,12 @@ impl Reader<'_> {
                 }
                 Some("static_rules") => {
                     draft.static_rules = self.string_array("static_rules", value)
+                }
+                Some("lvs_timeouts") => {
+                    draft.lvs_timeouts = self.string("lvs_timeouts", value).map(|text| Located {
+                        value: text.value.split_whitespace().map(str::to_owned).collect(),
+                        loc: text.loc,
+                    })
                 }
                 Some(_) => draft.default_version = self.integer("vrrp_version", value),
                 None => {}

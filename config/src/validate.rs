@@ -86,6 +86,16 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         .as_ref()
         .and_then(|d| crate::lvs_sync::validate(&mut errors, d, &draft.instances));
     let statics = statics(&mut errors, draft);
+    let lvs_timeouts = match &draft.lvs_timeouts {
+        Some(words) => match crate::model::LvsTimeouts::from_words(&words.value) {
+            Ok(timeouts) => Some(timeouts),
+            Err(e) => {
+                push(&mut errors, &words.loc, e);
+                None
+            }
+        },
+        None => Some(crate::model::LvsTimeouts::default()),
+    };
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
         Ok(Model {
@@ -99,6 +109,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             track_files,
             dynamic_interfaces: draft.dynamic_interfaces.as_ref().is_some_and(|d| d.value),
             statics: statics.unwrap_or_default(),
+            lvs_timeouts: lvs_timeouts.unwrap_or_default(),
         })
     } else {
         Err(ConfigErrors::sorted(errors))

@@ -49,10 +49,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "`quorum_up` in virtual_server is not supported yet",
     ),
     (
-        "lvs_timeouts.conf",
-        "`lvs_timeouts` in global_defs is not supported yet",
-    ),
-    (
         "notify_fifo_site.conf",
         "`notify_fifo` in global_defs is not supported yet",
     ),
