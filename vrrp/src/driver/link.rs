@@ -752,7 +752,6 @@ impl Link {
         }
     }
 
-    /// One gratuitous ARP / unsolicited NA per address (RFC 5798 §6.4.2).
     /// Installs instance `i`'s routes and rules while it holds its addresses
     /// (master, or a backup still holding them during a handover), and
     /// removes them once it holds none: after the addresses are added (a
@@ -879,6 +878,8 @@ impl Link {
         }
     }
 
+    /// One gratuitous ARP / unsolicited NA per address (RFC 5798 §6.4.2), out of
+    /// the interface the address is on.
     fn announce(&self, i: usize, addresses: &[IpAddr]) {
         let spec = &self.instances[i].spec;
         for address in addresses {
