@@ -10,14 +10,20 @@
 //!   kernel with it on every change), as `ipvs_policy::desired_table` computes it from the
 //!   checkers' verdicts (removal or `inhibit_on_failure`, `misc_dynamic` weights, quorum
 //!   with hysteresis, the sorry server);
-//! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`
-//!   or a `track_file`, as `vrrp_specs::tracking` decides it.
+//! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`,
+//!   a `track_file` or a `track_process`, as `vrrp_specs::tracking` decides it.
 //!
 //! Tracked files are read every [`TRACK_FILE_POLL`] (keepalived watches them with
 //! inotify; a poll of one short read per file costs less than following inotify through
 //! renames, deletions and directories created later, and reacts well within an advert
 //! interval's failover time). `init_file` is written when this process first tracks a
 //! path.
+//!
+//! Tracked processes are counted by a scan of `/proc` every [`TRACK_PROCESS_POLL`], off
+//! the async threads (keepalived follows the kernel's process-event connector; a scan
+//! reads one small `stat` file per process, and `cmdline` only where a block matches
+//! the command line). `haldir_director::track_process` decides what matches and when a
+//! quorum change counts.
 //!
 //! Checks are keyed by (virtual server, real server, checker settings): a reload that
 //! leaves a checker unchanged leaves its state alone (no server goes down and back up
@@ -29,13 +35,14 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 use std::time::Duration;
 
-use haldir_config::{HealthCheck, Model, TrackFile, VrrpScript};
+use haldir_config::{HealthCheck, Model, TrackFile, TrackProcess, VrrpScript};
 use haldir_director::checks::{
     check_timing, checker_config, script_config, script_timing, ScriptKey,
 };
 use haldir_director::ipvs_policy::{
     check_keys, desired_table, real_server_state, CheckKey, CheckVerdict,
 };
+use haldir_director::track_process::{matches, QuorumState, RunningProcess};
 use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
 use haldir_health::checker::build;
 use haldir_health::{
@@ -48,6 +55,8 @@ use tracing::{error, info, warn};
 
 /// How often tracked files are read.
 pub const TRACK_FILE_POLL: Duration = Duration::from_millis(250);
+/// How often `/proc` is scanned for tracked processes.
+pub const TRACK_PROCESS_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
 enum Target {
@@ -70,6 +79,8 @@ struct Wiring {
     initialized_files: HashSet<String>,
     /// The last problem reading each tracked file, logged once until it changes.
     file_problems: HashMap<String, String>,
+    /// Each tracked process block (as configured) and its counted quorum, by name.
+    processes: HashMap<String, (TrackProcess, QuorumState)>,
     quorum_up: HashMap<ServiceKey, bool>,
     model: Model,
     /// The tracking last sent per instance.
@@ -203,12 +214,33 @@ impl Wiring {
             let value = self.read_file(file).unwrap_or(0);
             self.file_values.insert(file.name.clone(), value);
         }
+        // track_processes: only those some instance tracks are counted; a block a reload
+        // changed starts afresh.
+        let tracked_processes: HashSet<&str> = model
+            .vrrp_instances
+            .iter()
+            .flat_map(|i| i.track_process.iter().map(|t| t.name.as_str()))
+            .collect();
+        let wanted: Vec<&TrackProcess> = model
+            .track_processes
+            .iter()
+            .filter(|p| tracked_processes.contains(p.name.as_str()))
+            .collect();
+        self.processes
+            .retain(|name, (block, _)| wanted.iter().any(|w| w.name == *name && *w == block));
+        for block in wanted {
+            self.processes
+                .entry(block.name.clone())
+                .or_insert_with(|| (block.clone(), QuorumState::default()));
+        }
+        self.scan_processes(false).await;
         info!(
             checks = self.check_ids.len(),
             kept,
             added,
             scripts = self.script_ids.len(),
             files = self.file_values.len(),
+            processes = self.processes.len(),
             "health checks in step with the configuration"
         );
         self.model = model;
@@ -272,6 +304,53 @@ impl Wiring {
         }
     }
 
+    /// Counts the tracked processes in `/proc`; the instances' standing is sent if a
+    /// block's counted quorum changed (and `send` is set).
+    async fn scan_processes(&mut self, send: bool) {
+        if self.processes.is_empty() {
+            return;
+        }
+        let blocks: Vec<TrackProcess> = self.processes.values().map(|(b, _)| b.clone()).collect();
+        let counts = match tokio::task::spawn_blocking(move || {
+            let counts = count_processes(&blocks);
+            blocks
+                .into_iter()
+                .map(|b| b.name)
+                .zip(counts)
+                .collect::<Vec<_>>()
+        })
+        .await
+        {
+            Ok(counts) => counts,
+            Err(e) => {
+                warn!("the scan of /proc for tracked processes failed: {e}");
+                return;
+            }
+        };
+        let now = std::time::Instant::now();
+        let mut changed = false;
+        for (name, count) in counts {
+            let Some((block, state)) = self.processes.get_mut(&name) else {
+                continue;
+            };
+            let before = state.up();
+            if let Some(up) = state.observe(block, count, now) {
+                info!(
+                    track_process = %name,
+                    process = %block.process,
+                    count,
+                    quorum = block.quorum,
+                    "tracked process quorum {}",
+                    if up { "gained" } else { "lost" }
+                );
+                changed |= before.is_some();
+            }
+        }
+        if changed && send {
+            self.send_tracking().await;
+        }
+    }
+
     async fn send_tracking(&mut self) {
         let by_name: HashMap<&str, bool> = self
             .script_ok
@@ -279,14 +358,19 @@ impl Wiring {
             .map(|(k, ok)| (k.name.as_str(), *ok))
             .collect();
         let file_values = &self.file_values;
+        let processes = &self.processes;
         let mut commands = Vec::new();
         for instance in &self.model.vrrp_instances {
-            let now = tracking(instance, &|name| by_name.get(name).copied(), &|name| {
-                file_values.get(name).copied()
-            });
+            let now = tracking(
+                instance,
+                &|name| by_name.get(name).copied(),
+                &|name| file_values.get(name).copied(),
+                &|name| processes.get(name).and_then(|(_, state)| state.up()),
+            );
             let before = self.sent.get(&instance.name).copied();
-            let tracks_anything =
-                !instance.track_script.is_empty() || !instance.track_file.is_empty();
+            let tracks_anything = !instance.track_script.is_empty()
+                || !instance.track_file.is_empty()
+                || !instance.track_process.is_empty();
             // An instance that never tracked anything needs no command.
             if before != Some(now) && (before.is_some() || tracks_anything) {
                 commands.push((instance.name.clone(), now));
@@ -297,7 +381,7 @@ impl Wiring {
                 instance = %instance,
                 priority_delta = tracking.priority_delta,
                 fault = tracking.fault,
-                "tracked scripts or files changed the instance's standing"
+                "tracked scripts, files or processes changed the instance's standing"
             );
             self.sent.insert(instance.clone(), tracking);
             if self
@@ -390,6 +474,7 @@ pub fn spawn(
             file_values: HashMap::new(),
             initialized_files: HashSet::new(),
             file_problems: HashMap::new(),
+            processes: HashMap::new(),
             quorum_up,
             model: first.clone(),
             sent: HashMap::new(),
@@ -399,11 +484,14 @@ pub fn spawn(
         wiring.apply(first).await;
         let mut file_poll = tokio::time::interval(TRACK_FILE_POLL);
         file_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut process_poll = tokio::time::interval(TRACK_PROCESS_POLL);
+        process_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
                 Some(event) = events.recv() => wiring.handle(event).await,
                 _ = file_poll.tick() => wiring.poll_files().await,
+                _ = process_poll.tick() => wiring.scan_processes(true).await,
                 changed = model.changed() => {
                     if changed.is_err() {
                         break;
@@ -461,3 +549,64 @@ fn read_track_file(path: &str) -> (Option<i64>, Option<String>) {
 
 #[cfg(test)]
 mod tests;
+
+/// How much of `/proc/PID/cmdline` is read: enough for any command line a block can
+/// name; a longer one is compared by its start.
+const CMDLINE_READ_LIMIT: u64 = 4096;
+
+/// How many running processes (not threads, not zombies) each block matches, by one scan
+/// of `/proc`. A process that ends during the scan is not counted.
+fn count_processes(blocks: &[TrackProcess]) -> Vec<u32> {
+    let mut counts = vec![0u32; blocks.len()];
+    let need_cmdline = blocks.iter().any(|b| b.full_command);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return counts;
+    };
+    let mut stat = Vec::with_capacity(512);
+    let mut cmdline = Vec::with_capacity(512);
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        stat.clear();
+        let read = std::fs::File::open(format!("/proc/{pid}/stat"))
+            .and_then(|f| f.take(1024).read_to_end(&mut stat));
+        if read.is_err() {
+            continue;
+        }
+        // `PID (COMM) STATE ...`: the name may hold spaces and parentheses, so it runs to
+        // the last `)`.
+        let (Some(open), Some(close)) = (
+            stat.iter().position(|&b| b == b'('),
+            stat.iter().rposition(|&b| b == b')'),
+        ) else {
+            continue;
+        };
+        if close < open || matches!(stat.get(close + 2), Some(b'Z' | b'X')) {
+            continue;
+        }
+        let comm = &stat[open + 1..close];
+        cmdline.clear();
+        if need_cmdline {
+            let _ = std::fs::File::open(format!("/proc/{pid}/cmdline"))
+                .and_then(|f| f.take(CMDLINE_READ_LIMIT).read_to_end(&mut cmdline));
+        }
+        let text = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
+        let argv: Vec<&[u8]> = if text.is_empty() {
+            Vec::new()
+        } else {
+            text.split(|&b| b == 0).collect()
+        };
+        let process = RunningProcess { comm, argv: &argv };
+        for (block, count) in blocks.iter().zip(counts.iter_mut()) {
+            if matches(block, &process) {
+                *count += 1;
+            }
+        }
+    }
+    counts
+}

@@ -18,6 +18,11 @@
 //!   read minutes away. Between reads, a health or configuration change is
 //!   combined with the last read.
 //!
+//! Each request of a read (one dump) must answer within [`KERNEL_REQUEST_TIMEOUT`]: a
+//! dump whose answer never comes (a reply lost on the netlink socket) would otherwise
+//! hold the reader, and every figure with it, for good. A read that fails or times out
+//! drops its socket; the next read opens a new one.
+//!
 //! [`run`] publishes a [`LiveVirtualServers`] on its own `watch` channel.
 
 use std::collections::BTreeMap;
@@ -195,16 +200,35 @@ fn read_cost(
     }
 }
 
+/// How long one request of a kernel read (one netlink dump) may take: far more than a
+/// dump of one service's destinations or of 10,000 services costs.
+pub const KERNEL_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `request`, or an error when it has not answered within [`KERNEL_REQUEST_TIMEOUT`].
+async fn answered<T>(
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, haldir_ipvs::IpvsError>>,
+) -> Result<T, haldir_ipvs::IpvsError> {
+    tokio::time::timeout(KERNEL_REQUEST_TIMEOUT, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(haldir_ipvs::IpvsError::Transport(format!(
+                "no answer to the {what} dump within {} s",
+                KERNEL_REQUEST_TIMEOUT.as_secs()
+            )))
+        })
+}
+
 async fn read_kernel(
     client: &IpvsClient,
     keys: &std::collections::HashSet<ServiceKey>,
 ) -> Result<BTreeMap<ServiceKey, KernelService>, haldir_ipvs::IpvsError> {
     let mut table = BTreeMap::new();
-    for service in client.services().await? {
+    for service in answered("service", client.services()).await? {
         if !keys.contains(&service.key) {
             continue;
         }
-        let dests = client.destinations(&service.key).await?;
+        let dests = answered("destination", client.destinations(&service.key)).await?;
         table.insert(service.key, (service, dests));
     }
     Ok(table)
@@ -256,8 +280,13 @@ pub async fn run(
                         kernel_error = None;
                     }
                     Err(e) => {
+                        if kernel_error.as_deref() != Some(&e.to_string()) {
+                            tracing::warn!("cannot read the IPVS table for the status: {e}");
+                        }
                         kernel = None;
                         kernel_error = Some(e.to_string());
+                        // A socket that lost an answer may have lost its sequence too.
+                        client = None;
                     }
                 }
             }

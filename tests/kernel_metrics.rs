@@ -323,6 +323,7 @@ fn metrics_answer_correctly_with_a_thousand_connections_and_a_crowd_of_idle_scra
     let mut times = Vec::new();
     let mut last = (Figures::new(), Figures::new(), 0usize);
     let mut agreed = false;
+    let mut last_body = String::new();
     let deadline = Instant::now() + SLOW;
     while Instant::now() < deadline {
         let (took, body) = scrape(&lab, CLIENT)
@@ -339,6 +340,7 @@ fn metrics_answer_correctly_with_a_thousand_connections_and_a_crowd_of_idle_scra
             .fold(0u64, u64::saturating_add);
         agreed = scraped == kernel && active_sum == entries as u64;
         last = (scraped, kernel, entries);
+        last_body = body;
         if agreed {
             break;
         }
@@ -351,8 +353,12 @@ fn metrics_answer_correctly_with_a_thousand_connections_and_a_crowd_of_idle_scra
     ));
     assert!(
         agreed,
-        "the scrape disagrees with ipvsadm (a figure of {} is a missing sample):\nscraped {scraped:?}\nipvsadm {kernel:?}\n-Lnc entries {entries}\nr1's status: {}\nr1's log:\n{}",
+        "the scrape disagrees with ipvsadm (a figure of {} is a missing sample):\nscraped {scraped:?}\nipvsadm {kernel:?}\n-Lnc entries {entries}\nthe last scrape's kernel read: {:?}\nr1's status: {}\nr1's log:\n{}",
         u64::MAX,
+        last_body
+            .lines()
+            .filter(|l| l.starts_with("haldir_ipvs_kernel"))
+            .collect::<Vec<_>>(),
         r1.status().map_or_else(|| "unreadable".to_owned(), |v| v.to_string()),
         r1.log()
     );

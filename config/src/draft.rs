@@ -35,6 +35,8 @@ pub(crate) struct Draft {
     pub(crate) lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDraft>,
     /// The `track_file` blocks, in file order.
     pub(crate) track_files: Vec<crate::track_file::TrackFileDraft>,
+    /// The `track_process` blocks, in file order.
+    pub(crate) track_processes: Vec<crate::track_process::TrackProcessDraft>,
     /// `global_defs.dynamic_interfaces`.
     pub(crate) dynamic_interfaces: Option<Located<bool>>,
     /// keepalived's top-level `static_ipaddress`, `static_routes`, `static_rules`.
@@ -59,6 +61,7 @@ impl Draft {
             sync_groups: Vec::new(),
             lvs_sync_daemon: None,
             track_files: Vec::new(),
+            track_processes: Vec::new(),
             dynamic_interfaces: None,
             static_ipaddress: None,
             static_routes: None,
@@ -159,6 +162,8 @@ pub(crate) struct InstanceDraft {
     pub(crate) track_interface: Option<Located<Vec<TrackEntryDraft>>>,
     /// `track_file`: the `track_file` blocks this instance follows.
     pub(crate) track_file: Option<Located<Vec<TrackEntryDraft>>>,
+    /// `track_process`: the `track_process` blocks this instance follows.
+    pub(crate) track_process: Option<Located<Vec<TrackEntryDraft>>>,
 }
 
 /// One entry of an instance's `track_interface` or `track_file` list: a name with an
@@ -205,6 +210,7 @@ impl InstanceDraft {
             track_script: None,
             track_interface: None,
             track_file: None,
+            track_process: None,
         }
     }
 }

@@ -106,6 +106,7 @@ pub(crate) fn keyword_table() -> Vec<(&'static str, &'static str, &'static str, 
         &REAL_SERVER,
         &health::VRRP_SCRIPT,
         &health::TRACK_FILE,
+        &health::TRACK_PROCESS,
         &health::TCP_CHECK,
         &health::HTTP_GET,
         &health::SSL_GET,
@@ -153,12 +154,13 @@ const TOP: BlockKeywords = BlockKeywords {
         "virtual_server_group",
         "track_file",
         "vrrp_track_file",
+        "track_process",
+        "vrrp_track_process",
         "static_ipaddress",
         "static_routes",
         "static_rules",
     ],
     planned: &[
-        ("vrrp_track_process", "track_process is not implemented"),
         ("linkbeat_use_polling", "link-beat polling is not implemented"),
         ("bfd_instance", "BFD is not implemented"),
     ],
@@ -277,11 +279,11 @@ const INSTANCE: BlockKeywords = BlockKeywords {
         "track_interface",
         "track_script",
         "track_file",
+        "track_process",
         "mcast_src_ip",
         "lvs_sync_daemon_interface",
     ],
     planned: &[
-        ("track_process", "track_process is not implemented"),
         ("dont_track_primary", "haldir always tracks the instance's interface"),
         ("use_vmac_addr", "macvlans for the addresses on other interfaces are not implemented; use_vmac covers the instance's interface"),
         ("use_ipvlan", "ipvlan interfaces are not implemented"),
@@ -439,6 +441,10 @@ impl Front {
                 // `vrrp_track_file` is keepalived's older name of the same block.
                 Some("track_file" | "vrrp_track_file") => {
                     draft.track_files.push(self.track_file(stmt))
+                }
+                // `vrrp_track_process` is the name keepalived.conf(5) documents.
+                Some("track_process" | "vrrp_track_process") => {
+                    draft.track_processes.push(self.track_process(stmt))
                 }
                 Some("virtual_server_group") => self.virtual_server_group(stmt, &mut groups),
                 // keepalived allows these blocks more than once; their entries add up.
@@ -883,6 +889,7 @@ impl Front {
                 "track_interface" => d.track_interface = self.track_entries(s),
                 "track_script" => d.track_script = self.track_script(s),
                 "track_file" => d.track_file = self.track_entries(s),
+                "track_process" => d.track_process = self.track_entries(s),
                 other => unreachable!("INSTANCE keyword {other} has no reader"),
             }
         }

@@ -162,3 +162,22 @@ macro_rules! track_file_keywords {
         ]
     };
 }
+
+/// `track_process` (keepalived reads it as `vrrp_track_process`).
+macro_rules! track_process_keywords {
+    ($($before:literal),* ; $($after:literal),* $(,)?) => {
+        &[
+            $($before,)*
+            "process",
+            "param_match",
+            "weight",
+            $($after,)*
+            "quorum",
+            "quorum_max",
+            "delay",
+            "fork_delay",
+            "terminate_delay",
+            "full_command",
+        ]
+    };
+}

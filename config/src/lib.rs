@@ -27,6 +27,7 @@ mod model_health;
 mod to_toml;
 mod toml_front;
 mod track_file;
+mod track_process;
 mod validate;
 mod validate_health;
 mod validate_ipvs;
@@ -56,6 +57,7 @@ pub use model_health::{
 };
 pub use to_toml::{not_converted, to_toml};
 pub use track_file::{TrackFile, TrackFileInit, TrackedFile};
+pub use track_process::{ParamMatch, TrackProcess, TrackedProcess, COMM_MAX_LEN};
 pub use virtual_ip::{AddressScope, VirtualIp, Vmac};
 pub use virtual_route::{RouteKind, VirtualRoute, VirtualRule};
 

@@ -33,6 +33,8 @@ pub struct Model {
     pub lvs_sync_daemon: Option<crate::lvs_sync::LvsSyncDaemon>,
     /// The `track_file` blocks, in file order, each name once.
     pub track_files: Vec<crate::track_file::TrackFile>,
+    /// The `track_process` blocks, in file order, each name once.
+    pub track_processes: Vec<crate::track_process::TrackProcess>,
     /// `global_defs.dynamic_interfaces`: an instance whose interface is
     /// missing waits for it in FAULT instead of failing the start.
     pub dynamic_interfaces: bool,
@@ -158,6 +160,9 @@ impl Model {
         }
         for file in &mut self.track_files {
             file.loc = nowhere.clone();
+        }
+        for process in &mut self.track_processes {
+            process.loc = nowhere.clone();
         }
         self
     }
@@ -332,6 +337,9 @@ pub struct VrrpInstance {
     /// `track_file`: the `track_file` blocks whose value moves this instance's
     /// priority (or puts it in FAULT), each name once and defined.
     pub track_file: Vec<crate::track_file::TrackedFile>,
+    /// `track_process`: the `track_process` blocks whose quorum moves this instance's
+    /// priority (or puts it in FAULT), each name once and defined.
+    pub track_process: Vec<crate::track_process::TrackedProcess>,
     /// Where the instance's table starts in the configuration file.
     pub loc: Loc,
 }

@@ -31,6 +31,7 @@ pub fn to_toml(model: &Model) -> String {
         sync_groups,
         lvs_sync_daemon,
         track_files,
+        track_processes,
         dynamic_interfaces,
         statics,
         lvs_timeouts,
@@ -95,6 +96,12 @@ pub fn to_toml(model: &Model) -> String {
             out.push('\n');
         }
         crate::track_file::toml_table(&mut out, file, string);
+    }
+    for process in track_processes {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        crate::track_process::toml_table(&mut out, process, string);
     }
     for instance in vrrp_instances {
         if !out.is_empty() {
@@ -165,6 +172,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
         track_script,
         track_interface,
         track_file,
+        track_process,
         loc: _,
     } = i;
     out.push_str("[[vrrp_instance]]\n");
@@ -261,6 +269,7 @@ fn vrrp_instance(out: &mut String, i: &VrrpInstance) {
     }
     health::track_script(out, track_script);
     crate::track_file::toml_line(out, track_file, string);
+    crate::track_process::toml_line(out, track_process, string);
 }
 
 fn sync_group(out: &mut String, g: &SyncGroup) {

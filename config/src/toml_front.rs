@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "virtual_server",
     "vrrp_script",
     "track_file",
+    "track_process",
     "vrrp_sync_group",
 ];
 /// Keys accepted in `[global_defs]`.
@@ -83,6 +84,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "track_script",
     "track_interface",
     "track_file",
+    "track_process",
 ];
 /// Keys accepted in each `[[vrrp_sync_group]]`.
 const SYNC_GROUP_KEYS: &[&str] = &[
@@ -171,6 +173,7 @@ impl Reader<'_> {
             sync_groups: Vec::new(),
             lvs_sync_daemon: None,
             track_files: Vec::new(),
+            track_processes: Vec::new(),
             dynamic_interfaces: None,
             static_ipaddress: None,
             static_routes: None,
@@ -187,6 +190,7 @@ impl Reader<'_> {
                 Some("virtual_server") => draft.virtual_servers = self.virtual_servers(value),
                 Some("vrrp_script") => draft.vrrp_scripts = self.vrrp_scripts(value),
                 Some("track_file") => draft.track_files = self.track_files(value),
+                Some("track_process") => draft.track_processes = self.track_processes(value),
                 Some("vrrp_sync_group") => draft.sync_groups = self.sync_groups(value),
                 Some(_) => draft.instances = self.instances(value),
                 None => {}
@@ -321,6 +325,7 @@ impl Reader<'_> {
                 "track_script" => draft.track_script = self.track_script(value),
                 "track_interface" => draft.track_interface = self.track_entries(name, value),
                 "track_file" => draft.track_file = self.track_entries(name, value),
+                "track_process" => draft.track_process = self.track_entries(name, value),
                 "notify_master" => draft.notify.master = self.string(name, value),
                 "notify_backup" => draft.notify.backup = self.string(name, value),
                 "notify_fault" => draft.notify.fault = self.string(name, value),

@@ -79,6 +79,15 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         &draft.track_files,
         &track_files,
     );
+    let track_processes =
+        crate::track_process::track_processes(&mut errors, &draft.track_processes);
+    crate::track_process::tracked_processes(
+        &mut errors,
+        &draft.instances,
+        &mut instances,
+        &draft.track_processes,
+        &track_processes,
+    );
     let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
     notify_scripts_run(&mut errors, draft, &scripts);
     let lvs_sync_daemon = draft
@@ -107,6 +116,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             sync_groups,
             lvs_sync_daemon,
             track_files,
+            track_processes,
             dynamic_interfaces: draft.dynamic_interfaces.as_ref().is_some_and(|d| d.value),
             statics: statics.unwrap_or_default(),
             lvs_timeouts: lvs_timeouts.unwrap_or_default(),
@@ -400,6 +410,8 @@ fn instance(
         track_interface: track_interface.flatten().unwrap_or_default(),
         // Filled by track_file::tracked_files once every block is known.
         track_file: Vec::new(),
+        // Filled by track_process::tracked_processes once every block is known.
+        track_process: Vec::new(),
         loc: d.loc.clone(),
     })
 }

@@ -245,12 +245,12 @@ fn a_seq_line_is_rejected_and_an_undefined_parameter_is_an_error() {
 
 #[test]
 fn an_unknown_keyword_is_named_with_its_line_and_column() {
-    let text = instance("    prioirty 100\n    track_process {\n        p1\n    }\n");
+    let text = instance("    prioirty 100\n    use_ipvlan\n");
     assert_eq!(
         errors(&text),
         [
-            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, virtual_ipaddress_excluded, virtual_routes, virtual_rules, use_vmac, vmac_xmit_base, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, track_file, mcast_src_ip, lvs_sync_daemon_interface",
-            "keepalived.conf:8:5: `track_process` in vrrp_instance is not supported yet: track_process is not implemented; remove it for now",
+            "keepalived.conf:7:5: unknown keyword `prioirty` in vrrp_instance: haldir does not implement it; did you mean `priority`? keywords haldir reads here: state, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, virtual_ipaddress_excluded, virtual_routes, virtual_rules, use_vmac, vmac_xmit_base, nopreempt, preempt_delay, accept, no_accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_interface, track_script, track_file, track_process, mcast_src_ip, lvs_sync_daemon_interface",
+            "keepalived.conf:8:5: `use_ipvlan` in vrrp_instance is not supported yet: ipvlan interfaces are not implemented; remove it for now",
         ]
     );
 }
@@ -278,6 +278,67 @@ fn static_entries_are_read_and_an_address_names_its_interface() {
     assert_eq!(
         errors(&no_dev),
         ["keepalived.conf:2:5: static_ipaddress entry \"192.0.2.1/24 scope link\": name its interface with `dev IF`"]
+    );
+}
+
+#[test]
+fn track_process_reads_keepalived_defaults_and_rejects_what_could_never_match() {
+    let block = "vrrp_track_process web {\n    process /usr/sbin/nginx -g \"daemon off;\"\n    param_match partial\n    quorum 2\n    delay 0.5\n    fork_delay 2\n}\n";
+    let text = format!(
+        "{block}{}",
+        instance("    track_process {\n        web weight -20 reverse\n    }\n")
+    );
+    let model = keepalived(&text);
+    let p = &model.track_processes[0];
+    assert_eq!(p.process, "/usr/sbin/nginx");
+    assert_eq!(p.params, ["-g", "daemon off;"]);
+    assert_eq!(p.param_match, Some(haldir_config::ParamMatch::Partial));
+    assert!(p.full_command, "parameters match the command line");
+    assert_eq!(
+        (p.weight, p.quorum, p.quorum_max),
+        (0, 2, None),
+        "keepalived: weight 0"
+    );
+    assert_eq!(
+        p.fork_delay,
+        std::time::Duration::from_secs(2),
+        "fork_delay beats delay"
+    );
+    assert_eq!(p.terminate_delay, std::time::Duration::from_millis(500));
+    let tracked = &model.vrrp_instances[0].track_process[0];
+    assert_eq!((tracked.weight, tracked.reverse), (-20, true));
+
+    let none_running = format!(
+        "vrrp_track_process gone {{\n    process old_daemon\n    quorum_max 0\n}}\n{}",
+        instance("    track_process {\n        gone\n    }\n")
+    );
+    let gone = &keepalived(&none_running).track_processes[0];
+    assert_eq!(
+        (gone.quorum, gone.quorum_max),
+        (0, Some(0)),
+        "up while none runs"
+    );
+
+    let long = format!(
+        "vrrp_track_process long {{\n    process a_process_name_of_20\n    quorum 3\n    quorum_max 2\n}}\n{}",
+        instance("    track_process {\n        long\n    }\n")
+    );
+    assert_eq!(
+        errors(&long),
+        [
+            "keepalived.conf:4:16: quorum_max = 2: is below quorum = 3; no number of processes would be up",
+        ]
+    );
+    let long = long.replace("    quorum 3\n", "");
+    assert_eq!(
+        errors(&long),
+        [
+            "keepalived.conf:2:5: process \"a_process_name_of_20\": a process name holds at most 15 characters (/proc/PID/comm), so this would never match; add `full_command` to match the command line",
+        ]
+    );
+    assert!(
+        keepalived(&long.replace("    quorum_max 2\n", "    full_command\n")).track_processes[0]
+            .full_command
     );
 }
 
@@ -578,7 +639,7 @@ fn errors_inside_an_included_file_name_that_file() {
         ["bad_part.conf:2:5", "bad_part.conf:5:16"],
         "{errors}"
     );
-    assert!(errors.0[0].message.contains("`track_process`"));
+    assert!(errors.0[0].message.contains("`track_bfd`"));
     assert!(errors.0[1]
         .message
         .starts_with("advert_int = 0.5: VRRP version 2"));

@@ -25,10 +25,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "`notify_fifo` in global_defs is not supported yet",
     ),
     (
-        "track_process_haproxy.conf",
-        "`vrrp_track_process` in the top level is not supported yet",
-    ),
-    (
         "samples_smtp_check.conf",
         "`SMTP_CHECK` in real_server is not supported yet",
     ),

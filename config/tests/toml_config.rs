@@ -110,6 +110,7 @@ fn example_file_parses_into_the_expected_model() {
         track_script: Vec::new(),
         track_interface: Vec::new(),
         track_file: Vec::new(),
+        track_process: Vec::new(),
         loc: loc(&file, 13, 1),
     };
     let private = VrrpInstance {
@@ -186,6 +187,7 @@ fn minimal_instance_gets_keepalived_defaults() {
             track_script: Vec::new(),
             track_interface: Vec::new(),
             track_file: Vec::new(),
+            track_process: Vec::new(),
             loc: loc(FILE, 1, 1),
         }]
     );
@@ -325,7 +327,7 @@ fn unknown_key_names_the_key_its_place_and_the_accepted_keys() {
         ["haldir.toml:7:1: unknown key `prioirty` in [[vrrp_instance]]; did you mean `priority`? \
           accepted keys: name, interface, virtual_router_id, priority, advert_int, version, \
           virtual_ipaddress, virtual_ipaddress_excluded, virtual_routes, virtual_rules, use_vmac, vmac_xmit_base, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, \
-          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file"]
+          garp_master_delay, garp_master_repeat, garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file, track_process"]
     );
 }
 
@@ -341,7 +343,7 @@ fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
     assert_eq!(
         errors(&text),
         [
-            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, track_file, vrrp_sync_group",
+            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, track_file, track_process, vrrp_sync_group",
             "haldir.toml:3:1: unknown key `smtp_server` in [global_defs]; accepted keys: router_id, vrrp_version, script_user, notify_timeout, enable_script_security, lvs_sync_daemon, dynamic_interfaces, static_ipaddress, static_routes, static_rules, lvs_timeouts",
             "haldir.toml:10:57: unknown key `auth_hash` in authentication; did you mean `auth_pass`? accepted keys: auth_type, auth_pass",
         ]
@@ -409,7 +411,7 @@ garp_master_repet = 5
             "haldir.toml:7:1: unknown key `garp_master_repet` in [[vrrp_instance]]; did you mean `garp_master_repeat`? \
              accepted keys: name, interface, virtual_router_id, priority, advert_int, version, virtual_ipaddress, \
              virtual_ipaddress_excluded, virtual_routes, virtual_rules, use_vmac, vmac_xmit_base, nopreempt, preempt_delay, accept, unicast_src_ip, unicast_peer, garp_master_delay, garp_master_repeat, \
-             garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file",
+             garp_master_refresh, garp_master_refresh_repeat, garp_interval, authentication, auth_hmac, notify_master, notify_backup, notify_fault, notify_stop, notify, track_script, track_interface, track_file, track_process",
         ]
     );
 }

@@ -11,4 +11,5 @@ pub mod notify;
 pub mod realserver;
 pub mod script_security;
 pub mod sync_daemon;
+pub mod track_process;
 pub mod vrrp_specs;

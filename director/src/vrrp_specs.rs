@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::track_process::{process_effect, ProcessEffect};
 use haldir_config::{
     AddressFamily, AddressScope, Authentication, Model, RouteKind, VirtualIp, VirtualRoute,
     VirtualRule, VrrpInstance, VrrpVersion,
@@ -288,10 +289,14 @@ pub fn sync_group_specs(model: &Model) -> Vec<SyncGroupSpec> {
 ///
 /// Files: see [`track_file_effect`]; `file_value(name)` is the value last read (unknown:
 /// 0, as keepalived reads a missing file).
+///
+/// Processes: see [`crate::track_process::process_effect`]; `process_up(name)` is the
+/// block's counted quorum (unknown: held).
 pub fn tracking(
     instance: &VrrpInstance,
     script_ok: &dyn Fn(&str) -> Option<bool>,
     file_value: &dyn Fn(&str) -> Option<i64>,
+    process_up: &dyn Fn(&str) -> Option<bool>,
 ) -> Tracking {
     let mut result = Tracking::default();
     for tracked in &instance.track_script {
@@ -309,6 +314,13 @@ pub fn tracking(
         match track_file_effect(value, tracked.weight, tracked.reverse) {
             TrackFileEffect::Fault => result.fault = true,
             TrackFileEffect::Priority(delta) => file_delta += delta,
+        }
+    }
+    for tracked in &instance.track_process {
+        let up = process_up(&tracked.name).unwrap_or(true);
+        match process_effect(up, tracked.weight, tracked.reverse) {
+            ProcessEffect::Fault => result.fault = true,
+            ProcessEffect::Priority(delta) => file_delta += i64::from(delta),
         }
     }
     let total = i64::from(result.priority_delta).saturating_add(file_delta);
@@ -484,7 +496,7 @@ virtual_ipaddress = ["192.0.2.10/24"]
         let i = &m.vrrp_instances[0];
         let with = |states: &[(&str, bool)]| {
             let map: HashMap<&str, bool> = states.iter().copied().collect();
-            tracking(i, &|name| map.get(name).copied(), &|_| None)
+            tracking(i, &|name| map.get(name).copied(), &|_| None, &|_| None)
         };
         assert_eq!(
             with(&[]),
@@ -604,10 +616,15 @@ virtual_ipaddress = ["192.0.2.10/24"]
         );
         let i = &m.vrrp_instances[0];
         let with = |script_ok: bool, load: i64, gate: i64| {
-            tracking(i, &|_| Some(script_ok), &|name| match name {
-                "load" => Some(load),
-                _ => Some(gate),
-            })
+            tracking(
+                i,
+                &|_| Some(script_ok),
+                &|name| match name {
+                    "load" => Some(load),
+                    _ => Some(gate),
+                },
+                &|_| None,
+            )
         };
         assert_eq!(
             with(true, 30, 1),
@@ -626,7 +643,7 @@ virtual_ipaddress = ["192.0.2.10/24"]
         assert!(with(true, 0, 0).fault, "gate reversed: 0 fails");
         assert!(with(true, 300, 1).fault, "load 300 x -1 is below -253");
         assert_eq!(
-            tracking(i, &|_| None, &|_| None),
+            tracking(i, &|_| None, &|_| None, &|_| None),
             Tracking {
                 priority_delta: 0,
                 fault: true

@@ -12,6 +12,7 @@ use crate::draft::{
     TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
 };
 use crate::track_file::TrackFileDraft;
+use crate::track_process::TrackProcessDraft;
 
 pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
     place: "vrrp_script",
@@ -23,6 +24,13 @@ pub(super) const VRRP_SCRIPT: BlockKeywords = BlockKeywords {
 pub(super) const TRACK_FILE: BlockKeywords = BlockKeywords {
     place: "track_file",
     accepted: track_file_keywords!(;),
+    planned: &[],
+    ignored: &[],
+};
+
+pub(super) const TRACK_PROCESS: BlockKeywords = BlockKeywords {
+    place: "track_process",
+    accepted: track_process_keywords!(;),
     planned: &[],
     ignored: &[],
 };
@@ -462,7 +470,7 @@ impl Front {
             d.present.push(keyword);
             match keyword {
                 "file" => d.file = self.word(s),
-                "weight" => self.track_file_weight(s, &mut d),
+                "weight" => (d.weight, d.reverse) = self.block_weight(s),
                 "init_file" => self.init_file(s, &mut d),
                 other => unreachable!("TRACK_FILE keyword {other} has no reader"),
             }
@@ -470,25 +478,72 @@ impl Front {
         d
     }
 
-    /// `weight N [reverse]` of a `track_file` block.
-    fn track_file_weight(&mut self, s: &Stmt, d: &mut TrackFileDraft) {
+    /// `track_process NAME { process NAME [PARAM ...]  param_match [exact|partial|initial]
+    /// weight N [reverse]  quorum N  quorum_max N  delay S  fork_delay S
+    /// terminate_delay S  full_command }` (also spelled `vrrp_track_process`).
+    pub(super) fn track_process(&mut self, stmt: &Stmt) -> TrackProcessDraft {
+        let mut d = TrackProcessDraft::new(stmt.keyword().loc.clone());
+        d.present.push("name");
+        d.name = self.block_name(stmt, "haproxy_up");
+        let Some(block) = self.block(stmt) else {
+            d.present.push("process");
+            return d;
+        };
+        let mut seen = Seen::new();
+        for s in &block.items {
+            let Some(keyword) = self.keyword(s, &TRACK_PROCESS) else {
+                continue;
+            };
+            if !self.first(&mut seen, keyword, s) {
+                continue;
+            }
+            d.present.push(keyword);
+            match keyword {
+                "process" => d.process = self.words(s),
+                "param_match" => {
+                    d.param_match = match s.args() {
+                        [] => Some(Located {
+                            value: String::new(),
+                            loc: s.keyword().loc.clone(),
+                        }),
+                        _ => self.word(s),
+                    }
+                }
+                "weight" => (d.weight, d.reverse) = self.block_weight(s),
+                "quorum" => d.quorum = self.integer(s),
+                "quorum_max" => d.quorum_max = self.integer(s),
+                "delay" => d.delay = self.seconds(s),
+                "fork_delay" => d.fork_delay = self.seconds(s),
+                "terminate_delay" => d.terminate_delay = self.seconds(s),
+                "full_command" => d.full_command = self.flag(s, true),
+                other => unreachable!("TRACK_PROCESS keyword {other} has no reader"),
+            }
+        }
+        d
+    }
+
+    /// `weight N [reverse]` of a `track_file` or `track_process` block.
+    fn block_weight(&mut self, s: &Stmt) -> (Option<Located<i64>>, Option<Located<bool>>) {
         if let Some(block) = &s.block {
             self.error(&block.open, "`weight` takes a value, not a block");
-            return;
+            return (None, None);
         }
         match s.args() {
-            [value] => d.weight = self.integer_word(s, value),
-            [value, reverse] if reverse.text == "reverse" => {
-                d.weight = self.integer_word(s, value);
-                d.reverse = Some(Located {
+            [value] => (self.integer_word(s, value), None),
+            [value, reverse] if reverse.text == "reverse" => (
+                self.integer_word(s, value),
+                Some(Located {
                     value: true,
                     loc: reverse.loc.clone(),
-                });
-            }
-            [] => self.error(
-                &s.keyword().loc,
-                "`weight` needs a number, optionally `reverse`: `weight -10` or `weight 2 reverse`",
+                }),
             ),
+            [] => {
+                self.error(
+                    &s.keyword().loc,
+                    "`weight` needs a number, optionally `reverse`: `weight -10` or `weight 2 reverse`",
+                );
+                (None, None)
+            }
             [_, extra, ..] => {
                 let message = format!(
                     "`{}`: write `weight N` or `weight N reverse`; remove `{}`",
@@ -496,6 +551,7 @@ impl Front {
                     extra.text
                 );
                 self.error(&extra.loc, message);
+                (None, None)
             }
         }
     }
@@ -614,12 +670,15 @@ mod tests {
         fn rs(check: &str, l: &str) -> String {
             format!("virtual_server 192.0.2.1 80 {{\nreal_server 10.0.0.1 80 {{\n{check} {{\n{l}\n}}\n}}\n}}\n")
         }
-        let wrap: [(&[&str], Wrap); 8] = [
+        let wrap: [(&[&str], Wrap); 9] = [
             (VRRP_SCRIPT.accepted, |l| {
                 format!("vrrp_script S {{\n{l}\n}}\n")
             }),
             (TRACK_FILE.accepted, |l| {
                 format!("track_file F {{\n{l}\n}}\n")
+            }),
+            (TRACK_PROCESS.accepted, |l| {
+                format!("track_process P {{\n{l}\n}}\n")
             }),
             (TCP_CHECK.accepted, |l| rs("TCP_CHECK", l)),
             (HTTP_GET.accepted, |l| rs("HTTP_GET", l)),

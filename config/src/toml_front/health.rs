@@ -33,6 +33,8 @@ const SCRIPT_KEYS: &[&str] = vrrp_script_keywords!("name"; "group");
 const TRACK_KEYS: &[&str] = &["name", "weight"];
 /// Keys of a `[[track_file]]` table.
 const TRACK_FILE_KEYS: &[&str] = track_file_keywords!("name"; "reverse");
+/// Keys of a `[[track_process]]` table.
+const TRACK_PROCESS_KEYS: &[&str] = track_process_keywords!("name"; "reverse");
 /// Keys of a `track_file` or `track_interface` entry of an instance written as a table.
 const TRACK_ENTRY_KEYS: &[&str] = &["name", "weight", "reverse"];
 /// Keys of a `track_file`'s `init_file = { ... }`.
@@ -379,6 +381,54 @@ impl Reader<'_> {
                         "weight" => draft.weight = self.integer(name, value),
                         "reverse" => draft.reverse = self.boolean(name, value),
                         _ => self.init_file(&mut draft, value),
+                    }
+                }
+                draft
+            })
+            .collect()
+    }
+
+    /// `[[track_process]]` tables: `name`, `process` (a name, or an array of the name and
+    /// the parameters), `param_match`, `weight`, `reverse`, `quorum`, `quorum_max`,
+    /// `delay`, `fork_delay`, `terminate_delay`, `full_command`.
+    pub(super) fn track_processes(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Vec<crate::track_process::TrackProcessDraft> {
+        self.table_array("track_process", value)
+            .into_iter()
+            .map(|(table, at)| {
+                let mut draft =
+                    crate::track_process::TrackProcessDraft::new(self.index.loc(at.span().start));
+                for (key, value) in table {
+                    let Some(name) = self.known_key(key, "[[track_process]]", TRACK_PROCESS_KEYS)
+                    else {
+                        continue;
+                    };
+                    draft.present.push(name);
+                    match name {
+                        "name" => draft.name = self.string(name, value),
+                        "process" => {
+                            draft.process = match value.get_ref() {
+                                DeValue::String(_) => self.string(name, value).map(|s| Located {
+                                    loc: s.loc,
+                                    value: vec![s.value],
+                                }),
+                                _ => self.string_array(name, value).map(|a| Located {
+                                    loc: a.loc,
+                                    value: a.value.into_iter().map(|w| w.value).collect(),
+                                }),
+                            }
+                        }
+                        "param_match" => draft.param_match = self.string(name, value),
+                        "weight" => draft.weight = self.integer(name, value),
+                        "reverse" => draft.reverse = self.boolean(name, value),
+                        "quorum" => draft.quorum = self.integer(name, value),
+                        "quorum_max" => draft.quorum_max = self.integer(name, value),
+                        "delay" => draft.delay = self.seconds(name, value),
+                        "fork_delay" => draft.fork_delay = self.seconds(name, value),
+                        "terminate_delay" => draft.terminate_delay = self.seconds(name, value),
+                        _ => draft.full_command = self.boolean(name, value),
                     }
                 }
                 draft
