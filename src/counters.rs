@@ -36,6 +36,10 @@ pub struct DaemonCounters {
     pub notify_timeout: AtomicU64,
     /// Transitions the notify task missed (its event channel overflowed).
     pub notify_missed: AtomicU64,
+    /// Lines written to notify FIFOs (one per FIFO written to).
+    pub notify_fifo_lines: AtomicU64,
+    /// Lines a notify FIFO could not take (full: its reader is behind or gone).
+    pub notify_fifo_dropped: AtomicU64,
     /// Connections to `/metrics` closed at once: the server had its maximum open.
     pub metrics_connections_refused: AtomicU64,
 }
@@ -77,6 +81,8 @@ impl DaemonCounters {
             notify_failed: get(&self.notify_failed),
             notify_timeout: get(&self.notify_timeout),
             notify_missed: get(&self.notify_missed),
+            notify_fifo_lines: get(&self.notify_fifo_lines),
+            notify_fifo_dropped: get(&self.notify_fifo_dropped),
             metrics_connections_refused: get(&self.metrics_connections_refused),
         }
     }

@@ -20,6 +20,10 @@ use tracing::{error, info, warn};
 use crate::control::ReloadOutcome;
 use crate::options::RunOptions;
 
+/// Real server and quorum changes waiting for the notify task; more are dropped and
+/// counted there (a burst of this size means the whole table changed at once).
+const LVS_NOTICES: usize = 4096;
+
 /// Runs the daemon until SIGTERM or SIGINT, then stops gracefully. SIGHUP
 /// reloads `options.config_path`.
 pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
@@ -35,6 +39,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let (control_tx, mut control_rx) = mpsc::channel::<crate::control::ControlRequest>(4);
     // The bulk resync's status (src/bulk_resync.rs publishes it).
     let (resync_tx, resync_rx) = watch::channel(haldir_ipvs::resync::ResyncStatus::default());
+    // Real server and quorum changes, from the health wiring to the notify task.
+    let (lvs_notices_tx, lvs_notices_rx) = mpsc::channel(LVS_NOTICES);
     let operator = crate::operator::start(
         &options,
         running_rx,
@@ -45,6 +51,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         counters.clone(),
         shutdown_rx.clone(),
         resync_rx.clone(),
+        lvs_notices_rx,
     )
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
@@ -68,6 +75,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let desired_rx = crate::health_wiring::spawn(
         running_tx.subscribe(),
         commands_tx.clone(),
+        lvs_notices_tx,
         shutdown_rx.clone(),
     );
     let ipvs = tokio::spawn(haldir_ipvs::keep_in_step(

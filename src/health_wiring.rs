@@ -10,6 +10,9 @@
 //!   kernel with it on every change), as `ipvs_policy::desired_table` computes it from the
 //!   checkers' verdicts (removal or `inhibit_on_failure`, `misc_dynamic` weights, quorum
 //!   with hysteresis, the sorry server);
+//! * a [`LvsNotice`] to the notify task whenever a real server comes up or goes down (all
+//!   its checkers up, or one down) or a virtual server gains or loses its quorum; the
+//!   states the first evaluation finds are the baseline and are not reported;
 //! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`,
 //!   a `track_file` or a `track_process`, as `vrrp_specs::tracking` decides it.
 //!
@@ -51,6 +54,8 @@ use haldir_health::{
 use haldir_ipvs::model::{DestKey, ServiceKey, Table};
 use haldir_vrrp::driver::{DriverCommand, Tracking};
 use tokio::sync::{mpsc, watch};
+
+use crate::notify::LvsNotice;
 use tracing::{error, info, warn};
 
 /// How often tracked files are read.
@@ -82,6 +87,11 @@ struct Wiring {
     /// Each tracked process block (as configured) and its counted quorum, by name.
     processes: HashMap<String, (TrackProcess, QuorumState)>,
     quorum_up: HashMap<ServiceKey, bool>,
+    /// Each real server's state as last reported, by service and address.
+    real_servers_up: HashMap<(ServiceKey, std::net::IpAddr, u16), bool>,
+    /// Where real server and quorum changes go, and how many were dropped (full).
+    lvs_notices: mpsc::Sender<LvsNotice>,
+    lvs_dropped: u64,
     model: Model,
     /// The tracking last sent per instance.
     sent: HashMap<String, Tracking>,
@@ -253,16 +263,56 @@ impl Wiring {
 
     fn publish(&mut self) {
         let verdicts = &self.verdicts;
+        let quorum_before = self.quorum_up.clone();
         let table = desired_table(
             &self.model.virtual_servers,
             &|vs, rs| real_server_state(vs, rs, verdicts),
             &mut self.quorum_up,
         );
+        self.notice_changes(&quorum_before);
         self.table.send_if_modified(|current| {
             let changed = *current != table;
             *current = table;
             changed
         });
+    }
+
+    /// Reports the real servers whose state and the virtual servers whose quorum changed
+    /// since the last evaluation (`quorum_before`) to the notify task.
+    fn notice_changes(&mut self, quorum_before: &HashMap<ServiceKey, bool>) {
+        let mut notices = Vec::new();
+        let mut seen = HashSet::new();
+        for vs in &self.model.virtual_servers {
+            let service = haldir_director::ipvs_table::service_key(vs);
+            // The real servers first, then the quorum they moved (keepalived's order).
+            for rs in &vs.real_servers {
+                let (up, _) = real_server_state(vs, rs, &self.verdicts);
+                let key = (service, rs.ip, rs.port);
+                if let Some(before) = self.real_servers_up.insert(key, up) {
+                    if before != up {
+                        notices.push(haldir_director::notify::fifo_real_server_line(vs, rs, up));
+                    }
+                }
+                seen.insert(key);
+            }
+            if let (Some(before), Some(now)) =
+                (quorum_before.get(&service), self.quorum_up.get(&service))
+            {
+                if before != now {
+                    notices.push(haldir_director::notify::fifo_quorum_line(vs, *now));
+                }
+            }
+        }
+        self.real_servers_up.retain(|key, _| seen.contains(key));
+        for fifo_line in notices {
+            if self.lvs_notices.try_send(LvsNotice { fifo_line }).is_err() {
+                self.lvs_dropped += 1;
+                warn!(
+                    dropped = self.lvs_dropped,
+                    "the notify task is behind: a real server change was not reported to it"
+                );
+            }
+        }
     }
 
     /// Reads `file`; a problem is logged when it first appears, not on every poll.
@@ -449,6 +499,7 @@ impl Wiring {
 pub fn spawn(
     mut model: watch::Receiver<Model>,
     driver: mpsc::Sender<DriverCommand>,
+    lvs_notices: mpsc::Sender<LvsNotice>,
     mut shutdown: watch::Receiver<bool>,
 ) -> watch::Receiver<Table> {
     let first = model.borrow_and_update().clone();
@@ -476,6 +527,9 @@ pub fn spawn(
             file_problems: HashMap::new(),
             processes: HashMap::new(),
             quorum_up,
+            real_servers_up: HashMap::new(),
+            lvs_notices,
+            lvs_dropped: 0,
             model: first.clone(),
             sent: HashMap::new(),
             table: table_tx,

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod lvs_timeouts;
 pub mod metrics;
 pub mod notify;
+pub mod notify_fifo;
 pub mod operator;
 pub mod options;
 pub mod privilege;

@@ -47,6 +47,7 @@ pub async fn start(
     counters: Arc<DaemonCounters>,
     shutdown: watch::Receiver<bool>,
     resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
+    lvs_notices: mpsc::Receiver<crate::notify::LvsNotice>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
@@ -130,7 +131,18 @@ pub async fn start(
         }
         crate::systemd::ready("running");
     }));
-    let notify = tokio::spawn(crate::notify::run(events, running.clone(), counters));
+    // The FIFOs are made now, while haldir may still change their owner.
+    let fifos = {
+        let model = running.borrow();
+        crate::notify_fifo::FifoSet::open(&model.notify_fifos, &model.scripts, counters.clone())
+    };
+    let notify = tokio::spawn(crate::notify::run(
+        events,
+        lvs_notices,
+        running.clone(),
+        fifos,
+        counters,
+    ));
     Ok(Operator {
         notify,
         tasks,

@@ -45,6 +45,8 @@ pub(crate) struct Draft {
     pub(crate) static_rules: Option<Located<Vec<Located<String>>>>,
     /// `global_defs.lvs_timeouts` as written (`tcp N tcpfin N udp N`).
     pub(crate) lvs_timeouts: Option<Located<Vec<String>>>,
+    /// `global_defs`' notify FIFOs and their scripts.
+    pub(crate) notify_fifos: crate::notify_fifo::NotifyFifosDraft,
 }
 
 impl Draft {
@@ -67,6 +69,7 @@ impl Draft {
             static_routes: None,
             static_rules: None,
             lvs_timeouts: None,
+            notify_fifos: Default::default(),
         }
     }
 }

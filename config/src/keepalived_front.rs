@@ -196,14 +196,15 @@ const GLOBAL_DEFS: BlockKeywords = BlockKeywords {
         "vrrp_garp_interval",
         "vrrp_gna_interval",
         "lvs_timeouts",
+        "notify_fifo",
+        "notify_fifo_script",
+        "vrrp_notify_fifo",
+        "vrrp_notify_fifo_script",
+        "lvs_notify_fifo",
+        "lvs_notify_fifo_script",
+        "fifo_write_vrrp_states_on_reload",
     ],
     planned: &[
-        ("notify_fifo", "notify_fifo is not implemented; use notify scripts"),
-        ("notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
-        ("vrrp_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
-        ("vrrp_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
-        ("lvs_notify_fifo", "notify_fifo is not implemented; use notify scripts"),
-        ("lvs_notify_fifo_script", "notify_fifo is not implemented; use notify scripts"),
         ("vrrp_garp_lower_prio_delay", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("vrrp_garp_lower_prio_repeat", "haldir has no special gratuitous ARP on a lower-priority advert"),
         ("vrrp_mcast_group4", "haldir sends to the RFC's multicast group 224.0.0.18 only"),
@@ -681,6 +682,18 @@ impl Front {
                 "router_id" => draft.router_id = self.word(stmt),
                 "dynamic_interfaces" => draft.dynamic_interfaces = self.dynamic_interfaces(stmt),
                 "lvs_timeouts" => draft.lvs_timeouts = self.words(stmt),
+                "fifo_write_vrrp_states_on_reload" => {
+                    draft.notify_fifos.write_states_on_reload = self.flag(stmt, true)
+                }
+                fifo if crate::notify_fifo::fifo_keyword(fifo).is_some() => {
+                    let (events, script) = crate::notify_fifo::fifo_keyword(fifo).expect("matched");
+                    let value = self.fifo_words(stmt);
+                    if script {
+                        *draft.notify_fifos.script_mut(events) = value;
+                    } else {
+                        *draft.notify_fifos.fifo_mut(events) = value;
+                    }
+                }
                 "vrrp_version" => draft.default_version = self.integer(stmt),
                 "script_user" => draft.scripts.script_user = self.script_user(stmt),
                 "notify_timeout" => draft.scripts.notify_timeout = self.seconds(stmt),
@@ -725,6 +738,43 @@ impl Front {
                 }
                 other => unreachable!("GLOBAL_DEFS keyword {other} has no reader"),
             }
+        }
+    }
+
+    /// `notify_fifo PATH [USER [GROUP]]` or `notify_fifo_script COMMAND [USER [[:]GROUP]]`
+    /// (keepalived writes the script's command line as one word or one quoted string).
+    fn fifo_words(&mut self, stmt: &Stmt) -> Option<crate::notify_fifo::FifoDraft> {
+        if let Some(block) = &stmt.block {
+            let message = format!("`{}` takes values, not a block", stmt.keyword().text);
+            self.error(&block.open, message);
+            return None;
+        }
+        let keyword = &stmt.keyword().text;
+        match stmt.args() {
+            [] => {
+                let message = format!(
+                    "`{keyword}` needs a path or command, optionally a user and group: `{keyword} /run/haldir/notify.fifo`"
+                );
+                self.error(&stmt.keyword().loc, message);
+                None
+            }
+            [_, _, _, extra, ..] => {
+                let message = format!(
+                    "`{}`: {keyword} takes one path or command, then USER [GROUP]; remove `{}` (quote a command line with spaces)",
+                    stmt.text(),
+                    extra.text
+                );
+                self.error(&extra.loc, message);
+                None
+            }
+            [value, rest @ ..] => Some(crate::notify_fifo::FifoDraft {
+                value: located(value),
+                user: rest.first().map(located),
+                group: rest.get(1).map(|g| Located {
+                    value: g.text.strip_prefix(':').unwrap_or(&g.text).to_owned(),
+                    loc: g.loc.clone(),
+                }),
+            }),
         }
     }
 

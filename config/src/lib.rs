@@ -24,6 +24,7 @@ mod keepalived_front;
 mod lvs_sync;
 mod model;
 mod model_health;
+mod notify_fifo;
 mod to_toml;
 mod toml_front;
 mod track_file;
@@ -55,6 +56,7 @@ pub use model_health::{
     HttpUrlSpec, MiscCheckSpec, ScriptCommand, SorryServer, StatusCodes, StatusCodesError,
     TlsVerify, TrackScript, VrrpScript,
 };
+pub use notify_fifo::{FifoEvents, FifoScript, NotifyFifo, NotifyFifos};
 pub use to_toml::{not_converted, to_toml};
 pub use track_file::{TrackFile, TrackFileInit, TrackedFile};
 pub use track_process::{ParamMatch, TrackProcess, TrackedProcess, COMM_MAX_LEN};

@@ -45,6 +45,8 @@ pub struct Model {
     /// `global_defs.lvs_timeouts`: IPVS connection timeouts set at start and
     /// reload (`ipvsadm --set`).
     pub lvs_timeouts: LvsTimeouts,
+    /// `global_defs`' notify FIFOs: one line per VRRP or checker event, in order.
+    pub notify_fifos: crate::notify_fifo::NotifyFifos,
 }
 
 /// keepalived's `lvs_timeouts tcp N tcpfin N udp N`, in seconds; 0 leaves the

@@ -35,6 +35,7 @@ pub fn to_toml(model: &Model) -> String {
         dynamic_interfaces,
         statics,
         lvs_timeouts,
+        notify_fifos,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
@@ -44,6 +45,7 @@ pub fn to_toml(model: &Model) -> String {
         || *dynamic_interfaces
         || *statics != crate::model::Statics::default()
         || *lvs_timeouts != crate::model::LvsTimeouts::default()
+        || *notify_fifos != crate::notify_fifo::NotifyFifos::default()
     {
         out.push_str("[global_defs]\n");
     }
@@ -82,6 +84,7 @@ pub fn to_toml(model: &Model) -> String {
             scripts.notify_timeout.as_secs_f64(),
         );
     }
+    crate::notify_fifo::toml_lines(&mut out, notify_fifos, string);
     if let Some(sync) = lvs_sync_daemon {
         out.push_str(&crate::lvs_sync::toml_line(sync, string));
     }

@@ -38,7 +38,18 @@ const GLOBAL_KEYS: &[&str] = &[
     "static_routes",
     "static_rules",
     "lvs_timeouts",
+    "notify_fifo",
+    "notify_fifo_script",
+    "vrrp_notify_fifo",
+    "vrrp_notify_fifo_script",
+    "lvs_notify_fifo",
+    "lvs_notify_fifo_script",
+    "fifo_write_vrrp_states_on_reload",
 ];
+/// Keys of a notify FIFO written as a table.
+const FIFO_KEYS: &[&str] = &["path", "user", "group"];
+/// Keys of a notify FIFO's script written as a table.
+const FIFO_SCRIPT_KEYS: &[&str] = &["command", "user", "group"];
 /// Keys accepted in `[global_defs] lvs_sync_daemon = { ... }`.
 const LVS_SYNC_KEYS: &[&str] = &[
     "interface",
@@ -179,6 +190,7 @@ impl Reader<'_> {
             static_routes: None,
             static_rules: None,
             lvs_timeouts: None,
+            notify_fifos: Default::default(),
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -232,10 +244,65 @@ impl Reader<'_> {
                         loc: text.loc,
                     })
                 }
+                Some("fifo_write_vrrp_states_on_reload") => {
+                    draft.notify_fifos.write_states_on_reload =
+                        self.boolean("fifo_write_vrrp_states_on_reload", value)
+                }
+                Some(fifo) if crate::notify_fifo::fifo_keyword(fifo).is_some() => {
+                    let (events, script) = crate::notify_fifo::fifo_keyword(fifo).expect("matched");
+                    let parsed = self.fifo(fifo, script, value);
+                    if script {
+                        *draft.notify_fifos.script_mut(events) = parsed;
+                    } else {
+                        *draft.notify_fifos.fifo_mut(events) = parsed;
+                    }
+                }
                 Some(_) => draft.default_version = self.integer("vrrp_version", value),
                 None => {}
             }
         }
+    }
+
+    /// A notify FIFO (`"PATH"` or `{ path, user, group }`) or its script (`"COMMAND"` or
+    /// `{ command, user, group }`).
+    fn fifo(
+        &mut self,
+        key: &str,
+        script: bool,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<crate::notify_fifo::FifoDraft> {
+        if let DeValue::String(_) = value.get_ref() {
+            return Some(crate::notify_fifo::FifoDraft {
+                value: self.string(key, value)?,
+                user: None,
+                group: None,
+            });
+        }
+        let table = self.table(key, value)?;
+        let (first, keys) = if script {
+            ("command", FIFO_SCRIPT_KEYS)
+        } else {
+            ("path", FIFO_KEYS)
+        };
+        let (mut main, mut user, mut group) = (None, None, None);
+        for (k, v) in table {
+            match self.known_key(k, key, keys) {
+                Some("user") => user = self.string("user", v),
+                Some("group") => group = self.string("group", v),
+                Some(_) => main = self.string(first, v),
+                None => {}
+            }
+        }
+        let Some(main) = main else {
+            let message = format!("{key}: give its `{first}`");
+            self.error(value, message);
+            return None;
+        };
+        Some(crate::notify_fifo::FifoDraft {
+            value: main,
+            user,
+            group,
+        })
     }
 
     /// `lvs_sync_daemon = { interface = "eth1", instance = "VI_1", id = 0, ... }`.

@@ -90,6 +90,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
     );
     let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
     notify_scripts_run(&mut errors, draft, &scripts);
+    let notify_fifos = crate::notify_fifo::notify_fifos(&mut errors, &draft.notify_fifos, &scripts);
     let lvs_sync_daemon = draft
         .lvs_sync_daemon
         .as_ref()
@@ -120,6 +121,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             dynamic_interfaces: draft.dynamic_interfaces.as_ref().is_some_and(|d| d.value),
             statics: statics.unwrap_or_default(),
             lvs_timeouts: lvs_timeouts.unwrap_or_default(),
+            notify_fifos,
         })
     } else {
         Err(ConfigErrors::sorted(errors))

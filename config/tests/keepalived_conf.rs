@@ -343,6 +343,50 @@ fn track_process_reads_keepalived_defaults_and_rejects_what_could_never_match() 
 }
 
 #[test]
+fn notify_fifos_are_read_and_a_wrong_one_is_an_error() {
+    let with = |globals: &str| format!("global_defs {{\n{globals}}}\n{}", instance(""));
+    let model = keepalived(&with(
+        "    notify_fifo /run/k.fifo root root\n    notify_fifo_script \"/bin/true --x\" nobody\n    lvs_notify_fifo /run/lvs.fifo\n    fifo_write_vrrp_states_on_reload\n",
+    ));
+    let fifos = &model.notify_fifos;
+    assert!(fifos.write_states_on_reload);
+    assert_eq!(fifos.fifos.len(), 2);
+    let all = &fifos.fifos[0];
+    assert_eq!(all.events, haldir_config::FifoEvents::All);
+    assert_eq!(
+        (all.path.as_str(), all.user.as_deref(), all.group.as_deref()),
+        ("/run/k.fifo", Some("root"), Some("root"))
+    );
+    let script = all.script.as_ref().unwrap();
+    assert_eq!(
+        (script.command.as_str(), script.user.as_deref()),
+        ("/bin/true --x", Some("nobody"))
+    );
+    assert_eq!(fifos.fifos[1].events, haldir_config::FifoEvents::Lvs);
+    // And back through TOML: the same model.
+    let toml = haldir_config::to_toml(&model);
+    let again = haldir_config::parse_toml(&toml, "haldir.toml").unwrap();
+    assert_eq!(again.notify_fifos, model.notify_fifos, "{toml}");
+
+    assert_eq!(
+        errors(&with("    notify_fifo run/k.fifo\n")),
+        ["keepalived.conf:2:17: notify_fifo \"run/k.fifo\": give the FIFO's absolute path, e.g. /run/haldir/notify.fifo"]
+    );
+    assert_eq!(
+        errors(&with("    notify_fifo /run/k.fifo\n    vrrp_notify_fifo /run/k.fifo\n")),
+        ["keepalived.conf:3:22: vrrp_notify_fifo \"/run/k.fifo\": the FIFO at keepalived.conf:2:17 has this path; give each FIFO its own"]
+    );
+    assert_eq!(
+        errors(&with("    vrrp_notify_fifo_script /bin/true\n")),
+        ["keepalived.conf:2:29: vrrp_notify_fifo_script: it reads `vrrp_notify_fifo`, which is not set; add `vrrp_notify_fifo /run/haldir/notify.fifo`"]
+    );
+    assert_eq!(
+        errors(&with("    notify_fifo /run/k.fifo no_such_user_here\n")),
+        ["keepalived.conf:2:29: the FIFO's owner \"no_such_user_here\" does not exist; create the account or name another"]
+    );
+}
+
+#[test]
 fn an_unimplemented_top_level_block_is_an_error_and_a_mail_setting_a_warning() {
     let text = format!(
         "global_defs {{\n    smtp_server 192.0.2.25\n}}\nbfd_instance bfd1 {{\n    neighbor_ip 192.0.2.1\n}}\n{}",

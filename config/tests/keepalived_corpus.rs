@@ -21,10 +21,6 @@ use haldir_config::{load_file_with_warnings, not_converted, parse_toml, to_toml,
 /// keyword haldir does not implement yet, and why.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
-        "vyos_generated.conf",
-        "`notify_fifo` in global_defs is not supported yet",
-    ),
-    (
         "samples_smtp_check.conf",
         "`SMTP_CHECK` in real_server is not supported yet",
     ),
@@ -43,10 +39,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
         "lvs_quorum_scripts.conf",
         "`quorum_up` in virtual_server is not supported yet",
-    ),
-    (
-        "notify_fifo_site.conf",
-        "`notify_fifo` in global_defs is not supported yet",
     ),
     ("shell_script_string.conf", "</dev/tcp"),
     (

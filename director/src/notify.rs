@@ -1,11 +1,15 @@
 //! Notify scripts as keepalived runs them: which state name a transition is notified as,
 //! which command lines run (`notify_STATE` with its own arguments, `notify` with
 //! `INSTANCE|GROUP NAME STATE PRIORITY` appended, priority 0 for a group), and when a sync
-//! group as a whole enters a state. Pure: the binary's notify task feeds it transitions and runs what it returns.
+//! group as a whole enters a state, and the lines a notify FIFO receives (keepalived's
+//! `notify_fifo` format). Pure: the binary's notify task feeds it transitions and runs or
+//! writes what it returns.
 
 use std::collections::BTreeMap;
 
-use haldir_config::{NotifyScripts, SyncGroup};
+use haldir_config::{
+    LvsProtocol, NotifyScripts, RealServer, SyncGroup, VirtualServer, VirtualServerAddress,
+};
 use haldir_health::misc;
 use haldir_vrrp::router::{State, TransitionReason};
 
@@ -91,6 +95,55 @@ pub fn group_commands(
     commands_for(scripts, "GROUP", group, state, Some(0))
 }
 
+/// A notify FIFO's line for an instance (`kind` `INSTANCE`) or sync group (`GROUP`, priority
+/// 0) entering `state`: `INSTANCE "VI_1" MASTER 150` and a newline, as keepalived writes it.
+pub fn fifo_vrrp_line(kind: &str, name: &str, state: &str, priority: u8) -> String {
+    format!("{kind} \"{name}\" {state} {priority}\n")
+}
+
+/// A virtual server as keepalived's FIFO lines name it: `[192.0.2.1]:tcp:80`, or
+/// `FWM 5` for a firewall-mark service. (keepalived names a `virtual_server_group` member
+/// by its group; haldir has expanded groups into their members, and names each.)
+pub fn fifo_service_name(vs: &VirtualServer) -> String {
+    match vs.address {
+        VirtualServerAddress::Socket { ip, port } => trio(ip, vs.protocol, port),
+        VirtualServerAddress::Fwmark(mark) => format!("FWM {mark}"),
+    }
+}
+
+fn trio(ip: std::net::IpAddr, protocol: LvsProtocol, port: u16) -> String {
+    let protocol = match protocol {
+        LvsProtocol::Tcp => "tcp",
+        LvsProtocol::Udp => "udp",
+        LvsProtocol::Sctp => "sctp",
+    };
+    format!("[{ip}]:{protocol}:{port}")
+}
+
+/// The FIFO line of a virtual server whose quorum was gained (`UP`) or lost (`DOWN`).
+pub fn fifo_quorum_line(vs: &VirtualServer, up: bool) -> String {
+    format!("VS {} {}\n", fifo_service_name(vs), up_down(up))
+}
+
+/// The FIFO line of a real server that came up or went down (all its checkers up, or
+/// one down): `RS [10.0.0.1]:tcp:80 [192.0.2.1]:tcp:80 UP`.
+pub fn fifo_real_server_line(vs: &VirtualServer, rs: &RealServer, up: bool) -> String {
+    format!(
+        "RS {} {} {}\n",
+        trio(rs.ip, vs.protocol, rs.port),
+        fifo_service_name(vs),
+        up_down(up)
+    )
+}
+
+fn up_down(up: bool) -> &'static str {
+    if up {
+        "UP"
+    } else {
+        "DOWN"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +224,25 @@ mod tests {
         let stopped = group_entered(&groups, "VI_2", "STOP", &instances, &mut group_states);
         assert_eq!(stopped.map(|g| g.name.as_str()), Some("G1"));
         assert!(group_entered(&groups, "VI_9", "MASTER", &instances, &mut group_states).is_none());
+    }
+
+    #[test]
+    fn fifo_lines_are_keepalived_lines() {
+        assert_eq!(
+            fifo_vrrp_line("INSTANCE", "VI_1", "MASTER", 150),
+            "INSTANCE \"VI_1\" MASTER 150\n"
+        );
+        let text = "[[virtual_server]]\nip = \"2001:db8::1\"\nport = 443\nprotocol = \"TCP\"\nlb_algo = \"rr\"\nlb_kind = \"DR\"\n[[virtual_server.real_server]]\nip = \"2001:db8::10\"\nport = 443\n";
+        let model = haldir_config::parse_toml(text, "t.toml").unwrap();
+        let vs = &model.virtual_servers[0];
+        assert_eq!(
+            fifo_quorum_line(vs, false),
+            "VS [2001:db8::1]:tcp:443 DOWN\n"
+        );
+        assert_eq!(
+            fifo_real_server_line(vs, &vs.real_servers[0], true),
+            "RS [2001:db8::10]:tcp:443 [2001:db8::1]:tcp:443 UP\n"
+        );
     }
 
     #[test]

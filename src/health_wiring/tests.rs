@@ -89,7 +89,8 @@ TCP_CHECK = {{}}
     let (model_tx, model_rx) = watch::channel(model(&config("")));
     let (driver_tx, _driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut table = spawn(model_rx, driver_tx, shutdown_rx);
+    let (notices_tx, _notices_rx) = mpsc::channel(64);
+    let mut table = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
     wait_for(&mut table, "both up", |t| has(t, pa) && has(t, pb)).await;
 
     a.close();
@@ -159,7 +160,8 @@ track_script = ["chk"]
     let (_model_tx, model_rx) = watch::channel(m);
     let (driver_tx, mut driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let _table = spawn(model_rx, driver_tx, shutdown_rx);
+    let (notices_tx, _notices_rx) = mpsc::channel(64);
+    let _table = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
     assert_eq!(
         next(&mut driver_rx).await,
         ("VI_1".to_string(), Tracking::default())

@@ -421,6 +421,10 @@ pub struct DaemonCounters {
     pub notify_timeout: u64,
     /// Transitions the notify task missed (its event channel overflowed).
     pub notify_missed: u64,
+    /// Lines written to notify FIFOs (one per FIFO written to).
+    pub notify_fifo_lines: u64,
+    /// Lines a notify FIFO could not take (full: its reader is behind or gone).
+    pub notify_fifo_dropped: u64,
     /// Connections to `/metrics` closed at once because the server had its maximum open.
     pub metrics_connections_refused: u64,
 }

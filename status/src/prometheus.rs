@@ -522,6 +522,18 @@ fn render_daemon(out: &mut String, c: &DaemonCounters, version: &str) {
     f.sample(&[], n(c.notify_missed));
     let mut f = Family::new(
         out,
+        "haldir_notify_fifo_lines_total",
+        "counter",
+        "Lines written to notify FIFOs, and lines dropped because a FIFO was full.",
+    );
+    for (result, count) in [
+        ("written", c.notify_fifo_lines),
+        ("dropped", c.notify_fifo_dropped),
+    ] {
+        f.sample(&[("result", result)], n(count));
+    }
+    let mut f = Family::new(
+        out,
         "haldir_metrics_connections_refused_total",
         "counter",
         "Metrics connections closed at once because the server already had its maximum open.",
