@@ -72,7 +72,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     }
     // Health checks (src/health_wiring.rs) follow the running model and turn it into the
     // desired IPVS table; tracked scripts move the instances' priorities.
-    let desired_rx = crate::health_wiring::spawn(
+    let (desired_rx, health) = crate::health_wiring::spawn(
         running_tx.subscribe(),
         commands_tx.clone(),
         lvs_notices_tx,
@@ -109,7 +109,22 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     );
     // keepalived's static addresses, routes and rules (src/statics.rs).
     let statics = crate::statics::spawn(running_tx.subscribe(), shutdown_rx.clone());
-    crate::lvs_timeouts::spawn(running_tx.subscribe());
+    let lvs_timeouts = crate::lvs_timeouts::spawn(running_tx.subscribe(), shutdown_rx.clone());
+    // Every long-lived task is watched: one that ends before the stop (a panic, an early
+    // return) stops haldir the way SIGTERM does, and the exit status says it failed, so
+    // that systemd restarts it. A half-dead daemon could keep VIPs it no longer defends.
+    let mut supervised = futures::stream::FuturesUnordered::new();
+    for (name, task) in [
+        ("health checks", health),
+        ("IPVS", ipvs),
+        ("sync daemon", sync_daemon),
+        ("bulk resync", bulk_resync),
+        ("static addresses", statics),
+        ("lvs_timeouts", lvs_timeouts),
+    ] {
+        supervised.push(async move { (name, task.await) });
+    }
+    let mut operator = operator;
     let driver = tokio::spawn(driver::run_with_events(
         specs,
         status_tx,
@@ -124,12 +139,32 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         .send(DriverCommand::SetSyncGroups(sync_group_specs(&model)))
         .await;
     crate::operator::ready(&model);
+    let mut failure: Option<anyhow::Error> = None;
+    let mut driver_ended = false;
     loop {
         tokio::select! {
             result = &mut driver => {
-                // The driver only returns early when it cannot start.
-                result.context("the VRRP driver panicked")??;
-                return Ok(());
+                // The driver returns early when it cannot start, or when a link failed
+                // (its instances resigned already).
+                driver_ended = true;
+                failure = Some(match result {
+                    Ok(Ok(())) => anyhow::anyhow!("the VRRP driver ended"),
+                    Ok(Err(e)) => anyhow::Error::new(e),
+                    Err(e) => anyhow::anyhow!("the VRRP driver panicked: {e}"),
+                });
+                break;
+            }
+            Some((name, outcome)) = futures::StreamExt::next(&mut supervised) => {
+                let why = match outcome {
+                    Ok(()) => format!("the {name} task ended"),
+                    Err(e) => format!("the {name} task failed: {e}"),
+                };
+                failure = Some(anyhow::anyhow!(why));
+                break;
+            }
+            why = operator.notify_ended() => {
+                failure = Some(anyhow::anyhow!(why));
+                break;
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -155,18 +190,41 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             },
         }
     }
-    info!("stopping: sending priority 0; the virtual addresses go when the new master advertises");
+    match &failure {
+        Some(why) => {
+            error!("{why:#}: haldir stops (priority 0, addresses removed) and exits with an error")
+        }
+        None => info!(
+            "stopping: sending priority 0; the virtual addresses go when the new master advertises"
+        ),
+    }
     crate::systemd::stopping();
     let _ = shutdown_tx.send(true);
-    driver.await.context("the VRRP driver panicked")??;
-    let _ = ipvs.await;
-    let _ = sync_daemon.await;
-    let _ = bulk_resync.await;
-    let _ = statics.await;
+    if !driver_ended {
+        match driver.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure.get_or_insert_with(|| anyhow::Error::new(e));
+            }
+            Err(e) => {
+                failure.get_or_insert_with(|| anyhow::anyhow!("the VRRP driver panicked: {e}"));
+            }
+        }
+    }
+    while let Some((name, outcome)) = futures::StreamExt::next(&mut supervised).await {
+        if let Err(e) = outcome {
+            warn!("the {name} task failed while stopping: {e}");
+        }
+    }
     // The notify scripts of the last transitions (STOP) run to their end or timeout.
     operator.finish().await;
-    info!("stopped");
-    Ok(())
+    match failure {
+        Some(why) => Err(why.context("haldir stopped because a part of it failed")),
+        None => {
+            info!("stopped");
+            Ok(())
+        }
+    }
 }
 
 /// `haldir handover`: asks the driver and passes its answer on (the driver

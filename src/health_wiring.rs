@@ -501,7 +501,7 @@ pub fn spawn(
     driver: mpsc::Sender<DriverCommand>,
     lvs_notices: mpsc::Sender<LvsNotice>,
     mut shutdown: watch::Receiver<bool>,
-) -> watch::Receiver<Table> {
+) -> (watch::Receiver<Table>, tokio::task::JoinHandle<()>) {
     let first = model.borrow_and_update().clone();
     // Until the checks are added, the table as keepalived starts it (alpha: down).
     let mut quorum_up = HashMap::new();
@@ -511,7 +511,7 @@ pub fn spawn(
         &mut quorum_up,
     );
     let (table_tx, table_rx) = watch::channel(initial);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (scheduler, _join) = spawn_scheduler(SchedulerConfig::default(), events_tx);
         let mut wiring = Wiring {
@@ -557,7 +557,7 @@ pub fn spawn(
         }
         scheduler.shutdown(false).await;
     });
-    table_rx
+    (table_rx, task)
 }
 
 /// `init_file`: writes the value when the file is missing, or always with `overwrite`.

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-/// Follows the running model until it ends.
-pub fn spawn(running: watch::Receiver<Model>) -> JoinHandle<()> {
-    tokio::spawn(run(running))
+/// Follows the running model until the daemon stops.
+pub fn spawn(running: watch::Receiver<Model>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(run(running, shutdown))
 }
 
-async fn run(mut running: watch::Receiver<Model>) {
+async fn run(mut running: watch::Receiver<Model>, mut shutdown: watch::Receiver<bool>) {
     let mut set = LvsTimeouts::default();
     loop {
         let wanted = running.borrow_and_update().lvs_timeouts;
@@ -30,8 +30,13 @@ async fn run(mut running: watch::Receiver<Model>) {
             }
             set = wanted;
         }
-        if running.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = running.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }

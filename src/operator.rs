@@ -24,7 +24,8 @@ const LIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The running operator tasks.
 pub struct Operator {
-    notify: JoinHandle<()>,
+    /// The notify task (`None` once it has ended).
+    notify: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     /// Feeds the real servers' health into the status and metrics; the health
     /// wiring takes it with [`Operator::health`].
@@ -144,7 +145,7 @@ pub async fn start(
         counters,
     ));
     Ok(Operator {
-        notify,
+        notify: Some(notify),
         tasks,
         health: health_tx,
         live: live_rx,
@@ -167,6 +168,20 @@ impl Operator {
         self.health.clone()
     }
 
+    /// Waits for the notify task to end (before shutdown it must not: the caller treats
+    /// that as a failure). Pending forever once it has ended and been seen.
+    pub async fn notify_ended(&mut self) -> String {
+        let Some(task) = self.notify.as_mut() else {
+            return std::future::pending().await;
+        };
+        let outcome = task.await;
+        self.notify = None;
+        match outcome {
+            Ok(()) => "the notify task ended".to_owned(),
+            Err(e) => format!("the notify task failed: {e}"),
+        }
+    }
+
     /// The live virtual servers.
     pub fn live(&self) -> watch::Receiver<LiveVirtualServers> {
         self.live.clone()
@@ -176,8 +191,10 @@ impl Operator {
     /// by `notify_timeout`, and for the other tasks to see the shutdown.
     pub async fn finish(self) {
         let limit = self.running.borrow().scripts.notify_timeout + Duration::from_secs(1);
-        if tokio::time::timeout(limit, self.notify).await.is_err() {
-            warn!("notify scripts still running at exit");
+        if let Some(notify) = self.notify {
+            if tokio::time::timeout(limit, notify).await.is_err() {
+                warn!("notify scripts still running at exit");
+            }
         }
         for mut task in self.tasks {
             if tokio::time::timeout(Duration::from_secs(1), &mut task)

@@ -23,6 +23,8 @@ async fn run(mut running: watch::Receiver<Model>, mut shutdown: watch::Receiver<
         Ok(netif) => netif,
         Err(e) => {
             error!("static addresses, routes and rules are not installed: {e}");
+            // The daemon runs on; this task ends with it (not before: that is a failure).
+            let _ = shutdown.wait_for(|stop| *stop).await;
             return;
         }
     };

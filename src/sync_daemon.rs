@@ -80,6 +80,7 @@ async fn run(
             error!(
                 "lvs_sync_daemon: {e}: no connection sync (the kernel's IPVS sync daemon cannot be started); VRRP runs on"
             );
+            let _ = shutdown.wait_for(|stop| *stop).await;
             return;
         }
     };

@@ -101,6 +101,9 @@ pub async fn keep_in_step<A, H>(
         _ = desired_tables.wait_for(|t| t.service_count() > 0) => {}
     }
     let Some((mut reconciler, mut hooks)) = start.await else {
+        // Said why; the rest of the daemon runs on, and this task ends with it (an early
+        // end would read as a failure to a supervisor).
+        let _ = shutdown.wait_for(|stop| *stop).await;
         return;
     };
     let mut desired = desired_tables.borrow_and_update().clone();

@@ -191,6 +191,36 @@ impl<'l> Haldir<'l> {
         extra_args: &[&str],
         timeout: Duration,
     ) -> anyhow::Result<Haldir<'l>> {
+        Haldir::launch(lab, host, binary, config, (extra_args, &[]), timeout)
+    }
+
+    /// Like [`Haldir::start_with_config`], with extra environment variables for the
+    /// process (test-only hooks such as `HALDIR_TEST_FAULT`).
+    pub fn start_with_env(
+        lab: &'l Lab,
+        host: &str,
+        binary: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Haldir<'l>> {
+        Haldir::launch(
+            lab,
+            host,
+            binary,
+            config,
+            (&[], env),
+            Duration::from_secs(10),
+        )
+    }
+
+    fn launch(
+        lab: &'l Lab,
+        host: &str,
+        binary: &Path,
+        config: &str,
+        (extra_args, env): (&[&str], &[(&str, &str)]),
+        timeout: Duration,
+    ) -> anyhow::Result<Haldir<'l>> {
         let dir = lab.dir();
         let config_path = dir.join(format!("{host}-haldir.toml"));
         let status_path = dir.join(format!("{host}-haldir.status.json"));
@@ -208,7 +238,8 @@ impl<'l> Haldir<'l> {
             .arg("--dump-dir")
             .arg(dir.join(format!("{host}-dumps")))
             .args(extra_args)
-            .env("HALDIR_LOG", "info,haldir_vrrp=debug");
+            .env("HALDIR_LOG", "info,haldir_vrrp=debug")
+            .envs(env.iter().copied());
         let pid = lab
             .spawn(host, cmd)
             .with_context(|| format!("cannot start haldir in {host}"))?;

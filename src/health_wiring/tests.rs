@@ -90,7 +90,7 @@ TCP_CHECK = {{}}
     let (driver_tx, _driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
-    let mut table = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
+    let (mut table, _task) = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
     wait_for(&mut table, "both up", |t| has(t, pa) && has(t, pb)).await;
 
     a.close();
@@ -161,7 +161,7 @@ track_script = ["chk"]
     let (driver_tx, mut driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
-    let _table = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
+    let (_table, _task) = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
     assert_eq!(
         next(&mut driver_rx).await,
         ("VI_1".to_string(), Tracking::default())

@@ -149,19 +149,51 @@ pub(super) enum LinkCommand {
 }
 
 impl Link {
+    /// Runs the link until the driver stops it (its routers resign make-before-break) or
+    /// closes it. If the link fails (a panic in its work, or a timer it cannot create),
+    /// its routers resign at once (priority 0, addresses removed) and the failure goes to
+    /// the driver on `failed`, which then stops every link: a half-dead daemon, whose
+    /// addresses stay while its adverts have stopped, would make two masters.
     pub(super) async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<LinkCommand>,
-        mut shutdown: watch::Receiver<bool>,
+        commands: mpsc::UnboundedReceiver<LinkCommand>,
+        shutdown: watch::Receiver<bool>,
+        failed: mpsc::UnboundedSender<String>,
     ) {
-        let mut buffer = vec![0u8; RECEIVE_BUFFER];
-        let mut timer = match PreciseTimer::new() {
-            Ok(timer) => timer,
-            Err(e) => {
-                error!(interface = %self.info.name, "cannot create the timer: {e}");
-                return;
+        use futures::FutureExt as _;
+        let outcome = std::panic::AssertUnwindSafe(self.serve(commands, shutdown))
+            .catch_unwind()
+            .await;
+        let why = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(why)) => why,
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                format!("panicked: {text}")
             }
         };
+        error!(interface = %self.info.name, "the link's task failed ({why}): its instances resign now");
+        let now = Instant::now();
+        for i in 0..self.instances.len() {
+            self.instances[i].router.shutdown(now);
+            self.carry_out(i).await;
+        }
+        let _ = failed.send(format!("{} {why}", self.info.name));
+    }
+
+    /// The link's work; `Err` when it cannot go on.
+    async fn serve(
+        &mut self,
+        mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        let mut timer = PreciseTimer::new().map_err(|e| format!("cannot create the timer: {e}"))?;
+        let fault = injected_fault(&self.info.name);
         loop {
             if let Err(e) = timer.set(self.next_deadline()) {
                 error!(interface = %self.info.name, "cannot arm the timer: {e}");
@@ -172,14 +204,17 @@ impl Link {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         self.shut_down(&mut timer, &mut buffer).await;
-                        return;
+                        return Ok(());
                     }
                 }
                 command = commands.recv() => match command {
                     Some(command) => self.handle_command(command).await,
                     // The supervisor closed this link: its instances are gone.
-                    None => return,
+                    None => return Ok(()),
                 },
+                () = async { tokio::time::sleep_until(fault.expect("guarded").into()).await }, if fault.is_some() => {
+                    panic!("injected by HALDIR_TEST_FAULT");
+                }
                 fired = timer.expired(), if armed => {
                     if let Err(e) = fired {
                         error!(interface = %self.info.name, "timer failed: {e}");
@@ -918,4 +953,19 @@ impl Link {
             }
         }
     }
+}
+
+/// A test-only fault hook: `HALDIR_TEST_FAULT=link_panic:IFNAME:MS` makes the task of the
+/// link on IFNAME panic MS milliseconds after it starts (tests/supervision.rs proves with
+/// it that a failed link stops the daemon cleanly). Unset, as in any real run, it does
+/// nothing.
+fn injected_fault(interface: &str) -> Option<Instant> {
+    let spec = std::env::var("HALDIR_TEST_FAULT").ok()?;
+    let mut parts = spec.splitn(3, ':');
+    let (Some("link_panic"), Some(name), Some(millis)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let millis: u64 = millis.parse().ok()?;
+    (name == interface).then(|| Instant::now() + Duration::from_millis(millis))
 }

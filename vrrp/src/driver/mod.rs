@@ -120,6 +120,10 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+    /// A link's task failed (a panic, or an error it cannot go on after): its routers
+    /// resigned, and the driver stopped every other link the way a graceful stop does.
+    #[error("the VRRP task of {0}; every instance resigned and haldir stops")]
+    LinkFailed(String),
 }
 
 /// The effect of tracked objects on an instance (keepalived semantics): the
@@ -268,7 +272,11 @@ pub async fn run_with_events(
     held_at_start: BTreeSet<String>,
 ) -> Result<(), DriverError> {
     let (members_tx, mut member_events) = mpsc::unbounded_channel();
+    // The links stop when the daemon stops, or when one of them fails (then all resign).
+    let (links_stop, links_stopping) = watch::channel(false);
+    let (failures_tx, mut failures) = mpsc::unbounded_channel();
     let mut supervisor = Supervisor {
+        failures: failures_tx,
         events,
         members_tx,
         sync_groups: Vec::new(),
@@ -285,10 +293,11 @@ pub async fn run_with_events(
         links: Vec::new(),
         running: Vec::new(),
         status,
-        shutdown: shutdown.clone(),
+        shutdown: links_stopping,
         filtered: None,
     };
     supervisor.apply(specs).await?;
+    let mut failure = None;
     let mut link_poll = tokio::time::interval(LINK_POLL_INTERVAL);
     link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -331,11 +340,19 @@ pub async fn run_with_events(
                 }
             },
             Some(event) = member_events.recv() => supervisor.member_moved(event),
+            Some(why) = failures.recv() => {
+                failure = Some(why);
+                break;
+            }
         }
     }
     // Every link task watches the same signal and resigns its routers.
+    let _ = links_stop.send(true);
     for link in supervisor.links.drain(..) {
-        let _ = link.task.await;
+        if let Err(e) = link.task.await {
+            // Caught inside the task; a second panic while resigning ends up here.
+            failure.get_or_insert_with(|| format!("a link task panicked while resigning: {e}"));
+        }
     }
     supervisor.configured.clear();
     supervisor.remove_unused_vmacs().await;
@@ -344,7 +361,10 @@ pub async fn run_with_events(
             warn!("cannot remove the accept-mode filter: {e}");
         }
     }
-    Ok(())
+    match failure {
+        Some(why) => Err(DriverError::LinkFailed(why)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub(super) struct LinkHandle {
 }
 
 pub(super) struct Supervisor {
+    /// Given to each link, to report that it failed (interface and why).
+    pub(super) failures: mpsc::UnboundedSender<String>,
     pub(super) netif: Netif,
     pub(super) links: Vec<LinkHandle>,
     /// The instances running now, in configuration order.
@@ -741,7 +743,7 @@ impl Supervisor {
             events: self.events.clone(),
             members: self.members_tx.clone(),
         };
-        let task = tokio::spawn(link.run(receiver, self.shutdown.clone()));
+        let task = tokio::spawn(link.run(receiver, self.shutdown.clone(), self.failures.clone()));
         self.links.push(LinkHandle {
             key: new.key,
             names: Vec::new(),

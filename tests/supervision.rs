@@ -1,0 +1,103 @@
+//! Supervision (issue 15): a part of haldir that fails stops all of it cleanly. The test
+//! makes the VRRP task of the master's link panic through the test-only fault hook
+//! (`HALDIR_TEST_FAULT=link_panic:eth0:MS`) and checks what a peer and systemd see: a
+//! priority-0 advert from the master on the wire, its VIP gone, the backup master, and
+//! haldir exited with a failure status (so that systemd's `Restart=on-failure` restarts it)
+//! instead of running on half dead with the VIP and no adverts.
+//!
+//! Needs root (namespaces); skipped loudly otherwise.
+
+use std::path::Path;
+use std::time::Duration;
+
+use haldir_lab::{self as lab, skip_unless_root, Capture, Haldir, HaldirInstance, Lab};
+use nix::sys::signal::Signal;
+
+const VIP: &str = "10.0.0.100";
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_haldir"))
+}
+
+/// The priority of a VRRP frame (IPv4), if it is one for `vrid`.
+fn vrrp_priority(frame: &[u8], vrid: u8) -> Option<u8> {
+    let ip = frame.get(14..)?;
+    let header = usize::from(ip.first()? & 0x0f) * 4;
+    let vrrp = ip.get(header..)?;
+    (*vrrp.get(1)? == vrid).then(|| vrrp.get(2).copied())?
+}
+
+#[test]
+fn a_panicking_link_task_stops_haldir_with_priority_zero_no_vip_and_a_failure_status() {
+    if skip_unless_root(
+        "a_panicking_link_task_stops_haldir_with_priority_zero_no_vip_and_a_failure_status",
+    ) {
+        return;
+    }
+    let lab = Lab::new("supervise").unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    let capture = Capture::start(&lab).unwrap();
+    let fast = Duration::from_millis(100);
+    let config = |priority| HaldirInstance::v3(51, priority, fast, &["10.0.0.100/24"]).render();
+    // The fault fires 4 s into the link's life: r1 (150) is master long before.
+    let r1 = Haldir::start_with_env(
+        &lab,
+        "r1",
+        binary(),
+        &config(150),
+        &[("HALDIR_TEST_FAULT", "link_panic:eth0:4000")],
+    )
+    .unwrap();
+    let r2 = Haldir::start_with_config(&lab, "r2", binary(), &config(100)).unwrap();
+    assert!(
+        r1.wait_state("MASTER", Duration::from_secs(3)),
+        "{}",
+        r1.log()
+    );
+    assert!(
+        r2.wait_state("BACKUP", Duration::from_secs(3)),
+        "{}",
+        r2.log()
+    );
+    assert!(lab.has_address("r1", VIP));
+
+    let status = lab
+        .wait_exit(r1.pid(), Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|| {
+            let _ = lab.kill(r1.pid(), Signal::SIGKILL);
+            panic!("haldir ran on after its link task panicked:\n{}", r1.log())
+        });
+    let log = r1.log();
+    assert!(
+        !status.success(),
+        "haldir exited {status} after a failure:\n{log}"
+    );
+    assert!(
+        log.contains("injected by HALDIR_TEST_FAULT") && log.contains("the link's task failed"),
+        "the failure is logged:\n{log}"
+    );
+    assert!(
+        !lab.has_address("r1", VIP),
+        "the failed master kept the VIP:\n{log}"
+    );
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || r2.state().as_deref()
+            == Some("MASTER")
+            && lab.has_address("r2", VIP)),
+        "the backup did not take over:\n{}",
+        r2.log()
+    );
+    let frames = capture.stop();
+    let r1_mac = lab.mac_bytes("r1").unwrap();
+    let resignations = frames
+        .iter()
+        .filter(|f| f.kind.is_vrrp() && f.src_mac() == r1_mac)
+        .filter(|f| vrrp_priority(&f.bytes, 51) == Some(0))
+        .count();
+    assert_eq!(
+        resignations, 1,
+        "one priority-0 advert from the failed master:\n{log}"
+    );
+}
