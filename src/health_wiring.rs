@@ -11,8 +11,9 @@
 //!   checkers' verdicts (removal or `inhibit_on_failure`, `misc_dynamic` weights, quorum
 //!   with hysteresis, the sorry server);
 //! * a [`LvsNotice`] to the notify task whenever a real server comes up or goes down (all
-//!   its checkers up, or one down) or a virtual server gains or loses its quorum; the
-//!   states the first evaluation finds are the baseline and are not reported;
+//!   its checkers up, or one down) or a virtual server gains or loses its quorum, with its
+//!   `notify_up` / `notify_down` / `quorum_up` / `quorum_down` script; the states the
+//!   first evaluation finds are the baseline and are not reported;
 //! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`,
 //!   a `track_file` or a `track_process`, as `vrrp_specs::tracking` decides it.
 //!
@@ -290,7 +291,15 @@ impl Wiring {
                 let key = (service, rs.ip, rs.port);
                 if let Some(before) = self.real_servers_up.insert(key, up) {
                     if before != up {
-                        notices.push(haldir_director::notify::fifo_real_server_line(vs, rs, up));
+                        let script = if up {
+                            rs.notify.up.clone().map(|s| ("notify_up", s))
+                        } else {
+                            rs.notify.down.clone().map(|s| ("notify_down", s))
+                        };
+                        notices.push(LvsNotice {
+                            fifo_line: haldir_director::notify::fifo_real_server_line(vs, rs, up),
+                            script,
+                        });
                     }
                 }
                 seen.insert(key);
@@ -299,13 +308,21 @@ impl Wiring {
                 (quorum_before.get(&service), self.quorum_up.get(&service))
             {
                 if before != now {
-                    notices.push(haldir_director::notify::fifo_quorum_line(vs, *now));
+                    let script = if *now {
+                        vs.quorum_scripts.up.clone().map(|s| ("quorum_up", s))
+                    } else {
+                        vs.quorum_scripts.down.clone().map(|s| ("quorum_down", s))
+                    };
+                    notices.push(LvsNotice {
+                        fifo_line: haldir_director::notify::fifo_quorum_line(vs, *now),
+                        script,
+                    });
                 }
             }
         }
         self.real_servers_up.retain(|key, _| seen.contains(key));
-        for fifo_line in notices {
-            if self.lvs_notices.try_send(LvsNotice { fifo_line }).is_err() {
+        for notice in notices {
+            if self.lvs_notices.try_send(notice).is_err() {
                 self.lvs_dropped += 1;
                 warn!(
                     dropped = self.lvs_dropped,

@@ -3,6 +3,9 @@
 //! the VRRP driver reports on its event channel and every real server or quorum change
 //! the health wiring reports.
 //!
+//! - A real server's `notify_up` / `notify_down` and a virtual server's `quorum_up` /
+//!   `quorum_down` run, with the arguments written, when the health wiring reports the
+//!   change, in the same queue.
 //! - `notify_STATE` runs with the arguments written in the configuration;
 //!   `notify` gets keepalived's four appended: `INSTANCE NAME STATE PRIORITY`
 //!   (`GROUP NAME STATE 0` for sync groups, as keepalived 2.x):
@@ -73,6 +76,9 @@ impl NotifyConfig {
 pub struct LvsNotice {
     /// The notify FIFO line (`RS ... UP`, `VS ... DOWN`).
     pub fifo_line: String,
+    /// The script to run for it, if one is configured: (`notify_up`, `notify_down`,
+    /// `quorum_up` or `quorum_down`; its command line).
+    pub script: Option<(&'static str, String)>,
 }
 
 /// The last notified state (and priority) of each instance, by name.
@@ -136,7 +142,20 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             notice = lvs.recv(), if lvs_open => match notice {
-                Some(notice) => fifos.write(LineKind::Lvs, &notice.fifo_line),
+                Some(notice) => {
+                    fifos.write(LineKind::Lvs, &notice.fifo_line);
+                    if let Some((what, line)) = notice.script {
+                        match haldir_health::misc::split_command_line(&line) {
+                            Ok(argv) => queue.push_back(QueuedScript {
+                                owner: notice.fifo_line.trim_end().to_owned(),
+                                what,
+                                argv,
+                                settings: running.borrow().scripts.clone(),
+                            }),
+                            Err(e) => warn!("cannot run {what} {line}: {e}"),
+                        }
+                    }
+                }
                 None => lvs_open = false,
             },
             _ = async { current.as_mut().expect("guarded").await }, if current.is_some() => {

@@ -6,7 +6,10 @@
 //!   instances and their sync group in order (`INSTANCE "VI_1" MASTER 100`, the group's
 //!   line after its members'), the STOP lines at a graceful stop, then removes the FIFO;
 //! * `vrrp_notify_fifo` at a path that exists (made by the test, read by the test): used
-//!   as it is, gets the same lines, and is left in place at exit.
+//!   as it is, gets the same lines, and is left in place at exit;
+//! * `lvs_notify_fifo`: a real server's checker going down and up gives `RS` then `VS`
+//!   lines, and its `notify_down` / `notify_up` and the virtual server's `quorum_down` /
+//!   `quorum_up` run in that order.
 //!
 //! Needs root (namespaces); skipped loudly otherwise.
 
@@ -25,8 +28,8 @@ fn binary() -> &'static Path {
 struct OpenDir(PathBuf);
 
 impl OpenDir {
-    fn new() -> OpenDir {
-        let dir = std::env::temp_dir().join(format!("haldir-fifo-{}", std::process::id()));
+    fn new(tag: &str) -> OpenDir {
+        let dir = std::env::temp_dir().join(format!("haldir-fifo-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -107,7 +110,7 @@ fn notify_fifos_receive_every_transition_in_order_and_the_created_one_is_removed
     ) {
         return;
     }
-    let dir = OpenDir::new();
+    let dir = OpenDir::new("vrrp");
     let fifo = dir.0.join("notify.fifo");
     let out = dir.0.join("reader.log");
     let reader = dir.0.join("reader.sh");
@@ -250,10 +253,23 @@ fn notify_fifos_receive_every_transition_in_order_and_the_created_one_is_removed
 }
 
 #[test]
-fn an_lvs_notify_fifo_receives_real_server_and_quorum_changes() {
-    if skip_unless_root("an_lvs_notify_fifo_receives_real_server_and_quorum_changes") {
+fn an_lvs_notify_fifo_and_the_lvs_scripts_follow_real_server_and_quorum_changes() {
+    if skip_unless_root(
+        "an_lvs_notify_fifo_and_the_lvs_scripts_follow_real_server_and_quorum_changes",
+    ) {
         return;
     }
+    // notify_up / notify_down / quorum_up / quorum_down append their argument to a log.
+    let dir = OpenDir::new("lvs");
+    let script_log = dir.0.join("lvs-scripts.log");
+    let script = dir.0.join("lvs.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", script_log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |what: &str| format!("\"{} {what}\"", script.display());
     let lab = Lab::new("lvs-fifo").unwrap();
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
     lab.add_host("rs1", &["10.0.0.11/24"]).unwrap();
@@ -299,7 +315,11 @@ virtual_server 10.0.0.100 8080 {{
     lb_algo rr
     lb_kind DR
     protocol TCP
+    quorum_up {}
+    quorum_down {}
     real_server 10.0.0.11 8080 {{
+        notify_up {}
+        notify_down {}
         TCP_CHECK {{
             connect_timeout 1
             retry 0
@@ -307,7 +327,11 @@ virtual_server 10.0.0.100 8080 {{
     }}
 }}
 ",
-        fifo.display()
+        fifo.display(),
+        run("quorum-up"),
+        run("quorum-down"),
+        run("rs-up"),
+        run("rs-down"),
     );
     let r1 = Haldir::start_with_config(&lab, "r1", binary(), &config).unwrap();
     assert!(
@@ -332,6 +356,17 @@ virtual_server 10.0.0.100 8080 {{
         "RS [10.0.0.11]:tcp:8080 [10.0.0.100]:tcp:8080 UP"
     );
     assert_eq!(next("the quorum gained"), "VS [10.0.0.100]:tcp:8080 UP");
+    // The scripts ran for the same changes, in the same order, one at a time.
+    let expected = "rs-down\nquorum-down\nrs-up\nquorum-up\n";
+    lab::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&script_log).is_ok_and(|t| t.len() >= expected.len())
+    });
+    assert_eq!(
+        std::fs::read_to_string(&script_log).unwrap_or_default(),
+        expected,
+        "notify_down, quorum_down, notify_up, quorum_up in order\n{}",
+        r1.log()
+    );
     r1.stop().unwrap();
     assert!(
         lines_rx.recv_timeout(Duration::from_secs(2)).is_err(),

@@ -259,6 +259,9 @@ pub(crate) struct VirtualServerDraft {
     pub(crate) omega: Option<Located<bool>>,
     /// `virtualhost`: default for the HTTP_GET / SSL_GET checkers.
     pub(crate) virtualhost: Option<Located<String>>,
+    /// `quorum_up` / `quorum_down`: command lines.
+    pub(crate) quorum_up: Option<Located<String>>,
+    pub(crate) quorum_down: Option<Located<String>>,
 }
 
 impl VirtualServerDraft {
@@ -286,6 +289,8 @@ impl VirtualServerDraft {
             inhibit_on_failure: None,
             omega: None,
             virtualhost: None,
+            quorum_up: None,
+            quorum_down: None,
         }
     }
 }
@@ -307,6 +312,9 @@ pub(crate) struct RealServerDraft {
     pub(crate) virtualhost: Option<Located<String>>,
     /// The health checkers, in file order.
     pub(crate) checks: Vec<CheckDraft>,
+    /// `notify_up` / `notify_down`: command lines.
+    pub(crate) notify_up: Option<Located<String>>,
+    pub(crate) notify_down: Option<Located<String>>,
 }
 
 impl RealServerDraft {
@@ -324,6 +332,8 @@ impl RealServerDraft {
             inhibit_on_failure: None,
             virtualhost: None,
             checks: Vec::new(),
+            notify_up: None,
+            notify_down: None,
         }
     }
 }

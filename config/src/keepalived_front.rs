@@ -333,8 +333,6 @@ const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
     place: "virtual_server",
     accepted: virtual_server_keywords!(;),
     planned: &[
-        ("quorum_up", "quorum scripts are not implemented"),
-        ("quorum_down", "quorum scripts are not implemented"),
         ("lvs_timeouts", "setting IPVS timeouts is not implemented"),
         ("ha_suspend", "not implemented"),
         ("one_packet_scheduling", "not implemented"),
@@ -347,14 +345,6 @@ const REAL_SERVER: BlockKeywords = BlockKeywords {
     place: "real_server",
     accepted: real_server_keywords!(;),
     planned: &[
-        (
-            "notify_up",
-            "real-server notify scripts are not implemented",
-        ),
-        (
-            "notify_down",
-            "real-server notify scripts are not implemented",
-        ),
         ("SMTP_CHECK", "the SMTP checker is not implemented"),
         ("PING_CHECK", "the PING checker is not implemented"),
         ("UDP_CHECK", "the UDP checker is not implemented"),

@@ -99,6 +99,8 @@ macro_rules! virtual_server_keywords {
             "nb_get_retry",
             "delay_before_retry",
             "virtualhost",
+            "quorum_up",
+            "quorum_down",
             $($after),*
         ]
     };
@@ -122,6 +124,8 @@ macro_rules! real_server_keywords {
             "nb_get_retry",
             "delay_before_retry",
             "virtualhost",
+            "notify_up",
+            "notify_down",
             "TCP_CHECK",
             "HTTP_GET",
             "SSL_GET",

@@ -44,7 +44,7 @@ use std::sync::Arc;
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
     AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler,
-    LvsTimeouts, Model, NotifyScripts, RealServer, ScriptSettings, Statics, SyncGroup,
+    LvsScripts, LvsTimeouts, Model, NotifyScripts, RealServer, ScriptSettings, Statics, SyncGroup,
     TrackedInterface, VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress,
     VrrpInstance, VrrpVersion,
 };

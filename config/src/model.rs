@@ -629,6 +629,9 @@ pub struct VirtualServer {
     pub sorry_server: Option<crate::model_health::SorryServer>,
     /// `omega`: on shutdown, report the servers still up as going down.
     pub omega: bool,
+    /// `quorum_up` / `quorum_down`: run (as `script_user`) when the quorum is gained
+    /// or lost.
+    pub quorum_scripts: LvsScripts,
     /// The real servers, in file order, each (ip, port) once.
     pub real_servers: Vec<RealServer>,
     /// Where the table starts in the configuration file.
@@ -653,8 +656,21 @@ pub struct RealServer {
     pub inhibit_on_failure: bool,
     /// The health checkers; the server is up when all are (none: always up).
     pub checks: Vec<crate::model_health::HealthCheck>,
+    /// `notify_up` / `notify_down`: run (as `script_user`) when the real server comes up
+    /// (all its checkers up) or goes down.
+    pub notify: LvsScripts,
     /// Where the table starts in the configuration file.
     pub loc: Loc,
+}
+
+/// The command lines keepalived runs on a virtual server's quorum change (`quorum_up`,
+/// `quorum_down`) or a real server's (`notify_up`, `notify_down`); no arguments added.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct LvsScripts {
+    /// Run on the way up.
+    pub up: Option<String>,
+    /// Run on the way down.
+    pub down: Option<String>,
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use crate::model::{
-    AddressFamily, Authentication, LvsMethod, LvsProtocol, Model, RealServer, ScriptSettings,
-    SyncGroup, VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
+    AddressFamily, Authentication, LvsMethod, LvsProtocol, LvsScripts, Model, RealServer,
+    ScriptSettings, SyncGroup, VirtualServer, VirtualServerAddress, VrrpInstance, VrrpVersion,
 };
 
 /// The TOML text of `model`, in the layout `FORMAT.md` documents. Exact
@@ -310,6 +310,7 @@ fn virtual_server(out: &mut String, vs: &VirtualServer) {
         hysteresis,
         sorry_server,
         omega,
+        quorum_scripts,
         real_servers,
         loc: _,
     } = vs;
@@ -353,6 +354,7 @@ fn virtual_server(out: &mut String, vs: &VirtualServer) {
         line(out, "delay_loop", decimal(*millis, 1000));
     }
     health::virtual_server(out, *quorum, *hysteresis, sorry_server, *omega);
+    lvs_scripts(out, ("quorum_up", "quorum_down"), quorum_scripts);
     for rs in real_servers {
         real_server(out, rs);
     }
@@ -367,6 +369,7 @@ fn real_server(out: &mut String, rs: &RealServer) {
         lower_threshold,
         inhibit_on_failure,
         checks,
+        notify,
         loc: _,
     } = rs;
     out.push_str("\n[[virtual_server.real_server]]\n");
@@ -383,7 +386,17 @@ fn real_server(out: &mut String, rs: &RealServer) {
     if *lower_threshold != 0 {
         line(out, "lthreshold", lower_threshold);
     }
+    lvs_scripts(out, ("notify_up", "notify_down"), notify);
     health::real_server(out, *inhibit_on_failure, checks);
+}
+
+/// A virtual server's quorum scripts or a real server's notify scripts, when set.
+fn lvs_scripts(out: &mut String, (up_key, down_key): (&str, &str), scripts: &LvsScripts) {
+    for (key, script) in [(up_key, &scripts.up), (down_key, &scripts.down)] {
+        if let Some(script) = script {
+            line(out, key, string(script));
+        }
+    }
 }
 
 /// `units / per_second` seconds as a TOML integer or exact decimal.

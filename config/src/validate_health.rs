@@ -358,6 +358,39 @@ fn global_script_user(scripts: &ScriptsDraft) -> (Option<String>, Option<String>
     )
 }
 
+/// A virtual server's `quorum_up` / `quorum_down` or a real server's `notify_up` /
+/// `notify_down`: each a command line that runs as `script_user` (checked as every script
+/// is: it splits, the user exists, the program runs).
+pub(crate) fn lvs_scripts(
+    errors: &mut Vec<ConfigError>,
+    (up_key, up): (&str, &Option<Located<String>>),
+    (down_key, down): (&str, &Option<Located<String>>),
+    scripts: &ScriptsDraft,
+) -> crate::model::LvsScripts {
+    let (user, group) = global_script_user(scripts);
+    let mut one = |key: &str, script: &Option<Located<String>>| {
+        let script = script.as_ref()?;
+        let user_loc = scripts
+            .script_user
+            .as_ref()
+            .map_or(&script.loc, |u| &u.loc)
+            .clone();
+        script_runs(
+            errors,
+            key,
+            script,
+            (user.as_deref(), group.as_deref()),
+            &user_loc,
+            script_security(scripts),
+        )?;
+        Some(script.value.clone())
+    };
+    crate::model::LvsScripts {
+        up: one(up_key, up),
+        down: one(down_key, down),
+    }
+}
+
 /// `global_defs.enable_script_security`.
 fn script_security(scripts: &ScriptsDraft) -> bool {
     scripts

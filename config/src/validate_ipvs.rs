@@ -311,6 +311,12 @@ fn virtual_server(
         );
         server.inhibit_on_failure = health.inhibit_on_failure;
         server.checks = health.checks;
+        server.notify = crate::validate_health::lvs_scripts(
+            errors,
+            ("notify_up", &rs.notify_up),
+            ("notify_down", &rs.notify_down),
+            scripts,
+        );
         let key = (server.ip, server.port);
         if let Some(first) = seen.get(&key) {
             push(
@@ -328,6 +334,12 @@ fn virtual_server(
     }
 
     let health = crate::validate_health::virtual_server(errors, d, family, method, default_port);
+    let quorum_scripts = crate::validate_health::lvs_scripts(
+        errors,
+        ("quorum_up", &d.quorum_up),
+        ("quorum_down", &d.quorum_down),
+        scripts,
+    );
 
     if errors.len() > errors_before {
         return None;
@@ -345,6 +357,7 @@ fn virtual_server(
         hysteresis: health.hysteresis,
         sorry_server: health.sorry_server,
         omega: health.omega,
+        quorum_scripts,
         real_servers,
         loc: d.loc.clone(),
     })
@@ -500,6 +513,7 @@ fn real_server(
         // Set by the caller (validate_health::real_server).
         inhibit_on_failure: false,
         checks: Vec::new(),
+        notify: Default::default(),
         loc: d.loc.clone(),
     })
 }

@@ -32,14 +32,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "lvs_ping_check.conf",
         "`PING_CHECK` in real_server is not supported yet",
     ),
-    (
-        "lvs_notify_up_down.conf",
-        "`notify_up` in real_server is not supported yet",
-    ),
-    (
-        "lvs_quorum_scripts.conf",
-        "`quorum_up` in virtual_server is not supported yet",
-    ),
     ("shell_script_string.conf", "</dev/tcp"),
     (
         "no_vip_cloud_notify.conf",

@@ -116,6 +116,7 @@ fn a_file_may_hold_only_virtual_servers_with_keepalived_defaults() {
             hysteresis: 0,
             sorry_server: None,
             omega: false,
+            quorum_scripts: Default::default(),
             real_servers: vec![RealServer {
                 ip: ip("10.0.0.1"),
                 port: 80,
@@ -124,6 +125,7 @@ fn a_file_may_hold_only_virtual_servers_with_keepalived_defaults() {
                 lower_threshold: 0,
                 inhibit_on_failure: false,
                 checks: Vec::new(),
+                notify: Default::default(),
                 loc: loc(FILE, 6, 1),
             }],
             loc: loc(FILE, 1, 1),

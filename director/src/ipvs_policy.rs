@@ -152,6 +152,7 @@ pub fn desired_table(
                     lower_threshold: 0,
                     inhibit_on_failure: sorry.inhibit,
                     checks: Vec::new(),
+                    notify: Default::default(),
                     loc: vs.loc.clone(),
                 };
                 let (dest_key, dest) = destination(vs, &stand_in);

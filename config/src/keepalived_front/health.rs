@@ -138,6 +138,8 @@ impl Front {
             "inhibit_on_failure" => d.inhibit_on_failure = self.flag(stmt, true),
             "omega" => d.omega = self.flag(stmt, true),
             "virtualhost" => d.virtualhost = self.word(stmt),
+            "quorum_up" => d.quorum_up = self.command(stmt),
+            "quorum_down" => d.quorum_down = self.command(stmt),
             other => unreachable!("VIRTUAL_SERVER keyword {other} has no reader"),
         }
     }
@@ -162,6 +164,8 @@ impl Front {
         match keyword {
             "inhibit_on_failure" => d.inhibit_on_failure = self.flag(stmt, true),
             "virtualhost" => d.virtualhost = self.word(stmt),
+            "notify_up" => d.notify_up = self.command(stmt),
+            "notify_down" => d.notify_down = self.command(stmt),
             other => unreachable!("REAL_SERVER keyword {other} has no reader"),
         }
     }

@@ -60,6 +60,8 @@ impl Reader<'_> {
             "inhibit_on_failure" => draft.inhibit_on_failure = self.boolean(key, value),
             "omega" => draft.omega = self.boolean(key, value),
             "virtualhost" => draft.virtualhost = self.string(key, value),
+            "quorum_up" => draft.quorum_up = self.string(key, value),
+            "quorum_down" => draft.quorum_down = self.string(key, value),
             _ => return false,
         }
         true
@@ -83,6 +85,14 @@ impl Reader<'_> {
             }
             "virtualhost" => {
                 draft.virtualhost = self.string(key, value);
+                return;
+            }
+            "notify_up" => {
+                draft.notify_up = self.string(key, value);
+                return;
+            }
+            "notify_down" => {
+                draft.notify_down = self.string(key, value);
                 return;
             }
             "TCP_CHECK" => CheckKindDraft::Tcp,
