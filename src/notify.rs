@@ -145,7 +145,7 @@ pub async fn run(
                 Some(notice) => {
                     fifos.write(LineKind::Lvs, &notice.fifo_line);
                     if let Some((what, line)) = notice.script {
-                        match haldir_health::misc::split_command_line(&line) {
+                        match haldir_health::misc::command_argv(&line) {
                             Ok(argv) => queue.push_back(QueuedScript {
                                 owner: notice.fifo_line.trim_end().to_owned(),
                                 what,

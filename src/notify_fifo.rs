@@ -235,14 +235,13 @@ async fn run_reader(fifo: NotifyFifo, settings: ScriptSettings) {
     let Some(script) = &fifo.script else {
         return;
     };
-    let mut argv = match haldir_health::misc::split_command_line(&script.command) {
-        Ok(argv) => argv,
+    let argv = match haldir_health::misc::command_argv(&script.command) {
+        Ok(argv) => haldir_health::misc::with_args(argv, std::slice::from_ref(&fifo.path)),
         Err(e) => {
             warn!(fifo = %fifo.path, "cannot run {}: {e}", fifo.events.script_keyword());
             return;
         }
     };
-    argv.push(fifo.path.clone());
     let (user, group) = match &script.user {
         Some(user) => (Some(user.clone()), script.group.clone()),
         None => (settings.user.clone(), settings.group.clone()),

@@ -6,8 +6,9 @@
 //! * with weight 0, a failing script puts the instance in FAULT: it releases its VIP and
 //!   the peer takes over; recovery leaves FAULT.
 //!
-//! The script is the real `test -e FLAG`, run by haldir as the unprivileged default user
-//! (no shell); the test flips the flag file. Needs root (namespaces); skipped loudly otherwise.
+//! The script is the real `test -e FLAG` (the first test, no shell), or the shell line
+//! `<FLAG` (the second: a redirection, run with `/bin/sh -c` as keepalived's `system()`
+//! would), run by haldir as the unprivileged default user; the test flips the flag file. Needs root (namespaces); skipped loudly otherwise.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -56,13 +57,24 @@ impl Drop for Flag {
     }
 }
 
-fn config(instance: HaldirInstance, script: Option<(&Flag, i32)>) -> String {
+/// How the script tests the flag: the program `test -e FLAG`, or the shell line `<FLAG`
+/// (a redirection, which keepalived and haldir run with `/bin/sh -c`).
+#[derive(Clone, Copy)]
+enum Form {
+    Program,
+    ShellLine,
+}
+
+fn config(instance: HaldirInstance, script: Option<(&Flag, i32, Form)>) -> String {
     let mut text = String::new();
     let mut instance = instance;
-    if let Some((flag, weight)) = script {
+    if let Some((flag, weight, form)) = script {
+        let line = match form {
+            Form::Program => format!("test -e {}", flag.path.display()),
+            Form::ShellLine => format!("<{}", flag.path.display()),
+        };
         text.push_str(&format!(
-            "[[vrrp_script]]\nname = \"chk\"\nscript = \"test -e {}\"\ninterval = 0.1\ntimeout = 1\nweight = {weight}\n\n",
-            flag.path.display()
+            "[[vrrp_script]]\nname = \"chk\"\nscript = \"{line}\"\ninterval = 0.1\ntimeout = 1\nweight = {weight}\n\n"
         ));
         instance.extra_lines.push("track_script = [\"chk\"]".into());
     }
@@ -90,7 +102,7 @@ fn a_failing_track_script_lowers_the_priority_so_the_peer_takes_over() {
         binary(),
         &config(
             HaldirInstance::v3(51, 150, FAST, &[VIP_CIDR]),
-            Some((&flag, -60)),
+            Some((&flag, -60, Form::Program)),
         ),
     )
     .unwrap();
@@ -141,7 +153,7 @@ fn a_failing_track_script_lowers_the_priority_so_the_peer_takes_over() {
     );
     assert!(r1
         .log()
-        .contains("tracked scripts or files changed the instance's standing"));
+        .contains("tracked scripts, files or processes changed the instance's standing"));
 }
 
 #[test]
@@ -157,7 +169,7 @@ fn a_failing_track_script_of_weight_zero_puts_the_instance_in_fault() {
         binary(),
         &config(
             HaldirInstance::v3(51, 150, FAST, &[VIP_CIDR]),
-            Some((&flag, 0)),
+            Some((&flag, 0, Form::ShellLine)),
         ),
     )
     .unwrap();

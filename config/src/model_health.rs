@@ -124,7 +124,8 @@ impl DnsType {
 }
 
 /// A script's command line (`misc_path`, `vrrp_script.script`), split into a program and
-/// its arguments the way keepalived does (no shell; see `haldir_scripts::split_command_line`).
+/// its arguments the way keepalived does, or `/bin/sh -c LINE` when the line starts with
+/// shell syntax (see `haldir_scripts::command_argv`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScriptCommand {
     /// The line as written (for messages and for writing the configuration back).
@@ -138,7 +139,7 @@ impl ScriptCommand {
     pub fn parse(line: &str) -> Result<Self, haldir_scripts::ScriptError> {
         Ok(ScriptCommand {
             line: line.to_owned(),
-            argv: haldir_scripts::split_command_line(line)?,
+            argv: haldir_scripts::command_argv(line)?,
         })
     }
 

@@ -32,7 +32,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "lvs_ping_check.conf",
         "`PING_CHECK` in real_server is not supported yet",
     ),
-    ("shell_script_string.conf", "</dev/tcp"),
     (
         "no_vip_cloud_notify.conf",
         "is missing `virtual_ipaddress`; add e.g. `virtual_ipaddress = [\"192.0.2.10/24\"]` (an instance without addresses is not supported: its adverts would carry an address count of 0, and RFC 5798 §5.2.5 sets the minimum to 1)",

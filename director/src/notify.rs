@@ -42,15 +42,16 @@ pub fn commands_for(
     };
     let mut commands = Vec::new();
     if let Some((what, line)) = specific {
-        let argv = misc::split_command_line(line).map_err(|e| format!("{what}: {e}"))?;
+        let argv = misc::command_argv(line).map_err(|e| format!("{what}: {e}"))?;
         commands.push((what, argv));
     }
     if let Some(line) = scripts.notify.as_deref() {
-        let mut argv = misc::split_command_line(line).map_err(|e| format!("notify: {e}"))?;
-        argv.extend([kind.to_owned(), name.to_owned(), state.to_owned()]);
+        let argv = misc::command_argv(line).map_err(|e| format!("notify: {e}"))?;
+        let mut extra = vec![kind.to_owned(), name.to_owned(), state.to_owned()];
         if let Some(priority) = priority {
-            argv.push(priority.to_string());
+            extra.push(priority.to_string());
         }
+        let argv = misc::with_args(argv, &extra);
         commands.push(("notify", argv));
     }
     Ok(commands)

@@ -26,7 +26,7 @@ use std::time::Duration;
 /// Why a `MISC_CHECK` cannot run (shared with every script haldir runs).
 pub use haldir_scripts::ScriptError as MiscError;
 use haldir_scripts::{check_executable, resolve_program};
-pub use haldir_scripts::{split_command_line, ScriptUser};
+pub use haldir_scripts::{command_argv, split_command_line, with_args, ScriptUser};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 

@@ -3,6 +3,9 @@
 //!
 //! * [`split_command_line`]: a command line split into argv the way keepalived does (no
 //!   shell: whitespace separates, '…' and "…" quote, backslash escapes);
+//! * [`command_argv`]: what runs for a command line: its words, or `/bin/sh -c LINE` when
+//!   the line starts with shell syntax (keepalived hands a line whose first word is not a
+//!   program to `system()`, so `script "</dev/tcp/127.0.0.1/80"` works there);
 //! * [`ScriptUser`]: the account a script runs as (keepalived's `script_user`; default
 //!   `keepalived_script` if that account exists, else `nobody`);
 //! * [`vet`]: the program exists, is a regular file and is executable by that user, and —
@@ -61,6 +64,46 @@ pub enum ScriptError {
         /// What is wrong.
         error: Box<path_security::PathSecurityError>,
     },
+}
+
+/// The shell a command line that needs one runs in (keepalived's `system()` uses it too).
+pub const SHELL: &str = "/bin/sh";
+
+/// What runs for the command line `text`: its words ([`split_command_line`]), or
+/// `/bin/sh -c TEXT` when its first word is shell syntax rather than a program: a
+/// redirection (`</dev/tcp/127.0.0.1/80`, `>/dev/null`), a variable or command
+/// substitution (`$CHECK`, `$(...)`, `` `...` ``), a pipe, a list or a subshell. keepalived
+/// sends any line whose first word is not an executable file to the shell; haldir does so
+/// only when the first word cannot be a program at all, so that a mistyped path stays a
+/// configuration error instead of a script that fails every time it runs.
+pub fn command_argv(text: &str) -> Result<Vec<String>, ScriptError> {
+    let words = split_command_line(text)?;
+    let shell_syntax = |c: char| matches!(c, '<' | '>' | '|' | '&' | ';' | '$' | '`' | '(' | ')');
+    if words[0].contains(shell_syntax) {
+        Ok(vec![
+            SHELL.to_owned(),
+            "-c".to_owned(),
+            text.trim().to_owned(),
+        ])
+    } else {
+        Ok(words)
+    }
+}
+
+/// `argv` (from [`command_argv`]) with `extra` arguments after the command's own: appended
+/// words, or, for a shell line, appended to the line quoted (as keepalived's `system()`
+/// gets the notify arguments after the line).
+pub fn with_args(mut argv: Vec<String>, extra: &[String]) -> Vec<String> {
+    if argv.len() == 3 && argv[0] == SHELL && argv[1] == "-c" {
+        for word in extra {
+            argv[2].push_str(" '");
+            argv[2].push_str(&word.replace('\'', "'\\''"));
+            argv[2].push('\'');
+        }
+    } else {
+        argv.extend(extra.iter().cloned());
+    }
+    argv
 }
 
 /// Split `misc_path` into argv like keepalived: unquoted whitespace separates words;
@@ -275,6 +318,33 @@ pub fn vet(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_line_that_starts_with_shell_syntax_runs_in_the_shell_and_others_are_words() {
+        assert_eq!(
+            command_argv("</dev/tcp/127.0.0.1/6443").unwrap(),
+            ["/bin/sh", "-c", "</dev/tcp/127.0.0.1/6443"]
+        );
+        assert_eq!(command_argv("$CHECK --x").unwrap()[0], "/bin/sh");
+        assert_eq!(
+            command_argv("/usr/bin/killall -0 haproxy").unwrap(),
+            ["/usr/bin/killall", "-0", "haproxy"]
+        );
+        // A later word with shell characters is only an argument, as keepalived execs it.
+        assert_eq!(command_argv("pidof a|b").unwrap(), ["pidof", "a|b"]);
+        assert_eq!(
+            with_args(
+                command_argv("</dev/tcp/h/1").unwrap(),
+                &["it's".into(), "VI_1".into()]
+            ),
+            ["/bin/sh", "-c", "</dev/tcp/h/1 'it'\\''s' 'VI_1'"]
+        );
+        assert_eq!(
+            with_args(vec!["/n".into()], &["INSTANCE".into()]),
+            ["/n", "INSTANCE"]
+        );
+    }
+
     use super::*;
 
     #[test]
