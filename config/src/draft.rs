@@ -84,6 +84,9 @@ pub(crate) struct SyncGroupDraft {
     pub(crate) group: Option<Located<Vec<Located<String>>>>,
     /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`, `notify`.
     pub(crate) notify: NotifyDraft,
+    /// keepalived's `sync_group_tracking_weight` (or the older `global_tracking`): the
+    /// members keep their tracking weights.
+    pub(crate) tracking_weight: bool,
 }
 
 impl SyncGroupDraft {
@@ -95,6 +98,7 @@ impl SyncGroupDraft {
             name: None,
             group: None,
             notify: NotifyDraft::default(),
+            tracking_weight: false,
         }
     }
 }

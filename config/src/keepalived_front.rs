@@ -310,6 +310,8 @@ const SYNC_GROUP: BlockKeywords = BlockKeywords {
         "notify_fault",
         "notify_stop",
         "notify",
+        "sync_group_tracking_weight",
+        "global_tracking",
     ],
     planned: &[],
     ignored: &[("smtp_alert", MAIL_ALERTS)],
@@ -470,6 +472,7 @@ impl Front {
             self.apply_defaults(instance);
         }
         self.expand_groups(&groups, &mut draft);
+        self.sync_group_tracking(&mut draft);
         // keepalived (vrrp_parser.c): the old instance keyword is ignored once
         // a sync daemon interface is set; global_defs' `lvs_sync_daemon` wins.
         if let Some(old) = self.old_sync_daemon.take() {
@@ -1028,10 +1031,175 @@ impl Front {
                 "notify_fault" => d.notify.fault = self.command(s),
                 "notify_stop" => d.notify.stop = self.command(s),
                 "notify" => d.notify.notify = self.command(s),
+                // keepalived: `global_tracking` is the deprecated name of the same flag.
+                "sync_group_tracking_weight" | "global_tracking" => {
+                    d.tracking_weight = self.flag(s, true).is_some()
+                }
                 other => unreachable!("SYNC_GROUP keyword {other} has no reader"),
             }
         }
         d
+    }
+
+    /// keepalived's rule for the members of a sync group without
+    /// `sync_group_tracking_weight` (vrrp.c, `vrrp_complete_instance`): a group moves as
+    /// one, so no member's priority may float. A weighted `track_interface` entry gets
+    /// weight 0 (down is FAULT); a weighted `track_script` or `track_process` is dropped;
+    /// a `track_file` of the default weight 1 gets weight 0, one of another weight is
+    /// dropped. Each with a warning, as keepalived logs one. (haldir's TOML applies the
+    /// weights it is given: `haldir convert` writes what this leaves.)
+    fn sync_group_tracking(&mut self, draft: &mut Draft) {
+        let members: Vec<String> = draft
+            .sync_groups
+            .iter()
+            .filter(|g| !g.tracking_weight)
+            .filter_map(|g| g.group.as_ref())
+            .flat_map(|names| names.value.iter().map(|n| n.value.clone()))
+            .collect();
+        let block_weight = |blocks: Vec<(Option<&str>, Option<i64>)>, name: &str, default: i64| {
+            blocks
+                .iter()
+                .find(|(n, _)| *n == Some(name))
+                .map_or(default, |(_, w)| w.unwrap_or(default))
+        };
+        let scripts: Vec<(Option<&str>, Option<i64>)> = draft
+            .vrrp_scripts
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_ref().map(|n| n.value.as_str()),
+                    s.weight.as_ref().map(|w| w.value),
+                )
+            })
+            .collect();
+        let files: Vec<(Option<&str>, Option<i64>)> = draft
+            .track_files
+            .iter()
+            .map(|f| {
+                (
+                    f.name.as_ref().map(|n| n.value.as_str()),
+                    f.weight.as_ref().map(|w| w.value),
+                )
+            })
+            .collect();
+        let processes: Vec<(Option<&str>, Option<i64>)> = draft
+            .track_processes
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_ref().map(|n| n.value.as_str()),
+                    p.weight.as_ref().map(|w| w.value),
+                )
+            })
+            .collect();
+        let mut warnings = Vec::new();
+        for instance in draft
+            .instances
+            .iter_mut()
+            .filter(|i| i.name.as_ref().is_some_and(|n| members.contains(&n.value)))
+        {
+            let name = instance
+                .name
+                .as_ref()
+                .map(|n| n.value.clone())
+                .unwrap_or_default();
+            let why = format!(
+                "as keepalived does, because {name} is in a vrrp_sync_group without `sync_group_tracking_weight` (add it to the group to keep the weight)"
+            );
+            if let Some(list) = &mut instance.track_interface {
+                for entry in &mut list.value {
+                    // An out-of-range weight is left for validation to report.
+                    if let Some(w) = entry
+                        .weight
+                        .as_mut()
+                        .filter(|w| w.value != 0 && (-253..=253).contains(&w.value))
+                    {
+                        warnings.push(ConfigError::at(
+                            &w.loc,
+                            format!("track_interface weight {} is taken as 0 (the interface down puts the group in FAULT), {why}", w.value),
+                        ));
+                        w.value = 0;
+                    }
+                }
+            }
+            if let Some(list) = &mut instance.track_script {
+                list.value.retain(|entry| {
+                    let Some(script) = entry.name.as_ref() else {
+                        return true;
+                    };
+                    let weight = entry.weight.as_ref().map_or_else(
+                        || block_weight(scripts.clone(), &script.value, 0),
+                        |w| w.value,
+                    );
+                    if weight != 0 {
+                        warnings.push(ConfigError::at(
+                            &entry.loc,
+                            format!(
+                                "track_script {} (weight {weight}) is ignored, {why}",
+                                script.value
+                            ),
+                        ));
+                    }
+                    weight == 0
+                });
+            }
+            if let Some(list) = &mut instance.track_file {
+                list.value.retain_mut(|entry| {
+                    let Some(file) = entry.name.as_ref() else {
+                        return true;
+                    };
+                    let weight = entry
+                        .weight
+                        .as_ref()
+                        .map_or_else(|| block_weight(files.clone(), &file.value, 1), |w| w.value);
+                    match weight {
+                        0 => true,
+                        // Out of range: left for validation to report.
+                        w if !(-254..=254).contains(&w) => true,
+                        1 => {
+                            warnings.push(ConfigError::at(
+                                &entry.loc,
+                                format!("track_file {} is taken with weight 0 (a non-zero value puts the group in FAULT), {why}", file.value),
+                            ));
+                            entry.weight = Some(Located {
+                                value: 0,
+                                loc: entry.loc.clone(),
+                            });
+                            true
+                        }
+                        _ => {
+                            warnings.push(ConfigError::at(
+                                &entry.loc,
+                                format!("track_file {} (weight {weight}) is ignored, {why}", file.value),
+                            ));
+                            false
+                        }
+                    }
+                });
+            }
+            if let Some(list) = &mut instance.track_process {
+                list.value.retain(|entry| {
+                    let Some(process) = entry.name.as_ref() else {
+                        return true;
+                    };
+                    let weight = entry.weight.as_ref().map_or_else(
+                        || block_weight(processes.clone(), &process.value, 0),
+                        |w| w.value,
+                    );
+                    if weight != 0 {
+                        warnings.push(ConfigError::at(
+                            &entry.loc,
+                            format!(
+                                "track_process {} (weight {weight}) is ignored, {why}",
+                                process.value
+                            ),
+                        ));
+                    }
+                    weight == 0
+                });
+            }
+        }
+        self.warnings.extend(warnings);
     }
 
     /// `group { VI_1 VI_2 }`: instance names, one or several per line.

@@ -405,6 +405,50 @@ fn lvs_notify_and_quorum_scripts_are_read_and_a_missing_one_is_an_error() {
 }
 
 #[test]
+fn sync_group_members_lose_their_tracking_weights_as_in_keepalived_unless_the_group_keeps_them() {
+    let text = |group_extra: &str| {
+        format!(
+            "vrrp_script chk {{\n    script /bin/true\n    weight -10\n}}\nvrrp_script plain {{\n    script /bin/true\n}}\ntrack_file f {{\n    file /run/f\n}}\nvrrp_sync_group VG {{\n    group {{\n        VI_1\n        VI_2\n    }}\n{group_extra}}}\nvrrp_instance VI_2 {{\n    interface eth1\n    virtual_router_id 52\n    virtual_ipaddress {{ 198.51.100.10/24 }}\n}}\n{}",
+            instance("    track_interface {\n        eth1 weight -20\n    }\n    track_script {\n        chk\n        plain\n    }\n    track_file {\n        f\n    }\n")
+        )
+    };
+    let (model, warnings) = haldir_config::parse_keepalived_with_warnings(&text(""), FILE);
+    let model = model.unwrap();
+    let vi = model
+        .vrrp_instances
+        .iter()
+        .find(|i| i.name == "VI_1")
+        .unwrap();
+    assert_eq!(vi.track_interface[0].weight, 0, "weight taken as 0");
+    let scripts: Vec<&str> = vi.track_script.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(scripts, ["plain"], "the weighted script is ignored");
+    assert_eq!(vi.track_file[0].weight, 0, "default weight 1 taken as 0");
+    let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("without `sync_group_tracking_weight`")),
+        "{warnings:?}"
+    );
+
+    let (kept, warnings) = haldir_config::parse_keepalived_with_warnings(
+        &text("    sync_group_tracking_weight\n"),
+        FILE,
+    );
+    let kept = kept.unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let vi = kept
+        .vrrp_instances
+        .iter()
+        .find(|i| i.name == "VI_1")
+        .unwrap();
+    assert_eq!(vi.track_interface[0].weight, -20);
+    assert_eq!(vi.track_script.len(), 2);
+    assert_eq!(vi.track_file[0].weight, 1);
+}
+
+#[test]
 fn an_unimplemented_top_level_block_is_an_error_and_a_mail_setting_a_warning() {
     let text = format!(
         "global_defs {{\n    smtp_server 192.0.2.25\n}}\nbfd_instance bfd1 {{\n    neighbor_ip 192.0.2.1\n}}\n{}",

@@ -195,7 +195,13 @@ fn track_interface_names_are_checked() {
 
 #[test]
 fn weighted_tracked_interfaces_read_the_same_in_both_syntaxes_and_convert_back() {
-    let conf = KEEPALIVED.replace("        eth2\n", "        eth2 weight -20 reverse\n");
+    // keepalived keeps a sync group member's weights only with sync_group_tracking_weight.
+    let conf = KEEPALIVED
+        .replace("        eth2\n", "        eth2 weight -20 reverse\n")
+        .replace(
+            "vrrp_sync_group VG_1 {\n",
+            "vrrp_sync_group VG_1 {\n    sync_group_tracking_weight\n",
+        );
     let toml = TOML.replace(
         "track_interface = [\"eth1\", \"eth2\"]",
         "track_interface = [\"eth1\", { name = \"eth2\", weight = -20, reverse = true }]",
