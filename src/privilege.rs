@@ -47,7 +47,6 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use caps::{CapSet, Capability, CapsHashSet};
-use haldir_config::CheckKind;
 use tracing::info;
 
 /// What the daemon keeps.
@@ -210,11 +209,6 @@ pub fn needs_bind_service(model: &haldir_config::Model) -> bool {
         .iter()
         .flat_map(|vs| vs.real_servers.iter())
         .flat_map(|rs| rs.checks.iter())
-        .filter_map(|check| match &check.kind {
-            CheckKind::Tcp(connection) => connection.bind_to,
-            CheckKind::Http(http) => http.connection.bind_to,
-            CheckKind::Dns(dns) => dns.connection.bind_to,
-            CheckKind::Misc(_) => None,
-        })
+        .filter_map(|check| check.kind.connection()?.bind_to)
         .any(|source| source.port() != 0 && source.port() < 1024)
 }

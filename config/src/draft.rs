@@ -376,6 +376,9 @@ pub(crate) enum CheckKindDraft {
     Ssl,
     Misc,
     Dns,
+    Smtp,
+    Udp,
+    Ping,
 }
 
 impl CheckKindDraft {
@@ -387,6 +390,9 @@ impl CheckKindDraft {
             CheckKindDraft::Ssl => "SSL_GET",
             CheckKindDraft::Misc => "MISC_CHECK",
             CheckKindDraft::Dns => "DNS_CHECK",
+            CheckKindDraft::Smtp => "SMTP_CHECK",
+            CheckKindDraft::Udp => "UDP_CHECK",
+            CheckKindDraft::Ping => "PING_CHECK",
         }
     }
 }
@@ -420,6 +426,14 @@ pub(crate) struct CheckDraft {
     pub(crate) dns_type: Option<Located<String>>,
     /// DNS_CHECK `name`.
     pub(crate) dns_name: Option<Located<String>>,
+    /// SMTP_CHECK `helo_name`.
+    pub(crate) helo_name: Option<Located<String>>,
+    /// UDP_CHECK `payload` (hex).
+    pub(crate) payload: Option<Located<String>>,
+    /// UDP_CHECK `require_reply [HEX]` (the text empty when no pattern is given).
+    pub(crate) require_reply: Option<Located<String>>,
+    pub(crate) min_reply_length: Option<Located<i64>>,
+    pub(crate) max_reply_length: Option<Located<i64>>,
 }
 
 impl CheckDraft {
@@ -445,6 +459,11 @@ impl CheckDraft {
             group: None,
             dns_type: None,
             dns_name: None,
+            helo_name: None,
+            payload: None,
+            require_reply: None,
+            min_reply_length: None,
+            max_reply_length: None,
         }
     }
 }

@@ -112,6 +112,9 @@ pub(crate) fn keyword_table() -> Vec<(&'static str, &'static str, &'static str, 
         &health::SSL_GET,
         &health::MISC_CHECK,
         &health::DNS_CHECK,
+        &health::SMTP_CHECK,
+        &health::UDP_CHECK,
+        &health::PING_CHECK,
         &health::URL,
     ];
     let mut table = Vec::new();
@@ -347,9 +350,6 @@ const REAL_SERVER: BlockKeywords = BlockKeywords {
     place: "real_server",
     accepted: real_server_keywords!(;),
     planned: &[
-        ("SMTP_CHECK", "the SMTP checker is not implemented"),
-        ("PING_CHECK", "the PING checker is not implemented"),
-        ("UDP_CHECK", "the UDP checker is not implemented"),
         ("BFD_CHECK", "the BFD checker is not implemented"),
         ("FILE_CHECK", "the FILE checker is not implemented"),
     ],

@@ -38,6 +38,32 @@ macro_rules! dns_keywords {
     };
 }
 
+/// `SMTP_CHECK`.
+macro_rules! smtp_keywords {
+    () => {
+        connection_keywords!("helo_name")
+    };
+}
+
+/// `UDP_CHECK`.
+macro_rules! udp_keywords {
+    () => {
+        connection_keywords!(
+            "payload",
+            "require_reply",
+            "min_reply_length",
+            "max_reply_length"
+        )
+    };
+}
+
+/// `PING_CHECK` (keepalived: the connection options; the port is not used).
+macro_rules! ping_keywords {
+    () => {
+        connection_keywords!()
+    };
+}
+
 /// `MISC_CHECK` (keepalived: no connection options).
 macro_rules! misc_keywords {
     ($($extra:literal),* $(,)?) => {
@@ -131,6 +157,9 @@ macro_rules! real_server_keywords {
             "SSL_GET",
             "MISC_CHECK",
             "DNS_CHECK",
+            "SMTP_CHECK",
+            "UDP_CHECK",
+            "PING_CHECK",
             $($after),*
         ]
     };

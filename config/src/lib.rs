@@ -52,9 +52,10 @@ pub use model::{
 pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};
 pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
-    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HttpCheckSpec,
-    HttpUrlSpec, MiscCheckSpec, ScriptCommand, SorryServer, StatusCodes, StatusCodesError,
-    TlsVerify, TrackScript, VrrpScript,
+    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HexBytes,
+    HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, SmtpCheckSpec, SorryServer,
+    StatusCodes, StatusCodesError, TlsVerify, TrackScript, UdpCheckSpec, VrrpScript,
+    DEFAULT_HELO_NAME,
 };
 pub use notify_fifo::{FifoEvents, FifoScript, NotifyFifo, NotifyFifos};
 pub use to_toml::{not_converted, to_toml};

@@ -225,6 +225,12 @@ pub enum CheckKind {
     Misc(MiscCheckSpec),
     /// `DNS_CHECK`.
     Dns(DnsCheckSpec),
+    /// `SMTP_CHECK`.
+    Smtp(SmtpCheckSpec),
+    /// `UDP_CHECK`.
+    Udp(UdpCheckSpec),
+    /// `PING_CHECK`: an ICMP echo to the connection's address (its port is not used).
+    Ping(CheckConnection),
 }
 
 impl CheckKind {
@@ -236,6 +242,21 @@ impl CheckKind {
             CheckKind::Http(_) => "HTTP_GET",
             CheckKind::Misc(_) => "MISC_CHECK",
             CheckKind::Dns(_) => "DNS_CHECK",
+            CheckKind::Smtp(_) => "SMTP_CHECK",
+            CheckKind::Udp(_) => "UDP_CHECK",
+            CheckKind::Ping(_) => "PING_CHECK",
+        }
+    }
+
+    /// Where a network checker connects (`None` for `MISC_CHECK`).
+    pub fn connection(&self) -> Option<&CheckConnection> {
+        match self {
+            CheckKind::Tcp(c) | CheckKind::Ping(c) => Some(c),
+            CheckKind::Http(h) => Some(&h.connection),
+            CheckKind::Dns(d) => Some(&d.connection),
+            CheckKind::Smtp(s) => Some(&s.connection),
+            CheckKind::Udp(u) => Some(&u.connection),
+            CheckKind::Misc(_) => None,
         }
     }
 }
@@ -308,6 +329,96 @@ pub struct DnsCheckSpec {
     pub query_type: DnsType,
     /// `name` (default "."), a valid DNS name (labels of 1-63 bytes, at most 255 encoded).
     pub name: String,
+}
+
+/// `SMTP_CHECK`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SmtpCheckSpec {
+    /// Where to connect.
+    pub connection: CheckConnection,
+    /// `helo_name` (default keepalived's `smtpchecker.keepalived.org`).
+    pub helo_name: String,
+}
+
+/// keepalived's default `helo_name`.
+pub const DEFAULT_HELO_NAME: &str = "smtpchecker.keepalived.org";
+
+/// `UDP_CHECK`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UdpCheckSpec {
+    /// Where to send.
+    pub connection: CheckConnection,
+    /// `payload` (empty: haldir's own few bytes).
+    pub payload: HexBytes,
+    /// `require_reply`: `None` when no reply is required; the pattern may be empty.
+    pub require_reply: Option<HexBytes>,
+    /// `min_reply_length` (default 0).
+    pub min_reply_length: u16,
+    /// `max_reply_length` (default 255).
+    pub max_reply_length: u16,
+}
+
+/// keepalived's hex strings (`payload`, `require_reply`): bytes, and per byte the bits not
+/// compared (a nibble written `x` in `require_reply`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct HexBytes {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// The bits of each byte that are not compared.
+    pub mask: Vec<u8>,
+}
+
+impl HexBytes {
+    /// Reads keepalived's form: pairs of hex digits, spaces between bytes allowed, a lone
+    /// digit before a space or the end is one byte (`Ab12f 3` is `ab 12 0f 03`); with
+    /// `wildcards`, `x` / `X` is a nibble not compared.
+    pub fn parse(text: &str, wildcards: bool) -> Result<HexBytes, String> {
+        let nibble = |c: char| -> Result<(u8, u8), String> {
+            match c {
+                'x' | 'X' if wildcards => Ok((0, 0x0f)),
+                c => c
+                    .to_digit(16)
+                    .map(|d| (d as u8, 0))
+                    .ok_or_else(|| format!("{c:?} is not a hex digit")),
+            }
+        };
+        let mut bytes = HexBytes::default();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == ' ' || c == '\t' {
+                continue;
+            }
+            let (mut value, mut mask) = nibble(c)?;
+            if let Some(&next) = chars.peek().filter(|n| **n != ' ' && **n != '\t') {
+                chars.next();
+                let (low, low_mask) = nibble(next)?;
+                value = value << 4 | low;
+                mask = mask << 4 | low_mask;
+            }
+            bytes.data.push(value);
+            bytes.mask.push(mask);
+        }
+        Ok(bytes)
+    }
+}
+
+impl fmt::Display for HexBytes {
+    /// Two digits a byte, `x` for a nibble not compared, bytes separated by spaces.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (byte, mask)) in self.data.iter().zip(&self.mask).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            for (shift, nibble_mask) in [(4, 0xf0u8), (0, 0x0f)] {
+                if mask & nibble_mask != 0 {
+                    f.write_str("x")?;
+                } else {
+                    write!(f, "{:x}", (byte >> shift) & 0x0f)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A virtual server's `sorry_server`: the one destination while the quorum is lost.

@@ -467,7 +467,9 @@ fn check(
         CheckKindDraft::Misc => (0, DEFAULT_DELAY_BEFORE_RETRY_MILLIS),
         CheckKindDraft::Dns => (3, delay_loop),
         CheckKindDraft::Http | CheckKindDraft::Ssl => (1, DEFAULT_HTTP_DELAY_BEFORE_RETRY_MILLIS),
-        CheckKindDraft::Tcp => (1, DEFAULT_DELAY_BEFORE_RETRY_MILLIS),
+        CheckKindDraft::Tcp | CheckKindDraft::Smtp | CheckKindDraft::Udp | CheckKindDraft::Ping => {
+            (1, DEFAULT_DELAY_BEFORE_RETRY_MILLIS)
+        }
     };
     let timing = CheckTimingSpec {
         delay_loop_millis: delay_loop,
@@ -706,6 +708,37 @@ fn check(
                 name: name?,
             }))
         }
+        CheckKindDraft::Smtp => {
+            let connection = connection(errors);
+            let helo_name = match &d.helo_name {
+                Some(n)
+                    if !n.value.is_empty()
+                        && !n
+                            .value
+                            .contains(|c: char| c.is_whitespace() || c.is_control()) =>
+                {
+                    Some(n.value.clone())
+                }
+                Some(n) => {
+                    push(
+                        errors,
+                        &n.loc,
+                        format!("helo_name = {:?}: give one name without spaces (it is sent as `HELO name`)", n.value),
+                    );
+                    None
+                }
+                None => Some(crate::model_health::DEFAULT_HELO_NAME.to_owned()),
+            };
+            Some(CheckKind::Smtp(crate::model_health::SmtpCheckSpec {
+                connection: connection?,
+                helo_name: helo_name?,
+            }))
+        }
+        CheckKindDraft::Udp => {
+            let connection = connection(errors);
+            udp(errors, d, connection)
+        }
+        CheckKindDraft::Ping => connection(errors).map(CheckKind::Ping),
     };
     if errors.len() > errors_before {
         return None;
@@ -715,6 +748,80 @@ fn check(
         timing,
         loc: d.loc.clone(),
     })
+}
+
+/// A `UDP_CHECK`'s own settings (keepalived's hex strings and reply lengths).
+fn udp(
+    errors: &mut Vec<ConfigError>,
+    d: &CheckDraft,
+    connection: Option<CheckConnection>,
+) -> Option<CheckKind> {
+    let hex =
+        |errors: &mut Vec<ConfigError>, key: &str, text: &Located<String>, wildcards: bool| {
+            crate::model_health::HexBytes::parse(&text.value, wildcards)
+                .map_err(|why| {
+                    let hint = if wildcards {
+                        "hex digits, `x` for a nibble not compared, e.g. \"0a 1x ff\""
+                    } else {
+                        "hex digits, e.g. \"00 01 ab cd\""
+                    };
+                    push(
+                        errors,
+                        &text.loc,
+                        format!("{key} {:?}: {why}; write {hint}", text.value),
+                    );
+                })
+                .ok()
+        };
+    let payload = match &d.payload {
+        Some(text) => hex(errors, "payload", text, false),
+        None => Some(crate::model_health::HexBytes::default()),
+    };
+    let require_reply = match &d.require_reply {
+        Some(text) => hex(errors, "require_reply", text, true).map(Some),
+        None => Some(None),
+    };
+    let length = |errors: &mut Vec<ConfigError>,
+                  key: &str,
+                  value: &Option<Located<i64>>,
+                  default: u16| match value {
+        Some(v) => in_range(errors, key, v, 0..=65_535, "must be 0..=65535").map(|n| n as u16),
+        None => Some(default),
+    };
+    let min = length(errors, "min_reply_length", &d.min_reply_length, 0);
+    let max = length(errors, "max_reply_length", &d.max_reply_length, 255);
+    if d.require_reply.is_none() {
+        for (key, value) in [
+            ("min_reply_length", &d.min_reply_length),
+            ("max_reply_length", &d.max_reply_length),
+        ] {
+            if let Some(v) = value {
+                push(
+                    errors,
+                    &v.loc,
+                    format!(
+                        "{key}: only means something with require_reply; add it or remove this"
+                    ),
+                );
+            }
+        }
+    }
+    if let (Some(lo), Some(hi), Some(at)) = (min, max, d.min_reply_length.as_ref()) {
+        if lo > hi {
+            push(
+                errors,
+                &at.loc,
+                format!("min_reply_length = {lo}: is above max_reply_length = {hi}; no reply could pass"),
+            );
+        }
+    }
+    Some(CheckKind::Udp(crate::model_health::UdpCheckSpec {
+        connection: connection?,
+        payload: payload?,
+        require_reply: require_reply?,
+        min_reply_length: min?,
+        max_reply_length: max?,
+    }))
 }
 
 fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrlSpec> {

@@ -582,3 +582,112 @@ fn vrrp_script_rules_are_reported_where_written() {
         INSTANCE.replace("priority = 100", "priority = 255")
     ));
 }
+
+#[test]
+fn smtp_udp_and_ping_checks_read_in_both_syntaxes_and_convert_back() {
+    let conf = "virtual_server 192.0.2.10 25 {
+    lb_kind DR
+    real_server 10.0.0.1 25 {
+        SMTP_CHECK {
+            helo_name director.example
+            connect_timeout 3
+        }
+        UDP_CHECK {
+            connect_port 53
+            payload 00 01 Ab1
+            require_reply 00 0x
+            min_reply_length 2
+            max_reply_length 512
+        }
+        PING_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+";
+    let model = haldir_config::parse_keepalived(conf, "keepalived.conf").unwrap();
+    let checks = &model.virtual_servers[0].real_servers[0].checks;
+    let kind = |keyword: &str| {
+        checks
+            .iter()
+            .find(|c| c.kind.keyword() == keyword)
+            .unwrap_or_else(|| panic!("no {keyword} in {checks:?}"))
+    };
+    let CheckKind::Smtp(smtp) = &kind("SMTP_CHECK").kind else {
+        unreachable!()
+    };
+    assert_eq!(smtp.helo_name, "director.example");
+    assert_eq!(
+        smtp.connection.target,
+        sock("10.0.0.1:25"),
+        "the real server's port"
+    );
+    assert_eq!(kind("SMTP_CHECK").timing.retry, 1);
+    let CheckKind::Udp(udp) = &kind("UDP_CHECK").kind else {
+        unreachable!()
+    };
+    assert_eq!(udp.connection.target, sock("10.0.0.1:53"));
+    assert_eq!(udp.payload.data, [0x00, 0x01, 0xab, 0x01]);
+    let reply = udp.require_reply.as_ref().unwrap();
+    assert_eq!(
+        (reply.data.as_slice(), reply.mask.as_slice()),
+        (&[0u8, 0][..], &[0u8, 0x0f][..])
+    );
+    assert_eq!((udp.min_reply_length, udp.max_reply_length), (2, 512));
+    let CheckKind::Ping(ping) = &kind("PING_CHECK").kind else {
+        unreachable!()
+    };
+    assert_eq!(ping.connect_timeout_millis, 1000);
+    // And back through TOML: the same model.
+    let toml = haldir_config::to_toml(&model);
+    let again = parse(&toml);
+    assert_eq!(
+        again.without_locations(),
+        model.clone().without_locations(),
+        "{toml}"
+    );
+    assert!(toml.contains("payload = \"00 01 ab 01\""), "{toml}");
+    assert!(toml.contains("require_reply = \"00 0x\""), "{toml}");
+    // A bare require_reply is any reply; in TOML `require_reply = true`.
+    let any = haldir_config::parse_keepalived(
+        &conf.replace("require_reply 00 0x", "require_reply"),
+        "k.conf",
+    )
+    .unwrap();
+    let udp = any.virtual_servers[0].real_servers[0]
+        .checks
+        .iter()
+        .find_map(|c| match &c.kind {
+            CheckKind::Udp(udp) => Some(udp),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(udp.require_reply.as_ref().map(|r| r.data.len()), Some(0));
+    assert!(haldir_config::to_toml(&any).contains("require_reply = true"));
+}
+
+#[test]
+fn smtp_and_udp_rules_are_reported_where_written() {
+    let rs =
+        |check: &str| format!("{VS}\n[[virtual_server.real_server]]\nip = \"10.0.0.1\"\n{check}\n");
+    assert_eq!(
+        one_error(&rs("UDP_CHECK = { payload = \"0g\" }")),
+        "haldir.toml:8:25: payload \"0g\": 'g' is not a hex digit; write hex digits, e.g. \"00 01 ab cd\""
+    );
+    assert_eq!(
+        one_error(&rs("UDP_CHECK = { payload = \"1x\" }")),
+        "haldir.toml:8:25: payload \"1x\": 'x' is not a hex digit; write hex digits, e.g. \"00 01 ab cd\""
+    );
+    assert_eq!(
+        one_error(&rs("UDP_CHECK = { require_reply = true, min_reply_length = 9, max_reply_length = 4 }")),
+        "haldir.toml:8:56: min_reply_length = 9: is above max_reply_length = 4; no reply could pass"
+    );
+    assert_eq!(
+        one_error(&rs("UDP_CHECK = { max_reply_length = 4 }")),
+        "haldir.toml:8:34: max_reply_length: only means something with require_reply; add it or remove this"
+    );
+    assert_eq!(
+        one_error(&rs("SMTP_CHECK = { helo_name = \"a b\" }")),
+        "haldir.toml:8:28: helo_name = \"a b\": give one name without spaces (it is sent as `HELO name`)"
+    );
+}

@@ -21,18 +21,6 @@ use haldir_config::{load_file_with_warnings, not_converted, parse_toml, to_toml,
 /// keyword haldir does not implement yet, and why.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
-        "samples_smtp_check.conf",
-        "`SMTP_CHECK` in real_server is not supported yet",
-    ),
-    (
-        "lvs_udp_dns.conf",
-        "`UDP_CHECK` in real_server is not supported yet",
-    ),
-    (
-        "lvs_ping_check.conf",
-        "`PING_CHECK` in real_server is not supported yet",
-    ),
-    (
         "no_vip_cloud_notify.conf",
         "is missing `virtual_ipaddress`; add e.g. `virtual_ipaddress = [\"192.0.2.10/24\"]` (an instance without addresses is not supported: its adverts would carry an address count of 0, and RFC 5798 §5.2.5 sets the minimum to 1)",
     ),

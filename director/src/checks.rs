@@ -10,7 +10,10 @@ use haldir_health::checker::CheckerConfig;
 use haldir_health::dns::{self, DnsCheckConfig};
 use haldir_health::http::{CertVerification, HttpCheckConfig, HttpKind, StatusCodes, UrlSpec};
 use haldir_health::misc::{MiscCheckConfig, MiscCommand};
+use haldir_health::ping::PingCheck;
+use haldir_health::smtp::SmtpCheck;
 use haldir_health::tcp::TcpCheck;
+use haldir_health::udp::{ReplyRule, UdpCheck};
 use haldir_health::CheckTiming;
 
 fn millis(ms: u32) -> Duration {
@@ -72,6 +75,29 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
             timeout: millis(d.connection.connect_timeout_millis),
             query_type: dns_type(d.query_type),
             name: d.name.clone(),
+        }),
+        CheckKind::Smtp(s) => CheckerConfig::Smtp(SmtpCheck {
+            target: s.connection.target,
+            bind_to: s.connection.bind_to,
+            timeout: millis(s.connection.connect_timeout_millis),
+            helo_name: s.helo_name.clone(),
+        }),
+        CheckKind::Udp(u) => CheckerConfig::Udp(UdpCheck {
+            target: u.connection.target,
+            bind_to: u.connection.bind_to,
+            timeout: millis(u.connection.connect_timeout_millis),
+            payload: u.payload.data.clone(),
+            require_reply: u.require_reply.as_ref().map(|pattern| ReplyRule {
+                data: pattern.data.clone(),
+                mask: pattern.mask.clone(),
+                min_len: usize::from(u.min_reply_length),
+                max_len: usize::from(u.max_reply_length),
+            }),
+        }),
+        CheckKind::Ping(c) => CheckerConfig::Ping(PingCheck {
+            target: c.target.ip(),
+            bind_to: c.bind_to.map(|b| b.ip()),
+            timeout: millis(c.connect_timeout_millis),
         }),
     }
 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::dns::{DnsCheck, DnsCheckConfig};
 use crate::http::{HttpCheck, HttpCheckConfig};
 use crate::misc::{MiscCheck, MiscCheckConfig};
+use crate::ping::PingCheck;
+use crate::smtp::SmtpCheck;
 use crate::tcp::TcpCheck;
+use crate::udp::UdpCheck;
 use crate::Checker;
 
 /// One checker of any kind, as configured.
@@ -23,6 +26,12 @@ pub enum CheckerConfig {
     Misc(MiscCheckConfig),
     /// `DNS_CHECK`.
     Dns(DnsCheckConfig),
+    /// `SMTP_CHECK`.
+    Smtp(SmtpCheck),
+    /// `UDP_CHECK`.
+    Udp(UdpCheck),
+    /// `PING_CHECK`.
+    Ping(PingCheck),
 }
 
 /// The running checker `config` describes. The error says why it cannot run now (see the
@@ -35,5 +44,8 @@ pub fn build(config: CheckerConfig) -> Result<Arc<dyn Checker>, String> {
         CheckerConfig::Dns(dns) => {
             Arc::new(DnsCheck::from_config(&dns).map_err(|e| e.to_string())?)
         }
+        CheckerConfig::Smtp(smtp) => Arc::new(smtp),
+        CheckerConfig::Udp(udp) => Arc::new(udp),
+        CheckerConfig::Ping(ping) => Arc::new(ping),
     })
 }

@@ -19,9 +19,12 @@ pub mod dns;
 pub mod http;
 pub mod launcher;
 pub mod misc;
+pub mod ping;
 pub mod scheduler;
+pub mod smtp;
 pub mod state;
 pub mod tcp;
+pub mod udp;
 
 /// Path security moved to the shared script vetting crate; kept here under its old name.
 pub use haldir_scripts::path_security;

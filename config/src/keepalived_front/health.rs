@@ -70,6 +70,30 @@ pub(super) const DNS_CHECK: BlockKeywords = BlockKeywords {
     ignored: &[("smtp_alert", super::MAIL_ALERTS)],
 };
 
+pub(super) const SMTP_CHECK: BlockKeywords = BlockKeywords {
+    place: "SMTP_CHECK",
+    accepted: smtp_keywords!(),
+    planned: &[(
+        "host",
+        "SMTP_CHECK's old host { } sub-blocks are not implemented; write one SMTP_CHECK per host with connect_ip",
+    )],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
+};
+
+pub(super) const UDP_CHECK: BlockKeywords = BlockKeywords {
+    place: "UDP_CHECK",
+    accepted: udp_keywords!(),
+    planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
+};
+
+pub(super) const PING_CHECK: BlockKeywords = BlockKeywords {
+    place: "PING_CHECK",
+    accepted: ping_keywords!(),
+    planned: &[],
+    ignored: &[("smtp_alert", super::MAIL_ALERTS)],
+};
+
 pub(super) const URL: BlockKeywords = BlockKeywords {
     place: "url",
     accepted: url_keywords!(),
@@ -85,6 +109,9 @@ pub(super) fn check_kind(keyword: &str) -> Option<CheckKindDraft> {
         "SSL_GET" => CheckKindDraft::Ssl,
         "MISC_CHECK" => CheckKindDraft::Misc,
         "DNS_CHECK" => CheckKindDraft::Dns,
+        "SMTP_CHECK" => CheckKindDraft::Smtp,
+        "UDP_CHECK" => CheckKindDraft::Udp,
+        "PING_CHECK" => CheckKindDraft::Ping,
         _ => return None,
     })
 }
@@ -223,6 +250,9 @@ impl Front {
             CheckKindDraft::Ssl => &SSL_GET,
             CheckKindDraft::Misc => &MISC_CHECK,
             CheckKindDraft::Dns => &DNS_CHECK,
+            CheckKindDraft::Smtp => &SMTP_CHECK,
+            CheckKindDraft::Udp => &UDP_CHECK,
+            CheckKindDraft::Ping => &PING_CHECK,
         };
         let mut d = CheckDraft::new(stmt.keyword().loc.clone(), kind);
         let mut seen = Seen::new();
@@ -260,10 +290,44 @@ impl Front {
                 }
                 "type" => d.dns_type = self.word(s),
                 "name" => d.dns_name = self.word(s),
+                "helo_name" => d.helo_name = self.word(s),
+                // keepalived reads the rest of the line as one hex string ("de ad be ef").
+                "payload" => d.payload = self.hex_words(s, false),
+                "require_reply" => d.require_reply = self.hex_words(s, true),
+                "min_reply_length" => d.min_reply_length = self.integer(s),
+                "max_reply_length" => d.max_reply_length = self.integer(s),
                 other => unreachable!("{} keyword {other} has no reader", keywords.place),
             }
         }
         Some(d)
+    }
+
+    /// The words of `payload HEX...` / `require_reply [HEX...]` joined as one hex string
+    /// (`optional`: none at all is allowed, as `require_reply` alone).
+    fn hex_words(&mut self, stmt: &Stmt, optional: bool) -> Option<Located<String>> {
+        if let Some(block) = &stmt.block {
+            let message = format!("`{}` takes hex digits, not a block", stmt.keyword().text);
+            self.error(&block.open, message);
+            return None;
+        }
+        let words: Vec<&str> = stmt.args().iter().map(|w| w.text.as_str()).collect();
+        if words.is_empty() && !optional {
+            let message = format!(
+                "`{}` needs hex digits, e.g. `{} 00 01 ab`",
+                stmt.keyword().text,
+                stmt.keyword().text
+            );
+            self.error(&stmt.keyword().loc, message);
+            return None;
+        }
+        Some(Located {
+            value: words.join(" "),
+            loc: stmt
+                .args()
+                .first()
+                .map_or(&stmt.keyword().loc, |w| &w.loc)
+                .clone(),
+        })
     }
 
     /// `url { path /health status_code 200 ... }`.

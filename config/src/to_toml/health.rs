@@ -177,6 +177,35 @@ fn health_check(out: &mut String, c: &HealthCheck) {
             line(out, "type", string(query_type.as_str()));
             line(out, "name", string(name));
         }
+        CheckKind::Smtp(crate::model_health::SmtpCheckSpec {
+            connection,
+            helo_name,
+        }) => {
+            self::connection(out, connection);
+            line(out, "helo_name", string(helo_name));
+        }
+        CheckKind::Udp(crate::model_health::UdpCheckSpec {
+            connection,
+            payload,
+            require_reply,
+            min_reply_length,
+            max_reply_length,
+        }) => {
+            self::connection(out, connection);
+            if !payload.data.is_empty() {
+                line(out, "payload", string(&payload.to_string()));
+            }
+            if let Some(pattern) = require_reply {
+                if pattern.data.is_empty() {
+                    line(out, "require_reply", true);
+                } else {
+                    line(out, "require_reply", string(&pattern.to_string()));
+                }
+                line(out, "min_reply_length", min_reply_length);
+                line(out, "max_reply_length", max_reply_length);
+            }
+        }
+        CheckKind::Ping(connection) => self::connection(out, connection),
     }
 }
 

@@ -23,6 +23,12 @@ const SSL_KEYS: &[&str] = http_keywords!("verify", "ca_file");
 const MISC_KEYS: &[&str] = misc_keywords!("group");
 /// `DNS_CHECK`.
 const DNS_KEYS: &[&str] = dns_keywords!();
+/// `SMTP_CHECK`.
+const SMTP_KEYS: &[&str] = smtp_keywords!();
+/// `UDP_CHECK`.
+const UDP_KEYS: &[&str] = udp_keywords!();
+/// `PING_CHECK`.
+const PING_KEYS: &[&str] = ping_keywords!();
 /// A `url` of `HTTP_GET` / `SSL_GET`.
 const URL_KEYS: &[&str] = url_keywords!();
 /// `sorry_server` written as a table.
@@ -100,6 +106,9 @@ impl Reader<'_> {
             "SSL_GET" => CheckKindDraft::Ssl,
             "MISC_CHECK" => CheckKindDraft::Misc,
             "DNS_CHECK" => CheckKindDraft::Dns,
+            "SMTP_CHECK" => CheckKindDraft::Smtp,
+            "UDP_CHECK" => CheckKindDraft::Udp,
+            "PING_CHECK" => CheckKindDraft::Ping,
             other => unreachable!("REAL_SERVER_KEYS entry {other} has no reader"),
         };
         for (table, at) in self.tables_or_table(key, value) {
@@ -190,6 +199,9 @@ impl Reader<'_> {
             CheckKindDraft::Ssl => SSL_KEYS,
             CheckKindDraft::Misc => MISC_KEYS,
             CheckKindDraft::Dns => DNS_KEYS,
+            CheckKindDraft::Smtp => SMTP_KEYS,
+            CheckKindDraft::Udp => UDP_KEYS,
+            CheckKindDraft::Ping => PING_KEYS,
         };
         let place = kind.keyword();
         for (key, value) in table {
@@ -222,6 +234,18 @@ impl Reader<'_> {
                 "group" => draft.group = self.string(name, value),
                 "type" => draft.dns_type = self.string(name, value),
                 "name" => draft.dns_name = self.string(name, value),
+                "helo_name" => draft.helo_name = self.string(name, value),
+                "payload" => draft.payload = self.string(name, value),
+                // `require_reply = true` (any reply) or `"HEX"` (a reply starting so).
+                "require_reply" => {
+                    draft.require_reply = match value.get_ref() {
+                        DeValue::Boolean(true) => Some(self.located(String::new(), value)),
+                        DeValue::Boolean(false) => None,
+                        _ => self.string(name, value),
+                    }
+                }
+                "min_reply_length" => draft.min_reply_length = self.integer(name, value),
+                "max_reply_length" => draft.max_reply_length = self.integer(name, value),
                 other => unreachable!("{place} key {other} has no reader"),
             }
         }
