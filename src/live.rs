@@ -16,7 +16,10 @@
 //!   wall time if that is less: a read that waited for a core (a loaded host, a
 //!   descheduled vCPU) did not cost the waiting, and must not push the next
 //!   read minutes away. Between reads, a health or configuration change is
-//!   combined with the last read.
+//!   combined with the last read. The reader runs on a thread of its own ([`spawn`]),
+//!   netlink connection included, and the cost is that thread's CPU time: the
+//!   process's would count the rest of haldir's work during the read (at start, all
+//!   of it), which once pushed the next read of a half-programmed table a minute away.
 //!
 //! Each request of a read (one dump) must answer within [`KERNEL_REQUEST_TIMEOUT`]: a
 //! dump whose answer never comes (a reply lost on the netlink socket) would otherwise
@@ -179,16 +182,37 @@ pub fn combine(
 /// 1 / 50 = 2 %.
 pub const READ_COST_FACTOR: u32 = 50;
 
-/// CPU time this process has used so far (all threads), if the clock reads.
-fn process_cpu_time() -> Option<Duration> {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+/// CPU time the calling thread has used so far, if the clock reads.
+fn thread_cpu_time() -> Option<Duration> {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .ok()
         .map(Duration::from)
 }
 
-/// What a read cost: the process's CPU time over it, capped by its wall time
-/// (other threads' work during the read is not the read's). Wall time alone
-/// when the CPU clock could not be read.
+/// Runs [`run`] on a thread of its own, with a single-threaded runtime, so that the
+/// thread's CPU time is the reader's (its netlink connection task runs there too).
+pub fn spawn(
+    servers: watch::Receiver<Vec<VirtualServer>>,
+    health: watch::Receiver<HealthMap>,
+    live: watch::Sender<LiveVirtualServers>,
+    interval: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run(servers, health, live, interval, shutdown)),
+            Err(e) => tracing::error!(
+                "no live IPVS figures for the status: cannot start their reader: {e}"
+            ),
+        }
+    })
+}
+
+/// What a read cost: the reader thread's CPU time over it, capped by its wall
+/// time. Wall time alone when the CPU clock could not be read.
 fn read_cost(
     wall: Duration,
     cpu_before: Option<Duration>,
@@ -262,7 +286,7 @@ pub async fn run(
         } else if read_due {
             read_now = true;
             let began = tokio::time::Instant::now();
-            let cpu_before = process_cpu_time();
+            let cpu_before = thread_cpu_time();
             if client.is_none() {
                 match IpvsClient::connect().await {
                     Ok(c) => client = Some(c),
@@ -291,7 +315,7 @@ pub async fn run(
                 }
             }
             let ended = tokio::time::Instant::now();
-            let cost = read_cost(ended - began, cpu_before, process_cpu_time());
+            let cost = read_cost(ended - began, cpu_before, thread_cpu_time());
             last_read = Some((ended, cost * READ_COST_FACTOR));
         }
         let virtual_servers = combine(&configured, kernel.as_ref(), &map);
@@ -392,11 +416,11 @@ mod tests {
         let ms = Duration::from_millis;
         // A read that waited 2 s for a core but used 10 ms of CPU costs 10 ms.
         assert_eq!(read_cost(ms(2000), Some(ms(500)), Some(ms(510))), ms(10));
-        // Other threads' CPU during a 20 ms read is not the read's: capped at 20 ms.
+        // More CPU than wall time cannot be the read's: capped at 20 ms.
         assert_eq!(read_cost(ms(20), Some(ms(500)), Some(ms(700))), ms(20));
         // No CPU clock: wall time.
         assert_eq!(read_cost(ms(30), None, Some(ms(700))), ms(30));
-        assert!(process_cpu_time().is_some());
+        assert!(thread_cpu_time().is_some());
     }
 
     fn servers() -> Vec<VirtualServer> {

@@ -55,13 +55,13 @@ pub async fn start(
         virtual_servers: crate::live::combine(&virtual_servers.borrow(), None, &HealthMap::new()),
         ..LiveVirtualServers::default()
     });
-    let mut tasks = vec![tokio::spawn(crate::live::run(
+    let mut tasks = vec![crate::live::spawn(
         virtual_servers,
         health_rx,
         live_tx,
         LIVE_INTERVAL,
         shutdown.clone(),
-    ))];
+    )];
     // The DR real-server ARP check (src/arp_check.rs), shown in status and metrics.
     let (arp_check, arp_report) =
         crate::arp_check::spawn(running.clone(), status.clone(), shutdown.clone());
