@@ -41,6 +41,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let (resync_tx, resync_rx) = watch::channel(haldir_ipvs::resync::ResyncStatus::default());
     // Real server and quorum changes, from the health wiring to the notify task.
     let (lvs_notices_tx, lvs_notices_rx) = mpsc::channel(LVS_NOTICES);
+    // The VRRP links' heartbeats: the systemd watchdog is fed while they are fresh.
+    let heartbeats = std::sync::Arc::new(driver::Heartbeats::default());
     let operator = crate::operator::start(
         &options,
         running_rx,
@@ -52,12 +54,15 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         shutdown_rx.clone(),
         resync_rx.clone(),
         lvs_notices_rx,
+        heartbeats.clone(),
     )
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
     // the control socket and the metrics port are bound, scripts go through the launcher.
     crate::privilege::drop_to_network_only(crate::privilege::needs_bind_service(&model))
         .context("dropping privileges")?;
+    let mut operator = operator;
+    operator.start_live_reader();
     for line in haldir_director::script_security::warnings(&model) {
         warn!("{line}");
     }
@@ -124,14 +129,13 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     ] {
         supervised.push(async move { (name, task.await) });
     }
-    let mut operator = operator;
     let driver = tokio::spawn(driver::run_with_events(
         specs,
         status_tx,
         commands_rx,
         shutdown_rx,
         Some(events_tx),
-        held_at_start.into_iter().collect(),
+        (held_at_start.into_iter().collect(), heartbeats),
     ));
     tokio::pin!(driver);
     // Queued behind the start: the driver reads it once its instances run.

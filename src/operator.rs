@@ -24,6 +24,8 @@ const LIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The running operator tasks.
 pub struct Operator {
+    /// What the live reader needs, until it is started.
+    live_reader: Option<LiveReaderInputs>,
     /// The notify task (`None` once it has ended).
     notify: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -34,6 +36,15 @@ pub struct Operator {
     live: watch::Receiver<LiveVirtualServers>,
     running: watch::Receiver<Model>,
 }
+
+/// The live reader's inputs: the configured servers, the health map, where the live view
+/// goes, the stop.
+type LiveReaderInputs = (
+    watch::Receiver<Vec<VirtualServer>>,
+    watch::Receiver<HealthMap>,
+    watch::Sender<LiveVirtualServers>,
+    watch::Receiver<bool>,
+);
 
 /// Starts the operator tasks. A control socket or metrics address that
 /// cannot be opened is logged as an error; the daemon runs on without it.
@@ -49,19 +60,17 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
     resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
     lvs_notices: mpsc::Receiver<crate::notify::LvsNotice>,
+    heartbeats: Arc<haldir_vrrp::driver::Heartbeats>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
         virtual_servers: crate::live::combine(&virtual_servers.borrow(), None, &HealthMap::new()),
         ..LiveVirtualServers::default()
     });
-    let mut tasks = vec![crate::live::spawn(
-        virtual_servers,
-        health_rx,
-        live_tx,
-        LIVE_INTERVAL,
-        shutdown.clone(),
-    )];
+    // The live reader runs on a thread of its own, started by [`Operator::start_live_reader`]
+    // once the daemon has dropped its privileges (no thread may exist before that).
+    let live_reader = Some((virtual_servers, health_rx, live_tx, shutdown.clone()));
+    let mut tasks = Vec::new();
     // The DR real-server ARP check (src/arp_check.rs), shown in status and metrics.
     let (arp_check, arp_report) =
         crate::arp_check::spawn(running.clone(), status.clone(), shutdown.clone());
@@ -111,7 +120,7 @@ pub async fn start(
     }
     if let Some(period) = crate::systemd::watchdog_interval() {
         info!(period = ?period, "systemd watchdog enabled");
-        tasks.push(tokio::spawn(crate::systemd::watchdog(period)));
+        tasks.push(tokio::spawn(crate::systemd::watchdog(period, heartbeats)));
     }
     // READY once every configured instance has started (or after 10 s).
     let wanted = running.borrow().vrrp_instances.len();
@@ -145,6 +154,7 @@ pub async fn start(
         counters,
     ));
     Ok(Operator {
+        live_reader,
         notify: Some(notify),
         tasks,
         health: health_tx,
@@ -166,6 +176,20 @@ impl Operator {
     /// Where the health wiring publishes each real server's health.
     pub fn health(&self) -> watch::Sender<HealthMap> {
         self.health.clone()
+    }
+
+    /// Starts the reader of the kernel's IPVS figures for the status (a thread of its own:
+    /// call once the daemon runs with its final privileges).
+    pub fn start_live_reader(&mut self) {
+        if let Some((servers, health, live, shutdown)) = self.live_reader.take() {
+            self.tasks.push(crate::live::spawn(
+                servers,
+                health,
+                live,
+                LIVE_INTERVAL,
+                shutdown,
+            ));
+        }
     }
 
     /// Waits for the notify task to end (before shutdown it must not: the caller treats

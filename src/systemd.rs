@@ -63,15 +63,36 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Pings the watchdog every half period for as long as the runtime runs
-/// tasks: a stalled runtime (the one that runs the VRRP timers) stops the
-/// pings and systemd restarts haldir.
-pub async fn watchdog(period: Duration) {
+/// Pings the watchdog every half period while every VRRP link's protocol loop has
+/// stamped its heartbeat lately (within half the period, and at least 3 idle beats): a
+/// stalled loop, or a stalled runtime, stops the pings and systemd restarts haldir. The
+/// pings do not prove that some task runs; they prove the loops that run the VRRP timers
+/// do. A daemon without VRRP instances pings as long as its runtime runs.
+pub async fn watchdog(
+    period: Duration,
+    heartbeats: std::sync::Arc<haldir_vrrp::driver::Heartbeats>,
+) {
     let mut interval = tokio::time::interval(period / 2);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let fresh = (period / 2).max(3 * haldir_vrrp::driver::heartbeat_idle_beat());
+    let mut stalled = false;
     loop {
         interval.tick().await;
-        notify("WATCHDOG=1");
+        match heartbeats.stalest() {
+            Some(age) if age > fresh => {
+                if !stalled {
+                    tracing::error!(
+                        since_ms = age.as_millis() as u64,
+                        "a VRRP link's loop has not run for {age:?}: the systemd watchdog is no longer fed"
+                    );
+                }
+                stalled = true;
+            }
+            _ => {
+                stalled = false;
+                notify("WATCHDOG=1");
+            }
+        }
     }
 }
 

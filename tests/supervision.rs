@@ -1,9 +1,13 @@
-//! Supervision (issue 15): a part of haldir that fails stops all of it cleanly. The test
-//! makes the VRRP task of the master's link panic through the test-only fault hook
-//! (`HALDIR_TEST_FAULT=link_panic:eth0:MS`) and checks what a peer and systemd see: a
-//! priority-0 advert from the master on the wire, its VIP gone, the backup master, and
-//! haldir exited with a failure status (so that systemd's `Restart=on-failure` restarts it)
-//! instead of running on half dead with the VIP and no adverts.
+//! Supervision (issue 15): a part of haldir that fails stops all of it cleanly, and one
+//! that stalls stops the systemd watchdog's pings. Through the test-only fault hook:
+//!
+//! * `HALDIR_TEST_FAULT=link_panic:eth0:MS` makes the VRRP task of the master's link panic;
+//!   what a peer and systemd see: a priority-0 advert from the master on the wire, its VIP
+//!   gone, the backup master, and haldir exited with a failure status (so that systemd's
+//!   `Restart=on-failure` restarts it) instead of running on half dead with the VIP and no
+//!   adverts;
+//! * `link_stall:eth0:MS` makes that loop wait for ever: the watchdog pings, fed from the
+//!   loops' heartbeats, stop, so systemd would kill and restart haldir.
 //!
 //! Needs root (namespaces); skipped loudly otherwise.
 
@@ -99,5 +103,64 @@ fn a_panicking_link_task_stops_haldir_with_priority_zero_no_vip_and_a_failure_st
     assert_eq!(
         resignations, 1,
         "one priority-0 advert from the failed master:\n{log}"
+    );
+}
+
+#[test]
+fn a_stalled_link_loop_stops_the_systemd_watchdog_pings() {
+    if skip_unless_root("a_stalled_link_loop_stops_the_systemd_watchdog_pings") {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new("watchdog").unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    // systemd's side: the notify socket, and a watchdog period of 1 s (pings every 0.5 s).
+    let socket_path = lab.dir().join("notify.sock");
+    let systemd = UnixDatagram::bind(&socket_path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let config =
+        HaldirInstance::v3(51, 150, Duration::from_millis(100), &["10.0.0.100/24"]).render();
+    let r1 = Haldir::start_with_env(
+        &lab,
+        "r1",
+        binary(),
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+            // eth0's loop waits for ever 3 s into its life, as on a call that never
+            // answers, while the rest of haldir (the watchdog's task too) runs on.
+            ("HALDIR_TEST_FAULT", "link_stall:eth0:3000"),
+        ],
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    // Pings seen, by when (from `started`).
+    let mut pings = Vec::new();
+    let mut buffer = [0u8; 512];
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(n) = systemd.recv(&mut buffer) {
+            if buffer[..n].windows(10).any(|w| w == b"WATCHDOG=1") {
+                pings.push(started.elapsed());
+            }
+        }
+    }
+    let _ = lab.kill(r1.pid(), Signal::SIGKILL);
+    let log = r1.log();
+    // The stall begins at most 3 s after `started`; a stamp older than 3 s (three idle
+    // beats) stops the pings, so none may come after 6.5 s (7.5 s given).
+    assert!(
+        pings.iter().any(|at| *at < Duration::from_secs(2)),
+        "the watchdog was fed while the loop ran: pings at {pings:?}\n{log}"
+    );
+    assert!(
+        pings.iter().all(|at| *at < Duration::from_millis(7500)),
+        "the watchdog was still fed with the link's loop stalled: pings at {pings:?}\n{log}"
+    );
+    assert!(
+        log.contains("the systemd watchdog is no longer fed"),
+        "the stall is logged:\n{log}"
     );
 }

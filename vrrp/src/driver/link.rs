@@ -102,6 +102,8 @@ pub(super) struct Link {
     /// Counters changed since then without waking the watchers: they are
     /// woken when the period ends.
     pub(super) counters_pending: bool,
+    /// Stamped by the loop, for the watchdog.
+    pub(super) heartbeat: std::sync::Arc<super::Heartbeat>,
 }
 
 /// An interface other than the link's that some virtual addresses go on:
@@ -194,7 +196,10 @@ impl Link {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
         let mut timer = PreciseTimer::new().map_err(|e| format!("cannot create the timer: {e}"))?;
         let fault = injected_fault(&self.info.name);
+        let mut idle_beat = tokio::time::interval(super::heartbeat::IDLE_BEAT);
+        idle_beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.heartbeat.stamp();
             if let Err(e) = timer.set(self.next_deadline()) {
                 error!(interface = %self.info.name, "cannot arm the timer: {e}");
             }
@@ -212,8 +217,14 @@ impl Link {
                     // The supervisor closed this link: its instances are gone.
                     None => return Ok(()),
                 },
-                () = async { tokio::time::sleep_until(fault.expect("guarded").into()).await }, if fault.is_some() => {
-                    panic!("injected by HALDIR_TEST_FAULT");
+                _ = idle_beat.tick() => {}
+                () = async { tokio::time::sleep_until(fault.expect("guarded").0.into()).await }, if fault.is_some() => {
+                    match fault.expect("guarded").1 {
+                        Fault::Panic => panic!("injected by HALDIR_TEST_FAULT"),
+                        // This loop waits for ever, as on a call that never answers, while
+                        // the rest of the daemon runs on.
+                        Fault::Stall => std::future::pending::<()>().await,
+                    }
                 }
                 fired = timer.expired(), if armed => {
                     if let Err(e) = fired {
@@ -955,17 +966,29 @@ impl Link {
     }
 }
 
+/// What the test-only fault hook does to a link's loop.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Panic,
+    Stall,
+}
+
 /// A test-only fault hook: `HALDIR_TEST_FAULT=link_panic:IFNAME:MS` makes the task of the
-/// link on IFNAME panic MS milliseconds after it starts (tests/supervision.rs proves with
-/// it that a failed link stops the daemon cleanly). Unset, as in any real run, it does
-/// nothing.
-fn injected_fault(interface: &str) -> Option<Instant> {
+/// link on IFNAME panic MS milliseconds after it starts, `link_stall:IFNAME:MS` makes it
+/// wait for ever then (tests/supervision.rs proves with them that a failed link stops the daemon
+/// cleanly and that a stalled one stops the watchdog's pings). Unset, as in any real run,
+/// it does nothing.
+fn injected_fault(interface: &str) -> Option<(Instant, Fault)> {
     let spec = std::env::var("HALDIR_TEST_FAULT").ok()?;
     let mut parts = spec.splitn(3, ':');
-    let (Some("link_panic"), Some(name), Some(millis)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(kind), Some(name), Some(millis)) = (parts.next(), parts.next(), parts.next()) else {
         return None;
     };
+    let fault = match kind {
+        "link_panic" => Fault::Panic,
+        "link_stall" => Fault::Stall,
+        _ => return None,
+    };
     let millis: u64 = millis.parse().ok()?;
-    (name == interface).then(|| Instant::now() + Duration::from_millis(millis))
+    (name == interface).then(|| (Instant::now() + Duration::from_millis(millis), fault))
 }

@@ -24,6 +24,7 @@ use crate::netif::{AddressOptions, Netif, NetifError, RouteSpec, RuleSpec};
 use crate::router::RouterConfig;
 use crate::vmac::VmacSpec;
 
+mod heartbeat;
 mod link;
 mod reload;
 mod status;
@@ -32,6 +33,12 @@ mod supervisor;
 pub use reload::{plan_reload, ReloadReport, ReloadStep};
 pub use status::{InstanceStatus, InstanceTransition, LinkStatus, Status};
 
+pub use heartbeat::{Heartbeat, Heartbeats};
+
+/// How often an idle link loop stamps its heartbeat.
+pub fn heartbeat_idle_beat() -> std::time::Duration {
+    heartbeat::IDLE_BEAT
+}
 use link::LinkCommand;
 use supervisor::Supervisor;
 
@@ -252,7 +259,15 @@ pub async fn run(
     commands: mpsc::Receiver<DriverCommand>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    run_with_events(specs, status, commands, shutdown, None, BTreeSet::new()).await
+    run_with_events(
+        specs,
+        status,
+        commands,
+        shutdown,
+        None,
+        (BTreeSet::new(), std::sync::Arc::default()),
+    )
+    .await
 }
 
 /// [`run`], also sending every state change of every instance on `events`
@@ -269,7 +284,7 @@ pub async fn run_with_events(
     mut commands: mpsc::Receiver<DriverCommand>,
     mut shutdown: watch::Receiver<bool>,
     events: Option<broadcast::Sender<InstanceTransition>>,
-    held_at_start: BTreeSet<String>,
+    (held_at_start, heartbeats): (BTreeSet<String>, std::sync::Arc<Heartbeats>),
 ) -> Result<(), DriverError> {
     let (members_tx, mut member_events) = mpsc::unbounded_channel();
     // The links stop when the daemon stops, or when one of them fails (then all resign).
@@ -277,6 +292,7 @@ pub async fn run_with_events(
     let (failures_tx, mut failures) = mpsc::unbounded_channel();
     let mut supervisor = Supervisor {
         failures: failures_tx,
+        heartbeats,
         events,
         members_tx,
         sync_groups: Vec::new(),

@@ -38,6 +38,8 @@ pub(super) struct LinkHandle {
 pub(super) struct Supervisor {
     /// Given to each link, to report that it failed (interface and why).
     pub(super) failures: mpsc::UnboundedSender<String>,
+    /// Where each link registers the heartbeat its loop stamps.
+    pub(super) heartbeats: std::sync::Arc<super::Heartbeats>,
     pub(super) netif: Netif,
     pub(super) links: Vec<LinkHandle>,
     /// The instances running now, in configuration order.
@@ -742,6 +744,7 @@ impl Supervisor {
             status: self.status.clone(),
             events: self.events.clone(),
             members: self.members_tx.clone(),
+            heartbeat: self.heartbeats.register(),
         };
         let task = tokio::spawn(link.run(receiver, self.shutdown.clone(), self.failures.clone()));
         self.links.push(LinkHandle {
