@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab, Signal};
+use haldir_lab::{self as lab, Haldir, HaldirInstance, Lab, OpenDir, Signal};
 use serde_json::Value;
 
 const FAST: Duration = Duration::from_millis(100);
@@ -71,28 +71,6 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         "systemd-analyze verify: {}\n{stderr}",
         out.status
     );
-}
-
-/// A directory the unprivileged haldir can write its status file and control
-/// socket into.
-struct OpenDir(PathBuf);
-
-impl OpenDir {
-    fn new() -> OpenDir {
-        let dir = std::env::temp_dir().join(format!("haldir-caps-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        OpenDir(dir)
-    }
-}
-
-impl Drop for OpenDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// Starts haldir in `host` as `nobody` with only CAP_NET_ADMIN + CAP_NET_RAW.
@@ -159,7 +137,7 @@ fn haldir_runs_unprivileged_with_only_net_admin_and_net_raw() {
         eprintln!("\n!!!!!!!! SKIPPED: no setpriv (util-linux) !!!!!!!!\n");
         return;
     }
-    let dir = OpenDir::new();
+    let dir = OpenDir::new("caps");
     let lab = Lab::new("cap").unwrap();
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
     lab.add_host("r2", &["10.0.0.2/24"]).unwrap();

@@ -15,32 +15,13 @@
 
 use std::io::Read as _;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use haldir_lab::{self as lab, skip_unless_root, Haldir, HaldirInstance, Lab};
+use haldir_lab::{self as lab, skip_unless_root, Haldir, HaldirInstance, Lab, OpenDir};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_haldir"))
-}
-
-/// A directory the unprivileged reader can write its log in, removed on drop.
-struct OpenDir(PathBuf);
-
-impl OpenDir {
-    fn new(tag: &str) -> OpenDir {
-        let dir = std::env::temp_dir().join(format!("haldir-fifo-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        OpenDir(dir)
-    }
-}
-
-impl Drop for OpenDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// r2's keepalived.conf: two instances (priority 100) in sync group VG_1, both FIFOs.
@@ -110,7 +91,7 @@ fn notify_fifos_receive_every_transition_in_order_and_the_created_one_is_removed
     ) {
         return;
     }
-    let dir = OpenDir::new("vrrp");
+    let dir = OpenDir::new("fifo-vrrp");
     let fifo = dir.0.join("notify.fifo");
     let out = dir.0.join("reader.log");
     let reader = dir.0.join("reader.sh");
@@ -260,7 +241,7 @@ fn an_lvs_notify_fifo_and_the_lvs_scripts_follow_real_server_and_quorum_changes(
         return;
     }
     // notify_up / notify_down / quorum_up / quorum_down append their argument to a log.
-    let dir = OpenDir::new("lvs");
+    let dir = OpenDir::new("fifo-lvs");
     let script_log = dir.0.join("lvs-scripts.log");
     let script = dir.0.join("lvs.sh");
     std::fs::write(

@@ -399,6 +399,27 @@ fn lvs_scripts(out: &mut String, (up_key, down_key): (&str, &str), scripts: &Lvs
     }
 }
 
+/// An instance's `key = [{ name, weight, reverse }, ...]` line (`track_file`,
+/// `track_process`), written only when there are entries.
+pub(crate) fn weighted_entries<'a>(
+    out: &mut String,
+    key: &str,
+    entries: impl Iterator<Item = (&'a str, i32, bool)>,
+    string: impl Fn(&str) -> String,
+) {
+    let entries: Vec<String> = entries
+        .map(|(name, weight, reverse)| {
+            format!(
+                "{{ name = {}, weight = {weight}, reverse = {reverse} }}",
+                string(name)
+            )
+        })
+        .collect();
+    if !entries.is_empty() {
+        out.push_str(&format!("{key} = [{}]\n", entries.join(", ")));
+    }
+}
+
 /// `units / per_second` seconds as a TOML integer or exact decimal.
 fn decimal(units: u32, per_second: u32) -> String {
     let whole = units / per_second;

@@ -16,15 +16,13 @@
 
 use std::collections::HashMap;
 
-use crate::draft::{InstanceDraft, Located, TrackEntryDraft};
+use crate::draft::{InstanceDraft, Located};
 use crate::error::{ConfigError, Loc};
 use crate::model::VrrpInstance;
-use crate::validate::{in_range, push, resolve_tracking, tracked_name, TrackedKind};
+use crate::validate::{in_range, push, resolve_weighted, TrackedKind, WeightedBlock};
 
 /// Largest weight of a `track_file` block (keepalived's range).
 const MAX_FILE_WEIGHT: i64 = 2_147_483_647;
-/// Largest weight of an instance's `track_file` entry (keepalived's range).
-const MAX_ENTRY_WEIGHT: i64 = 254;
 
 /// A validated `track_file` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,14 +215,29 @@ pub(crate) fn tracked_files(
         .iter()
         .filter_map(|f| f.name.as_ref().map(|n| n.value.as_str()))
         .collect();
-    resolve_tracking(
+    let blocks: Vec<WeightedBlock> = files
+        .iter()
+        .map(|f| WeightedBlock {
+            name: &f.name,
+            weight: f.weight,
+            reverse: f.reverse,
+        })
+        .collect();
+    resolve_weighted(
         errors,
         &FILES,
         (drafts, instances),
         |d| d.track_file.as_ref(),
-        |errors, entry, seen| tracked_entry(errors, entry, &defined, files, seen),
-        |t| (t.name.as_str(), t.weight),
-        |instance, tracked| instance.track_file = tracked,
+        (&defined, &blocks),
+        (
+            |name, weight, reverse| TrackedFile {
+                name,
+                weight,
+                reverse,
+            },
+            |t| (t.name.as_str(), t.weight),
+            |instance, tracked| instance.track_file = tracked,
+        ),
     );
 }
 
@@ -234,41 +247,8 @@ const FILES: TrackedKind = TrackedKind {
     item: "file",
     block: "track_file block",
     items: "track files",
-    weight_zero: "FAULT on a non-zero value",
+    weight_zero: "a non-zero value puts the instance in FAULT",
 };
-
-fn tracked_entry<'a>(
-    errors: &mut Vec<ConfigError>,
-    entry: &'a TrackEntryDraft,
-    defined: &[&str],
-    files: &[TrackFile],
-    seen: &mut HashMap<&'a str, &'a Loc>,
-) -> Option<TrackedFile> {
-    let name = entry.name.as_ref()?;
-    if !tracked_name(errors, &FILES, (&entry.loc, name), defined, seen) {
-        return None;
-    }
-    let entry_weight = match &entry.weight {
-        Some(w) => Some(in_range(
-            errors,
-            "weight",
-            w,
-            -MAX_ENTRY_WEIGHT..=MAX_ENTRY_WEIGHT,
-            "must be -254..=254 (0: a non-zero value puts the instance in FAULT)",
-        )? as i32),
-        None => None,
-    };
-    // The block itself is invalid (reported there) when it is not in `files`.
-    let file = files.iter().find(|f| f.name == name.value)?;
-    Some(TrackedFile {
-        name: name.value.clone(),
-        weight: entry_weight.unwrap_or(file.weight),
-        reverse: entry
-            .reverse
-            .as_ref()
-            .map_or(file.reverse, |reverse| reverse.value),
-    })
-}
 
 /// The `[[track_file]]` table of `file`, every setting written.
 pub(crate) fn toml_table(out: &mut String, file: &TrackFile, string: impl Fn(&str) -> String) {
@@ -300,24 +280,12 @@ pub(crate) fn toml_line(
     tracked: &[TrackedFile],
     string: impl Fn(&str) -> String,
 ) {
-    use std::fmt::Write as _;
-    if tracked.is_empty() {
-        return;
-    }
-    let entries: Vec<String> = tracked
-        .iter()
-        .map(
-            |TrackedFile {
-                 name,
-                 weight,
-                 reverse,
-             }| {
-                format!(
-                    "{{ name = {}, weight = {weight}, reverse = {reverse} }}",
-                    string(name)
-                )
-            },
-        )
-        .collect();
-    let _ = writeln!(out, "track_file = [{}]", entries.join(", "));
+    crate::to_toml::weighted_entries(
+        out,
+        "track_file",
+        tracked
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight, t.reverse)),
+        string,
+    );
 }

@@ -22,10 +22,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::draft::{InstanceDraft, Located, TrackEntryDraft};
+use crate::draft::{InstanceDraft, Located};
 use crate::error::{ConfigError, Loc};
 use crate::model::VrrpInstance;
-use crate::validate::{in_range, push, resolve_tracking, tracked_name, TrackedKind};
+use crate::validate::{in_range, push, resolve_weighted, TrackedKind, WeightedBlock};
 
 /// Largest weight of a block or an entry (keepalived's range).
 const MAX_WEIGHT: i64 = 254;
@@ -365,14 +365,29 @@ pub(crate) fn tracked_processes(
         .iter()
         .filter_map(|p| p.name.as_ref().map(|n| n.value.as_str()))
         .collect();
-    resolve_tracking(
+    let blocks: Vec<WeightedBlock> = processes
+        .iter()
+        .map(|p| WeightedBlock {
+            name: &p.name,
+            weight: p.weight,
+            reverse: p.reverse,
+        })
+        .collect();
+    resolve_weighted(
         errors,
         &PROCESSES,
         (drafts, instances),
         |d| d.track_process.as_ref(),
-        |errors, entry, seen| tracked_entry(errors, entry, &defined, processes, seen),
-        |t| (t.name.as_str(), t.weight),
-        |instance, tracked| instance.track_process = tracked,
+        (&defined, &blocks),
+        (
+            |name, weight, reverse| TrackedProcess {
+                name,
+                weight,
+                reverse,
+            },
+            |t| (t.name.as_str(), t.weight),
+            |instance, tracked| instance.track_process = tracked,
+        ),
     );
 }
 
@@ -382,41 +397,8 @@ const PROCESSES: TrackedKind = TrackedKind {
     item: "process",
     block: "track_process block",
     items: "track processes",
-    weight_zero: "FAULT while the quorum is lost",
+    weight_zero: "a lost quorum puts the instance in FAULT",
 };
-
-fn tracked_entry<'a>(
-    errors: &mut Vec<ConfigError>,
-    entry: &'a TrackEntryDraft,
-    defined: &[&str],
-    processes: &[TrackProcess],
-    seen: &mut HashMap<&'a str, &'a Loc>,
-) -> Option<TrackedProcess> {
-    let name = entry.name.as_ref()?;
-    if !tracked_name(errors, &PROCESSES, (&entry.loc, name), defined, seen) {
-        return None;
-    }
-    let entry_weight = match &entry.weight {
-        Some(w) => Some(in_range(
-            errors,
-            "weight",
-            w,
-            -MAX_WEIGHT..=MAX_WEIGHT,
-            "must be -254..=254 (0: a lost quorum puts the instance in FAULT)",
-        )? as i32),
-        None => None,
-    };
-    // The block itself is invalid (reported there) when it is not in `processes`.
-    let process = processes.iter().find(|p| p.name == name.value)?;
-    Some(TrackedProcess {
-        name: name.value.clone(),
-        weight: entry_weight.unwrap_or(process.weight),
-        reverse: entry
-            .reverse
-            .as_ref()
-            .map_or(process.reverse, |reverse| reverse.value),
-    })
-}
 
 /// Seconds as TOML writes them back: whole numbers without a fraction.
 fn seconds(d: Duration) -> String {
@@ -479,24 +461,12 @@ pub(crate) fn toml_line(
     tracked: &[TrackedProcess],
     string: impl Fn(&str) -> String,
 ) {
-    use std::fmt::Write as _;
-    if tracked.is_empty() {
-        return;
-    }
-    let entries: Vec<String> = tracked
-        .iter()
-        .map(
-            |TrackedProcess {
-                 name,
-                 weight,
-                 reverse,
-             }| {
-                format!(
-                    "{{ name = {}, weight = {weight}, reverse = {reverse} }}",
-                    string(name)
-                )
-            },
-        )
-        .collect();
-    let _ = writeln!(out, "track_process = [{}]", entries.join(", "));
+    crate::to_toml::weighted_entries(
+        out,
+        "track_process",
+        tracked
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight, t.reverse)),
+        string,
+    );
 }

@@ -701,6 +701,63 @@ pub(crate) fn tracked_name<'a>(
     true
 }
 
+/// A block a weighted tracking entry (`track_file`, `track_process`) names: its name,
+/// weight and direction, which an entry may override.
+pub(crate) struct WeightedBlock<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) weight: i32,
+    pub(crate) reverse: bool,
+}
+
+/// How [`resolve_weighted`] makes its result: an entry from (name, weight, reverse), the
+/// (name, weight) of one, and where an instance keeps the list.
+pub(crate) type WeightedInto<T> = (
+    fn(String, i32, bool) -> T,
+    fn(&T) -> (&str, i32),
+    fn(&mut VrrpInstance, Vec<T>),
+);
+
+/// Resolves every instance's `NAME [weight N] [reverse|noreverse]` list (`list` picks it)
+/// against `blocks` (the valid ones; `defined` names every block written) and stores the
+/// (name, weight, reverse) of each entry, made into a `T` by `make`, with `store` (`weight`
+/// reads a `T` back for the address owner's rule): the entry's weight (-254..=254;
+/// `weight_zero` says what 0 does) and direction over the block's.
+pub(crate) fn resolve_weighted<'d, T>(
+    errors: &mut Vec<ConfigError>,
+    kind: &TrackedKind,
+    (drafts, instances): (&'d [InstanceDraft], &mut [Option<VrrpInstance>]),
+    list: fn(&'d InstanceDraft) -> Option<&'d Located<Vec<TrackEntryDraft>>>,
+    (defined, blocks): (&[&str], &[WeightedBlock]),
+    (make, weight, store): WeightedInto<T>,
+) {
+    let hint = format!("must be -254..=254 (0: {})", kind.weight_zero);
+    resolve_tracking(
+        errors,
+        kind,
+        (drafts, instances),
+        list,
+        |errors, entry, seen| {
+            let name = entry.name.as_ref()?;
+            if !tracked_name(errors, kind, (&entry.loc, name), defined, seen) {
+                return None;
+            }
+            let entry_weight = match &entry.weight {
+                Some(w) => Some(in_range(errors, "weight", w, -254..=254, &hint)? as i32),
+                None => None,
+            };
+            // The block itself is invalid (reported there) when it is not in `blocks`.
+            let block = blocks.iter().find(|b| b.name == name.value)?;
+            Some(make(
+                name.value.clone(),
+                entry_weight.unwrap_or(block.weight),
+                entry.reverse.as_ref().map_or(block.reverse, |r| r.value),
+            ))
+        },
+        weight,
+        store,
+    );
+}
+
 /// Resolves each instance's tracking list (`list` picks it from the draft) entry by entry
 /// with `resolve`, reports a weight on the address owner ([`owner_weight`]), and stores
 /// the result with `store`, or drops the instance when anything in the list was wrong

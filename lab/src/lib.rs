@@ -108,6 +108,31 @@ pub fn raise_fd_limit(wanted: u64) {
     }
 }
 
+/// A world-writable scratch directory under the system's temporary directory, for what
+/// an unprivileged process the test starts writes (scripts run as `nobody`, a haldir
+/// started without root); removed on drop unless the test failed (kept to look at).
+pub struct OpenDir(pub std::path::PathBuf);
+
+impl OpenDir {
+    /// `haldir-TAG-PID`, made fresh.
+    pub fn new(tag: &str) -> OpenDir {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("haldir-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        OpenDir(dir)
+    }
+}
+
+impl Drop for OpenDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// Locks `mutex`, taking over a poisoned one: the lab's shared records (captured frames,
 /// spawned processes, counters) stay readable after a panicking thread.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
