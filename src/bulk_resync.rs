@@ -22,7 +22,7 @@ use haldir_ipvs::client::DaemonRole;
 use haldir_ipvs::conn_table::{parse_conn_table, ServiceIndex, Skip};
 use haldir_ipvs::resync::{
     kernel_receive_drops, pacing, Action, Addresses, DumpReport, Event, FollowedInstance,
-    InstanceState, Level, Resync, ResyncConfig, ResyncStatus, Transmit,
+    InstanceState, Level, Resync, ResyncConfig, ResyncStatus, Transmit, RESYNC_TTL,
 };
 use haldir_ipvs::sync_wire::{pack, ResyncMessage};
 use haldir_ipvs::IpvsClient;
@@ -43,17 +43,159 @@ pub fn addresses(config: &LvsSyncDaemon) -> Addresses {
     Addresses::new(config.group, config.port, config.max_len)
 }
 
-/// What the machine needs of `config`.
-fn resync_config(config: &LvsSyncDaemon) -> ResyncConfig {
+/// What the machine needs of `config`: its addresses, and the followed instance's
+/// `auth_hmac` (keys and mode) and `unicast_peer`s (the only requesters answered).
+fn resync_config(config: &LvsSyncDaemon, model: &Model) -> ResyncConfig {
+    let instance = config
+        .instance
+        .as_ref()
+        .and_then(|name| model.vrrp_instances.iter().find(|i| &i.name == name));
     ResyncConfig {
         sync_id: config.sync_id,
         addresses: addresses(config),
+        auth: instance.and_then(|i| {
+            i.auth_hmac
+                .as_ref()
+                .map(|a| haldir_director::vrrp_specs::auth_config(a, i.advert_int_centis))
+        }),
+        peers: instance.map(|i| i.unicast_peer.clone()).unwrap_or_default(),
     }
 }
 
 struct Endpoint {
     socket: UdpSocket,
     addresses: Addresses,
+    index: u32,
+    interface: String,
+}
+
+/// The address this router sends resync messages from on `interface` to `to` (forced with
+/// `IP_PKTINFO` / `IPV6_PKTINFO`, as the HMAC binds it): IPv4, the interface's first
+/// (primary) address whose subnet holds `to`, else its first; IPv6, its link-local address.
+fn source_address(interface: &str, to: IpAddr) -> Option<IpAddr> {
+    let addresses: Vec<(IpAddr, Option<IpAddr>)> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter(|a| a.interface_name == interface)
+        .filter_map(|a| {
+            let address = a.address?;
+            let mask = a.netmask;
+            if let Some(v4) = address.as_sockaddr_in() {
+                let mask = mask.and_then(|m| m.as_sockaddr_in().map(|m| IpAddr::V4(m.ip())));
+                Some((IpAddr::V4(v4.ip()), mask))
+            } else {
+                address.as_sockaddr_in6().map(|v6| (IpAddr::V6(v6.ip()), None))
+            }
+        })
+        .collect();
+    match to {
+        IpAddr::V4(to) => {
+            let v4: Vec<(Ipv4Addr, Ipv4Addr)> = addresses
+                .iter()
+                .filter_map(|(a, m)| match (a, m) {
+                    (IpAddr::V4(a), Some(IpAddr::V4(m))) => Some((*a, *m)),
+                    (IpAddr::V4(a), None) => Some((*a, Ipv4Addr::BROADCAST)),
+                    _ => None,
+                })
+                .collect();
+            let in_subnet = |(a, m): &&(Ipv4Addr, Ipv4Addr)| {
+                u32::from(*a) & u32::from(*m) == u32::from(to) & u32::from(*m)
+            };
+            v4.iter()
+                .find(in_subnet)
+                .or(v4.first())
+                .map(|(a, _)| IpAddr::V4(*a))
+        }
+        IpAddr::V6(_) => addresses.iter().find_map(|(a, _)| match a {
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some(*a),
+            _ => None,
+        }),
+    }
+}
+
+/// Receives one datagram with the TTL (hop limit) it arrived with.
+fn receive_with_ttl(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<u8>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(libc::c_int, libc::c_int);
+    let message =
+        recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT)?;
+    let ttl = message.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::Ipv4Ttl(ttl) => u8::try_from(ttl).ok(),
+        ControlMessageOwned::Ipv6HopLimit(hops) => u8::try_from(hops).ok(),
+        _ => None,
+    });
+    let from = message
+        .address
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::new(IpAddr::V4(v4.ip()), v4.port()))
+                .or_else(|| {
+                    a.as_sockaddr_in6().map(|v6| {
+                        SocketAddr::V6(std::net::SocketAddrV6::new(
+                            v6.ip(),
+                            v6.port(),
+                            v6.flowinfo(),
+                            v6.scope_id(),
+                        ))
+                    })
+                })
+        })
+        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+    Ok((message.bytes, from, ttl))
+}
+
+/// Sends `bytes` to `to` from `source` with TTL (hop limit) [`RESYNC_TTL`].
+fn send_control(
+    fd: std::os::fd::RawFd,
+    index: u32,
+    source: IpAddr,
+    bytes: &[u8],
+    to: SocketAddr,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
+    let iov = [std::io::IoSlice::new(bytes)];
+    let ttl = libc::c_int::from(RESYNC_TTL);
+    let to = match to {
+        // A link-local destination names its interface.
+        SocketAddr::V6(v6) if v6.scope_id() == 0 && v6.ip().segments()[0] & 0xffc0 == 0xfe80 => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(*v6.ip(), v6.port(), 0, index))
+        }
+        other => other,
+    };
+    let destination = SockaddrStorage::from(to);
+    let sent = match source {
+        IpAddr::V4(source) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: index as libc::c_int,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(source).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            let cmsgs = [
+                ControlMessage::Ipv4PacketInfo(&info),
+                ControlMessage::Ipv4Ttl(&ttl),
+            ];
+            sendmsg(fd, &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, Some(&destination))
+        }
+        IpAddr::V6(source) => {
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: source.octets(),
+                },
+                ipi6_ifindex: index,
+            };
+            let cmsgs = [
+                ControlMessage::Ipv6PacketInfo(&info),
+                ControlMessage::Ipv6HopLimit(&ttl),
+            ];
+            sendmsg(fd, &iov, &cmsgs, MsgFlags::MSG_DONTWAIT, Some(&destination))
+        }
+    };
+    sent.map(|_| ()).map_err(std::io::Error::from)
 }
 
 impl Endpoint {
@@ -91,9 +233,55 @@ impl Endpoint {
                 socket.set_multicast_hops_v6(ttl)?;
             }
         }
+        // The TTL each control message arrived with (`RESYNC_TTL` required).
+        if addresses.group.is_ipv4() {
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv4RecvTtl, &true)?;
+        } else {
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::Ipv6RecvHopLimit,
+                &true,
+            )?;
+        }
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
-        Ok(Endpoint { socket, addresses })
+        Ok(Endpoint {
+            socket,
+            addresses,
+            index,
+            interface: config.interface.clone(),
+        })
+    }
+
+    /// A request or DONE, sent from this router's own address with TTL [`RESYNC_TTL`].
+    async fn send_control(&self, machine: &mut Resync, transmit: &Transmit) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let source = source_address(&self.interface, transmit.to.ip()).ok_or_else(|| {
+            std::io::Error::other(format!("{} has no address to send from", self.interface))
+        })?;
+        let bytes = machine.encode(wall_clock(), source, transmit);
+        loop {
+            self.socket.writable().await?;
+            match self.socket.try_io(tokio::io::Interest::WRITABLE, || {
+                send_control(self.socket.as_raw_fd(), self.index, source, &bytes, transmit.to)
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn receive(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<u8>)> {
+        use std::os::fd::AsRawFd as _;
+        loop {
+            self.socket.readable().await?;
+            match self.socket.try_io(tokio::io::Interest::READABLE, || {
+                receive_with_ttl(self.socket.as_raw_fd(), buf)
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
     }
 
     async fn send(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<()> {
@@ -110,6 +298,13 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// The wall-clock time since the Unix epoch (the authentication's sequence numbers).
+fn wall_clock() -> Duration {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// A random seed for the machine's request nonces.
@@ -207,6 +402,8 @@ struct Driver {
     machine: Resync,
     /// The running `lvs_sync_daemon`, bulk resync on.
     config: Option<LvsSyncDaemon>,
+    /// What the machine was last configured with.
+    resync: Option<ResyncConfig>,
     endpoint: Option<Endpoint>,
     open_error: Option<String>,
     client: Option<IpvsClient>,
@@ -243,9 +440,12 @@ pub fn spawn(
     ))
 }
 
-async fn recv(endpoint: &Option<Endpoint>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+async fn recv(
+    endpoint: &Option<Endpoint>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<u8>)> {
     match endpoint {
-        Some(e) => e.socket.recv_from(buf).await,
+        Some(e) => e.receive(buf).await,
         None => std::future::pending().await,
     }
 }
@@ -283,6 +483,7 @@ async fn run(
     let mut driver = Driver {
         machine: Resync::new(started, held_at_start, nonce_seed()),
         config: None,
+        resync: None,
         endpoint: None,
         open_error: None,
         client: None,
@@ -301,18 +502,25 @@ async fn run(
         if *shutdown.borrow() {
             break;
         }
-        let config = running
-            .borrow_and_update()
-            .lvs_sync_daemon
-            .clone()
-            .filter(|c| c.bulk_resync);
-        if config != driver.config {
+        let (config, resync) = {
+            let model = running.borrow_and_update();
+            let config = model.lvs_sync_daemon.clone().filter(|c| c.bulk_resync);
+            let resync = config.as_ref().map(|c| resync_config(c, &model));
+            (config, resync)
+        };
+        if config != driver.config || resync != driver.resync {
             driver.endpoint = None;
             driver.open_error = None;
-            driver
-                .machine
-                .handle_config(Instant::now(), config.as_ref().map(resync_config));
+            if let Some(resync) = resync.as_ref().filter(|r| r.auth.is_none()) {
+                warn!(
+                    "bulk resync is not authenticated: any host on {} that sends a request from {} gets the connection table, and a forged DONE lifts the preemption hold; give the followed instance an auth_hmac (docs/bulk_resync.md)",
+                    config.as_ref().map_or("", |c| c.interface.as_str()),
+                    if resync.peers.is_empty() { "any address".to_owned() } else { "a unicast_peer address".to_owned() },
+                );
+            }
+            driver.machine.handle_config(Instant::now(), resync.clone());
             driver.config = config;
+            driver.resync = resync;
         }
         driver.open();
         let now_roles = roles.borrow_and_update().clone();
@@ -334,7 +542,7 @@ async fn run(
         enum Wake {
             Stop,
             Changed,
-            Packet(usize, SocketAddr),
+            Packet(usize, SocketAddr, Option<u8>),
             ReceiveError,
             Timeout,
         }
@@ -352,7 +560,7 @@ async fn run(
                 Wake::Changed
             }
             received = recv(&driver.endpoint, &mut buf) => match received {
-                Ok((len, from)) => Wake::Packet(len, from),
+                Ok((len, from, ttl)) => Wake::Packet(len, from, ttl),
                 Err(e) => {
                     debug!("bulk resync: receive: {e}");
                     Wake::ReceiveError
@@ -363,11 +571,13 @@ async fn run(
         match wake {
             Wake::Stop => break,
             Wake::Changed => {}
-            Wake::Packet(len, from) => {
-                driver
-                    .machine
-                    .handle_packet(Instant::now(), from, &buf[..len])
-            }
+            Wake::Packet(len, from, ttl) => driver.machine.handle_packet(
+                Instant::now(),
+                wall_clock(),
+                from,
+                ttl,
+                &buf[..len],
+            ),
             Wake::ReceiveError => tokio::time::sleep(Duration::from_millis(50)).await,
             Wake::Timeout => driver.machine.handle_timeout(Instant::now()),
         }
@@ -446,11 +656,11 @@ impl Driver {
         self.publish();
     }
 
-    async fn transmit(&self, transmit: Transmit) {
+    async fn transmit(&mut self, transmit: Transmit) {
         let Some(endpoint) = &self.endpoint else {
             return;
         };
-        if let Err(e) = endpoint.send(&transmit.message.emit(), transmit.to).await {
+        if let Err(e) = endpoint.send_control(&mut self.machine, &transmit).await {
             match transmit.message {
                 ResyncMessage::Request(_) => {
                     warn!("bulk resync: sending the request to {}: {e}", transmit.to)
@@ -555,6 +765,35 @@ mod tests {
         assert_eq!((a.sync_port, a.control_port, a.max_len), (9000, 9001, 1200));
         c.max_len = None;
         assert_eq!(addresses(&c).max_len, 1452);
-        assert_eq!(resync_config(&c).sync_id, 7);
+    }
+
+    #[test]
+    fn the_resync_is_keyed_and_bounded_by_the_followed_instance() {
+        let model = haldir_config::parse_toml(
+            &format!(
+                r#"
+[global_defs]
+lvs_sync_daemon = {{ interface = "eth1", instance = "VI_1", id = 7 }}
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth1"
+virtual_router_id = 1
+priority = 150
+unicast_peer = ["10.1.0.2"]
+virtual_ipaddress = ["10.1.0.100/24"]
+auth_hmac = {{ key = [{{ id = 3, value = "{}" }}], active_key = 3, mode = "permissive" }}
+"#,
+                "ab".repeat(32)
+            ),
+            "test.toml",
+        )
+        .unwrap();
+        let resync = resync_config(model.lvs_sync_daemon.as_ref().unwrap(), &model);
+        assert_eq!(resync.sync_id, 7);
+        assert_eq!(resync.peers, vec!["10.1.0.2".parse::<IpAddr>().unwrap()]);
+        let auth = resync.auth.unwrap();
+        assert_eq!((auth.active_key, auth.keys[0].secret.len()), (3, 64));
+        assert_eq!(auth.mode, haldir_vrrp::auth::Mode::Permissive);
     }
 }

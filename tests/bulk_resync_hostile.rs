@@ -72,6 +72,13 @@ fn malformed_and_foreign_resync_packets_are_counted_and_dropped() {
             .bind(&"0.0.0.0:0".parse::<SocketAddr>().unwrap().into())
             .unwrap();
         let socket = UdpSocket::from(socket);
+        // With the kernel's default TTLs (64 unicast, 1 multicast): taken as routed.
+        for to in ["10.41.0.1:8849", "224.0.0.81:8849"] {
+            socket.send_to(&request(9), to).unwrap();
+        }
+        // As on-link senders do (RFC 5798 §5.1.1.3's 255), to be read further.
+        socket.set_ttl(255).unwrap();
+        socket.set_multicast_ttl_v4(255).unwrap();
         for to in ["10.41.0.1:8849", "224.0.0.81:8849"] {
             let to: SocketAddr = to.parse().unwrap();
             for p in &packets {
@@ -86,7 +93,8 @@ fn malformed_and_foreign_resync_packets_are_counted_and_dropped() {
             .unwrap_or(0)
     };
     let counted = wait_until(Duration::from_secs(10), || {
-        drops("bad_magic") == 4
+        drops("bad_ttl") == 2
+            && drops("bad_magic") == 4
             && drops("bad_version") == 2
             && drops("bad_kind") == 2
             && drops("bad_length") == 2

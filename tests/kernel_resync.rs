@@ -33,13 +33,15 @@ mod dr_lab;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_lab::add_real_server;
+use haldir_ipvs::sync_wire::{ResyncDone, ResyncMessage, ResyncRequest};
+use haldir_lab::capture::{Capture, FrameKind};
 use haldir_lab::haldir::HaldirInstance;
 use haldir_lab::{self as lab, vm::in_vm_or_skip, wait_until, Lab, Signal};
 use serde_json::Value;
@@ -857,6 +859,55 @@ fn bulk_resync_of_10000_connections_is_timed() {
 /// The default sync port of the kernel's daemon (`lvs_sync_daemon` without `port`): the
 /// bulk-resync requests go to the next port.
 const RESYNC_PORT: u16 = 8848 + 1;
+/// The routers' own addresses on the lab segment.
+const R1_ADDRESS: &str = "10.40.0.1";
+const R2_ADDRESS: &str = "10.40.0.2";
+
+/// The nonce of the first bulk-resync request seen on the bridge.
+fn captured_request_nonce(capture: &Capture) -> Option<u64> {
+    capture.kept().iter().find_map(|frame| {
+        if frame.kind != FrameKind::ResyncControl4 {
+            return None;
+        }
+        let ip = frame.bytes.get(14..)?;
+        let payload = ip.get(usize::from(ip[0] & 0x0f) * 4 + 8..)?;
+        match ResyncMessage::parse_signed(payload).ok()?.0 {
+            ResyncMessage::Request(request) => Some(request.nonce),
+            ResyncMessage::Done(_) => None,
+        }
+    })
+}
+
+/// Sends `payload` over UDP from host `host` with the IPv4 source `source` (spoofed: a
+/// raw socket writes the header), TTL 255, to `to`:`port`.
+fn send_spoofed_udp(lab: &Lab, host: &str, source: &str, to: &str, port: u16, payload: &[u8]) {
+    let (source, to): (Ipv4Addr, Ipv4Addr) = (source.parse().unwrap(), to.parse().unwrap());
+    let mut packet = vec![0u8; 28];
+    packet[0] = 0x45;
+    let total = (28 + payload.len()) as u16;
+    packet[2..4].copy_from_slice(&total.to_be_bytes());
+    packet[8] = 255;
+    packet[9] = 17;
+    packet[12..16].copy_from_slice(&source.octets());
+    packet[16..20].copy_from_slice(&to.octets());
+    packet[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    packet[22..24].copy_from_slice(&port.to_be_bytes());
+    packet[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    packet.extend_from_slice(payload);
+    lab::in_netns(&lab.ns_name(host), || {
+        // IPPROTO_RAW: the header is ours (the kernel fills in the id and checksum).
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .expect("raw socket");
+        socket
+            .send_to(&packet, &SocketAddr::new(to.into(), 0).into())
+            .expect("send the spoofed datagram");
+    })
+    .unwrap();
+}
 
 /// The configuration of the hold test: a sync group of VI_1 (the VIP, the sync daemon's
 /// instance, with a `track_script` that always succeeds) and VI_2 (a second address) on
@@ -866,6 +917,11 @@ fn group_config(priority: u8, real_servers: &[&str]) -> String {
     let mut vi1 = HaldirInstance::v3(71, priority, advert_int, &[&format!("{VIP}/24")]);
     vi1.extra_lines
         .push("track_script = [\"always_fine\"]".into());
+    // Signed adverts, and so a signed bulk resync (its REQUEST and DONE).
+    vi1.extra_lines.push(format!(
+        "auth_hmac = {{ key = [{{ id = 1, value = \"{}\" }}], active_key = 1, mode = \"enforce\" }}",
+        "5a".repeat(32)
+    ));
     let mut vi2 = HaldirInstance::v3(72, priority, advert_int, &["10.40.0.101/24"]);
     vi2.name = "VI_2".into();
     let mut text = format!(
@@ -961,7 +1017,8 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
 
     // 3. r1 (priority 200, preempt) returns. While the table cannot come, neither member
     //    of its sync group may preempt: VI_2 is not the sync daemon's instance, VI_1 has a
-    //    track_script.
+    //    track_script. The bridge is watched for r1's request (3b).
+    let capture = Capture::start(&lab).expect("capture on the lab bridge");
     let r1 = Router::start(&lab, "r1", &group_config(200, &servers));
     let returned = Instant::now();
     let mut seen_held = Vec::new();
@@ -1016,9 +1073,61 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         "`haldir status` did not show both members held"
     );
 
+    // 3b. A real server attacks the resync while the table is blocked: it asks r2 for the
+    //     table itself, and forges r2's DONE to r1 with the nonce it read off r1's request
+    //     and r2's address as its source (what an unauthenticated resync would believe).
+    let nonce = captured_request_nonce(&capture).unwrap_or_else(|| {
+        panic!(
+            "no request from r1 seen on the bridge\n{}",
+            resync_log(&r1)
+        )
+    });
+    drop(capture);
+    let forged = ResyncMessage::Done(ResyncDone {
+        sync_id: SYNC_ID,
+        nonce,
+        records: 20,
+        messages: 1,
+        millis: 5,
+    })
+    .emit();
+    let request = ResyncMessage::Request(ResyncRequest {
+        sync_id: SYNC_ID,
+        pace: 0,
+        nonce: 77,
+    })
+    .emit();
+    for _ in 0..3 {
+        send_spoofed_udp(&lab, "rs1", R2_ADDRESS, R1_ADDRESS, RESYNC_PORT, &forged);
+        send_spoofed_udp(&lab, "rs1", "10.40.0.11", R2_ADDRESS, RESYNC_PORT, &request);
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let r1_drops = r1.status().unwrap_or_default()["bulk_resync"]["drops"].clone();
+    say(&format!(
+        "hold: a real server sent 3 forged DONEs (nonce {nonce:#x}, from r2's address) to r1 \
+         and 3 requests to r2 (blocked here by nft, so r2 counts none); r1 drops {r1_drops}; \
+         r1 {:?}",
+        instance_states(&r1)
+    ));
+    assert_eq!(
+        r1_drops["auth_missing"].as_u64(),
+        Some(3),
+        "r1 did not drop the forged DONEs as unsigned: {r1_drops}"
+    );
+    assert!(
+        instance_states(&r1)
+            .iter()
+            .all(|(_, state, held)| state == "BACKUP" && *held),
+        "a forged DONE lifted r1's hold: {:?}",
+        instance_states(&r1)
+    );
+
     // 4. The requests get through: the table arrives, then r1 preempts both.
     lab.run("r2", &["nft", "delete", "table", "inet", "haldir_hold"])
         .unwrap();
+    for _ in 0..3 {
+        send_spoofed_udp(&lab, "rs1", "10.40.0.11", R2_ADDRESS, RESYNC_PORT, &request);
+    }
     let unblocked = Instant::now();
     assert!(
         lab::poll_until(Duration::from_secs(20), POLL, || all_in(&r1, "MASTER")),
@@ -1057,6 +1166,17 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         resync["hold_timeouts"],
     ));
     assert_eq!(resync["hold_timeouts"], 0, "the hold timed out: {resync}");
+    let r2_resync = r2.status().unwrap_or_default()["bulk_resync"].clone();
+    say(&format!(
+        "hold: r2 answered {} dump(s); its drops {}",
+        r2_resync["dumps_sent"], r2_resync["drops"]
+    ));
+    assert_eq!(
+        r2_resync["drops"]["auth_missing"].as_u64(),
+        Some(3),
+        "r2 did not drop the real server's unsigned requests: {r2_resync}"
+    );
+    assert_eq!(r2_resync["dumps_sent"], 1, "r2 dumped for someone else: {r2_resync}");
     assert!(
         master_since.iter().all(|t| *t >= done_at),
         "an instance became master before the resync was done: {master_since:?} vs {done_at}"

@@ -596,7 +596,26 @@ impl std::fmt::Display for ResyncWireError {
 
 impl std::error::Error for ResyncWireError {}
 
+/// Length of the authentication trailer a resync message may end with (the `auth_hmac`
+/// trailer of VRRP adverts, `haldir_vrrp::wire::auth`; its presence is told by length).
+pub const RESYNC_TRAILER_LEN: usize = 28;
+
 impl ResyncMessage {
+    /// Parses a datagram that may end with an authentication trailer: the message, and the
+    /// trailer's bytes when the datagram is exactly one trailer longer than its kind.
+    pub fn parse_signed(bytes: &[u8]) -> Result<(ResyncMessage, Option<&[u8]>), ResyncWireError> {
+        let unsigned_len = match bytes.get(5) {
+            Some(&KIND_REQUEST) => RESYNC_REQUEST_LEN,
+            Some(&KIND_DONE) => RESYNC_DONE_LEN,
+            _ => bytes.len(),
+        };
+        if bytes.len() == unsigned_len + RESYNC_TRAILER_LEN {
+            let (message, trailer) = bytes.split_at(unsigned_len);
+            return Ok((ResyncMessage::parse(message)?, Some(trailer)));
+        }
+        Ok((ResyncMessage::parse(bytes)?, None))
+    }
+
     /// Parses a datagram; anything but an exact request or done is an error.
     pub fn parse(bytes: &[u8]) -> Result<ResyncMessage, ResyncWireError> {
         if bytes.len() < 8 || bytes[..4] != RESYNC_MAGIC {

@@ -10,7 +10,8 @@ use haldir_ipvs::resync::{
     Action, Addresses, DumpReport, FollowedInstance, InstanceState, Resync, ResyncConfig,
     ResyncStatus, HOLD_LIMIT,
 };
-use haldir_ipvs::sync_wire::{ResyncMessage, ResyncRequest};
+use haldir_ipvs::sync_wire::{ResyncDone, ResyncMessage, ResyncRequest};
+use haldir_vrrp::auth::{AntiReplay, AuthConfig, AuthKey, Mode};
 
 const LATENCY: Duration = Duration::from_millis(1);
 const SYNC_ID: u8 = 9;
@@ -19,10 +20,28 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn config() -> ResyncConfig {
+/// The wall clock at the simulation's start (seconds since the Unix epoch).
+const UNIX_START: u64 = 1_800_000_000;
+
+fn config(auth: Option<AuthConfig>) -> ResyncConfig {
     ResyncConfig {
         sync_id: SYNC_ID,
         addresses: Addresses::new(None, None, None),
+        auth,
+        peers: Vec::new(),
+    }
+}
+
+/// The routers' `auth_hmac`: one key of `secret`'s bytes, enforce, 5 s window.
+fn hmac(secret: u8) -> AuthConfig {
+    AuthConfig {
+        keys: vec![AuthKey {
+            id: 1,
+            secret: vec![secret; 32],
+        }],
+        active_key: 1,
+        mode: Mode::Enforce,
+        anti_replay: AntiReplay::Time { window_secs: 5 },
     }
 }
 
@@ -67,10 +86,18 @@ struct Sim {
     lose: LossRule,
     /// Datagrams sent: (at, sender, message).
     sent: Vec<(Instant, usize, ResyncMessage)>,
+    /// The bytes of every datagram sent, as on the wire (signed when `auth` is set).
+    captured: Vec<Vec<u8>>,
+    /// Every router's `auth_hmac`.
+    auth: Option<AuthConfig>,
 }
 
 impl Sim {
     fn new(routers: usize) -> Sim {
+        Sim::with_auth(routers, None)
+    }
+
+    fn with_auth(routers: usize, auth: Option<AuthConfig>) -> Sim {
         let start = Instant::now();
         let mut sim = Sim {
             start,
@@ -79,6 +106,8 @@ impl Sim {
             wire: Vec::new(),
             lose: Box::new(|_, _| false),
             sent: Vec::new(),
+            captured: Vec::new(),
+            auth,
         };
         for i in 0..routers {
             sim.add(i, Vec::new());
@@ -88,7 +117,7 @@ impl Sim {
 
     fn add(&mut self, i: usize, held_at_start: Vec<String>) {
         let mut machine = Resync::new(self.now, held_at_start, 1000 + i as u64);
-        machine.handle_config(self.now, Some(config()));
+        machine.handle_config(self.now, Some(config(self.auth.clone())));
         machine.handle_listening(self.now);
         self.nodes.push(Node {
             machine,
@@ -131,8 +160,19 @@ impl Sim {
         self.drain(i);
     }
 
+    fn unix_now(&self) -> Duration {
+        Duration::from_secs(UNIX_START) + self.elapsed()
+    }
+
     fn inject(&mut self, i: usize, from: SocketAddr, bytes: &[u8]) {
-        self.nodes[i].machine.handle_packet(self.now, from, bytes);
+        self.inject_with_ttl(i, from, 255, bytes);
+    }
+
+    fn inject_with_ttl(&mut self, i: usize, from: SocketAddr, ttl: u8, bytes: &[u8]) {
+        let unix_now = self.unix_now();
+        self.nodes[i]
+            .machine
+            .handle_packet(self.now, unix_now, from, Some(ttl), bytes);
         self.drain(i);
     }
 
@@ -148,18 +188,23 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         loop {
             let now = self.now;
+            let unix_now = self.unix_now();
             let node = &mut self.nodes[i];
             while let Some(event) = node.machine.poll_event() {
                 node.log.push(format!("{:?} {event}", now - self.start));
             }
             if let Some(transmit) = node.machine.poll_transmit() {
+                let bytes = node
+                    .machine
+                    .encode(unix_now, node.address.ip(), &transmit);
                 self.sent.push((now, i, transmit.message));
+                self.captured.push(bytes.clone());
                 if !(self.lose)(i, &transmit.message) {
                     self.wire.push(Packet {
                         deliver_at: now + LATENCY,
                         from: i,
                         to: transmit.to,
-                        message: transmit.message.emit(),
+                        message: bytes,
                     });
                 }
                 continue;
@@ -635,4 +680,171 @@ fn a_hold_from_the_start_counts_its_limit_from_backup() {
     // Held at start (no action: the VRRP driver starts them held), lifted 5 s after BACKUP.
     assert_eq!(sim.nodes[0].holds, [(sim.at(ms(9000)), false)]);
     assert_eq!(sim.elapsed(), ms(30_000));
+}
+
+/// A host on the segment that is no router: a real server.
+fn stranger() -> SocketAddr {
+    SocketAddr::new(IpAddr::from([10, 0, 0, 66]), 40000)
+}
+
+/// Master and backup with `auth_hmac`; the backup's instance hears the master.
+fn signed_pair() -> Sim {
+    let mut sim = Sim::with_auth(2, Some(hmac(7)));
+    sim.roles(MASTER, &[DaemonRole::Master]);
+    let master = sim.nodes[MASTER].address.ip();
+    sim.instance(BACKUP, InstanceState::Backup, Some(master));
+    sim
+}
+
+fn request(nonce: u64) -> Vec<u8> {
+    ResyncMessage::Request(ResyncRequest {
+        sync_id: SYNC_ID,
+        pace: 0,
+        nonce,
+    })
+    .emit()
+}
+
+fn done(nonce: u64) -> Vec<u8> {
+    ResyncMessage::Done(ResyncDone {
+        sync_id: SYNC_ID,
+        nonce,
+        records: 1,
+        messages: 1,
+        millis: 1,
+    })
+    .emit()
+}
+
+#[test]
+fn signed_routers_resync_and_an_unsigned_or_foreign_request_gets_no_dump() {
+    let mut sim = signed_pair();
+    // A real server asks, unsigned, and with a key of its own.
+    sim.inject(MASTER, stranger(), &request(1));
+    let mut foreign = Sim::with_auth(1, Some(hmac(8)));
+    foreign.roles(0, &[DaemonRole::Backup]);
+    foreign.run_until(ms(10));
+    let forged = foreign.captured[0].clone();
+    sim.inject(MASTER, stranger(), &forged);
+    assert_eq!(sim.drops(MASTER, "auth_missing"), 1);
+    assert_eq!(sim.drops(MASTER, "auth_bad_hmac"), 1);
+    assert!(sim.nodes[MASTER].dumps.is_empty());
+    // The real backup is answered.
+    sim.roles(BACKUP, &[DaemonRole::Backup]);
+    sim.run_until(ms(3000));
+    assert_eq!(sim.nodes[MASTER].dumps.len(), 1);
+    assert_eq!(sim.status(BACKUP).resyncs_received, 1);
+    assert_eq!(sim.status(MASTER).requests_received, 3);
+}
+
+#[test]
+fn a_forged_done_does_not_lift_the_hold_the_real_one_does() {
+    let mut sim = signed_pair();
+    // The master's dump takes 2 s; a real server forges the DONE meanwhile, with the nonce
+    // it read in the request and the master's address as its source.
+    sim.nodes[MASTER].dump_time = ms(2000);
+    sim.add(2, Vec::new());
+    sim.roles(BACKUP, &[DaemonRole::Backup]);
+    sim.run_until(ms(100));
+    assert_eq!(sim.nodes[BACKUP].holds, vec![(sim.at(ms(0)), true)]);
+    let nonce = sim.requests_by(BACKUP)[0].1.nonce;
+    let master = sim.nodes[MASTER].address;
+    sim.inject(BACKUP, master, &done(nonce));
+    sim.inject(BACKUP, stranger(), &done(nonce));
+    sim.run_until(ms(1500));
+    assert_eq!(
+        sim.drops(BACKUP, "auth_missing"),
+        2,
+        "{:?}",
+        sim.status(BACKUP).drops
+    );
+    assert!(sim.status(BACKUP).pending.is_some());
+    assert_eq!(sim.nodes[BACKUP].holds.len(), 1, "the hold stays");
+    // The real DONE, 2 s after the request, lifts it.
+    sim.run_until(ms(3000));
+    assert_eq!(sim.status(BACKUP).resyncs_received, 1);
+    assert_eq!(sim.nodes[BACKUP].holds.last().map(|h| h.1), Some(false));
+}
+
+#[test]
+fn a_done_from_another_address_than_the_asked_master_is_dropped_even_unsigned() {
+    let mut sim = master_and_backup();
+    let master = sim.nodes[MASTER].address;
+    sim.instance(BACKUP, InstanceState::Backup, Some(master.ip()));
+    sim.nodes[MASTER].dump_time = ms(2000);
+    sim.roles(BACKUP, &[DaemonRole::Backup]);
+    sim.run_until(ms(100));
+    let (_, request) = sim.requests_by(BACKUP)[0];
+    // Asked unicast, of the master it hears.
+    assert!(sim
+        .sent
+        .iter()
+        .any(|(_, from, m)| *from == BACKUP && matches!(m, ResyncMessage::Request(_))));
+    sim.inject(BACKUP, stranger(), &done(request.nonce));
+    assert_eq!(sim.drops(BACKUP, "not_asked_master"), 1);
+    assert!(sim.status(BACKUP).pending.is_some());
+    sim.run_until(ms(3000));
+    assert_eq!(sim.status(BACKUP).resyncs_received, 1);
+}
+
+#[test]
+fn a_replayed_signed_request_is_dropped_and_gets_no_second_dump() {
+    let mut sim = signed_pair();
+    sim.roles(BACKUP, &[DaemonRole::Backup]);
+    sim.run_until(ms(3000));
+    assert_eq!(sim.nodes[MASTER].dumps.len(), 1);
+    let captured_request = sim.captured[0].clone();
+    let backup = sim.nodes[BACKUP].address;
+    sim.run_until(ms(3500));
+    sim.inject(MASTER, backup, &captured_request);
+    assert_eq!(sim.drops(MASTER, "auth_replay"), 1);
+    // From a spoofed address the capture does not even verify (the source is signed).
+    sim.inject(MASTER, stranger(), &captured_request);
+    assert_eq!(sim.drops(MASTER, "auth_bad_hmac"), 1);
+    // Past the 5 s window it is stale, whatever the dump limits would allow by then.
+    sim.run_until(ms(12_000));
+    sim.inject(MASTER, backup, &captured_request);
+    assert_eq!(sim.drops(MASTER, "auth_stale"), 1);
+    sim.run_until(ms(15_000));
+    assert_eq!(sim.nodes[MASTER].dumps.len(), 1);
+}
+
+#[test]
+fn a_request_routed_to_us_or_from_a_non_peer_is_dropped() {
+    let mut sim = master_and_backup();
+    let backup = sim.nodes[BACKUP].address;
+    sim.inject_with_ttl(MASTER, backup, 64, &request(5));
+    assert_eq!(sim.drops(MASTER, "bad_ttl"), 1);
+    let mut peers_only = config(None);
+    peers_only.peers = vec![backup.ip()];
+    sim.nodes[MASTER]
+        .machine
+        .handle_config(sim.now, Some(peers_only));
+    sim.nodes[MASTER].machine.handle_listening(sim.now);
+    sim.roles(MASTER, &[DaemonRole::Master]);
+    sim.inject(MASTER, stranger(), &request(6));
+    assert_eq!(sim.drops(MASTER, "not_peer"), 1);
+    assert!(sim.nodes[MASTER].dumps.is_empty());
+    sim.inject(MASTER, backup, &request(7));
+    assert_eq!(sim.nodes[MASTER].dumps.len(), 1);
+}
+
+#[test]
+fn a_flood_of_repeats_gets_the_cached_done_at_most_twice_a_second() {
+    let mut sim = master_and_backup();
+    sim.roles(BACKUP, &[DaemonRole::Backup]);
+    sim.run_until(ms(3000));
+    let (_, asked) = sim.requests_by(BACKUP)[0];
+    let backup = sim.nodes[BACKUP].address;
+    let before = sim.sent.len();
+    for step in 0..1000 {
+        sim.run_until(ms(3000 + step));
+        sim.inject(MASTER, backup, &request(asked.nonce));
+    }
+    let dones = sim.sent[before..]
+        .iter()
+        .filter(|(_, from, m)| *from == MASTER && matches!(m, ResyncMessage::Done(_)))
+        .count();
+    assert_eq!(dones, 2, "1000 repeats over one second");
+    assert_eq!(sim.nodes[MASTER].dumps.len(), 1);
 }

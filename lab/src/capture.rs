@@ -34,6 +34,8 @@ const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// IANA protocol number of VRRP (RFC 5798 §5.1.1.4 / §5.1.2.4).
 const IPPROTO_VRRP: u8 = 112;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_UDP: u8 = 17;
+const UDP_HEADER: usize = 8;
 /// ICMPv6 Neighbor Advertisement (RFC 4861 §4.4), what a VRRPv3 IPv6 master sends.
 const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
 const IPV6_HEADER: usize = 40;
@@ -49,6 +51,8 @@ pub enum FrameKind {
     Arp,
     /// ICMPv6 Neighbor Advertisement (unsolicited or not).
     NeighborAdvert,
+    /// haldir's bulk-resync request or DONE over IPv4 (UDP, payload "HLDR").
+    ResyncControl4,
 }
 
 impl FrameKind {
@@ -59,6 +63,11 @@ impl FrameKind {
         match ethertype {
             ETHERTYPE_ARP => Some(FrameKind::Arp),
             ETHERTYPE_IPV4 if *payload.get(9)? == IPPROTO_VRRP => Some(FrameKind::Vrrp4),
+            ETHERTYPE_IPV4 if *payload.get(9)? == IPPROTO_UDP => {
+                let header = usize::from(*payload.first()? & 0x0f) * 4;
+                (payload.get(header + UDP_HEADER..header + UDP_HEADER + 4)? == b"HLDR")
+                    .then_some(FrameKind::ResyncControl4)
+            }
             ETHERTYPE_IPV6 => match *payload.get(6)? {
                 IPPROTO_VRRP => Some(FrameKind::Vrrp6),
                 IPPROTO_ICMPV6 if *payload.get(IPV6_HEADER)? == ICMPV6_NEIGHBOR_ADVERT => {

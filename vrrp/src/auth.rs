@@ -304,19 +304,34 @@ impl Authenticator {
         message: &[u8],
         trailer: Option<&[u8]>,
     ) -> Verdict {
-        match self.verify(unix_now, source, message, trailer) {
+        self.check_with(unix_now, source, trailer, |key, trailer| {
+            auth::verifies(key, source, message, trailer)
+        })
+    }
+
+    /// Checks a message of another protocol (haldir's bulk resync) that carries the same
+    /// trailer: the same presence, freshness, key and replay rules and counters as an
+    /// advert, with the HMAC computed by `verifies` for the key the trailer names.
+    pub fn check_with(
+        &mut self,
+        unix_now: Duration,
+        source: IpAddr,
+        trailer: Option<&[u8]>,
+        verifies: impl FnOnce(&hmac::Key, &TrailerRepr) -> bool,
+    ) -> Verdict {
+        match self.verify_with(unix_now, source, trailer, verifies) {
             Ok(()) => Verdict::Authenticated,
             Err(failure) if self.config.mode == Mode::Enforce => Verdict::Dropped(failure),
             Err(failure) => Verdict::Accepted(failure),
         }
     }
 
-    fn verify(
+    fn verify_with(
         &mut self,
         unix_now: Duration,
         source: IpAddr,
-        message: &[u8],
         trailer: Option<&[u8]>,
+        verifies: impl FnOnce(&hmac::Key, &TrailerRepr) -> bool,
     ) -> Result<(), AuthFailure> {
         let trailer = trailer.ok_or(AuthFailure::Missing)?;
         let trailer = TrailerRepr::parse(trailer).map_err(|_| AuthFailure::Malformed)?;
@@ -329,7 +344,7 @@ impl Authenticator {
             }
         }
         let key = self.key(trailer.key_id).ok_or(AuthFailure::UnknownKey)?;
-        if !auth::verifies(key, source, message, &trailer) {
+        if !verifies(key, &trailer) {
             return Err(AuthFailure::BadHmac);
         }
         self.accept_sequence(now_secs, source, trailer.sequence)

@@ -86,6 +86,7 @@
 //!   command to add a connection; the kernel's backup daemon is the only way
 //!   in, so haldir speaks its protocol.
 
+pub mod auth;
 mod flow;
 mod status;
 
@@ -97,11 +98,17 @@ use std::time::{Duration, Instant};
 pub use flow::{kernel_receive_drops, pacing};
 pub use status::{PendingStatus, ReceivedStatus, ResyncRole, ResyncStatus, SentStatus};
 
+use haldir_vrrp::auth::{AuthConfig, AuthFailure, Authenticator, Verdict};
+
 use crate::client::DaemonRole;
 use crate::sync_wire::{
     ResyncDone, ResyncMessage, ResyncRequest, ResyncWireError, DEFAULT_GROUP_V4, DEFAULT_MAXLEN_V4,
     DEFAULT_MAXLEN_V6, DEFAULT_PORT,
 };
+
+/// The least time between two sendings of one cached DONE (a spoofed flood of repeats
+/// gets no more).
+pub const REPEAT_PAUSE: Duration = Duration::from_millis(500);
 
 /// How often a pending request is repeated.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -164,13 +171,24 @@ impl Addresses {
 }
 
 /// What the machine needs of `lvs_sync_daemon` (bulk resync on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResyncConfig {
     /// The sync daemons' id: requests of another are not answered.
     pub sync_id: u8,
     /// Where requests, answers and dumps go.
     pub addresses: Addresses,
+    /// The followed instance's `auth_hmac`: requests and DONEs are signed and checked with
+    /// it ([`auth`]). `None`: unsigned (and a warning at load).
+    pub auth: Option<AuthConfig>,
+    /// The only sources whose requests are answered (the followed instance's
+    /// `unicast_peer`s); empty: any source the other checks pass.
+    pub peers: Vec<IpAddr>,
 }
+
+/// The TTL (IPv4) or hop limit (IPv6) every resync message is sent with and must arrive
+/// with: one that crossed a router is not from the segment (as RFC 5798 §5.1.1.3 and
+/// §7.1 rule for adverts).
+pub const RESYNC_TTL: u8 = 255;
 
 /// Why a received packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -200,6 +218,14 @@ pub enum DropReason {
     DuplicateDone,
     /// A DONE for no pending request, another nonce or another sync id.
     UnexpectedDone,
+    /// Arrived with a TTL (hop limit) other than [`RESYNC_TTL`]: routed to us.
+    BadTtl,
+    /// A request from an address that is not one of the configured peers.
+    NotPeer,
+    /// A DONE from another address than the master the request was sent to.
+    NotAskedMaster,
+    /// Failed authentication (the instance's `auth_hmac` in enforce mode).
+    Auth(AuthFailure),
 }
 
 impl DropReason {
@@ -218,6 +244,10 @@ impl DropReason {
             DropReason::TooManyRequesters => "too_many_requesters",
             DropReason::DuplicateDone => "duplicate_done",
             DropReason::UnexpectedDone => "unexpected_done",
+            DropReason::BadTtl => "bad_ttl",
+            DropReason::NotPeer => "not_peer",
+            DropReason::NotAskedMaster => "not_asked_master",
+            DropReason::Auth(failure) => failure.as_str(),
         }
     }
 }
@@ -326,6 +356,16 @@ pub enum Event {
         /// Why.
         error: ResyncWireError,
     },
+    /// A packet failed authentication (counted; logged at debug level only, so a flood
+    /// costs no log line).
+    AuthFailed {
+        /// The sender.
+        from: SocketAddr,
+        /// Why.
+        failure: AuthFailure,
+        /// Dropped (enforce), or accepted anyway (permissive, receive-only).
+        dropped: bool,
+    },
     /// The kernel socket dropped part of a dump: asking again, slower.
     SlowingDown {
         /// The master.
@@ -396,7 +436,7 @@ impl Event {
     /// How loud it is.
     pub fn level(&self) -> Level {
         match self {
-            Event::Abandoned | Event::Malformed { .. } => Level::Debug,
+            Event::Abandoned | Event::Malformed { .. } | Event::AuthFailed { .. } => Level::Debug,
             Event::SlowingDown { .. } => Level::Warn,
             Event::HoldTimedOut { master: None, .. } => Level::Warn,
             Event::DroppedAtSlowestPace { .. }
@@ -421,6 +461,16 @@ impl fmt::Display for Event {
             }
             Event::Abandoned => f.write_str("no longer backup; request abandoned"),
             Event::Malformed { from, error } => write!(f, "dropped from {from}: {error}"),
+            Event::AuthFailed {
+                from,
+                failure,
+                dropped,
+            } => write!(
+                f,
+                "{} from {from}: {}",
+                if *dropped { "dropped" } else { "accepted" },
+                failure.as_str()
+            ),
             Event::SlowingDown { from, dropped, pace } => write!(
                 f,
                 "the kernel's sync socket dropped {dropped} messages of the dump from {from}; asking again at pace {pace}"
@@ -492,6 +542,8 @@ struct Pending {
     attempts: u32,
     /// Drops of the kernel's receive socket when this pace was asked.
     drops_before: Option<u64>,
+    /// The master the last request was sent to (unicast); `None`: to the group.
+    asked: Option<IpAddr>,
     phase: Phase,
 }
 
@@ -509,6 +561,8 @@ struct Dumping {
 struct Answer {
     from: SocketAddr,
     done: ResyncDone,
+    /// When the DONE was last sent: repeats at most once per [`REPEAT_PAUSE`].
+    sent: Instant,
 }
 
 /// A preemption held until the resync is done.
@@ -539,6 +593,9 @@ struct Counters {
 #[derive(Debug)]
 pub struct Resync {
     config: Option<ResyncConfig>,
+    /// Signs what is sent and checks what arrives, when `config.auth` is set; kept across
+    /// configurations (a reload must not reopen the door to a replay).
+    authenticator: Option<Authenticator>,
     /// The driver's socket is open: roles are followed.
     listening: bool,
     roles: Vec<DaemonRole>,
@@ -570,6 +627,7 @@ impl Resync {
     pub fn new(now: Instant, held_at_start: Vec<String>, nonce_seed: u64) -> Resync {
         let mut machine = Resync {
             config: None,
+            authenticator: None,
             listening: false,
             roles: Vec::new(),
             pending: None,
@@ -610,6 +668,11 @@ impl Resync {
         }
         self.pending = None;
         self.listening = false;
+        match (config.as_ref().and_then(|c| c.auth.clone()), &mut self.authenticator) {
+            (Some(auth), Some(authenticator)) => authenticator.reconfigure(auth),
+            (Some(auth), None) => self.authenticator = Some(Authenticator::new(auth)),
+            (None, _) => self.authenticator = None,
+        }
         self.config = config;
     }
 
@@ -637,6 +700,7 @@ impl Resync {
                 started: now,
                 attempts: 0,
                 drops_before: None,
+                asked: None,
                 phase: Phase::MeasuringBefore,
             });
             self.events.push_back(Event::Asking);
@@ -711,10 +775,23 @@ impl Resync {
         self.check_hold(now);
     }
 
-    /// A datagram received on the control port.
-    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        let message = match ResyncMessage::parse(bytes) {
-            Ok(message) => message,
+    /// A datagram received on the control port at `now` (`unix_now` on the wall clock, for
+    /// the authentication's freshness), with the TTL or hop limit it arrived with.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        unix_now: Duration,
+        from: SocketAddr,
+        ttl: Option<u8>,
+        bytes: &[u8],
+    ) {
+        // The cheap checks first; the HMAC last, and only for a packet that could matter.
+        if ttl != Some(RESYNC_TTL) {
+            self.count_drop(DropReason::BadTtl);
+            return;
+        }
+        let (message, trailer) = match ResyncMessage::parse_signed(bytes) {
+            Ok(parsed) => parsed,
             Err(error) => {
                 self.count_drop(match error {
                     ResyncWireError::BadMagic => DropReason::BadMagic,
@@ -727,13 +804,61 @@ impl Resync {
                 return;
             }
         };
-        let Some(config) = self.config else {
+        let Some(config) = &self.config else {
             return;
         };
-        match message {
-            ResyncMessage::Request(request) => self.handle_request(now, from, request, config),
-            ResyncMessage::Done(done) => self.handle_done(now, from, done, config),
+        let sync_id = config.sync_id;
+        if let ResyncMessage::Request(_) = message {
+            if !config.peers.is_empty() && !config.peers.contains(&from.ip()) {
+                self.counters.requests_received += 1;
+                self.count_drop(DropReason::NotPeer);
+                return;
+            }
         }
+        if let Some(authenticator) = &mut self.authenticator {
+            let signed = &bytes[..bytes.len() - trailer.map_or(0, <[u8]>::len)];
+            match auth::check(authenticator, unix_now, from.ip(), signed, trailer) {
+                Verdict::Authenticated => {}
+                Verdict::Accepted(failure) => {
+                    self.events.push_back(Event::AuthFailed {
+                        from,
+                        failure,
+                        dropped: false,
+                    });
+                }
+                Verdict::Dropped(failure) => {
+                    if let ResyncMessage::Request(_) = message {
+                        self.counters.requests_received += 1;
+                    }
+                    self.count_drop(DropReason::Auth(failure));
+                    self.events.push_back(Event::AuthFailed {
+                        from,
+                        failure,
+                        dropped: true,
+                    });
+                    return;
+                }
+            }
+        } else if trailer.is_some() {
+            // Signed, and this router has no key: as the length mismatch it is.
+            self.count_drop(DropReason::BadLength);
+            return;
+        }
+        match message {
+            ResyncMessage::Request(request) => self.handle_request(now, from, request, sync_id),
+            ResyncMessage::Done(done) => self.handle_done(now, from, done, sync_id),
+        }
+    }
+
+    /// The bytes of `transmit` as sent from `source` at `unix_now`: signed when the
+    /// followed instance has `auth_hmac`.
+    pub fn encode(&mut self, unix_now: Duration, source: IpAddr, transmit: &Transmit) -> Vec<u8> {
+        auth::seal(
+            self.authenticator.as_mut(),
+            unix_now,
+            source,
+            transmit.message.emit(),
+        )
     }
 
     /// The dump asked for by [`Action::Dump`] ended: `Ok` with what it sent, or the error.
@@ -772,6 +897,7 @@ impl Resync {
         self.answers.push_back(Answer {
             from: dumping.to,
             done,
+            sent: now,
         });
         let pace = dumping.request.pace;
         self.counters.dumps_sent += 1;
@@ -923,13 +1049,24 @@ impl Resync {
     }
 
     fn send_request(&mut self, now: Instant) {
-        let (Some(config), Some(pending)) = (self.config, &mut self.pending) else {
+        let (Some(config), Some(pending)) = (&self.config, &mut self.pending) else {
             return;
         };
         pending.attempts += 1;
         pending.phase = Phase::Asking { last_sent: now };
+        // To the master this router's instance hears, when it is of the group's family: only
+        // its DONE is taken. Else to the group (the master answers, backups count a drop).
+        let master = self
+            .instance
+            .as_ref()
+            .and_then(|i| i.master)
+            .filter(|m| m.is_ipv4() == config.addresses.group.is_ipv4());
+        pending.asked = master;
         self.transmits.push_back(Transmit {
-            to: SocketAddr::new(config.addresses.group, config.addresses.control_port),
+            to: SocketAddr::new(
+                master.unwrap_or(config.addresses.group),
+                config.addresses.control_port,
+            ),
             message: ResyncMessage::Request(ResyncRequest {
                 sync_id: config.sync_id,
                 nonce: pending.nonce,
@@ -944,10 +1081,10 @@ impl Resync {
         now: Instant,
         from: SocketAddr,
         request: ResyncRequest,
-        config: ResyncConfig,
+        sync_id: u8,
     ) {
         self.counters.requests_received += 1;
-        if request.sync_id != config.sync_id {
+        if request.sync_id != sync_id {
             self.count_drop(DropReason::OtherSyncid);
             return;
         }
@@ -958,14 +1095,19 @@ impl Resync {
         }
         if let Some(answer) = self
             .answers
-            .iter()
+            .iter_mut()
             .find(|a| a.from == from && a.done.nonce == request.nonce)
         {
-            // The DONE was lost (or is late): the same answer again, not a second dump.
-            self.transmits.push_back(Transmit {
-                to: from,
-                message: ResyncMessage::Done(answer.done),
-            });
+            // The DONE was lost (or is late): the same answer again, not a second dump, and
+            // at most once per REPEAT_PAUSE (the backup itself asks once per RETRY).
+            if now.saturating_duration_since(answer.sent) >= REPEAT_PAUSE {
+                answer.sent = now;
+                let done = answer.done;
+                self.transmits.push_back(Transmit {
+                    to: from,
+                    message: ResyncMessage::Done(done),
+                });
+            }
             self.count_drop(DropReason::RepeatAnswered);
             return;
         }
@@ -993,7 +1135,7 @@ impl Resync {
         self.dumping = Some(Dumping {
             to: from,
             request,
-            sync_id: config.sync_id,
+            sync_id,
             started: now,
         });
         self.actions.push_back(Action::Dump {
@@ -1007,7 +1149,7 @@ impl Resync {
         now: Instant,
         from: SocketAddr,
         done: ResyncDone,
-        config: ResyncConfig,
+        sync_id: u8,
     ) {
         let Some(pending) = &mut self.pending else {
             // A repeated request while the dump ran gets its DONE twice.
@@ -1018,7 +1160,11 @@ impl Resync {
             });
             return;
         };
-        if done.nonce != pending.nonce || done.sync_id != config.sync_id {
+        if pending.asked.is_some_and(|master| master != from.ip()) {
+            self.count_drop(DropReason::NotAskedMaster);
+            return;
+        }
+        if done.nonce != pending.nonce || done.sync_id != sync_id {
             self.count_drop(DropReason::UnexpectedDone);
             return;
         }
