@@ -103,6 +103,22 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     // (src/bulk_resync.rs), following the sync daemon's role.
     // Its preemption hold is in place before the instances start.
     let held_at_start = crate::bulk_resync::held_at_start(&model);
+    // auth_hmac's send sequences and replay marks, kept across restarts (src/replay_state.rs).
+    let replay_store = std::sync::Arc::new(haldir_vrrp::auth::ReplayStore::default());
+    let replay_path = crate::replay_state::path_for(
+        &options.state_dir,
+        ownership_identity(&options).as_deref(),
+    );
+    replay_store.load(crate::replay_state::load(
+        &replay_path,
+        &crate::replay_state::instance_names(&model),
+    ));
+    let replay_writer = crate::replay_state::spawn_writer(
+        replay_store.clone(),
+        replay_path.clone(),
+        running_tx.subscribe(),
+        shutdown_rx.clone(),
+    );
     let bulk_resync = crate::bulk_resync::spawn(
         running_tx.subscribe(),
         sync_roles_rx,
@@ -126,6 +142,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         ("bulk resync", bulk_resync),
         ("static addresses", statics),
         ("lvs_timeouts", lvs_timeouts),
+        ("auth_hmac replay state", replay_writer),
     ] {
         supervised.push(async move { (name, task.await) });
     }
@@ -135,7 +152,11 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         commands_rx,
         shutdown_rx,
         Some(events_tx),
-        (held_at_start.into_iter().collect(), heartbeats),
+        driver::Shared {
+            held_at_start: held_at_start.into_iter().collect(),
+            heartbeats,
+            replay: replay_store.clone(),
+        },
     ));
     tokio::pin!(driver);
     // Queued behind the start: the driver reads it once its instances run.
@@ -215,6 +236,9 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             }
         }
     }
+    // Nothing signs or verifies any more: the marks and sequences as they end.
+    let running_model = running_tx.borrow().clone();
+    crate::replay_state::write_last(&replay_store, &replay_path, &running_model).await;
     while let Some((name, outcome)) = futures::StreamExt::next(&mut supervised).await {
         if let Err(e) = outcome {
             warn!("the {name} task failed while stopping: {e}");

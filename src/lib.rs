@@ -24,6 +24,7 @@ pub mod operator;
 pub mod options;
 pub mod privilege;
 pub mod realserver;
+pub mod replay_state;
 pub mod statics;
 pub mod status;
 pub mod sync_daemon;

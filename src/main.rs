@@ -49,6 +49,10 @@ enum Command {
         /// (haldir.stats); created if missing.
         #[arg(long, value_name = "DIR", default_value = haldir::dumps::DEFAULT_DIR)]
         dump_dir: PathBuf,
+        /// Where state kept across restarts and reboots goes: auth_hmac's send sequences
+        /// and replay marks (auth-replay*.json); created if missing.
+        #[arg(long, value_name = "DIR", default_value = haldir::replay_state::DEFAULT_DIR)]
+        state_dir: PathBuf,
     },
     /// Show the running daemon's state: each VRRP instance and each virtual server.
     Status {
@@ -388,6 +392,7 @@ fn main() -> ExitCode {
             no_control_socket,
             metrics_address,
             dump_dir,
+            state_dir,
         } => {
             haldir::logging::init(log_format.into());
             let (loaded, warnings) = haldir_config::load_file_with_warnings(&config, format.into());
@@ -427,6 +432,7 @@ fn main() -> ExitCode {
                     control_socket: (!no_control_socket).then_some(control_socket),
                     metrics_address,
                     dump_dir,
+                    state_dir,
                 },
             )) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -20,4 +20,6 @@ pub struct RunOptions {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Where SIGUSR1 / SIGUSR2 write their dumps ([`crate::dumps`]).
     pub dump_dir: PathBuf,
+    /// Where state kept across restarts goes ([`crate::replay_state`]).
+    pub state_dir: PathBuf,
 }

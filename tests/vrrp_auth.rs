@@ -374,6 +374,73 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
 }
 
 #[test]
+fn captured_signed_adverts_replayed_after_a_receiver_restart_are_dropped() {
+    let name = "captured_signed_adverts_replayed_after_a_receiver_restart_are_dropped";
+    if skip_unless_root(name) {
+        return;
+    }
+    let lab = lab_of_four("auth-restart");
+    let keys = [(1, hex(&KEY_OLD))];
+    let enforce = |priority| v3(priority, Some(auth_line(&keys, 1, "enforce")));
+    let r1 = Haldir::start(&lab, "r1", binary(), &[enforce(150)]).unwrap();
+    let r2 = Haldir::start(&lab, "r2", binary(), &[enforce(100)]).unwrap();
+    Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
+
+    // A genuine third router takes over and resigns; its adverts are captured.
+    let capture = Capture::start(&lab).unwrap();
+    let r3 = Haldir::start(&lab, "r3", binary(), &[enforce(200)]).unwrap();
+    assert!(
+        r3.wait_state("MASTER", Duration::from_secs(5))
+            && r2.wait_state("BACKUP", Duration::from_secs(5)),
+        "r3 did not take over\n{}",
+        describe(&[&r1, &r2, &r3])
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    r3.stop().unwrap();
+    Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
+    let frames = capture.stop();
+    let r3_takeover = adverts_from(&frames, lab.mac_bytes("r3").unwrap())
+        .into_iter()
+        .map(|(_, message)| message)
+        .find(|m| m[2] == 200)
+        .expect("a priority-200 advert captured from r3");
+
+    // Both receivers restart (r2 killed, r1 stopped gracefully): what they had verified
+    // from r3 is read back from their state files.
+    r2.crash().unwrap();
+    // The file is written within 250 ms of a change; r3's last advert was long before.
+    let r2 = Haldir::start(&lab, "r2", binary(), &[enforce(100)]).unwrap();
+    r1.stop().unwrap();
+    let r1 = Haldir::start(&lab, "r1", binary(), &[enforce(150)]).unwrap();
+    let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
+    for host in ["r1", "r2"] {
+        let kept = std::fs::read_dir(lab.dir().join(format!("{host}-state")))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        assert!(
+            kept.iter().any(|n| n.starts_with("auth-replay")),
+            "{host} kept no replay state: {kept:?}"
+        );
+    }
+    assert!(
+        authenticates(&r2, Duration::from_millis(500)),
+        "{}",
+        describe(&pair.routers())
+    );
+    // Within the 60 s freshness window, r3's captured takeover is still a replay to both.
+    let replayer = Injector::open(&lab, "r3", R3).unwrap();
+    assert_dropped(
+        &pair,
+        &replayer,
+        "r3's takeover replayed after both receivers restarted",
+        &r3_takeover,
+        "auth_replay",
+    );
+}
+
+#[test]
 fn permissive_accepts_failing_adverts_and_counts_them() {
     let name = "permissive_accepts_failing_adverts_and_counts_them";
     if skip_unless_root(name) {

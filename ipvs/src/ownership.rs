@@ -93,7 +93,7 @@ pub fn path_for(identity: Option<&str>) -> Option<PathBuf> {
 
 /// 64-bit FNV-1a: a hash that stays the same across builds and Rust versions (the
 /// standard library's does not promise that), so a file name survives an upgrade.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })

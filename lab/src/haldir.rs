@@ -237,6 +237,9 @@ impl<'l> Haldir<'l> {
             .arg(dir.join(format!("{host}-haldir.sock")))
             .arg("--dump-dir")
             .arg(dir.join(format!("{host}-dumps")))
+            // Kept across a restart in the same lab host (auth_hmac's replay marks).
+            .arg("--state-dir")
+            .arg(dir.join(format!("{host}-state")))
             .args(extra_args)
             .env("HALDIR_LOG", "info,haldir_vrrp=debug")
             .envs(env.iter().copied());

@@ -186,6 +186,66 @@ struct Mark {
     used: u64,
 }
 
+/// What a restart (or an instance replaced by a reload) must not forget: the sequence
+/// last sent and the replay marks. The daemon keeps one per instance in a
+/// [`ReplayStore`] and writes it to disk (`src/replay_state.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayState {
+    /// The sequence number last sent.
+    pub last_sent: u64,
+    /// The highest verified sequence per sending source address (at most
+    /// [`MAX_SENDERS`]).
+    pub marks: Vec<(IpAddr, u64)>,
+}
+
+/// Every instance's [`ReplayState`] by instance name, shared by the link tasks (which put
+/// a state whenever it changes) and the task that writes it to disk (which takes it
+/// when something changed). Bounded by the instances configured and [`MAX_SENDERS`].
+#[derive(Debug, Default)]
+pub struct ReplayStore {
+    states: std::sync::Mutex<std::collections::BTreeMap<String, ReplayState>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl ReplayStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, ReplayState>> {
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The states read back at start (nothing is marked to write).
+    pub fn load(&self, states: std::collections::BTreeMap<String, ReplayState>) {
+        *self.lock() = states;
+    }
+
+    /// `instance`'s state, if one was kept.
+    pub fn get(&self, instance: &str) -> Option<ReplayState> {
+        self.lock().get(instance).cloned()
+    }
+
+    /// Keeps `instance`'s state (a change: marked to write).
+    pub fn put(&self, instance: &str, state: ReplayState) {
+        let mut states = self.lock();
+        if states.get(instance) != Some(&state) {
+            states.insert(instance.to_owned(), state);
+            self.dirty
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Every state, when something changed since the last call.
+    pub fn take_changed(&self) -> Option<std::collections::BTreeMap<String, ReplayState>> {
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.lock().clone())
+    }
+
+    /// Every state, changed or not.
+    pub fn all(&self) -> std::collections::BTreeMap<String, ReplayState> {
+        self.lock().clone()
+    }
+}
+
 /// The authentication state of one instance.
 pub struct Authenticator {
     config: AuthConfig,
@@ -243,6 +303,38 @@ impl Authenticator {
             .iter()
             .map(|k| (k.id, auth::key(&k.secret)))
             .collect();
+    }
+
+    /// The sequence last sent and the replay marks, to keep across a restart.
+    pub fn replay_state(&self) -> ReplayState {
+        ReplayState {
+            last_sent: self.last_sent,
+            marks: self.marks.iter().map(|m| (m.source, m.sequence)).collect(),
+        }
+    }
+
+    /// Takes up a state kept from before (a restart, or the instance replaced by a
+    /// reload): the send sequence goes on above the one kept (so receivers that kept
+    /// their marks accept it, whatever this host's clock did meanwhile), and every mark
+    /// kept is raised to at least its kept value (a capture from before stays a
+    /// replay). At most [`MAX_SENDERS`] marks are taken.
+    pub fn restore(&mut self, state: &ReplayState) {
+        if serial_after(state.last_sent, self.last_sent) {
+            self.last_sent = state.last_sent;
+        }
+        for (source, sequence) in state.marks.iter().take(MAX_SENDERS) {
+            if let Some(mark) = self.marks.iter_mut().find(|m| m.source == *source) {
+                if serial_after(*sequence, mark.sequence) {
+                    mark.sequence = *sequence;
+                }
+            } else if self.marks.len() < MAX_SENDERS {
+                self.marks.push(Mark {
+                    source: *source,
+                    sequence: *sequence,
+                    used: 0,
+                });
+            }
+        }
     }
 
     /// Applies a reloaded configuration, keeping the send sequence and the
@@ -478,6 +570,89 @@ mod tests {
         let after = restarted.sign(at(0) + Duration::from_millis(20)).unwrap().2;
         assert!(serial_after(after, second));
         assert_eq!(first >> 32, at(0).as_secs() & 0xffff_ffff);
+    }
+
+    #[test]
+    fn a_restarted_receiver_that_kept_its_marks_still_drops_captures_from_before() {
+        let mut tx = Authenticator::new(config(Mode::Enforce, &[(1, KEY_1)], 1));
+        let mut rx = Authenticator::new(config(Mode::Enforce, &[(1, KEY_1)], 1));
+        let captured = signed(&mut tx, at(0));
+        assert_eq!(
+            rx.check(at(0), sender(), &captured.0, Some(&captured.1)),
+            Verdict::Authenticated
+        );
+        let kept = rx.replay_state();
+        // Restarted without its marks: the capture passes once (the gap this closes).
+        let mut forgetful = Authenticator::new(config(Mode::Enforce, &[(1, KEY_1)], 1));
+        assert_eq!(
+            forgetful.check(at(1), sender(), &captured.0, Some(&captured.1)),
+            Verdict::Authenticated
+        );
+        // Restarted with them: a replay, and the sender's next advert passes.
+        let mut restarted = Authenticator::new(config(Mode::Enforce, &[(1, KEY_1)], 1));
+        restarted.restore(&kept);
+        assert_eq!(
+            restarted.check(at(1), sender(), &captured.0, Some(&captured.1)),
+            Verdict::Dropped(AuthFailure::Replay)
+        );
+        let next = signed(&mut tx, at(1));
+        assert_eq!(
+            restarted.check(at(1), sender(), &next.0, Some(&next.1)),
+            Verdict::Authenticated
+        );
+    }
+
+    #[test]
+    fn monotonic_sender_once_ahead_goes_on_above_its_receivers_after_a_restart() {
+        let mut mono = config(Mode::Enforce, &[(1, KEY_1)], 1);
+        mono.anti_replay = AntiReplay::Monotonic;
+        let mut tx = Authenticator::new(mono.clone());
+        let mut rx = Authenticator::new(mono.clone());
+        // The sender's clock was an hour ahead once: the receiver's mark is there.
+        let ahead = signed(&mut tx, at(3600));
+        assert_eq!(
+            rx.check(at(0), sender(), &ahead.0, Some(&ahead.1)),
+            Verdict::Authenticated
+        );
+        // Restarted with its clock right but its state lost: dropped as replays, for as
+        // long as the receiver keeps its mark (its own kept state included).
+        let mut lost = Authenticator::new(mono.clone());
+        let behind = signed(&mut lost, at(1));
+        assert_eq!(
+            rx.check(at(1), sender(), &behind.0, Some(&behind.1)),
+            Verdict::Dropped(AuthFailure::Replay)
+        );
+        // Restarted with its kept state: it goes on above.
+        let mut kept = Authenticator::new(mono.clone());
+        kept.restore(&tx.replay_state());
+        let above = signed(&mut kept, at(1));
+        assert_eq!(
+            rx.check(at(1), sender(), &above.0, Some(&above.1)),
+            Verdict::Authenticated
+        );
+        // The documented recovery for a lost sender state: the receivers forget theirs
+        // (their state file removed, then restarted) and take the sender's clock again.
+        let mut recovered = Authenticator::new(mono);
+        let behind = signed(&mut lost, at(2));
+        assert_eq!(
+            recovered.check(at(2), sender(), &behind.0, Some(&behind.1)),
+            Verdict::Authenticated
+        );
+    }
+
+    #[test]
+    fn the_store_says_when_something_changed_and_keeps_the_last_state() {
+        let store = ReplayStore::default();
+        assert!(store.take_changed().is_none());
+        let state = ReplayState {
+            last_sent: 5,
+            marks: vec![(sender(), 9)],
+        };
+        store.put("VI_1", state.clone());
+        assert_eq!(store.take_changed().unwrap()["VI_1"], state);
+        store.put("VI_1", state.clone());
+        assert!(store.take_changed().is_none(), "the same state is no change");
+        assert_eq!(store.get("VI_1"), Some(state));
     }
 
     #[test]

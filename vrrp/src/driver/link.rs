@@ -104,6 +104,8 @@ pub(super) struct Link {
     pub(super) counters_pending: bool,
     /// Stamped by the loop, for the watchdog.
     pub(super) heartbeat: std::sync::Arc<super::Heartbeat>,
+    /// The instances' `auth_hmac` state, taken up when one is added and kept current.
+    pub(super) replay: std::sync::Arc<crate::auth::ReplayStore>,
 }
 
 /// An interface other than the link's that some virtual addresses go on:
@@ -265,7 +267,12 @@ impl Link {
             LinkCommand::Add(spec) => {
                 let mut router = Router::new(spec.router.clone());
                 router.startup(now);
-                let auth = spec.auth.clone().map(Authenticator::new);
+                let mut auth = spec.auth.clone().map(Authenticator::new);
+                // A restart, or an instance replaced by a reload, goes on from the state
+                // kept: no replay of a capture from before, no sequence below it.
+                if let (Some(auth), Some(kept)) = (&mut auth, self.replay.get(&spec.name)) {
+                    auth.restore(&kept);
+                }
                 self.instances.push(Instance {
                     spec,
                     router,
@@ -576,6 +583,11 @@ impl Link {
             None if trailer.is_some() => Verdict::Dropped(crate::auth::AuthFailure::Unexpected),
             None => return true,
         };
+        if verdict == Verdict::Authenticated {
+            if let Some(auth) = &instance.auth {
+                self.replay.put(&instance.spec.name, auth.replay_state());
+            }
+        }
         let keep = instance.router.record_auth(verdict);
         if let Verdict::Accepted(failure) | Verdict::Dropped(failure) = verdict {
             let stats = instance.router.stats();
@@ -769,6 +781,10 @@ impl Link {
             .auth
             .as_mut()
             .and_then(|auth| auth.sign(unix_now()));
+        if let (Some(_), Some(auth)) = (&signing, &self.instances[i].auth) {
+            self.replay
+                .put(&self.instances[i].spec.name, auth.replay_state());
+        }
         let extra = if signing.is_some() {
             crate::wire::auth::TRAILER_LEN
         } else {

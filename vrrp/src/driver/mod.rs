@@ -35,6 +35,19 @@ pub use status::{InstanceStatus, InstanceTransition, LinkStatus, Status};
 
 pub use heartbeat::{Heartbeat, Heartbeats};
 
+/// What the driver shares with the rest of the daemon beyond its channels.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Instances that start with their preemption held (as if
+    /// [`DriverCommand::HoldPreemption`] had come first).
+    pub held_at_start: BTreeSet<String>,
+    /// Where each link's loop stamps its heartbeat (the systemd watchdog reads them).
+    pub heartbeats: std::sync::Arc<Heartbeats>,
+    /// Every instance's `auth_hmac` send sequence and replay marks: an instance added
+    /// (at start, or replaced by a reload) takes its kept state up; links keep it current.
+    pub replay: std::sync::Arc<crate::auth::ReplayStore>,
+}
+
 /// How often an idle link loop stamps its heartbeat.
 pub fn heartbeat_idle_beat() -> std::time::Duration {
     heartbeat::IDLE_BEAT
@@ -259,15 +272,7 @@ pub async fn run(
     commands: mpsc::Receiver<DriverCommand>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DriverError> {
-    run_with_events(
-        specs,
-        status,
-        commands,
-        shutdown,
-        None,
-        (BTreeSet::new(), std::sync::Arc::default()),
-    )
-    .await
+    run_with_events(specs, status, commands, shutdown, None, Shared::default()).await
 }
 
 /// [`run`], also sending every state change of every instance on `events`
@@ -284,8 +289,13 @@ pub async fn run_with_events(
     mut commands: mpsc::Receiver<DriverCommand>,
     mut shutdown: watch::Receiver<bool>,
     events: Option<broadcast::Sender<InstanceTransition>>,
-    (held_at_start, heartbeats): (BTreeSet<String>, std::sync::Arc<Heartbeats>),
+    shared: Shared,
 ) -> Result<(), DriverError> {
+    let Shared {
+        held_at_start,
+        heartbeats,
+        replay,
+    } = shared;
     let (members_tx, mut member_events) = mpsc::unbounded_channel();
     // The links stop when the daemon stops, or when one of them fails (then all resign).
     let (links_stop, links_stopping) = watch::channel(false);
@@ -293,6 +303,7 @@ pub async fn run_with_events(
     let mut supervisor = Supervisor {
         failures: failures_tx,
         heartbeats,
+        replay,
         events,
         members_tx,
         sync_groups: Vec::new(),

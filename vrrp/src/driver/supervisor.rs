@@ -40,6 +40,8 @@ pub(super) struct Supervisor {
     pub(super) failures: mpsc::UnboundedSender<String>,
     /// Where each link registers the heartbeat its loop stamps.
     pub(super) heartbeats: std::sync::Arc<super::Heartbeats>,
+    /// Given to each link: its instances' `auth_hmac` state, kept across restarts.
+    pub(super) replay: std::sync::Arc<crate::auth::ReplayStore>,
     pub(super) netif: Netif,
     pub(super) links: Vec<LinkHandle>,
     /// The instances running now, in configuration order.
@@ -745,6 +747,7 @@ impl Supervisor {
             events: self.events.clone(),
             members: self.members_tx.clone(),
             heartbeat: self.heartbeats.register(),
+            replay: self.replay.clone(),
         };
         let task = tokio::spawn(link.run(receiver, self.shutdown.clone(), self.failures.clone()));
         self.links.push(LinkHandle {
