@@ -48,6 +48,17 @@ rm -rf "$gen"
 
 install -d "$root/DEBIAN"
 printf '%s\n' /etc/default/haldir /etc/haldir/haldir.toml > "$root/DEBIAN/conffiles"
+# haldir started as root by hand (not by the unit, whose DynamicUser takes the same name)
+# runs as the system user haldir once up: create it.
+cat > "$root/DEBIAN/postinst" <<'POSTINST'
+#!/bin/sh
+set -e
+if [ "$1" = configure ] && ! getent passwd haldir >/dev/null; then
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin haldir
+fi
+POSTINST
+chmod 0755 "$root/DEBIAN/postinst"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: haldir

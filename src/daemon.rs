@@ -59,8 +59,36 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
     // the control socket and the metrics port are bound, scripts go through the launcher.
-    crate::privilege::drop_to_network_only(crate::privilege::needs_bind_service(&model))
-        .context("dropping privileges")?;
+    if let Some(user) = &options.user {
+        // haldir's own directories become the user's: dumps, the ownership file, the
+        // control socket's default place, the replay state.
+        for dir in [
+            options.dump_dir.as_path(),
+            std::path::Path::new(haldir_ipvs::ownership::STATE_DIR),
+            options.state_dir.as_path(),
+        ] {
+            user.own_dir(dir)?;
+        }
+    }
+    crate::privilege::drop_to_network_only(
+        crate::privilege::needs_bind_service(&model),
+        options.user.as_ref(),
+    )
+    .context("dropping privileges")?;
+    launcher_fault_hook();
+    if let Some(user) = options.user.clone() {
+        // A reload re-reads the file as this user: say now if it could not.
+        let (path, format) = (options.config_path.clone(), options.config_format);
+        tokio::task::spawn_blocking(move || {
+            if let (Err(errors), _) = haldir_config::load_file_with_warnings(&path, format) {
+                warn!(
+                    "as user {}, haldir cannot read its configuration again, so a reload would fail \
+                     (give the user read access to the file, its includes and key files): {errors}",
+                    user.name
+                );
+            }
+        });
+    }
     let mut operator = operator;
     operator.start_live_reader();
     for line in haldir_director::script_security::warnings(&model) {
@@ -168,6 +196,9 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let mut driver_ended = false;
     loop {
         tokio::select! {
+            // The driver first: when it fails, the tasks fed by it end too, and its error
+            // is the one that says why.
+            biased;
             result = &mut driver => {
                 // The driver returns early when it cannot start, or when a link failed
                 // (its instances resigned already).
@@ -283,6 +314,36 @@ async fn hand_over(
     let _ = reply.send(outcome);
 }
 
+/// A test-only fault hook: `HALDIR_TEST_FAULT=launcher_spawn:UID:PROGRAM:ARG` (several
+/// separated by `;`) makes the daemon ask its script launcher to start `PROGRAM ARG` as
+/// UID (and the same gid) once, at start, and log the answer: tests/capabilities.rs shows
+/// with it that the launcher refuses what the configuration's scripts do not need. Unset,
+/// as in any real run, it does nothing.
+fn launcher_fault_hook() {
+    let Ok(spec) = std::env::var("HALDIR_TEST_FAULT") else {
+        return;
+    };
+    let Some(launcher) = haldir_health::launcher::client() else {
+        return;
+    };
+    for fault in spec.split(';') {
+        let mut parts = fault.splitn(4, ':');
+        let (Some("launcher_spawn"), Some(uid), Some(program), Some(arg)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(uid) = uid.parse::<u32>() else {
+            continue;
+        };
+        let argv = vec![program.into(), arg.into()];
+        tokio::spawn(async move {
+            let outcome = launcher.spawn_raw(uid, uid, argv).await;
+            warn!(?outcome, "HALDIR_TEST_FAULT launcher_spawn as uid {uid}");
+        });
+    }
+}
+
 /// Reads and validates the configuration again and, if it is valid, applies
 /// only the difference. An invalid file changes nothing: every error is logged
 /// and the running configuration stays.
@@ -314,6 +375,13 @@ pub async fn reload(
         Ok(model) => {
             for line in haldir_director::script_security::warnings(&model) {
                 warn!("{line}");
+            }
+            // The script launcher (root-started haldir) reads the file itself and takes its
+            // scripts as what it may start: the daemon cannot widen that on its own.
+            if let Some(launcher) = haldir_health::launcher::client() {
+                if let Err(e) = launcher.reload().await {
+                    warn!("the script launcher kept its scripts (new ones will be refused): {e}");
+                }
             }
             model
         }

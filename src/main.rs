@@ -53,6 +53,11 @@ enum Command {
         /// and replay marks (auth-replay*.json); created if missing.
         #[arg(long, value_name = "DIR", default_value = haldir::replay_state::DEFAULT_DIR)]
         state_dir: PathBuf,
+        /// Started as root: the unprivileged account haldir runs as once its sockets are
+        /// bound, with only CAP_NET_ADMIN and CAP_NET_RAW; `root` keeps uid 0 (without
+        /// capabilities beyond those two). Ignored when not started as root.
+        #[arg(long, value_name = "USER", default_value = haldir::privilege::DEFAULT_USER)]
+        user: String,
     },
     /// Show the running daemon's state: each VRRP instance and each virtual server.
     Status {
@@ -393,6 +398,7 @@ fn main() -> ExitCode {
             metrics_address,
             dump_dir,
             state_dir,
+            user,
         } => {
             haldir::logging::init(log_format.into());
             let (loaded, warnings) = haldir_config::load_file_with_warnings(&config, format.into());
@@ -406,9 +412,31 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            // Started as root: fork the script launcher now, while this process has one
-            // thread; the daemon drops to the network capabilities once it is up.
-            if let Err(e) = haldir::privilege::start_script_launcher() {
+            // Started as root: the account to become, and the script launcher, forked now
+            // while this process has one thread, allowed what this configuration's scripts
+            // need; the daemon drops to the network capabilities once it is up.
+            let user = if haldir::privilege::started_as_root() {
+                match haldir::privilege::DaemonUser::lookup(&user) {
+                    Ok(user) => user,
+                    Err(e) => {
+                        eprintln!("haldir: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                None
+            };
+            let policy = haldir_director::script_security::launcher_policy(&model);
+            let source: haldir_health::launcher::PolicySource = {
+                let (path, format) = (config.clone(), haldir_config::Format::from(format));
+                Box::new(move || {
+                    let (loaded, _) = haldir_config::load_file_with_warnings(&path, format);
+                    loaded
+                        .map(|model| haldir_director::script_security::launcher_policy(&model))
+                        .map_err(|errors| errors.to_string())
+                })
+            };
+            if let Err(e) = haldir::privilege::start_script_launcher(policy, source) {
                 eprintln!("haldir: {e:#}");
                 return ExitCode::FAILURE;
             }
@@ -433,6 +461,7 @@ fn main() -> ExitCode {
                     metrics_address,
                     dump_dir,
                     state_dir,
+                    user,
                 },
             )) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -22,4 +22,6 @@ pub struct RunOptions {
     pub dump_dir: PathBuf,
     /// Where state kept across restarts goes ([`crate::replay_state`]).
     pub state_dir: PathBuf,
+    /// Started as root: the account to run as once up (`None`: not root, or `--user root`).
+    pub user: Option<crate::privilege::DaemonUser>,
 }

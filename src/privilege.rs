@@ -1,47 +1,45 @@
-//! Least privilege for a haldir started as root: after start the daemon keeps only
-//! CAP_NET_ADMIN and CAP_NET_RAW; scripts are started by a separate launcher process.
+//! Least privilege for a haldir started as root: after start the daemon runs as an
+//! unprivileged account (`--user`, `haldir` by default) with only CAP_NET_ADMIN and
+//! CAP_NET_RAW, as the systemd unit runs it; scripts are started by a separate launcher.
 //!
 //! # Why a launcher process
 //!
-//! Scripts (notify, `vrrp_script`, `MISC_CHECK`) must run as the unprivileged script user,
-//! and switching to it needs CAP_SETUID and CAP_SETGID; killing a timed-out script's
-//! process group, which then belongs to another uid, needs CAP_KILL. Keeping those three
-//! in the daemon would leave it able to become any user. So, before the runtime starts,
-//! [`start_script_launcher`] forks a small process ([`haldir_health::launcher`]) that
-//! holds only CAP_SETUID, CAP_SETGID and CAP_KILL and does nothing but start scripts as
-//! the script user, and kill their process groups, when the daemon asks over a
-//! socketpair. It is forked before anything is opened, so it holds no socket, file or
-//! configuration of the daemon's; it sits in a process group of its own (a terminal's
-//! Ctrl-C reaches the daemon, which then still runs the `notify_stop` scripts through it)
-//! and exits, killing the scripts still running, when the daemon's end of the socket
-//! closes. Its bounding set is left alone so that a script (or a `sudo` in it) behaves as
-//! under keepalived.
+//! Scripts (notify, `vrrp_script`, `MISC_CHECK`, FIFO readers, LVS notify scripts) must run
+//! as their script user, and switching to it needs CAP_SETUID and CAP_SETGID; killing a
+//! timed-out script's process group, which then belongs to another uid, needs CAP_KILL.
+//! Keeping those in the daemon would leave it able to become any user. So, before the
+//! runtime starts, [`start_script_launcher`] forks a small process
+//! ([`haldir_health::launcher`]) that keeps uid 0 but only CAP_SETUID, CAP_SETGID and
+//! CAP_KILL (bounding set included), with `no_new_privs` (nothing it starts gains
+//! privileges from a set-uid file), and that starts only the scripts of the validated
+//! configuration as their users: its [`haldir_health::launcher::Policy`] is fixed at the
+//! fork and changes only when it reads the configuration file again itself, on a reload.
+//! A spawn request for another uid (root included, unless the configuration's script user
+//! is root) or another program is refused and logged. It is forked before anything is
+//! opened, so it holds no socket or file of the daemon's; it sits in a process group of
+//! its own (a terminal's Ctrl-C reaches the daemon, which then still runs the
+//! `notify_stop` scripts through it) and exits, killing the scripts still running, when
+//! the daemon's end of the socket closes.
 //!
-//! Once the daemon has bound what needs more than the network capabilities (the control
-//! socket, the metrics port), [`drop_to_network_only`] sets its effective and permitted
-//! sets to CAP_NET_ADMIN + CAP_NET_RAW, empties the inheritable and ambient sets, removes
-//! everything else from the bounding set and sets `no_new_privs`.
+//! # The daemon
 //!
-//! # What still works, and why
+//! Once the daemon has bound what needs more (the control socket, the metrics port) and
+//! created its notify FIFOs, [`drop_to_network_only`] gives haldir's own directories
+//! (`/run/haldir`, the dump and state directories) to the account, removes everything
+//! but CAP_NET_ADMIN + CAP_NET_RAW from the bounding set, becomes the account (no
+//! supplementary groups), keeps the two capabilities effective, permitted, inheritable
+//! and ambient (so that `nft`, which accept mode executes, has CAP_NET_ADMIN as under the
+//! unit's AmbientCapabilities), and sets `no_new_privs`. `--user root` keeps uid 0 with
+//! the same capabilities (the behaviour before this account existed).
 //!
-//! The daemon keeps uid 0 (root without capabilities), so files that root OWNS stay
-//! readable and writable without CAP_DAC_OVERRIDE: a root-owned 0600 configuration (and
-//! its includes) is re-read on SIGHUP, the status file is rewritten in a root-owned
-//! directory, the control socket is removed at exit. `nft` (accept mode) is executed as
-//! uid 0 and gets CAP_NET_ADMIN from the bounding set. IPVS, the sync daemon, addresses
-//! and routes need CAP_NET_ADMIN; VRRP's raw and packet sockets CAP_NET_RAW.
-//!
-//! What no longer works after the drop: files and directories root does not own and cannot
-//! write by their mode (a status file in another user's 0755 directory), a health check
-//! source port below 1024 (`bind_port`, CAP_NET_BIND_SERVICE) — kept when the starting
-//! configuration has one — and a script user switch in the daemon itself (hence the
-//! launcher).
-//!
-//! Limits: uid 0 still owns most of the file system, so a compromised daemon can write
-//! root-owned files (e.g. under /etc); capabilities stop it from loading modules, tracing
-//! processes, reading others' files, changing users. The systemd unit
-//! (packaging/haldir.service) goes further and runs haldir as a dynamic unprivileged user;
-//! this module is for a haldir started as root by hand or by another supervisor.
+//! What the account must be able to do, and so what an operator grants it (the package
+//! creates the account): read the configuration, its includes and `auth_hmac` key files
+//! again on reload (root:haldir 0640 for the file, owner haldir 0600 for key files; at
+//! start haldir warns when a reload could not read them), write a status file's
+//! directory, and write a `track_file` it initialises. What no longer works after the
+//! drop: a health check source port below 1024 (`bind_port`, CAP_NET_BIND_SERVICE) —
+//! kept when the starting configuration has one. IPVS, the sync daemon, addresses and
+//! routes need CAP_NET_ADMIN; VRRP's raw and packet sockets CAP_NET_RAW.
 
 use std::collections::HashSet;
 
@@ -63,10 +61,14 @@ pub fn started_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Forks the script launcher when haldir runs as root (else does nothing). Call before
-/// the tokio runtime or any other thread exists: the child of a fork has only the
-/// calling thread.
-pub fn start_script_launcher() -> anyhow::Result<()> {
+/// Forks the script launcher when haldir runs as root (else does nothing), allowed to
+/// start what `policy` names and to read it again from `source` only. Call before the
+/// tokio runtime or any other thread exists: the child of a fork has only the calling
+/// thread.
+pub fn start_script_launcher(
+    policy: haldir_health::launcher::Policy,
+    source: haldir_health::launcher::PolicySource,
+) -> anyhow::Result<()> {
     if !started_as_root() {
         return Ok(());
     }
@@ -82,7 +84,7 @@ pub fn start_script_launcher() -> anyhow::Result<()> {
     match unsafe { nix::unistd::fork() }.context("forking the script launcher")? {
         nix::unistd::ForkResult::Child => {
             drop(daemon_end);
-            let code = match launcher_main(launcher_end) {
+            let code = match launcher_main(launcher_end, policy, source) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("haldir script launcher: {e:#}");
@@ -101,19 +103,99 @@ pub fn start_script_launcher() -> anyhow::Result<()> {
     }
 }
 
-fn launcher_main(socket: std::os::unix::net::UnixStream) -> anyhow::Result<()> {
+fn launcher_main(
+    socket: std::os::unix::net::UnixStream,
+    policy: haldir_health::launcher::Policy,
+    source: haldir_health::launcher::PolicySource,
+) -> anyhow::Result<()> {
     // Its own process group: a terminal's SIGINT goes to the daemon only. It ends when
     // the daemon's end of the socket closes (the kernel closes it however the daemon dies).
     nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
         .context("setpgid")?;
-    keep_only(&LAUNCHER_CAPS, false).context("dropping the launcher's capabilities")?;
-    haldir_health::launcher::serve(socket).context("serving the daemon")?;
+    // Nothing it starts can gain privileges (set-uid files, file capabilities), and its
+    // bounding set holds only its three capabilities.
+    keep_only(&LAUNCHER_CAPS, true).context("dropping the launcher's capabilities")?;
+    set_no_new_privs()?;
+    haldir_health::launcher::serve(socket, policy, source).context("serving the daemon")?;
     Ok(())
 }
 
+fn set_no_new_privs() -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
+    }
+    Ok(())
+}
+
+/// The account a root-started daemon runs as (`--user`).
+#[derive(Debug, Clone)]
+pub struct DaemonUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+}
+
+/// The default `--user`.
+pub const DEFAULT_USER: &str = "haldir";
+
+impl DaemonUser {
+    /// Looks `name` up; `None` for `root` (the daemon keeps uid 0, without capabilities
+    /// beyond the two).
+    pub fn lookup(name: &str) -> anyhow::Result<Option<DaemonUser>> {
+        if name == "root" || name == "0" {
+            return Ok(None);
+        }
+        let user = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "user {name:?} does not exist: haldir started as root runs as it after start; \
+                     create it (`useradd --system --no-create-home --shell /usr/sbin/nologin {name}`, \
+                     as the package does) or name another with --user"
+                )
+            })?;
+        anyhow::ensure!(
+            !user.uid.is_root(),
+            "user {name:?} has uid 0: name an unprivileged account with --user"
+        );
+        Ok(Some(DaemonUser {
+            name: name.to_owned(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        }))
+    }
+
+    /// Makes `dir` (created if missing) this user's, mode 0700: haldir's own directories
+    /// (`/run/haldir`, the state directory), before the switch.
+    pub fn own_dir(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        nix::unistd::chown(
+            dir,
+            Some(nix::unistd::Uid::from_raw(self.uid)),
+            Some(nix::unistd::Gid::from_raw(self.gid)),
+        )
+        .with_context(|| format!("giving {} to {}", dir.display(), self.name))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", dir.display()))?;
+        Ok(())
+    }
+}
+
 /// Drops the daemon to CAP_NET_ADMIN + CAP_NET_RAW (plus CAP_NET_BIND_SERVICE when
-/// `keep_bind_service`), if it started as root. Call once, with this thread the only one.
-pub fn drop_to_network_only(keep_bind_service: bool) -> anyhow::Result<()> {
+/// `keep_bind_service`), if it started as root, and switches it to `user` (`None`: it
+/// keeps uid 0). The capabilities are then ambient too, so that `nft` (accept mode), which
+/// haldir executes, has CAP_NET_ADMIN as under the systemd unit. Call once, with this
+/// thread the only one.
+pub fn drop_to_network_only(
+    keep_bind_service: bool,
+    user: Option<&DaemonUser>,
+) -> anyhow::Result<()> {
     if !started_as_root() {
         return Ok(());
     }
@@ -129,16 +211,55 @@ pub fn drop_to_network_only(keep_bind_service: bool) -> anyhow::Result<()> {
     if keep_bind_service {
         keep.push(Capability::CAP_NET_BIND_SERVICE);
     }
-    keep_only(&keep, true)?;
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
+    // The bounding set first, while CAP_SETPCAP is still effective; then the user switch,
+    // while CAP_SETUID / CAP_SETGID are; then the sets themselves.
+    let permitted = caps::read(None, CapSet::Permitted).context("reading the permitted set")?;
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        let kept: HashSet<u8> = keep.iter().map(|c| c.index()).collect();
+        drop_bounding_except(&kept)?;
+    } else {
+        tracing::warn!("no CAP_SETPCAP: the capability bounding set stays as it is");
     }
+    if let Some(user) = user {
+        switch_user(user)?;
+    }
+    keep_only(&keep, false)?;
+    if user.is_some() {
+        // Ambient: kept across execve by a non-root uid (nft), as AmbientCapabilities does.
+        let wanted: CapsHashSet = keep.iter().copied().collect();
+        caps::set(None, CapSet::Inheritable, &wanted).context("setting the inheritable set")?;
+        for cap in &keep {
+            caps::raise(None, CapSet::Ambient, *cap)
+                .with_context(|| format!("raising {cap} in the ambient set"))?;
+        }
+    }
+    set_no_new_privs()?;
     let names: Vec<String> = keep.iter().map(ToString::to_string).collect();
     info!(
         capabilities = %names.join(","),
+        user = user.map_or("root", |u| u.name.as_str()),
         "privileges dropped: scripts are started by the script launcher"
     );
+    Ok(())
+}
+
+/// Becomes `user` (no supplementary groups), keeping the permitted capabilities across
+/// the switch (PR_SET_KEEPCAPS) so that [`keep_only`] can keep the two it needs.
+fn switch_user(user: &DaemonUser) -> anyhow::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_KEEPCAPS");
+    }
+    let gid = nix::unistd::Gid::from_raw(user.gid);
+    let uid = nix::unistd::Uid::from_raw(user.uid);
+    nix::unistd::setgroups(&[]).context("dropping supplementary groups")?;
+    nix::unistd::setresgid(gid, gid, gid).context("setresgid")?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .with_context(|| format!("becoming user {}", user.name))?;
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_KEEPCAPS");
+    }
     Ok(())
 }
 

@@ -320,25 +320,44 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
         &[HaldirInstance::v3(51, 100, FAST, &["10.0.0.100/24"])],
     )
     .unwrap();
-    let r1 = Haldir::start_with_config(&lab, "r1", binary(), &root_config(&dir, 150)).unwrap();
-    std::fs::set_permissions(r1.config_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The test-only fault hook has the daemon ask its launcher for two spawns no script of
+    // the configuration needs: /usr/bin/id as root, and an unlisted program as nobody.
+    let faults = format!(
+        "launcher_spawn:0:/usr/bin/touch:{marker};launcher_spawn:{nobody}:/usr/bin/touch:{marker}",
+        marker = dir.out().join("touched").display(),
+        nobody = nobody()
+    );
+    let r1 = Haldir::start_with_env(
+        &lab,
+        "r1",
+        binary(),
+        &root_config(&dir, 150),
+        &[("HALDIR_TEST_FAULT", faults.as_str())],
+    )
+    .unwrap();
     let log = || r1.log();
     assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", log());
     assert!(r2.wait_state("BACKUP", Duration::from_secs(2)));
 
-    // The daemon: uid 0, exactly the two capabilities everywhere, nothing to pass on.
+    // The daemon: the dedicated user haldir, exactly the two capabilities everywhere
+    // (ambient, as under the systemd unit, so that the nft it runs has them), no_new_privs.
     let pid = r1.pid();
     let wanted = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW);
-    assert_eq!(uid(pid), "0");
-    for set in ["CapEff", "CapPrm", "CapBnd"] {
+    let (haldir_uid, _) = haldir_lab::haldir_user().unwrap();
+    assert_eq!(uid(pid), haldir_uid.to_string(), "{}", log());
+    assert_ne!(haldir_uid, 0);
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
         assert_eq!(caps(pid, set), wanted, "{set} of haldir\n{}", log());
     }
-    assert_eq!(caps(pid, "CapInh"), 0);
-    assert_eq!(caps(pid, "CapAmb"), 0);
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     // Capabilities are per thread: every thread (tokio's blocking pool too) has dropped.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid_line.split_whitespace().skip(1).all(|u| u == haldir_uid.to_string()),
+            "a thread of haldir: {uid_line}"
+        );
         for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
             let line = status.lines().find(|l| l.starts_with(set)).unwrap();
             let value = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
@@ -348,10 +367,30 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
     // The launcher: only what switching users and killing their scripts needs.
     let launcher = first_child(pid).expect("the script launcher runs");
     let launcher_caps = (1 << CAP_SETUID) | (1 << CAP_SETGID) | (1 << CAP_KILL);
+    assert_eq!(uid(launcher), "0");
     assert_eq!(caps(launcher, "CapEff"), launcher_caps);
     assert_eq!(caps(launcher, "CapPrm"), launcher_caps);
+    assert_eq!(caps(launcher, "CapBnd"), launcher_caps);
     assert_eq!(caps(launcher, "CapInh"), 0);
     assert_eq!(caps(launcher, "CapAmb"), 0);
+    assert_eq!(status_field(launcher, "NoNewPrivs"), "1");
+    // It refused both spawns the daemon asked for that no script of the file needs, and
+    // said so on the daemon's log; the program never ran.
+    assert!(
+        lab::wait_until(Duration::from_secs(3), || log()
+            .matches("haldir script launcher: refused to start \"/usr/bin/touch\"")
+            .count()
+            == 2),
+        "{}",
+        log()
+    );
+    assert!(log().contains("uid 0 gid 0 is not a script user"), "{}", log());
+    assert!(
+        log().contains("/usr/bin/touch is not a program of the configuration"),
+        "{}",
+        log()
+    );
+    assert!(!dir.out().join("touched").exists(), "the refused program ran");
     // The control socket is still 0600.
     let mode = std::fs::metadata(r1.control_socket())
         .unwrap()
@@ -403,9 +442,17 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
     std::fs::remove_file(dir.out().join("fail")).unwrap();
     assert!(r1.wait_state("MASTER", Duration::from_secs(5)), "{}", log());
 
-    // SIGHUP re-reads the root-owned 0600 configuration: the new priority is live.
+    // A reload reads the file as the user haldir: a root-owned 0600 file is refused (the
+    // running configuration stays, and the error names the cause); readable by the
+    // group haldir (root:haldir 0640, as docs/deployment.md says) it is applied.
+    std::fs::set_permissions(r1.config_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let meta = std::fs::metadata(r1.config_path()).unwrap();
     assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (0, 0o600));
+    assert!(!r1.reload(&root_config(&dir, 160)).unwrap(), "{}", log());
+    assert!(log().contains("Permission denied"), "{}", log());
+    let (_, haldir_gid) = haldir_lab::haldir_user().unwrap();
+    std::os::unix::fs::chown(r1.config_path(), Some(0), Some(haldir_gid)).unwrap();
+    std::fs::set_permissions(r1.config_path(), std::fs::Permissions::from_mode(0o640)).unwrap();
     assert!(r1.reload(&root_config(&dir, 170)).unwrap(), "{}", log());
     assert!(
         lab::wait_until(Duration::from_secs(3), || r1

@@ -50,6 +50,12 @@ else
 fi
 
 say "toolchain: $(cargo --version), $(rustc --version)"
+# haldir started as root runs as the system user haldir once up (as the package creates
+# it); the VM sees this machine's /etc read-only, so it is created here.
+if [[ $(id -u) -eq 0 ]] && ! getent passwd haldir >/dev/null; then
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin haldir
+fi
 say "running: cargo test --workspace"
 set +e
 cargo test --workspace -- --test-threads=2 2>&1 | tee "$LOG"

@@ -117,6 +117,12 @@ fn a_stalled_link_loop_stops_the_systemd_watchdog_pings() {
     // systemd's side: the notify socket, and a watchdog period of 1 s (pings every 0.5 s).
     let socket_path = lab.dir().join("notify.sock");
     let systemd = UnixDatagram::bind(&socket_path).unwrap();
+    // As systemd's own: haldir sends to it as its unprivileged user.
+    std::fs::set_permissions(
+        &socket_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     systemd
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();

@@ -57,8 +57,11 @@ fn start(tag: &str) -> (Lab, PathBuf) {
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
     lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
     let file = lab.dir().join("load");
-    // init_file ... overwrite must replace what is there.
+    // init_file ... overwrite must replace what is there: a file haldir (its user, once
+    // started as root) may write, as docs/deployment.md asks of a file it initialises.
     std::fs::write(&file, "77\n").unwrap();
+    let (uid, gid) = haldir_lab::haldir_user().unwrap();
+    std::os::unix::fs::chown(&file, Some(uid), Some(gid)).unwrap();
     (lab, file)
 }
 

@@ -555,6 +555,9 @@ fn key_rotation_by_reloads_loses_no_advert() {
         let path = lab.dir().join(format!("r2-{tag}.key"));
         std::fs::write(&path, format!("{}\n", hex(key))).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Read again on reload by haldir's user (started as root, it runs as haldir).
+        let (uid, gid) = haldir_lab::haldir_user().unwrap();
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
         format!("file:{}", path.display())
     };
     let (old_file, new_file) = (file("old", &KEY_OLD), file("new", &KEY_NEW));

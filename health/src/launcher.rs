@@ -11,9 +11,15 @@
 //! * the launcher answers each spawn exactly once: [`Reply::Exited`] with the raw wait
 //!   status, or [`Reply::Failed`] when the script could not be started.
 //!
-//! The launcher does nothing else: no configuration, no network, no files. When the daemon
-//! goes away (end of stream) it kills the process groups of the scripts still running and
-//! exits. [`crate::misc::MiscCheck`] uses it through [`client`] whenever one is installed
+//! What it starts is fixed when it forks, from the validated configuration: a [`Policy`]
+//! of the users (uid, gid) and the programs the configuration's scripts name. A spawn for
+//! any other user (uid 0 included, unless the configuration's script user is root) or
+//! program is refused, answered as failed, and logged on the launcher's stderr, which is
+//! the daemon's. The policy changes only through [`Request::Reload`]: the launcher reads
+//! and validates the configuration file itself (the one it was started with) and takes its
+//! scripts; the daemon cannot hand it a list. The launcher does nothing else: no network,
+//! no files but the configuration. When the daemon goes away (end of stream) it kills the
+//! process groups of the scripts still running and exits. [`crate::misc::MiscCheck`] uses it through [`client`] whenever one is installed
 //! ([`install`]); without one (an unprivileged haldir, the tests) scripts are spawned
 //! directly as before.
 //!
@@ -25,6 +31,8 @@
 //! | len  | kind | id (u64)      | kind 1 Spawn: uid u32, gid u32, argc u32,   |
 //! | u32  | u8   |               |   then argc × (len u32, bytes)              |
 //! |      |      |               | kind 2 Kill: nothing                        |
+//! |      |      |               | kind 5 Reload: nothing (answered Exited 0   |
+//! |      |      |               |   or Failed with the reason)                |
 //! |      |      |               | kind 3 Exited: wait status i32              |
 //! |      |      |               | kind 4 Failed: message (len u32, UTF-8)     |
 //! +------+------+---------------+---------------------------------------------+
@@ -54,6 +62,7 @@ const KIND_SPAWN: u8 = 1;
 const KIND_KILL: u8 = 2;
 const KIND_EXITED: u8 = 3;
 const KIND_FAILED: u8 = 4;
+const KIND_RELOAD: u8 = 5;
 /// kind + id.
 const HEADER_LEN: usize = 9;
 
@@ -77,7 +86,44 @@ pub enum Request {
         /// The run.
         id: u64,
     },
+    /// Read the configuration file again and take its scripts as the policy.
+    Reload {
+        /// The request's id, answered once.
+        id: u64,
+    },
 }
+
+/// What the launcher may start: the configuration's script users and programs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The (uid, gid) pairs scripts run as.
+    pub users: std::collections::BTreeSet<(u32, u32)>,
+    /// The programs (absolute paths, as the daemon resolves them) scripts start.
+    pub programs: std::collections::BTreeSet<PathBuf>,
+}
+
+impl Policy {
+    /// Why `argv` may not run as `uid`:`gid`, if it may not.
+    pub fn refuses(&self, uid: u32, gid: u32, argv: &[OsString]) -> Option<String> {
+        if !self.users.contains(&(uid, gid)) {
+            return Some(format!(
+                "uid {uid} gid {gid} is not a script user of the configuration"
+            ));
+        }
+        let program = argv.first().map(PathBuf::from).unwrap_or_default();
+        if !self.programs.contains(&program) {
+            return Some(format!(
+                "{} is not a program of the configuration's scripts",
+                program.display()
+            ));
+        }
+        None
+    }
+}
+
+/// How the launcher reads its policy again ([`Request::Reload`]): the configuration file
+/// it was started with, read and validated by the launcher itself.
+pub type PolicySource = Box<dyn FnMut() -> Result<Policy, String> + Send>;
 
 /// What the launcher answers, once per spawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +220,7 @@ impl Request {
                 }
             }),
             Request::Kill { id } => frame(KIND_KILL, *id, |_| {}),
+            Request::Reload { id } => frame(KIND_RELOAD, *id, |_| {}),
         }
     }
 
@@ -196,6 +243,7 @@ impl Request {
                 Ok(Request::Spawn { id, uid, gid, argv })
             }
             KIND_KILL => Ok(Request::Kill { id }),
+            KIND_RELOAD => Ok(Request::Reload { id }),
             other => Err(FrameError::UnknownKind(other)),
         }
     }
@@ -263,15 +311,24 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> std::io::Result<
 // The launcher process.
 
 /// Runs the launcher on `socket` until the daemon closes it; then kills the process groups
-/// of the scripts still running. Call in the freshly forked child, which has no runtime.
-pub fn serve(socket: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+/// of the scripts still running. It starts only what `policy` allows, and takes a new one
+/// from `reload` when asked. Call in the freshly forked child, which has no runtime.
+pub fn serve(
+    socket: std::os::unix::net::UnixStream,
+    policy: Policy,
+    reload: PolicySource,
+) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve_async(socket))
+    runtime.block_on(serve_async(socket, policy, reload))
 }
 
-async fn serve_async(socket: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+async fn serve_async(
+    socket: std::os::unix::net::UnixStream,
+    mut policy: Policy,
+    mut reload: PolicySource,
+) -> std::io::Result<()> {
     socket.set_nonblocking(true)?;
     let socket = tokio::net::UnixStream::from_std(socket)?;
     let (mut reader, mut writer) = socket.into_split();
@@ -295,7 +352,33 @@ async fn serve_async(socket: std::os::unix::net::UnixStream) -> std::io::Result<
         };
         match Request::parse(&body) {
             Ok(Request::Spawn { id, uid, gid, argv }) => {
+                if let Some(why) = policy.refuses(uid, gid, &argv) {
+                    eprintln!(
+                        "haldir script launcher: refused to start {:?}: {why}",
+                        argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+                    );
+                    let _ = replies_tx.send(Reply::Failed {
+                        id,
+                        message: format!("refused by the script launcher: {why}"),
+                    });
+                    continue;
+                }
                 spawn_one(id, uid, gid, argv, &running, &replies_tx);
+            }
+            Ok(Request::Reload { id }) => {
+                // Reading and validating a file: blocking work, but nothing else waits on
+                // this process meanwhile that matters more than the reload itself.
+                let reply = match reload() {
+                    Ok(new) => {
+                        policy = new;
+                        Reply::Exited { id, status: 0 }
+                    }
+                    Err(message) => {
+                        eprintln!("haldir script launcher: reload refused, scripts unchanged: {message}");
+                        Reply::Failed { id, message }
+                    }
+                };
+                let _ = replies_tx.send(reply);
             }
             Ok(Request::Kill { id }) => {
                 if let Some(pgid) = running.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
@@ -485,6 +568,32 @@ impl Client {
         }
     }
 
+    /// Asks the launcher to read the configuration again and take its scripts; `Err` with
+    /// the launcher's reason when it refused the file (its scripts stay).
+    pub async fn reload(&self) -> Result<(), String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        if self.requests.send(Request::Reload { id }).is_err() {
+            return Err("the script launcher is gone".into());
+        }
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(message)) => Err(message),
+            Err(_) => Err("the script launcher is gone".into()),
+        }
+    }
+
+    /// Sends a spawn request as given, for the test-only fault hook that shows the
+    /// launcher's refusals (`HALDIR_TEST_FAULT=launcher_spawn:UID:PROGRAM`).
+    pub async fn spawn_raw(&self, uid: u32, gid: u32, argv: Vec<OsString>) -> Result<ExitStatus, String> {
+        let mut run = self.spawn(uid, gid, argv);
+        run.wait().await
+    }
+
     /// Starts `argv` as `uid`:`gid`. The returned run kills the script's process group
     /// when dropped before the script ended.
     pub fn spawn(&self, uid: u32, gid: u32, argv: Vec<OsString>) -> LaunchedRun<'_> {
@@ -589,9 +698,16 @@ mod tests {
     fn launcher_runs_reports_and_kills_scripts() {
         use std::io::{Read, Write};
         let (mut daemon, launcher) = std::os::unix::net::UnixStream::pair().unwrap();
-        let server = std::thread::spawn(move || serve(launcher));
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
+        let policy = Policy {
+            users: [(uid, gid)].into(),
+            programs: ["/bin/sh", "/nonexistent/haldir-script", "/bin/sleep", "relative/script"]
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+        };
+        let server = std::thread::spawn(move || serve(launcher, policy, Box::new(|| Err("unused".into()))));
         let mut send = |request: Request| daemon.write_all(&request.emit()).unwrap();
         let argv = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
         send(Request::Spawn {
@@ -657,6 +773,65 @@ mod tests {
         assert_eq!(ExitStatus::from_raw(status).signal(), Some(9));
         drop(daemon);
         drop(daemon_reader);
+        server.join().unwrap().unwrap();
+    }
+
+    /// What the launcher may start is the policy it forked with, changed only by a reload
+    /// it reads itself: another uid (root included) or an unlisted program is refused.
+    #[test]
+    fn the_launcher_refuses_other_users_and_programs_until_a_reload_allows_them() {
+        use std::io::{Read, Write};
+        let (mut daemon, launcher) = std::os::unix::net::UnixStream::pair().unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let other_uid = if uid == 0 { 65534 } else { 0 };
+        let policy = Policy {
+            users: [(uid, gid)].into(),
+            programs: [PathBuf::from("/bin/true")].into(),
+        };
+        let mut reloads = 0;
+        let source: PolicySource = Box::new(move || {
+            reloads += 1;
+            if reloads == 1 {
+                return Err("t.conf:3: bad".into());
+            }
+            Ok(Policy {
+                users: [(uid, gid)].into(),
+                programs: [PathBuf::from("/bin/true"), PathBuf::from("/bin/false")].into(),
+            })
+        });
+        let server = std::thread::spawn(move || serve(launcher, policy, source));
+        let mut reader = daemon.try_clone().unwrap();
+        let mut ask = |request: Request| {
+            daemon.write_all(&request.emit()).unwrap();
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len).unwrap();
+            let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+            reader.read_exact(&mut body).unwrap();
+            Reply::parse(&body).unwrap()
+        };
+        let spawn = |id, uid, program: &str| Request::Spawn {
+            id,
+            uid,
+            gid,
+            argv: vec![OsString::from(program)],
+        };
+        assert_eq!(ask(spawn(1, uid, "/bin/true")), Reply::Exited { id: 1, status: 0 });
+        let refused = |reply: Reply, what: &str| match reply {
+            Reply::Failed { message, .. } => {
+                assert!(message.contains("refused") && message.contains(what), "{message}")
+            }
+            other => panic!("not refused: {other:?}"),
+        };
+        refused(ask(spawn(2, other_uid, "/bin/true")), &format!("uid {other_uid}"));
+        refused(ask(spawn(3, uid, "/bin/false")), "/bin/false");
+        // A reload the launcher rejects changes nothing; one it accepts widens the list.
+        assert!(matches!(ask(Request::Reload { id: 4 }), Reply::Failed { id: 4, .. }));
+        refused(ask(spawn(5, uid, "/bin/false")), "/bin/false");
+        assert_eq!(ask(Request::Reload { id: 6 }), Reply::Exited { id: 6, status: 0 });
+        assert_eq!(ask(spawn(7, uid, "/bin/false")), Reply::Exited { id: 7, status: 1 << 8 });
+        drop(daemon);
+        drop(reader);
         server.join().unwrap().unwrap();
     }
 

@@ -43,7 +43,7 @@ pub use capture::{Capture, FrameKind};
 pub use haldir::{describe_all, schema_checked, Haldir, HaldirInstance};
 pub use inject::Injector;
 pub use keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};
-pub use netns::{in_netns, spawn_in_netns, Lab};
+pub use netns::{haldir_user, in_netns, spawn_in_netns, Lab};
 /// Signals for [`Lab::kill`].
 pub use nix::sys::signal::Signal;
 pub use probe::{ProbeConfig, ProbeReport, Prober, Reply, Responder};

@@ -74,6 +74,27 @@ pub struct Lab {
     spawned: Mutex<BTreeMap<u32, Spawned>>,
 }
 
+/// The account a root-started haldir runs as (`haldir run --user`, default `haldir`):
+/// created here as the package creates it, when missing (uid, gid).
+pub fn haldir_user() -> anyhow::Result<(u32, u32)> {
+    let lookup = || nix::unistd::User::from_name("haldir").ok().flatten();
+    if lookup().is_none() {
+        let created = std::process::Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"])
+            .args(["--shell", "/usr/sbin/nologin", "haldir"])
+            .output();
+        // Another test process may have created it meanwhile: look again either way.
+        if lookup().is_none() {
+            bail!(
+                "no user haldir and `useradd haldir` failed ({created:?}): haldir started as \
+                 root runs as it; create it (the package and .ci/run do)"
+            );
+        }
+    }
+    let user = lookup().context("user haldir vanished")?;
+    Ok((user.uid.as_raw(), user.gid.as_raw()))
+}
+
 impl Lab {
     /// Creates the switch namespace `<prefix>-sw` with bridge `br0` up: no STP, forward delay
     /// 0 and multicast snooping off, so that VRRP multicast floods to every port. IPv6 is
@@ -105,7 +126,12 @@ impl Lab {
             .with_context(|| format!("cannot create lab directory {}", dir.display()))?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            // haldir started as root runs as the `haldir` user once up, and writes its
+            // status file, control socket, dumps and state here as that user: the
+            // directory is root's and sticky, as /tmp (no one replaces another's files, so
+            // the configurations written here stay acceptable to enable_script_security).
+            haldir_user()?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
                 .with_context(|| format!("cannot chmod {}", dir.display()))?;
         }
         // From here on a failure drops `lab`, which removes whatever was created.

@@ -57,6 +57,12 @@ die() {
 }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (installs packages, boots the VM)"
+# haldir started as root runs as the system user haldir once up; the VM sees this
+# machine's /etc read-only, so the user is created here when missing.
+if ! getent passwd haldir >/dev/null; then
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin haldir
+fi
 if [[ $MODE == lab ]]; then
     [[ -n $LAB_BINARY && -x $LAB_BINARY ]] || die "--lab needs an executable binary, got '${LAB_BINARY}'"
     LAB_BINARY=$(realpath "$LAB_BINARY")
