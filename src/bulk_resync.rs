@@ -83,7 +83,9 @@ fn source_address(interface: &str, to: IpAddr) -> Option<IpAddr> {
                 let mask = mask.and_then(|m| m.as_sockaddr_in().map(|m| IpAddr::V4(m.ip())));
                 Some((IpAddr::V4(v4.ip()), mask))
             } else {
-                address.as_sockaddr_in6().map(|v6| (IpAddr::V6(v6.ip()), None))
+                address
+                    .as_sockaddr_in6()
+                    .map(|v6| (IpAddr::V6(v6.ip()), None))
             }
         })
         .collect();
@@ -263,7 +265,13 @@ impl Endpoint {
         loop {
             self.socket.writable().await?;
             match self.socket.try_io(tokio::io::Interest::WRITABLE, || {
-                send_control(self.socket.as_raw_fd(), self.index, source, &bytes, transmit.to)
+                send_control(
+                    self.socket.as_raw_fd(),
+                    self.index,
+                    source,
+                    &bytes,
+                    transmit.to,
+                )
             }) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 other => return other,
@@ -571,13 +579,11 @@ async fn run(
         match wake {
             Wake::Stop => break,
             Wake::Changed => {}
-            Wake::Packet(len, from, ttl) => driver.machine.handle_packet(
-                Instant::now(),
-                wall_clock(),
-                from,
-                ttl,
-                &buf[..len],
-            ),
+            Wake::Packet(len, from, ttl) => {
+                driver
+                    .machine
+                    .handle_packet(Instant::now(), wall_clock(), from, ttl, &buf[..len])
+            }
             Wake::ReceiveError => tokio::time::sleep(Duration::from_millis(50)).await,
             Wake::Timeout => driver.machine.handle_timeout(Instant::now()),
         }

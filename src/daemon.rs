@@ -133,10 +133,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let held_at_start = crate::bulk_resync::held_at_start(&model);
     // auth_hmac's send sequences and replay marks, kept across restarts (src/replay_state.rs).
     let replay_store = std::sync::Arc::new(haldir_vrrp::auth::ReplayStore::default());
-    let replay_path = crate::replay_state::path_for(
-        &options.state_dir,
-        ownership_identity(&options).as_deref(),
-    );
+    let replay_path =
+        crate::replay_state::path_for(&options.state_dir, ownership_identity(&options).as_deref());
     replay_store.load(crate::replay_state::load(
         &replay_path,
         &crate::replay_state::instance_names(&model),

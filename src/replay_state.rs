@@ -52,7 +52,10 @@ struct Entry {
 /// default control socket).
 pub fn path_for(dir: &Path, identity: Option<&str>) -> PathBuf {
     let suffix = identity.map_or(String::new(), |identity| {
-        format!("-{:016x}", haldir_ipvs::ownership::fnv1a(identity.as_bytes()))
+        format!(
+            "-{:016x}",
+            haldir_ipvs::ownership::fnv1a(identity.as_bytes())
+        )
     });
     dir.join(format!("auth-replay{suffix}.json"))
 }
@@ -154,7 +157,10 @@ fn write(path: &Path, mut states: BTreeMap<String, ReplayState>, instances: &[St
     }
     if let Some(dir) = path.parent() {
         if let Err(e) = std::fs::create_dir_all(dir) {
-            warn!("auth_hmac replay state: cannot create {}: {e}", dir.display());
+            warn!(
+                "auth_hmac replay state: cannot create {}: {e}",
+                dir.display()
+            );
             return;
         }
     }
@@ -196,7 +202,11 @@ pub fn spawn_writer(
 
 /// The names of `model`'s VRRP instances.
 pub fn instance_names(model: &haldir_config::Model) -> Vec<String> {
-    model.vrrp_instances.iter().map(|i| i.name.clone()).collect()
+    model
+        .vrrp_instances
+        .iter()
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 /// The final write, once nothing signs or verifies any more.
@@ -219,7 +229,10 @@ mod tests {
             "VI_1".to_owned(),
             ReplayState {
                 last_sent: 7 << 32,
-                marks: vec![("10.0.0.2".parse().unwrap(), 9 << 32), ("fe80::2".parse().unwrap(), 3)],
+                marks: vec![
+                    ("10.0.0.2".parse().unwrap(), 9 << 32),
+                    ("fe80::2".parse().unwrap(), 3),
+                ],
             },
         );
         states.insert("VI_OLD".to_owned(), ReplayState::default());
@@ -244,6 +257,9 @@ mod tests {
     fn the_file_is_named_by_the_identity() {
         let dir = Path::new("/var/lib/haldir");
         assert_eq!(path_for(dir, None), dir.join("auth-replay.json"));
-        assert_ne!(path_for(dir, Some("control /a")), path_for(dir, Some("control /b")));
+        assert_ne!(
+            path_for(dir, Some("control /a")),
+            path_for(dir, Some("control /b"))
+        );
     }
 }

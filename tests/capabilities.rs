@@ -355,7 +355,10 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
         let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
         assert!(
-            uid_line.split_whitespace().skip(1).all(|u| u == haldir_uid.to_string()),
+            uid_line
+                .split_whitespace()
+                .skip(1)
+                .all(|u| u == haldir_uid.to_string()),
             "a thread of haldir: {uid_line}"
         );
         for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
@@ -384,13 +387,20 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
         "{}",
         log()
     );
-    assert!(log().contains("uid 0 gid 0 is not a script user"), "{}", log());
+    assert!(
+        log().contains("uid 0 gid 0 is not a script user"),
+        "{}",
+        log()
+    );
     assert!(
         log().contains("/usr/bin/touch is not a program of the configuration"),
         "{}",
         log()
     );
-    assert!(!dir.out().join("touched").exists(), "the refused program ran");
+    assert!(
+        !dir.out().join("touched").exists(),
+        "the refused program ran"
+    );
     // The control socket is still 0600.
     let mode = std::fs::metadata(r1.control_socket())
         .unwrap()

@@ -1076,12 +1076,8 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
     // 3b. A real server attacks the resync while the table is blocked: it asks r2 for the
     //     table itself, and forges r2's DONE to r1 with the nonce it read off r1's request
     //     and r2's address as its source (what an unauthenticated resync would believe).
-    let nonce = captured_request_nonce(&capture).unwrap_or_else(|| {
-        panic!(
-            "no request from r1 seen on the bridge\n{}",
-            resync_log(&r1)
-        )
-    });
+    let nonce = captured_request_nonce(&capture)
+        .unwrap_or_else(|| panic!("no request from r1 seen on the bridge\n{}", resync_log(&r1)));
     drop(capture);
     let forged = ResyncMessage::Done(ResyncDone {
         sync_id: SYNC_ID,
@@ -1176,7 +1172,10 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
         Some(3),
         "r2 did not drop the real server's unsigned requests: {r2_resync}"
     );
-    assert_eq!(r2_resync["dumps_sent"], 1, "r2 dumped for someone else: {r2_resync}");
+    assert_eq!(
+        r2_resync["dumps_sent"], 1,
+        "r2 dumped for someone else: {r2_resync}"
+    );
     assert!(
         master_since.iter().all(|t| *t >= done_at),
         "an instance became master before the resync was done: {master_since:?} vs {done_at}"

@@ -38,7 +38,10 @@ pub fn every_script(model: &Model) -> Vec<ScriptUse<'_>> {
     for instance in &model.vrrp_instances {
         for (keyword, line) in instance.notify.iter() {
             all.push(ScriptUse {
-                place: format!("{}: vrrp_instance {:?}: {keyword}", instance.loc, instance.name),
+                place: format!(
+                    "{}: vrrp_instance {:?}: {keyword}",
+                    instance.loc, instance.name
+                ),
                 line,
                 user: None,
                 group: None,
@@ -88,7 +91,10 @@ pub fn every_script(model: &Model) -> Vec<ScriptUse<'_>> {
             }
         }
         for real in &server.real_servers {
-            for (keyword, line) in [("notify_up", &real.notify.up), ("notify_down", &real.notify.down)] {
+            for (keyword, line) in [
+                ("notify_up", &real.notify.up),
+                ("notify_down", &real.notify.down),
+            ] {
                 if let Some(line) = line {
                     all.push(ScriptUse {
                         place: format!("real_server {}: {keyword}", real.ip),
@@ -121,7 +127,10 @@ pub fn launcher_policy(model: &Model) -> Policy {
     for script in every_script(model) {
         let (user, group) = match script.user {
             Some(user) => (Some(user), script.group),
-            None => (model.scripts.user.as_deref(), model.scripts.group.as_deref()),
+            None => (
+                model.scripts.user.as_deref(),
+                model.scripts.group.as_deref(),
+            ),
         };
         let Ok(user) = haldir_scripts::ScriptUser::resolve(user, group) else {
             continue;

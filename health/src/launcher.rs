@@ -355,7 +355,9 @@ async fn serve_async(
                 if let Some(why) = policy.refuses(uid, gid, &argv) {
                     eprintln!(
                         "haldir script launcher: refused to start {:?}: {why}",
-                        argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+                        argv.first()
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_default()
                     );
                     let _ = replies_tx.send(Reply::Failed {
                         id,
@@ -374,7 +376,9 @@ async fn serve_async(
                         Reply::Exited { id, status: 0 }
                     }
                     Err(message) => {
-                        eprintln!("haldir script launcher: reload refused, scripts unchanged: {message}");
+                        eprintln!(
+                            "haldir script launcher: reload refused, scripts unchanged: {message}"
+                        );
                         Reply::Failed { id, message }
                     }
                 };
@@ -589,7 +593,12 @@ impl Client {
 
     /// Sends a spawn request as given, for the test-only fault hook that shows the
     /// launcher's refusals (`HALDIR_TEST_FAULT=launcher_spawn:UID:PROGRAM`).
-    pub async fn spawn_raw(&self, uid: u32, gid: u32, argv: Vec<OsString>) -> Result<ExitStatus, String> {
+    pub async fn spawn_raw(
+        &self,
+        uid: u32,
+        gid: u32,
+        argv: Vec<OsString>,
+    ) -> Result<ExitStatus, String> {
         let mut run = self.spawn(uid, gid, argv);
         run.wait().await
     }
@@ -702,12 +711,18 @@ mod tests {
         let gid = nix::unistd::getegid().as_raw();
         let policy = Policy {
             users: [(uid, gid)].into(),
-            programs: ["/bin/sh", "/nonexistent/haldir-script", "/bin/sleep", "relative/script"]
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+            programs: [
+                "/bin/sh",
+                "/nonexistent/haldir-script",
+                "/bin/sleep",
+                "relative/script",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
         };
-        let server = std::thread::spawn(move || serve(launcher, policy, Box::new(|| Err("unused".into()))));
+        let server =
+            std::thread::spawn(move || serve(launcher, policy, Box::new(|| Err("unused".into()))));
         let mut send = |request: Request| daemon.write_all(&request.emit()).unwrap();
         let argv = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
         send(Request::Spawn {
@@ -816,20 +831,41 @@ mod tests {
             gid,
             argv: vec![OsString::from(program)],
         };
-        assert_eq!(ask(spawn(1, uid, "/bin/true")), Reply::Exited { id: 1, status: 0 });
+        assert_eq!(
+            ask(spawn(1, uid, "/bin/true")),
+            Reply::Exited { id: 1, status: 0 }
+        );
         let refused = |reply: Reply, what: &str| match reply {
             Reply::Failed { message, .. } => {
-                assert!(message.contains("refused") && message.contains(what), "{message}")
+                assert!(
+                    message.contains("refused") && message.contains(what),
+                    "{message}"
+                )
             }
             other => panic!("not refused: {other:?}"),
         };
-        refused(ask(spawn(2, other_uid, "/bin/true")), &format!("uid {other_uid}"));
+        refused(
+            ask(spawn(2, other_uid, "/bin/true")),
+            &format!("uid {other_uid}"),
+        );
         refused(ask(spawn(3, uid, "/bin/false")), "/bin/false");
         // A reload the launcher rejects changes nothing; one it accepts widens the list.
-        assert!(matches!(ask(Request::Reload { id: 4 }), Reply::Failed { id: 4, .. }));
+        assert!(matches!(
+            ask(Request::Reload { id: 4 }),
+            Reply::Failed { id: 4, .. }
+        ));
         refused(ask(spawn(5, uid, "/bin/false")), "/bin/false");
-        assert_eq!(ask(Request::Reload { id: 6 }), Reply::Exited { id: 6, status: 0 });
-        assert_eq!(ask(spawn(7, uid, "/bin/false")), Reply::Exited { id: 7, status: 1 << 8 });
+        assert_eq!(
+            ask(Request::Reload { id: 6 }),
+            Reply::Exited { id: 6, status: 0 }
+        );
+        assert_eq!(
+            ask(spawn(7, uid, "/bin/false")),
+            Reply::Exited {
+                id: 7,
+                status: 1 << 8
+            }
+        );
         drop(daemon);
         drop(reader);
         server.join().unwrap().unwrap();

@@ -194,9 +194,7 @@ impl Sim {
                 node.log.push(format!("{:?} {event}", now - self.start));
             }
             if let Some(transmit) = node.machine.poll_transmit() {
-                let bytes = node
-                    .machine
-                    .encode(unix_now, node.address.ip(), &transmit);
+                let bytes = node.machine.encode(unix_now, node.address.ip(), &transmit);
                 self.sent.push((now, i, transmit.message));
                 self.captured.push(bytes.clone());
                 if !(self.lose)(i, &transmit.message) {

@@ -80,7 +80,13 @@ pub fn haldir_user() -> anyhow::Result<(u32, u32)> {
     let lookup = || nix::unistd::User::from_name("haldir").ok().flatten();
     if lookup().is_none() {
         let created = std::process::Command::new("useradd")
-            .args(["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"])
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+            ])
             .args(["--shell", "/usr/sbin/nologin", "haldir"])
             .output();
         // Another test process may have created it meanwhile: look again either way.

@@ -227,8 +227,7 @@ impl ReplayStore {
         let mut states = self.lock();
         if states.get(instance) != Some(&state) {
             states.insert(instance.to_owned(), state);
-            self.dirty
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
@@ -651,7 +650,10 @@ mod tests {
         store.put("VI_1", state.clone());
         assert_eq!(store.take_changed().unwrap()["VI_1"], state);
         store.put("VI_1", state.clone());
-        assert!(store.take_changed().is_none(), "the same state is no change");
+        assert!(
+            store.take_changed().is_none(),
+            "the same state is no change"
+        );
         assert_eq!(store.get("VI_1"), Some(state));
     }
 

@@ -668,7 +668,10 @@ impl Resync {
         }
         self.pending = None;
         self.listening = false;
-        match (config.as_ref().and_then(|c| c.auth.clone()), &mut self.authenticator) {
+        match (
+            config.as_ref().and_then(|c| c.auth.clone()),
+            &mut self.authenticator,
+        ) {
             (Some(auth), Some(authenticator)) => authenticator.reconfigure(auth),
             (Some(auth), None) => self.authenticator = Some(Authenticator::new(auth)),
             (None, _) => self.authenticator = None,
@@ -1144,13 +1147,7 @@ impl Resync {
         });
     }
 
-    fn handle_done(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        done: ResyncDone,
-        sync_id: u8,
-    ) {
+    fn handle_done(&mut self, now: Instant, from: SocketAddr, done: ResyncDone, sync_id: u8) {
         let Some(pending) = &mut self.pending else {
             // A repeated request while the dump ran gets its DONE twice.
             self.count_drop(if self.completed_nonce == Some(done.nonce) {

@@ -4,16 +4,16 @@
 
 #![no_main]
 
-use haldir_vrrp::wire::{arp, ipv4, ndisc};
+use haldir_vrrp::wire::{arp, ethernet, ipv4, ndisc};
 use libfuzzer_sys::fuzz_target;
 
 fn arp_round_trip(frame: &[u8]) {
     let Ok(repr) = arp::ArpRepr::parse(frame) else {
         return;
     };
-    let packet = arp::Packet::new_checked(frame).expect("parsed frame passes check_len");
+    let ether = ethernet::Frame::new_checked(frame).expect("a parsed frame has its header");
     let mut emitted = vec![0u8; repr.frame_len()];
-    repr.emit_frame(packet.eth_src(), packet.eth_dst(), &mut emitted);
+    repr.emit_frame(ether.source(), ether.destination(), &mut emitted);
     assert_eq!(arp::ArpRepr::parse(&emitted), Ok(repr));
 }
 
