@@ -236,6 +236,35 @@ fn authenticates(backup: &Haldir, during: Duration) -> bool {
     backup.counter("adverts_authenticated") > before
 }
 
+/// r1 (150) and r2 (100), signed with `KEY_OLD` in enforce mode and elected; then a
+/// genuine third router r3 (200) takes over and resigns: its signed adverts (the
+/// priority-200 and priority-0 ones among them), as captured on the bridge.
+fn signed_pair_and_r3_adverts(lab: &Lab) -> (Haldir<'_>, Haldir<'_>, Vec<Vec<u8>>) {
+    let keys = [(1, hex(&KEY_OLD))];
+    let enforce = |priority| v3(priority, Some(auth_line(&keys, 1, "enforce")));
+    let r1 = Haldir::start(lab, "r1", binary(), &[enforce(150)]).unwrap();
+    let r2 = Haldir::start(lab, "r2", binary(), &[enforce(100)]).unwrap();
+    Pair::elected(lab, &r1, &r2, VIP, Duration::from_secs(10));
+    let capture = Capture::start(lab).unwrap();
+    let r3 = Haldir::start(lab, "r3", binary(), &[enforce(200)]).unwrap();
+    assert!(
+        r3.wait_state("MASTER", Duration::from_secs(5))
+            && r1.wait_state("BACKUP", Duration::from_secs(5))
+            && r2.wait_state("BACKUP", Duration::from_secs(5)),
+        "r3 did not take over\n{}",
+        describe(&[&r1, &r2, &r3])
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    r3.stop().unwrap();
+    Pair::elected(lab, &r1, &r2, VIP, Duration::from_secs(10));
+    let frames = capture.stop();
+    let from_r3 = adverts_from(&frames, lab.mac_bytes("r3").unwrap())
+        .into_iter()
+        .map(|(_, message)| message)
+        .collect();
+    (r1, r2, from_r3)
+}
+
 #[test]
 fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts() {
     let name = "enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts";
@@ -243,32 +272,13 @@ fn enforce_drops_and_counts_replayed_forged_wrong_key_stale_and_unsigned_adverts
         return;
     }
     let lab = lab_of_four("auth-enforce");
-    let keys = [(1, hex(&KEY_OLD))];
-    let enforce = |priority| v3(priority, Some(auth_line(&keys, 1, "enforce")));
-    let r1 = Haldir::start(&lab, "r1", binary(), &[enforce(150)]).unwrap();
-    let r2 = Haldir::start(&lab, "r2", binary(), &[enforce(100)]).unwrap();
-    Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
-
-    // A genuine third router, r3 (priority 200), takes over and then resigns:
-    // its signed priority-200 and priority-0 adverts are captured for replay.
-    let capture = Capture::start(&lab).unwrap();
-    let r3 = Haldir::start(&lab, "r3", binary(), &[enforce(200)]).unwrap();
-    assert!(
-        r3.wait_state("MASTER", Duration::from_secs(5))
-            && r1.wait_state("BACKUP", Duration::from_secs(5)),
-        "r3 did not take over\n{}",
-        describe(&[&r1, &r2, &r3])
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    r3.stop().unwrap();
+    let (r1, r2, from_r3) = signed_pair_and_r3_adverts(&lab);
     let pair = Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
-    let frames = capture.stop();
-    let from_r3 = adverts_from(&frames, lab.mac_bytes("r3").unwrap());
     let find = |priority: u8| {
         from_r3
             .iter()
-            .map(|(_, message)| message.clone())
             .find(|m| m[2] == priority)
+            .cloned()
             .unwrap_or_else(|| panic!("no priority-{priority} advert captured from r3"))
     };
     let (r3_takeover, r3_resign) = (find(200), find(0));
@@ -382,26 +392,9 @@ fn captured_signed_adverts_replayed_after_a_receiver_restart_are_dropped() {
     let lab = lab_of_four("auth-restart");
     let keys = [(1, hex(&KEY_OLD))];
     let enforce = |priority| v3(priority, Some(auth_line(&keys, 1, "enforce")));
-    let r1 = Haldir::start(&lab, "r1", binary(), &[enforce(150)]).unwrap();
-    let r2 = Haldir::start(&lab, "r2", binary(), &[enforce(100)]).unwrap();
-    Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
-
-    // A genuine third router takes over and resigns; its adverts are captured.
-    let capture = Capture::start(&lab).unwrap();
-    let r3 = Haldir::start(&lab, "r3", binary(), &[enforce(200)]).unwrap();
-    assert!(
-        r3.wait_state("MASTER", Duration::from_secs(5))
-            && r2.wait_state("BACKUP", Duration::from_secs(5)),
-        "r3 did not take over\n{}",
-        describe(&[&r1, &r2, &r3])
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    r3.stop().unwrap();
-    Pair::elected(&lab, &r1, &r2, VIP, Duration::from_secs(10));
-    let frames = capture.stop();
-    let r3_takeover = adverts_from(&frames, lab.mac_bytes("r3").unwrap())
+    let (r1, r2, from_r3) = signed_pair_and_r3_adverts(&lab);
+    let r3_takeover = from_r3
         .into_iter()
-        .map(|(_, message)| message)
         .find(|m| m[2] == 200)
         .expect("a priority-200 advert captured from r3");
 

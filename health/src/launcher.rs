@@ -572,15 +572,21 @@ impl Client {
         }
     }
 
-    /// Asks the launcher to read the configuration again and take its scripts; `Err` with
-    /// the launcher's reason when it refused the file (its scripts stay).
-    pub async fn reload(&self) -> Result<(), String> {
+    /// A new request id and the receiver of its one answer.
+    fn register(&self) -> (u64, oneshot::Receiver<Result<ExitStatus, String>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
+        (id, rx)
+    }
+
+    /// Asks the launcher to read the configuration again and take its scripts; `Err` with
+    /// the launcher's reason when it refused the file (its scripts stay).
+    pub async fn reload(&self) -> Result<(), String> {
+        let (id, rx) = self.register();
         if self.requests.send(Request::Reload { id }).is_err() {
             return Err("the script launcher is gone".into());
         }
@@ -606,12 +612,7 @@ impl Client {
     /// Starts `argv` as `uid`:`gid`. The returned run kills the script's process group
     /// when dropped before the script ended.
     pub fn spawn(&self, uid: u32, gid: u32, argv: Vec<OsString>) -> LaunchedRun<'_> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+        let (id, rx) = self.register();
         if self
             .requests
             .send(Request::Spawn { id, uid, gid, argv })

@@ -10,9 +10,9 @@
 //! presence is told by length ([`crate::sync_wire::ResyncMessage::parse_signed`]).
 //!
 //! The HMAC covers, in this order: the [`DOMAIN`] string (so an advert's HMAC can never
-//! pass as a resync message's, nor the reverse), the sender's IP address (family byte and
-//! 16 address bytes, an IPv4 address zero-padded), the whole message, and the trailer's
-//! first 12 bytes. Binding the source address is what makes the per-source replay marks
+//! pass as a resync message's, nor the reverse), the sender's IP address (the advert
+//! trailer's 20-byte pseudo-header with version and VRID 0: family, address), the whole
+//! message, and the trailer's first 12 bytes. Binding the source address is what makes the per-source replay marks
 //! hold: a capture re-sent from another (spoofed) address does not verify. The sender
 //! therefore picks its source address itself (`src/bulk_resync.rs` sends with
 //! `IP_PKTINFO` / `IPV6_PKTINFO`).
@@ -21,7 +21,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use haldir_vrrp::auth::{Authenticator, Verdict};
-use haldir_vrrp::wire::auth::{TrailerRepr, EXT_TYPE_HMAC_SHA256, HMAC_LEN, TRAILER_LEN};
+use haldir_vrrp::wire::auth::{
+    pseudo_header, tags_equal, trailer_header, TrailerRepr, HMAC_LEN, TRAILER_LEN,
+};
 use ring::hmac;
 
 /// Domain separation: the first bytes under every resync HMAC.
@@ -36,26 +38,11 @@ pub fn mac(
     key_id: u8,
     sequence: u64,
 ) -> [u8; HMAC_LEN] {
-    let mut address = [0u8; 17];
-    match source {
-        IpAddr::V4(v4) => {
-            address[0] = 4;
-            address[1..5].copy_from_slice(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            address[0] = 6;
-            address[1..17].copy_from_slice(&v6.octets());
-        }
-    }
-    let mut prefix = [0u8; TRAILER_LEN - HMAC_LEN];
-    prefix[0] = EXT_TYPE_HMAC_SHA256;
-    prefix[1] = key_id;
-    prefix[4..12].copy_from_slice(&sequence.to_be_bytes());
     let mut context = hmac::Context::with_key(key);
     context.update(DOMAIN);
-    context.update(&address);
+    context.update(&pseudo_header(0, 0, source));
     context.update(message);
-    context.update(&prefix);
+    context.update(&trailer_header(key_id, sequence));
     let tag = context.sign();
     let mut out = [0u8; HMAC_LEN];
     out.copy_from_slice(&tag.as_ref()[..HMAC_LEN]);
@@ -93,12 +80,10 @@ pub fn check(
     trailer: Option<&[u8]>,
 ) -> Verdict {
     auth.check_with(unix_now, source, trailer, |key, trailer| {
-        let expected = mac(key, source, message, trailer.key_id, trailer.sequence);
-        let difference = expected
-            .iter()
-            .zip(trailer.hmac.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(difference) == 0
+        tags_equal(
+            &mac(key, source, message, trailer.key_id, trailer.sequence),
+            &trailer.hmac,
+        )
     })
 }
 

@@ -233,10 +233,7 @@ pub fn compute(
     sequence: u64,
 ) -> [u8; HMAC_LEN] {
     let pseudo = pseudo_header(message[0] >> 4, message[1], source);
-    let mut prefix = [0u8; field::HMAC.start];
-    prefix[field::EXT_TYPE] = EXT_TYPE_HMAC_SHA256;
-    prefix[field::KEY_ID] = key_id;
-    prefix[field::SEQUENCE].copy_from_slice(&sequence.to_be_bytes());
+    let prefix = trailer_header(key_id, sequence);
     let mut context = hmac::Context::with_key(key);
     context.update(&pseudo);
     context.update(&message[..VRRP_CHECKSUM.start]);
@@ -250,6 +247,25 @@ pub fn compute(
     out
 }
 
+/// The trailer's first 12 bytes (type, key id, reserved, sequence), as the HMAC covers
+/// them.
+pub fn trailer_header(key_id: u8, sequence: u64) -> [u8; TRAILER_LEN - HMAC_LEN] {
+    let mut header = [0u8; TRAILER_LEN - HMAC_LEN];
+    header[field::EXT_TYPE] = EXT_TYPE_HMAC_SHA256;
+    header[field::KEY_ID] = key_id;
+    header[field::SEQUENCE].copy_from_slice(&sequence.to_be_bytes());
+    header
+}
+
+/// Whether two HMACs are equal, in the same time wherever they differ.
+pub fn tags_equal(a: &[u8; HMAC_LEN], b: &[u8; HMAC_LEN]) -> bool {
+    let difference = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
 /// Whether `trailer` carries the right HMAC for `message` from `source`
 /// under `key`. The comparison takes the same time wherever they differ.
 pub fn verifies(key: &hmac::Key, source: IpAddr, message: &[u8], trailer: &TrailerRepr) -> bool {
@@ -257,11 +273,7 @@ pub fn verifies(key: &hmac::Key, source: IpAddr, message: &[u8], trailer: &Trail
         return false;
     }
     let expected = compute(key, source, message, trailer.key_id, trailer.sequence);
-    let difference = expected
-        .iter()
-        .zip(trailer.hmac.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    std::hint::black_box(difference) == 0
+    tags_equal(&expected, &trailer.hmac)
 }
 
 /// A signing key for [`compute`].
