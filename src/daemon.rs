@@ -354,18 +354,32 @@ pub async fn reload(
 ) -> ReloadOutcome {
     // On the blocking pool: reading and validating a file (scripts, users, paths) is
     // work the runtime thread must not do while it also times the adverts.
+    // With a script launcher, whether the new file's scripts differ from the running
+    // ones' (users and programs resolved here too: NSS and file lookups).
+    let launcher = haldir_health::launcher::client();
     let loaded = tokio::task::spawn_blocking({
         let path = path.to_owned();
-        move || haldir_config::load_file_with_warnings(&path, format)
+        let running_model = launcher.is_some().then(|| running.borrow().clone());
+        move || {
+            let (loaded, warnings) = haldir_config::load_file_with_warnings(&path, format);
+            let scripts_changed = match (&loaded, running_model) {
+                (Ok(new), Some(old)) => {
+                    haldir_director::script_security::launcher_policy(new)
+                        != haldir_director::script_security::launcher_policy(&old)
+                }
+                _ => false,
+            };
+            (loaded, warnings, scripts_changed)
+        }
     })
     .await;
-    let loaded = match loaded {
-        Ok((loaded, warnings)) => {
+    let (loaded, scripts_changed) = match loaded {
+        Ok((loaded, warnings, scripts_changed)) => {
             // The same warnings `haldir run` logs at start: keywords accepted, not acted on.
             for warning in &warnings {
                 warn!("{warning}");
             }
-            loaded
+            (loaded, scripts_changed)
         }
         Err(e) => return ReloadOutcome::Rejected(vec![format!("reading the file failed: {e}")]),
     };
@@ -375,8 +389,9 @@ pub async fn reload(
                 warn!("{line}");
             }
             // The script launcher (root-started haldir) reads the file itself and takes its
-            // scripts as what it may start: the daemon cannot widen that on its own.
-            if let Some(launcher) = haldir_health::launcher::client() {
+            // scripts as what it may start: the daemon cannot widen that on its own. Only
+            // when they changed: the launcher's read is a second parse of the whole file.
+            if let Some(launcher) = launcher.filter(|_| scripts_changed) {
                 if let Err(e) = launcher.reload().await {
                     warn!("the script launcher kept its scripts (new ones will be refused): {e}");
                 }

@@ -90,6 +90,15 @@ pub fn install(addresses: &[IpAddr]) -> Result<(), AcceptFilterError> {
     }
 }
 
+/// [`install`] off the runtime's thread: running `nft` is a fork, an exec and a wait,
+/// tens of milliseconds (seconds on a loaded or emulated machine) that the thread which
+/// also times every advert must not spend.
+pub async fn install_off_thread(addresses: Vec<IpAddr>) -> Result<(), AcceptFilterError> {
+    tokio::task::spawn_blocking(move || install(&addresses))
+        .await
+        .map_err(|e| AcceptFilterError::Spawn(std::io::Error::other(e.to_string())))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

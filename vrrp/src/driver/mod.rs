@@ -384,7 +384,7 @@ pub async fn run_with_events(
     supervisor.configured.clear();
     supervisor.remove_unused_vmacs().await;
     if supervisor.filtered.as_ref().is_some_and(|f| !f.is_empty()) {
-        if let Err(e) = crate::accept::install(&[]) {
+        if let Err(e) = crate::accept::install_off_thread(Vec::new()).await {
             warn!("cannot remove the accept-mode filter: {e}");
         }
     }

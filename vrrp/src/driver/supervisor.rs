@@ -169,12 +169,12 @@ impl Supervisor {
             if filtered.is_empty() {
                 // A crashed run with `accept = false` may have left its filter
                 // behind; without nft there is nothing to remove.
-                let removed = crate::accept::install(&[]);
+                let removed = crate::accept::install_off_thread(Vec::new()).await;
                 if self.filtered.is_some() {
                     removed?;
                 }
             } else {
-                crate::accept::install(&filtered)?;
+                crate::accept::install_off_thread(filtered.clone()).await?;
                 info!(addresses = ?filtered, "accept = false: input to these virtual addresses is dropped");
             }
             self.filtered = Some(filtered);
