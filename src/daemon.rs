@@ -336,7 +336,7 @@ fn launcher_fault_hook() {
         };
         let argv = vec![program.into(), arg.into()];
         tokio::spawn(async move {
-            let outcome = launcher.spawn_raw(uid, uid, argv).await;
+            let outcome = launcher.spawn(uid, uid, argv).wait().await;
             warn!(?outcome, "HALDIR_TEST_FAULT launcher_spawn as uid {uid}");
         });
     }

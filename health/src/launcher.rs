@@ -597,18 +597,6 @@ impl Client {
         }
     }
 
-    /// Sends a spawn request as given, for the test-only fault hook that shows the
-    /// launcher's refusals (`HALDIR_TEST_FAULT=launcher_spawn:UID:PROGRAM`).
-    pub async fn spawn_raw(
-        &self,
-        uid: u32,
-        gid: u32,
-        argv: Vec<OsString>,
-    ) -> Result<ExitStatus, String> {
-        let mut run = self.spawn(uid, gid, argv);
-        run.wait().await
-    }
-
     /// Starts `argv` as `uid`:`gid`. The returned run kills the script's process group
     /// when dropped before the script ended.
     pub fn spawn(&self, uid: u32, gid: u32, argv: Vec<OsString>) -> LaunchedRun<'_> {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use haldir_vrrp::auth::{Authenticator, Verdict};
 use haldir_vrrp::wire::auth::{
-    pseudo_header, tags_equal, trailer_header, TrailerRepr, HMAC_LEN, TRAILER_LEN,
+    pseudo_header, tags_equal, trailer_header, truncated, TrailerRepr, HMAC_LEN, TRAILER_LEN,
 };
 use ring::hmac;
 
@@ -43,10 +43,7 @@ pub fn mac(
     context.update(&pseudo_header(0, 0, source));
     context.update(message);
     context.update(&trailer_header(key_id, sequence));
-    let tag = context.sign();
-    let mut out = [0u8; HMAC_LEN];
-    out.copy_from_slice(&tag.as_ref()[..HMAC_LEN]);
-    out
+    truncated(&context.sign())
 }
 
 /// `message` as sent from `source` at `unix_now`: with a trailer when `auth` signs (its

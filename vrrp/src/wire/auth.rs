@@ -241,7 +241,11 @@ pub fn compute(
     context.update(&message[VRRP_CHECKSUM.end..]);
     context.update(&prefix);
     context.update(&[0u8; HMAC_LEN]);
-    let tag = context.sign();
+    truncated(&context.sign())
+}
+
+/// The first [`HMAC_LEN`] bytes of an HMAC-SHA256 tag, as the trailer carries them.
+pub fn truncated(tag: &hmac::Tag) -> [u8; HMAC_LEN] {
     let mut out = [0u8; HMAC_LEN];
     out.copy_from_slice(&tag.as_ref()[..HMAC_LEN]);
     out
