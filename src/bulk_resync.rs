@@ -429,7 +429,7 @@ struct Driver {
 /// with their preemption held ([`held_at_start`]): this task lifts it;
 /// `published` receives the bulk-resync status whenever it changes.
 pub fn spawn(
-    running: watch::Receiver<Model>,
+    running: watch::Receiver<std::sync::Arc<Model>>,
     roles: watch::Receiver<Vec<DaemonRole>>,
     status: watch::Receiver<Status>,
     commands: mpsc::Sender<DriverCommand>,
@@ -479,7 +479,7 @@ fn followed_instance(
 }
 
 async fn run(
-    mut running: watch::Receiver<Model>,
+    mut running: watch::Receiver<std::sync::Arc<Model>>,
     mut roles: watch::Receiver<Vec<DaemonRole>>,
     mut status: watch::Receiver<Status>,
     commands: mpsc::Sender<DriverCommand>,

@@ -93,7 +93,7 @@ struct Wiring {
     /// Where real server and quorum changes go, and how many were dropped (full).
     lvs_notices: mpsc::Sender<LvsNotice>,
     lvs_dropped: u64,
-    model: Model,
+    model: std::sync::Arc<Model>,
     /// The tracking last sent per instance.
     sent: HashMap<String, Tracking>,
     table: watch::Sender<Table>,
@@ -110,7 +110,7 @@ impl Wiring {
 
     /// Starts the checks and scripts `model` has and the running set lacks, stops the
     /// ones it no longer has; unchanged ones keep running with their state.
-    async fn apply(&mut self, model: Model) {
+    async fn apply(&mut self, model: std::sync::Arc<Model>) {
         let mut wanted: HashMap<CheckKey, &HealthCheck> = HashMap::new();
         for vs in &model.virtual_servers {
             for rs in &vs.real_servers {
@@ -348,10 +348,10 @@ impl Wiring {
     /// Reads every tracked file again; the instances' standing is sent if a value changed.
     async fn poll_files(&mut self) {
         let mut changed = false;
-        // Borrowed out for the loop (read_file records problems on self), not cloned:
-        // this runs four times a second.
-        let files = std::mem::take(&mut self.model.track_files);
-        for file in &files {
+        // The shared model, held for the loop (read_file records problems on self): no
+        // copy, this runs four times a second.
+        let model = std::sync::Arc::clone(&self.model);
+        for file in &model.track_files {
             let Some(before) = self.file_values.get(&file.name).copied() else {
                 continue;
             };
@@ -365,7 +365,6 @@ impl Wiring {
                 changed = true;
             }
         }
-        self.model.track_files = files;
         if changed {
             self.send_tracking().await;
         }
@@ -514,7 +513,7 @@ impl Wiring {
 /// the desired IPVS table, updated on every health change and every reload. Tracking
 /// changes go to `driver`. Stops when `shutdown` turns true.
 pub fn spawn(
-    mut model: watch::Receiver<Model>,
+    mut model: watch::Receiver<std::sync::Arc<Model>>,
     driver: mpsc::Sender<DriverCommand>,
     lvs_notices: mpsc::Sender<LvsNotice>,
     mut shutdown: watch::Receiver<bool>,

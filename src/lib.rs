@@ -17,6 +17,7 @@ pub mod health_wiring;
 pub mod live;
 pub mod logging;
 pub mod lvs_timeouts;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod notify_fifo;

@@ -7,12 +7,17 @@
 //! - [`HealthMap`], on a `watch` channel, is fed by the health wiring: one
 //!   [`RealServerHealth`] per (service, real server) with a checker. A real
 //!   server missing from the map has health [`Health::Unknown`].
-//! - The kernel table is read here, by [`run`], every `interval` and whenever
-//!   the configuration or the health map changes, but never sooner than
+//! - The kernel table is read here, by [`run`], when the status is asked for
+//!   (`demand`: `haldir status`, a `/metrics` scrape, a SIGUSR1 dump; the
+//!   document shows the last read's figures and asks for the next), at most
+//!   every `interval`, and never sooner than
 //!   [`READ_COST_FACTOR`] times the last read's cost after it: a read costs
 //!   one netlink dump per service (seconds at 10,000 services in a slow VM),
-//!   and this bounds the reader to about 2 % of a core at any table size (issue
-//!   16). The cost is the CPU time the process spent during the read, or its
+//!   and this bounds the reader to about 0.5 % of a core at any table size (issue
+//!   16: the daemon's whole steady cost at 10,000 services must stay within 2 % of a
+//!   core, drift detection included; the price is that at that size under software
+//!   emulation the status's kernel figures are up to 20 minutes old, which the status
+//!   shows as `kernel_read_at`). The cost is the CPU time the process spent during the read, or its
 //!   wall time if that is less: a read that waited for a core (a loaded host, a
 //!   descheduled vCPU) did not cost the waiting, and must not push the next
 //!   read minutes away. Between reads, a health or configuration change is
@@ -179,8 +184,8 @@ pub fn combine(
 /// Reads the services of `keys` and their destinations from the kernel.
 /// A kernel read is followed by at least this many times its own cost (see
 /// [`read_cost`]) without one: the reader's share of a core stays under
-/// 1 / 50 = 2 %.
-pub const READ_COST_FACTOR: u32 = 50;
+/// 1 / 200 = 0.5 %.
+pub const READ_COST_FACTOR: u32 = 200;
 
 /// CPU time the calling thread has used so far, if the clock reads.
 fn thread_cpu_time() -> Option<Duration> {
@@ -192,9 +197,10 @@ fn thread_cpu_time() -> Option<Duration> {
 /// Runs [`run`] on a thread of its own, with a single-threaded runtime, so that the
 /// thread's CPU time is the reader's (its netlink connection task runs there too).
 pub fn spawn(
-    servers: watch::Receiver<Vec<VirtualServer>>,
+    servers: watch::Receiver<std::sync::Arc<haldir_config::Model>>,
     health: watch::Receiver<HealthMap>,
     live: watch::Sender<LiveVirtualServers>,
+    demand: std::sync::Arc<tokio::sync::Notify>,
     interval: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -203,7 +209,7 @@ pub fn spawn(
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(run(servers, health, live, interval, shutdown)),
+            Ok(runtime) => runtime.block_on(run(servers, health, live, demand, interval, shutdown)),
             Err(e) => tracing::error!(
                 "no live IPVS figures for the status: cannot start their reader: {e}"
             ),
@@ -259,13 +265,14 @@ async fn read_kernel(
 }
 
 /// Keeps `live` up to date: on every change of `servers` or `health`, and
-/// every `interval` (the kernel's counters and weights), the kernel read paced by
-/// [`READ_COST_FACTOR`]. Returns when
-/// `shutdown` turns true.
+/// on `demand` (the kernel's counters and weights) a kernel read, at most every
+/// `interval` and paced by [`READ_COST_FACTOR`]. Returns when `shutdown` turns
+/// true.
 pub async fn run(
-    mut servers: watch::Receiver<Vec<VirtualServer>>,
+    mut servers: watch::Receiver<std::sync::Arc<haldir_config::Model>>,
     mut health: watch::Receiver<HealthMap>,
     live: watch::Sender<LiveVirtualServers>,
+    demand: std::sync::Arc<tokio::sync::Notify>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -275,16 +282,20 @@ pub async fn run(
     let mut kernel_error = None;
     // When the last read ended, and the shortest gap before the next one.
     let mut last_read: Option<(tokio::time::Instant, Duration)> = None;
+    // Whether a read was asked for since the last one.
+    let mut demanded = false;
     loop {
-        let configured = servers.borrow_and_update().clone();
+        let running = std::sync::Arc::clone(&servers.borrow_and_update());
+        let configured = &running.virtual_servers;
         let map = health.borrow_and_update().clone();
         let read_due = last_read.is_none_or(|(ended, gap)| ended.elapsed() >= gap);
         let mut read_now = false;
         if configured.is_empty() {
             kernel = None;
             kernel_error = None;
-        } else if read_due {
+        } else if read_due && demanded {
             read_now = true;
+            demanded = false;
             let began = tokio::time::Instant::now();
             let cpu_before = thread_cpu_time();
             if client.is_none() {
@@ -316,9 +327,9 @@ pub async fn run(
             }
             let ended = tokio::time::Instant::now();
             let cost = read_cost(ended - began, cpu_before, thread_cpu_time());
-            last_read = Some((ended, cost * READ_COST_FACTOR));
+            last_read = Some((ended, interval.max(cost * READ_COST_FACTOR)));
         }
-        let virtual_servers = combine(&configured, kernel.as_ref(), &map);
+        let virtual_servers = combine(configured, kernel.as_ref(), &map);
         live.send_modify(|l| {
             l.virtual_servers = virtual_servers;
             if read_now && kernel.is_some() {
@@ -326,18 +337,18 @@ pub async fn run(
             }
             l.kernel_error = kernel_error.clone();
         });
-        // A change that found the read not yet due gets a read as soon as it is.
-        let change_waiting = !read_now && !configured.is_empty();
-        let next_tick = last_read.map_or(interval, |(ended, gap)| {
-            let due_in = gap.saturating_sub(ended.elapsed());
-            if change_waiting {
-                due_in
-            } else {
-                interval.max(due_in)
-            }
-        });
+        // A request that found the read not yet due gets one as soon as it is; without
+        // one, nothing to do until something changes.
+        let next_tick = if demanded && !configured.is_empty() {
+            last_read.map_or(Duration::ZERO, |(ended, gap)| {
+                gap.saturating_sub(ended.elapsed())
+            })
+        } else {
+            Duration::MAX
+        };
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
+            () = demand.notified() => demanded = true,
             changed = servers.changed() => {
                 if changed.is_err() {
                     return;
@@ -347,9 +358,17 @@ pub async fn run(
                 // Nobody feeds health (yet): the rest goes on.
                 health_open = changed.is_ok();
             }
-            () = tokio::time::sleep(next_tick) => {}
+            () = sleep_unless_forever(next_tick) => {}
         }
     }
+}
+
+/// `tokio::time::sleep(wait)`, or never for `Duration::MAX`.
+async fn sleep_unless_forever(wait: Duration) {
+    if wait == Duration::MAX {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(wait).await;
 }
 
 fn ipvs_stats(stats: &Option<Stats>) -> Option<haldir_status::IpvsStats> {

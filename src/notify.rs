@@ -103,7 +103,7 @@ struct QueuedScript {
 pub async fn run(
     mut events: broadcast::Receiver<InstanceTransition>,
     mut lvs: mpsc::Receiver<LvsNotice>,
-    mut running: watch::Receiver<Model>,
+    mut running: watch::Receiver<std::sync::Arc<Model>>,
     mut fifos: FifoSet,
     counters: Arc<DaemonCounters>,
 ) {

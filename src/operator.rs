@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use haldir_config::{Model, VirtualServer};
+use haldir_config::Model;
 use haldir_vrrp::driver::{InstanceTransition, Status};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -34,15 +34,16 @@ pub struct Operator {
     health: watch::Sender<HealthMap>,
     /// The live virtual servers.
     live: watch::Receiver<LiveVirtualServers>,
-    running: watch::Receiver<Model>,
+    running: watch::Receiver<std::sync::Arc<Model>>,
 }
 
-/// The live reader's inputs: the configured servers, the health map, where the live view
-/// goes, the stop.
+/// The live reader's inputs: the running model (its virtual servers), the health map,
+/// where the live view goes, the status's requests for a read, the stop.
 type LiveReaderInputs = (
-    watch::Receiver<Vec<VirtualServer>>,
+    watch::Receiver<std::sync::Arc<Model>>,
     watch::Receiver<HealthMap>,
     watch::Sender<LiveVirtualServers>,
+    Arc<tokio::sync::Notify>,
     watch::Receiver<bool>,
 );
 
@@ -51,9 +52,8 @@ type LiveReaderInputs = (
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     options: &RunOptions,
-    running: watch::Receiver<Model>,
+    running: watch::Receiver<std::sync::Arc<Model>>,
     status: watch::Receiver<Status>,
-    virtual_servers: watch::Receiver<Vec<VirtualServer>>,
     events: broadcast::Receiver<InstanceTransition>,
     control: mpsc::Sender<ControlRequest>,
     counters: Arc<DaemonCounters>,
@@ -64,12 +64,23 @@ pub async fn start(
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
-        virtual_servers: crate::live::combine(&virtual_servers.borrow(), None, &HealthMap::new()),
+        virtual_servers: crate::live::combine(
+            &running.borrow().virtual_servers,
+            None,
+            &HealthMap::new(),
+        ),
         ..LiveVirtualServers::default()
     });
     // The live reader runs on a thread of its own, started by [`Operator::start_live_reader`]
     // once the daemon has dropped its privileges (no thread may exist before that).
-    let live_reader = Some((virtual_servers, health_rx, live_tx, shutdown.clone()));
+    let live_demand = Arc::new(tokio::sync::Notify::new());
+    let live_reader = Some((
+        running.clone(),
+        health_rx,
+        live_tx,
+        live_demand.clone(),
+        shutdown.clone(),
+    ));
     let mut tasks = Vec::new();
     // The DR real-server ARP check (src/arp_check.rs), shown in status and metrics.
     let (arp_check, arp_report) =
@@ -80,6 +91,7 @@ pub async fn start(
     let status_sources = StatusSources {
         status: status.clone(),
         live: live_rx.clone(),
+        live_demand,
         running: running.clone(),
         config_path: options.config_path.clone(),
         arp_check: arp_report.clone(),
@@ -181,11 +193,12 @@ impl Operator {
     /// Starts the reader of the kernel's IPVS figures for the status (a thread of its own:
     /// call once the daemon runs with its final privileges).
     pub fn start_live_reader(&mut self) {
-        if let Some((servers, health, live, shutdown)) = self.live_reader.take() {
+        if let Some((servers, health, live, demand, shutdown)) = self.live_reader.take() {
             self.tasks.push(crate::live::spawn(
                 servers,
                 health,
                 live,
+                demand,
                 LIVE_INTERVAL,
                 shutdown,
             ));

@@ -61,16 +61,17 @@ pub fn started_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Forks the script launcher when haldir runs as root (else does nothing), allowed to
-/// start what `policy` names and to read it again from `source` only. Call before the
-/// tokio runtime or any other thread exists: the child of a fork has only the calling
-/// thread.
-pub fn start_script_launcher(
-    policy: haldir_health::launcher::Policy,
+/// Forks the script launcher (`haldir_health::launcher`) when started as root, before the
+/// configuration is read: the child then holds none of the parse's memory. It waits for
+/// its policy, which [`PendingLauncher::start`] sends once the configuration is validated;
+/// if the daemon exits first, the launcher sees the socket close and exits too. `source`
+/// is how the launcher reads its policy again on a reload (the configuration file, read
+/// by the launcher itself). Must run while the process has one thread.
+pub fn fork_script_launcher(
     source: haldir_health::launcher::PolicySource,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<PendingLauncher>> {
     if !started_as_root() {
-        return Ok(());
+        return Ok(None);
     }
     // A forked child has only the forking thread: any other one's locks stay taken.
     let threads = thread_count()?;
@@ -84,7 +85,7 @@ pub fn start_script_launcher(
     match unsafe { nix::unistd::fork() }.context("forking the script launcher")? {
         nix::unistd::ForkResult::Child => {
             drop(daemon_end);
-            let code = match launcher_main(launcher_end, policy, source) {
+            let code = match launcher_main(launcher_end, source) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("haldir script launcher: {e:#}");
@@ -96,16 +97,37 @@ pub fn start_script_launcher(
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(launcher_end);
-            haldir_health::launcher::install(daemon_end);
-            info!(pid = child.as_raw(), "script launcher started");
-            Ok(())
+            Ok(Some(PendingLauncher {
+                socket: daemon_end,
+                pid: child.as_raw(),
+            }))
         }
     }
 }
 
-fn launcher_main(
+/// A forked script launcher waiting for its policy.
+#[derive(Debug)]
+pub struct PendingLauncher {
     socket: std::os::unix::net::UnixStream,
-    policy: haldir_health::launcher::Policy,
+    pid: i32,
+}
+
+impl PendingLauncher {
+    /// Gives the launcher `policy` (what the validated configuration's scripts need) and
+    /// makes it the way scripts are started.
+    pub fn start(mut self, policy: &haldir_health::launcher::Policy) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        self.socket
+            .write_all(&policy.emit())
+            .context("sending the script launcher its policy")?;
+        haldir_health::launcher::install(self.socket);
+        info!(pid = self.pid, "script launcher started");
+        Ok(())
+    }
+}
+
+fn launcher_main(
+    mut socket: std::os::unix::net::UnixStream,
     source: haldir_health::launcher::PolicySource,
 ) -> anyhow::Result<()> {
     // Its own process group: a terminal's SIGINT goes to the daemon only. It ends when
@@ -116,6 +138,12 @@ fn launcher_main(
     // bounding set holds only its three capabilities.
     keep_only(&LAUNCHER_CAPS, true).context("dropping the launcher's capabilities")?;
     set_no_new_privs()?;
+    let Some(policy) = haldir_health::launcher::receive_policy(&mut socket)
+        .context("reading the policy from the daemon")?
+    else {
+        // The daemon did not get as far as a valid configuration.
+        return Ok(());
+    };
     haldir_health::launcher::serve(socket, policy, source).context("serving the daemon")?;
     Ok(())
 }

@@ -178,7 +178,7 @@ fn write(path: &Path, mut states: BTreeMap<String, ReplayState>, instances: &[St
 pub fn spawn_writer(
     store: Arc<ReplayStore>,
     path: PathBuf,
-    running: watch::Receiver<haldir_config::Model>,
+    running: watch::Receiver<std::sync::Arc<haldir_config::Model>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

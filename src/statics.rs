@@ -12,11 +12,17 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 /// Follows the running model until shutdown, then removes what it installed.
-pub fn spawn(running: watch::Receiver<Model>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    running: watch::Receiver<std::sync::Arc<Model>>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(run(running, shutdown))
 }
 
-async fn run(mut running: watch::Receiver<Model>, mut shutdown: watch::Receiver<bool>) {
+async fn run(
+    mut running: watch::Receiver<std::sync::Arc<Model>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut installed = StaticSpecs::default();
     let wanted = StaticSpecs::of(&running.borrow_and_update());
     let netif = match Netif::new() {

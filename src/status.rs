@@ -18,8 +18,11 @@ pub struct StatusSources {
     pub status: watch::Receiver<Status>,
     /// The virtual servers.
     pub live: watch::Receiver<LiveVirtualServers>,
+    /// Asks the live reader for a fresh read of the kernel's figures ([`crate::live`]:
+    /// it reads only when asked, so a daemon nobody watches reads nothing).
+    pub live_demand: std::sync::Arc<tokio::sync::Notify>,
     /// The running configuration (for `router_id`).
-    pub running: watch::Receiver<haldir_config::Model>,
+    pub running: watch::Receiver<std::sync::Arc<haldir_config::Model>>,
     /// The configuration file.
     pub config_path: PathBuf,
     /// The DR real-server ARP check ([`crate::arp_check`]).
@@ -35,6 +38,9 @@ pub fn document(
     counters: Option<&crate::counters::DaemonCounters>,
 ) -> StatusDocument {
     let status = sources.status.borrow().clone();
+    // This document has the last read's figures (`kernel_read_at` says how old); the
+    // next one has the read this asks for.
+    sources.live_demand.notify_one();
     let live = sources.live.borrow().clone();
     StatusDocument {
         bulk_resync: sources.resync.borrow().clone(),

@@ -44,7 +44,7 @@ const RESYNC: Duration = Duration::from_secs(10);
 /// (empty while none, or while the kernel refuses): the bulk resync
 /// (`src/bulk_resync.rs`) follows it.
 pub fn spawn(
-    running: watch::Receiver<Model>,
+    running: watch::Receiver<std::sync::Arc<Model>>,
     status: watch::Receiver<Status>,
     events: broadcast::Receiver<InstanceTransition>,
     shutdown: watch::Receiver<bool>,
@@ -63,7 +63,7 @@ fn instance_state(status: &Status, name: &str) -> Option<State> {
 }
 
 async fn run(
-    mut running: watch::Receiver<Model>,
+    mut running: watch::Receiver<std::sync::Arc<Model>>,
     mut status: watch::Receiver<Status>,
     mut events: broadcast::Receiver<InstanceTransition>,
     mut shutdown: watch::Receiver<bool>,

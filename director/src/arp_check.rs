@@ -275,9 +275,10 @@ pub struct Skipped {
 /// What the driver found out before a round: where to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoundPlan {
-    /// Every virtual server the check covers now ([`targets`] of the running model). None:
-    /// nothing is probed and every standing conflict ends.
-    pub targets: Vec<Target>,
+    /// Every virtual server the check covers now ([`targets`] of the running model; shared:
+    /// the driver computes it again only when the model changes). None: nothing is probed
+    /// and every standing conflict ends.
+    pub targets: std::sync::Arc<Vec<Target>>,
     /// The segments to probe, or why the round cannot run at all (then what stood stays
     /// standing).
     pub segments: Result<Vec<Segment>, String>,
@@ -391,7 +392,7 @@ struct Probe {
 /// The round being run.
 #[derive(Debug, Clone)]
 struct Round {
-    targets: Vec<Target>,
+    targets: std::sync::Arc<Vec<Target>>,
     /// `Err`: the round could not run at all.
     probes: Result<Vec<Probe>, String>,
     skipped: Vec<Skipped>,
@@ -971,7 +972,7 @@ ip = "2001:db8::11"
 
     fn plan(segments: Vec<Segment>) -> RoundPlan {
         RoundPlan {
-            targets: vec![target()],
+            targets: vec![target()].into(),
             segments: Ok(segments),
             skipped: Vec::new(),
             director_macs: [MAC_OWN].into(),
@@ -1164,7 +1165,7 @@ ip = "2001:db8::11"
         sim.check.handle_timeout(due, sim.epoch);
         assert_eq!(sim.check.poll_event(), Some(Event::RoundDue));
         let unchecked = RoundPlan {
-            targets: vec![],
+            targets: Vec::new().into(),
             ..plan(vec![])
         };
         sim.check.start_round(due, sim.epoch, unchecked);

@@ -11,8 +11,12 @@
 //! * the launcher answers each spawn exactly once: [`Reply::Exited`] with the raw wait
 //!   status, or [`Reply::Failed`] when the script could not be started.
 //!
-//! What it starts is fixed when it forks, from the validated configuration: a [`Policy`]
-//! of the users (uid, gid) and the programs the configuration's scripts name. A spawn for
+//! What it starts is fixed at its start, from the validated configuration: a [`Policy`]
+//! of the users (uid, gid) and the programs the configuration's scripts name. The launcher
+//! is forked before the configuration is read (so that it does not carry a copy of the
+//! parse's memory: at 10,000 virtual servers that was 100 MB of resident memory) and
+//! waits for that policy: the daemon sends it once ([`Policy::emit`],
+//! [`receive_policy`]), still as root and before anything from the network was read. A spawn for
 //! any other user (uid 0 included, unless the configuration's script user is root) or
 //! program is refused, answered as failed, and logged on the launcher's stderr, which is
 //! the daemon's. The policy changes only through [`Request::Reload`]: the launcher reads
@@ -35,6 +39,9 @@
 //! |      |      |               |   or Failed with the reason)                |
 //! |      |      |               | kind 3 Exited: wait status i32              |
 //! |      |      |               | kind 4 Failed: message (len u32, UTF-8)     |
+//! |      |      |               | kind 6 Policy (first frame only): n u32,    |
+//! |      |      |               |   n × (uid u32, gid u32), m u32, then       |
+//! |      |      |               |   m × program (len u32, bytes)              |
 //! +------+------+---------------+---------------------------------------------+
 //! ```
 //! `len` counts the bytes after itself, at most [`MAX_FRAME`].
@@ -63,6 +70,7 @@ const KIND_KILL: u8 = 2;
 const KIND_EXITED: u8 = 3;
 const KIND_FAILED: u8 = 4;
 const KIND_RELOAD: u8 = 5;
+const KIND_POLICY: u8 = 6;
 /// kind + id.
 const HEADER_LEN: usize = 9;
 
@@ -119,6 +127,66 @@ impl Policy {
         }
         None
     }
+}
+
+impl Policy {
+    /// The frame that gives a freshly started launcher its policy, length prefix included.
+    pub fn emit(&self) -> Vec<u8> {
+        frame(KIND_POLICY, 0, |out| {
+            out.extend_from_slice(&(self.users.len() as u32).to_le_bytes());
+            for (uid, gid) in &self.users {
+                out.extend_from_slice(&uid.to_le_bytes());
+                out.extend_from_slice(&gid.to_le_bytes());
+            }
+            out.extend_from_slice(&(self.programs.len() as u32).to_le_bytes());
+            for program in &self.programs {
+                put_bytes(out, program.as_os_str().as_bytes());
+            }
+        })
+    }
+
+    /// Parses a policy frame body (after the length prefix).
+    pub fn parse(body: &[u8]) -> Result<Policy, FrameError> {
+        let mut f = Fields(body);
+        let kind = f.take(1)?[0];
+        f.u64()?;
+        if kind != KIND_POLICY {
+            return Err(FrameError::UnknownKind(kind));
+        }
+        let mut policy = Policy::default();
+        // Counts larger than the frame holds end in `Truncated`, never a long loop.
+        for _ in 0..f.u32()? {
+            let user = (f.u32()?, f.u32()?);
+            policy.users.insert(user);
+        }
+        for _ in 0..f.u32()? {
+            let program = OsString::from_vec(f.bytes()?.to_vec());
+            policy.programs.insert(PathBuf::from(program));
+        }
+        Ok(policy)
+    }
+}
+
+/// In a freshly started launcher: the policy the daemon sends first. `None` when the
+/// daemon closed the socket without one (its configuration was rejected, it is exiting).
+pub fn receive_policy(
+    socket: &mut std::os::unix::net::UnixStream,
+) -> std::io::Result<Option<Policy>> {
+    use std::io::Read as _;
+    let mut len = [0u8; 4];
+    match socket.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    let invalid = |e: FrameError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    if !(HEADER_LEN..=MAX_FRAME).contains(&len) {
+        return Err(invalid(FrameError::TooLarge));
+    }
+    let mut body = vec![0u8; len];
+    socket.read_exact(&mut body)?;
+    Policy::parse(&body).map(Some).map_err(invalid)
 }
 
 /// How the launcher reads its policy again ([`Request::Reload`]): the configuration file
@@ -687,6 +755,29 @@ mod tests {
         assert_eq!(request.emit(), bytes);
         let kill = Request::Kill { id: 9 };
         assert_eq!(Request::parse(body(&kill.emit())).unwrap(), kill);
+    }
+
+    #[test]
+    fn the_first_policy_crosses_the_socket_whole_and_a_closed_socket_is_no_policy() {
+        use std::io::Write as _;
+        let policy = Policy {
+            users: [(0, 0), (65534, 65534)].into(),
+            programs: ["/bin/true".into(), "/usr/local/bin/check it".into()].into(),
+        };
+        let (mut daemon, mut launcher) = std::os::unix::net::UnixStream::pair().unwrap();
+        daemon.write_all(&policy.emit()).unwrap();
+        drop(daemon);
+        assert_eq!(receive_policy(&mut launcher).unwrap(), Some(policy.clone()));
+        assert_eq!(receive_policy(&mut launcher).unwrap(), None);
+        // A frame whose counts promise more than it holds is refused, whole.
+        let frame = policy.emit();
+        for cut in 14..frame.len() - 1 {
+            let mut short = frame[..cut].to_vec();
+            short[..4].copy_from_slice(&((cut - 4) as u32).to_le_bytes());
+            assert!(Policy::parse(body(&short)).is_err(), "cut at {cut}");
+        }
+        // Another kind of frame is not a policy.
+        assert!(Policy::parse(body(&Request::Kill { id: 1 }.emit())).is_err());
     }
 
     /// The launcher itself, on a socketpair: exit statuses come back raw, a program that

@@ -33,10 +33,17 @@ pub trait Applier {
     /// everything.
     fn read_since(
         &mut self,
-        known: Option<&Table>,
+        known: Option<Table>,
     ) -> impl Future<Output = Result<Table, IpvsError>> + Send {
         let _ = known;
         self.read_table()
+    }
+
+    /// What the last change-detecting read cost in CPU time, when the applier
+    /// measures it: [`crate::keep_in_step`] spaces its rounds so that drift
+    /// detection stays a small share of a core at any table size.
+    fn read_cost(&self) -> Option<std::time::Duration> {
+        None
     }
 
     /// Applies `ops` in order, one result per op; a failing op must not stop
@@ -133,7 +140,7 @@ impl<A: Applier> Reconciler<A> {
     /// a failure to read the table is an `Err`; then nothing was changed.
     pub async fn reconcile(&mut self, desired: &Table) -> Result<ReconcileReport, IpvsError> {
         let known = self.known.take();
-        let actual = self.applier.read_since(known.as_ref()).await?;
+        let actual = self.applier.read_since(known).await?;
         self.apply_against(desired, actual).await
     }
 

@@ -5,8 +5,9 @@
 //! from the previous one ([`Reconciler::apply_change`]: no read of the
 //! kernel), and every `resync` repairs drift (someone ran `ipvsadm` by hand)
 //! with [`Reconciler::reconcile`], which reads only what changed where the
-//! applier can tell. After a refused operation the next round comes sooner
-//! ([`RetryBackoff`]). What the process around it does with each round (an
+//! applier can tell; a period is at least [`DRIFT_READ_COST_FACTOR`] times what
+//! the last change-detecting read cost ([`paced_resync`]). After a refused
+//! operation the next round comes sooner ([`RetryBackoff`]). What the process around it does with each round (an
 //! ownership file, counters) goes through [`KeeperHooks`]; the loop knows
 //! nothing of the configuration, only [`Table`]s.
 
@@ -20,6 +21,20 @@ use tracing::{debug, error, info, warn};
 use crate::apply::{Applier, ReconcileReport, Reconciler};
 use crate::client::IpvsError;
 use crate::model::{ServiceKey, Table};
+
+/// A clean round is followed by at least this many times the CPU its
+/// change-detecting read cost ([`Applier::read_cost`]): drift detection stays
+/// under 1 / 100 = 1 % of a core at any table size. Where a read is cheap (10,000
+/// services on real hardware: milliseconds) `resync` is the period; where it is
+/// not (the same table under software emulation: about half a second) the
+/// period stretches, and the keeper says so.
+pub const DRIFT_READ_COST_FACTOR: u32 = 100;
+
+/// The wait after a clean round: `resync`, or more when the last read cost more
+/// than `resync` / [`DRIFT_READ_COST_FACTOR`].
+pub fn paced_resync(resync: Duration, read_cost: Option<Duration>) -> Duration {
+    read_cost.map_or(resync, |cost| resync.max(cost * DRIFT_READ_COST_FACTOR))
+}
 
 /// When the next round runs: `resync` while every operation succeeds; after a
 /// failure 1 s, then doubling, never more than `resync`.
@@ -113,10 +128,17 @@ pub async fn keep_in_step<A, H>(
     let mut retry = RetryBackoff::new(resync);
     // Whether this round was started by a new desired table (a reload).
     let mut new_table = false;
+    // The drift-check period last logged, when pacing stretched it.
+    let mut announced_period: Option<Duration> = None;
     loop {
-        let mut will_own = reconciler.owned().clone();
-        will_own.extend(desired.services.keys().copied());
-        hooks.will_own(&will_own);
+        // Only a round that may create services changes what is owned (a copy of
+        // 10,000 keys per round is not free).
+        let owned = reconciler.owned();
+        if desired.services.keys().any(|key| !owned.contains(key)) {
+            let mut will_own = owned.clone();
+            will_own.extend(desired.services.keys().copied());
+            hooks.will_own(&will_own);
+        }
         let outcome = if new_table {
             reconciler.apply_change(&desired).await
         } else {
@@ -150,7 +172,25 @@ pub async fn keep_in_step<A, H>(
                     debug!("IPVS table still in step with the configuration");
                 }
                 first_round = false;
-                retry.next(!report.failures.is_empty())
+                let failed = !report.failures.is_empty();
+                let wait = retry.next(failed);
+                if failed {
+                    wait
+                } else {
+                    let paced = paced_resync(wait, reconciler.applier().read_cost());
+                    // Said when the period changes by a quarter or more, not every round.
+                    let said = announced_period.unwrap_or(resync);
+                    if paced.abs_diff(said) * 4 > said {
+                        info!(
+                            period = ?paced,
+                            read_cost = ?reconciler.applier().read_cost(),
+                            resync = ?resync,
+                            "IPVS drift checks paced: one read of the kernel's table costs more than 1/{DRIFT_READ_COST_FACTOR} of the resync period"
+                        );
+                        announced_period = Some(paced);
+                    }
+                    paced
+                }
             }
             Err(e) => {
                 let wait = retry.next(true);
@@ -184,6 +224,22 @@ mod tests {
     use crate::apply::MemoryApplier;
     use crate::diff::Op;
     use crate::model::{DestKey, Destination, Forwarding, Protocol, Service};
+
+    #[test]
+    fn a_costly_drift_read_stretches_the_period_to_a_hundred_times_its_cost() {
+        let resync = Duration::from_secs(10);
+        assert_eq!(paced_resync(resync, None), resync);
+        // 10,000 services on real hardware: the period is the configured one.
+        assert_eq!(
+            paced_resync(resync, Some(Duration::from_millis(20))),
+            resync
+        );
+        // Under software emulation: 0.55 s of CPU per read.
+        assert_eq!(
+            paced_resync(resync, Some(Duration::from_millis(550))),
+            Duration::from_secs(55)
+        );
+    }
 
     #[test]
     fn a_refused_operation_is_retried_sooner_backing_off_to_the_resync_period() {

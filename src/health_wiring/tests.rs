@@ -86,7 +86,7 @@ TCP_CHECK = {{}}
             pa, pb
         )
     };
-    let (model_tx, model_rx) = watch::channel(model(&config("")));
+    let (model_tx, model_rx) = watch::channel(std::sync::Arc::new(model(&config(""))));
     let (driver_tx, _driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
@@ -107,7 +107,9 @@ TCP_CHECK = {{}}
     );
     let mut changes = table.clone();
     changes.mark_unchanged();
-    model_tx.send(model(&config(&extra))).unwrap();
+    model_tx
+        .send(std::sync::Arc::new(model(&config(&extra))))
+        .unwrap();
     let pc = c.addr.port();
     wait_for(&mut table, "c added", |t| has(t, pc)).await;
     assert!(!has(&table.borrow(), pa) && has(&table.borrow(), pb));
@@ -157,7 +159,7 @@ track_script = ["chk"]
 "#,
         script.display()
     ));
-    let (_model_tx, model_rx) = watch::channel(m);
+    let (_model_tx, model_rx) = watch::channel(std::sync::Arc::new(m));
     let (driver_tx, mut driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);

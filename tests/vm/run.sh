@@ -2,7 +2,8 @@
 # Runs haldir's kernel tests (tests/kernel_*.rs) inside a VM whose kernel has IPVS.
 #
 #   bash tests/vm/run.sh [ARGS...]      # as root; ARGS go to every test binary (a name filter)
-#   bash tests/vm/run.sh --bench        # instead: the IPVS benchmark (bench/ipvs_bulk.rs)
+#   bash tests/vm/run.sh --bench [NAME] [ARGS...]  # instead: the VM benchmarks (bench/ipvs_bulk.rs,
+#                                                  # bench/scale.rs), or the one named
 #   HALDIR_VM_BINARIES="target/debug/deps/kernel_x-HASH ..." bash tests/vm/run.sh   # no build
 #   bash tests/vm/run.sh --lab BINARY [ARGS...]   # instead: `BINARY ARGS` in the VM, live
 #                                                 # (what the demo, haldir-lab, does without IPVS)
@@ -33,11 +34,19 @@ SCHEDULERS=(rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos)
 
 # --bench: build and run the VM benchmarks (cargo bench targets in VM_BENCHES) instead of
 # the kernel tests; everything else (packages, kernel, VM, report) is the same.
-VM_BENCHES=(ipvs_bulk)
+VM_BENCHES=(ipvs_bulk scale)
 MODE=test
 if [[ ${1:-} == --bench ]]; then
     MODE=bench
     shift
+    # `--bench NAME ...`: that benchmark alone.
+    for bench in "${VM_BENCHES[@]}"; do
+        if [[ ${1:-} == "$bench" ]]; then
+            VM_BENCHES=("$bench")
+            shift
+            break
+        fi
+    done
 fi
 # --lab BINARY ARGS...: no build; run one host binary (the demo: `haldir-lab --haldir PATH ...`) inside
 # the VM with its output streamed here, and exit with its status.

@@ -1,0 +1,661 @@
+//! Benchmark (issue 16), in the VM only: haldir and keepalived side by side on the same
+//! generated keepalived.conf, in one run: N virtual servers × 4 real servers (DR, rr), with
+//! no checkers and with a TCP_CHECK on every real server against real listeners.
+//!
+//!     bash tests/vm/run.sh --bench scale [--services 1000,10000] [--steady 60] [--checks none,tcp]
+//!
+//! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
+//! a fresh one has no trash list of deleted destinations slowing its adds), keepalived
+//! first, then haldir. For each it measures:
+//! - **start**: from the spawn until `/proc/PID/net/ip_vs` lists every service and
+//!   destination, and the CPU seconds the daemon's processes used to get there;
+//! - **RSS** once programmed: the sum over the daemon's processes (keepalived's parent and
+//!   checker child; haldir and its script launcher);
+//! - **steady CPU** over `--steady` seconds with nothing changing (with checks: the checks'
+//!   cost; a check every `delay_loop` = 60 s per real server);
+//! - **reload, one weight**: the file rewritten with one weight changed, SIGHUP, until the
+//!   kernel shows the weight; time and CPU seconds (exited children included). haldir's
+//!   netlink writes for it come from its round's log line;
+//! - **reload, +100 services**: likewise until the 100 new services are programmed.
+//!
+//! Printed as a table per scenario with the ratio haldir / keepalived. The VM's absolute
+//! times swing 2× between runs; the ratios within one run are the figures to read.
+//! Outside the VM it says so and exits 0.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use haldir_lab::{spawn_in_netns, vm, Lab, Signal};
+
+const REAL_SERVERS: usize = 4;
+const KEEPALIVED: &str = "/usr/sbin/keepalived";
+/// A check of each real server every this many seconds (keepalived's `delay_loop`).
+const DELAY_LOOP_SECS: u32 = 60;
+const START_TIMEOUT: Duration = Duration::from_secs(900);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Impl {
+    Keepalived,
+    Haldir,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Keepalived => "keepalived",
+            Impl::Haldir => "haldir",
+        }
+    }
+}
+
+struct Options {
+    sizes: Vec<usize>,
+    steady: Duration,
+    checks: Vec<bool>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        sizes: vec![1_000, 10_000],
+        steady: Duration::from_secs(60),
+        checks: vec![false, true],
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--services" => {
+                options.sizes = value
+                    .split(',')
+                    .map(|n| n.parse().expect("--services N[,N...]"))
+                    .collect();
+                i += 1;
+            }
+            "--steady" => {
+                options.steady = Duration::from_secs(value.parse().expect("--steady SECONDS"));
+                i += 1;
+            }
+            "--checks" => {
+                options.checks = value
+                    .split(',')
+                    .map(|c| match c {
+                        "none" => false,
+                        "tcp" => true,
+                        other => panic!("--checks none,tcp: not {other:?}"),
+                    })
+                    .collect();
+                i += 1;
+            }
+            _ => {} // the rig's --test-threads=1, a bench name
+        }
+        i += 1;
+    }
+    options
+}
+
+fn vip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 30, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+fn real_server(j: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 31, 0, j as u8 + 1)
+}
+
+/// The keepalived.conf both daemons read: `services` virtual servers, the first real
+/// server of the first one of weight `first_weight`.
+fn keepalived_conf(services: usize, first_weight: u32, checks: bool) -> String {
+    let mut conf = String::from("global_defs {\n    router_id scale_bench\n}\n");
+    for i in 0..services {
+        let _ = write!(
+            conf,
+            "virtual_server {} 80 {{\n    delay_loop {DELAY_LOOP_SECS}\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n",
+            vip(i)
+        );
+        for j in 0..REAL_SERVERS {
+            let weight = if i == 0 && j == 0 { first_weight } else { 1 };
+            let _ = write!(
+                conf,
+                "    real_server {} 80 {{\n        weight {weight}\n",
+                real_server(j)
+            );
+            if checks {
+                conf.push_str("        TCP_CHECK {\n            connect_timeout 5\n        }\n");
+            }
+            conf.push_str("    }\n");
+        }
+        conf.push_str("}\n");
+    }
+    conf
+}
+
+/// What `/proc/PID/net/ip_vs` shows: services and destinations counted, and the weight of
+/// the first real server of the first virtual server.
+#[derive(Debug, Default)]
+struct KernelView {
+    services: usize,
+    destinations: usize,
+    first_weight: Option<u32>,
+}
+
+fn kernel_view(pid: u32) -> KernelView {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/ip_vs")).unwrap_or_default();
+    let first_service = format!("TCP  {:08X}:0050", u32::from(vip(0)));
+    let first_dest = format!("{:08X}:0050", u32::from(real_server(0)));
+    let mut view = KernelView::default();
+    let mut in_first = false;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.first() {
+            Some(&"TCP") => {
+                view.services += 1;
+                in_first = line.starts_with(&first_service);
+            }
+            Some(&"->")
+                if fields
+                    .get(1)
+                    .is_some_and(|f| f.contains(':') && *f != "RemoteAddress:Port") =>
+            {
+                view.destinations += 1;
+                if in_first && fields[1] == first_dest {
+                    view.first_weight = fields.get(3).and_then(|w| w.parse().ok());
+                }
+            }
+            _ => {}
+        }
+    }
+    view
+}
+
+/// A process and its descendants, read from `/proc`.
+struct ProcessTree {
+    top: u32,
+}
+
+impl ProcessTree {
+    fn members(&self) -> Vec<u32> {
+        let mut parents: BTreeMap<u32, u32> = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Some(fields) = stat_fields(pid) {
+                parents.insert(pid, fields[1].parse().unwrap_or(0));
+            }
+        }
+        let mut members = vec![self.top];
+        let mut i = 0;
+        while i < members.len() {
+            let parent = members[i];
+            members.extend(
+                parents
+                    .iter()
+                    .filter(|(_, p)| **p == parent)
+                    .map(|(c, _)| *c),
+            );
+            i += 1;
+        }
+        members
+    }
+
+    /// CPU seconds of the tree: every member's user + system time, plus the top's reaped
+    /// children's (a keepalived reload replaces its checker child).
+    fn cpu_seconds(&self) -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let mut ticks = 0u64;
+        for pid in self.members() {
+            let Some(fields) = stat_fields(pid) else {
+                continue;
+            };
+            // proc(5): utime, stime, cutime, cstime are fields 14-17; `fields` starts at 3.
+            let field = |n: usize| fields[n - 3].parse::<u64>().unwrap_or(0);
+            ticks += field(14) + field(15);
+            if pid == self.top {
+                ticks += field(16) + field(17);
+            }
+        }
+        ticks as f64 / per_second
+    }
+
+    /// CPU ticks (user + system) per thread name over the members, for the breakdown
+    /// of a steady window.
+    fn thread_ticks(&self) -> BTreeMap<String, u64> {
+        let mut ticks = BTreeMap::new();
+        for pid in self.members() {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let path = task.path();
+                let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+                let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+                    continue;
+                };
+                let Some(close) = stat.rfind(')') else {
+                    continue;
+                };
+                let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+                let used = fields
+                    .get(11)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + fields
+                        .get(12)
+                        .and_then(|f| f.parse::<u64>().ok())
+                        .unwrap_or(0);
+                *ticks.entry(format!("{pid}/{}", name.trim())).or_default() += used;
+            }
+        }
+        ticks
+    }
+
+    /// The sum of the members' resident set sizes, in MB.
+    fn rss_mb(&self) -> f64 {
+        let kb: u64 = self
+            .members()
+            .into_iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+            .filter_map(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .sum();
+        kb as f64 / 1024.0
+    }
+}
+
+/// Fields 3 onwards of `/proc/PID/stat` (after the command name).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    Some(after_name.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Accepts and closes connections on port 80 of the real servers' addresses until dropped.
+struct Listeners {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Listeners {
+    fn start(ns: &str) -> Listeners {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop_flag, count) = (stop.clone(), accepted.clone());
+        spawn_in_netns(ns, "listeners", move || {
+            let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+                .expect("bind the real servers' port 80");
+            listener.set_nonblocking(true).unwrap();
+            while !stop_flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+        .expect("start the listeners");
+        Listeners { stop, accepted }
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One daemon's figures in one scenario.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    start_s: f64,
+    start_cpu_s: f64,
+    rss_mb: f64,
+    steady_cpu_pct: f64,
+    reload_s: f64,
+    reload_cpu_s: f64,
+    reload_ops: Option<u64>,
+    add_s: f64,
+    add_cpu_s: f64,
+    checks_per_s: Option<f64>,
+}
+
+fn say(text: &str) {
+    eprintln!("scale: {text}");
+}
+
+/// Polls the daemon's kernel view until `done` holds; the time since `since`.
+fn wait_view(
+    lab: &Lab,
+    pid: u32,
+    since: Instant,
+    what: &str,
+    done: impl Fn(&KernelView) -> bool,
+) -> anyhow::Result<f64> {
+    loop {
+        let view = kernel_view(pid);
+        if done(&view) {
+            return Ok(since.elapsed().as_secs_f64());
+        }
+        if !lab.is_running(pid) {
+            anyhow::bail!(
+                "the daemon exited before {what}; its log:\n{}",
+                tail(&lab.log_text(pid))
+            );
+        }
+        if since.elapsed() > START_TIMEOUT.max(RELOAD_TIMEOUT) {
+            anyhow::bail!(
+                "{what}: not within {:?} ({view:?})",
+                START_TIMEOUT.max(RELOAD_TIMEOUT)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn spawn_daemon(lab: &Lab, which: Impl, conf: &Path) -> anyhow::Result<u32> {
+    let dir = lab.dir();
+    let mut cmd;
+    match which {
+        Impl::Keepalived => {
+            cmd = Command::new(KEEPALIVED);
+            cmd.args(["-n", "-l", "-D", "-C", "-f"])
+                .arg(conf)
+                .arg("-p")
+                .arg(dir.join("keepalived.pid"))
+                .arg("-c")
+                .arg(dir.join("keepalived.checkers.pid"));
+        }
+        Impl::Haldir => {
+            cmd = Command::new(env!("CARGO_BIN_EXE_haldir"));
+            cmd.arg("run")
+                .arg("--config")
+                .arg(conf)
+                .args(["--log-format", "json", "--ipvs-resync", "10"])
+                .arg("--control-socket")
+                .arg(dir.join("haldir.sock"))
+                .arg("--dump-dir")
+                .arg(dir.join("dumps"))
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .env("HALDIR_LOG", "info,haldir_ipvs::keeper=debug");
+        }
+    }
+    lab.spawn("d", cmd)
+}
+
+/// haldir's netlink writes in the rounds logged after the first `skip` ones.
+fn haldir_ops_after(lab: &Lab, pid: u32, skip: usize) -> (usize, u64) {
+    let rounds: Vec<serde_json::Value> = lab
+        .log_text(pid)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("IPVS table brought in step"))
+        })
+        .collect();
+    let ops = rounds
+        .iter()
+        .skip(skip)
+        .filter_map(|round| round["fields"]["applied"].as_u64())
+        .sum();
+    (rounds.len(), ops)
+}
+
+fn run_one(
+    which: Impl,
+    services: usize,
+    checks: bool,
+    steady: Duration,
+) -> anyhow::Result<Figures> {
+    let lab = Lab::new(&format!("scale-{}", which.name()))?;
+    // The daemon's host: the real servers' addresses are its own (the listeners answer
+    // the checks locally); the VIPs are only IPVS services.
+    lab.add_host("d", &["10.30.255.254/16"])?;
+    let ns = lab.ns_name("d");
+    for j in 0..REAL_SERVERS {
+        lab.run(
+            "d",
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/32", real_server(j)),
+                "dev",
+                "lo",
+            ],
+        )?;
+    }
+    let listeners = checks.then(|| Listeners::start(&ns));
+    let conf = lab.dir().join("keepalived.conf");
+    std::fs::write(&conf, keepalived_conf(services, 1, checks))?;
+    if which == Impl::Haldir {
+        let (uid, gid) = haldir_lab::haldir_user()?;
+        for dir in ["dumps", "state"] {
+            let path: PathBuf = lab.dir().join(dir);
+            std::fs::create_dir_all(&path)?;
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        }
+        std::os::unix::fs::chown(&conf, None, Some(gid))?;
+    }
+    let mut figures = Figures::default();
+
+    // Start → every service and destination in the kernel.
+    let started = Instant::now();
+    let pid = spawn_daemon(&lab, which, &conf)?;
+    let tree = ProcessTree { top: pid };
+    figures.start_s = wait_view(&lab, pid, started, "the table complete", |v| {
+        v.services == services && v.destinations == services * REAL_SERVERS
+    })?;
+    figures.start_cpu_s = tree.cpu_seconds();
+    figures.rss_mb = tree.rss_mb();
+    say(&format!(
+        "{} {services} services{}: programmed in {:.1} s, {:.1} CPU s, RSS {:.1} MB",
+        which.name(),
+        if checks { " with TCP checks" } else { "" },
+        figures.start_s,
+        figures.start_cpu_s,
+        figures.rss_mb
+    ));
+
+    // Steady state: a settling period first (haldir's first drift round; keepalived's
+    // first checks), then the measured window.
+    std::thread::sleep(Duration::from_secs(15));
+    let accepted_before = listeners
+        .as_ref()
+        .map(|l| l.accepted.load(Ordering::Relaxed));
+    let cpu_before = tree.cpu_seconds();
+    let threads_before = tree.thread_ticks();
+    std::thread::sleep(steady);
+    figures.steady_cpu_pct = (tree.cpu_seconds() - cpu_before) / steady.as_secs_f64() * 100.0;
+    let busy: Vec<String> = tree
+        .thread_ticks()
+        .into_iter()
+        .filter_map(|(thread, after)| {
+            let used = after.saturating_sub(threads_before.get(&thread).copied().unwrap_or(0));
+            (used > 0).then(|| format!("{thread} {used}"))
+        })
+        .collect();
+    say(&format!(
+        "{} steady window: clock ticks per thread (pid/name): {}",
+        which.name(),
+        if busy.is_empty() {
+            "none".into()
+        } else {
+            busy.join(", ")
+        }
+    ));
+    if let (Some(listeners), Some(before)) = (&listeners, accepted_before) {
+        figures.checks_per_s = Some(
+            (listeners.accepted.load(Ordering::Relaxed) - before) as f64 / steady.as_secs_f64(),
+        );
+    }
+    if kernel_view(pid).services != services {
+        anyhow::bail!("the table changed during the steady window");
+    }
+
+    // Reload: one weight.
+    let rounds_before = if which == Impl::Haldir {
+        haldir_ops_after(&lab, pid, 0).0
+    } else {
+        0
+    };
+    std::fs::write(&conf, keepalived_conf(services, 3, checks))?;
+    let cpu_before = tree.cpu_seconds();
+    let sent = Instant::now();
+    lab.kill(pid, Signal::SIGHUP)?;
+    figures.reload_s = wait_view(&lab, pid, sent, "the reloaded weight", |v| {
+        v.first_weight == Some(3)
+    })?;
+    figures.reload_cpu_s = tree.cpu_seconds() - cpu_before;
+    if which == Impl::Haldir {
+        // The round's log line comes right after its writes.
+        let ok = haldir_lab::wait_until(Duration::from_secs(10), || {
+            haldir_ops_after(&lab, pid, 0).0 > rounds_before
+        });
+        figures.reload_ops = ok.then(|| haldir_ops_after(&lab, pid, rounds_before).1);
+    }
+    // Let the reload's tail (keepalived's new checker child, haldir's round) finish.
+    std::thread::sleep(Duration::from_secs(5));
+
+    // Reload: 100 more services.
+    std::fs::write(&conf, keepalived_conf(services + 100, 3, checks))?;
+    let cpu_before = tree.cpu_seconds();
+    let sent = Instant::now();
+    lab.kill(pid, Signal::SIGHUP)?;
+    figures.add_s = wait_view(&lab, pid, sent, "the 100 added services", |v| {
+        v.services == services + 100 && v.destinations == (services + 100) * REAL_SERVERS
+    })?;
+    figures.add_cpu_s = tree.cpu_seconds() - cpu_before;
+
+    lab.kill(pid, Signal::SIGTERM)?;
+    let _ = lab.wait_exit(pid, Duration::from_secs(30));
+    drop(listeners);
+    Ok(figures)
+}
+
+fn ratio(h: f64, k: f64) -> String {
+    if k > 0.0 {
+        format!("{:.2}", h / k)
+    } else {
+        "—".into()
+    }
+}
+
+fn report(services: usize, checks: bool, k: &Figures, h: &Figures) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{services} virtual servers × {REAL_SERVERS} real servers, {}",
+        if checks {
+            format!("TCP_CHECK on every real server (delay_loop {DELAY_LOOP_SECS} s)")
+        } else {
+            "no checkers".into()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>12} {:>12} {:>8}",
+        "figure", "keepalived", "haldir", "h/k"
+    );
+    let mut row = |name: &str, kv: f64, hv: f64, unit: &str| {
+        let _ = writeln!(
+            out,
+            "{:<44} {:>12} {:>12} {:>8}",
+            name,
+            format!("{kv:.2}{unit}"),
+            format!("{hv:.2}{unit}"),
+            ratio(hv, kv)
+        );
+    };
+    row("start → table complete", k.start_s, h.start_s, " s");
+    row("  CPU to get there", k.start_cpu_s, h.start_cpu_s, " s");
+    row("RSS once programmed", k.rss_mb, h.rss_mb, " MB");
+    row(
+        "steady CPU (% of a core)",
+        k.steady_cpu_pct,
+        h.steady_cpu_pct,
+        " %",
+    );
+    row(
+        "reload, one weight → in the kernel",
+        k.reload_s,
+        h.reload_s,
+        " s",
+    );
+    row("  its CPU", k.reload_cpu_s, h.reload_cpu_s, " s");
+    row(
+        "reload, +100 services → in the kernel",
+        k.add_s,
+        h.add_s,
+        " s",
+    );
+    row("  its CPU", k.add_cpu_s, h.add_cpu_s, " s");
+    if let (Some(kc), Some(hc)) = (k.checks_per_s, h.checks_per_s) {
+        row("checks answered per second", kc, hc, "");
+    }
+    let _ = writeln!(
+        out,
+        "haldir's netlink writes for the one-weight reload: {}",
+        h.reload_ops.map_or("not logged".into(), |n| n.to_string())
+    );
+    out
+}
+
+fn main() {
+    if !vm::in_vm() {
+        println!(
+            "scale bench: SKIPPED, needs the IPVS kernel: run `bash tests/vm/run.sh --bench scale`"
+        );
+        return;
+    }
+    let options = options();
+    haldir_lab::raise_fd_limit(65_536);
+    let mut reports = String::new();
+    let mut failed = false;
+    for &services in &options.sizes {
+        for &checks in &options.checks {
+            let mut results = Vec::new();
+            for which in [Impl::Keepalived, Impl::Haldir] {
+                match run_one(which, services, checks, options.steady) {
+                    Ok(figures) => results.push(figures),
+                    Err(e) => {
+                        println!(
+                            "{} {services}{}: FAILED: {e:#}",
+                            which.name(),
+                            if checks { " tcp" } else { "" }
+                        );
+                        failed = true;
+                    }
+                }
+            }
+            if let [k, h] = &results[..] {
+                let text = report(services, checks, k, h);
+                println!("{text}");
+                reports.push_str(&text);
+            }
+        }
+    }
+    println!("\n===== scale bench, all scenarios =====\n{reports}");
+    if failed {
+        std::process::exit(1);
+    }
+}
