@@ -187,13 +187,6 @@ pub fn combine(
 /// 1 / 200 = 0.5 %.
 pub const READ_COST_FACTOR: u32 = 200;
 
-/// CPU time the calling thread has used so far, if the clock reads.
-fn thread_cpu_time() -> Option<Duration> {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .ok()
-        .map(Duration::from)
-}
-
 /// Runs [`run`] on a thread of its own, with a single-threaded runtime, so that the
 /// thread's CPU time is the reader's (its netlink connection task runs there too).
 pub fn spawn(
@@ -297,7 +290,7 @@ pub async fn run(
             read_now = true;
             demanded = false;
             let began = tokio::time::Instant::now();
-            let cpu_before = thread_cpu_time();
+            let cpu_before = haldir_ipvs::drift::thread_cpu_time();
             if client.is_none() {
                 match IpvsClient::connect().await {
                     Ok(c) => client = Some(c),
@@ -326,7 +319,11 @@ pub async fn run(
                 }
             }
             let ended = tokio::time::Instant::now();
-            let cost = read_cost(ended - began, cpu_before, thread_cpu_time());
+            let cost = read_cost(
+                ended - began,
+                cpu_before,
+                haldir_ipvs::drift::thread_cpu_time(),
+            );
             last_read = Some((ended, interval.max(cost * READ_COST_FACTOR)));
         }
         let virtual_servers = combine(configured, kernel.as_ref(), &map);
@@ -439,7 +436,7 @@ mod tests {
         assert_eq!(read_cost(ms(20), Some(ms(500)), Some(ms(700))), ms(20));
         // No CPU clock: wall time.
         assert_eq!(read_cost(ms(30), None, Some(ms(700))), ms(30));
-        assert!(thread_cpu_time().is_some());
+        assert!(haldir_ipvs::drift::thread_cpu_time().is_some());
     }
 
     fn servers() -> Vec<VirtualServer> {

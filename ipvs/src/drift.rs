@@ -315,8 +315,9 @@ impl Applier for WatchedClient {
     }
 }
 
-/// The CPU time the calling thread has used.
-fn thread_cpu_time() -> Option<Duration> {
+/// The CPU time the calling thread has used (what the drift reader and the
+/// status's kernel reader pace themselves by).
+pub fn thread_cpu_time() -> Option<Duration> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
