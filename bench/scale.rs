@@ -9,8 +9,9 @@
 //! first, then haldir. For each it measures:
 //! - **start**: from the spawn until `/proc/PID/net/ip_vs` lists every service and
 //!   destination, and the CPU seconds the daemon's processes used to get there;
-//! - **RSS** once programmed: the sum over the daemon's processes (keepalived's parent and
-//!   checker child; haldir and its script launcher);
+//! - **RSS** once programmed, and again at the end of the steady window: the sum over the
+//!   daemon's processes (keepalived's parent and checker child; haldir and its script
+//!   launcher);
 //! - **steady CPU** over `--steady` seconds with nothing changing (with checks: the checks'
 //!   cost; a check every `delay_loop` = 60 s per real server);
 //! - **reload, one weight**: the file rewritten with one weight changed, SIGHUP, until the
@@ -322,6 +323,7 @@ struct Figures {
     start_s: f64,
     start_cpu_s: f64,
     rss_mb: f64,
+    steady_rss_mb: f64,
     steady_cpu_pct: f64,
     reload_s: f64,
     reload_cpu_s: f64,
@@ -486,6 +488,7 @@ fn run_one(
     let threads_before = tree.thread_ticks();
     std::thread::sleep(steady);
     figures.steady_cpu_pct = (tree.cpu_seconds() - cpu_before) / steady.as_secs_f64() * 100.0;
+    figures.steady_rss_mb = tree.rss_mb();
     let busy: Vec<String> = tree
         .thread_ticks()
         .into_iter()
@@ -589,6 +592,12 @@ fn report(services: usize, checks: bool, k: &Figures, h: &Figures) -> String {
     row("start → table complete", k.start_s, h.start_s, " s");
     row("  CPU to get there", k.start_cpu_s, h.start_cpu_s, " s");
     row("RSS once programmed", k.rss_mb, h.rss_mb, " MB");
+    row(
+        "RSS after the steady window",
+        k.steady_rss_mb,
+        h.steady_rss_mb,
+        " MB",
+    );
     row(
         "steady CPU (% of a core)",
         k.steady_cpu_pct,

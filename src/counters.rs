@@ -1,5 +1,5 @@
 //! The counters the daemon keeps outside the VRRP driver (the IPVS reconciler's, the
-//! notify scripts' and the metrics server's), shared through an `Arc` and bumped with
+//! notify scripts', the metrics server's and the health-check scheduler's), shared through an `Arc` and bumped with
 //! relaxed atomics; the status model takes a snapshot of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +42,9 @@ pub struct DaemonCounters {
     pub notify_fifo_dropped: AtomicU64,
     /// Connections to `/metrics` closed at once: the server had its maximum open.
     pub metrics_connections_refused: AtomicU64,
+    /// The health-check scheduler's counters (checks scheduled, the worst lateness), once
+    /// the health wiring has started it.
+    pub health_checks: std::sync::OnceLock<haldir_health::scheduler::StatsReader>,
 }
 
 impl DaemonCounters {
@@ -67,6 +70,7 @@ impl DaemonCounters {
     /// The counters as they are now, for the status.
     pub fn snapshot(&self) -> haldir_status::DaemonCounters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let checks = self.health_checks.get().map(|reader| reader.snapshot());
         haldir_status::DaemonCounters {
             reconcile_runs: get(&self.reconcile_runs),
             reconcile_read_errors: get(&self.reconcile_read_errors),
@@ -84,6 +88,11 @@ impl DaemonCounters {
             notify_fifo_lines: get(&self.notify_fifo_lines),
             notify_fifo_dropped: get(&self.notify_fifo_dropped),
             metrics_connections_refused: get(&self.metrics_connections_refused),
+            health_checks_scheduled: checks.map_or(0, |c| c.checks),
+            health_check_runs: checks.map_or(0, |c| c.runs_started),
+            health_check_max_lateness_us: checks.map_or(0, |c| {
+                u64::try_from(c.max_lateness.as_micros()).unwrap_or(u64::MAX)
+            }),
         }
     }
 

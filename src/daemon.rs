@@ -103,12 +103,15 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     if let Some(path) = options.status_file.clone() {
         tokio::spawn(publish_status(status_rx, resync_rx, path));
     }
+    // Freed memory back to the system after a reload, a large IPVS round or answer.
+    tokio::spawn(crate::memory::run_releases(shutdown_rx.clone()));
     // Health checks (src/health_wiring.rs) follow the running model and turn it into the
     // desired IPVS table; tracked scripts move the instances' priorities.
     let (desired_rx, health) = crate::health_wiring::spawn(
         running_tx.subscribe(),
         commands_tx.clone(),
         lvs_notices_tx,
+        counters.clone(),
         shutdown_rx.clone(),
     );
     let ipvs = tokio::spawn(haldir_ipvs::keep_in_step(
@@ -360,7 +363,10 @@ pub async fn reload(
         let path = path.to_owned();
         let running_model = launcher.is_some().then(|| running.borrow().clone());
         move || {
-            let (loaded, warnings) = haldir_config::load_file_with_warnings(&path, format);
+            // Read apart, so that the parse's garbage leaves nothing resident.
+            let (loaded, warnings) = crate::memory::built_apart(|| {
+                haldir_config::load_file_with_warnings(&path, format)
+            });
             let scripts_changed = match (&loaded, running_model) {
                 (Ok(new), Some(old)) => {
                     haldir_director::script_security::launcher_policy(new)
@@ -430,8 +436,8 @@ pub async fn reload(
             );
             // The IPVS side diffs the table itself: only changed entries are touched.
             drop(running.send_replace(std::sync::Arc::new(model)));
-            // The parse's garbage and the replaced model back to the system.
-            tokio::task::spawn_blocking(crate::memory::release_free_memory);
+            // The parse's garbage and the replaced model and table back to the system.
+            crate::memory::release_soon();
             ReloadOutcome::Applied(report)
         }
         Ok(Err(e)) => {
@@ -533,6 +539,12 @@ impl KeeperHooks for IpvsRounds {
                 .count_reconcile(&report.ops, report.failures.len()),
             Err(_) => self.counters.count_read_error(),
         }
+        // A round's garbage goes back to the system rather than into the resident size
+        // for good: a large round's requests and replies (50,000 operations at 10,000
+        // virtual servers: tens of MB), a drift round's read of the kernel's table and
+        // the known table it replaced. Rounds are paced to at most 1 % of a core, and a
+        // release costs a fraction of a round.
+        crate::memory::release_soon();
     }
 }
 

@@ -89,12 +89,15 @@ pub fn spawn(
                     haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"))
                 }
             };
+            drop(document);
+            let size = text.len();
             let path = dir.join(dump.file());
             let written = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || write_atomically(&path, &text)
             })
             .await;
+            crate::memory::release_after_answer(size);
             match written {
                 Ok(Ok(())) => info!(path = %path.display(), "{}: dump written", dump.signal()),
                 Ok(Err(e)) => {

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod notify_fifo;
 pub mod operator;
 pub mod options;
+pub mod own_thread;
 pub mod privilege;
 pub mod realserver;
 pub mod replay_state;

@@ -268,6 +268,15 @@ impl From<LogFormat> for haldir::logging::Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command's output piped into `head` ends it quietly, as it does any Unix tool,
+        // instead of a panic on the closed pipe. The daemon keeps SIGPIPE ignored: a
+        // peer that goes away must not end it.
+        // SAFETY: setting a signal's disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Generate { what, dir } => match generate(what, &dir) {
             Ok(()) => ExitCode::SUCCESS,
@@ -313,7 +322,10 @@ fn main() -> ExitCode {
             format,
             strict,
         } => {
-            let (loaded, warnings) = haldir_config::load_file_with_warnings(&config, format.into());
+            // Read apart, so that the parse's garbage leaves nothing resident.
+            let (loaded, warnings) = haldir::memory::built_apart(|| {
+                haldir_config::load_file_with_warnings(&config, format.into())
+            });
             let label = if strict {
                 "error (--strict)"
             } else {
@@ -421,7 +433,10 @@ fn main() -> ExitCode {
                     }
                 }
             };
-            let (loaded, warnings) = haldir_config::load_file_with_warnings(&config, format.into());
+            // Read apart, so that the parse's garbage leaves nothing resident.
+            let (loaded, warnings) = haldir::memory::built_apart(|| {
+                haldir_config::load_file_with_warnings(&config, format.into())
+            });
             for warning in &warnings {
                 tracing::warn!("{warning}");
             }
@@ -451,9 +466,6 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            // The parse's garbage back to the system: at 10,000 virtual servers the
-            // reading took 100 MB that the model no longer needs.
-            haldir::memory::release_free_memory();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -55,6 +55,8 @@ async fn handle(
         (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => {
             let document = crate::status::document(&sources.status, Some(&sources.counters));
             let text = haldir_status::prometheus::render(&document, env!("CARGO_PKG_VERSION"));
+            drop(document);
+            crate::memory::release_after_answer(text.len());
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
                 .body(Full::new(Bytes::from(text)))

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::control::ControlRequest;
 use crate::counters::DaemonCounters;
-use crate::live::{HealthMap, LiveVirtualServers};
+use crate::live::{HealthMap, LiveView};
 use crate::options::RunOptions;
 use crate::status::StatusSources;
 
@@ -33,7 +33,7 @@ pub struct Operator {
     /// wiring takes it with [`Operator::health`].
     health: watch::Sender<HealthMap>,
     /// The live virtual servers.
-    live: watch::Receiver<LiveVirtualServers>,
+    live: watch::Receiver<LiveView>,
     running: watch::Receiver<std::sync::Arc<Model>>,
 }
 
@@ -42,7 +42,7 @@ pub struct Operator {
 type LiveReaderInputs = (
     watch::Receiver<std::sync::Arc<Model>>,
     watch::Receiver<HealthMap>,
-    watch::Sender<LiveVirtualServers>,
+    watch::Sender<LiveView>,
     Arc<tokio::sync::Notify>,
     watch::Receiver<bool>,
 );
@@ -63,14 +63,7 @@ pub async fn start(
     heartbeats: Arc<haldir_vrrp::driver::Heartbeats>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
-    let (live_tx, live_rx) = watch::channel(LiveVirtualServers {
-        virtual_servers: crate::live::combine(
-            &running.borrow().virtual_servers,
-            None,
-            &HealthMap::new(),
-        ),
-        ..LiveVirtualServers::default()
-    });
+    let (live_tx, live_rx) = watch::channel(LiveView::configured(Arc::clone(&running.borrow())));
     // The live reader runs on a thread of its own, started by [`Operator::start_live_reader`]
     // once the daemon has dropped its privileges (no thread may exist before that).
     let live_demand = Arc::new(tokio::sync::Notify::new());
@@ -220,7 +213,7 @@ impl Operator {
     }
 
     /// The live virtual servers.
-    pub fn live(&self) -> watch::Receiver<LiveVirtualServers> {
+    pub fn live(&self) -> watch::Receiver<LiveView> {
         self.live.clone()
     }
 

@@ -9,15 +9,13 @@ use haldir_status::{StatusDocument, StatusFile, SCHEMA_VERSION};
 use haldir_vrrp::driver::Status;
 use tokio::sync::watch;
 
-use crate::live::LiveVirtualServers;
-
 /// What the status document is gathered from (the control socket's `status`, `/metrics`).
 #[derive(Clone)]
 pub struct StatusSources {
     /// The VRRP driver's status.
     pub status: watch::Receiver<Status>,
     /// The virtual servers.
-    pub live: watch::Receiver<LiveVirtualServers>,
+    pub live: watch::Receiver<crate::live::LiveView>,
     /// Asks the live reader for a fresh read of the kernel's figures ([`crate::live`]:
     /// it reads only when asked, so a daemon nobody watches reads nothing).
     pub live_demand: std::sync::Arc<tokio::sync::Notify>,
@@ -41,7 +39,7 @@ pub fn document(
     // This document has the last read's figures (`kernel_read_at` says how old); the
     // next one has the read this asks for.
     sources.live_demand.notify_one();
-    let live = sources.live.borrow().clone();
+    let live = sources.live.borrow().clone().combined();
     StatusDocument {
         bulk_resync: sources.resync.borrow().clone(),
         config: sources.config_path.display().to_string(),

@@ -39,7 +39,9 @@ use tracing::{debug, error, info, warn};
 /// How often the kernel's daemons are read again and repaired.
 const RESYNC: Duration = Duration::from_secs(10);
 
-/// Starts the task; it ends after `shutdown` with the daemons stopped.
+/// Starts the task, on a thread of its own ([`crate::own_thread`]): the kernel stops a
+/// daemon inside the request, for seconds at times, and the VRRP runtime must not wait.
+/// It ends after `shutdown` with the daemons stopped.
 /// `roles` gets the roles of the daemons it has running as configured
 /// (empty while none, or while the kernel refuses): the bulk resync
 /// (`src/bulk_resync.rs`) follows it.
@@ -50,7 +52,9 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
     roles: watch::Sender<Vec<DaemonRole>>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(running, status, events, shutdown, roles))
+    crate::own_thread::spawn("lvs_sync_daemon", move || {
+        run(running, status, events, shutdown, roles)
+    })
 }
 
 /// The instance's state in `status`.

@@ -347,7 +347,7 @@ fn metrics_parse_and_carry_the_expected_families() {
         return;
     }
     let lab = two_router_lab("cmt");
-    let vs = "\n[[virtual_server]]\nip = \"10.0.0.100\"\nport = 80\nlb_algo = \"wrr\"\nlb_kind = \"DR\"\n[[virtual_server.real_server]]\nip = \"10.0.0.11\"\nweight = 3\n";
+    let vs = "\n[[virtual_server]]\nip = \"10.0.0.100\"\nport = 80\nlb_algo = \"wrr\"\nlb_kind = \"DR\"\n[[virtual_server.real_server]]\nip = \"10.0.0.11\"\nweight = 3\n[[virtual_server.real_server]]\nip = \"10.0.0.12\"\n[virtual_server.real_server.TCP_CHECK]\nconnect_timeout = 1\n";
     let config = format!("{}{vs}", instance(150).render());
     let r1 = Haldir::start_with_args(
         &lab,
@@ -431,6 +431,10 @@ fn metrics_parse_and_carry_the_expected_families() {
         ),
         Some(1.0)
     );
+    // The one TCP_CHECK (of 10.0.0.12) is scheduled; its lateness is a figure.
+    assert_eq!(value("haldir_health_checks_scheduled", &[]), Some(1.0));
+    assert!(value("haldir_health_check_max_lateness_seconds", &[]).is_some_and(|s| s >= 0.0));
+    assert!(value("haldir_health_check_runs_total", &[]).is_some());
     assert!(value("haldir_ipvs_reconcile_runs_total", &[]).is_some());
     assert!(value("haldir_ipvs_kernel_readable", &[]).is_some());
     for family in [

@@ -28,7 +28,8 @@ pub(crate) fn virtual_servers(
 ) -> Vec<VirtualServer> {
     let mut seen: HashMap<(VirtualServerAddress, AddressFamily, Option<LvsProtocol>), Loc> =
         HashMap::new();
-    let mut result = Vec::new();
+    // Sized once: the model lives as long as the configuration runs.
+    let mut result = Vec::with_capacity(drafts.len());
     for draft in drafts {
         if let Some(vs) = virtual_server(errors, draft, scripts) {
             let protocol = match vs.address {

@@ -92,6 +92,22 @@ enum Command {
     },
 }
 
+/// Reads a scheduler's counters ([`SchedulerHandle::stats_reader`]).
+#[derive(Debug, Clone)]
+pub struct StatsReader(Arc<Stats>);
+
+impl StatsReader {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            runs_started: self.0.runs_started.load(Ordering::Relaxed),
+            runs_finished: self.0.runs_finished.load(Ordering::Relaxed),
+            max_lateness: Duration::from_micros(self.0.max_lateness_us.load(Ordering::Relaxed)),
+            checks: self.0.checks.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Handle to a running scheduler. Dropping every handle stops the scheduler (without omega).
 #[derive(Clone)]
 pub struct SchedulerHandle {
@@ -133,12 +149,13 @@ impl SchedulerHandle {
 
     /// The scheduler's counters.
     pub fn stats(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            runs_started: self.stats.runs_started.load(Ordering::Relaxed),
-            runs_finished: self.stats.runs_finished.load(Ordering::Relaxed),
-            max_lateness: Duration::from_micros(self.stats.max_lateness_us.load(Ordering::Relaxed)),
-            checks: self.stats.checks.load(Ordering::Relaxed),
-        }
+        self.stats_reader().snapshot()
+    }
+
+    /// A reader of the scheduler's counters that does not keep the scheduler running (a
+    /// handle does), for the daemon's metrics.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.stats.clone())
     }
 
     /// Forget the worst lateness seen so far (e.g. after a warm-up period).

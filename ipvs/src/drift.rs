@@ -11,8 +11,8 @@
 //! forwarding and weight; the connection counts are dropped) to a 64-bit
 //! digest, compares the digests with the previous read's and dumps over
 //! netlink only the services whose digests differ. Nothing is allocated per
-//! line: a round that finds nothing changed is one read of the text into a
-//! buffer kept from round to round, one pass over its bytes and a comparison
+//! line: a round that finds nothing changed is one read of the text through a
+//! 64 KiB buffer, one pass over its bytes and a comparison
 //! of two sorted lists (the first version kept every line as a string and,
 //! with a clone of the known table per round, cost 12 % of a core at 10,000
 //! services in the emulated VM). The text view omits a few settings
@@ -21,7 +21,6 @@
 //! restarts.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,28 +91,62 @@ pub fn key_hash(text_key: &str) -> u64 {
 /// the sum of its destinations' (the order the kernel lists them in does not
 /// matter).
 pub fn parse_text_view(text: &[u8]) -> TextView {
-    let mut services = Vec::new();
-    let mut current: Option<(u64, u64)> = None;
+    let mut digest = TextViewDigest::default();
     for line in text.split(|&b| b == b'\n') {
+        digest.line(line);
+    }
+    digest.finish()
+}
+
+/// [`parse_text_view`] one line at a time, so that the text need not be held whole.
+#[derive(Debug, Default)]
+struct TextViewDigest {
+    services: Vec<(u64, u64)>,
+    current: Option<(u64, u64)>,
+}
+
+impl TextViewDigest {
+    fn line(&mut self, line: &[u8]) {
         let fields = words(line);
         match fields.clone().next() {
             Some(b"->") => {
                 // The header's "  -> RemoteAddress:Port ..." line has no service yet.
-                if let Some((_, digest)) = &mut current {
+                if let Some((_, digest)) = &mut self.current {
                     *digest = digest.wrapping_add(fields_hash(fields.take(4)));
                 }
             }
             Some(b"TCP" | b"UDP" | b"SCTP" | b"FWM") if fields.clone().nth(1).is_some() => {
-                services.extend(current.take());
+                self.services.extend(self.current.take());
                 let key = fields_hash(fields.clone().take(2));
-                current = Some((key, fields_hash(fields)));
+                self.current = Some((key, fields_hash(fields)));
             }
             _ => {}
         }
     }
-    services.extend(current);
-    services.sort_unstable();
-    TextView { services }
+
+    fn finish(mut self) -> TextView {
+        self.services.extend(self.current);
+        self.services.sort_unstable();
+        TextView {
+            services: self.services,
+        }
+    }
+}
+
+/// Digests the text view at `path` line by line through a small buffer: held whole,
+/// 10,000 services' text was a 4 MB buffer kept for good.
+fn read_text_view_at(path: &std::path::Path) -> std::io::Result<TextView> {
+    use std::io::BufRead as _;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
+    let mut digest = TextViewDigest::default();
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(digest.finish());
+        }
+        digest.line(&line);
+    }
 }
 
 /// How the text view prints `key` (`ip_vs_info_seq_show`): `TCP  %08X:%04X`,
@@ -179,8 +212,8 @@ pub struct WatchedClient {
     client: IpvsClient,
     path: PathBuf,
     previous: Option<TextView>,
-    /// The text of the last read, its allocation kept for the next.
-    buffer: Vec<u8>,
+    /// Whether the last `read_since` found no service's lines changed.
+    unchanged: bool,
     /// The CPU time the last read of the text view took (the kernel's walk and
     /// formatting, and the digest).
     last_read_cost: Option<Duration>,
@@ -200,8 +233,8 @@ impl WatchedClient {
             client,
             path: PathBuf::from(PROC_IP_VS),
             previous: None,
-            buffer: Vec::new(),
             last_read_cost: None,
+            unchanged: false,
             partial_reads: 0,
             services_reread: 0,
             full_reads: 0,
@@ -213,27 +246,22 @@ impl WatchedClient {
         &self.client
     }
 
-    /// Reads the text view into the kept buffer and digests it, on the blocking
-    /// pool: at 10,000 services the kernel takes half a second of emulated CPU to
-    /// print it (its walk restarts from the first service for every page read),
-    /// time the runtime's thread owes to the VRRP adverts.
+    /// Reads the text view and digests it, on the blocking pool: at 10,000 services
+    /// the kernel takes half a second of emulated CPU to print it (its walk restarts
+    /// from the first service for every page read), time the runtime's thread owes to
+    /// the VRRP adverts.
     async fn read_text_view(&mut self) -> std::io::Result<TextView> {
-        let mut buffer = std::mem::take(&mut self.buffer);
         let path = self.path.clone();
-        let (buffer, view, cost) = tokio::task::spawn_blocking(move || {
+        let (view, cost) = tokio::task::spawn_blocking(move || {
             let cpu_before = thread_cpu_time();
-            buffer.clear();
-            let view = std::fs::File::open(&path)
-                .and_then(|mut file| file.read_to_end(&mut buffer))
-                .map(|_| parse_text_view(&buffer));
+            let view = read_text_view_at(&path);
             let cost = thread_cpu_time()
                 .zip(cpu_before)
                 .map(|(after, before)| after.saturating_sub(before));
-            (buffer, view, cost)
+            (view, cost)
         })
         .await
         .map_err(std::io::Error::other)?;
-        self.buffer = buffer;
         self.last_read_cost = cost;
         view
     }
@@ -293,6 +321,7 @@ impl Applier for WatchedClient {
     }
 
     async fn read_since(&mut self, known: Option<Table>) -> Result<Table, IpvsError> {
+        self.unchanged = false;
         // The text is read before netlink, so what changes in between shows
         // in the next comparison.
         let now = self.read_text_view().await.ok();
@@ -300,6 +329,7 @@ impl Applier for WatchedClient {
         match (known, previous, &self.previous) {
             (Some(known), Some(previous), Some(now)) => {
                 let changed = changed_keys(&previous, now);
+                self.unchanged = changed.is_empty();
                 self.read_changed(known, changed).await
             }
             _ => self.read_full().await,
@@ -308,6 +338,10 @@ impl Applier for WatchedClient {
 
     fn read_cost(&self) -> Option<Duration> {
         self.last_read_cost
+    }
+
+    fn unchanged_since_known(&self) -> bool {
+        self.unchanged
     }
 
     async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
@@ -368,6 +402,21 @@ FWM  00000001 rr persistent 300 FFFFFFFF
                 [key_hash("TCP C0000201:0050")]
             );
         }
+    }
+
+    #[test]
+    fn the_file_read_line_by_line_digests_as_the_whole_text_does() {
+        let dir = std::env::temp_dir().join(format!("haldir-drift-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ip_vs");
+        // A last line without its newline counts too.
+        let text = TEXT.trim_end_matches('\n').to_owned();
+        std::fs::write(&path, &text).unwrap();
+        let read = read_text_view_at(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read, parse_text_view(TEXT.as_bytes()));
+        assert_eq!(read.len(), 2);
+        assert!(read_text_view_at(&dir.join("absent")).is_err());
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub trait KeeperHooks {
 /// connect, and said why) ends the loop. Returns when `shutdown` changes or
 /// `desired_tables` closes.
 pub async fn keep_in_step<A, H>(
-    mut desired_tables: watch::Receiver<Table>,
+    mut desired_tables: watch::Receiver<std::sync::Arc<Table>>,
     start: impl Future<Output = Option<(Reconciler<A>, H)>>,
     resync: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -121,7 +121,8 @@ pub async fn keep_in_step<A, H>(
         let _ = shutdown.wait_for(|stop| *stop).await;
         return;
     };
-    let mut desired = desired_tables.borrow_and_update().clone();
+    // Shared with the sender, not copied (a table of 10,000 services is megabytes).
+    let mut desired = std::sync::Arc::clone(&desired_tables.borrow_and_update());
     let mut first_round = true;
     // After a refused operation the next round comes sooner than `resync`: 1 s, then
     // doubling up to `resync`, back to `resync` once a round applies everything.
@@ -139,10 +140,11 @@ pub async fn keep_in_step<A, H>(
             will_own.extend(desired.services.keys().copied());
             hooks.will_own(&will_own);
         }
+        // A round without a new table has the last round's table.
         let outcome = if new_table {
             reconciler.apply_change(&desired).await
         } else {
-            reconciler.reconcile(&desired).await
+            reconciler.recheck(&desired).await
         };
         hooks.round_done(reconciler.owned(), &outcome);
         let next_round = match outcome {
@@ -204,7 +206,7 @@ pub async fn keep_in_step<A, H>(
                 if changed.is_err() {
                     return;
                 }
-                desired = desired_tables.borrow_and_update().clone();
+                desired = std::sync::Arc::clone(&desired_tables.borrow_and_update());
                 new_table = true;
             }
             () = tokio::time::sleep(next_round) => new_table = false,
@@ -348,7 +350,7 @@ mod tests {
     struct Running {
         kernel: SharedKernel,
         recorder: Recorder,
-        desired: watch::Sender<Table>,
+        desired: watch::Sender<Arc<Table>>,
         shutdown: watch::Sender<bool>,
         started: Arc<Mutex<bool>>,
         task: tokio::task::JoinHandle<()>,
@@ -373,7 +375,7 @@ mod tests {
             rounds: Arc::default(),
             will_own: Arc::default(),
         };
-        let (desired, desired_rx) = watch::channel(first);
+        let (desired, desired_rx) = watch::channel(Arc::new(first));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let started = Arc::new(Mutex::new(false));
         let start = {
@@ -437,7 +439,7 @@ mod tests {
         let running = spawn(table(&[10]));
         run_for(1).await;
         assert_eq!(running.kernel.table(), table(&[10]));
-        running.desired.send_replace(table(&[10, 11]));
+        running.desired.send_replace(Arc::new(table(&[10, 11])));
         run_for(1).await;
         assert_eq!(running.kernel.table(), table(&[10, 11]));
         assert_eq!(running.round_times(), [0, 1], "not at the resync period");
@@ -466,7 +468,7 @@ mod tests {
         run_for(2 * RESYNC.as_secs()).await;
         assert!(!*running.started.lock().unwrap(), "no IPVS needed yet");
         assert!(running.rounds().is_empty());
-        running.desired.send_replace(table(&[10]));
+        running.desired.send_replace(Arc::new(table(&[10])));
         run_for(1).await;
         assert!(*running.started.lock().unwrap());
         assert_eq!(running.kernel.table(), table(&[10]));
@@ -482,7 +484,7 @@ mod tests {
     async fn services_to_own_are_told_before_the_round_that_creates_them() {
         let running = spawn(table(&[10]));
         run_for(1).await;
-        running.desired.send_replace(table(&[11]));
+        running.desired.send_replace(Arc::new(table(&[11])));
         run_for(1).await;
         let calls = running.recorder.will_own.lock().unwrap().clone();
         let (owned, in_kernel) = &calls[0];

@@ -13,6 +13,12 @@ use serde_json::Value;
 use super::netns::Lab;
 use super::{run_checked, wait_until};
 
+/// How long [`Haldir::start`] waits for every instance to leave INIT. A start takes about
+/// a second; the first start of a debug binary in a freshly booted, software-emulated VM
+/// on a loaded host (its pages read over the VM's shared file system) was seen at 10.5 s.
+/// A haldir that exits is seen at once, whatever the bound.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One `[[vrrp_instance]]` of a lab router, rendered as TOML.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HaldirInstance {
@@ -171,17 +177,10 @@ impl<'l> Haldir<'l> {
         config: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<Haldir<'l>> {
-        Haldir::start_with_timeout(
-            lab,
-            host,
-            binary,
-            config,
-            extra_args,
-            Duration::from_secs(10),
-        )
+        Haldir::start_with_timeout(lab, host, binary, config, extra_args, START_TIMEOUT)
     }
 
-    /// Like [`Haldir::start_with_args`], waiting up to `timeout` (instead of 10 s) for
+    /// Like [`Haldir::start_with_args`], waiting up to `timeout` (instead of [`START_TIMEOUT`]) for
     /// every instance to leave INIT: a loaded, software-emulated VM can need more.
     pub fn start_with_timeout(
         lab: &'l Lab,
@@ -203,14 +202,7 @@ impl<'l> Haldir<'l> {
         config: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Haldir<'l>> {
-        Haldir::launch(
-            lab,
-            host,
-            binary,
-            config,
-            (&[], env),
-            Duration::from_secs(10),
-        )
+        Haldir::launch(lab, host, binary, config, (&[], env), START_TIMEOUT)
     }
 
     fn launch(

@@ -35,7 +35,7 @@ impl Listener {
 }
 
 async fn wait_for(
-    table: &mut watch::Receiver<Table>,
+    table: &mut watch::Receiver<std::sync::Arc<Table>>,
     what: &str,
     cond: impl Fn(&Table) -> bool,
 ) -> Duration {
@@ -90,7 +90,13 @@ TCP_CHECK = {{}}
     let (driver_tx, _driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
-    let (mut table, _task) = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
+    let (mut table, _task) = spawn(
+        model_rx,
+        driver_tx,
+        notices_tx,
+        Default::default(),
+        shutdown_rx,
+    );
     wait_for(&mut table, "both up", |t| has(t, pa) && has(t, pb)).await;
 
     a.close();
@@ -163,7 +169,13 @@ track_script = ["chk"]
     let (driver_tx, mut driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
-    let (_table, _task) = spawn(model_rx, driver_tx, notices_tx, shutdown_rx);
+    let (_table, _task) = spawn(
+        model_rx,
+        driver_tx,
+        notices_tx,
+        Default::default(),
+        shutdown_rx,
+    );
     assert_eq!(
         next(&mut driver_rx).await,
         ("VI_1".to_string(), Tracking::default())

@@ -427,4 +427,11 @@ pub struct DaemonCounters {
     pub notify_fifo_dropped: u64,
     /// Connections to `/metrics` closed at once because the server had its maximum open.
     pub metrics_connections_refused: u64,
+    /// Health checks scheduled now.
+    pub health_checks_scheduled: u64,
+    /// Health check runs started since haldir started.
+    pub health_check_runs: u64,
+    /// The worst lateness of a health check since haldir started: how long after its due
+    /// time a run started (microseconds).
+    pub health_check_max_lateness_us: u64,
 }

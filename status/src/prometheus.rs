@@ -541,6 +541,27 @@ fn render_daemon(out: &mut String, c: &DaemonCounters, version: &str) {
     f.sample(&[], n(c.metrics_connections_refused));
     let mut f = Family::new(
         out,
+        "haldir_health_checks_scheduled",
+        "gauge",
+        "Health checks scheduled.",
+    );
+    f.sample(&[], n(c.health_checks_scheduled));
+    let mut f = Family::new(
+        out,
+        "haldir_health_check_runs_total",
+        "counter",
+        "Health check runs started.",
+    );
+    f.sample(&[], n(c.health_check_runs));
+    let mut f = Family::new(
+        out,
+        "haldir_health_check_max_lateness_seconds",
+        "gauge",
+        "The worst lateness of a health check since haldir started: how long after its due time a run started.",
+    );
+    f.sample(&[], n(c.health_check_max_lateness_us) / 1e6);
+    let mut f = Family::new(
+        out,
         "haldir_build_info",
         "gauge",
         "Always 1; the version of haldir running.",

@@ -209,6 +209,22 @@ fn the_metrics_are_those_of_the_untyped_renderer() {
 }
 
 #[test]
+fn the_check_schedulers_figures_are_metrics_with_the_lateness_in_seconds() {
+    let mut document = rich();
+    document.daemon.health_checks_scheduled = 40_000;
+    document.daemon.health_check_runs = 12;
+    document.daemon.health_check_max_lateness_us = 1_500_000;
+    let text = haldir_status::prometheus::render(&document, "0.1.0");
+    for line in [
+        "haldir_health_checks_scheduled 40000",
+        "haldir_health_check_runs_total 12",
+        "haldir_health_check_max_lateness_seconds 1.5",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}
+
+#[test]
 fn the_status_file_holds_the_vrrp_part_and_the_bulk_resync() {
     let file = StatusFile::new(&vrrp_status(), bulk_resync());
     let value: serde_json::Value = serde_json::from_str(&file.render()).unwrap();

@@ -136,8 +136,8 @@ impl Parser {
                     }
                     let block = match self.tokens.next_if(|t| t.kind == Kind::Open) {
                         Some(open_token) => {
-                            let owner = words[0].text.clone();
-                            let inner = self.items(Some((&open_token.loc, &owner)), depth + 1);
+                            let owner = &words[0].text;
+                            let inner = self.items(Some((&open_token.loc, owner)), depth + 1);
                             Some(Block {
                                 open: open_token.loc,
                                 items: inner,
