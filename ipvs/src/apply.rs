@@ -416,6 +416,11 @@ mod tests {
         }
     }
 
+    /// A service deleted from the kernel behind the reconciler's back.
+    fn delete_by_hand(reconciler: &mut Reconciler<Detecting>, key: ServiceKey) {
+        reconciler.applier_mut().kernel.table.services.remove(&key);
+    }
+
     #[test]
     fn a_recheck_compares_nothing_when_the_kernel_is_unchanged_and_repairs_when_it_changed() {
         block_on(async {
@@ -432,12 +437,7 @@ mod tests {
 
             // Deleted by hand, but the reader saw no change: no comparison, no op (what
             // the text view does not show is not repaired: the documented limit).
-            reconciler
-                .applier_mut()
-                .kernel
-                .table
-                .services
-                .remove(&tcp(10));
+            delete_by_hand(&mut reconciler, tcp(10));
             reconciler.applier_mut().unchanged = true;
             let skipped = reconciler.recheck(&desired).await.unwrap();
             assert!(skipped.was_in_sync());
@@ -456,12 +456,7 @@ mod tests {
 
             // After a failed operation nothing is known: the next recheck compares,
             // whatever the reader says.
-            reconciler
-                .applier_mut()
-                .kernel
-                .table
-                .services
-                .remove(&tcp(11));
+            delete_by_hand(&mut reconciler, tcp(11));
             reconciler
                 .applier_mut()
                 .kernel
