@@ -311,10 +311,15 @@ pub async fn run(
     let mut last_read: Option<(tokio::time::Instant, Duration)> = None;
     // Whether a read was asked for since the last one.
     let mut demanded = false;
+    // The health map as last published; copied again only when it changed.
+    let mut map = std::sync::Arc::new(health.borrow_and_update().clone());
+    let mut health_changed = false;
     loop {
         let running = std::sync::Arc::clone(&servers.borrow_and_update());
         let configured = &running.virtual_servers;
-        let map = std::sync::Arc::new(health.borrow_and_update().clone());
+        if std::mem::take(&mut health_changed) {
+            map = std::sync::Arc::new(health.borrow_and_update().clone());
+        }
         let read_due = last_read.is_none_or(|(ended, gap)| ended.elapsed() >= gap);
         let mut read_now = false;
         if configured.is_empty() {
@@ -366,7 +371,7 @@ pub async fn run(
         live.send_modify(|l| {
             l.model = Some(std::sync::Arc::clone(&running));
             l.kernel = kernel.clone();
-            l.health = map;
+            l.health = std::sync::Arc::clone(&map);
             if read_now && kernel.is_some() {
                 l.kernel_read_at = Some(SystemTime::now());
             }
@@ -392,6 +397,7 @@ pub async fn run(
             changed = health.changed(), if health_open => {
                 // Nobody feeds health (yet): the rest goes on.
                 health_open = changed.is_ok();
+                health_changed = health_open;
             }
             () = sleep_unless_forever(next_tick) => {}
         }
