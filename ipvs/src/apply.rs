@@ -39,8 +39,9 @@ pub trait Applier {
         self.read_table()
     }
 
-    /// What the last change-detecting read cost in CPU time, when the applier
-    /// measures it: [`crate::keep_in_step`] spaces its rounds so that drift
+    /// What a change-detecting read costs in CPU time, when the applier measures
+    /// it (the [`WatchedClient`](crate::drift::WatchedClient): the least of its last
+    /// three reads): [`crate::keep_in_step`] spaces its rounds so that drift
     /// detection stays a small share of a core at any table size.
     fn read_cost(&self) -> Option<std::time::Duration> {
         None

@@ -214,9 +214,9 @@ pub struct WatchedClient {
     previous: Option<TextView>,
     /// Whether the last `read_since` found no service's lines changed.
     unchanged: bool,
-    /// The CPU time the last read of the text view took (the kernel's walk and
+    /// The CPU time the last reads of the text view took (the kernel's walk and
     /// formatting, and the digest).
-    last_read_cost: Option<Duration>,
+    read_costs: ReadCosts,
     /// How many reads were partial, and of how many services in all (for
     /// tests and benchmarks).
     pub partial_reads: u64,
@@ -233,7 +233,7 @@ impl WatchedClient {
             client,
             path: PathBuf::from(PROC_IP_VS),
             previous: None,
-            last_read_cost: None,
+            read_costs: ReadCosts::default(),
             unchanged: false,
             partial_reads: 0,
             services_reread: 0,
@@ -262,7 +262,9 @@ impl WatchedClient {
         })
         .await
         .map_err(std::io::Error::other)?;
-        self.last_read_cost = cost;
+        if let Some(cost) = cost {
+            self.read_costs.record(cost);
+        }
         view
     }
 
@@ -337,7 +339,7 @@ impl Applier for WatchedClient {
     }
 
     fn read_cost(&self) -> Option<Duration> {
-        self.last_read_cost
+        self.read_costs.typical()
     }
 
     fn unchanged_since_known(&self) -> bool {
@@ -346,6 +348,38 @@ impl Applier for WatchedClient {
 
     async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
         self.client.apply(ops).await
+    }
+}
+
+/// What a read of the text view costs, judged from the last
+/// [`ReadCosts::WINDOW`] reads: the least of them. A thread's CPU clock also runs
+/// while a virtual machine's vCPU is descheduled by its host, so one read can
+/// show ten times its cost; pacing drift checks by that one read would stretch
+/// the period for nothing. Nothing is said until the window is full.
+#[derive(Debug, Clone, Default)]
+pub struct ReadCosts {
+    last: std::collections::VecDeque<Duration>,
+}
+
+impl ReadCosts {
+    /// How many reads are weighed.
+    pub const WINDOW: usize = 3;
+
+    /// Counts one read's cost, forgetting the oldest beyond the window.
+    pub fn record(&mut self, cost: Duration) {
+        if self.last.len() == Self::WINDOW {
+            self.last.pop_front();
+        }
+        self.last.push_back(cost);
+    }
+
+    /// The least cost of the last [`WINDOW`](Self::WINDOW) reads, once there were
+    /// that many.
+    pub fn typical(&self) -> Option<Duration> {
+        if self.last.len() < Self::WINDOW {
+            return None;
+        }
+        self.last.iter().min().copied()
     }
 }
 
@@ -402,6 +436,27 @@ FWM  00000001 rr persistent 300 FFFFFFFF
                 [key_hash("TCP C0000201:0050")]
             );
         }
+    }
+
+    #[test]
+    fn one_read_that_cost_ten_times_more_does_not_set_the_pace() {
+        let ms = Duration::from_millis;
+        let mut costs = ReadCosts::default();
+        // A first read inflated by a descheduled vCPU says nothing on its own.
+        costs.record(ms(61));
+        costs.record(ms(4));
+        assert_eq!(costs.typical(), None);
+        costs.record(ms(5));
+        assert_eq!(costs.typical(), Some(ms(4)));
+        costs.record(ms(60));
+        assert_eq!(costs.typical(), Some(ms(4)));
+        // Reads that stay costly (a larger table) set the pace once the cheap one is
+        // out of the window.
+        costs.record(ms(500));
+        costs.record(ms(550));
+        assert_eq!(costs.typical(), Some(ms(60)));
+        costs.record(ms(520));
+        assert_eq!(costs.typical(), Some(ms(500)));
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! kernel), and every `resync` repairs drift (someone ran `ipvsadm` by hand)
 //! with [`Reconciler::reconcile`], which reads only what changed where the
 //! applier can tell; a period is at least [`DRIFT_READ_COST_FACTOR`] times what
-//! the last change-detecting read cost ([`paced_resync`]). After a refused
-//! operation the next round comes sooner ([`RetryBackoff`]). What the process around it does with each round (an
-//! ownership file, counters) goes through [`KeeperHooks`]; the loop knows
-//! nothing of the configuration, only [`Table`]s.
+//! a change-detecting read costs ([`paced_resync`]). After a refused operation
+//! the next round comes sooner ([`RetryBackoff`]). What the process around it
+//! does with each round (an ownership file, counters) goes through
+//! [`KeeperHooks`]; the loop knows nothing of the configuration, only
+//! [`Table`]s.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -30,8 +31,8 @@ use crate::model::{ServiceKey, Table};
 /// period stretches, and the keeper says so.
 pub const DRIFT_READ_COST_FACTOR: u32 = 100;
 
-/// The wait after a clean round: `resync`, or more when the last read cost more
-/// than `resync` / [`DRIFT_READ_COST_FACTOR`].
+/// The wait after a clean round: `resync`, or more when a read costs more than
+/// `resync` / [`DRIFT_READ_COST_FACTOR`].
 pub fn paced_resync(resync: Duration, read_cost: Option<Duration>) -> Duration {
     read_cost.map_or(resync, |cost| resync.max(cost * DRIFT_READ_COST_FACTOR))
 }
