@@ -573,8 +573,9 @@ pub fn spawn(
             tokio::select! {
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
                 Some(event) = events.recv() => wiring.handle(event).await,
-                _ = file_poll.tick() => wiring.poll_files().await,
-                _ = process_poll.tick() => wiring.scan_processes(true).await,
+                // Polled only while something is tracked: an idle daemon sleeps.
+                _ = file_poll.tick(), if !wiring.file_values.is_empty() => wiring.poll_files().await,
+                _ = process_poll.tick(), if !wiring.processes.is_empty() => wiring.scan_processes(true).await,
                 changed = model.changed() => {
                     if changed.is_err() {
                         break;

@@ -182,18 +182,21 @@ pub fn spawn_writer(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(WRITE_PERIOD);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Asleep while nothing changes (no instance with authentication: always).
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                _ = tick.tick() => {}
+                () = store.changed() => {}
             }
-            let Some(states) = store.take_changed() else {
-                continue;
-            };
-            let (path, names) = (path.clone(), instance_names(&running.borrow()));
-            let _ = tokio::task::spawn_blocking(move || write(&path, states, &names)).await;
+            if let Some(states) = store.take_changed() {
+                let (path, names) = (path.clone(), instance_names(&running.borrow()));
+                let _ = tokio::task::spawn_blocking(move || write(&path, states, &names)).await;
+            }
+            // At most one write per period: the changes meanwhile go in the next.
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                () = tokio::time::sleep(WRITE_PERIOD) => {}
+            }
         }
         // The driver's last adverts (priority 0) are still to be signed: `write_last`
         // writes once it has ended.

@@ -205,6 +205,8 @@ pub struct ReplayState {
 pub struct ReplayStore {
     states: std::sync::Mutex<std::collections::BTreeMap<String, ReplayState>>,
     dirty: std::sync::atomic::AtomicBool,
+    /// Woken by a change, so the writer sleeps while nothing changes.
+    changes: tokio::sync::Notify,
 }
 
 impl ReplayStore {
@@ -228,7 +230,17 @@ impl ReplayStore {
         if states.get(instance) != Some(&state) {
             states.insert(instance.to_owned(), state);
             self.dirty.store(true, std::sync::atomic::Ordering::Release);
+            self.changes.notify_one();
         }
+    }
+
+    /// Returns once a state changed since the last [`take_changed`](Self::take_changed)
+    /// (at once if one did, and the change was not waited for yet).
+    pub async fn changed(&self) {
+        if self.dirty.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.changes.notified().await;
     }
 
     /// Every state, when something changed since the last call.
@@ -655,6 +667,36 @@ mod tests {
             "the same state is no change"
         );
         assert_eq!(store.get("VI_1"), Some(state));
+    }
+
+    #[test]
+    fn a_writer_waiting_for_the_store_wakes_on_a_change_only() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let store = ReplayStore::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut waiting = std::pin::pin!(store.changed());
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_pending(),
+            "nothing changed"
+        );
+        let state = ReplayState {
+            last_sent: 1,
+            marks: Vec::new(),
+        };
+        store.put("VI_1", state.clone());
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        assert!(store.take_changed().is_some());
+        // A change made while nobody waited is not lost.
+        store.put(
+            "VI_1",
+            ReplayState {
+                last_sent: 2,
+                ..state
+            },
+        );
+        let mut later = std::pin::pin!(store.changed());
+        assert!(later.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

@@ -329,7 +329,8 @@ pub async fn run_with_events(
     link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = link_poll.tick() => supervisor.poll_links().await,
+            // Nothing to read without instances: an idle daemon is not woken 10 times a second.
+            _ = link_poll.tick(), if supervisor.has_links_to_poll() => supervisor.poll_links().await,
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     break;

@@ -496,6 +496,12 @@ impl Supervisor {
     /// Reads the state of every interface an instance runs on or tracks and
     /// tells each instance whose link fault changed; starts waiting instances
     /// whose interface appeared.
+    /// Whether [`poll_links`](Self::poll_links) has anything to read: instances
+    /// running or waiting for their interface.
+    pub(super) fn has_links_to_poll(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
     pub(super) async fn poll_links(&mut self) {
         if !self.waiting.is_empty() {
             self.start_appeared().await;
