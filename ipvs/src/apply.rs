@@ -40,8 +40,8 @@ pub trait Applier {
     }
 
     /// What a change-detecting read costs in CPU time, when the applier measures
-    /// it (the [`WatchedClient`](crate::drift::WatchedClient): the least of its last
-    /// three reads): [`crate::keep_in_step`] spaces its rounds so that drift
+    /// it (the [`WatchedClient`](crate::drift::WatchedClient): the median of its
+    /// last three reads): [`crate::keep_in_step`] spaces its rounds so that drift
     /// detection stays a small share of a core at any table size.
     fn read_cost(&self) -> Option<std::time::Duration> {
         None
