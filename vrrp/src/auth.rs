@@ -672,7 +672,7 @@ mod tests {
     #[test]
     fn a_writer_waiting_for_the_store_wakes_on_a_change_only() {
         use std::future::Future;
-        use std::task::{Context, Poll, Waker};
+        use std::task::{Context, Waker};
         let store = ReplayStore::default();
         let mut cx = Context::from_waker(Waker::noop());
         let mut waiting = std::pin::pin!(store.changed());
