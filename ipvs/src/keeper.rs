@@ -180,13 +180,15 @@ pub async fn keep_in_step<A, H>(
                 if failed {
                     wait
                 } else {
-                    let paced = paced_resync(wait, reconciler.applier().read_cost());
+                    // Weighed once (a median over the last reads) for the pace and its log line.
+                    let read_cost = reconciler.applier().read_cost();
+                    let paced = paced_resync(wait, read_cost);
                     // Said when the period changes by a quarter or more, not every round.
                     let said = announced_period.unwrap_or(resync);
                     if paced.abs_diff(said) * 4 > said {
                         info!(
                             period = ?paced,
-                            read_cost = ?reconciler.applier().read_cost(),
+                            ?read_cost,
                             resync = ?resync,
                             "IPVS drift checks paced: one read of the kernel's table costs more than 1/{DRIFT_READ_COST_FACTOR} of the resync period"
                         );
