@@ -87,16 +87,8 @@ fn a_slow_nft_during_a_reload_does_not_stop_the_adverts() {
     let bin = lab.dir().join("slow-nft");
     std::fs::create_dir_all(&bin).unwrap();
     let wrapper = bin.join("nft");
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nsleep 2\nexec {real_nft} \"$@\"\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    haldir_lab::place_script(&wrapper, &format!("sleep 2\nexec {real_nft} \"$@\"")).unwrap();
+
     let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
     let instance = |vips: &[&str]| {
         let mut instance = HaldirInstance::v3(51, 150, Duration::from_millis(100), vips);

@@ -34,8 +34,7 @@ impl ScriptDir {
     /// Writes an executable shell script `name` and returns its path.
     fn script(&self, name: &str, body: &str) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        haldir_lab::place_script(&path, body).unwrap();
         path
     }
 

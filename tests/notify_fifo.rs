@@ -14,7 +14,7 @@
 //! Needs root (namespaces); skipped loudly otherwise.
 
 use std::io::Read as _;
-use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::fs::FileTypeExt as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -95,15 +95,14 @@ fn notify_fifos_receive_every_transition_in_order_and_the_created_one_is_removed
     let fifo = dir.0.join("notify.fifo");
     let out = dir.0.join("reader.log");
     let reader = dir.0.join("reader.sh");
-    std::fs::write(
+    haldir_lab::place_script(
         &reader,
-        format!(
-            "#!/bin/sh\necho \"reader $(id -u) $1\" > {0}.who\nexec cat \"$1\" >> {0}\n",
+        &format!(
+            "echo \"reader $(id -u) $1\" > {0}.who\nexec cat \"$1\" >> {0}",
             out.display()
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&reader, std::fs::Permissions::from_mode(0o755)).unwrap();
     // The VRRP-only FIFO exists before haldir starts; the test reads it.
     let vrrp_fifo = dir.0.join("vrrp.fifo");
     nix::unistd::mkfifo(&vrrp_fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -244,12 +243,7 @@ fn an_lvs_notify_fifo_and_the_lvs_scripts_follow_real_server_and_quorum_changes(
     let dir = OpenDir::new("fifo-lvs");
     let script_log = dir.0.join("lvs-scripts.log");
     let script = dir.0.join("lvs.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$*\" >> {}\n", script_log.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    haldir_lab::place_script(&script, &format!("echo \"$*\" >> {}", script_log.display())).unwrap();
     let run = |what: &str| format!("\"{} {what}\"", script.display());
     let lab = Lab::new("lvs-fifo").unwrap();
     lab.add_host("r1", &["10.0.0.1/24"]).unwrap();

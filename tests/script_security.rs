@@ -41,8 +41,7 @@ impl Dir {
 
     fn file(&self, path: &Path, text: &str, mode: u32) -> PathBuf {
         let path = self.0.join(path);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        haldir_lab::place_file(&path, text, mode).unwrap();
         path
     }
 

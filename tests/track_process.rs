@@ -29,7 +29,7 @@ fn binary() -> &'static Path {
 fn program(lab: &Lab, name: &str) -> PathBuf {
     assert!(name.len() <= 15, "a process name keeps 15 characters");
     let path = lab.dir().join(name);
-    std::fs::copy("/bin/sleep", &path).unwrap();
+    haldir_lab::place_copy(Path::new("/bin/sleep"), &path).unwrap();
     path
 }
 
@@ -139,7 +139,7 @@ fn a_tracked_process_by_name_moves_priority_by_its_weight() {
 
     // Another process whose name only starts like it does not count (no pattern match).
     let longer = lab.dir().join(format!("{name}x"));
-    std::fs::copy("/bin/sleep", &longer).unwrap();
+    haldir_lab::place_copy(Path::new("/bin/sleep"), &longer).unwrap();
     let _longer = Running::start(&longer, &["1000"]);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(

@@ -255,12 +255,13 @@ impl<'l> Keepalived<'l> {
         for stale in [&pid_path, &vrrp_pid_path, &notify_path] {
             let _ = std::fs::remove_file(stale);
         }
-        write_executable(
+        crate::place_file(
             &script_path,
             &format!(
                 "#!/bin/sh\n# keepalived calls: INSTANCE|GROUP NAME STATE PRIORITY\necho \"$*\" >> '{}'\n",
                 notify_path.display()
             ),
+            0o755,
         )?;
         let instance = lab.ns_name(host);
         std::fs::write(&conf_path, config.render(&instance, &script_path))
@@ -415,13 +416,6 @@ fn process_alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
-}
-
-fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot chmod {}", path.display()))
 }
 
 #[cfg(test)]

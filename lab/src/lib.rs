@@ -34,6 +34,7 @@ pub mod traffic;
 pub mod vm;
 
 use std::ffi::OsStr;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -180,6 +181,50 @@ where
     S: AsRef<OsStr>,
 {
     run_checked(Command::new("ip").args(args))
+}
+
+/// Places a file at `path` holding `text` with permissions `mode`, written by a child
+/// process (`install`) so that no descriptor open for writing on it lives in this process.
+///
+/// A test process forks from many threads at once. A file this process wrote itself can
+/// have its write descriptor inherited by another thread's child in the instant between
+/// that child's fork and exec, and executing the file then fails with ETXTBSY ("Text file
+/// busy"). Scripts and programs that tests (or the haldir they start) execute are placed
+/// with this instead.
+pub fn place_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    let staged = path.with_extension(format!("staged-{}", std::process::id()));
+    std::fs::write(&staged, text).with_context(|| format!("cannot write {}", staged.display()))?;
+    let placed = install(&staged, path, mode);
+    let _ = std::fs::remove_file(&staged);
+    placed
+}
+
+/// [`place_file`] with `#!/bin/sh` and `body`, mode 0755: a shell script to execute.
+pub fn place_script(path: &Path, body: &str) -> anyhow::Result<()> {
+    place_file(path, &format!("#!/bin/sh\n{body}\n"), 0o755)
+}
+
+/// Copies `from` (say a system binary) to `to` with mode 0755 by a child process, for the
+/// reason [`place_file`] gives.
+pub fn place_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    install(from, to, 0o755)
+}
+
+fn install(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
+    let status = Command::new("install")
+        .arg("-m")
+        .arg(format!("{mode:o}"))
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("cannot run install")?;
+    anyhow::ensure!(
+        status.success(),
+        "install {} {} failed: {status}",
+        from.display(),
+        to.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -144,8 +144,7 @@ async fn a_failing_script_sends_tracking_to_the_driver() {
     let flag = dir.join("ok");
     std::fs::write(&flag, "").unwrap();
     let script = dir.join("check.sh");
-    std::fs::write(&script, format!("#!/bin/sh\ntest -e {}\n", flag.display())).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    haldir_lab::place_script(&script, &format!("test -e {}", flag.display())).unwrap();
     let m = model(&format!(
         r#"
 [[vrrp_script]]

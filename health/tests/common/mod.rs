@@ -222,12 +222,22 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Write an executable script.
+/// Writes an executable script. The text is staged in this process and the script itself is
+/// placed by `install`, a child process: a file this process held open for writing could be
+/// inherited by another test thread's child between its fork and exec, and executing it would
+/// then fail with ETXTBSY.
 pub fn script(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let staged = dir.join(format!("{name}.staged"));
+    std::fs::write(&staged, format!("#!/bin/sh\n{body}\n")).unwrap();
+    let status = std::process::Command::new("install")
+        .args(["-m", "755"])
+        .arg(&staged)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "install {} failed", path.display());
+    std::fs::remove_file(&staged).unwrap();
     path
 }
 
