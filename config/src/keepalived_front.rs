@@ -61,16 +61,21 @@ pub(crate) fn read(
     canonical: Option<PathBuf>,
     dir: &Path,
 ) -> Result<Reading, Vec<ConfigError>> {
-    let source = read::read(text, file.clone(), canonical, dir);
-    let included = source.included;
-    let (items, tree_errors) = tree::parse(source.tokens);
+    // Tokens become statements as they are read, and each top-level statement becomes
+    // values as soon as it is complete: neither the token list nor the whole tree exists
+    // at once. A structure error found later discards those values.
+    let mut front = Front::default();
+    let mut document = Document::new(file.clone());
+    let mut builder = tree::Builder::new(|stmt| front.top_statement(&mut document, stmt));
+    let source = read::read(text, file, canonical, dir, &mut |token| builder.push(token));
+    let tree_errors = builder.finish();
     let mut errors = source.errors;
     errors.extend(tree_errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut front = Front::default();
-    let draft = front.document(file, items);
+    let included = source.included;
+    let draft = front.finish_document(document);
     Ok(Reading {
         draft,
         errors: front.errors,
@@ -399,6 +404,24 @@ struct InstanceDefaults {
 /// Where each keyword was first set in one block, for duplicate errors.
 type Seen = HashMap<&'static str, Loc>;
 
+/// The document being read, between top-level statements.
+struct Document {
+    draft: Draft,
+    /// global_defs may be split over several blocks, as in keepalived.
+    globals: Seen,
+    groups: HashMap<String, Vec<GroupMember>>,
+}
+
+impl Document {
+    fn new(file: Arc<str>) -> Document {
+        Document {
+            draft: Draft::new(file),
+            globals: Seen::new(),
+            groups: HashMap::new(),
+        }
+    }
+}
+
 impl Front {
     fn error(&mut self, loc: &Loc, message: impl Into<String>) {
         self.errors.push(ConfigError::at(loc, message));
@@ -415,68 +438,68 @@ impl Front {
         }
     }
 
-    /// Takes the statements by value: each is dropped once read, so the statements'
-    /// memory is reused for the drafts instead of adding to it (a 10,000-service file's
-    /// heap peak went from 95 to 72 MB).
-    fn document(&mut self, file: Arc<str>, items: Vec<Stmt>) -> Draft {
-        let mut draft = Draft::new(file);
-        let servers = items
-            .iter()
-            .filter(|stmt| stmt.keyword().text == "virtual_server")
-            .count();
-        draft.virtual_servers.reserve_exact(servers);
-        // global_defs may be split over several blocks, as in keepalived.
-        let mut globals = Seen::new();
-        let mut groups: HashMap<String, Vec<GroupMember>> = HashMap::new();
-        for stmt in items {
-            let stmt = &stmt;
-            match self.keyword(stmt, &TOP) {
-                Some("global_defs") if self.no_args(stmt) => {
-                    if let Some(block) = self.block(stmt) {
-                        self.global_defs(block, &mut globals, &mut draft);
-                    }
+    /// One top-level statement of the document, in order. It is taken by value and
+    /// dropped once read, so its memory is reused for the next statement and the drafts.
+    fn top_statement(&mut self, document: &mut Document, stmt: Stmt) {
+        let Document {
+            draft,
+            globals,
+            groups,
+        } = document;
+        let stmt = &stmt;
+        match self.keyword(stmt, &TOP) {
+            Some("global_defs") if self.no_args(stmt) => {
+                if let Some(block) = self.block(stmt) {
+                    self.global_defs(block, globals, draft);
                 }
-                Some("global_defs") => {}
-                Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
-                Some("vrrp_sync_group") => draft.sync_groups.push(self.sync_group(stmt)),
-                Some("vrrp_script") => draft.vrrp_scripts.push(self.vrrp_script(stmt)),
-                // `vrrp_track_file` is keepalived's older name of the same block.
-                Some("track_file" | "vrrp_track_file") => {
-                    draft.track_files.push(self.track_file(stmt))
-                }
-                // `vrrp_track_process` is the name keepalived.conf(5) documents.
-                Some("track_process" | "vrrp_track_process") => {
-                    draft.track_processes.push(self.track_process(stmt))
-                }
-                Some("virtual_server_group") => self.virtual_server_group(stmt, &mut groups),
-                // keepalived allows these blocks more than once; their entries add up.
-                Some(key @ ("static_ipaddress" | "static_routes" | "static_rules")) => {
-                    if let Some(lines) = self.entry_lines(stmt) {
-                        let list = match key {
-                            "static_ipaddress" => &mut draft.static_ipaddress,
-                            "static_routes" => &mut draft.static_routes,
-                            _ => &mut draft.static_rules,
-                        };
-                        match list {
-                            Some(list) => list.value.extend(lines.value),
-                            None => *list = Some(lines),
-                        }
-                    }
-                }
-                Some("virtual_server") => {
-                    if let Some(vs) = self.virtual_server(stmt) {
-                        draft.virtual_servers.push(vs);
-                    }
-                }
-                // `include` lines are spliced in by the reader; a bare
-                // `include` with a block or no argument lands here.
-                Some(_) => self.error(
-                    &stmt.keyword().loc,
-                    "include takes exactly one file name or pattern on its own line, e.g. `include /etc/keepalived/conf.d/*.conf`",
-                ),
-                None => {}
             }
+            Some("global_defs") => {}
+            Some("vrrp_instance") => draft.instances.push(self.instance(stmt)),
+            Some("vrrp_sync_group") => draft.sync_groups.push(self.sync_group(stmt)),
+            Some("vrrp_script") => draft.vrrp_scripts.push(self.vrrp_script(stmt)),
+            // `vrrp_track_file` is keepalived's older name of the same block.
+            Some("track_file" | "vrrp_track_file") => {
+                draft.track_files.push(self.track_file(stmt))
+            }
+            // `vrrp_track_process` is the name keepalived.conf(5) documents.
+            Some("track_process" | "vrrp_track_process") => {
+                draft.track_processes.push(self.track_process(stmt))
+            }
+            Some("virtual_server_group") => self.virtual_server_group(stmt, groups),
+            // keepalived allows these blocks more than once; their entries add up.
+            Some(key @ ("static_ipaddress" | "static_routes" | "static_rules")) => {
+                if let Some(lines) = self.entry_lines(stmt) {
+                    let list = match key {
+                        "static_ipaddress" => &mut draft.static_ipaddress,
+                        "static_routes" => &mut draft.static_routes,
+                        _ => &mut draft.static_rules,
+                    };
+                    match list {
+                        Some(list) => list.value.extend(lines.value),
+                        None => *list = Some(lines),
+                    }
+                }
+            }
+            Some("virtual_server") => {
+                if let Some(vs) = self.virtual_server(stmt) {
+                    draft.virtual_servers.push(vs);
+                }
+            }
+            // `include` lines are spliced in by the reader; a bare
+            // `include` with a block or no argument lands here.
+            Some(_) => self.error(
+                &stmt.keyword().loc,
+                "include takes exactly one file name or pattern on its own line, e.g. `include /etc/keepalived/conf.d/*.conf`",
+            ),
+            None => {}
         }
+    }
+
+    /// The draft once every top-level statement was read: what needs all of them.
+    fn finish_document(&mut self, document: Document) -> Draft {
+        let Document {
+            mut draft, groups, ..
+        } = document;
         for instance in &mut draft.instances {
             self.apply_defaults(instance);
         }
@@ -1494,8 +1517,8 @@ impl Front {
             d.present.push(keyword);
             match keyword {
                 "weight" => d.weight = self.integer(s),
-                "uthreshold" => d.uthreshold = self.integer(s),
-                "lthreshold" => d.lthreshold = self.integer(s),
+                "uthreshold" => d.extras_mut().uthreshold = self.integer(s),
+                "lthreshold" => d.extras_mut().lthreshold = self.integer(s),
                 other => self.real_server_health(&mut d, other, s),
             }
         }

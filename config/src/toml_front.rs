@@ -523,8 +523,8 @@ impl Reader<'_> {
                 "ip" => draft.ip = self.string(name, value),
                 "port" => draft.port = self.integer(name, value),
                 "weight" => draft.weight = self.integer(name, value),
-                "uthreshold" => draft.uthreshold = self.integer(name, value),
-                "lthreshold" => draft.lthreshold = self.integer(name, value),
+                "uthreshold" => draft.extras_mut().uthreshold = self.integer(name, value),
+                "lthreshold" => draft.extras_mut().lthreshold = self.integer(name, value),
                 other => self.real_server_health_key(&mut draft, other, value),
             }
         }

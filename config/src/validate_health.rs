@@ -303,16 +303,18 @@ pub(crate) fn real_server(
         .delay_loop
         .as_ref()
         .and_then(|v| millis(&mut quiet, "delay_loop", v, true));
-    let rs_defaults = vs_defaults.under(&defaults(errors, &d.check_defaults));
-    if let Some(v) = &d.virtualhost {
+    let rs_defaults = vs_defaults.under(&defaults(errors, &d.extras().check_defaults));
+    if let Some(v) = &d.extras().virtualhost {
         virtualhost(errors, v);
     }
     let inhibit_on_failure = d
+        .extras()
         .inhibit_on_failure
         .as_ref()
         .or(vs.inhibit_on_failure.as_ref())
         .is_some_and(|i| i.value);
     let vhost = d
+        .extras()
         .virtualhost
         .as_ref()
         .or(vs.virtualhost.as_ref())

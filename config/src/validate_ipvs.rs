@@ -314,8 +314,8 @@ fn virtual_server(
         server.checks = health.checks;
         server.notify = crate::validate_health::lvs_scripts(
             errors,
-            ("notify_up", &rs.notify_up),
-            ("notify_down", &rs.notify_down),
+            ("notify_up", &rs.extras().notify_up),
+            ("notify_down", &rs.extras().notify_down),
             scripts,
         );
         let key = (server.ip, server.port);
@@ -486,10 +486,10 @@ fn real_server(
             .map(|t| t as u32),
             None => Some(0),
         };
-    let upper_threshold = threshold(errors, "uthreshold", &d.uthreshold);
-    let lower_threshold = threshold(errors, "lthreshold", &d.lthreshold);
+    let upper_threshold = threshold(errors, "uthreshold", &d.extras().uthreshold);
+    let lower_threshold = threshold(errors, "lthreshold", &d.extras().lthreshold);
     if let (Some(upper), Some(lower), Some(lower_at)) =
-        (upper_threshold, lower_threshold, &d.lthreshold)
+        (upper_threshold, lower_threshold, &d.extras().lthreshold)
     {
         // ip_vs_add_dest / ip_vs_edit_dest: l_threshold > u_threshold is ERANGE.
         if lower > upper {

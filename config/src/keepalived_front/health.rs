@@ -185,14 +185,14 @@ impl Front {
             }
             return;
         }
-        if self.check_default(&mut d.check_defaults, keyword, stmt) {
+        if self.check_default(&mut d.extras_mut().check_defaults, keyword, stmt) {
             return;
         }
         match keyword {
-            "inhibit_on_failure" => d.inhibit_on_failure = self.flag(stmt, true),
-            "virtualhost" => d.virtualhost = self.word(stmt),
-            "notify_up" => d.notify_up = self.command(stmt),
-            "notify_down" => d.notify_down = self.command(stmt),
+            "inhibit_on_failure" => d.extras_mut().inhibit_on_failure = self.flag(stmt, true),
+            "virtualhost" => d.extras_mut().virtualhost = self.word(stmt),
+            "notify_up" => d.extras_mut().notify_up = self.command(stmt),
+            "notify_down" => d.extras_mut().notify_down = self.command(stmt),
             other => unreachable!("REAL_SERVER keyword {other} has no reader"),
         }
     }

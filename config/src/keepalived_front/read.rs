@@ -34,9 +34,8 @@ pub(super) struct Token {
     pub(super) line: usize,
 }
 
-/// Everything read from the main file and its includes.
+/// What reading the main file and its includes found besides the tokens.
 pub(super) struct Source {
-    pub(super) tokens: Vec<Token>,
     /// Unterminated quotes, unsupported preprocessor lines, include failures.
     pub(super) errors: Vec<ConfigError>,
     /// Every included file read, with the `include` line that named it (for
@@ -44,11 +43,17 @@ pub(super) struct Source {
     pub(super) included: Vec<(PathBuf, Loc)>,
 }
 
-/// Reads `text` (the file called `file`, at `canonical` on disk if known);
-/// relative includes are resolved against `dir`.
-pub(super) fn read(text: &str, file: Arc<str>, canonical: Option<PathBuf>, dir: &Path) -> Source {
+/// Reads `text` (the file called `file`, at `canonical` on disk if known), handing each
+/// token to `sink` in order; relative includes are resolved against `dir`.
+pub(super) fn read(
+    text: &str,
+    file: Arc<str>,
+    canonical: Option<PathBuf>,
+    dir: &Path,
+    sink: &mut dyn FnMut(Token),
+) -> Source {
     let mut reader = Reader {
-        tokens: Vec::new(),
+        sink,
         errors: Vec::new(),
         stack: Vec::new(),
         line: 0,
@@ -59,19 +64,15 @@ pub(super) fn read(text: &str, file: Arc<str>, canonical: Option<PathBuf>, dir: 
     reader
         .stack
         .push(canonical.unwrap_or_else(|| PathBuf::from(&*file)));
-    // About one token per 12 bytes of a generated keepalived.conf: one allocation
-    // instead of twenty doublings of a vector that reaches tens of megabytes.
-    reader.tokens.reserve(text.len() / 12);
     reader.text(text, &file, dir, 0);
     Source {
-        tokens: reader.tokens,
         errors: reader.errors,
         included: reader.included,
     }
 }
 
-struct Reader {
-    tokens: Vec<Token>,
+struct Reader<'s> {
+    sink: &'s mut dyn FnMut(Token),
     errors: Vec<ConfigError>,
     /// The files being read, outermost first (canonical paths), for loop detection.
     stack: Vec<PathBuf>,
@@ -110,7 +111,7 @@ struct Raw {
     quoted: bool,
 }
 
-impl Reader {
+impl Reader<'_> {
     /// Reads `text` line by line, as keepalived's parser does: a `$NAME=VALUE`
     /// line defines a parameter (a value ending in `\` continues on the next
     /// line, giving several lines), `$NAME` and `${NAME}` are replaced by the
@@ -264,7 +265,7 @@ impl Reader {
                 }
             }
             for raw in raws {
-                self.tokens.push(Token {
+                (self.sink)(Token {
                     kind: raw.kind,
                     loc: loc(raw.col),
                     line: self.line,

@@ -81,24 +81,24 @@ impl Reader<'_> {
         key: &'static str,
         value: &Spanned<DeValue<'_>>,
     ) {
-        if self.check_default(&mut draft.check_defaults, key, value) {
+        if self.check_default(&mut draft.extras_mut().check_defaults, key, value) {
             return;
         }
         let kind = match key {
             "inhibit_on_failure" => {
-                draft.inhibit_on_failure = self.boolean(key, value);
+                draft.extras_mut().inhibit_on_failure = self.boolean(key, value);
                 return;
             }
             "virtualhost" => {
-                draft.virtualhost = self.string(key, value);
+                draft.extras_mut().virtualhost = self.string(key, value);
                 return;
             }
             "notify_up" => {
-                draft.notify_up = self.string(key, value);
+                draft.extras_mut().notify_up = self.string(key, value);
                 return;
             }
             "notify_down" => {
-                draft.notify_down = self.string(key, value);
+                draft.extras_mut().notify_down = self.string(key, value);
                 return;
             }
             "TCP_CHECK" => CheckKindDraft::Tcp,
