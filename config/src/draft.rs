@@ -246,11 +246,19 @@ pub(crate) struct VirtualServerDraft {
     pub(crate) method: Vec<(&'static str, Located<String>)>,
     /// Seconds.
     pub(crate) persistence_timeout: Option<Located<f64>>,
-    pub(crate) persistence_granularity: Option<Located<String>>,
-    pub(crate) ops: Option<Located<bool>>,
     /// Seconds.
     pub(crate) delay_loop: Option<Located<f64>>,
     pub(crate) real_servers: Vec<RealServerDraft>,
+    /// The settings few virtual servers have, allocated only when one is written (as
+    /// [`RealServerDraft`]'s): they are two thirds of the draft's size.
+    extras: Option<Box<VirtualServerExtras>>,
+}
+
+/// The settings of a virtual server that most leave unset.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct VirtualServerExtras {
+    pub(crate) persistence_granularity: Option<Located<String>>,
+    pub(crate) ops: Option<Located<bool>>,
     /// Checker defaults for every real server (`connect_timeout`, `retry`,
     /// `delay_before_retry`, `warmup`, `alpha`); its `delay_loop` stays `None`
     /// (the virtual server's is [`VirtualServerDraft::delay_loop`]).
@@ -268,6 +276,26 @@ pub(crate) struct VirtualServerDraft {
     pub(crate) quorum_down: Option<Located<String>>,
 }
 
+impl VirtualServerExtras {
+    const NONE: VirtualServerExtras = VirtualServerExtras {
+        persistence_granularity: None,
+        ops: None,
+        check_defaults: CheckDefaultsDraft::NONE,
+        quorum: None,
+        hysteresis: None,
+        sorry_server: None,
+        sorry_server_inhibit: None,
+        inhibit_on_failure: None,
+        omega: None,
+        virtualhost: None,
+        quorum_up: None,
+        quorum_down: None,
+    };
+}
+
+/// What [`VirtualServerDraft::extras`] reads when none were written.
+static NO_VIRTUAL_SERVER_EXTRAS: VirtualServerExtras = VirtualServerExtras::NONE;
+
 impl VirtualServerDraft {
     /// A virtual server with nothing set, starting at `loc`.
     pub(crate) fn new(loc: Loc) -> Self {
@@ -281,21 +309,20 @@ impl VirtualServerDraft {
             scheduler: Vec::new(),
             method: Vec::new(),
             persistence_timeout: None,
-            persistence_granularity: None,
-            ops: None,
             delay_loop: None,
             real_servers: Vec::new(),
-            check_defaults: CheckDefaultsDraft::default(),
-            quorum: None,
-            hysteresis: None,
-            sorry_server: None,
-            sorry_server_inhibit: None,
-            inhibit_on_failure: None,
-            omega: None,
-            virtualhost: None,
-            quorum_up: None,
-            quorum_down: None,
+            extras: None,
         }
+    }
+
+    /// The rarely written settings (all unset if none was written).
+    pub(crate) fn extras(&self) -> &VirtualServerExtras {
+        self.extras.as_deref().unwrap_or(&NO_VIRTUAL_SERVER_EXTRAS)
+    }
+
+    /// The rarely written settings, to write one.
+    pub(crate) fn extras_mut(&mut self) -> &mut VirtualServerExtras {
+        self.extras.get_or_insert_with(Box::default)
     }
 }
 

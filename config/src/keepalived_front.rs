@@ -1454,8 +1454,8 @@ impl Front {
                     })
                 }
                 "persistence_timeout" => d.persistence_timeout = self.seconds(s),
-                "persistence_granularity" => d.persistence_granularity = self.word(s),
-                "ops" => d.ops = self.flag(s, true),
+                "persistence_granularity" => d.extras_mut().persistence_granularity = self.word(s),
+                "ops" => d.extras_mut().ops = self.flag(s, true),
                 "delay_loop" => d.delay_loop = self.seconds(s),
                 "real_server" => {
                     if let Some(rs) = self.real_server(s) {

@@ -492,9 +492,9 @@ impl Reader<'_> {
                 }
                 "persistence_timeout" => draft.persistence_timeout = self.seconds(name, value),
                 "persistence_granularity" => {
-                    draft.persistence_granularity = self.string(name, value)
+                    draft.extras_mut().persistence_granularity = self.string(name, value)
                 }
-                "ops" => draft.ops = self.boolean(name, value),
+                "ops" => draft.extras_mut().ops = self.boolean(name, value),
                 "delay_loop" => draft.delay_loop = self.seconds(name, value),
                 "real_server" => {
                     draft.real_servers = self

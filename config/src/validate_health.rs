@@ -142,11 +142,11 @@ pub(crate) fn virtual_server(
     default_port: u16,
 ) -> VirtualServerHealth {
     // Validated here once; real_server() re-reads them for the inheritance.
-    defaults(errors, &d.check_defaults);
-    if let Some(v) = &d.virtualhost {
+    defaults(errors, &d.extras().check_defaults);
+    if let Some(v) = &d.extras().virtualhost {
         virtualhost(errors, v);
     }
-    let quorum = match &d.quorum {
+    let quorum = match &d.extras().quorum {
         Some(q) => in_range(
             errors,
             "quorum",
@@ -157,7 +157,7 @@ pub(crate) fn virtual_server(
         .map_or(1, |q| q as u32),
         None => 1,
     };
-    let hysteresis = match &d.hysteresis {
+    let hysteresis = match &d.extras().hysteresis {
         Some(h) => {
             let value = in_range(
                 errors,
@@ -180,7 +180,7 @@ pub(crate) fn virtual_server(
         }
         None => 0,
     };
-    let sorry_server = d.sorry_server.as_ref().and_then(|s| {
+    let sorry_server = d.extras().sorry_server.as_ref().and_then(|s| {
         let (ip, port) = match (&s.value.text, &s.value.ip) {
             (Some(text), _) => {
                 let mut words = text.value.split_whitespace();
@@ -262,10 +262,10 @@ pub(crate) fn virtual_server(
         Some(SorryServer {
             ip,
             port,
-            inhibit: d.sorry_server_inhibit.as_ref().is_some_and(|i| i.value),
+            inhibit: d.extras().sorry_server_inhibit.as_ref().is_some_and(|i| i.value),
         })
     });
-    if let (Some(inhibit), None) = (&d.sorry_server_inhibit, &d.sorry_server) {
+    if let (Some(inhibit), None) = (&d.extras().sorry_server_inhibit, &d.extras().sorry_server) {
         push(
             errors,
             &inhibit.loc,
@@ -276,7 +276,7 @@ pub(crate) fn virtual_server(
         quorum,
         hysteresis,
         sorry_server,
-        omega: d.omega.as_ref().is_some_and(|o| o.value),
+        omega: d.extras().omega.as_ref().is_some_and(|o| o.value),
     }
 }
 
@@ -298,7 +298,7 @@ pub(crate) fn real_server(
 ) -> RealServerHealth {
     // The virtual server's defaults were reported by virtual_server(); read them quietly.
     let mut quiet = Vec::new();
-    let mut vs_defaults = defaults(&mut quiet, &vs.check_defaults);
+    let mut vs_defaults = defaults(&mut quiet, &vs.extras().check_defaults);
     vs_defaults.delay_loop = vs
         .delay_loop
         .as_ref()
@@ -311,13 +311,13 @@ pub(crate) fn real_server(
         .extras()
         .inhibit_on_failure
         .as_ref()
-        .or(vs.inhibit_on_failure.as_ref())
+        .or(vs.extras().inhibit_on_failure.as_ref())
         .is_some_and(|i| i.value);
     let vhost = d
         .extras()
         .virtualhost
         .as_ref()
-        .or(vs.virtualhost.as_ref())
+        .or(vs.extras().virtualhost.as_ref())
         .map(|v| v.value.clone());
     let checks = d
         .checks

@@ -240,7 +240,11 @@ fn virtual_server(
         1,
         u32::MAX.into(),
     );
-    let granularity = match (&d.persistence_granularity, &d.persistence_timeout, family) {
+    let granularity = match (
+        &d.extras().persistence_granularity,
+        &d.persistence_timeout,
+        family,
+    ) {
         (Some(g), None, _) => {
             push(
                 errors,
@@ -264,8 +268,8 @@ fn virtual_server(
         _ => None,
     };
 
-    let one_packet = d.ops.as_ref().is_some_and(|ops| ops.value);
-    if let (Some(ops), Some(p)) = (&d.ops, protocol) {
+    let one_packet = d.extras().ops.as_ref().is_some_and(|ops| ops.value);
+    if let (Some(ops), Some(p)) = (&d.extras().ops, protocol) {
         if ops.value && p != LvsProtocol::Udp {
             push(
                 errors,
@@ -337,8 +341,8 @@ fn virtual_server(
     let health = crate::validate_health::virtual_server(errors, d, family, method, default_port);
     let quorum_scripts = crate::validate_health::lvs_scripts(
         errors,
-        ("quorum_up", &d.quorum_up),
-        ("quorum_down", &d.quorum_down),
+        ("quorum_up", &d.extras().quorum_up),
+        ("quorum_down", &d.extras().quorum_down),
         scripts,
     );
 

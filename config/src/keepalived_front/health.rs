@@ -154,19 +154,19 @@ impl Front {
         keyword: &str,
         stmt: &Stmt,
     ) {
-        if self.check_default(&mut d.check_defaults, keyword, stmt) {
+        if self.check_default(&mut d.extras_mut().check_defaults, keyword, stmt) {
             return;
         }
         match keyword {
-            "quorum" => d.quorum = self.integer(stmt),
-            "hysteresis" => d.hysteresis = self.integer(stmt),
-            "sorry_server" => d.sorry_server = self.sorry_server(stmt),
-            "sorry_server_inhibit" => d.sorry_server_inhibit = self.flag(stmt, true),
-            "inhibit_on_failure" => d.inhibit_on_failure = self.flag(stmt, true),
-            "omega" => d.omega = self.flag(stmt, true),
-            "virtualhost" => d.virtualhost = self.word(stmt),
-            "quorum_up" => d.quorum_up = self.command(stmt),
-            "quorum_down" => d.quorum_down = self.command(stmt),
+            "quorum" => d.extras_mut().quorum = self.integer(stmt),
+            "hysteresis" => d.extras_mut().hysteresis = self.integer(stmt),
+            "sorry_server" => d.extras_mut().sorry_server = self.sorry_server(stmt),
+            "sorry_server_inhibit" => d.extras_mut().sorry_server_inhibit = self.flag(stmt, true),
+            "inhibit_on_failure" => d.extras_mut().inhibit_on_failure = self.flag(stmt, true),
+            "omega" => d.extras_mut().omega = self.flag(stmt, true),
+            "virtualhost" => d.extras_mut().virtualhost = self.word(stmt),
+            "quorum_up" => d.extras_mut().quorum_up = self.command(stmt),
+            "quorum_down" => d.extras_mut().quorum_down = self.command(stmt),
             other => unreachable!("VIRTUAL_SERVER keyword {other} has no reader"),
         }
     }

@@ -55,19 +55,25 @@ impl Reader<'_> {
         key: &'static str,
         value: &Spanned<DeValue<'_>>,
     ) -> bool {
-        if key != "delay_loop" && self.check_default(&mut draft.check_defaults, key, value) {
+        if key != "delay_loop"
+            && self.check_default(&mut draft.extras_mut().check_defaults, key, value)
+        {
             return true;
         }
         match key {
-            "quorum" => draft.quorum = self.integer(key, value),
-            "hysteresis" => draft.hysteresis = self.integer(key, value),
-            "sorry_server" => draft.sorry_server = self.sorry_server(value),
-            "sorry_server_inhibit" => draft.sorry_server_inhibit = self.boolean(key, value),
-            "inhibit_on_failure" => draft.inhibit_on_failure = self.boolean(key, value),
-            "omega" => draft.omega = self.boolean(key, value),
-            "virtualhost" => draft.virtualhost = self.string(key, value),
-            "quorum_up" => draft.quorum_up = self.string(key, value),
-            "quorum_down" => draft.quorum_down = self.string(key, value),
+            "quorum" => draft.extras_mut().quorum = self.integer(key, value),
+            "hysteresis" => draft.extras_mut().hysteresis = self.integer(key, value),
+            "sorry_server" => draft.extras_mut().sorry_server = self.sorry_server(value),
+            "sorry_server_inhibit" => {
+                draft.extras_mut().sorry_server_inhibit = self.boolean(key, value)
+            }
+            "inhibit_on_failure" => {
+                draft.extras_mut().inhibit_on_failure = self.boolean(key, value)
+            }
+            "omega" => draft.extras_mut().omega = self.boolean(key, value),
+            "virtualhost" => draft.extras_mut().virtualhost = self.string(key, value),
+            "quorum_up" => draft.extras_mut().quorum_up = self.string(key, value),
+            "quorum_down" => draft.extras_mut().quorum_down = self.string(key, value),
             _ => return false,
         }
         true
