@@ -14,7 +14,7 @@
 use std::io;
 
 use netlink_packet_core::{
-    Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
@@ -67,59 +67,30 @@ impl BulkSocket {
         })
     }
 
-    fn encode(&self, message: &IpvsMessage, flags: u16, sequence: u32, out: &mut Vec<u8>) {
-        let mut genl = GenlMessage::from_payload(message.clone());
-        genl.set_resolved_family_id(self.family_id);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = sequence;
-        let mut netlink = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
-        netlink.finalize();
-        let start = out.len();
-        out.resize(start + netlink.buffer_len(), 0);
-        netlink.serialize(&mut out[start..]);
-    }
-
     /// Sends every request, pipelined, and returns one outcome per request in
     /// the same order. An `Err` of the whole call means the socket failed.
-    pub(crate) fn execute_pipelined(
+    ///
+    /// Each request becomes its message (`message`) only when its datagram is filled, so
+    /// a batch of 50,000 operations never holds 50,000 messages at once.
+    pub(crate) fn execute_pipelined<R>(
         &mut self,
-        requests: &[IpvsMessage],
+        requests: &[R],
+        message: impl Fn(&R) -> IpvsMessage,
     ) -> io::Result<Vec<Outcome>> {
         let mut outcomes = vec![Ok(()); requests.len()];
         let mut datagram = Vec::with_capacity(MAX_DATAGRAM_BYTES + 4096);
         let mut start = 0;
         while start < requests.len() {
-            // Fill one datagram.
-            let mut end = start;
-            let mut bytes = 0;
-            while end < requests.len() {
-                let len = requests[end].buffer_len() + 20;
-                if end > start
-                    && (bytes + len > MAX_DATAGRAM_BYTES || end - start >= MAX_DATAGRAM_REQUESTS)
-                {
-                    break;
-                }
-                bytes += len;
-                end += 1;
-            }
             let first_sequence = self.next_sequence;
+            let end = fill_datagram(
+                self.family_id,
+                requests,
+                start,
+                first_sequence,
+                &message,
+                &mut datagram,
+            );
             self.next_sequence = self.next_sequence.wrapping_add((end - start) as u32);
-            datagram.clear();
-            for (offset, request) in requests[start..end].iter().enumerate() {
-                let last = start + offset + 1 == end;
-                let flags = if last {
-                    NLM_F_REQUEST | NLM_F_ACK
-                } else {
-                    NLM_F_REQUEST
-                };
-                self.encode(
-                    request,
-                    flags,
-                    first_sequence.wrapping_add(offset as u32),
-                    &mut datagram,
-                );
-            }
             self.socket.send(&datagram, 0)?;
 
             let last_sequence = first_sequence.wrapping_add((end - start - 1) as u32);
@@ -155,7 +126,13 @@ impl BulkSocket {
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
         let mut datagram = Vec::new();
-        self.encode(request, NLM_F_REQUEST | NLM_F_DUMP, sequence, &mut datagram);
+        encode(
+            self.family_id,
+            request.clone(),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            sequence,
+            &mut datagram,
+        );
         self.socket.send(&datagram, 0)?;
         let mut messages = Vec::new();
         loop {
@@ -274,6 +251,60 @@ fn replies(datagram: &[u8]) -> impl Iterator<Item = Reply<'_>> {
     })
 }
 
+/// Appends `message` as one netlink message of the family `family_id` to `out`.
+fn encode(family_id: u16, message: IpvsMessage, flags: u16, sequence: u32, out: &mut Vec<u8>) {
+    let mut genl = GenlMessage::from_payload(message);
+    genl.set_resolved_family_id(family_id);
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = sequence;
+    let mut netlink = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(genl));
+    netlink.finalize();
+    let start = out.len();
+    out.resize(start + netlink.buffer_len(), 0);
+    netlink.serialize(&mut out[start..]);
+}
+
+/// Fills `datagram` with the requests from `start` on, numbered from `first_sequence`,
+/// and returns the index after the last one it holds: at most [`MAX_DATAGRAM_REQUESTS`]
+/// and [`MAX_DATAGRAM_BYTES`] (a request that would overflow it is taken off again and
+/// opens the next datagram; one request alone always fits). Only the last asks for an ACK.
+fn fill_datagram<R>(
+    family_id: u16,
+    requests: &[R],
+    start: usize,
+    first_sequence: u32,
+    message: &impl Fn(&R) -> IpvsMessage,
+    datagram: &mut Vec<u8>,
+) -> usize {
+    datagram.clear();
+    let mut end = start;
+    let mut last_at = 0;
+    while end < requests.len() && end - start < MAX_DATAGRAM_REQUESTS {
+        let at = datagram.len();
+        let sequence = first_sequence.wrapping_add((end - start) as u32);
+        encode(
+            family_id,
+            message(&requests[end]),
+            NLM_F_REQUEST,
+            sequence,
+            datagram,
+        );
+        if end > start && datagram.len() > MAX_DATAGRAM_BYTES {
+            datagram.truncate(at);
+            break;
+        }
+        last_at = at;
+        end += 1;
+    }
+    // The last request's header (nlmsghdr: length u32, type u16, flags u16) gains
+    // NLM_F_ACK.
+    let flags_at = last_at + 6;
+    let flags = u16::from_ne_bytes([datagram[flags_at], datagram[flags_at + 1]]);
+    datagram[flags_at..flags_at + 2].copy_from_slice(&(flags | NLM_F_ACK).to_ne_bytes());
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +327,92 @@ mod tests {
             .collect();
         assert_eq!(parsed, vec![(5, Some(0)), (6, Some(-17))]);
         assert_eq!(replies(&datagram[..20]).count(), 0);
+    }
+
+    #[test]
+    fn datagrams_are_filled_to_their_limits_with_only_the_last_request_acked() {
+        use std::net::{IpAddr, Ipv4Addr};
+
+        use crate::diff::Op;
+        use crate::model::{DestKey, Protocol, Service, ServiceKey};
+
+        let service = ServiceKey::Address {
+            protocol: Protocol::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            port: 80,
+        };
+        // Small requests first (a datagram is full by their count), then large ones (full
+        // by its bytes).
+        let small = (0..1000u32).map(|i| Op::DelDest {
+            service,
+            key: DestKey::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 80),
+        });
+        let large = (0..1000u16).map(|port| Op::AddService {
+            key: ServiceKey::Address {
+                protocol: Protocol::Udp,
+                addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+                port,
+            },
+            service: Service::new("x".repeat(300)),
+        });
+        let ops: Vec<Op> = small.chain(large).collect();
+        let mut datagram = Vec::new();
+        let (mut start, mut sequence) = (0, 7u32);
+        let mut per_datagram = Vec::new();
+        while start < ops.len() {
+            let end = fill_datagram(
+                1234,
+                &ops,
+                start,
+                sequence,
+                &crate::client::convert::op_message,
+                &mut datagram,
+            );
+            assert!(end > start && datagram.len() <= MAX_DATAGRAM_BYTES);
+            // Walk the messages: consecutive sequence numbers, the family, and the ACK
+            // flag on the last one alone.
+            let mut at = 0;
+            let mut count = 0;
+            while at < datagram.len() {
+                let length = u32::from_ne_bytes(datagram[at..at + 4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes(datagram[at + 4..at + 6].try_into().unwrap());
+                let flags = u16::from_ne_bytes(datagram[at + 6..at + 8].try_into().unwrap());
+                let seq = u32::from_ne_bytes(datagram[at + 8..at + 12].try_into().unwrap());
+                assert_eq!(kind, 1234);
+                assert_eq!(seq, sequence.wrapping_add(count));
+                assert_ne!(flags & NLM_F_REQUEST, 0);
+                let last = at + length.next_multiple_of(4) >= datagram.len();
+                assert_eq!(flags & NLM_F_ACK != 0, last, "message {count}");
+                at += length.next_multiple_of(4);
+                count += 1;
+            }
+            assert_eq!(count as usize, end - start);
+            // Full, unless it holds the last request: by count, or the next one would not
+            // have fitted.
+            if end < ops.len() && end - start < MAX_DATAGRAM_REQUESTS {
+                let mut next = Vec::new();
+                encode(
+                    1234,
+                    crate::client::convert::op_message(&ops[end]),
+                    0,
+                    0,
+                    &mut next,
+                );
+                assert!(datagram.len() + next.len() > MAX_DATAGRAM_BYTES);
+            }
+            per_datagram.push(end - start);
+            sequence = sequence.wrapping_add(count);
+            start = end;
+        }
+        assert_eq!(per_datagram.iter().sum::<usize>(), ops.len());
+        // Both limits were met.
+        assert!(
+            per_datagram.contains(&MAX_DATAGRAM_REQUESTS),
+            "{per_datagram:?}"
+        );
+        assert!(
+            per_datagram[per_datagram.len() - 2] < MAX_DATAGRAM_REQUESTS,
+            "{per_datagram:?}"
+        );
     }
 }

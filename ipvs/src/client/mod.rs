@@ -294,9 +294,9 @@ impl IpvsClient {
     /// it. The outer error is a socket failure, after which nothing is known.
     pub async fn apply_batch(&self, ops: &[Op]) -> Result<Vec<Result<(), IpvsError>>, IpvsError> {
         let family_id = self.family_id;
-        let requests: Vec<IpvsMessage> = ops.iter().map(convert::op_message).collect();
+        let requests = ops.to_vec();
         let outcomes = tokio::task::spawn_blocking(move || {
-            BulkSocket::open(family_id)?.execute_pipelined(&requests)
+            BulkSocket::open(family_id)?.execute_pipelined(&requests, convert::op_message)
         })
         .await
         .map_err(|e| IpvsError::Transport(e.to_string()))?
