@@ -13,7 +13,9 @@
 //!   daemon's processes (keepalived's parent and checker child; haldir and its script
 //!   launcher);
 //! - **steady CPU** over `--steady` seconds with nothing changing (with checks: the checks'
-//!   cost; a check every `delay_loop` = 60 s per real server);
+//!   cost; a check every `delay_loop` = 60 s per real server), after a settling period:
+//!   15 s, and for haldir until its two drift rounds after the programming have run (the
+//!   first of them verifies the whole table over netlink);
 //! - **reload, one weight**: the file rewritten with one weight changed, SIGHUP, until the
 //!   kernel shows the weight; time and CPU seconds (exited children included). haldir's
 //!   netlink writes for it come from its round's log line;
@@ -366,6 +368,36 @@ fn wait_view(
     }
 }
 
+/// Waits until the daemon's log has `count` lines whose message starts with `prefix`.
+fn wait_log(
+    lab: &Lab,
+    pid: u32,
+    prefix: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let since = Instant::now();
+    loop {
+        let seen = lab
+            .log_text(pid)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| {
+                line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(prefix))
+            })
+            .count();
+        if seen >= count {
+            return Ok(());
+        }
+        if since.elapsed() > timeout {
+            anyhow::bail!("{seen} of {count} log lines \"{prefix}…\" within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
@@ -478,9 +510,22 @@ fn run_one(
         figures.rss_mb
     ));
 
-    // Steady state: a settling period first (haldir's first drift round; keepalived's
-    // first checks), then the measured window.
+    // Steady state: a settling period first, then the measured window. keepalived: its
+    // first checks, 15 s. haldir: also its start-up drift rounds. The first round after
+    // programming finds every service changed since the text view it read before, and
+    // verifies the whole table over netlink (about 5 s of emulated CPU at 10,000 services,
+    // ending some 15 s after the start); the rounds after it weigh the read cost that
+    // paces the checks. The window starts once two rounds have followed the programming.
     std::thread::sleep(Duration::from_secs(15));
+    if which == Impl::Haldir {
+        wait_log(
+            &lab,
+            pid,
+            "IPVS table still in step",
+            2,
+            Duration::from_secs(120),
+        )?;
+    }
     let accepted_before = listeners
         .as_ref()
         .map(|l| l.accepted.load(Ordering::Relaxed));

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::Applier;
@@ -275,9 +276,9 @@ impl WatchedClient {
 
     async fn read_changed(
         &mut self,
-        mut known: Table,
+        known: Arc<Table>,
         changed: Vec<u64>,
-    ) -> Result<Table, IpvsError> {
+    ) -> Result<Arc<Table>, IpvsError> {
         if changed.is_empty() {
             return Ok(known);
         }
@@ -293,14 +294,16 @@ impl WatchedClient {
             .map(|hash| by_hash.get(hash).copied())
             .collect::<Option<Vec<ServiceKey>>>()
         else {
-            return self.read_full().await;
+            return self.read_full().await.map(Arc::new);
         };
         // Many changes (the first look after programming, say): the bulk read of
         // everything is cheaper than a dump per changed service.
         if keys.len() * PARTIAL_READ_LIMIT > known.services.len() {
-            return self.read_full().await;
+            return self.read_full().await.map(Arc::new);
         }
         self.partial_reads += 1;
+        // A copy when it is shared (with the desired table): only when something drifted.
+        let mut known = Arc::unwrap_or_clone(known);
         self.services_reread += keys.len() as u64;
         for key in keys {
             known.services.remove(&key);
@@ -312,7 +315,7 @@ impl WatchedClient {
                 known.insert_dest(&key, dest.key, dest.dest);
             }
         }
-        Ok(known)
+        Ok(Arc::new(known))
     }
 }
 
@@ -322,7 +325,7 @@ impl Applier for WatchedClient {
         self.read_full().await
     }
 
-    async fn read_since(&mut self, known: Option<Table>) -> Result<Table, IpvsError> {
+    async fn read_since(&mut self, known: Option<Arc<Table>>) -> Result<Arc<Table>, IpvsError> {
         self.unchanged = false;
         // The text is read before netlink, so what changes in between shows
         // in the next comparison.
@@ -334,7 +337,7 @@ impl Applier for WatchedClient {
                 self.unchanged = changed.is_empty();
                 self.read_changed(known, changed).await
             }
-            _ => self.read_full().await,
+            _ => self.read_full().await.map(Arc::new),
         }
     }
 

@@ -36,7 +36,7 @@ pub mod ownership;
 pub mod resync;
 pub mod sync_wire;
 
-pub use apply::{Applier, MemoryApplier, OpFailure, ReconcileReport, Reconciler};
+pub use apply::{Applier, DesiredTable, MemoryApplier, OpFailure, ReconcileReport, Reconciler};
 pub use client::{IpvsClient, IpvsError};
 pub use diff::{diff, Op};
 pub use keeper::{keep_in_step, KeeperHooks, RetryBackoff};
