@@ -378,16 +378,7 @@ fn wait_log(
 ) -> anyhow::Result<()> {
     let since = Instant::now();
     loop {
-        let seen = lab
-            .log_text(pid)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|line| {
-                line["fields"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with(prefix))
-            })
-            .count();
+        let seen = log_lines(lab, pid, prefix).len();
         if seen >= count {
             return Ok(());
         }
@@ -434,18 +425,22 @@ fn spawn_daemon(lab: &Lab, which: Impl, conf: &Path) -> anyhow::Result<u32> {
     lab.spawn("d", cmd)
 }
 
-/// haldir's netlink writes in the rounds logged after the first `skip` ones.
-fn haldir_ops_after(lab: &Lab, pid: u32, skip: usize) -> (usize, u64) {
-    let rounds: Vec<serde_json::Value> = lab
-        .log_text(pid)
+/// The daemon's JSON log lines whose message starts with `prefix`.
+fn log_lines(lab: &Lab, pid: u32, prefix: &str) -> Vec<serde_json::Value> {
+    lab.log_text(pid)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|line| {
             line["fields"]["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("IPVS table brought in step"))
+                .is_some_and(|m| m.starts_with(prefix))
         })
-        .collect();
+        .collect()
+}
+
+/// haldir's netlink writes in the rounds logged after the first `skip` ones.
+fn haldir_ops_after(lab: &Lab, pid: u32, skip: usize) -> (usize, u64) {
+    let rounds = log_lines(lab, pid, "IPVS table brought in step");
     let ops = rounds
         .iter()
         .skip(skip)
