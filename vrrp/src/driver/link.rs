@@ -31,6 +31,14 @@ const DRAIN_BEFORE_TIMERS: std::time::Duration = std::time::Duration::from_milli
 /// interval would otherwise hold the stop for minutes).
 const LEAVING_CAP: std::time::Duration = std::time::Duration::from_secs(4);
 
+/// How long a virtual address's addition or removal may wait for the kernel's answer. The
+/// request is sent at once and the kernel acts on it; a reply that never comes must not
+/// hold back the rest of a transition (its log line, status, notifications). A host test
+/// once saw a backup's transition stall after the removal of its VIP: the address was gone
+/// from the kernel 3 ms after the advert, and neither the log nor the status said BACKUP
+/// a second later.
+const ADDRESS_ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The wall-clock time since the Unix epoch (sequence numbers and the
 /// freshness window of `auth_hmac` are wall-clock based).
 fn unix_now() -> std::time::Duration {
@@ -684,8 +692,21 @@ impl Link {
                             .added_on
                             .remove(&address)
                             .unwrap_or(self.info.index);
-                        if let Err(e) = self.netif.remove_address(index, address).await {
-                            error!(instance = %instance.spec.name, "cannot remove virtual address: {e}");
+                        let removed = tokio::time::timeout(
+                            ADDRESS_ANSWER_LIMIT,
+                            self.netif.remove_address(index, address),
+                        )
+                        .await;
+                        match removed {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                error!(instance = %instance.spec.name, "cannot remove virtual address: {e}")
+                            }
+                            Err(_) => error!(
+                                instance = %instance.spec.name,
+                                %address,
+                                "removing a virtual address: no answer from the kernel within {ADDRESS_ANSWER_LIMIT:?}; going on"
+                            ),
                         }
                     }
                 }
@@ -884,11 +905,20 @@ impl Link {
         };
         let instance = &mut self.instances[i];
         let spec = &instance.spec;
-        match self
-            .netif
-            .add_address(index, address, prefix_len, &options)
-            .await
-        {
+        let added = tokio::time::timeout(
+            ADDRESS_ANSWER_LIMIT,
+            self.netif.add_address(index, address, prefix_len, &options),
+        )
+        .await;
+        let added = added.unwrap_or_else(|_| {
+            error!(
+                instance = %spec.name,
+                %address,
+                "adding a virtual address: no answer from the kernel within {ADDRESS_ANSWER_LIMIT:?}; going on as if added"
+            );
+            Ok(true)
+        });
+        match added {
             Ok(true) => {
                 instance.added_on.insert(address, index);
             }
