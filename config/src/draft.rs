@@ -255,7 +255,7 @@ pub(crate) struct VirtualServerDraft {
 }
 
 /// The settings of a virtual server that most leave unset.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct VirtualServerExtras {
     pub(crate) persistence_granularity: Option<Located<String>>,
     pub(crate) ops: Option<Located<bool>>,
@@ -322,7 +322,8 @@ impl VirtualServerDraft {
 
     /// The rarely written settings, to write one.
     pub(crate) fn extras_mut(&mut self) -> &mut VirtualServerExtras {
-        self.extras.get_or_insert_with(Box::default)
+        self.extras
+            .get_or_insert_with(|| Box::new(VirtualServerExtras::NONE))
     }
 }
 
@@ -342,7 +343,7 @@ pub(crate) struct RealServerDraft {
 }
 
 /// The settings of a real server that most leave unset.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct RealServerExtras {
     pub(crate) uthreshold: Option<Located<i64>>,
     pub(crate) lthreshold: Option<Located<i64>>,
@@ -369,7 +370,7 @@ impl RealServerExtras {
 }
 
 /// What [`RealServerDraft::extras`] reads when none were written.
-static NO_EXTRAS: RealServerExtras = RealServerExtras::NONE;
+static NO_REAL_SERVER_EXTRAS: RealServerExtras = RealServerExtras::NONE;
 
 impl RealServerDraft {
     /// A real server with nothing set, starting at `loc`.
@@ -387,12 +388,13 @@ impl RealServerDraft {
 
     /// The rarely written settings (all unset if none was written).
     pub(crate) fn extras(&self) -> &RealServerExtras {
-        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+        self.extras.as_deref().unwrap_or(&NO_REAL_SERVER_EXTRAS)
     }
 
     /// The rarely written settings, to write one.
     pub(crate) fn extras_mut(&mut self) -> &mut RealServerExtras {
-        self.extras.get_or_insert_with(Box::default)
+        self.extras
+            .get_or_insert_with(|| Box::new(RealServerExtras::NONE))
     }
 }
 

@@ -232,15 +232,15 @@ mod tests {
     /// how many tokens had been read when it was, and the structure errors.
     fn build(text: &str) -> (Vec<(String, usize)>, Vec<String>) {
         let mut emitted = Vec::new();
-        let mut tokens_read = 0;
-        let tokens_seen = std::cell::Cell::new(0);
+        // Shared with the emitting closure, which the builder holds.
+        let tokens_read = std::cell::Cell::new(0);
         let mut builder = Builder::new(|stmt: Stmt| {
             let items = stmt.block.as_ref().map(|b| b.items.len());
             let shown = match items {
                 Some(n) => format!("{} [{n}]", stmt.text()),
                 None => stmt.text(),
             };
-            emitted.push((shown, tokens_seen.get()));
+            emitted.push((shown, tokens_read.get()));
         });
         let source = super::super::read::read(
             text,
@@ -248,8 +248,7 @@ mod tests {
             None,
             Path::new("/nonexistent"),
             &mut |token| {
-                tokens_read += 1;
-                tokens_seen.set(tokens_read);
+                tokens_read.set(tokens_read.get() + 1);
                 builder.push(token);
             },
         );
