@@ -480,6 +480,11 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
     // 4. Hand edits, all at once (one `ipvsadm -R`): on owned services, five changes
     //    needing seven operations to undo; where haldir owns nothing, a new service and a
     //    new destination of the foreign one.
+    //    The keeper stretches its period when a read of the kernel's table costs more than
+    //    1 % of it (10 ms here: a loaded, emulated VM gets there); it has weighed its reads
+    //    and said so by the round after the second one that found the table in step.
+    second.wait_for(STILL_IN_STEP, 3, Duration::from_secs(30));
+    let period = second.drift_period(resync);
     let edits = "\
 -d -t 10.20.0.2:443 -r 10.20.1.3:443
 -a -t 10.20.0.2:443 -r 10.20.1.99:443 -g -w 1
@@ -493,7 +498,7 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
     let before = second.count(BROUGHT_IN_STEP);
     daemon::ipvsadm_r(&ns, edits);
     let edited = Instant::now();
-    second.wait_for(BROUGHT_IN_STEP, before + 1, 4 * resync);
+    second.wait_for(BROUGHT_IN_STEP, before + 1, 4 * period);
     let mut repair_time = edited.elapsed();
     let mut applied: u64 = second.lines(BROUGHT_IN_STEP)[before..]
         .iter()
@@ -501,7 +506,7 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
         .sum();
     if applied < 7 {
         // A round ran in the middle of the edits: the next one finishes the repair.
-        second.wait_for(BROUGHT_IN_STEP, before + 2, 4 * resync);
+        second.wait_for(BROUGHT_IN_STEP, before + 2, 4 * period);
         repair_time = edited.elapsed();
         applied = second.lines(BROUGHT_IN_STEP)[before..]
             .iter()
@@ -509,13 +514,17 @@ fn configured_virtual_servers_are_programmed_adopted_on_restart_and_repaired() {
             .sum();
     }
     say(&format!(
-        "hand edits repaired {:.0} ms after ipvsadm -R returned (resync every {RESYNC_SECS} s), {applied} operations",
-        repair_time.as_secs_f64() * 1000.0
+        "hand edits repaired {:.0} ms after ipvsadm -R returned (resync every {RESYNC_SECS} s, drift checks every {:.2} s), {applied} operations",
+        repair_time.as_secs_f64() * 1000.0,
+        period.as_secs_f64()
     ));
     assert_eq!(applied, 7, "operations to undo the hand edits");
+    // Two periods: the edits can land just after a round read the table. Plus the
+    // repair round's own time (a read and seven operations).
     assert!(
-        repair_time <= 2 * resync + Duration::from_millis(500),
-        "the repair took {repair_time:?}, more than two resync periods"
+        repair_time <= 2 * period + Duration::from_secs(1),
+        "the repair took {repair_time:?}, more than two drift-check periods of {period:?}; its log:\n{}",
+        lab.log_text(second.pid)
     );
     let mut hand_made = foreign_table();
     let foreign_key = key(Protocol::Tcp, "10.99.0.1", 80);

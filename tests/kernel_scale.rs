@@ -31,7 +31,6 @@ use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 const RESYNC_SECS: f64 = 10.0;
 const BROUGHT_IN_STEP: &str = "IPVS table brought in step";
 const STILL_IN_STEP: &str = "IPVS table still in step";
-const PACED: &str = "IPVS drift checks paced";
 const REAL_SERVERS: usize = 4;
 
 fn say(text: &str) {
@@ -151,12 +150,7 @@ fn at_scale_drift_is_repaired_within_two_resync_periods_and_a_weight_reload_is_o
     // round of the second "still in step" it says whether it paces, just after that line.
     haldir.wait_for(STILL_IN_STEP, 2, Duration::from_secs(240));
     std::thread::sleep(Duration::from_secs(1));
-    // The period the keeper runs at: --ipvs-resync, or 100 times what one read of the
-    // kernel's table costs when that is more (it logs the change).
-    let resync = haldir
-        .lines(PACED)
-        .last()
-        .map_or(resync, |line| duration_field(line, "period"));
+    let resync = haldir.drift_period(resync);
     say(&format!("drift checks every {:.1} s", resync.as_secs_f64()));
     let (edited_vip, deleted_vip, thinned_vip) = (vip(5), vip(6), vip(7));
     let edits = format!(
@@ -248,26 +242,6 @@ fn at_scale_drift_is_repaired_within_two_resync_periods_and_a_weight_reload_is_o
 
     haldir.stop();
     haldir.assert_no_complaints();
-}
-
-/// A `Duration` field of a log line, as tracing prints it with `?` (`55.3s`, `800ms`).
-fn duration_field(line: &serde_json::Value, name: &str) -> Duration {
-    let text = line["fields"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("log line without {name}: {line}"));
-    let (number, unit) = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|at| text.split_at(at))
-        .unwrap_or_else(|| panic!("{name} {text:?} has no unit"));
-    let number: f64 = number.parse().expect("a number");
-    let seconds = match unit {
-        "s" => number,
-        "ms" => number / 1e3,
-        "µs" | "us" => number / 1e6,
-        "ns" => number / 1e9,
-        other => panic!("unit {other:?} of {name}"),
-    };
-    Duration::from_secs_f64(seconds)
 }
 
 /// How long the steady-state CPU is measured.

@@ -80,6 +80,16 @@ impl<'l> Daemon<'l> {
         );
     }
 
+    /// The period its drift checks run at: `resync` (`--ipvs-resync`), or what the keeper
+    /// last said it paced them to (100 times what one read of the kernel's table costs,
+    /// when that is more). The keeper weighs its last three reads before it paces, so
+    /// this is settled once it has logged two rounds that found the table in step.
+    pub fn drift_period(&self, resync: Duration) -> Duration {
+        self.lines("IPVS drift checks paced")
+            .last()
+            .map_or(resync, |line| duration_field(line, "period"))
+    }
+
     /// No WARN or ERROR line.
     pub fn assert_no_complaints(&self) {
         let bad: Vec<String> = self
@@ -121,4 +131,24 @@ pub fn ipvsadm_r(ns: &str, commands: &str) {
         "ipvsadm -R failed: {}\ninput:\n{commands}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A `Duration` field of a log line, as tracing prints it with `?` (`55.3s`, `800ms`).
+fn duration_field(line: &serde_json::Value, name: &str) -> Duration {
+    let text = line["fields"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("log line without {name}: {line}"));
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|at| text.split_at(at))
+        .unwrap_or_else(|| panic!("{name} {text:?} has no unit"));
+    let number: f64 = number.parse().expect("a number");
+    let seconds = match unit {
+        "s" => number,
+        "ms" => number / 1e3,
+        "µs" | "us" => number / 1e6,
+        "ns" => number / 1e9,
+        other => panic!("unit {other:?} of {name}"),
+    };
+    Duration::from_secs_f64(seconds)
 }
