@@ -297,9 +297,9 @@ impl Wiring {
                 if let Some(before) = self.real_servers_up.insert(key, up) {
                     if before != up {
                         let script = if up {
-                            rs.notify.up.clone().map(|s| ("notify_up", s))
+                            rs.notify.up().map(|s| ("notify_up", s.to_owned()))
                         } else {
-                            rs.notify.down.clone().map(|s| ("notify_down", s))
+                            rs.notify.down().map(|s| ("notify_down", s.to_owned()))
                         };
                         notices.push(LvsNotice {
                             fifo_line: haldir_director::notify::fifo_real_server_line(vs, rs, up),
@@ -314,9 +314,11 @@ impl Wiring {
             {
                 if before != now {
                     let script = if *now {
-                        vs.quorum_scripts.up.clone().map(|s| ("quorum_up", s))
+                        vs.quorum_scripts.up().map(|s| ("quorum_up", s.to_owned()))
                     } else {
-                        vs.quorum_scripts.down.clone().map(|s| ("quorum_down", s))
+                        vs.quorum_scripts
+                            .down()
+                            .map(|s| ("quorum_down", s.to_owned()))
                     };
                     notices.push(LvsNotice {
                         fifo_line: haldir_director::notify::fifo_quorum_line(vs, *now),

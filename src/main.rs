@@ -267,6 +267,7 @@ impl From<LogFormat> for haldir::logging::Format {
 }
 
 fn main() -> ExitCode {
+    haldir::memory::tune_allocator();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run { .. }) {
         // A command's output piped into `head` ends it quietly, as it does any Unix tool,

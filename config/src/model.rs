@@ -665,12 +665,31 @@ pub struct RealServer {
 
 /// The command lines keepalived runs on a virtual server's quorum change (`quorum_up`,
 /// `quorum_down`) or a real server's (`notify_up`, `notify_down`); no arguments added.
+/// One pointer wide, allocated only when one is set: every real server has these
+/// settings and few use them (at 10,000 virtual servers × 4, two inline `Option<String>`s
+/// were 2 MB of the model).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct LvsScripts {
+pub struct LvsScripts(Option<Box<[Option<String>; 2]>>);
+
+impl LvsScripts {
+    /// `up` runs on the way up, `down` on the way down.
+    pub fn new(up: Option<String>, down: Option<String>) -> Self {
+        if up.is_none() && down.is_none() {
+            LvsScripts(None)
+        } else {
+            LvsScripts(Some(Box::new([up, down])))
+        }
+    }
+
     /// Run on the way up.
-    pub up: Option<String>,
+    pub fn up(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|pair| pair[0].as_deref())
+    }
+
     /// Run on the way down.
-    pub down: Option<String>,
+    pub fn down(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|pair| pair[1].as_deref())
+    }
 }
 
 #[cfg(test)]

@@ -392,7 +392,7 @@ fn real_server(out: &mut String, rs: &RealServer) {
 
 /// A virtual server's quorum scripts or a real server's notify scripts, when set.
 fn lvs_scripts(out: &mut String, (up_key, down_key): (&str, &str), scripts: &LvsScripts) {
-    for (key, script) in [(up_key, &scripts.up), (down_key, &scripts.down)] {
+    for (key, script) in [(up_key, scripts.up()), (down_key, scripts.down())] {
         if let Some(script) = script {
             line(out, key, string(script));
         }

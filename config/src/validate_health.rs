@@ -387,10 +387,8 @@ pub(crate) fn lvs_scripts(
         )?;
         Some(script.value.clone())
     };
-    crate::model::LvsScripts {
-        up: one(up_key, up),
-        down: one(down_key, down),
-    }
+    let up = one(up_key, up);
+    crate::model::LvsScripts::new(up, one(down_key, down))
 }
 
 /// `global_defs.enable_script_security`.

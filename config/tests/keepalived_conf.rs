@@ -391,11 +391,11 @@ fn lvs_notify_and_quorum_scripts_are_read_and_a_missing_one_is_an_error() {
     let text = "virtual_server 192.0.2.1 80 {\n    lb_kind DR\n    quorum_up \"/bin/true up\"\n    quorum_down /bin/true\n    real_server 10.0.0.1 80 {\n        notify_up /bin/true\n        notify_down \"/bin/true down now\"\n    }\n}\n";
     let model = keepalived(text);
     let vs = &model.virtual_servers[0];
-    assert_eq!(vs.quorum_scripts.up.as_deref(), Some("/bin/true up"));
-    assert_eq!(vs.quorum_scripts.down.as_deref(), Some("/bin/true"));
+    assert_eq!(vs.quorum_scripts.up(), Some("/bin/true up"));
+    assert_eq!(vs.quorum_scripts.down(), Some("/bin/true"));
     let rs = &vs.real_servers[0];
-    assert_eq!(rs.notify.up.as_deref(), Some("/bin/true"));
-    assert_eq!(rs.notify.down.as_deref(), Some("/bin/true down now"));
+    assert_eq!(rs.notify.up(), Some("/bin/true"));
+    assert_eq!(rs.notify.down(), Some("/bin/true down now"));
     let again = haldir_config::parse_toml(&haldir_config::to_toml(&model), "haldir.toml").unwrap();
     assert_eq!(again.without_locations(), model.clone().without_locations());
     assert_eq!(

@@ -78,8 +78,8 @@ pub fn every_script(model: &Model) -> Vec<ScriptUse<'_>> {
     }
     for server in &model.virtual_servers {
         for (keyword, line) in [
-            ("quorum_up", &server.quorum_scripts.up),
-            ("quorum_down", &server.quorum_scripts.down),
+            ("quorum_up", server.quorum_scripts.up()),
+            ("quorum_down", server.quorum_scripts.down()),
         ] {
             if let Some(line) = line {
                 all.push(ScriptUse {
@@ -92,8 +92,8 @@ pub fn every_script(model: &Model) -> Vec<ScriptUse<'_>> {
         }
         for real in &server.real_servers {
             for (keyword, line) in [
-                ("notify_up", &real.notify.up),
-                ("notify_down", &real.notify.down),
+                ("notify_up", real.notify.up()),
+                ("notify_down", real.notify.down()),
             ] {
                 if let Some(line) = line {
                     all.push(ScriptUse {

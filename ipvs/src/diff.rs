@@ -16,10 +16,9 @@
 //! tunnel settings. The key holds the address family, so a change of family,
 //! protocol, address, port or mark is a delete plus an add.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::model::{DestKey, Destination, Service, ServiceKey, Table};
+use crate::model::{DestKey, Destination, Dests, Service, ServiceKey, Table};
 
 /// One change to the kernel table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +177,8 @@ pub fn diff(desired: &Table, actual: &Table, owned: &dyn Fn(&ServiceKey) -> bool
 /// The destination operations within one service present on both sides.
 fn diff_dests(
     service: &ServiceKey,
-    desired: &BTreeMap<DestKey, Destination>,
-    actual: &BTreeMap<DestKey, Destination>,
+    desired: &Dests,
+    actual: &Dests,
     removals: &mut Vec<Op>,
     changes: &mut Vec<Op>,
     additions: &mut Vec<Op>,
