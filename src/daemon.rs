@@ -48,6 +48,11 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let (lvs_notices_tx, lvs_notices_rx) = mpsc::channel(LVS_NOTICES);
     // The VRRP links' heartbeats: the systemd watchdog is fed while they are fresh.
     let heartbeats = std::sync::Arc::new(driver::Heartbeats::default());
+    // The BGP announcement of the VIPs (src/announce.rs) and its stop: `withdraw` is raised
+    // when the stop begins, `withdrawn` once every VIP is off the interface.
+    let (announce_status_tx, announce_status_rx) = watch::channel(Default::default());
+    let (withdraw_tx, withdraw_rx) = watch::channel(false);
+    let (withdrawn_tx, mut withdrawn_rx) = watch::channel(false);
     let operator = crate::operator::start(
         &options,
         running_rx,
@@ -59,6 +64,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         resync_rx.clone(),
         lvs_notices_rx,
         heartbeats.clone(),
+        announce_status_rx,
     )
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
@@ -111,7 +117,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     tokio::spawn(crate::memory::run_releases(shutdown_rx.clone()));
     // Health checks (src/health_wiring.rs) follow the running model and turn it into the
     // desired IPVS table; tracked scripts move the instances' priorities.
-    let (desired_rx, health) = crate::health_wiring::spawn(
+    let (desired_rx, quorum_rx, health) = crate::health_wiring::spawn(
         running_tx.subscribe(),
         commands_tx.clone(),
         lvs_notices_tx,
@@ -164,6 +170,15 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     // keepalived's static addresses, routes and rules (src/statics.rs).
     let statics = crate::statics::spawn(running_tx.subscribe(), shutdown_rx.clone());
     let lvs_timeouts = crate::lvs_timeouts::spawn(running_tx.subscribe(), shutdown_rx.clone());
+    // `[announce]`: the VIPs' addresses on the announce interface by health, for FRR.
+    let announce = crate::announce::spawn(crate::announce::Channels {
+        running: running_tx.subscribe(),
+        quorum: quorum_rx,
+        withdraw: withdraw_rx,
+        withdrawn: withdrawn_tx,
+        shutdown: shutdown_rx.clone(),
+        status: announce_status_tx,
+    });
     // Every long-lived task is watched: one that ends before the stop (a panic, an early
     // return) stops haldir the way SIGTERM does, and the exit status says it failed, so
     // that systemd restarts it. A half-dead daemon could keep VIPs it no longer defends.
@@ -175,6 +190,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         ("bulk resync", bulk_resync),
         ("static addresses", statics),
         ("lvs_timeouts", lvs_timeouts),
+        ("announce", announce),
         ("auth_hmac replay state", replay_writer),
     ] {
         supervised.push(async move { (name, task.await) });
@@ -260,6 +276,21 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         ),
     }
     crate::systemd::stopping();
+    // Active-active: out of the routers' ECMP first, then the drain, then the rest stops.
+    let drain = running_tx
+        .borrow()
+        .announce
+        .as_ref()
+        .map(|announce| announce.drain);
+    if let Some(drain) = drain {
+        withdraw_and_drain(
+            &withdraw_tx,
+            &mut withdrawn_rx,
+            drain,
+            (&mut terminate, &mut interrupt),
+        )
+        .await;
+    }
     let _ = shutdown_tx.send(true);
     if !driver_ended {
         match driver.await {
@@ -288,6 +319,48 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             info!("stopped");
             Ok(())
         }
+    }
+}
+
+/// How long the stop waits for the announce task to withdraw every VIP (it is one netlink
+/// request per VIP; a task that does not answer must not hold the stop).
+const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The stop of an active-active director (`[announce]`): every VIP withdrawn (its address
+/// off the announce interface, so FRR withdraws the route), then `drain` while the routers
+/// move the traffic and IPVS, the checks and VRRP keep running; a second SIGTERM or SIGINT
+/// ends the drain early.
+async fn withdraw_and_drain(
+    withdraw: &watch::Sender<bool>,
+    withdrawn: &mut watch::Receiver<bool>,
+    drain: Duration,
+    (terminate, interrupt): (
+        &mut tokio::signal::unix::Signal,
+        &mut tokio::signal::unix::Signal,
+    ),
+) {
+    let _ = withdraw.send(true);
+    // The guard `wait_for` returns is dropped at once: held, it would block the announce
+    // task's next write of `withdrawn`.
+    let confirmed = matches!(
+        tokio::time::timeout(WITHDRAW_TIMEOUT, withdrawn.wait_for(|done| *done)).await,
+        Ok(Ok(_))
+    );
+    if confirmed {
+        info!(
+            drain_ms = drain.as_millis() as u64,
+            "every VIP withdrawn from BGP; draining before the stop"
+        );
+    } else {
+        warn!(
+            drain_ms = drain.as_millis() as u64,
+            "the VIPs' withdrawal did not confirm within {WITHDRAW_TIMEOUT:?}; draining anyway"
+        );
+    }
+    tokio::select! {
+        () = tokio::time::sleep(drain) => info!("drain over: stopping"),
+        _ = terminate.recv() => warn!("SIGTERM again: the drain is cut short"),
+        _ = interrupt.recv() => warn!("SIGINT: the drain is cut short"),
     }
 }
 

@@ -15,7 +15,9 @@
 //!   `notify_up` / `notify_down` / `quorum_up` / `quorum_down` script; the states the
 //!   first evaluation finds are the baseline and are not reported;
 //! * `DriverCommand::Track` to the VRRP driver for every instance with a `track_script`,
-//!   a `track_file` or a `track_process`, as `vrrp_specs::tracking` decides it.
+//!   a `track_file` or a `track_process`, as `vrrp_specs::tracking` decides it;
+//! * each virtual server's quorum on a `watch` channel, whenever one changes (the
+//!   announcement of the VIPs follows it, `src/announce.rs`).
 //!
 //! Tracked files are read every [`TRACK_FILE_POLL`] (keepalived watches them with
 //! inotify; a poll of one short read per file costs less than following inotify through
@@ -97,6 +99,8 @@ struct Wiring {
     /// The tracking last sent per instance.
     sent: HashMap<String, Tracking>,
     table: watch::Sender<std::sync::Arc<Table>>,
+    /// Each virtual server's quorum, for the announcement of the VIPs (`src/announce.rs`).
+    quorum: watch::Sender<crate::announce::Quorum>,
     driver: mpsc::Sender<DriverCommand>,
 }
 
@@ -271,6 +275,10 @@ impl Wiring {
             &mut self.quorum_up,
         );
         self.notice_changes(&quorum_before);
+        if self.quorum_up != quorum_before {
+            let quorum = std::sync::Arc::new(self.quorum_up.clone());
+            self.quorum.send_replace(quorum);
+        }
         // Shared with the IPVS keeper, which keeps it between rounds without a copy.
         self.table.send_if_modified(|current| {
             let changed = **current != table;
@@ -517,7 +525,8 @@ impl Wiring {
 }
 
 /// Starts the health wiring for `model` (and every model sent on it later) and returns
-/// the desired IPVS table, updated on every health change and every reload. Tracking
+/// the desired IPVS table, updated on every health change and every reload, and each
+/// virtual server's quorum, updated when one changes. Tracking
 /// changes go to `driver`; the check scheduler's counters to `counters`. Stops when
 /// `shutdown` turns true.
 pub fn spawn(
@@ -528,6 +537,7 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> (
     watch::Receiver<std::sync::Arc<Table>>,
+    watch::Receiver<crate::announce::Quorum>,
     tokio::task::JoinHandle<()>,
 ) {
     let first = model.borrow_and_update().clone();
@@ -539,6 +549,7 @@ pub fn spawn(
         &mut quorum_up,
     );
     let (table_tx, table_rx) = watch::channel(std::sync::Arc::new(initial));
+    let (quorum_tx, quorum_rx) = watch::channel(std::sync::Arc::new(quorum_up.clone()));
     let task = tokio::spawn(async move {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let (scheduler, _join) = spawn_scheduler(SchedulerConfig::default(), events_tx);
@@ -564,6 +575,7 @@ pub fn spawn(
             model: first.clone(),
             sent: HashMap::new(),
             table: table_tx,
+            quorum: quorum_tx,
             driver,
         };
         wiring.apply(first).await;
@@ -589,7 +601,7 @@ pub fn spawn(
         }
         scheduler.shutdown(false).await;
     });
-    (table_rx, task)
+    (table_rx, quorum_rx, task)
 }
 
 /// `init_file`: writes the value when the file is missing, or always with `overwrite`.

@@ -7,6 +7,7 @@
 //! those library crates; `docs/architecture.md` is the map. The network-namespace test bed
 //! is the `haldir-lab` crate (`lab/`), never part of this binary.
 
+pub mod announce;
 pub mod arp_check;
 pub mod bulk_resync;
 pub mod control;

@@ -61,6 +61,7 @@ pub async fn start(
     resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
     lvs_notices: mpsc::Receiver<crate::notify::LvsNotice>,
     heartbeats: Arc<haldir_vrrp::driver::Heartbeats>,
+    announce: watch::Receiver<haldir_director::announce::AnnounceStatus>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveView::configured(Arc::clone(&running.borrow())));
@@ -89,6 +90,7 @@ pub async fn start(
         config_path: options.config_path.clone(),
         arp_check: arp_report.clone(),
         resync,
+        announce,
     };
     // SIGUSR1 / SIGUSR2 (src/dumps.rs): installed here, before any instance starts, so
     // that neither signal ever has its default action (terminating haldir).

@@ -27,6 +27,8 @@ pub struct StatusSources {
     pub arp_check: watch::Receiver<haldir_director::arp_check::Report>,
     /// The bulk resync ([`crate::bulk_resync`]).
     pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
+    /// The BGP announcement of the VIPs ([`crate::announce`]).
+    pub announce: watch::Receiver<haldir_director::announce::AnnounceStatus>,
 }
 
 /// The status document of the running daemon, from its `sources`; with the daemon's
@@ -41,6 +43,7 @@ pub fn document(
     sources.live_demand.notify_one();
     let live = sources.live.borrow().clone().combined();
     StatusDocument {
+        announce: sources.announce.borrow().clone(),
         bulk_resync: sources.resync.borrow().clone(),
         config: sources.config_path.display().to_string(),
         dr_arp_check: sources.arp_check.borrow().clone(),
@@ -221,6 +224,7 @@ mod tests {
     fn rich_document() -> StatusDocument {
         let (status, live, daemon) = rich();
         StatusDocument {
+            announce: Default::default(),
             bulk_resync: Default::default(),
             config: "x".into(),
             dr_arp_check: Default::default(),

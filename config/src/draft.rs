@@ -47,6 +47,8 @@ pub(crate) struct Draft {
     pub(crate) lvs_timeouts: Option<Located<Vec<String>>>,
     /// `global_defs`' notify FIFOs and their scripts.
     pub(crate) notify_fifos: crate::notify_fifo::NotifyFifosDraft,
+    /// `[announce]` (TOML only).
+    pub(crate) announce: Option<crate::announce::AnnounceDraft>,
 }
 
 impl Draft {
@@ -70,6 +72,7 @@ impl Draft {
             static_rules: None,
             lvs_timeouts: None,
             notify_fifos: Default::default(),
+            announce: None,
         }
     }
 }

@@ -17,6 +17,7 @@
 #[macro_use]
 mod keywords;
 
+mod announce;
 mod auth_hmac;
 mod draft;
 mod error;
@@ -49,6 +50,7 @@ pub use model::{
     VrrpInstance, VrrpVersion,
 };
 
+pub use announce::{Announce, DEFAULT_DRAIN as DEFAULT_ANNOUNCE_DRAIN};
 pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};
 pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{

@@ -47,6 +47,10 @@ pub struct Model {
     pub lvs_timeouts: LvsTimeouts,
     /// `global_defs`' notify FIFOs: one line per VRRP or checker event, in order.
     pub notify_fifos: crate::notify_fifo::NotifyFifos,
+    /// `[announce]` (haldir extension, TOML only): the VIPs this director makes
+    /// announceable over BGP by health (`docs/active-active.md`); `None`: nothing is
+    /// announced and nothing changes.
+    pub announce: Option<crate::announce::Announce>,
 }
 
 /// keepalived's `lvs_timeouts tcp N tcpfin N udp N`, in seconds; 0 leaves the

@@ -36,6 +36,7 @@ pub fn to_toml(model: &Model) -> String {
         statics,
         lvs_timeouts,
         notify_fifos,
+        announce,
     } = model;
     let mut out = String::new();
     let default_scripts = ScriptSettings::default();
@@ -123,6 +124,12 @@ pub fn to_toml(model: &Model) -> String {
             out.push('\n');
         }
         virtual_server(&mut out, vs);
+    }
+    if let Some(announce) = announce {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        crate::announce::toml_table(&mut out, announce, string);
     }
     out
 }

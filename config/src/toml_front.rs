@@ -24,7 +24,10 @@ const TOP_KEYS: &[&str] = &[
     "track_file",
     "track_process",
     "vrrp_sync_group",
+    "announce",
 ];
+/// Keys accepted in `[announce]` (a haldir extension, `config/src/announce.rs`).
+const ANNOUNCE_KEYS: &[&str] = &["interface", "drain", "vips", "track_interface"];
 /// Keys accepted in `[global_defs]`.
 const GLOBAL_KEYS: &[&str] = &[
     "router_id",
@@ -191,6 +194,7 @@ impl Reader<'_> {
             static_rules: None,
             lvs_timeouts: None,
             notify_fifos: Default::default(),
+            announce: None,
         };
         for (key, value) in table {
             match self.known_key(key, "the top level", TOP_KEYS) {
@@ -204,6 +208,7 @@ impl Reader<'_> {
                 Some("track_file") => draft.track_files = self.track_files(value),
                 Some("track_process") => draft.track_processes = self.track_processes(value),
                 Some("vrrp_sync_group") => draft.sync_groups = self.sync_groups(value),
+                Some("announce") => draft.announce = self.announce(value),
                 Some(_) => draft.instances = self.instances(value),
                 None => {}
             }
@@ -303,6 +308,22 @@ impl Reader<'_> {
             user,
             group,
         })
+    }
+
+    /// `[announce]`: `interface`, `drain`, `vips`, `track_interface`.
+    fn announce(&mut self, value: &Spanned<DeValue<'_>>) -> Option<crate::announce::AnnounceDraft> {
+        let table = self.table("announce", value)?;
+        let mut d = crate::announce::AnnounceDraft::new(self.index.loc(value.span().start));
+        for (key, value) in table {
+            match self.known_key(key, "[announce]", ANNOUNCE_KEYS) {
+                Some("interface") => d.interface = self.string("interface", value),
+                Some("drain") => d.drain = self.seconds("drain", value),
+                Some("vips") => d.vips = self.string_array("vips", value),
+                Some(_) => d.track_interface = self.string_array("track_interface", value),
+                None => {}
+            }
+        }
+        Some(d)
     }
 
     /// `lvs_sync_daemon = { interface = "eth1", instance = "VI_1", id = 0, ... }`.

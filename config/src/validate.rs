@@ -106,6 +106,10 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         },
         None => Some(crate::model::LvsTimeouts::default()),
     };
+    let announce = draft
+        .announce
+        .as_ref()
+        .and_then(|d| crate::announce::validate(&mut errors, d, &virtual_servers, &instances));
     if errors.is_empty() {
         let vrrp_instances = instances.into_iter().flatten().collect();
         Ok(Model {
@@ -122,6 +126,7 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
             statics: statics.unwrap_or_default(),
             lvs_timeouts: lvs_timeouts.unwrap_or_default(),
             notify_fifos,
+            announce,
         })
     } else {
         Err(ConfigErrors::sorted(errors))

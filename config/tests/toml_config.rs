@@ -343,7 +343,7 @@ fn unknown_keys_at_top_level_in_global_defs_and_in_authentication() {
     assert_eq!(
         errors(&text),
         [
-            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, track_file, track_process, vrrp_sync_group",
+            "haldir.toml:1:1: unknown key `log_level` in the top level; accepted keys: global_defs, vrrp_instance, virtual_server, vrrp_script, track_file, track_process, vrrp_sync_group, announce",
             "haldir.toml:3:1: unknown key `smtp_server` in [global_defs]; accepted keys: router_id, vrrp_version, script_user, notify_timeout, enable_script_security, lvs_sync_daemon, dynamic_interfaces, static_ipaddress, static_routes, static_rules, lvs_timeouts, notify_fifo, notify_fifo_script, vrrp_notify_fifo, vrrp_notify_fifo_script, lvs_notify_fifo, lvs_notify_fifo_script, fifo_write_vrrp_states_on_reload",
             "haldir.toml:10:57: unknown key `auth_hash` in authentication; did you mean `auth_pass`? accepted keys: auth_type, auth_pass",
         ]

@@ -2,6 +2,7 @@
 //! servers mean for VRRP and IPVS. No sockets, no tasks, no clock of its own; the `haldir`
 //! binary feeds it and carries out what it decides.
 
+pub mod announce;
 pub mod arp_check;
 pub mod checks;
 pub mod hold;

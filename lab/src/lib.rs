@@ -24,6 +24,7 @@
 pub mod appliance;
 pub mod capture;
 pub mod demo;
+pub mod frr;
 pub mod haldir;
 pub mod inject;
 pub mod keepalived;
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub use capture::{Capture, FrameKind};
+pub use frr::{Frr, FrrConfig};
 pub use haldir::{describe_all, schema_checked, Haldir, HaldirInstance};
 pub use inject::Injector;
 pub use keepalived::{Keepalived, KeepalivedConfig, KeepalivedState};

@@ -90,7 +90,7 @@ TCP_CHECK = {{}}
     let (driver_tx, _driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
-    let (mut table, _task) = spawn(
+    let (mut table, quorum, _task) = spawn(
         model_rx,
         driver_tx,
         notices_tx,
@@ -98,6 +98,11 @@ TCP_CHECK = {{}}
         shutdown_rx,
     );
     wait_for(&mut table, "both up", |t| has(t, pa) && has(t, pb)).await;
+    // The quorum (1, of a live weight of 2) is published for the announcement of the VIPs.
+    let quorum_of = |q: &watch::Receiver<crate::announce::Quorum>| {
+        q.borrow().values().copied().collect::<Vec<bool>>()
+    };
+    assert_eq!(quorum_of(&quorum), vec![true]);
 
     a.close();
     let took = wait_for(&mut table, "a removed", |t| !has(t, pa) && has(t, pb)).await;
@@ -168,7 +173,7 @@ track_script = ["chk"]
     let (driver_tx, mut driver_rx) = mpsc::channel(16);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (notices_tx, _notices_rx) = mpsc::channel(64);
-    let (_table, _task) = spawn(
+    let (_table, _quorum, _task) = spawn(
         model_rx,
         driver_tx,
         notices_tx,

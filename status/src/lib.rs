@@ -30,7 +30,7 @@ pub mod vrrp;
 
 /// The version of the document's layout; bumped whenever a field changes meaning, type or
 /// goes away (adding a field bumps it too: readers check with `deny_unknown_fields`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Accepts `null` or a value but, unlike serde's default for `Option`, not a missing field:
 /// every field of the document is always present, `null` when it has no value.
@@ -65,6 +65,8 @@ impl<T: JsonSchema> JsonSchema for Nullable<T> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusDocument {
+    /// The BGP announcement of the VIPs (`[announce]`, `haldir_director::announce`).
+    pub announce: haldir_director::announce::AnnounceStatus,
     /// The bulk connection-table resync (the machine of `haldir_ipvs::resync`).
     pub bulk_resync: haldir_ipvs::resync::ResyncStatus,
     /// The configuration file the daemon runs from.

@@ -1,7 +1,7 @@
 //! The status as Prometheus metrics: the text exposition format 0.0.4 of `/metrics`.
 //!
 //! [`render`] writes the families of the VRRP instances, the virtual servers, the daemon's
-//! counters, the bulk resync and the DR ARP check; [`Family`] is the writer.
+//! counters, the bulk resync, the DR ARP check and the BGP announcement; [`Family`] is the writer.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -78,6 +78,7 @@ pub fn render(status: &StatusDocument, version: &str) -> String {
     render_daemon(&mut out, &status.daemon, version);
     crate::sections::bulk_resync_metrics(&mut out, &status.bulk_resync);
     crate::sections::dr_arp_check_metrics(&mut out, &status.dr_arp_check);
+    crate::sections::announce_metrics(&mut out, &status.announce);
     out
 }
 

@@ -1,11 +1,14 @@
-//! The renderings of the two sections whose values their owners produce: the bulk resync
-//! ([`ResyncStatus`], `haldir-ipvs`) and the DR ARP check ([`Report`], `haldir-director`).
+//! The renderings of the sections whose values their owners produce: the bulk resync
+//! ([`ResyncStatus`], `haldir-ipvs`), the DR ARP check ([`Report`], `haldir-director`) and
+//! the BGP announcement ([`AnnounceStatus`], `haldir-director`).
 //! [`crate::text::render`] and [`crate::prometheus::render`] call these after their own
 //! tables and families: text first the DR ARP check then the bulk resync, `/metrics` first
-//! the bulk resync then the DR ARP check (the order haldir always had).
+//! the bulk resync then the DR ARP check (the order haldir always had); the announcement
+//! last in both, and only when `[announce]` is configured.
 
 use std::fmt::Write as _;
 
+use haldir_director::announce::AnnounceStatus;
 use haldir_director::arp_check::{mac_text, Report};
 use haldir_ipvs::resync::ResyncStatus;
 
@@ -93,6 +96,50 @@ pub(crate) fn dr_arp_check_text(report: &Report, now_unix: f64) -> String {
         }
     }
     out
+}
+
+/// The announcement lines of `haldir status` (nothing without `[announce]`): one per VIP,
+/// announced or withdrawn and why.
+pub(crate) fn announce_text(announce: &AnnounceStatus) -> String {
+    if !announce.configured {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nBGP announcement (addresses on {}, drain {}s):\n",
+        announce.interface, announce.drain_seconds
+    );
+    for vip in &announce.vips {
+        let _ = writeln!(
+            out,
+            "  {:<39}  {:<9}  {}",
+            vip.address.to_string(),
+            if vip.announced {
+                "announced"
+            } else {
+                "withdrawn"
+            },
+            vip.reason
+        );
+    }
+    out
+}
+
+/// Appends the announcement's family (nothing without `[announce]`): one gauge per VIP,
+/// 1 while announced.
+pub(crate) fn announce_metrics(out: &mut String, announce: &AnnounceStatus) {
+    if !announce.configured {
+        return;
+    }
+    let mut family = Family::new(
+        out,
+        "haldir_vip_announced",
+        "gauge",
+        "1 while the VIP's address is on the announce interface (FRR announces it over BGP), 0 while withdrawn.",
+    );
+    for vip in &announce.vips {
+        let address = vip.address.to_string();
+        family.sample(&[("vip", &address)], if vip.announced { 1.0 } else { 0.0 });
+    }
 }
 
 /// The two samples of a family by `direction` (`sent`, `received`); an absent value (no
@@ -226,6 +273,7 @@ pub(crate) fn dr_arp_check_metrics(out: &mut String, report: &Report) {
 
 #[cfg(test)]
 mod tests {
+    use haldir_director::announce::VipStatus;
     use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
 
@@ -504,5 +552,54 @@ mod tests {
         dr_arp_check_metrics(&mut sections, &rich_report());
         assert!(metrics.ends_with(&sections), "{metrics}");
         assert!(metrics.len() > sections.len());
+    }
+
+    #[test]
+    fn the_announcement_is_one_line_and_one_gauge_per_vip_and_nothing_when_not_configured() {
+        assert_eq!(announce_text(&AnnounceStatus::default()), "");
+        let mut none = String::new();
+        announce_metrics(&mut none, &AnnounceStatus::default());
+        assert_eq!(none, "");
+
+        let announce = AnnounceStatus {
+            configured: true,
+            drain_seconds: 5.0,
+            interface: "lo".into(),
+            vips: vec![
+                VipStatus {
+                    address: "192.0.2.10".parse().unwrap(),
+                    announced: true,
+                    reason: "every virtual server has its quorum".into(),
+                    virtual_servers: vec!["TCP 192.0.2.10:80".into()],
+                },
+                VipStatus {
+                    address: "2001:db8::10".parse().unwrap(),
+                    announced: false,
+                    reason: "below quorum: TCP [2001:db8::10]:80".into(),
+                    virtual_servers: vec!["TCP [2001:db8::10]:80".into()],
+                },
+            ],
+        };
+        assert_eq!(
+            announce_text(&announce),
+            "\nBGP announcement (addresses on lo, drain 5s):\n\
+             \x20 192.0.2.10                               announced  every virtual server has its quorum\n\
+             \x20 2001:db8::10                             withdrawn  below quorum: TCP [2001:db8::10]:80\n"
+        );
+        let mut metrics = String::new();
+        announce_metrics(&mut metrics, &announce);
+        assert_eq!(
+            metrics,
+            "# HELP haldir_vip_announced 1 while the VIP's address is on the announce interface (FRR announces it over BGP), 0 while withdrawn.\n\
+             # TYPE haldir_vip_announced gauge\n\
+             haldir_vip_announced{vip=\"192.0.2.10\"} 1\n\
+             haldir_vip_announced{vip=\"2001:db8::10\"} 0\n"
+        );
+        let document = crate::StatusDocument {
+            announce: announce.clone(),
+            ..Default::default()
+        };
+        assert!(crate::text::render(&document).ends_with(&announce_text(&announce)));
+        assert!(crate::prometheus::render(&document, "0.1.0").ends_with(&metrics));
     }
 }

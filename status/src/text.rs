@@ -133,5 +133,6 @@ pub fn render(status: &StatusDocument) -> String {
     }
     out.push_str(&sections::dr_arp_check_text(&status.dr_arp_check, now));
     out.push_str(&sections::bulk_resync_text(&status.bulk_resync, now));
+    out.push_str(&sections::announce_text(&status.announce));
     out
 }

@@ -94,6 +94,7 @@ fn rich() -> StatusDocument {
     check_counters.observe(true, Duration::from_millis(3));
     check_counters.observe(false, Duration::from_millis(700));
     StatusDocument {
+        announce: Default::default(),
         bulk_resync: bulk_resync(),
         config: "x".into(),
         dr_arp_check: Report::default(),

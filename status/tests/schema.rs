@@ -36,7 +36,7 @@ fn a_document_haldir_writes_is_valid() {
         "bulk_resync": valid_document()["bulk_resync"],
         "instances": valid_document()["instances"],
         "links": [],
-        "schema_version": 1,
+        "schema_version": 2,
     });
     validate(&file).unwrap();
 }
@@ -95,8 +95,8 @@ fn an_unknown_field_is_refused() {
 #[test]
 fn another_schema_version_is_refused() {
     let mut document = valid_document();
-    document["schema_version"] = json!(2);
+    document["schema_version"] = json!(1);
     assert!(validate_document(&document)
         .unwrap_err()
-        .contains("schema_version 2"));
+        .contains("schema_version 1"));
 }
