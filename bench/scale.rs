@@ -352,7 +352,14 @@ fn wait_view(
 /// the VM's two CPUs) more than the daemon.
 fn service_weights(pid: u32, vip: Ipv4Addr) -> Vec<(String, u32)> {
     let Ok(out) = std::process::Command::new("nsenter")
-        .args(["--target", &pid.to_string(), "--net", "ipvsadm", "-Ln", "-t"])
+        .args([
+            "--target",
+            &pid.to_string(),
+            "--net",
+            "ipvsadm",
+            "-Ln",
+            "-t",
+        ])
         .arg(format!("{vip}:80"))
         .output()
     else {
@@ -534,10 +541,16 @@ fn run_one(
     // Both daemons program the services in address order (keepalived: the file's, which
     // is), so the last one's destinations come last: polled cheaply, then the whole view
     // confirms (polled further in the unlikely case it does not yet).
-    wait_kernel(&lab, pid, started, "the last service's destinations", || {
-        let last = service_weights(pid, vip(services - 1));
-        (last.len() == REAL_SERVERS).then_some(()).ok_or(last)
-    })?;
+    wait_kernel(
+        &lab,
+        pid,
+        started,
+        "the last service's destinations",
+        || {
+            let last = service_weights(pid, vip(services - 1));
+            (last.len() == REAL_SERVERS).then_some(()).ok_or(last)
+        },
+    )?;
     figures.start_s = wait_view(&lab, pid, started, "the table complete", |v| {
         v.services == services && v.destinations == services * REAL_SERVERS
     })?;
