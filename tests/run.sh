@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # keepalived: the reference VRRP peer; nftables: lossy links; iproute2:
 # namespaces, veths, bridges; tcpdump: debugging captures; stress-ng: CPU load;
-# man-db: tests/package.rs renders the packaged man page (dpkg-dev is not needed: dpkg-deb).
-PACKAGES=(keepalived nftables iproute2 tcpdump iputils-ping stress-ng man-db)
+# man-db: tests/package.rs renders the packaged man page (dpkg-dev is not needed: dpkg-deb);
+# frr: the BGP speaker (zebra, bgpd, bfdd) of the active-active tests (tests/announce_bgp.rs).
+PACKAGES=(keepalived nftables iproute2 tcpdump iputils-ping stress-ng man-db frr)
 
 say() { printf '==> %s\n' "$*"; }
 
