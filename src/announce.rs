@@ -133,9 +133,13 @@ impl Announcer {
             };
             let dropped: Vec<IpAddr> = owned.difference(&kept).copied().collect();
             let interface = interface.clone();
-            for address in dropped {
-                self.remove(&interface, address, "not configured").await;
-                self.state.remove(&address);
+            if !dropped.is_empty() {
+                let index = self.index_of(&interface).await;
+                for address in dropped {
+                    self.remove(&index, &interface, address, "not configured")
+                        .await;
+                    self.state.remove(&address);
+                }
             }
         }
         self.owned = spec.as_ref().map(|spec| {
@@ -237,8 +241,9 @@ impl Announcer {
                     }
                 }
                 Change::Remove(address, why) => {
+                    // The interface was read above; without it, its addresses are gone.
                     if self
-                        .remove(&spec.interface, address, &why.to_string())
+                        .remove(&Ok(index), &spec.interface, address, &why.to_string())
                         .await
                     {
                         announced.remove(&address);
@@ -260,13 +265,34 @@ impl Announcer {
         }
     }
 
-    /// Removes `address` from `interface`, logging it; true when it is gone.
-    async fn remove(&self, interface: &str, address: IpAddr, reason: &str) -> bool {
-        let outcome = match self.netif.interface(interface).await {
-            Ok(info) => self.netif.remove_address(info.index, address).await,
+    /// The index of `interface`, `None` when it is gone (and its addresses with it): read
+    /// once for a batch of removals, not once per address.
+    async fn index_of(&self, interface: &str) -> Result<Option<u32>, String> {
+        match self.netif.interface(interface).await {
+            Ok(info) => Ok(Some(info.index)),
+            Err(NetifError::NoSuchInterface(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Removes `address` from `interface` (its index as [`Self::index_of`] read it),
+    /// logging it; true when it is gone.
+    async fn remove(
+        &self,
+        index: &Result<Option<u32>, String>,
+        interface: &str,
+        address: IpAddr,
+        reason: &str,
+    ) -> bool {
+        let outcome = match index {
+            Ok(Some(index)) => self
+                .netif
+                .remove_address(*index, address)
+                .await
+                .map_err(|e| e.to_string()),
             // The interface went, and its addresses with it.
-            Err(NetifError::NoSuchInterface(_)) => Ok(false),
-            Err(e) => Err(e),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e.clone()),
         };
         match outcome {
             Ok(true) => {
@@ -286,8 +312,12 @@ impl Announcer {
         let Some((interface, owned)) = self.owned.clone() else {
             return;
         };
+        let index = self.index_of(&interface).await;
         for address in owned {
-            if self.remove(&interface, address, "haldir stopped").await {
+            if self
+                .remove(&index, &interface, address, "haldir stopped")
+                .await
+            {
                 self.state
                     .insert(address, (false, "haldir stopped".to_owned()));
             }
