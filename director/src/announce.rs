@@ -258,6 +258,9 @@ pub struct AnnounceStatus {
     pub interface: String,
     /// One per announced VIP, in configuration order.
     pub vips: Vec<VipStatus>,
+    /// The BGP sessions as the speaker reports them over BMP (`bmp_listen`), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::bmp::BgpStatus>,
 }
 
 /// One VIP's announcement.
@@ -302,6 +305,8 @@ impl AnnounceStatus {
                     }
                 })
                 .collect(),
+            // Filled in by the status assembly from the BMP collector's own report.
+            bgp: None,
         }
     }
 }
