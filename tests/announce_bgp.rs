@@ -236,6 +236,27 @@ fn a_vip_is_announced_by_health_and_withdrawn_before_a_stop() {
     assert!(haldir.wait_state("MASTER", Duration::from_secs(10)));
     assert!(lab.has_address("director", "10.0.0.200"));
 
+    // The VIP's address removed by hand is put back (the addresses are read every second).
+    let removed = Instant::now();
+    lab.run("director", &["ip", "addr", "del", VIP_PREFIX, "dev", "lo"])
+        .unwrap();
+    let put_back = haldir_lab::poll_until(BOUND, Duration::from_millis(20), || {
+        lab.has_address("director", VIP)
+    });
+    assert!(
+        put_back,
+        "the VIP removed by hand was not put back:\n{}",
+        haldir.log()
+    );
+    let put_back_after = removed.elapsed();
+    wait_route(
+        &lab,
+        true,
+        "(a) put back",
+        &haldir,
+        &[&router, &director_frr],
+    );
+
     // (b) The listener stops: the check fails, the quorum (1) is lost, the route goes.
     drop(listener.take());
     let withdrawn_after = wait_route(
@@ -264,6 +285,7 @@ fn a_vip_is_announced_by_health_and_withdrawn_before_a_stop() {
         &haldir,
         &[&router, &director_frr],
     );
+    eprintln!("announce_bgp: the VIP removed by hand was put back after {put_back_after:?}");
     eprintln!(
         "announce_bgp: announced {announced_after:?} after haldir's start; listener stopped → \
          route withdrawn at the router after {withdrawn_after:?}; listener back → route back \

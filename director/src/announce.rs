@@ -59,11 +59,16 @@ pub struct VipSpec {
 impl VipSpec {
     /// The prefix length of the host route: 32, or 128 for IPv6.
     pub fn prefix_len(&self) -> u8 {
-        if self.address.is_ipv4() {
-            32
-        } else {
-            128
-        }
+        host_prefix_len(&self.address)
+    }
+}
+
+/// The prefix length an announced address has on the interface: 32, or 128 for IPv6.
+pub fn host_prefix_len(address: &IpAddr) -> u8 {
+    if address.is_ipv4() {
+        32
+    } else {
+        128
     }
 }
 
