@@ -18,8 +18,10 @@
 //! `arp_announce=2`) and sends its ACKs straight back through the router, as in LVS-DR.
 //! The route is the router's kernel multipath route installed by FRR's bgpd (eBGP, one
 //! session per director, `maximum-paths 8`, `bgp bestpath as-path multipath-relax`; each
-//! director announces `network VIP/32`, valid while its own kernel route to the VIP
-//! exists, so deleting that route withdraws it, as haldir's address on `lo` does); without
+//! director announces `network VIP/32`, valid while its main table's route to the VIP
+//! exists, so deleting that route withdraws it, as haldir's address on `lo` does; it
+//! forwards by a table of its own (`ip rule iif eth0`), so a withdrawn director keeps
+//! forwarding what still reaches it and a switch loses no packets); without
 //! FRR, or with `--static-route`, the same route written by `ip route replace VIP nexthop
 //! via ... nexthop via ...`.
 //!
@@ -89,6 +91,8 @@ const CLIENT_ADDRESSES: u8 = 8;
 const WRITE_SIZE: usize = 128 * 1024;
 /// How long a flow's blocking write or read waits before looking at the stop flag.
 const IO_POLL: Duration = Duration::from_millis(300);
+/// The directors' routing table for forwarded packets (`ip rule iif eth0`).
+const FORWARDING_TABLE: &str = "100";
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn director_address(index: usize) -> String {
@@ -497,6 +501,37 @@ fn build_topology(lab: &Lab) -> anyhow::Result<()> {
             &director,
             &["ip", "route", "add", "default", "via", ROUTER_INSIDE],
         )?;
+        // Forwarding looks up a table of its own, so that a director keeps forwarding what
+        // still reaches it after its withdrawal (the main table's route to the VIP is
+        // only bgpd's announcement trigger): the rows measure the rate, not the losses of
+        // a withdrawal (tests/kernel_active_active.rs measures those, with IPVS).
+        lab.run(
+            &director,
+            &[
+                "ip",
+                "route",
+                "add",
+                VIP_PREFIX,
+                "via",
+                REAL_SERVER,
+                "table",
+                FORWARDING_TABLE,
+            ],
+        )?;
+        lab.run(
+            &director,
+            &[
+                "ip",
+                "rule",
+                "add",
+                "iif",
+                "eth0",
+                "lookup",
+                FORWARDING_TABLE,
+                "pref",
+                "100",
+            ],
+        )?;
     }
     // The real server: the VIP on lo, silent about it in ARP; replies via the router.
     sysctls(
@@ -590,7 +625,8 @@ fn set_active_directors(lab: &Lab, routing: &Routing<'_>, active: usize) -> anyh
             lab.run("router", &args)?;
         }
         Routing::Bgp { .. } => {
-            // A director announces while its kernel route to the VIP exists (import check).
+            // A director announces while its main table's route to the VIP exists (import
+            // check); it forwards by its own table either way.
             for index in 0..DIRECTORS {
                 let verb = if index < active { "replace" } else { "del" };
                 let director = director_name(index);
