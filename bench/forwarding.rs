@@ -504,7 +504,7 @@ fn build_topology(lab: &Lab) -> anyhow::Result<()> {
         // Forwarding looks up a table of its own, so that a director keeps forwarding what
         // still reaches it after its withdrawal (the main table's route to the VIP is
         // only bgpd's announcement trigger): the rows measure the rate, not the losses of
-        // a withdrawal (tests/kernel_active_active.rs measures those, with IPVS).
+        // a withdrawal (issue 17's VM test measures those, with IPVS).
         lab.run(
             &director,
             &[
