@@ -170,6 +170,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     // keepalived's static addresses, routes and rules (src/statics.rs).
     let statics = crate::statics::spawn(running_tx.subscribe(), shutdown_rx.clone());
     let lvs_timeouts = crate::lvs_timeouts::spawn(running_tx.subscribe(), shutdown_rx.clone());
+    // `[announce]`'s sloppy_tcp / sloppy_sctp sysctls (src/ipvs_sysctl.rs).
+    let ipvs_sysctl = crate::ipvs_sysctl::spawn(running_tx.subscribe(), shutdown_rx.clone());
     // `[announce]`: the VIPs' addresses on the announce interface by health, for FRR.
     let announce = crate::announce::spawn(crate::announce::Channels {
         running: running_tx.subscribe(),
@@ -190,6 +192,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         ("bulk resync", bulk_resync),
         ("static addresses", statics),
         ("lvs_timeouts", lvs_timeouts),
+        ("IPVS sysctls", ipvs_sysctl),
         ("announce", announce),
         ("auth_hmac replay state", replay_writer),
     ] {

@@ -15,6 +15,7 @@ pub mod counters;
 pub mod daemon;
 pub mod dumps;
 pub mod health_wiring;
+pub mod ipvs_sysctl;
 pub mod live;
 pub mod logging;
 pub mod lvs_timeouts;

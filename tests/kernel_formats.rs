@@ -13,9 +13,13 @@
 //!   rs2 10.22.0.12 ┘         rs1/rs2: python3 -m http.server on port 80
 //! ```
 //!
+//! A second virtual server, 10.22.0.101:80, schedules with `mh` and the flags
+//! `mh-port` and `mh-fallback` (keepalived.conf's bare keywords, TOML's `scheduler_flags`).
+//!
 //! Each run, from outside: both group members MASTER and both VIPs on r1; `ipvsadm` shows
-//! both real servers; rs2's listener stopped → rs2 leaves the table (its HTTP_GET fails);
-//! restarted → it is back. The full `ipvsadm` tables (parsed by `kernel_ipvs/ipvsadm.rs`)
+//! both real servers, and the mh service with both flags; rs2's listener stopped → rs2
+//! leaves the rr table (its HTTP_GET fails) and stays in the mh table with weight 0 (the
+//! Maglev table keeps its slots); restarted → it is back. The full `ipvsadm` tables (parsed by `kernel_ipvs/ipvsadm.rs`)
 //! of the three runs, all up and with rs2 down, are equal.
 
 #[path = "kernel_ipvs/ipvsadm.rs"]
@@ -36,6 +40,8 @@ use haldir_lab::{vm::in_vm_or_skip, wait_until, Lab, Signal};
 
 const VIP: &str = "10.22.0.100";
 const SERVICE: &str = "10.22.0.100:80";
+/// The `mh` service with `mh-port` and `mh-fallback`.
+const MH_SERVICE: &str = "10.22.0.101:80";
 
 const KEEPALIVED_CONF: &str = r#"! haldir kernel_formats: a sync group and a DR virtual server with HTTP_GET
 global_defs {
@@ -74,6 +80,40 @@ vrrp_instance VI_2 {
 virtual_server 10.22.0.100 80 {
     delay_loop 1
     lb_algo rr
+    lb_kind DR
+    protocol TCP
+
+    real_server 10.22.0.11 80 {
+        weight 1
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }
+    }
+    real_server 10.22.0.12 80 {
+        weight 2
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 1
+            retry 1
+            delay_before_retry 0.5
+        }
+    }
+}
+
+virtual_server 10.22.0.101 80 {
+    delay_loop 1
+    lvs_sched mh
+    mh-port
+    mh-fallback
     lb_kind DR
     protocol TCP
 
@@ -147,6 +187,30 @@ ip = "10.22.0.12"
 port = 80
 weight = 2
 HTTP_GET = { url = [{ path = "/", status_code = 200 }] }
+
+[[virtual_server]]
+ip = "10.22.0.101"
+port = 80
+protocol = "TCP"
+lb_algo = "mh"
+scheduler_flags = ["mh-port", "mh-fallback"]
+lb_kind = "DR"
+delay_loop = 1
+retry = 1
+delay_before_retry = 0.5
+connect_timeout = 1
+
+[[virtual_server.real_server]]
+ip = "10.22.0.11"
+port = 80
+weight = 1
+HTTP_GET = { url = [{ path = "/", status_code = 200 }] }
+
+[[virtual_server.real_server]]
+ip = "10.22.0.12"
+port = 80
+weight = 2
+HTTP_GET = { url = [{ path = "/", status_code = 200 }] }
 "#;
 
 fn say(text: &str) {
@@ -202,20 +266,19 @@ struct Observed {
     rs2_down: Table,
 }
 
-/// The table as `ipvsadm` reads it once the service's destinations are `expected`, and
-/// still are after the read (a health checker starved on a loaded VM may flap a real
-/// server between two reads; the snapshot must be of the state the test waited for).
-/// `None` when that does not happen within 60 s.
-fn settled_table(ns: &str, expected: &[(String, u32)]) -> Option<Table> {
+/// The table as `ipvsadm` reads it once the rr service's destinations are `rr` and the mh
+/// service's `mh`, and still are after the read (a health checker starved on a loaded VM
+/// may flap a real server between two reads; the snapshot must be of the state the test
+/// waited for). `None` when that does not happen within 60 s.
+fn settled_table(ns: &str, rr: &[(String, u32)], mh: &[(String, u32)]) -> Option<Table> {
+    let settled = || dr_lab::dests(ns, SERVICE) == rr && dr_lab::dests(ns, MH_SERVICE) == mh;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if !wait_until(deadline.saturating_duration_since(Instant::now()), || {
-            dr_lab::dests(ns, SERVICE) == expected
-        }) {
+        if !wait_until(deadline.saturating_duration_since(Instant::now()), settled) {
             return None;
         }
         let table = ipvsadm::read_table(Some(ns));
-        if dr_lab::dests(ns, SERVICE) == expected {
+        if settled() {
             return Some(table);
         }
     }
@@ -263,7 +326,7 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         ("10.22.0.11:80".to_owned(), 1),
         ("10.22.0.12:80".to_owned(), 2),
     ];
-    let all_up = settled_table(&ns, &up).unwrap_or_else(|| {
+    let all_up = settled_table(&ns, &up, &up).unwrap_or_else(|| {
         panic!(
             "{what}: not all up:\n{}\n{}",
             ipvsadm::run(Some(&ns), &["-Ln"]),
@@ -271,8 +334,15 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         )
     });
     let to_up = started.elapsed();
+    let listing = ipvsadm::run(Some(&ns), &["-Ln", "-t", MH_SERVICE]);
+    assert!(
+        listing.contains("mh (mh-fallback,mh-port)")
+            || listing.contains("mh (mh-port,mh-fallback)"),
+        "{what}: the mh service lacks its flags in the kernel:\n{listing}"
+    );
 
-    // rs2's listener stops: its HTTP_GET fails, it leaves the table; back when restarted.
+    // rs2's listener stops: its HTTP_GET fails, it leaves the rr table and is quiesced in
+    // the mh one; back when restarted.
     dr_lab::stop_listener(lab, listeners[1]);
     let t = Instant::now();
     assert!(
@@ -283,7 +353,19 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         log()
     );
     let removal = t.elapsed();
-    let rs2_down = settled_table(&ns, &up[..1]).unwrap_or_else(|| {
+    // The mh service keeps rs2, quiesced: its Maglev slots stay where they were.
+    let quiesced = vec![
+        ("10.22.0.11:80".to_owned(), 1),
+        ("10.22.0.12:80".to_owned(), 0),
+    ];
+    assert!(
+        wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, MH_SERVICE)
+            == quiesced),
+        "{what}: rs2 not quiesced in the mh service:\n{}\n{}",
+        ipvsadm::run(Some(&ns), &["-Ln"]),
+        log()
+    );
+    let rs2_down = settled_table(&ns, &up[..1], &quiesced).unwrap_or_else(|| {
         panic!(
             "{what}: rs2's removal did not hold:\n{}\n{}",
             ipvsadm::run(Some(&ns), &["-Ln"]),
@@ -296,6 +378,13 @@ fn run_haldir(lab: &Lab, listeners: &mut [u32; 2], what: &str, file: &Path) -> O
         wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, SERVICE)
             == up),
         "{what}: rs2 not back:\n{}\n{}",
+        ipvsadm::run(Some(&ns), &["-Ln"]),
+        log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || dr_lab::dests(&ns, MH_SERVICE)
+            == up),
+        "{what}: rs2's weight not back in the mh service:\n{}\n{}",
         ipvsadm::run(Some(&ns), &["-Ln"]),
         log()
     );

@@ -13,6 +13,11 @@
 //! announced VIP may not also be a `virtual_ipaddress` of a VRRP instance: an
 //! address is either moved by VRRP or announced over BGP. `track_interface` names
 //! interfaces (the uplinks) that must be up for anything to be announced.
+//! `sloppy_tcp` and `sloppy_sctp` (default true) are the kernel's
+//! `net.ipv4.vs.sloppy_tcp` / `sloppy_sctp`, set while `[announce]` is configured:
+//! ECMP moves a flow to another director when the set of directors changes, and
+//! that director sees the flow's next packet mid-stream; without them IPVS
+//! schedules only a SYN (SCTP: an INIT) and the moved connection dies.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -45,6 +50,10 @@ pub struct Announce {
     /// `track_interface`: interfaces that must be up (administratively and with
     /// carrier) for any VIP to be announced.
     pub track_interfaces: Vec<String>,
+    /// `sloppy_tcp`: IPVS schedules a TCP flow from any packet, not only its SYN.
+    pub sloppy_tcp: bool,
+    /// `sloppy_sctp`: likewise for SCTP flows (not only from an INIT).
+    pub sloppy_sctp: bool,
 }
 
 impl Announce {
@@ -76,6 +85,8 @@ pub(crate) struct AnnounceDraft {
     pub(crate) drain: Option<Located<f64>>,
     pub(crate) vips: Option<Located<Vec<Located<String>>>>,
     pub(crate) track_interface: Option<Located<Vec<Located<String>>>>,
+    pub(crate) sloppy_tcp: Option<Located<bool>>,
+    pub(crate) sloppy_sctp: Option<Located<bool>>,
 }
 
 impl AnnounceDraft {
@@ -86,6 +97,8 @@ impl AnnounceDraft {
             drain: None,
             vips: None,
             track_interface: None,
+            sloppy_tcp: None,
+            sloppy_sctp: None,
         }
     }
 }
@@ -270,6 +283,8 @@ pub(crate) fn validate(
         drain,
         vips,
         track_interfaces,
+        sloppy_tcp: d.sloppy_tcp.as_ref().is_none_or(|v| v.value),
+        sloppy_sctp: d.sloppy_sctp.as_ref().is_none_or(|v| v.value),
     })
 }
 
@@ -294,4 +309,6 @@ pub(crate) fn toml_table(out: &mut String, a: &Announce, string: impl Fn(&str) -
             list(&mut a.track_interfaces.iter().cloned())
         ));
     }
+    out.push_str(&format!("sloppy_tcp = {}\n", a.sloppy_tcp));
+    out.push_str(&format!("sloppy_sctp = {}\n", a.sloppy_sctp));
 }

@@ -262,6 +262,8 @@ pub(crate) struct VirtualServerDraft {
 pub(crate) struct VirtualServerExtras {
     pub(crate) persistence_granularity: Option<Located<String>>,
     pub(crate) ops: Option<Located<bool>>,
+    /// Scheduler flags by name (`mh-port`, `flag-1`, ...), as written.
+    pub(crate) scheduler_flags: Vec<Located<String>>,
     /// Checker defaults for every real server (`connect_timeout`, `retry`,
     /// `delay_before_retry`, `warmup`, `alpha`); its `delay_loop` stays `None`
     /// (the virtual server's is [`VirtualServerDraft::delay_loop`]).
@@ -283,6 +285,7 @@ impl VirtualServerExtras {
     const NONE: VirtualServerExtras = VirtualServerExtras {
         persistence_granularity: None,
         ops: None,
+        scheduler_flags: Vec::new(),
         check_defaults: CheckDefaultsDraft::NONE,
         quorum: None,
         hysteresis: None,

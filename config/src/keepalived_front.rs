@@ -341,7 +341,9 @@ const AUTH_HMAC: BlockKeywords = BlockKeywords {
 
 const VIRTUAL_SERVER: BlockKeywords = BlockKeywords {
     place: "virtual_server",
-    accepted: virtual_server_keywords!(;),
+    accepted: virtual_server_keywords!(;
+        // Scheduler flags, keepalived.conf(5): TOML has `scheduler_flags = [...]`.
+        "flag-1", "flag-2", "flag-3", "sh-port", "sh-fallback", "mh-port", "mh-fallback"),
     planned: &[
         ("lvs_timeouts", "setting IPVS timeouts is not implemented"),
         ("ha_suspend", "not implemented"),
@@ -1456,6 +1458,15 @@ impl Front {
                 "persistence_timeout" => d.persistence_timeout = self.seconds(s),
                 "persistence_granularity" => d.extras_mut().persistence_granularity = self.word(s),
                 "ops" => d.extras_mut().ops = self.flag(s, true),
+                "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback" | "mh-port"
+                | "mh-fallback" => {
+                    if let Some(set) = self.flag(s, true) {
+                        d.extras_mut().scheduler_flags.push(Located {
+                            value: keyword.to_owned(),
+                            loc: set.loc,
+                        });
+                    }
+                }
                 "delay_loop" => d.delay_loop = self.seconds(s),
                 "real_server" => {
                     if let Some(rs) = self.real_server(s) {

@@ -45,9 +45,9 @@ use std::sync::Arc;
 pub use error::{ConfigError, ConfigErrors, Loc};
 pub use model::{
     AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler,
-    LvsScripts, LvsTimeouts, Model, NotifyScripts, RealServer, ScriptSettings, Statics, SyncGroup,
-    TrackedInterface, VirtualAddress, VirtualAddressError, VirtualServer, VirtualServerAddress,
-    VrrpInstance, VrrpVersion,
+    LvsScripts, LvsTimeouts, Model, NotifyScripts, RealServer, SchedulerFlags, ScriptSettings,
+    Statics, SyncGroup, TrackedInterface, VirtualAddress, VirtualAddressError, VirtualServer,
+    VirtualServerAddress, VrrpInstance, VrrpVersion,
 };
 
 pub use announce::{Announce, DEFAULT_DRAIN as DEFAULT_ANNOUNCE_DRAIN};

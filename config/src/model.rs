@@ -604,6 +604,77 @@ pub struct LvsPersistence {
     pub granularity_prefix_len: u8,
 }
 
+/// The scheduler flags of a virtual server (`IP_VS_SVC_F_SCHED1..3`, ipvsadm `-b`):
+/// keepalived's `flag-1`..`flag-3`, which the `sh` and `mh` schedulers name: flag-1 is
+/// `sh-fallback` / `mh-fallback` (a real server that is unavailable passes its share to
+/// the next by hash), flag-2 is `sh-port` / `mh-port` (the source port is hashed too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SchedulerFlags(u8);
+
+/// Every scheduler flag name: the flag (1..=3) and the scheduler it is a flag of, if it
+/// is one scheduler's (keepalived's `check_parser.c` takes `sh-*` for `sh` only and
+/// `mh-*` for `mh` only).
+const SCHEDULER_FLAG_NAMES: [(&str, u8, Option<LvsScheduler>); 7] = [
+    ("flag-1", 1, None),
+    ("flag-2", 2, None),
+    ("flag-3", 3, None),
+    ("sh-fallback", 1, Some(LvsScheduler::Sh)),
+    ("sh-port", 2, Some(LvsScheduler::Sh)),
+    ("mh-fallback", 1, Some(LvsScheduler::Mh)),
+    ("mh-port", 2, Some(LvsScheduler::Mh)),
+];
+
+impl SchedulerFlags {
+    /// No flag.
+    pub const NONE: SchedulerFlags = SchedulerFlags(0);
+
+    /// Every name a flag can be written with.
+    pub fn all_names() -> impl Iterator<Item = &'static str> {
+        SCHEDULER_FLAG_NAMES.iter().map(|(name, _, _)| *name)
+    }
+
+    /// The flag called `name` (1..=3) and the scheduler it belongs to, if only one.
+    pub fn parse_name(name: &str) -> Option<(u8, Option<LvsScheduler>)> {
+        SCHEDULER_FLAG_NAMES
+            .iter()
+            .find(|(known, _, _)| *known == name)
+            .map(|(_, flag, scheduler)| (*flag, *scheduler))
+    }
+
+    /// These flags and flag `flag` (1..=3).
+    pub fn with(self, flag: u8) -> SchedulerFlags {
+        debug_assert!((1..=3).contains(&flag));
+        SchedulerFlags(self.0 | 1 << (flag - 1))
+    }
+
+    /// Whether flag `flag` (1..=3) is set.
+    pub fn contains(self, flag: u8) -> bool {
+        (1..=3).contains(&flag) && self.0 & (1 << (flag - 1)) != 0
+    }
+
+    /// Whether no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The set flags by the names `scheduler` gives them (`mh-port` for `mh`,
+    /// `flag-2` for a scheduler without names), in flag order.
+    pub fn names(self, scheduler: LvsScheduler) -> Vec<&'static str> {
+        (1..=3)
+            .filter(|&flag| self.contains(flag))
+            .map(|flag| {
+                let own = SCHEDULER_FLAG_NAMES
+                    .iter()
+                    .find(|(_, f, s)| *f == flag && *s == Some(scheduler));
+                let generic = SCHEDULER_FLAG_NAMES
+                    .iter()
+                    .find(|(_, f, s)| *f == flag && s.is_none());
+                own.or(generic).map_or("flag-?", |(name, _, _)| *name)
+            })
+            .collect()
+    }
+}
+
 /// One IPVS virtual service with its real servers (keepalived `virtual_server`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtualServer {
@@ -621,6 +692,8 @@ pub struct VirtualServer {
     pub persistence: Option<LvsPersistence>,
     /// One-packet scheduling (`ops`, UDP only).
     pub one_packet: bool,
+    /// The scheduler's own flags (`mh-port`, `sh-fallback`, `flag-3`, ...).
+    pub scheduler_flags: SchedulerFlags,
     /// Milliseconds between health-check rounds (`delay_loop`), if set.
     pub delay_loop_millis: Option<u32>,
     /// `quorum`: the live weight (sum of the weights of the real servers that

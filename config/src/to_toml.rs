@@ -312,6 +312,7 @@ fn virtual_server(out: &mut String, vs: &VirtualServer) {
         method,
         persistence,
         one_packet,
+        scheduler_flags,
         delay_loop_millis,
         quorum,
         hysteresis,
@@ -356,6 +357,14 @@ fn virtual_server(out: &mut String, vs: &VirtualServer) {
     }
     if *one_packet {
         line(out, "ops", true);
+    }
+    if !scheduler_flags.is_empty() {
+        let names: Vec<String> = scheduler_flags
+            .names(*scheduler)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        line(out, "scheduler_flags", string_list(&names));
     }
     if let Some(millis) = delay_loop_millis {
         line(out, "delay_loop", decimal(*millis, 1000));

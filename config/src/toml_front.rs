@@ -27,7 +27,14 @@ const TOP_KEYS: &[&str] = &[
     "announce",
 ];
 /// Keys accepted in `[announce]` (a haldir extension, `config/src/announce.rs`).
-const ANNOUNCE_KEYS: &[&str] = &["interface", "drain", "vips", "track_interface"];
+const ANNOUNCE_KEYS: &[&str] = &[
+    "interface",
+    "drain",
+    "vips",
+    "track_interface",
+    "sloppy_tcp",
+    "sloppy_sctp",
+];
 /// Keys accepted in `[global_defs]`.
 const GLOBAL_KEYS: &[&str] = &[
     "router_id",
@@ -111,7 +118,8 @@ const SYNC_GROUP_KEYS: &[&str] = &[
     "notify",
 ];
 /// Keys accepted in each `[[virtual_server]]`, in the order the docs list them.
-const VIRTUAL_SERVER_KEYS: &[&str] = virtual_server_keywords!("ip", "port", "fwmark";);
+const VIRTUAL_SERVER_KEYS: &[&str] =
+    virtual_server_keywords!("ip", "port", "fwmark"; "scheduler_flags");
 /// Keys accepted in each `[[virtual_server.real_server]]`.
 const REAL_SERVER_KEYS: &[&str] = real_server_keywords!("ip", "port";);
 /// Keys accepted in an instance's `authentication` table.
@@ -310,7 +318,8 @@ impl Reader<'_> {
         })
     }
 
-    /// `[announce]`: `interface`, `drain`, `vips`, `track_interface`.
+    /// `[announce]`: `interface`, `drain`, `vips`, `track_interface`, `sloppy_tcp`,
+    /// `sloppy_sctp`.
     fn announce(&mut self, value: &Spanned<DeValue<'_>>) -> Option<crate::announce::AnnounceDraft> {
         let table = self.table("announce", value)?;
         let mut d = crate::announce::AnnounceDraft::new(self.index.loc(value.span().start));
@@ -319,6 +328,8 @@ impl Reader<'_> {
                 Some("interface") => d.interface = self.string("interface", value),
                 Some("drain") => d.drain = self.seconds("drain", value),
                 Some("vips") => d.vips = self.string_array("vips", value),
+                Some("sloppy_tcp") => d.sloppy_tcp = self.boolean("sloppy_tcp", value),
+                Some("sloppy_sctp") => d.sloppy_sctp = self.boolean("sloppy_sctp", value),
                 Some(_) => d.track_interface = self.string_array("track_interface", value),
                 None => {}
             }
@@ -516,6 +527,11 @@ impl Reader<'_> {
                     draft.extras_mut().persistence_granularity = self.string(name, value)
                 }
                 "ops" => draft.extras_mut().ops = self.boolean(name, value),
+                "scheduler_flags" => {
+                    if let Some(flags) = self.string_array(name, value) {
+                        draft.extras_mut().scheduler_flags = flags.value;
+                    }
+                }
                 "delay_loop" => draft.delay_loop = self.seconds(name, value),
                 "real_server" => {
                     draft.real_servers = self

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::draft::{Located, RealServerDraft, ScriptsDraft, VirtualServerDraft};
 use crate::error::{ConfigError, Loc};
 use crate::model::{
-    AddressFamily, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, RealServer, VirtualServer,
-    VirtualServerAddress,
+    AddressFamily, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, RealServer,
+    SchedulerFlags, VirtualServer, VirtualServerAddress,
 };
 use crate::validate::{in_range, push, whole_seconds, whole_units};
 
@@ -204,6 +204,8 @@ fn virtual_server(
             scheduler
         });
 
+    let scheduler_flags = scheduler_flags(errors, &d.extras().scheduler_flags, scheduler);
+
     let method = one_of_synonyms(errors, &d.method).map_or(Some(LvsMethod::Nat), |(key, value)| {
         match value.value.as_str() {
             "DR" => Some(LvsMethod::DirectRouting),
@@ -357,6 +359,7 @@ fn virtual_server(
         method: method?,
         persistence,
         one_packet,
+        scheduler_flags,
         delay_loop_millis,
         quorum: health.quorum,
         hysteresis: health.hysteresis,
@@ -366,6 +369,47 @@ fn virtual_server(
         real_servers,
         loc: d.loc.clone(),
     })
+}
+
+/// The scheduler flags written (`mh-port`, `flag-1`, ...): each a known name, and a
+/// scheduler's own names (`sh-*`, `mh-*`) only with that scheduler. keepalived logs
+/// "only applies to sh scheduler - ignoring" and runs without the flag; haldir refuses
+/// the file, as for any value it would otherwise not apply.
+fn scheduler_flags(
+    errors: &mut Vec<ConfigError>,
+    written: &[Located<String>],
+    scheduler: Option<LvsScheduler>,
+) -> SchedulerFlags {
+    let mut flags = SchedulerFlags::NONE;
+    for flag in written {
+        match SchedulerFlags::parse_name(&flag.value) {
+            None => {
+                let names: Vec<&str> = SchedulerFlags::all_names().collect();
+                push(
+                    errors,
+                    &flag.loc,
+                    format!(
+                        "scheduler flag {:?}: unknown; use one of {}",
+                        flag.value,
+                        names.join(", ")
+                    ),
+                );
+            }
+            Some((_, Some(only))) if scheduler.is_some_and(|s| s != only) => push(
+                errors,
+                &flag.loc,
+                format!(
+                    "scheduler flag {:?} is a flag of the {} scheduler, and this virtual server's scheduler is {}; set lb_algo {} or remove the flag",
+                    flag.value,
+                    only.name(),
+                    scheduler.map_or("?", LvsScheduler::name),
+                    only.name()
+                ),
+            ),
+            Some((n, _)) => flags = flags.with(n),
+        }
+    }
+    flags
 }
 
 /// The one value of a pair of synonym keys; a second one is an error.

@@ -61,6 +61,10 @@ fn an_empty_table_announces_every_virtual_server_address_from_lo_with_a_5_s_drai
     assert_eq!(announce.drain, Duration::from_secs(5));
     assert_eq!(announce.vips, None);
     assert!(announce.track_interfaces.is_empty());
+    assert!(
+        announce.sloppy_tcp && announce.sloppy_sctp,
+        "sloppy by default"
+    );
     // Each address once, in configuration order; the fwmark service has none.
     assert_eq!(
         announce.addresses(&model.virtual_servers),
@@ -71,9 +75,10 @@ fn an_empty_table_announces_every_virtual_server_address_from_lo_with_a_5_s_drai
 #[test]
 fn every_key_is_read() {
     let model = parse(&config(
-        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\"]\ntrack_interface = [\"eth0\", \"eth1\"]\n",
+        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\"]\ntrack_interface = [\"eth0\", \"eth1\"]\nsloppy_tcp = false\nsloppy_sctp = false\n",
     ));
     let announce = model.announce.clone().unwrap();
+    assert!(!announce.sloppy_tcp && !announce.sloppy_sctp);
     assert_eq!(announce.interface, "vips0");
     assert_eq!(announce.drain, Duration::from_millis(250));
     assert_eq!(announce.vips, Some(vec![ip("2001:db8::10")]));
@@ -99,7 +104,7 @@ fn each_wrong_value_is_reported_at_its_place() {
             "haldir.toml:21:23: announce vips entry \"x\": not an IP address (write the address alone, e.g. \"192.0.2.10\"; it is announced as a /32, /128 for IPv6)",
             "haldir.toml:21:42: announce vips entry 192.0.2.10: listed twice; list each VIP once",
             "haldir.toml:22:28: announce track_interface \"eth0\": listed twice; list each interface once",
-            "haldir.toml:23:1: unknown key `port` in [announce]; accepted keys: interface, drain, vips, track_interface",
+            "haldir.toml:23:1: unknown key `port` in [announce]; accepted keys: interface, drain, vips, track_interface, sloppy_tcp, sloppy_sctp",
         ]
     );
 }
@@ -144,7 +149,7 @@ fn nothing_to_announce_is_an_error() {
 fn to_toml_writes_the_table_back_exactly() {
     for extra in [
         "[announce]\n",
-        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\", \"192.0.2.10\"]\ntrack_interface = [\"eth1\"]\n",
+        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\", \"192.0.2.10\"]\ntrack_interface = [\"eth1\"]\nsloppy_tcp = false\n",
     ] {
         let model = parse(&config(extra));
         let text = to_toml(&model);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use haldir_config::{
     load_file, parse_toml, AddressFamily, Loc, LvsMethod, LvsPersistence, LvsProtocol,
-    LvsScheduler, RealServer, VirtualServer, VirtualServerAddress,
+    LvsScheduler, RealServer, SchedulerFlags, VirtualServer, VirtualServerAddress,
 };
 
 const FILE: &str = "haldir.toml";
@@ -111,6 +111,7 @@ fn a_file_may_hold_only_virtual_servers_with_keepalived_defaults() {
             method: LvsMethod::DirectRouting,
             persistence: None,
             one_packet: false,
+            scheduler_flags: SchedulerFlags::NONE,
             delay_loop_millis: None,
             quorum: 1,
             hysteresis: 0,
@@ -349,5 +350,62 @@ fn virtual_server_must_be_an_array_of_tables() {
     assert_eq!(
         found[0],
         "haldir.toml:1:1: virtual_server must be an array of tables: write the header as [[virtual_server]] (double brackets), once per entry"
+    );
+}
+
+/// keepalived.conf(5)'s scheduler flags: `mh-port` / `mh-fallback` for `mh` (what
+/// active-active directors use, docs/active-active.md), `sh-*` for `sh`, `flag-N` for any.
+#[test]
+fn scheduler_flags_are_read_from_keepalived_conf_and_toml_alike() {
+    let conf = "virtual_server 192.0.2.10 80 {
+    lvs_sched mh
+    mh-port
+    mh-fallback
+    lb_kind DR
+    real_server 10.0.0.1 80 {
+    }
+}
+";
+    let from_conf =
+        haldir_config::parse_keepalived(conf, "keepalived.conf").unwrap_or_else(|e| panic!("{e}"));
+    let flags = from_conf.virtual_servers[0].scheduler_flags;
+    assert!(flags.contains(1) && flags.contains(2) && !flags.contains(3));
+    assert_eq!(flags.names(LvsScheduler::Mh), ["mh-fallback", "mh-port"]);
+
+    let toml = MINIMAL.replace(
+        "lb_kind = \"DR\"",
+        "lb_kind = \"DR\"\nlb_algo = \"mh\"\nscheduler_flags = [\"mh-port\", \"mh-fallback\"]",
+    );
+    let from_toml = parse_toml(&toml, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_toml.virtual_servers[0].scheduler_flags, flags);
+
+    // Written back (`haldir convert`) and read again: the same flags.
+    let written = haldir_config::to_toml(&from_conf);
+    assert!(
+        written.contains("scheduler_flags = [\"mh-fallback\", \"mh-port\"]"),
+        "{written}"
+    );
+    let again = parse_toml(&written, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.virtual_servers[0].scheduler_flags, flags);
+}
+
+#[test]
+fn a_scheduler_flag_of_another_scheduler_or_an_unknown_one_is_refused_where_written() {
+    let toml = MINIMAL.replace(
+        "lb_kind = \"DR\"",
+        "lb_kind = \"DR\"\nlb_algo = \"wrr\"\nscheduler_flags = [\"flag-3\", \"mh-port\", \"hash-all\"]",
+    );
+    let errors = errors(&toml);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("haldir.toml:6:")
+            && errors[0].contains("\"mh-port\" is a flag of the mh scheduler")
+            && errors[0].contains("scheduler is wrr"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("haldir.toml:6:")
+            && errors[1].contains("\"hash-all\": unknown; use one of flag-1"),
+        "{errors:#?}"
     );
 }

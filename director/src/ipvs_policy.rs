@@ -5,7 +5,7 @@
 //!   always up); its weight is the last `misc_dynamic` weight reported, else the configured
 //!   one ([`real_server_state`]).
 //! * A real server that is down is left out, or kept with weight 0 under
-//!   `inhibit_on_failure`.
+//!   `inhibit_on_failure` and always for the `mh` scheduler (its table stays the same).
 //! * Per virtual server the live weight (the sum of the up servers' weights) is compared
 //!   with `quorum`, with `hysteresis`: lost when it drops to 0 or below
 //!   `quorum - hysteresis`, regained at `quorum + hysteresis` ([`desired_table`]). While it
@@ -16,7 +16,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use haldir_config::{CheckKind, CheckTimingSpec, HealthCheck, RealServer, VirtualServer};
+use haldir_config::{
+    CheckKind, CheckTimingSpec, HealthCheck, LvsScheduler, RealServer, VirtualServer,
+};
 use haldir_ipvs::model::{ServiceKey, Table};
 use tracing::{info, warn};
 
@@ -137,7 +139,13 @@ pub fn desired_table(
             if *rs_up && !sorry_only {
                 dest.weight = *weight;
                 table.insert_dest(&key, dest_key, dest);
-            } else if rs.inhibit_on_failure {
+            } else if rs.inhibit_on_failure || vs.scheduler == LvsScheduler::Mh {
+                // `mh`: every director must hold the same Maglev table for the same
+                // configuration (docs/active-active.md). The kernel builds it over the
+                // destination list in list order and keeps a destination quiesced to
+                // weight 0 in it (its `last_weight`; `ip_vs_mh.c`), so a down server stays
+                // at weight 0 rather than leaving: the table does not change, and with
+                // `mh-fallback` its flows go on to the next server by hash.
                 dest.weight = 0;
                 table.insert_dest(&key, dest_key, dest);
             }

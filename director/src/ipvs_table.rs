@@ -35,22 +35,36 @@ pub fn service_key(vs: &VirtualServer) -> ServiceKey {
     }
 }
 
-/// The service settings of a virtual server: scheduler, `ops` as
-/// `IP_VS_SVC_F_ONEPACKET`, persistence.
+/// The service settings of a virtual server: scheduler, `ops` and the scheduler flags as
+/// `IP_VS_SVC_F_*`, persistence.
 pub fn service(vs: &VirtualServer) -> Service {
     Service {
         scheduler: vs.scheduler.name().to_owned(),
-        flags: if vs.one_packet {
-            ServiceFlags::ONE_PACKET
-        } else {
-            ServiceFlags::NONE
-        },
+        flags: service_flags(vs),
         persistence: vs.persistence.map(|p| Persistence {
             timeout_secs: p.timeout_secs,
             netmask_prefix_len: p.granularity_prefix_len,
         }),
         persistence_engine: None,
     }
+}
+
+/// `ops` and the scheduler flags as `IP_VS_SVC_F_*` bits.
+fn service_flags(vs: &VirtualServer) -> ServiceFlags {
+    let mut flags = ServiceFlags::NONE;
+    if vs.one_packet {
+        flags = flags | ServiceFlags::ONE_PACKET;
+    }
+    for (n, bit) in [
+        (1, ServiceFlags::SCHED1),
+        (2, ServiceFlags::SCHED2),
+        (3, ServiceFlags::SCHED3),
+    ] {
+        if vs.scheduler_flags.contains(n) {
+            flags = flags | bit;
+        }
+    }
+    flags
 }
 
 /// The kernel key and settings of one real server of `vs`.
@@ -174,5 +188,20 @@ ip = "2001:db8::11"
             "a service stays even with no real server up"
         );
         assert_eq!(table.dest_count(), 2);
+    }
+
+    #[test]
+    fn scheduler_flags_become_the_kernels_sched_bits_beside_ops() {
+        let model = haldir_config::parse_toml(
+            "[[virtual_server]]\nip = \"192.0.2.10\"\nport = 53\nprotocol = \"UDP\"\nops = true\nlb_algo = \"mh\"\nscheduler_flags = [\"mh-port\", \"mh-fallback\"]\n",
+            "t.toml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let flags = service(&model.virtual_servers[0]).flags;
+        assert_eq!(
+            flags,
+            ServiceFlags::ONE_PACKET | ServiceFlags::SCHED1 | ServiceFlags::SCHED2
+        );
+        assert!(!flags.contains(ServiceFlags::SCHED3));
     }
 }

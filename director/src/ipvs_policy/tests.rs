@@ -122,6 +122,36 @@ fn down_servers_leave_or_get_weight_zero_and_dynamic_weights_apply() {
 }
 
 #[test]
+fn an_mh_service_keeps_a_down_server_at_weight_zero_without_inhibit_on_failure() {
+    let text = FOUR
+        .replace("lb_kind = \"DR\"", "lb_kind = \"DR\"\nlb_algo = \"mh\"")
+        .replace(
+            "quorum = 6\nhysteresis = 2\nsorry_server = \"10.0.0.250 8080\"\n",
+            "",
+        );
+    let m = model(&text);
+    let mut verdicts = HashMap::new();
+    let mut quorum = HashMap::new();
+    for ip in ["10.0.0.2", "10.0.0.3"] {
+        set(&m, &mut verdicts, ip, true, None);
+    }
+    set(&m, &mut verdicts, "10.0.0.1", false, None);
+    assert_eq!(
+        dests(&table(&m, &verdicts, &mut quorum)),
+        vec![
+            ("10.0.0.1".into(), 80, 0),
+            ("10.0.0.2".into(), 80, 3),
+            ("10.0.0.3".into(), 80, 2),
+            ("10.0.0.4".into(), 80, 1),
+        ],
+        "10.0.0.1 is down and has no inhibit_on_failure: with mh it stays, quiesced"
+    );
+    // The same file with wrr: the down server leaves, as keepalived does.
+    let wrr = model(&text.replace("lb_algo = \"mh\"", "lb_algo = \"wrr\""));
+    assert_eq!(dests(&table(&wrr, &verdicts, &mut HashMap::new())).len(), 3);
+}
+
+#[test]
 fn quorum_with_hysteresis_switches_to_the_sorry_server_and_back() {
     let m = model(FOUR);
     let mut verdicts = HashMap::new();
