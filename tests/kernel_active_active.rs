@@ -30,8 +30,11 @@ use haldir_lab::active_active::{self, run_story, Event, StoryOptions, DYING_REAL
 use haldir_lab::frr;
 use haldir_lab::vm::in_vm_or_skip;
 
-/// BFD's detection (100 ms × 3) plus bgpd and zebra: the bound for a dead director.
-const DEAD_DIRECTOR_REROUTE: Duration = Duration::from_secs(1);
+/// Bound on the router's reroute after a director's link is cut. BFD (100 ms × 3) plus
+/// bgpd and zebra take 0.3-0.5 s on a quiet machine (the target: 1 s); the bound is
+/// BGP's hold time (3 s), which only BFD can beat, because the emulated VM, when the host
+/// is busy, stalls every process for up to 1.5 s (the client's timer lags are printed).
+const DEAD_DIRECTOR_REROUTE: Duration = Duration::from_secs(3);
 
 fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kernel_active_active: {text}");
@@ -80,12 +83,18 @@ fn active_active_directors_lose_no_connection_when_one_dies_returns_or_joins() {
         say(&active_active::event_line(event));
     }
     say(&format!(
-        "sync daemons: {:?}; driver lags {:?}; the story took {:.0} s",
+        "router sessions:\n{}\nrouter neighbours:\n{}sync daemons: {:?}; driver lags {:?}; the story took {:.0} s",
+        story.router_adjacency_changes.join("\n"),
+        story.router_neighbours,
         story.sync_daemons,
         story.driver_lags,
         story.elapsed.as_secs_f64()
     ));
 
+    // haldir's [announce] turned sloppy TCP on in every director.
+    for (director, sloppy) in &story.sloppy_tcp {
+        assert_eq!(sloppy, "1", "sloppy_tcp in {director}\n{text}");
+    }
     // The spread: every director and every real server carries a fair part of the 300.
     assert_eq!(story.opened.0, story.opened.1, "{text}");
     let fair = options.connections / 10;
@@ -116,6 +125,15 @@ fn active_active_directors_lose_no_connection_when_one_dies_returns_or_joins() {
         reroute <= DEAD_DIRECTOR_REROUTE,
         "{}: rerouted after {reroute:?}, beyond {DEAD_DIRECTOR_REROUTE:?}\n{text}",
         cut.name
+    );
+    let d2 = active_active::director_address("d2").unwrap();
+    assert!(
+        story
+            .router_adjacency_changes
+            .iter()
+            .any(|l| l.contains(d2) && l.contains("BFD down")),
+        "the router's session to d2 did not go down by BFD: {:?}\n{text}",
+        story.router_adjacency_changes
     );
     for event in [cut, back, joined, quorum_lost, quorum_back, sigterm] {
         assert_nothing_lost(event, &text);

@@ -86,9 +86,6 @@ pub struct ActiveActiveOptions {
     pub drain: Duration,
     /// Bound on a haldir's start (its first status file): slow in a loaded emulated VM.
     pub start_timeout: Duration,
-    /// The lab sets `net.ipv4.vs.sloppy_tcp = 1` in every director itself (for a haldir
-    /// that does not: without it a moved flow is not picked up and dies).
-    pub lab_sets_sloppy_tcp: bool,
 }
 
 impl ActiveActiveOptions {
@@ -99,11 +96,10 @@ impl ActiveActiveOptions {
             binary,
             bfd_interval: Duration::from_millis(100),
             bfd_multiplier: 3,
-            scheduler_flags: Vec::new(), // TODO(lead's scheduler_flags): mh-port, mh-fallback
+            scheduler_flags: vec!["mh-port".into(), "mh-fallback".into()],
             sync_daemon: true,
             drain: Duration::from_secs(3),
             start_timeout: Duration::from_secs(180),
-            lab_sets_sloppy_tcp: true, // TODO(lead's sloppy_tcp): false
         }
     }
 }
@@ -138,7 +134,7 @@ fn bfdd_config(options: &ActiveActiveOptions) -> String {
 pub fn router_bgpd() -> String {
     let mut text = format!(
         "router bgp {ROUTER_AS}\n bgp router-id {ROUTER_ADDRESS}\n no bgp ebgp-requires-policy\n \
-         bgp bestpath as-path multipath-relax\n timers bgp 1 3\n"
+         bgp log-neighbor-changes\n bgp bestpath as-path multipath-relax\n timers bgp 1 3\n"
     );
     for (n, (_, address)) in DIRECTORS.iter().enumerate() {
         text.push_str(&format!(
@@ -201,14 +197,11 @@ port = {SERVICE_PORT}
 protocol = "TCP"
 lb_algo = "mh"
 {flags}lb_kind = "DR"
-delay_loop = 0.5
+delay_loop = 1
 connect_timeout = 1
 retry = 1
 delay_before_retry = 0.2
 warmup = 0
-# A failed real server stays in the table with weight 0: the destination order, which
-# Maglev's table depends on, stays the same on every director.
-inhibit_on_failure = true
 {real_servers}
 [announce]
 interface = "lo"
@@ -390,9 +383,6 @@ impl<'l> ActiveActive<'l> {
                     ("net/ipv4/conf/eth0/rp_filter", "0"),
                 ],
             )?;
-            if self.options.lab_sets_sloppy_tcp && Path::new("/proc/sys/net/ipv4/vs").exists() {
-                sysctls(lab, name, &[("net/ipv4/vs/sloppy_tcp", "1")])?;
-            }
             ip_batch(
                 lab,
                 name,
@@ -579,6 +569,8 @@ pub struct RouteChange {
     pub at: Instant,
     /// The next hops' addresses, sorted.
     pub nexthops: Vec<String>,
+    /// The route as `ip` printed it.
+    pub line: String,
 }
 
 /// The router's route to one prefix, followed by `ip -o monitor route nexthop` in the
@@ -602,9 +594,11 @@ impl RouteWatch {
             .spawn()
             .context("cannot start ip monitor")?;
         let stdout = child.stdout.take().context("ip monitor has no stdout")?;
+        let (nexthops, line) = read_route(&ns, address);
         let changes = Arc::new(Mutex::new(vec![RouteChange {
             at: Instant::now(),
-            nexthops: read_route(&ns, address),
+            nexthops,
+            line,
         }]));
         let reader = std::thread::Builder::new()
             .name(format!("routes-{host}"))
@@ -615,8 +609,8 @@ impl RouteWatch {
                     for line in std::io::BufReader::new(stdout).lines() {
                         let Ok(line) = line else { break };
                         let at = Instant::now();
-                        let nexthops = match parse_monitor_line(&line, &address) {
-                            Some(hops) => hops,
+                        let (nexthops, line) = match parse_monitor_line(&line, &address) {
+                            Some(hops) => (hops, line),
                             // A nexthop object changed: zebra may have changed the route's
                             // group in place, which prints no route line: read the route.
                             None if line.starts_with("id ") || line.starts_with("Deleted id ") => {
@@ -626,7 +620,7 @@ impl RouteWatch {
                         };
                         let mut changes = lock(&changes);
                         if changes.last().map(|c| &c.nexthops) != Some(&nexthops) {
-                            changes.push(RouteChange { at, nexthops });
+                            changes.push(RouteChange { at, nexthops, line });
                         }
                     }
                 }
@@ -693,9 +687,9 @@ impl Drop for RouteWatch {
     }
 }
 
-/// `ip -n NS -o route show ADDRESS/32`: the next hops of the route (a fork: only at the
-/// start and on a nexthop object's change).
-fn read_route(ns: &str, address: &str) -> Vec<String> {
+/// `ip -n NS -o route show ADDRESS/32`: the next hops of the route and the line (a fork:
+/// only at the start and on a nexthop object's change).
+fn read_route(ns: &str, address: &str) -> (Vec<String>, String) {
     let output = Command::new("ip")
         .args(["-n", ns, "-o", "route", "show", &format!("{address}/32")])
         .stdin(Stdio::null())
@@ -704,7 +698,7 @@ fn read_route(ns: &str, address: &str) -> Vec<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     text.lines()
-        .find_map(|line| parse_monitor_line(line, address))
+        .find_map(|line| parse_monitor_line(line, address).map(|hops| (hops, line.to_owned())))
         .unwrap_or_default()
 }
 
@@ -774,7 +768,7 @@ impl StoryOptions {
                 connect_spacing: Duration::from_millis(10),
             },
             stall_bound: Duration::from_secs(10),
-            reroute_bound: Duration::from_secs(10),
+            reroute_bound: Duration::from_secs(30),
             appear_bound: Duration::from_secs(120),
         }
     }
@@ -805,6 +799,12 @@ pub struct Event {
     pub new_up: usize,
     /// New connections per real server.
     pub new_by_server: std::collections::BTreeMap<String, usize>,
+    /// Why new connections failed, one line each.
+    pub new_failures: Vec<String>,
+    /// The router's route changes from the event to its end (more than one: a flap).
+    pub route_changes: usize,
+    /// The router's route at the end, as `ip` printed it.
+    pub route_line: String,
     /// Packets each director forwarded in the seconds after the event settled.
     pub packets_by_director: Vec<(String, u64)>,
 }
@@ -840,6 +840,12 @@ pub struct Story {
     pub by_server: std::collections::BTreeMap<String, usize>,
     /// The sync daemons of each director (`ipvsadm -L --daemon`), or why not read.
     pub sync_daemons: Vec<(String, String)>,
+    /// `net.ipv4.vs.sloppy_tcp` in each director, as haldir set it.
+    pub sloppy_tcp: Vec<(String, String)>,
+    /// The router's neighbour table at the end (`ip neigh`).
+    pub router_neighbours: String,
+    /// The router's bgpd log of its sessions going up and down (`%ADJCHANGE` lines: why).
+    pub router_adjacency_changes: Vec<String>,
     /// The events, in order.
     pub events: Vec<Event>,
     /// Connections with the lost real server at the time it died.
@@ -895,6 +901,14 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
             })
             .unwrap_or_else(|e| format!("{e:#}"));
         story.sync_daemons.push((director.name.to_owned(), daemons));
+        let sloppy = in_netns(&lab.ns_name(director.name), || {
+            std::fs::read_to_string("/proc/sys/net/ipv4/vs/sloppy_tcp")
+        })
+        .map_or_else(
+            |e| format!("{e:#}"),
+            |read| read.map_or_else(|e| e.to_string(), |v| v.trim().to_owned()),
+        );
+        story.sloppy_tcp.push((director.name.to_owned(), sloppy));
     }
 
     let traffic = Traffic::start(&lab, CLIENT, ActiveActive::target(), options.traffic)?;
@@ -1037,6 +1051,14 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     say(&event_line(&event));
     story.events.push(event);
 
+    story.router_neighbours = lab.stdout(ROUTER, &["ip", "neigh"]);
+    story.router_adjacency_changes = site
+        .router
+        .logs()
+        .lines()
+        .filter(|l| l.contains("ADJCHANGE"))
+        .map(str::to_owned)
+        .collect();
     let report = traffic.stop();
     story.driver_lags = report.driver_lags.iter().map(|(_, lag)| *lag).collect();
     drop(site);
@@ -1060,16 +1082,23 @@ pub fn event_line(event: &Event) -> String {
         .worst_gap
         .map_or_else(|| "-".to_owned(), |g| format!("{:.2} s", g.as_secs_f64()));
     format!(
-        "{}: {reroute} (next hops {:?}); lost {} of {} established {:?}; worst silence {gap}; \
-         new connections {}/{} {:?}; packets per director since {:?}",
+        "{}: {reroute} (next hops {:?}, {} route changes; `{}`); lost {} of {} established \
+         {:?}; worst silence {gap}; new connections {}/{} {:?}{}; packets per director since {:?}",
         event.name,
         event.nexthops,
+        event.route_changes,
+        event.route_line.replace('\t', " "),
         event.lost_total(),
         event.established,
         event.lost_by_server(),
         event.new_up,
         event.new_opened,
         event.new_by_server,
+        if event.new_failures.is_empty() {
+            String::new()
+        } else {
+            format!(" (failed: {})", event.new_failures.join("; "))
+        },
         event.packets_by_director
     )
 }
@@ -1232,13 +1261,15 @@ fn run_event<'l>(
     let first_new = report.connections.len();
     let new_up = traffic.open_from(options.new_per_event, &label, &client_sources())?;
     let mut new_by_server = std::collections::BTreeMap::new();
+    let mut new_failures = Vec::new();
     for c in &traffic.report().connections[first_new..] {
-        if c.lost.is_none() {
-            if let Some(server) = &c.server {
-                *new_by_server.entry(server.clone()).or_insert(0) += 1;
-            }
+        if let Some((_, why)) = &c.lost {
+            new_failures.push(format!("conn {}: {why}", c.id));
+        } else if let Some(server) = &c.server {
+            *new_by_server.entry(server.clone()).or_insert(0) += 1;
         }
     }
+    let changes = site.routes.changes();
     Ok(Event {
         name: name.to_owned(),
         nexthops: site.routes.nexthops(),
@@ -1250,6 +1281,9 @@ fn run_event<'l>(
         new_opened: options.new_per_event,
         new_up,
         new_by_server,
+        new_failures,
+        route_changes: changes.iter().filter(|c| c.at >= mark).count(),
+        route_line: changes.last().map(|c| c.line.clone()).unwrap_or_default(),
         packets_by_director,
     })
 }
