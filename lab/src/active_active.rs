@@ -89,12 +89,13 @@ pub struct ActiveActiveOptions {
 }
 
 impl ActiveActiveOptions {
-    /// The lab's defaults: BFD 100 ms × 3, `mh-port` + `mh-fallback`, sync daemons on,
-    /// a 3 s drain.
+    /// The lab's defaults: BFD 300 ms × 3 (100 ms × 3 flapped in the emulated VM on a busy
+    /// host: every session at once when the router's bfdd was not scheduled for 0.3 s),
+    /// `mh-port` + `mh-fallback`, sync daemons on, a 3 s drain.
     pub fn new(binary: PathBuf) -> ActiveActiveOptions {
         ActiveActiveOptions {
             binary,
-            bfd_interval: Duration::from_millis(100),
+            bfd_interval: Duration::from_millis(300),
             bfd_multiplier: 3,
             scheduler_flags: vec!["mh-port".into(), "mh-fallback".into()],
             sync_daemon: true,
@@ -134,7 +135,7 @@ fn bfdd_config(options: &ActiveActiveOptions) -> String {
 pub fn router_bgpd() -> String {
     let mut text = format!(
         "router bgp {ROUTER_AS}\n bgp router-id {ROUTER_ADDRESS}\n no bgp ebgp-requires-policy\n \
-         bgp log-neighbor-changes\n bgp bestpath as-path multipath-relax\n timers bgp 1 3\n"
+         bgp log-neighbor-changes\n bgp bestpath as-path multipath-relax\n timers bgp 3 9\n"
     );
     for (n, (_, address)) in DIRECTORS.iter().enumerate() {
         text.push_str(&format!(
@@ -152,7 +153,7 @@ pub fn router_bgpd() -> String {
 pub fn director_bgpd(name: &str) -> anyhow::Result<String> {
     let address = director_address(name)?;
     Ok(format!(
-        "router bgp {}\n bgp router-id {address}\n no bgp ebgp-requires-policy\n timers bgp 1 3\n \
+        "router bgp {}\n bgp router-id {address}\n no bgp ebgp-requires-policy\n timers bgp 3 9\n \
          neighbor {ROUTER_ADDRESS} remote-as {ROUTER_AS}\n neighbor {ROUTER_ADDRESS} bfd profile fast\n \
          neighbor {ROUTER_ADDRESS} timers connect 1\n address-family ipv4 unicast\n  \
          network {VIP_PREFIX}\n exit-address-family\n",
@@ -745,7 +746,8 @@ pub struct StoryOptions {
     /// The connections' pacing (a message every `interval`).
     pub traffic: TrafficConfig,
     /// A connection silent for longer than this counts as lost: it covers TCP's
-    /// retransmission backoff after a reroute (about 0.2, 0.6, 1.4, 3.0, 6.2 s).
+    /// retransmission backoff after a reroute (retries about 0.2, 0.6, 1.4, 3.0, 6.2, 12.6 s
+    /// after the first loss: a reroute of 3 s in a starved VM can cost 6-9 s of silence).
     pub stall_bound: Duration,
     /// Bound on a route change at the router after an event that BFD or a withdrawal
     /// handles (a link cut, lost quorum, SIGTERM); generous, the story prints the figure.
@@ -767,7 +769,7 @@ impl StoryOptions {
                 connect_timeout: Duration::from_secs(20),
                 connect_spacing: Duration::from_millis(10),
             },
-            stall_bound: Duration::from_secs(10),
+            stall_bound: Duration::from_secs(20),
             reroute_bound: Duration::from_secs(30),
             appear_bound: Duration::from_secs(120),
         }
@@ -781,7 +783,7 @@ pub struct Event {
     pub name: String,
     /// The router's next hops after it.
     pub nexthops: Vec<String>,
-    /// When the router's route changed, after the event (`None`: it did not, within the
+    /// When the router's route changed, after the event's action ended (`None`: it did not, within the
     /// bound; for an event that must not change it, `None` is right).
     pub reroute: Option<Duration>,
     /// Connections established before the event and alive then.
@@ -805,6 +807,8 @@ pub struct Event {
     pub route_changes: usize,
     /// The router's route at the end, as `ip` printed it.
     pub route_line: String,
+    /// VIP withdrawals the directors' haldirs logged during the event (`VIP withdrawn`).
+    pub withdrawals: usize,
     /// Packets each director forwarded in the seconds after the event settled.
     pub packets_by_director: Vec<(String, u64)>,
 }
@@ -844,7 +848,8 @@ pub struct Story {
     pub sloppy_tcp: Vec<(String, String)>,
     /// The router's neighbour table at the end (`ip neigh`).
     pub router_neighbours: String,
-    /// The router's bgpd log of its sessions going up and down (`%ADJCHANGE` lines: why).
+    /// The router's bgpd log of its sessions going up and down and why (`%ADJCHANGE` and
+    /// `%NOTIFICATION` lines: `6/10 (Cease/BFD Down)` when BFD took a session down).
     pub router_adjacency_changes: Vec<String>,
     /// The events, in order.
     pub events: Vec<Event>,
@@ -1056,7 +1061,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         .router
         .logs()
         .lines()
-        .filter(|l| l.contains("ADJCHANGE"))
+        .filter(|l| l.contains("ADJCHANGE") || l.contains("NOTIFICATION"))
         .map(str::to_owned)
         .collect();
     let report = traffic.stop();
@@ -1115,6 +1120,14 @@ impl ActiveActive<'_> {
                 )
             })
             .collect()
+    }
+
+    /// `VIP withdrawn` lines in every director's haldir log so far.
+    fn withdrawals_logged(&self) -> usize {
+        self.directors
+            .iter()
+            .map(|d| d.haldir.log().matches("VIP withdrawn").count())
+            .sum()
     }
 
     /// Packets each director forwarded over `window`.
@@ -1209,8 +1222,13 @@ fn run_event<'l>(
         .filter(|c| c.lost.is_none() && c.server.is_some())
         .map(|c| c.id)
         .collect();
+    let withdrawals_before = site.withdrawals_logged();
     let mark = Instant::now();
     act(site).with_context(|| format!("event {name:?}"))?;
+    // The reroute is timed from the end of the action: in the emulated VM the fork and exec
+    // of `ip link set` or `nft` alone takes a good part of a second, and the change it makes
+    // comes at its very end. (d4's addition: from the moment its haldir runs.)
+    let acted = Instant::now();
     let reroute = match route_after {
         Some(wanted) => {
             let Some(after) = site.routes.wait_for(mark, route_bound, wanted) else {
@@ -1221,7 +1239,7 @@ fn run_event<'l>(
                     site.describe()
                 );
             };
-            Some(after)
+            Some((mark + after).saturating_duration_since(acted))
         }
         None => None,
     };
@@ -1270,6 +1288,7 @@ fn run_event<'l>(
         }
     }
     let changes = site.routes.changes();
+    let withdrawals = site.withdrawals_logged().saturating_sub(withdrawals_before);
     Ok(Event {
         name: name.to_owned(),
         nexthops: site.routes.nexthops(),
@@ -1284,6 +1303,7 @@ fn run_event<'l>(
         new_failures,
         route_changes: changes.iter().filter(|c| c.at >= mark).count(),
         route_line: changes.last().map(|c| c.line.clone()).unwrap_or_default(),
+        withdrawals,
         packets_by_director,
     })
 }
