@@ -809,7 +809,7 @@ pub struct Event {
     pub route_line: String,
     /// VIP withdrawals the directors' haldirs logged during the event (`VIP withdrawn`).
     pub withdrawals: usize,
-    /// Packets each director forwarded in the seconds after the event settled.
+    /// Packets each director forwarded in the 5 s after the event settled.
     pub packets_by_director: Vec<(String, u64)>,
 }
 
@@ -860,6 +860,10 @@ pub struct Story {
     /// Total time.
     pub elapsed: Duration,
 }
+
+/// How often the kernel brings `/proc/net/ip_vs_stats` up to date (its estimator's period,
+/// a bit more): a shorter window reads stale totals.
+const STATS_PERIOD: Duration = Duration::from_millis(2500);
 
 /// The real server that [`run_story`] stops.
 pub const DYING_REAL_SERVER: &str = "rs2";
@@ -920,6 +924,8 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
     let before: Vec<(String, IpvsCounters)> = site.counters();
     let up = traffic.open_from(options.connections, "initial", &client_sources())?;
     story.opened = (up, options.connections);
+    // The kernel folds its per-CPU counters into /proc/net/ip_vs_stats every 2 s.
+    std::thread::sleep(STATS_PERIOD);
     let after: Vec<(String, IpvsCounters)> = site.counters();
     story.connections_by_director = delta(&before, &after, |c| c.connections);
     story.by_server = traffic.report().by_server();
@@ -1275,7 +1281,7 @@ fn run_event<'l>(
     }
     let worst_gap = report.longest_gap_after(mark).map(|(gap, _)| gap);
     let label = format!("after {name}");
-    let packets_by_director = site.packets_over(Duration::from_secs(3));
+    let packets_by_director = site.packets_over(STATS_PERIOD * 2);
     let first_new = report.connections.len();
     let new_up = traffic.open_from(options.new_per_event, &label, &client_sources())?;
     let mut new_by_server = std::collections::BTreeMap::new();
