@@ -5,9 +5,11 @@
 //! (`docs/active-active.md`).
 //!
 //! It re-decides on every quorum change the health wiring publishes, on every reload, when
-//! the stop begins, and every [`POLL`] (the links' state, and the addresses as the kernel
-//! has them: one removed by hand is put back, as the VRRP driver's links read their
-//! interfaces on the same period). Each change is logged at info with its reason; the
+//! the stop begins, and every [`POLL`] (the links' state, as the VRRP driver's links read
+//! their interfaces on the same period). The addresses as the kernel has them are read every
+//! [`ADDRESS_POLL`] (one removed by hand is put back, one added by hand for a withdrawn VIP
+//! removed): listing them dumps every address of the namespace, thousands with thousands of
+//! VIPs, so between two reads the task goes by its own changes. Each change is logged at info with its reason; the
 //! decisions go to the status ([`AnnounceStatus`]).
 //!
 //! The stop (`src/daemon.rs`): the daemon raises `withdraw`, waits until this task has
@@ -18,18 +20,22 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use haldir_config::Model;
-use haldir_director::announce::{changes, decide, AnnounceSpec, AnnounceStatus, Change, Inputs};
+use haldir_director::announce::{
+    changes, decide, host_prefix_len, AnnounceSpec, AnnounceStatus, Change, Inputs,
+};
 use haldir_ipvs::ServiceKey;
 use haldir_vrrp::netif::{AddressOptions, Netif, NetifError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-/// How often the links and the interface's addresses are read.
+/// How often the links are read.
 pub const POLL: Duration = Duration::from_millis(100);
+/// How often the announce interface's addresses are read.
+pub const ADDRESS_POLL: Duration = Duration::from_secs(1);
 
 /// Each virtual server's quorum, as the health wiring keeps it.
 pub type Quorum = Arc<HashMap<ServiceKey, bool>>;
@@ -65,6 +71,29 @@ struct Announcer {
     state: BTreeMap<IpAddr, (bool, String)>,
     /// The last problem reading an interface, logged once until it changes.
     read_problem: Option<String>,
+    /// The VIPs on the announce interface: when they were last read, and what is there
+    /// since (that read, with this task's own changes).
+    present: Option<(Instant, BTreeSet<IpAddr>)>,
+    /// What the last decision was made from.
+    last_seen: Option<Seen>,
+}
+
+/// The inputs of one decision: while they stay the same, so does the decision.
+struct Seen {
+    quorum: Quorum,
+    link_up: HashMap<String, bool>,
+    stopping: bool,
+    present: BTreeSet<IpAddr>,
+}
+
+impl PartialEq for Seen {
+    fn eq(&self, other: &Seen) -> bool {
+        // The same map is the same quorum, without comparing it.
+        (Arc::ptr_eq(&self.quorum, &other.quorum) || self.quorum == other.quorum)
+            && self.link_up == other.link_up
+            && self.stopping == other.stopping
+            && self.present == other.present
+    }
 }
 
 async fn run(mut channels: Channels) {
@@ -82,6 +111,8 @@ async fn run(mut channels: Channels) {
         owned: None,
         state: BTreeMap::new(),
         read_problem: None,
+        present: None,
+        last_seen: None,
     };
     let first = channels.running.borrow_and_update().clone();
     announcer.configure(&first).await;
@@ -90,10 +121,11 @@ async fn run(mut channels: Channels) {
     loop {
         let stopping = *channels.withdraw.borrow_and_update();
         let quorum = channels.quorum.borrow_and_update().clone();
-        announcer.evaluate(&quorum, stopping).await;
-        channels
-            .status
-            .send_if_modified(|status| announcer.publish(status));
+        if announcer.evaluate(&quorum, stopping).await || announcer.spec.is_none() {
+            channels
+                .status
+                .send_if_modified(|status| announcer.publish(status));
+        }
         if stopping {
             channels
                 .withdrawn
@@ -157,37 +189,28 @@ impl Announcer {
             );
         }
         self.spec = spec;
+        // Another interface or other VIPs: read what is there again, and decide.
+        self.present = None;
+        self.last_seen = None;
     }
 
     /// Reads the links and the interface's addresses, decides, and applies the changes.
-    async fn evaluate(&mut self, quorum: &Quorum, stopping: bool) {
+    /// True when it decided again (something it reads had changed): the status may change.
+    async fn evaluate(&mut self, quorum: &Quorum, stopping: bool) -> bool {
         let Some(spec) = self.spec.clone() else {
-            return;
+            return false;
         };
         let mut link_up: HashMap<String, bool> = HashMap::new();
-        let mut present = BTreeSet::new();
         let mut index = None;
         let mut problem = None;
         for name in spec.interfaces() {
             if link_up.contains_key(name) {
                 continue;
             }
-            let up = match self.netif.interface(name).await {
+            let up = match self.netif.link(name).await {
                 Ok(info) => {
                     if name == spec.interface {
                         index = Some(info.index);
-                        let host = |a: IpAddr, len: u8| (len == 32 || len == 128).then_some(a);
-                        present = info
-                            .ipv4
-                            .iter()
-                            .filter_map(|(a, len)| host(IpAddr::V4(*a), *len))
-                            .chain(
-                                info.ipv6
-                                    .iter()
-                                    .filter_map(|(a, len)| host(IpAddr::V6(*a), *len)),
-                            )
-                            .filter(|a| spec.vips.iter().any(|v| v.address == *a))
-                            .collect();
                     }
                     info.up
                 }
@@ -199,12 +222,46 @@ impl Announcer {
             };
             link_up.insert(name.to_owned(), up);
         }
+        let present = match (index, &self.present) {
+            // The interface is gone, and its addresses with it.
+            (None, _) => {
+                self.present = None;
+                BTreeSet::new()
+            }
+            (Some(_), Some((read_at, present))) if read_at.elapsed() < ADDRESS_POLL => {
+                present.clone()
+            }
+            (Some(_), _) => match self.read_present(&spec).await {
+                Ok(present) => {
+                    self.present = Some((Instant::now(), present.clone()));
+                    present
+                }
+                Err(e) => {
+                    problem = Some(e);
+                    self.present = None;
+                    BTreeSet::new()
+                }
+            },
+        };
         if problem != self.read_problem {
             if let Some(p) = &problem {
                 warn!("{p}; the VIPs count as withdrawn until it reads again");
             }
             self.read_problem = problem;
         }
+        // Nothing the decision reads has changed since the last one (the common poll: the
+        // links as they were, the addresses as haldir left them): nothing to decide or
+        // publish, at any number of VIPs.
+        let seen = Seen {
+            quorum: Arc::clone(quorum),
+            link_up: link_up.clone(),
+            stopping,
+            present: present.clone(),
+        };
+        if self.last_seen.as_ref() == Some(&seen) {
+            return false;
+        }
+        self.last_seen = Some(seen);
         let decisions = decide(
             &spec,
             &Inputs {
@@ -220,11 +277,12 @@ impl Announcer {
             .unwrap_or_default();
         let mut announced = present.clone();
         let mut failures: HashMap<IpAddr, String> = HashMap::new();
+        let mut unapplied = false;
         for change in changes(&decisions, &present, &owned) {
             match change {
                 Change::Add(address) => {
                     let Some(index) = index else { continue };
-                    let prefix_len = if address.is_ipv4() { 32 } else { 128 };
+                    let prefix_len = host_prefix_len(&address);
                     match self
                         .netif
                         .add_address(index, address, prefix_len, &AddressOptions::default())
@@ -247,9 +305,18 @@ impl Announcer {
                         .await
                     {
                         announced.remove(&address);
+                    } else {
+                        unapplied = true;
                     }
                 }
             }
+        }
+        if unapplied || !failures.is_empty() {
+            // Tried again at the next poll, not only when something else changes.
+            self.last_seen = None;
+        }
+        if let Some((_, present)) = &mut self.present {
+            present.clone_from(&announced);
         }
         for (address, decision) in &decisions {
             let is_announced = announced.contains(address);
@@ -263,6 +330,29 @@ impl Announcer {
             };
             self.state.insert(*address, (is_announced, reason));
         }
+        true
+    }
+
+    /// The VIPs of `spec` on its interface as host addresses (/32, /128), read now.
+    async fn read_present(&self, spec: &AnnounceSpec) -> Result<BTreeSet<IpAddr>, String> {
+        let info = match self.netif.interface(&spec.interface).await {
+            Ok(info) => info,
+            Err(NetifError::NoSuchInterface(_)) => return Ok(BTreeSet::new()),
+            Err(e) => return Err(format!("cannot read interface {}: {e}", spec.interface)),
+        };
+        let host = |address: IpAddr, len: u8| (len == host_prefix_len(&address)).then_some(address);
+        let vips: BTreeSet<IpAddr> = spec.vips.iter().map(|v| v.address).collect();
+        Ok(info
+            .ipv4
+            .iter()
+            .filter_map(|(a, len)| host(IpAddr::V4(*a), *len))
+            .chain(
+                info.ipv6
+                    .iter()
+                    .filter_map(|(a, len)| host(IpAddr::V6(*a), *len)),
+            )
+            .filter(|a| vips.contains(a))
+            .collect())
     }
 
     /// The index of `interface`, `None` when it is gone (and its addresses with it): read
@@ -287,7 +377,7 @@ impl Announcer {
         let outcome = match index {
             Ok(Some(index)) => self
                 .netif
-                .remove_address(*index, address)
+                .remove_exact_address(*index, address, host_prefix_len(&address))
                 .await
                 .map_err(|e| e.to_string()),
             // The interface went, and its addresses with it.

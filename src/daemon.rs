@@ -53,6 +53,8 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     let (announce_status_tx, announce_status_rx) = watch::channel(Default::default());
     let (withdraw_tx, withdraw_rx) = watch::channel(false);
     let (withdrawn_tx, mut withdrawn_rx) = watch::channel(false);
+    // The BGP sessions as bgpd reports them over BMP (src/bmp.rs, `[announce] bmp_listen`).
+    let (bgp_tx, bgp_rx) = watch::channel(None);
     let operator = crate::operator::start(
         &options,
         running_rx,
@@ -65,6 +67,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         lvs_notices_rx,
         heartbeats.clone(),
         announce_status_rx,
+        bgp_rx,
     )
     .await?;
     // Started as root: from here on only CAP_NET_ADMIN + CAP_NET_RAW (src/privilege.rs);
@@ -181,6 +184,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         shutdown: shutdown_rx.clone(),
         status: announce_status_tx,
     });
+    let bmp = crate::bmp::spawn(running_tx.subscribe(), shutdown_rx.clone(), bgp_tx);
     // Every long-lived task is watched: one that ends before the stop (a panic, an early
     // return) stops haldir the way SIGTERM does, and the exit status says it failed, so
     // that systemd restarts it. A half-dead daemon could keep VIPs it no longer defends.
@@ -194,6 +198,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         ("lvs_timeouts", lvs_timeouts),
         ("IPVS sysctls", ipvs_sysctl),
         ("announce", announce),
+        ("BMP collector", bmp),
         ("auth_hmac replay state", replay_writer),
     ] {
         supervised.push(async move { (name, task.await) });

@@ -9,6 +9,7 @@
 
 pub mod announce;
 pub mod arp_check;
+pub mod bmp;
 pub mod bulk_resync;
 pub mod control;
 pub mod counters;

@@ -62,6 +62,7 @@ pub async fn start(
     lvs_notices: mpsc::Receiver<crate::notify::LvsNotice>,
     heartbeats: Arc<haldir_vrrp::driver::Heartbeats>,
     announce: watch::Receiver<haldir_director::announce::AnnounceStatus>,
+    bgp: watch::Receiver<crate::bmp::Collector>,
 ) -> anyhow::Result<Operator> {
     let (health_tx, health_rx) = watch::channel(HealthMap::new());
     let (live_tx, live_rx) = watch::channel(LiveView::configured(Arc::clone(&running.borrow())));
@@ -91,6 +92,7 @@ pub async fn start(
         arp_check: arp_report.clone(),
         resync,
         announce,
+        bgp,
     };
     // SIGUSR1 / SIGUSR2 (src/dumps.rs): installed here, before any instance starts, so
     // that neither signal ever has its default action (terminating haldir).

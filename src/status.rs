@@ -29,6 +29,8 @@ pub struct StatusSources {
     pub resync: watch::Receiver<haldir_ipvs::resync::ResyncStatus>,
     /// The BGP announcement of the VIPs ([`crate::announce`]).
     pub announce: watch::Receiver<haldir_director::announce::AnnounceStatus>,
+    /// The BGP sessions reported over BMP ([`crate::bmp`]), shown within `announce`.
+    pub bgp: watch::Receiver<crate::bmp::Collector>,
 }
 
 /// The status document of the running daemon, from its `sources`; with the daemon's
@@ -43,7 +45,11 @@ pub fn document(
     sources.live_demand.notify_one();
     let live = sources.live.borrow().clone().combined();
     StatusDocument {
-        announce: sources.announce.borrow().clone(),
+        announce: {
+            let mut announce = sources.announce.borrow().clone();
+            announce.bgp = sources.bgp.borrow().as_ref().map(|c| c.status());
+            announce
+        },
         bulk_resync: sources.resync.borrow().clone(),
         config: sources.config_path.display().to_string(),
         dr_arp_check: sources.arp_check.borrow().clone(),

@@ -12,6 +12,9 @@
 //! (c) SIGTERM: the route is withdrawn at the router while haldir still runs, and haldir
 //!     exits only after its drain time.
 //!
+//! The director's bgpd also reports its BGP session to haldir over BMP (`bmp connect`,
+//! `[announce] bmp_listen`): haldir's status shows the session with the router established.
+//!
 //! No IPVS is needed (the host kernel has none: haldir runs on without it). Needs root
 //! and FRR; skipped loudly otherwise. The measured times are printed.
 
@@ -27,6 +30,8 @@ const DIRECTOR: &str = "10.0.0.2";
 const REAL_SERVER: &str = "10.0.0.3";
 const PORT: u16 = 8080;
 const DRAIN: Duration = Duration::from_millis(1500);
+/// Where haldir collects the director's bgpd's BMP reports (`bmp connect`).
+const BMP_PORT: u16 = 11019;
 /// What a change may take to reach the router: the check's failure (delay_loop 0.2 s, one
 /// retry after 0.1 s) or success, haldir's reaction, bgpd's import check (~125 ms
 /// measured) and one BGP update; generous for a loaded 2-core machine.
@@ -65,6 +70,7 @@ TCP_CHECK = {{}}
 [announce]
 drain = {}
 track_interface = ["eth0"]
+bmp_listen = "127.0.0.1:{BMP_PORT}"
 "#,
         DRAIN.as_secs_f64()
     )
@@ -83,7 +89,9 @@ fn director_bgpd() -> String {
     format!(
         "router bgp 65002\n bgp router-id {DIRECTOR}\n no bgp ebgp-requires-policy\n \
          timers bgp 1 3\n neighbor {ROUTER} remote-as 65001\n address-family ipv4 unicast\n  \
-         network {VIP_PREFIX}\n exit-address-family\n"
+         network {VIP_PREFIX}\n exit-address-family\n \
+         bmp targets haldir\n  bmp connect 127.0.0.1 port {BMP_PORT} min-retry 100 max-retry 500\n \
+         exit\n"
     )
 }
 
@@ -204,9 +212,50 @@ fn a_vip_is_announced_by_health_and_withdrawn_before_a_stop() {
         announcement(&haldir),
         (true, "every virtual server has its quorum".to_owned())
     );
+    // bgpd reports its session with the router to haldir over BMP: the status shows it.
+    let mut bgp = serde_json::Value::Null;
+    let reported = haldir_lab::poll_until(BOUND, Duration::from_millis(100), || {
+        let status = haldir_lab::schema_checked(haldir.control_status().unwrap());
+        bgp = status["announce"]["bgp"].clone();
+        bgp["speaker_connected"] == true
+            && bgp["peers"][0]["address"] == ROUTER
+            && bgp["peers"][0]["established"] == true
+    });
+    assert!(
+        reported,
+        "the BGP session is not in haldir's status over BMP: {bgp:#}\n{}\n{}",
+        haldir.log(),
+        director_frr.logs()
+    );
+    assert_eq!(bgp["peers"][0]["asn"], 65001, "{bgp:#}");
+    eprintln!(
+        "announce_bgp: haldir's status over BMP: {}",
+        bgp["peers"][0]
+    );
     // The VRRP instance beside it holds its private floating address as usual.
     assert!(haldir.wait_state("MASTER", Duration::from_secs(10)));
     assert!(lab.has_address("director", "10.0.0.200"));
+
+    // The VIP's address removed by hand is put back (the addresses are read every second).
+    let removed = Instant::now();
+    lab.run("director", &["ip", "addr", "del", VIP_PREFIX, "dev", "lo"])
+        .unwrap();
+    let put_back = haldir_lab::poll_until(BOUND, Duration::from_millis(20), || {
+        lab.has_address("director", VIP)
+    });
+    assert!(
+        put_back,
+        "the VIP removed by hand was not put back:\n{}",
+        haldir.log()
+    );
+    let put_back_after = removed.elapsed();
+    wait_route(
+        &lab,
+        true,
+        "(a) put back",
+        &haldir,
+        &[&router, &director_frr],
+    );
 
     // (b) The listener stops: the check fails, the quorum (1) is lost, the route goes.
     drop(listener.take());
@@ -236,6 +285,7 @@ fn a_vip_is_announced_by_health_and_withdrawn_before_a_stop() {
         &haldir,
         &[&router, &director_frr],
     );
+    eprintln!("announce_bgp: the VIP removed by hand was put back after {put_back_after:?}");
     eprintln!(
         "announce_bgp: announced {announced_after:?} after haldir's start; listener stopped → \
          route withdrawn at the router after {withdrawn_after:?}; listener back → route back \

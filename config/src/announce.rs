@@ -18,9 +18,12 @@
 //! ECMP moves a flow to another director when the set of directors changes, and
 //! that director sees the flow's next packet mid-stream; without them IPVS
 //! schedules only a SYN (SCTP: an INIT) and the moved connection dies.
+//! `bmp_listen` (an address:port, none by default) is where haldir listens for the BGP
+//! speaker's BMP connection (RFC 7854; FRR's `bmp connect`), which reports the BGP
+//! sessions' state for the status.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::draft::Located;
@@ -54,6 +57,8 @@ pub struct Announce {
     pub sloppy_tcp: bool,
     /// `sloppy_sctp`: likewise for SCTP flows (not only from an INIT).
     pub sloppy_sctp: bool,
+    /// `bmp_listen`: where the BGP speaker's BMP connection is accepted, if anywhere.
+    pub bmp_listen: Option<SocketAddr>,
 }
 
 impl Announce {
@@ -87,6 +92,7 @@ pub(crate) struct AnnounceDraft {
     pub(crate) track_interface: Option<Located<Vec<Located<String>>>>,
     pub(crate) sloppy_tcp: Option<Located<bool>>,
     pub(crate) sloppy_sctp: Option<Located<bool>>,
+    pub(crate) bmp_listen: Option<Located<String>>,
 }
 
 impl AnnounceDraft {
@@ -99,6 +105,7 @@ impl AnnounceDraft {
             track_interface: None,
             sloppy_tcp: None,
             sloppy_sctp: None,
+            bmp_listen: None,
         }
     }
 }
@@ -275,6 +282,20 @@ pub(crate) fn validate(
             Some(vips)
         }
     };
+    let bmp_listen = d.bmp_listen.as_ref().and_then(|listen| {
+        let parsed = listen.value.parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            push(
+                errors,
+                &listen.loc,
+                format!(
+                    "announce bmp_listen = {:?}: give an address and port, e.g. \"127.0.0.1:11019\" (FRR: `bmp connect 127.0.0.1 port 11019`)",
+                    listen.value
+                ),
+            );
+        }
+        parsed
+    });
     if errors.len() > before {
         return None;
     }
@@ -285,6 +306,7 @@ pub(crate) fn validate(
         track_interfaces,
         sloppy_tcp: d.sloppy_tcp.as_ref().is_none_or(|v| v.value),
         sloppy_sctp: d.sloppy_sctp.as_ref().is_none_or(|v| v.value),
+        bmp_listen,
     })
 }
 
@@ -311,4 +333,7 @@ pub(crate) fn toml_table(out: &mut String, a: &Announce, string: impl Fn(&str) -
     }
     out.push_str(&format!("sloppy_tcp = {}\n", a.sloppy_tcp));
     out.push_str(&format!("sloppy_sctp = {}\n", a.sloppy_sctp));
+    if let Some(listen) = a.bmp_listen {
+        out.push_str(&format!("bmp_listen = {}\n", string(&listen.to_string())));
+    }
 }

@@ -34,6 +34,7 @@ const ANNOUNCE_KEYS: &[&str] = &[
     "track_interface",
     "sloppy_tcp",
     "sloppy_sctp",
+    "bmp_listen",
 ];
 /// Keys accepted in `[global_defs]`.
 const GLOBAL_KEYS: &[&str] = &[
@@ -319,7 +320,7 @@ impl Reader<'_> {
     }
 
     /// `[announce]`: `interface`, `drain`, `vips`, `track_interface`, `sloppy_tcp`,
-    /// `sloppy_sctp`.
+    /// `sloppy_sctp`, `bmp_listen`.
     fn announce(&mut self, value: &Spanned<DeValue<'_>>) -> Option<crate::announce::AnnounceDraft> {
         let table = self.table("announce", value)?;
         let mut d = crate::announce::AnnounceDraft::new(self.index.loc(value.span().start));
@@ -330,6 +331,7 @@ impl Reader<'_> {
                 Some("vips") => d.vips = self.string_array("vips", value),
                 Some("sloppy_tcp") => d.sloppy_tcp = self.boolean("sloppy_tcp", value),
                 Some("sloppy_sctp") => d.sloppy_sctp = self.boolean("sloppy_sctp", value),
+                Some("bmp_listen") => d.bmp_listen = self.string("bmp_listen", value),
                 Some(_) => d.track_interface = self.string_array("track_interface", value),
                 None => {}
             }

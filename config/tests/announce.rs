@@ -75,9 +75,13 @@ fn an_empty_table_announces_every_virtual_server_address_from_lo_with_a_5_s_drai
 #[test]
 fn every_key_is_read() {
     let model = parse(&config(
-        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\"]\ntrack_interface = [\"eth0\", \"eth1\"]\nsloppy_tcp = false\nsloppy_sctp = false\n",
+        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\"]\ntrack_interface = [\"eth0\", \"eth1\"]\nsloppy_tcp = false\nsloppy_sctp = false\nbmp_listen = \"127.0.0.1:11019\"\n",
     ));
     let announce = model.announce.clone().unwrap();
+    assert_eq!(
+        announce.bmp_listen,
+        Some("127.0.0.1:11019".parse().unwrap())
+    );
     assert!(!announce.sloppy_tcp && !announce.sloppy_sctp);
     assert_eq!(announce.interface, "vips0");
     assert_eq!(announce.drain, Duration::from_millis(250));
@@ -93,7 +97,7 @@ fn every_key_is_read() {
 fn each_wrong_value_is_reported_at_its_place() {
     // Line 18 is `[announce]`.
     let text = config(
-        "[announce]\ninterface = \"a/b\"\ndrain = 3601\nvips = [\"192.0.2.99\", \"x\", \"192.0.2.10\", \"192.0.2.10\"]\ntrack_interface = [\"eth0\", \"eth0\"]\nport = 1\n",
+        "[announce]\ninterface = \"a/b\"\ndrain = 3601\nvips = [\"192.0.2.99\", \"x\", \"192.0.2.10\", \"192.0.2.10\"]\ntrack_interface = [\"eth0\", \"eth0\"]\nbmp_listen = \"localhost\"\nport = 1\n",
     );
     assert_eq!(
         errors(&text),
@@ -104,7 +108,8 @@ fn each_wrong_value_is_reported_at_its_place() {
             "haldir.toml:21:23: announce vips entry \"x\": not an IP address (write the address alone, e.g. \"192.0.2.10\"; it is announced as a /32, /128 for IPv6)",
             "haldir.toml:21:42: announce vips entry 192.0.2.10: listed twice; list each VIP once",
             "haldir.toml:22:28: announce track_interface \"eth0\": listed twice; list each interface once",
-            "haldir.toml:23:1: unknown key `port` in [announce]; accepted keys: interface, drain, vips, track_interface, sloppy_tcp, sloppy_sctp",
+            "haldir.toml:23:14: announce bmp_listen = \"localhost\": give an address and port, e.g. \"127.0.0.1:11019\" (FRR: `bmp connect 127.0.0.1 port 11019`)",
+            "haldir.toml:24:1: unknown key `port` in [announce]; accepted keys: interface, drain, vips, track_interface, sloppy_tcp, sloppy_sctp, bmp_listen",
         ]
     );
 }
@@ -149,7 +154,7 @@ fn nothing_to_announce_is_an_error() {
 fn to_toml_writes_the_table_back_exactly() {
     for extra in [
         "[announce]\n",
-        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\", \"192.0.2.10\"]\ntrack_interface = [\"eth1\"]\nsloppy_tcp = false\n",
+        "[announce]\ninterface = \"vips0\"\ndrain = 0.25\nvips = [\"2001:db8::10\", \"192.0.2.10\"]\ntrack_interface = [\"eth1\"]\nsloppy_tcp = false\nbmp_listen = \"[::1]:11019\"\n",
     ] {
         let model = parse(&config(extra));
         let text = to_toml(&model);

@@ -59,11 +59,16 @@ pub struct VipSpec {
 impl VipSpec {
     /// The prefix length of the host route: 32, or 128 for IPv6.
     pub fn prefix_len(&self) -> u8 {
-        if self.address.is_ipv4() {
-            32
-        } else {
-            128
-        }
+        host_prefix_len(&self.address)
+    }
+}
+
+/// The prefix length an announced address has on the interface: 32, or 128 for IPv6.
+pub fn host_prefix_len(address: &IpAddr) -> u8 {
+    if address.is_ipv4() {
+        32
+    } else {
+        128
     }
 }
 
@@ -258,6 +263,9 @@ pub struct AnnounceStatus {
     pub interface: String,
     /// One per announced VIP, in configuration order.
     pub vips: Vec<VipStatus>,
+    /// The BGP sessions as the speaker reports them over BMP (`bmp_listen`), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::bmp::BgpStatus>,
 }
 
 /// One VIP's announcement.
@@ -302,6 +310,8 @@ impl AnnounceStatus {
                     }
                 })
                 .collect(),
+            // Filled in by the status assembly from the BMP collector's own report.
+            bgp: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod announce;
 pub mod arp_check;
+pub mod bmp;
 pub mod checks;
 pub mod hold;
 pub mod ipvs_policy;

@@ -92,6 +92,11 @@ impl<'l> Frr<'l> {
         std::fs::write(&conf, config)
             .with_context(|| format!("cannot write {}", conf.display()))?;
         let mut cmd = Command::new(Path::new(FRR_LIBEXEC).join(daemon));
+        if daemon == "bgpd" {
+            // BMP (RFC 7854), inert unless bgpd.conf has `bmp targets`: how a director's
+            // bgpd reports its sessions to haldir (`[announce] bmp_listen`).
+            cmd.args(["-M", "bmp"]);
+        }
         cmd.arg("-N")
             .arg(&self.name)
             .arg("-f")

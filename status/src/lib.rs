@@ -30,7 +30,7 @@ pub mod vrrp;
 
 /// The version of the document's layout; bumped whenever a field changes meaning, type or
 /// goes away (adding a field bumps it too: readers check with `deny_unknown_fields`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Accepts `null` or a value but, unlike serde's default for `Option`, not a missing field:
 /// every field of the document is always present, `null` when it has no value.

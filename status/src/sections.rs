@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use haldir_director::announce::AnnounceStatus;
 use haldir_director::arp_check::{mac_text, Report};
+use haldir_director::bmp::BgpStatus;
 use haldir_ipvs::resync::ResyncStatus;
 
 use crate::prometheus::{n, Family};
@@ -121,7 +122,47 @@ pub(crate) fn announce_text(announce: &AnnounceStatus) -> String {
             vip.reason
         );
     }
+    if let Some(bgp) = &announce.bgp {
+        bgp_text(&mut out, bgp);
+    }
     out
+}
+
+/// The BGP sessions' lines (`[announce] bmp_listen`): the speaker, then one per session.
+fn bgp_text(out: &mut String, bgp: &BgpStatus) {
+    if !bgp.speaker_connected {
+        let _ = writeln!(
+            out,
+            "  BGP sessions: unknown, no BGP speaker connected over BMP to {}",
+            bgp.listen
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  BGP sessions (reported over BMP by {}):",
+        bgp.speaker.as_deref().unwrap_or("the BGP speaker")
+    );
+    if bgp.peers.is_empty() {
+        let _ = writeln!(out, "    none reported");
+    }
+    for peer in &bgp.peers {
+        let state = if peer.established {
+            format!("established for {}s", peer.for_seconds)
+        } else {
+            format!(
+                "down for {}s ({})",
+                peer.for_seconds,
+                peer.down_reason.as_deref().unwrap_or("no reason given")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "    {:<39}  AS {:<10}  {state}",
+            peer.address.to_string(),
+            peer.asn
+        );
+    }
 }
 
 /// Appends the announcement's family (nothing without `[announce]`): one gauge per VIP,
@@ -139,6 +180,36 @@ pub(crate) fn announce_metrics(out: &mut String, announce: &AnnounceStatus) {
     for vip in &announce.vips {
         let address = vip.address.to_string();
         family.sample(&[("vip", &address)], if vip.announced { 1.0 } else { 0.0 });
+    }
+    let Some(bgp) = &announce.bgp else {
+        return;
+    };
+    Family::new(
+        out,
+        "haldir_bmp_speaker_connected",
+        "gauge",
+        "1 while the BGP speaker is connected to haldir over BMP (bmp_listen); without it the sessions are unknown.",
+    )
+    .sample(&[], if bgp.speaker_connected { 1.0 } else { 0.0 });
+    Family::new(
+        out,
+        "haldir_bmp_rejected_connections_total",
+        "counter",
+        "BMP connections ended for a malformed stream or replaced by a newer one.",
+    )
+    .sample(&[], bgp.rejected_connections as f64);
+    let mut family = Family::new(
+        out,
+        "haldir_bgp_session_established",
+        "gauge",
+        "1 while the BGP session with the neighbour is Established, as the speaker reports it over BMP.",
+    );
+    for peer in &bgp.peers {
+        let address = peer.address.to_string();
+        family.sample(
+            &[("peer", &address)],
+            if peer.established { 1.0 } else { 0.0 },
+        );
     }
 }
 
@@ -579,6 +650,7 @@ mod tests {
                     virtual_servers: vec!["TCP [2001:db8::10]:80".into()],
                 },
             ],
+            bgp: None,
         };
         assert_eq!(
             announce_text(&announce),
@@ -601,5 +673,68 @@ mod tests {
         };
         assert!(crate::text::render(&document).ends_with(&announce_text(&announce)));
         assert!(crate::prometheus::render(&document, "0.1.0").ends_with(&metrics));
+    }
+
+    #[test]
+    fn the_bgp_sessions_follow_the_vips_when_bmp_is_configured() {
+        use haldir_director::bmp::BgpPeerStatus;
+        let mut announce = AnnounceStatus {
+            configured: true,
+            drain_seconds: 5.0,
+            interface: "lo".into(),
+            vips: Vec::new(),
+            bgp: Some(BgpStatus {
+                listen: "127.0.0.1:11019".into(),
+                speaker_connected: true,
+                speaker: Some("d1".into()),
+                rejected_connections: 1,
+                peers: vec![
+                    BgpPeerStatus {
+                        address: "10.0.0.1".parse().unwrap(),
+                        asn: 65001,
+                        established: true,
+                        for_seconds: 12.5,
+                        down_reason: None,
+                    },
+                    BgpPeerStatus {
+                        address: "10.0.0.9".parse().unwrap(),
+                        asn: 65009,
+                        established: false,
+                        for_seconds: 3.0,
+                        down_reason: Some("the neighbour sent a NOTIFICATION".into()),
+                    },
+                ],
+            }),
+        };
+        assert_eq!(
+            announce_text(&announce),
+            "\nBGP announcement (addresses on lo, drain 5s):\n\
+             \x20 BGP sessions (reported over BMP by d1):\n\
+             \x20   10.0.0.1                                 AS 65001       established for 12.5s\n\
+             \x20   10.0.0.9                                 AS 65009       down for 3s (the neighbour sent a NOTIFICATION)\n"
+        );
+        let mut metrics = String::new();
+        announce_metrics(&mut metrics, &announce);
+        assert!(
+            metrics.contains("haldir_bmp_speaker_connected 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("haldir_bmp_rejected_connections_total 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("haldir_bgp_session_established{peer=\"10.0.0.1\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("haldir_bgp_session_established{peer=\"10.0.0.9\"} 0\n"),
+            "{metrics}"
+        );
+
+        announce.bgp.as_mut().unwrap().speaker_connected = false;
+        assert!(announce_text(&announce).ends_with(
+            "  BGP sessions: unknown, no BGP speaker connected over BMP to 127.0.0.1:11019\n"
+        ));
     }
 }

@@ -36,7 +36,7 @@ fn a_document_haldir_writes_is_valid() {
         "bulk_resync": valid_document()["bulk_resync"],
         "instances": valid_document()["instances"],
         "links": [],
-        "schema_version": 2,
+        "schema_version": 3,
     });
     validate(&file).unwrap();
 }

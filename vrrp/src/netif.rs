@@ -155,18 +155,9 @@ impl Netif {
         Ok(Netif { handle })
     }
 
-    /// Looks an interface up by name.
+    /// Looks an interface up by name, with its addresses.
     pub async fn interface(&self, name: &str) -> Result<InterfaceInfo, NetifError> {
-        let mut links = self.handle.link().get().match_name(name).execute();
-        let link = match links.try_next().await {
-            Ok(Some(link)) => link,
-            Ok(None) => return Err(NetifError::NoSuchInterface(name.to_owned())),
-            Err(e) if errno_of(&e) == Some(libc::ENODEV) => {
-                return Err(NetifError::NoSuchInterface(name.to_owned()))
-            }
-            Err(e) => return Err(kernel_error(format!("looking up interface {name}"), e)),
-        };
-        let mut info = link_info(name, &link);
+        let mut info = self.link(name).await?;
         let mut addresses = self
             .handle
             .address()
@@ -185,6 +176,21 @@ impl Netif {
             }
         }
         Ok(info)
+    }
+
+    /// Looks an interface up by name: one request, its address lists left empty (listing
+    /// the addresses dumps every address of the namespace, filtered here: at thousands of
+    /// addresses, the cost of a read that needs only the link's state).
+    pub async fn link(&self, name: &str) -> Result<InterfaceInfo, NetifError> {
+        let mut links = self.handle.link().get().match_name(name).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(link_info(name, &link)),
+            Ok(None) => Err(NetifError::NoSuchInterface(name.to_owned())),
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => {
+                Err(NetifError::NoSuchInterface(name.to_owned()))
+            }
+            Err(e) => Err(kernel_error(format!("looking up interface {name}"), e)),
+        }
     }
 
     /// Adds `address/prefix_len` with `options` to interface `index`;
@@ -417,6 +423,29 @@ impl Netif {
             Ok(()) => Ok(true),
             Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(kernel_error(format!("deleting interface {name}"), e)),
+        }
+    }
+
+    /// Removes `address/prefix_len` from interface `index` in one request, without listing
+    /// the addresses first (as [`Self::remove_address`] must to learn the prefix length);
+    /// `Ok(false)` if it was not there.
+    pub async fn remove_exact_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<bool, NetifError> {
+        // The message an add of the same address would send names it exactly.
+        let message = self
+            .handle
+            .address()
+            .add(index, address, prefix_len)
+            .message_mut()
+            .clone();
+        match self.handle.address().del(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(errno_of(&e), Some(libc::EADDRNOTAVAIL | libc::ENOENT)) => Ok(false),
+            Err(e) => Err(kernel_error(format!("removing {address}/{prefix_len}"), e)),
         }
     }
 
