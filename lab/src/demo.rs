@@ -9,6 +9,11 @@
 //! and removes everything it created. On a kernel without IPVS (no `/proc/net/ip_vs` after
 //! `modprobe ip_vs`) it runs itself inside the VM rig of `tests/vm/run.sh --lab`.
 //!
+//! `--active-active`: the story of [`super::active_active`] instead (three directors behind an
+//! ECMP router, FRR announcing the VIP for each; a director dies, returns, a fourth joins, one
+//! loses its quorum, one is stopped, a real server dies), with the reroute time and the
+//! connections lost at each step; in the VM like the appliance.
+//!
 //! `--vrrp-only`: the VRRP part alone, on one bridge with two routers and a client (no
 //! IPVS needed): it kills the master (kill -9, or a graceful stop), prints what the client
 //! saw and the timeline on the wire, and lets the old master return and preempt.
@@ -46,9 +51,13 @@ pub struct DemoOptions {
     /// Only the VRRP failover (two routers and a client on one bridge; no IPVS needed).
     #[arg(long)]
     pub vrrp_only: bool,
-    /// Long-lived TCP connections through the VIP (the appliance demo).
-    #[arg(long, default_value_t = 200)]
-    pub connections: usize,
+    /// Active-active instead: three directors behind an ECMP router, each announcing the
+    /// VIP over BGP with FRR (needs IPVS and FRR).
+    #[arg(long)]
+    pub active_active: bool,
+    /// Long-lived TCP connections through the VIP (default 200; 300 with --active-active).
+    #[arg(long)]
+    pub connections: Option<usize>,
     /// Seconds between two messages of one connection (default 0.1; 1 inside the VM,
     /// whose software emulation carries a few hundred messages per second, not 2000).
     #[arg(long)]
@@ -203,6 +212,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     if options.vrrp_only {
         return run_vrrp_only(options);
     }
+    if options.active_active {
+        return run_active_active(options);
+    }
     if options.version != 3 || options.ipv6 {
         bail!(
             "the appliance demo runs VRRPv3 over IPv4; --version 2 and --ipv6 go with --vrrp-only"
@@ -219,7 +231,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
         return run_in_vm(&options, &binary);
     }
     let mut story = StoryOptions::new(binary);
-    story.connections = options.connections;
+    story.connections = options.connections.unwrap_or(200);
     story.graceful = options.graceful;
     story.appliance.advert_int = Duration::from_secs_f64(options.advert_int);
     let interval = options
@@ -279,6 +291,76 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     );
     if !outcome.clean() {
         bail!("connections were lost or stalled (see above)");
+    }
+    Ok(())
+}
+
+/// `--active-active`: the story of [`super::active_active`], narrated, with a summary.
+fn run_active_active(options: DemoOptions) -> anyhow::Result<()> {
+    use super::active_active::{self as site, event_line};
+    if !is_root() {
+        bail!("the demo builds network namespaces: run it as root");
+    }
+    let binary = haldir_binary(&options)?;
+    if !appliance::kernel_has_ipvs() {
+        return run_in_vm(&options, &binary);
+    }
+    if !super::frr::is_installed() {
+        bail!("--active-active needs FRR (zebra, bgpd, bfdd, vtysh): apt-get install frr");
+    }
+    let mut story = site::StoryOptions::new(binary);
+    if let Some(connections) = options.connections {
+        story.connections = connections;
+    }
+    if let Some(interval) = options.interval {
+        if !(0.01..=10.0).contains(&interval) {
+            bail!("--interval must be 0.01..=10 seconds");
+        }
+        story.traffic.interval = Duration::from_secs_f64(interval);
+    }
+    println!(
+        "== haldir-lab --active-active: directors behind an ECMP router, announced over BGP\n\
+         \n\
+         \x20  client (100 source addresses) -- router (FRR bgpd + bfdd, maximum-paths 8, L4 hash)\n\
+         \x20  router -- segment: d1 d2 d3 (later d4): haldir ([announce], IPVS DR {vip}:{port} mh,\n\
+         \x20                     TCP_CHECK, sync daemons) + FRR (network {vip}/32, BFD {bfd:?} x {mult})\n\
+         \x20                     rs1 rs2 rs3 (VIP on lo; they answer the client via the router)\n\
+         \x20  {connections} connections, a message every {interval:?} each; a connection is lost on a reset,\n\
+         \x20  EOF or error, or after {stall:?} of silence (TCP's retransmission backoff fits in it).\n",
+        vip = site::VIP,
+        port = site::SERVICE_PORT,
+        bfd = story.site.bfd_interval,
+        mult = story.site.bfd_multiplier,
+        connections = story.connections,
+        interval = story.traffic.interval,
+        stall = story.stall_bound,
+    );
+    let mut say = |text: &str| println!("-- {text}");
+    let outcome = site::run_story(&story, &mut say)?;
+    println!();
+    println!(
+        "== spread: connections scheduled per director {:?}; per real server {:?}",
+        outcome.connections_by_director, outcome.by_server
+    );
+    println!("== sync daemons: {:?}", outcome.sync_daemons);
+    let mut clean = true;
+    for event in &outcome.events {
+        println!("== {}", event_line(event));
+        let expected = if event.name.contains(site::DYING_REAL_SERVER) {
+            outcome.dead_server_share
+        } else {
+            0
+        };
+        clean &= event.lost_total() == expected && event.new_up == event.new_opened;
+    }
+    println!(
+        "== the demo took {:.0} s; namespaces and processes removed",
+        outcome.elapsed.as_secs_f64()
+    );
+    if !clean {
+        bail!(
+            "connections were lost beyond the dead real server's, or new ones failed (see above)"
+        );
     }
     Ok(())
 }

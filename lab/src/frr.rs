@@ -21,6 +21,10 @@ use crate::wait_until;
 
 /// Where Debian installs the daemons.
 pub const FRR_LIBEXEC: &str = "/usr/lib/frr";
+/// How long a daemon may take to open its vty socket: a second on a quiet machine; over
+/// 10 s seen for zebra in the emulated VM while the host ran other builds (load 9 on 2
+/// cores). A daemon that exits is seen at once.
+pub const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where the per-name run directories go.
 pub const FRR_RUN_DIR: &str = "/var/run/frr";
 
@@ -51,7 +55,7 @@ pub struct FrrConfig<'a> {
 
 impl<'l> Frr<'l> {
     /// Starts zebra, then bfdd (if configured) and bgpd in host `host`, and waits (up to
-    /// 10 s) until vtysh answers for each daemon.
+    /// [`DAEMON_START_TIMEOUT`] each) until each daemon's vty socket is there.
     pub fn start(lab: &'l Lab, host: &str, config: &FrrConfig<'_>) -> anyhow::Result<Frr<'l>> {
         let name = lab.ns_name(host);
         let dir = lab.dir().join(format!("frr-{host}"));
@@ -107,7 +111,7 @@ impl<'l> Frr<'l> {
         let vty = Path::new(FRR_RUN_DIR)
             .join(&self.name)
             .join(format!("{daemon}.vty"));
-        if !wait_until(Duration::from_secs(10), || {
+        if !wait_until(DAEMON_START_TIMEOUT, || {
             vty.exists() || !self.lab.is_running(pid)
         }) || !self.lab.is_running(pid)
         {

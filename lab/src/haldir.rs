@@ -134,6 +134,15 @@ pub fn describe_all(routers: &[&Haldir<'_>]) -> String {
         .join("\n")
 }
 
+/// When a starting haldir counts as up.
+#[derive(Debug, Clone, Copy)]
+enum Ready {
+    /// Every VRRP instance has left INIT.
+    InstancesOutOfInit,
+    /// The first status file is written (a haldir without VRRP instances).
+    StatusWritten,
+}
+
 /// A running haldir in one lab host. Killed with the lab if still running.
 #[derive(Debug)]
 pub struct Haldir<'l> {
@@ -193,6 +202,27 @@ impl<'l> Haldir<'l> {
         Haldir::launch(lab, host, binary, config, (extra_args, &[]), timeout)
     }
 
+    /// Starts a haldir that runs no VRRP instance (say, an active-active director: IPVS,
+    /// checks and `[announce]` only), waiting up to `timeout` until it has written its
+    /// first status file (there is no instance to leave INIT).
+    pub fn start_without_vrrp(
+        lab: &'l Lab,
+        host: &str,
+        binary: &Path,
+        config: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Haldir<'l>> {
+        Haldir::launch_until(
+            lab,
+            host,
+            binary,
+            config,
+            (&[], &[]),
+            timeout,
+            Ready::StatusWritten,
+        )
+    }
+
     /// Like [`Haldir::start_with_config`], with extra environment variables for the
     /// process (test-only hooks such as `HALDIR_TEST_FAULT`).
     pub fn start_with_env(
@@ -210,8 +240,28 @@ impl<'l> Haldir<'l> {
         host: &str,
         binary: &Path,
         config: &str,
+        args_env: (&[&str], &[(&str, &str)]),
+        timeout: Duration,
+    ) -> anyhow::Result<Haldir<'l>> {
+        Haldir::launch_until(
+            lab,
+            host,
+            binary,
+            config,
+            args_env,
+            timeout,
+            Ready::InstancesOutOfInit,
+        )
+    }
+
+    fn launch_until(
+        lab: &'l Lab,
+        host: &str,
+        binary: &Path,
+        config: &str,
         (extra_args, env): (&[&str], &[(&str, &str)]),
         timeout: Duration,
+        ready: Ready,
     ) -> anyhow::Result<Haldir<'l>> {
         let dir = lab.dir();
         let config_path = dir.join(format!("{host}-haldir.toml"));
@@ -248,9 +298,12 @@ impl<'l> Haldir<'l> {
         };
         let started = wait_until(timeout, || {
             !lab.is_running(pid)
-                || haldir
-                    .states()
-                    .is_some_and(|s| !s.is_empty() && s.iter().all(|s| s != "INIT"))
+                || match ready {
+                    Ready::InstancesOutOfInit => haldir
+                        .states()
+                        .is_some_and(|s| !s.is_empty() && s.iter().all(|s| s != "INIT")),
+                    Ready::StatusWritten => haldir.status().is_some(),
+                }
         });
         if !started || !lab.is_running(pid) {
             bail!(

@@ -9,6 +9,9 @@
 //! - [`keepalived`]: Debian's keepalived as a reference VRRP peer, with a crash recipe;
 //! - [`appliance`]: the two-NIC LVS-DR appliance (client, gateway, two routers, two real
 //!   servers on three bridges) that the demo (`haldir-lab`) and `tests/kernel_appliance.rs` run;
+//! - [`active_active`]: directors behind an ECMP router, each announcing the VIP over BGP
+//!   with FRR (issue 17), that the demo (`--active-active`) and
+//!   `tests/kernel_active_active.rs` run;
 //! - [`traffic`]: long-lived TCP connections through a VIP to echo servers, recording
 //!   every connection lost or stalled.
 //!
@@ -21,6 +24,7 @@
 //! file or asks `haldir status`. [`demo`] is the demo, the `haldir-lab` binary
 //! (`cargo run --release -p haldir-lab`).
 
+pub mod active_active;
 pub mod appliance;
 pub mod capture;
 pub mod demo;

@@ -4,6 +4,8 @@
 //! servers, a client holding 200 connections); it kills the master and shows that the
 //! connections survive. Without IPVS in this kernel it runs inside a VM
 //! (`tests/vm/run.sh --lab`). `--vrrp-only`: the VRRP failover alone, no IPVS needed.
+//! `--active-active`: three directors behind an ECMP router instead, each announcing the
+//! VIP over BGP with FRR; a director dies, returns, a fourth joins, a real server dies.
 //! See [`haldir_lab::demo`].
 
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// The haldir demo: an LVS direct-routing appliance (or, with --vrrp-only, a VRRP
-/// failover) in network namespaces. Needs root.
+/// failover; with --active-active, directors behind ECMP) in network namespaces. Needs root.
 #[derive(Debug, Parser)]
 #[command(name = "haldir-lab", args_override_self = true)]
 struct Cli {

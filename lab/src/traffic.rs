@@ -22,7 +22,7 @@
 //! hundreds of connections cost two threads. Everything stops on drop.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -333,6 +333,9 @@ enum TrafficCommand {
     Open {
         first: usize,
         count: usize,
+        /// Source addresses, taken in turn (connection `id` binds to
+        /// `sources[id % len]`); empty: the kernel picks.
+        sources: Arc<[IpAddr]>,
         connected: std::sync::mpsc::Sender<usize>,
     },
 }
@@ -373,12 +376,13 @@ impl Traffic {
                         let TrafficCommand::Open {
                             first,
                             count,
+                            sources,
                             connected,
                         } = command;
                         for (k, id) in (first..first + count).enumerate() {
+                            let source = (!sources.is_empty()).then(|| sources[id % sources.len()]);
                             tokio::spawn(drive(
-                                id,
-                                target,
+                                Endpoints { id, source, target },
                                 config,
                                 config.connect_spacing * u32::try_from(k).unwrap_or(u32::MAX),
                                 connections.clone(),
@@ -403,6 +407,19 @@ impl Traffic {
     /// [`TrafficConfig::connect_spacing`], and waits until each has been greeted or failed
     /// (at most the spread plus the connect timeout plus 5 s). Returns how many are up.
     pub fn open(&self, count: usize, label: &str) -> anyhow::Result<usize> {
+        self.open_from(count, label, &[])
+    }
+
+    /// Like [`Traffic::open`], each connection bound to a source address of `sources`,
+    /// taken in turn by connection id (`sources[id % len]`): a client with many addresses,
+    /// so that the flows spread over hash-based paths (ECMP, source hashing). The
+    /// addresses must be on the client host.
+    pub fn open_from(
+        &self,
+        count: usize,
+        label: &str,
+        sources: &[IpAddr],
+    ) -> anyhow::Result<usize> {
         let first = {
             let mut connections = lock(&self.connections);
             let first = connections.len();
@@ -416,6 +433,7 @@ impl Traffic {
             .send(TrafficCommand::Open {
                 first,
                 count,
+                sources: sources.into(),
                 connected,
             })
             .map_err(|_| anyhow!("the traffic driver's thread is gone"))?;
@@ -482,10 +500,33 @@ async fn watch_lag(lags: Arc<Mutex<Vec<(Instant, Duration)>>>) {
     }
 }
 
+/// Who one connection is: its id, its source address (if bound), and the target.
+struct Endpoints {
+    id: usize,
+    source: Option<IpAddr>,
+    target: SocketAddr,
+}
+
+/// Connects to `target`, from `source` when given.
+async fn connect(
+    source: Option<IpAddr>,
+    target: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = source else {
+        return tokio::net::TcpStream::connect(target).await;
+    };
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
 /// One connection: connect, read the greeting, then a message every interval.
 async fn drive(
-    id: usize,
-    target: SocketAddr,
+    Endpoints { id, source, target }: Endpoints,
     config: TrafficConfig,
     delay: Duration,
     connections: Arc<Mutex<Vec<Connection>>>,
@@ -508,7 +549,7 @@ async fn drive(
         c.opened = Instant::now();
     }
     let opened = tokio::time::timeout(config.connect_timeout, async {
-        let mut stream = tokio::net::TcpStream::connect(target).await?;
+        let mut stream = connect(source, target).await?;
         stream.set_nodelay(true)?;
         let mut greeting = [0u8; GREETING_LEN];
         stream.read_exact(&mut greeting).await?;
