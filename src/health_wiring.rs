@@ -41,13 +41,16 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 use std::time::Duration;
 
-use haldir_config::{HealthCheck, Model, TrackFile, TrackProcess, VrrpScript};
+use haldir_config::{
+    HealthCheck, Model, RealServer, TrackFile, TrackProcess, VirtualServer, VrrpScript,
+};
 use haldir_director::checks::{
     check_timing, checker_config, script_config, script_timing, ScriptKey,
 };
 use haldir_director::ipvs_policy::{
-    check_keys, desired_table, real_server_state, CheckKey, CheckVerdict,
+    check_keys, desired_table, real_server_state, CheckVerdict, RealServerKey,
 };
+use haldir_director::ipvs_table::service_key;
 use haldir_director::track_process::{matches, QuorumState, RunningProcess};
 use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
 use haldir_health::checker::build;
@@ -66,10 +69,54 @@ pub const TRACK_FILE_POLL: Duration = Duration::from_millis(250);
 /// How often `/proc` is scanned for tracked processes.
 pub const TRACK_PROCESS_POLL: Duration = Duration::from_millis(250);
 
+/// A real server within its virtual server: what a real server's checkers are filed under.
+type RealServerId = (ServiceKey, RealServerKey);
+
+/// One checker of a real server, at its place in the real server's `checks`.
+#[derive(Debug, Clone, Copy)]
+struct CheckerOf {
+    real_server: RealServerId,
+    /// Its index in the real server's `checks` (and in [`Wiring::checks`]' list).
+    index: u32,
+    /// `TCP_CHECK`, `HTTP_GET`, ...: for the log.
+    keyword: &'static str,
+}
+
+/// A checker of a real server the wiring started, or failed to start (`id` `None`: it
+/// counts as down and a reload tries it again).
+#[derive(Debug, Clone, Copy)]
+struct RunningCheck {
+    id: Option<CheckId>,
+    verdict: CheckVerdict,
+}
+
+/// The checkers of one real server and its state as last reported.
+#[derive(Debug, Default)]
+struct RealServerChecks {
+    /// In the order of the real server's `checks` in the running model.
+    checkers: Vec<RunningCheck>,
+    /// Up or down, as last reported to the notify task (`None`: not evaluated yet; the
+    /// first evaluation is the baseline and not reported). Kept across a reload that
+    /// changes the checkers.
+    reported_up: Option<bool>,
+}
+
+impl RealServerChecks {
+    fn verdicts(&self) -> Vec<CheckVerdict> {
+        self.checkers.iter().map(|c| c.verdict).collect()
+    }
+
+    fn ids(self) -> impl Iterator<Item = CheckId> {
+        self.checkers.into_iter().filter_map(|c| c.id)
+    }
+}
+
+/// What a scheduled check is. A script's key is boxed: scripts are few, and unboxed its
+/// strings would make every checker's entry in `targets` twice as large.
 #[derive(Debug, Clone)]
 enum Target {
-    Check(CheckKey),
-    Script(ScriptKey),
+    Check(CheckerOf),
+    Script(Box<ScriptKey>),
 }
 
 /// The running state: which checks run under which id, and what they say.
@@ -77,8 +124,12 @@ struct Wiring {
     scheduler: SchedulerHandle,
     next_id: u64,
     targets: HashMap<CheckId, Target>,
-    check_ids: HashMap<CheckKey, CheckId>,
-    verdicts: HashMap<CheckKey, CheckVerdict>,
+    /// Each real server's checkers, in the order of its `checks` in the running model
+    /// (`model`), and its state as last reported; only real servers with checkers. A
+    /// checker's identity across reloads is its settings (`check_keys`), compared with
+    /// the running model's only on a reload: kept once per checker, the settings cost more
+    /// than the checker (40,000 `TCP_CHECK`s held 50 MB of keys in three maps).
+    checks: HashMap<RealServerId, RealServerChecks>,
     script_ids: HashMap<ScriptKey, CheckId>,
     script_ok: HashMap<ScriptKey, bool>,
     /// The value last read from each tracked file, by `track_file` name.
@@ -90,8 +141,6 @@ struct Wiring {
     /// Each tracked process block (as configured) and its counted quorum, by name.
     processes: HashMap<String, (TrackProcess, QuorumState)>,
     quorum_up: HashMap<ServiceKey, bool>,
-    /// Each real server's state as last reported, by service and address.
-    real_servers_up: HashMap<(ServiceKey, std::net::IpAddr, u16), bool>,
     /// Where real server and quorum changes go, and how many were dropped (full).
     lvs_notices: mpsc::Sender<LvsNotice>,
     lvs_dropped: u64,
@@ -115,56 +164,7 @@ impl Wiring {
     /// Starts the checks and scripts `model` has and the running set lacks, stops the
     /// ones it no longer has; unchanged ones keep running with their state.
     async fn apply(&mut self, model: std::sync::Arc<Model>) {
-        let mut wanted: HashMap<CheckKey, &HealthCheck> = HashMap::new();
-        for vs in &model.virtual_servers {
-            for rs in &vs.real_servers {
-                wanted.extend(check_keys(vs, rs));
-            }
-        }
-        let stale: Vec<CheckKey> = self
-            .check_ids
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in stale {
-            if let Some(id) = self.check_ids.remove(&key) {
-                self.scheduler.remove(id);
-                self.targets.remove(&id);
-            }
-            self.verdicts.remove(&key);
-        }
-        let (mut added, kept) = (0usize, self.check_ids.len());
-        for (key, check) in wanted {
-            if self.check_ids.contains_key(&key) {
-                continue;
-            }
-            added += 1;
-            // On a validated model only the world can make this fail (a script removed
-            // since `haldir check`, a CA file that no longer reads).
-            match build(checker_config(check)) {
-                Ok(checker) => {
-                    let id = self.id(Target::Check(key.clone()));
-                    let up = self
-                        .scheduler
-                        .add(id, checker, check_timing(&check.timing))
-                        .await;
-                    self.check_ids.insert(key.clone(), id);
-                    self.verdicts.insert(key, CheckVerdict { up, weight: None });
-                }
-                Err(e) => {
-                    error!(at = %check.loc, "cannot start {}: {e}; the real server counts as down", check.kind.keyword());
-                    self.verdicts.insert(
-                        key,
-                        CheckVerdict {
-                            up: false,
-                            weight: None,
-                        },
-                    );
-                }
-            }
-        }
-
+        let (added, kept) = self.apply_checks(&model).await;
         // vrrp_scripts: only those some instance tracks run (as keepalived).
         let tracked: HashSet<&str> = model
             .vrrp_instances
@@ -197,7 +197,7 @@ impl Wiring {
             }
             match build(script_config(script)) {
                 Ok(runner) => {
-                    let id = self.id(Target::Script(key.clone()));
+                    let id = self.id(Target::Script(Box::new(key.clone())));
                     let ok = self.scheduler.add(id, runner, script_timing(script)).await;
                     self.script_ids.insert(key.clone(), id);
                     self.script_ok.insert(key, ok);
@@ -250,7 +250,11 @@ impl Wiring {
         }
         self.scan_processes(false).await;
         info!(
-            checks = self.check_ids.len(),
+            checks = self
+                .checks
+                .values()
+                .map(|c| c.checkers.len())
+                .sum::<usize>(),
             kept,
             added,
             scripts = self.script_ids.len(),
@@ -266,12 +270,136 @@ impl Wiring {
         self.send_tracking().await;
     }
 
+    /// Brings the checkers in step with `model` (the running model is still the old one):
+    /// a real server's checker whose settings are unchanged keeps running with its state;
+    /// added or changed ones start, and ones that failed to start are tried again; the
+    /// rest stop. Returns how many started and how many were kept.
+    async fn apply_checks(&mut self, model: &Model) -> (usize, usize) {
+        let running_model = std::sync::Arc::clone(&self.model);
+        let mut before: HashMap<RealServerId, (&VirtualServer, &RealServer, RealServerChecks)> =
+            HashMap::new();
+        for vs in &running_model.virtual_servers {
+            let service = service_key(vs);
+            for rs in &vs.real_servers {
+                if let Some(list) = self.checks.remove(&(service, (rs.ip, rs.port))) {
+                    before.insert((service, (rs.ip, rs.port)), (vs, rs, list));
+                }
+            }
+        }
+        // Left in `checks`: none on a validated model (every list is filed under a real
+        // server of the running model); stopped all the same.
+        let mut stale: Vec<CheckId> = self
+            .checks
+            .drain()
+            .flat_map(|(_, checks)| checks.ids())
+            .collect();
+        let (mut added, mut kept) = (0usize, 0usize);
+        for vs in &model.virtual_servers {
+            let service = service_key(vs);
+            for rs in vs.real_servers.iter().filter(|rs| !rs.checks.is_empty()) {
+                let real_server = (service, (rs.ip, rs.port));
+                // The running checkers of this real server, by their settings.
+                let (mut previous, reported_up): (Vec<_>, _) = match before.remove(&real_server) {
+                    Some((old_vs, old_rs, old)) => (
+                        check_keys(old_vs, old_rs)
+                            .into_iter()
+                            .map(|(key, _)| key)
+                            .zip(old.checkers)
+                            .map(Some)
+                            .collect(),
+                        old.reported_up,
+                    ),
+                    None => (Vec::new(), None),
+                };
+                let mut list = Vec::with_capacity(rs.checks.len());
+                for (index, (key, check)) in (0u32..).zip(check_keys(vs, rs)) {
+                    let target = CheckerOf {
+                        real_server,
+                        index,
+                        keyword: check.kind.keyword(),
+                    };
+                    let same = previous.iter_mut().find(|slot| {
+                        slot.as_ref()
+                            .is_some_and(|(old, running)| *old == key && running.id.is_some())
+                    });
+                    if let Some((_, running)) = same.and_then(Option::take) {
+                        if let Some(id) = running.id {
+                            self.targets.insert(id, Target::Check(target));
+                        }
+                        kept += 1;
+                        list.push(running);
+                        continue;
+                    }
+                    added += 1;
+                    list.push(self.start_check(check, target).await);
+                }
+                stale.extend(previous.into_iter().flatten().filter_map(|(_, c)| c.id));
+                self.checks.insert(
+                    real_server,
+                    RealServerChecks {
+                        checkers: list,
+                        reported_up,
+                    },
+                );
+            }
+        }
+        stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
+        for id in stale {
+            self.scheduler.remove(id);
+            self.targets.remove(&id);
+        }
+        (added, kept)
+    }
+
+    /// Starts one checker of a real server; its initial verdict, or down if it cannot
+    /// start.
+    async fn start_check(&mut self, check: &HealthCheck, target: CheckerOf) -> RunningCheck {
+        // On a validated model only the world can make this fail (a script removed
+        // since `haldir check`, a CA file that no longer reads).
+        match build(checker_config(check)) {
+            Ok(checker) => {
+                let id = self.id(Target::Check(target));
+                let up = self
+                    .scheduler
+                    .add(id, checker, check_timing(&check.timing))
+                    .await;
+                RunningCheck {
+                    id: Some(id),
+                    verdict: CheckVerdict { up, weight: None },
+                }
+            }
+            Err(e) => {
+                error!(at = %check.loc, "cannot start {}: {e}; the real server counts as down", check.kind.keyword());
+                RunningCheck {
+                    id: None,
+                    verdict: CheckVerdict {
+                        up: false,
+                        weight: None,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The verdicts of a real server's checkers, in the order of its `checks` (empty for
+    /// one without checkers).
+    fn verdicts_of(
+        checks: &HashMap<RealServerId, RealServerChecks>,
+        service: ServiceKey,
+        rs: &RealServer,
+    ) -> Vec<CheckVerdict> {
+        checks
+            .get(&(service, (rs.ip, rs.port)))
+            .map(RealServerChecks::verdicts)
+            .unwrap_or_default()
+    }
+
     fn publish(&mut self) {
-        let verdicts = &self.verdicts;
+        let checks = &self.checks;
         let quorum_before = self.quorum_up.clone();
         let table = desired_table(
             &self.model.virtual_servers,
-            &|vs, rs| real_server_state(vs, rs, verdicts),
+            &|vs, rs| real_server_state(rs, &Self::verdicts_of(checks, service_key(vs), rs)),
             &mut self.quorum_up,
         );
         self.notice_changes(&quorum_before);
@@ -293,16 +421,17 @@ impl Wiring {
     /// since the last evaluation (`quorum_before`) to the notify task.
     fn notice_changes(&mut self, quorum_before: &HashMap<ServiceKey, bool>) {
         let mut notices = Vec::new();
-        let mut seen = HashSet::new();
         for vs in &self.model.virtual_servers {
             let service = haldir_director::ipvs_table::service_key(vs);
             // The real servers first, then the quorum they moved (keepalived's order).
             // A real server without checkers is up for good: nothing to notice, nothing
             // to remember (40,000 entries at 10,000 virtual servers).
             for rs in vs.real_servers.iter().filter(|rs| !rs.checks.is_empty()) {
-                let (up, _) = real_server_state(vs, rs, &self.verdicts);
-                let key = (service, rs.ip, rs.port);
-                if let Some(before) = self.real_servers_up.insert(key, up) {
+                let Some(checks) = self.checks.get_mut(&(service, (rs.ip, rs.port))) else {
+                    continue;
+                };
+                let (up, _) = real_server_state(rs, &checks.verdicts());
+                if let Some(before) = checks.reported_up.replace(up) {
                     if before != up {
                         let script = if up {
                             rs.notify.up().map(|s| ("notify_up", s.to_owned()))
@@ -315,7 +444,6 @@ impl Wiring {
                         });
                     }
                 }
-                seen.insert(key);
             }
             if let (Some(before), Some(now)) =
                 (quorum_before.get(&service), self.quorum_up.get(&service))
@@ -335,7 +463,6 @@ impl Wiring {
                 }
             }
         }
-        self.real_servers_up.retain(|key, _| seen.contains(key));
         for notice in notices {
             if self.lvs_notices.try_send(notice).is_err() {
                 self.lvs_dropped += 1;
@@ -478,11 +605,15 @@ impl Wiring {
 
     async fn handle(&mut self, event: Event) {
         match self.targets.get(&event.id).cloned() {
-            Some(Target::Check(key)) => {
-                let verdict = self.verdicts.entry(key.clone()).or_insert(CheckVerdict {
-                    up: false,
-                    weight: None,
-                });
+            Some(Target::Check(checker)) => {
+                let Some(running) = self
+                    .checks
+                    .get_mut(&checker.real_server)
+                    .and_then(|checks| checks.checkers.get_mut(checker.index as usize))
+                else {
+                    return;
+                };
+                let verdict = &mut running.verdict;
                 match &event.transition {
                     Transition::Up { weight } => {
                         verdict.up = true;
@@ -491,18 +622,19 @@ impl Wiring {
                     Transition::Down { .. } => verdict.up = false,
                     Transition::WeightChanged { weight } => verdict.weight = Some(*weight),
                 }
+                let (service, (ip, port)) = checker.real_server;
                 match &event.transition {
                     Transition::Down { reason } => warn!(
-                        service = %key.service,
-                        real_server = %DestKey::new(key.real_server.0, key.real_server.1),
-                        check = key.kind.keyword(),
+                        service = %service,
+                        real_server = %DestKey::new(ip, port),
+                        check = checker.keyword,
                         reason = %reason,
                         "real server check down"
                     ),
                     other => info!(
-                        service = %key.service,
-                        real_server = %DestKey::new(key.real_server.0, key.real_server.1),
-                        check = key.kind.keyword(),
+                        service = %service,
+                        real_server = %DestKey::new(ip, port),
+                        check = checker.keyword,
                         transition = ?other,
                         "real server check up"
                     ),
@@ -516,7 +648,7 @@ impl Wiring {
                 } else {
                     info!(script = %key.name, "vrrp_script OK");
                 }
-                self.script_ok.insert(key, ok);
+                self.script_ok.insert(*key, ok);
                 self.send_tracking().await;
             }
             None => {}
@@ -545,7 +677,7 @@ pub fn spawn(
     let mut quorum_up = HashMap::new();
     let initial = desired_table(
         &first.virtual_servers,
-        &|vs, rs| real_server_state(vs, rs, &HashMap::new()),
+        &|_, rs| real_server_state(rs, &[]),
         &mut quorum_up,
     );
     let (table_tx, table_rx) = watch::channel(std::sync::Arc::new(initial));
@@ -560,8 +692,7 @@ pub fn spawn(
             scheduler: scheduler.clone(),
             next_id: 0,
             targets: HashMap::new(),
-            check_ids: HashMap::new(),
-            verdicts: HashMap::new(),
+            checks: HashMap::new(),
             script_ids: HashMap::new(),
             script_ok: HashMap::new(),
             file_values: HashMap::new(),
@@ -569,7 +700,6 @@ pub fn spawn(
             file_problems: HashMap::new(),
             processes: HashMap::new(),
             quorum_up,
-            real_servers_up: HashMap::new(),
             lvs_notices,
             lvs_dropped: 0,
             model: first.clone(),

@@ -607,13 +607,13 @@ fn check(
             }
             match (connection, verify, urls.iter().all(Option::is_some)) {
                 (Some(connection), Some(verify), true) if !urls.is_empty() => {
-                    Some(CheckKind::Http(HttpCheckSpec {
+                    Some(CheckKind::Http(Box::new(HttpCheckSpec {
                         tls,
                         connection,
                         virtualhost: vhost,
                         urls: urls.into_iter().flatten().collect(),
                         verify,
-                    }))
+                    })))
                 }
                 _ => None,
             }
@@ -656,13 +656,15 @@ fn check(
                         script_security(scripts),
                     );
                     match (command, timeout) {
-                        (Some(command), Some(timeout)) => Some(CheckKind::Misc(MiscCheckSpec {
-                            misc_path: command,
-                            misc_timeout_millis: timeout,
-                            misc_dynamic: d.misc_dynamic.as_ref().is_some_and(|m| m.value),
-                            user,
-                            group,
-                        })),
+                        (Some(command), Some(timeout)) => {
+                            Some(CheckKind::Misc(Box::new(MiscCheckSpec {
+                                misc_path: command,
+                                misc_timeout_millis: timeout,
+                                misc_dynamic: d.misc_dynamic.as_ref().is_some_and(|m| m.value),
+                                user,
+                                group,
+                            })))
+                        }
                         _ => None,
                     }
                 }
@@ -702,11 +704,11 @@ fn check(
                 }
                 None => Some(".".to_owned()),
             };
-            Some(CheckKind::Dns(DnsCheckSpec {
+            Some(CheckKind::Dns(Box::new(DnsCheckSpec {
                 connection: connection?,
                 query_type: query_type?,
                 name: name?,
-            }))
+            })))
         }
         CheckKindDraft::Smtp => {
             let connection = connection(errors);
@@ -729,10 +731,12 @@ fn check(
                 }
                 None => Some(crate::model_health::DEFAULT_HELO_NAME.to_owned()),
             };
-            Some(CheckKind::Smtp(crate::model_health::SmtpCheckSpec {
-                connection: connection?,
-                helo_name: helo_name?,
-            }))
+            Some(CheckKind::Smtp(Box::new(
+                crate::model_health::SmtpCheckSpec {
+                    connection: connection?,
+                    helo_name: helo_name?,
+                },
+            )))
         }
         CheckKindDraft::Udp => {
             let connection = connection(errors);
@@ -815,13 +819,15 @@ fn udp(
             );
         }
     }
-    Some(CheckKind::Udp(crate::model_health::UdpCheckSpec {
-        connection: connection?,
-        payload: payload?,
-        require_reply: require_reply?,
-        min_reply_length: min?,
-        max_reply_length: max?,
-    }))
+    Some(CheckKind::Udp(Box::new(
+        crate::model_health::UdpCheckSpec {
+            connection: connection?,
+            payload: payload?,
+            require_reply: require_reply?,
+            min_reply_length: min?,
+            max_reply_length: max?,
+        },
+    )))
 }
 
 fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrlSpec> {

@@ -9,7 +9,7 @@
 //! `MISC_CHECK` future kills its process group).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -177,17 +177,7 @@ pub fn spawn_scheduler(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9e37_79b9)
     });
-    let core = Core {
-        max_in_flight: config.max_in_flight.max(1),
-        rng: SplitMix64(seed),
-        entries: HashMap::new(),
-        deadlines: BinaryHeap::new(),
-        running: JoinSet::new(),
-        running_ids: HashMap::new(),
-        events,
-        stats: stats.clone(),
-        next_generation: 0,
-    };
+    let core = Core::new(config.max_in_flight, seed, events, stats.clone());
     let join = tokio::spawn(core.run(rx));
     (
         SchedulerHandle {
@@ -248,9 +238,32 @@ struct Core {
     events: mpsc::UnboundedSender<Event>,
     stats: Arc<Stats>,
     next_generation: u64,
+    /// One copy of each distinct timing, shared by the checks' states (40,000 checks
+    /// usually have a handful of timings); dropped when its last check goes.
+    timings: HashSet<Arc<CheckTiming>>,
 }
 
 impl Core {
+    fn new(
+        max_in_flight: usize,
+        seed: u64,
+        events: mpsc::UnboundedSender<Event>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Core {
+            max_in_flight: max_in_flight.max(1),
+            rng: SplitMix64(seed),
+            entries: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            running: JoinSet::new(),
+            running_ids: HashMap::new(),
+            events,
+            stats,
+            next_generation: 0,
+            timings: HashSet::new(),
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let sleep = tokio::time::sleep_until(Instant::now() + Duration::from_secs(3600));
         tokio::pin!(sleep);
@@ -299,6 +312,14 @@ impl Core {
     fn add(&mut self, id: CheckId, checker: Arc<dyn Checker>, timing: CheckTiming) -> bool {
         self.remove(id);
         let first_delay = self.rng.duration_below(timing.first_run_spread());
+        let timing = match self.timings.get(&timing) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(timing);
+                self.timings.insert(Arc::clone(&shared));
+                shared
+            }
+        };
         let state = HealthState::new(timing, Instant::now().into_std(), first_delay);
         let initial = state.is_up();
         let due = Instant::from_std(state.poll_timeout());
@@ -322,8 +343,14 @@ impl Core {
 
     fn remove(&mut self, id: CheckId) {
         if let Some(entry) = self.entries.remove(&id) {
-            if let Some(abort) = entry.running {
+            if let Some(abort) = &entry.running {
                 abort.abort();
+            }
+            let timing = Arc::clone(entry.state.shared_timing());
+            drop(entry);
+            // Held by the set and here only: no check has this timing any more.
+            if Arc::strong_count(&timing) == 2 {
+                self.timings.remove(&*timing);
             }
         }
         self.stats
@@ -343,6 +370,7 @@ impl Core {
             }
         }
         self.entries.clear();
+        self.timings.clear();
     }
 
     fn start_due(&mut self, now: Instant) {
@@ -432,5 +460,53 @@ impl Core {
                 transition,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check that never finishes (these tests start none).
+    struct Pending;
+
+    impl Checker for Pending {
+        fn check(&self) -> crate::CheckFuture<'_> {
+            Box::pin(std::future::pending())
+        }
+
+        fn kind(&self) -> &'static str {
+            "PENDING"
+        }
+    }
+
+    #[test]
+    fn checks_of_one_timing_share_one_copy_until_the_last_one_goes() {
+        let (events, _) = mpsc::unbounded_channel();
+        let mut core = Core::new(1, 1, events, Arc::default());
+        let common = CheckTiming::default();
+        let rare = CheckTiming {
+            rise: 2,
+            ..CheckTiming::default()
+        };
+        core.add(CheckId(1), Arc::new(Pending), common.clone());
+        core.add(CheckId(2), Arc::new(Pending), common.clone());
+        core.add(CheckId(3), Arc::new(Pending), rare.clone());
+        assert_eq!(core.timings.len(), 2);
+        assert!(Arc::ptr_eq(
+            core.entries[&CheckId(1)].state.shared_timing(),
+            core.entries[&CheckId(2)].state.shared_timing()
+        ));
+        assert_eq!(**core.entries[&CheckId(3)].state.shared_timing(), rare);
+
+        core.remove(CheckId(1));
+        assert_eq!(core.timings.len(), 2, "check 2 still has the common timing");
+        core.remove(CheckId(2));
+        assert_eq!(core.timings.len(), 1);
+        assert!(core.timings.contains(&rare));
+        // Replaced with another timing: the rare one has no check left.
+        core.add(CheckId(3), Arc::new(Pending), common.clone());
+        assert_eq!(core.timings.len(), 1);
+        assert!(core.timings.contains(&common));
     }
 }

@@ -21,12 +21,13 @@
 //! starts up, as keepalived adds real servers to IPVS at start. `omega` makes shutdown report
 //! the servers still up as going down (keepalived runs their `notify_down`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::CheckOutcome;
 
 /// Per-check timing and hysteresis (keepalived names). Build it from the config model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CheckTiming {
     /// `delay_loop`: time between the starts of two rounds.
     pub delay_loop: Duration,
@@ -94,7 +95,9 @@ pub enum Transition {
 /// The health state of one check. See the module documentation for the rules.
 #[derive(Debug, Clone)]
 pub struct HealthState {
-    timing: CheckTiming,
+    /// Shared: thousands of checks have the same timing, and a copy (64 bytes) would be
+    /// the largest part of each check's state.
+    timing: Arc<CheckTiming>,
     up: bool,
     /// keepalived `retry_it`: failed attempts so far in the current round while up.
     retry_it: u32,
@@ -110,7 +113,8 @@ pub struct HealthState {
 impl HealthState {
     /// A new check whose first run is due at `now + first_delay` (the scheduler draws
     /// `first_delay` in `[0, timing.first_run_spread())`).
-    pub fn new(timing: CheckTiming, now: Instant, first_delay: Duration) -> Self {
+    pub fn new(timing: impl Into<Arc<CheckTiming>>, now: Instant, first_delay: Duration) -> Self {
+        let timing = timing.into();
         let up = !timing.alpha;
         HealthState {
             timing,
@@ -135,6 +139,11 @@ impl HealthState {
 
     /// The timing this state was built with.
     pub fn timing(&self) -> &CheckTiming {
+        &self.timing
+    }
+
+    /// The shared timing (the scheduler keeps one copy of each distinct timing).
+    pub(crate) fn shared_timing(&self) -> &Arc<CheckTiming> {
         &self.timing
     }
 

@@ -130,13 +130,14 @@ fn health_check(out: &mut String, c: &HealthCheck) {
     }
     match kind {
         CheckKind::Tcp(connection) => self::connection(out, connection),
-        CheckKind::Http(HttpCheckSpec {
-            tls: _, // the table's name
-            connection,
-            virtualhost,
-            urls,
-            verify,
-        }) => {
+        CheckKind::Http(spec) => {
+            let HttpCheckSpec {
+                tls: _, // the table's name
+                connection,
+                virtualhost,
+                urls,
+                verify,
+            } = &**spec;
             self::connection(out, connection);
             if let Some(host) = virtualhost {
                 line(out, "virtualhost", string(host));
@@ -149,13 +150,14 @@ fn health_check(out: &mut String, c: &HealthCheck) {
             let urls: Vec<String> = urls.iter().map(url).collect();
             line(out, "url", format!("[{}]", urls.join(", ")));
         }
-        CheckKind::Misc(MiscCheckSpec {
-            misc_path,
-            misc_timeout_millis,
-            misc_dynamic,
-            user,
-            group,
-        }) => {
+        CheckKind::Misc(spec) => {
+            let MiscCheckSpec {
+                misc_path,
+                misc_timeout_millis,
+                misc_dynamic,
+                user,
+                group,
+            } = &**spec;
             line(out, "misc_path", string(misc_path.as_str()));
             line(out, "misc_timeout", decimal(*misc_timeout_millis, 1000));
             if *misc_dynamic {
@@ -168,29 +170,32 @@ fn health_check(out: &mut String, c: &HealthCheck) {
                 line(out, "group", string(group));
             }
         }
-        CheckKind::Dns(DnsCheckSpec {
-            connection,
-            query_type,
-            name,
-        }) => {
+        CheckKind::Dns(spec) => {
+            let DnsCheckSpec {
+                connection,
+                query_type,
+                name,
+            } = &**spec;
             self::connection(out, connection);
             line(out, "type", string(query_type.as_str()));
             line(out, "name", string(name));
         }
-        CheckKind::Smtp(crate::model_health::SmtpCheckSpec {
-            connection,
-            helo_name,
-        }) => {
+        CheckKind::Smtp(spec) => {
+            let crate::model_health::SmtpCheckSpec {
+                connection,
+                helo_name,
+            } = &**spec;
             self::connection(out, connection);
             line(out, "helo_name", string(helo_name));
         }
-        CheckKind::Udp(crate::model_health::UdpCheckSpec {
-            connection,
-            payload,
-            require_reply,
-            min_reply_length,
-            max_reply_length,
-        }) => {
+        CheckKind::Udp(spec) => {
+            let crate::model_health::UdpCheckSpec {
+                connection,
+                payload,
+                require_reply,
+                min_reply_length,
+                max_reply_length,
+            } = &**spec;
             self::connection(out, connection);
             if !payload.data.is_empty() {
                 line(out, "payload", string(&payload.to_string()));

@@ -58,33 +58,32 @@ ip = "10.0.0.4"
 weight = 1
 "#;
 
+/// Each real server's checkers' verdicts, in the order of its checks.
+type Verdicts = HashMap<RealServerKey, Vec<CheckVerdict>>;
+
 /// Sets the verdict of the (only) checker of real server `ip`.
-fn set(
-    model: &Model,
-    verdicts: &mut HashMap<CheckKey, CheckVerdict>,
-    ip: &str,
-    up: bool,
-    weight: Option<u32>,
-) {
+fn set(model: &Model, verdicts: &mut Verdicts, ip: &str, up: bool, weight: Option<u32>) {
     let vs = &model.virtual_servers[0];
     let rs = vs
         .real_servers
         .iter()
         .find(|rs| rs.ip.to_string() == ip)
         .unwrap();
-    for (key, _) in check_keys(vs, rs) {
-        verdicts.insert(key, CheckVerdict { up, weight });
-    }
+    verdicts.insert(
+        (rs.ip, rs.port),
+        vec![CheckVerdict { up, weight }; rs.checks.len()],
+    );
 }
 
-fn table(
-    model: &Model,
-    verdicts: &HashMap<CheckKey, CheckVerdict>,
-    quorum: &mut HashMap<ServiceKey, bool>,
-) -> Table {
+fn table(model: &Model, verdicts: &Verdicts, quorum: &mut HashMap<ServiceKey, bool>) -> Table {
     desired_table(
         &model.virtual_servers,
-        &|vs, rs| real_server_state(vs, rs, verdicts),
+        &|_, rs| {
+            real_server_state(
+                rs,
+                verdicts.get(&(rs.ip, rs.port)).map_or(&[], Vec::as_slice),
+            )
+        },
         quorum,
     )
 }
