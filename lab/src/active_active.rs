@@ -32,7 +32,7 @@ use anyhow::{bail, Context};
 
 use super::frr::{Frr, FrrConfig};
 use super::haldir::Haldir;
-use super::netns::{in_netns, Lab};
+use super::netns::{in_netns, Lab, DR_REAL_SERVER_SYSCTLS};
 use super::traffic::{EchoServer, Traffic, TrafficConfig, TrafficReport};
 use super::{lock, poll_until, run_checked};
 
@@ -213,19 +213,6 @@ track_interface = ["eth0"]
     )
 }
 
-/// Writes `/proc/sys/<key>` in host `host`'s namespace (no fork: cheap in the VM).
-fn sysctls(lab: &Lab, host: &str, settings: &[(&str, &str)]) -> anyhow::Result<()> {
-    let ns = lab.ns_name(host);
-    in_netns(&ns, || -> anyhow::Result<()> {
-        for (key, value) in settings {
-            let path = Path::new("/proc/sys").join(key);
-            std::fs::write(&path, value)
-                .with_context(|| format!("cannot write {value} to {} in {ns}", path.display()))?;
-        }
-        Ok(())
-    })?
-}
-
 /// `ip -n NS -batch FILE` of `lines`.
 fn ip_batch(lab: &Lab, name: &str, ns: &str, lines: &[String]) -> anyhow::Result<()> {
     let file = lab.dir().join(format!("{name}.ip-batch"));
@@ -292,8 +279,7 @@ impl<'l> ActiveActive<'l> {
         )?;
         // The router forwards, hashes on the L4 ports, and takes the real servers'
         // replies (from the VIP) on the segment: loose reverse-path filter.
-        sysctls(
-            lab,
+        lab.write_sysctls(
             ROUTER,
             &[
                 ("net/ipv4/ip_forward", "1"),
@@ -319,16 +305,7 @@ impl<'l> ActiveActive<'l> {
         client_lines.push("route add default via 10.9.0.1".into());
         ip_batch(lab, CLIENT, &lab.ns_name(CLIENT), &client_lines)?;
         for (server, _) in REAL_SERVERS {
-            sysctls(
-                lab,
-                server,
-                &[
-                    ("net/ipv4/conf/all/arp_ignore", "1"),
-                    ("net/ipv4/conf/all/arp_announce", "2"),
-                    ("net/ipv4/conf/eth0/arp_ignore", "1"),
-                    ("net/ipv4/conf/eth0/arp_announce", "2"),
-                ],
-            )?;
+            lab.write_sysctls(server, DR_REAL_SERVER_SYSCTLS)?;
             ip_batch(
                 lab,
                 server,
@@ -373,8 +350,7 @@ impl<'l> ActiveActive<'l> {
             lab.add_host(name, &[&format!("{address}/24")])?;
             // The VIP on lo must not be answered for on eth0; the client's packets come
             // from addresses the director has no route to but the default one.
-            sysctls(
-                lab,
+            lab.write_sysctls(
                 name,
                 &[
                     ("net/ipv4/conf/all/arp_ignore", "1"),
@@ -861,6 +837,14 @@ pub struct Story {
     pub elapsed: Duration,
 }
 
+impl Story {
+    /// Tells `event`'s line and keeps it.
+    fn record(&mut self, event: Event, say: &mut dyn FnMut(&str)) {
+        say(&event_line(&event));
+        self.events.push(event);
+    }
+}
+
 /// How often the kernel brings `/proc/net/ip_vs_stats` up to date (its estimator's period,
 /// a bit more): a shorter window reads stale totals.
 const STATS_PERIOD: Duration = Duration::from_millis(2500);
@@ -960,8 +944,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         Some(&|hops: &[String]| !hops.contains(&d2) && !hops.is_empty()),
         options.reroute_bound,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
     // 2. It comes back.
     let event = run_event(
         &mut site,
@@ -972,8 +955,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         Some(&|hops: &[String]| hops.contains(&d2)),
         options.appear_bound,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
     // 3. A fourth director joins.
     let d4 = address("d4");
     let event = run_event(
@@ -985,8 +967,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         Some(&|hops: &[String]| hops.contains(&d4) && hops.len() == 4),
         options.appear_bound,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
     // 4. One director loses its virtual server's quorum: its checks are refused.
     let d1 = address("d1");
     let event = run_event(
@@ -998,8 +979,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         Some(&|hops: &[String]| !hops.contains(&d1) && !hops.is_empty()),
         options.reroute_bound,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
     let event = run_event(
         &mut site,
         &traffic,
@@ -1009,8 +989,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         Some(&|hops: &[String]| hops.contains(&d1)),
         options.appear_bound,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
     // 5. SIGTERM of one haldir: withdrawn before its traffic stops, then the drain.
     let d3 = address("d3");
     let event = run_event(
@@ -1025,8 +1004,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         Some(&|hops: &[String]| !hops.contains(&d3) && !hops.is_empty()),
         options.reroute_bound,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
     // 6. A real server dies: only its connections may go.
     story.dead_server_share = traffic
         .report()
@@ -1059,8 +1037,7 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         None,
         Duration::ZERO,
     )?;
-    say(&event_line(&event));
-    story.events.push(event);
+    story.record(event, say);
 
     story.router_neighbours = lab.stdout(ROUTER, &["ip", "neigh"]);
     story.router_adjacency_changes = site

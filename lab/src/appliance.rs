@@ -35,7 +35,7 @@ use anyhow::{bail, Context};
 
 use super::capture::{Frame, FrameKind};
 use super::haldir::Haldir;
-use super::netns::{in_netns, Lab, BRIDGE};
+use super::netns::{in_netns, Lab, BRIDGE, DR_REAL_SERVER_SYSCTLS};
 use super::traffic::{EchoServer, TrafficConfig};
 use super::{lock, poll_until, run_checked};
 use serde_json::Value;
@@ -114,19 +114,6 @@ fn mac_text(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// Writes `/proc/sys/<key>` in host `host`'s namespace (no fork: cheap in the VM).
-fn sysctls(lab: &Lab, host: &str, settings: &[(&str, &str)]) -> anyhow::Result<()> {
-    let ns = lab.ns_name(host);
-    in_netns(&ns, || -> anyhow::Result<()> {
-        for (key, value) in settings {
-            let path = Path::new("/proc/sys").join(key);
-            std::fs::write(&path, value)
-                .with_context(|| format!("cannot write {value} to {} in {ns}", path.display()))?;
-        }
-        Ok(())
-    })?
 }
 
 impl<'l> Appliance<'l> {
@@ -213,8 +200,7 @@ impl<'l> Appliance<'l> {
         }
         // The gateway forwards and must not drop the real servers' replies, which come
         // from the VIP on its private leg: no reverse-path filter (set before its NICs).
-        sysctls(
-            lab,
+        lab.write_sysctls(
             GATEWAY,
             &[
                 ("net/ipv4/ip_forward", "1"),
@@ -265,16 +251,7 @@ impl<'l> Appliance<'l> {
         for (server, _) in REAL_SERVERS {
             // The real servers hold the VIP on lo, never answer ARP for it nor use it in
             // ARP, and answer the client through the gateway.
-            sysctls(
-                lab,
-                server,
-                &[
-                    ("net/ipv4/conf/all/arp_ignore", "1"),
-                    ("net/ipv4/conf/all/arp_announce", "2"),
-                    ("net/ipv4/conf/eth0/arp_ignore", "1"),
-                    ("net/ipv4/conf/eth0/arp_announce", "2"),
-                ],
-            )?;
+            lab.write_sysctls(server, DR_REAL_SERVER_SYSCTLS)?;
             let lines = host_lines.entry(server).or_default();
             lines.push(format!("addr add {VIP}/32 dev lo"));
             lines.push(format!("route add default via {GW_PRIVATE}"));
@@ -1491,8 +1468,7 @@ fn run_extras(
         "{rs2} misconfigured: arp_ignore=0, so it answers ARP for the VIP it holds on lo"
     ));
     let arp_ignore = |value: &str| {
-        sysctls(
-            app.lab(),
+        app.lab().write_sysctls(
             rs2,
             &[
                 ("net/ipv4/conf/all/arp_ignore", value),

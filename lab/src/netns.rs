@@ -192,6 +192,12 @@ impl Lab {
         format!("{}-{name}", self.prefix)
     }
 
+    /// Writes `/proc/sys/<key>` values in host `name`'s namespace, without a fork (cheap in
+    /// the emulated VM, where a fork of `sysctl` costs a tenth of a second or more).
+    pub fn write_sysctls(&self, name: &str, settings: &[(&str, &str)]) -> anyhow::Result<()> {
+        write_sysctls(&self.ns_name(name), settings)
+    }
+
     /// Names of the hosts added so far, sorted.
     pub fn hosts(&self) -> Vec<String> {
         lock(&self.hosts).keys().cloned().collect()
@@ -595,6 +601,15 @@ fn write_sysctls(ns: &str, settings: &[(&str, &str)]) -> anyhow::Result<()> {
         Ok(())
     })?
 }
+
+/// What a real server of a direct-routing cluster sets so that it never answers ARP for
+/// the VIP it holds on `lo` nor uses it in ARP (`arp_ignore=1`, `arp_announce=2`).
+pub const DR_REAL_SERVER_SYSCTLS: &[(&str, &str)] = &[
+    ("net/ipv4/conf/all/arp_ignore", "1"),
+    ("net/ipv4/conf/all/arp_announce", "2"),
+    ("net/ipv4/conf/eth0/arp_ignore", "1"),
+    ("net/ipv4/conf/eth0/arp_announce", "2"),
+];
 
 /// Runs `f` on a scoped thread that first joins network namespace `/run/netns/<ns>`: every
 /// socket `f` creates belongs to that namespace (and keeps belonging to it when used from
