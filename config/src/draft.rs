@@ -26,7 +26,8 @@ pub(crate) struct Draft {
     /// `global_defs.script_user` and `global_defs.notify_timeout`.
     pub(crate) scripts: ScriptsDraft,
     pub(crate) instances: Vec<InstanceDraft>,
-    pub(crate) virtual_servers: Vec<VirtualServerDraft>,
+    /// The virtual servers, in file order.
+    pub(crate) virtual_servers: Vec<VirtualServerSlot>,
     /// The `vrrp_script`s, in file order.
     pub(crate) vrrp_scripts: Vec<VrrpScriptDraft>,
     /// The `vrrp_sync_group`s, in file order.
@@ -75,6 +76,21 @@ impl Draft {
             announce: None,
         }
     }
+}
+
+/// A virtual server as a front-end hands it to validation: still a draft, or already
+/// validated. keepalived.conf's front validates a `virtual_server` block as soon as its `}`
+/// is read when nothing else in the file can change what it means (it runs no script, so
+/// `global_defs`' script settings, which may come later, do not apply to it): at 10,000
+/// services the drafts of the whole file never exist at once.
+#[derive(Debug, Clone)]
+pub(crate) enum VirtualServerSlot {
+    /// To be validated with the whole file.
+    Draft(Box<VirtualServerDraft>),
+    /// Validated where it was read.
+    Checked(crate::model::VirtualServer),
+    /// Validated where it was read, with errors (in the front-end's error list).
+    Invalid,
 }
 
 /// One `vrrp_sync_group` as read.
@@ -324,6 +340,20 @@ impl VirtualServerDraft {
     /// The rarely written settings (all unset if none was written).
     pub(crate) fn extras(&self) -> &VirtualServerExtras {
         self.extras.as_deref().unwrap_or(&NO_VIRTUAL_SERVER_EXTRAS)
+    }
+
+    /// Whether validating it reads `global_defs`' script settings (`script_user`,
+    /// `enable_script_security`): it names a script to run (`quorum_up` / `quorum_down`, a
+    /// real server's `notify_up` / `notify_down`, a `MISC_CHECK`).
+    pub(crate) fn runs_scripts(&self) -> bool {
+        let extras = self.extras();
+        extras.quorum_up.is_some()
+            || extras.quorum_down.is_some()
+            || self.real_servers.iter().any(|rs| {
+                rs.extras().notify_up.is_some()
+                    || rs.extras().notify_down.is_some()
+                    || rs.checks.iter().any(|c| c.kind == CheckKindDraft::Misc)
+            })
     }
 
     /// The rarely written settings, to write one.

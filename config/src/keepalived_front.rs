@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use crate::draft::{
     AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
+    VirtualServerSlot,
 };
 use crate::error::{ConfigError, Loc};
 use crate::toml_front::edit_distance;
@@ -484,7 +485,8 @@ impl Front {
             }
             Some("virtual_server") => {
                 if let Some(vs) = self.virtual_server(stmt) {
-                    draft.virtual_servers.push(vs);
+                    let slot = crate::validate_ipvs::validate_early(&mut self.errors, vs);
+                    draft.virtual_servers.push(slot);
                 }
             }
             // `include` lines are spliced in by the reader; a bare
@@ -648,7 +650,9 @@ impl Front {
                         d.fwmark = mark.clone();
                     }
                 }
-                draft.virtual_servers.push(d);
+                draft
+                    .virtual_servers
+                    .push(VirtualServerSlot::Draft(Box::new(d)));
             }
         }
     }

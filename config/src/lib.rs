@@ -247,7 +247,7 @@ fn parse_toml_reading(text: &str, file_name: &str) -> Read {
     match toml_front::read(text, file) {
         Ok((draft, errors)) => Read {
             script_security: script_security(&draft),
-            model: validate::validate(&draft, errors),
+            model: validate::validate(draft, errors),
             included: Vec::new(),
             warnings: Vec::new(),
         },
@@ -300,7 +300,7 @@ fn parse_keepalived_reading(text: &str, file_name: &str) -> Read {
     match keepalived_front::read(text, file, canonical, &dir) {
         Ok(reading) => Read {
             script_security: script_security(&reading.draft),
-            model: validate::validate(&reading.draft, reading.errors),
+            model: validate::validate(reading.draft, reading.errors),
             included: reading.included,
             warnings: reading.warnings,
         },

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use crate::draft::{
     AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
+    VirtualServerSlot,
 };
 use crate::error::{ConfigError, LineIndex};
 
@@ -212,7 +213,13 @@ impl Reader<'_> {
                         self.global_defs(globals, &mut draft);
                     }
                 }
-                Some("virtual_server") => draft.virtual_servers = self.virtual_servers(value),
+                Some("virtual_server") => {
+                    draft.virtual_servers = self
+                        .virtual_servers(value)
+                        .into_iter()
+                        .map(|d| VirtualServerSlot::Draft(Box::new(d)))
+                        .collect()
+                }
                 Some("vrrp_script") => draft.vrrp_scripts = self.vrrp_scripts(value),
                 Some("track_file") => draft.track_files = self.track_files(value),
                 Some("track_process") => draft.track_processes = self.track_processes(value),

@@ -28,7 +28,10 @@ pub(crate) const MAX_INTERFACE_NAME_BYTES: usize = 15;
 
 /// Validates `draft`; `errors` are the front-end's errors, which are reported
 /// together with the ones found here.
-pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Model, ConfigErrors> {
+pub(crate) fn validate(
+    mut draft: Draft,
+    mut errors: Vec<ConfigError>,
+) -> Result<Model, ConfigErrors> {
     let default_version = draft
         .default_version
         .as_ref()
@@ -60,8 +63,12 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         .iter()
         .map(|d| instance(&mut errors, &mut seen, d, default_version))
         .collect();
-    let virtual_servers =
-        crate::validate_ipvs::virtual_servers(&mut errors, &draft.virtual_servers, &draft.scripts);
+    // Each virtual server's draft goes as soon as it is validated.
+    let virtual_servers = crate::validate_ipvs::virtual_servers(
+        &mut errors,
+        std::mem::take(&mut draft.virtual_servers),
+        &draft.scripts,
+    );
     let vrrp_scripts =
         crate::validate_health::vrrp_scripts(&mut errors, &draft.vrrp_scripts, &draft.scripts);
     crate::validate_health::track_scripts(
@@ -89,13 +96,13 @@ pub(crate) fn validate(draft: &Draft, mut errors: Vec<ConfigError>) -> Result<Mo
         &track_processes,
     );
     let sync_groups = sync_groups(&mut errors, &draft.sync_groups, &draft.instances);
-    notify_scripts_run(&mut errors, draft, &scripts);
+    notify_scripts_run(&mut errors, &draft, &scripts);
     let notify_fifos = crate::notify_fifo::notify_fifos(&mut errors, &draft.notify_fifos, &scripts);
     let lvs_sync_daemon = draft
         .lvs_sync_daemon
         .as_ref()
         .and_then(|d| crate::lvs_sync::validate(&mut errors, d, &draft.instances));
-    let statics = statics(&mut errors, draft);
+    let statics = statics(&mut errors, &draft);
     let lvs_timeouts = match &draft.lvs_timeouts {
         Some(words) => match crate::model::LvsTimeouts::from_words(&words.value) {
             Ok(timeouts) => Some(timeouts),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::draft::{Located, RealServerDraft, ScriptsDraft, VirtualServerDraft};
+use crate::draft::{Located, RealServerDraft, ScriptsDraft, VirtualServerDraft, VirtualServerSlot};
 use crate::error::{ConfigError, Loc};
 use crate::model::{
     AddressFamily, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler, RealServer,
@@ -19,40 +19,60 @@ const DEFAULT_WEIGHT: u32 = 1;
 /// Highest weight keepalived accepts.
 const MAX_WEIGHT: i64 = 65535;
 
-/// Validates every virtual server; the result is complete only when no
-/// error was added.
+/// Validates every virtual server not yet validated and refuses duplicates, in file order;
+/// the result is complete only when no error was added (nor by the front-end, for the
+/// servers it validated).
 pub(crate) fn virtual_servers(
     errors: &mut Vec<ConfigError>,
-    drafts: &[VirtualServerDraft],
+    slots: Vec<VirtualServerSlot>,
     scripts: &ScriptsDraft,
 ) -> Vec<VirtualServer> {
     let mut seen: HashMap<(VirtualServerAddress, AddressFamily, Option<LvsProtocol>), Loc> =
         HashMap::new();
     // Sized once: the model lives as long as the configuration runs.
-    let mut result = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        if let Some(vs) = virtual_server(errors, draft, scripts) {
-            let protocol = match vs.address {
-                VirtualServerAddress::Socket { .. } => Some(vs.protocol),
-                VirtualServerAddress::Fwmark(_) => None,
-            };
-            let key = (vs.address, vs.family, protocol);
-            if let Some(first) = seen.get(&key) {
-                push(
-                    errors,
-                    &draft.loc,
-                    format!(
-                        "{} is already defined at {first}; merge the two into one [[virtual_server]]",
-                        describe(&vs.address, protocol)
-                    ),
-                );
-            } else {
-                seen.insert(key, draft.loc.clone());
-            }
-            result.push(vs);
+    let mut result = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let vs = match slot {
+            VirtualServerSlot::Draft(draft) => virtual_server(errors, &draft, scripts),
+            VirtualServerSlot::Checked(vs) => Some(vs),
+            VirtualServerSlot::Invalid => None,
+        };
+        let Some(vs) = vs else { continue };
+        let protocol = match vs.address {
+            VirtualServerAddress::Socket { .. } => Some(vs.protocol),
+            VirtualServerAddress::Fwmark(_) => None,
+        };
+        let key = (vs.address, vs.family, protocol);
+        if let Some(first) = seen.get(&key) {
+            push(
+                errors,
+                &vs.loc,
+                format!(
+                    "{} is already defined at {first}; merge the two into one [[virtual_server]]",
+                    describe(&vs.address, protocol)
+                ),
+            );
+        } else {
+            seen.insert(key, vs.loc.clone());
         }
+        result.push(vs);
     }
     result
+}
+
+/// Validates `draft` where it was read, if nothing later in the file can change what it
+/// means (see [`VirtualServerSlot`]); errors go to `errors`.
+pub(crate) fn validate_early(
+    errors: &mut Vec<ConfigError>,
+    draft: VirtualServerDraft,
+) -> VirtualServerSlot {
+    if draft.runs_scripts() {
+        return VirtualServerSlot::Draft(Box::new(draft));
+    }
+    match virtual_server(errors, &draft, &ScriptsDraft::default()) {
+        Some(vs) => VirtualServerSlot::Checked(vs),
+        None => VirtualServerSlot::Invalid,
+    }
 }
 
 /// "virtual_server TCP 192.0.2.10:80" or "virtual_server fwmark 42".

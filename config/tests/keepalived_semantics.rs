@@ -271,3 +271,62 @@ fn an_instance_without_addresses_is_an_error_citing_the_rfc_minimum() {
         "{errors}"
     );
 }
+
+/// The front validates a `virtual_server` block where it was read unless it runs a script
+/// (see `VirtualServerSlot`): a `global_defs` written after it must still reach its
+/// scripts, and the errors and duplicates of blocks validated early are reported as any.
+#[test]
+fn virtual_servers_validated_as_read_keep_file_wide_rules() {
+    let misc_first = "virtual_server 192.0.2.10 80 {\n    lb_kind DR\n    real_server 10.0.0.1 80 {\n        MISC_CHECK {\n            misc_path /bin/true\n        }\n    }\n}\nglobal_defs {\n    script_user nobody\n}\n";
+    let (model, _) = read(misc_first);
+    let check = &model.virtual_servers[0].real_servers[0].checks[0];
+    match &check.kind {
+        haldir_config::CheckKind::Misc(spec) => assert_eq!(spec.user.as_deref(), Some("nobody")),
+        other => panic!("expected a MISC_CHECK, got {other:?}"),
+    }
+
+    let plain = |address: &str, weight: u32| {
+        format!(
+            "virtual_server {address} 80 {{\n    real_server 10.0.0.1 80 {{\n        weight {weight}\n    }}\n}}\n"
+        )
+    };
+    let text = [
+        plain("192.0.2.10", 1),
+        plain("192.0.2.11", 70000),
+        plain("192.0.2.10", 1),
+    ]
+    .concat();
+    let errors: Vec<String> = match haldir_config::parse_keepalived(&text, FILE) {
+        Ok(_) => panic!("expected errors in:\n{text}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("keepalived.conf:8:16: weight"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("keepalived.conf:11:1: virtual_server TCP 192.0.2.10:80 is already defined at keepalived.conf:1:1"),
+        "{errors:#?}"
+    );
+    // The blocks validated as read keep their file order; a group's members follow them, as
+    // they always did (a group may be defined after its virtual_server).
+    let grouped = format!(
+        "{}virtual_server group WEB {{\n    real_server 10.0.0.1 80\n}}\nvirtual_server_group WEB {{\n    192.0.2.21 80\n}}\n{}",
+        plain("192.0.2.20", 1),
+        plain("192.0.2.22", 1)
+    );
+    let (model, _) = read(&grouped);
+    let order: Vec<String> = model
+        .virtual_servers
+        .iter()
+        .map(|vs| format!("{:?}", vs.address))
+        .collect();
+    assert_eq!(order.len(), 3, "{order:?}");
+    assert!(
+        order[0].contains("192.0.2.20")
+            && order[1].contains("192.0.2.22")
+            && order[2].contains("192.0.2.21"),
+        "{order:?}"
+    );
+}
