@@ -48,7 +48,7 @@ use haldir_director::checks::{
     check_timing, checker_config, script_config, script_timing, ScriptKey,
 };
 use haldir_director::ipvs_policy::{
-    check_keys, desired_table, real_server_state, CheckVerdict, RealServerKey,
+    check_keys, desired_table, real_server_state, CheckVerdict, RealServerAt, RealServerKey,
 };
 use haldir_director::ipvs_table::service_key;
 use haldir_director::track_process::{matches, QuorumState, RunningProcess};
@@ -72,11 +72,15 @@ pub const TRACK_PROCESS_POLL: Duration = Duration::from_millis(250);
 /// A real server within its virtual server: what a real server's checkers are filed under.
 type RealServerId = (ServiceKey, RealServerKey);
 
+/// Where a real server is in the running model: its virtual server's index and its own.
+type ModelPlace = (u32, u32);
+
 /// One checker of a real server, at its place in the real server's `checks`.
 #[derive(Debug, Clone, Copy)]
 struct CheckerOf {
-    real_server: RealServerId,
-    /// Its index in the real server's `checks` (and in [`Wiring::checks`]' list).
+    /// Its real server's index in [`Wiring::checks`].
+    real_server: u32,
+    /// Its index in the real server's `checks` (and in its [`RealServerChecks::checkers`]).
     index: u32,
     /// `TCP_CHECK`, `HTTP_GET`, ...: for the log.
     keyword: &'static str,
@@ -91,8 +95,10 @@ struct RunningCheck {
 }
 
 /// The checkers of one real server and its state as last reported.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RealServerChecks {
+    /// The real server's place in the running model.
+    at: ModelPlace,
     /// In the order of the real server's `checks` in the running model.
     checkers: Vec<RunningCheck>,
     /// Up or down, as last reported to the notify task (`None`: not evaluated yet; the
@@ -112,24 +118,86 @@ impl RealServerChecks {
 }
 
 /// What a scheduled check is. A script's key is boxed: scripts are few, and unboxed its
-/// strings would make every checker's entry in `targets` twice as large.
+/// strings would make every checker's slot in [`Targets`] several times as large.
 #[derive(Debug, Clone)]
 enum Target {
     Check(CheckerOf),
     Script(Box<ScriptKey>),
 }
 
+/// The scheduled checks and scripts by id. A [`CheckId`] is a slot of this list (its low
+/// 32 bits) and how many times the slot was taken (its high 32 bits), so the late event of
+/// a check stopped since never reaches the slot's next occupant. A list rather than a hash
+/// map keyed by id: at 40,000 checkers the map's entries, each holding its real server's
+/// whole key, cost about 160 bytes a checker; a slot costs 40.
+#[derive(Debug, Default)]
+struct Targets {
+    slots: Vec<(u32, Option<Target>)>,
+    free: Vec<u32>,
+}
+
+impl Targets {
+    /// Room for `more` checks beyond those running (a start or a reload adds them at once).
+    fn reserve(&mut self, more: usize) {
+        self.slots.reserve(more.saturating_sub(self.free.len()));
+    }
+
+    fn insert(&mut self, target: Target) -> CheckId {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push((0, None));
+            u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 checks")
+        });
+        let (taken, entry) = &mut self.slots[slot as usize];
+        *taken = taken.wrapping_add(1);
+        *entry = Some(target);
+        CheckId(u64::from(*taken) << 32 | u64::from(slot))
+    }
+
+    /// The slot of `id`, if `id` is its current occupant's.
+    fn slot(&mut self, id: CheckId) -> Option<&mut Option<Target>> {
+        let slot = usize::try_from(id.0 & u64::from(u32::MAX)).ok()?;
+        let taken = u32::try_from(id.0 >> 32).ok()?;
+        self.slots
+            .get_mut(slot)
+            .filter(|(t, _)| *t == taken)
+            .map(|(_, target)| target)
+    }
+
+    fn get(&mut self, id: CheckId) -> Option<&Target> {
+        self.slot(id)?.as_ref()
+    }
+
+    /// Points the running check `id` at `target` (its real server moved in the model).
+    fn set(&mut self, id: CheckId, target: Target) {
+        if let Some(slot @ Some(_)) = self.slot(id) {
+            *slot = Some(target);
+        }
+    }
+
+    fn remove(&mut self, id: CheckId) {
+        if let Some(slot) = self.slot(id) {
+            if slot.take().is_some() {
+                self.free.push((id.0 & u64::from(u32::MAX)) as u32);
+            }
+        }
+    }
+}
+
 /// The running state: which checks run under which id, and what they say.
 struct Wiring {
     scheduler: SchedulerHandle,
-    next_id: u64,
-    targets: HashMap<CheckId, Target>,
+    targets: Targets,
     /// Each real server's checkers, in the order of its `checks` in the running model
-    /// (`model`), and its state as last reported; only real servers with checkers. A
-    /// checker's identity across reloads is its settings (`check_keys`), compared with
-    /// the running model's only on a reload: kept once per checker, the settings cost more
-    /// than the checker (40,000 `TCP_CHECK`s held 50 MB of keys in three maps).
-    checks: HashMap<RealServerId, RealServerChecks>,
+    /// (`model`), and its state as last reported; only real servers with checkers, in the
+    /// running model's order. A checker's identity across reloads is its settings
+    /// (`check_keys`), compared with the running model's only on a reload: kept once per
+    /// checker, the settings cost more than the checker (40,000 `TCP_CHECK`s held 50 MB of
+    /// keys in three maps).
+    checks: Vec<RealServerChecks>,
+    /// Each real server's index in `checks`, by its place in the running model.
+    check_places: HashMap<ModelPlace, u32>,
+    /// A check's verdict changed since the table was last published.
+    unpublished: bool,
     script_ids: HashMap<ScriptKey, CheckId>,
     script_ok: HashMap<ScriptKey, bool>,
     /// The value last read from each tracked file, by `track_file` name.
@@ -154,13 +222,6 @@ struct Wiring {
 }
 
 impl Wiring {
-    fn id(&mut self, target: Target) -> CheckId {
-        self.next_id += 1;
-        let id = CheckId(self.next_id);
-        self.targets.insert(id, target);
-        id
-    }
-
     /// Starts the checks and scripts `model` has and the running set lacks, stops the
     /// ones it no longer has; unchanged ones keep running with their state.
     async fn apply(&mut self, model: std::sync::Arc<Model>) {
@@ -186,7 +247,7 @@ impl Wiring {
         for key in stale {
             if let Some(id) = self.script_ids.remove(&key) {
                 self.scheduler.remove(id);
-                self.targets.remove(&id);
+                self.targets.remove(id);
             }
             self.script_ok.remove(&key);
         }
@@ -197,7 +258,7 @@ impl Wiring {
             }
             match build(script_config(script)) {
                 Ok(runner) => {
-                    let id = self.id(Target::Script(Box::new(key.clone())));
+                    let id = self.targets.insert(Target::Script(Box::new(key.clone())));
                     let ok = self.scheduler.add(id, runner, script_timing(script)).await;
                     self.script_ids.insert(key.clone(), id);
                     self.script_ok.insert(key, ok);
@@ -250,11 +311,7 @@ impl Wiring {
         }
         self.scan_processes(false).await;
         info!(
-            checks = self
-                .checks
-                .values()
-                .map(|c| c.checkers.len())
-                .sum::<usize>(),
+            checks = self.checks.iter().map(|c| c.checkers.len()).sum::<usize>(),
             kept,
             added,
             scripts = self.script_ids.len(),
@@ -277,27 +334,39 @@ impl Wiring {
     async fn apply_checks(&mut self, model: &Model) -> (usize, usize) {
         let running_model = std::sync::Arc::clone(&self.model);
         let mut before: HashMap<RealServerId, (&VirtualServer, &RealServer, RealServerChecks)> =
-            HashMap::new();
-        for vs in &running_model.virtual_servers {
-            let service = service_key(vs);
-            for rs in &vs.real_servers {
-                if let Some(list) = self.checks.remove(&(service, (rs.ip, rs.port))) {
-                    before.insert((service, (rs.ip, rs.port)), (vs, rs, list));
+            HashMap::with_capacity(self.checks.len());
+        // Filed under a real server the running model does not have: none on a validated
+        // model; stopped all the same.
+        let mut stale: Vec<CheckId> = Vec::new();
+        self.check_places.clear();
+        for checks in std::mem::take(&mut self.checks) {
+            let (vs_index, rs_index) = checks.at;
+            let place = running_model
+                .virtual_servers
+                .get(vs_index as usize)
+                .and_then(|vs| Some((vs, vs.real_servers.get(rs_index as usize)?)));
+            match place {
+                Some((vs, rs)) => {
+                    before.insert((service_key(vs), (rs.ip, rs.port)), (vs, rs, checks));
                 }
+                None => stale.extend(checks.ids()),
             }
         }
-        // Left in `checks`: none on a validated model (every list is filed under a real
-        // server of the running model); stopped all the same.
-        let mut stale: Vec<CheckId> = self
-            .checks
-            .drain()
-            .flat_map(|(_, checks)| checks.ids())
-            .collect();
+        let wanted: usize = (model.virtual_servers.iter())
+            .flat_map(|vs| vs.real_servers.iter().map(|rs| rs.checks.len()))
+            .sum();
+        self.targets.reserve(
+            wanted.saturating_sub(before.values().map(|(_, _, c)| c.checkers.len()).sum()),
+        );
         let (mut added, mut kept) = (0usize, 0usize);
-        for vs in &model.virtual_servers {
+        for (vs_index, vs) in (0u32..).zip(&model.virtual_servers) {
             let service = service_key(vs);
-            for rs in vs.real_servers.iter().filter(|rs| !rs.checks.is_empty()) {
+            for (rs_index, rs) in (0u32..).zip(&vs.real_servers) {
+                if rs.checks.is_empty() {
+                    continue;
+                }
                 let real_server = (service, (rs.ip, rs.port));
+                let place = u32::try_from(self.checks.len()).expect("fewer than 2^32 real servers");
                 // The running checkers of this real server, by their settings.
                 let (mut previous, reported_up): (Vec<_>, _) = match before.remove(&real_server) {
                     Some((old_vs, old_rs, old)) => (
@@ -314,7 +383,7 @@ impl Wiring {
                 let mut list = Vec::with_capacity(rs.checks.len());
                 for (index, (key, check)) in (0u32..).zip(check_keys(vs, rs)) {
                     let target = CheckerOf {
-                        real_server,
+                        real_server: place,
                         index,
                         keyword: check.kind.keyword(),
                     };
@@ -324,7 +393,7 @@ impl Wiring {
                     });
                     if let Some((_, running)) = same.and_then(Option::take) {
                         if let Some(id) = running.id {
-                            self.targets.insert(id, Target::Check(target));
+                            self.targets.set(id, Target::Check(target));
                         }
                         kept += 1;
                         list.push(running);
@@ -334,19 +403,19 @@ impl Wiring {
                     list.push(self.start_check(check, target).await);
                 }
                 stale.extend(previous.into_iter().flatten().filter_map(|(_, c)| c.id));
-                self.checks.insert(
-                    real_server,
-                    RealServerChecks {
-                        checkers: list,
-                        reported_up,
-                    },
-                );
+                self.checks.push(RealServerChecks {
+                    at: (vs_index, rs_index),
+                    checkers: list,
+                    reported_up,
+                });
+                self.check_places.insert((vs_index, rs_index), place);
             }
         }
+        self.checks.shrink_to_fit();
         stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
         for id in stale {
             self.scheduler.remove(id);
-            self.targets.remove(&id);
+            self.targets.remove(id);
         }
         (added, kept)
     }
@@ -358,7 +427,7 @@ impl Wiring {
         // since `haldir check`, a CA file that no longer reads).
         match build(checker_config(check)) {
             Ok(checker) => {
-                let id = self.id(Target::Check(target));
+                let id = self.targets.insert(Target::Check(target));
                 let up = self
                     .scheduler
                     .add(id, checker, check_timing(&check.timing))
@@ -381,27 +450,37 @@ impl Wiring {
         }
     }
 
-    /// The verdicts of a real server's checkers, in the order of its `checks` (empty for
-    /// one without checkers).
-    fn verdicts_of(
-        checks: &HashMap<RealServerId, RealServerChecks>,
-        service: ServiceKey,
-        rs: &RealServer,
-    ) -> Vec<CheckVerdict> {
-        checks
-            .get(&(service, (rs.ip, rs.port)))
+    /// The verdicts of the checkers of the real server at `at` in the running model, in the
+    /// order of its `checks` (empty for one without checkers).
+    fn verdicts_at(&self, (vs_index, rs_index): RealServerAt) -> Vec<CheckVerdict> {
+        let place = (u32::try_from(vs_index), u32::try_from(rs_index));
+        let (Ok(vs_index), Ok(rs_index)) = place else {
+            return Vec::new();
+        };
+        (self.check_places.get(&(vs_index, rs_index)))
+            .and_then(|&place| self.checks.get(place as usize))
             .map(RealServerChecks::verdicts)
             .unwrap_or_default()
     }
 
+    /// Publishes the table if a verdict changed since it was last published: once for a
+    /// burst of verdicts (a real server behind many virtual servers going down).
+    fn publish_changes(&mut self) {
+        if self.unpublished {
+            self.publish();
+        }
+    }
+
     fn publish(&mut self) {
-        let checks = &self.checks;
+        self.unpublished = false;
         let quorum_before = self.quorum_up.clone();
+        let mut quorum_up = std::mem::take(&mut self.quorum_up);
         let table = desired_table(
             &self.model.virtual_servers,
-            &|vs, rs| real_server_state(rs, &Self::verdicts_of(checks, service_key(vs), rs)),
-            &mut self.quorum_up,
+            &|at, _, rs| real_server_state(rs, &self.verdicts_at(at)),
+            &mut quorum_up,
         );
+        self.quorum_up = quorum_up;
         self.notice_changes(&quorum_before);
         if self.quorum_up != quorum_before {
             let quorum = std::sync::Arc::new(self.quorum_up.clone());
@@ -421,13 +500,15 @@ impl Wiring {
     /// since the last evaluation (`quorum_before`) to the notify task.
     fn notice_changes(&mut self, quorum_before: &HashMap<ServiceKey, bool>) {
         let mut notices = Vec::new();
-        for vs in &self.model.virtual_servers {
+        for (vs_index, vs) in (0u32..).zip(&self.model.virtual_servers) {
             let service = haldir_director::ipvs_table::service_key(vs);
             // The real servers first, then the quorum they moved (keepalived's order).
             // A real server without checkers is up for good: nothing to notice, nothing
             // to remember (40,000 entries at 10,000 virtual servers).
-            for rs in vs.real_servers.iter().filter(|rs| !rs.checks.is_empty()) {
-                let Some(checks) = self.checks.get_mut(&(service, (rs.ip, rs.port))) else {
+            for (rs_index, rs) in (0u32..).zip(&vs.real_servers) {
+                let Some(checks) = (self.check_places.get(&(vs_index, rs_index)))
+                    .and_then(|&place| self.checks.get_mut(place as usize))
+                else {
                     continue;
                 };
                 let (up, _) = real_server_state(rs, &checks.verdicts());
@@ -604,13 +685,13 @@ impl Wiring {
     }
 
     async fn handle(&mut self, event: Event) {
-        match self.targets.get(&event.id).cloned() {
+        match self.targets.get(event.id).cloned() {
             Some(Target::Check(checker)) => {
-                let Some(running) = self
-                    .checks
-                    .get_mut(&checker.real_server)
-                    .and_then(|checks| checks.checkers.get_mut(checker.index as usize))
-                else {
+                let Some(checks) = self.checks.get_mut(checker.real_server as usize) else {
+                    return;
+                };
+                let (vs_index, rs_index) = checks.at;
+                let Some(running) = checks.checkers.get_mut(checker.index as usize) else {
                     return;
                 };
                 let verdict = &mut running.verdict;
@@ -622,7 +703,14 @@ impl Wiring {
                     Transition::Down { .. } => verdict.up = false,
                     Transition::WeightChanged { weight } => verdict.weight = Some(*weight),
                 }
-                let (service, (ip, port)) = checker.real_server;
+                let Some((service, (ip, port))) =
+                    (self.model.virtual_servers.get(vs_index as usize)).and_then(|vs| {
+                        let rs = vs.real_servers.get(rs_index as usize)?;
+                        Some((service_key(vs), (rs.ip, rs.port)))
+                    })
+                else {
+                    return;
+                };
                 match &event.transition {
                     Transition::Down { reason } => warn!(
                         service = %service,
@@ -639,7 +727,7 @@ impl Wiring {
                         "real server check up"
                     ),
                 }
-                self.publish();
+                self.unpublished = true;
             }
             Some(Target::Script(key)) => {
                 let ok = !matches!(event.transition, Transition::Down { .. });
@@ -677,7 +765,7 @@ pub fn spawn(
     let mut quorum_up = HashMap::new();
     let initial = desired_table(
         &first.virtual_servers,
-        &|_, rs| real_server_state(rs, &[]),
+        &|_, _, rs| real_server_state(rs, &[]),
         &mut quorum_up,
     );
     let (table_tx, table_rx) = watch::channel(std::sync::Arc::new(initial));
@@ -690,9 +778,10 @@ pub fn spawn(
         let _ = counters.health_checks.set(scheduler.stats_reader());
         let mut wiring = Wiring {
             scheduler: scheduler.clone(),
-            next_id: 0,
-            targets: HashMap::new(),
-            checks: HashMap::new(),
+            targets: Targets::default(),
+            checks: Vec::new(),
+            check_places: HashMap::new(),
+            unpublished: false,
             script_ids: HashMap::new(),
             script_ok: HashMap::new(),
             file_values: HashMap::new(),
@@ -716,7 +805,14 @@ pub fn spawn(
         loop {
             tokio::select! {
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
-                Some(event) = events.recv() => wiring.handle(event).await,
+                Some(event) = events.recv() => {
+                    wiring.handle(event).await;
+                    // The verdicts already waiting, then one table for all of them.
+                    while let Ok(event) = events.try_recv() {
+                        wiring.handle(event).await;
+                    }
+                    wiring.publish_changes();
+                }
                 // Polled only while something is tracked: an idle daemon sleeps.
                 _ = file_poll.tick(), if !wiring.file_values.is_empty() => wiring.poll_files().await,
                 _ = process_poll.tick(), if !wiring.processes.is_empty() => wiring.scan_processes(true).await,

@@ -95,7 +95,11 @@ pub fn real_server_state(rs: &RealServer, verdicts: &[CheckVerdict]) -> (bool, u
     (up, weight)
 }
 
-/// The desired table from the servers' states (`state(vs, rs)`: up, weight), updating
+/// Where a real server is in the configuration: its virtual server's index in the list of
+/// virtual servers, and its own index in that virtual server's `real_servers`.
+pub type RealServerAt = (usize, usize);
+
+/// The desired table from the servers' states (`state(at, vs, rs)`: up, weight), updating
 /// each virtual server's quorum state (`quorum_up`, keyed by service) with keepalived's
 /// hysteresis: lost when the live weight drops to 0 or below `quorum - hysteresis`,
 /// regained at `quorum + hysteresis`; the first evaluation compares with `quorum` alone.
@@ -103,16 +107,18 @@ pub fn real_server_state(rs: &RealServer, verdicts: &[CheckVerdict]) -> (bool, u
 /// (`real_server_state(rs, &[])`).
 pub fn desired_table(
     servers: &[VirtualServer],
-    state: &dyn Fn(&VirtualServer, &RealServer) -> (bool, u32),
+    state: &dyn Fn(RealServerAt, &VirtualServer, &RealServer) -> (bool, u32),
     quorum_up: &mut HashMap<ServiceKey, bool>,
 ) -> Table {
     let mut table = Table::new();
     let mut present = HashSet::new();
-    for vs in servers {
+    for (vs_index, vs) in servers.iter().enumerate() {
         let key = service_key(vs);
         present.insert(key);
         table.insert_service(key, service(vs));
-        let states: Vec<(bool, u32)> = vs.real_servers.iter().map(|rs| state(vs, rs)).collect();
+        let states: Vec<(bool, u32)> = (vs.real_servers.iter().enumerate())
+            .map(|(rs_index, rs)| state((vs_index, rs_index), vs, rs))
+            .collect();
         let live: u64 = states
             .iter()
             .filter(|(up, _)| *up)

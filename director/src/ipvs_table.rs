@@ -131,7 +131,7 @@ ip = "2001:db8::11"
     fn table(is_up: &dyn Fn(&RealServer) -> bool) -> Table {
         desired_table(
             &servers(),
-            &|_, rs| (is_up(rs), rs.weight),
+            &|_, _, rs| (is_up(rs), rs.weight),
             &mut HashMap::new(),
         )
     }

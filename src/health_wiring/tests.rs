@@ -210,3 +210,104 @@ async fn next(rx: &mut mpsc::Receiver<DriverCommand>) -> (String, Tracking) {
         _ => panic!("no Track command"),
     }
 }
+
+#[test]
+fn a_stopped_checks_id_never_reaches_the_next_occupant_of_its_slot() {
+    let check = |real_server| {
+        Target::Check(CheckerOf {
+            real_server,
+            index: 0,
+            keyword: "TCP_CHECK",
+        })
+    };
+    let place = |target: Option<&Target>| match target {
+        Some(Target::Check(c)) => Some(c.real_server),
+        _ => None,
+    };
+    let mut targets = Targets::default();
+    let first = targets.insert(check(1));
+    let second = targets.insert(check(2));
+    targets.remove(first);
+    assert_eq!(place(targets.get(first)), None);
+    // The slot is taken again, under a new id.
+    let third = targets.insert(check(3));
+    assert_ne!(third, first);
+    assert_eq!(place(targets.get(first)), None);
+    assert_eq!(place(targets.get(third)), Some(3));
+    // Re-pointing or removing through the old id leaves the new occupant alone.
+    targets.set(first, check(9));
+    targets.remove(first);
+    assert_eq!(place(targets.get(third)), Some(3));
+    assert_eq!(place(targets.get(second)), Some(2));
+    targets.set(second, check(7));
+    assert_eq!(place(targets.get(second)), Some(7));
+    assert_eq!(targets.slots.len(), 2);
+}
+
+/// A reload that puts a virtual server before the checked one moves its real servers'
+/// places in the model: their checkers keep running, and their verdicts still reach them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_that_moves_real_servers_keeps_their_checks_and_verdicts() {
+    let mut a = Listener::new();
+    let b = Listener::new();
+    let (pa, pb) = (a.addr.port(), b.addr.port());
+    let service = |vip: &str, ports: &[u16]| {
+        let mut text = format!(
+            "[[virtual_server]]\nip = \"{vip}\"\nport = 80\nlb_kind = \"DR\"\ndelay_loop = 0.2\n\
+             connect_timeout = 0.2\nretry = 1\ndelay_before_retry = 0.1\nwarmup = 0\n"
+        );
+        for port in ports {
+            text.push_str(&format!(
+                "[[virtual_server.real_server]]\nip = \"127.0.0.1\"\nport = {port}\nTCP_CHECK = {{}}\n"
+            ));
+        }
+        text
+    };
+    let (model_tx, model_rx) = watch::channel(std::sync::Arc::new(model(&service(
+        "192.0.2.10",
+        &[pa, pb],
+    ))));
+    let (driver_tx, _driver_rx) = mpsc::channel(16);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (notices_tx, _notices_rx) = mpsc::channel(64);
+    let (mut table, _quorum, _task) = spawn(
+        model_rx,
+        driver_tx,
+        notices_tx,
+        Default::default(),
+        shutdown_rx,
+    );
+    let in_service = |t: &Table, vip: &str, port: u16| {
+        t.services.iter().any(|(key, (_, dests))| {
+            key.to_string().contains(vip)
+                && dests.contains_key(&DestKey::new("127.0.0.1".parse().unwrap(), port))
+        })
+    };
+    wait_for(&mut table, "a and b up", |t| {
+        in_service(t, "192.0.2.10", pa) && in_service(t, "192.0.2.10", pb)
+    })
+    .await;
+    // A new virtual server first (its own real server b): 192.0.2.10's real servers move.
+    let reloaded = [
+        service("192.0.2.9", &[pb]),
+        service("192.0.2.10", &[pa, pb]),
+    ]
+    .concat();
+    model_tx
+        .send(std::sync::Arc::new(model(&reloaded)))
+        .unwrap();
+    wait_for(&mut table, "the new service with b", |t| {
+        in_service(t, "192.0.2.9", pb) && in_service(t, "192.0.2.10", pa)
+    })
+    .await;
+    a.close();
+    wait_for(&mut table, "a out of 192.0.2.10 only", |t| {
+        !in_service(t, "192.0.2.10", pa)
+            && in_service(t, "192.0.2.10", pb)
+            && in_service(t, "192.0.2.9", pb)
+    })
+    .await;
+    a.open();
+    wait_for(&mut table, "a back", |t| in_service(t, "192.0.2.10", pa)).await;
+    let _ = shutdown_tx.send(true);
+}

@@ -78,7 +78,7 @@ fn set(model: &Model, verdicts: &mut Verdicts, ip: &str, up: bool, weight: Optio
 fn table(model: &Model, verdicts: &Verdicts, quorum: &mut HashMap<ServiceKey, bool>) -> Table {
     desired_table(
         &model.virtual_servers,
-        &|_, rs| {
+        &|_, _, rs| {
             real_server_state(
                 rs,
                 verdicts.get(&(rs.ip, rs.port)).map_or(&[], Vec::as_slice),
