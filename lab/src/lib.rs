@@ -25,9 +25,11 @@
 //! (`cargo run --release -p haldir-lab`).
 
 pub mod active_active;
+pub mod active_standby;
 pub mod appliance;
 pub mod capture;
 pub mod demo;
+pub mod director_site;
 pub mod frr;
 pub mod haldir;
 pub mod inject;
@@ -35,6 +37,7 @@ pub mod keepalived;
 pub mod netns;
 pub mod pair;
 pub mod probe;
+pub mod stall;
 pub mod traffic;
 pub mod vm;
 

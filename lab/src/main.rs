@@ -6,6 +6,7 @@
 //! (`tests/vm/run.sh --lab`). `--vrrp-only`: the VRRP failover alone, no IPVS needed.
 //! `--active-active`: three directors behind an ECMP router instead, each announcing the
 //! VIP over BGP with FRR; a director dies, returns, a fourth joins, a real server dies.
+//! `--active-standby`: the same site with a haldir VRRP pair instead, for the comparison.
 //! See [`haldir_lab::demo`].
 
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// The haldir demo: an LVS direct-routing appliance (or, with --vrrp-only, a VRRP
-/// failover; with --active-active, directors behind ECMP) in network namespaces. Needs root.
+/// failover; with --active-active, directors behind ECMP; with --active-standby, a VRRP
+/// pair on that site) in network namespaces. Needs root.
 #[derive(Debug, Parser)]
 #[command(name = "haldir-lab", args_override_self = true)]
 struct Cli {
