@@ -214,8 +214,9 @@ fn assert_only_the_dead_servers_connections_lost(story: &Story, server_died: &Ev
 }
 
 #[test]
-fn active_standby_pair_on_the_same_topology_loses_no_connection_when_the_master_dies_or_returns() {
-    let test = "kernel_active_active::active_standby_pair_on_the_same_topology_loses_no_connection_when_the_master_dies_or_returns";
+fn active_standby_pair_on_the_same_topology_as_active_active_loses_no_connection_when_the_master_dies(
+) {
+    let test = "kernel_active_active::active_standby_pair_on_the_same_topology_as_active_active_loses_no_connection_when_the_master_dies";
     if !in_vm_or_skip(test) {
         return;
     }

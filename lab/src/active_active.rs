@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::director_site::{
+    describe_directors, finish, open_connections, real_server_dies, run_event, start_together,
+    virtual_server_config, DirectorSite, Segment, Watched,
+};
 pub use super::director_site::{
     director_address, event_line, Event, Story, DIRECTORS, DYING_REAL_SERVER, REAL_SERVERS, ROUTER,
     ROUTER_ADDRESS, SERVICE_PORT, VIP,
-};
-use super::director_site::{
-    finish, open_connections, real_server_dies, run_event, start_together, virtual_server_config,
-    DirectorSite, Segment, Watched,
 };
 use super::frr::{Frr, FrrConfig};
 use super::haldir::Haldir;
@@ -462,23 +462,10 @@ impl<'l> DirectorSite<'l> for ActiveActive<'l> {
 
     /// The route's changes, the directors' haldir logs and the router's FRR logs.
     fn describe(&self) -> String {
-        let mut text = format!(
-            "router route changes: {:?}\n",
-            self.segment
-                .watch()
-                .changes()
-                .iter()
-                .map(|c| &c.nexthops)
-                .collect::<Vec<_>>()
+        let mut text = describe_directors(
+            &self.segment,
+            self.directors.iter().map(|d| (d.name, &d.haldir)),
         );
-        for d in &self.directors {
-            text.push_str(&format!(
-                "--- {} weights {:?}\n{}\n",
-                d.name,
-                self.segment.real_server_weights(d.name).unwrap_or_default(),
-                d.haldir.describe()
-            ));
-        }
         text.push_str(&self.router.logs());
         text
     }

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::director_site::{
-    director_address, finish, open_connections, real_server_dies, run_event, start_together,
-    virtual_server_config, DirectorSite, Segment, Story, Watched, ROUTER, VIP,
+    describe_directors, director_address, finish, open_connections, real_server_dies, run_event,
+    start_together, virtual_server_config, DirectorSite, Segment, Story, Watched, ROUTER, VIP,
 };
 use super::haldir::{Haldir, HaldirInstance};
 use super::netns::Lab;
@@ -212,24 +212,10 @@ impl<'l> DirectorSite<'l> for ActiveStandby<'l> {
 
     /// The router's neighbour entry's changes and both haldirs' states and logs.
     fn describe(&self) -> String {
-        let mut text = format!(
-            "router neighbour {FLOATING_ADDRESS} changes: {:?}\n",
-            self.segment
-                .watch()
-                .changes()
-                .iter()
-                .map(|c| &c.nexthops)
-                .collect::<Vec<_>>()
-        );
-        for (name, haldir) in &self.directors {
-            text.push_str(&format!(
-                "--- {name} weights {:?}; sync daemons: {}\n{}\n",
-                self.segment.real_server_weights(name).unwrap_or_default(),
-                self.segment.sync_daemons(name),
-                haldir.describe()
-            ));
-        }
-        text
+        describe_directors(
+            &self.segment,
+            self.directors.iter().map(|(name, haldir)| (*name, haldir)),
+        )
     }
 }
 
@@ -278,28 +264,34 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
         );
     }
 
-    // 1. The master dies whole: its link goes down at the switch.
-    let event = run_event(
-        &mut site,
-        &traffic,
-        options,
-        "d1's link cut (the master dies whole; haldir not told)",
-        |site| site.segment.set_director_link("d1", false),
-        Some(&|hops: &[String]| hops == at(&d2_mac).as_slice()),
-        options.reroute_bound,
-    )?;
-    story.record(event, say);
-    // 2. It comes back and takes the VIP back once it has the connection table.
-    let event = run_event(
-        &mut site,
-        &traffic,
-        options,
-        "d1's link restored (d1 preempts after its bulk resync)",
-        |site| site.segment.set_director_link("d1", true),
-        Some(&|hops: &[String]| hops == at(&d1_mac).as_slice()),
-        options.appear_bound,
-    )?;
-    story.record(event, say);
+    // 1. The master dies whole: its link goes down at the switch. 2. It comes back and
+    //    takes the VIP back once it has the connection table.
+    let events = [
+        (
+            "d1's link cut (the master dies whole; haldir not told)",
+            false,
+            &d2_mac,
+            options.reroute_bound,
+        ),
+        (
+            "d1's link restored (d1 preempts after its bulk resync)",
+            true,
+            &d1_mac,
+            options.appear_bound,
+        ),
+    ];
+    for (name, up, master_mac, bound) in events {
+        let event = run_event(
+            &mut site,
+            &traffic,
+            options,
+            name,
+            |site| site.segment.set_director_link("d1", up),
+            Some(&|hops: &[String]| hops == at(master_mac).as_slice()),
+            bound,
+        )?;
+        story.record(event, say);
+    }
     let resync = site
         .director("d1")?
         .status()

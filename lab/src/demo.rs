@@ -327,15 +327,12 @@ fn run_director_story(options: DemoOptions) -> anyhow::Result<()> {
              \x20                     and {vip} on the master, IPVS DR {vip}:{port} mh, TCP_CHECK,\n\
              \x20                     sync daemon following the instance, bulk resync)\n\
              \x20                     rs1 rs2 rs3 (VIP on lo; they answer the client via the router)\n\
-             \x20  {connections} connections, a message every {interval:?} each; a connection is lost on a reset,\n\
-             \x20  EOF or error, or after {stall:?} of silence (TCP's retransmission backoff fits in it).\n",
+             {}",
+            pacing(&story),
             vip = site::VIP,
             floating = standby::FLOATING_ADDRESS,
             port = site::SERVICE_PORT,
             advert = story.site.advert_int,
-            connections = story.connections,
-            interval = story.traffic.interval,
-            stall = story.stall_bound,
         );
         let mut say = |text: &str| println!("-- {text}");
         standby::run_story(&story, &mut say)?
@@ -352,15 +349,12 @@ fn run_director_story(options: DemoOptions) -> anyhow::Result<()> {
              \x20  router -- segment: d1 d2 d3 (later d4): haldir ([announce], IPVS DR {vip}:{port} mh,\n\
              \x20                     TCP_CHECK, sync daemons) + FRR (network {vip}/32, BFD {bfd:?} x {mult})\n\
              \x20                     rs1 rs2 rs3 (VIP on lo; they answer the client via the router)\n\
-             \x20  {connections} connections, a message every {interval:?} each; a connection is lost on a reset,\n\
-             \x20  EOF or error, or after {stall:?} of silence (TCP's retransmission backoff fits in it).\n",
+             {}",
+            pacing(&story),
             vip = site::VIP,
             port = site::SERVICE_PORT,
             bfd = story.site.bfd_interval,
             mult = story.site.bfd_multiplier,
-            connections = story.connections,
-            interval = story.traffic.interval,
-            stall = story.stall_bound,
         );
         let mut say = |text: &str| println!("-- {text}");
         aa::run_story(&story, &mut say)?
@@ -391,6 +385,15 @@ fn run_director_story(options: DemoOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The lines of a director story's header about its connections.
+fn pacing<O>(story: &super::director_site::StoryOptions<O>) -> String {
+    format!(
+        "\x20  {} connections, a message every {:?} each; a connection is lost on a reset,\n\
+         \x20  EOF or error, or after {:?} of silence (TCP's retransmission backoff fits in it).\n",
+        story.connections, story.traffic.interval, story.stall_bound
+    )
 }
 
 /// `--connections` and `--interval` into a story's pacing.

@@ -347,6 +347,32 @@ pub trait DirectorSite<'l> {
     fn describe(&self) -> String;
 }
 
+/// The router's changes so far, then each of `directors`' weights, sync daemons and
+/// haldir (state, status, log tail): the site's part of a failure message.
+pub fn describe_directors<'a, 'l: 'a>(
+    segment: &Segment<'l>,
+    directors: impl IntoIterator<Item = (&'a str, &'a Haldir<'l>)>,
+) -> String {
+    let mut text = format!(
+        "the router's changes: {:?}\n",
+        segment
+            .watch()
+            .changes()
+            .iter()
+            .map(|c| &c.nexthops)
+            .collect::<Vec<_>>()
+    );
+    for (name, haldir) in directors {
+        text.push_str(&format!(
+            "--- {name} weights {:?}; sync daemons: {}\n{}\n",
+            segment.real_server_weights(name).unwrap_or_default(),
+            segment.sync_daemons(name),
+            haldir.describe()
+        ));
+    }
+    text
+}
+
 /// Every director's IPVS counters (zero where they cannot be read).
 fn counters<'l>(site: &impl DirectorSite<'l>) -> Vec<(String, IpvsCounters)> {
     let segment = site.segment();
@@ -465,14 +491,23 @@ impl RouterWatch {
             .context("cannot start ip monitor")?;
         let stdout = child.stdout.take().context("ip monitor has no stdout")?;
         let route = matches!(watched, Watched::Route(_));
-        let read_now = move |ns: &str, address: &str| {
-            if route {
-                read_route(ns, address)
-            } else {
-                read_neighbour(ns, address)
-            }
+        let parse = if route {
+            parse_monitor_line
+        } else {
+            parse_neighbour_line
         };
-        let (nexthops, line) = read_now(&ns, &address);
+        let show: Vec<String> = if route {
+            ["-o", "route", "show", &format!("{address}/32")]
+                .map(String::from)
+                .to_vec()
+        } else {
+            ["neigh", "show", &address].map(String::from).to_vec()
+        };
+        let read_current = move |ns: &str, address: &str| {
+            let show: Vec<&str> = show.iter().map(String::as_str).collect();
+            read_now(ns, &show, address, parse)
+        };
+        let (nexthops, line) = read_current(&ns, &address);
         let changes = Arc::new(Mutex::new(vec![RouteChange {
             at: Instant::now(),
             nexthops,
@@ -486,19 +521,14 @@ impl RouterWatch {
                     for line in std::io::BufReader::new(stdout).lines() {
                         let Ok(line) = line else { break };
                         let at = Instant::now();
-                        let parsed = if route {
-                            parse_monitor_line(&line, &address)
-                        } else {
-                            parse_neighbour_line(&line, &address)
-                        };
-                        let (nexthops, line) = match parsed {
+                        let (nexthops, line) = match parse(&line, &address) {
                             Some(hops) => (hops, line),
                             // A nexthop object changed: zebra may have changed the route's
                             // group in place, which prints no route line: read the route.
                             None if route
                                 && (line.starts_with("id ") || line.starts_with("Deleted id ")) =>
                             {
-                                read_now(&ns, &address)
+                                read_current(&ns, &address)
                             }
                             None => continue,
                         };
@@ -571,33 +601,24 @@ impl Drop for RouterWatch {
     }
 }
 
-/// `ip -n NS -o route show ADDRESS/32`: the next hops of the route and the line (a fork:
-/// only at the start and on a nexthop object's change).
-fn read_route(ns: &str, address: &str) -> (Vec<String>, String) {
+/// `ip -n NS ARGS...`, the first line of its output that `parse` reads as about `address`,
+/// parsed, and the line (a fork: only at the start, and on a nexthop object's change).
+fn read_now(
+    ns: &str,
+    args: &[&str],
+    address: &str,
+    parse: fn(&str, &str) -> Option<Vec<String>>,
+) -> (Vec<String>, String) {
     let output = Command::new("ip")
-        .args(["-n", ns, "-o", "route", "show", &format!("{address}/32")])
+        .args(["-n", ns])
+        .args(args)
         .stdin(Stdio::null())
         .output();
     let text = output
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     text.lines()
-        .find_map(|line| parse_monitor_line(line, address).map(|hops| (hops, line.to_owned())))
-        .unwrap_or_default()
-}
-
-/// `ip -n NS neigh show ADDRESS`: the neighbour's link-layer address and the line (a
-/// fork: only at the start).
-fn read_neighbour(ns: &str, address: &str) -> (Vec<String>, String) {
-    let output = Command::new("ip")
-        .args(["-n", ns, "neigh", "show", address])
-        .stdin(Stdio::null())
-        .output();
-    let text = output
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|line| parse_neighbour_line(line, address).map(|mac| (mac, line.to_owned())))
+        .find_map(|line| parse(line, address).map(|hops| (hops, line.to_owned())))
         .unwrap_or_default()
 }
 
