@@ -31,7 +31,8 @@
 //! the master; then:
 //!
 //! 1. d1's link is cut at the switch: d2 takes over, the router's neighbour entry for the
-//!    floating address moves to d2's MAC, 0 lost (synced connections);
+//!    floating address moves to d2's MAC within VRRP's Master_Down_Interval (0.9 s) plus
+//!    0.25 s and the VM's stalls meanwhile, 0 lost (synced connections);
 //! 2. d1's link returns: d1 takes the VIP back after its bulk resync, 0 lost;
 //! 3. rs2's service stops: exactly rs2's connections are lost; no VRRP transition.
 //!
@@ -53,6 +54,12 @@ use haldir_lab::{active_active, active_standby, frr};
 /// a second at a time, and every daemon in it waits that long; the test grants exactly the
 /// stalled time it measured between the cut and the reroute.
 const BFD_REROUTE: Duration = Duration::from_secs(1);
+
+/// What the bounds grant beyond the detection time (BFD's 0.75 s at most, VRRP's
+/// Master_Down_Interval) for the rest of the way: bgpd and zebra, or the new master's
+/// gratuitous ARP, then the router's kernel and its `ip monitor`. The same margin for both
+/// sites; BFD_REROUTE is BFD's 0.75 s plus it.
+const PROCESSING: Duration = Duration::from_millis(250);
 
 fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "kernel_active_active: {text}");
@@ -260,9 +267,25 @@ fn active_standby_pair_on_the_same_topology_as_active_active_loses_no_connection
     let [cut, back, server_died] = story.events.as_slice() else {
         panic!("the story has not three events\n{text}");
     };
-    // 1. The master dies whole: d2 takes over (the router's neighbour entry moves to d2's
-    //    MAC: run_event waited for it), and the synced connections survive.
+    // 1. The master dies whole: d2 takes over within VRRP's Master_Down_Interval (and the
+    //    margin and the VM's stalls; the router's neighbour entry moves to d2's MAC), and the
+    //    synced connections survive.
     // 2. It returns and takes the VIP back after its bulk resync: nothing lost either.
+    let reroute = cut.reroute.expect("the neighbour entry changed");
+    let (stalled, worst_stall) = cut.stalled_for;
+    let detection =
+        active_standby::master_down_interval(options.site.advert_int, options.site.priorities[1]);
+    let bound = detection + PROCESSING + stalled;
+    say(&format!(
+        "{}: rerouted after {reroute:?}; bound {detection:?} (Master_Down_Interval) + \
+         {PROCESSING:?} + {stalled:?} stalled in the window (longest stall {worst_stall:?})",
+        cut.name
+    ));
+    assert!(
+        reroute <= bound,
+        "{}: d2 took over at the router after {reroute:?}, beyond {bound:?}\n{text}",
+        cut.name
+    );
     for event in [cut, back] {
         assert!(event.reroute.is_some(), "{}\n{text}", event.name);
         assert_nothing_lost(event, &text);

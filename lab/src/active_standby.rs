@@ -40,6 +40,12 @@ pub const VRID: u8 = 10;
 /// The pair, the preferred master first.
 pub const PAIR: [&str; 2] = ["d1", "d2"];
 
+/// RFC 5798 §6.1: a backup declares the master down after Master_Down_Interval = 3 ×
+/// Master_Adver_Interval + Skew_Time, Skew_Time = ((256 - priority) × interval) / 256.
+pub fn master_down_interval(advert_int: Duration, priority: u8) -> Duration {
+    advert_int * 3 + advert_int * (256 - u32::from(priority)) / 256
+}
+
 /// How the pair is configured.
 #[derive(Debug, Clone)]
 pub struct ActiveStandbyOptions {
@@ -314,6 +320,18 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backup_declares_the_master_down_after_three_adverts_and_its_skew() {
+        assert_eq!(
+            master_down_interval(Duration::from_millis(250), 100),
+            Duration::from_nanos(902_343_750)
+        );
+        assert_eq!(
+            master_down_interval(Duration::from_secs(1), 100),
+            Duration::from_micros(3_609_375)
+        );
+    }
 
     #[test]
     fn both_directors_run_one_vrrp_instance_with_the_floating_address_and_the_vip() {

@@ -797,7 +797,8 @@ pub struct Story {
     pub sync_daemons: Vec<(String, String)>,
     /// `net.ipv4.vs.sloppy_tcp` in each director, as haldir set it (active-active).
     pub sloppy_tcp: Vec<(String, String)>,
-    /// The router's neighbour table at the end (`ip neigh`).
+    /// The router's neighbours on the directors' segment at the end (`ip neigh show dev
+    /// eth0`).
     pub router_neighbours: String,
     /// The router's bgpd log of its sessions going up and down and why (`%ADJCHANGE` and
     /// `%NOTIFICATION` lines: `6/10 (Cease/BFD Down)` when BFD took a session down;
@@ -911,10 +912,13 @@ pub(crate) fn real_server_dies<'l, S: DirectorSite<'l>, O>(
     Ok(())
 }
 
-/// The stories' end: the router's neighbour table, then the traffic stops; its lags and
+/// The stories' end: the router's neighbours on the directors' segment, then the traffic
+/// stops; its lags and
 /// the stalls of the whole story are kept.
 pub(crate) fn finish(story: &mut Story, segment: &Segment<'_>, traffic: Traffic) {
-    story.router_neighbours = segment.lab().stdout(ROUTER, &["ip", "neigh"]);
+    story.router_neighbours = segment
+        .lab()
+        .stdout(ROUTER, &["ip", "neigh", "show", "dev", "eth0"]);
     let report = traffic.stop();
     story.driver_lags = report.driver_lags.iter().map(|(_, lag)| *lag).collect();
     story.stalled_for = segment.stalls().total();
