@@ -193,21 +193,6 @@ impl<'l> ActiveStandby<'l> {
 }
 
 impl<'l> DirectorSite<'l> for ActiveStandby<'l> {
-    fn segment(&self) -> &Segment<'l> {
-        &self.segment
-    }
-
-    fn segment_mut(&mut self) -> &mut Segment<'l> {
-        &mut self.segment
-    }
-
-    fn directors_running(&self) -> Vec<(&'static str, bool)> {
-        self.directors
-            .iter()
-            .map(|(name, haldir)| (*name, haldir.is_running()))
-            .collect()
-    }
-
     /// VRRP state transitions of both haldirs so far.
     fn departures(&self) -> usize {
         self.directors
@@ -222,6 +207,19 @@ impl<'l> DirectorSite<'l> for ActiveStandby<'l> {
             &self.segment,
             self.directors.iter().map(|(name, haldir)| (*name, haldir)),
         )
+    }
+
+    fn directors_running(&self) -> Vec<(&'static str, bool)> {
+        let running = |(name, haldir): &(&'static str, Haldir<'l>)| (*name, haldir.is_running());
+        self.directors.iter().map(running).collect()
+    }
+
+    fn segment(&self) -> &Segment<'l> {
+        &self.segment
+    }
+
+    fn segment_mut(&mut self) -> &mut Segment<'l> {
+        &mut self.segment
     }
 }
 
