@@ -51,4 +51,15 @@ mod tests {
             .expect("a repeated --haldir is accepted");
         assert_eq!(cli.demo.haldir.as_deref(), Some(std::path::Path::new("/b")));
     }
+
+    #[test]
+    fn active_standby_is_a_story_of_its_own_beside_active_active() {
+        let cli = Cli::try_parse_from(["haldir-lab", "--active-standby"])
+            .expect("--active-standby is accepted");
+        assert!(cli.demo.active_standby && !cli.demo.active_active);
+        assert!(
+            Cli::try_parse_from(["haldir-lab", "--active-active", "--active-standby"]).is_err(),
+            "one story at a time"
+        );
+    }
 }
