@@ -295,6 +295,11 @@ pub fn run_story(options: &StoryOptions, say: &mut dyn FnMut(&str)) -> anyhow::R
             bound,
         )?;
         story.record(event, say);
+        say(&format!(
+            "VRRP states: d1 {:?}, d2 {:?}",
+            site.director("d1")?.state(),
+            site.director("d2")?.state()
+        ));
     }
     let resync = site
         .director("d1")?
