@@ -73,12 +73,13 @@ fn assert_nothing_lost(event: &Event, story: &str) {
     assert_eq!(
         event.lost_total(),
         0,
-        "{}: {} of {} established connections lost (lost {:?}, stalled {:?})\n{story}",
+        "{}: {} of {} established connections lost (lost {:?}, stalled {:?})\n{}\n{story}",
         event.name,
         event.lost_total(),
         event.established,
         event.lost,
-        event.stalled
+        event.stalled,
+        event.lost_why.join("\n")
     );
 }
 

@@ -742,6 +742,11 @@ pub struct Event {
     pub lost: Vec<(usize, String)>,
     /// Of those, connections silent beyond the stall bound (counted as lost too).
     pub stalled: Vec<(usize, String)>,
+    /// Why and when each lost connection broke, one line each.
+    pub lost_why: Vec<String>,
+    /// The site's description ([`DirectorSite::describe`]: the directors' logs) right after
+    /// the event, when any connection was lost or stalled.
+    pub lost_context: Option<String>,
     /// The longest silence of any connection after the event.
     pub worst_gap: Option<Duration>,
     /// New connections opened after the event, and how many came up.
@@ -1046,10 +1051,16 @@ pub fn run_event<'l, S: DirectorSite<'l>, O>(
     let report: TrafficReport = traffic.report();
     let mut lost = Vec::new();
     let mut stalled = Vec::new();
+    let mut lost_why = Vec::new();
     for &id in &alive {
         let c = &report.connections[id];
         let server = c.server.clone().unwrap_or_default();
-        if c.lost.as_ref().is_some_and(|(at, _)| *at >= mark) {
+        if let Some((at, why)) = c.lost.as_ref().filter(|(at, _)| *at >= mark) {
+            lost_why.push(format!(
+                "conn {id} ({server}, opened {}): {:.3} s after the action: {why}",
+                c.label,
+                at.saturating_duration_since(mark).as_secs_f64()
+            ));
             lost.push((id, server));
         } else if c.lost.is_none()
             && (c.current_gap(report.at) > options.stall_bound
@@ -1061,6 +1072,8 @@ pub fn run_event<'l, S: DirectorSite<'l>, O>(
         }
     }
     let worst_gap = report.longest_gap_after(mark).map(|(gap, _)| gap);
+    // What the directors logged, while it is there, when anything was lost.
+    let lost_context = (!lost.is_empty() || !stalled.is_empty()).then(|| site.describe());
     let label = format!("after {name}");
     let packets_by_director = packets_over(site, STATS_PERIOD * 2);
     let first_new = report.connections.len();
@@ -1085,6 +1098,8 @@ pub fn run_event<'l, S: DirectorSite<'l>, O>(
         established: alive.len(),
         lost,
         stalled,
+        lost_why,
+        lost_context,
         worst_gap,
         new_opened: options.new_per_event,
         new_up,
