@@ -14,6 +14,9 @@
 //! loses its quorum, one is stopped, a real server dies), with the reroute time and the
 //! connections lost at each step; in the VM like the appliance.
 //!
+//! `--active-standby`: the same site and story with a haldir VRRP pair instead of the ECMP
+//! directors ([`super::active_standby`]): the master dies, returns, a real server dies.
+//!
 //! `--vrrp-only`: the VRRP part alone, on one bridge with two routers and a client (no
 //! IPVS needed): it kills the master (kill -9, or a graceful stop), prints what the client
 //! saw and the timeline on the wire, and lets the old master return and preempt.
@@ -53,9 +56,14 @@ pub struct DemoOptions {
     pub vrrp_only: bool,
     /// Active-active instead: three directors behind an ECMP router, each announcing the
     /// VIP over BGP with FRR (needs IPVS and FRR).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "active_standby")]
     pub active_active: bool,
-    /// Long-lived TCP connections through the VIP (default 200; 300 with --active-active).
+    /// The active-active site's story with a haldir VRRP pair (active-standby) instead of
+    /// the ECMP directors, for the comparison (needs IPVS).
+    #[arg(long)]
+    pub active_standby: bool,
+    /// Long-lived TCP connections through the VIP (default 200; 300 with --active-active
+    /// or --active-standby).
     #[arg(long)]
     pub connections: Option<usize>,
     /// Seconds between two messages of one connection (default 0.1; 1 inside the VM,
@@ -212,8 +220,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     if options.vrrp_only {
         return run_vrrp_only(options);
     }
-    if options.active_active {
-        return run_active_active(options);
+    if options.active_active || options.active_standby {
+        return run_director_story(options);
     }
     if options.version != 3 || options.ipv6 {
         bail!(
@@ -295,9 +303,12 @@ pub fn run(options: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--active-active`: the story of [`super::active_active`], narrated, with a summary.
-fn run_active_active(options: DemoOptions) -> anyhow::Result<()> {
-    use super::active_active::{self as site, event_line};
+/// `--active-active` and `--active-standby`: the story of [`super::active_active`] or of
+/// [`super::active_standby`] (the same site with a VRRP pair), narrated, with a summary.
+fn run_director_story(options: DemoOptions) -> anyhow::Result<()> {
+    use super::active_active as aa;
+    use super::active_standby as standby;
+    use super::director_site::{self as site, event_line};
     if !is_root() {
         bail!("the demo builds network namespaces: run it as root");
     }
@@ -305,38 +316,49 @@ fn run_active_active(options: DemoOptions) -> anyhow::Result<()> {
     if !appliance::kernel_has_ipvs() {
         return run_in_vm(&options, &binary);
     }
-    if !super::frr::is_installed() {
-        bail!("--active-active needs FRR (zebra, bgpd, bfdd, vtysh): apt-get install frr");
-    }
-    let mut story = site::StoryOptions::new(binary);
-    if let Some(connections) = options.connections {
-        story.connections = connections;
-    }
-    if let Some(interval) = options.interval {
-        if !(0.01..=10.0).contains(&interval) {
-            bail!("--interval must be 0.01..=10 seconds");
+    let outcome = if options.active_standby {
+        let mut story = standby::StoryOptions::new(binary);
+        pace(&mut story, &options)?;
+        println!(
+            "== haldir-lab --active-standby: a haldir VRRP pair on the active-active site\n\
+             \n\
+             \x20  client (100 source addresses) -- router ({vip}/32 via {floating}, static; no FRR)\n\
+             \x20  router -- segment: d1 (priority 150) d2 (100): haldir (VRRPv3 advert {advert:?}, {floating}\n\
+             \x20                     and {vip} on the master, IPVS DR {vip}:{port} mh, TCP_CHECK,\n\
+             \x20                     sync daemon following the instance, bulk resync)\n\
+             \x20                     rs1 rs2 rs3 (VIP on lo; they answer the client via the router)\n\
+             {}",
+            pacing(&story),
+            vip = site::VIP,
+            floating = standby::FLOATING_ADDRESS,
+            port = site::SERVICE_PORT,
+            advert = story.site.advert_int,
+        );
+        let mut say = |text: &str| println!("-- {text}");
+        standby::run_story(&story, &mut say)?
+    } else {
+        if !super::frr::is_installed() {
+            bail!("--active-active needs FRR (zebra, bgpd, bfdd, vtysh): apt-get install frr");
         }
-        story.traffic.interval = Duration::from_secs_f64(interval);
-    }
-    println!(
-        "== haldir-lab --active-active: directors behind an ECMP router, announced over BGP\n\
-         \n\
-         \x20  client (100 source addresses) -- router (FRR bgpd + bfdd, maximum-paths 8, L4 hash)\n\
-         \x20  router -- segment: d1 d2 d3 (later d4): haldir ([announce], IPVS DR {vip}:{port} mh,\n\
-         \x20                     TCP_CHECK, sync daemons) + FRR (network {vip}/32, BFD {bfd:?} x {mult})\n\
-         \x20                     rs1 rs2 rs3 (VIP on lo; they answer the client via the router)\n\
-         \x20  {connections} connections, a message every {interval:?} each; a connection is lost on a reset,\n\
-         \x20  EOF or error, or after {stall:?} of silence (TCP's retransmission backoff fits in it).\n",
-        vip = site::VIP,
-        port = site::SERVICE_PORT,
-        bfd = story.site.bfd_interval,
-        mult = story.site.bfd_multiplier,
-        connections = story.connections,
-        interval = story.traffic.interval,
-        stall = story.stall_bound,
-    );
-    let mut say = |text: &str| println!("-- {text}");
-    let outcome = site::run_story(&story, &mut say)?;
+        let mut story = aa::StoryOptions::new(binary);
+        pace(&mut story, &options)?;
+        println!(
+            "== haldir-lab --active-active: directors behind an ECMP router, announced over BGP\n\
+             \n\
+             \x20  client (100 source addresses) -- router (FRR bgpd + bfdd, maximum-paths 8, L4 hash)\n\
+             \x20  router -- segment: d1 d2 d3 (later d4): haldir ([announce], IPVS DR {vip}:{port} mh,\n\
+             \x20                     TCP_CHECK, sync daemons) + FRR (network {vip}/32, BFD {bfd:?} x {mult})\n\
+             \x20                     rs1 rs2 rs3 (VIP on lo; they answer the client via the router)\n\
+             {}",
+            pacing(&story),
+            vip = site::VIP,
+            port = site::SERVICE_PORT,
+            bfd = story.site.bfd_interval,
+            mult = story.site.bfd_multiplier,
+        );
+        let mut say = |text: &str| println!("-- {text}");
+        aa::run_story(&story, &mut say)?
+    };
     println!();
     println!(
         "== spread: connections scheduled per director {:?}; per real server {:?}",
@@ -361,6 +383,32 @@ fn run_active_active(options: DemoOptions) -> anyhow::Result<()> {
         bail!(
             "connections were lost beyond the dead real server's, or new ones failed (see above)"
         );
+    }
+    Ok(())
+}
+
+/// The lines of a director story's header about its connections.
+fn pacing<O>(story: &super::director_site::StoryOptions<O>) -> String {
+    format!(
+        "\x20  {} connections, a message every {:?} each; a connection is lost on a reset,\n\
+         \x20  EOF or error, or after {:?} of silence (TCP's retransmission backoff fits in it).\n",
+        story.connections, story.traffic.interval, story.stall_bound
+    )
+}
+
+/// `--connections` and `--interval` into a story's pacing.
+fn pace<O>(
+    story: &mut super::director_site::StoryOptions<O>,
+    options: &DemoOptions,
+) -> anyhow::Result<()> {
+    if let Some(connections) = options.connections {
+        story.connections = connections;
+    }
+    if let Some(interval) = options.interval {
+        if !(0.01..=10.0).contains(&interval) {
+            bail!("--interval must be 0.01..=10 seconds");
+        }
+        story.traffic.interval = Duration::from_secs_f64(interval);
     }
     Ok(())
 }

@@ -9,9 +9,15 @@
 //! - [`keepalived`]: Debian's keepalived as a reference VRRP peer, with a crash recipe;
 //! - [`appliance`]: the two-NIC LVS-DR appliance (client, gateway, two routers, two real
 //!   servers on three bridges) that the demo (`haldir-lab`) and `tests/kernel_appliance.rs` run;
-//! - [`active_active`]: directors behind an ECMP router, each announcing the VIP over BGP
-//!   with FRR (issue 17), that the demo (`--active-active`) and
-//!   `tests/kernel_active_active.rs` run;
+//! - [`director_site`]: the site of issue 17 (a client, an upstream router, real servers in
+//!   DR, long-lived connections) and the judging of an event there, which two director
+//!   setups share:
+//!   - [`active_active`]: directors behind an ECMP router, each announcing the VIP over BGP
+//!     with FRR, that the demo (`--active-active`) and `tests/kernel_active_active.rs` run;
+//!   - [`active_standby`]: a haldir VRRP pair instead (`--active-standby`, and the same
+//!     test file), for the comparison;
+//! - [`stall`]: how long the machine did not run the test process (the emulated VM on a busy
+//!   host), to tell a slow daemon from a stalled machine;
 //! - [`traffic`]: long-lived TCP connections through a VIP to echo servers, recording
 //!   every connection lost or stalled.
 //!
@@ -25,9 +31,11 @@
 //! (`cargo run --release -p haldir-lab`).
 
 pub mod active_active;
+pub mod active_standby;
 pub mod appliance;
 pub mod capture;
 pub mod demo;
+pub mod director_site;
 pub mod frr;
 pub mod haldir;
 pub mod inject;
@@ -35,6 +43,7 @@ pub mod keepalived;
 pub mod netns;
 pub mod pair;
 pub mod probe;
+pub mod stall;
 pub mod traffic;
 pub mod vm;
 

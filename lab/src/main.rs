@@ -6,6 +6,7 @@
 //! (`tests/vm/run.sh --lab`). `--vrrp-only`: the VRRP failover alone, no IPVS needed.
 //! `--active-active`: three directors behind an ECMP router instead, each announcing the
 //! VIP over BGP with FRR; a director dies, returns, a fourth joins, a real server dies.
+//! `--active-standby`: the same site with a haldir VRRP pair instead, for the comparison.
 //! See [`haldir_lab::demo`].
 
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// The haldir demo: an LVS direct-routing appliance (or, with --vrrp-only, a VRRP
-/// failover; with --active-active, directors behind ECMP) in network namespaces. Needs root.
+/// failover; with --active-active, directors behind ECMP; with --active-standby, a VRRP
+/// pair on that site) in network namespaces. Needs root.
 #[derive(Debug, Parser)]
 #[command(name = "haldir-lab", args_override_self = true)]
 struct Cli {
@@ -48,5 +50,16 @@ mod tests {
         let cli = Cli::try_parse_from(["haldir-lab", "--haldir", "/a", "--haldir", "/b"])
             .expect("a repeated --haldir is accepted");
         assert_eq!(cli.demo.haldir.as_deref(), Some(std::path::Path::new("/b")));
+    }
+
+    #[test]
+    fn active_standby_is_a_story_of_its_own_beside_active_active() {
+        let cli = Cli::try_parse_from(["haldir-lab", "--active-standby"])
+            .expect("--active-standby is accepted");
+        assert!(cli.demo.active_standby && !cli.demo.active_active);
+        assert!(
+            Cli::try_parse_from(["haldir-lab", "--active-active", "--active-standby"]).is_err(),
+            "one story at a time"
+        );
     }
 }
