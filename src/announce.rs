@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use haldir_config::Model;
 use haldir_director::announce::{
-    changes, decide, host_prefix_len, AnnounceSpec, AnnounceStatus, Change, Inputs,
+    changes, decide, host_prefix_len, AnnounceSpec, AnnounceStatus, Change, Inputs, Settling,
 };
 use haldir_ipvs::ServiceKey;
 use haldir_vrrp::netif::{AddressOptions, Netif, NetifError};
@@ -76,6 +76,10 @@ struct Announcer {
     present: Option<(Instant, BTreeSet<IpAddr>)>,
     /// What the last decision was made from.
     last_seen: Option<Seen>,
+    /// The VIPs waiting for a round of checks before they are announced.
+    settling: Settling,
+    /// When the next of those waits ends: then the same inputs decide otherwise.
+    settle_ends: Option<Instant>,
 }
 
 /// The inputs of one decision: while they stay the same, so does the decision.
@@ -113,6 +117,8 @@ async fn run(mut channels: Channels) {
         read_problem: None,
         present: None,
         last_seen: None,
+        settling: Settling::default(),
+        settle_ends: None,
     };
     let first = channels.running.borrow_and_update().clone();
     announcer.configure(&first).await;
@@ -258,11 +264,12 @@ impl Announcer {
             stopping,
             present: present.clone(),
         };
-        if self.last_seen.as_ref() == Some(&seen) {
+        let settled = self.settle_ends.is_some_and(|ends| Instant::now() >= ends);
+        if self.last_seen.as_ref() == Some(&seen) && !settled {
             return false;
         }
         self.last_seen = Some(seen);
-        let decisions = decide(
+        let mut decisions = decide(
             &spec,
             &Inputs {
                 quorum: &|key| quorum.get(key).copied(),
@@ -270,6 +277,9 @@ impl Announcer {
                 stopping,
             },
         );
+        self.settle_ends = self
+            .settling
+            .hold(&spec, &mut decisions, &present, Instant::now());
         let owned = self
             .owned
             .as_ref()

@@ -11,7 +11,17 @@
 //!    first and drains, so the router moves the traffic before anything is torn down);
 //! 2. the announce interface and every `track_interface` are up ([`Withdrawn::LinkDown`]);
 //! 3. EVERY virtual server with the VIP's address has its quorum
-//!    ([`Withdrawn::BelowQuorum`], naming the ones that lack it).
+//!    ([`Withdrawn::BelowQuorum`], naming the ones that lack it);
+//! 4. and, for a VIP not announced now, all of that has held for one round of its real
+//!    servers' checks ([`Withdrawn::Settling`], kept by [`Settling`]).
+//!
+//! Why the wait: a quorum comes back with the first real server whose check passes, while
+//! the others still count as down until their own next check. Announced then, this
+//! director would take the flows ECMP moves to it with a table that differs from the other
+//! directors': `mh` sends a moved flow whose real server is still down here to another one,
+//! which resets it (seen in the VM test: 1 of 380 connections, when a director's checks
+//! passed again). After one round every real server has been checked again, and this
+//! director sees what the others see.
 //!
 //! Why every virtual server and not any: BGP announces an address, not a port. ECMP sends
 //! a director the VIP's traffic on every port, so a director that announces the VIP while
@@ -25,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use haldir_config::{Announce, Model, VirtualServerAddress};
 use haldir_ipvs::model::ServiceKey;
@@ -54,6 +64,10 @@ pub struct VipSpec {
     pub address: IpAddr,
     /// The virtual servers with this address (every port), in configuration order.
     pub services: Vec<ServiceKey>,
+    /// How long the VIP waits before it is announced (see [`Settling`]): one round of the
+    /// slowest check of its real servers, its period and its connection timeout; zero
+    /// without checks.
+    pub settle: Duration,
 }
 
 impl VipSpec {
@@ -80,16 +94,25 @@ impl AnnounceSpec {
         let vips = announce
             .addresses(&model.virtual_servers)
             .into_iter()
-            .map(|address| VipSpec {
-                address,
-                services: model
-                    .virtual_servers
-                    .iter()
-                    .filter(|vs| {
+            .map(|address| {
+                let servers = || {
+                    model.virtual_servers.iter().filter(|vs| {
                         matches!(vs.address, VirtualServerAddress::Socket { ip, .. } if ip == address)
                     })
-                    .map(service_key)
-                    .collect(),
+                };
+                let settle_millis = servers()
+                    .flat_map(|vs| vs.real_servers.iter().flat_map(|rs| &rs.checks))
+                    .map(|check| {
+                        let timeout = check.kind.connection().map_or(0, |c| c.connect_timeout_millis);
+                        u64::from(check.timing.delay_loop_millis) + u64::from(timeout)
+                    })
+                    .max()
+                    .unwrap_or(0);
+                VipSpec {
+                    address,
+                    services: servers().map(service_key).collect(),
+                    settle: Duration::from_millis(settle_millis),
+                }
             })
             .collect();
         Some(AnnounceSpec {
@@ -124,6 +147,12 @@ pub enum Withdrawn {
     },
     /// The VIP is no longer in the configuration (a reload dropped it).
     NotConfigured,
+    /// Every virtual server has its quorum, but not yet for one round of checks (see
+    /// [`Settling`]).
+    Settling {
+        /// How long it still waits.
+        left: Duration,
+    },
 }
 
 impl fmt::Display for Withdrawn {
@@ -135,6 +164,12 @@ impl fmt::Display for Withdrawn {
                 write!(f, "below quorum: {}", virtual_servers.join(", "))
             }
             Withdrawn::NotConfigured => f.write_str("not configured"),
+            Withdrawn::Settling { left } => write!(
+                f,
+                "every virtual server has its quorum; announced in {:.1} s, after a round of \
+                 checks of every real server",
+                left.as_secs_f64()
+            ),
         }
     }
 }
@@ -208,6 +243,63 @@ pub fn decide(spec: &AnnounceSpec, inputs: &Inputs<'_>) -> Vec<(IpAddr, Decision
             (vip.address, decision)
         })
         .collect()
+}
+
+/// The wait of a VIP before it is announced again, once [`decide`] says it should be after
+/// it said it should not (or at its first decision: a start, a VIP added by a reload): one
+/// round of its real servers' checks ([`VipSpec::settle`]), so that every real server is
+/// checked again first (see the module's documentation). A VIP that [`decide`] kept
+/// announceable all along is not held (one removed by hand is put back at once), nor one
+/// announced now; a withdrawal is never delayed.
+#[derive(Debug, Default)]
+pub struct Settling {
+    /// The VIPs [`decide`] said should be announced last time.
+    announceable: BTreeSet<IpAddr>,
+    /// Since when each waiting VIP could be announced.
+    since: BTreeMap<IpAddr, Instant>,
+}
+
+impl Settling {
+    /// Withdraws each VIP of `decisions` that is waiting at `now` (see [`Settling`]); the
+    /// VIPs in `announced` are announced now. Returns when the next wait ends (then decide
+    /// again, with the same inputs).
+    pub fn hold(
+        &mut self,
+        spec: &AnnounceSpec,
+        decisions: &mut [(IpAddr, Decision)],
+        announced: &BTreeSet<IpAddr>,
+        now: Instant,
+    ) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut announceable = BTreeSet::new();
+        let mut waiting = BTreeMap::new();
+        for (address, decision) in decisions.iter_mut() {
+            if !decision.announced() {
+                continue;
+            }
+            announceable.insert(*address);
+            let since = match self.since.get(address) {
+                Some(since) => *since,
+                None if self.announceable.contains(address) => continue,
+                None => now,
+            };
+            if announced.contains(address) {
+                continue;
+            }
+            let settle = (spec.vips.iter())
+                .find(|vip| vip.address == *address)
+                .map_or(Duration::ZERO, |vip| vip.settle);
+            let ends = since + settle;
+            if now < ends {
+                *decision = Decision::Withdrawn(Withdrawn::Settling { left: ends - now });
+                waiting.insert(*address, since);
+                next = Some(next.map_or(ends, |n| n.min(ends)));
+            }
+        }
+        self.announceable = announceable;
+        self.since = waiting;
+        next
+    }
 }
 
 /// One change to the interface's addresses.
@@ -521,5 +613,59 @@ track_interface = ["eth0"]
             }
         );
         assert_eq!(status.vips[1].reason, "not evaluated yet");
+    }
+
+    #[test]
+    fn a_vip_waits_one_round_of_its_checks_before_it_is_announced_again() {
+        // 192.0.2.10:80's real server checked every 2 s with a 0.5 s connection timeout.
+        let spec = spec(&CONFIG.replace(
+            "port = 80\n[[virtual_server.real_server]]\nip = \"10.0.0.11\"\n",
+            "port = 80\n[[virtual_server.real_server]]\nip = \"10.0.0.11\"\n\
+             TCP_CHECK = { delay_loop = 2, connect_timeout = 0.5 }\n",
+        ));
+        let vip = |s: &AnnounceSpec, a: IpAddr| s.vips.iter().find(|v| v.address == a).unwrap().settle;
+        assert_eq!(vip(&spec, v4()), Duration::from_millis(2500));
+        assert_eq!(vip(&spec, v6()), Duration::ZERO, "no checks: no wait");
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut settling = Settling::default();
+        let mut decide_at = |ms: u64, quorum: Option<bool>, announced: &[IpAddr]| {
+            let mut all = decisions(&[(web(80), quorum)], &[], false);
+            let next = settling.hold(&spec, &mut all, &announced.iter().copied().collect(), at(ms));
+            let v4_decision = all.iter().find(|(a, _)| *a == v4()).unwrap().1.clone();
+            let v6_decision = all.iter().find(|(a, _)| *a == v6()).unwrap().1.clone();
+            (v4_decision, v6_decision, next)
+        };
+        // The quorum is back at 0 ms: the VIP waits 2.5 s; the one without checks does not.
+        let (d4, d6, next) = decide_at(0, Some(true), &[]);
+        assert_eq!(
+            d4,
+            Decision::Withdrawn(Withdrawn::Settling { left: Duration::from_millis(2500) })
+        );
+        assert!(d4.reason().contains("announced in 2.5 s"), "{}", d4.reason());
+        assert_eq!(d6, Decision::Announced);
+        assert_eq!(next, Some(at(2500)));
+        let (d4, _, _) = decide_at(2000, Some(true), &[v6()]);
+        assert!(!d4.announced());
+        let (d4, _, next) = decide_at(2500, Some(true), &[v6()]);
+        assert_eq!((d4, next), (Decision::Announced, None));
+        // Announced: it stays so without a wait; lost and regained: a new wait.
+        let (d4, _, next) = decide_at(3000, Some(true), &[v4(), v6()]);
+        assert_eq!((d4, next), (Decision::Announced, None));
+        let (d4, _, _) = decide_at(3100, Some(false), &[v4(), v6()]);
+        assert!(matches!(d4, Decision::Withdrawn(Withdrawn::BelowQuorum { .. })));
+        let (d4, _, next) = decide_at(4000, Some(true), &[v6()]);
+        assert!(matches!(d4, Decision::Withdrawn(Withdrawn::Settling { .. })));
+        assert_eq!(next, Some(at(6500)));
+        // A withdrawal during the wait starts it afresh.
+        let (d4, _, _) = decide_at(5000, Some(false), &[v6()]);
+        assert!(!d4.announced());
+        let (_, _, next) = decide_at(6000, Some(true), &[v6()]);
+        assert_eq!(next, Some(at(8500)));
+        let (d4, _, _) = decide_at(8500, Some(true), &[v6()]);
+        assert_eq!(d4, Decision::Announced);
+        // Announceable all along but gone from the interface (removed by hand): back at once.
+        let (d4, _, next) = decide_at(9000, Some(true), &[v6()]);
+        assert_eq!((d4, next), (Decision::Announced, None));
     }
 }
