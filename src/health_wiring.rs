@@ -64,6 +64,9 @@ use tokio::sync::{mpsc, watch};
 use crate::notify::LvsNotice;
 use tracing::{error, info, warn};
 
+/// An apply of at least this many checkers returns its garbage to the system at once.
+const LARGE_APPLY_CHECKS: usize = 1000;
+
 /// How often tracked files are read.
 pub const TRACK_FILE_POLL: Duration = Duration::from_millis(250);
 /// How often `/proc` is scanned for tracked processes.
@@ -194,8 +197,11 @@ struct Wiring {
     /// checker, the settings cost more than the checker (40,000 `TCP_CHECK`s held 50 MB of
     /// keys in three maps).
     checks: Vec<RealServerChecks>,
-    /// Each real server's index in `checks`, by its place in the running model.
-    check_places: HashMap<ModelPlace, u32>,
+    /// Where each virtual server's real servers start in `checks` (by the virtual server's
+    /// index in the running model; one more at the end): a virtual server's entries are
+    /// `checks[first_checks[i]..first_checks[i + 1]]`, in the order of its real servers.
+    /// 4 bytes a virtual server, where a map by place cost about 30 a real server.
+    first_checks: Vec<u32>,
     /// A check's verdict changed since the table was last published.
     unpublished: bool,
     script_ids: HashMap<ScriptKey, CheckId>,
@@ -321,6 +327,11 @@ impl Wiring {
         );
         self.model = model;
         self.publish();
+        if added + kept >= LARGE_APPLY_CHECKS {
+            // Starting thousands of checkers, and the tables of the old and the new
+            // checkers, leave megabytes of garbage that nothing else would return soon.
+            crate::memory::release_now();
+        }
         // Every instance's tracking again: a reload may have replaced an instance (which
         // then starts untracked) or changed a weight.
         self.sent.clear();
@@ -338,7 +349,7 @@ impl Wiring {
         // Filed under a real server the running model does not have: none on a validated
         // model; stopped all the same.
         let mut stale: Vec<CheckId> = Vec::new();
-        self.check_places.clear();
+        self.first_checks.clear();
         for checks in std::mem::take(&mut self.checks) {
             let (vs_index, rs_index) = checks.at;
             let place = running_model
@@ -359,8 +370,12 @@ impl Wiring {
             wanted.saturating_sub(before.values().map(|(_, _, c)| c.checkers.len()).sum()),
         );
         let (mut added, mut kept) = (0usize, 0usize);
+        self.first_checks
+            .reserve_exact(model.virtual_servers.len() + 1);
         for (vs_index, vs) in (0u32..).zip(&model.virtual_servers) {
             let service = service_key(vs);
+            self.first_checks
+                .push(u32::try_from(self.checks.len()).expect("fewer than 2^32 real servers"));
             for (rs_index, rs) in (0u32..).zip(&vs.real_servers) {
                 if rs.checks.is_empty() {
                     continue;
@@ -408,9 +423,10 @@ impl Wiring {
                     checkers: list,
                     reported_up,
                 });
-                self.check_places.insert((vs_index, rs_index), place);
             }
         }
+        self.first_checks
+            .push(u32::try_from(self.checks.len()).expect("fewer than 2^32 real servers"));
         self.checks.shrink_to_fit();
         stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
         for id in stale {
@@ -457,10 +473,19 @@ impl Wiring {
         let (Ok(vs_index), Ok(rs_index)) = place else {
             return Vec::new();
         };
-        (self.check_places.get(&(vs_index, rs_index)))
-            .and_then(|&place| self.checks.get(place as usize))
-            .map(RealServerChecks::verdicts)
+        (self.place((vs_index, rs_index)))
+            .map(|place| self.checks[place].verdicts())
             .unwrap_or_default()
+    }
+
+    /// The index in `checks` of the real server at `at` in the running model, if it has
+    /// checkers.
+    fn place(&self, (vs_index, rs_index): ModelPlace) -> Option<usize> {
+        let start = *self.first_checks.get(vs_index as usize)? as usize;
+        let end = *self.first_checks.get(vs_index as usize + 1)? as usize;
+        let entries = self.checks.get(start..end)?;
+        let found = entries.binary_search_by_key(&rs_index, |checks| checks.at.1);
+        found.ok().map(|offset| start + offset)
     }
 
     /// Publishes the table if a verdict changed since it was last published: once for a
@@ -506,11 +531,10 @@ impl Wiring {
             // A real server without checkers is up for good: nothing to notice, nothing
             // to remember (40,000 entries at 10,000 virtual servers).
             for (rs_index, rs) in (0u32..).zip(&vs.real_servers) {
-                let Some(checks) = (self.check_places.get(&(vs_index, rs_index)))
-                    .and_then(|&place| self.checks.get_mut(place as usize))
-                else {
+                let Some(place) = self.place((vs_index, rs_index)) else {
                     continue;
                 };
+                let checks = &mut self.checks[place];
                 let (up, _) = real_server_state(rs, &checks.verdicts());
                 if let Some(before) = checks.reported_up.replace(up) {
                     if before != up {
@@ -780,7 +804,7 @@ pub fn spawn(
             scheduler: scheduler.clone(),
             targets: Targets::default(),
             checks: Vec::new(),
-            check_places: HashMap::new(),
+            first_checks: Vec::new(),
             unpublished: false,
             script_ids: HashMap::new(),
             script_ok: HashMap::new(),

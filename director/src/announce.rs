@@ -623,7 +623,8 @@ track_interface = ["eth0"]
             "port = 80\n[[virtual_server.real_server]]\nip = \"10.0.0.11\"\n\
              TCP_CHECK = { delay_loop = 2, connect_timeout = 0.5 }\n",
         ));
-        let vip = |s: &AnnounceSpec, a: IpAddr| s.vips.iter().find(|v| v.address == a).unwrap().settle;
+        let vip =
+            |s: &AnnounceSpec, a: IpAddr| s.vips.iter().find(|v| v.address == a).unwrap().settle;
         assert_eq!(vip(&spec, v4()), Duration::from_millis(2500));
         assert_eq!(vip(&spec, v6()), Duration::ZERO, "no checks: no wait");
         let start = Instant::now();
@@ -631,7 +632,12 @@ track_interface = ["eth0"]
         let mut settling = Settling::default();
         let mut decide_at = |ms: u64, quorum: Option<bool>, announced: &[IpAddr]| {
             let mut all = decisions(&[(web(80), quorum)], &[], false);
-            let next = settling.hold(&spec, &mut all, &announced.iter().copied().collect(), at(ms));
+            let next = settling.hold(
+                &spec,
+                &mut all,
+                &announced.iter().copied().collect(),
+                at(ms),
+            );
             let v4_decision = all.iter().find(|(a, _)| *a == v4()).unwrap().1.clone();
             let v6_decision = all.iter().find(|(a, _)| *a == v6()).unwrap().1.clone();
             (v4_decision, v6_decision, next)
@@ -640,9 +646,15 @@ track_interface = ["eth0"]
         let (d4, d6, next) = decide_at(0, Some(true), &[]);
         assert_eq!(
             d4,
-            Decision::Withdrawn(Withdrawn::Settling { left: Duration::from_millis(2500) })
+            Decision::Withdrawn(Withdrawn::Settling {
+                left: Duration::from_millis(2500)
+            })
         );
-        assert!(d4.reason().contains("announced in 2.5 s"), "{}", d4.reason());
+        assert!(
+            d4.reason().contains("announced in 2.5 s"),
+            "{}",
+            d4.reason()
+        );
         assert_eq!(d6, Decision::Announced);
         assert_eq!(next, Some(at(2500)));
         let (d4, _, _) = decide_at(2000, Some(true), &[v6()]);
@@ -653,9 +665,15 @@ track_interface = ["eth0"]
         let (d4, _, next) = decide_at(3000, Some(true), &[v4(), v6()]);
         assert_eq!((d4, next), (Decision::Announced, None));
         let (d4, _, _) = decide_at(3100, Some(false), &[v4(), v6()]);
-        assert!(matches!(d4, Decision::Withdrawn(Withdrawn::BelowQuorum { .. })));
+        assert!(matches!(
+            d4,
+            Decision::Withdrawn(Withdrawn::BelowQuorum { .. })
+        ));
         let (d4, _, next) = decide_at(4000, Some(true), &[v6()]);
-        assert!(matches!(d4, Decision::Withdrawn(Withdrawn::Settling { .. })));
+        assert!(matches!(
+            d4,
+            Decision::Withdrawn(Withdrawn::Settling { .. })
+        ));
         assert_eq!(next, Some(at(6500)));
         // A withdrawal during the wait starts it afresh.
         let (d4, _, _) = decide_at(5000, Some(false), &[v6()]);
