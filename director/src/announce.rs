@@ -273,7 +273,10 @@ impl Settling {
         let mut next: Option<Instant> = None;
         let mut announceable = BTreeSet::new();
         let mut waiting = BTreeMap::new();
-        for (address, decision) in decisions.iter_mut() {
+        // `decide` gives the VIPs in the spec's order: each one's settle is at its index
+        // (a search per VIP would be quadratic at thousands of VIPs).
+        let settles = (spec.vips.iter()).map(|vip| (vip.address, vip.settle));
+        for ((address, decision), (vip, settle)) in decisions.iter_mut().zip(settles) {
             if !decision.announced() {
                 continue;
             }
@@ -286,9 +289,11 @@ impl Settling {
             if announced.contains(address) {
                 continue;
             }
-            let settle = (spec.vips.iter())
-                .find(|vip| vip.address == *address)
-                .map_or(Duration::ZERO, |vip| vip.settle);
+            let settle = if vip == *address {
+                settle
+            } else {
+                Duration::ZERO
+            };
             let ends = since + settle;
             if now < ends {
                 *decision = Decision::Withdrawn(Withdrawn::Settling { left: ends - now });
