@@ -2,7 +2,7 @@
 //! generated keepalived.conf, in one run: N virtual servers × 4 real servers (DR, rr), with
 //! no checkers and with a TCP_CHECK on every real server against real listeners.
 //!
-//!     bash tests/vm/run.sh --bench scale [--services 1000,10000] [--steady 60] [--checks none,tcp]
+//!     bash tests/vm/run.sh --bench scale [--services 1000,10000] [--steady 60] [--checks none,tcp] [--no-reloads]
 //!
 //! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
 //! a fresh one has no trash list of deleted destinations slowing its adds), keepalived
@@ -10,9 +10,11 @@
 //! - **start**: from the spawn until `/proc/PID/net/ip_vs` lists every service and
 //!   destination (read once the last service has its destinations: `ipvsadm -Ln -t`
 //!   polled every 100 ms), and the CPU seconds the daemon's processes used to get there;
-//! - **RSS** once programmed, and again at the end of the steady window: the sum over the
-//!   daemon's processes (keepalived's parent and checker child; haldir and its script
-//!   launcher);
+//! - **RSS** once programmed, and over the steady window (sampled every second: the
+//!   median and the largest; haldir's drift round every 10 s holds its read for a moment,
+//!   so one sample at the window's end said more about when it fell than about the
+//!   daemon): the sum over the daemon's processes (keepalived's parent and checker child;
+//!   haldir and its script launcher);
 //! - **steady CPU** over `--steady` seconds with nothing changing (with checks: the checks'
 //!   cost; a check every `delay_loop` = 60 s per real server), after a settling period:
 //!   15 s, and for haldir until its two drift rounds after the programming have run (the
@@ -22,6 +24,13 @@
 //!   time and CPU seconds (exited children included). haldir's netlink writes for it come
 //!   from its round's log line;
 //! - **reload, +100 services**: likewise until the 100 new services are programmed.
+//!
+//! And once per size, the **kernel floor** of a start: the same services and destinations
+//! added by haldir's IPVS library alone (`IpvsClient::apply_batch` of operations built
+//! before the clock starts, pipelined) into a fresh namespace, with its wall time and the
+//! system CPU it cost. The system time is the kernel's own work for the adds (genetlink,
+//! IPVS, per-CPU counters), which any daemon pays before its table is complete; it bounds
+//! how low a start's ratio to keepalived can go on this machine.
 //!
 //! Printed as a table per scenario with the ratio haldir / keepalived. The VM's absolute
 //! times swing 2× between runs; the ratios within one run are the figures to read.
@@ -36,7 +45,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use haldir_lab::{spawn_in_netns, vm, Lab, Signal};
+use haldir_ipvs::model::{DestKey, Destination, Forwarding, Protocol, Service, ServiceKey};
+use haldir_ipvs::{IpvsClient, Op};
+use haldir_lab::{in_netns, spawn_in_netns, vm, Lab, Signal};
 
 const REAL_SERVERS: usize = 4;
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
@@ -64,6 +75,10 @@ struct Options {
     sizes: Vec<usize>,
     steady: Duration,
     checks: Vec<bool>,
+    /// `--no-reloads`: start and steady state only. keepalived's reload of one weight with
+    /// 40,000 TCP checks takes about 650 s in the VM, and the two reloads make a run with
+    /// checks longer than the VM's 30 minutes when the host is slow.
+    reloads: bool,
 }
 
 fn options() -> Options {
@@ -71,6 +86,7 @@ fn options() -> Options {
         sizes: vec![1_000, 10_000],
         steady: Duration::from_secs(60),
         checks: vec![false, true],
+        reloads: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -88,6 +104,7 @@ fn options() -> Options {
                 options.steady = Duration::from_secs(value.parse().expect("--steady SECONDS"));
                 i += 1;
             }
+            "--no-reloads" => options.reloads = false,
             "--checks" => {
                 options.checks = value
                     .split(',')
@@ -316,7 +333,9 @@ struct Figures {
     start_s: f64,
     start_cpu_s: f64,
     rss_mb: f64,
+    /// Median and largest of the samples over the steady window.
     steady_rss_mb: f64,
+    steady_rss_max_mb: f64,
     steady_cpu_pct: f64,
     reload_s: f64,
     reload_cpu_s: f64,
@@ -501,6 +520,7 @@ fn run_one(
     services: usize,
     checks: bool,
     steady: Duration,
+    reloads: bool,
 ) -> anyhow::Result<Figures> {
     let lab = Lab::new(&format!("scale-{}", which.name()))?;
     // The daemon's host: the real servers' addresses are its own (the listeners answer
@@ -586,9 +606,19 @@ fn run_one(
         .map(|l| l.accepted.load(Ordering::Relaxed));
     let cpu_before = tree.cpu_seconds();
     let threads_before = tree.thread_ticks();
-    std::thread::sleep(steady);
+    let window = Instant::now();
+    let mut rss_samples = Vec::new();
+    while window.elapsed() < steady {
+        std::thread::sleep(Duration::from_secs(1).min(steady.saturating_sub(window.elapsed())));
+        rss_samples.push(tree.rss_mb());
+    }
     figures.steady_cpu_pct = (tree.cpu_seconds() - cpu_before) / steady.as_secs_f64() * 100.0;
-    figures.steady_rss_mb = tree.rss_mb();
+    rss_samples.sort_by(f64::total_cmp);
+    figures.steady_rss_mb = rss_samples
+        .get(rss_samples.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
+    figures.steady_rss_max_mb = rss_samples.last().copied().unwrap_or(0.0);
     let busy: Vec<String> = tree
         .thread_ticks()
         .into_iter()
@@ -613,6 +643,12 @@ fn run_one(
     }
     if kernel_view(pid).services != services {
         anyhow::bail!("the table changed during the steady window");
+    }
+
+    if !reloads {
+        lab.kill(pid, Signal::SIGTERM)?;
+        let _ = lab.wait_exit(pid, Duration::from_secs(30));
+        return Ok(figures);
     }
 
     // Reload: one weight.
@@ -656,6 +692,83 @@ fn run_one(
     Ok(figures)
 }
 
+/// The kernel floor of a start (see the module comment).
+struct Floor {
+    wall_s: f64,
+    system_s: f64,
+    user_s: f64,
+}
+
+/// This process's (user, system) CPU seconds so far (`/proc/self/stat`).
+fn own_cpu_seconds() -> (f64, f64) {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<String> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
+        })
+        .unwrap_or((0u64, 0u64));
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks.0 as f64 / hz, ticks.1 as f64 / hz)
+}
+
+/// Adds the file's `services` × [`REAL_SERVERS`] with the IPVS library alone, in a fresh
+/// namespace, and checks the count.
+fn kernel_floor(services: usize) -> anyhow::Result<Floor> {
+    let lab = Lab::new("scale-floor")?;
+    lab.add_host("f", &["10.30.255.254/16"])?;
+    let mut ops = Vec::with_capacity(services * (1 + REAL_SERVERS));
+    for i in 0..services {
+        let key = ServiceKey::Address {
+            protocol: Protocol::Tcp,
+            addr: vip(i).into(),
+            port: 80,
+        };
+        ops.push(Op::AddService {
+            key,
+            service: Service::new("rr"),
+        });
+        for j in 0..REAL_SERVERS {
+            ops.push(Op::AddDest {
+                service: key,
+                key: DestKey::new(real_server(j).into(), 80),
+                dest: Destination::new(Forwarding::DirectRoute, 1),
+            });
+        }
+    }
+    let floor = in_netns(&lab.ns_name("f"), || -> anyhow::Result<Floor> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let client = IpvsClient::connect().await?;
+            let (user_before, system_before) = own_cpu_seconds();
+            let started = Instant::now();
+            let outcomes = client.apply_batch(&ops).await?;
+            let wall_s = started.elapsed().as_secs_f64();
+            let (user_after, system_after) = own_cpu_seconds();
+            let failed = outcomes.iter().filter(|o| o.is_err()).count();
+            anyhow::ensure!(failed == 0, "{failed} of {} adds failed", ops.len());
+            Ok(Floor {
+                wall_s,
+                system_s: system_after - system_before,
+                user_s: user_after - user_before,
+            })
+        })
+    })??;
+    say(&format!(
+        "kernel floor, {services} services: the library's batch took {:.2} s, {:.2} s system + {:.2} s user CPU",
+        floor.wall_s, floor.system_s, floor.user_s
+    ));
+    Ok(floor)
+}
+
 fn ratio(h: f64, k: f64) -> String {
     if k > 0.0 {
         format!("{:.2}", h / k)
@@ -664,7 +777,13 @@ fn ratio(h: f64, k: f64) -> String {
     }
 }
 
-fn report(services: usize, checks: bool, k: &Figures, h: &Figures) -> String {
+fn report(
+    services: usize,
+    checks: bool,
+    k: &Figures,
+    h: &Figures,
+    floor: Option<&Floor>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -694,39 +813,57 @@ fn report(services: usize, checks: bool, k: &Figures, h: &Figures) -> String {
     row("  CPU to get there", k.start_cpu_s, h.start_cpu_s, " s");
     row("RSS once programmed", k.rss_mb, h.rss_mb, " MB");
     row(
-        "RSS after the steady window",
+        "RSS over the steady window, median",
         k.steady_rss_mb,
         h.steady_rss_mb,
         " MB",
     );
+    row("  largest", k.steady_rss_max_mb, h.steady_rss_max_mb, " MB");
     row(
         "steady CPU (% of a core)",
         k.steady_cpu_pct,
         h.steady_cpu_pct,
         " %",
     );
-    row(
-        "reload, one weight → in the kernel",
-        k.reload_s,
-        h.reload_s,
-        " s",
-    );
-    row("  its CPU", k.reload_cpu_s, h.reload_cpu_s, " s");
-    row(
-        "reload, +100 services → in the kernel",
-        k.add_s,
-        h.add_s,
-        " s",
-    );
-    row("  its CPU", k.add_cpu_s, h.add_cpu_s, " s");
+    // Not measured with --no-reloads.
+    if k.reload_s > 0.0 || h.reload_s > 0.0 {
+        row(
+            "reload, one weight → in the kernel",
+            k.reload_s,
+            h.reload_s,
+            " s",
+        );
+        row("  its CPU", k.reload_cpu_s, h.reload_cpu_s, " s");
+        row(
+            "reload, +100 services → in the kernel",
+            k.add_s,
+            h.add_s,
+            " s",
+        );
+        row("  its CPU", k.add_cpu_s, h.add_cpu_s, " s");
+    }
     if let (Some(kc), Some(hc)) = (k.checks_per_s, h.checks_per_s) {
         row("checks answered per second", kc, hc, "");
     }
-    let _ = writeln!(
-        out,
-        "haldir's netlink writes for the one-weight reload: {}",
-        h.reload_ops.map_or("not logged".into(), |n| n.to_string())
-    );
+    if h.reload_s > 0.0 {
+        let _ = writeln!(
+            out,
+            "haldir's netlink writes for the one-weight reload: {}",
+            h.reload_ops.map_or("not logged".into(), |n| n.to_string())
+        );
+    }
+    if let Some(floor) = floor {
+        let _ = writeln!(
+            out,
+            "kernel floor of a start (the adds alone, by the library, ops built beforehand): \
+             {:.2} s wall, of it {:.2} s the kernel's own (system CPU) = {} × keepalived's start; \
+             haldir's start is {:.2} s above the floor",
+            floor.wall_s,
+            floor.system_s,
+            ratio(floor.system_s, k.start_s),
+            h.start_s - floor.wall_s
+        );
+    }
     out
 }
 
@@ -742,10 +879,11 @@ fn main() {
     let mut reports = String::new();
     let mut failed = false;
     for &services in &options.sizes {
+        let mut pairs = Vec::new();
         for &checks in &options.checks {
             let mut results = Vec::new();
             for which in [Impl::Keepalived, Impl::Haldir] {
-                match run_one(which, services, checks, options.steady) {
+                match run_one(which, services, checks, options.steady, options.reloads) {
                     Ok(figures) => results.push(figures),
                     Err(e) => {
                         println!(
@@ -757,11 +895,25 @@ fn main() {
                     }
                 }
             }
-            if let [k, h] = &results[..] {
-                let text = report(services, checks, k, h);
-                println!("{text}");
-                reports.push_str(&text);
+            if let Ok([k, h]) = <[Figures; 2]>::try_from(results) {
+                pairs.push((checks, k, h));
             }
+        }
+        // Last, so that tearing its namespace down does not slow a daemon's start; after
+        // a pause for the daemons' namespaces to be torn down.
+        std::thread::sleep(Duration::from_secs(10));
+        let floor = match kernel_floor(services) {
+            Ok(floor) => Some(floor),
+            Err(e) => {
+                println!("kernel floor {services}: FAILED: {e:#}");
+                failed = true;
+                None
+            }
+        };
+        for (checks, k, h) in &pairs {
+            let text = report(services, *checks, k, h, floor.as_ref());
+            println!("{text}");
+            reports.push_str(&text);
         }
     }
     println!("\n===== scale bench, all scenarios =====\n{reports}");

@@ -59,6 +59,7 @@ use haldir_health::{
 };
 use haldir_ipvs::model::{DestKey, ServiceKey, Table};
 use haldir_vrrp::driver::{DriverCommand, Tracking};
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, watch};
 
 use crate::notify::LvsNotice;
@@ -102,8 +103,11 @@ struct RunningCheck {
 struct RealServerChecks {
     /// The real server's place in the running model.
     at: ModelPlace,
-    /// In the order of the real server's `checks` in the running model.
-    checkers: Vec<RunningCheck>,
+    /// In the order of the real server's `checks` in the running model. Held inline when
+    /// there is one, as there nearly always is: a list of its own cost a real server 32
+    /// bytes more (its header, and a 48-byte block for 32 bytes; 1.3 MB at 40,000
+    /// checked real servers).
+    checkers: SmallVec<[RunningCheck; 1]>,
     /// Up or down, as last reported to the notify task (`None`: not evaluated yet; the
     /// first evaluation is the baseline and not reported). Kept across a reload that
     /// changes the checkers.
@@ -366,9 +370,9 @@ impl Wiring {
         let wanted: usize = (model.virtual_servers.iter())
             .flat_map(|vs| vs.real_servers.iter().map(|rs| rs.checks.len()))
             .sum();
-        self.targets.reserve(
-            wanted.saturating_sub(before.values().map(|(_, _, c)| c.checkers.len()).sum()),
-        );
+        let more = wanted.saturating_sub(before.values().map(|(_, _, c)| c.checkers.len()).sum());
+        self.targets.reserve(more);
+        self.scheduler.reserve(more);
         let (mut added, mut kept) = (0usize, 0usize);
         self.first_checks
             .reserve_exact(model.virtual_servers.len() + 1);
@@ -395,7 +399,7 @@ impl Wiring {
                     ),
                     None => (Vec::new(), None),
                 };
-                let mut list = Vec::with_capacity(rs.checks.len());
+                let mut list = SmallVec::with_capacity(rs.checks.len());
                 for (index, (key, check)) in (0u32..).zip(check_keys(vs, rs)) {
                     let target = CheckerOf {
                         real_server: place,

@@ -4,6 +4,12 @@
 //! [`Event`]s. First runs are spread uniformly over `warmup` (or `delay_loop`), so 10,000
 //! checks added at once never fire in one burst.
 //!
+//! The checks live in a list of slots with an index by [`CheckId`], and a deadline is 16
+//! bytes (a due time in microseconds, the slot, the slot's generation): at 40,000 checks a
+//! map of whole entries, sized to the next power of two, and 32-byte deadlines cost about
+//! 200 bytes a check; this costs about 130. [`SchedulerHandle::reserve`] sizes the list
+//! exactly before a burst of adds.
+//!
 //! Checks are added and removed at run time through the [`SchedulerHandle`] (reload adds or
 //! removes only what changed); a removed check's run in flight is aborted (dropping a
 //! `MISC_CHECK` future kills its process group).
@@ -77,6 +83,7 @@ pub struct StatsSnapshot {
 }
 
 enum Command {
+    Reserve(usize),
     Add {
         id: CheckId,
         checker: Arc<dyn Checker>,
@@ -128,6 +135,15 @@ impl SchedulerHandle {
             initial: tx,
         });
         rx.await.unwrap_or(!alpha)
+    }
+
+    /// Room for `more` checks beyond those scheduled, before a burst of [`add`]s (a start
+    /// or a reload adds thousands at once): the scheduler's list is then sized exactly
+    /// instead of doubling past the need.
+    ///
+    /// [`add`]: SchedulerHandle::add
+    pub fn reserve(&self, more: usize) {
+        let _ = self.commands.send(Command::Reserve(more));
     }
 
     /// Remove a check; a run in flight is aborted. No event is sent for it.
@@ -211,17 +227,25 @@ impl SplitMix64 {
     }
 }
 
+/// A check's place in [`Core::slots`].
+type Slot = u32;
+
 struct Entry {
+    id: CheckId,
     checker: Arc<dyn Checker>,
     state: HealthState,
-    /// Distinguishes this entry from an earlier one with the same id (replace / remove).
-    generation: u64,
+    /// Distinguishes this entry from an earlier one in the same slot (replace / remove).
+    generation: u32,
     running: Option<AbortHandle>,
 }
 
+/// When a check is due: microseconds since [`Core::epoch`], its slot and the generation of
+/// the entry it was pushed for. Ordered by due time first.
+type Deadline = (u64, Slot, u32);
+
 struct Finished {
-    id: CheckId,
-    generation: u64,
+    slot: Slot,
+    generation: u32,
     started: Instant,
     outcome: CheckOutcome,
 }
@@ -229,15 +253,20 @@ struct Finished {
 struct Core {
     max_in_flight: usize,
     rng: SplitMix64,
-    entries: HashMap<CheckId, Entry>,
-    /// (due, id, generation); stale items (generation mismatch, or not the entry's current
-    /// due time) are skipped when popped.
-    deadlines: BinaryHeap<Reverse<(Instant, CheckId, u64)>>,
+    /// The checks; a removed check's slot is vacant (in `vacant`) until the next add.
+    slots: Vec<Option<Entry>>,
+    vacant: Vec<Slot>,
+    index: HashMap<CheckId, Slot>,
+    /// Stale items (the slot's entry has another generation, or runs) are skipped when
+    /// popped.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    /// The zero of the deadlines' due times.
+    epoch: Instant,
     running: JoinSet<Finished>,
-    running_ids: HashMap<tokio::task::Id, (CheckId, u64, Instant)>,
+    running_ids: HashMap<tokio::task::Id, (Slot, u32, Instant)>,
     events: mpsc::UnboundedSender<Event>,
     stats: Arc<Stats>,
-    next_generation: u64,
+    next_generation: u32,
     /// One copy of each distinct timing, shared by the checks' states (40,000 checks
     /// usually have a handful of timings); dropped when its last check goes.
     timings: HashSet<Arc<CheckTiming>>,
@@ -253,8 +282,11 @@ impl Core {
         Core {
             max_in_flight: max_in_flight.max(1),
             rng: SplitMix64(seed),
-            entries: HashMap::new(),
+            slots: Vec::new(),
+            vacant: Vec::new(),
+            index: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            epoch: Instant::now(),
             running: JoinSet::new(),
             running_ids: HashMap::new(),
             events,
@@ -273,7 +305,9 @@ impl Core {
             // The one timer: the earliest deadline, unless the in-flight bound is reached
             // (then a finishing run wakes us).
             let want = if self.running.len() < self.max_in_flight {
-                self.deadlines.peek().map(|Reverse((due, _, _))| *due)
+                self.deadlines
+                    .peek()
+                    .map(|Reverse((due, _, _))| self.instant(*due))
             } else {
                 None
             };
@@ -285,6 +319,7 @@ impl Core {
             }
             tokio::select! {
                 command = commands.recv() => match command {
+                    Some(Command::Reserve(more)) => self.reserve(more),
                     Some(Command::Add { id, checker, timing, initial }) => {
                         let _ = initial.send(self.add(id, checker, timing));
                     }
@@ -322,27 +357,63 @@ impl Core {
         };
         let state = HealthState::new(timing, Instant::now().into_std(), first_delay);
         let initial = state.is_up();
-        let due = Instant::from_std(state.poll_timeout());
-        self.next_generation += 1;
+        let due = self.micros(Instant::from_std(state.poll_timeout()));
+        self.next_generation = self.next_generation.wrapping_add(1);
         let generation = self.next_generation;
-        self.entries.insert(
+        let entry = Entry {
             id,
-            Entry {
-                checker,
-                state,
-                generation,
-                running: None,
-            },
-        );
-        self.deadlines.push(Reverse((due, id, generation)));
+            checker,
+            state,
+            generation,
+            running: None,
+        };
+        let slot = match self.vacant.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                Slot::try_from(self.slots.len() - 1).expect("fewer than 2^32 checks")
+            }
+        };
+        self.index.insert(id, slot);
+        self.deadlines.push(Reverse((due, slot, generation)));
         self.stats
             .checks
-            .store(self.entries.len() as u64, Ordering::Relaxed);
+            .store(self.index.len() as u64, Ordering::Relaxed);
         initial
     }
 
+    fn reserve(&mut self, more: usize) {
+        let more = more.saturating_sub(self.vacant.len());
+        self.slots.reserve_exact(more);
+        self.index.reserve(more);
+        self.deadlines.reserve_exact(more);
+    }
+
+    /// `at` as microseconds since the epoch (0 before it).
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn instant(&self, micros: u64) -> Instant {
+        self.epoch + Duration::from_micros(micros)
+    }
+
+    fn entry_mut(&mut self, slot: Slot, generation: u32) -> Option<&mut Entry> {
+        self.slots
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|entry| entry.generation == generation)
+    }
+
     fn remove(&mut self, id: CheckId) {
-        if let Some(entry) = self.entries.remove(&id) {
+        let entry = self.index.remove(&id).and_then(|slot| {
+            self.vacant.push(slot);
+            self.slots[slot as usize].take()
+        });
+        if let Some(entry) = entry {
             if let Some(abort) = &entry.running {
                 abort.abort();
             }
@@ -355,40 +426,47 @@ impl Core {
         }
         self.stats
             .checks
-            .store(self.entries.len() as u64, Ordering::Relaxed);
+            .store(self.index.len() as u64, Ordering::Relaxed);
     }
 
     fn shutdown(&mut self, omega: bool) {
         self.running.abort_all();
-        let mut ids: Vec<CheckId> = self.entries.keys().copied().collect();
-        ids.sort();
-        for id in ids {
-            if let Some(entry) = self.entries.get_mut(&id) {
-                if let Some(transition) = entry.state.handle_shutdown(omega) {
-                    let _ = self.events.send(Event { id, transition });
-                }
+        let mut entries: Vec<&mut Entry> = self.slots.iter_mut().flatten().collect();
+        entries.sort_by_key(|entry| entry.id);
+        for entry in entries {
+            if let Some(transition) = entry.state.handle_shutdown(omega) {
+                let _ = self.events.send(Event {
+                    id: entry.id,
+                    transition,
+                });
             }
         }
-        self.entries.clear();
+        self.slots.clear();
+        self.vacant.clear();
+        self.index.clear();
         self.timings.clear();
     }
 
     fn start_due(&mut self, now: Instant) {
         while self.running.len() < self.max_in_flight {
-            let Some(&Reverse((due, id, generation))) = self.deadlines.peek() else {
+            let Some(&Reverse((due, slot, generation))) = self.deadlines.peek() else {
                 return;
             };
-            if due > now {
+            let now_micros = self.micros(now);
+            if due > now_micros {
                 return;
             }
             self.deadlines.pop();
-            let Some(entry) = self.entries.get_mut(&id) else {
+            // The slot's entry, if it is still the one this deadline was pushed for (a
+            // field borrow: `self.running` and `self.stats` are used beside it).
+            let entry = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
+            let Some(entry) = entry.filter(|entry| entry.generation == generation) else {
                 continue;
             };
-            if entry.generation != generation || entry.running.is_some() {
+            if entry.running.is_some() {
                 continue;
             }
-            let lateness = now.saturating_duration_since(due).as_micros() as u64;
+            let lateness = now_micros - due;
             self.stats
                 .max_lateness_us
                 .fetch_max(lateness, Ordering::Relaxed);
@@ -398,15 +476,15 @@ impl Core {
             let abort = self.running.spawn(async move {
                 let outcome = checker.check().await;
                 Finished {
-                    id,
+                    slot,
                     generation,
                     started,
                     outcome,
                 }
             });
-            self.running_ids
-                .insert(abort.id(), (id, generation, started));
+            let task = abort.id();
             entry.running = Some(abort);
+            self.running_ids.insert(task, (slot, generation, started));
         }
     }
 
@@ -418,26 +496,23 @@ impl Core {
                 finished
             }
             Err(error) => {
-                let Some((id, generation, started)) = self.running_ids.remove(&error.id()) else {
+                let Some((slot, generation, started)) = self.running_ids.remove(&error.id()) else {
                     return;
                 };
                 if error.is_cancelled() {
                     return; // removed or replaced: its entry is gone
                 }
                 Finished {
-                    id,
+                    slot,
                     generation,
                     started,
                     outcome: CheckOutcome::Down(format!("checker panicked: {error}")),
                 }
             }
         };
-        let Some(entry) = self.entries.get_mut(&finished.id) else {
+        let Some(entry) = self.entry_mut(finished.slot, finished.generation) else {
             return;
         };
-        if entry.generation != finished.generation {
-            return;
-        }
         entry.running = None;
         let now = Instant::now();
         let transition = entry.state.handle_outcome(
@@ -446,20 +521,14 @@ impl Core {
             &finished.outcome,
         );
         let due = Instant::from_std(entry.state.poll_timeout());
-        self.deadlines
-            .push(Reverse((due, finished.id, finished.generation)));
+        let (id, kind) = (entry.id, entry.checker.kind());
         if let Some(transition) = transition {
-            tracing::info!(
-                check = finished.id.0,
-                kind = entry.checker.kind(),
-                ?transition,
-                "health check transition"
-            );
-            let _ = self.events.send(Event {
-                id: finished.id,
-                transition,
-            });
+            tracing::info!(check = id.0, kind, ?transition, "health check transition");
+            let _ = self.events.send(Event { id, transition });
         }
+        let due = self.micros(due);
+        self.deadlines
+            .push(Reverse((due, finished.slot, finished.generation)));
     }
 }
 
@@ -480,6 +549,68 @@ mod tests {
         }
     }
 
+    /// A run's result for `slot` of `generation`, as the `JoinSet` hands it back.
+    fn finished_run(slot: Slot, generation: u32) -> (tokio::task::Id, Finished) {
+        let task = tokio::spawn(async {}).id();
+        let finished = Finished {
+            slot,
+            generation,
+            started: Instant::now(),
+            outcome: CheckOutcome::Down("refused".into()),
+        };
+        (task, finished)
+    }
+
+    #[tokio::test]
+    async fn a_slot_taken_again_ignores_the_late_result_of_its_previous_check() {
+        let (events, mut received) = mpsc::unbounded_channel();
+        let mut core = Core::new(4, 1, events, Arc::default());
+        // One failed run is a transition to down.
+        let timing = CheckTiming {
+            retry: 0,
+            ..CheckTiming::default()
+        };
+        core.add(CheckId(1), Arc::new(Pending), timing.clone());
+        let slot = core.index[&CheckId(1)];
+        let first_generation = core.slots[slot as usize].as_ref().unwrap().generation;
+        core.remove(CheckId(1));
+        core.add(CheckId(2), Arc::new(Pending), timing);
+        assert_eq!(
+            core.index[&CheckId(2)],
+            slot,
+            "the vacant slot is taken again"
+        );
+        assert_eq!(core.slots.len(), 1);
+        let deadlines = core.deadlines.len();
+
+        // Check 1's run ends after it was removed: its failure is not check 2's.
+        core.finished(Ok(finished_run(slot, first_generation)));
+        assert!(received.try_recv().is_err());
+        assert_eq!(core.deadlines.len(), deadlines, "no deadline pushed for it");
+        assert!(core.slots[slot as usize].as_ref().unwrap().state.is_up());
+
+        // Check 2's own failure is reported, under its own id.
+        let generation = core.slots[slot as usize].as_ref().unwrap().generation;
+        core.finished(Ok(finished_run(slot, generation)));
+        let event = received.try_recv().expect("check 2's transition");
+        assert_eq!(event.id, CheckId(2));
+        assert!(matches!(event.transition, Transition::Down { .. }));
+        assert_eq!(core.deadlines.len(), deadlines + 1, "check 2 due again");
+    }
+
+    #[test]
+    fn reserve_sizes_the_list_for_a_burst_of_adds() {
+        let (events, _) = mpsc::unbounded_channel();
+        let mut core = Core::new(1, 1, events, Arc::default());
+        core.reserve(1000);
+        assert!(core.slots.capacity() >= 1000);
+        for id in 0..1000 {
+            core.add(CheckId(id), Arc::new(Pending), CheckTiming::default());
+        }
+        assert_eq!(core.slots.capacity(), 1000, "sized exactly, not doubled");
+        assert_eq!(core.index.len(), 1000);
+    }
+
     #[test]
     fn checks_of_one_timing_share_one_copy_until_the_last_one_goes() {
         let (events, _) = mpsc::unbounded_channel();
@@ -493,11 +624,12 @@ mod tests {
         core.add(CheckId(2), Arc::new(Pending), common.clone());
         core.add(CheckId(3), Arc::new(Pending), rare.clone());
         assert_eq!(core.timings.len(), 2);
-        assert!(Arc::ptr_eq(
-            core.entries[&CheckId(1)].state.shared_timing(),
-            core.entries[&CheckId(2)].state.shared_timing()
-        ));
-        assert_eq!(**core.entries[&CheckId(3)].state.shared_timing(), rare);
+        let timing = |core: &Core, id| {
+            let slot = core.index[&CheckId(id)] as usize;
+            Arc::clone(core.slots[slot].as_ref().unwrap().state.shared_timing())
+        };
+        assert!(Arc::ptr_eq(&timing(&core, 1), &timing(&core, 2)));
+        assert_eq!(*timing(&core, 3), rare);
 
         core.remove(CheckId(1));
         assert_eq!(core.timings.len(), 2, "check 2 still has the common timing");
