@@ -25,7 +25,7 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
     match &check.kind {
         CheckKind::Tcp(c) => {
             let mut tcp = TcpCheck::new(c.target);
-            tcp.bind_to = c.bind_to;
+            tcp.bind_to = c.bind_to.map(Box::new);
             tcp.connect_timeout = millis(c.connect_timeout_millis);
             CheckerConfig::Tcp(tcp)
         }

@@ -20,8 +20,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct TcpCheck {
     /// `connect_ip` / `connect_port` (default: the real server's address and port).
     pub target: SocketAddr,
-    /// `bind_to` (and `bind_port`): the source address of the check's connection.
-    pub bind_to: Option<SocketAddr>,
+    /// `bind_to` (and `bind_port`): the source address of the check's connection. Boxed:
+    /// few checks set one, and inline it made every `TCP_CHECK` (40,000 of them in a large
+    /// configuration) 16 bytes larger.
+    pub bind_to: Option<Box<SocketAddr>>,
     /// `connect_timeout`.
     pub connect_timeout: Duration,
     /// Close with a reset instead of FIN (no TIME_WAIT on the director). Default true.
@@ -86,7 +88,8 @@ pub(crate) fn humanize(d: Duration) -> String {
 impl Checker for TcpCheck {
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {
-            match connect(self.target, self.bind_to, self.connect_timeout).await {
+            let bind_to = self.bind_to.as_deref().copied();
+            match connect(self.target, bind_to, self.connect_timeout).await {
                 Ok(stream) => {
                     if self.close_with_reset {
                         let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));

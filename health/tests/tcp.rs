@@ -40,7 +40,7 @@ async fn a_listening_server_is_up_and_a_closed_port_is_down() {
 async fn bind_to_sets_the_source_address() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut c = check(listener.local_addr().unwrap(), ms(500));
-    c.bind_to = Some("127.0.0.2:0".parse().unwrap());
+    c.bind_to = Some(Box::new("127.0.0.2:0".parse().unwrap()));
     let accepted = tokio::spawn(async move { listener.accept().await.unwrap().1 });
     assert_eq!(c.check().await, CheckOutcome::Up);
     assert_eq!(accepted.await.unwrap().ip().to_string(), "127.0.0.2");

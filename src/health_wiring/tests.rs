@@ -217,7 +217,6 @@ fn a_stopped_checks_id_never_reaches_the_next_occupant_of_its_slot() {
         Target::Check(CheckerOf {
             real_server,
             index: 0,
-            keyword: "TCP_CHECK",
         })
     };
     let place = |target: Option<&Target>| match target {
