@@ -7,11 +7,9 @@
 //! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
 //! a fresh one has no trash list of deleted destinations slowing its adds), keepalived
 //! first, then haldir. For each it measures:
-//! - **start**: from the spawn until the last service has its destinations (that one
-//!   service read over netlink every 20 ms from a thread in the daemon's namespace), then
-//!   confirmed by `/proc/PID/net/ip_vs` listing every service and destination (polled on
-//!   from there if it does not yet); and the CPU seconds the daemon's processes used to
-//!   get there;
+//! - **start**: from the spawn until `/proc/PID/net/ip_vs` lists every service and
+//!   destination (read once the last service has its destinations: `ipvsadm -Ln -t`
+//!   polled every 100 ms), and the CPU seconds the daemon's processes used to get there;
 //! - **RSS** once programmed, and over the steady window (sampled every second: the
 //!   median and the largest; haldir's drift round every 10 s holds its read for a moment,
 //!   so one sample at the window's end said more about when it fell than about the
@@ -22,11 +20,10 @@
 //!   15 s, and for haldir until its two drift rounds after the programming have run (the
 //!   first of them verifies the whole table over netlink);
 //! - **reload, one weight**: the file rewritten with one weight changed, SIGHUP, until the
-//!   kernel shows the weight (that one service read over netlink every 20 ms);
+//!   kernel shows the weight (`ipvsadm -Ln -t` of that one service, polled every 100 ms);
 //!   time and CPU seconds (exited children included). haldir's netlink writes for it come
 //!   from its round's log line;
-//! - **reload, +100 services**: likewise until the last new service has its destinations,
-//!   confirmed by the whole view.
+//! - **reload, +100 services**: likewise until the 100 new services are programmed.
 //!
 //! And once per size, the **kernel floor** of a start: the same services and destinations
 //! added by haldir's IPVS library alone (`IpvsClient::apply_batch` of operations built
@@ -366,65 +363,49 @@ fn wait_view(
     })
 }
 
-/// How often [`wait_service`] reads the service.
-const SERVICE_POLL: Duration = Duration::from_millis(20);
-
-/// Polls the destinations of virtual server `vip:80` (address and weight) over netlink,
-/// from a thread in the daemon's network namespace with one socket, every
-/// [`SERVICE_POLL`], until `done` holds; the time since `since`. The probes that wait for
-/// a change poll this, not [`kernel_view`]: under emulation a read of the whole
-/// `/proc/net/ip_vs` at 10,000 services costs 0.3-0.5 s of kernel CPU. Nor through
-/// `ipvsadm`: a process start costs 0.1-0.5 s under emulation, a latency added to every
-/// figure that weighed most on the shortest (a reload of 1.4 s).
-fn wait_service(
-    lab: &Lab,
-    pid: u32,
-    since: Instant,
-    what: &str,
-    vip: Ipv4Addr,
-    done: impl Fn(&[(Ipv4Addr, u32)]) -> bool + Send + Sync,
-) -> anyhow::Result<f64> {
-    let key = ServiceKey::Address {
-        protocol: Protocol::Tcp,
-        addr: vip.into(),
-        port: 80,
+/// The destinations of virtual server `vip:80` with their weights, read over netlink for
+/// that one service (`ipvsadm -Ln -t`, in the daemon's network namespace). The probes
+/// that wait for a change poll this, not [`kernel_view`]: under emulation a read of the
+/// whole `/proc/net/ip_vs` at 10,000 services costs 0.3-0.5 s of kernel CPU, so polling
+/// it every 100 ms measured the probe's reads (and their contention with the daemon for
+/// the VM's two CPUs) more than the daemon.
+fn service_weights(pid: u32, vip: Ipv4Addr) -> Vec<(String, u32)> {
+    let Ok(out) = std::process::Command::new("nsenter")
+        .args([
+            "--target",
+            &pid.to_string(),
+            "--net",
+            "ipvsadm",
+            "-Ln",
+            "-t",
+        ])
+        .arg(format!("{vip}:80"))
+        .output()
+    else {
+        return Vec::new();
     };
-    let limit = START_TIMEOUT.max(RELOAD_TIMEOUT);
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let waited = in_netns(&lab.ns_name("d"), || -> anyhow::Result<f64> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async {
-            let client = IpvsClient::connect().await?;
-            let mut last = Vec::new();
-            loop {
-                // Before the service exists the read fails: no destinations yet.
-                last = match client.destinations(&key).await {
-                    Ok(entries) => entries
-                        .iter()
-                        .filter_map(|entry| match entry.key.addr {
-                            std::net::IpAddr::V4(addr) => Some((addr, entry.dest.weight)),
-                            std::net::IpAddr::V6(_) => None,
-                        })
-                        .collect(),
-                    Err(_) => std::mem::take(&mut last),
-                };
-                if done(&last) {
-                    return Ok(since.elapsed().as_secs_f64());
-                }
-                anyhow::ensure!(proc_dir.exists(), "the daemon exited before {what}");
-                anyhow::ensure!(
-                    since.elapsed() <= limit,
-                    "{what}: not within {limit:?} (last read: {last:?})"
-                );
-                tokio::time::sleep(SERVICE_POLL).await;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.first() != Some(&"->") {
+                return None;
             }
+            Some((fields.get(1)?.to_string(), fields.get(3)?.parse().ok()?))
         })
-    })?;
-    waited.map_err(|e| anyhow::anyhow!("{e:#}; the daemon's log:\n{}", tail(&lab.log_text(pid))))
+        .collect()
 }
 
+/// The weight of the first real server of the first virtual server: what a one-weight
+/// reload changes.
+fn first_weight(pid: u32) -> Option<u32> {
+    let dest = format!("{}:80", real_server(0));
+    service_weights(pid, vip(0))
+        .into_iter()
+        .find_map(|(d, weight)| (d == dest).then_some(weight))
+}
+
+/// Polls `probe` every 100 ms until it says done (`Ok`); its `Err` is shown on timeout.
 fn wait_kernel<T: std::fmt::Debug>(
     lab: &Lab,
     pid: u32,
@@ -580,21 +561,19 @@ fn run_one(
     // Both daemons program the services in address order (keepalived: the file's, which
     // is), so the last one's destinations come last: polled cheaply, then the whole view
     // confirms (polled further in the unlikely case it does not yet).
-    let last_complete = wait_service(
+    wait_kernel(
         &lab,
         pid,
         started,
         "the last service's destinations",
-        vip(services - 1),
-        |dests| dests.len() == REAL_SERVERS,
+        || {
+            let last = service_weights(pid, vip(services - 1));
+            (last.len() == REAL_SERVERS).then_some(()).ok_or(last)
+        },
     )?;
-    let complete =
-        |v: &KernelView| v.services == services && v.destinations == services * REAL_SERVERS;
-    figures.start_s = if complete(&kernel_view(pid)) {
-        last_complete
-    } else {
-        wait_view(&lab, pid, started, "the table complete", complete)?
-    };
+    figures.start_s = wait_view(&lab, pid, started, "the table complete", |v| {
+        v.services == services && v.destinations == services * REAL_SERVERS
+    })?;
     figures.start_cpu_s = tree.cpu_seconds();
     figures.rss_mb = tree.rss_mb();
     say(&format!(
@@ -682,8 +661,9 @@ fn run_one(
     let cpu_before = tree.cpu_seconds();
     let sent = Instant::now();
     lab.kill(pid, Signal::SIGHUP)?;
-    figures.reload_s = wait_service(&lab, pid, sent, "the reloaded weight", vip(0), |dests| {
-        dests.contains(&(real_server(0), 3))
+    figures.reload_s = wait_kernel(&lab, pid, sent, "the reloaded weight", || {
+        let weight = first_weight(pid);
+        (weight == Some(3)).then_some(()).ok_or(weight)
     })?;
     figures.reload_cpu_s = tree.cpu_seconds() - cpu_before;
     if which == Impl::Haldir {
@@ -701,23 +681,9 @@ fn run_one(
     let cpu_before = tree.cpu_seconds();
     let sent = Instant::now();
     lab.kill(pid, Signal::SIGHUP)?;
-    // Added in address order too: the last one's destinations come last.
-    let last_added = wait_service(
-        &lab,
-        pid,
-        sent,
-        "the last added service's destinations",
-        vip(services + 99),
-        |dests| dests.len() == REAL_SERVERS,
-    )?;
-    let complete = |v: &KernelView| {
+    figures.add_s = wait_view(&lab, pid, sent, "the 100 added services", |v| {
         v.services == services + 100 && v.destinations == (services + 100) * REAL_SERVERS
-    };
-    figures.add_s = if complete(&kernel_view(pid)) {
-        last_added
-    } else {
-        wait_view(&lab, pid, sent, "the 100 added services", complete)?
-    };
+    })?;
     figures.add_cpu_s = tree.cpu_seconds() - cpu_before;
 
     lab.kill(pid, Signal::SIGTERM)?;
