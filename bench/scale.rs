@@ -219,8 +219,6 @@ impl ProcessTree {
     /// CPU seconds of the tree: every member's user + system time, plus the top's reaped
     /// children's (a keepalived reload replaces its checker child).
     fn cpu_seconds(&self) -> f64 {
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let mut ticks = 0u64;
         for pid in self.members() {
             let Some(fields) = stat_fields(pid) else {
@@ -233,7 +231,7 @@ impl ProcessTree {
                 ticks += field(16) + field(17);
             }
         }
-        ticks as f64 / per_second
+        ticks as f64 / clock_ticks_per_second()
     }
 
     /// CPU ticks (user + system) per thread name over the members, for the breakdown
@@ -286,6 +284,12 @@ impl ProcessTree {
 }
 
 /// Fields 3 onwards of `/proc/PID/stat` (after the command name).
+/// The unit of `/proc/PID/stat`'s CPU times.
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
@@ -699,23 +703,15 @@ struct Floor {
     user_s: f64,
 }
 
-/// This process's (user, system) CPU seconds so far (`/proc/self/stat`).
+/// This process's (user, system) CPU seconds so far.
 fn own_cpu_seconds() -> (f64, f64) {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<String> = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-            Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
-        })
-        .unwrap_or((0u64, 0u64));
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks.0 as f64 / hz, ticks.1 as f64 / hz)
+    let fields = stat_fields(std::process::id()).unwrap_or_default();
+    // proc(5): utime and stime are fields 14 and 15; `fields` starts at 3.
+    let seconds = |n: usize| {
+        let ticks = fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        ticks.unwrap_or(0) as f64 / clock_ticks_per_second()
+    };
+    (seconds(14), seconds(15))
 }
 
 /// Adds the file's `services` × [`REAL_SERVERS`] with the IPVS library alone, in a fresh

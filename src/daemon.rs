@@ -625,8 +625,8 @@ impl KeeperHooks for IpvsRounds {
         // virtual servers: tens of MB), a drift round's read of the kernel's table and
         // the known table it replaced (about 3 MB at 10,000 virtual servers, every 10 s).
         // At once: the round is over and nothing else of it is coming, and waiting for
-        // things to settle kept each drift round's 3 MB resident for 2 s more (a fifth of
-        // the time, in the scale bench's samples). Rounds are paced to at most 1 % of a
+        // things to settle kept each drift round's 3 MB resident for 2 s more (2 s of
+        // every 10 in the scale bench's samples). Rounds are paced to at most 1 % of a
         // core, and a release costs a fraction of a round.
         crate::memory::release_now();
     }

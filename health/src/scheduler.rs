@@ -239,6 +239,15 @@ struct Entry {
     running: Option<AbortHandle>,
 }
 
+/// The entry in `slot`, if it is still the one of `generation` (a deadline or a run of an
+/// entry removed since, whose slot may be taken again, finds nothing).
+fn current_entry(slots: &mut [Option<Entry>], slot: Slot, generation: u32) -> Option<&mut Entry> {
+    slots
+        .get_mut(slot as usize)?
+        .as_mut()
+        .filter(|entry| entry.generation == generation)
+}
+
 /// When a check is due: microseconds since [`Core::epoch`], its slot and the generation of
 /// the entry it was pushed for. Ordered by due time first.
 type Deadline = (u64, Slot, u32);
@@ -401,13 +410,6 @@ impl Core {
         self.epoch + Duration::from_micros(micros)
     }
 
-    fn entry_mut(&mut self, slot: Slot, generation: u32) -> Option<&mut Entry> {
-        self.slots
-            .get_mut(slot as usize)?
-            .as_mut()
-            .filter(|entry| entry.generation == generation)
-    }
-
     fn remove(&mut self, id: CheckId) {
         let entry = self.index.remove(&id).and_then(|slot| {
             self.vacant.push(slot);
@@ -457,10 +459,8 @@ impl Core {
                 return;
             }
             self.deadlines.pop();
-            // The slot's entry, if it is still the one this deadline was pushed for (a
-            // field borrow: `self.running` and `self.stats` are used beside it).
-            let entry = self.slots.get_mut(slot as usize).and_then(Option::as_mut);
-            let Some(entry) = entry.filter(|entry| entry.generation == generation) else {
+            // A field borrow: `self.running` and `self.stats` are used beside it.
+            let Some(entry) = current_entry(&mut self.slots, slot, generation) else {
                 continue;
             };
             if entry.running.is_some() {
@@ -510,7 +510,7 @@ impl Core {
                 }
             }
         };
-        let Some(entry) = self.entry_mut(finished.slot, finished.generation) else {
+        let Some(entry) = current_entry(&mut self.slots, finished.slot, finished.generation) else {
             return;
         };
         entry.running = None;
