@@ -322,8 +322,7 @@ fn virtual_server(
         Some(VirtualServerAddress::Socket { port, .. }) => port,
         _ => 0,
     };
-    let mut seen: HashMap<(IpAddr, u16), Loc> = HashMap::new();
-    let mut real_servers = Vec::with_capacity(d.real_servers.len());
+    let mut real_servers: Vec<RealServer> = Vec::with_capacity(d.real_servers.len());
     for rs in &d.real_servers {
         let Some(mut server) = real_server(errors, rs, default_port, family, method) else {
             continue;
@@ -344,18 +343,20 @@ fn virtual_server(
             ("notify_down", &rs.extras().notify_down),
             scripts,
         );
-        let key = (server.ip, server.port);
-        if let Some(first) = seen.get(&key) {
+        // A virtual server has a few real servers: a search of the ones before beats a
+        // hash map per virtual server (10,000 of them in a large file).
+        let first = real_servers
+            .iter()
+            .find(|earlier| (earlier.ip, earlier.port) == (server.ip, server.port));
+        if let Some(first) = first {
             push(
                 errors,
                 &rs.loc,
                 format!(
-                    "real_server {} port {} is already listed at {first}; list each real server once",
-                    server.ip, server.port
+                    "real_server {} port {} is already listed at {}; list each real server once",
+                    server.ip, server.port, first.loc
                 ),
             );
-        } else {
-            seen.insert(key, rs.loc.clone());
         }
         real_servers.push(server);
     }

@@ -5,6 +5,8 @@
 //! an error in an included file names that file.
 
 use std::borrow::Cow;
+
+use compact_str::CompactString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ pub(crate) const MAX_INCLUDE_DEPTH: usize = 16;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Kind {
     /// A word or a quoted string (quotes removed).
-    Word(String),
+    Word(CompactString),
     /// `{`
     Open,
     /// `}`
@@ -60,6 +62,7 @@ pub(super) fn read(
         included: Vec::new(),
         parameters: std::collections::HashMap::new(),
         config_id: config_id(),
+        raws: Vec::new(),
     };
     reader
         .stack
@@ -83,6 +86,8 @@ struct Reader<'s> {
     parameters: std::collections::HashMap<String, String>,
     /// Which `@ID` lines apply (keepalived's `-i ID`, by default the host name).
     config_id: String,
+    /// The words of the line being read (kept to be reused by the next line).
+    raws: Vec<Raw>,
 }
 
 /// The configuration id `@ID` lines are matched against: `HALDIR_CONFIG_ID`
@@ -125,20 +130,27 @@ impl Reader<'_> {
             .enumerate();
         while let Some((index, line)) = lines.next() {
             let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
-            if let Some((name, value)) = definition(line) {
-                let mut value = value.to_owned();
-                while let Some(head) = value.strip_suffix('\\') {
-                    value = head.trim_end().to_owned();
-                    let Some((_, next)) = lines.next() else { break };
-                    value.push('\n');
-                    value.push_str(next.trim());
+            // Most lines start with neither `$` nor `@`: one look at the first byte.
+            let first = line.trim_start().bytes().next();
+            if first == Some(b'$') {
+                if let Some((name, value)) = definition(line) {
+                    let mut value = value.to_owned();
+                    while let Some(head) = value.strip_suffix('\\') {
+                        value = head.trim_end().to_owned();
+                        let Some((_, next)) = lines.next() else { break };
+                        value.push('\n');
+                        value.push_str(next.trim());
+                    }
+                    self.parameters.insert(name.to_owned(), value);
+                    continue;
                 }
-                self.parameters.insert(name.to_owned(), value);
-                continue;
             }
-            let line = match self.conditional(line) {
-                Some(line) => line,
-                None => continue,
+            let line = match first {
+                Some(b'@') => match self.conditional(line) {
+                    Some(line) => line,
+                    None => continue,
+                },
+                _ => line,
             };
             let expanded = match self.substitute(line) {
                 Ok(expanded) => expanded,
@@ -224,17 +236,24 @@ impl Reader<'_> {
                 line: line_no,
                 col: u32::try_from(col + 1).unwrap_or(u32::MAX),
             };
-            let raws = match scan(line, true) {
-                Ok(raws) => raws,
+            // The line's words go into one buffer kept across lines, not a list per line.
+            let mut raws = std::mem::take(&mut self.raws);
+            raws.clear();
+            match scan_into(line, true, &mut raws) {
+                Ok(()) => {}
                 Err(col) => {
                     self.errors.push(ConfigError::at(
                         &loc(col),
                         "this quote is never closed; end the string with `\"` on the same line",
                     ));
+                    self.raws = raws;
                     return;
                 }
+            }
+            let Some(first) = raws.first() else {
+                self.raws = raws;
+                return;
             };
-            let Some(first) = raws.first() else { return };
             if let (Kind::Word(word), false) = (&first.kind, first.quoted) {
                 if word == "include" {
                     // Braces belong to the pattern here ("{a,b}.conf"), as in keepalived,
@@ -251,6 +270,7 @@ impl Reader<'_> {
                             "include takes exactly one file name or pattern, e.g. `include /etc/keepalived/conf.d/*.conf`",
                         )),
                     }
+                    self.raws = raws;
                     return;
                 }
                 if word.starts_with('~') {
@@ -258,16 +278,18 @@ impl Reader<'_> {
                         &loc(first.col),
                         "`~SEQ` sequences are not supported by haldir; write the lines out",
                     ));
+                    self.raws = raws;
                     return;
                 }
             }
-            for raw in raws {
+            for raw in raws.drain(..) {
                 (self.sink)(Token {
                     kind: raw.kind,
                     loc: loc(raw.col),
                     line: self.line,
                 });
             }
+            self.raws = raws;
         }
     }
 
@@ -349,10 +371,17 @@ impl Reader<'_> {
 /// comment. `Err(col)` is the column of a quote that is never closed. Columns
 /// count characters; the line is walked once, without a copy.
 fn scan(line: &str, braces: bool) -> Result<Vec<Raw>, usize> {
-    if line.is_ascii() && !line.contains(['"', '\\']) {
-        return Ok(scan_plain(line, braces));
+    let mut out = Vec::new();
+    scan_into(line, braces, &mut out).map(|()| out)
+}
+
+/// [`scan`] into `out`, which the reader keeps from line to line.
+fn scan_into(line: &str, braces: bool, out: &mut Vec<Raw>) -> Result<(), usize> {
+    if scan_plain(line, braces, out) {
+        return Ok(());
     }
-    scan_general(line, braces)
+    out.extend(scan_general(line, braces)?);
+    Ok(())
 }
 
 /// [`scan`] of any line: quotes, `\#` and `\!` escapes, non-ASCII text.
@@ -367,7 +396,7 @@ fn scan_general(line: &str, braces: bool) -> Result<Vec<Raw>, usize> {
         |out: &mut Vec<Raw>, word: &mut String, start: &mut Option<usize>, quoted: &mut bool| {
             if let Some(col) = start.take() {
                 out.push(Raw {
-                    kind: Kind::Word(std::mem::take(word)),
+                    kind: Kind::Word(CompactString::from(std::mem::take(word))),
                     col,
                     quoted: std::mem::take(quoted),
                 });
@@ -418,15 +447,18 @@ fn scan_general(line: &str, braces: bool) -> Result<Vec<Raw>, usize> {
 }
 
 /// [`scan`] of an ASCII line without quotes or escapes (nearly every line): each
-/// word is one slice of the line, copied once; columns are byte offsets.
-fn scan_plain(line: &str, braces: bool) -> Vec<Raw> {
+/// word is one slice of the line, copied once; columns are byte offsets. On the first
+/// quote, backslash or non-ASCII byte before a comment it stops, leaves `out` as it
+/// found it and returns false: the line is [`scan_general`]'s. One pass over the line
+/// both checks and splits it.
+fn scan_plain(line: &str, braces: bool, out: &mut Vec<Raw>) -> bool {
     let bytes = line.as_bytes();
-    let mut out = Vec::new();
+    let words_before = out.len();
     let mut start: Option<usize> = None;
     let word = |out: &mut Vec<Raw>, start: &mut Option<usize>, end: usize| {
         if let Some(col) = start.take() {
             out.push(Raw {
-                kind: Kind::Word(line[col..end].to_owned()),
+                kind: Kind::Word(CompactString::new(&line[col..end])),
                 col,
                 quoted: false,
             });
@@ -435,11 +467,15 @@ fn scan_plain(line: &str, braces: bool) -> Vec<Raw> {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'#' | b'!' => {
-                word(&mut out, &mut start, i);
-                return out;
+                word(out, &mut start, i);
+                return true;
+            }
+            b'"' | b'\\' | 0x80.. => {
+                out.truncate(words_before);
+                return false;
             }
             b'{' | b'}' if braces => {
-                word(&mut out, &mut start, i);
+                word(out, &mut start, i);
                 out.push(Raw {
                     kind: if b == b'{' { Kind::Open } else { Kind::Close },
                     col: i,
@@ -447,14 +483,14 @@ fn scan_plain(line: &str, braces: bool) -> Vec<Raw> {
                 });
             }
             // `char::is_whitespace` on ASCII: space, \t, \n, \x0b, \x0c, \r.
-            b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' => word(&mut out, &mut start, i),
+            b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' => word(out, &mut start, i),
             _ => {
                 start.get_or_insert(i);
             }
         }
     }
-    word(&mut out, &mut start, bytes.len());
-    out
+    word(out, &mut start, bytes.len());
+    true
 }
 
 fn has_wildcard(pattern: &str) -> bool {
@@ -626,7 +662,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|raw| match raw.kind {
-                Kind::Word(w) => w,
+                Kind::Word(w) => w.into_string(),
                 Kind::Open => "{".into(),
                 Kind::Close => "}".into(),
             })
@@ -646,10 +682,10 @@ mod tests {
             "}}{",
         ] {
             for braces in [true, false] {
-                let plain: Vec<(Kind, usize)> = scan_plain(line, braces)
-                    .into_iter()
-                    .map(|r| (r.kind, r.col))
-                    .collect();
+                let mut plain = Vec::new();
+                assert!(scan_plain(line, braces, &mut plain), "{line:?} is plain");
+                let plain: Vec<(Kind, usize)> =
+                    plain.into_iter().map(|r| (r.kind, r.col)).collect();
                 // The general scanner on the same line (`scan` would take the fast path).
                 let general: Vec<(Kind, usize)> = scan_general(line, braces)
                     .unwrap()
@@ -659,6 +695,30 @@ mod tests {
                 assert_eq!(plain, general, "{line:?} braces {braces}");
             }
         }
+    }
+
+    #[test]
+    fn the_plain_scanner_hands_quotes_escapes_and_non_ascii_to_the_general_one() {
+        for line in [
+            "auth_pass \"a b\"",
+            "notify \\#x",
+            "router_id zürich",
+            "a b c \"",
+        ] {
+            let mut out = vec![Raw {
+                kind: Kind::Open,
+                col: 0,
+                quoted: false,
+            }];
+            assert!(!scan_plain(line, true, &mut out), "{line:?}");
+            // What it had read of the line is taken back; what was there stays.
+            assert_eq!(out.len(), 1, "{line:?}");
+        }
+        // After a comment anything goes: the line is still plain.
+        assert_eq!(words("weight 1 # \"zürich\" \\#"), ["weight", "1"]);
+        let mut out = Vec::new();
+        assert!(scan_plain("weight 1 # \"zürich\"", true, &mut out));
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! brace) are one statement, and a `{ ... }` right after it (on the same
 //! line or a later one, as keepalived allows) is that statement's block.
 
+use compact_str::CompactString;
+
 use crate::error::{ConfigError, Loc};
 
 use super::read::{Kind, Token};
@@ -13,7 +15,7 @@ const MAX_BLOCK_DEPTH: usize = 16;
 /// A word and where it was written.
 #[derive(Debug, Clone)]
 pub(super) struct Word {
-    pub(super) text: String,
+    pub(super) text: CompactString,
     pub(super) loc: Loc,
 }
 
@@ -43,7 +45,7 @@ impl Stmt {
                 if w.text.is_empty() || w.text.contains(char::is_whitespace) {
                     format!("{:?}", w.text)
                 } else {
-                    w.text.clone()
+                    w.text.as_str().to_owned()
                 }
             })
             .collect();
