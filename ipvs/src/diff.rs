@@ -16,6 +16,7 @@
 //! tunnel settings. The key holds the address family, so a change of family,
 //! protocol, address, port or mark is a delete plus an add.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use crate::model::{DestKey, Destination, Dests, Service, ServiceKey, Table};
@@ -119,25 +120,41 @@ impl fmt::Display for Op {
 /// destinations. An owned service is owned whole: destinations someone added
 /// to it by hand are removed.
 pub fn diff(desired: &Table, actual: &Table, owned: &dyn Fn(&ServiceKey) -> bool) -> Vec<Op> {
+    diff_counting_others(desired, actual, owned).0
+}
+
+/// [`diff`], and how many services of `actual` it left alone as someone else's. When that
+/// is none and every operation is accepted, the kernel holds exactly `desired`.
+///
+/// Both tables are sorted by key, so one walk over the two side by side pairs them: no
+/// lookup per service (at 10,000 services a reload's diff was 20,000 searches of a
+/// B-tree).
+pub(crate) fn diff_counting_others(
+    desired: &Table,
+    actual: &Table,
+    owned: &dyn Fn(&ServiceKey) -> bool,
+) -> (Vec<Op>, usize) {
     let mut removals = Vec::new();
     let mut changes = Vec::new();
     let mut additions = Vec::new();
-
-    for (key, (_, actual_dests)) in &actual.services {
-        if desired.services.contains_key(key) || !owned(key) {
-            continue;
-        }
-        removals.extend(actual_dests.keys().map(|dest| Op::DelDest {
-            service: *key,
-            key: *dest,
-        }));
-        removals.push(Op::DelService { key: *key });
-    }
-
     let mut new_dests_of_existing = Vec::new();
-    for (key, (service, desired_dests)) in &desired.services {
-        match actual.services.get(key) {
-            None => {
+    let mut others = 0;
+
+    let mut wanted = desired.services.iter().peekable();
+    let mut present = actual.services.iter().peekable();
+    loop {
+        let order = match (wanted.peek(), present.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((wanted_key, _)), Some((present_key, _))) => wanted_key.cmp(present_key),
+        };
+        match order {
+            // Only desired: added, right before its destinations.
+            Ordering::Less => {
+                let Some((key, (service, desired_dests))) = wanted.next() else {
+                    break;
+                };
                 additions.push(Op::AddService {
                     key: *key,
                     service: service.clone(),
@@ -148,7 +165,29 @@ pub fn diff(desired: &Table, actual: &Table, owned: &dyn Fn(&ServiceKey) -> bool
                     dest: *dest,
                 }));
             }
-            Some((actual_service, actual_dests)) => {
+            // Only in the kernel: removed if owned, else someone else's.
+            Ordering::Greater => {
+                let Some((key, (_, actual_dests))) = present.next() else {
+                    break;
+                };
+                if !owned(key) {
+                    others += 1;
+                    continue;
+                }
+                removals.extend(actual_dests.keys().map(|dest| Op::DelDest {
+                    service: *key,
+                    key: *dest,
+                }));
+                removals.push(Op::DelService { key: *key });
+            }
+            Ordering::Equal => {
+                let (
+                    Some((key, (service, desired_dests))),
+                    Some((_, (actual_service, actual_dests))),
+                ) = (wanted.next(), present.next())
+                else {
+                    break;
+                };
                 if actual_service != service {
                     changes.push(Op::SetService {
                         key: *key,
@@ -171,7 +210,7 @@ pub fn diff(desired: &Table, actual: &Table, owned: &dyn Fn(&ServiceKey) -> bool
     ops.extend(changes);
     ops.extend(additions);
     ops.extend(new_dests_of_existing);
-    ops
+    (ops, others)
 }
 
 /// The destination operations within one service present on both sides.
@@ -613,5 +652,67 @@ mod tests {
             };
             assert_eq!(diff(&desired, &actual, &everything_owned), vec![expected]);
         }
+    }
+
+    #[test]
+    fn interleaved_tables_pair_by_key_and_others_services_are_counted() {
+        // Keys alternate between the two sides, so the walk advances each in turn.
+        let desired = table(&[
+            (tcp(1, 80), "rr", &[(rs(1), dr(1))]),
+            (tcp(3, 80), "rr", &[(rs(1), dr(2))]),
+            (tcp(5, 80), "rr", &[]),
+        ]);
+        let actual = table(&[
+            (tcp(2, 80), "rr", &[(rs(1), dr(1))]),
+            (tcp(3, 80), "rr", &[(rs(1), dr(1)), (rs(2), dr(1))]),
+            (tcp(4, 80), "rr", &[(rs(1), dr(1))]),
+            (tcp(6, 80), "wlc", &[]),
+        ]);
+        // 2 and 6 were ours; 4 is someone else's.
+        let ours = |key: &ServiceKey| *key == tcp(2, 80) || *key == tcp(6, 80);
+        let (ops, others) = diff_counting_others(&desired, &actual, &ours);
+        assert_eq!(others, 1);
+        assert_eq!(
+            ops,
+            vec![
+                Op::DelDest {
+                    service: tcp(2, 80),
+                    key: rs(1)
+                },
+                Op::DelService { key: tcp(2, 80) },
+                Op::DelDest {
+                    service: tcp(3, 80),
+                    key: rs(2)
+                },
+                Op::DelService { key: tcp(6, 80) },
+                Op::SetDest {
+                    service: tcp(3, 80),
+                    key: rs(1),
+                    dest: dr(2)
+                },
+                Op::AddService {
+                    key: tcp(1, 80),
+                    service: Service::new("rr")
+                },
+                Op::AddDest {
+                    service: tcp(1, 80),
+                    key: rs(1),
+                    dest: dr(1)
+                },
+                Op::AddService {
+                    key: tcp(5, 80),
+                    service: Service::new("rr")
+                },
+            ]
+        );
+        // Replayed on the kernel's table, they give the desired one plus the other's service.
+        let mut after = actual.clone();
+        for op in &ops {
+            apply_in_memory(&mut after, op).unwrap();
+        }
+        let mut expected = desired.clone();
+        expected.insert_service(tcp(4, 80), Service::new("rr"));
+        expected.insert_dest(&tcp(4, 80), rs(1), dr(1));
+        assert_eq!(after, expected);
     }
 }

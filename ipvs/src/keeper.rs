@@ -136,7 +136,7 @@ pub async fn keep_in_step<A, H>(
         // Only a round that may create services changes what is owned (a copy of
         // 10,000 keys per round is not free).
         let owned = reconciler.owned();
-        if desired.services.keys().any(|key| !owned.contains(key)) {
+        if !crate::apply::owns_all(owned, desired.services.keys()) {
             let mut will_own = owned.clone();
             will_own.extend(desired.services.keys().copied());
             hooks.will_own(&will_own);
