@@ -55,11 +55,11 @@ impl Applier for Timed {
         table
     }
 
-    async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+    async fn apply(&mut self, ops: std::sync::Arc<Vec<Op>>) -> Vec<Result<(), IpvsError>> {
         let start = Instant::now();
+        self.ops = ops.len();
         let results = Applier::apply(&mut self.client, ops).await;
         self.apply = start.elapsed();
-        self.ops = ops.len();
         results
     }
 }

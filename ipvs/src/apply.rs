@@ -58,7 +58,13 @@ pub trait Applier {
 
     /// Applies `ops` in order, one result per op; a failing op must not stop
     /// the ones after it.
-    fn apply(&mut self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
+    ///
+    /// The operations come shared, so that an applier that works on another thread can
+    /// take them there without a copy (a start's 50,000 operations are megabytes).
+    fn apply(
+        &mut self,
+        ops: Arc<Vec<Op>>,
+    ) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
 }
 
 /// An operation that failed, with why.
@@ -254,7 +260,10 @@ impl<A: Applier> Reconciler<A> {
             // Cloned only if the table is still shared (with an earlier desired one).
             _ => Some(Arc::unwrap_or_clone(actual)),
         };
-        let results = self.applier.apply(&ops).await;
+        let ops = Arc::new(ops);
+        let results = self.applier.apply(Arc::clone(&ops)).await;
+        // The applier has let go of them by now; a copy only if one still holds them.
+        let ops = Arc::unwrap_or_clone(ops);
         let mut failures = Vec::new();
         for (op, result) in ops.iter().zip(results) {
             match result {
@@ -415,7 +424,7 @@ impl Applier for MemoryApplier {
         Ok(self.table.clone())
     }
 
-    async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+    async fn apply(&mut self, ops: Arc<Vec<Op>>) -> Vec<Result<(), IpvsError>> {
         ops.iter()
             .map(|op| {
                 self.log.push(op.clone());
@@ -498,7 +507,7 @@ mod tests {
             self.last_unchanged
         }
 
-        async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        async fn apply(&mut self, ops: Arc<Vec<Op>>) -> Vec<Result<(), IpvsError>> {
             self.kernel.apply(ops).await
         }
     }

@@ -349,7 +349,7 @@ impl Applier for WatchedClient {
         self.unchanged
     }
 
-    async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+    async fn apply(&mut self, ops: Arc<Vec<Op>>) -> Vec<Result<(), IpvsError>> {
         self.client.apply(ops).await
     }
 }

@@ -279,7 +279,10 @@ mod tests {
             std::future::ready(table)
         }
 
-        fn apply(&mut self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send {
+        fn apply(
+            &mut self,
+            ops: std::sync::Arc<Vec<Op>>,
+        ) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send {
             let mut kernel = self.0.lock().unwrap();
             let results = kernel.apply(ops).now_or_never().expect("in memory");
             std::future::ready(results)

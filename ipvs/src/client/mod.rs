@@ -11,6 +11,7 @@ mod convert;
 mod error;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use genetlink::{GenetlinkError, GenetlinkHandle};
@@ -293,8 +294,17 @@ impl IpvsClient {
     /// returns one result per op. A failing op does not stop the ones after
     /// it. The outer error is a socket failure, after which nothing is known.
     pub async fn apply_batch(&self, ops: &[Op]) -> Result<Vec<Result<(), IpvsError>>, IpvsError> {
+        self.apply_shared(Arc::new(ops.to_vec())).await
+    }
+
+    /// [`apply_batch`](Self::apply_batch) of operations already shared: they go to the
+    /// blocking thread as they are, not copied.
+    pub async fn apply_shared(
+        &self,
+        ops: Arc<Vec<Op>>,
+    ) -> Result<Vec<Result<(), IpvsError>>, IpvsError> {
         let family_id = self.family_id;
-        let requests = ops.to_vec();
+        let requests = Arc::clone(&ops);
         let outcomes = tokio::task::spawn_blocking(move || {
             BulkSocket::open(family_id)?.execute_pipelined(&requests, convert::op_message)
         })
@@ -506,8 +516,8 @@ impl Applier for IpvsClient {
         self.table().await
     }
 
-    async fn apply(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
-        match self.apply_batch(ops).await {
+    async fn apply(&mut self, ops: Arc<Vec<Op>>) -> Vec<Result<(), IpvsError>> {
+        match self.apply_shared(Arc::clone(&ops)).await {
             Ok(results) => results,
             Err(e) => {
                 let reason = e.to_string();
