@@ -643,7 +643,10 @@ mod tests {
         let owned: BTreeSet<ServiceKey> = [tcp(2), tcp(4), tcp(6)].into();
         assert!(owns_all(&owned, &[tcp(2), tcp(6)]));
         assert!(owns_all(&owned, &[]));
-        assert!(!owns_all(&owned, &[tcp(2), tcp(3), tcp(6)]), "one missing between");
+        assert!(
+            !owns_all(&owned, &[tcp(2), tcp(3), tcp(6)]),
+            "one missing between"
+        );
         assert!(!owns_all(&owned, &[tcp(1)]), "before the first");
         assert!(!owns_all(&owned, &[tcp(6), tcp(7)]), "after the last");
         assert!(!owns_all(&BTreeSet::new(), &[tcp(1)]));

@@ -70,26 +70,20 @@ impl BulkSocket {
     /// Sends every request, pipelined, and returns one outcome per request in
     /// the same order. An `Err` of the whole call means the socket failed.
     ///
-    /// Each request becomes its message (`message`) only when its datagram is filled, so
-    /// a batch of 50,000 operations never holds 50,000 messages at once.
+    /// Each request is written into its datagram (by `append`: the request, the netlink
+    /// flags, the sequence number, the datagram) only when that datagram is filled, so a
+    /// batch of 50,000 operations never holds 50,000 messages at once.
     pub(crate) fn execute_pipelined<R>(
         &mut self,
         requests: &[R],
-        message: impl Fn(&R) -> IpvsMessage,
+        append: impl Fn(&R, u16, u32, &mut Vec<u8>),
     ) -> io::Result<Vec<Outcome>> {
         let mut outcomes = vec![Ok(()); requests.len()];
         let mut datagram = Vec::with_capacity(MAX_DATAGRAM_BYTES + 4096);
         let mut start = 0;
         while start < requests.len() {
             let first_sequence = self.next_sequence;
-            let end = fill_datagram(
-                self.family_id,
-                requests,
-                start,
-                first_sequence,
-                &message,
-                &mut datagram,
-            );
+            let end = fill_datagram(requests, start, first_sequence, &append, &mut datagram);
             self.next_sequence = self.next_sequence.wrapping_add((end - start) as u32);
             self.socket.send(&datagram, 0)?;
 
@@ -126,7 +120,7 @@ impl BulkSocket {
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
         let mut datagram = Vec::new();
-        encode(
+        encode_message(
             self.family_id,
             request.clone(),
             NLM_F_REQUEST | NLM_F_DUMP,
@@ -252,7 +246,13 @@ fn replies(datagram: &[u8]) -> impl Iterator<Item = Reply<'_>> {
 }
 
 /// Appends `message` as one netlink message of the family `family_id` to `out`.
-fn encode(family_id: u16, message: IpvsMessage, flags: u16, sequence: u32, out: &mut Vec<u8>) {
+pub(crate) fn encode_message(
+    family_id: u16,
+    message: IpvsMessage,
+    flags: u16,
+    sequence: u32,
+    out: &mut Vec<u8>,
+) {
     let mut genl = GenlMessage::from_payload(message);
     genl.set_resolved_family_id(family_id);
     let mut header = NetlinkHeader::default();
@@ -270,11 +270,10 @@ fn encode(family_id: u16, message: IpvsMessage, flags: u16, sequence: u32, out: 
 /// and [`MAX_DATAGRAM_BYTES`] (a request that would overflow it is taken off again and
 /// opens the next datagram; one request alone always fits). Only the last asks for an ACK.
 fn fill_datagram<R>(
-    family_id: u16,
     requests: &[R],
     start: usize,
     first_sequence: u32,
-    message: &impl Fn(&R) -> IpvsMessage,
+    append: &impl Fn(&R, u16, u32, &mut Vec<u8>),
     datagram: &mut Vec<u8>,
 ) -> usize {
     datagram.clear();
@@ -283,13 +282,7 @@ fn fill_datagram<R>(
     while end < requests.len() && end - start < MAX_DATAGRAM_REQUESTS {
         let at = datagram.len();
         let sequence = first_sequence.wrapping_add((end - start) as u32);
-        encode(
-            family_id,
-            message(&requests[end]),
-            NLM_F_REQUEST,
-            sequence,
-            datagram,
-        );
+        append(&requests[end], NLM_F_REQUEST, sequence, datagram);
         if end > start && datagram.len() > MAX_DATAGRAM_BYTES {
             datagram.truncate(at);
             break;
@@ -361,11 +354,12 @@ mod tests {
         let mut per_datagram = Vec::new();
         while start < ops.len() {
             let end = fill_datagram(
-                1234,
                 &ops,
                 start,
                 sequence,
-                &crate::client::convert::op_message,
+                &|op: &Op, flags, sequence, out: &mut Vec<u8>| {
+                    crate::client::op_wire::append_op(1234, op, flags, sequence, out)
+                },
                 &mut datagram,
             );
             assert!(end > start && datagram.len() <= MAX_DATAGRAM_BYTES);
@@ -391,13 +385,7 @@ mod tests {
             // have fitted.
             if end < ops.len() && end - start < MAX_DATAGRAM_REQUESTS {
                 let mut next = Vec::new();
-                encode(
-                    1234,
-                    crate::client::convert::op_message(&ops[end]),
-                    0,
-                    0,
-                    &mut next,
-                );
+                crate::client::op_wire::append_op(1234, &ops[end], 0, 0, &mut next);
                 assert!(datagram.len() + next.len() > MAX_DATAGRAM_BYTES);
             }
             per_datagram.push(end - start);

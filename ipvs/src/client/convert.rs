@@ -12,14 +12,14 @@ use crate::netlink::{
     IpvsMessage, ServiceAttribute, Stats, TunnelType,
 };
 
-fn wire_family(family: AddressFamily) -> netlink::AddressFamily {
+pub(crate) fn wire_family(family: AddressFamily) -> netlink::AddressFamily {
     match family {
         AddressFamily::Ipv4 => netlink::AddressFamily::Inet,
         AddressFamily::Ipv6 => netlink::AddressFamily::Inet6,
     }
 }
 
-fn wire_protocol(protocol: Protocol) -> netlink::Protocol {
+pub(crate) fn wire_protocol(protocol: Protocol) -> netlink::Protocol {
     match protocol {
         Protocol::Tcp => netlink::Protocol::Tcp,
         Protocol::Udp => netlink::Protocol::Udp,
@@ -72,31 +72,69 @@ pub(crate) fn prefix_len_of_netmask(family: AddressFamily, netmask: u32) -> u8 {
 /// Every attribute of `key` + `service` (NEW_SERVICE / SET_SERVICE need the
 /// scheduler, flags, timeout and netmask).
 pub(crate) fn service_attributes(key: &ServiceKey, service: &Service) -> Vec<ServiceAttribute> {
-    let family = key.family();
     let mut attributes = service_key_attributes(key);
     attributes.push(ServiceAttribute::SchedName(service.scheduler.clone()));
     if let Some(engine) = &service.persistence_engine {
         attributes.push(ServiceAttribute::PeName(engine.clone()));
     }
-    let mut flags = service.flags.bits();
-    // Not persistent: timeout 0 and a full netmask, as ipvsadm sends (an IPv6
-    // service needs a prefix length 1..=128 even then).
-    let (timeout, prefix_len) = match service.persistence {
-        Some(p) => {
-            flags |= ServiceFlags::PERSISTENT_BIT;
-            (p.timeout_secs, p.netmask_prefix_len)
-        }
-        None => (0, family.max_prefix_len()),
-    };
+    let settings = ServiceSettings::of(key, service);
     attributes.extend([
         ServiceAttribute::Flags(FlagsWithMask {
-            flags,
+            flags: settings.flags,
             mask: u32::MAX,
         }),
-        ServiceAttribute::Timeout(timeout),
-        ServiceAttribute::Netmask(netmask_attribute(family, prefix_len)),
+        ServiceAttribute::Timeout(settings.timeout),
+        ServiceAttribute::Netmask(settings.netmask),
     ]);
     attributes
+}
+
+/// The flags, timeout and netmask attribute values of a service to add or edit.
+pub(crate) struct ServiceSettings {
+    pub(crate) flags: u32,
+    pub(crate) timeout: u32,
+    pub(crate) netmask: u32,
+}
+
+impl ServiceSettings {
+    pub(crate) fn of(key: &ServiceKey, service: &Service) -> ServiceSettings {
+        let family = key.family();
+        let mut flags = service.flags.bits();
+        // Not persistent: timeout 0 and a full netmask, as ipvsadm sends (an IPv6
+        // service needs a prefix length 1..=128 even then).
+        let (timeout, prefix_len) = match service.persistence {
+            Some(p) => {
+                flags |= ServiceFlags::PERSISTENT_BIT;
+                (p.timeout_secs, p.netmask_prefix_len)
+            }
+            None => (0, family.max_prefix_len()),
+        };
+        ServiceSettings {
+            flags,
+            timeout,
+            netmask: netmask_attribute(family, prefix_len),
+        }
+    }
+}
+
+/// The forwarding method attribute of a destination.
+pub(crate) fn forwarding_method(forwarding: &Forwarding) -> ForwardingMethod {
+    match forwarding {
+        Forwarding::DirectRoute => ForwardingMethod::DirectRoute,
+        Forwarding::Masquerade => ForwardingMethod::Masquerade,
+        Forwarding::Tunnel(_) => ForwardingMethod::Tunnel,
+        Forwarding::LocalNode => ForwardingMethod::LocalNode,
+        Forwarding::Bypass => ForwardingMethod::Bypass,
+    }
+}
+
+/// The tunnel type attribute of a tunnelled destination.
+pub(crate) fn tunnel_type(encapsulation: TunnelEncapsulation) -> TunnelType {
+    match encapsulation {
+        TunnelEncapsulation::Ipip => TunnelType::Ipip,
+        TunnelEncapsulation::Gue => TunnelType::Gue,
+        TunnelEncapsulation::Gre => TunnelType::Gre,
+    }
 }
 
 /// The attributes of a destination (`full` adds the settings NEW_DEST and
@@ -110,27 +148,15 @@ pub(crate) fn dest_attributes(key: &DestKey, dest: Option<&Destination>) -> Vec<
     let Some(dest) = dest else {
         return attributes;
     };
-    let method = match dest.forwarding {
-        Forwarding::DirectRoute => ForwardingMethod::DirectRoute,
-        Forwarding::Masquerade => ForwardingMethod::Masquerade,
-        Forwarding::Tunnel(_) => ForwardingMethod::Tunnel,
-        Forwarding::LocalNode => ForwardingMethod::LocalNode,
-        Forwarding::Bypass => ForwardingMethod::Bypass,
-    };
     attributes.extend([
-        DestAttribute::ForwardingMethod(method),
+        DestAttribute::ForwardingMethod(forwarding_method(&dest.forwarding)),
         DestAttribute::Weight(dest.weight),
         DestAttribute::UpperThreshold(dest.upper_threshold),
         DestAttribute::LowerThreshold(dest.lower_threshold),
     ]);
     if let Forwarding::Tunnel(tunnel) = dest.forwarding {
-        let tunnel_type = match tunnel.encapsulation {
-            TunnelEncapsulation::Ipip => TunnelType::Ipip,
-            TunnelEncapsulation::Gue => TunnelType::Gue,
-            TunnelEncapsulation::Gre => TunnelType::Gre,
-        };
         attributes.extend([
-            DestAttribute::TunnelType(tunnel_type),
+            DestAttribute::TunnelType(tunnel_type(tunnel.encapsulation)),
             DestAttribute::TunnelPort(tunnel.port),
             DestAttribute::TunnelFlags(tunnel.flags.0),
         ]);

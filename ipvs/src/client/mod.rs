@@ -9,6 +9,7 @@
 mod bulk;
 mod convert;
 mod error;
+mod op_wire;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -306,7 +307,9 @@ impl IpvsClient {
         let family_id = self.family_id;
         let requests = Arc::clone(&ops);
         let outcomes = tokio::task::spawn_blocking(move || {
-            BulkSocket::open(family_id)?.execute_pipelined(&requests, convert::op_message)
+            BulkSocket::open(family_id)?.execute_pipelined(&requests, |op, flags, sequence, out| {
+                op_wire::append_op(family_id, op, flags, sequence, out)
+            })
         })
         .await
         .map_err(|e| IpvsError::Transport(e.to_string()))?

@@ -14,21 +14,21 @@ use super::common::{AddressFamily, InetAddr};
 use super::stats::Stats;
 use super::uapi_enum;
 
-const ADDR: u16 = 1;
-const PORT: u16 = 2;
-const FWD_METHOD: u16 = 3;
-const WEIGHT: u16 = 4;
-const U_THRESH: u16 = 5;
-const L_THRESH: u16 = 6;
+pub(crate) const ADDR: u16 = 1;
+pub(crate) const PORT: u16 = 2;
+pub(crate) const FWD_METHOD: u16 = 3;
+pub(crate) const WEIGHT: u16 = 4;
+pub(crate) const U_THRESH: u16 = 5;
+pub(crate) const L_THRESH: u16 = 6;
 const ACTIVE_CONNS: u16 = 7;
 const INACT_CONNS: u16 = 8;
 const PERSIST_CONNS: u16 = 9;
 const STATS: u16 = 10;
-const ADDR_FAMILY: u16 = 11;
+pub(crate) const ADDR_FAMILY: u16 = 11;
 const STATS64: u16 = 12;
-const TUN_TYPE: u16 = 13;
-const TUN_PORT: u16 = 14;
-const TUN_FLAGS: u16 = 15;
+pub(crate) const TUN_TYPE: u16 = 13;
+pub(crate) const TUN_PORT: u16 = 14;
+pub(crate) const TUN_FLAGS: u16 = 15;
 
 uapi_enum! {
     /// `IP_VS_CONN_F_*` forwarding methods (the `IP_VS_CONN_F_FWD_MASK` bits),

@@ -19,8 +19,8 @@
 
 mod common;
 mod daemon;
-mod dest;
-mod service;
+pub(crate) mod dest;
+pub(crate) mod service;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -170,8 +170,8 @@ pub enum IpvsAttribute {
     Other(DefaultNla),
 }
 
-const CMD_ATTR_SERVICE: u16 = 1;
-const CMD_ATTR_DEST: u16 = 2;
+pub(crate) const CMD_ATTR_SERVICE: u16 = 1;
+pub(crate) const CMD_ATTR_DEST: u16 = 2;
 const CMD_ATTR_DAEMON: u16 = 3;
 const CMD_ATTR_TIMEOUT_TCP: u16 = 4;
 const CMD_ATTR_TIMEOUT_TCP_FIN: u16 = 5;

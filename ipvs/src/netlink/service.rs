@@ -12,17 +12,17 @@ use netlink_packet_core::{
 use super::common::{emit_nul_string, exact, parse_nul_string, AddressFamily, InetAddr, Protocol};
 use super::stats::Stats;
 
-const AF: u16 = 1;
-const PROTOCOL: u16 = 2;
-const ADDR: u16 = 3;
-const PORT: u16 = 4;
-const FWMARK: u16 = 5;
-const SCHED_NAME: u16 = 6;
-const FLAGS: u16 = 7;
-const TIMEOUT: u16 = 8;
-const NETMASK: u16 = 9;
+pub(crate) const AF: u16 = 1;
+pub(crate) const PROTOCOL: u16 = 2;
+pub(crate) const ADDR: u16 = 3;
+pub(crate) const PORT: u16 = 4;
+pub(crate) const FWMARK: u16 = 5;
+pub(crate) const SCHED_NAME: u16 = 6;
+pub(crate) const FLAGS: u16 = 7;
+pub(crate) const TIMEOUT: u16 = 8;
+pub(crate) const NETMASK: u16 = 9;
 const STATS: u16 = 10;
-const PE_NAME: u16 = 11;
+pub(crate) const PE_NAME: u16 = 11;
 const STATS64: u16 = 12;
 
 /// `struct ip_vs_flags`: two host-order u32. The kernel applies
