@@ -362,13 +362,15 @@ impl Driver {
                     report.send_replace(finished);
                     // A round over thousands of VIPs (a request, an asked set and the
                     // answers per VIP: about 4 MB at 10,000) leaves as much garbage,
-                    // every CHECK_INTERVAL; it goes back to the system.
+                    // every CHECK_INTERVAL; it goes back to the system at once, as an
+                    // IPVS round's does: the round is over, and waiting for things to
+                    // settle kept it resident 2 s of every 10.
                     if self
                         .targets
                         .as_ref()
                         .is_some_and(|(_, t)| t.len() >= LARGE_ROUND_TARGETS)
                     {
-                        crate::memory::release_soon();
+                        crate::memory::release_now();
                     }
                 }
             }
