@@ -283,13 +283,13 @@ impl ProcessTree {
     }
 }
 
-/// Fields 3 onwards of `/proc/PID/stat` (after the command name).
 /// The unit of `/proc/PID/stat`'s CPU times.
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
+/// Fields 3 onwards of `/proc/PID/stat` (after the command name).
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];

@@ -5,10 +5,10 @@
 //! an error in an included file names that file.
 
 use std::borrow::Cow;
-
-use compact_str::CompactString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use compact_str::CompactString;
 
 use crate::error::{ConfigError, Loc};
 
@@ -229,37 +229,43 @@ impl Reader<'_> {
 
     /// One line, after definitions, conditions and substitutions.
     fn line_of(&mut self, line: &str, line_no: u32, file: &Arc<str>, dir: &Path, depth: usize) {
-        {
-            self.line += 1;
-            let loc = |col: usize| Loc {
-                file: file.clone(),
-                line: line_no,
-                col: u32::try_from(col + 1).unwrap_or(u32::MAX),
-            };
-            // The line's words go into one buffer kept across lines, not a list per line.
-            let mut raws = std::mem::take(&mut self.raws);
-            raws.clear();
-            match scan_into(line, true, &mut raws) {
-                Ok(()) => {}
-                Err(col) => {
-                    self.errors.push(ConfigError::at(
-                        &loc(col),
-                        "this quote is never closed; end the string with `\"` on the same line",
-                    ));
-                    self.raws = raws;
-                    return;
-                }
-            }
-            let Some(first) = raws.first() else {
-                self.raws = raws;
-                return;
-            };
-            if let (Kind::Word(word), false) = (&first.kind, first.quoted) {
-                if word == "include" {
-                    // Braces belong to the pattern here ("{a,b}.conf"), as in keepalived,
-                    // which handles include lines before splitting out braces.
-                    let words = scan(line, false).unwrap_or_default();
-                    match words.as_slice() {
+        self.line += 1;
+        // The line's words go into one buffer kept across lines, not a list per line.
+        let mut raws = std::mem::take(&mut self.raws);
+        raws.clear();
+        self.words_of(line, &mut raws, line_no, file, dir, depth);
+        self.raws = raws;
+    }
+
+    /// [`line_of`](Self::line_of) with the word buffer `raws`, empty.
+    fn words_of(
+        &mut self,
+        line: &str,
+        raws: &mut Vec<Raw>,
+        line_no: u32,
+        file: &Arc<str>,
+        dir: &Path,
+        depth: usize,
+    ) {
+        let loc = |col: usize| Loc {
+            file: file.clone(),
+            line: line_no,
+            col: u32::try_from(col + 1).unwrap_or(u32::MAX),
+        };
+        if let Err(col) = scan_into(line, true, raws) {
+            self.errors.push(ConfigError::at(
+                &loc(col),
+                "this quote is never closed; end the string with `\"` on the same line",
+            ));
+            return;
+        }
+        let Some(first) = raws.first() else { return };
+        if let (Kind::Word(word), false) = (&first.kind, first.quoted) {
+            if word == "include" {
+                // Braces belong to the pattern here ("{a,b}.conf"), as in keepalived,
+                // which handles include lines before splitting out braces.
+                let words = scan(line, false).unwrap_or_default();
+                match words.as_slice() {
                         [_, Raw {
                             kind: Kind::Word(pattern),
                             col,
@@ -270,26 +276,22 @@ impl Reader<'_> {
                             "include takes exactly one file name or pattern, e.g. `include /etc/keepalived/conf.d/*.conf`",
                         )),
                     }
-                    self.raws = raws;
-                    return;
-                }
-                if word.starts_with('~') {
-                    self.errors.push(ConfigError::at(
-                        &loc(first.col),
-                        "`~SEQ` sequences are not supported by haldir; write the lines out",
-                    ));
-                    self.raws = raws;
-                    return;
-                }
+                return;
             }
-            for raw in raws.drain(..) {
-                (self.sink)(Token {
-                    kind: raw.kind,
-                    loc: loc(raw.col),
-                    line: self.line,
-                });
+            if word.starts_with('~') {
+                self.errors.push(ConfigError::at(
+                    &loc(first.col),
+                    "`~SEQ` sequences are not supported by haldir; write the lines out",
+                ));
+                return;
             }
-            self.raws = raws;
+        }
+        for raw in raws.drain(..) {
+            (self.sink)(Token {
+                kind: raw.kind,
+                loc: loc(raw.col),
+                line: self.line,
+            });
         }
     }
 
