@@ -3,13 +3,15 @@
 //! no checkers and with a TCP_CHECK on every real server against real listeners.
 //!
 //!     bash tests/vm/run.sh --bench scale [--services 1000,10000] [--steady 60] [--checks none,tcp] [--no-reloads]
+//!         [--daemons keepalived,haldir] [--timeout 900]
 //!
 //! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
 //! a fresh one has no trash list of deleted destinations slowing its adds), keepalived
 //! first, then haldir. For each it measures:
-//! - **start**: from the spawn until `/proc/PID/net/ip_vs` lists every service and
-//!   destination (read once the last service has its destinations: `ipvsadm -Ln -t`
-//!   polled every 100 ms), and the CPU seconds the daemon's processes used to get there;
+//! - **start**: from the spawn until the last service has its destinations (both daemons
+//!   program in the file's order), polled every 100 ms over a netlink socket the bench holds
+//!   in the daemon's namespace, then confirmed by one read of the whole
+//!   `/proc/PID/net/ip_vs`; and the CPU seconds the daemon's processes used to get there;
 //! - **RSS** once programmed, and over the steady window (sampled every second: the
 //!   median and the largest; haldir's drift round every 10 s holds its read for a moment,
 //!   so one sample at the window's end said more about when it fell than about the
@@ -20,7 +22,7 @@
 //!   15 s, and for haldir until its two drift rounds after the programming have run (the
 //!   first of them verifies the whole table over netlink);
 //! - **reload, one weight**: the file rewritten with one weight changed, SIGHUP, until the
-//!   kernel shows the weight (`ipvsadm -Ln -t` of that one service, polled every 100 ms);
+//!   kernel shows the weight (that one service's destinations, polled likewise);
 //!   time and CPU seconds (exited children included). haldir's netlink writes for it come
 //!   from its round's log line;
 //! - **reload, +100 services**: likewise until the 100 new services are programmed.
@@ -38,7 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,8 +55,9 @@ const REAL_SERVERS: usize = 4;
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
 /// A check of each real server every this many seconds (keepalived's `delay_loop`).
 const DELAY_LOOP_SECS: u32 = 60;
-const START_TIMEOUT: Duration = Duration::from_secs(900);
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a wait for the kernel's table may take (a start, a reload); `--timeout SECONDS`.
+static WAIT_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(900);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Impl {
@@ -79,6 +82,9 @@ struct Options {
     /// 40,000 TCP checks takes about 650 s in the VM, and the two reloads make a run with
     /// checks longer than the VM's 30 minutes when the host is slow.
     reloads: bool,
+    /// `--daemons keepalived,haldir`: which of the two run (both by default; one alone has
+    /// no ratios, for looking into one daemon).
+    daemons: Vec<Impl>,
 }
 
 fn options() -> Options {
@@ -87,6 +93,7 @@ fn options() -> Options {
         steady: Duration::from_secs(60),
         checks: vec![false, true],
         reloads: true,
+        daemons: vec![Impl::Keepalived, Impl::Haldir],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -105,6 +112,22 @@ fn options() -> Options {
                 i += 1;
             }
             "--no-reloads" => options.reloads = false,
+            "--timeout" => {
+                let seconds = value.parse().expect("--timeout SECONDS");
+                let _ = WAIT_TIMEOUT.set(Duration::from_secs(seconds));
+                i += 1;
+            }
+            "--daemons" => {
+                options.daemons = value
+                    .split(',')
+                    .map(|d| match d {
+                        "keepalived" => Impl::Keepalived,
+                        "haldir" => Impl::Haldir,
+                        other => panic!("--daemons keepalived,haldir: not {other:?}"),
+                    })
+                    .collect();
+                i += 1;
+            }
             "--checks" => {
                 options.checks = value
                     .split(',')
@@ -367,46 +390,118 @@ fn wait_view(
     })
 }
 
-/// The destinations of virtual server `vip:80` with their weights, read over netlink for
-/// that one service (`ipvsadm -Ln -t`, in the daemon's network namespace). The probes
-/// that wait for a change poll this, not [`kernel_view`]: under emulation a read of the
-/// whole `/proc/net/ip_vs` at 10,000 services costs 0.3-0.5 s of kernel CPU, so polling
-/// it every 100 ms measured the probe's reads (and their contention with the daemon for
-/// the VM's two CPUs) more than the daemon.
-fn service_weights(pid: u32, vip: Ipv4Addr) -> Vec<(String, u32)> {
-    let Ok(out) = std::process::Command::new("nsenter")
-        .args([
-            "--target",
-            &pid.to_string(),
-            "--net",
-            "ipvsadm",
-            "-Ln",
-            "-t",
-        ])
-        .arg(format!("{vip}:80"))
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.first() != Some(&"->") {
-                return None;
-            }
-            Some((fields.get(1)?.to_string(), fields.get(3)?.parse().ok()?))
-        })
-        .collect()
+/// A netlink connection to IPVS in the daemon's namespace, opened by the bench's own
+/// process before the clock starts: what the probes that wait for a change poll.
+///
+/// Under emulation a read of the whole `/proc/net/ip_vs` at 10,000 services costs
+/// 0.3-0.5 s of kernel CPU, and an `nsenter ipvsadm -Ln -t` per poll (a fork and two execs
+/// every 100 ms) took the VM's two CPUs from the daemon being measured: the start of a
+/// daemon that programs 10,000 services in 2.3-2.8 s measured 3.9-4.3 s. One dump of one
+/// service's destinations on an open socket costs neither.
+struct KernelProbe {
+    runtime: tokio::runtime::Runtime,
+    client: IpvsClient,
+    /// The namespace the socket is in (`net:[INODE]`), for a failure's message.
+    namespace: String,
 }
 
-/// The weight of the first real server of the first virtual server: what a one-weight
-/// reload changes.
-fn first_weight(pid: u32) -> Option<u32> {
-    let dest = format!("{}:80", real_server(0));
-    service_weights(pid, vip(0))
-        .into_iter()
-        .find_map(|(d, weight)| (d == dest).then_some(weight))
+impl KernelProbe {
+    /// Connects inside namespace `ns` (the socket stays in it; the queries run here).
+    fn open(ns: &str) -> anyhow::Result<KernelProbe> {
+        in_netns(ns, || -> anyhow::Result<KernelProbe> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let client = runtime.block_on(IpvsClient::connect())?;
+            let namespace = std::fs::read_link("/proc/thread-self/ns/net")?
+                .display()
+                .to_string();
+            Ok(KernelProbe {
+                runtime,
+                client,
+                namespace,
+            })
+        })?
+    }
+
+    /// The destinations of virtual server `vip:80` with their weights (`ipvsadm -Ln -t`
+    /// of that one service); none when the service is not there (yet).
+    fn service_weights(&self, vip: Ipv4Addr) -> Result<Vec<(SocketAddr, u32)>, String> {
+        let key = ServiceKey::Address {
+            protocol: Protocol::Tcp,
+            addr: vip.into(),
+            port: 80,
+        };
+        let entries = self
+            .runtime
+            .block_on(self.client.destinations(&key))
+            .map_err(|e| format!("{e} (probe in {})", self.namespace))?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                (
+                    SocketAddr::new(entry.key.addr, entry.key.port),
+                    entry.dest.weight,
+                )
+            })
+            .collect())
+    }
+
+    /// The weight of the first real server of the first virtual server: what a
+    /// one-weight reload changes.
+    fn first_weight(&self) -> Option<u32> {
+        let dest = SocketAddr::from((real_server(0), 80));
+        self.service_weights(vip(0))
+            .ok()?
+            .into_iter()
+            .find_map(|(d, weight)| (d == dest).then_some(weight))
+    }
+
+    /// Stops the daemon and empties the table it leaves (keepalived removes its services
+    /// as it stops, or part of them before its parent stops waiting; haldir leaves them),
+    /// so that none stays in the kernel once the namespace goes. Kernels up to 6.1 keep
+    /// every namespace's services in one hash table; `/proc/net/ip_vs` walks all of it but
+    /// counts positions only over its own namespace's (`ip_vs_info_seq_next` against
+    /// `ip_vs_info_array`), so with another namespace's 10,000 services in the table the
+    /// next daemon's text view ended at about half of its own, and a namespace that goes
+    /// with its table full tears it down while the next daemon starts.
+    fn stop(&self, lab: &Lab, pid: u32) -> anyhow::Result<()> {
+        lab.kill(pid, Signal::SIGTERM)?;
+        let _ = lab.wait_exit(pid, Duration::from_secs(30));
+        self.runtime.block_on(self.client.flush())?;
+        Ok(())
+    }
+
+    /// Waits until the table has `services` services of [`REAL_SERVERS`] destinations
+    /// each: polls the last service until its destinations are all in (both daemons
+    /// program in the file's order, which is the addresses'), then reads the whole view
+    /// once to confirm. The time is the poll's that saw the last destinations; if the
+    /// whole view disagrees, it is polled on and its time counts instead.
+    fn wait_table(
+        &self,
+        lab: &Lab,
+        pid: u32,
+        since: Instant,
+        services: usize,
+        what: &str,
+    ) -> anyhow::Result<f64> {
+        let last_in = wait_kernel(lab, pid, since, what, || {
+            match self.service_weights(vip(services - 1)) {
+                Ok(last) if last.len() == REAL_SERVERS => Ok(()),
+                Ok(last) => Err(format!(
+                    "the last service has {last:?} (probe in {})",
+                    self.namespace
+                )),
+                Err(e) => Err(e),
+            }
+        })?;
+        let complete =
+            |v: &KernelView| v.services == services && v.destinations == services * REAL_SERVERS;
+        if complete(&kernel_view(pid)) {
+            return Ok(last_in);
+        }
+        wait_view(lab, pid, since, what, complete)
+    }
 }
 
 /// Polls `probe` every 100 ms until it says done (`Ok`); its `Err` is shown on timeout.
@@ -428,10 +523,13 @@ fn wait_kernel<T: std::fmt::Debug>(
                 tail(&lab.log_text(pid))
             );
         }
-        if since.elapsed() > START_TIMEOUT.max(RELOAD_TIMEOUT) {
+        let timeout = *WAIT_TIMEOUT.get_or_init(|| DEFAULT_WAIT_TIMEOUT);
+        if since.elapsed() > timeout {
             anyhow::bail!(
-                "{what}: not within {:?} ({view:?})",
-                START_TIMEOUT.max(RELOAD_TIMEOUT)
+                "{what}: not within {timeout:?} ({view:?}); {}; the daemon's threads:\n{}\nits log:\n{}",
+                second_opinion(pid),
+                threads_waiting(pid),
+                tail(&lab.log_text(pid))
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -457,6 +555,66 @@ fn wait_log(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// What `ipvsadm` run in the daemon's namespace sees, and which namespace that is.
+fn second_opinion(pid: u32) -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .args(["--target", &pid.to_string(), "--net"])
+            .args(args)
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_else(|e| e.to_string())
+    };
+    let listing = run(&["ipvsadm", "-Ln"]);
+    let services = listing.lines().filter(|l| l.starts_with("TCP")).count();
+    let dests = listing
+        .lines()
+        .filter(|l| l.trim_start().starts_with("->"))
+        .count();
+    let namespace = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let text_view = std::fs::read_to_string(format!("/proc/{pid}/net/ip_vs"))
+        .map(|text| text.lines().filter(|l| l.starts_with("TCP")).count())
+        .unwrap_or(0);
+    let namespaces = std::process::Command::new("lsns")
+        .args(["-t", "net", "-o", "NS,NPROCS,PID,COMMAND"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_else(|e| e.to_string());
+    format!(
+        "ipvsadm -Ln in the daemon's namespace ({namespace}): {services} services, {} destinations; its text view (/proc/PID/net/ip_vs) {text_view} services; network namespaces with processes:\n{namespaces}",
+        dests.saturating_sub(1)
+    )
+}
+
+/// Where each thread of process `pid` is: name, state, the kernel function it waits in
+/// and its kernel stack (for a daemon that stopped making progress).
+fn threads_waiting(pid: u32) -> String {
+    let mut out = String::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let state = read("status")
+            .lines()
+            .find(|line| line.starts_with("State:"))
+            .unwrap_or_default()
+            .to_owned();
+        let _ = writeln!(
+            out,
+            "{} {} {state} wchan {}\n{}",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("wchan"),
+            read("stack")
+        );
+    }
+    out
 }
 
 fn tail(log: &str) -> String {
@@ -559,25 +717,11 @@ fn run_one(
     let mut figures = Figures::default();
 
     // Start → every service and destination in the kernel.
+    let probe = KernelProbe::open(&ns)?;
     let started = Instant::now();
     let pid = spawn_daemon(&lab, which, &conf)?;
     let tree = ProcessTree { top: pid };
-    // Both daemons program the services in address order (keepalived: the file's, which
-    // is), so the last one's destinations come last: polled cheaply, then the whole view
-    // confirms (polled further in the unlikely case it does not yet).
-    wait_kernel(
-        &lab,
-        pid,
-        started,
-        "the last service's destinations",
-        || {
-            let last = service_weights(pid, vip(services - 1));
-            (last.len() == REAL_SERVERS).then_some(()).ok_or(last)
-        },
-    )?;
-    figures.start_s = wait_view(&lab, pid, started, "the table complete", |v| {
-        v.services == services && v.destinations == services * REAL_SERVERS
-    })?;
+    figures.start_s = probe.wait_table(&lab, pid, started, services, "the table complete")?;
     figures.start_cpu_s = tree.cpu_seconds();
     figures.rss_mb = tree.rss_mb();
     say(&format!(
@@ -650,8 +794,7 @@ fn run_one(
     }
 
     if !reloads {
-        lab.kill(pid, Signal::SIGTERM)?;
-        let _ = lab.wait_exit(pid, Duration::from_secs(30));
+        probe.stop(&lab, pid)?;
         return Ok(figures);
     }
 
@@ -666,7 +809,7 @@ fn run_one(
     let sent = Instant::now();
     lab.kill(pid, Signal::SIGHUP)?;
     figures.reload_s = wait_kernel(&lab, pid, sent, "the reloaded weight", || {
-        let weight = first_weight(pid);
+        let weight = probe.first_weight();
         (weight == Some(3)).then_some(()).ok_or(weight)
     })?;
     figures.reload_cpu_s = tree.cpu_seconds() - cpu_before;
@@ -685,13 +828,10 @@ fn run_one(
     let cpu_before = tree.cpu_seconds();
     let sent = Instant::now();
     lab.kill(pid, Signal::SIGHUP)?;
-    figures.add_s = wait_view(&lab, pid, sent, "the 100 added services", |v| {
-        v.services == services + 100 && v.destinations == (services + 100) * REAL_SERVERS
-    })?;
+    figures.add_s = probe.wait_table(&lab, pid, sent, services + 100, "the 100 added services")?;
     figures.add_cpu_s = tree.cpu_seconds() - cpu_before;
 
-    lab.kill(pid, Signal::SIGTERM)?;
-    let _ = lab.wait_exit(pid, Duration::from_secs(30));
+    probe.stop(&lab, pid)?;
     drop(listeners);
     Ok(figures)
 }
@@ -878,7 +1018,7 @@ fn main() {
         let mut pairs = Vec::new();
         for &checks in &options.checks {
             let mut results = Vec::new();
-            for which in [Impl::Keepalived, Impl::Haldir] {
+            for &which in &options.daemons {
                 match run_one(which, services, checks, options.steady, options.reloads) {
                     Ok(figures) => results.push(figures),
                     Err(e) => {

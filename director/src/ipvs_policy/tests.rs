@@ -228,3 +228,59 @@ fn alpha_servers_start_down() {
         vec![("10.0.0.2".into(), 80, 0), ("10.0.0.250".into(), 8080, 1)]
     );
 }
+
+const OUT_OF_ORDER: &str = r#"
+[[virtual_server]]
+ip = "192.0.2.30"
+port = 80
+lb_algo = "wrr"
+[[virtual_server.real_server]]
+ip = "10.0.0.1"
+[[virtual_server]]
+ip = "192.0.2.10"
+port = 80
+lb_algo = "sh"
+[[virtual_server.real_server]]
+ip = "10.0.0.3"
+[[virtual_server.real_server]]
+ip = "10.0.0.1"
+weight = 4
+[[virtual_server]]
+ip = "192.0.2.20"
+port = 80
+[[virtual_server.real_server]]
+ip = "10.0.0.1"
+"#;
+
+#[test]
+fn virtual_servers_listed_out_of_order_are_all_in_the_table_with_their_settings() {
+    let m = model(OUT_OF_ORDER);
+    let mut quorum = HashMap::new();
+    let t = table(&m, &HashMap::new(), &mut quorum);
+    let addresses: Vec<String> = t
+        .services
+        .keys()
+        .map(|key| match key {
+            ServiceKey::Address { addr, .. } => addr.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(addresses, ["192.0.2.10", "192.0.2.20", "192.0.2.30"]);
+    assert_eq!(t.services[&web()].0.scheduler, "sh");
+    assert_eq!(
+        dests(&t),
+        vec![("10.0.0.1".into(), 80, 4), ("10.0.0.3".into(), 80, 1)]
+    );
+    assert_eq!(t.dest_count(), 4);
+    assert_eq!(quorum.len(), 3);
+}
+
+#[test]
+fn a_dropped_virtual_server_leaves_no_quorum_state_behind() {
+    let mut quorum = HashMap::new();
+    table(&model(OUT_OF_ORDER), &HashMap::new(), &mut quorum);
+    assert_eq!(quorum.len(), 3);
+    let t = table(&model(FOUR), &HashMap::new(), &mut quorum);
+    assert_eq!(t.service_count(), 1);
+    assert_eq!(quorum.keys().collect::<Vec<_>>(), [&web()]);
+}
