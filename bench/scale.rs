@@ -53,33 +53,69 @@ use haldir_lab::{in_netns, spawn_in_netns, vm, Lab, Signal};
 
 const REAL_SERVERS: usize = 4;
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
-/// Where the two daemons' binaries are run from ([`copy_binaries`]); where they are
-/// installed when they could not be copied.
-fn binaries() -> &'static (PathBuf, PathBuf) {
-    BINARIES.get_or_init(|| (KEEPALIVED.into(), env!("CARGO_BIN_EXE_haldir").into()))
-}
-
-/// Set by [`copy_binaries`].
-static BINARIES: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
-
-/// Copies both daemons' binaries into the VM's memory and returns their paths (keepalived,
-/// haldir). The VM sees the host's files over 9p without a page cache: every start of a
-/// binary read its pages from the host again (haldir's 19 MB: 440 major faults and 0.13 s
-/// more for `haldir --version` than from a copy in memory; about 1,200 faults for a start),
-/// which a host that has run a daemon once does not pay. Both are copied, so both start
-/// from memory; their shared libraries come from the same place for both.
-fn copy_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let dir = std::env::temp_dir().join(format!("scale-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let copy = |from: &str| -> anyhow::Result<PathBuf> {
-        let to = dir.join(Path::new(from).file_name().unwrap_or_default());
-        std::fs::copy(from, &to)?;
-        Ok(to)
-    };
-    Ok((copy(KEEPALIVED)?, copy(env!("CARGO_BIN_EXE_haldir"))?))
-}
 /// A check of each real server every this many seconds (keepalived's `delay_loop`).
 const DELAY_LOOP_SECS: u32 = 60;
+/// The two daemons' binaries as they are run: copies in the VM's memory (`copies`, the
+/// directory removed by [`Binaries::remove`]), or where they are installed when they could
+/// not be copied.
+///
+/// The VM sees the host's files over 9p without a page cache: every start of a binary read
+/// its pages from the host again (haldir's 19 MB: 440 major faults and 0.13 s more for
+/// `haldir --version` than from a copy in memory; about 1,200 faults for a start), which a
+/// host that has run a daemon once does not pay. Both are copied, so both start from
+/// memory; their shared libraries come from the same place for both.
+struct Binaries {
+    keepalived: PathBuf,
+    haldir: PathBuf,
+    copies: Option<PathBuf>,
+}
+
+impl Binaries {
+    fn copied() -> Binaries {
+        let installed = (
+            PathBuf::from(KEEPALIVED),
+            PathBuf::from(env!("CARGO_BIN_EXE_haldir")),
+        );
+        let dir = std::env::temp_dir().join(format!("scale-bench-{}", std::process::id()));
+        let copy = |from: &Path| -> std::io::Result<PathBuf> {
+            let to = dir.join(from.file_name().unwrap_or_default());
+            std::fs::copy(from, &to)?;
+            Ok(to)
+        };
+        let copied = std::fs::create_dir_all(&dir)
+            .and_then(|()| Ok((copy(&installed.0)?, copy(&installed.1)?)));
+        match copied {
+            Ok((keepalived, haldir)) => Binaries {
+                keepalived,
+                haldir,
+                copies: Some(dir),
+            },
+            Err(e) => {
+                println!("scale bench: cannot copy the binaries into memory ({e}); run from where they are");
+                let _ = std::fs::remove_dir_all(&dir);
+                Binaries {
+                    keepalived: installed.0,
+                    haldir: installed.1,
+                    copies: None,
+                }
+            }
+        }
+    }
+
+    fn of(&self, which: Impl) -> &Path {
+        match which {
+            Impl::Keepalived => &self.keepalived,
+            Impl::Haldir => &self.haldir,
+        }
+    }
+
+    fn remove(self) {
+        if let Some(dir) = self.copies {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// How long a wait for the kernel's table may take (a start, a reload); `--timeout SECONDS`.
 static WAIT_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -421,7 +457,7 @@ fn wait_view(
 /// Under emulation a read of the whole `/proc/net/ip_vs` at 10,000 services costs
 /// 0.3-0.5 s of kernel CPU, and an `nsenter ipvsadm -Ln -t` per poll (a fork and two execs
 /// every 100 ms) took the VM's two CPUs from the daemon being measured: the start of a
-/// daemon that programs 10,000 services in 2.3-2.8 s measured 3.9-4.3 s. One dump of one
+/// daemon that programs 10,000 services in 2.1-2.6 s measured 3.9-4.3 s. One dump of one
 /// service's destinations on an open socket costs neither.
 struct KernelProbe {
     runtime: tokio::runtime::Runtime,
@@ -647,12 +683,12 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-fn spawn_daemon(lab: &Lab, which: Impl, conf: &Path) -> anyhow::Result<u32> {
+fn spawn_daemon(lab: &Lab, which: Impl, binary: &Path, conf: &Path) -> anyhow::Result<u32> {
     let dir = lab.dir();
     let mut cmd;
     match which {
         Impl::Keepalived => {
-            cmd = Command::new(&binaries().0);
+            cmd = Command::new(binary);
             cmd.args(["-n", "-l", "-D", "-C", "-f"])
                 .arg(conf)
                 .arg("-p")
@@ -661,7 +697,7 @@ fn spawn_daemon(lab: &Lab, which: Impl, conf: &Path) -> anyhow::Result<u32> {
                 .arg(dir.join("keepalived.checkers.pid"));
         }
         Impl::Haldir => {
-            cmd = Command::new(&binaries().1);
+            cmd = Command::new(binary);
             cmd.arg("run")
                 .arg("--config")
                 .arg(conf)
@@ -704,6 +740,7 @@ fn haldir_ops_after(lab: &Lab, pid: u32, skip: usize) -> (usize, u64) {
 
 fn run_one(
     which: Impl,
+    binary: &Path,
     services: usize,
     checks: bool,
     steady: Duration,
@@ -744,7 +781,7 @@ fn run_one(
     // Start → every service and destination in the kernel.
     let probe = KernelProbe::open(&ns)?;
     let started = Instant::now();
-    let pid = spawn_daemon(&lab, which, &conf)?;
+    let pid = spawn_daemon(&lab, which, binary, &conf)?;
     let tree = ProcessTree { top: pid };
     figures.start_s = probe.wait_table(&lab, pid, started, services, "the table complete")?;
     figures.start_cpu_s = tree.cpu_seconds();
@@ -1037,14 +1074,7 @@ fn main() {
     }
     let options = options();
     haldir_lab::raise_fd_limit(65_536);
-    match copy_binaries() {
-        Ok(paths) => {
-            let _ = BINARIES.set(paths);
-        }
-        Err(e) => println!(
-            "scale bench: cannot copy the binaries into memory ({e}); run from where they are"
-        ),
-    }
+    let binaries = Binaries::copied();
     let mut reports = String::new();
     let mut failed = false;
     for &services in &options.sizes {
@@ -1052,7 +1082,15 @@ fn main() {
         for &checks in &options.checks {
             let mut results = Vec::new();
             for &which in &options.daemons {
-                match run_one(which, services, checks, options.steady, options.reloads) {
+                let binary = binaries.of(which);
+                match run_one(
+                    which,
+                    binary,
+                    services,
+                    checks,
+                    options.steady,
+                    options.reloads,
+                ) {
                     Ok(figures) => results.push(figures),
                     Err(e) => {
                         println!(
@@ -1086,14 +1124,7 @@ fn main() {
         }
     }
     println!("\n===== scale bench, all scenarios =====\n{reports}");
-    if let Some((keepalived, _)) = BINARIES.get() {
-        if let Some(copies) = keepalived
-            .parent()
-            .filter(|dir| dir.starts_with(std::env::temp_dir()))
-        {
-            let _ = std::fs::remove_dir_all(copies);
-        }
-    }
+    binaries.remove();
     if failed {
         std::process::exit(1);
     }
