@@ -414,6 +414,7 @@ fn main() -> ExitCode {
             user,
         } => {
             haldir::logging::init(log_format.into());
+            haldir::memory::keep_in_small_pages();
             // Started as root: the script launcher, forked now while this process has one
             // thread and has not read the configuration (the child holds none of it); it
             // gets what the configuration's scripts need once that is validated. The

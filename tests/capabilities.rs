@@ -259,14 +259,14 @@ fn first_child(pid: u32) -> Option<u32> {
 }
 
 fn status_field(pid: u32, field: &str) -> String {
+    status_field_if_any(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A field of /proc/PID/status, if this kernel shows it.
+fn status_field_if_any(pid: u32, field: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(&format!("{field}:")))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned()
+    let line = text.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+    line.split_whitespace().nth(1).map(str::to_owned)
 }
 
 fn root_config(dir: &ScriptDir, priority: u8) -> String {
@@ -289,7 +289,8 @@ fn root_config(dir: &ScriptDir, priority: u8) -> String {
 /// CAP_SETUID + CAP_SETGID + CAP_KILL. Notify and track scripts still run as the script
 /// user and their exit codes still count (a failing track script hands over the VIP), a
 /// hanging notify script of another uid is still killed at notify_timeout, and SIGHUP
-/// still re-reads a root-owned 0600 configuration.
+/// still re-reads a root-owned 0600 configuration. The daemon and its launcher keep out of
+/// transparent huge pages (src/memory.rs); the scripts get them back.
 #[test]
 fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
     if skip_unless_root("root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work") {
@@ -297,7 +298,10 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
     }
     let dir = ScriptDir::new();
     let out = dir.out().display().to_string();
-    dir.script("master.sh", &format!("id -u > {out}/master.uid"));
+    dir.script(
+        "master.sh",
+        &format!("id -u > {out}/master.uid; grep THP_enabled /proc/self/status > {out}/master.thp"),
+    );
     // The hanging one: its pid is the sleep's (exec), killed with its group at 1 s.
     dir.script(
         "backup.sh",
@@ -376,6 +380,14 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
     assert_eq!(caps(launcher, "CapInh"), 0);
     assert_eq!(caps(launcher, "CapAmb"), 0);
     assert_eq!(status_field(launcher, "NoNewPrivs"), "1");
+    let thp = status_field_if_any(pid, "THP_enabled");
+    match &thp {
+        None => eprintln!("SKIP (huge pages only): no THP_enabled in /proc/PID/status here"),
+        Some(daemon) => {
+            assert_eq!(daemon, "0", "the daemon keeps out of huge pages");
+            assert_eq!(status_field(launcher, "THP_enabled"), "0");
+        }
+    }
     // It refused both spawns the daemon asked for that no script of the file needs, and
     // said so on the daemon's log; the program never ran.
     assert!(
@@ -418,6 +430,13 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
         dir.read("chk.uid"),
         log()
     );
+    if thp.is_some() {
+        assert_eq!(
+            dir.read("master.thp").trim(),
+            "THP_enabled:\t1",
+            "a script gets them back"
+        );
+    }
 
     // The track script's exit code counts: failing, it lowers r1 below r2, which takes over.
     std::fs::write(dir.out().join("fail"), "").unwrap();

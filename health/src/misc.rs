@@ -254,8 +254,9 @@ pub const SCRIPT_INHERITED_ENV: &[&str] = &["LANG", "LC_ALL", "TZ"];
 
 /// How a script is started, directly or by the launcher: `program` with `args`, stdio on
 /// /dev/null, cwd `/`, in a process group of its own, as `user` (uid, gid; `None`: as this
-/// process) with no supplementary groups, without ambient capabilities, and with an empty
-/// environment apart from `PATH` ([`SCRIPT_PATH`]) and [`SCRIPT_INHERITED_ENV`].
+/// process) with no supplementary groups, without ambient capabilities, with the system's
+/// transparent huge pages, and with an empty environment apart from `PATH`
+/// ([`SCRIPT_PATH`]) and [`SCRIPT_INHERITED_ENV`].
 pub(crate) fn script_command(
     program: &Path,
     args: &[OsString],
@@ -296,6 +297,10 @@ pub(crate) fn script_command(
             if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
                 return Err(std::io::Error::last_os_error());
             }
+            // The daemon keeps out of transparent huge pages (src/memory.rs), a setting
+            // exec keeps: a script gets the system's. A kernel without THP has nothing to
+            // give back.
+            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
             Ok(())
         });
     }
@@ -365,6 +370,49 @@ mod tests {
         assert!(
             env.lines().any(|l| l == format!("PATH={SCRIPT_PATH}")),
             "{env}"
+        );
+    }
+
+    /// `THP_enabled` of a `/proc/PID/status` text (Linux 5.0 on): whether the process may
+    /// use transparent huge pages.
+    fn thp_enabled(status: &str) -> Option<&str> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(str::trim)
+    }
+
+    #[tokio::test]
+    async fn a_script_gets_transparent_huge_pages_back_from_a_daemon_without_them() {
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        if thp_enabled(&own).is_none() {
+            eprintln!("SKIP: this kernel's /proc/PID/status has no THP_enabled line (before 5.0)");
+            return;
+        }
+        // As the daemon does at start (src/memory.rs); this test process keeps it.
+        // SAFETY: prctl with integer arguments only.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) },
+            0
+        );
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!(thp_enabled(&own), Some("0"), "the opt-out took");
+        let out = std::env::temp_dir().join(format!("haldir-script-thp-{}", std::process::id()));
+        let args = [
+            OsString::from("-c"),
+            OsString::from(format!("cat /proc/self/status > {}", out.display())),
+        ];
+        let status = script_command(Path::new("/bin/sh"), &args, None)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        let script = std::fs::read_to_string(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        assert_eq!(
+            thp_enabled(&script),
+            Some("1"),
+            "the script's status:\n{script}"
         );
     }
 }
