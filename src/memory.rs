@@ -7,7 +7,9 @@
 //! The work after such an event frees more as it goes (a reload's new model makes a new
 //! desired table, the old one is dropped once the IPVS round has used it), so the
 //! release waits until nothing has asked for one for [`SETTLE`]: [`release_soon`]
-//! asks, [`run_releases`] releases.
+//! asks, [`run_releases`] releases. The allocator's settings ([`tune_allocator`]) and the
+//! daemon's opt-out of transparent huge pages ([`keep_in_small_pages`]) keep what was handed
+//! back from coming back resident.
 
 use std::time::Duration;
 
