@@ -60,13 +60,22 @@ fi
 POSTINST
 chmod 0755 "$root/DEBIAN/postinst"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+# The C library the binary needs: the newest GLIBC_2.x version it names, and 2.36 when its
+# relocations are packed (GLIBC_ABI_DT_RELR; .cargo/config.toml). A host with an older one
+# would refuse to start it.
+needs=$(readelf -V "$root/usr/sbin/haldir")
+glibc=$({ grep -o 'GLIBC_2\.[0-9]*' <<<"$needs" || true; } | sed 's/GLIBC_//' | sort -uV | tail -n1)
+if grep -q GLIBC_ABI_DT_RELR <<<"$needs"; then
+	glibc=$(printf '%s\n' "${glibc:-2.36}" 2.36 | sort -V | tail -n1)
+fi
+libc_depends=libc6${glibc:+ (>= $glibc)}
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: haldir
 Version: $version
 Architecture: $arch
 Maintainer: haldir developers <haldir@localhost>
 Installed-Size: $size
-Depends: libc6, iproute2
+Depends: $libc_depends, iproute2
 Recommends: ipvsadm
 Section: net
 Priority: optional

@@ -115,6 +115,39 @@ fn the_package_installs_its_man_page_renders_and_the_units_exec_start_runs_and_r
         "{status}"
     );
     assert!(status.contains(" /etc/haldir/haldir.toml "), "{status}");
+    // It asks for the C library the binary needs: no older than any GLIBC_2.x version the
+    // binary names, nor than 2.36 with packed relocations (GLIBC_ABI_DT_RELR).
+    let needs = run(Command::new("readelf")
+        .arg("-V")
+        .arg(root.join("usr/sbin/haldir")));
+    // (major, minor) of "2.34" or "2.2.5".
+    let version = |v: &str| -> (u32, u32) {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap_or(0))
+    };
+    let mut needed = needs
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        .map(version)
+        .max()
+        .expect("the binary names glibc versions");
+    if needs.contains("GLIBC_ABI_DT_RELR") {
+        needed = needed.max((2, 36));
+    }
+    let depends = status
+        .lines()
+        .skip_while(|l| *l != "Package: haldir")
+        .find_map(|l| l.strip_prefix("Depends: "))
+        .expect("the package's Depends");
+    let libc = depends
+        .split(", ")
+        .find_map(|d| d.strip_prefix("libc6 (>= ")?.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no versioned libc6 in Depends: {depends}"));
+    assert!(
+        version(libc) >= needed,
+        "Depends: {depends}; the binary needs glibc {needed:?}"
+    );
     for file in [
         "usr/sbin/haldir",
         "usr/lib/systemd/system/haldir.service",
