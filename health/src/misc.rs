@@ -342,22 +342,29 @@ impl Checker for MiscCheck {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_script_gets_an_empty_environment_apart_from_the_documented_list() {
-        let out = std::env::temp_dir().join(format!("haldir-script-env-{}", std::process::id()));
+    /// What `/bin/sh -c "SHELL_COMMAND > FILE"`, started as [`script_command`] starts a
+    /// script (its stdout is /dev/null), wrote to FILE (`name` tells the tests' files apart).
+    async fn script_output(name: &str, shell_command: &str) -> String {
+        let out = std::env::temp_dir().join(format!("haldir-script-{name}-{}", std::process::id()));
         let args = [
             OsString::from("-c"),
-            OsString::from(format!("env > {}", out.display())),
+            OsString::from(format!("{shell_command} > {}", out.display())),
         ];
-        // Cargo sets CARGO_* and HOME for this process: none may reach the script.
-        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
         let status = script_command(Path::new("/bin/sh"), &args, None)
             .status()
             .await
             .unwrap();
         assert!(status.success());
-        let env = std::fs::read_to_string(&out).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
         let _ = std::fs::remove_file(&out);
+        text
+    }
+
+    #[tokio::test]
+    async fn a_script_gets_an_empty_environment_apart_from_the_documented_list() {
+        // Cargo sets CARGO_* and HOME for this process: none may reach the script.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let env = script_output("env", "env").await;
         // What the shell itself sets (PWD, SHLVL, _) is allowed.
         let shell_own = ["PWD", "SHLVL", "_", "OLDPWD"];
         for line in env.lines() {
@@ -397,18 +404,7 @@ mod tests {
         );
         let own = std::fs::read_to_string("/proc/self/status").unwrap();
         assert_eq!(thp_enabled(&own), Some("0"), "the opt-out took");
-        let out = std::env::temp_dir().join(format!("haldir-script-thp-{}", std::process::id()));
-        let args = [
-            OsString::from("-c"),
-            OsString::from(format!("cat /proc/self/status > {}", out.display())),
-        ];
-        let status = script_command(Path::new("/bin/sh"), &args, None)
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success());
-        let script = std::fs::read_to_string(&out).unwrap();
-        let _ = std::fs::remove_file(&out);
+        let script = script_output("thp", "cat /proc/self/status").await;
         assert_eq!(
             thp_enabled(&script),
             Some("1"),
