@@ -319,11 +319,15 @@ pub(crate) fn real_server(
         .as_ref()
         .or(vs.extras().virtualhost.as_ref())
         .map(|v| v.value.clone());
-    let checks = d
-        .checks
-        .iter()
-        .filter_map(|c| check(errors, c, &rs_defaults, ip, port, vhost.as_deref(), scripts))
-        .collect();
+    // Sized to the drafts (nearly always one): collected from a `filter_map`, the list
+    // started at four checks (352 bytes for one of 88), 15 MB at 40,000 checked real
+    // servers, which the start's parse paid for in page faults.
+    let mut checks = Vec::with_capacity(d.checks.len());
+    checks.extend(
+        d.checks
+            .iter()
+            .filter_map(|c| check(errors, c, &rs_defaults, ip, port, vhost.as_deref(), scripts)),
+    );
     RealServerHealth {
         inhibit_on_failure,
         checks,
