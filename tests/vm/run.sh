@@ -39,6 +39,8 @@ MODE=test
 if [[ ${1:-} == --bench ]]; then
     MODE=bench
     shift
+    # The scale benchmark runs keepalived beside haldir on the same file.
+    PACKAGES+=(keepalived)
     # `--bench NAME ...`: that benchmark alone.
     for bench in "${VM_BENCHES[@]}"; do
         if [[ ${1:-} == "$bench" ]]; then
