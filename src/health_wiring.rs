@@ -55,7 +55,8 @@ use haldir_director::track_process::{matches, QuorumState, RunningProcess};
 use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
 use haldir_health::checker::build;
 use haldir_health::{
-    spawn_scheduler, CheckId, Event, SchedulerConfig, SchedulerHandle, Transition,
+    initially_up, spawn_scheduler, CheckId, Event, NewCheck, SchedulerConfig, SchedulerHandle,
+    Transition,
 };
 use haldir_ipvs::model::{DestKey, ServiceKey, Table};
 use haldir_vrrp::driver::{DriverCommand, Tracking};
@@ -269,7 +270,7 @@ impl Wiring {
             match build(script_config(script)) {
                 Ok(runner) => {
                     let id = self.targets.insert(Target::Script(Box::new(key.clone())));
-                    let ok = self.scheduler.add(id, runner, script_timing(script)).await;
+                    let ok = self.scheduler.add(id, runner, script_timing(script));
                     self.script_ids.insert(key.clone(), id);
                     self.script_ok.insert(key, ok);
                 }
@@ -373,6 +374,8 @@ impl Wiring {
         let more = wanted.saturating_sub(before.values().map(|(_, _, c)| c.checkers.len()).sum());
         self.targets.reserve(more);
         self.scheduler.reserve(more);
+        // The new checks go to the scheduler at once, after the walk (one command).
+        let mut new_checks = Vec::with_capacity(more);
         let (mut added, mut kept) = (0usize, 0usize);
         self.first_checks
             .reserve_exact(model.virtual_servers.len() + 1);
@@ -418,7 +421,7 @@ impl Wiring {
                         continue;
                     }
                     added += 1;
-                    list.push(self.start_check(check, target).await);
+                    list.push(self.start_check(check, target, &mut new_checks));
                 }
                 stale.extend(previous.into_iter().flatten().filter_map(|(_, c)| c.id));
                 self.checks.push(RealServerChecks {
@@ -431,6 +434,7 @@ impl Wiring {
         self.first_checks
             .push(u32::try_from(self.checks.len()).expect("fewer than 2^32 real servers"));
         self.checks.shrink_to_fit();
+        self.scheduler.add_all(new_checks);
         stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
         for id in stale {
             self.scheduler.remove(id);
@@ -439,18 +443,26 @@ impl Wiring {
         (added, kept)
     }
 
-    /// Starts one checker of a real server; its initial verdict, or down if it cannot
-    /// start.
-    async fn start_check(&mut self, check: &HealthCheck, target: CheckerOf) -> RunningCheck {
+    /// Starts one checker of a real server (into `new_checks`, for the scheduler); its
+    /// initial verdict, or down if it cannot start.
+    fn start_check(
+        &mut self,
+        check: &HealthCheck,
+        target: CheckerOf,
+        new_checks: &mut Vec<NewCheck>,
+    ) -> RunningCheck {
         // On a validated model only the world can make this fail (a script removed
         // since `haldir check`, a CA file that no longer reads).
         match build(checker_config(check)) {
             Ok(checker) => {
                 let id = self.targets.insert(Target::Check(target));
-                let up = self
-                    .scheduler
-                    .add(id, checker, check_timing(&check.timing))
-                    .await;
+                let timing = check_timing(&check.timing);
+                let up = initially_up(&timing);
+                new_checks.push(NewCheck {
+                    id,
+                    checker,
+                    timing,
+                });
                 RunningCheck {
                     id: Some(id),
                     verdict: CheckVerdict { up, weight: None },

@@ -216,7 +216,7 @@ fn main() {
             check.connect_timeout = Duration::from_secs(2);
             // The last 20 servers die during the run: 10 with retry 1, 10 with retry 0.
             let retry = if i >= n - 10 { 0 } else { 1 };
-            handle.add(CheckId(i as u64), Arc::new(check), timing(retry)).await;
+            handle.add(CheckId(i as u64), Arc::new(check), timing(retry));
         }
         // Warm-up: one delay_loop for the spread first runs, then measure.
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -33,7 +33,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use scheduler::{
-    spawn_scheduler, CheckId, Event, SchedulerConfig, SchedulerHandle, StatsSnapshot,
+    initially_up, spawn_scheduler, CheckId, Event, NewCheck, SchedulerConfig, SchedulerHandle,
+    StatsSnapshot,
 };
 pub use state::{CheckTiming, HealthState, Transition};
 

@@ -236,15 +236,11 @@ async fn answering_500_goes_down_after_one_plus_retry_requests_and_comes_back() 
     let server = HttpServer::start(None).await;
     let (scheduler, mut events) = scheduler();
     let retry = 2;
-    assert!(
-        scheduler
-            .add(
-                CheckId(1),
-                Arc::new(http_check(&server, vec![url("/")])),
-                fast_timing(retry)
-            )
-            .await
-    );
+    assert!(scheduler.add(
+        CheckId(1),
+        Arc::new(http_check(&server, vec![url("/")])),
+        fast_timing(retry)
+    ));
     tokio::time::sleep(ms(500)).await;
     server.set(Behaviour::Respond(500, vec![]));
     let before = server.requests();
@@ -265,13 +261,11 @@ async fn answering_500_goes_down_after_one_plus_retry_requests_and_comes_back() 
 async fn a_server_that_stops_listening_goes_down_and_comes_back_when_it_listens_again() {
     let mut server = HttpServer::start(None).await;
     let (scheduler, mut events) = scheduler();
-    scheduler
-        .add(
-            CheckId(7),
-            Arc::new(http_check(&server, vec![url("/")])),
-            fast_timing(1),
-        )
-        .await;
+    scheduler.add(
+        CheckId(7),
+        Arc::new(http_check(&server, vec![url("/")])),
+        fast_timing(1),
+    );
     no_event(&mut events, ms(500)).await;
     server.stop_listening();
     let event = next_event(&mut events, ms(3000)).await;
@@ -294,13 +288,11 @@ async fn a_hanging_server_goes_down_through_the_scheduler() {
     let (scheduler, mut events) = scheduler();
     let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
     config.connect_timeout = ms(200);
-    scheduler
-        .add(
-            CheckId(3),
-            Arc::new(HttpCheck::new(config).unwrap()),
-            fast_timing(1),
-        )
-        .await;
+    scheduler.add(
+        CheckId(3),
+        Arc::new(HttpCheck::new(config).unwrap()),
+        fast_timing(1),
+    );
     no_event(&mut events, ms(400)).await;
     server.set(Behaviour::Hang);
     let started = Instant::now();
@@ -348,13 +340,11 @@ async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() 
         fall: 2,
         alpha: false,
     };
-    scheduler
-        .add(
-            CheckId(9),
-            Arc::new(http_check(&server, vec![url("/")])),
-            timing,
-        )
-        .await;
+    scheduler.add(
+        CheckId(9),
+        Arc::new(http_check(&server, vec![url("/")])),
+        timing,
+    );
     no_event(&mut events, ms(2000)).await;
     assert!(server.requests() >= 10, "{} requests", server.requests());
     flipper.abort();

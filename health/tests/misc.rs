@@ -216,7 +216,7 @@ async fn misc_dynamic_weight_changes_reach_the_scheduler_events() {
     };
     let c = misc(vec![path_str(&s)], ms(2000), true);
     assert_eq!(c.default_retry(), 0);
-    scheduler.add(CheckId(5), Arc::new(c), timing).await;
+    scheduler.add(CheckId(5), Arc::new(c), timing);
     let e = next_event(&mut events, ms(3000)).await;
     assert_eq!(e.transition, Transition::WeightChanged { weight: 5 });
     std::fs::write(&code_file, "1").unwrap();

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use haldir_health::tcp::TcpCheck;
 use haldir_health::{
-    spawn_scheduler, CheckFuture, CheckId, CheckOutcome, CheckTiming, Checker, SchedulerConfig,
-    Transition,
+    spawn_scheduler, CheckFuture, CheckId, CheckOutcome, CheckTiming, Checker, NewCheck,
+    SchedulerConfig, Transition,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -61,9 +61,13 @@ async fn first_runs_are_spread_over_delay_loop_not_fired_in_one_burst() {
         ..CheckTiming::default()
     };
     let t0 = Instant::now();
-    for i in 0..500 {
-        handle.add(CheckId(i), probe.clone(), timing.clone()).await;
-    }
+    // Added at once, as a start adds them (one command).
+    let checks = (0..500).map(|i| NewCheck {
+        id: CheckId(i),
+        checker: probe.clone(),
+        timing: timing.clone(),
+    });
+    handle.add_all(checks.collect());
     // One delay_loop, plus room for the lateness bound below.
     tokio::time::sleep(ms(1000) + LATENESS_BOUND).await;
     let starts = starts.lock().unwrap().clone();
@@ -119,7 +123,7 @@ async fn no_more_than_max_in_flight_checks_run_at_once() {
         ..CheckTiming::default()
     };
     for i in 0..20 {
-        handle.add(CheckId(i), probe.clone(), timing.clone()).await;
+        handle.add(CheckId(i), probe.clone(), timing.clone());
     }
     tokio::time::sleep(ms(600)).await;
     assert_eq!(probe.max_running.load(Ordering::SeqCst), 3);
@@ -138,9 +142,7 @@ async fn a_removed_check_stops_running_and_reports_nothing() {
         warmup: Some(Duration::ZERO),
         ..CheckTiming::default()
     };
-    handle
-        .add(CheckId(1), Arc::new(TcpCheck::new(addr)), timing.clone())
-        .await;
+    handle.add(CheckId(1), Arc::new(TcpCheck::new(addr)), timing.clone());
     tokio::time::sleep(ms(250)).await;
     handle.remove(CheckId(1));
     tokio::time::sleep(ms(50)).await;
@@ -163,13 +165,11 @@ async fn alpha_starts_down_and_reports_up_once_proven() {
         rise: 2,
         ..CheckTiming::default()
     };
-    let initially_up = handle
-        .add(
-            CheckId(3),
-            Arc::new(TcpCheck::new(listener.local_addr().unwrap())),
-            timing,
-        )
-        .await;
+    let initially_up = handle.add(
+        CheckId(3),
+        Arc::new(TcpCheck::new(listener.local_addr().unwrap())),
+        timing,
+    );
     assert!(!initially_up);
     let started = Instant::now();
     let e = next_event(&mut events, ms(2000)).await;
@@ -194,9 +194,9 @@ async fn omega_reports_checks_still_up_as_down_at_shutdown() {
         ..CheckTiming::default()
     };
     let check = Arc::new(TcpCheck::new(listener.local_addr().unwrap()));
-    handle.add(CheckId(1), check.clone(), timing.clone()).await;
-    handle.add(CheckId(2), check.clone(), alpha).await; // still down: nothing to report
-    handle.add(CheckId(3), check, timing).await;
+    handle.add(CheckId(1), check.clone(), timing.clone());
+    handle.add(CheckId(2), check.clone(), alpha); // still down: nothing to report
+    handle.add(CheckId(3), check, timing);
     handle.shutdown(true).await;
     let mut got = Vec::new();
     while let Ok(e) = events.try_recv() {
