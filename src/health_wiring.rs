@@ -53,7 +53,7 @@ use haldir_director::ipvs_policy::{
 use haldir_director::ipvs_table::service_key;
 use haldir_director::track_process::{matches, QuorumState, RunningProcess};
 use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
-use haldir_health::checker::build;
+use haldir_health::checker::{build, Checkers};
 use haldir_health::{
     initially_up, spawn_scheduler, CheckId, Event, NewCheck, SchedulerConfig, SchedulerHandle,
     Transition,
@@ -376,6 +376,7 @@ impl Wiring {
         self.scheduler.reserve(more);
         // The new checks go to the scheduler at once, after the walk (one command).
         let mut new_checks = Vec::with_capacity(more);
+        let mut checkers = Checkers::default();
         let (mut added, mut kept) = (0usize, 0usize);
         self.first_checks
             .reserve_exact(model.virtual_servers.len() + 1);
@@ -421,7 +422,7 @@ impl Wiring {
                         continue;
                     }
                     added += 1;
-                    list.push(self.start_check(check, target, &mut new_checks));
+                    list.push(self.start_check(check, target, &mut checkers, &mut new_checks));
                 }
                 stale.extend(previous.into_iter().flatten().filter_map(|(_, c)| c.id));
                 self.checks.push(RealServerChecks {
@@ -443,17 +444,18 @@ impl Wiring {
         (added, kept)
     }
 
-    /// Starts one checker of a real server (into `new_checks`, for the scheduler); its
-    /// initial verdict, or down if it cannot start.
+    /// Starts one checker of a real server (built by `checkers`, into `new_checks` for the
+    /// scheduler); its initial verdict, or down if it cannot start.
     fn start_check(
         &mut self,
         check: &HealthCheck,
         target: CheckerOf,
+        checkers: &mut Checkers,
         new_checks: &mut Vec<NewCheck>,
     ) -> RunningCheck {
         // On a validated model only the world can make this fail (a script removed
         // since `haldir check`, a CA file that no longer reads).
-        match build(checker_config(check)) {
+        match checkers.build(checker_config(check)) {
             Ok(checker) => {
                 let id = self.targets.insert(Target::Check(target));
                 let timing = check_timing(&check.timing);

@@ -15,8 +15,9 @@ use crate::{CheckFuture, CheckOutcome, Checker};
 /// keepalived's default `connect_timeout` (5 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A `TCP_CHECK`.
-#[derive(Debug, Clone)]
+/// A `TCP_CHECK`. Equal ones are interchangeable (a run keeps nothing in it), so
+/// [`Checkers`](crate::checker::Checkers) builds one for all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TcpCheck {
     /// `connect_ip` / `connect_port` (default: the real server's address and port).
     pub target: SocketAddr,
