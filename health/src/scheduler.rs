@@ -4,11 +4,12 @@
 //! [`Event`]s. First runs are spread uniformly over `warmup` (or `delay_loop`), so 10,000
 //! checks added at once never fire in one burst.
 //!
-//! The checks live in a list of slots with an index by [`CheckId`], and a deadline is 16
+//! The checks live in a list of slots, each check at the place its [`CheckId`] names (the
+//! caller numbers its checks densely, so no index by id is needed), and a deadline is 16
 //! bytes (a due time in microseconds, the slot, the slot's generation): at 40,000 checks a
 //! map of whole entries, sized to the next power of two, and 32-byte deadlines cost about
-//! 200 bytes a check; this costs about 130. [`SchedulerHandle::reserve`] sizes the list
-//! exactly before a burst of adds.
+//! 200 bytes a check; this costs about 100 (a hash map from id to slot cost 28 more).
+//! [`SchedulerHandle::reserve`] sizes the list exactly before a burst of adds.
 //!
 //! Checks are added and removed at run time through the [`SchedulerHandle`] (reload adds or
 //! removes only what changed); a removed check's run in flight is aborted (dropping a
@@ -28,8 +29,21 @@ use crate::state::{CheckTiming, HealthState, Transition};
 use crate::{CheckOutcome, Checker};
 
 /// The caller's name for a check (the wiring maps it to virtual server / real server / kind).
+/// Its low 32 bits are the check's place in the scheduler's list ([`CheckId::slot`]): a
+/// caller numbers its checks densely from 0, as a list of slots does, and two checks
+/// scheduled at once never share a slot (adding one replaces the other). The high 32 bits
+/// are the caller's own (the wiring counts each slot's uses there, so a late event of a
+/// check stopped since is not taken for its successor's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CheckId(pub u64);
+
+impl CheckId {
+    /// The check's place in the scheduler's list: the id's low 32 bits.
+    pub fn slot(self) -> u32 {
+        // Truncation intended: the low half.
+        self.0 as u32
+    }
+}
 
 /// A transition of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,10 +298,11 @@ struct Finished {
 struct Core {
     max_in_flight: usize,
     rng: SplitMix64,
-    /// The checks; a removed check's slot is vacant (in `vacant`) until the next add.
+    /// The checks, each at its id's slot; a removed check's slot is vacant until the
+    /// caller names it again.
     slots: Vec<Option<Entry>>,
-    vacant: Vec<Slot>,
-    index: HashMap<CheckId, Slot>,
+    /// How many slots hold a check.
+    live: usize,
     /// Stale items (the slot's entry has another generation, or runs) are skipped when
     /// popped.
     deadlines: BinaryHeap<Reverse<Deadline>>,
@@ -314,8 +329,7 @@ impl Core {
             max_in_flight: max_in_flight.max(1),
             rng: SplitMix64(seed),
             slots: Vec::new(),
-            vacant: Vec::new(),
-            index: HashMap::new(),
+            live: 0,
             deadlines: BinaryHeap::new(),
             epoch: Instant::now(),
             running: JoinSet::new(),
@@ -378,7 +392,9 @@ impl Core {
     }
 
     fn add(&mut self, id: CheckId, checker: Arc<dyn Checker>, timing: CheckTiming) {
-        self.remove(id);
+        let slot = id.slot();
+        // The same id, or another use of the slot the caller has not removed: replaced.
+        self.vacate(slot);
         let first_delay = self.rng.duration_below(timing.first_run_spread());
         let timing = match self.timings.get(&timing) {
             Some(shared) => Arc::clone(shared),
@@ -404,27 +420,24 @@ impl Core {
             generation,
             running: None,
         };
-        let slot = match self.vacant.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(entry);
-                slot
-            }
-            None => {
-                self.slots.push(Some(entry));
-                Slot::try_from(self.slots.len() - 1).expect("fewer than 2^32 checks")
-            }
-        };
-        self.index.insert(id, slot);
+        let at = slot as usize;
+        debug_assert!(
+            at <= self.slots.len() + (1 << 20),
+            "check ids are numbered densely: slot {at} after {} slots",
+            self.slots.len()
+        );
+        if self.slots.len() <= at {
+            self.slots.resize_with(at + 1, || None);
+        }
+        self.slots[at] = Some(entry);
+        self.live += 1;
         self.deadlines.push(Reverse((due, slot, generation)));
-        self.stats
-            .checks
-            .store(self.index.len() as u64, Ordering::Relaxed);
+        self.stats.checks.store(self.live as u64, Ordering::Relaxed);
     }
 
     fn reserve(&mut self, more: usize) {
-        let more = more.saturating_sub(self.vacant.len());
-        self.slots.reserve_exact(more);
-        self.index.reserve(more);
+        let vacant = self.slots.len() - self.live;
+        self.slots.reserve_exact(more.saturating_sub(vacant));
         self.deadlines.reserve_exact(more);
     }
 
@@ -437,12 +450,21 @@ impl Core {
         self.epoch + Duration::from_micros(micros)
     }
 
+    /// Stops check `id` if it is the one in its slot (not a later use of the slot).
     fn remove(&mut self, id: CheckId) {
-        let entry = self.index.remove(&id).and_then(|slot| {
-            self.vacant.push(slot);
-            self.slots[slot as usize].take()
-        });
+        let slot = id.slot();
+        let is_its = self.slots.get(slot as usize).and_then(Option::as_ref);
+        if is_its.is_some_and(|entry| entry.id == id) {
+            self.vacate(slot);
+        }
+    }
+
+    /// Stops the check in `slot`, if any: its run in flight is aborted, and its timing is
+    /// dropped if no other check has it.
+    fn vacate(&mut self, slot: Slot) {
+        let entry = self.slots.get_mut(slot as usize).and_then(Option::take);
         if let Some(entry) = entry {
+            self.live -= 1;
             if let Some(abort) = &entry.running {
                 abort.abort();
             }
@@ -453,9 +475,7 @@ impl Core {
                 self.timings.remove(&*timing);
             }
         }
-        self.stats
-            .checks
-            .store(self.index.len() as u64, Ordering::Relaxed);
+        self.stats.checks.store(self.live as u64, Ordering::Relaxed);
     }
 
     fn shutdown(&mut self, omega: bool) {
@@ -471,8 +491,7 @@ impl Core {
             }
         }
         self.slots.clear();
-        self.vacant.clear();
-        self.index.clear();
+        self.live = 0;
         self.timings.clear();
     }
 
@@ -597,17 +616,19 @@ mod tests {
             retry: 0,
             ..CheckTiming::default()
         };
-        core.add(CheckId(1), Arc::new(Pending), timing.clone());
-        let slot = core.index[&CheckId(1)];
+        // Check 2 is slot 0's second use (as the wiring numbers its checks).
+        let (first, second) = (CheckId(0), CheckId(1 << 32));
+        core.add(first, Arc::new(Pending), timing.clone());
+        let slot = first.slot();
         let first_generation = core.slots[slot as usize].as_ref().unwrap().generation;
-        core.remove(CheckId(1));
-        core.add(CheckId(2), Arc::new(Pending), timing);
-        assert_eq!(
-            core.index[&CheckId(2)],
-            slot,
-            "the vacant slot is taken again"
-        );
+        core.remove(first);
+        core.add(second, Arc::new(Pending), timing);
+        assert_eq!(second.slot(), slot, "the vacant slot is taken again");
         assert_eq!(core.slots.len(), 1);
+        // A late remove of check 1 leaves check 2 alone.
+        core.remove(first);
+        assert!(core.slots[slot as usize].is_some());
+        assert_eq!(core.live, 1);
         let deadlines = core.deadlines.len();
 
         // Check 1's run ends after it was removed: its failure is not check 2's.
@@ -620,7 +641,7 @@ mod tests {
         let generation = core.slots[slot as usize].as_ref().unwrap().generation;
         core.finished(Ok(finished_run(slot, generation)));
         let event = received.try_recv().expect("check 2's transition");
-        assert_eq!(event.id, CheckId(2));
+        assert_eq!(event.id, second);
         assert!(matches!(event.transition, Transition::Down { .. }));
         assert_eq!(core.deadlines.len(), deadlines + 1, "check 2 due again");
     }
@@ -635,7 +656,7 @@ mod tests {
             core.add(CheckId(id), Arc::new(Pending), CheckTiming::default());
         }
         assert_eq!(core.slots.capacity(), 1000, "sized exactly, not doubled");
-        assert_eq!(core.index.len(), 1000);
+        assert_eq!(core.live, 1000);
     }
 
     #[test]
@@ -652,7 +673,7 @@ mod tests {
         core.add(CheckId(3), Arc::new(Pending), rare.clone());
         assert_eq!(core.timings.len(), 2);
         let timing = |core: &Core, id| {
-            let slot = core.index[&CheckId(id)] as usize;
+            let slot = CheckId(id).slot() as usize;
             Arc::clone(core.slots[slot].as_ref().unwrap().state.shared_timing())
         };
         assert!(Arc::ptr_eq(&timing(&core, 1), &timing(&core, 2)));
