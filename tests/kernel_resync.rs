@@ -920,7 +920,8 @@ fn group_config(priority: u8, real_servers: &[&str]) -> String {
     // an advert (RFC 5798 §6.1: 3 × 100 ms + skew). One CI run in the emulated VM logged
     // such a gap, and r1 took over as from a dead master, which no hold delays (by design);
     // a later one ended the same way (r1 master of both before the table), without logs.
-    // 400 ms gives 1.29 s; a preemption that is not held still comes within one interval.
+    // 400 ms gives 1.29 s, which is also when a preemption that is not held comes: a
+    // lower-priority advert is discarded and the Master_Down_Timer runs out (§6.4.2).
     let advert_int = HOLD_TEST_ADVERT_INT;
     let mut vi1 = HaldirInstance::v3(71, priority, advert_int, &[&format!("{VIP}/24")]);
     vi1.extra_lines
@@ -985,9 +986,10 @@ fn a_returning_router_holds_preemption_of_its_whole_sync_group_until_the_table_i
     // How long r1 must be seen held in BACKUP, the table blocked, before the requests pass.
     // The hold itself lasts at most HOLD_LIMIT (5 s) from BACKUP: the rest of that is the
     // margin for deleting the nft rule (a fork+exec, slow under emulation), the next request
-    // (every 1 s) and the dump, on a loaded machine. 1 s held is 2.5 times what an unheld
-    // preemption takes (at once on the master's first lower-priority advert, at most one
-    // advert interval, HOLD_TEST_ADVERT_INT).
+    // (every 1 s) and the dump, on a loaded machine. An unheld preemption comes one
+    // master-down interval after BACKUP (1.29 s at HOLD_TEST_ADVERT_INT), about when this
+    // wait ends: a hold that does not work is caught for certain by the checks after it
+    // (still held after the forged DONEs, about 2 s in; master only after the DONE).
     const HELD_FOR: Duration = Duration::from_secs(1);
     // The status file is read (and checked against the schema) this often: more often
     // costs the emulated VM's CPU that the routers need. A preemption between two reads is

@@ -68,14 +68,11 @@ impl Checkers {
     /// The running checker `config` describes (see [`build`]).
     pub fn build(&mut self, config: CheckerConfig) -> Result<Arc<dyn Checker>, String> {
         match config {
-            CheckerConfig::Tcp(tcp) => {
-                if let Some(shared) = self.tcp.get(&tcp) {
-                    return Ok(Arc::clone(shared));
-                }
-                let checker: Arc<dyn Checker> = Arc::new(tcp.clone());
-                self.tcp.insert(tcp, Arc::clone(&checker));
-                Ok(checker)
-            }
+            CheckerConfig::Tcp(tcp) => Ok(Arc::clone(
+                self.tcp
+                    .entry(tcp)
+                    .or_insert_with_key(|tcp| Arc::new(tcp.clone())),
+            )),
             other => build(other),
         }
     }
