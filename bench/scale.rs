@@ -1,8 +1,9 @@
 //! Benchmark (issue 16), in the VM only: haldir and keepalived side by side on the same
 //! generated keepalived.conf, in one run: N virtual servers × 4 real servers (DR, rr), with
-//! no checkers and with a TCP_CHECK on every real server against real listeners.
+//! no checkers, with a TCP_CHECK and with an HTTP_GET on every real server against real
+//! listeners.
 //!
-//!     bash tests/vm/run.sh --bench scale [--services 1000,10000] [--steady 60] [--checks none,tcp] [--no-reloads]
+//!     bash tests/vm/run.sh --bench scale [--services 1000,10000] [--steady 60] [--checks none,tcp,http] [--no-reloads]
 //!         [--daemons keepalived,haldir] [--timeout 900]
 //!
 //! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
@@ -25,7 +26,14 @@
 //!   kernel shows the weight (that one service's destinations, polled likewise);
 //!   time and CPU seconds (exited children included). haldir's netlink writes for it come
 //!   from its round's log line;
-//! - **reload, +100 services**: likewise until the 100 new services are programmed.
+//! - **reload, +100 services**: likewise until the 100 new services are programmed;
+//! - with checks, **checks answered per second** over the steady window, and with
+//!   `HTTP_GET`s the **lateness of a check**: each virtual server's checks ask for a path of
+//!   its own, so the listeners know which check came and when. A check is due `delay_loop`
+//!   after its previous arrival; its lateness is how much later it came (the median, the
+//!   99th percentile and the worst over the checks due in the window, a check not come by
+//!   the window's end counted as late until then). Measured where the checks arrive, the
+//!   same way for both daemons. (`TCP_CHECK`s all look alike to a listener.)
 //!
 //! And once per size, the **kernel floor** of a start: the same services and destinations
 //! added by haldir's IPVS library alone (`IpvsClient::apply_batch` of operations built
@@ -40,10 +48,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,7 +146,7 @@ impl Impl {
 struct Options {
     sizes: Vec<usize>,
     steady: Duration,
-    checks: Vec<bool>,
+    checks: Vec<Checks>,
     /// `--no-reloads`: start and steady state only. keepalived's reload of one weight with
     /// 40,000 TCP checks takes about 650 s in the VM, and the two reloads make a run with
     /// checks longer than the VM's 30 minutes when the host is slow.
@@ -152,7 +160,7 @@ fn options() -> Options {
     let mut options = Options {
         sizes: vec![1_000, 10_000],
         steady: Duration::from_secs(60),
-        checks: vec![false, true],
+        checks: vec![Checks::None, Checks::Tcp, Checks::Http],
         reloads: true,
         daemons: vec![Impl::Keepalived, Impl::Haldir],
     };
@@ -193,9 +201,10 @@ fn options() -> Options {
                 options.checks = value
                     .split(',')
                     .map(|c| match c {
-                        "none" => false,
-                        "tcp" => true,
-                        other => panic!("--checks none,tcp: not {other:?}"),
+                        "none" => Checks::None,
+                        "tcp" => Checks::Tcp,
+                        "http" => Checks::Http,
+                        other => panic!("--checks none,tcp,http: not {other:?}"),
                     })
                     .collect();
                 i += 1;
@@ -215,9 +224,42 @@ fn real_server(j: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 31, 0, j as u8 + 1)
 }
 
+/// The checkers of a scenario: none, or one on every real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    None,
+    /// `TCP_CHECK`: a connection to the real server's port 80.
+    Tcp,
+    /// `HTTP_GET` of a path of the virtual server's own (`/vs/I`), so that the listeners
+    /// can tell every check from every other and time each one (see [`Arrivals`]).
+    Http,
+}
+
+impl Checks {
+    fn name(self) -> &'static str {
+        match self {
+            Checks::None => "none",
+            Checks::Tcp => "tcp",
+            Checks::Http => "http",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Checks::None => "no checkers".into(),
+            Checks::Tcp => {
+                format!("TCP_CHECK on every real server (delay_loop {DELAY_LOOP_SECS} s)")
+            }
+            Checks::Http => format!(
+                "HTTP_GET of /vs/<index> on every real server (delay_loop {DELAY_LOOP_SECS} s)"
+            ),
+        }
+    }
+}
+
 /// The keepalived.conf both daemons read: `services` virtual servers, the first real
 /// server of the first one of weight `first_weight`.
-fn keepalived_conf(services: usize, first_weight: u32, checks: bool) -> String {
+fn keepalived_conf(services: usize, first_weight: u32, checks: Checks) -> String {
     let mut conf = String::from("global_defs {\n    router_id scale_bench\n}\n");
     for i in 0..services {
         let _ = write!(
@@ -232,8 +274,17 @@ fn keepalived_conf(services: usize, first_weight: u32, checks: bool) -> String {
                 "    real_server {} 80 {{\n        weight {weight}\n",
                 real_server(j)
             );
-            if checks {
-                conf.push_str("        TCP_CHECK {\n            connect_timeout 5\n        }\n");
+            match checks {
+                Checks::None => {}
+                Checks::Tcp => {
+                    conf.push_str("        TCP_CHECK {\n            connect_timeout 5\n        }\n")
+                }
+                Checks::Http => {
+                    let _ = write!(
+                        conf,
+                        "        HTTP_GET {{\n            url {{\n                path /vs/{i}\n                status_code 200\n            }}\n            connect_timeout 5\n        }}\n"
+                    );
+                }
             }
             conf.push_str("    }\n");
         }
@@ -380,38 +431,201 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(after_name.split_whitespace().map(str::to_owned).collect())
 }
 
-/// Accepts and closes connections on port 80 of the real servers' addresses until dropped.
+/// The real servers' port 80 until dropped. For `TCP_CHECK`s it accepts and closes each
+/// connection; for `HTTP_GET`s it reads the request, notes which check it is and when it
+/// came ([`Arrivals`]), and answers `200 OK`.
 struct Listeners {
     stop: Arc<AtomicBool>,
-    accepted: Arc<std::sync::atomic::AtomicU64>,
+    accepted: Arc<AtomicU64>,
+    arrivals: Arc<Arrivals>,
 }
 
 impl Listeners {
-    fn start(ns: &str) -> Listeners {
+    /// One thread in the namespace, serving every connection asynchronously. (A first
+    /// version answered on four threads polling a non-blocking socket, a second on 16
+    /// threads each blocked reading one client's request: in the VM both fell behind, the
+    /// first with connects timing out on a full backlog of 128, the second at 340-490
+    /// answers a second, with checks waiting their turn for a thread.)
+    fn start(ns: &str, checks: Checks, services: usize) -> Listeners {
         let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (stop_flag, count) = (stop.clone(), accepted.clone());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let arrivals = Arc::new(Arrivals::new(services * REAL_SERVERS));
+        let (stop_flag, count, noted) = (stop.clone(), accepted.clone(), arrivals.clone());
         spawn_in_netns(ns, "listeners", move || {
-            let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+            use socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a TCP socket");
+            socket.set_reuse_address(true).unwrap();
+            socket
+                .bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)).into())
                 .expect("bind the real servers' port 80");
-            listener.set_nonblocking(true).unwrap();
-            while !stop_flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok(_) => {
-                        count.fetch_add(1, Ordering::Relaxed);
+            socket.listen(4096).expect("listen");
+            socket.set_nonblocking(true).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the listeners");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(TcpListener::from(socket))
+                    .expect("the listener on the runtime");
+                let mut look = tokio::time::interval(Duration::from_millis(200));
+                while !stop_flag.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            count.fetch_add(1, Ordering::Relaxed);
+                            if checks == Checks::Http {
+                                tokio::spawn(answer_http(stream, Instant::now(), noted.clone()));
+                            }
+                        }
+                        _ = look.tick() => {}
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
-            }
+            });
         })
         .expect("start the listeners");
-        Listeners { stop, accepted }
+        Listeners {
+            stop,
+            accepted,
+            arrivals,
+        }
     }
 }
 
 impl Drop for Listeners {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads one `GET /vs/I` request, notes its arrival (`came`: when it was accepted) as
+/// check I × 4 + the real server's number, and answers 200 with a short body.
+async fn answer_http(mut stream: tokio::net::TcpStream, came: Instant, arrivals: Arc<Arrivals>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = Vec::with_capacity(256);
+    let mut buffer = [0u8; 512];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 4096 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => request.extend_from_slice(&buffer[..n]),
+            _ => {
+                arrivals.no_request.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+    let index = std::str::from_utf8(&request)
+        .ok()
+        .and_then(|text| text.strip_prefix("GET /vs/"))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|index| index.parse::<usize>().ok());
+    let real_server = match stream.local_addr() {
+        Ok(SocketAddr::V4(local)) => (local.ip().octets()[3] as usize).checked_sub(1),
+        _ => None,
+    };
+    match (index, real_server) {
+        (Some(index), Some(real_server)) => arrivals.note(index * REAL_SERVERS + real_server, came),
+        _ => {
+            arrivals.unknown_request.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+/// When each `HTTP_GET` check (a virtual server's path on one real server) came to the
+/// listeners, for the worst lateness of a check: measured where the checks arrive, the
+/// same way for both daemons.
+struct Arrivals {
+    checks: usize,
+    times: std::sync::Mutex<Vec<(u32, Instant)>>,
+    /// Connections whose request did not come within 5 s, or was not a `GET /vs/I`
+    /// (answered all the same).
+    no_request: AtomicU64,
+    unknown_request: AtomicU64,
+}
+
+impl Arrivals {
+    fn new(checks: usize) -> Arrivals {
+        Arrivals {
+            checks,
+            times: std::sync::Mutex::new(Vec::new()),
+            no_request: AtomicU64::new(0),
+            unknown_request: AtomicU64::new(0),
+        }
+    }
+
+    fn note(&self, check: usize, at: Instant) {
+        if check < self.checks {
+            let mut times = self.times.lock().unwrap_or_else(|e| e.into_inner());
+            times.push((check as u32, at));
+        }
+    }
+
+    /// The lateness of the checks due in `window`: a check is due `period` after the same
+    /// check's previous arrival, and late by how much later it came. A check still not come
+    /// at the window's end is late by at least the time since it was due.
+    fn lateness(&self, window: std::ops::Range<Instant>, period: Duration) -> Lateness {
+        let mut last: Vec<Option<Instant>> = vec![None; self.checks];
+        let mut lateness = Lateness {
+            no_request: self.no_request.load(Ordering::Relaxed),
+            unknown_request: self.unknown_request.load(Ordering::Relaxed),
+            ..Lateness::default()
+        };
+        let times = self.times.lock().unwrap_or_else(|e| e.into_inner());
+        // Noted in arrival order per answering thread; sorted, every check's arrivals
+        // follow each other in time.
+        let mut times = times.clone();
+        times.sort_by_key(|&(_, at)| at);
+        for &(check, at) in times.iter().filter(|(_, at)| *at < window.end) {
+            let previous = last[check as usize].replace(at);
+            if let Some(previous) = previous {
+                if at >= window.start {
+                    lateness.note(at.saturating_duration_since(previous + period));
+                }
+            }
+        }
+        for previous in &last {
+            match previous {
+                None => lateness.never += 1,
+                Some(previous) if window.end > *previous + period => {
+                    lateness.overdue += 1;
+                    lateness.note(window.end.saturating_duration_since(*previous + period));
+                }
+                Some(_) => {}
+            }
+        }
+        lateness
+    }
+}
+
+/// The lateness of a daemon's checks over the steady window.
+#[derive(Debug, Default, Clone)]
+struct Lateness {
+    /// Lateness of every check due in the window, sorted after [`Lateness::note`]s.
+    samples: Vec<Duration>,
+    /// Checks due in the window that had not come by its end.
+    overdue: usize,
+    /// Checks that never came, from the start to the window's end.
+    never: usize,
+    /// Connections without a request within 5 s, and with one that was not a check's,
+    /// from the start to the window's end.
+    no_request: u64,
+    unknown_request: u64,
+}
+
+impl Lateness {
+    fn note(&mut self, late: Duration) {
+        self.samples.push(late);
+    }
+
+    /// `None` when no check was due in the window (a daemon whose first checks had not
+    /// all come by its end).
+    fn percentile(&self, fraction: f64) -> Option<Duration> {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        let at = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+        sorted.get(at).copied()
     }
 }
 
@@ -431,6 +645,8 @@ struct Figures {
     add_s: f64,
     add_cpu_s: f64,
     checks_per_s: Option<f64>,
+    /// With `HTTP_GET`s: the lateness of the checks due in the steady window.
+    lateness: Option<Lateness>,
 }
 
 fn say(text: &str) {
@@ -612,7 +828,13 @@ fn wait_log(
             return Ok(());
         }
         if since.elapsed() > timeout {
-            anyhow::bail!("{seen} of {count} log lines \"{prefix}…\" within {timeout:?}");
+            // What the daemon said meanwhile, but its debug lines.
+            let log = lab.log_text(pid);
+            let said: Vec<&str> = log.lines().filter(|l| !l.contains("\"DEBUG\"")).collect();
+            anyhow::bail!(
+                "{seen} of {count} log lines \"{prefix}…\" within {timeout:?}; its last lines above debug:\n{}",
+                said[said.len().saturating_sub(30)..].join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -742,7 +964,7 @@ fn run_one(
     which: Impl,
     binary: &Path,
     services: usize,
-    checks: bool,
+    checks: Checks,
     steady: Duration,
     reloads: bool,
 ) -> anyhow::Result<Figures> {
@@ -764,7 +986,7 @@ fn run_one(
             ],
         )?;
     }
-    let listeners = checks.then(|| Listeners::start(&ns));
+    let listeners = (checks != Checks::None).then(|| Listeners::start(&ns, checks, services));
     let conf = lab.dir().join("keepalived.conf");
     std::fs::write(&conf, keepalived_conf(services, 1, checks))?;
     if which == Impl::Haldir {
@@ -789,7 +1011,11 @@ fn run_one(
     say(&format!(
         "{} {services} services{}: programmed in {:.1} s, {:.1} CPU s, RSS {:.1} MB",
         which.name(),
-        if checks { " with TCP checks" } else { "" },
+        match checks {
+            Checks::None => "",
+            Checks::Tcp => " with TCP checks",
+            Checks::Http => " with HTTP checks",
+        },
         figures.start_s,
         figures.start_cpu_s,
         figures.rss_mb
@@ -822,6 +1048,7 @@ fn run_one(
         std::thread::sleep(Duration::from_secs(1).min(steady.saturating_sub(window.elapsed())));
         rss_samples.push(tree.rss_mb());
     }
+    let window_end = Instant::now();
     figures.steady_cpu_pct = (tree.cpu_seconds() - cpu_before) / steady.as_secs_f64() * 100.0;
     rss_samples.sort_by(f64::total_cmp);
     figures.steady_rss_mb = rss_samples
@@ -850,6 +1077,10 @@ fn run_one(
         figures.checks_per_s = Some(
             (listeners.accepted.load(Ordering::Relaxed) - before) as f64 / steady.as_secs_f64(),
         );
+        if checks == Checks::Http {
+            let period = Duration::from_secs(DELAY_LOOP_SECS.into());
+            figures.lateness = Some(listeners.arrivals.lateness(window..window_end, period));
+        }
     }
     if kernel_view(pid).services != services {
         anyhow::bail!("the table changed during the steady window");
@@ -977,7 +1208,7 @@ fn ratio(h: f64, k: f64) -> String {
 
 fn report(
     services: usize,
-    checks: bool,
+    checks: Checks,
     k: &Figures,
     h: &Figures,
     floor: Option<&Floor>,
@@ -986,11 +1217,7 @@ fn report(
     let _ = writeln!(
         out,
         "\n{services} virtual servers × {REAL_SERVERS} real servers, {}",
-        if checks {
-            format!("TCP_CHECK on every real server (delay_loop {DELAY_LOOP_SECS} s)")
-        } else {
-            "no checkers".into()
-        }
+        checks.describe()
     );
     let _ = writeln!(
         out,
@@ -1043,6 +1270,43 @@ fn report(
     if let (Some(kc), Some(hc)) = (k.checks_per_s, h.checks_per_s) {
         row("checks answered per second", kc, hc, "");
     }
+    if let (Some(kl), Some(hl)) = (&k.lateness, &h.lateness) {
+        for (name, fraction) in [
+            ("lateness of a check due in the window, median", 0.5),
+            ("  99th percentile", 0.99),
+            ("  worst", 1.0),
+        ] {
+            let ms = |l: &Lateness| l.percentile(fraction).map(|d| d.as_secs_f64() * 1000.0);
+            let shown = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} ms"));
+            let (kv, hv) = (ms(kl), ms(hl));
+            let _ = writeln!(
+                out,
+                "{name:<44} {:>12} {:>12} {:>8}",
+                shown(kv),
+                shown(hv),
+                match (kv, hv) {
+                    (Some(kv), Some(hv)) => ratio(hv, kv),
+                    _ => "—".into(),
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "checks due in the window and not come by its end: keepalived {} of {}, haldir {} of {}; \
+             never come since the start: keepalived {}, haldir {}; connections without a request \
+             within 5 s: keepalived {}, haldir {}; with another request: keepalived {}, haldir {}",
+            kl.overdue,
+            kl.samples.len(),
+            hl.overdue,
+            hl.samples.len(),
+            kl.never,
+            hl.never,
+            kl.no_request,
+            hl.no_request,
+            kl.unknown_request,
+            hl.unknown_request
+        );
+    }
     if h.reload_s > 0.0 {
         let _ = writeln!(
             out,
@@ -1094,9 +1358,9 @@ fn main() {
                     Ok(figures) => results.push(figures),
                     Err(e) => {
                         println!(
-                            "{} {services}{}: FAILED: {e:#}",
+                            "{} {services} {}: FAILED: {e:#}",
                             which.name(),
-                            if checks { " tcp" } else { "" }
+                            checks.name()
                         );
                         failed = true;
                     }
