@@ -115,17 +115,25 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     // Freed memory back to the system after a reload, a large IPVS round or answer.
     tokio::spawn(crate::memory::run_releases(shutdown_rx.clone()));
     // Health checks (src/health_wiring.rs) follow the running model and turn it into the
-    // desired IPVS table; tracked scripts move the instances' priorities.
+    // desired IPVS table; tracked scripts move the instances' priorities. The real-server
+    // checks start once the first IPVS round is done (`table_programmed`; closed when
+    // IPVS cannot start).
+    let (table_programmed_tx, table_programmed_rx) = watch::channel(false);
     let (desired_rx, quorum_rx, health) = crate::health_wiring::spawn(
         running_tx.subscribe(),
         commands_tx.clone(),
         lvs_notices_tx,
         counters.clone(),
+        table_programmed_rx,
         shutdown_rx.clone(),
     );
     let ipvs = tokio::spawn(haldir_ipvs::keep_in_step(
         desired_rx,
-        start_ipvs(counters.clone(), ownership_identity(&options)),
+        start_ipvs(
+            counters.clone(),
+            ownership_identity(&options),
+            table_programmed_tx,
+        ),
         options.ipvs_resync,
         shutdown_rx.clone(),
     ));
@@ -559,6 +567,7 @@ fn reload_read_problem(path: &std::path::Path, format: haldir_config::Format) ->
 async fn start_ipvs(
     counters: std::sync::Arc<crate::counters::DaemonCounters>,
     identity: Option<String>,
+    table_programmed: watch::Sender<bool>,
 ) -> Option<(Reconciler<haldir_ipvs::drift::WatchedClient>, IpvsRounds)> {
     let client = match IpvsClient::connect().await {
         Ok(client) => client,
@@ -578,6 +587,7 @@ async fn start_ipvs(
         IpvsRounds {
             ownership,
             counters,
+            table_programmed,
         },
     ))
 }
@@ -594,11 +604,13 @@ fn ownership_identity(options: &RunOptions) -> Option<String> {
     }
 }
 
-/// Where the IPVS rounds go: the ownership file (`haldir_ipvs::ownership`) and the
-/// counters of `/metrics`.
+/// Where the IPVS rounds go: the ownership file (`haldir_ipvs::ownership`), the
+/// counters of `/metrics`, and the health wiring, whose real-server checks wait for the
+/// first round.
 struct IpvsRounds {
     ownership: haldir_ipvs::ownership::OwnershipFile,
     counters: std::sync::Arc<crate::counters::DaemonCounters>,
+    table_programmed: watch::Sender<bool>,
 }
 
 impl KeeperHooks for IpvsRounds {
@@ -614,6 +626,9 @@ impl KeeperHooks for IpvsRounds {
         outcome: &Result<ReconcileReport, IpvsError>,
     ) {
         self.ownership.update(owned);
+        // Whatever the round did: a refused operation is retried, the checks run on.
+        self.table_programmed
+            .send_if_modified(|done| !std::mem::replace(done, true));
         match outcome {
             Ok(report) => self
                 .counters

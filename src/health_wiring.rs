@@ -31,6 +31,14 @@
 //! the command line). `haldir_director::track_process` decides what matches and when a
 //! quorum change counts.
 //!
+//! A start's real-server checks wait for the first IPVS round, as keepalived's checker
+//! programs its table (`init_services`) before it registers its checks: their first runs
+//! are spread over `warmup` (or `delay_loop`) from the moment the table is in the kernel,
+//! or [`FIRST_CHECKS_WAIT_AT_MOST`] after the start if that comes first. Until then a
+//! real server has its initial verdict (up unless `alpha`). At 40,000 checks a minute the
+//! runs would otherwise take a core's half from the programming of the table they feed.
+//! `vrrp_script`s do not wait; a reload's checks start at once.
+//!
 //! Checks are keyed by (virtual server, real server, checker settings): a reload that
 //! leaves a checker unchanged leaves its state alone (no server goes down and back up
 //! because of a reload); only added or changed checkers start afresh, removed ones stop.
@@ -191,9 +199,17 @@ impl Targets {
     }
 }
 
+/// The longest a start's real-server checks wait for the first IPVS round (see the module
+/// comment): a table that cannot be programmed, or one with no service, does not keep the
+/// checks from running.
+pub const FIRST_CHECKS_WAIT_AT_MOST: Duration = Duration::from_secs(10);
+
 /// The running state: which checks run under which id, and what they say.
 struct Wiring {
     scheduler: SchedulerHandle,
+    /// A start's real-server checks, waiting for the first IPVS round before they go to
+    /// the scheduler (`None` once sent, and on every reload).
+    waiting_checks: Option<Vec<NewCheck>>,
     targets: Targets,
     /// Each real server's checkers, in the order of its `checks` in the running model
     /// (`model`), and its state as last reported; only real servers with checkers, in the
@@ -343,6 +359,17 @@ impl Wiring {
         self.send_tracking().await;
     }
 
+    /// Sends a start's real-server checks to the scheduler, if they still wait; their
+    /// first runs are spread from now.
+    fn send_waiting_checks(&mut self, why: &str) {
+        if let Some(checks) = self.waiting_checks.take() {
+            if !checks.is_empty() {
+                info!(checks = checks.len(), "real-server checks start: {why}");
+            }
+            self.scheduler.add_all(checks);
+        }
+    }
+
     /// Brings the checkers in step with `model` (the running model is still the old one):
     /// a real server's checker whose settings are unchanged keeps running with its state;
     /// added or changed ones start, and ones that failed to start are tried again; the
@@ -435,7 +462,10 @@ impl Wiring {
         self.first_checks
             .push(u32::try_from(self.checks.len()).expect("fewer than 2^32 real servers"));
         self.checks.shrink_to_fit();
-        self.scheduler.add_all(new_checks);
+        match &mut self.waiting_checks {
+            Some(waiting) => waiting.append(&mut new_checks),
+            None => self.scheduler.add_all(new_checks),
+        }
         stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
         for id in stale {
             self.scheduler.remove(id);
@@ -789,13 +819,16 @@ impl Wiring {
 /// Starts the health wiring for `model` (and every model sent on it later) and returns
 /// the desired IPVS table, updated on every health change and every reload, and each
 /// virtual server's quorum, updated when one changes. Tracking
-/// changes go to `driver`; the check scheduler's counters to `counters`. Stops when
-/// `shutdown` turns true.
+/// changes go to `driver`; the check scheduler's counters to `counters`. The first
+/// model's real-server checks start when `table_programmed` turns true or closes (the
+/// first IPVS round is done, or there will be none), or after
+/// [`FIRST_CHECKS_WAIT_AT_MOST`]. Stops when `shutdown` turns true.
 pub fn spawn(
     mut model: watch::Receiver<std::sync::Arc<Model>>,
     driver: mpsc::Sender<DriverCommand>,
     lvs_notices: mpsc::Sender<LvsNotice>,
     counters: std::sync::Arc<crate::counters::DaemonCounters>,
+    mut table_programmed: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (
     watch::Receiver<std::sync::Arc<Table>>,
@@ -818,8 +851,10 @@ pub fn spawn(
         // Checks scheduled and their worst lateness, for `/metrics` (one scheduler per
         // daemon: a second start leaves the first reader).
         let _ = counters.health_checks.set(scheduler.stats_reader());
+        let first_checks_due = tokio::time::Instant::now() + FIRST_CHECKS_WAIT_AT_MOST;
         let mut wiring = Wiring {
             scheduler: scheduler.clone(),
+            waiting_checks: Some(Vec::new()),
             targets: Targets::default(),
             checks: Vec::new(),
             first_checks: Vec::new(),
@@ -855,6 +890,16 @@ pub fn spawn(
                     }
                     wiring.publish_changes();
                 }
+                programmed = async { table_programmed.wait_for(|done| *done).await.is_ok() }, if wiring.waiting_checks.is_some() => {
+                    wiring.send_waiting_checks(if programmed {
+                        "the IPVS table is programmed"
+                    } else {
+                        "no IPVS table will be programmed"
+                    });
+                }
+                () = tokio::time::sleep_until(first_checks_due), if wiring.waiting_checks.is_some() => {
+                    wiring.send_waiting_checks("the IPVS table is not programmed yet");
+                }
                 // Polled only while something is tracked: an idle daemon sleeps.
                 _ = file_poll.tick(), if !wiring.file_values.is_empty() => wiring.poll_files().await,
                 _ = process_poll.tick(), if !wiring.processes.is_empty() => wiring.scan_processes(true).await,
@@ -863,6 +908,8 @@ pub fn spawn(
                         break;
                     }
                     let next = model.borrow_and_update().clone();
+                    // A reload's removes must find the start's checks in the scheduler.
+                    wiring.send_waiting_checks("a reload came first");
                     wiring.apply(next).await;
                 }
             }

@@ -51,6 +51,11 @@ async fn wait_for(
     start.elapsed()
 }
 
+/// The first IPVS round as done: the real-server checks start at once.
+fn table_programmed() -> watch::Receiver<bool> {
+    watch::channel(true).1
+}
+
 fn has(t: &Table, port: u16) -> bool {
     t.services
         .values()
@@ -95,6 +100,7 @@ TCP_CHECK = {{}}
         driver_tx,
         notices_tx,
         Default::default(),
+        table_programmed(),
         shutdown_rx,
     );
     wait_for(&mut table, "both up", |t| has(t, pa) && has(t, pb)).await;
@@ -178,6 +184,7 @@ track_script = ["chk"]
         driver_tx,
         notices_tx,
         Default::default(),
+        table_programmed(),
         shutdown_rx,
     );
     assert_eq!(
@@ -274,6 +281,7 @@ async fn a_reload_that_moves_real_servers_keeps_their_checks_and_verdicts() {
         driver_tx,
         notices_tx,
         Default::default(),
+        table_programmed(),
         shutdown_rx,
     );
     let in_service = |t: &Table, vip: &str, port: u16| {
@@ -309,4 +317,110 @@ async fn a_reload_that_moves_real_servers_keeps_their_checks_and_verdicts() {
     a.open();
     wait_for(&mut table, "a back", |t| in_service(t, "192.0.2.10", pa)).await;
     let _ = shutdown_tx.send(true);
+}
+
+/// A virtual server of real servers on `ports` with a `TCP_CHECK` each, checked every
+/// 0.2 s from the start (`warmup = 0`).
+fn quick_checks(ports: &[u16]) -> String {
+    let mut text = String::from(
+        "[[virtual_server]]\nip = \"192.0.2.10\"\nport = 80\nlb_kind = \"DR\"\ndelay_loop = 0.2\n\
+         connect_timeout = 0.2\nretry = 1\ndelay_before_retry = 0.1\nwarmup = 0\n",
+    );
+    for port in ports {
+        text.push_str(&format!(
+            "[[virtual_server.real_server]]\nip = \"127.0.0.1\"\nport = {port}\nTCP_CHECK = {{}}\n"
+        ));
+    }
+    text
+}
+
+/// The wiring started on `config`, its first IPVS round reported on `programmed`.
+struct Started {
+    model: watch::Sender<std::sync::Arc<Model>>,
+    table: watch::Receiver<std::sync::Arc<Table>>,
+    shutdown: watch::Sender<bool>,
+    _others: (
+        mpsc::Receiver<DriverCommand>,
+        mpsc::Receiver<LvsNotice>,
+        tokio::task::JoinHandle<()>,
+    ),
+}
+
+fn start_waiting(config: &str, programmed: watch::Receiver<bool>) -> Started {
+    let (model_tx, model_rx) = watch::channel(std::sync::Arc::new(model(config)));
+    let (driver_tx, driver_rx) = mpsc::channel(16);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (notices_tx, notices_rx) = mpsc::channel(64);
+    let (table, _quorum, task) = spawn(
+        model_rx,
+        driver_tx,
+        notices_tx,
+        Default::default(),
+        programmed,
+        shutdown_rx,
+    );
+    Started {
+        model: model_tx,
+        table,
+        shutdown,
+        _others: (driver_rx, notices_rx, task),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_starts_real_server_checks_wait_for_the_first_ipvs_round() {
+    // Nothing listens: the first check fails.
+    let mut dead = Listener::new();
+    dead.close();
+    let port = dead.addr.port();
+    let (programmed_tx, programmed_rx) = watch::channel(false);
+    let mut wiring = start_waiting(&quick_checks(&[port]), programmed_rx);
+    wait_for(&mut wiring.table, "the initial verdict (up)", |t| {
+        has(t, port)
+    })
+    .await;
+    // Checked every 0.2 s, it would be out within about 0.5 s; it waits for the table.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        has(&wiring.table.borrow(), port),
+        "the real server was checked before the IPVS table was programmed: {:?}",
+        wiring.table.borrow()
+    );
+    programmed_tx.send(true).unwrap();
+    let took = wait_for(&mut wiring.table, "the dead real server removed", |t| {
+        !has(t, port)
+    })
+    .await;
+    assert!(took < Duration::from_secs(3), "removal took {took:?}");
+    let _ = wiring.shutdown.send(true);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_before_the_first_ipvs_round_starts_the_waiting_checks() {
+    let mut dead = Listener::new();
+    dead.close();
+    let mut gone = Listener::new();
+    gone.close();
+    let (port, gone_port) = (dead.addr.port(), gone.addr.port());
+    // The first round never comes (the sender stays, false).
+    let (_programmed_tx, programmed_rx) = watch::channel(false);
+    let mut wiring = start_waiting(&quick_checks(&[port, gone_port]), programmed_rx);
+    wait_for(&mut wiring.table, "the initial verdicts (up)", |t| {
+        has(t, port) && has(t, gone_port)
+    })
+    .await;
+    // The reload drops one real server (its waiting check is stopped) and keeps the
+    // other, whose check now runs.
+    wiring
+        .model
+        .send(std::sync::Arc::new(model(&quick_checks(&[port]))))
+        .unwrap();
+    let took = wait_for(
+        &mut wiring.table,
+        "the kept dead real server removed",
+        |t| !has(t, port) && !has(t, gone_port),
+    )
+    .await;
+    assert!(took < Duration::from_secs(3), "removal took {took:?}");
+    let _ = wiring.shutdown.send(true);
 }
