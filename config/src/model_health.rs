@@ -8,12 +8,16 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
+use compact_str::CompactString;
+use smallvec::SmallVec;
+
 use crate::error::Loc;
 
 /// `status_code` of an HTTP check: codes and `low-high` ranges, each within 100..=599,
-/// e.g. `200-299 404` (keepalived's syntax). The default is 200-299.
+/// e.g. `200-299 404` (keepalived's syntax). The default is 200-299. Up to two are held
+/// inline, without an allocation of their own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StatusCodes(Vec<RangeInclusive<u16>>);
+pub struct StatusCodes(SmallVec<[RangeInclusive<u16>; 2]>);
 
 /// `status_code` text that is not a list of codes and ranges within 100..=599.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +26,7 @@ pub struct StatusCodesError(pub String);
 
 impl Default for StatusCodes {
     fn default() -> Self {
-        StatusCodes(vec![200..=299])
+        StatusCodes(smallvec::smallvec![200..=299])
     }
 }
 
@@ -30,7 +34,7 @@ impl StatusCodes {
     /// Parses keepalived's syntax: codes or `low-high` ranges separated by spaces or commas.
     pub fn parse(text: &str) -> Result<Self, StatusCodesError> {
         let bad = || StatusCodesError(text.to_string());
-        let mut ranges = Vec::new();
+        let mut ranges = SmallVec::new();
         for word in text.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
             let (low, high) = match word.split_once('-') {
                 Some((l, h)) => (l.parse::<u16>(), h.parse::<u16>()),
@@ -274,8 +278,9 @@ pub struct HttpCheckSpec {
     pub connection: CheckConnection,
     /// `virtualhost` (checker, real server, virtual server): Host header and SNI.
     pub virtualhost: Option<String>,
-    /// The `url`s; all must pass. At least one.
-    pub urls: Vec<HttpUrlSpec>,
+    /// The `url`s; all must pass. At least one, held inline when there is one (nearly
+    /// always): 40,000 checks held 40,000 lists of one.
+    pub urls: SmallVec<[HttpUrlSpec; 1]>,
     /// `SSL_GET` certificate verification.
     pub verify: TlsVerify,
 }
@@ -283,8 +288,8 @@ pub struct HttpCheckSpec {
 /// One `url` of an HTTP check, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpUrlSpec {
-    /// `path`, starting with `/`.
-    pub path: String,
+    /// `path`, starting with `/` (held inline up to 24 bytes).
+    pub path: CompactString,
     /// `status_code` if written; `None`: 200-299.
     pub status_code: Option<StatusCodes>,
     /// `digest`: MD5 of the body, 32 lower-case hex digits.

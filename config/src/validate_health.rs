@@ -838,7 +838,8 @@ fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrl
     let errors_before = errors.len();
     let path = match &d.path {
         Some(p) if p.value.starts_with('/') && !p.value.contains(char::is_whitespace) => {
-            Some(p.value.clone())
+            // Copied inline when short (from a `String` its buffer would be kept).
+            Some(compact_str::CompactString::new(&p.value))
         }
         Some(p) => {
             push(

@@ -169,8 +169,8 @@ connect_port = 22
     );
     assert_eq!(http.virtualhost.as_deref(), Some("vs.example"));
     assert_eq!(
-        http.urls,
-        vec![
+        http.urls.as_slice(),
+        [
             HttpUrlSpec {
                 path: "/a".into(),
                 status_code: Some(StatusCodes::parse("200").unwrap()),

@@ -39,7 +39,7 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
                 .urls
                 .iter()
                 .map(|u| UrlSpec {
-                    path: u.path.clone(),
+                    path: u.path.to_string(),
                     status_code: match &u.status_code {
                         Some(codes) => StatusCodes::new(codes.ranges().to_vec()),
                         None => StatusCodes::default(),
