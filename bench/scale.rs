@@ -581,7 +581,9 @@ impl Arrivals {
             let previous = last[check as usize].replace(at);
             if let Some(previous) = previous {
                 if at >= window.start {
-                    lateness.note(at.saturating_duration_since(previous + period));
+                    lateness
+                        .samples
+                        .push(at.saturating_duration_since(previous + period));
                 }
             }
         }
@@ -590,11 +592,14 @@ impl Arrivals {
                 None => lateness.never += 1,
                 Some(previous) if window.end > *previous + period => {
                     lateness.overdue += 1;
-                    lateness.note(window.end.saturating_duration_since(*previous + period));
+                    lateness
+                        .samples
+                        .push(window.end.saturating_duration_since(*previous + period));
                 }
                 Some(_) => {}
             }
         }
+        lateness.samples.sort();
         lateness
     }
 }
@@ -602,7 +607,7 @@ impl Arrivals {
 /// The lateness of a daemon's checks over the steady window.
 #[derive(Debug, Default, Clone)]
 struct Lateness {
-    /// Lateness of every check due in the window, sorted after [`Lateness::note`]s.
+    /// Lateness of every check due in the window, sorted.
     samples: Vec<Duration>,
     /// Checks due in the window that had not come by its end.
     overdue: usize,
@@ -615,17 +620,11 @@ struct Lateness {
 }
 
 impl Lateness {
-    fn note(&mut self, late: Duration) {
-        self.samples.push(late);
-    }
-
     /// `None` when no check was due in the window (a daemon whose first checks had not
     /// all come by its end).
     fn percentile(&self, fraction: f64) -> Option<Duration> {
-        let mut sorted = self.samples.clone();
-        sorted.sort();
-        let at = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-        sorted.get(at).copied()
+        let at = ((self.samples.len() as f64 - 1.0) * fraction).round() as usize;
+        self.samples.get(at).copied()
     }
 }
 

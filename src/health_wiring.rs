@@ -362,11 +362,12 @@ impl Wiring {
     /// Sends a start's real-server checks to the scheduler, if they still wait; their
     /// first runs are spread from now.
     fn send_waiting_checks(&mut self, why: &str) {
-        if let Some(checks) = self.waiting_checks.take() {
-            if !checks.is_empty() {
+        match self.waiting_checks.take() {
+            Some(checks) if !checks.is_empty() => {
                 info!(checks = checks.len(), "real-server checks start: {why}");
+                self.scheduler.add_all(checks);
             }
-            self.scheduler.add_all(checks);
+            _ => {}
         }
     }
 
