@@ -50,7 +50,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use haldir_config::{
-    HealthCheck, Model, RealServer, TrackFile, TrackProcess, VirtualServer, VrrpScript,
+    CheckKind, HealthCheck, Model, RealServer, TrackFile, TrackProcess, VirtualServer, VrrpScript,
 };
 use haldir_director::checks::{
     check_timing, checker_config, script_config, script_timing, ScriptKey,
@@ -405,6 +405,8 @@ impl Wiring {
         // The new checks go to the scheduler at once, after the walk (one command).
         let mut new_checks = Vec::with_capacity(more);
         let mut checkers = Checkers::default();
+        // Kept checks to run from the new model's settings (one command, after the walk).
+        let mut rebound = Vec::new();
         let (mut added, mut kept) = (0usize, 0usize);
         self.first_checks
             .reserve_exact(model.virtual_servers.len() + 1);
@@ -444,6 +446,15 @@ impl Wiring {
                     if let Some((_, running)) = same.and_then(Option::take) {
                         if let Some(id) = running.id {
                             self.targets.set(id, Target::Check(target));
+                            if let CheckKind::Http(_) = check.kind {
+                                // It runs from the replaced model's settings: from now on
+                                // from this model's (equal), so the replaced ones go.
+                                // Should the world refuse it now (a CA file gone), the
+                                // check keeps running as it was.
+                                if let Ok(checker) = checkers.build(checker_config(check)) {
+                                    rebound.push((id, checker));
+                                }
+                            }
                         }
                         kept += 1;
                         list.push(running);
@@ -467,6 +478,7 @@ impl Wiring {
             Some(waiting) => waiting.append(&mut new_checks),
             None => self.scheduler.add_all(new_checks),
         }
+        self.scheduler.rebind_all(rebound);
         stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
         for id in stale {
             self.scheduler.remove(id);

@@ -55,7 +55,7 @@ pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};
 pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HexBytes,
-    HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, SmtpCheckSpec, SorryServer,
+    HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared, SmtpCheckSpec, SorryServer,
     StatusCodes, StatusCodesError, TlsVerify, TrackScript, UdpCheckSpec, VrrpScript,
     DEFAULT_HELO_NAME,
 };

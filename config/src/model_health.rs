@@ -6,7 +6,8 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use std::ops::{Deref, RangeInclusive};
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use smallvec::SmallVec;
@@ -55,6 +56,11 @@ impl StatusCodes {
     /// The codes and ranges, in the order written.
     pub fn ranges(&self) -> &[RangeInclusive<u16>] {
         &self.0
+    }
+
+    /// Whether `code` is one of them.
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|range| range.contains(&code))
     }
 }
 
@@ -193,6 +199,48 @@ pub struct CheckTimingSpec {
     pub alpha: bool,
 }
 
+/// Settings the model owns and lends to what runs them: [`Shared::share`] hands out the
+/// same allocation (a running `HTTP_GET` runs from the model's settings, so 40,000 of
+/// them are held once, not once in the model and again in the checker).
+///
+/// A clone is a copy of its own, as a `Box`'s is: a copy of the model made once the
+/// parse's garbage is free (`built_apart` in the daemon) holds nothing of the original,
+/// whose pages then go back whole.
+#[derive(PartialEq, Eq, Hash)]
+pub struct Shared<T>(Arc<T>);
+
+impl<T> Shared<T> {
+    /// Settings owned by the model.
+    pub fn new(value: T) -> Self {
+        Shared(Arc::new(value))
+    }
+
+    /// The same settings, for something that runs them.
+    pub fn share(&self) -> Arc<T> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl<T: Clone> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared::new(T::clone(&self.0))
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One health checker of a real server (keepalived `TCP_CHECK`, `HTTP_GET`,
 /// `SSL_GET`, `MISC_CHECK`, `DNS_CHECK`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,13 +270,13 @@ pub struct CheckConnection {
 ///
 /// The kinds with more settings than a connection are boxed: unboxed, every checker of the
 /// model (40,000 `TCP_CHECK`s at 10,000 virtual servers) would be as large as an
-/// `HTTP_GET`.
+/// `HTTP_GET`. An `HTTP_GET`'s settings are [`Shared`] with its running checker.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckKind {
     /// `TCP_CHECK`: a TCP connection completes.
     Tcp(CheckConnection),
     /// `HTTP_GET` / `SSL_GET`.
-    Http(Box<HttpCheckSpec>),
+    Http(Shared<HttpCheckSpec>),
     /// `MISC_CHECK`.
     Misc(Box<MiscCheckSpec>),
     /// `DNS_CHECK`.

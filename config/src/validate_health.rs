@@ -22,8 +22,8 @@ use crate::error::{ConfigError, Loc};
 use crate::model::{AddressFamily, LvsMethod, VrrpInstance};
 use crate::model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HttpCheckSpec,
-    HttpUrlSpec, MiscCheckSpec, ScriptCommand, SorryServer, StatusCodes, TlsVerify, TrackScript,
-    VrrpScript,
+    HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared, SorryServer, StatusCodes, TlsVerify,
+    TrackScript, VrrpScript,
 };
 use crate::validate::{in_range, push, resolve_tracking, tracked_name, whole_units, TrackedKind};
 use crate::validate_values::{ca_file_problem, dns_name_ok, tls_server_name_ok};
@@ -611,7 +611,7 @@ fn check(
             }
             match (connection, verify, urls.iter().all(Option::is_some)) {
                 (Some(connection), Some(verify), true) if !urls.is_empty() => {
-                    Some(CheckKind::Http(Box::new(HttpCheckSpec {
+                    Some(CheckKind::Http(Shared::new(HttpCheckSpec {
                         tls,
                         connection,
                         virtualhost: vhost,

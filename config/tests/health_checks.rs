@@ -691,3 +691,24 @@ fn smtp_and_udp_rules_are_reported_where_written() {
         "haldir.toml:8:28: helo_name = \"a b\": give one name without spaces (it is sent as `HELO name`)"
     );
 }
+
+#[test]
+fn status_codes_accept_the_codes_and_ranges_written_and_default_to_2xx() {
+    for (text, accepted, refused) in [
+        ("200", &[200][..], &[201, 404][..]),
+        ("200-299 404", &[200, 250, 299, 404], &[300, 403, 500]),
+        ("200,301", &[200, 301], &[302]),
+    ] {
+        let codes = StatusCodes::parse(text).unwrap();
+        for code in accepted {
+            assert!(codes.contains(*code), "{text:?} accepts {code}");
+        }
+        for code in refused {
+            assert!(!codes.contains(*code), "{text:?} refuses {code}");
+        }
+    }
+    let default = StatusCodes::default();
+    assert!(default.contains(200) && default.contains(299));
+    assert!(!default.contains(300) && !default.contains(199));
+    assert_eq!(default.to_string(), "200-299");
+}

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use haldir_config::{CheckKind, CheckTimingSpec, DnsType, HealthCheck, TlsVerify, VrrpScript};
+use haldir_config::{CheckKind, CheckTimingSpec, DnsType, HealthCheck, VrrpScript};
 use haldir_health::checker::CheckerConfig;
 use haldir_health::dns::{self, DnsCheckConfig};
-use haldir_health::http::{CertVerification, HttpCheckConfig, HttpKind, StatusCodes, UrlSpec};
 use haldir_health::misc::{MiscCheckConfig, MiscCommand};
 use haldir_health::ping::PingCheck;
 use haldir_health::smtp::SmtpCheck;
@@ -29,38 +28,7 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
             tcp.connect_timeout = millis(c.connect_timeout_millis);
             CheckerConfig::Tcp(tcp)
         }
-        CheckKind::Http(h) => {
-            let kind = if h.tls {
-                HttpKind::Https
-            } else {
-                HttpKind::Http
-            };
-            let urls = h
-                .urls
-                .iter()
-                .map(|u| UrlSpec {
-                    path: u.path.to_string(),
-                    status_code: match &u.status_code {
-                        Some(codes) => StatusCodes::new(codes.ranges().to_vec()),
-                        None => StatusCodes::default(),
-                    },
-                    digest: u.digest.clone(),
-                    regex: u.regex.clone(),
-                    regex_no_match: u.regex_no_match,
-                    virtualhost: u.virtualhost.clone(),
-                })
-                .collect();
-            let mut config = HttpCheckConfig::new(kind, h.connection.target, urls);
-            config.bind_to = h.connection.bind_to;
-            config.connect_timeout = millis(h.connection.connect_timeout_millis);
-            config.virtualhost = h.virtualhost.clone();
-            config.verify = match &h.verify {
-                TlsVerify::Off => CertVerification::Off,
-                TlsVerify::SystemRoots => CertVerification::SystemRoots,
-                TlsVerify::CaFile(path) => CertVerification::CaFile(path.into()),
-            };
-            CheckerConfig::Http(config)
-        }
+        CheckKind::Http(settings) => CheckerConfig::Http(settings.share()),
         CheckKind::Misc(m) => {
             let command = MiscCommand::Exec(m.misc_path.argv().to_vec());
             let mut config = MiscCheckConfig::new(command, millis(m.misc_timeout_millis));

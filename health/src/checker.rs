@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use haldir_config::HttpCheckSpec;
+
 use crate::dns::{DnsCheck, DnsCheckConfig};
-use crate::http::{HttpCheck, HttpCheckConfig};
 use crate::misc::{MiscCheck, MiscCheckConfig};
 use crate::ping::PingCheck;
 use crate::smtp::SmtpCheck;
@@ -22,8 +23,8 @@ use crate::Checker;
 pub enum CheckerConfig {
     /// `TCP_CHECK` (ready to run as it is).
     Tcp(TcpCheck),
-    /// `HTTP_GET` / `SSL_GET`.
-    Http(HttpCheckConfig),
+    /// `HTTP_GET` / `SSL_GET`: the model's settings, shared.
+    Http(Arc<HttpCheckSpec>),
     /// `MISC_CHECK` (and `vrrp_script`, run the same way).
     Misc(MiscCheckConfig),
     /// `DNS_CHECK`.
@@ -41,7 +42,7 @@ pub enum CheckerConfig {
 pub fn build(config: CheckerConfig) -> Result<Arc<dyn Checker>, String> {
     Ok(match config {
         CheckerConfig::Tcp(tcp) => Arc::new(tcp),
-        CheckerConfig::Http(http) => Arc::new(HttpCheck::new(http).map_err(|e| e.to_string())?),
+        CheckerConfig::Http(http) => crate::http::checker(http).map_err(|e| e.to_string())?,
         CheckerConfig::Misc(misc) => Arc::new(MiscCheck::new(misc).map_err(|e| e.to_string())?),
         CheckerConfig::Dns(dns) => {
             Arc::new(DnsCheck::from_config(&dns).map_err(|e| e.to_string())?)

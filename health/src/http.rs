@@ -5,18 +5,22 @@
 //! header and the TLS SNI name. `connect_timeout` bounds each url's whole exchange: connect,
 //! TLS handshake, request and the complete response, so a server that hangs is down.
 //!
+//! A check runs from the validated model's settings ([`HttpCheckSpec`]), shared with the
+//! model rather than copied: a plain `HTTP_GET` (no TLS, no regex), nearly every one, is
+//! its settings and nothing more; an `SSL_GET` or a url with a `regex` also holds what is
+//! made once for it (the TLS connector, the compiled regexes).
+//!
 //! Certificate verification is off by default, like keepalived; when on, the chain is
 //! checked against the system's roots or a CA file, for the `virtualhost` name (or the
 //! server's IP address when there is none).
 
-use std::fmt;
+use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use compact_str::CompactString;
+use haldir_config::{HttpCheckSpec, HttpUrlSpec, StatusCodes, TlsVerify};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use md5::{Digest, Md5};
@@ -25,133 +29,16 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use smallvec::SmallVec;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::tcp::{connect, humanize, DEFAULT_CONNECT_TIMEOUT};
+use crate::tcp::{connect, humanize};
 use crate::{CheckFuture, CheckOutcome, Checker};
 
 /// Bodies larger than this fail the check (keepalived reads whole bodies too; this bounds
 /// memory against a misbehaving server).
-pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-/// `status_code`: a set of codes and ranges, e.g. `200-299 404`. Default `200-299`.
-/// Up to two ranges are held inline: a check's codes are rarely more, and 40,000 checks
-/// would otherwise hold 40,000 small allocations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusCodes(SmallVec<[RangeInclusive<u16>; 2]>);
-
-impl Default for StatusCodes {
-    fn default() -> Self {
-        StatusCodes(smallvec::smallvec![200..=299])
-    }
-}
-
-impl StatusCodes {
-    /// Codes and ranges from ranges.
-    pub fn new(ranges: Vec<RangeInclusive<u16>>) -> Self {
-        StatusCodes(ranges.into_iter().collect())
-    }
-
-    /// Whether `code` is accepted.
-    pub fn contains(&self, code: u16) -> bool {
-        self.0.iter().any(|r| r.contains(&code))
-    }
-}
-
-impl fmt::Display for StatusCodes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, r) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            if r.start() == r.end() {
-                write!(f, "{}", r.start())?;
-            } else {
-                write!(f, "{}-{}", r.start(), r.end())?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One `url { }` block as configured (strings, validated by [`HttpCheck::new`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UrlSpec {
-    /// `path`: origin-form, starting with `/`.
-    pub path: String,
-    /// `status_code`.
-    pub status_code: StatusCodes,
-    /// `digest`: MD5 of the body, 32 hex digits (case ignored).
-    pub digest: Option<String>,
-    /// `regex`: must match somewhere in the body (`regex` crate syntax).
-    pub regex: Option<String>,
-    /// `regex_no_match`: invert `regex` (the body must NOT match).
-    pub regex_no_match: bool,
-    /// `virtualhost` for this url only (overrides the check's).
-    pub virtualhost: Option<String>,
-}
-
-/// `HTTP_GET` or `SSL_GET`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpKind {
-    /// Plain HTTP.
-    Http,
-    /// HTTPS (rustls).
-    Https,
-}
-
-/// Certificate verification of `SSL_GET`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum CertVerification {
-    /// Accept any certificate (keepalived's behaviour). The handshake's signatures are still
-    /// checked against the presented certificate.
-    #[default]
-    Off,
-    /// Verify against the system's trusted roots (rustls-native-certs).
-    SystemRoots,
-    /// Verify against the CA certificates in this PEM file.
-    CaFile(PathBuf),
-}
-
-/// An `HTTP_GET` / `SSL_GET` block as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpCheckConfig {
-    /// Which of the two.
-    pub kind: HttpKind,
-    /// `connect_ip` / `connect_port`.
-    pub target: SocketAddr,
-    /// `bind_to`.
-    pub bind_to: Option<SocketAddr>,
-    /// `connect_timeout`: bounds each url's connect + handshake + request + response.
-    pub connect_timeout: Duration,
-    /// `virtualhost`: `Host` header and SNI.
-    pub virtualhost: Option<String>,
-    /// The `url` blocks: all must pass.
-    pub urls: Vec<UrlSpec>,
-    /// `SSL_GET` certificate verification.
-    pub verify: CertVerification,
-    /// Largest body accepted.
-    pub max_body: usize,
-}
-
-impl HttpCheckConfig {
-    /// A check of `target` with keepalived's defaults and the given urls.
-    pub fn new(kind: HttpKind, target: SocketAddr, urls: Vec<UrlSpec>) -> Self {
-        HttpCheckConfig {
-            kind,
-            target,
-            bind_to: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            virtualhost: None,
-            urls,
-            verify: CertVerification::Off,
-            max_body: DEFAULT_MAX_BODY,
-        }
-    }
-}
-
-/// Why an HTTP check's configuration is unusable.
+/// Why an HTTP check's settings cannot run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HttpConfigError {
     /// No `url` block.
@@ -190,172 +77,221 @@ pub enum HttpConfigError {
     Tls(String),
 }
 
-/// One url of a ready check, as small as it can be held: a check's settings live as long
-/// as the check, 40,000 of them at 10,000 virtual servers of four real servers.
-struct Url {
-    /// Inline up to 24 bytes (nearly every path).
-    path: CompactString,
-    status_code: StatusCodes,
-    /// The body's MD5.
-    digest: Option<[u8; 16]>,
-    regex: Option<Box<regex::bytes::Regex>>,
-    regex_no_match: bool,
-    /// `virtualhost` (the url's, else the check's): the `Host` header and the TLS SNI
-    /// name; `None`: the target's address, and no SNI.
-    virtualhost: Option<Box<str>>,
+/// The running checker of `settings` (the model's, shared). What the model validated is
+/// checked again (a url, paths, digests, regexes, TLS names), since nothing here requires a
+/// validated model; what can fail only now is the world: a CA file that no longer reads, a
+/// system without trusted roots.
+pub fn checker(settings: Arc<HttpCheckSpec>) -> Result<Arc<dyn Checker>, HttpConfigError> {
+    if settings.urls.is_empty() {
+        return Err(HttpConfigError::NoUrl);
+    }
+    for url in &settings.urls {
+        if !url.path.starts_with('/') {
+            return Err(HttpConfigError::Path(url.path.to_string()));
+        }
+        if let Some(digest) = &url.digest {
+            parse_md5(digest).ok_or_else(|| HttpConfigError::Digest(digest.clone()))?;
+        }
+        if settings.tls {
+            if let Some(name) = virtualhost(&settings, url) {
+                // Sent as the SNI name at every TLS connect: checked once here.
+                ServerName::try_from(name)
+                    .map_err(|_| HttpConfigError::VirtualHost(name.to_owned()))?;
+            }
+        }
+    }
+    match Prepared::new(&settings)? {
+        None => Ok(settings),
+        Some(prepared) => Ok(Arc::new(HttpCheck { settings, prepared })),
+    }
 }
 
-/// A validated, ready-to-run `HTTP_GET` / `SSL_GET`.
+/// An `SSL_GET`, or an `HTTP_GET` with a `regex`: the settings and what was made for them.
 pub struct HttpCheck {
-    kind: HttpKind,
-    target: SocketAddr,
-    /// Boxed: rarely set, and a `SocketAddr` is 32 bytes.
-    bind_to: Option<Box<SocketAddr>>,
-    connect_timeout: Duration,
-    max_body: usize,
-    /// Held inline when there is one (nearly always).
-    urls: SmallVec<[Url; 1]>,
-    tls: Option<tokio_rustls::TlsConnector>,
+    settings: Arc<HttpCheckSpec>,
+    prepared: Prepared,
 }
 
-impl fmt::Debug for HttpCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// What running some settings needs besides them, made once.
+struct Prepared {
+    /// `SSL_GET`'s client.
+    tls: Option<tokio_rustls::TlsConnector>,
+    /// Each url's compiled `regex`, in the urls' order (empty when none has one).
+    regexes: Vec<Option<regex::bytes::Regex>>,
+}
+
+impl Prepared {
+    /// What `settings` need made, or `None` when they run as they are.
+    fn new(settings: &HttpCheckSpec) -> Result<Option<Self>, HttpConfigError> {
+        let regexes = if settings.urls.iter().any(|url| url.regex.is_some()) {
+            let compile = |url: &HttpUrlSpec| match &url.regex {
+                Some(pattern) => regex::bytes::Regex::new(pattern).map(Some).map_err(|e| {
+                    HttpConfigError::Regex {
+                        pattern: pattern.clone(),
+                        error: e.to_string(),
+                    }
+                }),
+                None => Ok(None),
+            };
+            settings
+                .urls
+                .iter()
+                .map(compile)
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let tls = match settings.tls {
+            true => Some(tokio_rustls::TlsConnector::from(client_config(
+                &settings.verify,
+            )?)),
+            false => None,
+        };
+        Ok((tls.is_some() || !regexes.is_empty()).then_some(Prepared { tls, regexes }))
+    }
+}
+
+impl std::fmt::Debug for HttpCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpCheck")
-            .field("kind", &self.kind)
-            .field("target", &self.target)
-            .field(
-                "urls",
-                &self.urls.iter().map(|u| &u.path).collect::<Vec<_>>(),
-            )
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl HttpCheck {
-    /// Validate the configuration (paths, digests, regexes, names, CA file) and build the
-    /// checker. The TLS client configuration is built here, once.
-    pub fn new(config: HttpCheckConfig) -> Result<Self, HttpConfigError> {
-        if config.urls.is_empty() {
-            return Err(HttpConfigError::NoUrl);
-        }
-        let mut urls = SmallVec::with_capacity(config.urls.len());
-        for spec in &config.urls {
-            if !spec.path.starts_with('/') {
-                return Err(HttpConfigError::Path(spec.path.clone()));
-            }
-            let digest = match &spec.digest {
-                Some(d) => Some(parse_md5(d).ok_or_else(|| HttpConfigError::Digest(d.clone()))?),
-                None => None,
-            };
-            let regex = match &spec.regex {
-                Some(pattern) => Some(Box::new(regex::bytes::Regex::new(pattern).map_err(
-                    |e| HttpConfigError::Regex {
-                        pattern: pattern.clone(),
-                        error: e.to_string(),
-                    },
-                )?)),
-                None => None,
-            };
-            let virtualhost = spec.virtualhost.as_ref().or(config.virtualhost.as_ref());
-            if let Some(name) = virtualhost {
-                // Sent as the SNI name at every TLS connect: checked once here.
-                ServerName::try_from(name.as_str())
-                    .map_err(|_| HttpConfigError::VirtualHost(name.clone()))?;
-            }
-            urls.push(Url {
-                path: CompactString::new(&spec.path),
-                status_code: spec.status_code.clone(),
-                digest,
-                regex,
-                regex_no_match: spec.regex_no_match,
-                virtualhost: virtualhost.map(|name| name.as_str().into()),
-            });
-        }
-        let tls = match config.kind {
-            HttpKind::Http => None,
-            HttpKind::Https => Some(tokio_rustls::TlsConnector::from(client_config(
-                &config.verify,
-            )?)),
-        };
-        Ok(HttpCheck {
-            kind: config.kind,
-            target: config.target,
-            bind_to: config.bind_to.map(Box::new),
-            connect_timeout: config.connect_timeout,
-            max_body: config.max_body,
-            urls,
-            tls,
-        })
+/// keepalived's keyword for the settings.
+fn keyword(settings: &HttpCheckSpec) -> &'static str {
+    if settings.tls {
+        "SSL_GET"
+    } else {
+        "HTTP_GET"
     }
+}
 
-    /// The `Host` header of `url`: its virtualhost, else the target's address (and its
-    /// port when it is not the scheme's).
-    fn host<'u>(&self, url: &'u Url) -> std::borrow::Cow<'u, str> {
-        match &url.virtualhost {
-            Some(name) => std::borrow::Cow::Borrowed(name),
-            None => {
-                let default_port = match self.kind {
-                    HttpKind::Http => 80,
-                    HttpKind::Https => 443,
-                };
-                std::borrow::Cow::Owned(host_header(self.target, default_port))
+/// The `virtualhost` of `url`: its own, else the check's.
+fn virtualhost<'s>(settings: &'s HttpCheckSpec, url: &'s HttpUrlSpec) -> Option<&'s str> {
+    url.virtualhost
+        .as_deref()
+        .or(settings.virtualhost.as_deref())
+}
+
+/// The `Host` header of `url`: its virtualhost, else the target's address (and its port
+/// when it is not the scheme's).
+fn host<'s>(settings: &'s HttpCheckSpec, url: &'s HttpUrlSpec) -> Cow<'s, str> {
+    match virtualhost(settings, url) {
+        Some(name) => Cow::Borrowed(name),
+        None => {
+            let default_port = if settings.tls { 443 } else { 80 };
+            Cow::Owned(host_header(settings.connection.target, default_port))
+        }
+    }
+}
+
+/// Runs every url of `settings`; `prepared` is what [`checker`] made for them. Settings
+/// run without it ([`Checker`] for [`HttpCheckSpec`] itself) that need something made
+/// have it made for this run.
+async fn run(settings: &HttpCheckSpec, prepared: Option<&Prepared>) -> CheckOutcome {
+    let made_now;
+    let prepared = match prepared {
+        Some(prepared) => Some(prepared),
+        None => match Prepared::new(settings) {
+            Ok(made) => {
+                made_now = made;
+                made_now.as_ref()
+            }
+            Err(e) => return CheckOutcome::Down(e.to_string()),
+        },
+    };
+    let timeout = Duration::from_millis(u64::from(settings.connection.connect_timeout_millis));
+    for (index, url) in settings.urls.iter().enumerate() {
+        match tokio::time::timeout(timeout, check_url(settings, prepared, index, url)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return CheckOutcome::Down(reason),
+            Err(_) => {
+                return CheckOutcome::Down(format!(
+                    "{}: no complete response from {} within {}",
+                    url.path,
+                    settings.connection.target,
+                    humanize(timeout)
+                ))
             }
         }
     }
+    CheckOutcome::Up
+}
 
-    async fn check_url(&self, url: &Url) -> Result<(), String> {
-        let stream = connect(
-            self.target,
-            self.bind_to.as_deref().copied(),
-            self.connect_timeout,
-        )
-        .await?;
-        let (status, body) = match &self.tls {
-            None => exchange(stream, url, &self.host(url), self.max_body).await?,
-            Some(connector) => {
-                // keepalived sends the virtualhost as SNI; an IP literal sends none.
-                let server_name = match &url.virtualhost {
-                    Some(name) => ServerName::try_from(name.to_string())
-                        .map_err(|_| format!("virtualhost {name:?}: not a valid TLS name"))?,
-                    None => ServerName::IpAddress(self.target.ip().into()),
-                };
-                let tls = connector
-                    .connect(server_name, stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake with {}: {e}", self.target))?;
-                exchange(tls, url, &self.host(url), self.max_body).await?
-            }
-        };
-        if !url.status_code.contains(status) {
+/// One url's exchange and its verdict.
+async fn check_url(
+    settings: &HttpCheckSpec,
+    prepared: Option<&Prepared>,
+    index: usize,
+    url: &HttpUrlSpec,
+) -> Result<(), String> {
+    let connection = &settings.connection;
+    let target = connection.target;
+    let stream = connect(
+        target,
+        connection.bind_to,
+        Duration::from_millis(u64::from(connection.connect_timeout_millis)),
+    )
+    .await?;
+    let host = host(settings, url);
+    let tls = prepared.and_then(|p| p.tls.as_ref());
+    let (status, body) = match tls {
+        None => exchange(stream, &url.path, &host).await?,
+        Some(connector) => {
+            // keepalived sends the virtualhost as SNI; an IP literal sends none.
+            let server_name = match virtualhost(settings, url) {
+                Some(name) => ServerName::try_from(name.to_owned())
+                    .map_err(|_| format!("virtualhost {name:?}: not a valid TLS name"))?,
+                None => ServerName::IpAddress(target.ip().into()),
+            };
+            let tls = connector
+                .connect(server_name, stream)
+                .await
+                .map_err(|e| format!("TLS handshake with {target}: {e}"))?;
+            exchange(tls, &url.path, &host).await?
+        }
+    };
+    let default_codes;
+    let codes = match &url.status_code {
+        Some(codes) => codes,
+        None => {
+            default_codes = StatusCodes::default();
+            &default_codes
+        }
+    };
+    if !codes.contains(status) {
+        return Err(format!(
+            "{}: HTTP status {status}, expected {codes}",
+            url.path
+        ));
+    }
+    if let Some(want) = &url.digest {
+        let got = hex(&Md5::digest(&body));
+        if !got.eq_ignore_ascii_case(want) {
             return Err(format!(
-                "{}: HTTP status {status}, expected {}",
-                url.path, url.status_code
+                "{}: digest {got}, expected {}",
+                url.path,
+                want.to_ascii_lowercase()
             ));
         }
-        if let Some(want) = &url.digest {
-            let got: [u8; 16] = Md5::digest(&body).into();
-            if &got != want {
-                return Err(format!(
-                    "{}: digest {}, expected {}",
-                    url.path,
-                    hex(&got),
-                    hex(want)
-                ));
-            }
-        }
-        if let Some(regex) = &url.regex {
-            let matched = regex.is_match(&body);
-            if matched == url.regex_no_match {
-                return Err(format!(
-                    "{}: body {} regex {:?}",
-                    url.path,
-                    if matched { "matches" } else { "does not match" },
-                    regex.as_str()
-                ));
-            }
-        }
-        Ok(())
     }
+    let regex = prepared
+        .and_then(|p| p.regexes.get(index))
+        .and_then(Option::as_ref);
+    if let Some(regex) = regex {
+        let matched = regex.is_match(&body);
+        if matched == url.regex_no_match {
+            return Err(format!(
+                "{}: body {} regex {:?}",
+                url.path,
+                if matched { "matches" } else { "does not match" },
+                regex.as_str()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The MD5 of `body` as 32 lowercase hex digits, as keepalived's `genhash` prints it.
@@ -398,32 +334,32 @@ fn host_header(target: SocketAddr, default_port: u16) -> String {
     }
 }
 
-/// One HTTP/1.1 GET over `io` with `host` as its `Host` header; returns the status and
-/// the whole body.
-async fn exchange<T>(io: T, url: &Url, host: &str, max_body: usize) -> Result<(u16, Bytes), String>
+/// One HTTP/1.1 GET of `path` over `io` with `host` as its `Host` header; returns the
+/// status and the whole body.
+async fn exchange<T>(io: T, path: &str, host: &str) -> Result<(u16, Bytes), String>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
-            .map_err(|e| format!("{}: HTTP handshake: {e}", url.path))?;
-    let request = hyper::Request::get(&*url.path)
+            .map_err(|e| format!("{path}: HTTP handshake: {e}"))?;
+    let request = hyper::Request::get(path)
         .header(hyper::header::HOST, host)
         .header(hyper::header::USER_AGENT, "haldir-health")
         .header(hyper::header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("{}: request: {e}", url.path))?;
+        .map_err(|e| format!("{path}: request: {e}"))?;
     let response = async {
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| format!("{}: {e}", url.path))?;
+            .map_err(|e| format!("{path}: {e}"))?;
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), max_body)
+        let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| format!("{}: reading body: {e}", url.path))?
+            .map_err(|e| format!("{path}: reading body: {e}"))?
             .to_bytes();
         Ok::<_, String>((status, body))
     };
@@ -439,32 +375,26 @@ where
     }
 }
 
-impl Checker for HttpCheck {
+/// A plain `HTTP_GET` runs from its settings as they are ([`checker`] hands them out as
+/// the checker). Settings that need something made (TLS, a regex) have it made for each
+/// run here; [`checker`] makes it once instead.
+impl Checker for HttpCheckSpec {
     fn check(&self) -> CheckFuture<'_> {
-        Box::pin(async move {
-            for url in &self.urls {
-                match tokio::time::timeout(self.connect_timeout, self.check_url(url)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(reason)) => return CheckOutcome::Down(reason),
-                    Err(_) => {
-                        return CheckOutcome::Down(format!(
-                            "{}: no complete response from {} within {}",
-                            url.path,
-                            self.target,
-                            humanize(self.connect_timeout)
-                        ))
-                    }
-                }
-            }
-            CheckOutcome::Up
-        })
+        Box::pin(run(self, None))
     }
 
     fn kind(&self) -> &'static str {
-        match self.kind {
-            HttpKind::Http => "HTTP_GET",
-            HttpKind::Https => "SSL_GET",
-        }
+        keyword(self)
+    }
+}
+
+impl Checker for HttpCheck {
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(run(&self.settings, Some(&self.prepared)))
+    }
+
+    fn kind(&self) -> &'static str {
+        keyword(&self.settings)
     }
 }
 
@@ -478,7 +408,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// The rustls client configuration for a verification mode. `Off` and `SystemRoots` are
 /// built once per process and shared; a CA file is read each time (the wiring may share the
 /// resulting checker settings).
-pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, HttpConfigError> {
+pub fn client_config(verify: &TlsVerify) -> Result<Arc<ClientConfig>, HttpConfigError> {
     static OFF: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     static SYSTEM: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     let builder = || {
@@ -487,7 +417,7 @@ pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, Htt
             .map_err(|e| HttpConfigError::Tls(e.to_string()))
     };
     match verify {
-        CertVerification::Off => {
+        TlsVerify::Off => {
             if let Some(config) = OFF.get() {
                 return Ok(config.clone());
             }
@@ -499,7 +429,7 @@ pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, Htt
             );
             Ok(OFF.get_or_init(|| config).clone())
         }
-        CertVerification::SystemRoots => {
+        TlsVerify::SystemRoots => {
             if let Some(config) = SYSTEM.get() {
                 return Ok(config.clone());
             }
@@ -521,9 +451,9 @@ pub fn client_config(verify: &CertVerification) -> Result<Arc<ClientConfig>, Htt
             );
             Ok(SYSTEM.get_or_init(|| config).clone())
         }
-        CertVerification::CaFile(path) => {
+        TlsVerify::CaFile(path) => {
             let ca_error = |error: String| HttpConfigError::CaFile {
-                path: path.clone(),
+                path: PathBuf::from(path),
                 error,
             };
             // Only a regular file: /dev/zero or a FIFO would be read forever.
@@ -603,16 +533,33 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 #[cfg(test)]
 mod tests {
+    use haldir_config::CheckConnection;
+
     use super::*;
 
-    #[test]
-    fn status_codes_hold_lists_and_ranges_and_default_to_2xx() {
-        let s = StatusCodes::new(vec![200..=299, 404..=404, 301..=301]);
-        assert!(s.contains(204) && s.contains(404) && s.contains(301));
-        assert!(!s.contains(500) && !s.contains(302));
-        assert_eq!(s.to_string(), "200-299 404 301");
-        assert!(StatusCodes::default().contains(200));
-        assert!(!StatusCodes::default().contains(500));
+    fn settings(urls: Vec<HttpUrlSpec>) -> Arc<HttpCheckSpec> {
+        Arc::new(HttpCheckSpec {
+            tls: false,
+            connection: CheckConnection {
+                target: "127.0.0.1:80".parse().unwrap(),
+                bind_to: None,
+                connect_timeout_millis: 5000,
+            },
+            virtualhost: None,
+            urls: urls.into_iter().collect(),
+            verify: TlsVerify::Off,
+        })
+    }
+
+    fn url(path: &str) -> HttpUrlSpec {
+        HttpUrlSpec {
+            path: path.into(),
+            status_code: None,
+            digest: None,
+            regex: None,
+            regex_no_match: false,
+            virtualhost: None,
+        }
     }
 
     #[test]
@@ -633,34 +580,48 @@ mod tests {
     }
 
     #[test]
-    fn config_errors_name_the_bad_value() {
-        let target: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let mk =
-            |url: UrlSpec| HttpCheck::new(HttpCheckConfig::new(HttpKind::Http, target, vec![url]));
-        let err = mk(UrlSpec {
-            path: "health".into(),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert_eq!(err, HttpConfigError::Path("health".into()));
-        let err = mk(UrlSpec {
-            path: "/".into(),
-            digest: Some("xyz".into()),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("32 hex digits"));
-        let err = mk(UrlSpec {
-            path: "/".into(),
-            regex: Some("(".into()),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(matches!(err, HttpConfigError::Regex { .. }));
+    fn settings_that_cannot_run_are_refused_naming_the_bad_value() {
+        let refused = |url: HttpUrlSpec| checker(settings(vec![url])).err();
         assert_eq!(
-            HttpCheck::new(HttpCheckConfig::new(HttpKind::Http, target, vec![])).unwrap_err(),
-            HttpConfigError::NoUrl
+            refused(url("health")),
+            Some(HttpConfigError::Path("health".into()))
         );
+        let digest = refused(HttpUrlSpec {
+            digest: Some("xyz".into()),
+            ..url("/")
+        });
+        assert!(digest.unwrap().to_string().contains("32 hex digits"));
+        let regex = refused(HttpUrlSpec {
+            regex: Some("(".into()),
+            ..url("/")
+        });
+        assert!(matches!(regex, Some(HttpConfigError::Regex { .. })));
+        assert_eq!(
+            checker(settings(vec![])).err(),
+            Some(HttpConfigError::NoUrl)
+        );
+    }
+
+    #[test]
+    fn a_plain_http_get_runs_from_the_shared_settings_and_nothing_else() {
+        let plain = settings(vec![url("/health")]);
+        let running = checker(Arc::clone(&plain)).unwrap();
+        // The checker is the settings themselves: the same allocation, nothing more.
+        assert!(std::ptr::addr_eq(
+            Arc::as_ptr(&running),
+            Arc::as_ptr(&plain)
+        ));
+        assert_eq!(running.kind(), "HTTP_GET");
+        let with_regex = settings(vec![HttpUrlSpec {
+            regex: Some("ok".into()),
+            ..url("/health")
+        }]);
+        let running = checker(Arc::clone(&with_regex)).unwrap();
+        assert!(!std::ptr::addr_eq(
+            Arc::as_ptr(&running),
+            Arc::as_ptr(&with_regex)
+        ));
+        assert_eq!(Arc::strong_count(&with_regex), 2, "held by its checker");
     }
 
     #[test]

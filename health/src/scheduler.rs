@@ -102,6 +102,7 @@ enum Command {
     Remove {
         id: CheckId,
     },
+    Rebind(Vec<(CheckId, Arc<dyn Checker>)>),
     Shutdown {
         omega: bool,
         done: oneshot::Sender<()>,
@@ -180,6 +181,16 @@ impl SchedulerHandle {
     /// [`add`]: SchedulerHandle::add
     pub fn reserve(&self, more: usize) {
         let _ = self.commands.send(Command::Reserve(more));
+    }
+
+    /// Hands each kept check of `checks` a new checker with the same settings (a reload's:
+    /// an `HTTP_GET` runs from the running model's settings, and the replaced model's go
+    /// only once nothing runs from them). Its state, its schedule and a run in flight are
+    /// untouched; its next run uses the new checker. An id no longer scheduled is ignored.
+    pub fn rebind_all(&self, checks: Vec<(CheckId, Arc<dyn Checker>)>) {
+        if !checks.is_empty() {
+            let _ = self.commands.send(Command::Rebind(checks));
+        }
     }
 
     /// Remove a check; a run in flight is aborted. No event is sent for it.
@@ -371,6 +382,11 @@ impl Core {
                         }
                     }
                     Some(Command::Remove { id }) => self.remove(id),
+                    Some(Command::Rebind(checks)) => {
+                        for (id, checker) in checks {
+                            self.rebind(id, checker);
+                        }
+                    }
                     Some(Command::Shutdown { omega, done }) => {
                         self.shutdown(omega);
                         let _ = done.send(());
@@ -448,6 +464,17 @@ impl Core {
 
     fn instant(&self, micros: u64) -> Instant {
         self.epoch + Duration::from_micros(micros)
+    }
+
+    /// Check `id`'s next runs use `checker`, if `id` is the one in its slot.
+    fn rebind(&mut self, id: CheckId, checker: Arc<dyn Checker>) {
+        let entry = self
+            .slots
+            .get_mut(id.slot() as usize)
+            .and_then(Option::as_mut);
+        if let Some(entry) = entry.filter(|entry| entry.id == id) {
+            entry.checker = checker;
+        }
     }
 
     /// Stops check `id` if it is the one in its slot (not a later use of the slot).
@@ -644,6 +671,39 @@ mod tests {
         assert_eq!(event.id, second);
         assert!(matches!(event.transition, Transition::Down { .. }));
         assert_eq!(core.deadlines.len(), deadlines + 1, "check 2 due again");
+    }
+
+    #[tokio::test]
+    async fn a_rebound_check_keeps_its_state_and_schedule_and_its_next_run_is_the_new_checkers() {
+        let (events, mut received) = mpsc::unbounded_channel();
+        let mut core = Core::new(4, 1, events, Arc::default());
+        let timing = CheckTiming {
+            retry: 0,
+            ..CheckTiming::default()
+        };
+        let (kept, later_occupant) = (CheckId(0), CheckId(1 << 32));
+        core.add(kept, Arc::new(Pending), timing);
+        let slot = kept.slot();
+        let generation = core.slots[slot as usize].as_ref().unwrap().generation;
+        core.finished(Ok(finished_run(slot, generation)));
+        assert!(received.try_recv().is_ok(), "down after its failed run");
+        let deadlines = core.deadlines.len();
+
+        let replacement: Arc<dyn Checker> = Arc::new(Pending);
+        core.rebind(kept, Arc::clone(&replacement));
+        let entry = core.slots[slot as usize].as_ref().unwrap();
+        assert!(Arc::ptr_eq(&entry.checker, &replacement));
+        assert_eq!(
+            entry.generation, generation,
+            "the same check, not a new one"
+        );
+        assert!(!entry.state.is_up(), "its verdict is kept");
+        assert_eq!(core.deadlines.len(), deadlines, "its schedule is kept");
+
+        // A rebind naming a later occupant of the slot leaves this check alone.
+        core.rebind(later_occupant, Arc::new(Pending));
+        let entry = core.slots[slot as usize].as_ref().unwrap();
+        assert!(Arc::ptr_eq(&entry.checker, &replacement));
     }
 
     #[test]

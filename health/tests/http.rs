@@ -4,26 +4,48 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use haldir_health::http::{
-    md5_hex, CertVerification, HttpCheck, HttpCheckConfig, HttpKind, StatusCodes, UrlSpec,
-};
+use haldir_config::{CheckConnection, HttpCheckSpec, HttpUrlSpec, StatusCodes, TlsVerify};
+use haldir_health::http::{checker, md5_hex};
 use haldir_health::{CheckId, CheckOutcome, CheckTiming, Checker, Transition};
 
-fn url(path: &str) -> UrlSpec {
-    UrlSpec {
+fn url(path: &str) -> HttpUrlSpec {
+    HttpUrlSpec {
         path: path.into(),
-        ..Default::default()
+        status_code: None,
+        digest: None,
+        regex: None,
+        regex_no_match: false,
+        virtualhost: None,
     }
 }
 
-fn http_check(server: &HttpServer, urls: Vec<UrlSpec>) -> HttpCheck {
-    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, urls);
-    config.connect_timeout = ms(500);
-    HttpCheck::new(config).unwrap()
+/// An `HTTP_GET` (`SSL_GET` with `tls`) of `target`'s `urls`, timing out after 500 ms.
+fn settings(tls: bool, target: SocketAddr, urls: Vec<HttpUrlSpec>) -> HttpCheckSpec {
+    HttpCheckSpec {
+        tls,
+        connection: CheckConnection {
+            target,
+            bind_to: None,
+            connect_timeout_millis: 500,
+        },
+        virtualhost: None,
+        urls: urls.into_iter().collect(),
+        verify: TlsVerify::Off,
+    }
+}
+
+/// The running checker of `settings`.
+fn ready(settings: HttpCheckSpec) -> Arc<dyn Checker> {
+    checker(Arc::new(settings)).unwrap()
+}
+
+fn http_check(server: &HttpServer, urls: Vec<HttpUrlSpec>) -> Arc<dyn Checker> {
+    ready(settings(false, server.addr, urls))
 }
 
 fn fast_timing(retry: u32) -> CheckTiming {
@@ -51,10 +73,9 @@ async fn status_500_is_down_and_status_code_ranges_are_honoured() {
     // A url that accepts 500 explicitly.
     let accepting = http_check(
         &server,
-        vec![UrlSpec {
-            path: "/".into(),
-            status_code: StatusCodes::new(vec![200..=299, 500..=500]),
-            ..Default::default()
+        vec![HttpUrlSpec {
+            status_code: Some(StatusCodes::parse("200-299 500").unwrap()),
+            ..url("/")
         }],
     );
     assert_eq!(accepting.check().await, CheckOutcome::Up);
@@ -67,10 +88,9 @@ async fn digest_is_the_md5_of_the_body_and_a_wrong_body_is_down() {
     let digest = md5_hex(b"<html>ok</html>");
     let check = http_check(
         &server,
-        vec![UrlSpec {
-            path: "/index.html".into(),
+        vec![HttpUrlSpec {
             digest: Some(digest.to_uppercase()), // case does not matter
-            ..Default::default()
+            ..url("/index.html")
         }],
     );
     assert_eq!(check.check().await, CheckOutcome::Up);
@@ -86,11 +106,10 @@ async fn digest_is_the_md5_of_the_body_and_a_wrong_body_is_down() {
 async fn regex_must_match_the_body_and_regex_no_match_inverts_it() {
     let server = HttpServer::start(None).await;
     server.set(Behaviour::Respond(200, b"status: GREEN\n".to_vec()));
-    let regex_url = |no_match| UrlSpec {
-        path: "/".into(),
+    let regex_url = |no_match| HttpUrlSpec {
         regex: Some("status: (GREEN|YELLOW)".into()),
         regex_no_match: no_match,
-        ..Default::default()
+        ..url("/")
     };
     let check = http_check(&server, vec![regex_url(false)]);
     let inverted = http_check(&server, vec![regex_url(true)]);
@@ -108,9 +127,9 @@ async fn regex_must_match_the_body_and_regex_no_match_inverts_it() {
 async fn a_server_that_hangs_past_connect_timeout_is_down_on_time() {
     let server = HttpServer::start(None).await;
     server.set(Behaviour::Hang);
-    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
-    config.connect_timeout = ms(300);
-    let check = HttpCheck::new(config).unwrap();
+    let mut config = settings(false, server.addr, vec![url("/")]);
+    config.connection.connect_timeout_millis = 300;
+    let check = ready(config);
     let started = Instant::now();
     let CheckOutcome::Down(reason) = check.check().await else {
         panic!("hang must be down")
@@ -144,12 +163,9 @@ async fn every_url_must_pass() {
 #[tokio::test]
 async fn virtualhost_sets_the_host_header_else_the_address() {
     let server = HttpServer::start(None).await;
-    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
+    let mut config = settings(false, server.addr, vec![url("/")]);
     config.virtualhost = Some("www.example.org".into());
-    assert_eq!(
-        HttpCheck::new(config).unwrap().check().await,
-        CheckOutcome::Up
-    );
+    assert_eq!(ready(config).check().await, CheckOutcome::Up);
     http_check(&server, vec![url("/")]).check().await;
     let hosts = server.seen.hosts.lock().unwrap().clone();
     assert_eq!(
@@ -162,10 +178,10 @@ async fn virtualhost_sets_the_host_header_else_the_address() {
 async fn ssl_get_sends_virtualhost_as_sni_and_host_and_accepts_self_signed_by_default() {
     let (acceptor, _) = self_signed(&["web.example"]);
     let server = HttpServer::start(Some(acceptor)).await;
-    let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/tls")]);
+    let mut config = settings(true, server.addr, vec![url("/tls")]);
     config.virtualhost = Some("web.example".into());
-    config.connect_timeout = ms(2000);
-    let check = HttpCheck::new(config).unwrap();
+    config.connection.connect_timeout_millis = 2000;
+    let check = ready(config);
     assert_eq!(check.kind(), "SSL_GET");
     assert_eq!(check.check().await, CheckOutcome::Up);
     assert_eq!(
@@ -177,12 +193,9 @@ async fn ssl_get_sends_virtualhost_as_sni_and_host_and_accepts_self_signed_by_de
         vec!["web.example".to_string()]
     );
     // Without virtualhost: no SNI (an IP address is never sent as SNI).
-    let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
-    config.connect_timeout = ms(2000);
-    assert_eq!(
-        HttpCheck::new(config).unwrap().check().await,
-        CheckOutcome::Up
-    );
+    let mut config = settings(true, server.addr, vec![url("/")]);
+    config.connection.connect_timeout_millis = 2000;
+    assert_eq!(ready(config).check().await, CheckOutcome::Up);
     assert_eq!(server.seen.sni.lock().unwrap()[1], None);
 }
 
@@ -193,14 +206,14 @@ async fn ssl_get_with_verification_checks_the_chain_and_the_name() {
     let dir = temp_dir("ca");
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
-    let check_with = |vhost: &str, verify: CertVerification| {
-        let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
+    let check_with = |vhost: &str, verify: TlsVerify| {
+        let mut config = settings(true, server.addr, vec![url("/")]);
         config.virtualhost = Some(vhost.into());
         config.verify = verify;
-        config.connect_timeout = ms(2000);
-        HttpCheck::new(config).unwrap()
+        config.connection.connect_timeout_millis = 2000;
+        ready(config)
     };
-    let ca = CertVerification::CaFile(ca_file.clone());
+    let ca = TlsVerify::CaFile(ca_file.to_str().unwrap().to_owned());
     assert_eq!(
         check_with("localhost", ca.clone()).check().await,
         CheckOutcome::Up
@@ -210,23 +223,22 @@ async fn ssl_get_with_verification_checks_the_chain_and_the_name() {
     };
     assert!(reason.contains("TLS handshake"), "{reason}");
     // Not signed by any system root.
-    if let Ok(system) =
-        std::panic::catch_unwind(|| check_with("localhost", CertVerification::SystemRoots))
+    if let Ok(system) = std::panic::catch_unwind(|| check_with("localhost", TlsVerify::SystemRoots))
     {
         assert!(!system.check().await.is_up());
     }
     // Verification off accepts the wrong name.
     assert_eq!(
-        check_with("other.example", CertVerification::Off)
-            .check()
-            .await,
+        check_with("other.example", TlsVerify::Off).check().await,
         CheckOutcome::Up
     );
     // A missing CA file is a config error.
-    let mut config = HttpCheckConfig::new(HttpKind::Https, server.addr, vec![url("/")]);
-    config.verify = CertVerification::CaFile(dir.join("missing.pem"));
-    assert!(HttpCheck::new(config)
-        .unwrap_err()
+    let mut config = settings(true, server.addr, vec![url("/")]);
+    let missing = dir.join("missing.pem");
+    config.verify = TlsVerify::CaFile(missing.to_str().unwrap().to_owned());
+    assert!(checker(Arc::new(config))
+        .err()
+        .unwrap()
         .to_string()
         .contains("missing.pem"));
 }
@@ -238,7 +250,7 @@ async fn answering_500_goes_down_after_one_plus_retry_requests_and_comes_back() 
     let retry = 2;
     assert!(scheduler.add(
         CheckId(1),
-        Arc::new(http_check(&server, vec![url("/")])),
+        http_check(&server, vec![url("/")]),
         fast_timing(retry)
     ));
     tokio::time::sleep(ms(500)).await;
@@ -263,7 +275,7 @@ async fn a_server_that_stops_listening_goes_down_and_comes_back_when_it_listens_
     let (scheduler, mut events) = scheduler();
     scheduler.add(
         CheckId(7),
-        Arc::new(http_check(&server, vec![url("/")])),
+        http_check(&server, vec![url("/")]),
         fast_timing(1),
     );
     no_event(&mut events, ms(500)).await;
@@ -286,13 +298,9 @@ async fn a_server_that_stops_listening_goes_down_and_comes_back_when_it_listens_
 async fn a_hanging_server_goes_down_through_the_scheduler() {
     let server = HttpServer::start(None).await;
     let (scheduler, mut events) = scheduler();
-    let mut config = HttpCheckConfig::new(HttpKind::Http, server.addr, vec![url("/")]);
-    config.connect_timeout = ms(200);
-    scheduler.add(
-        CheckId(3),
-        Arc::new(HttpCheck::new(config).unwrap()),
-        fast_timing(1),
-    );
+    let mut config = settings(false, server.addr, vec![url("/")]);
+    config.connection.connect_timeout_millis = 200;
+    scheduler.add(CheckId(3), ready(config), fast_timing(1));
     no_event(&mut events, ms(400)).await;
     server.set(Behaviour::Hang);
     let started = Instant::now();
@@ -340,11 +348,7 @@ async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() 
         fall: 2,
         alpha: false,
     };
-    scheduler.add(
-        CheckId(9),
-        Arc::new(http_check(&server, vec![url("/")])),
-        timing,
-    );
+    scheduler.add(CheckId(9), http_check(&server, vec![url("/")]), timing);
     no_event(&mut events, ms(2000)).await;
     assert!(server.requests() >= 10, "{} requests", server.requests());
     flipper.abort();
@@ -365,13 +369,41 @@ async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() 
 #[test]
 fn a_ca_file_that_is_not_a_regular_file_is_refused() {
     for path in ["/dev/zero", "/dev/null", "/"] {
-        let mut config = HttpCheckConfig::new(
-            HttpKind::Https,
-            "127.0.0.1:443".parse().unwrap(),
-            vec![url("/")],
-        );
-        config.verify = CertVerification::CaFile(path.into());
-        let error = HttpCheck::new(config).unwrap_err().to_string();
+        let mut config = settings(true, "127.0.0.1:443".parse().unwrap(), vec![url("/")]);
+        config.verify = TlsVerify::CaFile(path.into());
+        let error = checker(Arc::new(config)).err().unwrap().to_string();
         assert!(error.contains("not a regular file"), "{path}: {error}");
     }
+}
+
+/// A checker run from settings as they are (not through `checker`, which makes a TLS
+/// connector and the regexes once) makes what they need for each run: the settings'
+/// `regex` and TLS are still honoured.
+#[tokio::test]
+async fn settings_run_as_they_are_still_honour_their_regex_and_tls() {
+    let server = HttpServer::start(None).await;
+    server.set(Behaviour::Respond(200, b"status: RED\n".to_vec()));
+    let with_regex: Arc<dyn Checker> = Arc::new(settings(
+        false,
+        server.addr,
+        vec![HttpUrlSpec {
+            regex: Some("GREEN".into()),
+            ..url("/")
+        }],
+    ));
+    let CheckOutcome::Down(reason) = with_regex.check().await else {
+        panic!("the regex must be applied")
+    };
+    assert!(reason.contains("does not match"), "{reason}");
+    server.set(Behaviour::Respond(200, b"status: GREEN\n".to_vec()));
+    assert_eq!(with_regex.check().await, CheckOutcome::Up);
+
+    let (acceptor, _) = self_signed(&["web.example"]);
+    let tls_server = HttpServer::start(Some(acceptor)).await;
+    let mut over_tls = settings(true, tls_server.addr, vec![url("/")]);
+    over_tls.connection.connect_timeout_millis = 2000;
+    let over_tls: Arc<dyn Checker> = Arc::new(over_tls);
+    assert_eq!(over_tls.kind(), "SSL_GET");
+    assert_eq!(over_tls.check().await, CheckOutcome::Up);
+    assert_eq!(tls_server.requests(), 1, "the request came over TLS");
 }

@@ -424,3 +424,55 @@ async fn a_reload_before_the_first_ipvs_round_starts_the_waiting_checks() {
     assert!(took < Duration::from_secs(3), "removal took {took:?}");
     let _ = wiring.shutdown.send(true);
 }
+
+/// The `HTTP_GET` settings of the first real server of `model`.
+fn http_settings(model: &Model) -> std::sync::Arc<haldir_config::HttpCheckSpec> {
+    match &model.virtual_servers[0].real_servers[0].checks[0].kind {
+        CheckKind::Http(settings) => settings.share(),
+        other => panic!("not an HTTP_GET: {other:?}"),
+    }
+}
+
+/// Waits up to 5 s for `done`, letting the wiring's tasks run.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_http_get_runs_from_the_new_models_settings_and_the_old_ones_go() {
+    let mut dead = Listener::new();
+    dead.close();
+    let port = dead.addr.port();
+    let config = format!(
+        "[[virtual_server]]\nip = \"192.0.2.10\"\nport = 80\nlb_kind = \"DR\"\n\
+         [[virtual_server.real_server]]\nip = \"127.0.0.1\"\nport = {port}\n\
+         HTTP_GET = {{ url = [{{ path = \"/health\" }}] }}\n"
+    );
+    let wiring = start_waiting(&config, table_programmed());
+    let first = std::sync::Arc::downgrade(&http_settings(&wiring.model.borrow()));
+    eventually("the check to run from the model's settings", || {
+        first.strong_count() == 2
+    })
+    .await;
+
+    // The same file again: the check is kept, and runs from the new model's settings.
+    wiring
+        .model
+        .send(std::sync::Arc::new(model(&config)))
+        .unwrap();
+    let new = http_settings(&wiring.model.borrow());
+    // The new model, this test, and the running check.
+    eventually("the check to run from the new model's settings", || {
+        std::sync::Arc::strong_count(&new) == 3
+    })
+    .await;
+    eventually("the replaced model's settings to go", || {
+        first.strong_count() == 0
+    })
+    .await;
+    let _ = wiring.shutdown.send(true);
+}
