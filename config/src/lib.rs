@@ -56,7 +56,7 @@ pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HexBytes,
     HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared, SmtpCheckSpec, SorryServer,
-    StatusCodes, StatusCodesError, TlsVerify, TrackScript, UdpCheckSpec, VrrpScript,
+    StatusCodes, StatusCodesError, TlsVerify, TrackScript, UdpCheckSpec, UrlOptions, VrrpScript,
     DEFAULT_HELO_NAME,
 };
 pub use notify_fifo::{FifoEvents, FifoScript, NotifyFifo, NotifyFifos};

@@ -325,7 +325,7 @@ pub struct HttpCheckSpec {
     /// Where and how to connect.
     pub connection: CheckConnection,
     /// `virtualhost` (checker, real server, virtual server): Host header and SNI.
-    pub virtualhost: Option<String>,
+    pub virtualhost: Option<Box<str>>,
     /// The `url`s; all must pass. At least one, held inline when there is one (nearly
     /// always): 40,000 checks held 40,000 lists of one.
     pub urls: SmallVec<[HttpUrlSpec; 1]>,
@@ -340,6 +340,14 @@ pub struct HttpUrlSpec {
     pub path: CompactString,
     /// `status_code` if written; `None`: 200-299.
     pub status_code: Option<StatusCodes>,
+    /// The settings most urls leave out, boxed; `None` when none is set (see
+    /// [`HttpUrlSpec::new`]). Inline, 40,000 urls held 72 bytes each of unset ones.
+    options: Option<Box<UrlOptions>>,
+}
+
+/// The settings of a `url` that most urls leave out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct UrlOptions {
     /// `digest`: MD5 of the body, 32 lower-case hex digits.
     pub digest: Option<String>,
     /// `regex`.
@@ -348,6 +356,35 @@ pub struct HttpUrlSpec {
     pub regex_no_match: bool,
     /// `virtualhost` of this url.
     pub virtualhost: Option<String>,
+}
+
+/// A url's options when it sets none.
+static NO_URL_OPTIONS: UrlOptions = UrlOptions {
+    digest: None,
+    regex: None,
+    regex_no_match: false,
+    virtualhost: None,
+};
+
+impl HttpUrlSpec {
+    /// A url of `path`. Options that are all unset are not held, so that equal urls
+    /// compare equal however they were made.
+    pub fn new(
+        path: impl Into<CompactString>,
+        status_code: Option<StatusCodes>,
+        options: UrlOptions,
+    ) -> Self {
+        HttpUrlSpec {
+            path: path.into(),
+            status_code,
+            options: (options != NO_URL_OPTIONS).then(|| Box::new(options)),
+        }
+    }
+
+    /// Its `digest`, `regex`, `regex_no_match` and `virtualhost`.
+    pub fn options(&self) -> &UrlOptions {
+        self.options.as_deref().unwrap_or(&NO_URL_OPTIONS)
+    }
 }
 
 /// Certificate verification of `SSL_GET`.

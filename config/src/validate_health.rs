@@ -23,7 +23,7 @@ use crate::model::{AddressFamily, LvsMethod, VrrpInstance};
 use crate::model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HttpCheckSpec,
     HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared, SorryServer, StatusCodes, TlsVerify,
-    TrackScript, VrrpScript,
+    TrackScript, UrlOptions, VrrpScript,
 };
 use crate::validate::{in_range, push, resolve_tracking, tracked_name, whole_units, TrackedKind};
 use crate::validate_values::{ca_file_problem, dns_name_ok, tls_server_name_ok};
@@ -614,7 +614,7 @@ fn check(
                     Some(CheckKind::Http(Shared::new(HttpCheckSpec {
                         tls,
                         connection,
-                        virtualhost: vhost,
+                        virtualhost: vhost.map(String::into_boxed_str),
                         urls: urls.into_iter().flatten().collect(),
                         verify,
                     })))
@@ -922,14 +922,13 @@ fn url(errors: &mut Vec<ConfigError>, d: &UrlDraft, tls: bool) -> Option<HttpUrl
     if errors.len() > errors_before {
         return None;
     }
-    Some(HttpUrlSpec {
-        path: path?,
-        status_code,
+    let options = UrlOptions {
         digest,
         regex: d.regex.as_ref().map(|r| r.value.clone()),
         regex_no_match: d.regex_no_match.as_ref().is_some_and(|r| r.value),
         virtualhost: d.virtualhost.as_ref().map(|v| v.value.clone()),
-    })
+    };
+    Some(HttpUrlSpec::new(path?, status_code, options))
 }
 
 /// Validates the `vrrp_script`s: names unique, the script runnable by its user.

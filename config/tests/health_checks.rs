@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use haldir_config::{
     parse_toml, CheckConnection, CheckKind, CheckTimingSpec, HttpUrlSpec, Model, SorryServer,
-    StatusCodes, TlsVerify, TrackScript,
+    StatusCodes, TlsVerify, TrackScript, UrlOptions,
 };
 
 const FILE: &str = "haldir.toml";
@@ -171,22 +171,23 @@ connect_port = 22
     assert_eq!(
         http.urls.as_slice(),
         [
-            HttpUrlSpec {
-                path: "/a".into(),
-                status_code: Some(StatusCodes::parse("200").unwrap()),
-                digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
-                regex: None,
-                regex_no_match: false,
-                virtualhost: None,
-            },
-            HttpUrlSpec {
-                path: "/b".into(),
-                status_code: Some(StatusCodes::parse("200-299 404").unwrap()),
-                digest: None,
-                regex: Some("ok$".into()),
-                regex_no_match: false,
-                virtualhost: Some("b.example".into()),
-            }
+            HttpUrlSpec::new(
+                "/a",
+                Some(StatusCodes::parse("200").unwrap()),
+                UrlOptions {
+                    digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+                    ..UrlOptions::default()
+                }
+            ),
+            HttpUrlSpec::new(
+                "/b",
+                Some(StatusCodes::parse("200-299 404").unwrap()),
+                UrlOptions {
+                    regex: Some("ok$".into()),
+                    virtualhost: Some("b.example".into()),
+                    ..UrlOptions::default()
+                }
+            )
         ]
     );
     let second = &vs.real_servers[1];
@@ -711,4 +712,31 @@ fn status_codes_accept_the_codes_and_ranges_written_and_default_to_2xx() {
     assert!(default.contains(200) && default.contains(299));
     assert!(!default.contains(300) && !default.contains(199));
     assert_eq!(default.to_string(), "200-299");
+}
+
+#[test]
+fn urls_compare_by_their_settings_however_they_were_made() {
+    let parsed = parse(&format!(
+        "{VS}
+[[virtual_server.real_server]]
+ip = \"10.0.0.1\"
+HTTP_GET = {{ url = [{{ path = \"/\" }}, {{ path = \"/\", digest = \"9B3A0C85A887A256D6939DA88AABD8CD\" }}] }}
+"
+    ));
+    let CheckKind::Http(http) = &parsed.virtual_servers[0].real_servers[0].checks[0].kind else {
+        panic!()
+    };
+    let plain = HttpUrlSpec::new("/", None, UrlOptions::default());
+    assert_eq!(
+        http.urls[0], plain,
+        "no option set is the same as none held"
+    );
+    assert_eq!(http.urls[0].options(), &UrlOptions::default());
+    let digest = UrlOptions {
+        digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+        ..UrlOptions::default()
+    };
+    assert_eq!(http.urls[1], HttpUrlSpec::new("/", None, digest.clone()));
+    assert_eq!(http.urls[1].options(), &digest);
+    assert_ne!(http.urls[0], http.urls[1]);
 }

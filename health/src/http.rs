@@ -89,7 +89,7 @@ pub fn checker(settings: Arc<HttpCheckSpec>) -> Result<Arc<dyn Checker>, HttpCon
         if !url.path.starts_with('/') {
             return Err(HttpConfigError::Path(url.path.to_string()));
         }
-        if let Some(digest) = &url.digest {
+        if let Some(digest) = &url.options().digest {
             parse_md5(digest).ok_or_else(|| HttpConfigError::Digest(digest.clone()))?;
         }
         if settings.tls {
@@ -123,8 +123,12 @@ struct Prepared {
 impl Prepared {
     /// What `settings` need made, or `None` when they run as they are.
     fn new(settings: &HttpCheckSpec) -> Result<Option<Self>, HttpConfigError> {
-        let regexes = if settings.urls.iter().any(|url| url.regex.is_some()) {
-            let compile = |url: &HttpUrlSpec| match &url.regex {
+        let regexes = if settings
+            .urls
+            .iter()
+            .any(|url| url.options().regex.is_some())
+        {
+            let compile = |url: &HttpUrlSpec| match &url.options().regex {
                 Some(pattern) => regex::bytes::Regex::new(pattern).map(Some).map_err(|e| {
                     HttpConfigError::Regex {
                         pattern: pattern.clone(),
@@ -170,9 +174,7 @@ fn keyword(settings: &HttpCheckSpec) -> &'static str {
 
 /// The `virtualhost` of `url`: its own, else the check's.
 fn virtualhost<'s>(settings: &'s HttpCheckSpec, url: &'s HttpUrlSpec) -> Option<&'s str> {
-    url.virtualhost
-        .as_deref()
-        .or(settings.virtualhost.as_deref())
+    (url.options().virtualhost.as_deref()).or(settings.virtualhost.as_deref())
 }
 
 /// The `Host` header of `url`: its virtualhost, else the target's address (and its port
@@ -267,7 +269,7 @@ async fn check_url(
             url.path
         ));
     }
-    if let Some(want) = &url.digest {
+    if let Some(want) = &url.options().digest {
         let got = hex(&Md5::digest(&body));
         if !got.eq_ignore_ascii_case(want) {
             return Err(format!(
@@ -282,7 +284,7 @@ async fn check_url(
         .and_then(Option::as_ref);
     if let Some(regex) = regex {
         let matched = regex.is_match(&body);
-        if matched == url.regex_no_match {
+        if matched == url.options().regex_no_match {
             return Err(format!(
                 "{}: body {} regex {:?}",
                 url.path,
@@ -533,7 +535,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 #[cfg(test)]
 mod tests {
-    use haldir_config::CheckConnection;
+    use haldir_config::{CheckConnection, UrlOptions};
 
     use super::*;
 
@@ -552,14 +554,11 @@ mod tests {
     }
 
     fn url(path: &str) -> HttpUrlSpec {
-        HttpUrlSpec {
-            path: path.into(),
-            status_code: None,
-            digest: None,
-            regex: None,
-            regex_no_match: false,
-            virtualhost: None,
-        }
+        HttpUrlSpec::new(path, None, UrlOptions::default())
+    }
+
+    fn url_with(path: &str, options: UrlOptions) -> HttpUrlSpec {
+        HttpUrlSpec::new(path, None, options)
     }
 
     #[test]
@@ -582,18 +581,19 @@ mod tests {
     #[test]
     fn settings_that_cannot_run_are_refused_naming_the_bad_value() {
         let refused = |url: HttpUrlSpec| checker(settings(vec![url])).err();
+        let bad = |options| refused(url_with("/", options));
         assert_eq!(
             refused(url("health")),
             Some(HttpConfigError::Path("health".into()))
         );
-        let digest = refused(HttpUrlSpec {
+        let digest = bad(UrlOptions {
             digest: Some("xyz".into()),
-            ..url("/")
+            ..UrlOptions::default()
         });
         assert!(digest.unwrap().to_string().contains("32 hex digits"));
-        let regex = refused(HttpUrlSpec {
+        let regex = bad(UrlOptions {
             regex: Some("(".into()),
-            ..url("/")
+            ..UrlOptions::default()
         });
         assert!(matches!(regex, Some(HttpConfigError::Regex { .. })));
         assert_eq!(
@@ -612,10 +612,13 @@ mod tests {
             Arc::as_ptr(&plain)
         ));
         assert_eq!(running.kind(), "HTTP_GET");
-        let with_regex = settings(vec![HttpUrlSpec {
-            regex: Some("ok".into()),
-            ..url("/health")
-        }]);
+        let with_regex = settings(vec![url_with(
+            "/health",
+            UrlOptions {
+                regex: Some("ok".into()),
+                ..UrlOptions::default()
+            },
+        )]);
         let running = checker(Arc::clone(&with_regex)).unwrap();
         assert!(!std::ptr::addr_eq(
             Arc::as_ptr(&running),

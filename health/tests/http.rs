@@ -9,19 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use haldir_config::{CheckConnection, HttpCheckSpec, HttpUrlSpec, StatusCodes, TlsVerify};
+use haldir_config::{
+    CheckConnection, HttpCheckSpec, HttpUrlSpec, StatusCodes, TlsVerify, UrlOptions,
+};
 use haldir_health::http::{checker, md5_hex};
 use haldir_health::{CheckId, CheckOutcome, CheckTiming, Checker, Transition};
 
 fn url(path: &str) -> HttpUrlSpec {
-    HttpUrlSpec {
-        path: path.into(),
-        status_code: None,
-        digest: None,
-        regex: None,
-        regex_no_match: false,
-        virtualhost: None,
-    }
+    HttpUrlSpec::new(path, None, UrlOptions::default())
+}
+
+fn url_with(path: &str, options: UrlOptions) -> HttpUrlSpec {
+    HttpUrlSpec::new(path, None, options)
 }
 
 /// An `HTTP_GET` (`SSL_GET` with `tls`) of `target`'s `urls`, timing out after 500 ms.
@@ -73,10 +72,11 @@ async fn status_500_is_down_and_status_code_ranges_are_honoured() {
     // A url that accepts 500 explicitly.
     let accepting = http_check(
         &server,
-        vec![HttpUrlSpec {
-            status_code: Some(StatusCodes::parse("200-299 500").unwrap()),
-            ..url("/")
-        }],
+        vec![HttpUrlSpec::new(
+            "/",
+            Some(StatusCodes::parse("200-299 500").unwrap()),
+            UrlOptions::default(),
+        )],
     );
     assert_eq!(accepting.check().await, CheckOutcome::Up);
 }
@@ -88,10 +88,13 @@ async fn digest_is_the_md5_of_the_body_and_a_wrong_body_is_down() {
     let digest = md5_hex(b"<html>ok</html>");
     let check = http_check(
         &server,
-        vec![HttpUrlSpec {
-            digest: Some(digest.to_uppercase()), // case does not matter
-            ..url("/index.html")
-        }],
+        vec![url_with(
+            "/index.html",
+            UrlOptions {
+                digest: Some(digest.to_uppercase()), // case does not matter
+                ..UrlOptions::default()
+            },
+        )],
     );
     assert_eq!(check.check().await, CheckOutcome::Up);
     server.set(Behaviour::Respond(200, b"<html>defaced</html>".to_vec()));
@@ -106,10 +109,15 @@ async fn digest_is_the_md5_of_the_body_and_a_wrong_body_is_down() {
 async fn regex_must_match_the_body_and_regex_no_match_inverts_it() {
     let server = HttpServer::start(None).await;
     server.set(Behaviour::Respond(200, b"status: GREEN\n".to_vec()));
-    let regex_url = |no_match| HttpUrlSpec {
-        regex: Some("status: (GREEN|YELLOW)".into()),
-        regex_no_match: no_match,
-        ..url("/")
+    let regex_url = |no_match| {
+        url_with(
+            "/",
+            UrlOptions {
+                regex: Some("status: (GREEN|YELLOW)".into()),
+                regex_no_match: no_match,
+                ..UrlOptions::default()
+            },
+        )
     };
     let check = http_check(&server, vec![regex_url(false)]);
     let inverted = http_check(&server, vec![regex_url(true)]);
@@ -386,10 +394,13 @@ async fn settings_run_as_they_are_still_honour_their_regex_and_tls() {
     let with_regex: Arc<dyn Checker> = Arc::new(settings(
         false,
         server.addr,
-        vec![HttpUrlSpec {
-            regex: Some("GREEN".into()),
-            ..url("/")
-        }],
+        vec![url_with(
+            "/",
+            UrlOptions {
+                regex: Some("GREEN".into()),
+                ..UrlOptions::default()
+            },
+        )],
     ));
     let CheckOutcome::Down(reason) = with_regex.check().await else {
         panic!("the regex must be applied")

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use super::{decimal, line, string};
 use crate::model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
-    HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, VrrpScript,
+    HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, UrlOptions, VrrpScript,
 };
 
 /// One `[[vrrp_script]]` table.
@@ -240,16 +240,14 @@ fn connection(out: &mut String, c: &CheckConnection) {
 
 /// One `url` as an inline table.
 fn url(u: &HttpUrlSpec) -> String {
-    let HttpUrlSpec {
-        path,
-        status_code,
+    let UrlOptions {
         digest,
         regex,
         regex_no_match,
         virtualhost,
-    } = u;
-    let mut keys = vec![format!("path = {}", string(path))];
-    if let Some(codes) = status_code {
+    } = u.options();
+    let mut keys = vec![format!("path = {}", string(&u.path))];
+    if let Some(codes) = &u.status_code {
         keys.push(format!("status_code = {}", string(&codes.to_string())));
     }
     if let Some(digest) = digest {

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use haldir_config::{CheckConnection, CheckKind, HttpCheckSpec, HttpUrlSpec, Model, TlsVerify};
+use haldir_config::{
+    CheckConnection, CheckKind, HttpCheckSpec, HttpUrlSpec, Model, TlsVerify, UrlOptions,
+};
 use haldir_health::checker::build;
 
 use super::*;
@@ -24,17 +26,10 @@ fn ssl_get(virtualhost: Option<&str>, verify: TlsVerify) -> Arc<HttpCheckSpec> {
             bind_to: None,
             connect_timeout_millis: 5000,
         },
-        virtualhost: virtualhost.map(str::to_owned),
-        urls: [HttpUrlSpec {
-            path: "/".into(),
-            status_code: None,
-            digest: None,
-            regex: None,
-            regex_no_match: false,
-            virtualhost: None,
-        }]
-        .into_iter()
-        .collect(),
+        virtualhost: virtualhost.map(Box::from),
+        urls: [HttpUrlSpec::new("/", None, UrlOptions::default())]
+            .into_iter()
+            .collect(),
         verify,
     })
 }
