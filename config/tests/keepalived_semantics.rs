@@ -240,6 +240,19 @@ fn parameters_are_defined_with_dollar_name_and_substituted_also_over_several_lin
 }
 
 #[test]
+fn a_definition_is_one_after_any_leading_white_space_and_with_crlf_line_ends() {
+    // Tab, vertical tab, form feed and a no-break space (Unicode white space) before
+    // `$`, as `str::trim_start` allows them.
+    let text = "\t$IFACE=eth1\r\n\x0b$VIP=192.0.2.77\r\n\x0c$ID=75\r\n\u{a0}$PRIO=120\r\nvrrp_instance VI_1 {\r\n    interface $IFACE\r\n    virtual_router_id $ID\r\n    priority $PRIO\r\n    virtual_ipaddress {\r\n        ${VIP}/24\r\n    }\r\n}\r\n";
+    let (model, _) = read(text);
+    let vi = &model.vrrp_instances[0];
+    assert_eq!(vi.interface, "eth1");
+    assert_eq!(vi.virtual_router_id, 75);
+    assert_eq!(vi.priority, 120);
+    assert_eq!(vi.virtual_ipaddress[0].to_string(), "192.0.2.77/24");
+}
+
+#[test]
 fn conditional_lines_apply_only_on_the_router_whose_id_they_name() {
     // keepalived's default configuration id: the host name up to its first dot.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();

@@ -124,14 +124,26 @@ impl Reader<'_> {
     /// ID is / is not the configuration id.
     fn text(&mut self, text: &str, file: &Arc<str>, dir: &Path, depth: usize) {
         // Lines are taken one at a time (a 10,000-service file has 160,000 of them).
-        let mut lines = text
-            .split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
-            .enumerate();
+        let mut starts = 0;
+        let mut ends = memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]);
+        let mut lines = std::iter::from_fn(|| {
+            let end = ends.next()?;
+            let line = &text[starts..end];
+            starts = end + 1;
+            Some(line.strip_suffix('\r').unwrap_or(line))
+        })
+        .enumerate();
+        // A text without `$` defines and uses no parameter: its lines are not looked
+        // through for one.
+        let has_parameters = text.contains('$');
         while let Some((index, line)) = lines.next() {
             let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
             // Most lines start with neither `$` nor `@`: one look at the first byte.
-            let first = line.trim_start().bytes().next();
+            let first = match line.bytes().find(|b| !is_ascii_space(*b)) {
+                // Perhaps a Unicode space.
+                Some(0x80..) => line.trim_start().bytes().next(),
+                first => first,
+            };
             if first == Some(b'$') {
                 if let Some((name, value)) = definition(line) {
                     let mut value = value.to_owned();
@@ -152,7 +164,15 @@ impl Reader<'_> {
                 },
                 _ => line,
             };
+            if !has_parameters {
+                self.line_of(line, line_no, file, dir, depth);
+                continue;
+            }
             let expanded = match self.substitute(line) {
+                Ok(Cow::Borrowed(line)) => {
+                    self.line_of(line, line_no, file, dir, depth);
+                    continue;
+                }
                 Ok(expanded) => expanded,
                 Err((col, name)) => {
                     let at = Loc {
@@ -448,50 +468,92 @@ fn scan_general(line: &str, braces: bool) -> Result<Vec<Raw>, usize> {
     Ok(out)
 }
 
+/// `char::is_whitespace` on ASCII: space, \t, \n, \x0b, \x0c, \r (`u8::is_ascii_whitespace`
+/// leaves out \x0b).
+const fn is_ascii_space(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// What a byte is to [`scan_plain`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ByteClass {
+    /// Part of a word.
+    Word,
+    /// `char::is_whitespace` on ASCII: space, \t, \n, \x0b, \x0c, \r.
+    Space,
+    /// `#` or `!`: the rest of the line is a comment.
+    Comment,
+    /// `{` or `}`: a token of its own where braces are, else part of a word.
+    Brace,
+    /// A quote, a backslash or a non-ASCII byte: the line is [`scan_general`]'s.
+    General,
+}
+
+/// Every byte's class, looked up rather than matched: a `match` on the byte compiled
+/// to a jump through a table for every byte, mispredicted at nearly every change of
+/// class, and it was the reading's largest cost.
+const BYTE_CLASSES: [ByteClass; 256] = {
+    let mut classes = [ByteClass::Word; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        classes[byte] = match byte as u8 {
+            byte if is_ascii_space(byte) => ByteClass::Space,
+            b'#' | b'!' => ByteClass::Comment,
+            b'{' | b'}' => ByteClass::Brace,
+            b'"' | b'\\' | 0x80.. => ByteClass::General,
+            _ => ByteClass::Word,
+        };
+        byte += 1;
+    }
+    classes
+};
+
 /// [`scan`] of an ASCII line without quotes or escapes (nearly every line): each
 /// word is one slice of the line, copied once; columns are byte offsets. On the first
 /// quote, backslash or non-ASCII byte before a comment it stops, leaves `out` as it
 /// found it and returns false: the line is [`scan_general`]'s. One pass over the line
-/// both checks and splits it.
+/// both checks and splits it, a run of one class at a time.
 fn scan_plain(line: &str, braces: bool, out: &mut Vec<Raw>) -> bool {
     let bytes = line.as_bytes();
+    let class = |at: usize| BYTE_CLASSES[usize::from(bytes[at])];
+    let in_word =
+        |class: ByteClass| class == ByteClass::Word || (class == ByteClass::Brace && !braces);
     let words_before = out.len();
-    let mut start: Option<usize> = None;
-    let word = |out: &mut Vec<Raw>, start: &mut Option<usize>, end: usize| {
-        if let Some(col) = start.take() {
-            out.push(Raw {
-                kind: Kind::Word(CompactString::new(&line[col..end])),
-                col,
-                quoted: false,
-            });
-        }
-    };
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'#' | b'!' => {
-                word(out, &mut start, i);
-                return true;
-            }
-            b'"' | b'\\' | 0x80.. => {
+    let mut at = 0;
+    while at < bytes.len() {
+        match class(at) {
+            ByteClass::Space => at += 1,
+            ByteClass::Comment => return true,
+            ByteClass::General => {
                 out.truncate(words_before);
                 return false;
             }
-            b'{' | b'}' if braces => {
-                word(out, &mut start, i);
+            ByteClass::Brace if braces => {
                 out.push(Raw {
-                    kind: if b == b'{' { Kind::Open } else { Kind::Close },
-                    col: i,
+                    kind: if bytes[at] == b'{' {
+                        Kind::Open
+                    } else {
+                        Kind::Close
+                    },
+                    col: at,
+                    quoted: false,
+                });
+                at += 1;
+            }
+            ByteClass::Word | ByteClass::Brace => {
+                let start = at;
+                at += 1;
+                while at < bytes.len() && in_word(class(at)) {
+                    at += 1;
+                }
+                out.push(Raw {
+                    kind: Kind::Word(CompactString::new(&line[start..at])),
+                    col: start,
                     quoted: false,
                 });
             }
-            // `char::is_whitespace` on ASCII: space, \t, \n, \x0b, \x0c, \r.
-            b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' => word(out, &mut start, i),
-            _ => {
-                start.get_or_insert(i);
-            }
         }
     }
-    word(out, &mut start, bytes.len());
     true
 }
 
@@ -682,6 +744,10 @@ mod tests {
             "",
             "   ",
             "}}{",
+            "a{b}c d{",
+            "path /a#b",
+            "x\x01y  \x7f ~z!",
+            "{",
         ] {
             for braces in [true, false] {
                 let mut plain = Vec::new();

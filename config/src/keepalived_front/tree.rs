@@ -12,6 +12,9 @@ use super::read::{Kind, Token};
 /// real_server, a checker, its url); the limit only stops hostile input.
 const MAX_BLOCK_DEPTH: usize = 16;
 
+/// A statement's words.
+pub(super) type Words = smallvec::SmallVec<[Word; 3]>;
+
 /// A word and where it was written.
 #[derive(Debug, Clone)]
 pub(super) struct Word {
@@ -22,8 +25,10 @@ pub(super) struct Word {
 /// One keyword line with its arguments and, if present, its block.
 #[derive(Debug)]
 pub(super) struct Stmt {
-    /// The keyword and its arguments; never empty.
-    pub(super) words: Vec<Word>,
+    /// The keyword and its arguments; never empty. Up to three are held inline: nearly
+    /// every line is a keyword and one or two arguments (460,000 lines at 10,000 virtual
+    /// servers with `HTTP_GET`s, each a list of its own before).
+    pub(super) words: Words,
     pub(super) block: Option<Block>,
 }
 
@@ -80,7 +85,7 @@ pub(super) struct Builder<F: FnMut(Stmt)> {
 }
 
 struct Pending {
-    words: Vec<Word>,
+    words: Words,
     /// The physical line of its first word (see [`Token::line`]).
     line: usize,
 }
@@ -90,7 +95,7 @@ struct OpenBlock {
     open: Loc,
     /// The words of the statement owning the block; empty for a stray `{`, whose block is
     /// read only to keep its `}` from closing another, then dropped.
-    words: Vec<Word>,
+    words: Words,
     items: Vec<Stmt>,
 }
 
@@ -120,7 +125,7 @@ impl<F: FnMut(Stmt)> Builder<F> {
                     Some(pending) if pending.line == token.line => pending.words.push(word),
                     _ => {
                         self.end_pending();
-                        let mut words = Vec::with_capacity(2);
+                        let mut words = Words::new();
                         words.push(word);
                         self.pending = Some(Pending {
                             words,
@@ -136,7 +141,7 @@ impl<F: FnMut(Stmt)> Builder<F> {
                         &token.loc,
                         "unexpected `{`: a block must follow a keyword, e.g. `vrrp_instance VI_1 {`",
                     ));
-                    self.open_block(token.loc, Vec::new());
+                    self.open_block(token.loc, Words::new());
                 }
             },
             Kind::Close => {
@@ -171,7 +176,7 @@ impl<F: FnMut(Stmt)> Builder<F> {
         self.errors
     }
 
-    fn open_block(&mut self, open: Loc, words: Vec<Word>) {
+    fn open_block(&mut self, open: Loc, words: Words) {
         if self.open.len() + 1 > MAX_BLOCK_DEPTH {
             self.errors.push(ConfigError::at(
                 &open,
