@@ -522,7 +522,13 @@ fn scan_plain(line: &str, braces: bool, out: &mut Vec<Raw>) -> bool {
     let mut at = 0;
     while at < bytes.len() {
         match class(at) {
-            ByteClass::Space => at += 1,
+            ByteClass::Space => {
+                // The whole run (a line's indentation): one pass of the `match` a run.
+                at += 1;
+                while at < bytes.len() && class(at) == ByteClass::Space {
+                    at += 1;
+                }
+            }
             ByteClass::Comment => return true,
             ByteClass::General => {
                 out.truncate(words_before);
