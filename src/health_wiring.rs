@@ -62,6 +62,7 @@ use haldir_director::ipvs_table::service_key;
 use haldir_director::track_process::{matches, QuorumState, RunningProcess};
 use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
 use haldir_health::checker::{build, Checkers};
+use haldir_health::http;
 use haldir_health::{
     initially_up, spawn_scheduler, CheckId, Event, NewCheck, SchedulerConfig, SchedulerHandle,
     Transition,
@@ -446,12 +447,13 @@ impl Wiring {
                     if let Some((_, running)) = same.and_then(Option::take) {
                         if let Some(id) = running.id {
                             self.targets.set(id, Target::Check(target));
-                            if let CheckKind::Http(_) = check.kind {
-                                // It runs from the replaced model's settings: from now on
-                                // from this model's (equal), so the replaced ones go.
-                                // Should the world refuse it now (a CA file gone), the
-                                // check keeps running as it was.
-                                if let Ok(checker) = checkers.build(checker_config(check)) {
+                            if let CheckKind::Http(settings) = &check.kind {
+                                // A plain HTTP_GET runs from the replaced model's settings:
+                                // from now on from this model's (equal), so the replaced
+                                // ones go. One with TLS or a regex keeps its checker (and
+                                // its settings): new settings would have its connector and
+                                // regexes made again, a CA file read for every check.
+                                if let Some(checker) = http::plain_checker(settings.share()) {
                                     rebound.push((id, checker));
                                 }
                             }

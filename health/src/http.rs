@@ -106,6 +106,22 @@ pub fn checker(settings: Arc<HttpCheckSpec>) -> Result<Arc<dyn Checker>, HttpCon
     }
 }
 
+/// `settings` as their own checker when they need nothing made (no TLS, no `regex`):
+/// what [`checker`] returns for them, without its checks of the settings; `None` for
+/// settings that need a checker of their own.
+pub fn plain_checker(settings: Arc<HttpCheckSpec>) -> Option<Arc<dyn Checker>> {
+    is_plain(&settings).then_some(settings as Arc<dyn Checker>)
+}
+
+/// Whether `settings` run as they are: no TLS, no `regex`.
+fn is_plain(settings: &HttpCheckSpec) -> bool {
+    !settings.tls
+        && settings
+            .urls
+            .iter()
+            .all(|url| url.options().regex.is_none())
+}
+
 /// An `SSL_GET`, or an `HTTP_GET` with a `regex`: the settings and what was made for them.
 pub struct HttpCheck {
     settings: Arc<HttpCheckSpec>,
@@ -123,6 +139,9 @@ struct Prepared {
 impl Prepared {
     /// What `settings` need made, or `None` when they run as they are.
     fn new(settings: &HttpCheckSpec) -> Result<Option<Self>, HttpConfigError> {
+        if is_plain(settings) {
+            return Ok(None);
+        }
         let regexes = if settings
             .urls
             .iter()
@@ -151,7 +170,7 @@ impl Prepared {
             )?)),
             false => None,
         };
-        Ok((tls.is_some() || !regexes.is_empty()).then_some(Prepared { tls, regexes }))
+        Ok(Some(Prepared { tls, regexes }))
     }
 }
 
@@ -625,6 +644,14 @@ mod tests {
             Arc::as_ptr(&with_regex)
         ));
         assert_eq!(Arc::strong_count(&with_regex), 2, "held by its checker");
+
+        // As a reload hands a kept check its new settings: only plain ones.
+        let again = plain_checker(Arc::clone(&plain)).expect("plain settings");
+        assert!(std::ptr::addr_eq(Arc::as_ptr(&again), Arc::as_ptr(&plain)));
+        assert!(plain_checker(with_regex).is_none());
+        let mut over_tls = (*settings(vec![url("/")])).clone();
+        over_tls.tls = true;
+        assert!(plain_checker(Arc::new(over_tls)).is_none());
     }
 
     #[test]
