@@ -358,6 +358,6 @@ pub fn needs_bind_service(model: &haldir_config::Model) -> bool {
         .iter()
         .flat_map(|vs| vs.real_servers.iter())
         .flat_map(|rs| rs.checks.iter())
-        .filter_map(|check| check.kind.connection()?.bind_to)
+        .filter_map(|check| check.kind.connection()?.bind_to.as_deref().copied())
         .any(|source| source.port() != 0 && source.port() < 1024)
 }

@@ -55,9 +55,9 @@ pub use auth_hmac::{AuthHmac, AuthHmacMode, HmacKey};
 pub use lvs_sync::LvsSyncDaemon;
 pub use model_health::{
     CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HexBytes,
-    HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared, SmtpCheckSpec, SorryServer,
-    StatusCodes, StatusCodesError, TlsVerify, TrackScript, UdpCheckSpec, UrlOptions, VrrpScript,
-    DEFAULT_HELO_NAME,
+    HttpCheckOptions, HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared,
+    SmtpCheckSpec, SorryServer, StatusCodes, StatusCodesError, TlsVerify, TrackScript,
+    UdpCheckSpec, UrlOptions, VrrpScript, DEFAULT_HELO_NAME,
 };
 pub use notify_fifo::{FifoEvents, FifoScript, NotifyFifo, NotifyFifos};
 pub use to_toml::{not_converted, to_toml};

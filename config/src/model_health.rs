@@ -260,7 +260,9 @@ pub struct CheckConnection {
     /// server's address and port).
     pub target: SocketAddr,
     /// `bindto` / `bind_port`: the source of the check's traffic.
-    pub bind_to: Option<SocketAddr>,
+    /// Boxed: rarely set, and a `SocketAddr` is 32 bytes (every checker of the model
+    /// held one).
+    pub bind_to: Option<Box<SocketAddr>>,
     /// `connect_timeout`, milliseconds (checker, real server, virtual server,
     /// else 5 s).
     pub connect_timeout_millis: u32,
@@ -324,13 +326,57 @@ pub struct HttpCheckSpec {
     pub tls: bool,
     /// Where and how to connect.
     pub connection: CheckConnection,
-    /// `virtualhost` (checker, real server, virtual server): Host header and SNI.
-    pub virtualhost: Option<Box<str>>,
     /// The `url`s; all must pass. At least one, held inline when there is one (nearly
     /// always): 40,000 checks held 40,000 lists of one.
     pub urls: SmallVec<[HttpUrlSpec; 1]>,
+    /// The settings most checks leave out, boxed; `None` when none is set (see
+    /// [`HttpCheckSpec::new`]).
+    options: Option<Box<HttpCheckOptions>>,
+}
+
+/// The settings of an `HTTP_GET` / `SSL_GET` that most leave out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct HttpCheckOptions {
+    /// `virtualhost` (checker, real server, virtual server): Host header and SNI.
+    pub virtualhost: Option<String>,
     /// `SSL_GET` certificate verification.
     pub verify: TlsVerify,
+}
+
+/// A check's options when it sets none.
+static NO_HTTP_OPTIONS: HttpCheckOptions = HttpCheckOptions {
+    virtualhost: None,
+    verify: TlsVerify::Off,
+};
+
+impl HttpCheckSpec {
+    /// An `HTTP_GET` (`SSL_GET` with `tls`). Options that are all unset are not held, so
+    /// that equal checks compare equal however they were made.
+    pub fn new(
+        tls: bool,
+        connection: CheckConnection,
+        urls: impl IntoIterator<Item = HttpUrlSpec>,
+        options: HttpCheckOptions,
+    ) -> Self {
+        let mut spec = HttpCheckSpec {
+            tls,
+            connection,
+            urls: urls.into_iter().collect(),
+            options: None,
+        };
+        spec.set_options(options);
+        spec
+    }
+
+    /// Its `virtualhost` and certificate verification.
+    pub fn options(&self) -> &HttpCheckOptions {
+        self.options.as_deref().unwrap_or(&NO_HTTP_OPTIONS)
+    }
+
+    /// Sets its `virtualhost` and certificate verification.
+    pub fn set_options(&mut self, options: HttpCheckOptions) {
+        self.options = (options != NO_HTTP_OPTIONS).then(|| Box::new(options));
+    }
 }
 
 /// One `url` of an HTTP check, validated.

@@ -21,9 +21,9 @@ use crate::draft::{
 use crate::error::{ConfigError, Loc};
 use crate::model::{AddressFamily, LvsMethod, VrrpInstance};
 use crate::model_health::{
-    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck, HttpCheckSpec,
-    HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared, SorryServer, StatusCodes, TlsVerify,
-    TrackScript, UrlOptions, VrrpScript,
+    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, DnsType, HealthCheck,
+    HttpCheckOptions, HttpCheckSpec, HttpUrlSpec, MiscCheckSpec, ScriptCommand, Shared,
+    SorryServer, StatusCodes, TlsVerify, TrackScript, UrlOptions, VrrpScript,
 };
 use crate::validate::{in_range, push, resolve_tracking, tracked_name, whole_units, TrackedKind};
 use crate::validate_values::{ca_file_problem, dns_name_ok, tls_server_name_ok};
@@ -546,7 +546,7 @@ fn check(
         };
         Some(CheckConnection {
             target,
-            bind_to,
+            bind_to: bind_to.map(Box::new),
             connect_timeout_millis: all
                 .connect_timeout
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MILLIS),
@@ -611,13 +611,15 @@ fn check(
             }
             match (connection, verify, urls.iter().all(Option::is_some)) {
                 (Some(connection), Some(verify), true) if !urls.is_empty() => {
-                    Some(CheckKind::Http(Shared::new(HttpCheckSpec {
+                    Some(CheckKind::Http(Shared::new(HttpCheckSpec::new(
                         tls,
                         connection,
-                        virtualhost: vhost.map(String::into_boxed_str),
-                        urls: urls.into_iter().flatten().collect(),
-                        verify,
-                    })))
+                        urls.into_iter().flatten(),
+                        HttpCheckOptions {
+                            virtualhost: vhost,
+                            verify,
+                        },
+                    ))))
                 }
                 _ => None,
             }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
 use haldir_config::{
-    parse_toml, CheckConnection, CheckKind, CheckTimingSpec, HttpUrlSpec, Model, SorryServer,
-    StatusCodes, TlsVerify, TrackScript, UrlOptions,
+    parse_toml, CheckConnection, CheckKind, CheckTimingSpec, HttpCheckOptions, HttpUrlSpec, Model,
+    SorryServer, StatusCodes, TlsVerify, TrackScript, UrlOptions,
 };
 
 const FILE: &str = "haldir.toml";
@@ -84,7 +84,7 @@ ip = \"10.0.0.5\"
         panic!("{:?}", rs[1].checks[0].kind)
     };
     assert!(!http.tls);
-    assert_eq!(http.verify, TlsVerify::Off);
+    assert_eq!(http.options().verify, TlsVerify::Off);
     assert_eq!(rs[2].checks[0].timing, timing(0, 1000));
     let CheckKind::Misc(misc) = &rs[2].checks[0].kind else {
         panic!()
@@ -163,11 +163,11 @@ connect_port = 22
         http.connection,
         CheckConnection {
             target: sock("10.0.0.1:8080"),
-            bind_to: Some(sock("10.0.0.254:0")),
+            bind_to: Some(Box::new(sock("10.0.0.254:0"))),
             connect_timeout_millis: 750,
         }
     );
-    assert_eq!(http.virtualhost.as_deref(), Some("vs.example"));
+    assert_eq!(http.options().virtualhost.as_deref(), Some("vs.example"));
     assert_eq!(
         http.urls.as_slice(),
         [
@@ -739,4 +739,19 @@ HTTP_GET = {{ url = [{{ path = \"/\" }}, {{ path = \"/\", digest = \"9B3A0C85A88
     assert_eq!(http.urls[1], HttpUrlSpec::new("/", None, digest.clone()));
     assert_eq!(http.urls[1].options(), &digest);
     assert_ne!(http.urls[0], http.urls[1]);
+
+    // The check's own options likewise.
+    let mut same = (**http).clone();
+    same.set_options(HttpCheckOptions::default());
+    assert_eq!(&same, &**http, "no option set is the same as none held");
+    let mut other = same.clone();
+    other.set_options(HttpCheckOptions {
+        virtualhost: Some("www.example.com".into()),
+        ..HttpCheckOptions::default()
+    });
+    assert_ne!(other, same);
+    assert_eq!(
+        other.options().virtualhost.as_deref(),
+        Some("www.example.com")
+    );
 }

@@ -24,7 +24,7 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
     match &check.kind {
         CheckKind::Tcp(c) => {
             let mut tcp = TcpCheck::new(c.target);
-            tcp.bind_to = c.bind_to.map(Box::new);
+            tcp.bind_to = c.bind_to.clone();
             tcp.connect_timeout = millis(c.connect_timeout_millis);
             CheckerConfig::Tcp(tcp)
         }
@@ -39,20 +39,20 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
         }
         CheckKind::Dns(d) => CheckerConfig::Dns(DnsCheckConfig {
             target: d.connection.target,
-            bind_to: d.connection.bind_to,
+            bind_to: d.connection.bind_to.as_deref().copied(),
             timeout: millis(d.connection.connect_timeout_millis),
             query_type: dns_type(d.query_type),
             name: d.name.clone(),
         }),
         CheckKind::Smtp(s) => CheckerConfig::Smtp(SmtpCheck {
             target: s.connection.target,
-            bind_to: s.connection.bind_to,
+            bind_to: s.connection.bind_to.as_deref().copied(),
             timeout: millis(s.connection.connect_timeout_millis),
             helo_name: s.helo_name.clone(),
         }),
         CheckKind::Udp(u) => CheckerConfig::Udp(UdpCheck {
             target: u.connection.target,
-            bind_to: u.connection.bind_to,
+            bind_to: u.connection.bind_to.as_deref().copied(),
             timeout: millis(u.connection.connect_timeout_millis),
             payload: u.payload.data.clone(),
             require_reply: u.require_reply.as_ref().map(|pattern| ReplyRule {
@@ -64,7 +64,7 @@ pub fn checker_config(check: &HealthCheck) -> CheckerConfig {
         }),
         CheckKind::Ping(c) => CheckerConfig::Ping(PingCheck {
             target: c.target.ip(),
-            bind_to: c.bind_to.map(|b| b.ip()),
+            bind_to: c.bind_to.as_deref().map(std::net::SocketAddr::ip),
             timeout: millis(c.connect_timeout_millis),
         }),
     }

@@ -166,7 +166,7 @@ impl Prepared {
         };
         let tls = match settings.tls {
             true => Some(tokio_rustls::TlsConnector::from(client_config(
-                &settings.verify,
+                &settings.options().verify,
             )?)),
             false => None,
         };
@@ -193,7 +193,7 @@ fn keyword(settings: &HttpCheckSpec) -> &'static str {
 
 /// The `virtualhost` of `url`: its own, else the check's.
 fn virtualhost<'s>(settings: &'s HttpCheckSpec, url: &'s HttpUrlSpec) -> Option<&'s str> {
-    (url.options().virtualhost.as_deref()).or(settings.virtualhost.as_deref())
+    (url.options().virtualhost.as_deref()).or(settings.options().virtualhost.as_deref())
 }
 
 /// The `Host` header of `url`: its virtualhost, else the target's address (and its port
@@ -252,7 +252,7 @@ async fn check_url(
     let target = connection.target;
     let stream = connect(
         target,
-        connection.bind_to,
+        connection.bind_to.as_deref().copied(),
         Duration::from_millis(u64::from(connection.connect_timeout_millis)),
     )
     .await?;
@@ -554,22 +554,22 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 #[cfg(test)]
 mod tests {
-    use haldir_config::{CheckConnection, UrlOptions};
+    use haldir_config::{CheckConnection, HttpCheckOptions, UrlOptions};
 
     use super::*;
 
     fn settings(urls: Vec<HttpUrlSpec>) -> Arc<HttpCheckSpec> {
-        Arc::new(HttpCheckSpec {
-            tls: false,
-            connection: CheckConnection {
-                target: "127.0.0.1:80".parse().unwrap(),
-                bind_to: None,
-                connect_timeout_millis: 5000,
-            },
-            virtualhost: None,
-            urls: urls.into_iter().collect(),
-            verify: TlsVerify::Off,
-        })
+        let connection = CheckConnection {
+            target: "127.0.0.1:80".parse().unwrap(),
+            bind_to: None,
+            connect_timeout_millis: 5000,
+        };
+        Arc::new(HttpCheckSpec::new(
+            false,
+            connection,
+            urls,
+            HttpCheckOptions::default(),
+        ))
     }
 
     fn url(path: &str) -> HttpUrlSpec {

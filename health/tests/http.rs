@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use haldir_config::{
-    CheckConnection, HttpCheckSpec, HttpUrlSpec, StatusCodes, TlsVerify, UrlOptions,
+    CheckConnection, HttpCheckOptions, HttpCheckSpec, HttpUrlSpec, StatusCodes, TlsVerify,
+    UrlOptions,
 };
 use haldir_health::http::{checker, md5_hex};
 use haldir_health::{CheckId, CheckOutcome, CheckTiming, Checker, Transition};
@@ -25,16 +26,19 @@ fn url_with(path: &str, options: UrlOptions) -> HttpUrlSpec {
 
 /// An `HTTP_GET` (`SSL_GET` with `tls`) of `target`'s `urls`, timing out after 500 ms.
 fn settings(tls: bool, target: SocketAddr, urls: Vec<HttpUrlSpec>) -> HttpCheckSpec {
-    HttpCheckSpec {
-        tls,
-        connection: CheckConnection {
-            target,
-            bind_to: None,
-            connect_timeout_millis: 500,
-        },
-        virtualhost: None,
-        urls: urls.into_iter().collect(),
-        verify: TlsVerify::Off,
+    let connection = CheckConnection {
+        target,
+        bind_to: None,
+        connect_timeout_millis: 500,
+    };
+    HttpCheckSpec::new(tls, connection, urls, HttpCheckOptions::default())
+}
+
+/// `virtualhost` and certificate verification.
+fn options(virtualhost: Option<&str>, verify: TlsVerify) -> HttpCheckOptions {
+    HttpCheckOptions {
+        virtualhost: virtualhost.map(str::to_owned),
+        verify,
     }
 }
 
@@ -172,7 +176,7 @@ async fn every_url_must_pass() {
 async fn virtualhost_sets_the_host_header_else_the_address() {
     let server = HttpServer::start(None).await;
     let mut config = settings(false, server.addr, vec![url("/")]);
-    config.virtualhost = Some("www.example.org".into());
+    config.set_options(options(Some("www.example.org"), TlsVerify::Off));
     assert_eq!(ready(config).check().await, CheckOutcome::Up);
     http_check(&server, vec![url("/")]).check().await;
     let hosts = server.seen.hosts.lock().unwrap().clone();
@@ -187,7 +191,7 @@ async fn ssl_get_sends_virtualhost_as_sni_and_host_and_accepts_self_signed_by_de
     let (acceptor, _) = self_signed(&["web.example"]);
     let server = HttpServer::start(Some(acceptor)).await;
     let mut config = settings(true, server.addr, vec![url("/tls")]);
-    config.virtualhost = Some("web.example".into());
+    config.set_options(options(Some("web.example"), TlsVerify::Off));
     config.connection.connect_timeout_millis = 2000;
     let check = ready(config);
     assert_eq!(check.kind(), "SSL_GET");
@@ -216,8 +220,7 @@ async fn ssl_get_with_verification_checks_the_chain_and_the_name() {
     std::fs::write(&ca_file, ca_pem).unwrap();
     let check_with = |vhost: &str, verify: TlsVerify| {
         let mut config = settings(true, server.addr, vec![url("/")]);
-        config.virtualhost = Some(vhost.into());
-        config.verify = verify;
+        config.set_options(options(Some(vhost), verify));
         config.connection.connect_timeout_millis = 2000;
         ready(config)
     };
@@ -243,7 +246,8 @@ async fn ssl_get_with_verification_checks_the_chain_and_the_name() {
     // A missing CA file is a config error.
     let mut config = settings(true, server.addr, vec![url("/")]);
     let missing = dir.join("missing.pem");
-    config.verify = TlsVerify::CaFile(missing.to_str().unwrap().to_owned());
+    let ca_file = TlsVerify::CaFile(missing.to_str().unwrap().to_owned());
+    config.set_options(options(None, ca_file));
     assert!(checker(Arc::new(config))
         .err()
         .unwrap()
@@ -378,7 +382,7 @@ async fn a_flapping_server_does_not_flap_the_result_faster_than_rise_and_fall() 
 fn a_ca_file_that_is_not_a_regular_file_is_refused() {
     for path in ["/dev/zero", "/dev/null", "/"] {
         let mut config = settings(true, "127.0.0.1:443".parse().unwrap(), vec![url("/")]);
-        config.verify = TlsVerify::CaFile(path.into());
+        config.set_options(options(None, TlsVerify::CaFile(path.into())));
         let error = checker(Arc::new(config)).err().unwrap().to_string();
         assert!(error.contains("not a regular file"), "{path}: {error}");
     }

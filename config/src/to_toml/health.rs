@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::{decimal, line, string};
 use crate::model_health::{
-    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckSpec,
+    CheckConnection, CheckKind, CheckTimingSpec, DnsCheckSpec, HealthCheck, HttpCheckOptions,
     HttpUrlSpec, MiscCheckSpec, SorryServer, TlsVerify, TrackScript, UrlOptions, VrrpScript,
 };
 
@@ -131,14 +131,11 @@ fn health_check(out: &mut String, c: &HealthCheck) {
     match kind {
         CheckKind::Tcp(connection) => self::connection(out, connection),
         CheckKind::Http(spec) => {
-            let HttpCheckSpec {
-                tls: _, // the table's name
-                connection,
+            let HttpCheckOptions {
                 virtualhost,
-                urls,
                 verify,
-            } = &**spec;
-            self::connection(out, connection);
+            } = spec.options();
+            self::connection(out, &spec.connection);
             if let Some(host) = virtualhost {
                 line(out, "virtualhost", string(host));
             }
@@ -147,7 +144,7 @@ fn health_check(out: &mut String, c: &HealthCheck) {
                 TlsVerify::SystemRoots => line(out, "verify", true),
                 TlsVerify::CaFile(file) => line(out, "ca_file", string(file)),
             }
-            let urls: Vec<String> = urls.iter().map(url).collect();
+            let urls: Vec<String> = spec.urls.iter().map(url).collect();
             line(out, "url", format!("[{}]", urls.join(", ")));
         }
         CheckKind::Misc(spec) => {

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use haldir_config::{
-    CheckConnection, CheckKind, HttpCheckSpec, HttpUrlSpec, Model, TlsVerify, UrlOptions,
+    CheckConnection, CheckKind, HttpCheckOptions, HttpCheckSpec, HttpUrlSpec, Model, TlsVerify,
+    UrlOptions,
 };
 use haldir_health::checker::build;
 
@@ -19,19 +20,17 @@ fn model(text: &str) -> Result<Model, String> {
 /// An `SSL_GET` of `/` on 10.0.0.1:443 made without the configuration's validation: what
 /// the checker alone says of `virtualhost` and `verify`.
 fn ssl_get(virtualhost: Option<&str>, verify: TlsVerify) -> Arc<HttpCheckSpec> {
-    Arc::new(HttpCheckSpec {
-        tls: true,
-        connection: CheckConnection {
-            target: "10.0.0.1:443".parse().unwrap(),
-            bind_to: None,
-            connect_timeout_millis: 5000,
-        },
-        virtualhost: virtualhost.map(Box::from),
-        urls: [HttpUrlSpec::new("/", None, UrlOptions::default())]
-            .into_iter()
-            .collect(),
+    let connection = CheckConnection {
+        target: "10.0.0.1:443".parse().unwrap(),
+        bind_to: None,
+        connect_timeout_millis: 5000,
+    };
+    let options = HttpCheckOptions {
+        virtualhost: virtualhost.map(str::to_owned),
         verify,
-    })
+    };
+    let url = HttpUrlSpec::new("/", None, UrlOptions::default());
+    Arc::new(HttpCheckSpec::new(true, connection, [url], options))
 }
 
 fn server(check: &str) -> String {
