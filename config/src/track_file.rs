@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use crate::draft::{InstanceDraft, Located};
+use crate::draft::{InstanceDraft, Located, Present};
 use crate::error::{ConfigError, Loc};
 use crate::model::VrrpInstance;
 use crate::validate::{in_range, push, resolve_weighted, TrackedKind, WeightedBlock};
@@ -67,7 +67,7 @@ pub struct TrackedFile {
 pub(crate) struct TrackFileDraft {
     pub(crate) loc: Loc,
     /// The keys written (a front-end that reports a missing name itself marks it present).
-    pub(crate) present: Vec<&'static str>,
+    pub(crate) present: Present,
     pub(crate) name: Option<Located<String>>,
     pub(crate) file: Option<Located<String>>,
     pub(crate) weight: Option<Located<i64>>,
@@ -83,7 +83,7 @@ impl TrackFileDraft {
     pub(crate) fn new(loc: Loc) -> Self {
         TrackFileDraft {
             loc,
-            present: Vec::new(),
+            present: Present::new(),
             name: None,
             file: None,
             weight: None,

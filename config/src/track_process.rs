@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::draft::{InstanceDraft, Located};
+use crate::draft::{InstanceDraft, Located, Present};
 use crate::error::{ConfigError, Loc};
 use crate::model::VrrpInstance;
 use crate::validate::{in_range, push, resolve_weighted, TrackedKind, WeightedBlock};
@@ -105,7 +105,7 @@ pub struct TrackedProcess {
 pub(crate) struct TrackProcessDraft {
     pub(crate) loc: Loc,
     /// The keys written (a front-end that reports a missing name itself marks it present).
-    pub(crate) present: Vec<&'static str>,
+    pub(crate) present: Present,
     pub(crate) name: Option<Located<String>>,
     /// `process NAME [PARAM ...]`: the name then the parameters.
     pub(crate) process: Option<Located<Vec<String>>>,
@@ -126,7 +126,7 @@ impl TrackProcessDraft {
     pub(crate) fn new(loc: Loc) -> Self {
         TrackProcessDraft {
             loc,
-            present: Vec::new(),
+            present: Present::new(),
             name: None,
             process: None,
             param_match: None,

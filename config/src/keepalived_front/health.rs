@@ -8,8 +8,9 @@
 use super::tree::Stmt;
 use super::{located, BlockKeywords, Front, Seen};
 use crate::draft::{
-    CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
-    TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+    CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, Present, RealServerDraft,
+    SorryServerDraft, TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft,
+    VrrpScriptDraft,
 };
 use crate::track_file::TrackFileDraft;
 use crate::track_process::TrackProcessDraft;
@@ -338,7 +339,7 @@ impl Front {
         let block = self.block(stmt)?;
         let mut d = UrlDraft {
             loc: stmt.keyword().loc.clone(),
-            present: Vec::new(),
+            present: Present::new(),
             path: None,
             status_code: None,
             digest: None,

@@ -9,8 +9,9 @@ use toml::Spanned;
 
 use super::{Expected, Reader};
 use crate::draft::{
-    CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, RealServerDraft, SorryServerDraft,
-    TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft, VrrpScriptDraft,
+    CheckDefaultsDraft, CheckDraft, CheckKindDraft, Located, Present, RealServerDraft,
+    SorryServerDraft, TrackEntryDraft, TrackScriptDraft, UrlDraft, VirtualServerDraft,
+    VrrpScriptDraft,
 };
 
 /// `TCP_CHECK`.
@@ -261,7 +262,7 @@ impl Reader<'_> {
     fn url(&mut self, table: &DeTable<'_>, at: &Spanned<DeValue<'_>>) -> UrlDraft {
         let mut draft = UrlDraft {
             loc: self.index.loc(at.span().start),
-            present: Vec::new(),
+            present: Present::new(),
             path: None,
             status_code: None,
             digest: None,
