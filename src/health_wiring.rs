@@ -59,6 +59,7 @@ use haldir_director::ipvs_policy::{
     check_keys, desired_table, real_server_state, CheckVerdict, RealServerAt, RealServerKey,
 };
 use haldir_director::ipvs_table::service_key;
+use haldir_director::publish_pace::PublishPacer;
 use haldir_director::track_process::{matches, QuorumState, RunningProcess};
 use haldir_director::vrrp_specs::{track_file_value, tracking, TRACK_FILE_READ_LIMIT};
 use haldir_health::checker::{build, Checkers};
@@ -226,6 +227,9 @@ struct Wiring {
     first_checks: Vec<u32>,
     /// A check's verdict changed since the table was last published.
     unpublished: bool,
+    /// When the next table may be published after a verdict changed (a reload's is
+    /// published at once).
+    pacer: PublishPacer,
     script_ids: HashMap<ScriptKey, CheckId>,
     script_ok: HashMap<ScriptKey, bool>,
     /// The value last read from each tracked file, by `track_file` name.
@@ -550,15 +554,34 @@ impl Wiring {
         found.ok().map(|offset| start + offset)
     }
 
-    /// Publishes the table if a verdict changed since it was last published: once for a
-    /// burst of verdicts (a real server behind many virtual servers going down).
+    /// Publishes the table if a verdict changed since it was last published and the pace
+    /// allows it: once for a burst of verdicts (a real server behind many virtual servers
+    /// going down), and while verdicts keep changing, once per [`PublishPacer`]'s wait.
     fn publish_changes(&mut self) {
-        if self.unpublished {
+        if self.unpublished && self.pacer.may_publish(std::time::Instant::now()) {
             self.publish();
         }
     }
 
+    /// When verdicts wait for the pace: the time they may be published.
+    fn publish_due(&self) -> Option<std::time::Instant> {
+        self.pacer.next_allowed().filter(|_| self.unpublished)
+    }
+
     fn publish(&mut self) {
+        // What the table costs to make, on this thread's CPU clock where there is one (a
+        // host descheduling the thread does not count).
+        let cpu_before = haldir_ipvs::drift::thread_cpu_time();
+        let wall_before = std::time::Instant::now();
+        self.publish_table();
+        let cost = match (cpu_before, haldir_ipvs::drift::thread_cpu_time()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => wall_before.elapsed(),
+        };
+        self.pacer.published(std::time::Instant::now(), cost);
+    }
+
+    fn publish_table(&mut self) {
         self.unpublished = false;
         let quorum_before = self.quorum_up.clone();
         let mut quorum_up = std::mem::take(&mut self.quorum_up);
@@ -874,6 +897,7 @@ pub fn spawn(
             checks: Vec::new(),
             first_checks: Vec::new(),
             unpublished: false,
+            pacer: PublishPacer::new(),
             script_ids: HashMap::new(),
             script_ok: HashMap::new(),
             file_values: HashMap::new(),
@@ -905,6 +929,12 @@ pub fn spawn(
                     }
                     wiring.publish_changes();
                 }
+                // Verdicts held by the pace go out when it allows.
+                () = async {
+                    if let Some(due) = wiring.publish_due() {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                }, if wiring.publish_due().is_some() => wiring.publish_changes(),
                 programmed = async { table_programmed.wait_for(|done| *done).await.is_ok() }, if wiring.waiting_checks.is_some() => {
                     wiring.send_waiting_checks(if programmed {
                         "the IPVS table is programmed"

@@ -10,6 +10,7 @@ pub mod hold;
 pub mod ipvs_policy;
 pub mod ipvs_table;
 pub mod notify;
+pub mod publish_pace;
 pub mod realserver;
 pub mod script_security;
 pub mod sync_daemon;

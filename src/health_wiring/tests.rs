@@ -476,3 +476,82 @@ async fn a_kept_http_get_runs_from_the_new_models_settings_and_the_old_ones_go()
     .await;
     let _ = wiring.shutdown.send(true);
 }
+
+/// How many of the table's services hold 127.0.0.1:`port`.
+fn services_with(t: &Table, port: u16) -> usize {
+    let dest = DestKey::new("127.0.0.1".parse().unwrap(), port);
+    t.services
+        .values()
+        .filter(|(_, d)| d.contains_key(&dest))
+        .count()
+}
+
+/// A loopback listener that accepts every connection and drops it, for checks by the
+/// thousand (a listener nobody accepts on fills its backlog, and checks time out), until
+/// it is closed.
+struct Accepting {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Accepting {
+    fn new() -> Self {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let listener = tokio::net::TcpListener::from_std(socket).unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok((connection, _)) = listener.accept().await {
+                    drop(connection);
+                }
+            }
+        });
+        Accepting { port, task }
+    }
+
+    /// Closes the listening socket: connections are refused from then on.
+    async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn verdicts_held_by_the_publication_pace_are_all_published() {
+    // A real server behind 1,500 virtual servers goes down: 1,500 verdicts over a
+    // delay_loop, each table made of all 1,500 services. Publications are paced by their
+    // cost, so verdicts arrive while one waits; the last of them must still be published
+    // (nothing else comes after them: the other real server's checks keep passing).
+    const SERVICES: usize = 1_500;
+    let a = Accepting::new();
+    let b = Accepting::new();
+    let (pa, pb) = (a.port, b.port);
+    let mut config = String::new();
+    for i in 0..SERVICES {
+        config.push_str(&format!(
+            "[[virtual_server]]\nip = \"192.0.{}.{}\"\nport = 80\nlb_kind = \"DR\"\n\
+             delay_loop = 0.5\nconnect_timeout = 2\nretry = 0\nwarmup = 0.5\n\
+             [[virtual_server.real_server]]\nip = \"127.0.0.1\"\nport = {pa}\nTCP_CHECK = {{}}\n\
+             [[virtual_server.real_server]]\nip = \"127.0.0.1\"\nport = {pb}\nTCP_CHECK = {{}}\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    let mut wiring = start_waiting(&config, table_programmed());
+    wait_for(&mut wiring.table, "every service with a", |t| {
+        services_with(t, pa) == SERVICES
+    })
+    .await;
+    a.close().await;
+    // Each check fails within a delay_loop (connections are refused at once); the
+    // publications' waits are at most a second.
+    let took = wait_for(&mut wiring.table, "a gone from every service", |t| {
+        services_with(t, pa) == 0
+    })
+    .await;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(services_with(&wiring.table.borrow(), pb), SERVICES);
+    let _ = wiring.shutdown.send(true);
+    b.close().await;
+}
