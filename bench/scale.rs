@@ -27,6 +27,11 @@
 //!   time and CPU seconds (exited children included). haldir's netlink writes for it come
 //!   from its round's log line;
 //! - **reload, +100 services**: likewise until the 100 new services are programmed;
+//! - with checks, last, **a real server going down**: the fourth real server's address
+//!   leaves the daemon's host, so its checks fail at once in every virtual server (the
+//!   storm of a real server behind all of them). The time until no service holds it in
+//!   the kernel (`/proc/PID/net/ip_vs` read every 2 s), and the daemon's CPU over that
+//!   time, as a share of a core;
 //! - with checks, **checks answered per second** over the steady window, and with
 //!   `HTTP_GET`s the **lateness of a check**: each virtual server's checks ask for a path of
 //!   its own, so the listeners know which check came and when. A check is due `delay_loop`
@@ -646,6 +651,16 @@ struct Figures {
     checks_per_s: Option<f64>,
     /// With `HTTP_GET`s: the lateness of the checks due in the steady window.
     lateness: Option<Lateness>,
+    /// With checks: a real server behind every virtual server going down.
+    down: Option<Down>,
+}
+
+/// A real server behind every virtual server going down: how long until the kernel
+/// holds it in no service, and the daemon's share of a core meanwhile.
+#[derive(Debug, Default, Clone, Copy)]
+struct Down {
+    gone_s: f64,
+    cpu_pct: f64,
 }
 
 fn say(text: &str) {
@@ -1085,22 +1100,113 @@ fn run_one(
         anyhow::bail!("the table changed during the steady window");
     }
 
-    if !reloads {
-        probe.stop(&lab, pid)?;
-        return Ok(figures);
+    if reloads {
+        reload_figures(
+            &lab,
+            pid,
+            &probe,
+            &tree,
+            &conf,
+            which,
+            services,
+            checks,
+            &mut figures,
+        )?;
     }
+    if checks != Checks::None {
+        // The reloads leave 100 services more.
+        let in_table = if reloads { services + 100 } else { services };
+        figures.down = Some(real_server_down(&lab, pid, &tree, in_table)?);
+    }
+    probe.stop(&lab, pid)?;
+    drop(listeners);
+    Ok(figures)
+}
 
+/// The last real server's address leaves the daemon's host (see the module comment).
+fn real_server_down(
+    lab: &Lab,
+    pid: u32,
+    tree: &ProcessTree,
+    services: usize,
+) -> anyhow::Result<Down> {
+    let gone = real_server(REAL_SERVERS - 1);
+    let hex = format!("{:08X}:", u32::from(gone));
+    let holding = || {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/ip_vs")).unwrap_or_default();
+        text.lines()
+            .filter(|line| {
+                line.trim_start()
+                    .strip_prefix("-> ")
+                    .is_some_and(|rest| rest.starts_with(&hex))
+            })
+            .count()
+    };
+    let before = holding();
+    if before != services {
+        anyhow::bail!("{gone} is in {before} services before it goes, not {services}");
+    }
+    let cpu_before = tree.cpu_seconds();
+    let since = Instant::now();
+    lab.run(
+        "d",
+        &["ip", "addr", "del", &format!("{gone}/32"), "dev", "lo"],
+    )?;
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let left = holding();
+        if left == 0 {
+            break;
+        }
+        if !lab.is_running(pid) {
+            anyhow::bail!(
+                "the daemon exited while {gone} was going; its log:\n{}",
+                tail(&lab.log_text(pid))
+            );
+        }
+        if since.elapsed() > Duration::from_secs(DELAY_LOOP_SECS as u64 * 4) {
+            anyhow::bail!(
+                "{gone} still in {left} services {:?} after it went",
+                since.elapsed()
+            );
+        }
+    }
+    let gone_s = since.elapsed().as_secs_f64();
+    let down = Down {
+        gone_s,
+        cpu_pct: (tree.cpu_seconds() - cpu_before) / gone_s * 100.0,
+    };
+    say(&format!(
+        "{gone} went: out of all {services} services within {:.1} s (read every 2 s), the daemon at {:.1} % of a core meanwhile",
+        down.gone_s, down.cpu_pct
+    ));
+    Ok(down)
+}
+
+/// The two reloads: one weight, then 100 more services.
+#[allow(clippy::too_many_arguments)]
+fn reload_figures(
+    lab: &Lab,
+    pid: u32,
+    probe: &KernelProbe,
+    tree: &ProcessTree,
+    conf: &Path,
+    which: Impl,
+    services: usize,
+    checks: Checks,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
     // Reload: one weight.
     let rounds_before = if which == Impl::Haldir {
-        haldir_ops_after(&lab, pid, 0).0
+        haldir_ops_after(lab, pid, 0).0
     } else {
         0
     };
-    std::fs::write(&conf, keepalived_conf(services, 3, checks))?;
+    std::fs::write(conf, keepalived_conf(services, 3, checks))?;
     let cpu_before = tree.cpu_seconds();
     let sent = Instant::now();
     lab.kill(pid, Signal::SIGHUP)?;
-    figures.reload_s = wait_kernel(&lab, pid, sent, "the reloaded weight", || {
+    figures.reload_s = wait_kernel(lab, pid, sent, "the reloaded weight", || {
         let weight = probe.first_weight();
         (weight == Some(3)).then_some(()).ok_or(weight)
     })?;
@@ -1108,24 +1214,21 @@ fn run_one(
     if which == Impl::Haldir {
         // The round's log line comes right after its writes.
         let ok = haldir_lab::wait_until(Duration::from_secs(10), || {
-            haldir_ops_after(&lab, pid, 0).0 > rounds_before
+            haldir_ops_after(lab, pid, 0).0 > rounds_before
         });
-        figures.reload_ops = ok.then(|| haldir_ops_after(&lab, pid, rounds_before).1);
+        figures.reload_ops = ok.then(|| haldir_ops_after(lab, pid, rounds_before).1);
     }
     // Let the reload's tail (keepalived's new checker child, haldir's round) finish.
     std::thread::sleep(Duration::from_secs(5));
 
     // Reload: 100 more services.
-    std::fs::write(&conf, keepalived_conf(services + 100, 3, checks))?;
+    std::fs::write(conf, keepalived_conf(services + 100, 3, checks))?;
     let cpu_before = tree.cpu_seconds();
     let sent = Instant::now();
     lab.kill(pid, Signal::SIGHUP)?;
-    figures.add_s = probe.wait_table(&lab, pid, sent, services + 100, "the 100 added services")?;
+    figures.add_s = probe.wait_table(lab, pid, sent, services + 100, "the 100 added services")?;
     figures.add_cpu_s = tree.cpu_seconds() - cpu_before;
-
-    probe.stop(&lab, pid)?;
-    drop(listeners);
-    Ok(figures)
+    Ok(())
 }
 
 /// The kernel floor of a start (see the module comment).
@@ -1268,6 +1371,20 @@ fn report(
     }
     if let (Some(kc), Some(hc)) = (k.checks_per_s, h.checks_per_s) {
         row("checks answered per second", kc, hc, "");
+    }
+    if let (Some(kd), Some(hd)) = (k.down, h.down) {
+        row(
+            "a real server down → out of every service",
+            kd.gone_s,
+            hd.gone_s,
+            " s",
+        );
+        row(
+            "  CPU meanwhile (% of a core)",
+            kd.cpu_pct,
+            hd.cpu_pct,
+            " %",
+        );
     }
     if let (Some(kl), Some(hl)) = (&k.lateness, &h.lateness) {
         for (name, fraction) in [
