@@ -42,6 +42,10 @@ pub struct DaemonCounters {
     pub notify_fifo_dropped: AtomicU64,
     /// Connections to `/metrics` closed at once: the server had its maximum open.
     pub metrics_connections_refused: AtomicU64,
+    /// Desired IPVS tables the health wiring published because a verdict changed.
+    pub table_publications: AtomicU64,
+    /// Times changed verdicts waited for the publication pace.
+    pub table_publications_held: AtomicU64,
     /// The health-check scheduler's counters (checks scheduled, the worst lateness), once
     /// the health wiring has started it.
     pub health_checks: std::sync::OnceLock<haldir_health::scheduler::StatsReader>,
@@ -93,6 +97,8 @@ impl DaemonCounters {
             health_check_max_lateness_us: checks.map_or(0, |c| {
                 u64::try_from(c.max_lateness.as_micros()).unwrap_or(u64::MAX)
             }),
+            health_table_publications: get(&self.table_publications),
+            health_table_publications_held: get(&self.table_publications_held),
         }
     }
 

@@ -230,6 +230,10 @@ struct Wiring {
     /// When the next table may be published after a verdict changed (a reload's is
     /// published at once).
     pacer: PublishPacer,
+    /// Changed verdicts are waiting for the pace (counted once per wait).
+    held: bool,
+    /// The publications and waits are counted for `/metrics`.
+    counters: std::sync::Arc<crate::counters::DaemonCounters>,
     script_ids: HashMap<ScriptKey, CheckId>,
     script_ok: HashMap<ScriptKey, bool>,
     /// The value last read from each tracked file, by `track_file` name.
@@ -558,8 +562,19 @@ impl Wiring {
     /// allows it: once for a burst of verdicts (a real server behind many virtual servers
     /// going down), and while verdicts keep changing, once per [`PublishPacer`]'s wait.
     fn publish_changes(&mut self) {
-        if self.unpublished && self.pacer.may_publish(std::time::Instant::now()) {
+        if !self.unpublished {
+            return;
+        }
+        if self.pacer.may_publish(std::time::Instant::now()) {
             self.publish();
+            self.counters
+                .table_publications
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if !self.held {
+            self.held = true;
+            self.counters
+                .table_publications_held
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -583,6 +598,7 @@ impl Wiring {
 
     fn publish_table(&mut self) {
         self.unpublished = false;
+        self.held = false;
         let quorum_before = self.quorum_up.clone();
         let mut quorum_up = std::mem::take(&mut self.quorum_up);
         let table = desired_table(
@@ -898,6 +914,8 @@ pub fn spawn(
             first_checks: Vec::new(),
             unpublished: false,
             pacer: PublishPacer::new(),
+            held: false,
+            counters: counters.clone(),
             script_ids: HashMap::new(),
             script_ok: HashMap::new(),
             file_values: HashMap::new(),

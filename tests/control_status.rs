@@ -435,6 +435,8 @@ fn metrics_parse_and_carry_the_expected_families() {
     assert_eq!(value("haldir_health_checks_scheduled", &[]), Some(1.0));
     assert!(value("haldir_health_check_max_lateness_seconds", &[]).is_some_and(|s| s >= 0.0));
     assert!(value("haldir_health_check_runs_total", &[]).is_some());
+    assert!(value("haldir_health_table_publications_total", &[]).is_some());
+    assert!(value("haldir_health_table_publications_held_total", &[]).is_some());
     assert!(value("haldir_ipvs_reconcile_runs_total", &[]).is_some());
     assert!(value("haldir_ipvs_kernel_readable", &[]).is_some());
     for family in [

@@ -339,6 +339,7 @@ struct Started {
     model: watch::Sender<std::sync::Arc<Model>>,
     table: watch::Receiver<std::sync::Arc<Table>>,
     shutdown: watch::Sender<bool>,
+    counters: std::sync::Arc<crate::counters::DaemonCounters>,
     _others: (
         mpsc::Receiver<DriverCommand>,
         mpsc::Receiver<LvsNotice>,
@@ -351,11 +352,12 @@ fn start_waiting(config: &str, programmed: watch::Receiver<bool>) -> Started {
     let (driver_tx, driver_rx) = mpsc::channel(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (notices_tx, notices_rx) = mpsc::channel(64);
+    let counters = std::sync::Arc::new(crate::counters::DaemonCounters::default());
     let (table, _quorum, task) = spawn(
         model_rx,
         driver_tx,
         notices_tx,
-        Default::default(),
+        counters.clone(),
         programmed,
         shutdown_rx,
     );
@@ -363,6 +365,7 @@ fn start_waiting(config: &str, programmed: watch::Receiver<bool>) -> Started {
         model: model_tx,
         table,
         shutdown,
+        counters,
         _others: (driver_rx, notices_rx, task),
     }
 }
@@ -552,6 +555,10 @@ async fn verdicts_held_by_the_publication_pace_are_all_published() {
     .await;
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(services_with(&wiring.table.borrow(), pb), SERVICES);
+    // The pace held verdicts back, and the counters say so.
+    let counters = wiring.counters.snapshot();
+    assert!(counters.health_table_publications_held > 0, "{counters:?}");
+    assert!(counters.health_table_publications > 0, "{counters:?}");
     let _ = wiring.shutdown.send(true);
     b.close().await;
 }

@@ -436,4 +436,9 @@ pub struct DaemonCounters {
     /// The worst lateness of a health check since haldir started: how long after its due
     /// time a run started (microseconds).
     pub health_check_max_lateness_us: u64,
+    /// Desired IPVS tables published because a health check's verdict changed.
+    pub health_table_publications: u64,
+    /// Times changed verdicts waited for the publication pace (a table had just been
+    /// published; they go out together, at most 1 s later).
+    pub health_table_publications_held: u64,
 }

@@ -563,6 +563,20 @@ fn render_daemon(out: &mut String, c: &DaemonCounters, version: &str) {
     f.sample(&[], n(c.health_check_max_lateness_us) / 1e6);
     let mut f = Family::new(
         out,
+        "haldir_health_table_publications_total",
+        "counter",
+        "Desired IPVS tables published because a health check's verdict changed.",
+    );
+    f.sample(&[], n(c.health_table_publications));
+    let mut f = Family::new(
+        out,
+        "haldir_health_table_publications_held_total",
+        "counter",
+        "Times changed verdicts waited for the publication pace because a table had just been published: they went out together, at most 1 s later.",
+    );
+    f.sample(&[], n(c.health_table_publications_held));
+    let mut f = Family::new(
+        out,
         "haldir_build_info",
         "gauge",
         "Always 1; the version of haldir running.",

@@ -215,11 +215,15 @@ fn the_check_schedulers_figures_are_metrics_with_the_lateness_in_seconds() {
     document.daemon.health_checks_scheduled = 40_000;
     document.daemon.health_check_runs = 12;
     document.daemon.health_check_max_lateness_us = 1_500_000;
+    document.daemon.health_table_publications = 40;
+    document.daemon.health_table_publications_held = 7;
     let text = haldir_status::prometheus::render(&document, "0.1.0");
     for line in [
         "haldir_health_checks_scheduled 40000",
         "haldir_health_check_runs_total 12",
         "haldir_health_check_max_lateness_seconds 1.5",
+        "haldir_health_table_publications_total 40",
+        "haldir_health_table_publications_held_total 7",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
