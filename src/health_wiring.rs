@@ -584,16 +584,18 @@ impl Wiring {
     }
 
     fn publish(&mut self) {
-        // What the table costs to make, on this thread's CPU clock where there is one (a
-        // host descheduling the thread does not count).
+        // What the table costs to make, on this thread's CPU clock (a host descheduling
+        // the thread does not count).
+        let began = std::time::Instant::now();
         let cpu_before = haldir_ipvs::drift::thread_cpu_time();
-        let wall_before = std::time::Instant::now();
         self.publish_table();
-        let cost = match (cpu_before, haldir_ipvs::drift::thread_cpu_time()) {
-            (Some(before), Some(after)) => after.saturating_sub(before),
-            _ => wall_before.elapsed(),
-        };
-        self.pacer.published(std::time::Instant::now(), cost);
+        let ended = std::time::Instant::now();
+        let cost = haldir_ipvs::drift::cpu_cost(
+            ended - began,
+            cpu_before,
+            haldir_ipvs::drift::thread_cpu_time(),
+        );
+        self.pacer.published(ended, cost);
     }
 
     fn publish_table(&mut self) {

@@ -225,7 +225,7 @@ pub fn combine(
 
 /// Reads the services of `keys` and their destinations from the kernel.
 /// A kernel read is followed by at least this many times its own cost (see
-/// [`read_cost`]) without one: the reader's share of a core stays under
+/// [`haldir_ipvs::drift::cpu_cost`]) without one: the reader's share of a core stays under
 /// 1 / 200 = 0.5 %.
 pub const READ_COST_FACTOR: u32 = 200;
 
@@ -242,19 +242,6 @@ pub fn spawn(
     crate::own_thread::spawn("the status's kernel reader", move || {
         run(servers, health, live, demand, interval, shutdown)
     })
-}
-
-/// What a read cost: the reader thread's CPU time over it, capped by its wall
-/// time. Wall time alone when the CPU clock could not be read.
-fn read_cost(
-    wall: Duration,
-    cpu_before: Option<Duration>,
-    cpu_after: Option<Duration>,
-) -> Duration {
-    match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) => after.saturating_sub(before).min(wall),
-        _ => wall,
-    }
 }
 
 /// How long one request of a kernel read (one netlink dump) may take: far more than a
@@ -361,7 +348,7 @@ pub async fn run(
             // 10,000 services made tens of MB), before the cost is taken.
             crate::memory::release_free_memory();
             let ended = tokio::time::Instant::now();
-            let cost = read_cost(
+            let cost = haldir_ipvs::drift::cpu_cost(
                 ended - began,
                 cpu_before,
                 haldir_ipvs::drift::thread_cpu_time(),
@@ -470,18 +457,6 @@ impl LiveVirtualServers {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_read_costs_its_cpu_time_capped_by_its_wall_time() {
-        let ms = Duration::from_millis;
-        // A read that waited 2 s for a core but used 10 ms of CPU costs 10 ms.
-        assert_eq!(read_cost(ms(2000), Some(ms(500)), Some(ms(510))), ms(10));
-        // More CPU than wall time cannot be the read's: capped at 20 ms.
-        assert_eq!(read_cost(ms(20), Some(ms(500)), Some(ms(700))), ms(20));
-        // No CPU clock: wall time.
-        assert_eq!(read_cost(ms(30), None, Some(ms(700))), ms(30));
-        assert!(haldir_ipvs::drift::thread_cpu_time().is_some());
-    }
 
     fn servers() -> Vec<VirtualServer> {
         haldir_config::parse_toml(

@@ -355,7 +355,8 @@ impl Applier for WatchedClient {
 }
 
 /// What a read of the text view costs, judged from the last
-/// [`ReadCosts::WINDOW`] reads: their median. A thread's CPU clock also runs
+/// [`ReadCosts::WINDOW`] reads: their median (the health wiring weighs its table
+/// publications the same way). A thread's CPU clock also runs
 /// while a virtual machine's vCPU is descheduled by its host, so one read can
 /// show ten times its cost; pacing drift checks by that one read would stretch
 /// the period for nothing. The least of them would pace too fast: reads of the
@@ -390,6 +391,21 @@ impl ReadCosts {
     }
 }
 
+/// What a piece of work on one thread cost: the thread's CPU time over it
+/// ([`thread_cpu_time`] before and after), capped by its wall time; the wall time alone
+/// when the CPU clock could not be read. Work that waited for a core (a host
+/// descheduling a VM's vCPU) costs what it used, not what it waited.
+pub fn cpu_cost(
+    wall: Duration,
+    cpu_before: Option<Duration>,
+    cpu_after: Option<Duration>,
+) -> Duration {
+    match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => after.saturating_sub(before).min(wall),
+        _ => wall,
+    }
+}
+
 /// The CPU time the calling thread has used (what the drift reader and the
 /// status's kernel reader pace themselves by).
 pub fn thread_cpu_time() -> Option<Duration> {
@@ -407,6 +423,18 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
+
+    #[test]
+    fn a_read_costs_its_cpu_time_capped_by_its_wall_time() {
+        let ms = Duration::from_millis;
+        // A read that waited 2 s for a core but used 10 ms of CPU costs 10 ms.
+        assert_eq!(cpu_cost(ms(2000), Some(ms(500)), Some(ms(510))), ms(10));
+        // More CPU than wall time cannot be the read's: capped at 20 ms.
+        assert_eq!(cpu_cost(ms(20), Some(ms(500)), Some(ms(700))), ms(20));
+        // No CPU clock: wall time.
+        assert_eq!(cpu_cost(ms(30), None, Some(ms(700))), ms(30));
+        assert!(thread_cpu_time().is_some());
+    }
 
     const TEXT: &str = "IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
