@@ -127,16 +127,23 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         table_programmed_rx,
         shutdown_rx.clone(),
     );
-    let ipvs = tokio::spawn(haldir_ipvs::keep_in_step(
-        desired_rx,
-        start_ipvs(
-            counters.clone(),
-            ownership_identity(&options),
-            table_programmed_tx,
-        ),
-        options.ipvs_resync,
-        shutdown_rx.clone(),
-    ));
+    // The IPVS keeper on a thread of its own (src/own_thread.rs): a start's table is
+    // seconds of kernel work inside `sendmsg` at 10,000 virtual servers (50,000
+    // operations), which must neither hold up the adverts nor wait for the checkers
+    // being built here. It starts on the table the health wiring made before its first
+    // apply (the initial verdicts), so a start programs IPVS while its checks are built.
+    let ipvs = {
+        let (counters, identity) = (counters.clone(), ownership_identity(&options));
+        let (resync, shutdown) = (options.ipvs_resync, shutdown_rx.clone());
+        crate::own_thread::spawn("the IPVS keeper", move || {
+            haldir_ipvs::keep_in_step(
+                desired_rx,
+                start_ipvs(counters, identity, table_programmed_tx),
+                resync,
+                shutdown,
+            )
+        })
+    };
     // The kernel's connection-sync daemon follows the instance named in
     // lvs_sync_daemon (src/sync_daemon.rs).
     let (sync_roles_tx, sync_roles_rx) = watch::channel(Vec::new());

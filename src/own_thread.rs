@@ -3,8 +3,11 @@
 //! Two kinds of work must not share the runtime thread that times the VRRP adverts:
 //! a request whose kernel handler runs for seconds inside the `sendmsg` (stopping the
 //! kernel's IPVS sync daemon waits for its thread to end: 3.7 s was seen under
-//! emulation, during which no advert could be sent and no instance could start), and
-//! work whose CPU time is measured to pace it (the status's kernel reader).
+//! emulation, during which no advert could be sent and no instance could start; a
+//! start's IPVS table, 50,000 operations at 10,000 virtual servers, is about a second of
+//! kernel work under emulation), and work whose CPU time is measured to pace it (the
+//! status's kernel reader). Users: the sync daemon's control, the IPVS keeper, the
+//! status's kernel reader.
 
 use std::future::Future;
 
