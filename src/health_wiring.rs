@@ -37,7 +37,10 @@
 //! or [`FIRST_CHECKS_WAIT_AT_MOST`] after the start if that comes first. Until then a
 //! real server has its initial verdict (up unless `alpha`). At 40,000 checks a minute the
 //! runs would otherwise take a core's half from the programming of the table they feed.
-//! `vrrp_script`s do not wait; a reload's checks start at once.
+//! Their checkers are built then too, not before: building 40,000 of them is a few
+//! hundred milliseconds of CPU under emulation that the programming, on the IPVS
+//! keeper's thread, needs at the same time. `vrrp_script`s do not wait; a reload's checks
+//! start at once.
 //!
 //! Checks are keyed by (virtual server, real server, checker settings): a reload that
 //! leaves a checker unchanged leaves its state alone (no server goes down and back up
@@ -212,6 +215,10 @@ struct Wiring {
     /// A start's real-server checks, waiting for the first IPVS round before they go to
     /// the scheduler (`None` once sent, and on every reload).
     waiting_checks: Option<Vec<NewCheck>>,
+    /// A start's real-server checkers are not built yet: they are built when their checks
+    /// may start (see the module comment). Until then `checks` is empty and every real
+    /// server has its initial verdict.
+    checkers_deferred: bool,
     targets: Targets,
     /// Each real server's checkers, in the order of its `checks` in the running model
     /// (`model`), and its state as last reported; only real servers with checkers, in the
@@ -261,7 +268,11 @@ impl Wiring {
     /// Starts the checks and scripts `model` has and the running set lacks, stops the
     /// ones it no longer has; unchanged ones keep running with their state.
     async fn apply(&mut self, model: std::sync::Arc<Model>) {
-        let (added, kept) = self.apply_checks(&model).await;
+        let (added, kept) = if self.checkers_deferred {
+            (0, 0)
+        } else {
+            self.apply_checks(&model).await
+        };
         // vrrp_scripts: only those some instance tracks run (as keepalived).
         let tracked: HashSet<&str> = model
             .vrrp_instances
@@ -368,9 +379,20 @@ impl Wiring {
         self.send_tracking().await;
     }
 
-    /// Sends a start's real-server checks to the scheduler, if they still wait; their
-    /// first runs are spread from now.
-    fn send_waiting_checks(&mut self, why: &str) {
+    /// Sends a start's real-server checks to the scheduler, if they still wait, their
+    /// checkers built first; their first runs are spread from now.
+    async fn send_waiting_checks(&mut self, why: &str) {
+        if std::mem::take(&mut self.checkers_deferred) {
+            let model = std::sync::Arc::clone(&self.model);
+            let (added, _) = self.apply_checks(&model).await;
+            info!(checks = added, "real-server checkers built: {why}");
+            // The first verdicts the notices compare with, and a checker that could not be
+            // built counts as down.
+            self.publish();
+            if added >= LARGE_APPLY_CHECKS {
+                crate::memory::release_now();
+            }
+        }
         match self.waiting_checks.take() {
             Some(checks) if !checks.is_empty() => {
                 info!(checks = checks.len(), "real-server checks start: {why}");
@@ -911,6 +933,7 @@ pub fn spawn(
         let mut wiring = Wiring {
             scheduler: scheduler.clone(),
             waiting_checks: Some(Vec::new()),
+            checkers_deferred: true,
             targets: Targets::default(),
             checks: Vec::new(),
             first_checks: Vec::new(),
@@ -960,10 +983,10 @@ pub fn spawn(
                         "the IPVS table is programmed"
                     } else {
                         "no IPVS table will be programmed"
-                    });
+                    }).await;
                 }
                 () = tokio::time::sleep_until(first_checks_due), if wiring.waiting_checks.is_some() => {
-                    wiring.send_waiting_checks("the IPVS table is not programmed yet");
+                    wiring.send_waiting_checks("the IPVS table is not programmed yet").await;
                 }
                 // Polled only while something is tracked: an idle daemon sleeps.
                 _ = file_poll.tick(), if !wiring.file_values.is_empty() => wiring.poll_files().await,
@@ -974,7 +997,7 @@ pub fn spawn(
                     }
                     let next = model.borrow_and_update().clone();
                     // A reload's removes must find the start's checks in the scheduler.
-                    wiring.send_waiting_checks("a reload came first");
+                    wiring.send_waiting_checks("a reload came first").await;
                     wiring.apply(next).await;
                 }
             }

@@ -348,7 +348,12 @@ struct Started {
 }
 
 fn start_waiting(config: &str, programmed: watch::Receiver<bool>) -> Started {
-    let (model_tx, model_rx) = watch::channel(std::sync::Arc::new(model(config)));
+    start_waiting_on(model(config), programmed)
+}
+
+/// [`start_waiting`] on a model read already.
+fn start_waiting_on(model: Model, programmed: watch::Receiver<bool>) -> Started {
+    let (model_tx, model_rx) = watch::channel(std::sync::Arc::new(model));
     let (driver_tx, driver_rx) = mpsc::channel(16);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (notices_tx, notices_rx) = mpsc::channel(64);
@@ -395,6 +400,48 @@ async fn a_starts_real_server_checks_wait_for_the_first_ipvs_round() {
     })
     .await;
     assert!(took < Duration::from_secs(3), "removal took {took:?}");
+    let _ = wiring.shutdown.send(true);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_starts_checkers_are_built_when_its_checks_may_start() {
+    // An SSL_GET whose CA file went after the model was validated: its checker cannot be
+    // built, and its real server counts as down from the moment the wiring tries.
+    let ca = std::env::temp_dir().join(format!("haldir-wiring-ca-{}.pem", std::process::id()));
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    // Nothing is ever connected to: the checker is never built.
+    let port = 9;
+    let config = format!(
+        "[[virtual_server]]\nip = \"192.0.2.10\"\nport = 443\nlb_kind = \"DR\"\n\
+         delay_loop = 0.2\nwarmup = 0\n[[virtual_server.real_server]]\nip = \"127.0.0.1\"\n\
+         port = {port}\nSSL_GET = {{ url = [{{ path = \"/\" }}], ca_file = {:?} }}\n",
+        ca.display().to_string()
+    );
+    let validated = model(&config);
+    std::fs::remove_file(&ca).unwrap();
+    let (programmed_tx, programmed_rx) = watch::channel(false);
+    let mut wiring = start_waiting_on(validated, programmed_rx);
+    wait_for(&mut wiring.table, "the initial verdict (up)", |t| {
+        has(t, port)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        has(&wiring.table.borrow(), port),
+        "the checker was built before the IPVS table was programmed: {:?}",
+        wiring.table.borrow()
+    );
+    programmed_tx.send(true).unwrap();
+    wait_for(
+        &mut wiring.table,
+        "the real server whose checker failed removed",
+        |t| !has(t, port),
+    )
+    .await;
     let _ = wiring.shutdown.send(true);
 }
 
