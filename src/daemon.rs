@@ -129,9 +129,9 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     );
     // The IPVS keeper on a thread of its own (src/own_thread.rs): a start's table is
     // seconds of kernel work inside `sendmsg` at 10,000 virtual servers (50,000
-    // operations), which must neither hold up the adverts nor wait for the checkers
-    // being built here. It starts on the table the health wiring made before its first
-    // apply (the initial verdicts), so a start programs IPVS while its checks are built.
+    // operations), which must not hold up the adverts. It starts on the table the health
+    // wiring made before its first apply (every real server at its initial verdict), and
+    // the wiring builds a start's checkers once that table is programmed.
     let ipvs = {
         let (counters, identity) = (counters.clone(), ownership_identity(&options));
         let (resync, shutdown) = (options.ipvs_resync, shutdown_rx.clone());
