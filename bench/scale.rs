@@ -659,8 +659,23 @@ struct Figures {
 /// holds it in no service, and the daemon's share of a core meanwhile.
 #[derive(Debug, Default, Clone, Copy)]
 struct Down {
+    /// Until it was out of every service, or until the watch gave up (`left` > 0).
     gone_s: f64,
     cpu_pct: f64,
+    /// The services still holding it when the watch gave up: a daemon whose checker
+    /// cannot keep the pace (keepalived's, under emulation) is reported, not dropped
+    /// with the rest of its figures.
+    left: usize,
+}
+
+impl Down {
+    fn said(&self) -> String {
+        if self.left == 0 {
+            format!("out of every service in {:.1} s", self.gone_s)
+        } else {
+            format!("still in {} services after {:.0} s", self.left, self.gone_s)
+        }
+    }
 }
 
 fn say(text: &str) {
@@ -1152,11 +1167,11 @@ fn real_server_down(
         "d",
         &["ip", "addr", "del", &format!("{gone}/32"), "dev", "lo"],
     )?;
-    loop {
+    let left = loop {
         std::thread::sleep(Duration::from_secs(2));
         let left = holding();
         if left == 0 {
-            break;
+            break 0;
         }
         if !lab.is_running(pid) {
             anyhow::bail!(
@@ -1165,20 +1180,19 @@ fn real_server_down(
             );
         }
         if since.elapsed() > Duration::from_secs(DELAY_LOOP_SECS as u64 * 4) {
-            anyhow::bail!(
-                "{gone} still in {left} services {:?} after it went",
-                since.elapsed()
-            );
+            break left;
         }
-    }
+    };
     let gone_s = since.elapsed().as_secs_f64();
     let down = Down {
         gone_s,
         cpu_pct: (tree.cpu_seconds() - cpu_before) / gone_s * 100.0,
+        left,
     };
     say(&format!(
-        "{gone} went: out of all {services} services within {:.1} s (read every 2 s), the daemon at {:.1} % of a core meanwhile",
-        down.gone_s, down.cpu_pct
+        "{gone} went from behind {services} services: {} (read every 2 s), the daemon at {:.1} % of a core meanwhile",
+        down.said(),
+        down.cpu_pct
     ));
     Ok(down)
 }
@@ -1372,19 +1386,35 @@ fn report(
     if let (Some(kc), Some(hc)) = (k.checks_per_s, h.checks_per_s) {
         row("checks answered per second", kc, hc, "");
     }
+    // A daemon that did not take the real server out of every service has no time to
+    // compare: said in words, after the rows.
+    let mut down_note = None;
     if let (Some(kd), Some(hd)) = (k.down, h.down) {
-        row(
-            "a real server down → out of every service",
-            kd.gone_s,
-            hd.gone_s,
-            " s",
-        );
-        row(
-            "  CPU meanwhile (% of a core)",
-            kd.cpu_pct,
-            hd.cpu_pct,
-            " %",
-        );
+        if kd.left == 0 && hd.left == 0 {
+            row(
+                "a real server down → out of every service",
+                kd.gone_s,
+                hd.gone_s,
+                " s",
+            );
+            row(
+                "  CPU meanwhile (% of a core)",
+                kd.cpu_pct,
+                hd.cpu_pct,
+                " %",
+            );
+        } else {
+            down_note = Some(format!(
+                "a real server down: keepalived {} at {:.1} % of a core; haldir {} at {:.1} %",
+                kd.said(),
+                kd.cpu_pct,
+                hd.said(),
+                hd.cpu_pct
+            ));
+        }
+    }
+    if let Some(note) = down_note {
+        let _ = writeln!(out, "{note}");
     }
     if let (Some(kl), Some(hl)) = (&k.lateness, &h.lateness) {
         for (name, fraction) in [
