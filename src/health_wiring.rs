@@ -212,13 +212,10 @@ pub const FIRST_CHECKS_WAIT_AT_MOST: Duration = Duration::from_secs(10);
 /// The running state: which checks run under which id, and what they say.
 struct Wiring {
     scheduler: SchedulerHandle,
-    /// A start's real-server checks, waiting for the first IPVS round before they go to
-    /// the scheduler (`None` once sent, and on every reload).
-    waiting_checks: Option<Vec<NewCheck>>,
-    /// A start's real-server checkers are not built yet: they are built when their checks
-    /// may start (see the module comment). Until then `checks` is empty and every real
-    /// server has its initial verdict.
-    checkers_deferred: bool,
+    /// A start's real-server checks wait for the first IPVS round; their checkers are
+    /// built and sent to the scheduler then (see the module comment). Until then `checks`
+    /// is empty and every real server has its initial verdict.
+    checks_waiting: bool,
     targets: Targets,
     /// Each real server's checkers, in the order of its `checks` in the running model
     /// (`model`), and its state as last reported; only real servers with checkers, in the
@@ -268,7 +265,7 @@ impl Wiring {
     /// Starts the checks and scripts `model` has and the running set lacks, stops the
     /// ones it no longer has; unchanged ones keep running with their state.
     async fn apply(&mut self, model: std::sync::Arc<Model>) {
-        let (added, kept) = if self.checkers_deferred {
+        let (added, kept) = if self.checks_waiting {
             (0, 0)
         } else {
             self.apply_checks(&model).await
@@ -379,26 +376,22 @@ impl Wiring {
         self.send_tracking().await;
     }
 
-    /// Sends a start's real-server checks to the scheduler, if they still wait, their
-    /// checkers built first; their first runs are spread from now.
+    /// Builds a start's real-server checkers and sends their checks to the scheduler, if
+    /// they still wait; their first runs are spread from now.
     async fn send_waiting_checks(&mut self, why: &str) {
-        if std::mem::take(&mut self.checkers_deferred) {
-            let model = std::sync::Arc::clone(&self.model);
-            let (added, _) = self.apply_checks(&model).await;
-            info!(checks = added, "real-server checkers built: {why}");
-            // The first verdicts the notices compare with, and a checker that could not be
-            // built counts as down.
-            self.publish();
-            if added >= LARGE_APPLY_CHECKS {
-                crate::memory::release_now();
-            }
+        if !std::mem::take(&mut self.checks_waiting) {
+            return;
         }
-        match self.waiting_checks.take() {
-            Some(checks) if !checks.is_empty() => {
-                info!(checks = checks.len(), "real-server checks start: {why}");
-                self.scheduler.add_all(checks);
-            }
-            _ => {}
+        let model = std::sync::Arc::clone(&self.model);
+        let (added, _) = self.apply_checks(&model).await;
+        if added > 0 {
+            info!(checks = added, "real-server checks start: {why}");
+        }
+        // The first verdicts the notices compare with, and a checker that could not be
+        // built counts as down.
+        self.publish();
+        if added >= LARGE_APPLY_CHECKS {
+            crate::memory::release_now();
         }
     }
 
@@ -506,10 +499,7 @@ impl Wiring {
         self.first_checks
             .push(u32::try_from(self.checks.len()).expect("fewer than 2^32 real servers"));
         self.checks.shrink_to_fit();
-        match &mut self.waiting_checks {
-            Some(waiting) => waiting.append(&mut new_checks),
-            None => self.scheduler.add_all(new_checks),
-        }
+        self.scheduler.add_all(new_checks);
         self.scheduler.rebind_all(rebound);
         stale.extend(before.into_values().flat_map(|(_, _, checks)| checks.ids()));
         for id in stale {
@@ -932,8 +922,7 @@ pub fn spawn(
         let first_checks_due = tokio::time::Instant::now() + FIRST_CHECKS_WAIT_AT_MOST;
         let mut wiring = Wiring {
             scheduler: scheduler.clone(),
-            waiting_checks: Some(Vec::new()),
-            checkers_deferred: true,
+            checks_waiting: true,
             targets: Targets::default(),
             checks: Vec::new(),
             first_checks: Vec::new(),
@@ -978,14 +967,14 @@ pub fn spawn(
                         tokio::time::sleep_until(due.into()).await;
                     }
                 }, if wiring.publish_due().is_some() => wiring.publish_changes(),
-                programmed = async { table_programmed.wait_for(|done| *done).await.is_ok() }, if wiring.waiting_checks.is_some() => {
+                programmed = async { table_programmed.wait_for(|done| *done).await.is_ok() }, if wiring.checks_waiting => {
                     wiring.send_waiting_checks(if programmed {
                         "the IPVS table is programmed"
                     } else {
                         "no IPVS table will be programmed"
                     }).await;
                 }
-                () = tokio::time::sleep_until(first_checks_due), if wiring.waiting_checks.is_some() => {
+                () = tokio::time::sleep_until(first_checks_due), if wiring.checks_waiting => {
                     wiring.send_waiting_checks("the IPVS table is not programmed yet").await;
                 }
                 // Polled only while something is tracked: an idle daemon sleeps.
