@@ -85,19 +85,6 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
     )
     .context("dropping privileges")?;
     launcher_fault_hook();
-    if let Some(user) = options.user.clone() {
-        // A reload re-reads the file as this user: say now if it could not.
-        let (path, format) = (options.config_path.clone(), options.config_format);
-        tokio::task::spawn_blocking(move || {
-            if let Some(errors) = reload_read_problem(&path, format) {
-                warn!(
-                    "as user {}, haldir cannot read its configuration again, so a reload would fail \
-                     (give the user read access to the file, its includes and key files): {errors}",
-                    user.name
-                );
-            }
-        });
-    }
     let mut operator = operator;
     operator.start_live_reader();
     for line in haldir_director::script_security::warnings(&model) {
@@ -124,7 +111,7 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
         commands_tx.clone(),
         lvs_notices_tx,
         counters.clone(),
-        table_programmed_rx,
+        table_programmed_rx.clone(),
         shutdown_rx.clone(),
     );
     // The IPVS keeper on a thread of its own (src/own_thread.rs): a start's table is
@@ -144,6 +131,14 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             )
         })
     };
+    if let Some(user) = options.user.clone() {
+        tokio::spawn(warn_if_reload_unreadable(
+            user,
+            (options.config_path.clone(), options.config_format),
+            table_programmed_rx,
+            !model.virtual_servers.is_empty(),
+        ));
+    }
     // The kernel's connection-sync daemon follows the instance named in
     // lvs_sync_daemon (src/sync_daemon.rs).
     let (sync_roles_tx, sync_roles_rx) = watch::channel(Vec::new());
@@ -549,6 +544,36 @@ pub async fn reload(
 /// `ca_file`, no `$` parameter that could spell one) only needs to be readable; any other
 /// is read and validated again (a second parse: at 10,000 virtual servers that doubled the
 /// CPU of a start, issue 16).
+/// A reload re-reads the configuration as `user` (`--user`): says once, at the start, if it
+/// could not. The check reads the file again, and includes and key files through a whole
+/// parse (megabytes and a second of emulated CPU at 10,000 virtual servers), so with virtual
+/// servers configured it waits until the start's IPVS table is programmed, IPVS could not
+/// start (`table_programmed` closed), or the health checks' wait for it is over
+/// ([`crate::health_wiring::FIRST_CHECKS_WAIT_AT_MOST`]): it does not take CPU from the
+/// start.
+async fn warn_if_reload_unreadable(
+    user: crate::privilege::DaemonUser,
+    (path, format): (PathBuf, haldir_config::Format),
+    mut table_programmed: watch::Receiver<bool>,
+    has_virtual_servers: bool,
+) {
+    if has_virtual_servers {
+        let _ = tokio::time::timeout(
+            crate::health_wiring::FIRST_CHECKS_WAIT_AT_MOST,
+            table_programmed.wait_for(|programmed| *programmed),
+        )
+        .await;
+    }
+    let problem = tokio::task::spawn_blocking(move || reload_read_problem(&path, format)).await;
+    if let Ok(Some(errors)) = problem {
+        warn!(
+            "as user {}, haldir cannot read its configuration again, so a reload would fail \
+             (give the user read access to the file, its includes and key files): {errors}",
+            user.name
+        );
+    }
+}
+
 fn reload_read_problem(path: &std::path::Path, format: haldir_config::Format) -> Option<String> {
     let text = match std::fs::read(path) {
         Ok(text) => text,

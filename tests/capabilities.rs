@@ -511,3 +511,48 @@ fn root_haldir_drops_to_net_admin_and_net_raw_and_scripts_still_work() {
         "the script launcher outlived haldir"
     );
 }
+
+/// A reload re-reads the configuration as the user haldir: started as root on a file only
+/// root can read, haldir says at the start that a reload would fail, whether or not it has
+/// virtual servers (with them, the warning waits for the start's IPVS table or its
+/// failure: src/daemon.rs `warn_if_reload_unreadable`), and runs on.
+#[test]
+fn root_haldir_warns_at_the_start_when_its_user_cannot_read_the_configuration() {
+    if skip_unless_root(
+        "root_haldir_warns_at_the_start_when_its_user_cannot_read_the_configuration",
+    ) {
+        return;
+    }
+    let lab = Lab::new("capunread").unwrap();
+    lab.add_host("r1", &["10.0.0.1/24"]).unwrap();
+    lab.add_host("r2", &["10.0.0.2/24"]).unwrap();
+    let vrrp_only = HaldirInstance::v3(51, 150, FAST, &["10.0.0.100/24"]).render();
+    let with_virtual_server = format!(
+        "{}\n[[virtual_server]]\nip = \"10.0.0.101\"\nport = 80\nlb_kind = \"DR\"\nlb_algo = \"rr\"\n\n[[virtual_server.real_server]]\nip = \"10.0.1.1\"\nport = 80\n",
+        HaldirInstance::v3(52, 150, FAST, &["10.0.0.101/24"]).render()
+    );
+    for (host, config) in [("r1", vrrp_only), ("r2", with_virtual_server)] {
+        // The lab writes the configuration over this file, which keeps its owner and mode.
+        let path = lab.dir().join(format!("{host}-haldir.toml"));
+        std::fs::write(&path, "").unwrap();
+        std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let haldir = Haldir::start_with_config(&lab, host, binary(), &config).unwrap();
+        let meta = std::fs::metadata(haldir.config_path()).unwrap();
+        assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (0, 0o600));
+        assert!(
+            lab::wait_until(Duration::from_secs(15), || haldir
+                .log()
+                .contains("haldir cannot read its configuration again")),
+            "{host}: no warning that a reload would fail\n{}",
+            haldir.log()
+        );
+        assert!(
+            haldir.log().contains("Permission denied"),
+            "{}",
+            haldir.log()
+        );
+        assert!(haldir.is_running());
+        assert!(haldir.stop().unwrap().success());
+    }
+}
