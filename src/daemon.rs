@@ -79,6 +79,9 @@ pub async fn run(model: Model, options: RunOptions) -> anyhow::Result<()> {
             user.own_dir(dir)?;
         }
     }
+    // The start's reading of the configuration is dropped on a thread of its own
+    // (src/memory.rs), which must be done before the privileges go.
+    crate::memory::wait_released();
     crate::privilege::drop_to_network_only(
         crate::privilege::needs_bind_service(&model),
         options.user.as_ref(),

@@ -78,16 +78,18 @@ pub fn release_free_memory() {
 }
 
 /// Runs `build` on a thread of its own, then returns a copy of what it built made on the
-/// calling thread, and releases the free memory. The copy is compact, allocated once
-/// the builder's garbage (a configuration's reading and drafts) is free, and the
-/// original then goes back whole, instead of the kept value's pieces pinning pages
-/// scattered through the garbage (after a reload at 10,000 virtual servers, 85 MB
-/// resident for about 30 MB of live data, before this). Builds in place if no thread
-/// can be started. At start, call it after the script launcher is forked: the fork needs
-/// the process to have one thread.
+/// calling thread; the original is dropped and the free memory released on another
+/// thread while the caller goes on (at 10,000 virtual servers the two were a tenth of a
+/// second of a start under emulation; [`wait_released`] waits for them). The copy is
+/// compact, allocated once the builder's garbage (a configuration's reading and drafts)
+/// is free, and the original then goes back whole, instead of the kept value's pieces
+/// pinning pages scattered through the garbage (after a reload at 10,000 virtual servers,
+/// 85 MB resident for about 30 MB of live data, before this). Builds in place if no
+/// thread can be started. At start, call it after the script launcher is forked: the fork
+/// needs the process to have one thread.
 pub fn built_apart<T, F>(build: F) -> T
 where
-    T: Clone + Send,
+    T: Clone + Send + 'static,
     F: FnOnce() -> T + Send,
 {
     let mut build = Some(build);
@@ -112,9 +114,47 @@ where
             .expect("the builder ran nowhere");
     };
     let copy = original.clone();
-    drop(original);
-    release_free_memory();
+    released_apart(original);
     copy
+}
+
+/// The thread dropping the last [`built_apart`] original, until [`wait_released`].
+static RELEASING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(None);
+
+/// Drops `original` and then releases the free memory, on a thread of its own (here if
+/// none can be started).
+fn released_apart<T: Send + 'static>(original: T) {
+    let mut releasing = RELEASING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(previous) = releasing.take() {
+        let _ = previous.join();
+    }
+    let spawned = std::thread::Builder::new()
+        .name("haldir-free".into())
+        .spawn(move || {
+            drop(original);
+            release_free_memory();
+        });
+    match spawned {
+        Ok(handle) => *releasing = Some(handle),
+        // The closure, and the original with it, was dropped here.
+        Err(_) => release_free_memory(),
+    }
+}
+
+/// Waits until the last [`built_apart`] original is dropped and the free memory released:
+/// until the thread doing it has ended (dropping privileges needs the process to have one
+/// thread).
+pub fn wait_released() {
+    let pending = RELEASING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(pending) = pending {
+        let _ = pending.join();
+    }
 }
 
 /// [`release_free_memory`] now, on the blocking pool, for the end of a large burst that
@@ -181,6 +221,36 @@ mod tests {
         );
         assert_eq!(built.1, vec!["x"; 3]);
     }
+
+    /// Notes the thread each of its values is dropped on.
+    #[derive(Clone)]
+    struct DropsNoted(Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>);
+
+    impl Drop for DropsNoted {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(std::thread::current().id());
+        }
+    }
+
+    #[test]
+    fn the_original_is_dropped_apart_and_gone_once_released() {
+        let drops = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let copy = built_apart(|| DropsNoted(drops.clone()));
+        wait_released();
+        let here = std::thread::current().id();
+        {
+            let drops = drops.lock().unwrap();
+            assert_eq!(drops.len(), 1, "the original, not the copy");
+            assert_ne!(drops[0], here, "dropped on another thread");
+        }
+        assert!(
+            RELEASING.lock().unwrap().is_none(),
+            "nothing left to wait for"
+        );
+        drop(copy);
+        assert_eq!(drops.lock().unwrap().last(), Some(&here));
+    }
+
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
