@@ -101,14 +101,23 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// One line of the file.
 pub fn format_key(key: &ServiceKey) -> String {
-    match key {
+    let mut line = String::new();
+    write_key(&mut line, key);
+    line
+}
+
+/// [`format_key`] onto the end of `text`: a file of 10,000 keys is one buffer, not a
+/// string per key.
+fn write_key(text: &mut String, key: &ServiceKey) {
+    use std::fmt::Write as _;
+    let _ = match key {
         ServiceKey::Address {
             protocol,
             addr,
             port,
-        } => format!("{protocol} {addr} {port}"),
-        ServiceKey::Fwmark { family, mark } => format!("FWM {mark} {family}"),
-    }
+        } => write!(text, "{protocol} {addr} {port}"),
+        ServiceKey::Fwmark { family, mark } => write!(text, "FWM {mark} {family}"),
+    };
 }
 
 /// Reads one line back; `None` for anything malformed.
@@ -187,9 +196,10 @@ pub fn save(path: &Path, owned: &BTreeSet<ServiceKey>) -> std::io::Result<()> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&temporary)?;
-    let mut text = String::new();
+    // About 24 bytes a line.
+    let mut text = String::with_capacity(owned.len() * 24);
     for key in owned {
-        text.push_str(&format_key(key));
+        write_key(&mut text, key);
         text.push('\n');
     }
     file.write_all(text.as_bytes())?;
