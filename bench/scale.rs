@@ -12,9 +12,8 @@
 //! - **start**: from the spawn until the last service has its destinations (both daemons
 //!   program in the file's order), polled every 25 ms over a netlink socket the bench holds
 //!   in the daemon's namespace, then confirmed by one read of the whole
-//!   `/proc/PID/net/ip_vs`: the median of `--starts` starts (3), each a first start (the
-//!   daemon before stopped, the table flushed); and the CPU seconds the daemon's processes
-//!   used to get there in the last;
+//!   `/proc/PID/net/ip_vs`: the median of `--starts` starts (3), each in a fresh
+//!   namespace; and the CPU seconds the daemon's processes used to get there in the last;
 //! - **RSS** once programmed, and over the steady window (sampled every second: the
 //!   median and the largest; haldir's drift round every 10 s holds its read for a moment,
 //!   so one sample at the window's end said more about when it fell than about the
@@ -1013,6 +1012,55 @@ fn haldir_ops_after(lab: &Lab, pid: u32, skip: usize) -> (usize, u64) {
     (rounds.len(), ops)
 }
 
+/// Where a daemon runs: a fresh namespace whose host has the real servers' addresses (the
+/// listeners answer the checks locally; the VIPs are only IPVS services), the listeners
+/// when there are checks, and the keepalived.conf.
+struct Scene {
+    lab: Lab,
+    ns: String,
+    listeners: Option<Listeners>,
+    conf: PathBuf,
+}
+
+impl Scene {
+    fn new(which: Impl, services: usize, checks: Checks) -> anyhow::Result<Scene> {
+        let lab = Lab::new(&format!("scale-{}", which.name()))?;
+        lab.add_host("d", &["10.30.255.254/16"])?;
+        let ns = lab.ns_name("d");
+        for j in 0..REAL_SERVERS {
+            lab.run(
+                "d",
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{}/32", real_server(j)),
+                    "dev",
+                    "lo",
+                ],
+            )?;
+        }
+        let listeners = (checks != Checks::None).then(|| Listeners::start(&ns, checks, services));
+        let conf = lab.dir().join("keepalived.conf");
+        std::fs::write(&conf, keepalived_conf(services, 1, checks))?;
+        if which == Impl::Haldir {
+            let (uid, gid) = haldir_lab::haldir_user()?;
+            for dir in ["dumps", "state"] {
+                let path: PathBuf = lab.dir().join(dir);
+                std::fs::create_dir_all(&path)?;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+            }
+            std::os::unix::fs::chown(&conf, None, Some(gid))?;
+        }
+        Ok(Scene {
+            lab,
+            ns,
+            listeners,
+            conf,
+        })
+    }
+}
+
 fn run_one(
     which: Impl,
     binary: &Path,
@@ -1022,55 +1070,32 @@ fn run_one(
     reloads: bool,
     starts: usize,
 ) -> anyhow::Result<Figures> {
-    let lab = Lab::new(&format!("scale-{}", which.name()))?;
-    // The daemon's host: the real servers' addresses are its own (the listeners answer
-    // the checks locally); the VIPs are only IPVS services.
-    lab.add_host("d", &["10.30.255.254/16"])?;
-    let ns = lab.ns_name("d");
-    for j in 0..REAL_SERVERS {
-        lab.run(
-            "d",
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/32", real_server(j)),
-                "dev",
-                "lo",
-            ],
-        )?;
-    }
-    let listeners = (checks != Checks::None).then(|| Listeners::start(&ns, checks, services));
-    let conf = lab.dir().join("keepalived.conf");
-    std::fs::write(&conf, keepalived_conf(services, 1, checks))?;
-    if which == Impl::Haldir {
-        let (uid, gid) = haldir_lab::haldir_user()?;
-        for dir in ["dumps", "state"] {
-            let path: PathBuf = lab.dir().join(dir);
-            std::fs::create_dir_all(&path)?;
-            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
-        }
-        std::os::unix::fs::chown(&conf, None, Some(gid))?;
-    }
     let mut figures = Figures::default();
-
-    // Start → every service and destination in the kernel, `starts` times: the figure is
-    // the median. Each start is a first one: the daemon before it is stopped, its table
-    // flushed and haldir's ownership file removed. The last start's daemon stays for the
-    // figures after it.
-    let probe = KernelProbe::open(&ns)?;
+    // Start → every service and destination in the kernel, `starts` times, each in a
+    // namespace of its own: the figure is the median. A namespace is used for one start
+    // only: a flushed table leaves its 40,000 destinations in the namespace's trash, which
+    // every add searches (`ip_vs_trash_get_dest`), and keepalived's start in a namespace
+    // used before took 66 s instead of 12-16. The last start's daemon stays for the figures
+    // after it.
     for _ in 1..starts {
-        forget_ownership(&ns)?;
+        let scene = Scene::new(which, services, checks)?;
+        let probe = KernelProbe::open(&scene.ns)?;
         let started = Instant::now();
-        let pid = spawn_daemon(&lab, which, binary, &conf)?;
-        let taken = probe.wait_table(&lab, pid, started, services, "the table complete");
-        probe.stop(&lab, pid)?;
+        let pid = spawn_daemon(&scene.lab, which, binary, &scene.conf)?;
+        let taken = probe.wait_table(&scene.lab, pid, started, services, "the table complete");
+        probe.stop(&scene.lab, pid)?;
         figures.start_samples.push(taken?);
-        // The namespace's deleted destinations leave the kernel's trash (see
-        // `KernelProbe::stop`) before the next start.
-        std::thread::sleep(Duration::from_secs(5));
+        drop(scene);
+        // As after every run: its namespace's teardown is kernel work of its own.
+        std::thread::sleep(Duration::from_secs(10));
     }
-    forget_ownership(&ns)?;
+    let Scene {
+        lab,
+        ns,
+        listeners,
+        conf,
+    } = Scene::new(which, services, checks)?;
+    let probe = KernelProbe::open(&ns)?;
     let started = Instant::now();
     let pid = spawn_daemon(&lab, which, binary, &conf)?;
     let tree = ProcessTree { top: pid };
@@ -1367,28 +1392,6 @@ fn median(samples: &[f64]) -> f64 {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
-}
-
-/// Removes haldir's IPVS ownership files of namespace `ns` (`haldir_ipvs::ownership`), so
-/// that the next start in it is a first start: one that finds a file of the services it
-/// owned skips writing the same set again.
-fn forget_ownership(ns: &str) -> anyhow::Result<()> {
-    let Some(path) = in_netns(ns, || haldir_ipvs::ownership::path_for(None))? else {
-        return Ok(());
-    };
-    let (Some(dir), Some(prefix)) = (path.parent(), path.file_name()) else {
-        return Ok(());
-    };
-    let prefix = prefix.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
 }
 
 fn ratio(h: f64, k: f64) -> String {
