@@ -578,14 +578,30 @@ async fn warn_if_reload_unreadable(
 }
 
 fn reload_read_problem(path: &std::path::Path, format: haldir_config::Format) -> Option<String> {
-    let text = match std::fs::read(path) {
-        Ok(text) => text,
-        Err(e) => return Some(format!("{}: {e}", path.display())),
+    use std::io::BufRead as _;
+    let unreadable = |e: std::io::Error| Some(format!("{}: {e}", path.display()));
+    // Line by line, one line held at a time: at 10,000 virtual servers the file is
+    // megabytes, and a copy of it read as the start's table completes was the daemon's
+    // resident size at that moment.
+    let mut reader = match std::fs::File::open(path) {
+        Ok(file) => std::io::BufReader::new(file),
+        Err(e) => return unreadable(e),
     };
-    let text = String::from_utf8_lossy(&text);
-    let names_other_files = ["include", "file:", "ca_file", "$"]
-        .iter()
-        .any(|word| text.contains(word));
+    let mut line = Vec::new();
+    let names_other_files = loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break false,
+            Ok(_) => {}
+            Err(e) => return unreadable(e),
+        }
+        let names = [&b"include"[..], b"file:", b"ca_file", b"$"]
+            .iter()
+            .any(|word| line.windows(word.len()).any(|at| at == *word));
+        if names {
+            break true;
+        }
+    };
     if !names_other_files {
         return None;
     }
@@ -717,5 +733,42 @@ async fn publish_status(
         }
         // Coalesce bursts of changes (an advert every 10 ms changes counters).
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reload_read_check_parses_only_a_file_that_names_other_files() {
+        let dir = std::env::temp_dir().join(format!("haldir-read-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain.conf");
+        // Not valid, but naming no other file: only read, so no error to report.
+        std::fs::write(&plain, "vrrp_instance VI_1 {\n    no_such_keyword 1\n}\n").unwrap();
+        assert_eq!(
+            reload_read_problem(&plain, haldir_config::Format::Keepalived),
+            None
+        );
+        // An include of a file that is not there: parsed, and the parse's error reported.
+        let including = dir.join("including.conf");
+        std::fs::write(&including, "global_defs {\n}\ninclude missing.conf\n").unwrap();
+        let problem = reload_read_problem(&including, haldir_config::Format::Keepalived);
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("missing.conf")),
+            "{problem:?}"
+        );
+        let absent = dir.join("absent.conf");
+        let problem = reload_read_problem(&absent, haldir_config::Format::Keepalived);
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("absent.conf")),
+            "{problem:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
