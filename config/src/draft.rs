@@ -518,10 +518,19 @@ pub(crate) struct CheckDraft {
     pub(crate) defaults: CheckDefaultsDraft,
     pub(crate) connect_ip: Option<Located<String>>,
     pub(crate) connect_port: Option<Located<i64>>,
-    pub(crate) bindto: Option<Located<String>>,
-    pub(crate) bind_port: Option<Located<i64>>,
     /// HTTP_GET / SSL_GET.
     pub(crate) urls: Vec<UrlDraft>,
+    /// What few checkers set, held only once one is written ([`CheckDraft::extras`]): a
+    /// draft with every field inline was 1,120 bytes, written and moved 40,000 times in a
+    /// file of 10,000 virtual servers with a checker on each of four real servers.
+    pub(crate) extras: Option<Box<CheckExtrasDraft>>,
+}
+
+/// The settings of a checker that most leave unset, or that only some kinds have.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckExtrasDraft {
+    pub(crate) bindto: Option<Located<String>>,
+    pub(crate) bind_port: Option<Located<i64>>,
     pub(crate) virtualhost: Option<Located<String>>,
     /// SSL_GET: verify the server's certificate (system roots unless `ca_file`).
     pub(crate) verify: Option<Located<bool>>,
@@ -547,6 +556,31 @@ pub(crate) struct CheckDraft {
     pub(crate) max_reply_length: Option<Located<i64>>,
 }
 
+impl CheckExtrasDraft {
+    const NONE: CheckExtrasDraft = CheckExtrasDraft {
+        bindto: None,
+        bind_port: None,
+        virtualhost: None,
+        verify: None,
+        ca_file: None,
+        misc_path: None,
+        misc_timeout: None,
+        misc_dynamic: None,
+        user: None,
+        group: None,
+        dns_type: None,
+        dns_name: None,
+        helo_name: None,
+        payload: None,
+        require_reply: None,
+        min_reply_length: None,
+        max_reply_length: None,
+    };
+}
+
+/// What [`CheckDraft::extras`] reads when none were written.
+static NO_CHECK_EXTRAS: CheckExtrasDraft = CheckExtrasDraft::NONE;
+
 impl CheckDraft {
     /// A checker of `kind` with nothing set, starting at `loc`.
     pub(crate) fn new(loc: Loc, kind: CheckKindDraft) -> Self {
@@ -557,25 +591,20 @@ impl CheckDraft {
             defaults: CheckDefaultsDraft::default(),
             connect_ip: None,
             connect_port: None,
-            bindto: None,
-            bind_port: None,
             urls: Vec::new(),
-            virtualhost: None,
-            verify: None,
-            ca_file: None,
-            misc_path: None,
-            misc_timeout: None,
-            misc_dynamic: None,
-            user: None,
-            group: None,
-            dns_type: None,
-            dns_name: None,
-            helo_name: None,
-            payload: None,
-            require_reply: None,
-            min_reply_length: None,
-            max_reply_length: None,
+            extras: None,
         }
+    }
+
+    /// The rarely written settings (all unset when none was written).
+    pub(crate) fn extras(&self) -> &CheckExtrasDraft {
+        self.extras.as_deref().unwrap_or(&NO_CHECK_EXTRAS)
+    }
+
+    /// The rarely written settings, to write one.
+    pub(crate) fn extras_mut(&mut self) -> &mut CheckExtrasDraft {
+        self.extras
+            .get_or_insert_with(|| Box::new(CheckExtrasDraft::NONE))
     }
 }
 

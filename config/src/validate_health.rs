@@ -464,6 +464,7 @@ fn check(
 ) -> Option<HealthCheck> {
     let errors_before = errors.len();
     let keyword = d.kind.keyword();
+    let extras = d.extras();
     let own = defaults(errors, &d.defaults);
     let all = inherited.under(&own);
     let delay_loop = all.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP_MILLIS);
@@ -507,7 +508,7 @@ fn check(
             },
         };
         let target = SocketAddr::new(ip?, port?);
-        let bind_ip = match &d.bindto {
+        let bind_ip = match &extras.bindto {
             Some(text) => {
                 let bind = address(errors, "bindto", text)?;
                 if bind.is_ipv4() != target.is_ipv4() {
@@ -527,7 +528,7 @@ fn check(
             }
             None => None,
         };
-        let bind_port = match &d.bind_port {
+        let bind_port = match &extras.bind_port {
             Some(p) => {
                 Some(in_range(errors, "bind_port", p, 1..=65535, "must be 1..=65535")? as u16)
             }
@@ -558,7 +559,10 @@ fn check(
         CheckKindDraft::Http | CheckKindDraft::Ssl => {
             let tls = d.kind == CheckKindDraft::Ssl;
             let connection = connection(errors);
-            let own_vhost = d.virtualhost.as_ref().filter(|v| virtualhost(errors, v));
+            let own_vhost = extras
+                .virtualhost
+                .as_ref()
+                .filter(|v| virtualhost(errors, v));
             let vhost = own_vhost
                 .map(|v| v.value.clone())
                 .or(vhost.map(str::to_owned));
@@ -573,7 +577,7 @@ fn check(
             }
             let urls: Vec<Option<HttpUrlSpec>> =
                 d.urls.iter().map(|u| url(errors, u, tls)).collect();
-            let verify = match (&d.verify, &d.ca_file) {
+            let verify = match (&extras.verify, &extras.ca_file) {
                 (Some(v), Some(_)) if !v.value => {
                     push(
                         errors,
@@ -600,7 +604,7 @@ fn check(
                 // SNI needs a DNS name.
                 if let Some(name) = &vhost {
                     if !tls_server_name_ok(name) {
-                        let at = d.virtualhost.as_ref().map_or(&d.loc, |v| &v.loc);
+                        let at = extras.virtualhost.as_ref().map_or(&d.loc, |v| &v.loc);
                         push(
                             errors,
                             at,
@@ -625,23 +629,31 @@ fn check(
             }
         }
         CheckKindDraft::Misc => {
-            let timeout = match &d.misc_timeout {
+            let timeout = match &extras.misc_timeout {
                 Some(t) => millis(errors, "misc_timeout", t, true),
                 None => Some(delay_loop),
             };
             let (global_user, global_group) = global_script_user(scripts);
-            let user = d.user.as_ref().map(|u| u.value.clone()).or(global_user);
-            let group = match &d.user {
-                Some(_) => d.group.as_ref().map(|g| g.value.clone()),
-                None => d.group.as_ref().map(|g| g.value.clone()).or(global_group),
-            };
-            let user_loc = d
+            let user = extras
                 .user
                 .as_ref()
-                .or(d.group.as_ref())
+                .map(|u| u.value.clone())
+                .or(global_user);
+            let group = match &extras.user {
+                Some(_) => extras.group.as_ref().map(|g| g.value.clone()),
+                None => extras
+                    .group
+                    .as_ref()
+                    .map(|g| g.value.clone())
+                    .or(global_group),
+            };
+            let user_loc = extras
+                .user
+                .as_ref()
+                .or(extras.group.as_ref())
                 .map_or(&d.loc, |u| &u.loc)
                 .clone();
-            match &d.misc_path {
+            match &extras.misc_path {
                 None => {
                     if !d.present.contains(&"misc_path") {
                         push(
@@ -666,7 +678,7 @@ fn check(
                             Some(CheckKind::Misc(Box::new(MiscCheckSpec {
                                 misc_path: command,
                                 misc_timeout_millis: timeout,
-                                misc_dynamic: d.misc_dynamic.as_ref().is_some_and(|m| m.value),
+                                misc_dynamic: extras.misc_dynamic.as_ref().is_some_and(|m| m.value),
                                 user,
                                 group,
                             })))
@@ -678,7 +690,7 @@ fn check(
         }
         CheckKindDraft::Dns => {
             let connection = connection(errors);
-            let query_type = match &d.dns_type {
+            let query_type = match &extras.dns_type {
                 Some(t) => match DnsType::parse(&t.value) {
                     Some(query_type) => Some(query_type),
                     None => {
@@ -695,7 +707,7 @@ fn check(
                 },
                 None => Some(DnsType::Soa),
             };
-            let name = match &d.dns_name {
+            let name = match &extras.dns_name {
                 Some(n) if dns_name_ok(&n.value) => Some(n.value.clone()),
                 Some(n) => {
                     push(
@@ -718,7 +730,7 @@ fn check(
         }
         CheckKindDraft::Smtp => {
             let connection = connection(errors);
-            let helo_name = match &d.helo_name {
+            let helo_name = match &extras.helo_name {
                 Some(n)
                     if !n.value.is_empty()
                         && !n
@@ -766,6 +778,7 @@ fn udp(
     d: &CheckDraft,
     connection: Option<CheckConnection>,
 ) -> Option<CheckKind> {
+    let extras = d.extras();
     let hex =
         |errors: &mut Vec<ConfigError>, key: &str, text: &Located<String>, wildcards: bool| {
             crate::model_health::HexBytes::parse(&text.value, wildcards)
@@ -783,11 +796,11 @@ fn udp(
                 })
                 .ok()
         };
-    let payload = match &d.payload {
+    let payload = match &extras.payload {
         Some(text) => hex(errors, "payload", text, false),
         None => Some(crate::model_health::HexBytes::default()),
     };
-    let require_reply = match &d.require_reply {
+    let require_reply = match &extras.require_reply {
         Some(text) => hex(errors, "require_reply", text, true).map(Some),
         None => Some(None),
     };
@@ -798,12 +811,12 @@ fn udp(
         Some(v) => in_range(errors, key, v, 0..=65_535, "must be 0..=65535").map(|n| n as u16),
         None => Some(default),
     };
-    let min = length(errors, "min_reply_length", &d.min_reply_length, 0);
-    let max = length(errors, "max_reply_length", &d.max_reply_length, 255);
-    if d.require_reply.is_none() {
+    let min = length(errors, "min_reply_length", &extras.min_reply_length, 0);
+    let max = length(errors, "max_reply_length", &extras.max_reply_length, 255);
+    if extras.require_reply.is_none() {
         for (key, value) in [
-            ("min_reply_length", &d.min_reply_length),
-            ("max_reply_length", &d.max_reply_length),
+            ("min_reply_length", &extras.min_reply_length),
+            ("max_reply_length", &extras.max_reply_length),
         ] {
             if let Some(v) = value {
                 push(
@@ -816,7 +829,7 @@ fn udp(
             }
         }
     }
-    if let (Some(lo), Some(hi), Some(at)) = (min, max, d.min_reply_length.as_ref()) {
+    if let (Some(lo), Some(hi), Some(at)) = (min, max, extras.min_reply_length.as_ref()) {
         if lo > hi {
             push(
                 errors,

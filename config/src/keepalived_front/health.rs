@@ -272,31 +272,31 @@ impl Front {
             match keyword {
                 "connect_ip" => d.connect_ip = self.word(s),
                 "connect_port" => d.connect_port = self.integer(s),
-                "bindto" => d.bindto = self.word(s),
-                "bind_port" => d.bind_port = self.integer(s),
+                "bindto" => d.extras_mut().bindto = self.word(s),
+                "bind_port" => d.extras_mut().bind_port = self.integer(s),
                 "url" => {
                     if let Some(url) = self.url(s) {
                         d.urls.push(url);
                     }
                 }
-                "virtualhost" => d.virtualhost = self.word(s),
-                "misc_path" => d.misc_path = self.command(s),
-                "misc_timeout" => d.misc_timeout = self.seconds(s),
-                "misc_dynamic" => d.misc_dynamic = self.flag(s, true),
+                "virtualhost" => d.extras_mut().virtualhost = self.word(s),
+                "misc_path" => d.extras_mut().misc_path = self.command(s),
+                "misc_timeout" => d.extras_mut().misc_timeout = self.seconds(s),
+                "misc_dynamic" => d.extras_mut().misc_dynamic = self.flag(s, true),
                 "user" => {
                     if let Some((user, group)) = self.user_group(s) {
-                        d.user = Some(user);
-                        d.group = group;
+                        d.extras_mut().user = Some(user);
+                        d.extras_mut().group = group;
                     }
                 }
-                "type" => d.dns_type = self.word(s),
-                "name" => d.dns_name = self.word(s),
-                "helo_name" => d.helo_name = self.word(s),
+                "type" => d.extras_mut().dns_type = self.word(s),
+                "name" => d.extras_mut().dns_name = self.word(s),
+                "helo_name" => d.extras_mut().helo_name = self.word(s),
                 // keepalived reads the rest of the line as one hex string ("de ad be ef").
-                "payload" => d.payload = self.hex_words(s, false),
-                "require_reply" => d.require_reply = self.hex_words(s, true),
-                "min_reply_length" => d.min_reply_length = self.integer(s),
-                "max_reply_length" => d.max_reply_length = self.integer(s),
+                "payload" => d.extras_mut().payload = self.hex_words(s, false),
+                "require_reply" => d.extras_mut().require_reply = self.hex_words(s, true),
+                "min_reply_length" => d.extras_mut().min_reply_length = self.integer(s),
+                "max_reply_length" => d.extras_mut().max_reply_length = self.integer(s),
                 other => unreachable!("{} keyword {other} has no reader", keywords.place),
             }
         }

@@ -222,8 +222,8 @@ impl Reader<'_> {
             match name {
                 "connect_ip" => draft.connect_ip = self.string(name, value),
                 "connect_port" => draft.connect_port = self.integer(name, value),
-                "bindto" => draft.bindto = self.string(name, value),
-                "bind_port" => draft.bind_port = self.integer(name, value),
+                "bindto" => draft.extras_mut().bindto = self.string(name, value),
+                "bind_port" => draft.extras_mut().bind_port = self.integer(name, value),
                 "url" => {
                     draft.urls = self
                         .tables_or_table("url", value)
@@ -231,28 +231,32 @@ impl Reader<'_> {
                         .map(|(table, at)| self.url(table, at))
                         .collect()
                 }
-                "virtualhost" => draft.virtualhost = self.string(name, value),
-                "verify" => draft.verify = self.boolean(name, value),
-                "ca_file" => draft.ca_file = self.string(name, value),
-                "misc_path" => draft.misc_path = self.string(name, value),
-                "misc_timeout" => draft.misc_timeout = self.seconds(name, value),
-                "misc_dynamic" => draft.misc_dynamic = self.boolean(name, value),
-                "user" => draft.user = self.string(name, value),
-                "group" => draft.group = self.string(name, value),
-                "type" => draft.dns_type = self.string(name, value),
-                "name" => draft.dns_name = self.string(name, value),
-                "helo_name" => draft.helo_name = self.string(name, value),
-                "payload" => draft.payload = self.string(name, value),
+                "virtualhost" => draft.extras_mut().virtualhost = self.string(name, value),
+                "verify" => draft.extras_mut().verify = self.boolean(name, value),
+                "ca_file" => draft.extras_mut().ca_file = self.string(name, value),
+                "misc_path" => draft.extras_mut().misc_path = self.string(name, value),
+                "misc_timeout" => draft.extras_mut().misc_timeout = self.seconds(name, value),
+                "misc_dynamic" => draft.extras_mut().misc_dynamic = self.boolean(name, value),
+                "user" => draft.extras_mut().user = self.string(name, value),
+                "group" => draft.extras_mut().group = self.string(name, value),
+                "type" => draft.extras_mut().dns_type = self.string(name, value),
+                "name" => draft.extras_mut().dns_name = self.string(name, value),
+                "helo_name" => draft.extras_mut().helo_name = self.string(name, value),
+                "payload" => draft.extras_mut().payload = self.string(name, value),
                 // `require_reply = true` (any reply) or `"HEX"` (a reply starting so).
                 "require_reply" => {
-                    draft.require_reply = match value.get_ref() {
+                    draft.extras_mut().require_reply = match value.get_ref() {
                         DeValue::Boolean(true) => Some(self.located(String::new(), value)),
                         DeValue::Boolean(false) => None,
                         _ => self.string(name, value),
                     }
                 }
-                "min_reply_length" => draft.min_reply_length = self.integer(name, value),
-                "max_reply_length" => draft.max_reply_length = self.integer(name, value),
+                "min_reply_length" => {
+                    draft.extras_mut().min_reply_length = self.integer(name, value)
+                }
+                "max_reply_length" => {
+                    draft.extras_mut().max_reply_length = self.integer(name, value)
+                }
                 other => unreachable!("{place} key {other} has no reader"),
             }
         }
