@@ -161,7 +161,7 @@ struct Options {
     /// no ratios, for looking into one daemon).
     daemons: Vec<Impl>,
     /// `--starts N`: how many starts the start figure is the median of. The VM's times
-    /// swing from one start to the next (the same build's parse took 1.3 to 2.3 s in one
+    /// swing from one start to the next (the same build's parse took 1.3 to 2.6 s in one
     /// boot), more than the figure's target leaves room for.
     starts: usize,
 }
@@ -647,8 +647,7 @@ impl Lateness {
 /// One daemon's figures in one scenario.
 #[derive(Debug, Default, Clone)]
 struct Figures {
-    /// The median of `start_samples`.
-    start_s: f64,
+    /// Each start's time to a complete table, in order ([`Figures::start_s`]: their median).
     start_samples: Vec<f64>,
     start_cpu_s: f64,
     rss_mb: f64,
@@ -1077,34 +1076,39 @@ fn run_one(
     // every add searches (`ip_vs_trash_get_dest`), and keepalived's start in a namespace
     // used before took 66 s instead of 12-16. The last start's daemon stays for the figures
     // after it.
-    for _ in 1..starts {
+    let mut last = None;
+    for nth in 1..=starts {
         let scene = Scene::new(which, services, checks)?;
         let probe = KernelProbe::open(&scene.ns)?;
         let started = Instant::now();
         let pid = spawn_daemon(&scene.lab, which, binary, &scene.conf)?;
         let taken = probe.wait_table(&scene.lab, pid, started, services, "the table complete");
-        probe.stop(&scene.lab, pid)?;
+        if taken.is_err() || nth < starts {
+            probe.stop(&scene.lab, pid)?;
+        }
         figures.start_samples.push(taken?);
-        drop(scene);
-        // As after every run: its namespace's teardown is kernel work of its own.
-        std::thread::sleep(Duration::from_secs(10));
+        if nth < starts {
+            drop(scene);
+            // Its namespace's teardown is kernel work of its own, not the next start's.
+            std::thread::sleep(Duration::from_secs(10));
+        } else {
+            last = Some((scene, probe, pid));
+        }
     }
-    let Scene {
-        lab,
-        ns,
-        listeners,
-        conf,
-    } = Scene::new(which, services, checks)?;
-    let probe = KernelProbe::open(&ns)?;
-    let started = Instant::now();
-    let pid = spawn_daemon(&lab, which, binary, &conf)?;
+    let Some((
+        Scene {
+            lab,
+            listeners,
+            conf,
+            ..
+        },
+        probe,
+        pid,
+    )) = last
+    else {
+        anyhow::bail!("--starts must be at least 1");
+    };
     let tree = ProcessTree { top: pid };
-    let taken = probe.wait_table(&lab, pid, started, services, "the table complete");
-    if taken.is_err() {
-        probe.stop(&lab, pid)?;
-    }
-    figures.start_samples.push(taken?);
-    figures.start_s = median(&figures.start_samples);
     figures.start_cpu_s = tree.cpu_seconds();
     figures.rss_mb = tree.rss_mb();
     say(&format!(
@@ -1115,7 +1119,7 @@ fn run_one(
             Checks::Tcp => " with TCP checks",
             Checks::Http => " with HTTP checks",
         },
-        figures.start_s,
+        figures.start_s(),
         figures.start_cpu_s,
         figures.rss_mb
     ));
@@ -1384,6 +1388,13 @@ fn kernel_floor(services: usize) -> anyhow::Result<Floor> {
     Ok(floor)
 }
 
+impl Figures {
+    /// Start → table complete: the median of the starts.
+    fn start_s(&self) -> f64 {
+        median(&self.start_samples)
+    }
+}
+
 fn median(samples: &[f64]) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -1435,8 +1446,8 @@ fn report(
             "start → table complete, median of {}",
             h.start_samples.len()
         ),
-        k.start_s,
-        h.start_s,
+        k.start_s(),
+        h.start_s(),
         " s",
     );
     row("  CPU to get there", k.start_cpu_s, h.start_cpu_s, " s");
@@ -1569,8 +1580,8 @@ fn report(
              haldir's start is {:.2} s above the floor",
             floor.wall_s,
             floor.system_s,
-            ratio(floor.system_s, k.start_s),
-            h.start_s - floor.wall_s
+            ratio(floor.system_s, k.start_s()),
+            h.start_s() - floor.wall_s
         );
     }
     out

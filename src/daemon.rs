@@ -542,15 +542,10 @@ pub async fn reload(
     }
 }
 
-/// Why a reload, reading as this process's user, would fail to read the configuration,
-/// if it would. A file that names no other file (no `include`, no `file:` key, no
-/// `ca_file`, no `$` parameter that could spell one) only needs to be readable; any other
-/// is read and validated again (a second parse: at 10,000 virtual servers that doubled the
-/// CPU of a start, issue 16).
 /// A reload re-reads the configuration as `user` (`--user`): says once, at the start, if it
-/// could not. The check reads the file again, and includes and key files through a whole
-/// parse (megabytes and a second of emulated CPU at 10,000 virtual servers), so with virtual
-/// servers configured it waits until the start's IPVS table is programmed, IPVS could not
+/// could not. The check reads the file again, and parses it whole when it names other
+/// files (megabytes, and a second of emulated CPU at 10,000 virtual servers), so with
+/// virtual servers configured it waits until the start's IPVS table is programmed, IPVS could not
 /// start (`table_programmed` closed), or the health checks' wait for it is over
 /// ([`crate::health_wiring::FIRST_CHECKS_WAIT_AT_MOST`]): it does not take CPU from the
 /// start.
@@ -577,6 +572,11 @@ async fn warn_if_reload_unreadable(
     }
 }
 
+/// Why a reload, reading as this process's user, would fail to read the configuration,
+/// if it would. A file that names no other file (no `include`, no `file:` key, no
+/// `ca_file`, no `$` parameter that could spell one) only needs to be readable; any other
+/// is read and validated again (a second parse: at 10,000 virtual servers that doubled the
+/// CPU of a start, issue 16).
 fn reload_read_problem(path: &std::path::Path, format: haldir_config::Format) -> Option<String> {
     use std::io::BufRead as _;
     let unreadable = |e: std::io::Error| Some(format!("{}: {e}", path.display()));

@@ -99,15 +99,8 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// One line of the file.
-pub fn format_key(key: &ServiceKey) -> String {
-    let mut line = String::new();
-    write_key(&mut line, key);
-    line
-}
-
-/// [`format_key`] onto the end of `text`: a file of 10,000 keys is one buffer, not a
-/// string per key.
+/// One line of the file (without its newline), onto the end of `text`: a file of 10,000
+/// keys is one buffer, not a string per key.
 fn write_key(text: &mut String, key: &ServiceKey) {
     use std::fmt::Write as _;
     let _ = match key {

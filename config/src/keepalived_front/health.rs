@@ -285,8 +285,9 @@ impl Front {
                 "misc_dynamic" => d.extras_mut().misc_dynamic = self.flag(s, true),
                 "user" => {
                     if let Some((user, group)) = self.user_group(s) {
-                        d.extras_mut().user = Some(user);
-                        d.extras_mut().group = group;
+                        let extras = d.extras_mut();
+                        extras.user = Some(user);
+                        extras.group = group;
                     }
                 }
                 "type" => d.extras_mut().dns_type = self.word(s),
