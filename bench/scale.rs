@@ -7,14 +7,18 @@
 //!         [--daemons keepalived,haldir] [--starts 3] [--timeout 900]
 //!
 //! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
-//! a fresh one has no trash list of deleted destinations slowing its adds), keepalived
-//! first, then haldir. For each it measures:
-//! - **start**: from the spawn until the last service has its destinations (both daemons
-//!   program in the file's order), polled every 25 ms over a netlink socket the bench holds
-//!   in the daemon's namespace, then confirmed by one read of the whole
-//!   `/proc/PID/net/ip_vs`: the median of `--starts` starts (3), each in a fresh
-//!   namespace; and the CPU seconds the daemon's processes used to get there in the last;
-//! - **RSS** once programmed, and over the steady window (sampled every second: the
+//! a fresh one has no trash list of deleted destinations slowing its adds). First the
+//! **start** figures, from `--starts` rounds (3) of one start of each daemon back to back,
+//! the order turned each round, each start in a namespace of its own and stopped once
+//! measured: from the spawn until the last service has its destinations (both daemons
+//! program in the file's order), polled every 25 ms over a netlink socket the bench holds
+//! in the daemon's namespace, then confirmed by one read of the whole
+//! `/proc/PID/net/ip_vs`; the CPU seconds the daemon's processes used to get there and
+//! their RSS then. Each daemon's figure is the median of its starts, and the ratio the
+//! median of the rounds' ratios, so that the VM's drift over minutes reaches both daemons
+//! of a round alike. Then each daemon is started once more, keepalived first, and its
+//! other figures follow that start:
+//! - **RSS** over the steady window (sampled every second: the
 //!   median and the largest; haldir's drift round every 10 s holds its read for a moment,
 //!   so one sample at the window's end said more about when it fell than about the
 //!   daemon): the sum over the daemon's processes (keepalived's parent and checker child;
@@ -61,6 +65,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use haldir_ipvs::model::{DestKey, Destination, Forwarding, Protocol, Service, ServiceKey};
 use haldir_ipvs::{IpvsClient, Op};
 use haldir_lab::{in_netns, spawn_in_netns, vm, Lab, Signal};
@@ -160,7 +165,7 @@ struct Options {
     /// `--daemons keepalived,haldir`: which of the two run (both by default; one alone has
     /// no ratios, for looking into one daemon).
     daemons: Vec<Impl>,
-    /// `--starts N`: how many starts the start figure is the median of. The VM's times
+    /// `--starts N`: how many rounds of paired starts the start figures come from. The VM's times
     /// swing from one start to the next (the same build's parse took 1.3 to 2.6 s in one
     /// boot), more than the figure's target leaves room for.
     starts: usize,
@@ -647,10 +652,8 @@ impl Lateness {
 /// One daemon's figures in one scenario.
 #[derive(Debug, Default, Clone)]
 struct Figures {
-    /// Each start's time to a complete table, in order ([`Figures::start_s`]: their median).
-    start_samples: Vec<f64>,
-    start_cpu_s: f64,
-    rss_mb: f64,
+    /// The start the figures below follow (not a paired start: see [`paired_starts`]).
+    own_start: Start,
     /// Median and largest of the samples over the steady window.
     steady_rss_mb: f64,
     steady_rss_max_mb: f64,
@@ -1060,6 +1063,96 @@ impl Scene {
     }
 }
 
+/// One start: from the spawn to a complete table, the CPU seconds the daemon's processes
+/// used to get there, and their RSS then.
+#[derive(Debug, Default, Clone, Copy)]
+struct Start {
+    wall_s: f64,
+    cpu_s: f64,
+    rss_mb: f64,
+}
+
+/// A daemon started in a scene of its own, its table complete.
+struct Running {
+    scene: Scene,
+    probe: KernelProbe,
+    pid: u32,
+}
+
+/// Starts `which` in a fresh namespace and waits for its table; on a failed wait the daemon
+/// is stopped.
+fn timed_start(
+    which: Impl,
+    binary: &Path,
+    services: usize,
+    checks: Checks,
+) -> anyhow::Result<(Start, Running)> {
+    let scene = Scene::new(which, services, checks)?;
+    let probe = KernelProbe::open(&scene.ns)?;
+    let started = Instant::now();
+    let pid = spawn_daemon(&scene.lab, which, binary, &scene.conf)?;
+    let wall_s = match probe.wait_table(&scene.lab, pid, started, services, "the table complete") {
+        Ok(wall_s) => wall_s,
+        Err(e) => {
+            probe.stop(&scene.lab, pid)?;
+            return Err(e);
+        }
+    };
+    let tree = ProcessTree { top: pid };
+    let start = Start {
+        wall_s,
+        cpu_s: tree.cpu_seconds(),
+        rss_mb: tree.rss_mb(),
+    };
+    Ok((start, Running { scene, probe, pid }))
+}
+
+/// The starts the start figures are taken from: `rounds` rounds of one start of each
+/// daemon, back to back, the order turned each round (keepalived first, then haldir first):
+/// the two starts of a round see the same host, and the ratio is taken per round. The VM's
+/// speed drifts over minutes (the kernel floor of one build measured 0.78 s in one run and
+/// 1.21 s in another); with every start of one daemon taken before the other's, minutes
+/// apart, the drift went into the ratio. Each start runs in a namespace of its own, used
+/// once: a flushed table leaves its 40,000 destinations in the namespace's trash, which
+/// every add searches (`ip_vs_trash_get_dest`), and keepalived's start in a namespace used
+/// before took 66 s instead of 12-16.
+fn paired_starts(
+    binaries: &Binaries,
+    daemons: &[Impl],
+    services: usize,
+    checks: Checks,
+    rounds: usize,
+) -> anyhow::Result<Vec<Vec<(Impl, Start)>>> {
+    let mut taken = Vec::new();
+    for round in 0..rounds {
+        let mut order = daemons.to_vec();
+        order.rotate_left(round % daemons.len().max(1));
+        let mut this_round = Vec::new();
+        for which in order {
+            let (start, running) = timed_start(which, binaries.of(which), services, checks)
+                .with_context(|| format!("{} start {}", which.name(), round + 1))?;
+            running.probe.stop(&running.scene.lab, running.pid)?;
+            drop(running);
+            say(&format!(
+                "round {}: {} programmed in {:.2} s, {:.2} CPU s, RSS {:.1} MB",
+                round + 1,
+                which.name(),
+                start.wall_s,
+                start.cpu_s,
+                start.rss_mb
+            ));
+            this_round.push((which, start));
+            // Its namespace's teardown is kernel work of its own, not the next start's.
+            std::thread::sleep(Duration::from_secs(10));
+        }
+        taken.push(this_round);
+    }
+    Ok(taken)
+}
+
+/// The figures after a start, with the daemon's own start (not one of the paired starts
+/// of the start figures): RSS and CPU over the steady window, the reloads, a real server
+/// going down.
 fn run_one(
     which: Impl,
     binary: &Path,
@@ -1067,50 +1160,24 @@ fn run_one(
     checks: Checks,
     steady: Duration,
     reloads: bool,
-    starts: usize,
 ) -> anyhow::Result<Figures> {
     let mut figures = Figures::default();
-    // Start → every service and destination in the kernel, `starts` times, each in a
-    // namespace of its own: the figure is the median. A namespace is used for one start
-    // only: a flushed table leaves its 40,000 destinations in the namespace's trash, which
-    // every add searches (`ip_vs_trash_get_dest`), and keepalived's start in a namespace
-    // used before took 66 s instead of 12-16. The last start's daemon stays for the figures
-    // after it.
-    let mut last = None;
-    for nth in 1..=starts {
-        let scene = Scene::new(which, services, checks)?;
-        let probe = KernelProbe::open(&scene.ns)?;
-        let started = Instant::now();
-        let pid = spawn_daemon(&scene.lab, which, binary, &scene.conf)?;
-        let taken = probe.wait_table(&scene.lab, pid, started, services, "the table complete");
-        if taken.is_err() || nth < starts {
-            probe.stop(&scene.lab, pid)?;
-        }
-        figures.start_samples.push(taken?);
-        if nth < starts {
-            drop(scene);
-            // Its namespace's teardown is kernel work of its own, not the next start's.
-            std::thread::sleep(Duration::from_secs(10));
-        } else {
-            last = Some((scene, probe, pid));
-        }
-    }
-    let Some((
-        Scene {
-            lab,
-            listeners,
-            conf,
-            ..
+    let (
+        start,
+        Running {
+            scene:
+                Scene {
+                    lab,
+                    listeners,
+                    conf,
+                    ..
+                },
+            probe,
+            pid,
         },
-        probe,
-        pid,
-    )) = last
-    else {
-        anyhow::bail!("--starts must be at least 1");
-    };
+    ) = timed_start(which, binary, services, checks)?;
+    figures.own_start = start;
     let tree = ProcessTree { top: pid };
-    figures.start_cpu_s = tree.cpu_seconds();
-    figures.rss_mb = tree.rss_mb();
     say(&format!(
         "{} {services} services{}: programmed in {:.1} s, {:.1} CPU s, RSS {:.1} MB",
         which.name(),
@@ -1119,9 +1186,9 @@ fn run_one(
             Checks::Tcp => " with TCP checks",
             Checks::Http => " with HTTP checks",
         },
-        figures.start_s(),
-        figures.start_cpu_s,
-        figures.rss_mb
+        start.wall_s,
+        start.cpu_s,
+        start.rss_mb
     ));
 
     // Steady state: a settling period first, then the measured window. keepalived: its
@@ -1388,10 +1455,39 @@ fn kernel_floor(services: usize) -> anyhow::Result<Floor> {
     Ok(floor)
 }
 
-impl Figures {
-    /// Start → table complete: the median of the starts.
-    fn start_s(&self) -> f64 {
-        median(&self.start_samples)
+/// The paired starts of one scenario ([`paired_starts`]), round by round.
+struct Rounds(Vec<Vec<(Impl, Start)>>);
+
+impl Rounds {
+    /// The median over `which`'s starts of one of their figures.
+    fn median(&self, which: Impl, figure: fn(&Start) -> f64) -> f64 {
+        let samples: Vec<f64> = self
+            .0
+            .iter()
+            .flatten()
+            .filter(|(w, _)| *w == which)
+            .map(|(_, start)| figure(start))
+            .collect();
+        median(&samples)
+    }
+
+    /// haldir's figure over keepalived's, one ratio per round that has both.
+    fn ratios(&self, figure: fn(&Start) -> f64) -> Vec<f64> {
+        self.0
+            .iter()
+            .filter_map(|round| {
+                let of = |which| {
+                    round
+                        .iter()
+                        .find(|(w, _)| *w == which)
+                        .map(|(_, s)| figure(s))
+                };
+                match (of(Impl::Haldir), of(Impl::Keepalived)) {
+                    (Some(h), Some(k)) if k > 0.0 => Some(h / k),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 }
 
@@ -1418,6 +1514,7 @@ fn report(
     checks: Checks,
     k: &Figures,
     h: &Figures,
+    rounds: &Rounds,
     floor: Option<&Floor>,
 ) -> String {
     let mut out = String::new();
@@ -1431,6 +1528,30 @@ fn report(
         "{:<44} {:>12} {:>12} {:>8}",
         "figure", "keepalived", "haldir", "h/k"
     );
+    // The start rows: each daemon's median over the paired starts, and the median of the
+    // rounds' ratios.
+    let mut paired_row = |name: &str, figure: fn(&Start) -> f64, unit: &str| {
+        let ratios = rounds.ratios(figure);
+        let _ = writeln!(
+            out,
+            "{:<44} {:>12} {:>12} {:>8}",
+            name,
+            format!("{:.2}{unit}", rounds.median(Impl::Keepalived, figure)),
+            format!("{:.2}{unit}", rounds.median(Impl::Haldir, figure)),
+            if ratios.is_empty() {
+                "—".into()
+            } else {
+                format!("{:.3}", median(&ratios))
+            }
+        );
+    };
+    paired_row(
+        &format!("start → table complete, {} rounds", rounds.0.len()),
+        |s| s.wall_s,
+        " s",
+    );
+    paired_row("  CPU to get there", |s| s.cpu_s, " s");
+    paired_row("RSS once programmed", |s| s.rss_mb, " MB");
     let mut row = |name: &str, kv: f64, hv: f64, unit: &str| {
         let _ = writeln!(
             out,
@@ -1441,17 +1562,6 @@ fn report(
             ratio(hv, kv)
         );
     };
-    row(
-        &format!(
-            "start → table complete, median of {}",
-            h.start_samples.len()
-        ),
-        k.start_s(),
-        h.start_s(),
-        " s",
-    );
-    row("  CPU to get there", k.start_cpu_s, h.start_cpu_s, " s");
-    row("RSS once programmed", k.rss_mb, h.rss_mb, " MB");
     row(
         "RSS over the steady window, median",
         k.steady_rss_mb,
@@ -1552,18 +1662,37 @@ fn report(
             hl.unknown_request
         );
     }
-    let samples = |f: &Figures| {
-        f.start_samples
-            .iter()
-            .map(|s| format!("{s:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let _ = writeln!(
         out,
-        "the starts, in order: keepalived {} s; haldir {} s",
-        samples(k),
-        samples(h)
+        "start rows: each daemon's median over the rounds' starts, h/k the median of the \
+         rounds' ratios; the rounds (start → table complete, h/k):"
+    );
+    for (nth, round) in rounds.0.iter().enumerate() {
+        let starts: Vec<String> = round
+            .iter()
+            .map(|(which, start)| format!("{} {:.2} s", which.name(), start.wall_s))
+            .collect();
+        let ratio = Rounds(vec![round.clone()]).ratios(|s| s.wall_s);
+        let _ = writeln!(
+            out,
+            "  round {}: {}{}",
+            nth + 1,
+            starts.join(", "),
+            ratio
+                .first()
+                .map_or(String::new(), |r| format!(" ({r:.3})"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "the start the other figures follow: keepalived {:.2} s, {:.2} CPU s, {:.1} MB; \
+         haldir {:.2} s, {:.2} CPU s, {:.1} MB",
+        k.own_start.wall_s,
+        k.own_start.cpu_s,
+        k.own_start.rss_mb,
+        h.own_start.wall_s,
+        h.own_start.cpu_s,
+        h.own_start.rss_mb
     );
     if h.reload_s > 0.0 {
         let _ = writeln!(
@@ -1580,8 +1709,11 @@ fn report(
              haldir's start is {:.2} s above the floor",
             floor.wall_s,
             floor.system_s,
-            ratio(floor.system_s, k.start_s()),
-            h.start_s() - floor.wall_s
+            ratio(
+                floor.system_s,
+                rounds.median(Impl::Keepalived, |s| s.wall_s)
+            ),
+            rounds.median(Impl::Haldir, |s| s.wall_s) - floor.wall_s
         );
     }
     out
@@ -1602,6 +1734,23 @@ fn main() {
     for &services in &options.sizes {
         let mut pairs = Vec::new();
         for &checks in &options.checks {
+            let rounds = match paired_starts(
+                &binaries,
+                &options.daemons,
+                services,
+                checks,
+                options.starts,
+            ) {
+                Ok(rounds) => Rounds(rounds),
+                Err(e) => {
+                    println!(
+                        "{services} {}: the paired starts FAILED: {e:#}",
+                        checks.name()
+                    );
+                    failed = true;
+                    continue;
+                }
+            };
             let mut results = Vec::new();
             for &which in &options.daemons {
                 let binary = binaries.of(which);
@@ -1612,7 +1761,6 @@ fn main() {
                     checks,
                     options.steady,
                     options.reloads,
-                    options.starts,
                 ) {
                     Ok(figures) => results.push(figures),
                     Err(e) => {
@@ -1626,7 +1774,7 @@ fn main() {
                 }
             }
             if let Ok([k, h]) = <[Figures; 2]>::try_from(results) {
-                pairs.push((checks, k, h));
+                pairs.push((checks, k, h, rounds));
             }
         }
         // Last, so that tearing its namespace down does not slow a daemon's start; after
@@ -1640,8 +1788,8 @@ fn main() {
                 None
             }
         };
-        for (checks, k, h) in &pairs {
-            let text = report(services, *checks, k, h, floor.as_ref());
+        for (checks, k, h, rounds) in &pairs {
+            let text = report(services, *checks, k, h, rounds, floor.as_ref());
             println!("{text}");
             reports.push_str(&text);
         }
