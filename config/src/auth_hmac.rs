@@ -178,7 +178,7 @@ pub(crate) fn validate(
                     ),
                 );
             } else {
-                ids.insert(id, loc.clone());
+                ids.insert(id, *loc);
             }
         }
         let secret = match &k.value {
@@ -431,11 +431,10 @@ pub(crate) fn to_toml(auth: &AuthHmac, quote: impl Fn(&str) -> String) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn loc(line: u32) -> Loc {
         Loc {
-            file: Arc::from("t.conf"),
+            file: "t.conf".into(),
             line,
             col: 5,
         }

@@ -4,7 +4,7 @@
 //! Front-ends check syntax and types only; `validate` turns a [`Draft`] into a
 //! [`Model`](crate::Model) and owns every semantic rule.
 
-use std::sync::Arc;
+use crate::error::FileName;
 
 use crate::error::Loc;
 
@@ -25,7 +25,7 @@ pub(crate) struct Located<T> {
 /// A whole configuration as read.
 #[derive(Debug, Clone)]
 pub(crate) struct Draft {
-    pub(crate) file: Arc<str>,
+    pub(crate) file: FileName,
     /// `global_defs.vrrp_version`.
     pub(crate) default_version: Option<Located<i64>>,
     /// `global_defs.router_id`.
@@ -61,7 +61,7 @@ pub(crate) struct Draft {
 
 impl Draft {
     /// An empty configuration of `file`.
-    pub(crate) fn new(file: Arc<str>) -> Self {
+    pub(crate) fn new(file: FileName) -> Self {
         Draft {
             file,
             default_version: None,

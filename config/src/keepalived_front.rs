@@ -32,9 +32,9 @@ mod health;
 mod read;
 mod tree;
 
+use crate::error::FileName;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::draft::{
     AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
@@ -58,7 +58,7 @@ use tree::{Block, Stmt, Word};
 #[allow(clippy::type_complexity)]
 pub(crate) fn read(
     text: &str,
-    file: Arc<str>,
+    file: FileName,
     canonical: Option<PathBuf>,
     dir: &Path,
 ) -> Result<Reading, Vec<ConfigError>> {
@@ -66,7 +66,7 @@ pub(crate) fn read(
     // values as soon as it is complete: neither the token list nor the whole tree exists
     // at once. A structure error found later discards those values.
     let mut front = Front::default();
-    let mut document = Document::new(file.clone());
+    let mut document = Document::new(file);
     let mut builder = tree::Builder::new(|stmt| front.top_statement(&mut document, stmt));
     let source = read::read(text, file, canonical, dir, &mut |token| builder.push(token));
     let tree_errors = builder.finish();
@@ -435,7 +435,7 @@ struct Document {
 }
 
 impl Document {
-    fn new(file: Arc<str>) -> Document {
+    fn new(file: FileName) -> Document {
         Document {
             draft: Draft::new(file),
             globals: Seen::new(),
@@ -550,7 +550,7 @@ impl Front {
         let Some(interface) = self.word(stmt) else {
             return;
         };
-        let loc = stmt.keyword().loc.clone();
+        let loc = stmt.keyword().loc;
         if let Some(first) = &self.old_sync_daemon {
             let message = format!(
                 "`lvs_sync_daemon_interface` is ignored: {}:{} already set it (keepalived keeps the first)",
@@ -619,7 +619,7 @@ impl Front {
                             members.push(GroupMember::Address(
                                 Located {
                                     value: one,
-                                    loc: address.loc.clone(),
+                                    loc: address.loc,
                                 },
                                 port.clone(),
                             ));
@@ -690,7 +690,7 @@ impl Front {
             if let Some(strict) = &defaults.strict {
                 d.accept = Some(Located {
                     value: false,
-                    loc: strict.clone(),
+                    loc: *strict,
                 });
             }
         }
@@ -714,7 +714,7 @@ impl Front {
         if !d.present.contains(&"priority") {
             d.priority = Some(Located {
                 value: 100,
-                loc: d.loc.clone(),
+                loc: d.loc,
             });
             d.present.push("priority");
         }
@@ -754,7 +754,7 @@ impl Front {
                 "default_interface" => self.instance_defaults.interface = self.word(stmt),
                 "vrrp_strict" => {
                     if self.flag(stmt, true).is_some() {
-                        self.instance_defaults.strict = Some(stmt.keyword().loc.clone());
+                        self.instance_defaults.strict = Some(stmt.keyword().loc);
                     }
                 }
                 "vrrp_garp_master_delay" => {
@@ -822,7 +822,7 @@ impl Front {
                 user: rest.first().map(located),
                 group: rest.get(1).map(|g| Located {
                     value: g.text.strip_prefix(':').unwrap_or(&g.text).to_owned(),
-                    loc: g.loc.clone(),
+                    loc: g.loc,
                 }),
             }),
         }
@@ -833,7 +833,7 @@ impl Front {
     /// instance may be the second word or follow `inst`; a bare number after
     /// the instance is the old spelling of `id`.
     fn lvs_sync_daemon(&mut self, stmt: &Stmt) -> Option<crate::lvs_sync::LvsSyncDraft> {
-        let mut d = crate::lvs_sync::LvsSyncDraft::new(stmt.keyword().loc.clone());
+        let mut d = crate::lvs_sync::LvsSyncDraft::new(stmt.keyword().loc);
         let args = stmt.args();
         let Some(interface) = args.first() else {
             self.error(
@@ -900,7 +900,7 @@ impl Front {
     }
 
     fn instance(&mut self, stmt: &Stmt) -> InstanceDraft {
-        let mut d = InstanceDraft::new(stmt.keyword().loc.clone());
+        let mut d = InstanceDraft::new(stmt.keyword().loc);
         // The name is the block's argument; reported here if absent, so it
         // always counts as present.
         d.present.push("name");
@@ -965,7 +965,7 @@ impl Front {
                     self.warn_once("nopreempt value", &s.keyword().loc, message);
                     d.nopreempt = Some(Located {
                         value: true,
-                        loc: s.keyword().loc.clone(),
+                        loc: s.keyword().loc,
                     });
                 }
                 "nopreempt" => d.nopreempt = self.flag(s, true),
@@ -1021,12 +1021,12 @@ impl Front {
             let words: Vec<&str> = entry.words.iter().map(|w| w.text.as_str()).collect();
             values.push(Located {
                 value: words.join(" "),
-                loc: entry.keyword().loc.clone(),
+                loc: entry.keyword().loc,
             });
         }
         (self.errors.len() == errors_before).then(|| Located {
             value: values,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
@@ -1052,7 +1052,7 @@ impl Front {
 
     /// `vrrp_sync_group NAME { group { VI_1 VI_2 } notify_master ... }`.
     fn sync_group(&mut self, stmt: &Stmt) -> SyncGroupDraft {
-        let mut d = SyncGroupDraft::new(stmt.keyword().loc.clone());
+        let mut d = SyncGroupDraft::new(stmt.keyword().loc);
         d.present.push("name");
         match stmt.args() {
             [name] => d.name = Some(located(name)),
@@ -1220,7 +1220,7 @@ impl Front {
                             ));
                             entry.weight = Some(Located {
                                 value: 0,
-                                loc: entry.loc.clone(),
+                                loc: entry.loc,
                             });
                             true
                         }
@@ -1277,7 +1277,7 @@ impl Front {
         }
         (self.errors.len() == errors_before).then(|| Located {
             value: names,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
@@ -1305,7 +1305,7 @@ impl Front {
     fn state(&mut self, stmt: &Stmt) -> Option<Loc> {
         let value = self.one_arg(stmt)?;
         match value.text.as_str() {
-            "MASTER" => Some(value.loc.clone()),
+            "MASTER" => Some(value.loc),
             "BACKUP" => None,
             _ => {
                 let message = format!("`{}`: state must be MASTER or BACKUP", stmt.text());
@@ -1338,7 +1338,7 @@ impl Front {
                         continue;
                     }
                     let mut key = crate::auth_hmac::KeyDraft {
-                        loc: s.keyword().loc.clone(),
+                        loc: s.keyword().loc,
                         id: None,
                         value: None,
                     };
@@ -1372,7 +1372,7 @@ impl Front {
         }
         Some(Located {
             value: auth,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
@@ -1399,13 +1399,13 @@ impl Front {
         }
         Some(Located {
             value: auth,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
     /// `virtual_server IP PORT { ... }` or `virtual_server fwmark N { ... }`.
     fn virtual_server(&mut self, stmt: &Stmt) -> Option<VirtualServerDraft> {
-        let mut d = VirtualServerDraft::new(stmt.keyword().loc.clone());
+        let mut d = VirtualServerDraft::new(stmt.keyword().loc);
         let mut group_name = None;
         match stmt.args() {
             [fwmark, mark] if fwmark.text == "fwmark" => {
@@ -1475,7 +1475,7 @@ impl Front {
                 "persistence_timeout" if s.args().is_empty() && s.block.is_none() => {
                     d.persistence_timeout = Some(Located {
                         value: 360.0,
-                        loc: s.keyword().loc.clone(),
+                        loc: s.keyword().loc,
                     })
                 }
                 "persistence_timeout" => d.persistence_timeout = self.seconds(s),
@@ -1508,7 +1508,7 @@ impl Front {
 
     /// `real_server IP [PORT] [{ ... }]`.
     fn real_server(&mut self, stmt: &Stmt) -> Option<RealServerDraft> {
-        let mut d = RealServerDraft::new(stmt.keyword().loc.clone());
+        let mut d = RealServerDraft::new(stmt.keyword().loc);
         d.present.push("ip");
         match stmt.args() {
             [] => {
@@ -1612,7 +1612,7 @@ impl Front {
             self.error(&word.loc, message);
             return false;
         }
-        seen.insert(key, word.loc.clone());
+        seen.insert(key, word.loc);
         true
     }
 
@@ -1685,7 +1685,7 @@ impl Front {
             [user] => Some(located(user)),
             [user, group] => Some(Located {
                 value: format!("{} {}", user.text, group.text),
-                loc: user.loc.clone(),
+                loc: user.loc,
             }),
             [] => {
                 self.error(
@@ -1741,7 +1741,7 @@ impl Front {
         };
         Some(Located {
             value,
-            loc: first.loc.clone(),
+            loc: first.loc,
         })
     }
 
@@ -1762,7 +1762,7 @@ impl Front {
         match text.parse::<i64>() {
             Ok(n) if is_number => Some(Located {
                 value: n,
-                loc: value.loc.clone(),
+                loc: value.loc,
             }),
             _ => {
                 let why = if is_number {
@@ -1789,7 +1789,7 @@ impl Front {
         match text.parse::<f64>() {
             Ok(seconds) if plain && seconds.is_finite() => Some(Located {
                 value: seconds,
-                loc: value.loc.clone(),
+                loc: value.loc,
             }),
             _ => {
                 let message = format!(
@@ -1814,7 +1814,7 @@ impl Front {
         }
         Some(Located {
             value,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
@@ -1831,7 +1831,7 @@ impl Front {
                 .iter()
                 .map(|w| w.text.as_str().to_owned())
                 .collect(),
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
@@ -1843,7 +1843,7 @@ impl Front {
             [] => self.flag(stmt, true),
             [word] if word.text == "allow_if_changes" => Some(Located {
                 value: true,
-                loc: stmt.keyword().loc.clone(),
+                loc: stmt.keyword().loc,
             }),
             [word, ..] => {
                 let message = format!(
@@ -1884,7 +1884,7 @@ impl Front {
         }
         (self.errors.len() == errors_before).then(|| Located {
             value: values,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 }
@@ -1939,14 +1939,14 @@ fn expand_range(text: &str) -> Result<Vec<String>, String> {
 fn located(word: &Word) -> Located<String> {
     Located {
         value: word.text.as_str().to_owned(),
-        loc: word.loc.clone(),
+        loc: word.loc,
     }
 }
 
 fn located_bool(word: &Word, value: bool) -> Located<bool> {
     Located {
         value,
-        loc: word.loc.clone(),
+        loc: word.loc,
     }
 }
 

@@ -40,9 +40,8 @@ mod virtual_route;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
-pub use error::{ConfigError, ConfigErrors, Loc};
+pub use error::{ConfigError, ConfigErrors, FileName, Loc};
 pub use model::{
     AddressFamily, Authentication, LvsMethod, LvsPersistence, LvsProtocol, LvsScheduler,
     LvsScripts, LvsTimeouts, Model, NotifyScripts, RealServer, SchedulerFlags, ScriptSettings,
@@ -162,7 +161,7 @@ pub fn load_file_with_warnings(
         Err(e) => {
             return (
                 Err(ConfigErrors(vec![ConfigError::whole_file(
-                    &Arc::from(file_name),
+                    FileName::new(&file_name),
                     format!("cannot read the configuration file: {e}"),
                 )])),
                 Vec::new(),
@@ -218,7 +217,7 @@ fn insecure_config_files(
     let mut errors = Vec::new();
     if let Err(e) = haldir_scripts::path_security::check(path) {
         errors.push(ConfigError::whole_file(
-            &Arc::from(file_name),
+            FileName::new(file_name),
             format!("enable_script_security: refusing the configuration file: {e}"),
         ));
     }
@@ -243,7 +242,7 @@ pub fn parse_toml(text: &str, file_name: &str) -> Result<Model, ConfigErrors> {
 }
 
 fn parse_toml_reading(text: &str, file_name: &str) -> Read {
-    let file: Arc<str> = Arc::from(file_name);
+    let file = FileName::new(file_name);
     match toml_front::read(text, file) {
         Ok((draft, errors)) => Read {
             script_security: script_security(&draft),
@@ -293,7 +292,7 @@ pub fn parse_keepalived_with_warnings(
 fn parse_keepalived_reading(text: &str, file_name: &str) -> Read {
     // A UTF-8 byte-order mark, as some editors write, is not part of the text.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let file: Arc<str> = Arc::from(file_name);
+    let file = FileName::new(file_name);
     let path = Path::new(file_name);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let canonical: Option<PathBuf> = path.canonicalize().ok();

@@ -147,28 +147,28 @@ impl Model {
             col: 0,
         };
         for instance in &mut self.vrrp_instances {
-            instance.loc = nowhere.clone();
+            instance.loc = nowhere;
         }
         for vs in &mut self.virtual_servers {
-            vs.loc = nowhere.clone();
+            vs.loc = nowhere;
             for rs in &mut vs.real_servers {
-                rs.loc = nowhere.clone();
+                rs.loc = nowhere;
                 for check in &mut rs.checks {
-                    check.loc = nowhere.clone();
+                    check.loc = nowhere;
                 }
             }
         }
         for script in &mut self.vrrp_scripts {
-            script.loc = nowhere.clone();
+            script.loc = nowhere;
         }
         for group in &mut self.sync_groups {
-            group.loc = nowhere.clone();
+            group.loc = nowhere;
         }
         for file in &mut self.track_files {
-            file.loc = nowhere.clone();
+            file.loc = nowhere;
         }
         for process in &mut self.track_processes {
-            process.loc = nowhere.clone();
+            process.loc = nowhere;
         }
         self
     }

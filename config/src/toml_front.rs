@@ -3,7 +3,7 @@
 //! reported (with its line:col), not just the first. Produces a [`Draft`];
 //! ranges and cross-field rules are `validate`'s job.
 
-use std::sync::Arc;
+use crate::error::FileName;
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -133,13 +133,13 @@ const AUTH_HMAC_KEY_KEYS: &[&str] = &["id", "value"];
 
 /// Parses `text` into a [`Draft`] plus every shape error found (unknown keys,
 /// wrong types). A TOML syntax error stops here: it is returned alone.
-pub(crate) fn read(text: &str, file: Arc<str>) -> Result<(Draft, Vec<ConfigError>), ConfigError> {
-    let index = LineIndex::new(file.clone(), text);
+pub(crate) fn read(text: &str, file: FileName) -> Result<(Draft, Vec<ConfigError>), ConfigError> {
+    let index = LineIndex::new(file, text);
     let document = DeTable::parse(text).map_err(|e| {
         let message = format!("TOML syntax error: {}", e.message());
         match e.span() {
             Some(span) => ConfigError::at(&index.loc(span.start), message),
-            None => ConfigError::whole_file(&file, message),
+            None => ConfigError::whole_file(file, message),
         }
     })?;
     let mut reader = Reader {
@@ -187,7 +187,7 @@ impl Expected {
 impl Reader<'_> {
     fn document(&mut self, table: &DeTable<'_>) -> Draft {
         let mut draft = Draft {
-            file: self.index.file().clone(),
+            file: self.index.file(),
             default_version: None,
             router_id: None,
             scripts: Default::default(),

@@ -139,7 +139,7 @@ pub(crate) fn track_files(
                 );
                 return None;
             }
-            seen.insert(n.value.clone(), d.loc.clone());
+            seen.insert(n.value.clone(), d.loc);
             Some(n.value.clone())
         });
         let path = d.file.as_ref().and_then(|f| {
@@ -196,7 +196,7 @@ pub(crate) fn track_files(
                 value: init_value,
                 overwrite: d.init_overwrite.as_ref().is_some_and(|o| o.value),
             }),
-            loc: d.loc.clone(),
+            loc: d.loc,
         });
     }
     result

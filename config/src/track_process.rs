@@ -207,7 +207,7 @@ pub(crate) fn track_processes(
                 );
                 return None;
             }
-            seen.insert(n.value.clone(), d.loc.clone());
+            seen.insert(n.value.clone(), d.loc);
             Some(n.value.clone())
         });
         let param_match = match &d.param_match {
@@ -236,7 +236,7 @@ pub(crate) fn track_processes(
                 );
                 return None;
             }
-            Some((first.clone(), params.to_vec(), p.loc.clone()))
+            Some((first.clone(), params.to_vec(), p.loc))
         });
         if d.process.as_ref().is_some_and(|p| p.value.is_empty()) {
             let loc = &d.process.as_ref().expect("checked").loc;
@@ -346,7 +346,7 @@ pub(crate) fn track_processes(
             quorum_max,
             fork_delay,
             terminate_delay,
-            loc: d.loc.clone(),
+            loc: d.loc,
         });
     }
     result

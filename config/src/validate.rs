@@ -38,7 +38,7 @@ pub(crate) fn validate(
         .and_then(|v| version(&mut errors, "vrrp_version", v));
     if draft.instances.is_empty() && draft.virtual_servers.is_empty() {
         errors.push(ConfigError::whole_file(
-            &draft.file,
+            draft.file,
             "nothing to run: add at least one [[vrrp_instance]] or [[virtual_server]] table",
         ));
     }
@@ -207,7 +207,7 @@ fn instance(
                 ),
             );
         } else {
-            seen.names.insert(name.value.clone(), d.loc.clone());
+            seen.names.insert(name.value.clone(), d.loc);
         }
         Some(name.value.clone())
     });
@@ -378,7 +378,7 @@ fn instance(
             );
         } else {
             let owner = name.clone().unwrap_or_default();
-            seen.routers.insert(key, (owner, d.loc.clone()));
+            seen.routers.insert(key, (owner, d.loc));
         }
     }
 
@@ -426,7 +426,7 @@ fn instance(
         track_file: Vec::new(),
         // Filled by track_process::tracked_processes once every block is known.
         track_process: Vec::new(),
-        loc: d.loc.clone(),
+        loc: d.loc,
     })
 }
 
@@ -631,7 +631,7 @@ fn sync_groups(
                 name,
                 members: list.value.iter().map(|m| m.value.clone()).collect(),
                 notify,
-                loc: d.loc.clone(),
+                loc: d.loc,
             });
         }
     }
@@ -1311,7 +1311,7 @@ fn script_settings(errors: &mut Vec<ConfigError>, d: &ScriptsDraft) -> ScriptSet
 /// `enable_script_security`, only root can change it). Errors at the script's key; an
 /// unknown script user at `script_user`, once.
 fn notify_scripts_run(errors: &mut Vec<ConfigError>, draft: &Draft, settings: &ScriptSettings) {
-    let user_loc = draft.scripts.script_user.as_ref().map(|u| u.loc.clone());
+    let user_loc = draft.scripts.script_user.as_ref().map(|u| u.loc);
     let notifies = draft
         .instances
         .iter()
@@ -1333,7 +1333,7 @@ fn notify_scripts_run(errors: &mut Vec<ConfigError>, draft: &Draft, settings: &S
             else {
                 continue;
             };
-            let at = user_loc.clone().unwrap_or_else(|| script.loc.clone());
+            let at = user_loc.unwrap_or(script.loc);
             let mut found = Vec::new();
             crate::validate_health::script_runs(
                 &mut found,

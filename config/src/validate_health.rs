@@ -376,11 +376,7 @@ pub(crate) fn lvs_scripts(
     let (user, group) = global_script_user(scripts);
     let mut one = |key: &str, script: &Option<Located<String>>| {
         let script = script.as_ref()?;
-        let user_loc = scripts
-            .script_user
-            .as_ref()
-            .map_or(&script.loc, |u| &u.loc)
-            .clone();
+        let user_loc = *scripts.script_user.as_ref().map_or(&script.loc, |u| &u.loc);
         script_runs(
             errors,
             key,
@@ -647,12 +643,11 @@ fn check(
                     .map(|g| g.value.clone())
                     .or(global_group),
             };
-            let user_loc = extras
+            let user_loc = *extras
                 .user
                 .as_ref()
                 .or(extras.group.as_ref())
-                .map_or(&d.loc, |u| &u.loc)
-                .clone();
+                .map_or(&d.loc, |u| &u.loc);
             match &extras.misc_path {
                 None => {
                     if !d.present.contains(&"misc_path") {
@@ -768,7 +763,7 @@ fn check(
     Some(HealthCheck {
         kind: kind?,
         timing,
-        loc: d.loc.clone(),
+        loc: d.loc,
     })
 }
 
@@ -988,7 +983,7 @@ pub(crate) fn vrrp_scripts(
                 );
                 return None;
             }
-            seen.insert(n.value.clone(), d.loc.clone());
+            seen.insert(n.value.clone(), d.loc);
             Some(n.value.clone())
         });
         let interval = match &d.interval {
@@ -1024,12 +1019,11 @@ pub(crate) fn vrrp_scripts(
             Some(_) => d.group.as_ref().map(|g| g.value.clone()),
             None => d.group.as_ref().map(|g| g.value.clone()).or(global_group),
         };
-        let user_loc = d
+        let user_loc = *d
             .user
             .as_ref()
             .or(d.group.as_ref())
-            .map_or(&d.loc, |u| &u.loc)
-            .clone();
+            .map_or(&d.loc, |u| &u.loc);
         let command = d.script.as_ref().and_then(|script| {
             script_runs(
                 errors,
@@ -1062,7 +1056,7 @@ pub(crate) fn vrrp_scripts(
             user,
             group,
             init_fail: d.init_fail.as_ref().is_some_and(|i| i.value),
-            loc: d.loc.clone(),
+            loc: d.loc,
         });
     }
     result

@@ -53,7 +53,7 @@ pub(crate) fn virtual_servers(
                 ),
             );
         } else {
-            seen.insert(key, vs.loc.clone());
+            seen.insert(key, vs.loc);
         }
         result.push(vs);
     }
@@ -388,7 +388,7 @@ fn virtual_server(
         omega: health.omega,
         quorum_scripts,
         real_servers,
-        loc: d.loc.clone(),
+        loc: d.loc,
     })
 }
 
@@ -584,6 +584,6 @@ fn real_server(
         inhibit_on_failure: false,
         checks: Vec::new(),
         notify: Default::default(),
-        loc: d.loc.clone(),
+        loc: d.loc,
     })
 }

@@ -80,7 +80,7 @@ fn documented_example_has_the_exact_virtual_servers() {
         ),
         (ip("10.0.0.12"), 80, 1, 1000, 800)
     );
-    assert_eq!(second.loc.file.as_ref(), file);
+    assert_eq!(&*second.loc.file.name(), file);
 
     let marked = &model.virtual_servers[1];
     assert_eq!(marked.address, VirtualServerAddress::Fwmark(1));

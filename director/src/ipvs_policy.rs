@@ -179,7 +179,7 @@ pub fn desired_table(
                     inhibit_on_failure: sorry.inhibit,
                     checks: Vec::new(),
                     notify: Default::default(),
-                    loc: vs.loc.clone(),
+                    loc: vs.loc,
                 };
                 let (dest_key, dest) = destination(vs, &stand_in);
                 dests.insert(dest_key, dest);

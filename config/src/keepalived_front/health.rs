@@ -223,12 +223,12 @@ impl Front {
             }
             words => {
                 let text: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
-                let loc = words[0].loc.clone();
+                let loc = words[0].loc;
                 Some(Located {
                     value: SorryServerDraft {
                         text: Some(Located {
                             value: text.join(" "),
-                            loc: loc.clone(),
+                            loc,
                         }),
                         ip: None,
                         port: None,
@@ -255,7 +255,7 @@ impl Front {
             CheckKindDraft::Udp => &UDP_CHECK,
             CheckKindDraft::Ping => &PING_CHECK,
         };
-        let mut d = CheckDraft::new(stmt.keyword().loc.clone(), kind);
+        let mut d = CheckDraft::new(stmt.keyword().loc, kind);
         let mut seen = Seen::new();
         for s in &block.items {
             let Some(keyword) = self.keyword(s, keywords) else {
@@ -324,11 +324,7 @@ impl Front {
         }
         Some(Located {
             value: words.join(" "),
-            loc: stmt
-                .args()
-                .first()
-                .map_or(&stmt.keyword().loc, |w| &w.loc)
-                .clone(),
+            loc: *stmt.args().first().map_or(&stmt.keyword().loc, |w| &w.loc),
         })
     }
 
@@ -339,7 +335,7 @@ impl Front {
         }
         let block = self.block(stmt)?;
         let mut d = UrlDraft {
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
             present: Present::new(),
             path: None,
             status_code: None,
@@ -424,7 +420,7 @@ impl Front {
 
     /// `vrrp_script NAME { script ... interval ... }`.
     pub(super) fn vrrp_script(&mut self, stmt: &Stmt) -> VrrpScriptDraft {
-        let mut d = VrrpScriptDraft::new(stmt.keyword().loc.clone());
+        let mut d = VrrpScriptDraft::new(stmt.keyword().loc);
         // The name is the block's argument; reported here if absent.
         d.present.push("name");
         d.name = self.block_name(stmt, "chk_web");
@@ -506,21 +502,21 @@ impl Front {
                 }
             };
             entries.push(TrackScriptDraft {
-                loc: name.loc.clone(),
+                loc: name.loc,
                 name: Some(located(name)),
                 weight,
             });
         }
         (self.errors.len() == errors_before).then(|| Located {
             value: entries,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 
     /// `track_file NAME { file PATH  weight N [reverse]  init_file [VALUE] [overwrite] }`
     /// (also spelled `vrrp_track_file`).
     pub(super) fn track_file(&mut self, stmt: &Stmt) -> TrackFileDraft {
-        let mut d = TrackFileDraft::new(stmt.keyword().loc.clone());
+        let mut d = TrackFileDraft::new(stmt.keyword().loc);
         // The name is the block's argument; reported here if absent.
         d.present.push("name");
         d.name = self.block_name(stmt, "app_ready");
@@ -552,7 +548,7 @@ impl Front {
     /// weight N [reverse]  quorum N  quorum_max N  delay S  fork_delay S
     /// terminate_delay S  full_command }` (also spelled `vrrp_track_process`).
     pub(super) fn track_process(&mut self, stmt: &Stmt) -> TrackProcessDraft {
-        let mut d = TrackProcessDraft::new(stmt.keyword().loc.clone());
+        let mut d = TrackProcessDraft::new(stmt.keyword().loc);
         d.present.push("name");
         d.name = self.block_name(stmt, "haproxy_up");
         let Some(block) = self.block(stmt) else {
@@ -574,7 +570,7 @@ impl Front {
                     d.param_match = match s.args() {
                         [] => Some(Located {
                             value: String::new(),
-                            loc: s.keyword().loc.clone(),
+                            loc: s.keyword().loc,
                         }),
                         _ => self.word(s),
                     }
@@ -604,7 +600,7 @@ impl Front {
                 self.integer_word(s, value),
                 Some(Located {
                     value: true,
-                    loc: reverse.loc.clone(),
+                    loc: reverse.loc,
                 }),
             ),
             [] => {
@@ -632,7 +628,7 @@ impl Front {
             self.error(&block.open, "`init_file` takes values, not a block");
             return;
         }
-        d.init = Some(s.keyword().loc.clone());
+        d.init = Some(s.keyword().loc);
         let args = s.args();
         let (value, rest) = match args.split_first() {
             Some((first, rest)) if first.text != "overwrite" => (Some(first), rest),
@@ -646,7 +642,7 @@ impl Front {
             [overwrite] if overwrite.text == "overwrite" => {
                 d.init_overwrite = Some(Located {
                     value: true,
-                    loc: overwrite.loc.clone(),
+                    loc: overwrite.loc,
                 });
             }
             [extra, ..] => {
@@ -700,7 +696,7 @@ impl Front {
                 if matches!(direction.text.as_str(), "reverse" | "noreverse") {
                     reverse = Some(Located {
                         value: direction.text == "reverse",
-                        loc: direction.loc.clone(),
+                        loc: direction.loc,
                     });
                     args = rest;
                 }
@@ -715,7 +711,7 @@ impl Front {
                 continue;
             }
             entries.push(TrackEntryDraft {
-                loc: name.loc.clone(),
+                loc: name.loc,
                 name: Some(located(name)),
                 weight,
                 reverse,
@@ -723,7 +719,7 @@ impl Front {
         }
         (self.errors.len() == errors_before).then(|| Located {
             value: entries,
-            loc: stmt.keyword().loc.clone(),
+            loc: stmt.keyword().loc,
         })
     }
 }

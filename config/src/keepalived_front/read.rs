@@ -4,9 +4,9 @@
 //! as keepalived does. Every token carries the file:line:col it came from, so
 //! an error in an included file names that file.
 
+use crate::error::FileName;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use compact_str::CompactString;
 
@@ -49,7 +49,7 @@ pub(super) struct Source {
 /// token to `sink` in order; relative includes are resolved against `dir`.
 pub(super) fn read(
     text: &str,
-    file: Arc<str>,
+    file: FileName,
     canonical: Option<PathBuf>,
     dir: &Path,
     sink: &mut dyn FnMut(Token),
@@ -66,8 +66,8 @@ pub(super) fn read(
     };
     reader
         .stack
-        .push(canonical.unwrap_or_else(|| PathBuf::from(&*file)));
-    reader.text(text, &file, dir, 0);
+        .push(canonical.unwrap_or_else(|| PathBuf::from(&*file.name())));
+    reader.text(text, file, dir, 0);
     Source {
         errors: reader.errors,
         included: reader.included,
@@ -122,7 +122,7 @@ impl Reader<'_> {
     /// line, giving several lines), `$NAME` and `${NAME}` are replaced by the
     /// value, and an `@ID` / `@^ID` line is kept (without its prefix) only when
     /// ID is / is not the configuration id.
-    fn text(&mut self, text: &str, file: &Arc<str>, dir: &Path, depth: usize) {
+    fn text(&mut self, text: &str, file: FileName, dir: &Path, depth: usize) {
         // Lines are taken one at a time (a 10,000-service file has 160,000 of them).
         let mut starts = 0;
         let mut ends = memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]);
@@ -176,7 +176,7 @@ impl Reader<'_> {
                 Ok(expanded) => expanded,
                 Err((col, name)) => {
                     let at = Loc {
-                        file: file.clone(),
+                        file,
                         line: line_no,
                         col: u32::try_from(col + 1).unwrap_or(u32::MAX),
                     };
@@ -248,7 +248,7 @@ impl Reader<'_> {
     }
 
     /// One line, after definitions, conditions and substitutions.
-    fn line_of(&mut self, line: &str, line_no: u32, file: &Arc<str>, dir: &Path, depth: usize) {
+    fn line_of(&mut self, line: &str, line_no: u32, file: FileName, dir: &Path, depth: usize) {
         self.line += 1;
         // The line's words go into one buffer kept across lines, not a list per line.
         let mut raws = std::mem::take(&mut self.raws);
@@ -263,12 +263,12 @@ impl Reader<'_> {
         line: &str,
         raws: &mut Vec<Raw>,
         line_no: u32,
-        file: &Arc<str>,
+        file: FileName,
         dir: &Path,
         depth: usize,
     ) {
         let loc = |col: usize| Loc {
-            file: file.clone(),
+            file,
             line: line_no,
             col: u32::try_from(col + 1).unwrap_or(u32::MAX),
         };
@@ -347,7 +347,7 @@ impl Reader<'_> {
             }
         }
         for path in files {
-            let name: Arc<str> = Arc::from(path.display().to_string());
+            let name = FileName::new(&path.display().to_string());
             // Only regular files (as keepalived): never a directory, a FIFO or /dev/zero.
             let text = match std::fs::metadata(&path) {
                 Ok(meta) if !meta.is_file() => Err("not a regular file".to_owned()),
@@ -381,9 +381,9 @@ impl Reader<'_> {
                 continue;
             }
             let sub_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            self.included.push((path.clone(), at.clone()));
+            self.included.push((path.clone(), *at));
             self.stack.push(canonical);
-            self.text(&text, &name, &sub_dir, depth + 1);
+            self.text(&text, name, &sub_dir, depth + 1);
             self.stack.pop();
         }
     }

@@ -231,7 +231,6 @@ impl<F: FnMut(Stmt)> Builder<F> {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
 
     use super::*;
 
@@ -251,7 +250,7 @@ mod tests {
         });
         let source = super::super::read::read(
             text,
-            Arc::from("t.conf"),
+            "t.conf".into(),
             None,
             Path::new("/nonexistent"),
             &mut |token| {
