@@ -32,7 +32,6 @@ mod health;
 mod read;
 mod tree;
 
-use crate::error::FileName;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -40,24 +39,26 @@ use crate::draft::{
     AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
     VirtualServerSlot,
 };
-use crate::error::{ConfigError, Loc};
+use crate::error::{ConfigError, FileName, Loc};
+use crate::pieces::Pieces;
 use crate::toml_front::edit_distance;
 
 pub(crate) use read::MAX_INCLUDE_DEPTH;
 use tree::{Block, Stmt, Word};
 
-/// Reads keepalived.conf `text`, called `file` in messages (at `canonical`
+/// Reads keepalived.conf from `input`, called `file` in messages (at `canonical`
 /// on disk, if known, for include-loop detection); relative includes are
 /// resolved against `dir`.
 ///
 /// `Err` holds the errors that make the file's structure unreadable (an
 /// unclosed quote or block, a stray brace, an include that cannot be read or
-/// loops), reported alone like a TOML syntax error. `Ok` holds the draft and
-/// the keyword errors, to be reported together with validation's, and the
-/// included files with the `include` line of each.
+/// loops), reported alone like a TOML syntax error, or the failure to read the
+/// file itself. `Ok` holds the draft and the keyword errors, to be reported
+/// together with validation's, and the included files with the `include` line
+/// of each.
 #[allow(clippy::type_complexity)]
 pub(crate) fn read(
-    text: &str,
+    input: &mut dyn Pieces,
     file: FileName,
     canonical: Option<PathBuf>,
     dir: &Path,
@@ -68,7 +69,17 @@ pub(crate) fn read(
     let mut front = Front::default();
     let mut document = Document::new(file);
     let mut builder = tree::Builder::new(|stmt| front.top_statement(&mut document, stmt));
-    let source = read::read(text, file, canonical, dir, &mut |token| builder.push(token));
+    let source = match read::read(input, file, canonical, dir, &mut |token| {
+        builder.push(token)
+    }) {
+        Ok(source) => source,
+        Err(e) => {
+            return Err(vec![ConfigError::whole_file(
+                file,
+                format!("cannot read the configuration file: {e}"),
+            )])
+        }
+    };
     let tree_errors = builder.finish();
     let mut errors = source.errors;
     errors.extend(tree_errors);

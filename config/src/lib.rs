@@ -26,6 +26,7 @@ mod lvs_sync;
 mod model;
 mod model_health;
 mod notify_fifo;
+mod pieces;
 mod to_toml;
 mod toml_front;
 mod track_file;
@@ -40,6 +41,8 @@ mod virtual_route;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+use pieces::Pieces as _;
 
 pub use error::{ConfigError, ConfigErrors, FileName, Loc};
 pub use model::{
@@ -109,6 +112,15 @@ impl FromStr for Format {
 /// `vrrp_instance VI_1 {`, `include ...`). Only a file with nothing but
 /// comments falls back on `path`'s extension (`.conf` → keepalived).
 pub fn detect_format(text: &str, path: &Path) -> Format {
+    format_by_content(text).unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
+        Some("conf" | "cfg") => Format::Keepalived,
+        _ => Format::Toml,
+    })
+}
+
+/// [`detect_format`] by the first line that is not blank or a `#` comment; `None` if
+/// there is none.
+fn format_by_content(text: &str) -> Option<Format> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for line in text.lines() {
         let line = line.trim();
@@ -116,21 +128,18 @@ pub fn detect_format(text: &str, path: &Path) -> Format {
             continue;
         }
         if line.starts_with('[') {
-            return Format::Toml;
+            return Some(Format::Toml);
         }
         // A TOML key: bare (A-Za-z0-9_-), quoted or dotted, then `=`.
         let key_end = line
             .find(|c: char| !(c.is_ascii_alphanumeric() || "_-.\"' \t".contains(c)))
             .unwrap_or(line.len());
         if line[key_end..].starts_with('=') && key_end > 0 {
-            return Format::Toml;
+            return Some(Format::Toml);
         }
-        return Format::Keepalived;
+        return Some(Format::Keepalived);
     }
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("conf" | "cfg") => Format::Keepalived,
-        _ => Format::Toml,
-    }
+    None
 }
 
 /// Reads, parses and validates the configuration file at `path`, in the
@@ -156,25 +165,54 @@ pub fn load_file_with_warnings(
     format: Format,
 ) -> (Result<Model, ConfigErrors>, Vec<ConfigError>) {
     let file_name = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            return (
-                Err(ConfigErrors(vec![ConfigError::whole_file(
-                    FileName::new(&file_name),
-                    format!("cannot read the configuration file: {e}"),
-                )])),
-                Vec::new(),
-            )
-        }
+    let cannot_read = |e: std::io::Error| {
+        (
+            Err(ConfigErrors(vec![ConfigError::whole_file(
+                FileName::new(&file_name),
+                format!("cannot read the configuration file: {e}"),
+            )])),
+            Vec::new(),
+        )
     };
+    // Read in pieces (src/pieces.rs): keepalived.conf is read line by line from them; the
+    // whole text is gathered only for TOML, or to tell the syntax of a file whose first
+    // piece is all comments.
+    let mut input = match std::fs::File::open(path) {
+        Ok(file) => pieces::LinePieces::new(file),
+        Err(e) => return cannot_read(e),
+    };
+    let mut whole = None;
     let format = match format {
-        Format::Auto => detect_format(&text, path),
+        Format::Auto => {
+            let by_content = match input.next_piece() {
+                Ok(first) => first.and_then(format_by_content),
+                Err(e) => return cannot_read(e),
+            };
+            input.hand_again();
+            match by_content {
+                Some(format) => format,
+                None => match input.rest() {
+                    Ok(text) => {
+                        let format = detect_format(&text, path);
+                        whole = Some(text);
+                        format
+                    }
+                    Err(e) => return cannot_read(e),
+                },
+            }
+        }
         given => given,
     };
-    let read = match format {
-        Format::Keepalived => parse_keepalived_reading(&text, &file_name),
-        _ => parse_toml_reading(&text, &file_name),
+    let read = match (format, whole) {
+        (Format::Keepalived, Some(text)) => {
+            parse_keepalived_reading(&mut pieces::Whole(Some(&text)), &file_name)
+        }
+        (Format::Keepalived, None) => parse_keepalived_reading(&mut input, &file_name),
+        (_, Some(text)) => parse_toml_reading(&text, &file_name),
+        (_, None) => match input.rest() {
+            Ok(text) => parse_toml_reading(&text, &file_name),
+            Err(e) => return cannot_read(e),
+        },
     };
     // The files are judged whenever the option is written, even in an
     // otherwise invalid file, so every error shows at once.
@@ -276,7 +314,7 @@ fn script_security(draft: &draft::Draft) -> bool {
 /// order they occur; otherwise every keyword and validation error is
 /// reported together.
 pub fn parse_keepalived(text: &str, file_name: &str) -> Result<Model, ConfigErrors> {
-    parse_keepalived_reading(text, file_name).model
+    parse_keepalived_reading(&mut pieces::Whole(Some(text)), file_name).model
 }
 
 /// [`parse_keepalived`], and its warnings (see [`load_file_with_warnings`]).
@@ -284,19 +322,17 @@ pub fn parse_keepalived_with_warnings(
     text: &str,
     file_name: &str,
 ) -> (Result<Model, ConfigErrors>, Vec<ConfigError>) {
-    let read = parse_keepalived_reading(text, file_name);
+    let read = parse_keepalived_reading(&mut pieces::Whole(Some(text)), file_name);
     (read.model, read.warnings)
 }
 
 /// [`parse_keepalived`], and the files it included (each with its `include` line).
-fn parse_keepalived_reading(text: &str, file_name: &str) -> Read {
-    // A UTF-8 byte-order mark, as some editors write, is not part of the text.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+fn parse_keepalived_reading(input: &mut dyn pieces::Pieces, file_name: &str) -> Read {
     let file = FileName::new(file_name);
     let path = Path::new(file_name);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let canonical: Option<PathBuf> = path.canonicalize().ok();
-    match keepalived_front::read(text, file, canonical, &dir) {
+    match keepalived_front::read(input, file, canonical, &dir) {
         Ok(reading) => Read {
             script_security: script_security(&reading.draft),
             model: validate::validate(reading.draft, reading.errors),

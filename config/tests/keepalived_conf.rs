@@ -1087,3 +1087,72 @@ fn an_include_whose_braces_explode_is_refused_quickly() {
     assert!(errors[0].contains("too many names"), "{errors:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+// ---- a large file --------------------------------------------------------------
+
+/// `count` virtual servers of two real servers each, about 250 bytes apiece.
+fn many_virtual_servers(count: usize) -> String {
+    let mut text = String::from("# many virtual servers\nglobal_defs {\n    router_id big\n}\n");
+    for i in 0..count {
+        text.push_str(&format!(
+            "virtual_server 10.40.{}.{} 80 {{\n    delay_loop 60\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    real_server 10.41.0.1 80 {{\n        weight 1\n    }}\n    real_server 10.41.0.2 80 {{\n        weight 2\n    }}\n}}\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_file_of_many_pieces_loads_as_its_whole_text_parses() {
+    // Over a megabyte: the loader reads it in several pieces (`config/src/pieces.rs`).
+    let text = many_virtual_servers(5_000);
+    assert!(text.len() > 1_000_000);
+    let dir = std::env::temp_dir().join(format!("haldir-pieces-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keepalived.conf");
+    let name = path.display().to_string();
+    std::fs::write(&path, &text).unwrap();
+    let loaded = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded, parse_keepalived(&text, &name).unwrap());
+    assert_eq!(loaded.virtual_servers.len(), 5_000);
+
+    // An error near the end is reported at its line, as from the whole text.
+    let bad = text.replacen("weight 2", "weight two", 1).replace(
+        "10.40.19.250 80 {\n    delay_loop 60",
+        "10.40.19.250 80 {\n    delay_loop sixty",
+    );
+    std::fs::write(&path, &bad).unwrap();
+    let from_file: Vec<String> = load_file(&path)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let from_text: Vec<String> = parse_keepalived(&bad, &name)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(from_file, from_text);
+    assert_eq!(from_file.len(), 2, "{from_file:?}");
+    let last_line = bad.lines().position(|l| l.contains("sixty")).unwrap() + 1;
+    assert!(
+        from_file[1].starts_with(&format!("{name}:{last_line}:")),
+        "{from_file:?}"
+    );
+
+    // A byte that is not UTF-8 past the first piece: the file cannot be read.
+    let mut bytes = text.into_bytes();
+    let at = bytes.len() - 100;
+    bytes[at] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let errors = load_file(&path).unwrap_err().0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        format!("{name}: cannot read the configuration file: stream did not contain valid UTF-8")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

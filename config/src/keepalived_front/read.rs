@@ -4,13 +4,13 @@
 //! as keepalived does. Every token carries the file:line:col it came from, so
 //! an error in an included file names that file.
 
-use crate::error::FileName;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use compact_str::CompactString;
 
-use crate::error::{ConfigError, Loc};
+use crate::error::{ConfigError, FileName, Loc};
+use crate::pieces::Pieces;
 
 /// How deep `include` may nest (the main file is depth 0). keepalived has no
 /// limit; this one only stops runaway chains (loops are caught separately).
@@ -45,15 +45,17 @@ pub(super) struct Source {
     pub(super) included: Vec<(PathBuf, Loc)>,
 }
 
-/// Reads `text` (the file called `file`, at `canonical` on disk if known), handing each
-/// token to `sink` in order; relative includes are resolved against `dir`.
+/// Reads the main file (called `file`, at `canonical` on disk if known) from `input`,
+/// handing each token to `sink` in order; relative includes are resolved against `dir`.
+/// `Err` is a failure to read the main file (the tokens handed over so far are then only
+/// a part of it).
 pub(super) fn read(
-    text: &str,
+    input: &mut dyn Pieces,
     file: FileName,
     canonical: Option<PathBuf>,
     dir: &Path,
     sink: &mut dyn FnMut(Token),
-) -> Source {
+) -> std::io::Result<Source> {
     let mut reader = Reader {
         sink,
         errors: Vec::new(),
@@ -67,11 +69,30 @@ pub(super) fn read(
     reader
         .stack
         .push(canonical.unwrap_or_else(|| PathBuf::from(&*file.name())));
-    reader.text(text, file, dir, 0);
-    Source {
+    let mut feed = LineFeed::default();
+    while let Some(piece) = input.next_piece()? {
+        // A UTF-8 byte-order mark, as some editors write, is not part of the text.
+        let piece = match feed.lines {
+            0 => piece.strip_prefix('\u{feff}').unwrap_or(piece),
+            _ => piece,
+        };
+        reader.lines(piece, &mut feed, file, dir, 0);
+    }
+    reader.end_lines(feed);
+    Ok(Source {
         errors: reader.errors,
         included: reader.included,
-    }
+    })
+}
+
+/// Where the reading of one file is between two pieces of it.
+#[derive(Default)]
+struct LineFeed {
+    /// The lines read so far.
+    lines: usize,
+    /// A `$NAME=VALUE` definition continued on the next line (its value so far ended in
+    /// `\`, dropped).
+    definition: Option<(String, String)>,
 }
 
 struct Reader<'s> {
@@ -117,27 +138,51 @@ struct Raw {
 }
 
 impl Reader<'_> {
-    /// Reads `text` line by line, as keepalived's parser does: a `$NAME=VALUE`
-    /// line defines a parameter (a value ending in `\` continues on the next
-    /// line, giving several lines), `$NAME` and `${NAME}` are replaced by the
-    /// value, and an `@ID` / `@^ID` line is kept (without its prefix) only when
-    /// ID is / is not the configuration id.
+    /// Reads an included file's whole `text`.
     fn text(&mut self, text: &str, file: FileName, dir: &Path, depth: usize) {
-        // Lines are taken one at a time (a 10,000-service file has 160,000 of them).
+        let mut feed = LineFeed::default();
+        self.lines(text, &mut feed, file, dir, depth);
+        self.end_lines(feed);
+    }
+
+    /// Reads `piece`, whole lines of one file after the lines `feed` has seen, line by
+    /// line as keepalived's parser does: a `$NAME=VALUE` line defines a parameter (a value
+    /// ending in `\` continues on the next line, giving several lines), `$NAME` and
+    /// `${NAME}` are replaced by the value, and an `@ID` / `@^ID` line is kept (without
+    /// its prefix) only when ID is / is not the configuration id.
+    fn lines(
+        &mut self,
+        piece: &str,
+        feed: &mut LineFeed,
+        file: FileName,
+        dir: &Path,
+        depth: usize,
+    ) {
+        // Lines are taken one at a time (a 10,000-service file has 160,000 of them). A
+        // piece ends at a line's end: nothing follows its last `\n`.
         let mut starts = 0;
-        let mut ends = memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]);
-        let mut lines = std::iter::from_fn(|| {
+        let mut ends = memchr::memchr_iter(b'\n', piece.as_bytes()).chain([piece.len()]);
+        let lines = std::iter::from_fn(|| {
             let end = ends.next()?;
-            let line = &text[starts..end];
+            if end == piece.len() && starts == end {
+                return None;
+            }
+            let line = &piece[starts..end];
             starts = end + 1;
             Some(line.strip_suffix('\r').unwrap_or(line))
-        })
-        .enumerate();
-        // A text without `$` defines and uses no parameter: its lines are not looked
+        });
+        // A piece without `$` defines and uses no parameter: its lines are not looked
         // through for one.
-        let has_parameters = text.contains('$');
-        while let Some((index, line)) = lines.next() {
-            let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        let has_parameters = piece.contains('$');
+        for line in lines {
+            feed.lines += 1;
+            let line_no = u32::try_from(feed.lines).unwrap_or(u32::MAX);
+            if let Some((name, mut value)) = feed.definition.take() {
+                value.push('\n');
+                value.push_str(line.trim());
+                self.define(feed, name, value);
+                continue;
+            }
             // Most lines start with neither `$` nor `@`: one look at the first byte.
             let first = match line.bytes().find(|b| !is_ascii_space(*b)) {
                 // Perhaps a Unicode space.
@@ -146,14 +191,7 @@ impl Reader<'_> {
             };
             if first == Some(b'$') {
                 if let Some((name, value)) = definition(line) {
-                    let mut value = value.to_owned();
-                    while let Some(head) = value.strip_suffix('\\') {
-                        value = head.trim_end().to_owned();
-                        let Some((_, next)) = lines.next() else { break };
-                        value.push('\n');
-                        value.push_str(next.trim());
-                    }
-                    self.parameters.insert(name.to_owned(), value);
+                    self.define(feed, name.to_owned(), value.to_owned());
                     continue;
                 }
             }
@@ -192,6 +230,24 @@ impl Reader<'_> {
             for part in expanded.split('\n') {
                 self.line_of(part, line_no, file, dir, depth);
             }
+        }
+    }
+
+    /// A `$NAME=VALUE` definition as read so far: defined, or, when its value ends in `\`,
+    /// kept in `feed` to go on with the next line.
+    fn define(&mut self, feed: &mut LineFeed, name: String, value: String) {
+        match value.strip_suffix('\\') {
+            Some(head) => feed.definition = Some((name, head.trim_end().to_owned())),
+            None => {
+                self.parameters.insert(name, value);
+            }
+        }
+    }
+
+    /// The end of a file: a definition still continuing is defined as it is.
+    fn end_lines(&mut self, feed: LineFeed) {
+        if let Some((name, value)) = feed.definition {
+            self.parameters.insert(name, value);
         }
     }
 
@@ -737,6 +793,78 @@ mod tests {
                 Kind::Close => "}".into(),
             })
             .collect()
+    }
+
+    /// Every line its own piece, the way a piece boundary can fall anywhere between lines.
+    struct LineByLine<'t>(std::str::SplitInclusive<'t, char>);
+
+    impl Pieces for LineByLine<'_> {
+        fn next_piece(&mut self) -> std::io::Result<Option<&str>> {
+            Ok(self.0.next())
+        }
+    }
+
+    /// The tokens (kind and place) and the errors of reading `input`.
+    fn tokens_of(input: &mut dyn Pieces) -> (Vec<(Kind, Loc, usize)>, Vec<String>) {
+        let mut tokens = Vec::new();
+        let source = read(
+            input,
+            "p.conf".into(),
+            None,
+            Path::new("/nonexistent"),
+            &mut |token| tokens.push((token.kind, token.loc, token.line)),
+        )
+        .unwrap();
+        let errors = source.errors.iter().map(|e| e.to_string()).collect();
+        (tokens, errors)
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_gives_the_tokens_of_the_whole_text() {
+        let id = config_id();
+        let text = format!(
+            "\u{feff}global_defs {{\r\n  router_id a # comment\r\n}}\n\
+             $ADDRESSES=10.0.0.1 \\\n   10.0.0.2 \\\n 10.0.0.3\n\
+             $PORT=80\n\
+             virtual_server 10.9.9.9 $PORT {{\n\
+             @{id} lb_algo rr\n\
+             @^{id} lb_algo wrr\n\
+             real_server ${{ADDRESSES}} {{ }}\n\
+             weight $UNDEFINED\n\
+             }}\n\
+             $LAST=x \\"
+        );
+        let whole = tokens_of(&mut crate::pieces::Whole(Some(&text)));
+        let pieces = tokens_of(&mut LineByLine(text.split_inclusive('\n')));
+        assert_eq!(pieces, whole);
+        let (tokens, errors) = whole;
+        let words: Vec<String> = tokens
+            .iter()
+            .map(|(kind, loc, _)| match kind {
+                Kind::Word(w) => format!("{w}@{}:{}", loc.line, loc.col),
+                Kind::Open => "{".into(),
+                Kind::Close => "}".into(),
+            })
+            .collect();
+        // The byte-order mark is dropped, the continued definition spans lines 4-6, the
+        // conditional lines keep their columns, and the substituted words their line.
+        assert_eq!(words[0], "global_defs@1:1");
+        assert!(words.contains(&"80@8:25".to_owned()), "{words:?}");
+        assert!(words.contains(&"rr@9:10".to_owned()), "{words:?}");
+        assert!(!words.iter().any(|w| w.starts_with("wrr")), "{words:?}");
+        for address in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+            assert!(
+                words
+                    .iter()
+                    .any(|w| w.starts_with(&format!("{address}@11:"))),
+                "{address} in {words:?}"
+            );
+        }
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("p.conf:12:8: `$UNDEFINED`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

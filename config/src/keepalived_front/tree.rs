@@ -249,7 +249,7 @@ mod tests {
             emitted.push((shown, tokens_read.get()));
         });
         let source = super::super::read::read(
-            text,
+            &mut crate::pieces::Whole(Some(text)),
             "t.conf".into(),
             None,
             Path::new("/nonexistent"),
@@ -257,7 +257,8 @@ mod tests {
                 tokens_read.set(tokens_read.get() + 1);
                 builder.push(token);
             },
-        );
+        )
+        .unwrap();
         assert!(source.errors.is_empty());
         let errors = builder.finish();
         (emitted, errors.iter().map(|e| e.to_string()).collect())
