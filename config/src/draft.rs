@@ -4,9 +4,7 @@
 //! Front-ends check syntax and types only; `validate` turns a [`Draft`] into a
 //! [`Model`](crate::Model) and owns every semantic rule.
 
-use crate::error::FileName;
-
-use crate::error::Loc;
+use crate::error::{FileName, Loc};
 
 /// The keywords written in one block, in order, so that validation can tell a keyword
 /// left out from one written with a bad value. A block of the common kinds writes four

@@ -3,8 +3,6 @@
 //! reported (with its line:col), not just the first. Produces a [`Draft`];
 //! ranges and cross-field rules are `validate`'s job.
 
-use crate::error::FileName;
-
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -12,7 +10,7 @@ use crate::draft::{
     AuthDraft, Draft, InstanceDraft, Located, RealServerDraft, SyncGroupDraft, VirtualServerDraft,
     VirtualServerSlot,
 };
-use crate::error::{ConfigError, LineIndex};
+use crate::error::{ConfigError, FileName, LineIndex};
 
 mod health;
 
