@@ -9,8 +9,8 @@
 //! Each daemon runs alone in a fresh network namespace (IPVS tables are per namespace, and
 //! a fresh one has no trash list of deleted destinations slowing its adds). First the
 //! **start** figures, from `--starts` rounds (3) of one start of each daemon back to back,
-//! the order turned each round, each start in a namespace of its own and stopped once
-//! measured: from the spawn until the last service has its destinations (both daemons
+//! the order turned each round, each start in a namespace of its own, once the machine is
+//! quiet after the one before, and stopped once measured: from the spawn until the last service has its destinations (both daemons
 //! program in the file's order), polled every 25 ms over a netlink socket the bench holds
 //! in the daemon's namespace, then confirmed by one read of the whole
 //! `/proc/PID/net/ip_vs`; the CPU seconds the daemon's processes used to get there and
@@ -1079,14 +1079,15 @@ struct Running {
     pid: u32,
 }
 
-/// Starts `which` in a fresh namespace and waits for its table; on a failed wait the daemon
-/// is stopped.
+/// Starts `which` in a fresh namespace, once the machine is quiet ([`settle`]), and waits
+/// for its table; on a failed wait the daemon is stopped.
 fn timed_start(
     which: Impl,
     binary: &Path,
     services: usize,
     checks: Checks,
 ) -> anyhow::Result<(Start, Running)> {
+    settle();
     let scene = Scene::new(which, services, checks)?;
     let probe = KernelProbe::open(&scene.ns)?;
     let started = Instant::now();
@@ -1142,8 +1143,6 @@ fn paired_starts(
                 start.rss_mb
             ));
             this_round.push((which, start));
-            // Its namespace's teardown is kernel work of its own, not the next start's.
-            std::thread::sleep(Duration::from_secs(10));
         }
         taken.push(this_round);
     }
@@ -1402,6 +1401,55 @@ fn own_cpu_seconds() -> (f64, f64) {
         ticks.unwrap_or(0) as f64 / clock_ticks_per_second()
     };
     (seconds(14), seconds(15))
+}
+
+/// Waits until the machine is quiet before a start: the namespace torn down before it
+/// (kernel work in a worker thread after `ip netns delete` returns, seconds at 40,000
+/// destinations under emulation) and the last daemon's exit done, so that no start shares
+/// the CPUs with what came before it. A fixed 10 s pause was not always enough: in one
+/// run haldir's starts right after one of keepalived took 3.1 s against 2.3 s after one of
+/// its own. Quiet: the CPUs 90 % idle over a second, twice in a row; at most 60 s.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(2));
+    let began = Instant::now();
+    let mut before = cpu_times();
+    let mut quiet_seconds = 0;
+    while began.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        let after = cpu_times();
+        let (idle, total) = (after.0 - before.0, after.1 - before.1);
+        before = after;
+        quiet_seconds = if total > 0 && idle * 10 >= total * 9 {
+            quiet_seconds + 1
+        } else {
+            0
+        };
+        if quiet_seconds == 2 {
+            say(&format!(
+                "quiet after {:.0} s",
+                began.elapsed().as_secs_f64() + 2.0
+            ));
+            return;
+        }
+    }
+    say("the machine was not quiet after 60 s; starting all the same");
+}
+
+/// The machine's idle and total CPU time so far, in clock ticks (`/proc/stat`'s `cpu`
+/// line: user nice system idle iowait irq softirq steal; idle and iowait are idle).
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (idle, ticks.iter().sum())
 }
 
 /// Adds the file's `services` × [`REAL_SERVERS`] with the IPVS library alone, in a fresh
@@ -1777,9 +1825,9 @@ fn main() {
                 pairs.push((checks, k, h, rounds));
             }
         }
-        // Last, so that tearing its namespace down does not slow a daemon's start; after
-        // a pause for the daemons' namespaces to be torn down.
-        std::thread::sleep(Duration::from_secs(10));
+        // Last, so that tearing its namespace down does not slow a daemon's start; once
+        // the daemons' namespaces are torn down.
+        settle();
         let floor = match kernel_floor(services) {
             Ok(floor) => Some(floor),
             Err(e) => {
