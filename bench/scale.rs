@@ -1403,12 +1403,13 @@ fn own_cpu_seconds() -> (f64, f64) {
     (seconds(14), seconds(15))
 }
 
-/// Waits until the machine is quiet before a start: the namespace torn down before it
-/// (kernel work in a worker thread after `ip netns delete` returns, seconds at 40,000
-/// destinations under emulation) and the last daemon's exit done, so that no start shares
-/// the CPUs with what came before it. A fixed 10 s pause was not always enough: in one
-/// run haldir's starts right after one of keepalived took 3.1 s against 2.3 s after one of
-/// its own. Quiet: the CPUs 90 % idle over a second, twice in a row; at most 60 s.
+/// Waits until the machine is quiet before a start, so that no start shares the CPUs with
+/// what came before it: the namespace torn down before it (kernel work that goes on after
+/// `ip netns delete` returns) and the last daemon's exit. Quiet: the CPUs 90 % idle over a
+/// second, twice in a row, after 2 s; at most 60 s. It replaced a fixed 10 s pause after a
+/// run where haldir's starts right after one of keepalived's took 3.1 s against 2.3 s
+/// after one of its own; in the runs since, every start found the machine quiet at the
+/// first look (4 s), and a slow start came after either daemon, so that was not the cause.
 fn settle() {
     std::thread::sleep(Duration::from_secs(2));
     let began = Instant::now();
