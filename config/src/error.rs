@@ -122,6 +122,11 @@ impl ConfigError {
         }
     }
 
+    /// The file could not be read (opened, read through, or it is not UTF-8).
+    pub(crate) fn unreadable(file: FileName, error: &std::io::Error) -> Self {
+        ConfigError::whole_file(file, format!("cannot read the configuration file: {error}"))
+    }
+
     /// An error about the file as a whole.
     pub fn whole_file(file: FileName, message: impl Into<String>) -> Self {
         ConfigError {

@@ -73,12 +73,7 @@ pub(crate) fn read(
         builder.push(token)
     }) {
         Ok(source) => source,
-        Err(e) => {
-            return Err(vec![ConfigError::whole_file(
-                file,
-                format!("cannot read the configuration file: {e}"),
-            )])
-        }
+        Err(e) => return Err(vec![ConfigError::unreadable(file, &e)]),
     };
     let tree_errors = builder.finish();
     let mut errors = source.errors;

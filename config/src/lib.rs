@@ -167,14 +167,14 @@ pub fn load_file_with_warnings(
     let file_name = path.display().to_string();
     let cannot_read = |e: std::io::Error| {
         (
-            Err(ConfigErrors(vec![ConfigError::whole_file(
+            Err(ConfigErrors(vec![ConfigError::unreadable(
                 FileName::new(&file_name),
-                format!("cannot read the configuration file: {e}"),
+                &e,
             )])),
             Vec::new(),
         )
     };
-    // Read in pieces (src/pieces.rs): keepalived.conf is read line by line from them; the
+    // Read in pieces (pieces.rs): keepalived.conf is read line by line from them; the
     // whole text is gathered only for TOML, or to tell the syntax of a file whose first
     // piece is all comments.
     let mut input = match std::fs::File::open(path) {
